@@ -1,0 +1,151 @@
+//! Length-prefixed framing: `[i32 length][length bytes]`, read into `Bytes` without copying.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Size of the length prefix in front of every Kafka frame.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Why a stream could not be cut into Kafka frames.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("negative frame length {0}")]
+    NegativeLength(i32),
+    #[error("a TLS handshake was sent to a plaintext Kafka listener (is the client configured for SSL?)")]
+    TlsOnPlaintext,
+    #[error("an HTTP request was sent to a Kafka listener")]
+    HttpOnKafka,
+    #[error("connection closed mid-frame: got {got} of {expected} bytes")]
+    Truncated { got: usize, expected: usize },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads whole frames from a byte stream. Each returned `Bytes` holds the length prefix *and*
+/// the payload, so forwarding a frame is writing the same bytes back out.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, max_frame: usize) -> Self {
+        Self { inner, buf: BytesMut::with_capacity(16 * 1024), max_frame }
+    }
+
+    /// The next frame, or `None` on a clean end of stream between frames.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(total) = check_prefix(&self.buf, self.max_frame)? {
+                if self.buf.len() >= total {
+                    return Ok(Some(self.buf.split_to(total).freeze()));
+                }
+                // Reserve the whole frame at once: one allocation instead of repeated doubling.
+                self.buf.reserve(total - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    let expected = check_prefix(&self.buf, self.max_frame)?.unwrap_or(LENGTH_PREFIX);
+                    Err(FrameError::Truncated { got: self.buf.len(), expected })
+                };
+            }
+        }
+    }
+}
+
+/// Validates the length prefix at the start of `buf`; returns the total frame size (prefix
+/// included) once four bytes are there.
+pub fn check_prefix(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.get(..LENGTH_PREFIX) else {
+        // A TLS record or an HTTP verb is recognisable from fewer than four bytes only in
+        // part; wait for four so the message names the right culprit.
+        return Ok(None);
+    };
+    if prefix[0] == 0x16 && prefix[1] == 0x03 {
+        return Err(FrameError::TlsOnPlaintext);
+    }
+    if [b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI ", b"DELE", b"OPTI"]
+        .iter()
+        .any(|verb| prefix == &verb[..])
+    {
+        return Err(FrameError::HttpOnKafka);
+    }
+    let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    if len < 0 {
+        return Err(FrameError::NegativeLength(len));
+    }
+    let size = len as usize;
+    if size > max_frame {
+        return Err(FrameError::TooLarge { size, limit: max_frame });
+    }
+    Ok(Some(LENGTH_PREFIX + size))
+}
+
+/// Prepends the length prefix to an encoded payload.
+pub fn with_length_prefix(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
+    out.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(input: &[u8], max: usize) -> Result<Vec<Bytes>, FrameError> {
+        let mut reader = FrameReader::new(input, max);
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().await? {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    #[tokio::test]
+    async fn splits_pipelined_frames_and_keeps_prefix() {
+        let mut input = with_length_prefix(b"abc").to_vec();
+        input.extend_from_slice(&with_length_prefix(b"").to_vec());
+        input.extend_from_slice(&with_length_prefix(b"hello").to_vec());
+        let frames = read_all(&input, 100).await.unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(&frames[0][..], b"\0\0\0\x03abc");
+        assert_eq!(&frames[2][4..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn rejects_oversized_frame_before_reading_it() {
+        let input = 1_000_000i32.to_be_bytes();
+        let err = read_all(&input, 1000).await.unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { size: 1_000_000, limit: 1000 }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn reports_truncation_with_counts() {
+        let mut input = 10i32.to_be_bytes().to_vec();
+        input.extend_from_slice(b"12345");
+        let err = read_all(&input, 100).await.unwrap_err();
+        assert!(matches!(err, FrameError::Truncated { got: 9, expected: 14 }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn names_tls_and_http_clients() {
+        let tls = [0x16, 0x03, 0x01, 0x02, 0x00];
+        assert!(matches!(read_all(&tls, 100).await, Err(FrameError::TlsOnPlaintext)));
+        let http = b"GET /metrics HTTP/1.1\r\n\r\n";
+        assert!(matches!(read_all(http, 100).await, Err(FrameError::HttpOnKafka)));
+    }
+
+    #[tokio::test]
+    async fn rejects_negative_length() {
+        let input = (-5i32).to_be_bytes();
+        assert!(matches!(read_all(&input, 100).await, Err(FrameError::NegativeLength(-5))));
+    }
+}

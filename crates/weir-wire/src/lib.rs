@@ -1,0 +1,22 @@
+//! The Kafka wire codec of Weir.
+//!
+//! Owns everything about Kafka *bytes*: cutting a TCP stream into length-prefixed frames
+//! ([`frame`]), peeking at a request header without decoding the body ([`header`]), decoding and
+//! re-encoding only the messages someone asked for ([`message`]), and reading record-batch
+//! headers for counting ([`records`]).
+//!
+//! It must not touch sockets, tasks, configuration or metrics: it works on `AsyncRead` and
+//! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
+//! stay the very `Bytes` that were read.
+
+pub mod frame;
+pub mod header;
+pub mod message;
+pub mod records;
+
+pub use frame::{FrameError, FrameReader};
+pub use header::{HeaderError, RequestHeaderPeek};
+pub use message::{MessageError, ResponseFrame};
+
+/// Re-exported so that users of the codec name message types from one place.
+pub use kafka_protocol;

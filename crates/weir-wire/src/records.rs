@@ -1,0 +1,77 @@
+//! Counting records in a `records` field by reading record-batch headers only.
+//!
+//! A v2 record batch starts with `baseOffset: i64, batchLength: i32`, and its record count sits
+//! at byte 57. Legacy (v0/v1) message sets count one record per entry. Nothing is decompressed.
+
+const MAGIC_OFFSET: usize = 16;
+const RECORD_COUNT_OFFSET: usize = 57;
+const LOG_OVERHEAD: usize = 12;
+
+/// Records and bytes in a `records` blob. A trailing partial batch (which Fetch responses may
+/// carry) is ignored.
+pub fn count_records(records: &[u8]) -> u64 {
+    let mut pos = 0usize;
+    let mut count = 0u64;
+    while let Some(head) = records.get(pos..pos + LOG_OVERHEAD) {
+        let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        let Ok(length) = usize::try_from(length) else { break };
+        let end = pos + LOG_OVERHEAD + length;
+        if end > records.len() {
+            break;
+        }
+        let batch = &records[pos..end];
+        count += match batch.get(MAGIC_OFFSET) {
+            Some(2) => batch
+                .get(RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4)
+                .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]).max(0) as u64)
+                .unwrap_or(0),
+            Some(_) => 1,
+            None => 0,
+        };
+        pos = end;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(n: usize) -> Vec<u8> {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: 0,
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'x'; 10])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn counts_across_batches_and_ignores_partial_tail() {
+        let mut blob = batch(3);
+        blob.extend(batch(5));
+        assert_eq!(count_records(&blob), 8);
+        let partial = batch(4);
+        blob.extend_from_slice(&partial[..20]);
+        assert_eq!(count_records(&blob), 8);
+        assert_eq!(count_records(&[]), 0);
+        assert_eq!(count_records(&[0xff; 11]), 0);
+    }
+}
