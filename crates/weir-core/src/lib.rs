@@ -1,0 +1,14 @@
+//! The protocol-agnostic half of a Weir proxy.
+//!
+//! Owns what the Kafka sidecar shares with the MQTT/AMQP sidecars and gateways to come: loading
+//! YAML config with errors that name file and key ([`config`]), the admin HTTP endpoint with
+//! `/metrics`, `/healthz` and `/readyz` ([`admin`]), connection metrics common to every listener
+//! ([`metrics`]), log setup ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+//!
+//! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,49 @@
+//! Metrics every listener has, whatever protocol it speaks.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels naming a listener (e.g. `bootstrap` or `broker-3`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+/// Connection counts per listener.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Family<ListenerLabels, Gauge>,
+    pub accepted: Family<ListenerLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register("weir_connections_open", "Client connections open now, per listener", metrics.open.clone());
+        registry.register("weir_connections_accepted", "Client connections accepted, per listener", metrics.accepted.clone());
+        metrics
+    }
+
+    /// Counts a new connection; the returned guard counts it closed when dropped.
+    pub fn opened(&self, listener: &str) -> OpenConnection {
+        let labels = ListenerLabels { listener: listener.to_owned() };
+        self.accepted.get_or_create(&labels).inc();
+        let gauge = self.open.get_or_create(&labels).clone();
+        gauge.inc();
+        OpenConnection { gauge }
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends, however it ends.
+pub struct OpenConnection {
+    gauge: Gauge,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
