@@ -235,6 +235,17 @@ wait_healthy() {  # wait_healthy I... : the nodes launched by this call
   exit 1
 }
 
+# After a node restart: wait until it has caught up (no under-replicated partitions).
+wait_in_sync() {
+  local out deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if out=$(TOOL_TIMEOUT=30 run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(plaintext_bootstrap)" \
+      --describe --under-replicated-partitions 2>/dev/null) && [[ -z $out ]]; then return 0; fi
+    sleep 0.5
+  done
+  die "cluster $CLUSTER still has under-replicated partitions after ${START_TIMEOUT}s"
+}
+
 check_ports_free() {
   local i off p
   for ((i = 1; i <= BROKERS; i++)); do
@@ -259,6 +270,7 @@ cmd_start() {
     fi
     for i in "${missing[@]}"; do launch_node "$i"; done
     wait_healthy "${missing[@]}"
+    wait_in_sync
     log "cluster $CLUSTER healthy again after $((SECONDS - t0))s"
     return 0
   fi
@@ -318,6 +330,7 @@ cmd_start_broker() {
   local t0=$SECONDS
   launch_node "$NODE"
   wait_healthy "$NODE"
+  wait_in_sync
   log "node $NODE of cluster $CLUSTER is back after $((SECONDS - t0))s"
 }
 

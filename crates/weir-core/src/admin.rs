@@ -49,9 +49,8 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: Cancellat
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&req, &state)) }
             });
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
+            if let Err(err) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
             {
                 tracing::debug!(%err, "admin connection ended with an error");
             }

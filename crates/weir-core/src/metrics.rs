@@ -23,7 +23,11 @@ impl ConnectionMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register("weir_connections_open", "Client connections open now, per listener", metrics.open.clone());
-        registry.register("weir_connections_accepted", "Client connections accepted, per listener", metrics.accepted.clone());
+        registry.register(
+            "weir_connections_accepted",
+            "Client connections accepted, per listener",
+            metrics.accepted.clone(),
+        );
         metrics
     }
 

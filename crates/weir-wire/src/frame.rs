@@ -71,10 +71,7 @@ pub fn check_prefix(buf: &[u8], max_frame: usize) -> Result<Option<usize>, Frame
     if prefix[0] == 0x16 && prefix[1] == 0x03 {
         return Err(FrameError::TlsOnPlaintext);
     }
-    if [b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI ", b"DELE", b"OPTI"]
-        .iter()
-        .any(|verb| prefix == &verb[..])
-    {
+    if [b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI ", b"DELE", b"OPTI"].iter().any(|verb| prefix == &verb[..]) {
         return Err(FrameError::HttpOnKafka);
     }
     let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);

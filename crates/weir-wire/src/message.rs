@@ -56,7 +56,11 @@ impl ResponseFrame {
 }
 
 /// Decodes a response frame's body in one step.
-pub fn decode_response<T: Decodable>(frame: &Bytes, api_key: ApiKey, version: i16) -> Result<(ResponseHeader, T), MessageError> {
+pub fn decode_response<T: Decodable>(
+    frame: &Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<(ResponseHeader, T), MessageError> {
     let parsed = ResponseFrame::parse(frame, api_key, version)?;
     let body = parsed.decode(api_key, version)?;
     Ok((parsed.header, body))

@@ -1,0 +1,277 @@
+//! The sidecar's configuration: the same types serve a YAML file, command-line flags and (later)
+//! snapshots from the control plane. Every field has a default except where to listen and
+//! which cluster to front.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use weir_core::config::{invalid, ConfigError};
+use weir_core::telemetry::LogFormat;
+
+/// A Kafka sidecar.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// Where clients bootstrap (their `bootstrap.servers`).
+    pub listen: SocketAddr,
+    /// The cluster's bootstrap servers, `host:port`.
+    pub bootstrap: Vec<String>,
+    /// Admin HTTP address for `/metrics`, `/healthz`, `/readyz`; none when absent.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    /// Host written into rewritten broker addresses; defaults to the listen IP.
+    #[serde(default)]
+    pub advertised_host: Option<String>,
+    #[serde(default)]
+    pub broker_ports: BrokerPorts,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Port-per-broker: broker `n` is reachable through the sidecar at `base + n`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerPorts {
+    /// First port; defaults to the listen port + 1.
+    #[serde(default)]
+    pub base: Option<u16>,
+    /// How many node ids (0..count) get a port.
+    #[serde(default = "defaults::port_count")]
+    pub count: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// A client connection with no request for this long is closed (as brokers do after
+    /// `connections.max.idle.ms`).
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Static name resolution for broker hosts, like `curl --resolve`: `host: ip`, or
+    /// `"*.suffix": ip` for every host under a domain. Lets the sidecar reach brokers that
+    /// advertise names only it can resolve.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest frame accepted from a client or a broker.
+    #[serde(default = "defaults::max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Requests awaiting a response per connection before the sidecar stops reading more.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+mod defaults {
+    pub fn port_count() -> u16 {
+        100
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        600_000
+    }
+    pub fn max_frame_bytes() -> usize {
+        100 * 1024 * 1024
+    }
+    pub fn max_in_flight() -> usize {
+        1024
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+}
+
+impl Default for BrokerPorts {
+    fn default() -> Self {
+        Self { base: None, count: defaults::port_count() }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            idle_timeout_ms: defaults::idle_timeout_ms(),
+            resolve: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_frame_bytes: defaults::max_frame_bytes(), max_in_flight: defaults::max_in_flight() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: defaults::log_level() }
+    }
+}
+
+impl SidecarConfig {
+    /// A config from the two settings that have no default.
+    pub fn new(listen: SocketAddr, bootstrap: Vec<String>) -> Self {
+        Self {
+            listen,
+            bootstrap,
+            admin: None,
+            advertised_host: None,
+            broker_ports: BrokerPorts::default(),
+            upstream: UpstreamConfig::default(),
+            limits: Limits::default(),
+            shutdown_grace_ms: defaults::shutdown_grace_ms(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Reads a YAML config file.
+    pub fn from_file(file: &Path) -> Result<Self, ConfigError> {
+        let config: Self = weir_core::config::load_yaml_file(file)?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot; `origin` names where the config came from in errors.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        if self.bootstrap.is_empty() {
+            return Err(invalid(origin, "bootstrap", "at least one bootstrap server is required"));
+        }
+        for (i, server) in self.bootstrap.iter().enumerate() {
+            if split_host_port(server).is_none() {
+                return Err(invalid(origin, &format!("bootstrap[{i}]"), format!("`{server}` is not host:port")));
+            }
+        }
+        let (first, last) = self.broker_port_range();
+        if u32::from(first) + u32::from(self.broker_ports.count) > 65536 {
+            return Err(invalid(
+                origin,
+                "broker_ports",
+                format!("{} ports from {first} run past 65535", self.broker_ports.count),
+            ));
+        }
+        if self.broker_ports.count > 0 && (first..=last).contains(&self.listen.port()) {
+            return Err(invalid(
+                origin,
+                "broker_ports.base",
+                format!("range {first}-{last} contains the listen port {}", self.listen.port()),
+            ));
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
+            return Err(invalid(origin, "limits.max_frame_bytes", "expected between 1024 and 2147483647"));
+        }
+        if self.limits.max_in_flight == 0 {
+            return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
+        }
+        for (host, _) in &self.upstream.resolve {
+            if host.is_empty() || host == "*." {
+                return Err(invalid(origin, "upstream.resolve", "empty host name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inclusive range of broker listener ports.
+    pub fn broker_port_range(&self) -> (u16, u16) {
+        let first = self.broker_ports.base.unwrap_or_else(|| self.listen.port().saturating_add(1));
+        let last = first.saturating_add(self.broker_ports.count.saturating_sub(1));
+        (first, last)
+    }
+
+    /// The host clients are told to connect to.
+    pub fn advertised_host(&self) -> String {
+        self.advertised_host.clone().unwrap_or_else(|| self.listen.ip().to_string())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.connect_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.idle_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`).
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SidecarConfig, String> {
+        let config: SidecarConfig =
+            weir_core::config::parse_yaml(text, Path::new("sidecar.yaml")).map_err(|e| e.to_string())?;
+        config.validate(Path::new("sidecar.yaml")).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("listen: 127.0.0.1:19092\nbootstrap: [127.0.0.1:9092]\n").unwrap();
+        assert_eq!(c.broker_port_range(), (19093, 19192));
+        assert_eq!(c.advertised_host(), "127.0.0.1");
+        assert_eq!(c.limits.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("listen: 127.0.0.1:19092\nbootstrap: [nope]\n").unwrap_err();
+        assert!(e.contains("sidecar.yaml") && e.contains("`bootstrap[0]`"), "{e}");
+        let e = parse("listen: 127.0.0.1:19092\nbootstrap: [a:1]\nbroker_ports: {base: 19000}\n").unwrap_err();
+        assert!(e.contains("`broker_ports.base`"), "{e}");
+        let e = parse("listen: 127.0.0.1:19092\nbootstrap: [a:1]\nlimits: {max_in_flight: x}\n").unwrap_err();
+        assert!(e.contains("`limits.max_in_flight`"), "{e}");
+        let e = parse("listen: nowhere\nbootstrap: [a:1]\n").unwrap_err();
+        assert!(e.contains("`listen`"), "{e}");
+    }
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("a.b:9092"), Some(("a.b", 9092)));
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1", 9092)));
+        assert_eq!(split_host_port("a.b"), None);
+        assert_eq!(split_host_port(":1"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! The Kafka sidecar of Weir (`weir proxy`).
+//!
+//! Owns what is Kafka-specific on the data path: a bootstrap listener plus one listener per
+//! broker ([`directory`]), one upstream connection per client connection with responses kept
+//! in request order ([`session`]), rewriting every broker address a response reveals
+//! ([`rewrite`]), ApiVersions negotiation ([`versions`]) and Kafka metrics ([`metrics`]).
+//!
+//! It must not own what other protocols share (config file loading, the admin endpoint, log
+//! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
+
+pub mod config;
+pub mod directory;
+pub mod metrics;
+pub mod rewrite;
+pub mod session;
+pub mod sidecar;
+pub mod upstream;
+pub mod versions;
+
+pub use config::SidecarConfig;
+pub use sidecar::{Sidecar, SidecarError};

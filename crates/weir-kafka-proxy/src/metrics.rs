@@ -1,0 +1,211 @@
+//! Kafka metrics. Hot-path handles (per api key) are resolved once at startup, and per-topic
+//! handles once per connection, so counting a request never hashes a label or allocates.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use weir_core::metrics::ConnectionMetrics;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    pub client_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub api: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+/// Every Kafka metric the sidecar exports.
+pub struct KafkaMetrics {
+    pub connections: ConnectionMetrics,
+    requests: Family<ApiLabels, Counter>,
+    responses: Family<ApiLabels, Counter>,
+    request_bytes: Family<ApiLabels, Counter>,
+    response_bytes: Family<ApiLabels, Counter>,
+    upstream_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    proxy_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    rewrites: Family<ApiLabels, Counter>,
+    response_errors: Family<ErrorLabels, Counter>,
+    client_requests: Family<ClientLabels, Counter>,
+    produced_records: Family<TopicLabels, Counter>,
+    produced_bytes: Family<TopicLabels, Counter>,
+    fetched_records: Family<TopicLabels, Counter>,
+    fetched_bytes: Family<TopicLabels, Counter>,
+    pub closed_connections: Family<ReasonLabels, Counter>,
+    per_api: Vec<OnceLock<ApiMetrics>>,
+}
+
+/// Handles for one api key.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    pub requests: Counter,
+    pub responses: Counter,
+    pub request_bytes: Counter,
+    pub response_bytes: Counter,
+    pub upstream_seconds: Histogram,
+    pub proxy_seconds: Histogram,
+    pub rewrites: Counter,
+}
+
+impl KafkaMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let connections = ConnectionMetrics::register(registry);
+        let kafka = registry.sub_registry_with_prefix("weir_kafka");
+        let mut m = Self {
+            connections,
+            requests: Family::default(),
+            responses: Family::default(),
+            request_bytes: Family::default(),
+            response_bytes: Family::default(),
+            upstream_seconds: Family::new_with_constructor(latency_histogram),
+            proxy_seconds: Family::new_with_constructor(latency_histogram),
+            rewrites: Family::default(),
+            response_errors: Family::default(),
+            client_requests: Family::default(),
+            produced_records: Family::default(),
+            produced_bytes: Family::default(),
+            fetched_records: Family::default(),
+            fetched_bytes: Family::default(),
+            closed_connections: Family::default(),
+            per_api: Vec::new(),
+        };
+        kafka.register("requests", "Requests received from clients, per api key", m.requests.clone());
+        kafka.register("responses", "Responses returned to clients, per api key", m.responses.clone());
+        kafka.register("request_bytes", "Request bytes received from clients, per api key", m.request_bytes.clone());
+        kafka.register("response_bytes", "Response bytes returned to clients, per api key", m.response_bytes.clone());
+        kafka.register(
+            "upstream_latency_seconds",
+            "Time from forwarding a request to receiving the broker's response",
+            m.upstream_seconds.clone(),
+        );
+        kafka.register(
+            "proxy_latency_seconds",
+            "Time a request and its response spent in the sidecar itself",
+            m.proxy_seconds.clone(),
+        );
+        kafka.register(
+            "address_rewrites",
+            "Broker addresses rewritten to sidecar listeners, per api key",
+            m.rewrites.clone(),
+        );
+        kafka.register(
+            "response_errors",
+            "Error codes in the responses the sidecar decodes, per api key",
+            m.response_errors.clone(),
+        );
+        kafka.register("client_requests", "Requests per client id", m.client_requests.clone());
+        kafka.register("produced_records", "Records produced, per topic", m.produced_records.clone());
+        kafka.register("produced_bytes", "Record-batch bytes produced, per topic", m.produced_bytes.clone());
+        kafka.register("fetched_records", "Records fetched, per topic", m.fetched_records.clone());
+        kafka.register("fetched_bytes", "Record-batch bytes fetched, per topic", m.fetched_bytes.clone());
+        kafka.register(
+            "closed_connections",
+            "Connections the sidecar closed, per reason",
+            m.closed_connections.clone(),
+        );
+        let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
+        m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
+        m
+    }
+
+    /// Handles for an api key, created on its first use so `/metrics` lists only keys seen.
+    pub fn api(&self, key: ApiKey) -> &ApiMetrics {
+        // Indexing cannot fail: the table has a slot for every ApiKey variant.
+        self.per_api[key as i16 as usize].get_or_init(|| {
+            let labels = ApiLabels { api: format!("{key:?}") };
+            ApiMetrics {
+                requests: self.requests.get_or_create(&labels).clone(),
+                responses: self.responses.get_or_create(&labels).clone(),
+                request_bytes: self.request_bytes.get_or_create(&labels).clone(),
+                response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+                upstream_seconds: self.upstream_seconds.get_or_create(&labels).clone(),
+                proxy_seconds: self.proxy_seconds.get_or_create(&labels).clone(),
+                rewrites: self.rewrites.get_or_create(&labels).clone(),
+            }
+        })
+    }
+
+    pub fn response_error(&self, key: ApiKey, code: i16) {
+        let error = kafka_protocol::error::ResponseError::try_from_code(code)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| code.to_string());
+        self.response_errors.get_or_create(&ErrorLabels { api: format!("{key:?}"), error }).inc();
+    }
+
+    pub fn client(&self, client_id: &str) -> Counter {
+        self.client_requests.get_or_create(&ClientLabels { client_id: client_id.to_owned() }).clone()
+    }
+
+    pub fn closed(&self, reason: &str) {
+        self.closed_connections.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    }
+}
+
+/// Records and bytes counters for one topic.
+#[derive(Clone)]
+pub struct TopicCounters {
+    pub records: Counter,
+    pub bytes: Counter,
+}
+
+/// Per-connection cache of per-topic handles, so the label lookup happens once per topic.
+pub struct TopicCache {
+    direction: Direction,
+    handles: HashMap<String, TopicCounters>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Direction {
+    Produced,
+    Fetched,
+}
+
+impl TopicCache {
+    pub fn new(direction: Direction) -> Self {
+        Self { direction, handles: HashMap::new() }
+    }
+
+    pub fn get(&mut self, metrics: &KafkaMetrics, topic: &str) -> &TopicCounters {
+        if !self.handles.contains_key(topic) {
+            let labels = TopicLabels { topic: topic.to_owned() };
+            let (records, bytes) = match self.direction {
+                Direction::Produced => (&metrics.produced_records, &metrics.produced_bytes),
+                Direction::Fetched => (&metrics.fetched_records, &metrics.fetched_bytes),
+            };
+            let counters = TopicCounters {
+                records: records.get_or_create(&labels).clone(),
+                bytes: bytes.get_or_create(&labels).clone(),
+            };
+            self.handles.insert(topic.to_owned(), counters);
+        }
+        &self.handles[topic]
+    }
+}

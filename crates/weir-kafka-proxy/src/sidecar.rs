@@ -1,0 +1,205 @@
+//! The sidecar process: listeners, the readiness probe, and orderly shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::messages::MetadataResponse;
+use kafka_protocol::protocol::StrBytes;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::SidecarConfig;
+use crate::directory::{self, BrokerDirectory, OpenedListener};
+use crate::metrics::KafkaMetrics;
+use crate::rewrite;
+use crate::session::{self, Target};
+use crate::upstream::Connector;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+}
+
+/// State every connection of this sidecar shares.
+pub struct Shared {
+    pub config: SidecarConfig,
+    pub metrics: KafkaMetrics,
+    pub directory: Arc<BrokerDirectory>,
+    pub connector: Connector,
+    pub shutdown: CancellationToken,
+    topic_names: RwLock<HashMap<uuid::Uuid, StrBytes>>,
+    next_connection: AtomicU64,
+}
+
+impl Shared {
+    /// Remembers topic ids from a Metadata response (Fetch v13+ and Produce v13 name topics
+    /// by id only).
+    pub fn learn_topics(&self, resp: &MetadataResponse) {
+        let mut names = self.topic_names.write().unwrap_or_else(|p| p.into_inner());
+        for topic in &resp.topics {
+            if let Some(name) = &topic.name {
+                if !topic.topic_id.is_nil() {
+                    names.insert(topic.topic_id, name.0.clone());
+                }
+            }
+        }
+    }
+
+    /// A topic's name for metrics: the name when the message has one, else the name learned
+    /// for its id, else the id itself.
+    pub fn topic_name(&self, name: &StrBytes, id: &uuid::Uuid) -> StrBytes {
+        if !name.is_empty() {
+            return name.clone();
+        }
+        let names = self.topic_names.read().unwrap_or_else(|p| p.into_inner());
+        names.get(id).cloned().unwrap_or_else(|| StrBytes::from_string(id.to_string()))
+    }
+}
+
+/// A bound, not yet running sidecar.
+pub struct Sidecar {
+    shared: Arc<Shared>,
+    bootstrap: TcpListener,
+    admin: Option<TcpListener>,
+    opened: mpsc::UnboundedReceiver<OpenedListener>,
+    registry: Arc<Registry>,
+    ready: (watch::Sender<bool>, watch::Receiver<bool>),
+}
+
+impl Sidecar {
+    /// Binds the bootstrap and admin listeners; fails fast when an address is taken.
+    pub async fn bind(config: SidecarConfig) -> Result<Self, SidecarError> {
+        let mut registry = Registry::default();
+        let metrics = KafkaMetrics::register(&mut registry);
+        let (port_base, _) = config.broker_port_range();
+        let (directory, opened) =
+            BrokerDirectory::new(config.advertised_host(), config.listen.ip(), port_base, config.broker_ports.count);
+        let bootstrap = directory::bind(config.listen).map_err(|source| SidecarError::Bind {
+            addr: config.listen,
+            what: "bootstrap listener",
+            source,
+        })?;
+        let admin = match config.admin {
+            Some(addr) => Some(weir_core::admin::bind(addr).await.map_err(|source| SidecarError::Bind {
+                addr,
+                what: "admin listener",
+                source,
+            })?),
+            None => None,
+        };
+        let connector = Connector::new(config.upstream.resolve.clone(), config.connect_timeout());
+        let shared = Arc::new(Shared {
+            config,
+            metrics,
+            directory: Arc::new(directory),
+            connector,
+            shutdown: CancellationToken::new(),
+            topic_names: RwLock::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+        });
+        Ok(Self { shared, bootstrap, admin, opened, registry: Arc::new(registry), ready: watch::channel(false) })
+    }
+
+    /// Where clients bootstrap (the bound address, useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bootstrap.local_addr().ok()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(weir_core::admin::local_addr)
+    }
+
+    /// Serves until `stop` is cancelled, then stops accepting, lets in-flight requests finish
+    /// for at most the configured grace period, and returns.
+    pub async fn run(self, stop: CancellationToken) {
+        let Sidecar { shared, bootstrap, admin, mut opened, registry, ready } = self;
+        let tracker = TaskTracker::new();
+        let (ready_tx, ready_rx) = ready;
+        tracing::info!(listen = %shared.config.listen, bootstrap = ?shared.config.bootstrap, "sidecar started");
+
+        if let Some(admin) = admin {
+            let state = weir_core::admin::AdminState { registry, ready: ready_rx };
+            tokio::spawn(weir_core::admin::serve(admin, state, shared.shutdown.clone()));
+        }
+        tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
+        tracker.spawn(accept_loop(shared.clone(), tracker.clone(), bootstrap, Target::Bootstrap));
+
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(OpenedListener { node_id, listener }) = opened.recv() => {
+                    tracker.spawn(accept_loop(shared.clone(), tracker.clone(), listener, Target::Broker(node_id)));
+                }
+            }
+        }
+
+        tracing::info!(grace = ?shared.config.shutdown_grace(), "stopping: no new connections, finishing in-flight requests");
+        shared.shutdown.cancel();
+        tracker.close();
+        if tokio::time::timeout(shared.config.shutdown_grace(), tracker.wait()).await.is_err() {
+            tracing::warn!("grace period over with requests still in flight; closing them");
+        }
+        tracing::info!("sidecar stopped");
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpListener, target: Target) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+                let span = tracing::info_span!("conn", id, %peer);
+                tracker.spawn(session::serve(shared.clone(), stream, target).instrument(span));
+            }
+            Err(err) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                tracing::warn!(%err, ?target, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Asks the bootstrap servers for the brokers until one answers: that makes the sidecar ready
+/// and opens a listener for every broker before any client asks.
+async fn probe_until_ready(shared: Arc<Shared>, ready: watch::Sender<bool>) {
+    let mut logged = false;
+    loop {
+        for server in &shared.config.bootstrap {
+            match shared.connector.probe_metadata(server, shared.config.limits.max_frame_bytes).await {
+                Ok(mut metadata) => match rewrite::metadata(&mut metadata, &*shared.directory) {
+                    Ok(_) => {
+                        shared.learn_topics(&metadata);
+                        tracing::info!(%server, brokers = metadata.brokers.len(), "upstream cluster answered; ready");
+                        let _ = ready.send(true);
+                        return;
+                    }
+                    Err(err) => tracing::error!(%err, "cannot map the cluster's brokers"),
+                },
+                Err(err) if !logged => {
+                    tracing::info!(%err, "upstream not reachable yet; retrying every second");
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `weir`: the one binary of the mesh. Today it runs the Kafka sidecar (`weir proxy`); the
+//! control plane (`weir control`), its CLI (`weir ctl`) and the gateways join as subcommands.
+//!
+//! This crate only turns flags and files into configuration and reports errors to a person;
+//! all behaviour lives in the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use weir_core::telemetry::LogFormat;
+use weir_kafka_proxy::{Sidecar, SidecarConfig};
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "A service mesh for event-driven microservices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Kafka sidecar: clients bootstrap against it and never see a broker address.
+    Proxy(ProxyArgs),
+}
+
+/// Flags override the config file; without a file, --listen and --bootstrap are required.
+#[derive(Args)]
+struct ProxyArgs {
+    /// YAML config file (see README for every key).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address clients bootstrap against, e.g. 127.0.0.1:19092.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The cluster's bootstrap servers, comma-separated host:port.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// Admin HTTP address serving /metrics, /healthz and /readyz.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Host written into rewritten broker addresses (default: the listen IP).
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// First per-broker port: broker N is served at BASE+N (default: listen port + 1).
+    #[arg(long)]
+    broker_port_base: Option<u16>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+    /// Log filter, RUST_LOG syntax (RUST_LOG itself wins when set).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Proxy(args) => run_proxy(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("weir: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
+    let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
+    let mut config = match &args.config {
+        Some(file) => SidecarConfig::from_file(file)?,
+        None => {
+            let listen = args.listen.context("--listen is required without --config")?;
+            anyhow::ensure!(!args.bootstrap.is_empty(), "--bootstrap is required without --config");
+            SidecarConfig::new(listen, args.bootstrap.clone())
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if !args.bootstrap.is_empty() {
+        config.bootstrap = args.bootstrap;
+    }
+    if args.admin.is_some() {
+        config.admin = args.admin;
+    }
+    if args.advertised_host.is_some() {
+        config.advertised_host = args.advertised_host;
+    }
+    if args.broker_port_base.is_some() {
+        config.broker_ports.base = args.broker_port_base;
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    if let Some(level) = args.log_level {
+        config.log.level = level;
+    }
+    config.validate(&origin)?;
+    Ok(config)
+}
+
+fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let config = proxy_config(args)?;
+    weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let sidecar = Sidecar::bind(config).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        sidecar.run(stop).await;
+        Ok(())
+    })
+}
