@@ -74,7 +74,8 @@ public class WeirClient {
         } catch (Throwable e) {
             Throwable root = e;
             while (root.getCause() != null && root.getCause() != root) root = root.getCause();
-            System.err.println("error: " + e + (root != e ? " (caused by " + root + ")" : ""));
+            boolean sameText = e.toString().contains(String.valueOf(root.getMessage()));
+            System.err.println("error: " + e + (root != e && !sameText ? " (caused by " + root + ")" : ""));
             code = 1;
         }
         OUT.flush();
@@ -240,23 +241,36 @@ public class WeirClient {
         long end = System.currentTimeMillis() + duration;
         long consumed = 0;
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
+            // The assignment as the rebalance callbacks describe it; printed after each
+            // callback, and checked against consumer.assignment() after each poll.
+            Set<Integer> current = new TreeSet<>();
             String[] last = {null};
-            Runnable report = () -> {
-                String now = consumer.assignment().stream().map(TopicPartition::partition).sorted()
-                        .map(String::valueOf).collect(Collectors.joining(","));
-                if (!now.equals(last[0])) {
-                    last[0] = now;
-                    OUT.println("assigned " + now);
-                    System.err.println("[" + label + "] assigned " + consumer.assignment());
+            java.util.function.Consumer<Collection<Integer>> report = now -> {
+                String s = new TreeSet<>(now).stream().map(String::valueOf).collect(Collectors.joining(","));
+                if (!s.equals(last[0])) {
+                    last[0] = s;
+                    OUT.println("assigned " + s);
+                    System.err.println("[" + label + "] assigned partitions [" + s + "] of " + topic);
                 }
             };
             consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
-                public void onPartitionsRevoked(Collection<TopicPartition> ps) { }
-                public void onPartitionsAssigned(Collection<TopicPartition> ps) { report.run(); }
-                public void onPartitionsLost(Collection<TopicPartition> ps) { report.run(); }
+                public void onPartitionsRevoked(Collection<TopicPartition> ps) {
+                    ps.forEach(tp -> current.remove(tp.partition()));
+                }
+                public void onPartitionsAssigned(Collection<TopicPartition> ps) {
+                    ps.forEach(tp -> current.add(tp.partition()));
+                    report.accept(current);
+                }
+                public void onPartitionsLost(Collection<TopicPartition> ps) {
+                    ps.forEach(tp -> current.remove(tp.partition()));
+                    report.accept(current);
+                }
             });
             while (System.currentTimeMillis() < end) {
                 consumed += consumer.poll(Duration.ofMillis(Math.max(1, Math.min(100, end - System.currentTimeMillis())))).count();
+                if (last[0] != null) {
+                    report.accept(consumer.assignment().stream().map(TopicPartition::partition).collect(Collectors.toList()));
+                }
             }
         } // close() leaves the group, so the other members rebalance right away
         OUT.println("left label=" + label + " consumed=" + consumed);

@@ -315,7 +315,10 @@ impl ResponseHalf<'_> {
         loop {
             // While nothing is owed, still watch the broker so that its closing (a restart, say)
             // closes the client promptly instead of at the next request.
+            // Biased: an entry is always queued before its request is written, so when a
+            // response is readable its entry is already here and must win the race.
             let entry = tokio::select! {
+                biased;
                 entry = self.pending.recv() => entry,
                 frame = self.upstream.next_frame() => return Err(match frame {
                     Ok(Some(_)) => SessionError::Unsolicited,

@@ -1,0 +1,268 @@
+//! The integration-test harness: a real Kafka cluster (started through `scripts/kafka.sh`),
+//! the real `weir` binary in front of it, and real clients (librdkafka in-process, the Java
+//! client as a subprocess).
+//!
+//! The cluster's MESH listeners advertise `broker-N.main.weir.invalid`, a name only the sidecar
+//! can resolve (through `upstream.resolve`). A client that ever skipped the sidecar would fail
+//! to connect, so every passing scenario also proves that no address leaked.
+
+#![allow(dead_code)]
+
+pub mod rd;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const BROKERS: usize = 3;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+}
+
+/// Starts (idempotently) the 3-broker `main` cluster once per test binary.
+pub fn kafka() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let status = Command::new(repo_root().join("scripts/kafka.sh"))
+            .args(["start", "--brokers", &BROKERS.to_string()])
+            .status()
+            .expect("run scripts/kafka.sh");
+        assert!(status.success(), "scripts/kafka.sh start failed");
+    });
+}
+
+/// Bootstrap servers of the MESH listeners (addresses only the sidecar can follow).
+pub fn mesh_bootstrap() -> String {
+    (0..BROKERS).map(|i| format!("127.0.0.1:{}", 9093 + 10 * i)).collect::<Vec<_>>().join(",")
+}
+
+/// Bootstrap servers of the PLAINTEXT listeners, for direct (unproxied) access.
+pub fn direct_bootstrap() -> String {
+    (0..BROKERS).map(|i| format!("127.0.0.1:{}", 9092 + 10 * i)).collect::<Vec<_>>().join(",")
+}
+
+/// A unique name for a test's topics and groups.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Ports for one sidecar: listen port, then broker ports base..base+10, then admin.
+fn port_block() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Different test binaries run one after another, so blocks may repeat across binaries.
+    20000 + (std::process::id() % 40) as u16 * 500 + slot * 20
+}
+
+/// A running `weir proxy` whose log lines (JSON) are captured for assertions.
+pub struct Sidecar {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub broker_port_base: u16,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub config_path: PathBuf,
+}
+
+pub struct SidecarOptions {
+    pub bootstrap: String,
+    pub extra_yaml: String,
+}
+
+impl Default for SidecarOptions {
+    fn default() -> Self {
+        Self { bootstrap: mesh_bootstrap(), extra_yaml: String::new() }
+    }
+}
+
+impl Sidecar {
+    pub fn start() -> Self {
+        Self::start_with(SidecarOptions::default())
+    }
+
+    pub fn start_with(options: SidecarOptions) -> Self {
+        kafka();
+        let base = port_block();
+        let addr: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
+        let config_path = std::env::temp_dir().join(format!("weir-test-{base}-{}.yaml", std::process::id()));
+        let bootstrap: Vec<String> = options.bootstrap.split(',').map(|s| format!("\"{s}\"")).collect();
+        let yaml = format!(
+            "listen: {addr}\nbootstrap: [{}]\nadmin: {admin}\nbroker_ports: {{base: {}, count: 10}}\n\
+             upstream:\n  resolve: {{\"*.weir.invalid\": 127.0.0.1}}\nshutdown_grace_ms: 5000\n\
+             log: {{format: json, level: \"info,weir_kafka_proxy=debug\"}}\n{}",
+            bootstrap.join(", "),
+            base + 1,
+            options.extra_yaml
+        );
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["proxy", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let sidecar = Sidecar { child, addr, admin, broker_port_base: base + 1, logs, config_path };
+        sidecar.wait_ready();
+        sidecar
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http_get(self.admin, "/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("sidecar not ready within 30 s; logs:\n{}", self.logs().join("\n"));
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = http_get(self.admin, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `metric("weir_kafka_requests_total", &[("api", "Metadata")])`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics(), name, labels)
+    }
+
+    /// Log lines at WARN or above that no pattern in `allowed` explains.
+    pub fn unexpected_warnings(&self, allowed: &[&str]) -> Vec<String> {
+        self.logs()
+            .into_iter()
+            .filter(|line| {
+                let level = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("level").and_then(|l| l.as_str()).map(str::to_owned));
+                match level.as_deref() {
+                    Some("WARN") | Some("ERROR") => true,
+                    Some(_) => false,
+                    // Anything not JSON (a panic message, say) is suspicious too.
+                    None => true,
+                }
+            })
+            .filter(|line| !allowed.iter().any(|pattern| line.contains(pattern)))
+            .collect()
+    }
+
+    /// Fails the test if the sidecar logged any warning or error (shotover's habit: quiet logs
+    /// are part of correct).
+    pub fn assert_quiet(&self) {
+        self.assert_quiet_except(&[]);
+    }
+
+    pub fn assert_quiet_except(&self, allowed: &[&str]) {
+        let unexpected = self.unexpected_warnings(allowed);
+        assert!(unexpected.is_empty(), "sidecar logged unexpected warnings:\n{}", unexpected.join("\n"));
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sidecar did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+/// A minimal HTTP/1.0 GET (no client library needed for three admin routes).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: weir\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Finds a sample in OpenMetrics text; 0 when absent.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs `tests/java/WeirClient.java` with the Kafka classpath; returns stdout lines.
+pub fn java_client(args: &[&str]) -> Vec<String> {
+    let output = java_client_output(args);
+    assert!(
+        output.status.success(),
+        "java client {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+pub fn java_client_output(args: &[&str]) -> std::process::Output {
+    Command::new("java")
+        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", &classpath()])
+        .arg(repo_root().join("tests/java/WeirClient.java"))
+        .args(args)
+        .output()
+        .expect("run java")
+}
+
+pub fn classpath() -> String {
+    static CP: OnceLock<String> = OnceLock::new();
+    CP.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/kafka.sh")).arg("classpath").output().expect("kafka.sh classpath");
+        assert!(out.status.success(), "kafka.sh classpath failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+    .clone()
+}
