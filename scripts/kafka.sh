@@ -23,6 +23,7 @@
 #                             (default ${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka)
 #   WEIR_KAFKA_HEAP_OPTS      broker heap (default "-Xms256m -Xmx512m")
 #   WEIR_KAFKA_JVM_OPTS       extra broker JVM options
+#   WEIR_KAFKA_TOOL_OPTS      JVM options for `run` (default "-Xmx1g")
 #   WEIR_KAFKA_JAVA           java binary (default $JAVA_HOME/bin/java, then java)
 #   WEIR_KAFKA_START_TIMEOUT  seconds to wait for a healthy cluster (default 90)
 #   WEIR_KAFKA_STOP_TIMEOUT   seconds before SIGKILL on stop (default 30)
@@ -52,8 +53,9 @@ classpath() {
   mkdir -p "$STATE_ROOT"
   local tmp; tmp=$(mktemp "$STATE_ROOT/classpath.XXXXXX")
   log "resolving Kafka classpath with Maven (kafka/pom.xml)..."
-  if ! mvn -B -q -Dstyle.color=never -f "$POM" dependency:build-classpath -Dmdep.outputFile="$tmp" >&2; then
-    rm -f "$tmp"; die "mvn could not resolve kafka/pom.xml"
+  local out
+  if ! out=$(mvn -B -q -f "$POM" dependency:build-classpath -Dmdep.outputFile="$tmp" 2>&1); then
+    echo "$out" >&2; rm -f "$tmp"; die "mvn could not resolve kafka/pom.xml"
   fi
   echo "$key" > "$cache.key.tmp"
   mv "$tmp" "$cache"; mv "$cache.key.tmp" "$cache.key"
@@ -66,10 +68,19 @@ all_jars_exist() {
 }
 
 # Run a Kafka main class on the Kafka classpath with quiet logging on stderr.
+# Our own short checks use a small C1-only JVM; `run` (benchmarks) a normal one.
 run_tool() {
   local cp; cp=$(classpath)
-  ${TOOL_TIMEOUT:+timeout "$TOOL_TIMEOUT"} "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -cp "$cp" \
+  # shellcheck disable=SC2086 # option lists
+  ${TOOL_TIMEOUT:+timeout "$TOOL_TIMEOUT"} "$JAVA" ${TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1} -cp "$cp" \
     -Dlog4j2.configurationFile="$ROOT/kafka/log4j2-tools.properties" "$@"
+}
+
+check_java() {
+  local v
+  v=$("$JAVA" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p') ||
+    die "cannot run java ($JAVA)"
+  [[ ${v%%.*} -ge 17 ]] 2>/dev/null || die "Kafka brokers need Java 17+, $JAVA is Java ${v:-unknown}"
 }
 
 # ---------------------------------------------------------------- layout
@@ -93,7 +104,7 @@ node_pid() {
   [[ -f $f ]] || return 1
   local pid; pid=$(<"$f")
   [[ -r /proc/$pid/cmdline ]] || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $(node_dir "$1")/server.properties" || return 1
+  { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "kafka.Kafka $(node_dir "$1")/server.properties" || return 1
   echo "$pid"
 }
 any_running() { local i; for ((i = 1; i <= BROKERS; i++)); do node_pid "$i" >/dev/null && return 0; done; return 1; }
@@ -171,7 +182,7 @@ launch_node() {  # launch_node I (data dir must be formatted)
   ( cd "$dir" && exec setsid "$JAVA" $HEAP ${WEIR_KAFKA_JVM_OPTS:-} -XX:+ExitOnOutOfMemoryError \
       -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/kafka/log4j2-broker.properties" \
       -Dweir.kafka.log.file="$dir/server.log" -cp "$cp" \
-      kafka.Kafka "$dir/server.properties" ) </dev/null >"$dir/stdout.log" 2>&1 &
+      kafka.Kafka "$dir/server.properties" ) </dev/null >"$dir/stdout.log" 2>&1 9>&- &
   echo $! > "$dir/pid"
   log "started node $i of cluster $CLUSTER (pid $!, log $dir/server.log)"
 }
@@ -276,6 +287,7 @@ cmd_start() {
   fi
   BROKERS=${OPT_BROKERS:-1}
   [[ $BROKERS =~ ^[1-9]$ ]] || die "--brokers must be 1..9"
+  check_java
   check_ports_free
   rm -rf "$CDIR"
   local cid dirs=() voters=() fmt_args=() pids=()
@@ -328,6 +340,7 @@ cmd_start_broker() {
   node_arg
   if node_pid "$NODE" >/dev/null; then log "node $NODE of cluster $CLUSTER is already running"; return 0; fi
   local t0=$SECONDS
+  check_java
   launch_node "$NODE"
   wait_healthy "$NODE"
   wait_in_sync
@@ -354,7 +367,7 @@ CMD=${1:-}; [[ -n $CMD ]] || usage; shift
 CLUSTER=main OPT_BROKERS="" OPT_BASE="" NODE="" MESH=0
 case $CMD in
   classpath) classpath; exit 0 ;;
-  run) [[ $# -ge 1 ]] || usage; run_tool "$@"; exit ;;
+  run) [[ $# -ge 1 ]] || usage; TOOL_OPTS=${WEIR_KAFKA_TOOL_OPTS:--Xmx1g} run_tool "$@"; exit ;;
   stop-broker | start-broker) NODE=${1:-}; [[ -n $NODE ]] || usage; shift ;;
 esac
 while [[ $# -gt 0 ]]; do
@@ -368,6 +381,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $CLUSTER =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$ ]] || die "cluster name must be a DNS label: $CLUSTER"
 load_cluster
+case $CMD in  # one changing command per cluster at a time (tests may race to start it)
+  start | stop | stop-broker | start-broker)
+    mkdir -p "$STATE_ROOT"; exec 9>"$STATE_ROOT/$CLUSTER.lock"; flock 9 ;;
+esac
 case $CMD in
   start) cmd_start ;;
   stop) cmd_stop ;;

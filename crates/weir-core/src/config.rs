@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {file}: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {file}: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("invalid config in {file}, at `{key}`: {message}")]
     Invalid { file: PathBuf, key: String, message: String },
 }
@@ -16,7 +16,7 @@ pub enum ConfigError {
 /// Reads and deserializes a YAML file. Errors name the file, the dotted path of the offending
 /// key (`.` for the document itself) and what the parser expected there.
 pub fn load_yaml_file<T: DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read { file: file.to_owned(), error })?;
     parse_yaml(&text, file)
 }
 

@@ -193,7 +193,7 @@ impl SidecarConfig {
         if self.limits.max_in_flight == 0 {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
         }
-        for (host, _) in &self.upstream.resolve {
+        for host in self.upstream.resolve.keys() {
             if host.is_empty() || host == "*." {
                 return Err(invalid(origin, "upstream.resolve", "empty host name"));
             }

@@ -84,7 +84,7 @@ impl AddressMap for BrokerDirectory {
         }
         if !broker.listening {
             let addr = SocketAddr::new(self.listen_ip, local_port);
-            let listener = bind(addr).map_err(|source| RewriteError::Listen { node_id, addr, source })?;
+            let listener = bind(addr).map_err(|error| RewriteError::Listen { node_id, addr, error })?;
             tracing::info!(node_id, %addr, upstream = %broker.upstream, "opened listener for broker");
             broker.listening = true;
             // The receiver lives as long as the sidecar; if it is gone we are shutting down.

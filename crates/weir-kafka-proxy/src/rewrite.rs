@@ -15,8 +15,8 @@ use kafka_protocol::protocol::StrBytes;
 pub enum RewriteError {
     #[error("broker node id {node_id} has no sidecar port: node ids 0..{count} are mapped (raise broker_ports.count)")]
     NodeOutOfRange { node_id: i32, count: u16 },
-    #[error("cannot open the sidecar listener for broker {node_id} on {addr}: {source}")]
-    Listen { node_id: i32, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot open the sidecar listener for broker {node_id} on {addr}: {error}")]
+    Listen { node_id: i32, addr: std::net::SocketAddr, error: std::io::Error },
 }
 
 /// Where clients must connect to reach a broker through the sidecar.

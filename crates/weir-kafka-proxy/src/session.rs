@@ -329,13 +329,13 @@ impl ResponseHalf<'_> {
             let Some(entry) = entry else { return Ok(()) };
             let out = match entry {
                 InFlight::Local(frame) => frame,
-                InFlight::Upstream(pending) => self.from_upstream(pending).await?,
+                InFlight::Upstream(pending) => self.relay_response(pending).await?,
             };
             self.client.write_all(&out).await.map_err(SessionError::ClientIo)?;
         }
     }
 
-    async fn from_upstream(&mut self, pending: Pending) -> Result<Bytes, SessionError> {
+    async fn relay_response(&mut self, pending: Pending) -> Result<Bytes, SessionError> {
         let frame = match self.upstream.next_frame().await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Err(SessionError::UpstreamClosed),

@@ -25,8 +25,8 @@ use crate::upstream::Connector;
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
-    #[error("cannot listen on {addr} ({what}): {source}")]
-    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    #[error("cannot listen on {addr} ({what}): {error}")]
+    Bind { addr: SocketAddr, what: &'static str, error: std::io::Error },
 }
 
 /// State every connection of this sidecar shares.
@@ -83,16 +83,16 @@ impl Sidecar {
         let (port_base, _) = config.broker_port_range();
         let (directory, opened) =
             BrokerDirectory::new(config.advertised_host(), config.listen.ip(), port_base, config.broker_ports.count);
-        let bootstrap = directory::bind(config.listen).map_err(|source| SidecarError::Bind {
+        let bootstrap = directory::bind(config.listen).map_err(|error| SidecarError::Bind {
             addr: config.listen,
             what: "bootstrap listener",
-            source,
+            error,
         })?;
         let admin = match config.admin {
-            Some(addr) => Some(weir_core::admin::bind(addr).await.map_err(|source| SidecarError::Bind {
+            Some(addr) => Some(weir_core::admin::bind(addr).await.map_err(|error| SidecarError::Bind {
                 addr,
                 what: "admin listener",
-                source,
+                error,
             })?),
             None => None,
         };

@@ -20,14 +20,14 @@ use crate::config::split_host_port;
 pub enum UpstreamError {
     #[error("`{0}` is not host:port")]
     BadAddress(String),
-    #[error("cannot resolve `{host}`: {source}")]
-    Resolve { host: String, source: std::io::Error },
+    #[error("cannot resolve `{host}`: {error}")]
+    Resolve { host: String, error: std::io::Error },
     #[error("`{0}` resolved to no address")]
     NoAddress(String),
     #[error("connecting to {addr} timed out after {timeout:?}")]
     ConnectTimeout { addr: SocketAddr, timeout: Duration },
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: SocketAddr, error: std::io::Error },
     #[error("metadata probe to {addr} failed: {reason}")]
     Probe { addr: String, reason: String },
 }
@@ -56,7 +56,7 @@ impl Connector {
         }
         let mut addrs = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|source| UpstreamError::Resolve { host: host.to_owned(), source })?;
+            .map_err(|error| UpstreamError::Resolve { host: host.to_owned(), error })?;
         addrs.next().ok_or_else(|| UpstreamError::NoAddress(host.to_owned()))
     }
 
@@ -79,7 +79,7 @@ impl Connector {
         let stream = tokio::time::timeout(self.timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { addr, timeout: self.timeout })?
-            .map_err(|source| UpstreamError::Connect { addr, source })?;
+            .map_err(|error| UpstreamError::Connect { addr, error })?;
         // Kafka frames are written whole; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         Ok(stream)

@@ -109,8 +109,8 @@ mod tests {
     #[tokio::test]
     async fn splits_pipelined_frames_and_keeps_prefix() {
         let mut input = with_length_prefix(b"abc").to_vec();
-        input.extend_from_slice(&with_length_prefix(b"").to_vec());
-        input.extend_from_slice(&with_length_prefix(b"hello").to_vec());
+        input.extend_from_slice(&with_length_prefix(b""));
+        input.extend_from_slice(&with_length_prefix(b"hello"));
         let frames = read_all(&input, 100).await.unwrap();
         assert_eq!(frames.len(), 3);
         assert_eq!(&frames[0][..], b"\0\0\0\x03abc");

@@ -57,10 +57,34 @@ async fn java_client_round_trips_every_codec_and_librdkafka_reads_it() {
     let sidecar = Sidecar::start();
     let bs = sidecar.bootstrap();
     let topic = unique("java-codecs");
-    java_client(&["admin", "--bootstrap", &bs, "--op", "create-topic", "--topic", &topic, "--partitions", "3", "--replication", "3"]);
+    java_client(&[
+        "admin",
+        "--bootstrap",
+        &bs,
+        "--op",
+        "create-topic",
+        "--topic",
+        &topic,
+        "--partitions",
+        "3",
+        "--replication",
+        "3",
+    ]);
     let mut all = BTreeSet::new();
     for codec in CODECS {
-        let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "50", "--compression", codec, "--prefix", codec]);
+        let out = java_client(&[
+            "produce",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--count",
+            "50",
+            "--compression",
+            codec,
+            "--prefix",
+            codec,
+        ]);
         assert!(out.contains(&"produced=50".to_owned()), "{out:?}");
         all.extend(expected(codec, 50));
     }
@@ -83,7 +107,18 @@ async fn idempotent_producers_write_each_record_once() {
     rd::create_topic(&bs, &topic, 3).await;
     let producer = rd::producer(&bs, &[("enable.idempotence", "true"), ("acks", "all")]);
     rd::produce(&producer, &topic, "rd", 300).await;
-    let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "100", "--idempotent", "--prefix", "java"]);
+    let out = java_client(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "100",
+        "--idempotent",
+        "--prefix",
+        "java",
+    ]);
     assert!(out.contains(&"produced=100".to_owned()));
     let got = rd::consume(&bs, &topic, &unique("g"), 400, &[]);
     let mut want = expected("rd", 300);
@@ -102,8 +137,17 @@ async fn transactions_commit_and_abort_with_both_clients() {
 
     // Java: one committed, one aborted transaction; librdkafka read_committed sees the first only.
     let out = java_client(&[
-        "txn", "--bootstrap", &bs, "--topic", &topic, "--transactional-id", &unique("java-txn"),
-        "--commit-count", "20", "--abort-count", "10",
+        "txn",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--transactional-id",
+        &unique("java-txn"),
+        "--commit-count",
+        "20",
+        "--abort-count",
+        "10",
     ]);
     assert!(out.contains(&"committed=20 aborted=10".to_owned()) || out.contains(&"committed=20".to_owned()), "{out:?}");
 
@@ -121,7 +165,17 @@ async fn transactions_commit_and_abort_with_both_clients() {
     committed.extend(expected("rd-committed", 15));
     let got = rd::consume(&bs, &topic, &unique("g"), 35, &[("isolation.level", "read_committed")]);
     assert_eq!(rd::values(&got), committed);
-    let out = java_client(&["consume", "--bootstrap", &bs, "--topic", &topic, "--count", "35", "--isolation", "read_committed"]);
+    let out = java_client(&[
+        "consume",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "35",
+        "--isolation",
+        "read_committed",
+    ]);
     let java_values: BTreeSet<String> = java_records(&out).into_iter().map(|(v, _)| v).collect();
     assert_eq!(java_values, committed);
     // read_uncommitted sees the aborted records too, so the abort really went through the log.
@@ -171,11 +225,35 @@ async fn consumer_group_rebalances_when_a_member_leaves() {
     let long = {
         let (bs, topic, jgroup) = (bs.clone(), topic.clone(), jgroup.clone());
         std::thread::spawn(move || {
-            java_client(&["group-member", "--bootstrap", &bs, "--topic", &topic, "--group", &jgroup, "--member-id-label", "long", "--duration-ms", "30000"])
+            java_client(&[
+                "group-member",
+                "--bootstrap",
+                &bs,
+                "--topic",
+                &topic,
+                "--group",
+                &jgroup,
+                "--member-id-label",
+                "long",
+                "--duration-ms",
+                "30000",
+            ])
         })
     };
     std::thread::sleep(Duration::from_secs(4));
-    let short = java_client(&["group-member", "--bootstrap", &bs, "--topic", &topic, "--group", &jgroup, "--member-id-label", "short", "--duration-ms", "12000"]);
+    let short = java_client(&[
+        "group-member",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--group",
+        &jgroup,
+        "--member-id-label",
+        "short",
+        "--duration-ms",
+        "12000",
+    ]);
     let long = long.join().unwrap();
     let assignments: Vec<&String> = long.iter().filter(|l| l.starts_with("assigned")).collect();
     assert_eq!(assignments.last().map(|s| s.as_str()), Some("assigned 0,1,2,3"), "long member: {long:?}");
@@ -209,7 +287,19 @@ async fn admin_operations_with_both_clients() {
     assert!(groups.groups().iter().any(|g| g.name() == group), "group {group} not listed");
 
     let jtopic = unique("jadmin");
-    java_client(&["admin", "--bootstrap", &bs, "--op", "create-topic", "--topic", &jtopic, "--partitions", "2", "--replication", "3"]);
+    java_client(&[
+        "admin",
+        "--bootstrap",
+        &bs,
+        "--op",
+        "create-topic",
+        "--topic",
+        &jtopic,
+        "--partitions",
+        "2",
+        "--replication",
+        "3",
+    ]);
     let out = java_client(&["admin", "--bootstrap", &bs, "--op", "describe-configs", "--topic", &jtopic]);
     assert!(out.iter().any(|l| l.contains("cleanup.policy")), "{out:?}");
     let out = java_client(&["admin", "--bootstrap", &bs, "--op", "list-groups"]);
@@ -243,7 +333,8 @@ async fn clients_only_ever_see_sidecar_addresses() {
     // client bypassed the sidecar.
     let direct = rd::producer(&common::mesh_bootstrap(), &[("message.timeout.ms", "3000")]);
     let topic = unique("unreachable");
-    let sent = direct.send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(3)).await;
+    let sent =
+        direct.send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(3)).await;
     assert!(sent.is_err(), "a client reached the brokers without the sidecar");
     sidecar.assert_quiet();
 }
@@ -260,7 +351,10 @@ async fn partitions_led_by_different_brokers_use_several_sidecar_listeners() {
     assert_eq!(got.len(), 600);
     let metrics = sidecar.metrics();
     let used: Vec<u16> = (1..=3)
-        .filter(|n| common::metric_value(&metrics, "weir_connections_accepted_total", &[("listener", &format!("broker-{n}"))]) > 0.0)
+        .filter(|n| {
+            common::metric_value(&metrics, "weir_connections_accepted_total", &[("listener", &format!("broker-{n}"))])
+                > 0.0
+        })
         .collect();
     assert_eq!(used, vec![1, 2, 3], "clients did not use every broker's listener:\n{metrics}");
     sidecar.assert_quiet();

@@ -16,9 +16,7 @@ use weir_wire::kafka_protocol::messages::{
     TopicName,
 };
 use weir_wire::kafka_protocol::protocol::{Encodable, StrBytes};
-use weir_wire::kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use weir_wire::kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use weir_wire::message::decode_response;
 
 fn api_versions_request() -> ApiVersionsRequest {
@@ -82,8 +80,12 @@ fn one_record_batch() -> Bytes {
         headers: Default::default(),
     };
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &[record], &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     buf.freeze()
 }
 
@@ -99,11 +101,12 @@ async fn pipelined_requests_come_back_in_order_and_acks_zero_gets_no_response() 
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
 
-    let produce = ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
+    let produce =
+        ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.clone())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(one_record_batch()))])]);
     let metadata = MetadataRequest::default().with_topics(Some(vec![]));
     // One write carrying five requests, the middle ones fire-and-forget produces.
     let mut burst = request(ApiKey::ApiVersions, 3, 1, &api_versions_request());
@@ -127,7 +130,9 @@ async fn pipelined_requests_come_back_in_order_and_acks_zero_gets_no_response() 
     // Nothing else is owed: the next read times out rather than yielding a stray response.
     stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let mut byte = [0u8; 1];
-    assert!(matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut));
+    assert!(
+        matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+    );
     // Both acks=0 records really reached the log.
     let got = rd::consume(&sidecar.bootstrap(), &topic, &unique("g"), 2, &[]);
     assert!(got.iter().all(|r| r.value == "acks-zero"));
@@ -182,7 +187,11 @@ async fn bad_input_closes_only_the_offending_connection() {
     let mut truncated_header = 6i32.to_be_bytes().to_vec();
     truncated_header.extend([0, 3, 0, 1, 0, 0]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("garbage", b"\x00\x00\x00\x10\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef".to_vec(), "unknown api key"),
+        (
+            "garbage",
+            b"\x00\x00\x00\x10\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef\xde\xad\xbe\xef".to_vec(),
+            "unknown api key",
+        ),
         ("oversized", (200 * 1024 * 1024i32).to_be_bytes().to_vec(), "exceeds the limit"),
         ("truncated", [&100i32.to_be_bytes()[..], b"only a few bytes"].concat(), "closed mid-frame"),
         ("short header", truncated_header, "too short for a request header"),
@@ -264,7 +273,8 @@ fn bad_config_names_file_and_key_and_exits_non_zero() {
         assert!(stderr.contains(&*file.to_string_lossy()) && stderr.contains(key), "case {i}: {stderr}");
         std::fs::remove_file(file).ok();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_weir")).args(["proxy", "--config", "/nonexistent.yaml"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_weir")).args(["proxy", "--config", "/nonexistent.yaml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
 }

@@ -58,7 +58,8 @@ fn port_block() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
     // Different test binaries run one after another, so blocks may repeat across binaries.
-    20000 + (std::process::id() % 40) as u16 * 500 + slot * 20
+    // Below the ephemeral range (32768+), so no outgoing connection can hold our ports.
+    20000 + (std::process::id() % 40) as u16 * 300 + (slot % 15) * 20
 }
 
 /// A running `weir proxy` whose log lines (JSON) are captured for assertions.
@@ -111,7 +112,8 @@ impl Sidecar {
             .spawn()
             .expect("spawn weir");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
         {
             let logs = logs.clone();
             std::thread::spawn(move || {
@@ -260,7 +262,8 @@ pub fn java_client_output(args: &[&str]) -> std::process::Output {
 pub fn classpath() -> String {
     static CP: OnceLock<String> = OnceLock::new();
     CP.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/kafka.sh")).arg("classpath").output().expect("kafka.sh classpath");
+        let out =
+            Command::new(repo_root().join("scripts/kafka.sh")).arg("classpath").output().expect("kafka.sh classpath");
         assert!(out.status.success(), "kafka.sh classpath failed");
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     })

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# scripts/test.sh - Weir's whole test suite: starts a real 3-broker Kafka cluster
+# (scripts/kafka.sh), runs every cargo test against it, then stops the cluster it
+# started. This is the README's test command, and .ci/run calls it too.
+#
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -p weir-wire).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start --brokers 3
+  started=1
+fi
+stop() { if ((started)); then scripts/kafka.sh stop; fi; }
+trap stop EXIT
+
+# Two cores: more parallel scenarios than this only make each one slower.
+cargo test --workspace "$@" -- --test-threads 2
