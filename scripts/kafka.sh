@@ -35,6 +35,7 @@ STATE_ROOT=${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}
 HEAP=${WEIR_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
 START_TIMEOUT=${WEIR_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${WEIR_KAFKA_STOP_TIMEOUT:-30}
+QUORUMLESS_GRACE=10  # seconds a node may take to stop once its controller quorum is gone
 if [[ -n ${WEIR_KAFKA_JAVA:-} ]]; then JAVA=$WEIR_KAFKA_JAVA
 elif [[ -n ${JAVA_HOME:-} && -x ${JAVA_HOME}/bin/java ]]; then JAVA=$JAVA_HOME/bin/java
 else JAVA=java; fi
@@ -187,21 +188,30 @@ launch_node() {  # launch_node I (data dir must be formatted)
   log "started node $i of cluster $CLUSTER (pid $!, log $dir/server.log)"
 }
 
-stop_nodes() {  # stop_nodes I... : SIGTERM all, wait, SIGKILL stragglers
-  local i pid pids=() deadline
+stop_nodes() {  # stop_nodes I... : SIGTERM them all, wait, SIGKILL stragglers
+  local i j alive lost_at="" deadline=$((SECONDS + STOP_TIMEOUT))
+  local -A pids=()
   for i in "$@"; do
-    if pid=$(node_pid "$i"); then kill -TERM "$pid" 2>/dev/null || true; pids+=("$i:$pid"); fi
+    if pids[$i]=$(node_pid "$i"); then kill -TERM "${pids[$i]}" 2>/dev/null || true; else unset "pids[$i]"; fi
   done
-  deadline=$((SECONDS + STOP_TIMEOUT))
-  for entry in "${pids[@]}"; do
-    i=${entry%%:*}; pid=${entry#*:}
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "node $i (pid $pid) did not stop in ${STOP_TIMEOUT}s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  while ((${#pids[@]} > 0)); do
+    for i in "${!pids[@]}"; do
+      kill -0 "${pids[$i]}" 2>/dev/null || { log "stopped node $i of cluster $CLUSTER"; unset "pids[$i]"; }
+    done
+    ((${#pids[@]} > 0)) || break
+    # Once most controllers are gone, a node still in its controlled shutdown waits for a
+    # quorum that will not come back (up to 5 minutes): give it a short grace, then kill it.
+    alive=0
+    for ((j = 1; j <= BROKERS; j++)); do node_pid "$j" >/dev/null && alive=$((alive + 1)); done
+    if ((alive <= BROKERS / 2)) && [[ -z $lost_at ]]; then lost_at=$SECONDS; fi
+    if ((SECONDS >= deadline)) || { [[ -n $lost_at ]] && ((SECONDS - lost_at >= QUORUMLESS_GRACE)); }; then
+      for i in "${!pids[@]}"; do
+        log "node $i (pid ${pids[$i]}) did not stop in time; killing it"
+        kill -KILL "${pids[$i]}" 2>/dev/null || true
+      done
+      deadline=$((SECONDS + 1000)) lost_at=""
     fi
-    log "stopped node $i of cluster $CLUSTER"
+    sleep 0.2
   done
   for i in "$@"; do rm -f "$(node_dir "$i")/pid"; done
 }

@@ -18,15 +18,20 @@
 //                  Prints committed=N aborted=M.
 //   admin        --op create-topic|delete-topic|describe-configs|list-groups|describe-cluster
 //                [--topic T] [--partitions P] [--replication R] [--broker ID]
-//                  describe-cluster prints `cluster id=<id> controller=<id>` and one
-//                  `node id=<id> host=<host> port=<port>` line per broker.
+//                  create-topic:     created topic=T partitions=P replication=R
+//                  delete-topic:     deleted topic=T
+//                  describe-configs: config name=<n> value=<v> source=<s>  (of --topic T or --broker ID)
+//                  list-groups:      group id=<g> type=<t> protocol=<p> state=<s> ..., then groups=<n>
+//                  describe-cluster: cluster id=<id> controller=<id>, then one
+//                                    node id=<id> host=<host> port=<port> per broker
 //   group-member --topic T --group G --member-id-label L --duration-ms MS
 //                  Prints `assigned <p1,p2,...>` (partition numbers, sorted; empty list when
 //                  nothing is assigned) whenever its assignment changes, then leaves the
 //                  group after MS and prints `left label=L consumed=<n>`.
 // Options for every command:
 //   --timeout-ms MS (default 30000)  --property key=value (any client config, repeatable)
-//   --group-protocol classic|consumer (consumers; default classic)
+// and for consume and group-member:
+//   --group-protocol classic|consumer (default classic; consumer = KIP-848 groups)
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
