@@ -14,14 +14,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceRequest, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::Decodable;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 use weir_wire::message::{encode_response_with_header, MessageError, ResponseFrame};
+use weir_wire::produce::{scan_produce, ProduceScanError, TopicRef};
 use weir_wire::{FrameError, FrameReader, HeaderError, RequestHeaderPeek};
 
 use crate::metrics::{Direction, TopicCache};
@@ -52,6 +54,8 @@ pub enum SessionError {
     SaslHandshakeV0,
     #[error("malformed request: {0}")]
     BadRequest(MessageError),
+    #[error(transparent)]
+    BadProduce(ProduceScanError),
     #[error("malformed response from broker: {0}")]
     BadResponse(MessageError),
     #[error("bad frame from broker: {0}")]
@@ -78,7 +82,7 @@ impl SessionError {
     /// A short label for the `closed_connections` metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) => "bad_request",
+            Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) | Self::BadProduce(_) => "bad_request",
             Self::UnsupportedVersion { .. } | Self::SaslHandshakeV0 => "unsupported_version",
             Self::BadResponse(_) | Self::UpstreamFrame(_) | Self::Unsolicited | Self::CorrelationMismatch { .. } => {
                 "bad_response"
@@ -240,10 +244,19 @@ impl RequestHalf<'_> {
             match peek.api_key {
                 ApiKey::SaslHandshake if peek.api_version == 0 => return Err(SessionError::SaslHandshakeV0),
                 ApiKey::Produce => {
-                    let request: ProduceRequest =
-                        weir_wire::message::decode_request(&frame, &peek).map_err(SessionError::BadRequest)?;
-                    expects_response = request.acks != 0;
-                    self.count_produced(&request, &mut produced);
+                    let shared = self.shared;
+                    let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
+                        let counters = match topic {
+                            TopicRef::Name(name) => produced.get(&shared.metrics, name),
+                            TopicRef::Id(id) => {
+                                produced.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                            }
+                        };
+                        counters.bytes.inc_by(records.len() as u64);
+                        counters.records.inc_by(weir_wire::records::count_records(records));
+                    })
+                    .map_err(SessionError::BadProduce)?;
+                    expects_response = acks != 0;
                 }
                 _ => {}
             }
@@ -286,19 +299,6 @@ impl RequestHalf<'_> {
                 *cached = Some((id, counter));
             }
         };
-    }
-
-    fn count_produced(&self, request: &ProduceRequest, cache: &mut TopicCache) {
-        for topic in &request.topic_data {
-            let name = self.shared.topic_name(&topic.name.0, &topic.topic_id);
-            let counters = cache.get(&self.shared.metrics, name.as_str());
-            for partition in &topic.partition_data {
-                if let Some(records) = &partition.records {
-                    counters.bytes.inc_by(records.len() as u64);
-                    counters.records.inc_by(weir_wire::records::count_records(records));
-                }
-            }
-        }
     }
 }
 

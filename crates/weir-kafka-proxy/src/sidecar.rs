@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
@@ -36,7 +37,7 @@ pub struct Shared {
     pub directory: Arc<BrokerDirectory>,
     pub connector: Connector,
     pub shutdown: CancellationToken,
-    topic_names: RwLock<HashMap<uuid::Uuid, StrBytes>>,
+    topic_names: RwLock<HashMap<Uuid, StrBytes>>,
     next_connection: AtomicU64,
 }
 
@@ -55,11 +56,17 @@ impl Shared {
     }
 
     /// A topic's name for metrics: the name when the message has one, else the name learned
-    /// for its id, else the id itself.
-    pub fn topic_name(&self, name: &StrBytes, id: &uuid::Uuid) -> StrBytes {
-        if !name.is_empty() {
-            return name.clone();
+    /// for its id.
+    pub fn topic_name(&self, name: &StrBytes, id: &Uuid) -> StrBytes {
+        if name.is_empty() {
+            self.topic_name_for_id(id)
+        } else {
+            name.clone()
         }
+    }
+
+    /// The name learned for a topic id, else the id itself.
+    pub fn topic_name_for_id(&self, id: &Uuid) -> StrBytes {
         let names = self.topic_names.read().unwrap_or_else(|p| p.into_inner());
         names.get(id).cloned().unwrap_or_else(|| StrBytes::from_string(id.to_string()))
     }

@@ -39,13 +39,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame, or `None` on a clean end of stream between frames.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if let Some(total) = check_prefix(&self.buf, self.max_frame)? {
-                if self.buf.len() >= total {
-                    return Ok(Some(self.buf.split_to(total).freeze()));
-                }
-                // Reserve the whole frame at once: one allocation instead of repeated doubling.
-                self.buf.reserve(total - self.buf.len());
-            } else if self.buf.capacity() - self.buf.len() < 4096 {
+            if let Some(frame) = split_frame(&mut self.buf, self.max_frame)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
@@ -58,6 +55,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
         }
     }
+}
+
+/// Takes one whole frame off the front of `buf` if it holds one. When only part of a frame is
+/// there, reserves room for the rest (one allocation instead of repeated doubling).
+pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(total) = check_prefix(buf, max_frame)? else { return Ok(None) };
+    if buf.len() >= total {
+        return Ok(Some(buf.split_to(total).freeze()));
+    }
+    buf.reserve(total - buf.len());
+    Ok(None)
 }
 
 /// Validates the length prefix at the start of `buf`; returns the total frame size (prefix

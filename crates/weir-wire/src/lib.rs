@@ -10,8 +10,11 @@
 //! stay the very `Bytes` that were read.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod message;
+pub mod produce;
 pub mod records;
 
 pub use frame::{FrameError, FrameReader};

@@ -48,6 +48,11 @@ impl ResponseFrame {
         Ok(Self { header, body: rest })
     }
 
+    /// The body bytes (a cheap clone of a slice of the frame).
+    pub fn body(&self) -> Bytes {
+        self.body.clone()
+    }
+
     /// Decodes the body as `T`.
     pub fn decode<T: Decodable>(&self, api_key: ApiKey, version: i16) -> Result<T, MessageError> {
         T::decode(&mut self.body.clone(), version)

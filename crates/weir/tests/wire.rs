@@ -184,6 +184,11 @@ async fn bad_input_closes_only_the_offending_connection() {
     unknown_key[4..6].copy_from_slice(&31999i16.to_be_bytes());
     let mut unknown_version = request(ApiKey::Metadata, 12, 1, &MetadataRequest::default());
     unknown_version[6..8].copy_from_slice(&77i16.to_be_bytes());
+    // A Produce request whose topic array claims 2^31-1 entries: must not make the sidecar
+    // try to allocate for them.
+    let mut hostile_produce = request(ApiKey::Produce, 8, 1, &ProduceRequest::default());
+    let at = hostile_produce.len() - 4;
+    hostile_produce[at..].copy_from_slice(&i32::MAX.to_be_bytes());
     let mut truncated_header = 6i32.to_be_bytes().to_vec();
     truncated_header.extend([0, 3, 0, 1, 0, 0]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -199,6 +204,7 @@ async fn bad_input_closes_only_the_offending_connection() {
         ("http", b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "HTTP request"),
         ("unknown api key", unknown_key, "unknown api key 31999"),
         ("unknown version", unknown_version, "Metadata v77 is not supported"),
+        ("hostile produce", hostile_produce, "array longer than the request"),
     ];
     for (name, bytes, log_says) in &cases {
         let mut stream = connect(&sidecar);
@@ -219,7 +225,7 @@ async fn bad_input_closes_only_the_offending_connection() {
     assert_eq!(got.len(), 20);
     let allowed: Vec<&str> = cases.iter().map(|(_, _, says)| *says).collect();
     sidecar.assert_quiet_except(&allowed);
-    assert!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]) >= 6.0);
+    assert!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]) >= 7.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,6 +69,7 @@ pub struct Sidecar {
     pub admin: SocketAddr,
     pub broker_port_base: u16,
     logs: Arc<Mutex<Vec<String>>>,
+    log_readers: Vec<std::thread::JoinHandle<()>>,
     pub config_path: PathBuf,
 }
 
@@ -112,17 +113,18 @@ impl Sidecar {
             .spawn()
             .expect("spawn weir");
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut log_readers = Vec::new();
         for stream in
             [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
         {
             let logs = logs.clone();
-            std::thread::spawn(move || {
+            log_readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     logs.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
-        let sidecar = Sidecar { child, addr, admin, broker_port_base: base + 1, logs, config_path };
+        let sidecar = Sidecar { child, addr, admin, broker_port_base: base + 1, logs, log_readers, config_path };
         sidecar.wait_ready();
         sidecar
     }
@@ -193,6 +195,10 @@ impl Sidecar {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Its last lines are read once the pipes reach end of file.
+                for reader in self.log_readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(Instant::now() < deadline, "sidecar did not exit within 20 s of SIGTERM");

@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# bench/run.sh - what does the Weir sidecar cost? Runs one workload against Kafka directly
+# and through `weir proxy`, alternating (direct, proxy, direct, proxy, ...) for N rounds in a
+# single run, then prints medians, proxy/direct ratios and the targets beside them.
+#
+#   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
+#                [--latency-rate R] [--latency-seconds S] [--no-build]
+#
+# Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
+#   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
+#      unthrottled, acks=1, linger.ms=5, default batch.size (16 KiB), no compression.
+#   2. consumer throughput: Kafka's ConsumerPerformance reading exactly those records back.
+#      Reported rates are its fetch.* columns, i.e. without the group-join time.
+#   3. end-to-end latency: bench/BenchTool.java `latency`, an open-loop producer at a FIXED
+#      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
+#      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
+#      produce->broker->consume latency. The first warm-up seconds are not counted.
+# Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
+# which reaches the brokers' MESH listener (whose advertised names only it can resolve).
+# One sidecar serves every proxied run. Around each proxied run the script reads its CPU time
+# (utime+stime from /proc/PID/stat) and reports CPU seconds per GB (1e9 bytes) of record
+# payload moved; it reports the sidecar's RSS once ready and idle (VmRSS) and its peak RSS
+# over the whole run (VmHWM). Brokers' CPU per GB is reported the same way, for scale.
+#
+# It builds target/release/weir when sources are newer (skip with --no-build), starts its own
+# Kafka cluster `bench` (base port 9492; scripts/kafka.sh) unless one is already running, and
+# stops whatever it started on exit. Results: stdout and bench/results/latest.txt; raw tool
+# output of every run in bench/results/<run id>/.
+#
+# Environment: WEIR_BENCH_BIN (a prebuilt weir binary to measure instead; implies
+# --no-build), WEIR_BENCH_LISTEN (sidecar listen, default 127.0.0.1:29092; broker ports
+# follow it), WEIR_BENCH_ADMIN (default 127.0.0.1:29901), WEIR_KAFKA_TOOL_OPTS (tool JVMs,
+# default -Xmx1g), and scripts/kafka.sh's own variables.
+#
+# Everything shares the machine: broker(s), sidecar and the load-generating JVMs compete for
+# the same cores, so on a small box these figures are relative (proxy vs direct, same
+# conditions), not what either would do with cores of its own.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KAFKA=$ROOT/scripts/kafka.sh
+WEIR=${WEIR_BENCH_BIN:-$ROOT/target/release/weir}
+CLUSTER=bench
+BASE_PORT=9492
+
+ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
+QUICK=0 BUILD=1
+PARTITIONS=6
+LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
+ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
+# Targets (printed beside the results).
+T_RATIO=0.95 T_ADDED_P99_MS=0.5 T_IDLE_RSS_MB=20
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+opt_rounds="" opt_records="" opt_lat_seconds=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) QUICK=1; shift ;;
+    --rounds) opt_rounds=${2:?}; shift 2 ;;
+    --brokers) BROKERS=${2:?}; shift 2 ;;
+    --records) opt_records=${2:?}; shift 2 ;;
+    --record-size) RECORD_SIZE=${2:?}; shift 2 ;;
+    --latency-rate) LAT_RATE=${2:?}; shift 2 ;;
+    --latency-seconds) opt_lat_seconds=${2:?}; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h | --help) usage ;;
+    *) echo "run.sh: unknown option $1" >&2; usage ;;
+  esac
+done
+if ((QUICK)); then ROUNDS=1 RECORDS=200000 LAT_SECONDS=10 LAT_WARMUP=3; fi
+ROUNDS=${opt_rounds:-$ROUNDS} RECORDS=${opt_records:-$RECORDS} LAT_SECONDS=${opt_lat_seconds:-$LAT_SECONDS}
+for v in ROUNDS BROKERS RECORDS RECORD_SIZE LAT_RATE LAT_SECONDS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer" >&2; exit 2; }
+done
+((BROKERS <= 9)) || { echo "run.sh: --brokers must be 1..9" >&2; exit 2; }
+RF=$((BROKERS < 3 ? BROKERS : 3))
+
+RUN_ID=$(date +%Y%m%d-%H%M%S)
+RESULTS=$ROOT/bench/results
+RUN_DIR=$RESULTS/$RUN_ID
+mkdir -p "$RUN_DIR"
+DATA=$RUN_DIR/data.tsv   # round mode key value
+: > "$DATA"
+T_START=$SECONDS
+
+log() { printf '%s run.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$DATA"; }
+
+# ------------------------------------------------------------------ process accounting
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {  # cpu_ticks PID... : utime+stime summed (fields 14,15; comm may hold spaces)
+  local pid total=0 f
+  for pid in "$@"; do
+    f=$(sed 's/^.*) //' "/proc/$pid/stat") || return 1
+    set -- $f  # after "comm) ": field 3 is $1, so utime (14) is $12 and stime (15) is $13
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+# Splitting on purpose above; keep globbing off for it.
+set -f
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }  # status_kb PID VmRSS
+
+# ------------------------------------------------------------------ cleanup
+WEIR_PID="" STARTED_CLUSTER=0
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $WEIR_PID ]] && kill -0 "$WEIR_PID" 2>/dev/null; then
+    log "stopping the sidecar (pid $WEIR_PID)"
+    kill -TERM "$WEIR_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$WEIR_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$WEIR_PID" 2>/dev/null || true
+  fi
+  if ((STARTED_CLUSTER)); then
+    log "stopping Kafka cluster $CLUSTER"
+    "$KAFKA" stop --cluster "$CLUSTER" >&2 || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (: <>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# ------------------------------------------------------------------ build
+[[ -n ${WEIR_BENCH_BIN:-} ]] && BUILD=0
+if ((BUILD)); then
+  if [[ ! -x $WEIR ]] || [[ -n $(find "$ROOT/crates" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$WEIR" \
+      \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print -quit) ]]; then
+    log "building the release binary (cargo build --release -p weir)"
+    (cd "$ROOT" && cargo build --release -p weir) >&2
+  fi
+fi
+[[ -x $WEIR ]] || die "$WEIR is missing (run without --no-build)"
+
+# ------------------------------------------------------------------ cluster
+if "$KAFKA" status --cluster "$CLUSTER" >/dev/null 2>&1; then
+  log "Kafka cluster $CLUSTER is already running; using it (and leaving it running)"
+  BROKERS=$(sed -n 's/^BROKERS=//p' "${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER/cluster.env")
+  RF=$((BROKERS < 3 ? BROKERS : 3))
+else
+  log "starting Kafka cluster $CLUSTER ($BROKERS broker(s), base port $BASE_PORT)"
+  STARTED_CLUSTER=1
+  "$KAFKA" start --cluster "$CLUSTER" --brokers "$BROKERS" --base-port "$BASE_PORT" >&2
+fi
+DIRECT_BOOTSTRAP=$("$KAFKA" bootstrap --cluster "$CLUSTER")
+mesh=()
+for ((i = 1; i <= BROKERS; i++)); do mesh+=("\"127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 1))\""); done
+mapfile -t BROKER_PIDS < <("$KAFKA" status --cluster "$CLUSTER" | sed -n 's/.* pid=\([0-9]*\) .*/\1/p')
+((${#BROKER_PIDS[@]} == BROKERS)) || die "could not find the broker pids"
+
+CP=$("$KAFKA" classpath)
+JAVA=${WEIR_KAFKA_JAVA:-${JAVA_HOME:+$JAVA_HOME/bin/}java}
+JAVAC=${JAVA%java}javac
+TOOL_OPTS=${WEIR_KAFKA_TOOL_OPTS:--Xmx1g}
+mkdir -p "$RUN_DIR/classes"
+"$JAVAC" -nowarn -cp "$CP" -d "$RUN_DIR/classes" "$ROOT/bench/BenchTool.java" >&2 || die "cannot compile bench/BenchTool.java"
+bench_tool() {  # BenchTool on the Kafka classpath (quiet Kafka logging)
+  # shellcheck disable=SC2086
+  "$JAVA" $TOOL_OPTS -cp "$RUN_DIR/classes:$CP" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2-tools.properties" BenchTool "$@"
+}
+
+# Fresh topics for every run: the consumer reads exactly what its producer wrote.
+topic() { echo "bench-$RUN_ID-r$1-$2-$3"; }  # topic ROUND MODE tp|lat
+all_topics=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  for m in direct proxy; do all_topics+=("$(topic "$r" "$m" tp)" "$(topic "$r" "$m" lat)"); done
+done
+log "creating ${#all_topics[@]} topics ($PARTITIONS partitions, replication $RF)"
+bench_tool create-topics "$DIRECT_BOOTSTRAP" "$PARTITIONS" "$RF" "${all_topics[@]}"
+
+# ------------------------------------------------------------------ sidecar
+for a in "$LISTEN" "$ADMIN"; do port_open "$a" && die "$a is already in use"; done
+LISTEN_HOST=${LISTEN%:*} LISTEN_PORT=${LISTEN##*:}
+cat > "$RUN_DIR/weir.yaml" <<EOF
+# Written by bench/run.sh
+listen: $LISTEN
+bootstrap: [$(IFS=,; echo "${mesh[*]}")]
+admin: $ADMIN
+broker_ports: {base: $((LISTEN_PORT + 1)), count: 10}
+upstream:
+  resolve: {"*.weir.invalid": 127.0.0.1}
+log: {format: text, level: warn}
+EOF
+for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
+"$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 &
+WEIR_PID=$!
+t0=$SECONDS
+until curl -fsS -o /dev/null "http://$ADMIN/readyz" 2>/dev/null; do
+  kill -0 "$WEIR_PID" 2>/dev/null || { cat "$RUN_DIR/weir.log" >&2; die "the sidecar exited"; }
+  ((SECONDS - t0 < 30)) || die "the sidecar was not ready after 30s"
+  sleep 0.1
+done
+sleep 1
+IDLE_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
+log "sidecar ready (pid $WEIR_PID), idle RSS $((IDLE_RSS_KB / 1024)) MiB"
+PROXY_BOOTSTRAP=$LISTEN
+
+# ------------------------------------------------------------------ one run of each phase
+PAYLOAD_GB=$(awk -v n="$RECORDS" -v s="$RECORD_SIZE" 'BEGIN {printf "%.6f", n * s / 1e9}')
+LOADS=()
+# phase ROUND MODE NAME COMMAND... : runs COMMAND with its output in the run dir and measures
+# the sidecar's and brokers' CPU ticks around it; sets PHASE_OUT, PHASE_WALL, PHASE_WEIR_S,
+# PHASE_BROKER_S.
+phase() {
+  local r=$1 m=$2 name=$3; shift 3
+  PHASE_OUT=$RUN_DIR/r$r-$m-$name.log
+  LOADS+=("r$r $m $name: $(loadavg)")
+  local w0=0 w1=0 b0 b1 t0 t1
+  [[ $m == proxy ]] && w0=$(cpu_ticks "$WEIR_PID")
+  b0=$(cpu_ticks "${BROKER_PIDS[@]}")
+  t0=$(date +%s.%N)
+  "$@" > "$PHASE_OUT" 2>&1 || { tail -n 30 "$PHASE_OUT" >&2; die "round $r $m $name failed (log $PHASE_OUT)"; }
+  t1=$(date +%s.%N)
+  [[ $m == proxy ]] && w1=$(cpu_ticks "$WEIR_PID")
+  b1=$(cpu_ticks "${BROKER_PIDS[@]}")
+  PHASE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+  PHASE_WEIR_S=$(awk -v d=$((w1 - w0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+  PHASE_BROKER_S=$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+}
+per_gb() { awk -v s="$1" -v g="$PAYLOAD_GB" 'BEGIN {printf "%.3f", s / g}'; }
+
+run_mode() {  # run_mode ROUND MODE BOOTSTRAP
+  local r=$1 m=$2 bs=$3 line
+  local tp; tp=$(topic "$r" "$m" tp)
+
+  log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
+  phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
+    --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
+    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m"
+  line=$(grep 'records sent' "$PHASE_OUT" | tail -n 1)
+  [[ $line == "$RECORDS records sent"* ]] || die "unexpected ProducerPerformance output: $line"
+  record "$r" "$m" prod_rps "$(sed 's/.* records sent, \([0-9.]*\) records\/sec.*/\1/' <<< "$line")"
+  record "$r" "$m" prod_mibs "$(sed 's/.*records\/sec (\([0-9.]*\) MB\/sec).*/\1/' <<< "$line")"
+  record "$r" "$m" broker_cpu_prod "$(per_gb "$PHASE_BROKER_S")"
+  [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
+
+  log "round $r/$ROUNDS $m: consuming them"
+  phase "$r" "$m" consume "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance \
+    --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --group "bench-$RUN_ID-r$r-$m" \
+    --timeout 60000 --hide-header --command-property client.id="bench-$m"
+  # start, end, MB, MB/s, records, records/s, rebalance ms, fetch ms, fetch MB/s, fetch records/s
+  line=$(grep -E '^[0-9]{4}-' "$PHASE_OUT" | tail -n 1)
+  IFS=',' read -r -a f <<< "$(sed 's/, /,/g' <<< "$line")"
+  ((${#f[@]} >= 10)) || die "unexpected ConsumerPerformance output: $line"
+  [[ ${f[4]} == "$RECORDS" ]] || die "round $r $m consumed ${f[4]} records, expected $RECORDS"
+  record "$r" "$m" cons_mibs "${f[8]}"
+  record "$r" "$m" cons_rps "${f[9]}"
+  record "$r" "$m" cons_rebalance_ms "${f[6]}"
+  record "$r" "$m" broker_cpu_cons "$(per_gb "$PHASE_BROKER_S")"
+  [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
+
+  log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
+  phase "$r" "$m" latency bench_tool latency "$bs" "$(topic "$r" "$m" lat)" "$LAT_RATE" "$LAT_SECONDS" "$LAT_WARMUP" "$RECORD_SIZE"
+  line=$(grep '^latency ' "$PHASE_OUT" | tail -n 1)
+  [[ -n $line ]] || die "no latency result in $PHASE_OUT"
+  local k v lost=""
+  for kv in $line; do
+    k=${kv%%=*} v=${kv#*=}
+    case $k in
+      p50_ms | p99_ms | p999_ms | max_ms) record "$r" "$m" "lat_$k" "$v" ;;
+      lost) lost=$v ;;
+    esac
+  done
+  [[ $lost == 0 ]] || log "warning: round $r $m latency run lost $lost records ($line)"
+  [[ $m == proxy ]] && record "$r" "$m" weir_cpu_lat_pct "$(awk -v s="$PHASE_WEIR_S" -v w="$PHASE_WALL" 'BEGIN {printf "%.1f", 100 * s / w}')"
+  return 0
+}
+
+log "load average before the first run: $(loadavg)"
+for ((r = 1; r <= ROUNDS; r++)); do
+  run_mode "$r" direct "$DIRECT_BOOTSTRAP"
+  run_mode "$r" proxy "$PROXY_BOOTSTRAP"
+  bench_tool delete-topics "$DIRECT_BOOTSTRAP" "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)" ||
+    log "warning: could not delete this round's topics"
+done
+PEAK_RSS_KB=$(status_kb "$WEIR_PID" VmHWM)
+END_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
+curl -fsS "http://$ADMIN/metrics" > "$RUN_DIR/weir-metrics.txt" 2>/dev/null || true
+LOAD_AFTER=$(loadavg)
+ELAPSED=$((SECONDS - T_START))
+
+# ------------------------------------------------------------------ report
+report() {
+  local commit
+  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null) ]] && commit+=" (crates/ modified)"
+  echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
+  echo "weir $commit; Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by brokers, sidecar and load generators"
+  echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
+  echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
+  echo "load average (1/5/15 min): before $(cut -d: -f2- <<< "${LOADS[0]}" | sed 's/^ //'), after $LOAD_AFTER"
+  echo
+  awk -F'\t' -v rounds="$ROUNDS" -v t_ratio="$T_RATIO" -v t_p99="$T_ADDED_P99_MS" -v t_rss="$T_IDLE_RSS_MB" \
+      -v idle_kb="$IDLE_RSS_KB" -v peak_kb="$PEAK_RSS_KB" -v end_kb="$END_RSS_KB" '
+    function median(key, mode,   n, i, j, t, a) {
+      n = 0
+      for (i = 1; i <= rounds; i++) if ((i SUBSEP mode SUBSEP key) in v) a[++n] = v[i, mode, key] + 0
+      if (n == 0) return ""
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function ratio_range(key,   i, lo, hi, x) {  # min..max of per-round proxy/direct
+      lo = ""; hi = ""
+      for (i = 1; i <= rounds; i++) if ((i SUBSEP "proxy" SUBSEP key) in v && v[i, "direct", key] > 0) {
+        x = v[i, "proxy", key] / v[i, "direct", key]
+        if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x
+      }
+      return rounds > 1 ? sprintf("%.2f-%.2f", lo, hi) : "-"
+    }
+    function row(label, key, fmt,   d, p) {
+      d = median(key, "direct"); p = median(key, "proxy")
+      printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, sprintf(fmt, d), sprintf(fmt, p),
+        sprintf("%.3f", p / d), ratio_range(key), ">= " t_ratio, (p / d >= t_ratio ? "MET" : "MISSED")
+    }
+    function lrow(label, key,   d, p, verdict, target) {
+      d = median(key, "direct"); p = median(key, "proxy")
+      target = key == "lat_p99_ms" ? "<= +" t_p99 " ms" : ""
+      verdict = key == "lat_p99_ms" ? (p - d <= t_p99 ? "MET" : "MISSED") : ""
+      printf "%-30s %12.3f %12.3f %9s %12s %-14s %s\n", label, d, p, sprintf("%+.3f", p - d), "", target, verdict
+    }
+    function srow(label, value, target, verdict) {
+      printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, "", value, "", "", target, verdict
+    }
+    { v[$1, $2, $3] = $4 }
+    END {
+      printf "%-30s %12s %12s %9s %12s %-14s %s\n", "median of rounds", "direct", "proxy", "p/d", "per round", "target", ""
+      row("producer MiB/s", "prod_mibs", "%.1f")
+      row("producer records/s", "prod_rps", "%.0f")
+      row("consumer MiB/s", "cons_mibs", "%.1f")
+      row("consumer records/s", "cons_rps", "%.0f")
+      printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
+      lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
+      printf "%-30s %12s %12s\n", "CPU seconds per GB payload", "broker(s)", "sidecar"
+      printf "%-30s %12.2f %12.2f\n", "  producing (via proxy)", median("broker_cpu_prod", "proxy"), median("weir_cpu_prod", "proxy")
+      printf "%-30s %12.2f %12s\n", "  producing (direct)", median("broker_cpu_prod", "direct"), "-"
+      printf "%-30s %12.2f %12.2f\n", "  consuming (via proxy)", median("broker_cpu_cons", "proxy"), median("weir_cpu_cons", "proxy")
+      printf "%-30s %12.2f %12s\n", "  consuming (direct)", median("broker_cpu_cons", "direct"), "-"
+      srow("sidecar CPU in latency run", sprintf("%.1f%%", median("weir_cpu_lat_pct", "proxy")), "", "")
+      srow("sidecar RSS idle (MB)", sprintf("%.1f", idle_kb * 1.024 / 1000), "< " t_rss " MB", (idle_kb * 1024 < t_rss * 1e6 ? "MET" : "MISSED"))
+      srow("sidecar RSS peak (MB)", sprintf("%.1f", peak_kb * 1.024 / 1000), "", "")
+      srow("sidecar RSS at end (MB)", sprintf("%.1f", end_kb * 1.024 / 1000), "", "")
+      print ""
+      print "per round (direct / proxy):"
+      printf "  %-5s %-19s %-19s %-23s %-23s\n", "round", "producer MiB/s", "consumer MiB/s", "e2e p99 ms", "sidecar CPU s/GB p/c"
+      for (i = 1; i <= rounds; i++)
+        printf "  %-5d %8.1f / %-8.1f %8.1f / %-8.1f %10.3f / %-10.3f %8.2f / %-8.2f\n", i,
+          v[i, "direct", "prod_mibs"], v[i, "proxy", "prod_mibs"], v[i, "direct", "cons_mibs"], v[i, "proxy", "cons_mibs"],
+          v[i, "direct", "lat_p99_ms"], v[i, "proxy", "lat_p99_ms"], v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
+    }' "$DATA"
+  echo
+  echo "load average at the start of each run:"
+  printf '  %s\n' "${LOADS[@]}"
+  echo "raw output: bench/results/$RUN_ID/"
+}
+report | tee "$RUN_DIR/results.txt" > "$RESULTS/latest.txt"
+cat "$RESULTS/latest.txt"
