@@ -43,7 +43,8 @@ pub fn invalid(file: &Path, key: &str, message: impl Into<String>) -> ConfigErro
 }
 
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_owned()
+    let line = message.lines().next().unwrap_or(message).trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 #[cfg(test)]
