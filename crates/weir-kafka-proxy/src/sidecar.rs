@@ -187,8 +187,8 @@ async fn probe_until_ready(shared: Arc<Shared>, ready: watch::Sender<bool>) {
     let mut logged = false;
     loop {
         for server in &shared.config.bootstrap {
-            match shared.connector.probe_metadata(server, shared.config.limits.max_frame_bytes).await {
-                Ok(mut metadata) => match rewrite::metadata(&mut metadata, &*shared.directory) {
+            match shared.connector.probe(server, shared.config.limits.max_frame_bytes).await {
+                Ok(Some(mut metadata)) => match rewrite::metadata(&mut metadata, &*shared.directory) {
                     Ok(_) => {
                         shared.learn_topics(&metadata);
                         tracing::info!(%server, brokers = metadata.brokers.len(), "upstream cluster answered; ready");
@@ -197,6 +197,11 @@ async fn probe_until_ready(shared: Arc<Shared>, ready: watch::Sender<bool>) {
                     }
                     Err(err) => tracing::error!(%err, "cannot map the cluster's brokers"),
                 },
+                Ok(None) => {
+                    tracing::info!(%server, "upstream cluster answered (it requires authentication, so broker listeners open as clients discover brokers); ready");
+                    let _ = ready.send(true);
+                    return;
+                }
                 Err(err) if !logged => {
                     tracing::info!(%err, "upstream not reachable yet; retrying every second");
                     logged = true;

@@ -6,9 +6,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
@@ -85,32 +88,60 @@ impl Connector {
         Ok(stream)
     }
 
-    /// Asks a broker for the cluster's brokers (no topics) with the sidecar's own request.
-    pub async fn probe_metadata(&self, address: &str, max_frame: usize) -> Result<MetadataResponse, UpstreamError> {
-        const VERSION: i16 = 12;
+    /// Checks that a broker answers (ApiVersions, which needs no authentication), then asks it
+    /// for the cluster's brokers (no topics). A cluster that requires SASL answers the first
+    /// but not the second (the sidecar holds no credentials); then `Ok(None)`: broker
+    /// listeners will open as clients discover brokers.
+    pub async fn probe(&self, address: &str, max_frame: usize) -> Result<Option<MetadataResponse>, UpstreamError> {
         let probe_err = |reason: String| UpstreamError::Probe { addr: address.to_owned(), reason };
-        let mut stream = self.connect(address).await?;
+        let stream = self.connect(address).await?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = FrameReader::new(read, max_frame);
+        let versions = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("weir"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let (_, versions): (_, ApiVersionsResponse) =
+            self.call(&mut reader, &mut write, ApiKey::ApiVersions, 3, 1, &versions).await.map_err(probe_err)?;
+        if versions.error_code != 0 {
+            return Err(probe_err(format!("ApiVersions answered error code {}", versions.error_code)));
+        }
+        let metadata = MetadataRequest::default().with_topics(Some(vec![]));
+        match self.call(&mut reader, &mut write, ApiKey::Metadata, 12, 2, &metadata).await {
+            Ok((_, metadata)) => Ok(Some(metadata)),
+            Err(reason) => {
+                tracing::debug!(%address, %reason, "no Metadata without authentication");
+                Ok(None)
+            }
+        }
+    }
+
+    /// One request/response exchange of the sidecar's own.
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &self,
+        reader: &mut FrameReader<OwnedReadHalf>,
+        write: &mut OwnedWriteHalf,
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        request: &Req,
+    ) -> Result<(ResponseHeader, Resp), String> {
         let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Metadata as i16)
-            .with_request_api_version(VERSION)
-            .with_correlation_id(1)
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("weir-sidecar")));
-        let request = MetadataRequest::default().with_topics(Some(vec![]));
         let mut buf = BytesMut::new();
         header
-            .encode(&mut buf, ApiKey::Metadata.request_header_version(VERSION))
-            .and_then(|_| request.encode(&mut buf, VERSION))
-            .map_err(|e| probe_err(e.to_string()))?;
-        stream.write_all(&with_length_prefix(&buf)).await.map_err(|e| probe_err(e.to_string()))?;
-        let mut reader = FrameReader::new(stream, max_frame);
+            .encode(&mut buf, key.request_header_version(version))
+            .and_then(|_| request.encode(&mut buf, version))
+            .map_err(|e| e.to_string())?;
+        write.write_all(&with_length_prefix(&buf)).await.map_err(|e| e.to_string())?;
         let frame = tokio::time::timeout(self.timeout, reader.next_frame())
             .await
-            .map_err(|_| probe_err(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| probe_err(e.to_string()))?
-            .ok_or_else(|| probe_err("connection closed before the answer".into()))?;
-        let (_, response) = weir_wire::message::decode_response::<MetadataResponse>(&frame, ApiKey::Metadata, VERSION)
-            .map_err(|e| probe_err(e.to_string()))?;
-        Ok(response)
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "connection closed before the answer".to_owned())?;
+        weir_wire::message::decode_response(&frame, key, version).map_err(|e| e.to_string())
     }
 }
 

@@ -359,3 +359,53 @@ async fn partitions_led_by_different_brokers_use_several_sidecar_listeners() {
     assert_eq!(used, vec![1, 2, 3], "clients did not use every broker's listener:\n{metrics}");
     sidecar.assert_quiet();
 }
+
+/// The cluster's SASL listeners (PLAIN and SCRAM-SHA-512, user `weir`), advertised, like the
+/// MESH ones, under names only the sidecar resolves.
+fn sasl_bootstrap() -> String {
+    (0..3).map(|i| format!("127.0.0.1:{}", 9095 + 10 * i)).collect::<Vec<_>>().join(",")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sasl_exchanges_pass_through_to_a_sasl_cluster() {
+    let sidecar = Sidecar::start_with(common::SidecarOptions { bootstrap: sasl_bootstrap(), ..Default::default() });
+    let bs = sidecar.bootstrap();
+    let plain = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "weir"),
+        ("sasl.password", "weir-secret"),
+    ];
+    // librdkafka with SASL/PLAIN (the topic is created by the broker on first use).
+    let topic = unique("sasl");
+    let producer = rd::producer(&bs, &plain);
+    rd::produce(&producer, &topic, "plain", 20).await;
+    let got = rd::consume(&bs, &topic, &unique("g"), 20, &plain);
+    assert_eq!(rd::values(&got), expected("plain", 20));
+
+    // The Java client with SCRAM-SHA-512 (several round trips of SaslAuthenticate).
+    let scram = [
+        "--property", "security.protocol=SASL_PLAINTEXT",
+        "--property", "sasl.mechanism=SCRAM-SHA-512",
+        "--property",
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"weir\" password=\"weir-secret\";",
+    ];
+    let mut args = vec!["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "10", "--prefix", "scram"];
+    args.extend(scram);
+    assert!(java_client(&args).contains(&"produced=10".to_owned()));
+    let mut args = vec!["consume", "--bootstrap", &bs, "--topic", &topic, "--count", "30"];
+    args.extend(scram);
+    let values: BTreeSet<String> = java_records(&java_client(&args)).into_iter().map(|(v, _)| v).collect();
+    let mut want = expected("plain", 20);
+    want.extend(expected("scram", 10));
+    assert_eq!(values, want);
+
+    // A wrong password is the broker's to refuse, and the client hears it.
+    let wrong = [plain[0], plain[1], plain[2], ("sasl.password", "wrong")];
+    let bad = rd::producer(&bs, &[wrong[0], wrong[1], wrong[2], wrong[3], ("message.timeout.ms", "5000")]);
+    let sent =
+        bad.send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(5)).await;
+    assert!(sent.is_err(), "a wrong password was accepted");
+    // The broker closes connections that failed to authenticate; that is not the sidecar's fault.
+    sidecar.assert_quiet();
+}
