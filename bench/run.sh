@@ -15,6 +15,8 @@
 #      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
 #      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
 #      produce->broker->consume latency. The first warm-up seconds are not counted.
+# Before round 1 an unmeasured warm-up produces and consumes RECORDS/5 records both ways, so
+# that the first measured run (a direct one) does not pay for cold JITs and page cache.
 # Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
 # which reaches the brokers' MESH listener (whose advertised names only it can resolve).
 # One sidecar serves every proxied run. Around each proxied run the script reads its CPU time
@@ -165,7 +167,7 @@ bench_tool() {  # BenchTool on the Kafka classpath (quiet Kafka logging)
 
 # Fresh topics for every run: the consumer reads exactly what its producer wrote.
 topic() { echo "bench-$RUN_ID-r$1-$2-$3"; }  # topic ROUND MODE tp|lat
-all_topics=()
+all_topics=("$(topic 0 warm tp)")
 for ((r = 1; r <= ROUNDS; r++)); do
   for m in direct proxy; do all_topics+=("$(topic "$r" "$m" tp)" "$(topic "$r" "$m" lat)"); done
 done
@@ -196,7 +198,7 @@ until curl -fsS -o /dev/null "http://$ADMIN/readyz" 2>/dev/null; do
 done
 sleep 1
 IDLE_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
-log "sidecar ready (pid $WEIR_PID), idle RSS $((IDLE_RSS_KB / 1024)) MiB"
+log "sidecar ready (pid $WEIR_PID), idle RSS $((IDLE_RSS_KB * 1024 / 1000000)) MB"
 PROXY_BOOTSTRAP=$LISTEN
 
 # ------------------------------------------------------------------ one run of each phase
@@ -270,6 +272,22 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   return 0
 }
 
+# Warm-up, not measured: JIT-compile the broker's and the sidecar's paths and fault in the
+# page cache, so the first measured run (always a direct one) is not the cold one.
+WARM=$((RECORDS / 5 > 20000 ? RECORDS / 5 : 20000))
+log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
+for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
+  "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
+    --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property acks=1 linger.ms=5 \
+    > "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up produce failed"; }
+done
+for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
+  "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
+    --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 \
+    >> "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up consume failed"; }
+done
+bench_tool delete-topics "$DIRECT_BOOTSTRAP" "$(topic 0 warm tp)" || log "warning: could not delete the warm-up topic"
+
 log "load average before the first run: $(loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
   run_mode "$r" direct "$DIRECT_BOOTSTRAP"
@@ -287,9 +305,10 @@ ELAPSED=$((SECONDS - T_START))
 report() {
   local commit
   commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null) ]] && commit+=" (crates/ modified)"
+  [[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null) ]] && commit+=" + uncommitted changes in crates/"
   echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
-  echo "weir $commit; Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by brokers, sidecar and load generators"
+  echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $commit"
+  echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
   echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
   echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
   echo "load average (1/5/15 min): before $(cut -d: -f2- <<< "${LOADS[0]}" | sed 's/^ //'), after $LOAD_AFTER"
@@ -334,7 +353,7 @@ report() {
       row("consumer records/s", "cons_rps", "%.0f")
       printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-30s %12s %12s\n", "CPU seconds per GB payload", "broker(s)", "sidecar"
+      printf "%-30s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar"
       printf "%-30s %12.2f %12.2f\n", "  producing (via proxy)", median("broker_cpu_prod", "proxy"), median("weir_cpu_prod", "proxy")
       printf "%-30s %12.2f %12s\n", "  producing (direct)", median("broker_cpu_prod", "direct"), "-"
       printf "%-30s %12.2f %12.2f\n", "  consuming (via proxy)", median("broker_cpu_cons", "proxy"), median("weir_cpu_cons", "proxy")

@@ -31,7 +31,7 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Con
     });
     result.map_err(|err| ConfigError::Invalid {
         file: file.to_owned(),
-        key: if key.is_empty() { ".".into() } else { key },
+        key: if key.is_empty() || key == "?" { ".".into() } else { key },
         message: first_line(&err.to_string()),
     })
 }

@@ -284,3 +284,34 @@ fn bad_config_names_file_and_key_and_exits_non_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_limit_applies_back_pressure_without_losing_requests() {
+    let sidecar = Sidecar::start_with(common::SidecarOptions {
+        extra_yaml: "limits: {max_in_flight: 1}\n".into(),
+        ..Default::default()
+    });
+    let mut stream = connect(&sidecar);
+    let metadata = MetadataRequest::default().with_topics(Some(vec![]));
+    let burst: Vec<u8> = (1..=50).flat_map(|id| request(ApiKey::Metadata, 12, id, &metadata)).collect();
+    stream.write_all(&burst).unwrap();
+    for id in 1..=50 {
+        let frame = read_frame(&mut stream).unwrap();
+        assert_eq!(weir_wire::header::response_correlation_id(&frame), Some(id));
+    }
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_client_connections_are_closed() {
+    let sidecar = Sidecar::start_with(common::SidecarOptions {
+        upstream_yaml: "  idle_timeout_ms: 300\n".into(),
+        ..Default::default()
+    });
+    let mut stream = connect(&sidecar);
+    stream.write_all(&request(ApiKey::ApiVersions, 3, 1, &api_versions_request())).unwrap();
+    read_frame(&mut stream).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(closed_by_peer(&mut stream), "idle connection still open");
+    sidecar.assert_quiet();
+}

@@ -75,12 +75,15 @@ pub struct Sidecar {
 
 pub struct SidecarOptions {
     pub bootstrap: String,
+    /// Top-level YAML appended to the config.
     pub extra_yaml: String,
+    /// YAML lines (indented two spaces) appended inside `upstream:`.
+    pub upstream_yaml: String,
 }
 
 impl Default for SidecarOptions {
     fn default() -> Self {
-        Self { bootstrap: mesh_bootstrap(), extra_yaml: String::new() }
+        Self { bootstrap: mesh_bootstrap(), extra_yaml: String::new(), upstream_yaml: String::new() }
     }
 }
 
@@ -98,10 +101,11 @@ impl Sidecar {
         let bootstrap: Vec<String> = options.bootstrap.split(',').map(|s| format!("\"{s}\"")).collect();
         let yaml = format!(
             "listen: {addr}\nbootstrap: [{}]\nadmin: {admin}\nbroker_ports: {{base: {}, count: 10}}\n\
-             upstream:\n  resolve: {{\"*.weir.invalid\": 127.0.0.1}}\nshutdown_grace_ms: 5000\n\
+             upstream:\n  resolve: {{\"*.weir.invalid\": 127.0.0.1}}\n{}shutdown_grace_ms: 5000\n\
              log: {{format: json, level: \"info,weir_kafka_proxy=debug\"}}\n{}",
             bootstrap.join(", "),
             base + 1,
+            options.upstream_yaml,
             options.extra_yaml
         );
         std::fs::write(&config_path, yaml).unwrap();

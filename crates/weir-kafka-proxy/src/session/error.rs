@@ -1,0 +1,79 @@
+//! Why the sidecar closes a connection, and how loudly it says so.
+
+use kafka_protocol::messages::ApiKey;
+use weir_wire::message::MessageError;
+use weir_wire::produce::ProduceScanError;
+use weir_wire::{FrameError, HeaderError};
+
+use crate::rewrite::RewriteError;
+use crate::upstream::UpstreamError;
+
+/// Why a connection was closed by the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("bad frame from client: {0}")]
+    ClientFrame(FrameError),
+    #[error("bad request header: {0}")]
+    Header(#[from] HeaderError),
+    #[error("{api:?} v{version} is not supported by this sidecar (it handles v{min}-v{max})")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("SaslHandshake v0 is not supported: it switches to unframed SASL tokens; use a client that sends SaslHandshake v1 (Kafka 1.0+)")]
+    SaslHandshakeV0,
+    #[error("malformed request: {0}")]
+    BadRequest(MessageError),
+    #[error(transparent)]
+    BadProduce(ProduceScanError),
+    #[error("malformed response from broker: {0}")]
+    BadResponse(MessageError),
+    #[error("bad frame from broker: {0}")]
+    UpstreamFrame(FrameError),
+    #[error("broker closed the connection")]
+    UpstreamClosed,
+    #[error("broker sent an unsolicited frame")]
+    Unsolicited,
+    #[error("broker answered correlation id {got} where {expected} was due")]
+    CorrelationMismatch { expected: i32, got: i32 },
+    #[error("no address known for broker {0}; the client should refresh its metadata")]
+    UnknownBroker(i32),
+    #[error(transparent)]
+    Connect(#[from] UpstreamError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error("client connection: {0}")]
+    ClientIo(std::io::Error),
+    #[error("broker connection: {0}")]
+    UpstreamIo(std::io::Error),
+}
+
+impl SessionError {
+    /// A short label for the `closed_connections` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) | Self::BadProduce(_) => "bad_request",
+            Self::UnsupportedVersion { .. } | Self::SaslHandshakeV0 => "unsupported_version",
+            Self::BadResponse(_) | Self::UpstreamFrame(_) | Self::Unsolicited | Self::CorrelationMismatch { .. } => {
+                "bad_response"
+            }
+            Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
+            Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
+            Self::Rewrite(_) => "rewrite_failed",
+            Self::ClientIo(_) => "client_io",
+        }
+    }
+
+    /// Whether the cause is the peer simply going away (not worth a warning).
+    fn is_disconnect(&self) -> bool {
+        matches!(self, Self::ClientIo(_) | Self::ClientFrame(FrameError::Io(_)))
+    }
+
+    /// Logs the close at the level it deserves: client mistakes and broker faults are warnings
+    /// (quiet logs are part of correct), a broker going away is news, a client leaving is not.
+    pub(super) fn log(&self) {
+        match self {
+            e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
+            Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
+            Self::Rewrite(_) | Self::CorrelationMismatch { .. } => tracing::error!(error = %self, "closing connection"),
+            _ => tracing::warn!(error = %self, "closing connection"),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! One client connection and its one upstream connection.
+//!
+//! Two halves run side by side. The request half reads client frames, peeks at each header,
+//! decides (forward the same bytes, or answer locally) and queues what the response half must
+//! expect. The response half takes that queue in order: a local answer is written as is, an
+//! upstream one is read from the broker, checked against the correlation id, rewritten or
+//! counted when needed, and written back. So responses leave in request order, `acks=0`
+//! produce (no response) never shifts the pairing, and the bounded queue caps requests in
+//! flight: when it is full the sidecar stops reading from that client.
+
+mod error;
+mod requests;
+mod responses;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use weir_wire::FrameReader;
+
+pub use error::SessionError;
+use requests::RequestHalf;
+use responses::ResponseHalf;
+
+use crate::metrics::{Direction, TopicCache};
+use crate::sidecar::Shared;
+
+/// Which upstream a listener stands for.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// The bootstrap listener: any of the configured bootstrap servers.
+    Bootstrap,
+    /// A port-per-broker listener.
+    Broker(i32),
+}
+
+/// What the response half must deliver next.
+enum InFlight {
+    /// A response the broker owes for a forwarded request.
+    Upstream(Pending),
+    /// A response the sidecar produced itself.
+    Local(Bytes),
+}
+
+struct Pending {
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    sent_at: Instant,
+    proxy_time: Duration,
+}
+
+/// Serves one accepted client connection until either side closes.
+pub async fn serve(shared: Arc<Shared>, client: TcpStream, target: Target) {
+    let listener = match target {
+        Target::Bootstrap => "bootstrap".to_owned(),
+        Target::Broker(id) => format!("broker-{id}"),
+    };
+    let _open = shared.metrics.connections.opened(&listener);
+    tracing::debug!(%listener, "client connected");
+    if let Err(err) = run(&shared, client, target).await {
+        shared.metrics.closed(err.reason());
+        err.log();
+    } else {
+        tracing::debug!("connection closed");
+    }
+}
+
+async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<(), SessionError> {
+    let upstream = connect_upstream(shared, target).await?;
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
+    let max_frame = shared.config.limits.max_frame_bytes;
+
+    let requests =
+        RequestHalf { shared, client: FrameReader::new(client_read, max_frame), upstream: upstream_write, queue };
+    let responses = ResponseHalf {
+        shared,
+        upstream: FrameReader::new(upstream_read, max_frame),
+        client: client_write,
+        pending,
+        fetched: TopicCache::new(Direction::Fetched),
+    };
+    let requests = requests.run();
+    let responses = responses.run();
+    tokio::pin!(requests, responses);
+    tokio::select! {
+        // The client stopped sending (closed, idle, or shutdown): deliver what is owed, then end.
+        done = &mut requests => {
+            done?;
+            responses.await
+        }
+        done = &mut responses => done,
+    }
+}
+
+async fn connect_upstream(shared: &Shared, target: Target) -> Result<TcpStream, SessionError> {
+    match target {
+        Target::Broker(node_id) => {
+            let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;
+            Ok(shared.connector.connect(&address).await?)
+        }
+        Target::Bootstrap => {
+            let mut last = None;
+            for address in &shared.config.bootstrap {
+                match shared.connector.connect(address).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(err) => last = Some(err),
+                }
+            }
+            // validate() guarantees at least one bootstrap server, so `last` is set.
+            Err(last.map(SessionError::Connect).unwrap_or(SessionError::UnknownBroker(-1)))
+        }
+    }
+}

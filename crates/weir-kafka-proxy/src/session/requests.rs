@@ -1,0 +1,123 @@
+//! The request half: client frames in, the same bytes out to the broker.
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::metrics::counter::Counter;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use weir_wire::produce::{scan_produce, TopicRef};
+use weir_wire::{FrameReader, RequestHeaderPeek};
+
+use super::{InFlight, Pending, SessionError};
+use crate::metrics::{Direction, TopicCache};
+use crate::sidecar::Shared;
+use crate::versions;
+
+pub(super) struct RequestHalf<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) client: FrameReader<OwnedReadHalf>,
+    pub(super) upstream: OwnedWriteHalf,
+    pub(super) queue: mpsc::Sender<InFlight>,
+}
+
+impl RequestHalf<'_> {
+    pub(super) async fn run(mut self) -> Result<(), SessionError> {
+        let idle = self.shared.config.idle_timeout();
+        let mut produced = TopicCache::new(Direction::Produced);
+        let mut client_counter: Option<(Bytes, Counter)> = None;
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => return Ok(()),
+                read = tokio::time::timeout(idle, self.client.next_frame()) => match read {
+                    Err(_) => {
+                        tracing::debug!(?idle, "closing idle connection");
+                        return Ok(());
+                    }
+                    Ok(Ok(Some(frame))) => frame,
+                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Err(err)) => return Err(SessionError::ClientFrame(err)),
+                },
+            };
+            let started = Instant::now();
+            let peek = RequestHeaderPeek::parse(&frame)?;
+            let api = self.shared.metrics.api(peek.api_key);
+            api.requests.inc();
+            api.request_bytes.inc_by(frame.len() as u64);
+            self.count_client(&peek, &mut client_counter);
+
+            if !peek.version_is_known() {
+                if peek.api_key == ApiKey::ApiVersions {
+                    let answer = versions::unsupported_version_response(peek.correlation_id)
+                        .map_err(SessionError::BadRequest)?;
+                    self.enqueue(InFlight::Local(answer)).await?;
+                    continue;
+                }
+                let known = peek.known_versions();
+                return Err(SessionError::UnsupportedVersion {
+                    api: peek.api_key,
+                    version: peek.api_version,
+                    min: known.min,
+                    max: known.max,
+                });
+            }
+            let mut expects_response = true;
+            match peek.api_key {
+                ApiKey::SaslHandshake if peek.api_version == 0 => return Err(SessionError::SaslHandshakeV0),
+                ApiKey::Produce => {
+                    let shared = self.shared;
+                    let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
+                        let counters = match topic {
+                            TopicRef::Name(name) => produced.get(&shared.metrics, name),
+                            TopicRef::Id(id) => {
+                                produced.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                            }
+                        };
+                        counters.bytes.inc_by(records.len() as u64);
+                        counters.records.inc_by(weir_wire::records::count_records(records));
+                    })
+                    .map_err(SessionError::BadProduce)?;
+                    expects_response = acks != 0;
+                }
+                _ => {}
+            }
+            let proxy_time = started.elapsed();
+            if expects_response {
+                let pending = Pending {
+                    correlation_id: peek.correlation_id,
+                    api_key: peek.api_key,
+                    version: peek.api_version,
+                    sent_at: Instant::now(),
+                    proxy_time,
+                };
+                self.enqueue(InFlight::Upstream(pending)).await?;
+            } else {
+                api.proxy_seconds.observe(proxy_time.as_secs_f64());
+            }
+            self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;
+        }
+    }
+
+    async fn enqueue(&self, entry: InFlight) -> Result<(), SessionError> {
+        // The response half only drops its receiver when it has failed; its error is the one
+        // that gets reported, so this side just stops.
+        self.queue.send(entry).await.map_err(|_| SessionError::UpstreamClosed)
+    }
+
+    fn count_client(&self, peek: &RequestHeaderPeek, cached: &mut Option<(Bytes, Counter)>) {
+        let id = peek.client_id.clone().unwrap_or_default();
+        match cached {
+            Some((cached_id, counter)) if *cached_id == id => {
+                counter.inc();
+            }
+            _ => {
+                let counter = self.shared.metrics.client(peek.client_id_str());
+                counter.inc();
+                *cached = Some((id, counter));
+            }
+        };
+    }
+}
