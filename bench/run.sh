@@ -223,6 +223,7 @@ phase() {
   PHASE_WEIR_S=$(awk -v d=$((w1 - w0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_BROKER_S=$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
 }
+metric() { awk -v m="$2:" 'index($1, m) == 1 {v = $NF} END {print (v == "" ? "nan" : v)}' "$1"; }  # metric LOG NAME
 per_gb() { awk -v s="$1" -v g="$PAYLOAD_GB" 'BEGIN {printf "%.3f", s / g}'; }
 
 run_mode() {  # run_mode ROUND MODE BOOTSTRAP
@@ -232,11 +233,14 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
   phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
-    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m"
+    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m" --print-metrics
   line=$(grep 'records sent' "$PHASE_OUT" | tail -n 1)
   [[ $line == "$RECORDS records sent"* ]] || die "unexpected ProducerPerformance output: $line"
   record "$r" "$m" prod_rps "$(sed 's/.* records sent, \([0-9.]*\) records\/sec.*/\1/' <<< "$line")"
   record "$r" "$m" prod_mibs "$(sed 's/.*records\/sec (\([0-9.]*\) MB\/sec).*/\1/' <<< "$line")"
+  # The producer's own view (its metrics are averaged over its last ~60 s, i.e. the run).
+  record "$r" "$m" prod_batch_bytes "$(metric "$PHASE_OUT" producer-metrics:batch-size-avg)"
+  record "$r" "$m" prod_records_per_req "$(metric "$PHASE_OUT" producer-metrics:records-per-request-avg)"
   record "$r" "$m" broker_cpu_prod "$(per_gb "$PHASE_BROKER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
 
@@ -351,6 +355,10 @@ report() {
       row("producer records/s", "prod_rps", "%.0f")
       row("consumer MiB/s", "cons_mibs", "%.1f")
       row("consumer records/s", "cons_rps", "%.0f")
+      printf "%-30s %12.0f %12.0f %9.3f\n", "  producer batch size avg (B)", median("prod_batch_bytes", "direct"),
+        median("prod_batch_bytes", "proxy"), median("prod_batch_bytes", "proxy") / median("prod_batch_bytes", "direct")
+      printf "%-30s %12.1f %12.1f %9.3f\n", "  producer records/request avg", median("prod_records_per_req", "direct"),
+        median("prod_records_per_req", "proxy"), median("prod_records_per_req", "proxy") / median("prod_records_per_req", "direct")
       printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
       printf "%-30s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar"
