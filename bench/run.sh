@@ -15,8 +15,9 @@
 #      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
 #      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
 #      produce->broker->consume latency. The first warm-up seconds are not counted.
-# Before round 1 an unmeasured warm-up produces and consumes RECORDS/5 records both ways, so
-# that the first measured run (a direct one) does not pay for cold JITs and page cache.
+# Before round 1 an unmeasured warm-up produces and consumes max(RECORDS/2, 200k) records
+# directly and via the sidecar, so that the first measured run (a direct one) does not pay
+# for the broker's cold JIT (a cold broker burns ~4x the CPU per GB of a warm one).
 # Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
 # which reaches the brokers' MESH listener (whose advertised names only it can resolve).
 # One sidecar serves every proxied run. Around each proxied run the script reads its CPU time
@@ -278,7 +279,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 
 # Warm-up, not measured: JIT-compile the broker's and the sidecar's paths and fault in the
 # page cache, so the first measured run (always a direct one) is not the cold one.
-WARM=$((RECORDS / 5 > 20000 ? RECORDS / 5 : 20000))
+WARM=$((RECORDS / 2 > 200000 ? RECORDS / 2 : 200000))
 log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
 for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
   "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
@@ -378,6 +379,21 @@ report() {
           v[i, "direct", "prod_mibs"], v[i, "proxy", "prod_mibs"], v[i, "direct", "cons_mibs"], v[i, "proxy", "cons_mibs"],
           v[i, "direct", "lat_p99_ms"], v[i, "proxy", "lat_p99_ms"], v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
     }' "$DATA"
+  echo
+  echo "the sidecar's own histograms, whole run (time inside the sidecar excludes waiting for the broker):"
+  awk '
+    /^weir_kafka_(proxy|upstream)_latency_seconds_(sum|count)\{api="(Produce|Fetch)"\}/ {
+      split($1, a, "\""); api = a[2]; n = $1; sub(/\{.*/, "", n); v[api, n] = $2
+    }
+    END {
+      for (i = 1; i <= 2; i++) {
+        api = i == 1 ? "Produce" : "Fetch"
+        c = v[api, "weir_kafka_proxy_latency_seconds_count"]
+        if (c > 0) printf "  %-8s %9d requests, avg %7.1f us inside the sidecar, avg %7.3f ms at the broker\n", api, c,
+          1e6 * v[api, "weir_kafka_proxy_latency_seconds_sum"] / c,
+          1e3 * v[api, "weir_kafka_upstream_latency_seconds_sum"] / v[api, "weir_kafka_upstream_latency_seconds_count"]
+      }
+    }' "$RUN_DIR/weir-metrics.txt" 2>/dev/null || true
   echo
   echo "load average at the start of each run:"
   printf '  %s\n' "${LOADS[@]}"

@@ -282,7 +282,10 @@ async fn admin_operations_with_both_clients() {
     rd::produce(&rd::producer(&bs, &[]), &gtopic, "x", 1).await;
     let consumer = rd::consumer(&bs, &group, &[]);
     consumer.subscribe(&[&gtopic]).unwrap();
-    rd::consume(&bs, &gtopic, &group, 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(consumer.poll(Duration::from_millis(200)), Some(Ok(_))) {
+        assert!(Instant::now() < deadline, "group member never received the record");
+    }
     let groups = consumer.fetch_group_list(None, Duration::from_secs(10)).expect("list groups");
     assert!(groups.groups().iter().any(|g| g.name() == group), "group {group} not listed");
 

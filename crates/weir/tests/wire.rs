@@ -13,7 +13,7 @@ use common::{rd, unique, Sidecar};
 use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_wire::kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader,
-    TopicName,
+    SaslHandshakeRequest, TopicName,
 };
 use weir_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use weir_wire::kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -189,6 +189,13 @@ async fn bad_input_closes_only_the_offending_connection() {
     let mut hostile_produce = request(ApiKey::Produce, 8, 1, &ProduceRequest::default());
     let at = hostile_produce.len() - 4;
     hostile_produce[at..].copy_from_slice(&i32::MAX.to_be_bytes());
+    // SaslHandshake v0 would switch to unframed SASL tokens, which the sidecar cannot relay.
+    let sasl_v0 = request(
+        ApiKey::SaslHandshake,
+        0,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
     let mut truncated_header = 6i32.to_be_bytes().to_vec();
     truncated_header.extend([0, 3, 0, 1, 0, 0]);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -205,6 +212,7 @@ async fn bad_input_closes_only_the_offending_connection() {
         ("unknown api key", unknown_key, "unknown api key 31999"),
         ("unknown version", unknown_version, "Metadata v77 is not supported"),
         ("hostile produce", hostile_produce, "array longer than the request"),
+        ("sasl handshake v0", sasl_v0, "SaslHandshake v0 is not supported"),
     ];
     for (name, bytes, log_says) in &cases {
         let mut stream = connect(&sidecar);
