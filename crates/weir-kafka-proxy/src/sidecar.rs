@@ -55,16 +55,6 @@ impl Shared {
         }
     }
 
-    /// A topic's name for metrics: the name when the message has one, else the name learned
-    /// for its id.
-    pub fn topic_name(&self, name: &StrBytes, id: &Uuid) -> StrBytes {
-        if name.is_empty() {
-            self.topic_name_for_id(id)
-        } else {
-            name.clone()
-        }
-    }
-
     /// The name learned for a topic id, else the id itself.
     pub fn topic_name_for_id(&self, id: &Uuid) -> StrBytes {
         let names = self.topic_names.read().unwrap_or_else(|p| p.into_inner());

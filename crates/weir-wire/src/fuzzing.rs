@@ -29,7 +29,17 @@ pub fn exercise_client_bytes(data: &[u8]) {
     }
 }
 
-/// Bytes as a broker would send them in answer to `api_key` at `version`.
+/// A Fetch response body as the sidecar reads every one of them: in place.
+pub fn exercise_fetch_response(version: i16, data: &[u8]) {
+    let _ = crate::fetch::scan_fetch_response(data, version, |p| {
+        if let Some(records) = p.records {
+            crate::records::count_records(records);
+        }
+    });
+}
+
+/// Bytes as a broker would send them in answer to `api_key` at `version`, fully decoded (as
+/// the sidecar does for the responses that carry broker addresses).
 ///
 /// Known limitation, found by this entry point: kafka-protocol pre-allocates
 /// `Vec::with_capacity(declared_len)` while decoding, so a broker that declares an absurd
@@ -97,6 +107,8 @@ mod tests {
                 mutated[at] ^= noise(seed + 1, 1)[0] | 1;
             }
             exercise_client_bytes(&mutated);
+            let fetch = kafka_protocol::messages::ApiKey::Fetch.valid_versions();
+            exercise_fetch_response(fetch.min + (seed as i16 % (fetch.max - fetch.min + 1)), &noise(seed, len));
         }
     }
 }

@@ -9,6 +9,7 @@
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
 //! stay the very `Bytes` that were read.
 
+pub mod fetch;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -16,6 +17,7 @@ pub mod header;
 pub mod message;
 pub mod produce;
 pub mod records;
+pub mod scan;
 
 pub use frame::{FrameError, FrameReader};
 pub use header::{HeaderError, RequestHeaderPeek};

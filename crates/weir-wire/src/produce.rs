@@ -7,20 +7,12 @@
 //! gigabytes.)
 
 use crate::header::RequestHeaderPeek;
+use crate::scan::{Cursor, ScanError};
 
 /// The first Produce version with flexible (compact) encodings and tagged fields.
 const FIRST_FLEXIBLE: i16 = 9;
 /// The first Produce version that names topics by id.
 const FIRST_TOPIC_ID: i16 = 13;
-
-/// A malformed Produce request.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed Produce v{version} request at byte {offset} of the body: {what}")]
-pub struct ProduceScanError {
-    pub version: i16,
-    pub offset: usize,
-    pub what: &'static str,
-}
 
 /// How a partition's topic is named in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,21 +27,18 @@ pub fn scan_produce<'a>(
     frame: &'a [u8],
     peek: &RequestHeaderPeek,
     mut visit: impl FnMut(TopicRef<'a>, i32, &'a [u8]),
-) -> Result<i16, ProduceScanError> {
+) -> Result<i16, ScanError> {
     let version = peek.api_version;
     let flexible = version >= FIRST_FLEXIBLE;
     let body = frame.get(peek.body_offset..).unwrap_or_default();
-    let mut c = Cursor { b: body, pos: 0, version };
+    let mut c = Cursor::new(body, "Produce request", version);
     c.nullable_string(flexible)?; // transactional_id
     let acks = c.i16()?;
     c.i32()?; // timeout_ms
     let topics = c.array_len(flexible)?;
     for _ in 0..topics {
-        let topic = if version >= FIRST_TOPIC_ID {
-            TopicRef::Id(c.take(16)?.try_into().map_err(|_| c.err("topic id"))?)
-        } else {
-            TopicRef::Name(c.string(flexible)?)
-        };
+        let topic =
+            if version >= FIRST_TOPIC_ID { TopicRef::Id(c.uuid()?) } else { TopicRef::Name(c.string(flexible)?) };
         let partitions = c.array_len(flexible)?;
         for _ in 0..partitions {
             let index = c.i32()?;
@@ -68,97 +57,6 @@ pub fn scan_produce<'a>(
         c.skip_tagged_fields()?;
     }
     Ok(acks)
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-    version: i16,
-}
-
-impl<'a> Cursor<'a> {
-    fn err(&self, what: &'static str) -> ProduceScanError {
-        ProduceScanError { version: self.version, offset: self.pos, what }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ProduceScanError> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.b.len()).ok_or_else(|| self.err("truncated"))?;
-        let out = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn i16(&mut self) -> Result<i16, ProduceScanError> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().map_err(|_| self.err("i16"))?))
-    }
-
-    fn i32(&mut self) -> Result<i32, ProduceScanError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().map_err(|_| self.err("i32"))?))
-    }
-
-    fn uvarint(&mut self) -> Result<u32, ProduceScanError> {
-        let mut value = 0u32;
-        for i in 0..5 {
-            let byte = self.take(1)?[0];
-            value |= u32::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(self.err("varint longer than 5 bytes"))
-    }
-
-    /// A length that may be null: classic i32/i16 with -1, or compact unsigned varint + 1.
-    fn length(&mut self, flexible: bool, classic_i16: bool) -> Result<Option<usize>, ProduceScanError> {
-        if flexible {
-            let n = self.uvarint()?;
-            return Ok(n.checked_sub(1).map(|n| n as usize));
-        }
-        let n = if classic_i16 { i32::from(self.i16()?) } else { self.i32()? };
-        match n {
-            -1 => Ok(None),
-            n if n >= 0 => Ok(Some(n as usize)),
-            _ => Err(self.err("negative length")),
-        }
-    }
-
-    fn nullable_string(&mut self, flexible: bool) -> Result<Option<&'a str>, ProduceScanError> {
-        match self.length(flexible, true)? {
-            None => Ok(None),
-            Some(n) => std::str::from_utf8(self.take(n)?).map(Some).map_err(|_| self.err("string is not UTF-8")),
-        }
-    }
-
-    fn string(&mut self, flexible: bool) -> Result<&'a str, ProduceScanError> {
-        self.nullable_string(flexible)?.ok_or_else(|| self.err("null topic name"))
-    }
-
-    fn nullable_bytes(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, ProduceScanError> {
-        match self.length(flexible, false)? {
-            None => Ok(None),
-            Some(n) => self.take(n).map(Some),
-        }
-    }
-
-    /// An array's element count, checked against the bytes left (every element takes at
-    /// least one byte), so a declared length can never outrun the frame.
-    fn array_len(&mut self, flexible: bool) -> Result<usize, ProduceScanError> {
-        let n = self.length(flexible, false)?.unwrap_or(0);
-        if n > self.b.len() - self.pos {
-            return Err(self.err("array longer than the request"));
-        }
-        Ok(n)
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), ProduceScanError> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            self.uvarint()?; // tag
-            let size = self.uvarint()? as usize;
-            self.take(size)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -244,7 +142,7 @@ mod tests {
                 hostile[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
             }
             let err = scan_produce(&hostile, &peek, |_, _, _| {}).unwrap_err();
-            assert_eq!(err.what, "array longer than the request", "v{version}");
+            assert_eq!(err.what, "array longer than the message", "v{version}");
         }
     }
 }

@@ -211,7 +211,7 @@ async fn bad_input_closes_only_the_offending_connection() {
         ("http", b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "HTTP request"),
         ("unknown api key", unknown_key, "unknown api key 31999"),
         ("unknown version", unknown_version, "Metadata v77 is not supported"),
-        ("hostile produce", hostile_produce, "array longer than the request"),
+        ("hostile produce", hostile_produce, "array longer than the message"),
         ("sasl handshake v0", sasl_v0, "SaslHandshake v0 is not supported"),
     ];
     for (name, bytes, log_says) in &cases {

@@ -2,7 +2,7 @@
 
 use kafka_protocol::messages::ApiKey;
 use weir_wire::message::MessageError;
-use weir_wire::produce::ProduceScanError;
+use weir_wire::scan::ScanError;
 use weir_wire::{FrameError, HeaderError};
 
 use crate::rewrite::RewriteError;
@@ -22,7 +22,9 @@ pub enum SessionError {
     #[error("malformed request: {0}")]
     BadRequest(MessageError),
     #[error(transparent)]
-    BadProduce(ProduceScanError),
+    BadRequestBody(ScanError),
+    #[error("from broker: {0}")]
+    BadResponseBody(ScanError),
     #[error("malformed response from broker: {0}")]
     BadResponse(MessageError),
     #[error("bad frame from broker: {0}")]
@@ -49,11 +51,13 @@ impl SessionError {
     /// A short label for the `closed_connections` metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) | Self::BadProduce(_) => "bad_request",
+            Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) | Self::BadRequestBody(_) => "bad_request",
             Self::UnsupportedVersion { .. } | Self::SaslHandshakeV0 => "unsupported_version",
-            Self::BadResponse(_) | Self::UpstreamFrame(_) | Self::Unsolicited | Self::CorrelationMismatch { .. } => {
-                "bad_response"
-            }
+            Self::BadResponse(_)
+            | Self::BadResponseBody(_)
+            | Self::UpstreamFrame(_)
+            | Self::Unsolicited
+            | Self::CorrelationMismatch { .. } => "bad_response",
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::Rewrite(_) => "rewrite_failed",

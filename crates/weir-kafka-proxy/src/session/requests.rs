@@ -79,7 +79,7 @@ impl RequestHalf<'_> {
                         counters.bytes.inc_by(records.len() as u64);
                         counters.records.inc_by(weir_wire::records::count_records(records));
                     })
-                    .map_err(SessionError::BadProduce)?;
+                    .map_err(SessionError::BadRequestBody)?;
                     expects_response = acks != 0;
                 }
                 _ => {}

@@ -12,7 +12,10 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use uuid::Uuid;
+use weir_wire::fetch::scan_fetch_response;
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
+use weir_wire::produce::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Pending, SessionError};
@@ -115,8 +118,11 @@ impl ResponseHalf<'_> {
             }
             ApiKey::Fetch => {
                 let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
+                if !self.count_fetched(&parsed.body(), version)? {
+                    return Ok(frame);
+                }
+                // Leader hints: the rare case that needs the full decode.
                 let mut resp: FetchResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                self.count_fetched(&resp);
                 self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| rewrite::fetch(r, map))
             }
             ApiKey::ShareFetch => {
@@ -170,23 +176,30 @@ impl ResponseHalf<'_> {
         encode_response_with_header(&parsed.header, key, version, resp).map_err(SessionError::BadResponse)
     }
 
-    fn count_fetched(&mut self, resp: &FetchResponse) {
+    /// Counts records and errors per topic by walking the response in place; returns whether
+    /// it carries leader hints (broker addresses) that must be rewritten.
+    fn count_fetched(&mut self, body: &[u8], version: i16) -> Result<bool, SessionError> {
         let shared = self.shared;
-        if resp.error_code != 0 {
-            shared.metrics.response_error(ApiKey::Fetch, resp.error_code);
-        }
-        for topic in &resp.responses {
-            let name = shared.topic_name(&topic.topic.0, &topic.topic_id);
-            let counters = self.fetched.get(&shared.metrics, name.as_str());
-            for p in &topic.partitions {
-                if let Some(records) = &p.records {
-                    counters.bytes.inc_by(records.len() as u64);
-                    counters.records.inc_by(weir_wire::records::count_records(records));
-                }
-                if p.error_code != 0 {
-                    shared.metrics.response_error(ApiKey::Fetch, p.error_code);
-                }
+        let fetched = &mut self.fetched;
+        let summary = scan_fetch_response(body, version, |p| {
+            if let Some(records) = p.records.filter(|r| !r.is_empty()) {
+                let counters = match p.topic {
+                    TopicRef::Name(name) => fetched.get(&shared.metrics, name),
+                    TopicRef::Id(id) => {
+                        fetched.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                    }
+                };
+                counters.bytes.inc_by(records.len() as u64);
+                counters.records.inc_by(weir_wire::records::count_records(records));
             }
+            if p.error_code != 0 {
+                shared.metrics.response_error(ApiKey::Fetch, p.error_code);
+            }
+        })
+        .map_err(SessionError::BadResponseBody)?;
+        if summary.error_code != 0 {
+            shared.metrics.response_error(ApiKey::Fetch, summary.error_code);
         }
+        Ok(summary.has_node_endpoints)
     }
 }

@@ -1,0 +1,189 @@
+//! A Fetch response read in place, for per-topic counts and error codes, and to tell whether
+//! it carries leader hints (`NodeEndpoints`, v16+) that must be rewritten. Only then is the
+//! response decoded in full; otherwise the broker's bytes go back untouched and this walk is
+//! the only work done on them.
+
+use crate::produce::TopicRef;
+use crate::scan::{Cursor, ScanError};
+
+const FIRST_FLEXIBLE: i16 = 12;
+const FIRST_TOPIC_ID: i16 = 13;
+const FIRST_NODE_ENDPOINTS: i16 = 16;
+/// The top-level tagged field that holds `NodeEndpoints`.
+const NODE_ENDPOINTS_TAG: u32 = 0;
+
+/// What the response says as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSummary {
+    pub error_code: i16,
+    /// Broker addresses are present: the response must be decoded and rewritten.
+    pub has_node_endpoints: bool,
+}
+
+/// One partition's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchedPartition<'a> {
+    pub topic: TopicRef<'a>,
+    pub partition: i32,
+    pub error_code: i16,
+    pub records: Option<&'a [u8]>,
+}
+
+/// Walks a Fetch response body (after the response header), calling `visit` per partition.
+pub fn scan_fetch_response<'a>(
+    body: &'a [u8],
+    version: i16,
+    mut visit: impl FnMut(FetchedPartition<'a>),
+) -> Result<FetchSummary, ScanError> {
+    let flexible = version >= FIRST_FLEXIBLE;
+    let mut c = Cursor::new(body, "Fetch response", version);
+    c.i32()?; // throttle_time_ms
+    let error_code = if version >= 7 {
+        let code = c.i16()?;
+        c.i32()?; // session_id
+        code
+    } else {
+        0
+    };
+    let topics = c.array_len(flexible)?;
+    for _ in 0..topics {
+        let topic =
+            if version >= FIRST_TOPIC_ID { TopicRef::Id(c.uuid()?) } else { TopicRef::Name(c.string(flexible)?) };
+        let partitions = c.array_len(flexible)?;
+        for _ in 0..partitions {
+            let partition = c.i32()?;
+            let error_code = c.i16()?;
+            c.i64()?; // high_watermark
+            c.i64()?; // last_stable_offset
+            if version >= 5 {
+                c.i64()?; // log_start_offset
+            }
+            let aborted = c.array_len(flexible)?;
+            for _ in 0..aborted {
+                c.i64()?; // producer_id
+                c.i64()?; // first_offset
+                if flexible {
+                    c.skip_tagged_fields()?;
+                }
+            }
+            if version >= 11 {
+                c.i32()?; // preferred_read_replica
+            }
+            let records = c.nullable_bytes(flexible)?;
+            if flexible {
+                // diverging_epoch, current_leader, snapshot_id: no addresses in them.
+                c.skip_tagged_fields()?;
+            }
+            visit(FetchedPartition { topic, partition, error_code, records });
+        }
+        if flexible {
+            c.skip_tagged_fields()?;
+        }
+    }
+    let mut has_node_endpoints = false;
+    if flexible {
+        c.for_each_tagged_field(|tag, value| {
+            // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
+            if version >= FIRST_NODE_ENDPOINTS && tag == NODE_ENDPOINTS_TAG && value != [1] {
+                has_node_endpoints = true;
+            }
+        })?;
+    }
+    Ok(FetchSummary { error_code, has_node_endpoints })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_response::{
+        AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    };
+    use kafka_protocol::messages::{FetchResponse, TopicName};
+    use kafka_protocol::protocol::{Encodable, Message, StrBytes};
+
+    /// A response using every field the version has (the encoder refuses others).
+    fn response(version: i16, with_endpoints: bool) -> FetchResponse {
+        let partition = |index: i32, error: i16, records: Option<&'static [u8]>| {
+            let mut p = PartitionData::default()
+                .with_partition_index(index)
+                .with_error_code(error)
+                .with_high_watermark(100)
+                .with_aborted_transactions(Some(vec![AbortedTransaction::default().with_producer_id(7.into())]))
+                .with_records(records.map(Bytes::from_static));
+            if version >= 12 {
+                p = p.with_current_leader(LeaderIdAndEpoch::default().with_leader_id(2.into()).with_leader_epoch(3));
+            }
+            p
+        };
+        let topic = |name: &'static str, id: u8, partitions| {
+            let t = FetchableTopicResponse::default().with_partitions(partitions);
+            if version >= 13 {
+                t.with_topic_id(uuid::Uuid::from_bytes([id; 16]))
+            } else {
+                t.with_topic(TopicName(StrBytes::from_static_str(name)))
+            }
+        };
+        let with_endpoints = with_endpoints && version >= 16;
+        FetchResponse::default()
+            .with_session_id(if version >= 7 { 9 } else { 0 })
+            .with_responses(vec![
+                topic("orders", 1, vec![partition(0, 0, Some(b"batches")), partition(1, 6, None)]),
+                topic("audit", 2, vec![partition(4, 0, Some(b""))]),
+            ])
+            .with_node_endpoints(if with_endpoints {
+                vec![NodeEndpoint::default()
+                    .with_node_id(2.into())
+                    .with_host(StrBytes::from_static_str("broker-2"))
+                    .with_port(9092)]
+            } else {
+                vec![]
+            })
+    }
+
+    fn encoded(resp: &FetchResponse, version: i16) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        resp.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn agrees_with_the_reference_encoder_at_every_version() {
+        for version in FetchResponse::VERSIONS.min..=FetchResponse::VERSIONS.max {
+            for endpoints in [false, true] {
+                let body = encoded(&response(version, endpoints), version);
+                let mut seen = Vec::new();
+                let summary = scan_fetch_response(&body, version, |p| {
+                    seen.push((p.topic, p.partition, p.error_code, p.records.map(<[u8]>::to_vec)))
+                })
+                .unwrap();
+                assert_eq!(summary.has_node_endpoints, endpoints && version >= 16, "v{version}");
+                let (orders, audit) = if version >= 13 {
+                    (TopicRef::Id([1; 16]), TopicRef::Id([2; 16]))
+                } else {
+                    (TopicRef::Name("orders"), TopicRef::Name("audit"))
+                };
+                assert_eq!(
+                    seen,
+                    vec![(orders, 0, 0, Some(b"batches".to_vec())), (orders, 1, 6, None), (audit, 4, 0, Some(vec![])),],
+                    "v{version}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_and_hostile_lengths_are_errors() {
+        for version in [4, 12, 16] {
+            let body = encoded(&response(version, true), version);
+            for cut in 0..body.len() - 1 {
+                // Every strict prefix is missing something the scanner must read.
+                assert!(scan_fetch_response(&body[..cut], version, |_| {}).is_err(), "v{version} cut {cut}");
+            }
+        }
+        let mut hostile = encoded(&response(4, false), 4);
+        hostile[4..8].copy_from_slice(&i32::MAX.to_be_bytes()); // the topics array
+        let err = scan_fetch_response(&hostile, 4, |_| {}).unwrap_err();
+        assert_eq!(err.what, "array longer than the message");
+    }
+}
