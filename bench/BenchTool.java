@@ -4,6 +4,7 @@
 //
 //   create-topics BOOTSTRAP PARTITIONS REPLICATION TOPIC...   (one JVM for all topics)
 //   delete-topics BOOTSTRAP TOPIC...
+//   set-broker-default BOOTSTRAP KEY=VALUE...                (cluster-wide dynamic broker config)
 //   latency BOOTSTRAP TOPIC RATE SECONDS WARMUP_SECONDS RECORD_SIZE
 //
 // `latency` measures real produce->consume latency at a FIXED rate (open loop): one
@@ -19,12 +20,15 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -32,6 +36,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
@@ -41,6 +46,7 @@ public class BenchTool {
         switch (args[0]) {
             case "create-topics" -> createTopics(args);
             case "delete-topics" -> deleteTopics(args);
+            case "set-broker-default" -> setBrokerDefault(args);
             case "latency" -> latency(args);
             default -> usage();
         }
@@ -48,7 +54,7 @@ public class BenchTool {
 
     static void usage() {
         System.err.println("usage: BenchTool create-topics BOOTSTRAP PARTITIONS RF TOPIC... | "
-                + "delete-topics BOOTSTRAP TOPIC... | latency BOOTSTRAP TOPIC RATE SECONDS WARMUP_SECONDS RECORD_SIZE");
+                + "delete-topics BOOTSTRAP TOPIC... | set-broker-default BOOTSTRAP KEY=VALUE... | latency BOOTSTRAP TOPIC RATE SECONDS WARMUP_SECONDS RECORD_SIZE");
         System.exit(2);
     }
 
@@ -84,6 +90,19 @@ public class BenchTool {
         if (a.length < 3) usage();
         try (Admin admin = admin(a[1])) {
             admin.deleteTopics(Arrays.asList(a).subList(2, a.length)).all().get(60, TimeUnit.SECONDS);
+        }
+    }
+
+    static void setBrokerDefault(String[] a) throws Exception {
+        if (a.length < 3) usage();
+        List<AlterConfigOp> ops = new ArrayList<>();
+        for (int i = 2; i < a.length; i++) {
+            String[] kv = a[i].split("=", 2);
+            ops.add(new AlterConfigOp(new ConfigEntry(kv[0], kv[1]), AlterConfigOp.OpType.SET));
+        }
+        try (Admin admin = admin(a[1])) {
+            admin.incrementalAlterConfigs(Map.of(new ConfigResource(ConfigResource.Type.BROKER, ""), ops))
+                    .all().get(60, TimeUnit.SECONDS);
         }
     }
 

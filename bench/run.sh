@@ -15,15 +15,20 @@
 #      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
 #      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
 #      produce->broker->consume latency. The first warm-up seconds are not counted.
-# Before round 1 an unmeasured warm-up produces and consumes max(RECORDS/2, 200k) records
+# Before round 1 an unmeasured warm-up produces and consumes max(2 x RECORDS, 1M) records
 # directly and via the sidecar, so that the first measured run (a direct one) does not pay
-# for the broker's cold JIT (a cold broker burns ~4x the CPU per GB of a warm one).
+# for the broker's cold JIT (C2 compiling doubles a cold broker's CPU per GB, and on 2 CPUs
+# it takes a few GB of traffic to settle). Between rounds
+# the round's topics are deleted (at once, not after Kafka's default 60 s) and the page cache
+# is synced, so no run pays for an earlier one's file deletion or write-back.
 # Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
 # which reaches the brokers' MESH listener (whose advertised names only it can resolve).
 # One sidecar serves every proxied run. Around each proxied run the script reads its CPU time
 # (utime+stime from /proc/PID/stat) and reports CPU seconds per GB (1e9 bytes) of record
 # payload moved; it reports the sidecar's RSS once ready and idle (VmRSS) and its peak RSS
-# over the whole run (VmHWM). Brokers' CPU per GB is reported the same way, for scale.
+# over the whole run (VmHWM). The brokers' CPU per GB, and the whole machine's (all processes,
+# from /proc/stat, with the share of the CPUs that was busy), are reported the same way for
+# both modes: on a small box they show whether a run was CPU-bound.
 #
 # It builds target/release/weir when sources are newer (skip with --no-build), starts its own
 # Kafka cluster `bench` (base port 9492; scripts/kafka.sh) unless one is already running, and
@@ -93,17 +98,20 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$DATA"; }
 
 # ------------------------------------------------------------------ process accounting
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() {  # cpu_ticks PID... : utime+stime summed (fields 14,15; comm may hold spaces)
-  local pid total=0 f
+cpu_ticks() {  # cpu_ticks PID... : utime+stime in clock ticks, summed
+  local pid stat f total=0
   for pid in "$@"; do
-    f=$(sed 's/^.*) //' "/proc/$pid/stat") || return 1
-    set -- $f  # after "comm) ": field 3 is $1, so utime (14) is $12 and stime (15) is $13
-    total=$((total + ${12} + ${13}))
+    stat=$(< "/proc/$pid/stat") || return 1
+    read -r -a f <<< "${stat##*) }"  # after "(comm) " comes field 3; utime is 14, stime 15
+    total=$((total + f[11] + f[12]))
   done
   echo "$total"
 }
-# Splitting on purpose above; keep globbing off for it.
-set -f
+machine_ticks() {  # "busy total" clock ticks of all CPUs, from /proc/stat
+  local _ user nice system idle iowait irq softirq steal
+  read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + irq + softirq + steal + idle + iowait))"
+}
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }  # status_kb PID VmRSS
 
 # ------------------------------------------------------------------ cleanup
@@ -132,12 +140,14 @@ port_open() { (: <>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 [[ -n ${WEIR_BENCH_BIN:-} ]] && BUILD=0
 if ((BUILD)); then
   if [[ ! -x $WEIR ]] || [[ -n $(find "$ROOT/crates" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$WEIR" \
-      \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print -quit) ]]; then
+      \( -path '*/src/*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print -quit) ]]; then
     log "building the release binary (cargo build --release -p weir)"
     (cd "$ROOT" && cargo build --release -p weir) >&2
   fi
 fi
 [[ -x $WEIR ]] || die "$WEIR is missing (run without --no-build)"
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null) ]] && COMMIT+=" + uncommitted changes in crates/"
 
 # ------------------------------------------------------------------ cluster
 if "$KAFKA" status --cluster "$CLUSTER" >/dev/null 2>&1; then
@@ -174,6 +184,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 log "creating ${#all_topics[@]} topics ($PARTITIONS partitions, replication $RF)"
 bench_tool create-topics "$DIRECT_BOOTSTRAP" "$PARTITIONS" "$RF" "${all_topics[@]}"
+# Brokers delete a deleted topic's files 60 s later by default, which would land in the middle
+# of a later measured run (and bill its CPU and I/O to it); make them delete at once instead.
+bench_tool set-broker-default "$DIRECT_BOOTSTRAP" log.segment.delete.delay.ms=0
+KAFKA_DATA_DIRS=("${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER"/node-*/data)
+# drop_topics TOPIC... : delete them and wait until their files are gone, then flush the disk.
+drop_topics() {
+  bench_tool delete-topics "$DIRECT_BOOTSTRAP" "$@" || { log "warning: could not delete topics $*"; return 0; }
+  local t0=$SECONDS t left
+  while :; do
+    left=""
+    for t in "$@"; do  # partition dirs are TOPIC-N, renamed TOPIC-N.UUID-delete until removed
+      left+=$(find "${KAFKA_DATA_DIRS[@]}" -maxdepth 1 -name "$t-*" -print -quit 2>/dev/null)
+    done
+    [[ -z $left ]] && break
+    ((SECONDS - t0 < 60)) || { log "warning: files of deleted topics still there after 60s: $left"; break; }
+    sleep 0.5
+  done
+  sync
+}
 
 # ------------------------------------------------------------------ sidecar
 for a in "$LISTEN" "$ADMIN"; do port_open "$a" && die "$a is already in use"; done
@@ -206,23 +235,28 @@ PROXY_BOOTSTRAP=$LISTEN
 PAYLOAD_GB=$(awk -v n="$RECORDS" -v s="$RECORD_SIZE" 'BEGIN {printf "%.6f", n * s / 1e9}')
 LOADS=()
 # phase ROUND MODE NAME COMMAND... : runs COMMAND with its output in the run dir and measures
-# the sidecar's and brokers' CPU ticks around it; sets PHASE_OUT, PHASE_WALL, PHASE_WEIR_S,
-# PHASE_BROKER_S.
+# the sidecar's, the brokers' and the whole machine's CPU ticks around it; sets PHASE_OUT,
+# PHASE_WALL, PHASE_WEIR_S, PHASE_BROKER_S, PHASE_MACHINE_S (busy CPU seconds, all processes)
+# and PHASE_BUSY_PCT (share of the machine's CPUs that was busy).
 phase() {
   local r=$1 m=$2 name=$3; shift 3
   PHASE_OUT=$RUN_DIR/r$r-$m-$name.log
   LOADS+=("r$r $m $name: $(loadavg)")
-  local w0=0 w1=0 b0 b1 t0 t1
+  local w0=0 w1=0 b0 b1 t0 t1 m0 m1
   [[ $m == proxy ]] && w0=$(cpu_ticks "$WEIR_PID")
   b0=$(cpu_ticks "${BROKER_PIDS[@]}")
+  read -r -a m0 <<< "$(machine_ticks)"
   t0=$(date +%s.%N)
   "$@" > "$PHASE_OUT" 2>&1 || { tail -n 30 "$PHASE_OUT" >&2; die "round $r $m $name failed (log $PHASE_OUT)"; }
   t1=$(date +%s.%N)
   [[ $m == proxy ]] && w1=$(cpu_ticks "$WEIR_PID")
   b1=$(cpu_ticks "${BROKER_PIDS[@]}")
+  read -r -a m1 <<< "$(machine_ticks)"
   PHASE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   PHASE_WEIR_S=$(awk -v d=$((w1 - w0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_BROKER_S=$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+  PHASE_MACHINE_S=$(awk -v d=$((m1[0] - m0[0])) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+  PHASE_BUSY_PCT=$(awk -v b=$((m1[0] - m0[0])) -v t=$((m1[1] - m0[1])) 'BEGIN {printf "%.1f", (t > 0 ? 100 * b / t : 0)}')
 }
 metric() { awk -v m="$2:" 'index($1, m) == 1 {v = $NF} END {print (v == "" ? "nan" : v)}' "$1"; }  # metric LOG NAME
 per_gb() { awk -v s="$1" -v g="$PAYLOAD_GB" 'BEGIN {printf "%.3f", s / g}'; }
@@ -231,6 +265,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   local r=$1 m=$2 bs=$3 line
   local tp; tp=$(topic "$r" "$m" tp)
 
+  sync  # leave no dirty pages from earlier runs to be written back during this one
   log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
   phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
@@ -243,6 +278,8 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" prod_batch_bytes "$(metric "$PHASE_OUT" producer-metrics:batch-size-avg)"
   record "$r" "$m" prod_records_per_req "$(metric "$PHASE_OUT" producer-metrics:records-per-request-avg)"
   record "$r" "$m" broker_cpu_prod "$(per_gb "$PHASE_BROKER_S")"
+  record "$r" "$m" machine_cpu_prod "$(per_gb "$PHASE_MACHINE_S")"
+  record "$r" "$m" machine_busy_prod "$PHASE_BUSY_PCT"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: consuming them"
@@ -258,6 +295,8 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" cons_rps "${f[9]}"
   record "$r" "$m" cons_rebalance_ms "${f[6]}"
   record "$r" "$m" broker_cpu_cons "$(per_gb "$PHASE_BROKER_S")"
+  record "$r" "$m" machine_cpu_cons "$(per_gb "$PHASE_MACHINE_S")"
+  record "$r" "$m" machine_busy_cons "$PHASE_BUSY_PCT"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
@@ -279,7 +318,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 
 # Warm-up, not measured: JIT-compile the broker's and the sidecar's paths and fault in the
 # page cache, so the first measured run (always a direct one) is not the cold one.
-WARM=$((RECORDS / 2 > 200000 ? RECORDS / 2 : 200000))
+WARM=$((RECORDS > 500000 ? 2 * RECORDS : 1000000))
 log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
 for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
   "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
@@ -291,14 +330,13 @@ for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
     --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 \
     >> "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up consume failed"; }
 done
-bench_tool delete-topics "$DIRECT_BOOTSTRAP" "$(topic 0 warm tp)" || log "warning: could not delete the warm-up topic"
+drop_topics "$(topic 0 warm tp)"
 
 log "load average before the first run: $(loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
   run_mode "$r" direct "$DIRECT_BOOTSTRAP"
   run_mode "$r" proxy "$PROXY_BOOTSTRAP"
-  bench_tool delete-topics "$DIRECT_BOOTSTRAP" "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)" ||
-    log "warning: could not delete this round's topics"
+  drop_topics "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)"
 done
 PEAK_RSS_KB=$(status_kb "$WEIR_PID" VmHWM)
 END_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
@@ -308,14 +346,12 @@ ELAPSED=$((SECONDS - T_START))
 
 # ------------------------------------------------------------------ report
 report() {
-  local commit
-  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null) ]] && commit+=" + uncommitted changes in crates/"
   echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
-  echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $commit"
+  echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $COMMIT when the run started"
   echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
   echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
   echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
+  echo "warm-up before round 1 (not measured): $WARM records produced and consumed each way; topics deleted and disk synced between rounds"
   echo "load average (1/5/15 min): before $(cut -d: -f2- <<< "${LOADS[0]}" | sed 's/^ //'), after $LOAD_AFTER"
   echo
   awk -F'\t' -v rounds="$ROUNDS" -v t_ratio="$T_RATIO" -v t_p99="$T_ADDED_P99_MS" -v t_rss="$T_IDLE_RSS_MB" \
@@ -346,6 +382,11 @@ report() {
       verdict = key == "lat_p99_ms" ? (p - d <= t_p99 ? "MET" : "MISSED") : ""
       printf "%-30s %12.3f %12.3f %9s %12s %-14s %s\n", label, d, p, sprintf("%+.3f", p - d), "", target, verdict
     }
+    function cpu_row(label, mode, what,   w) {
+      w = mode == "proxy" ? sprintf("%.2f", median("weir_cpu_" what, mode)) : "-"
+      printf "%-30s %12.2f %12s %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
+        median("machine_cpu_" what, mode), median("machine_busy_" what, mode)
+    }
     function srow(label, value, target, verdict) {
       printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, "", value, "", "", target, verdict
     }
@@ -362,11 +403,9 @@ report() {
         median("prod_records_per_req", "proxy"), median("prod_records_per_req", "proxy") / median("prod_records_per_req", "direct")
       printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-30s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar"
-      printf "%-30s %12.2f %12.2f\n", "  producing (via proxy)", median("broker_cpu_prod", "proxy"), median("weir_cpu_prod", "proxy")
-      printf "%-30s %12.2f %12s\n", "  producing (direct)", median("broker_cpu_prod", "direct"), "-"
-      printf "%-30s %12.2f %12.2f\n", "  consuming (via proxy)", median("broker_cpu_cons", "proxy"), median("weir_cpu_cons", "proxy")
-      printf "%-30s %12.2f %12s\n", "  consuming (direct)", median("broker_cpu_cons", "direct"), "-"
+      printf "%-30s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar", "machine", "machine busy"
+      cpu_row("  producing, direct", "direct", "prod"); cpu_row("  producing, via proxy", "proxy", "prod")
+      cpu_row("  consuming, direct", "direct", "cons"); cpu_row("  consuming, via proxy", "proxy", "cons")
       srow("sidecar CPU in latency run", sprintf("%.1f%%", median("weir_cpu_lat_pct", "proxy")), "", "")
       srow("sidecar RSS idle (MB)", sprintf("%.1f", idle_kb * 1.024 / 1000), "< " t_rss " MB", (idle_kb * 1024 < t_rss * 1e6 ? "MET" : "MISSED"))
       srow("sidecar RSS peak (MB)", sprintf("%.1f", peak_kb * 1.024 / 1000), "", "")
