@@ -6,7 +6,10 @@
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
 #                [--latency-rate R] [--latency-seconds S] [--no-build]
 #
-# Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
+#   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
+#   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
+#
+# WHAT. Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
 #   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
 #      unthrottled, acks=1, linger.ms=5, default batch.size (16 KiB), no compression.
 #   2. consumer throughput: Kafka's ConsumerPerformance reading exactly those records back.
@@ -15,34 +18,38 @@
 #      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
 #      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
 #      produce->broker->consume latency. The first warm-up seconds are not counted.
-# Before round 1 an unmeasured warm-up produces and consumes max(2 x RECORDS, 1M) records
-# directly and via the sidecar, so that the first measured run (a direct one) does not pay
-# for the broker's cold JIT (C2 compiling doubles a cold broker's CPU per GB, and on 2 CPUs
-# it takes a few GB of traffic to settle). Between rounds
-# the round's topics are deleted (at once, not after Kafka's default 60 s) and the page cache
-# is synced, so no run pays for an earlier one's file deletion or write-back.
 # Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
-# which reaches the brokers' MESH listener (whose advertised names only it can resolve).
-# One sidecar serves every proxied run. Around each proxied run the script reads its CPU time
-# (utime+stime from /proc/PID/stat) and reports CPU seconds per GB (1e9 bytes) of record
-# payload moved; it reports the sidecar's RSS once ready and idle (VmRSS) and its peak RSS
-# over the whole run (VmHWM). The brokers' CPU per GB, and the whole machine's (all processes,
-# from /proc/stat, with the share of the CPUs that was busy), are reported the same way for
-# both modes: on a small box they show whether a run was CPU-bound.
+# which reaches the brokers' MESH listener (whose advertised names only it can resolve). One
+# sidecar serves every proxied run.
 #
-# It builds target/release/weir when sources are newer (skip with --no-build), starts its own
-# Kafka cluster `bench` (base port 9492; scripts/kafka.sh) unless one is already running, and
-# stops whatever it started on exit. Results: stdout and bench/results/latest.txt; raw tool
-# output of every run in bench/results/<run id>/.
+# RESOURCES. Around every run the script reads CPU time (utime+stime, /proc/PID/stat) of the
+# sidecar and the broker(s), and the whole machine's busy time (/proc/stat), and reports CPU
+# seconds per GB (1e9 bytes) of record payload. "rest" is the machine's busy CPU minus the
+# broker(s), the sidecar and the load generator (this script's reaped children, cutime+cstime):
+# kernel threads (write-back, softirq) and any other process; if it is large, something else
+# competed with the run. Sidecar memory: RSS once ready and idle (VmRSS), peak over the whole
+# run (VmHWM, /proc/PID/status).
+#
+# FAIRNESS. Before round 1 an unmeasured warm-up produces and consumes max(2 x RECORDS, 1M)
+# records directly and via the sidecar: a cold broker spends as much CPU in its JIT compiler
+# as in serving, and on 2 CPUs it takes a few GB of traffic to settle. Between rounds the
+# round's topics are deleted (at once: the script sets log.segment.delete.delay.ms=0 on the
+# cluster instead of Kafka's 60 s, which would land in a later run) and `sync` runs before
+# every producer run, so no run pays for an earlier one's file deletion or write-back.
+#
+# HOW. It builds target/release/weir when its sources are newer (skip with --no-build),
+# starts its own Kafka cluster `bench` (base port 9492, scripts/kafka.sh) unless one is already
+# running, and stops whatever it started on exit. Results go to stdout and to
+# bench/results/latest.txt; raw tool output of every run to bench/results/<run id>/.
 #
 # Environment: WEIR_BENCH_BIN (a prebuilt weir binary to measure instead; implies
-# --no-build), WEIR_BENCH_LISTEN (sidecar listen, default 127.0.0.1:29092; broker ports
+# --no-build), WEIR_BENCH_LISTEN (sidecar listen, default 127.0.0.1:29092; per-broker ports
 # follow it), WEIR_BENCH_ADMIN (default 127.0.0.1:29901), WEIR_KAFKA_TOOL_OPTS (tool JVMs,
 # default -Xmx1g), and scripts/kafka.sh's own variables.
 #
 # Everything shares the machine: broker(s), sidecar and the load-generating JVMs compete for
-# the same cores, so on a small box these figures are relative (proxy vs direct, same
-# conditions), not what either would do with cores of its own.
+# the same cores, so on a small box these figures are relative (proxy vs direct under the
+# same conditions), not what either would do with cores of its own.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,6 +113,12 @@ cpu_ticks() {  # cpu_ticks PID... : utime+stime in clock ticks, summed
     total=$((total + f[11] + f[12]))
   done
   echo "$total"
+}
+child_ticks() {  # CPU ticks of this script's finished children (the load generators): cutime+cstime
+  local stat f
+  stat=$(< "/proc/$$/stat")
+  read -r -a f <<< "${stat##*) }"
+  echo $((f[13] + f[14]))
 }
 machine_ticks() {  # "busy total" clock ticks of all CPUs, from /proc/stat
   local _ user nice system idle iowait irq softirq steal
@@ -236,26 +249,31 @@ PAYLOAD_GB=$(awk -v n="$RECORDS" -v s="$RECORD_SIZE" 'BEGIN {printf "%.6f", n * 
 LOADS=()
 # phase ROUND MODE NAME COMMAND... : runs COMMAND with its output in the run dir and measures
 # the sidecar's, the brokers' and the whole machine's CPU ticks around it; sets PHASE_OUT,
-# PHASE_WALL, PHASE_WEIR_S, PHASE_BROKER_S, PHASE_MACHINE_S (busy CPU seconds, all processes)
-# and PHASE_BUSY_PCT (share of the machine's CPUs that was busy).
+# PHASE_WALL, PHASE_WEIR_S, PHASE_BROKER_S, PHASE_MACHINE_S (busy CPU seconds, all processes),
+# PHASE_BUSY_PCT (share of the machine's CPUs that was busy) and PHASE_OTHER_S (CPU seconds of
+# everything but the broker(s), the sidecar and the load generator: kernel threads, other users).
 phase() {
   local r=$1 m=$2 name=$3; shift 3
   PHASE_OUT=$RUN_DIR/r$r-$m-$name.log
   LOADS+=("r$r $m $name: $(loadavg)")
-  local w0=0 w1=0 b0 b1 t0 t1 m0 m1
+  local w0=0 w1=0 b0 b1 t0 t1 m0 m1 c0 c1
   [[ $m == proxy ]] && w0=$(cpu_ticks "$WEIR_PID")
   b0=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m0 <<< "$(machine_ticks)"
+  c0=$(child_ticks)
   t0=$(date +%s.%N)
   "$@" > "$PHASE_OUT" 2>&1 || { tail -n 30 "$PHASE_OUT" >&2; die "round $r $m $name failed (log $PHASE_OUT)"; }
   t1=$(date +%s.%N)
   [[ $m == proxy ]] && w1=$(cpu_ticks "$WEIR_PID")
   b1=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m1 <<< "$(machine_ticks)"
+  c1=$(child_ticks)
   PHASE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   PHASE_WEIR_S=$(awk -v d=$((w1 - w0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_BROKER_S=$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_MACHINE_S=$(awk -v d=$((m1[0] - m0[0])) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+  PHASE_OTHER_S=$(awk -v d=$(((m1[0] - m0[0]) - (b1 - b0) - (w1 - w0) - (c1 - c0))) -v h="$CLK_TCK" \
+    'BEGIN {printf "%.2f", (d > 0 ? d : 0) / h}')
   PHASE_BUSY_PCT=$(awk -v b=$((m1[0] - m0[0])) -v t=$((m1[1] - m0[1])) 'BEGIN {printf "%.1f", (t > 0 ? 100 * b / t : 0)}')
 }
 metric() { awk -v m="$2:" 'index($1, m) == 1 {v = $NF} END {print (v == "" ? "nan" : v)}' "$1"; }  # metric LOG NAME
@@ -280,6 +298,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" broker_cpu_prod "$(per_gb "$PHASE_BROKER_S")"
   record "$r" "$m" machine_cpu_prod "$(per_gb "$PHASE_MACHINE_S")"
   record "$r" "$m" machine_busy_prod "$PHASE_BUSY_PCT"
+  record "$r" "$m" other_cpu_prod "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: consuming them"
@@ -297,6 +316,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" broker_cpu_cons "$(per_gb "$PHASE_BROKER_S")"
   record "$r" "$m" machine_cpu_cons "$(per_gb "$PHASE_MACHINE_S")"
   record "$r" "$m" machine_busy_cons "$PHASE_BUSY_PCT"
+  record "$r" "$m" other_cpu_cons "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
@@ -384,8 +404,8 @@ report() {
     }
     function cpu_row(label, mode, what,   w) {
       w = mode == "proxy" ? sprintf("%.2f", median("weir_cpu_" what, mode)) : "-"
-      printf "%-30s %12.2f %12s %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
-        median("machine_cpu_" what, mode), median("machine_busy_" what, mode)
+      printf "%-30s %12.2f %12s %12.2f %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
+        median("machine_cpu_" what, mode), median("other_cpu_" what, mode), median("machine_busy_" what, mode)
     }
     function srow(label, value, target, verdict) {
       printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, "", value, "", "", target, verdict
@@ -403,7 +423,7 @@ report() {
         median("prod_records_per_req", "proxy"), median("prod_records_per_req", "proxy") / median("prod_records_per_req", "direct")
       printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-30s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar", "machine", "machine busy"
+      printf "%-30s %12s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar", "whole box", "rest", "box busy"
       cpu_row("  producing, direct", "direct", "prod"); cpu_row("  producing, via proxy", "proxy", "prod")
       cpu_row("  consuming, direct", "direct", "cons"); cpu_row("  consuming, via proxy", "proxy", "cons")
       srow("sidecar CPU in latency run", sprintf("%.1f%%", median("weir_cpu_lat_pct", "proxy")), "", "")

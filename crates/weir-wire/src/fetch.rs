@@ -3,8 +3,7 @@
 //! response decoded in full; otherwise the broker's bytes go back untouched and this walk is
 //! the only work done on them.
 
-use crate::produce::TopicRef;
-use crate::scan::{Cursor, ScanError};
+use crate::scan::{Cursor, ScanError, TopicRef};
 
 const FIRST_FLEXIBLE: i16 = 12;
 const FIRST_TOPIC_ID: i16 = 13;
@@ -47,8 +46,7 @@ pub fn scan_fetch_response<'a>(
     };
     let topics = c.array_len(flexible)?;
     for _ in 0..topics {
-        let topic =
-            if version >= FIRST_TOPIC_ID { TopicRef::Id(c.uuid()?) } else { TopicRef::Name(c.string(flexible)?) };
+        let topic = c.topic_ref(flexible, version >= FIRST_TOPIC_ID)?;
         let partitions = c.array_len(flexible)?;
         for _ in 0..partitions {
             let partition = c.i32()?;

@@ -7,19 +7,12 @@
 //! gigabytes.)
 
 use crate::header::RequestHeaderPeek;
-use crate::scan::{Cursor, ScanError};
+use crate::scan::{Cursor, ScanError, TopicRef};
 
 /// The first Produce version with flexible (compact) encodings and tagged fields.
 const FIRST_FLEXIBLE: i16 = 9;
 /// The first Produce version that names topics by id.
 const FIRST_TOPIC_ID: i16 = 13;
-
-/// How a partition's topic is named in the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicRef<'a> {
-    Name(&'a str),
-    Id([u8; 16]),
-}
 
 /// Reads a Produce request; calls `visit(topic, partition, records)` for every partition that
 /// carries records and returns `acks` (0 means the broker will send no response).
@@ -37,8 +30,7 @@ pub fn scan_produce<'a>(
     c.i32()?; // timeout_ms
     let topics = c.array_len(flexible)?;
     for _ in 0..topics {
-        let topic =
-            if version >= FIRST_TOPIC_ID { TopicRef::Id(c.uuid()?) } else { TopicRef::Name(c.string(flexible)?) };
+        let topic = c.topic_ref(flexible, version >= FIRST_TOPIC_ID)?;
         let partitions = c.array_len(flexible)?;
         for _ in 0..partitions {
             let index = c.i32()?;

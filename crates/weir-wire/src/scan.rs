@@ -3,6 +3,13 @@
 //! pre-allocates `Vec::with_capacity(declared_len)` lets one hostile frame request gigabytes;
 //! here an array may never declare more elements than there are bytes left.
 
+/// How a data-path message names a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRef<'a> {
+    Name(&'a str),
+    Id([u8; 16]),
+}
+
 /// A message that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed {message} v{version} at byte {offset} of the body: {what}")]
@@ -33,6 +40,16 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn i64(&mut self) -> Result<i64, ScanError> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().map_err(|_| self.err("i64"))?))
+    }
+
+    /// A topic as data-path messages name it: by id from the version that introduced topic
+    /// ids, by name before.
+    pub(crate) fn topic_ref(&mut self, flexible: bool, by_id: bool) -> Result<TopicRef<'a>, ScanError> {
+        if by_id {
+            Ok(TopicRef::Id(self.uuid()?))
+        } else {
+            Ok(TopicRef::Name(self.string(flexible)?))
+        }
     }
 
     pub(crate) fn uuid(&mut self) -> Result<[u8; 16], ScanError> {

@@ -8,7 +8,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use weir_wire::produce::{scan_produce, TopicRef};
+use weir_wire::produce::scan_produce;
+use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::{InFlight, Pending, SessionError};

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use weir_wire::fetch::scan_fetch_response;
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
-use weir_wire::produce::TopicRef;
+use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Pending, SessionError};
