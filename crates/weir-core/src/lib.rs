@@ -3,7 +3,8 @@
 //! Owns what the Kafka sidecar shares with the MQTT/AMQP sidecars and gateways to come: loading
 //! YAML config with errors that name file and key ([`config`]), the admin HTTP endpoint with
 //! `/metrics`, `/healthz` and `/readyz` ([`admin`]), connection metrics common to every listener
-//! ([`metrics`]), log setup ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+//! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
+//! termination with client identities from certificates ([`tls`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -12,3 +13,4 @@ pub mod config;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

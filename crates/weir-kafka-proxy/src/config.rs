@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::telemetry::LogFormat;
+use weir_core::tls::TlsListenerConfig;
 
 /// A Kafka sidecar.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,9 @@ pub struct SidecarConfig {
     /// Host written into rewritten broker addresses; defaults to the listen IP.
     #[serde(default)]
     pub advertised_host: Option<String>,
+    /// TLS on the client side (all listeners); plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -147,6 +151,7 @@ impl SidecarConfig {
             bootstrap,
             admin: None,
             advertised_host: None,
+            tls: None,
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),

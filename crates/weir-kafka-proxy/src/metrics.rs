@@ -34,6 +34,11 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrincipalLabels {
+    pub principal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -60,6 +65,7 @@ pub struct KafkaMetrics {
     fetched_records: Family<TopicLabels, Counter>,
     fetched_bytes: Family<TopicLabels, Counter>,
     pub closed_connections: Family<ReasonLabels, Counter>,
+    authenticated: Family<PrincipalLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -95,6 +101,7 @@ impl KafkaMetrics {
             fetched_records: Family::default(),
             fetched_bytes: Family::default(),
             closed_connections: Family::default(),
+            authenticated: Family::default(),
             per_api: Vec::new(),
         };
         kafka.register("requests", "Requests received from clients, per api key", m.requests.clone());
@@ -131,6 +138,11 @@ impl KafkaMetrics {
             "Connections the sidecar closed, per reason",
             m.closed_connections.clone(),
         );
+        kafka.register(
+            "authenticated_connections",
+            "Client connections authenticated, per principal (empty: TLS without a client certificate)",
+            m.authenticated.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -162,6 +174,10 @@ impl KafkaMetrics {
 
     pub fn client(&self, client_id: &str) -> Counter {
         self.client_requests.get_or_create(&ClientLabels { client_id: client_id.to_owned() }).clone()
+    }
+
+    pub fn authenticated(&self, principal: &str) {
+        self.authenticated.get_or_create(&PrincipalLabels { principal: principal.to_owned() }).inc();
     }
 
     pub fn closed(&self, reason: &str) {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
+use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
@@ -26,6 +27,8 @@ use crate::upstream::Connector;
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
+    #[error("cannot set up TLS: {0}")]
+    Tls(weir_core::tls::TlsError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind { addr: SocketAddr, what: &'static str, error: std::io::Error },
 }
@@ -37,6 +40,8 @@ pub struct Shared {
     pub directory: Arc<BrokerDirectory>,
     pub connector: Connector,
     pub shutdown: CancellationToken,
+    /// TLS termination for every listener of this sidecar, when configured.
+    pub tls: Option<Arc<TlsTerminator>>,
     topic_names: RwLock<HashMap<Uuid, StrBytes>>,
     next_connection: AtomicU64,
 }
@@ -93,6 +98,7 @@ impl Sidecar {
             })?),
             None => None,
         };
+        let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SidecarError::Tls)?;
         let connector = Connector::new(config.upstream.resolve.clone(), config.connect_timeout());
         let shared = Arc::new(Shared {
             config,
@@ -100,6 +106,7 @@ impl Sidecar {
             directory: Arc::new(directory),
             connector,
             shutdown: CancellationToken::new(),
+            tls,
             topic_names: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
         });
@@ -128,6 +135,9 @@ impl Sidecar {
             tokio::spawn(weir_core::admin::serve(admin, state, shared.shutdown.clone()));
         }
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
+        if let Some(tls) = &shared.tls {
+            tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
+        }
         tracker.spawn(accept_loop(shared.clone(), tracker.clone(), bootstrap, Target::Bootstrap));
 
         loop {
@@ -159,7 +169,7 @@ async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpLis
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::info_span!("conn", id, %peer);
+                let span = tracing::info_span!("conn", id, %peer, principal = tracing::field::Empty);
                 tracker.spawn(session::serve(shared.clone(), stream, target).instrument(span));
             }
             Err(err) => {

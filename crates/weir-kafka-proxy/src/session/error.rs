@@ -41,6 +41,8 @@ pub enum SessionError {
     Connect(#[from] UpstreamError),
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
+    #[error(transparent)]
+    Tls(weir_core::tls::TlsError),
     #[error("client connection: {0}")]
     ClientIo(std::io::Error),
     #[error("broker connection: {0}")]
@@ -62,6 +64,7 @@ impl SessionError {
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::Rewrite(_) => "rewrite_failed",
             Self::ClientIo(_) => "client_io",
+            Self::Tls(_) => "tls_handshake",
         }
     }
 

@@ -5,21 +5,21 @@ use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use weir_wire::produce::scan_produce;
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::{InFlight, Pending, SessionError};
+use super::{ClientRead, InFlight, Pending, SessionError};
 use crate::metrics::{Direction, TopicCache};
 use crate::sidecar::Shared;
 use crate::versions;
 
 pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
-    pub(super) client: FrameReader<OwnedReadHalf>,
+    pub(super) client: FrameReader<ClientRead>,
     pub(super) upstream: OwnedWriteHalf,
     pub(super) queue: mpsc::Sender<InFlight>,
 }
@@ -54,7 +54,7 @@ impl RequestHalf<'_> {
                 if peek.api_key == ApiKey::ApiVersions {
                     let answer = versions::unsupported_version_response(peek.correlation_id)
                         .map_err(SessionError::BadRequest)?;
-                    self.enqueue(InFlight::Local(answer)).await?;
+                    self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                     continue;
                 }
                 let known = peek.known_versions();

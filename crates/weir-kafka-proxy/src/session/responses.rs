@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use weir_wire::fetch::scan_fetch_response;
@@ -18,7 +18,7 @@ use weir_wire::message::{encode_response_with_header, ResponseFrame};
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
-use super::{InFlight, Pending, SessionError};
+use super::{ClientWrite, InFlight, Pending, SessionError};
 use crate::metrics::TopicCache;
 use crate::rewrite::{self, RewriteError};
 use crate::sidecar::Shared;
@@ -27,7 +27,7 @@ use crate::versions;
 pub(super) struct ResponseHalf<'a> {
     pub(super) shared: &'a Shared,
     pub(super) upstream: FrameReader<OwnedReadHalf>,
-    pub(super) client: OwnedWriteHalf,
+    pub(super) client: ClientWrite,
     pub(super) pending: mpsc::Receiver<InFlight>,
     pub(super) fetched: TopicCache,
 }
@@ -50,7 +50,12 @@ impl ResponseHalf<'_> {
             };
             let Some(entry) = entry else { return Ok(()) };
             let out = match entry {
-                InFlight::Local(frame) => frame,
+                InFlight::Local(key, frame) => {
+                    let api = self.shared.metrics.api(key);
+                    api.responses.inc();
+                    api.response_bytes.inc_by(frame.len() as u64);
+                    frame
+                }
                 InFlight::Upstream(pending) => self.relay_response(pending).await?,
             };
             self.client.write_all(&out).await.map_err(SessionError::ClientIo)?;

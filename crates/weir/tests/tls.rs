@@ -1,0 +1,229 @@
+//! TLS and mTLS on the client side of the sidecar, with real clients (librdkafka over OpenSSL,
+//! the Java client over JSSE) and a test CA made here: the principal comes from the client
+//! certificate's SPIFFE URI, and every kind of bad TLS client is turned away without affecting
+//! the others.
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{java_client, java_client_output, rd, unique, Sidecar, SidecarOptions};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+
+const ORDERS: &str = "spiffe://weir.test/ns/shop/sa/orders";
+
+/// A CA and the files a test needs, in a fresh directory.
+struct Pki {
+    dir: PathBuf,
+    ca: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("weir-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, format!("Weir test CA {name}"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        Self { dir, ca: Issuer::new(params, key) }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Issues a certificate; writes `<name>.crt`, `<name>.key` and `<name>.pem` (key + chain,
+    /// the Java client's PEM keystore).
+    fn issue(&self, name: &str, sans: Vec<SanType>, expired: bool) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        params.distinguished_name.push(DnType::CommonName, name);
+        if expired {
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+            params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        }
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        std::fs::write(self.path(&format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+        std::fs::write(self.path(&format!("{name}.pem")), format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn server_sans() -> Vec<SanType> {
+    vec![SanType::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap()), SanType::DnsName("localhost".try_into().unwrap())]
+}
+
+fn tls_sidecar(pki: &Pki) -> Sidecar {
+    let yaml = format!(
+        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  reload_interval_ms: 200\n",
+        pki.path("server.crt").display(),
+        pki.path("server.key").display(),
+        pki.path("ca.pem").display()
+    );
+    Sidecar::start_with(SidecarOptions { extra_yaml: yaml, ..Default::default() })
+}
+
+fn rd_tls(pki: &Pki, client: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", "ssl".to_owned()),
+        ("ssl.ca.location", pki.path("ca.pem").display().to_string()),
+        ("ssl.certificate.location", pki.path(&format!("{client}.crt")).display().to_string()),
+        ("ssl.key.location", pki.path(&format!("{client}.key")).display().to_string()),
+    ]
+}
+
+fn as_refs<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn java_tls(pki: &Pki, client: &str) -> Vec<String> {
+    [
+        "security.protocol=SSL".to_owned(),
+        "ssl.truststore.type=PEM".to_owned(),
+        format!("ssl.truststore.location={}", pki.path("ca.pem").display()),
+        "ssl.keystore.type=PEM".to_owned(),
+        format!("ssl.keystore.location={}", pki.path(&format!("{client}.pem")).display()),
+    ]
+    .into_iter()
+    .flat_map(|p| ["--property".to_owned(), p])
+    .collect()
+}
+
+fn java(args: &[&str], tls: &[String]) -> Vec<String> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(tls.iter().map(String::as_str));
+    java_client(&all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mtls_clients_are_served_and_named_by_their_spiffe_id() {
+    let pki = Pki::new("good");
+    pki.issue("server", server_sans(), false);
+    pki.issue("orders", vec![SanType::URI(ORDERS.try_into().unwrap())], false);
+    let sidecar = tls_sidecar(&pki);
+    let bs = sidecar.bootstrap();
+    let topic = unique("tls");
+
+    // librdkafka over OpenSSL, with a client certificate.
+    let tls = rd_tls(&pki, "orders");
+    let tls = as_refs(&tls);
+    rd::produce(&rd::producer(&bs, &tls), &topic, "rd", 30).await;
+    let got = rd::consume(&bs, &topic, &unique("g"), 30, &tls);
+    assert_eq!(got.len(), 30);
+
+    // The Java client over JSSE, PEM trust and key stores, hostname verification on.
+    let jtls = java_tls(&pki, "orders");
+    let out = java(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "20", "--prefix", "java"], &jtls);
+    assert!(out.contains(&"produced=20".to_owned()), "{out:?}");
+    let out = java(&["consume", "--bootstrap", &bs, "--topic", &topic, "--count", "50"], &jtls);
+    assert!(out.contains(&"consumed=50".to_owned()), "{out:?}");
+
+    let authenticated = sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", ORDERS)]);
+    assert!(authenticated >= 4.0, "{authenticated} authenticated connections:\n{}", sidecar.metrics());
+    assert!(
+        sidecar.logs().iter().any(|l| l.contains(&format!("\"principal\":\"{ORDERS}\""))),
+        "principal not in the logs"
+    );
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tls_clients_are_refused_and_the_rest_unaffected() {
+    let pki = Pki::new("strict");
+    pki.issue("server", server_sans(), false);
+    pki.issue("orders", vec![SanType::URI(ORDERS.try_into().unwrap())], false);
+    pki.issue("stale", vec![SanType::URI(ORDERS.try_into().unwrap())], true);
+    let rogue = Pki::new("rogue");
+    rogue.issue("intruder", vec![SanType::URI(ORDERS.try_into().unwrap())], false);
+    // The rogue client trusts our server CA, so only the sidecar's check can stop it.
+    std::fs::copy(pki.path("ca.pem"), rogue.path("ca.pem")).unwrap();
+    let sidecar = tls_sidecar(&pki);
+    let bs = sidecar.bootstrap();
+    let topic = unique("tls-bad");
+    let good = rd_tls(&pki, "orders");
+    let good = as_refs(&good);
+    rd::produce(&rd::producer(&bs, &good), &topic, "before", 5).await;
+
+    let refused = |extra: &[(&str, &str)]| {
+        let mut config = rd::config(&bs);
+        config.set("message.timeout.ms", "4000");
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        config
+    };
+    // Plaintext to the TLS port.
+    let plain: rdkafka::producer::FutureProducer = refused(&[]).create().unwrap();
+    let sent =
+        plain.send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(4)).await;
+    assert!(sent.is_err(), "a plaintext client got through");
+    // A certificate from another CA, an expired one, and none at all.
+    let intruder = rd_tls(&rogue, "intruder");
+    let stale = rd_tls(&pki, "stale");
+    let anonymous: Vec<(&str, String)> = good_without_cert(&pki);
+    for (name, tls) in [("other CA", intruder), ("expired", stale), ("no certificate", anonymous)] {
+        let producer: rdkafka::producer::FutureProducer = refused(&as_refs(&tls)).create().unwrap();
+        let sent = producer
+            .send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(4))
+            .await;
+        assert!(sent.is_err(), "{name}: accepted");
+    }
+    // The Java client with the rogue certificate fails too.
+    let mut args = vec!["produce".to_owned(), "--bootstrap".into(), bs.clone(), "--topic".into(), topic.clone()];
+    args.extend(["--count".into(), "1".into(), "--timeout-ms".into(), "8000".into()]);
+    args.extend(java_tls(&rogue, "intruder"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(!java_client_output(&refs).status.success(), "Java client with a rogue certificate got through");
+
+    // Nothing of that touched the client that behaves.
+    rd::produce(&rd::producer(&bs, &good), &topic, "after", 5).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 10, &good).len(), 10);
+    assert!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "tls_handshake")]) >= 4.0);
+    sidecar.assert_quiet_except(&["TLS handshake failed", "TLS handshake timed out"]);
+}
+
+fn good_without_cert(pki: &Pki) -> Vec<(&'static str, String)> {
+    vec![("security.protocol", "ssl".to_owned()), ("ssl.ca.location", pki.path("ca.pem").display().to_string())]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_server_certificates_are_served_without_a_restart() {
+    let pki = Pki::new("rotate");
+    pki.issue("server", server_sans(), false);
+    pki.issue("orders", vec![SanType::URI(ORDERS.try_into().unwrap())], false);
+    let sidecar = tls_sidecar(&pki);
+    let bs = sidecar.bootstrap();
+    let topic = unique("rotate");
+    let old_trust = rd_tls(&pki, "orders");
+    rd::produce(&rd::producer(&bs, &as_refs(&old_trust)), &topic, "old", 3).await;
+
+    // A new server certificate from a new CA replaces the files; a client that trusts only
+    // the new CA can connect once the sidecar has picked it up.
+    let next = Pki::new("rotate-next");
+    next.issue("server", server_sans(), false);
+    std::fs::copy(next.path("server.crt"), pki.path("server.crt")).unwrap();
+    std::fs::copy(next.path("server.key"), pki.path("server.key")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sidecar.logs().iter().any(|l| l.contains("TLS certificates reloaded")) {
+        assert!(std::time::Instant::now() < deadline, "certificates never reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut new_trust = rd_tls(&pki, "orders");
+    new_trust[1].1 = next.path("ca.pem").display().to_string();
+    rd::produce(&rd::producer(&bs, &as_refs(&new_trust)), &topic, "new", 3).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 6, &as_refs(&new_trust)).len(), 6);
+    sidecar.assert_quiet();
+}
