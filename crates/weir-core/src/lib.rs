@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod io;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

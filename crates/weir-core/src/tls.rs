@@ -75,6 +75,51 @@ fn default_handshake_ms() -> u64 {
     10_000
 }
 
+/// TLS towards a server (e.g. the brokers): whom to trust, and optionally a client certificate.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOriginConfig {
+    /// CA bundle (PEM) the server's certificate must chain to.
+    pub ca: PathBuf,
+    /// Client certificate chain (PEM), for servers that require one.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+/// Builds the rustls client configuration for connections to servers.
+pub fn client_config(config: &TlsOriginConfig) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(&config.ca, "CA certificates")? {
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            what: "CA certificates",
+            file: config.ca.clone(),
+            error: e.to_string(),
+        })?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Settings(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&config.cert, &config.key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let certs = read_certs(cert, "certificates")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+                what: "a private key",
+                file: key.clone(),
+                error: e.to_string(),
+            })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsError::Settings(format!("client certificate: {e}")))
+        }
+        _ => Err(TlsError::Settings("a client certificate needs both `cert` and `key`".into())),
+    }
+}
+
 /// Why TLS could not be set up or a handshake failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::telemetry::LogFormat;
-use weir_core::tls::TlsListenerConfig;
+use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
 
 /// A Kafka sidecar.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +68,9 @@ pub struct UpstreamConfig {
     /// advertise names only it can resolve.
     #[serde(default)]
     pub resolve: BTreeMap<String, IpAddr>,
+    /// TLS towards the brokers; plaintext when absent.
+    #[serde(default)]
+    pub tls: Option<TlsOriginConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +130,7 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: defaults::connect_timeout_ms(),
             idle_timeout_ms: defaults::idle_timeout_ms(),
             resolve: BTreeMap::new(),
+            tls: None,
         }
     }
 }

@@ -99,7 +99,14 @@ impl Sidecar {
             None => None,
         };
         let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SidecarError::Tls)?;
-        let connector = Connector::new(config.upstream.resolve.clone(), config.connect_timeout());
+        let upstream_tls = config
+            .upstream
+            .tls
+            .as_ref()
+            .map(|tls| weir_core::tls::client_config(tls).map(|c| tokio_rustls::TlsConnector::from(Arc::new(c))))
+            .transpose()
+            .map_err(SidecarError::Tls)?;
+        let connector = Connector::new(config.upstream.resolve.clone(), config.connect_timeout(), upstream_tls);
         let shared = Arc::new(Shared {
             config,
             metrics,

@@ -10,9 +10,11 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
@@ -31,20 +33,24 @@ pub enum UpstreamError {
     ConnectTimeout { addr: SocketAddr, timeout: Duration },
     #[error("cannot connect to {addr}: {error}")]
     Connect { addr: SocketAddr, error: std::io::Error },
+    #[error("TLS to broker {addr} failed: {error}")]
+    Tls { addr: String, error: String },
     #[error("metadata probe to {addr} failed: {reason}")]
     Probe { addr: String, reason: String },
 }
 
-/// How to turn a broker's advertised `host:port` into a socket.
+/// How to turn a broker's advertised `host:port` into a connection: name resolution, timeout,
+/// and TLS when the brokers speak it.
 #[derive(Clone)]
 pub struct Connector {
     resolve: BTreeMap<String, IpAddr>,
     timeout: Duration,
+    tls: Option<TlsConnector>,
 }
 
 impl Connector {
-    pub fn new(resolve: BTreeMap<String, IpAddr>, timeout: Duration) -> Self {
-        Self { resolve, timeout }
+    pub fn new(resolve: BTreeMap<String, IpAddr>, timeout: Duration, tls: Option<TlsConnector>) -> Self {
+        Self { resolve, timeout, tls }
     }
 
     /// Resolves `host` through the static overrides (exact name first, then the longest
@@ -77,7 +83,21 @@ impl Connector {
             .map(|(_, ip)| ip)
     }
 
-    pub async fn connect(&self, address: &str) -> Result<TcpStream, UpstreamError> {
+    /// Connects (and, with TLS, completes the handshake, checking the broker's certificate
+    /// against the host name it advertised) within the connect timeout.
+    pub async fn connect(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
+        let stream = self.connect_tcp(address).await?;
+        let Some(tls) = &self.tls else { return Ok(split_tcp(stream)) };
+        let host = split_host_port(address).map(|(host, _)| host).unwrap_or(address);
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| UpstreamError::BadAddress(address.to_owned()))?;
+        let stream = tokio::time::timeout(self.timeout, tls.connect(name, stream))
+            .await
+            .map_err(|_| UpstreamError::Tls { addr: address.to_owned(), error: "handshake timed out".into() })?
+            .map_err(|e| UpstreamError::Tls { addr: address.to_owned(), error: e.to_string() })?;
+        Ok(split_any(stream))
+    }
+
+    async fn connect_tcp(&self, address: &str) -> Result<TcpStream, UpstreamError> {
         let addr = self.resolve(address).await?;
         let stream = tokio::time::timeout(self.timeout, TcpStream::connect(addr))
             .await
@@ -94,8 +114,7 @@ impl Connector {
     /// listeners will open as clients discover brokers.
     pub async fn probe(&self, address: &str, max_frame: usize) -> Result<Option<MetadataResponse>, UpstreamError> {
         let probe_err = |reason: String| UpstreamError::Probe { addr: address.to_owned(), reason };
-        let stream = self.connect(address).await?;
-        let (read, mut write) = stream.into_split();
+        let (read, mut write) = self.connect(address).await?;
         let mut reader = FrameReader::new(read, max_frame);
         let versions = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("weir"))
@@ -118,8 +137,8 @@ impl Connector {
     /// One request/response exchange of the sidecar's own.
     async fn call<Req: Encodable, Resp: Decodable>(
         &self,
-        reader: &mut FrameReader<OwnedReadHalf>,
-        write: &mut OwnedWriteHalf,
+        reader: &mut FrameReader<BoxRead>,
+        write: &mut BoxWrite,
         key: ApiKey,
         version: i16,
         correlation_id: i32,
@@ -155,7 +174,7 @@ mod tests {
         map.insert("*.weir.invalid".to_owned(), "127.0.0.2".parse().unwrap());
         map.insert("*.main.weir.invalid".to_owned(), "127.0.0.3".parse().unwrap());
         map.insert("exact.host".to_owned(), "127.0.0.4".parse().unwrap());
-        let c = Connector::new(map, Duration::from_secs(1));
+        let c = Connector::new(map, Duration::from_secs(1), None);
         assert_eq!(c.resolve("broker-1.main.weir.invalid:9093").await.unwrap(), "127.0.0.3:9093".parse().unwrap());
         assert_eq!(c.resolve("broker-1.edge.weir.invalid:9293").await.unwrap(), "127.0.0.2:9293".parse().unwrap());
         assert_eq!(c.resolve("exact.host:1").await.unwrap(), "127.0.0.4:1".parse().unwrap());

@@ -1,7 +1,8 @@
-//! TLS and mTLS on the client side of the sidecar, with real clients (librdkafka over OpenSSL,
-//! the Java client over JSSE) and a test CA made here: the principal comes from the client
+//! TLS on both sides of the sidecar. Towards clients: real clients (librdkafka over OpenSSL,
+//! the Java client over JSSE) and a test CA made here; the principal comes from the client
 //! certificate's SPIFFE URI, and every kind of bad TLS client is turned away without affecting
-//! the others.
+//! the others. Towards brokers: the cluster's TLS listeners, which require a client
+//! certificate, reached with the sidecar's own.
 
 mod common;
 
@@ -225,5 +226,33 @@ async fn rotated_server_certificates_are_served_without_a_restart() {
     new_trust[1].1 = next.path("ca.pem").display().to_string();
     rd::produce(&rd::producer(&bs, &as_refs(&new_trust)), &topic, "new", 3).await;
     assert_eq!(rd::consume(&bs, &topic, &unique("g"), 6, &as_refs(&new_trust)).len(), 6);
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecar_speaks_tls_to_brokers_with_its_own_certificate() {
+    // The brokers' TLS listeners require a client certificate; the services keep talking
+    // plaintext on loopback and hold no certificate at all.
+    common::kafka();
+    let pki = common::cluster_tls_dir();
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9096 + 10 * i)).collect::<Vec<_>>().join(","),
+        upstream_yaml: format!(
+            "  tls: {{ca: {}, cert: {}, key: {}}}\n",
+            pki.join("ca.pem").display(),
+            pki.join("client.crt").display(),
+            pki.join("client.key").display()
+        ),
+        ..Default::default()
+    });
+    let bs = sidecar.bootstrap();
+    let topic = unique("tls-upstream");
+    rd::create_topic(&bs, &topic, 3).await;
+    rd::produce(&rd::producer(&bs, &[]), &topic, "rd", 20).await;
+    let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "10", "--prefix", "java"]);
+    assert!(out.contains(&"produced=10".to_owned()));
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 30, &[]).len(), 30);
+    let out = java_client(&["consume", "--bootstrap", &bs, "--topic", &topic, "--count", "30"]);
+    assert!(out.contains(&"consumed=30".to_owned()));
     sidecar.assert_quiet();
 }

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::FrameReader;
 
 pub use error::SessionError;
@@ -70,30 +70,21 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, target: Target) {
     }
 }
 
-/// The client side of a connection, plain or TLS. Boxed: one indirect call per read or write
-/// is nothing next to the system call behind it.
-pub(crate) type ClientRead = Box<dyn AsyncRead + Send + Sync + Unpin>;
-pub(crate) type ClientWrite = Box<dyn AsyncWrite + Send + Sync + Unpin>;
-
 /// Terminates TLS when the listener has it; records the client's principal in the span.
-async fn client_streams(shared: &Shared, client: TcpStream) -> Result<(ClientRead, ClientWrite), SessionError> {
-    let Some(tls) = &shared.tls else {
-        let (read, write) = client.into_split();
-        return Ok((Box::new(read), Box::new(write)));
-    };
+async fn client_streams(shared: &Shared, client: TcpStream) -> Result<(BoxRead, BoxWrite), SessionError> {
+    let Some(tls) = &shared.tls else { return Ok(split_tcp(client)) };
     let accepted = tls.accept(client).await.map_err(SessionError::Tls)?;
     let principal = accepted.principal.as_deref().unwrap_or("");
     tracing::Span::current().record("principal", principal);
     tracing::debug!(principal, "TLS client authenticated");
     shared.metrics.authenticated(principal);
-    let (read, write) = tokio::io::split(accepted.stream);
-    Ok((Box::new(read), Box::new(write)))
+    Ok(split_any(accepted.stream))
 }
 
 async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<(), SessionError> {
     let (client_read, client_write) = client_streams(shared, client).await?;
     let upstream = connect_upstream(shared, target).await?;
-    let (upstream_read, upstream_write) = upstream.into_split();
+    let (upstream_read, upstream_write) = upstream;
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let max_frame = shared.config.limits.max_frame_bytes;
 
@@ -119,7 +110,7 @@ async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<
     }
 }
 
-async fn connect_upstream(shared: &Shared, target: Target) -> Result<TcpStream, SessionError> {
+async fn connect_upstream(shared: &Shared, target: Target) -> Result<(BoxRead, BoxWrite), SessionError> {
     match target {
         Target::Broker(node_id) => {
             let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;

@@ -5,22 +5,22 @@ use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::produce::scan_produce;
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::{ClientRead, InFlight, Pending, SessionError};
+use super::{InFlight, Pending, SessionError};
 use crate::metrics::{Direction, TopicCache};
 use crate::sidecar::Shared;
 use crate::versions;
 
 pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
-    pub(super) client: FrameReader<ClientRead>,
-    pub(super) upstream: OwnedWriteHalf,
+    pub(super) client: FrameReader<BoxRead>,
+    pub(super) upstream: BoxWrite,
     pub(super) queue: mpsc::Sender<InFlight>,
 }
 

@@ -10,15 +10,15 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::fetch::scan_fetch_response;
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
-use super::{ClientWrite, InFlight, Pending, SessionError};
+use super::{InFlight, Pending, SessionError};
 use crate::metrics::TopicCache;
 use crate::rewrite::{self, RewriteError};
 use crate::sidecar::Shared;
@@ -26,8 +26,8 @@ use crate::versions;
 
 pub(super) struct ResponseHalf<'a> {
     pub(super) shared: &'a Shared,
-    pub(super) upstream: FrameReader<OwnedReadHalf>,
-    pub(super) client: ClientWrite,
+    pub(super) upstream: FrameReader<BoxRead>,
+    pub(super) client: BoxWrite,
     pub(super) pending: mpsc::Receiver<InFlight>,
     pub(super) fetched: TopicCache,
 }

@@ -46,6 +46,17 @@ pub fn direct_bootstrap() -> String {
     (0..BROKERS).map(|i| format!("127.0.0.1:{}", 9092 + 10 * i)).collect::<Vec<_>>().join(",")
 }
 
+/// The test cluster's PKI (made by scripts/kafka.sh): `ca.pem`, `client.crt`, `client.key`.
+pub fn cluster_tls_dir() -> PathBuf {
+    let root = std::env::var_os("WEIR_KAFKA_STATE").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("weir/kafka")
+    });
+    root.join("main/tls")
+}
+
 /// A unique name for a test's topics and groups.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU16 = AtomicU16::new(0);
