@@ -9,6 +9,7 @@
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod io;
 pub mod metrics;

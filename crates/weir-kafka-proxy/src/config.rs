@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::telemetry::LogFormat;
 use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
@@ -26,6 +27,13 @@ pub struct SidecarConfig {
     /// Host written into rewritten broker addresses; defaults to the listen IP.
     #[serde(default)]
     pub advertised_host: Option<String>,
+    /// The principal of every client of this sidecar when TLS does not name one: the mesh
+    /// case, where the sidecar on loopback *is* its service's identity.
+    #[serde(default)]
+    pub fixed_principal: Option<String>,
+    /// JSON-lines audit log of authentication outcomes; none when absent.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     /// TLS on the client side (all listeners); plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsListenerConfig>,
@@ -155,6 +163,8 @@ impl SidecarConfig {
             bootstrap,
             admin: None,
             advertised_host: None,
+            fixed_principal: None,
+            audit: None,
             tls: None,
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
+use weir_core::audit::AuditLog;
 use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
@@ -27,6 +28,8 @@ use crate::upstream::Connector;
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
+    #[error("cannot open the audit log {path}: {error}")]
+    Audit { path: String, error: std::io::Error },
     #[error("cannot set up TLS: {0}")]
     Tls(weir_core::tls::TlsError),
     #[error("cannot listen on {addr} ({what}): {error}")]
@@ -42,6 +45,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// TLS termination for every listener of this sidecar, when configured.
     pub tls: Option<Arc<TlsTerminator>>,
+    /// Where authentication outcomes are written, when configured.
+    pub audit: Option<AuditLog>,
     topic_names: RwLock<HashMap<Uuid, StrBytes>>,
     next_connection: AtomicU64,
 }
@@ -99,6 +104,10 @@ impl Sidecar {
             None => None,
         };
         let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SidecarError::Tls)?;
+        let audit = config.audit.as_ref().map(AuditLog::open).transpose().map_err(|error| SidecarError::Audit {
+            path: config.audit.as_ref().map(|a| a.path.display().to_string()).unwrap_or_default(),
+            error,
+        })?;
         let upstream_tls = config
             .upstream
             .tls
@@ -114,6 +123,7 @@ impl Sidecar {
             connector,
             shutdown: CancellationToken::new(),
             tls,
+            audit,
             topic_names: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
         });
@@ -177,7 +187,7 @@ async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpLis
                 let _ = stream.set_nodelay(true);
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::info_span!("conn", id, %peer, principal = tracing::field::Empty);
-                tracker.spawn(session::serve(shared.clone(), stream, target).instrument(span));
+                tracker.spawn(session::serve(shared.clone(), stream, peer, target).instrument(span));
             }
             Err(err) => {
                 // Out of file descriptors, typically: back off instead of spinning.

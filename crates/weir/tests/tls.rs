@@ -69,10 +69,11 @@ fn server_sans() -> Vec<SanType> {
 
 fn tls_sidecar(pki: &Pki) -> Sidecar {
     let yaml = format!(
-        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  reload_interval_ms: 200\n",
+        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  reload_interval_ms: 200\naudit: {{path: {}}}\n",
         pki.path("server.crt").display(),
         pki.path("server.key").display(),
-        pki.path("ca.pem").display()
+        pki.path("ca.pem").display(),
+        pki.path("audit.jsonl").display()
     );
     Sidecar::start_with(SidecarOptions { extra_yaml: yaml, ..Default::default() })
 }
@@ -193,7 +194,22 @@ async fn bad_tls_clients_are_refused_and_the_rest_unaffected() {
     rd::produce(&rd::producer(&bs, &good), &topic, "after", 5).await;
     assert_eq!(rd::consume(&bs, &topic, &unique("g"), 10, &good).len(), 10);
     assert!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "tls_handshake")]) >= 4.0);
+    // Every attempt is in the audit log: the failures with their reason, the successes with
+    // the principal.
+    let audit = audit_lines(&pki);
+    let failures: Vec<_> = audit.iter().filter(|l| l["success"] == false).collect();
+    assert!(failures.len() >= 4, "{audit:?}");
+    assert!(failures.iter().all(|l| l["reason"].as_str().is_some_and(|r| r.contains("TLS handshake"))), "{failures:?}");
+    assert!(audit.iter().any(|l| l["success"] == true && l["principal"] == ORDERS && l["mechanism"] == "mtls"));
     sidecar.assert_quiet_except(&["TLS handshake failed", "TLS handshake timed out"]);
+}
+
+fn audit_lines(pki: &Pki) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(pki.path("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+        .collect()
 }
 
 fn good_without_cert(pki: &Pki) -> Vec<(&'static str, String)> {

@@ -323,3 +323,23 @@ async fn idle_client_connections_are_closed() {
     assert!(closed_by_peer(&mut stream), "idle connection still open");
     sidecar.assert_quiet();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_principal_names_every_plaintext_client_and_is_audited() {
+    const BILLING: &str = "spiffe://weir.test/ns/shop/sa/billing";
+    let audit = std::env::temp_dir().join(format!("weir-audit-fixed-{}.jsonl", std::process::id()));
+    let sidecar = Sidecar::start_with(common::SidecarOptions {
+        extra_yaml: format!("fixed_principal: \"{BILLING}\"\naudit: {{path: {}}}\n", audit.display()),
+        ..Default::default()
+    });
+    let topic = unique("fixed");
+    rd::create_topic(&sidecar.bootstrap(), &topic, 1).await;
+    assert!(sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", BILLING)]) >= 1.0);
+    let text = std::fs::read_to_string(&audit).unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().expect("an audit line")).unwrap();
+    assert_eq!(line["mechanism"], "fixed");
+    assert_eq!(line["principal"], BILLING);
+    assert_eq!(line["success"], true);
+    std::fs::remove_file(audit).ok();
+    sidecar.assert_quiet();
+}

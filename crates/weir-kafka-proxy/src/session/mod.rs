@@ -12,6 +12,7 @@ mod error;
 mod requests;
 mod responses;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use weir_core::audit::AuthenticationEvent;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::FrameReader;
 
@@ -55,14 +57,14 @@ struct Pending {
 }
 
 /// Serves one accepted client connection until either side closes.
-pub async fn serve(shared: Arc<Shared>, client: TcpStream, target: Target) {
+pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
     let listener = match target {
         Target::Bootstrap => "bootstrap".to_owned(),
         Target::Broker(id) => format!("broker-{id}"),
     };
     let _open = shared.metrics.connections.opened(&listener);
     tracing::debug!(%listener, "client connected");
-    if let Err(err) = run(&shared, client, target).await {
+    if let Err(err) = run(&shared, client, peer, &listener, target).await {
         shared.metrics.closed(err.reason());
         err.log();
     } else {
@@ -70,19 +72,60 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, target: Target) {
     }
 }
 
-/// Terminates TLS when the listener has it; records the client's principal in the span.
-async fn client_streams(shared: &Shared, client: TcpStream) -> Result<(BoxRead, BoxWrite), SessionError> {
-    let Some(tls) = &shared.tls else { return Ok(split_tcp(client)) };
-    let accepted = tls.accept(client).await.map_err(SessionError::Tls)?;
-    let principal = accepted.principal.as_deref().unwrap_or("");
-    tracing::Span::current().record("principal", principal);
-    tracing::debug!(principal, "TLS client authenticated");
-    shared.metrics.authenticated(principal);
-    Ok(split_any(accepted.stream))
+/// Establishes who the client is: TLS (with the principal from its certificate) when the
+/// listener has it, else the configured fixed principal, if any. Every outcome is audited.
+async fn client_streams(
+    shared: &Shared,
+    client: TcpStream,
+    peer: SocketAddr,
+    listener: &str,
+) -> Result<(BoxRead, BoxWrite), SessionError> {
+    let fixed = shared.config.fixed_principal.as_deref();
+    let audit = |mechanism: &str, principal: Option<&str>, reason: Option<&str>| {
+        if let Some(audit) = &shared.audit {
+            let success = reason.is_none();
+            audit.authentication(&AuthenticationEvent {
+                mechanism,
+                success,
+                principal,
+                client: peer,
+                listener,
+                reason,
+            });
+        }
+    };
+    let (streams, principal, mechanism) = match &shared.tls {
+        None => (split_tcp(client), fixed.map(str::to_owned), "fixed"),
+        Some(tls) => match tls.accept(client).await {
+            Ok(accepted) => {
+                let mechanism = if accepted.principal.is_some() { "mtls" } else { "tls" };
+                let principal = accepted.principal.or_else(|| fixed.map(str::to_owned));
+                (split_any(accepted.stream), principal, mechanism)
+            }
+            Err(err) => {
+                audit("tls", None, Some(&err.to_string()));
+                return Err(SessionError::Tls(err));
+            }
+        },
+    };
+    if principal.is_some() || mechanism != "fixed" {
+        let name = principal.as_deref().unwrap_or("");
+        tracing::Span::current().record("principal", name);
+        tracing::debug!(principal = name, mechanism, "client authenticated");
+        shared.metrics.authenticated(name);
+        audit(mechanism, principal.as_deref(), None);
+    }
+    Ok(streams)
 }
 
-async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<(), SessionError> {
-    let (client_read, client_write) = client_streams(shared, client).await?;
+async fn run(
+    shared: &Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    listener: &str,
+    target: Target,
+) -> Result<(), SessionError> {
+    let (client_read, client_write) = client_streams(shared, client, peer, listener).await?;
     let upstream = connect_upstream(shared, target).await?;
     let (upstream_read, upstream_write) = upstream;
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);

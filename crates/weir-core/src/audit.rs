@@ -1,0 +1,168 @@
+//! The audit log: one JSON object per line, for what a security team asks afterwards (who
+//! authenticated, who failed and why, who was denied what). Lines are handed to a writer
+//! thread, so the data path never waits on the disk; if the writer falls behind, lines are
+//! dropped and counted rather than slowing clients down.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Lines that may wait for the writer before new ones are dropped.
+const BACKLOG: usize = 65_536;
+
+/// Where audit lines go.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file to append to, or `-` for standard output.
+    pub path: PathBuf,
+}
+
+/// One authentication attempt.
+#[derive(Debug, Serialize)]
+pub struct AuthenticationEvent<'a> {
+    /// `mtls`, `tls` (no client certificate) or `fixed` (the configured principal).
+    pub mechanism: &'a str,
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a str>,
+    pub client: SocketAddr,
+    pub listener: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+/// A handle to the audit writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    lines: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Opens the target and starts the writer thread.
+    pub fn open(config: &AuditConfig) -> std::io::Result<Self> {
+        let mut sink: Box<dyn Write + Send> = if config.path == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(&config.path)?)
+        };
+        let (lines, rx) = sync_channel::<String>(BACKLOG);
+        std::thread::Builder::new().name("weir-audit".into()).spawn(move || {
+            for line in rx {
+                if sink.write_all(line.as_bytes()).and_then(|_| sink.flush()).is_err() {
+                    eprintln!("weir: cannot write the audit log; audit lines are being lost");
+                }
+            }
+        })?;
+        Ok(Self { lines, dropped: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn authentication(&self, event: &AuthenticationEvent<'_>) {
+        self.record("authentication", event);
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, kind: &str, event: &impl Serialize) {
+        #[derive(Serialize)]
+        struct Line<'a, E> {
+            timestamp: String,
+            event: &'a str,
+            #[serde(flatten)]
+            details: &'a E,
+        }
+        let line = Line { timestamp: now_rfc3339(), event: kind, details: event };
+        let Ok(mut text) = serde_json::to_string(&line) else { return };
+        text.push('\n');
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.lines.try_send(text) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, without a date-time dependency.
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (days, secs) = (now.as_secs() / 86_400, now.as_secs() % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        now.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_one_json_object_per_line() {
+        let path = std::env::temp_dir().join(format!("weir-audit-{}.jsonl", std::process::id()));
+        let log = AuditLog::open(&AuditConfig { path: path.clone() }).unwrap();
+        let client: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        log.authentication(&AuthenticationEvent {
+            mechanism: "mtls",
+            success: true,
+            principal: Some("spiffe://weir.test/ns/a/sa/b"),
+            client,
+            listener: "bootstrap",
+            reason: None,
+        });
+        log.authentication(&AuthenticationEvent {
+            mechanism: "mtls",
+            success: false,
+            principal: None,
+            client,
+            listener: "broker-1",
+            reason: Some("certificate expired"),
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() == 2 || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["event"], "authentication");
+        assert_eq!(lines[0]["success"], true);
+        assert_eq!(lines[0]["principal"], "spiffe://weir.test/ns/a/sa/b");
+        assert_eq!(lines[1]["reason"], "certificate expired");
+        assert!(lines[1].get("principal").is_none());
+        assert!(lines[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+        std::fs::remove_file(path).ok();
+    }
+
+    #[test]
+    fn timestamps_are_calendar_dates() {
+        let ts = now_rfc3339();
+        assert_eq!(ts.len(), 24, "{ts}");
+        let year: i32 = ts[..4].parse().unwrap();
+        assert!((2024..2200).contains(&year), "{ts}");
+        assert_eq!(&ts[4..5], "-");
+        assert_eq!(&ts[10..11], "T");
+    }
+}
