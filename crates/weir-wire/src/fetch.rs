@@ -12,11 +12,27 @@ const FIRST_NODE_ENDPOINTS: i16 = 16;
 const NODE_ENDPOINTS_TAG: u32 = 0;
 
 /// What the response says as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchSummary {
     pub error_code: i16,
-    /// Broker addresses are present: the response must be decoded and rewritten.
-    pub has_node_endpoints: bool,
+    /// Where the `NodeEndpoints` tagged field (broker addresses, to be rewritten or hidden)
+    /// sits in the body, when the response has a non-empty one.
+    pub node_endpoints: Option<TaggedFieldAt>,
+}
+
+/// A tagged field's position in a message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedFieldAt {
+    /// Offset of the (one-byte) tag number.
+    pub tag_offset: usize,
+    /// The field's value bytes.
+    pub value: std::ops::Range<usize>,
+}
+
+impl FetchSummary {
+    pub fn has_node_endpoints(&self) -> bool {
+        self.node_endpoints.is_some()
+    }
 }
 
 /// One partition's answer.
@@ -78,16 +94,22 @@ pub fn scan_fetch_response<'a>(
             c.skip_tagged_fields()?;
         }
     }
-    let mut has_node_endpoints = false;
+    let mut node_endpoints = None;
     if flexible {
-        c.for_each_tagged_field(|tag, value| {
+        let count = c.uvarint()?;
+        for _ in 0..count {
+            let tag_offset = c.pos();
+            let tag = c.uvarint()?;
+            let size = c.uvarint()? as usize;
+            let start = c.pos();
+            let value = c.take(size)?;
             // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
             if version >= FIRST_NODE_ENDPOINTS && tag == NODE_ENDPOINTS_TAG && value != [1] {
-                has_node_endpoints = true;
+                node_endpoints = Some(TaggedFieldAt { tag_offset, value: start..start + size });
             }
-        })?;
+        }
     }
-    Ok(FetchSummary { error_code, has_node_endpoints })
+    Ok(FetchSummary { error_code, node_endpoints })
 }
 
 #[cfg(test)]
@@ -155,7 +177,12 @@ mod tests {
                     seen.push((p.topic, p.partition, p.error_code, p.records.map(<[u8]>::to_vec)))
                 })
                 .unwrap();
-                assert_eq!(summary.has_node_endpoints, endpoints && version >= 16, "v{version}");
+                assert_eq!(summary.has_node_endpoints(), endpoints && version >= 16, "v{version}");
+                if let Some(at) = &summary.node_endpoints {
+                    // The tag byte, then the size, then the value that ends the body's tags.
+                    assert_eq!(body[at.tag_offset], 0);
+                    assert_eq!(at.value.end, body.len());
+                }
                 let (orders, audit) = if version >= 13 {
                     (TopicRef::Id([1; 16]), TopicRef::Id([2; 16]))
                 } else {

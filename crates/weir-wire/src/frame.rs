@@ -57,6 +57,46 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// Streaming access, for frames large enough that forwarding them as they arrive (instead of
+/// after the last byte) saves a noticeable store-and-forward delay.
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Waits for the next frame's length prefix; returns the frame's total size (prefix
+    /// included), or `None` on a clean end of stream. Room for the whole frame is reserved.
+    pub async fn next_frame_size(&mut self) -> Result<Option<usize>, FrameError> {
+        loop {
+            if let Some(total) = check_prefix(&self.buf, self.max_frame)? {
+                self.buf.reserve(total.saturating_sub(self.buf.len()));
+                return Ok(Some(total));
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated { got: self.buf.len(), expected: LENGTH_PREFIX })
+                };
+            }
+        }
+    }
+
+    /// What is buffered so far: the current frame's first bytes (and possibly what follows it).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads more of a frame of `total` bytes; the end of the stream is a truncation.
+    pub async fn read_more(&mut self, total: usize) -> Result<(), FrameError> {
+        if self.inner.read_buf(&mut self.buf).await? == 0 {
+            return Err(FrameError::Truncated { got: self.buf.len(), expected: total });
+        }
+        Ok(())
+    }
+
+    /// Takes the current frame once all `total` bytes are buffered.
+    pub fn take_frame(&mut self, total: usize) -> Option<Bytes> {
+        (self.buf.len() >= total).then(|| self.buf.split_to(total).freeze())
+    }
+}
+
 /// Takes one whole frame off the front of `buf` if it holds one. When only part of a frame is
 /// there, reserves room for the rest (one allocation instead of repeated doubling).
 pub fn split_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>, FrameError> {
@@ -146,6 +186,22 @@ mod tests {
         assert!(matches!(read_all(&tls, 100).await, Err(FrameError::TlsOnPlaintext)));
         let http = b"GET /metrics HTTP/1.1\r\n\r\n";
         assert!(matches!(read_all(http, 100).await, Err(FrameError::HttpOnKafka)));
+    }
+
+    #[tokio::test]
+    async fn streams_a_frame_piece_by_piece() {
+        let mut input = with_length_prefix(&[7u8; 100_000]).to_vec();
+        input.extend_from_slice(&with_length_prefix(b"next"));
+        let mut reader = FrameReader::new(&input[..], 1 << 20);
+        let total = reader.next_frame_size().await.unwrap().unwrap();
+        assert_eq!(total, 100_004);
+        while reader.buffered().len() < total {
+            reader.read_more(total).await.unwrap();
+        }
+        let frame = reader.take_frame(total).unwrap();
+        assert_eq!(frame.len(), 100_004);
+        assert_eq!(&reader.next_frame().await.unwrap().unwrap()[4..], b"next");
+        assert!(reader.next_frame_size().await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -34,6 +34,10 @@ impl<'a> Cursor<'a> {
         Self { b, pos: 0, message, version }
     }
 
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn err(&self, what: &'static str) -> ScanError {
         ScanError { message: self.message, version: self.version, offset: self.pos, what }
     }
@@ -123,17 +127,6 @@ impl<'a> Cursor<'a> {
             return Err(self.err("array longer than the message"));
         }
         Ok(n)
-    }
-
-    /// Calls `visit(tag, value)` for each field of a tagged-field section.
-    pub(crate) fn for_each_tagged_field(&mut self, mut visit: impl FnMut(u32, &'a [u8])) -> Result<(), ScanError> {
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            let tag = self.uvarint()?;
-            let size = self.uvarint()? as usize;
-            visit(tag, self.take(size)?);
-        }
-        Ok(())
     }
 
     pub(crate) fn skip_tagged_fields(&mut self) -> Result<(), ScanError> {

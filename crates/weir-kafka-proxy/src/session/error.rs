@@ -31,6 +31,8 @@ pub enum SessionError {
     UpstreamFrame(FrameError),
     #[error("broker closed the connection")]
     UpstreamClosed,
+    #[error("leader hints in a streamed Fetch response lie outside the held-back tail")]
+    HintsOutsideTail,
     #[error("broker sent an unsolicited frame")]
     Unsolicited,
     #[error("broker answered correlation id {got} where {expected} was due")]
@@ -62,7 +64,7 @@ impl SessionError {
             | Self::CorrelationMismatch { .. } => "bad_response",
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
-            Self::Rewrite(_) => "rewrite_failed",
+            Self::Rewrite(_) | Self::HintsOutsideTail => "rewrite_failed",
             Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
         }
@@ -79,7 +81,9 @@ impl SessionError {
         match self {
             e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
-            Self::Rewrite(_) | Self::CorrelationMismatch { .. } => tracing::error!(error = %self, "closing connection"),
+            Self::Rewrite(_) | Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
+                tracing::error!(error = %self, "closing connection")
+            }
             _ => tracing::warn!(error = %self, "closing connection"),
         }
     }

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_wire::fetch::scan_fetch_response;
+use weir_wire::fetch::{scan_fetch_response, FetchSummary};
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
@@ -23,6 +23,33 @@ use crate::metrics::TopicCache;
 use crate::rewrite::{self, RewriteError};
 use crate::sidecar::Shared;
 use crate::versions;
+
+/// Fetch responses larger than this are streamed (see `stream_fetch`).
+const STREAM_ABOVE: usize = 256 * 1024;
+/// How much of a streamed Fetch response (v16+) waits for the end: its top-level tagged fields,
+/// where leader hints sit. Tens of bytes per broker; 64 KiB covers a thousand brokers.
+const HELD_TAIL: usize = 64 * 1024;
+/// The first Fetch response version that can carry leader hints (KIP-951).
+const FIRST_LEADER_HINTS: i16 = 16;
+/// Length prefix and correlation id: what must be checked before any byte is forwarded.
+const HEADER_END: usize = 8;
+/// A tagged-field number no Fetch response defines; clients skip fields they do not know.
+const UNKNOWN_TAG: u8 = 0x7f;
+
+fn check_correlation(frame: &[u8], pending: &Pending) -> Result<(), SessionError> {
+    let got = weir_wire::header::response_correlation_id(frame).unwrap_or(i32::MIN);
+    if got != pending.correlation_id {
+        return Err(SessionError::CorrelationMismatch { expected: pending.correlation_id, got });
+    }
+    Ok(())
+}
+
+fn upstream_frame_error(err: FrameError) -> SessionError {
+    match err {
+        FrameError::Io(err) => SessionError::UpstreamIo(err),
+        err => SessionError::UpstreamFrame(err),
+    }
+}
 
 pub(super) struct ResponseHalf<'a> {
     pub(super) shared: &'a Shared,
@@ -56,31 +83,99 @@ impl ResponseHalf<'_> {
                     api.response_bytes.inc_by(frame.len() as u64);
                     frame
                 }
-                InFlight::Upstream(pending) => self.relay_response(pending).await?,
+                InFlight::Upstream(pending) => match self.relay_response(pending).await? {
+                    Some(out) => out,
+                    None => continue,
+                },
             };
             self.client.write_all(&out).await.map_err(SessionError::ClientIo)?;
         }
     }
 
-    async fn relay_response(&mut self, pending: Pending) -> Result<Bytes, SessionError> {
-        let frame = match self.upstream.next_frame().await {
-            Ok(Some(frame)) => frame,
+    /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
+    /// large Fetch response was already streamed to the client.
+    async fn relay_response(&mut self, pending: Pending) -> Result<Option<Bytes>, SessionError> {
+        let total = match self.upstream.next_frame_size().await {
+            Ok(Some(total)) => total,
             Ok(None) => return Err(SessionError::UpstreamClosed),
-            Err(FrameError::Io(err)) => return Err(SessionError::UpstreamIo(err)),
-            Err(err) => return Err(SessionError::UpstreamFrame(err)),
+            Err(err) => return Err(upstream_frame_error(err)),
         };
-        let received = Instant::now();
-        let got = weir_wire::header::response_correlation_id(&frame).unwrap_or(i32::MIN);
-        if got != pending.correlation_id {
-            return Err(SessionError::CorrelationMismatch { expected: pending.correlation_id, got });
+        if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE {
+            self.stream_fetch(&pending, total).await?;
+            return Ok(None);
         }
-        let api = self.shared.metrics.api(pending.api_key);
+        let frame = self.read_whole(total).await?;
+        let received = Instant::now();
+        check_correlation(&frame, &pending)?;
         let out = self.inspect(&pending, frame)?;
+        self.count_response(&pending, out.len(), received);
+        Ok(Some(out))
+    }
+
+    async fn read_whole(&mut self, total: usize) -> Result<Bytes, SessionError> {
+        loop {
+            if let Some(frame) = self.upstream.take_frame(total) {
+                return Ok(frame);
+            }
+            self.upstream.read_more(total).await.map_err(upstream_frame_error)?;
+        }
+    }
+
+    fn count_response(&self, pending: &Pending, len: usize, received: Instant) {
+        let api = self.shared.metrics.api(pending.api_key);
         api.responses.inc();
-        api.response_bytes.inc_by(out.len() as u64);
+        api.response_bytes.inc_by(len as u64);
         api.upstream_seconds.observe(received.duration_since(pending.sent_at).as_secs_f64());
         api.proxy_seconds.observe((pending.proxy_time + received.elapsed()).as_secs_f64());
-        Ok(out)
+    }
+
+    /// Forwards a large Fetch response while it arrives, instead of after its last byte: for
+    /// the megabytes of a busy consumer's fetch, store-and-forward would add the time to
+    /// receive them all to every fetch round trip. Only the tail is held back until the whole
+    /// response is in: from v16 it may end with leader hints (broker addresses), which cannot
+    /// be rewritten in place (the length was already sent), so they are blanked into an
+    /// unknown tagged field of the same size. Clients skip unknown tagged fields and, without
+    /// the hint, find the new leader through Metadata (as before KIP-951).
+    async fn stream_fetch(&mut self, pending: &Pending, total: usize) -> Result<(), SessionError> {
+        tracing::debug!(bytes = total, "streaming a Fetch response");
+        let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
+        let forwardable = total - held;
+        let mut sent = 0;
+        loop {
+            let have = self.upstream.buffered().len().min(total);
+            if sent == 0 && have >= HEADER_END {
+                check_correlation(&self.upstream.buffered()[..HEADER_END], pending)?;
+            }
+            let upto = if have >= HEADER_END { have.min(forwardable) } else { 0 };
+            if upto > sent {
+                let chunk = &self.upstream.buffered()[sent..upto];
+                self.client.write_all(chunk).await.map_err(SessionError::ClientIo)?;
+                sent = upto;
+            }
+            if have >= total {
+                break;
+            }
+            self.upstream.read_more(total).await.map_err(upstream_frame_error)?;
+        }
+        let received = Instant::now();
+        let frame = self.read_whole(total).await?;
+        let parsed = ResponseFrame::parse(&frame, ApiKey::Fetch, pending.version).map_err(SessionError::BadResponse)?;
+        let body_offset = frame.len() - parsed.body().len();
+        let summary = self.count_fetched(&parsed.body(), pending.version)?;
+        let mut tail = frame.slice(sent..);
+        if let Some(at) = summary.node_endpoints {
+            let tag = body_offset + at.tag_offset;
+            let tag = tag.checked_sub(sent).ok_or(SessionError::HintsOutsideTail)?;
+            let value = (body_offset + at.value.start - sent)..(body_offset + at.value.end - sent);
+            let mut blanked = tail.to_vec();
+            blanked[tag] = UNKNOWN_TAG;
+            blanked[value].fill(0);
+            tail = Bytes::from(blanked);
+            tracing::debug!("leader hints in a streamed Fetch response blanked");
+        }
+        self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
+        self.count_response(pending, total, received);
+        Ok(())
     }
 
     /// Decodes only the responses that carry broker addresses or per-topic counts; every other
@@ -123,7 +218,7 @@ impl ResponseHalf<'_> {
             }
             ApiKey::Fetch => {
                 let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                if !self.count_fetched(&parsed.body(), version)? {
+                if !self.count_fetched(&parsed.body(), version)?.has_node_endpoints() {
                     return Ok(frame);
                 }
                 // Leader hints: the rare case that needs the full decode.
@@ -181,9 +276,9 @@ impl ResponseHalf<'_> {
         encode_response_with_header(&parsed.header, key, version, resp).map_err(SessionError::BadResponse)
     }
 
-    /// Counts records and errors per topic by walking the response in place; returns whether
-    /// it carries leader hints (broker addresses) that must be rewritten.
-    fn count_fetched(&mut self, body: &[u8], version: i16) -> Result<bool, SessionError> {
+    /// Counts records and errors per topic by walking the response in place; the summary says
+    /// whether (and where) it carries leader hints (broker addresses).
+    fn count_fetched(&mut self, body: &[u8], version: i16) -> Result<FetchSummary, SessionError> {
         let shared = self.shared;
         let fetched = &mut self.fetched;
         let summary = scan_fetch_response(body, version, |p| {
@@ -205,6 +300,6 @@ impl ResponseHalf<'_> {
         if summary.error_code != 0 {
             shared.metrics.response_error(ApiKey::Fetch, summary.error_code);
         }
-        Ok(summary.has_node_endpoints)
+        Ok(summary)
     }
 }
