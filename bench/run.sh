@@ -120,6 +120,13 @@ child_ticks() {  # CPU ticks of this script's finished children (the load genera
   read -r -a f <<< "${stat##*) }"
   echo $((f[13] + f[14]))
 }
+weir_counts() {  # "requests fetch_responses fetch_response_bytes" so far, from the sidecar's /metrics
+  curl -fsS "http://$ADMIN/metrics" 2>/dev/null | awk '
+    /^weir_kafka_requests_total\{/ {r += $2}
+    /^weir_kafka_responses_total\{api="Fetch"\}/ {fc = $2}
+    /^weir_kafka_response_bytes_total\{api="Fetch"\}/ {fb = $2}
+    END {printf "%.0f %.0f %.0f\n", r, fc, fb}'
+}
 machine_ticks() {  # "busy total" clock ticks of all CPUs, from /proc/stat
   local _ user nice system idle iowait irq softirq steal
   read -r _ user nice system idle iowait irq softirq steal _ < /proc/stat
@@ -257,23 +264,33 @@ phase() {
   PHASE_OUT=$RUN_DIR/r$r-$m-$name.log
   LOADS+=("r$r $m $name: $(loadavg)")
   local w0=0 w1=0 b0 b1 t0 t1 m0 m1 c0 c1
-  [[ $m == proxy ]] && w0=$(cpu_ticks "$WEIR_PID")
+  local q0=(0 0 0) q1=(0 0 0)
+  if [[ $m == proxy ]]; then read -r -a q0 <<< "$(weir_counts)"; w0=$(cpu_ticks "$WEIR_PID"); fi
   b0=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m0 <<< "$(machine_ticks)"
   c0=$(child_ticks)
   t0=$(date +%s.%N)
   "$@" > "$PHASE_OUT" 2>&1 || { tail -n 30 "$PHASE_OUT" >&2; die "round $r $m $name failed (log $PHASE_OUT)"; }
   t1=$(date +%s.%N)
-  [[ $m == proxy ]] && w1=$(cpu_ticks "$WEIR_PID")
+  if [[ $m == proxy ]]; then w1=$(cpu_ticks "$WEIR_PID"); read -r -a q1 <<< "$(weir_counts)"; fi
   b1=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m1 <<< "$(machine_ticks)"
   c1=$(child_ticks)
   PHASE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
   PHASE_WEIR_S=$(awk -v d=$((w1 - w0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
+  record "$r" "$m" "broker_pct_$name" "$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" -v w="$PHASE_WALL" 'BEGIN {printf "%.1f", 100 * d / h / w}')"
+  if [[ $m == proxy ]]; then
+    record "$r" "$m" "weir_pct_$name" "$(awk -v s="$PHASE_WEIR_S" -v w="$PHASE_WALL" 'BEGIN {printf "%.1f", 100 * s / w}')"
+    record "$r" "$m" "weir_us_per_req_$name" "$(awk -v s="$PHASE_WEIR_S" -v n=$((q1[0] - q0[0])) 'BEGIN {printf "%.1f", (n > 0 ? 1e6 * s / n : 0)}')"
+    record "$r" "$m" "weir_reqs_$name" $((q1[0] - q0[0]))
+    record "$r" "$m" "fetch_kib_$name" "$(awk -v b=$((q1[2] - q0[2])) -v n=$((q1[1] - q0[1])) 'BEGIN {printf "%.1f", (n > 0 ? b / n / 1024 : 0)}')"
+  fi
   PHASE_BROKER_S=$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_MACHINE_S=$(awk -v d=$((m1[0] - m0[0])) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')
   PHASE_OTHER_S=$(awk -v d=$(((m1[0] - m0[0]) - (b1 - b0) - (w1 - w0) - (c1 - c0))) -v h="$CLK_TCK" \
     'BEGIN {printf "%.2f", (d > 0 ? d : 0) / h}')
+  PHASE_REST_PCT=$(awk -v o="$PHASE_OTHER_S" -v m="$PHASE_MACHINE_S" 'BEGIN {printf "%.1f", (m > 0 ? 100 * o / m : 0)}')
+  record "$r" "$m" "rest_pct_$name" "$PHASE_REST_PCT"
   PHASE_BUSY_PCT=$(awk -v b=$((m1[0] - m0[0])) -v t=$((m1[1] - m0[1])) 'BEGIN {printf "%.1f", (t > 0 ? 100 * b / t : 0)}')
 }
 metric() { awk -v m="$2:" 'index($1, m) == 1 {v = $NF} END {print (v == "" ? "nan" : v)}' "$1"; }  # metric LOG NAME
@@ -332,7 +349,6 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
     esac
   done
   [[ $lost == 0 ]] || log "warning: round $r $m latency run lost $lost records ($line)"
-  [[ $m == proxy ]] && record "$r" "$m" weir_cpu_lat_pct "$(awk -v s="$PHASE_WEIR_S" -v w="$PHASE_WALL" 'BEGIN {printf "%.1f", 100 * s / w}')"
   return 0
 }
 
@@ -407,6 +423,11 @@ report() {
       printf "%-30s %12.2f %12s %12.2f %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
         median("machine_cpu_" what, mode), median("other_cpu_" what, mode), median("machine_busy_" what, mode)
     }
+    function rest(i, mode,   x, k, n) {  # largest rest share among the runs of round i, mode
+      x = 0; split("produce consume latency", k, " ")
+      for (n = 1; n <= 3; n++) if (v[i, mode, "rest_pct_" k[n]] + 0 > x) x = v[i, mode, "rest_pct_" k[n]] + 0
+      return x
+    }
     function srow(label, value, target, verdict) {
       printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, "", value, "", "", target, verdict
     }
@@ -426,17 +447,35 @@ report() {
       printf "%-30s %12s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar", "whole box", "rest", "box busy"
       cpu_row("  producing, direct", "direct", "prod"); cpu_row("  producing, via proxy", "proxy", "prod")
       cpu_row("  consuming, direct", "direct", "cons"); cpu_row("  consuming, via proxy", "proxy", "cons")
-      srow("sidecar CPU in latency run", sprintf("%.1f%%", median("weir_cpu_lat_pct", "proxy")), "", "")
+      printf "%-30s %12s %12s %12s\n", "sidecar, per run type", "produce", "consume", "latency"
+      printf "%-30s %12.1f %12.1f %12.1f\n", "  CPU us per request", median("weir_us_per_req_produce", "proxy"),
+        median("weir_us_per_req_consume", "proxy"), median("weir_us_per_req_latency", "proxy")
+      printf "%-30s %12.0f %12.0f %12.0f\n", "  requests per run", median("weir_reqs_produce", "proxy"),
+        median("weir_reqs_consume", "proxy"), median("weir_reqs_latency", "proxy")
+      printf "%-30s %11.1f%% %11.1f%% %11.1f%%\n", "  CPU, % of one core", median("weir_pct_produce", "proxy"),
+        median("weir_pct_consume", "proxy"), median("weir_pct_latency", "proxy")
+      printf "%-30s %12s %12.1f %12s\n", "  avg Fetch response (KiB)", "", median("fetch_kib_consume", "proxy"), ""
+      printf "%-30s %12s %12s\n", "broker CPU in latency run", "direct", "proxy"
+      printf "%-30s %11.1f%% %11.1f%%\n", "  % of one core", median("broker_pct_latency", "direct"), median("broker_pct_latency", "proxy")
       srow("sidecar RSS idle (MB)", sprintf("%.1f", idle_kb * 1.024 / 1000), "< " t_rss " MB", (idle_kb * 1024 < t_rss * 1e6 ? "MET" : "MISSED"))
       srow("sidecar RSS peak (MB)", sprintf("%.1f", peak_kb * 1.024 / 1000), "", "")
       srow("sidecar RSS at end (MB)", sprintf("%.1f", end_kb * 1.024 / 1000), "", "")
       print ""
-      print "per round (direct / proxy):"
-      printf "  %-5s %-19s %-19s %-23s %-23s\n", "round", "producer MiB/s", "consumer MiB/s", "e2e p99 ms", "sidecar CPU s/GB p/c"
-      for (i = 1; i <= rounds; i++)
-        printf "  %-5d %8.1f / %-8.1f %8.1f / %-8.1f %10.3f / %-10.3f %8.2f / %-8.2f\n", i,
+      print "per round (direct / proxy); \"rest\" = largest share of busy CPU not used by broker, sidecar or load generator"
+      printf "  %-5s %-19s %-19s %-23s %-21s %s\n", "round", "producer MiB/s", "consumer MiB/s", "e2e p99 ms",
+        "sidecar CPU s/GB p/c", "rest % (d / p)"
+      worst = 0
+      for (i = 1; i <= rounds; i++) {
+        rd = rest(i, "direct"); rp = rest(i, "proxy")
+        if (rd > worst) worst = rd; if (rp > worst) worst = rp
+        printf "  %-5d %8.1f / %-8.1f %8.1f / %-8.1f %10.3f / %-10.3f %8.2f / %-8.2f %5.0f / %-5.0f\n", i,
           v[i, "direct", "prod_mibs"], v[i, "proxy", "prod_mibs"], v[i, "direct", "cons_mibs"], v[i, "proxy", "cons_mibs"],
-          v[i, "direct", "lat_p99_ms"], v[i, "proxy", "lat_p99_ms"], v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
+          v[i, "direct", "lat_p99_ms"], v[i, "proxy", "lat_p99_ms"], v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"],
+          rd, rp
+      }
+      if (worst > 15)
+        printf "WARNING: up to %.0f%% of the busy CPU in some runs went to other work (see \"rest\"): other processes\n" \
+          "competed with this benchmark; compare such rounds with care or rerun on a quiet machine.\n", worst
     }' "$DATA"
   echo
   echo "the sidecar's own histograms, whole run (time inside the sidecar excludes waiting for the broker):"
