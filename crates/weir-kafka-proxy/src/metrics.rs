@@ -64,7 +64,7 @@ pub struct KafkaMetrics {
     produced_bytes: Family<TopicLabels, Counter>,
     fetched_records: Family<TopicLabels, Counter>,
     fetched_bytes: Family<TopicLabels, Counter>,
-    pub closed_connections: Family<ReasonLabels, Counter>,
+    closed_connections: Family<ReasonLabels, Counter>,
     authenticated: Family<PrincipalLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
