@@ -44,6 +44,31 @@ pub struct FetchedPartition<'a> {
     pub records: Option<&'a [u8]>,
 }
 
+/// A tagged-field number no Fetch response defines; clients skip fields they do not know.
+pub const UNKNOWN_TAG: u8 = 0x7f;
+
+/// Hides leader hints without changing the response's length: the NodeEndpoints tagged field
+/// becomes an unknown tagged field of the same size, its value zeroed. For a response whose
+/// length prefix has already been sent, so the addresses cannot be rewritten.
+///
+/// `region` holds the body bytes from offset `region_start` on; returns false (and changes
+/// nothing) when the field does not lie entirely inside it.
+pub fn blank_node_endpoints(region: &mut [u8], region_start: usize, at: &TaggedFieldAt) -> bool {
+    let (Some(tag), Some(start), Some(end)) = (
+        at.tag_offset.checked_sub(region_start),
+        at.value.start.checked_sub(region_start),
+        at.value.end.checked_sub(region_start),
+    ) else {
+        return false;
+    };
+    if end > region.len() || tag >= start {
+        return false;
+    }
+    region[tag] = UNKNOWN_TAG;
+    region[start..end].fill(0);
+    true
+}
+
 /// Walks a Fetch response body (after the response header), calling `visit` per partition.
 pub fn scan_fetch_response<'a>(
     body: &'a [u8],
@@ -120,7 +145,7 @@ mod tests {
         AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
     };
     use kafka_protocol::messages::{FetchResponse, TopicName};
-    use kafka_protocol::protocol::{Encodable, Message, StrBytes};
+    use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
 
     /// A response using every field the version has (the encoder refuses others).
     fn response(version: i16, with_endpoints: bool) -> FetchResponse {
@@ -194,6 +219,30 @@ mod tests {
                     "v{version}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn blanked_leader_hints_leave_a_valid_response_without_addresses() {
+        for version in 16..=FetchResponse::VERSIONS.max {
+            let mut body = encoded(&response(version, true), version);
+            let original_len = body.len();
+            let at = scan_fetch_response(&body, version, |_| {}).unwrap().node_endpoints.unwrap();
+            // Only the tail of the body is still in hand, as when streaming.
+            let region_start = body.len() - 100;
+            assert!(blank_node_endpoints(&mut body[region_start..], region_start, &at));
+            assert_eq!(body.len(), original_len);
+            assert!(!body.windows(8).any(|w| w == b"broker-2"), "v{version}: address still there");
+            let decoded = FetchResponse::decode(&mut Bytes::from(body.clone()), version).unwrap();
+            assert!(decoded.node_endpoints.is_empty(), "v{version}");
+            assert!(decoded.unknown_tagged_fields.contains_key(&i32::from(UNKNOWN_TAG)), "v{version}");
+            assert_eq!(decoded.responses, response(version, true).responses, "v{version}: data changed");
+            // A region that does not hold the whole field is refused untouched.
+            let mut again = encoded(&response(version, true), version);
+            let late = at.value.start + 1;
+            let before = again.clone();
+            assert!(!blank_node_endpoints(&mut again[late..], late, &at));
+            assert_eq!(again, before);
         }
     }
 

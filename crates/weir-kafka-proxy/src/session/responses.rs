@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_wire::fetch::{scan_fetch_response, FetchSummary};
+use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response, FetchSummary};
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
@@ -33,8 +33,6 @@ const HELD_TAIL: usize = 64 * 1024;
 const FIRST_LEADER_HINTS: i16 = 16;
 /// Length prefix and correlation id: what must be checked before any byte is forwarded.
 const HEADER_END: usize = 8;
-/// A tagged-field number no Fetch response defines; clients skip fields they do not know.
-const UNKNOWN_TAG: u8 = 0x7f;
 
 fn check_correlation(frame: &[u8], pending: &Pending) -> Result<(), SessionError> {
     let got = weir_wire::header::response_correlation_id(frame).unwrap_or(i32::MIN);
@@ -164,12 +162,11 @@ impl ResponseHalf<'_> {
         let summary = self.count_fetched(&parsed.body(), pending.version)?;
         let mut tail = frame.slice(sent..);
         if let Some(at) = summary.node_endpoints {
-            let tag = body_offset + at.tag_offset;
-            let tag = tag.checked_sub(sent).ok_or(SessionError::HintsOutsideTail)?;
-            let value = (body_offset + at.value.start - sent)..(body_offset + at.value.end - sent);
             let mut blanked = tail.to_vec();
-            blanked[tag] = UNKNOWN_TAG;
-            blanked[value].fill(0);
+            let region_start = sent.checked_sub(body_offset).ok_or(SessionError::HintsOutsideTail)?;
+            if !blank_node_endpoints(&mut blanked, region_start, &at) {
+                return Err(SessionError::HintsOutsideTail);
+            }
             tail = Bytes::from(blanked);
             tracing::debug!("leader hints in a streamed Fetch response blanked");
         }
