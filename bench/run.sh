@@ -372,7 +372,7 @@ log "load average before the first run: $(loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
   run_mode "$r" direct "$DIRECT_BOOTSTRAP"
   run_mode "$r" proxy "$PROXY_BOOTSTRAP"
-  drop_topics "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)"
+  drop_topics "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)" "$(topic "$r" direct lat)" "$(topic "$r" proxy lat)"
 done
 PEAK_RSS_KB=$(status_kb "$WEIR_PID" VmHWM)
 END_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
