@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod io;
 pub mod metrics;
+pub mod sasl;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

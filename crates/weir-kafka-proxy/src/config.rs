@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, ConfigError};
+use weir_core::sasl::SaslServerConfig;
 use weir_core::telemetry::LogFormat;
 use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
 
@@ -34,6 +35,10 @@ pub struct SidecarConfig {
     /// JSON-lines audit log of authentication outcomes; none when absent.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// SASL terminated at the sidecar (clients authenticate here; brokers see the sidecar);
+    /// absent: SASL exchanges pass through to the brokers unchanged.
+    #[serde(default)]
+    pub sasl: Option<SaslServerConfig>,
     /// TLS on the client side (all listeners); plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsListenerConfig>,
@@ -164,6 +169,7 @@ impl SidecarConfig {
             admin: None,
             advertised_host: None,
             fixed_principal: None,
+            sasl: None,
             audit: None,
             tls: None,
             broker_ports: BrokerPorts::default(),
@@ -211,6 +217,11 @@ impl SidecarConfig {
         }
         if self.limits.max_in_flight == 0 {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
+        }
+        if let Some(sasl) = &self.sasl {
+            if let Some(other) = sasl.mechanisms.iter().find(|m| m.as_str() != "PLAIN") {
+                return Err(invalid(origin, "sasl.mechanisms", format!("`{other}` is not supported yet; only PLAIN")));
+            }
         }
         for host in self.upstream.resolve.keys() {
             if host.is_empty() || host == "*." {

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 use weir_core::audit::AuditLog;
+use weir_core::sasl::Credentials;
 use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
@@ -30,6 +31,8 @@ use crate::upstream::Connector;
 pub enum SidecarError {
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: String, error: std::io::Error },
+    #[error("cannot load SASL credentials: {0}")]
+    Sasl(weir_core::config::ConfigError),
     #[error("cannot set up TLS: {0}")]
     Tls(weir_core::tls::TlsError),
     #[error("cannot listen on {addr} ({what}): {error}")]
@@ -45,6 +48,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// TLS termination for every listener of this sidecar, when configured.
     pub tls: Option<Arc<TlsTerminator>>,
+    /// SASL terminated here: the users and the mechanisms offered.
+    pub sasl: Option<(Arc<Credentials>, Vec<String>)>,
     /// Where authentication outcomes are written, when configured.
     pub audit: Option<AuditLog>,
     topic_names: RwLock<HashMap<Uuid, StrBytes>>,
@@ -108,6 +113,13 @@ impl Sidecar {
             path: config.audit.as_ref().map(|a| a.path.display().to_string()).unwrap_or_default(),
             error,
         })?;
+        let sasl = match &config.sasl {
+            Some(sasl) => {
+                let credentials = Credentials::load(&sasl.credentials).map_err(SidecarError::Sasl)?;
+                Some((Arc::new(credentials), sasl.mechanisms.clone()))
+            }
+            None => None,
+        };
         let upstream_tls = config
             .upstream
             .tls
@@ -123,6 +135,7 @@ impl Sidecar {
             connector,
             shutdown: CancellationToken::new(),
             tls,
+            sasl,
             audit,
             topic_names: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),

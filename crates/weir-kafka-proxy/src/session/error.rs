@@ -45,6 +45,8 @@ pub enum SessionError {
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
     Tls(weir_core::tls::TlsError),
+    #[error("{0:?} request before authenticating")]
+    Unauthenticated(ApiKey),
     #[error("client connection: {0}")]
     ClientIo(std::io::Error),
     #[error("broker connection: {0}")]
@@ -67,6 +69,7 @@ impl SessionError {
             Self::Rewrite(_) | Self::HintsOutsideTail => "rewrite_failed",
             Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
+            Self::Unauthenticated(_) => "unauthenticated",
         }
     }
 

@@ -11,6 +11,7 @@
 mod error;
 mod requests;
 mod responses;
+mod sasl;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use weir_wire::FrameReader;
 pub use error::SessionError;
 use requests::RequestHalf;
 use responses::ResponseHalf;
+use sasl::SaslGate;
 
 use crate::metrics::{Direction, TopicCache};
 use crate::sidecar::Shared;
@@ -72,6 +74,34 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, tar
     }
 }
 
+/// Notes an authentication outcome: on success the principal goes into the connection's
+/// span (so onto every later log line) and the metrics; every outcome goes to the audit log.
+fn record_authentication(
+    shared: &Shared,
+    peer: SocketAddr,
+    listener: &str,
+    mechanism: &str,
+    principal: Option<&str>,
+    failure: Option<&str>,
+) {
+    if failure.is_none() {
+        let name = principal.unwrap_or("");
+        tracing::Span::current().record("principal", name);
+        tracing::debug!(principal = name, mechanism, "client authenticated");
+        shared.metrics.authenticated(name);
+    }
+    if let Some(audit) = &shared.audit {
+        audit.authentication(&AuthenticationEvent {
+            mechanism,
+            success: failure.is_none(),
+            principal,
+            client: peer,
+            listener,
+            reason: failure,
+        });
+    }
+}
+
 /// Establishes who the client is: TLS (with the principal from its certificate) when the
 /// listener has it, else the configured fixed principal, if any. Every outcome is audited.
 async fn client_streams(
@@ -81,19 +111,6 @@ async fn client_streams(
     listener: &str,
 ) -> Result<(BoxRead, BoxWrite), SessionError> {
     let fixed = shared.config.fixed_principal.as_deref();
-    let audit = |mechanism: &str, principal: Option<&str>, reason: Option<&str>| {
-        if let Some(audit) = &shared.audit {
-            let success = reason.is_none();
-            audit.authentication(&AuthenticationEvent {
-                mechanism,
-                success,
-                principal,
-                client: peer,
-                listener,
-                reason,
-            });
-        }
-    };
     let (streams, principal, mechanism) = match &shared.tls {
         None => (split_tcp(client), fixed.map(str::to_owned), "fixed"),
         Some(tls) => match tls.accept(client).await {
@@ -103,17 +120,13 @@ async fn client_streams(
                 (split_any(accepted.stream), principal, mechanism)
             }
             Err(err) => {
-                audit("tls", None, Some(&err.to_string()));
+                record_authentication(shared, peer, listener, "tls", None, Some(&err.to_string()));
                 return Err(SessionError::Tls(err));
             }
         },
     };
     if principal.is_some() || mechanism != "fixed" {
-        let name = principal.as_deref().unwrap_or("");
-        tracing::Span::current().record("principal", name);
-        tracing::debug!(principal = name, mechanism, "client authenticated");
-        shared.metrics.authenticated(name);
-        audit(mechanism, principal.as_deref(), None);
+        record_authentication(shared, peer, listener, mechanism, principal.as_deref(), None);
     }
     Ok(streams)
 }
@@ -131,8 +144,17 @@ async fn run(
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let max_frame = shared.config.limits.max_frame_bytes;
 
-    let requests =
-        RequestHalf { shared, client: FrameReader::new(client_read, max_frame), upstream: upstream_write, queue };
+    let sasl =
+        shared.sasl.as_ref().map(|(credentials, mechanisms)| SaslGate::new(credentials.clone(), mechanisms.clone()));
+    let requests = RequestHalf {
+        shared,
+        client: FrameReader::new(client_read, max_frame),
+        upstream: upstream_write,
+        queue,
+        peer,
+        listener,
+        sasl,
+    };
     let responses = ResponseHalf {
         shared,
         upstream: FrameReader::new(upstream_read, max_frame),

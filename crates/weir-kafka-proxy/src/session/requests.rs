@@ -1,9 +1,11 @@
 //! The request half: client frames in, the same bytes out to the broker.
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
-use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -12,7 +14,8 @@ use weir_wire::produce::scan_produce;
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::{InFlight, Pending, SessionError};
+use super::sasl::{Gate, SaslGate};
+use super::{record_authentication, InFlight, Pending, SessionError};
 use crate::metrics::{Direction, TopicCache};
 use crate::sidecar::Shared;
 use crate::versions;
@@ -22,6 +25,10 @@ pub(super) struct RequestHalf<'a> {
     pub(super) client: FrameReader<BoxRead>,
     pub(super) upstream: BoxWrite,
     pub(super) queue: mpsc::Sender<InFlight>,
+    pub(super) peer: SocketAddr,
+    pub(super) listener: &'a str,
+    /// SASL terminated here, when configured: gates every request until authenticated.
+    pub(super) sasl: Option<SaslGate>,
 }
 
 impl RequestHalf<'_> {
@@ -65,25 +72,53 @@ impl RequestHalf<'_> {
                     max: known.max,
                 });
             }
-            let mut expects_response = true;
-            match peek.api_key {
-                ApiKey::SaslHandshake if peek.api_version == 0 => return Err(SessionError::SaslHandshakeV0),
-                ApiKey::Produce => {
-                    let shared = self.shared;
-                    let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
-                        let counters = match topic {
-                            TopicRef::Name(name) => produced.get(&shared.metrics, name),
-                            TopicRef::Id(id) => {
-                                produced.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
-                            }
-                        };
-                        counters.bytes.inc_by(records.len() as u64);
-                        counters.records.inc_by(weir_wire::records::count_records(records));
-                    })
-                    .map_err(SessionError::BadRequestBody)?;
-                    expects_response = acks != 0;
+            if peek.api_key == ApiKey::SaslHandshake && peek.api_version == 0 {
+                return Err(SessionError::SaslHandshakeV0);
+            }
+            if let Some(gate) = &mut self.sasl {
+                match gate.check(&frame, &peek)? {
+                    Gate::Pass => {}
+                    Gate::Answer(answer) => {
+                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                        continue;
+                    }
+                    Gate::Authenticated { answer, principal } => {
+                        record_authentication(
+                            self.shared,
+                            self.peer,
+                            self.listener,
+                            "sasl_plain",
+                            Some(&principal),
+                            None,
+                        );
+                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                        continue;
+                    }
+                    Gate::Failed { answer, reason } => {
+                        tracing::info!(%reason, "SASL authentication failed; closing after the answer");
+                        record_authentication(self.shared, self.peer, self.listener, "sasl_plain", None, Some(&reason));
+                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                        // Ending the request half lets the response half deliver the answer,
+                        // then the connection closes, as a broker does.
+                        return Ok(());
+                    }
                 }
-                _ => {}
+            }
+            let mut expects_response = true;
+            if peek.api_key == ApiKey::Produce {
+                let shared = self.shared;
+                let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
+                    let counters = match topic {
+                        TopicRef::Name(name) => produced.get(&shared.metrics, name),
+                        TopicRef::Id(id) => {
+                            produced.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                        }
+                    };
+                    counters.bytes.inc_by(records.len() as u64);
+                    counters.records.inc_by(weir_wire::records::count_records(records));
+                })
+                .map_err(SessionError::BadRequestBody)?;
+                expects_response = acks != 0;
             }
             let proxy_time = started.elapsed();
             if expects_response {

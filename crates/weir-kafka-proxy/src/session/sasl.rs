@@ -1,0 +1,104 @@
+//! SASL terminated at the sidecar: until a client has authenticated, only ApiVersions goes to
+//! the broker; SaslHandshake and SaslAuthenticate are answered here, and anything else closes
+//! the connection (as a broker would). PLAIN passwords are checked against SCRAM entries.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use weir_core::sasl::{parse_plain, Credentials};
+use weir_wire::message::{decode_request, encode_response};
+use weir_wire::RequestHeaderPeek;
+
+use super::SessionError;
+
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+/// A PLAIN message is a user name and a password; anything longer is not one.
+const MAX_TOKEN: usize = 16 * 1024;
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    AwaitingHandshake,
+    AwaitingAuthenticate,
+    Authenticated,
+}
+
+/// What to do with a request.
+pub(super) enum Gate {
+    /// Forward it as usual.
+    Pass,
+    /// Answer it here and carry on.
+    Answer(Bytes),
+    /// Answer it here: the client is now `principal`.
+    Authenticated { answer: Bytes, principal: String },
+    /// Answer it here, then close: authentication failed.
+    Failed { answer: Bytes, reason: String },
+}
+
+pub(super) struct SaslGate {
+    credentials: Arc<Credentials>,
+    mechanisms: Vec<String>,
+    state: State,
+}
+
+impl SaslGate {
+    pub(super) fn new(credentials: Arc<Credentials>, mechanisms: Vec<String>) -> Self {
+        Self { credentials, mechanisms, state: State::AwaitingHandshake }
+    }
+
+    pub(super) fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
+        if self.state == State::Authenticated {
+            return Ok(Gate::Pass);
+        }
+        let (key, version, id) = (peek.api_key, peek.api_version, peek.correlation_id);
+        let encode_err = SessionError::BadRequest;
+        match key {
+            ApiKey::ApiVersions => Ok(Gate::Pass),
+            ApiKey::SaslHandshake => {
+                let request: SaslHandshakeRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
+                let offered = self.mechanisms.iter().map(|m| StrBytes::from_string(m.clone())).collect();
+                let supported = self.mechanisms.iter().any(|m| m.as_str() == request.mechanism.as_str());
+                let error = if supported { 0 } else { UNSUPPORTED_SASL_MECHANISM };
+                if supported {
+                    self.state = State::AwaitingAuthenticate;
+                }
+                let body = SaslHandshakeResponse::default().with_error_code(error).with_mechanisms(offered);
+                Ok(Gate::Answer(encode_response(id, key, version, &body).map_err(encode_err)?))
+            }
+            ApiKey::SaslAuthenticate => {
+                let failed = |code: i16, reason: String| -> Result<Gate, SessionError> {
+                    let body = SaslAuthenticateResponse::default()
+                        .with_error_code(code)
+                        .with_error_message(Some(StrBytes::from_string(format!("Authentication failed: {reason}"))));
+                    Ok(Gate::Failed { answer: encode_response(id, key, version, &body).map_err(encode_err)?, reason })
+                };
+                if self.state != State::AwaitingAuthenticate {
+                    return failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into());
+                }
+                let request: SaslAuthenticateRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
+                if request.auth_bytes.len() > MAX_TOKEN {
+                    return failed(
+                        SASL_AUTHENTICATION_FAILED,
+                        format!("SASL token of {} bytes", request.auth_bytes.len()),
+                    );
+                }
+                let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
+                    return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
+                };
+                if !self.credentials.verify_password(user, password) {
+                    return failed(SASL_AUTHENTICATION_FAILED, format!("invalid user name or password for `{user}`"));
+                }
+                self.state = State::Authenticated;
+                let body = SaslAuthenticateResponse::default();
+                let answer = encode_response(id, key, version, &body).map_err(encode_err)?;
+                Ok(Gate::Authenticated { answer, principal: user.to_owned() })
+            }
+            other => Err(SessionError::Unauthenticated(other)),
+        }
+    }
+}

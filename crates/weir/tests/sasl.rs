@@ -1,0 +1,132 @@
+//! SASL terminated at the sidecar: clients authenticate to the sidecar (PLAIN, checked against
+//! SCRAM entries, never a stored password), the brokers only ever see the sidecar. Wrong
+//! passwords, unknown users and requests before authentication are refused and audited.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{java_client, rd, unique, Sidecar, SidecarOptions};
+use weir_core::sasl::{scram_entry, ScramMechanism};
+
+struct Files {
+    dir: std::path::PathBuf,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("weir-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries = [
+            scram_entry("alice", "wonderland", ScramMechanism::Sha512, b"alice-salt-1234", 4096),
+            scram_entry("bob", "builder", ScramMechanism::Sha256, b"bob-salt-5678", 4096),
+        ];
+        let mut yaml = String::from("users:\n");
+        for e in entries {
+            let mechanism = match e.mechanism {
+                ScramMechanism::Sha256 => "SCRAM-SHA-256",
+                ScramMechanism::Sha512 => "SCRAM-SHA-512",
+            };
+            yaml += &format!(
+                "  - {{user: {}, mechanism: {mechanism}, salt: \"{}\", iterations: {}, stored_key: \"{}\", server_key: \"{}\"}}\n",
+                e.user, e.salt, e.iterations, e.stored_key, e.server_key
+            );
+        }
+        assert!(!yaml.contains("wonderland"), "a password reached the credentials file");
+        std::fs::write(dir.join("users.yaml"), yaml).unwrap();
+        Self { dir }
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn plain<'a>(user: &'a str, password: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", user),
+        ("sasl.password", password),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
+    let files = Files::new();
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        extra_yaml: format!(
+            "sasl: {{credentials: {}}}\naudit: {{path: {}}}\n",
+            files.dir.join("users.yaml").display(),
+            files.dir.join("audit.jsonl").display()
+        ),
+        ..Default::default()
+    });
+    let bs = sidecar.bootstrap();
+    let topic = unique("sasl-term");
+
+    // librdkafka, SASL/PLAIN to the sidecar; the brokers' MESH listener has no SASL at all.
+    let alice = plain("alice", "wonderland");
+    rd::produce(&rd::producer(&bs, &alice), &topic, "rd", 20).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 20, &alice).len(), 20);
+
+    // The Java client, as bob.
+    let jaas = "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"bob\" password=\"builder\";";
+    let out = java_client(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "10",
+        "--prefix",
+        "java",
+        "--property",
+        "security.protocol=SASL_PLAINTEXT",
+        "--property",
+        "sasl.mechanism=PLAIN",
+        "--property",
+        jaas,
+    ]);
+    assert!(out.contains(&"produced=10".to_owned()), "{out:?}");
+
+    // A wrong password and an unknown user are refused; the clients hear it.
+    for (user, password) in [("alice", "looking-glass"), ("mallory", "wonderland")] {
+        let mut extra = plain(user, password).to_vec();
+        extra.push(("message.timeout.ms", "4000"));
+        let producer = rd::producer(&bs, &extra);
+        let sent = producer
+            .send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(4))
+            .await;
+        assert!(sent.is_err(), "{user} got in with a wrong password");
+    }
+
+    // A request before authenticating closes the connection.
+    let mut raw = std::net::TcpStream::connect(sidecar.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Metadata v1, correlation id 1, client id "x", all topics (null array).
+    raw.write_all(&[0, 0, 0, 15, 0, 3, 0, 1, 0, 0, 0, 1, 0, 1, b'x', 0xff, 0xff, 0xff, 0xff]).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(raw.read(&mut byte), Ok(0) | Err(_)), "served before authenticating");
+
+    assert!(sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", "alice")]) >= 2.0);
+    assert!(sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", "bob")]) >= 1.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let audit = loop {
+        let text = std::fs::read_to_string(files.dir.join("audit.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if lines.iter().filter(|l| l["success"] == false).count() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(audit.iter().any(|l| l["success"] == true && l["principal"] == "alice" && l["mechanism"] == "sasl_plain"));
+    let failures: Vec<&serde_json::Value> = audit.iter().filter(|l| l["success"] == false).collect();
+    assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`alice`")), "{failures:?}");
+    assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`mallory`")), "{failures:?}");
+    sidecar.assert_quiet_except(&["request before authenticating"]);
+}
