@@ -21,13 +21,14 @@ use crate::config::{invalid, load_yaml_file, ConfigError};
 pub struct SaslServerConfig {
     /// YAML file of SCRAM entries (`users: [...]`); see [`scram_entry`].
     pub credentials: std::path::PathBuf,
-    /// Mechanisms offered; today `PLAIN` (checked against the SCRAM entries).
+    /// Mechanisms offered: `SCRAM-SHA-512`, `SCRAM-SHA-256`, `PLAIN` (checked against the
+    /// SCRAM entries). A user can use SCRAM only with the hash of their entry.
     #[serde(default = "default_mechanisms")]
     pub mechanisms: Vec<String>,
 }
 
 fn default_mechanisms() -> Vec<String> {
-    vec!["PLAIN".into()]
+    vec!["SCRAM-SHA-512".into(), "SCRAM-SHA-256".into(), "PLAIN".into()]
 }
 
 /// The hash behind a SCRAM entry.
@@ -57,11 +58,13 @@ struct CredentialsFile {
     users: Vec<ScramEntry>,
 }
 
+#[derive(Clone)]
 struct Decoded {
     mechanism: ScramMechanism,
     salt: Vec<u8>,
     iterations: NonZeroU32,
     stored_key: Vec<u8>,
+    server_key: Vec<u8>,
 }
 
 /// The users a listener accepts.
@@ -70,6 +73,15 @@ pub struct Credentials {
 }
 
 impl ScramMechanism {
+    /// The SASL mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "SCRAM-SHA-256" => Some(Self::Sha256),
+            "SCRAM-SHA-512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
     fn pbkdf2(self) -> pbkdf2::Algorithm {
         match self {
             Self::Sha256 => pbkdf2::PBKDF2_HMAC_SHA256,
@@ -134,14 +146,14 @@ impl Credentials {
             };
             let salt = b64("salt", &entry.salt)?;
             let stored_key = b64("stored_key", &entry.stored_key)?;
-            b64("server_key", &entry.server_key)?;
+            let server_key = b64("server_key", &entry.server_key)?;
             let iterations = NonZeroU32::new(entry.iterations)
                 .filter(|n| n.get() >= 4096)
                 .ok_or_else(|| invalid(origin, &key("iterations"), "expected at least 4096"))?;
             if stored_key.len() != entry.mechanism.len() {
                 return Err(invalid(origin, &key("stored_key"), "wrong length for the mechanism"));
             }
-            let decoded = Decoded { mechanism: entry.mechanism, salt, iterations, stored_key };
+            let decoded = Decoded { mechanism: entry.mechanism, salt, iterations, stored_key, server_key };
             if users.insert(entry.user.clone(), decoded).is_some() {
                 return Err(invalid(origin, &key("user"), format!("user `{}` appears twice", entry.user)));
             }
@@ -167,6 +179,106 @@ impl Credentials {
                 false
             }
         }
+    }
+}
+
+/// The server side of one SCRAM exchange (RFC 5802): `first` answers the client-first
+/// message, `finish` checks the client's proof and returns the server-final message.
+pub struct ScramServer {
+    entry: Decoded,
+    user: String,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+}
+
+/// Why a SCRAM exchange failed; the text is safe to show the client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScramError {
+    #[error("malformed SCRAM message: {0}")]
+    Malformed(&'static str),
+    #[error("invalid user name or password for `{0}`")]
+    BadCredentials(String),
+}
+
+impl Credentials {
+    /// Starts a SCRAM exchange for `mechanism` from the client-first message.
+    pub fn scram_first(
+        &self,
+        mechanism: ScramMechanism,
+        client_first: &[u8],
+    ) -> Result<(ScramServer, String), ScramError> {
+        let text = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        // gs2-header: "n,," or "y,," (no channel binding), optionally with "a=authzid".
+        let mut parts = text.splitn(3, ',');
+        let cbind = parts.next().ok_or(ScramError::Malformed("no GS2 header"))?;
+        if cbind != "n" && cbind != "y" {
+            return Err(ScramError::Malformed("channel binding is not supported"));
+        }
+        let _authzid = parts.next().ok_or(ScramError::Malformed("no GS2 header"))?;
+        let bare = parts.next().ok_or(ScramError::Malformed("no client-first-message-bare"))?;
+        let mut user = None;
+        let mut client_nonce = None;
+        for attribute in bare.split(',') {
+            match attribute.split_once('=') {
+                Some(("n", value)) => user = Some(value.replace("=2C", ",").replace("=3D", "=")),
+                Some(("r", value)) => client_nonce = Some(value),
+                _ => {}
+            }
+        }
+        let user = user.ok_or(ScramError::Malformed("no user name"))?;
+        let client_nonce = client_nonce.filter(|n| !n.is_empty()).ok_or(ScramError::Malformed("no nonce"))?;
+        let entry = self
+            .users
+            .get(&user)
+            .filter(|e| e.mechanism == mechanism)
+            .ok_or_else(|| ScramError::BadCredentials(user.clone()))?;
+        let mut random = [0u8; 18];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+            .map_err(|_| ScramError::Malformed("no randomness available"))?;
+        let nonce = format!("{client_nonce}{}", B64.encode(random));
+        let server_first = format!("r={nonce},s={},i={}", B64.encode(&entry.salt), entry.iterations);
+        let server = ScramServer {
+            entry: entry.clone(),
+            user,
+            client_first_bare: bare.to_owned(),
+            server_first: server_first.clone(),
+            nonce,
+        };
+        Ok((server, server_first))
+    }
+}
+
+impl ScramServer {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Checks the client-final message; on success returns the server-final message.
+    pub fn finish(&self, client_final: &[u8]) -> Result<String, ScramError> {
+        let text = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let (without_proof, proof) = text.rsplit_once(",p=").ok_or(ScramError::Malformed("no proof"))?;
+        let nonce =
+            without_proof.split(',').find_map(|a| a.strip_prefix("r=")).ok_or(ScramError::Malformed("no nonce"))?;
+        if nonce != self.nonce {
+            return Err(ScramError::Malformed("nonce mismatch"));
+        }
+        let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("proof is not base64"))?;
+        let mechanism = self.entry.mechanism;
+        let auth_message = format!("{},{},{}", self.client_first_bare, self.server_first, without_proof);
+        let client_signature =
+            hmac::sign(&hmac::Key::new(mechanism.hmac(), &self.entry.stored_key), auth_message.as_bytes());
+        if proof.len() != client_signature.as_ref().len() {
+            return Err(ScramError::BadCredentials(self.user.clone()));
+        }
+        let client_key: Vec<u8> = proof.iter().zip(client_signature.as_ref()).map(|(p, s)| p ^ s).collect();
+        let stored = digest::digest(mechanism.digest(), &client_key);
+        if !constant_time_eq(stored.as_ref(), &self.entry.stored_key) {
+            return Err(ScramError::BadCredentials(self.user.clone()));
+        }
+        let server_signature =
+            hmac::sign(&hmac::Key::new(mechanism.hmac(), &self.entry.server_key), auth_message.as_bytes());
+        Ok(format!("v={}", B64.encode(server_signature.as_ref())))
     }
 }
 
@@ -212,6 +324,40 @@ mod tests {
         let signature = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &server), auth_message.as_bytes());
         assert_eq!(B64.encode(signature.as_ref()), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
         assert_eq!(stored.len(), 32);
+    }
+
+    /// A client side of SCRAM, written from RFC 5802, to exercise the server.
+    fn client_final(mechanism: ScramMechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
+        let attrs: HashMap<&str, &str> = server_first.split(',').filter_map(|a| a.split_once('=')).collect();
+        let salt = B64.decode(attrs["s"]).unwrap();
+        let iterations = NonZeroU32::new(attrs["i"].parse().unwrap()).unwrap();
+        let mut salted = vec![0u8; mechanism.len()];
+        pbkdf2::derive(mechanism.pbkdf2(), iterations, &salt, password.as_bytes(), &mut salted);
+        let key = hmac::Key::new(mechanism.hmac(), &salted);
+        let client_key = hmac::sign(&key, b"Client Key");
+        let stored_key = digest::digest(mechanism.digest(), client_key.as_ref());
+        let without_proof = format!("c=biws,r={}", attrs["r"]);
+        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+        let signature = hmac::sign(&hmac::Key::new(mechanism.hmac(), stored_key.as_ref()), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.as_ref().iter().zip(signature.as_ref()).map(|(k, s)| k ^ s).collect();
+        format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    #[test]
+    fn scram_exchanges_accept_the_password_and_nothing_else() {
+        for mechanism in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+            let entries = vec![scram_entry("alice", "wonderland", mechanism, b"salt", 4096)];
+            let creds = Credentials::from_entries(entries, Path::new("c.yaml")).unwrap();
+            let bare = "n=alice,r=clientnonce";
+            let (server, server_first) = creds.scram_first(mechanism, format!("n,,{bare}").as_bytes()).unwrap();
+            assert!(server_first.starts_with("r=clientnonce"));
+            let good = client_final(mechanism, "wonderland", bare, &server_first);
+            assert!(server.finish(good.as_bytes()).unwrap().starts_with("v="));
+            let bad = client_final(mechanism, "looking-glass", bare, &server_first);
+            assert_eq!(server.finish(bad.as_bytes()), Err(ScramError::BadCredentials("alice".into())));
+            assert!(creds.scram_first(mechanism, b"n,,n=mallory,r=x").is_err());
+            assert!(creds.scram_first(mechanism, b"p=tls-unique,,n=alice,r=x").is_err());
+        }
     }
 
     #[test]

@@ -219,8 +219,13 @@ impl SidecarConfig {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
         }
         if let Some(sasl) = &self.sasl {
-            if let Some(other) = sasl.mechanisms.iter().find(|m| m.as_str() != "PLAIN") {
-                return Err(invalid(origin, "sasl.mechanisms", format!("`{other}` is not supported yet; only PLAIN")));
+            let known = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+            if let Some(other) = sasl.mechanisms.iter().find(|m| !known.contains(&m.as_str())) {
+                return Err(invalid(
+                    origin,
+                    "sasl.mechanisms",
+                    format!("`{other}`: expected one of {}", known.join(", ")),
+                ));
             }
         }
         for host in self.upstream.resolve.keys() {

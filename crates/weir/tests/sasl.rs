@@ -1,5 +1,5 @@
-//! SASL terminated at the sidecar: clients authenticate to the sidecar (PLAIN, checked against
-//! SCRAM entries, never a stored password), the brokers only ever see the sidecar. Wrong
+//! SASL terminated at the sidecar: clients authenticate to the sidecar (SCRAM-SHA-256/512, and
+//! PLAIN checked against the same SCRAM entries; never a stored password), the brokers only ever see the sidecar. Wrong
 //! passwords, unknown users and requests before authentication are refused and audited.
 
 mod common;
@@ -94,6 +94,40 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     ]);
     assert!(out.contains(&"produced=10".to_owned()), "{out:?}");
 
+    // SCRAM: librdkafka with SHA-512 as alice, the Java client with SHA-256 as bob (each user's
+    // entry fixes the hash), over two SaslAuthenticate round trips each.
+    let scram = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "wonderland"),
+    ];
+    rd::produce(&rd::producer(&bs, &scram), &topic, "scram", 5).await;
+    let jaas_scram = "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"bob\" password=\"builder\";";
+    let out = java_client(&[
+        "consume",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "35",
+        "--property",
+        "security.protocol=SASL_PLAINTEXT",
+        "--property",
+        "sasl.mechanism=SCRAM-SHA-256",
+        "--property",
+        jaas_scram,
+    ]);
+    assert!(out.contains(&"consumed=35".to_owned()), "{out:?}");
+    let mut wrong_scram = scram.to_vec();
+    wrong_scram[3] = ("sasl.password", "looking-glass");
+    wrong_scram.push(("message.timeout.ms", "4000"));
+    let refused = rd::producer(&bs, &wrong_scram)
+        .send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(4))
+        .await;
+    assert!(refused.is_err(), "SCRAM with a wrong password got in");
+
     // A wrong password and an unknown user are refused; the clients hear it.
     for (user, password) in [("alice", "looking-glass"), ("mallory", "wonderland")] {
         let mut extra = plain(user, password).to_vec();
@@ -125,6 +159,8 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(audit.iter().any(|l| l["success"] == true && l["principal"] == "alice" && l["mechanism"] == "sasl_plain"));
+    assert!(audit.iter().any(|l| l["success"] == true && l["principal"] == "alice" && l["mechanism"] == "sasl_scram"));
+    assert!(audit.iter().any(|l| l["success"] == true && l["principal"] == "bob" && l["mechanism"] == "sasl_scram"));
     let failures: Vec<&serde_json::Value> = audit.iter().filter(|l| l["success"] == false).collect();
     assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`alice`")), "{failures:?}");
     assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`mallory`")), "{failures:?}");

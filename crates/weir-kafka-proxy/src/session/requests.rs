@@ -82,12 +82,13 @@ impl RequestHalf<'_> {
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
                     }
-                    Gate::Authenticated { answer, principal } => {
+                    Gate::Authenticated { answer, principal, mechanism } => {
+                        let mechanism = format!("sasl_{}", mechanism.to_ascii_lowercase());
                         record_authentication(
                             self.shared,
                             self.peer,
                             self.listener,
-                            "sasl_plain",
+                            &mechanism,
                             Some(&principal),
                             None,
                         );
@@ -96,7 +97,7 @@ impl RequestHalf<'_> {
                     }
                     Gate::Failed { answer, reason } => {
                         tracing::info!(%reason, "SASL authentication failed; closing after the answer");
-                        record_authentication(self.shared, self.peer, self.listener, "sasl_plain", None, Some(&reason));
+                        record_authentication(self.shared, self.peer, self.listener, "sasl", None, Some(&reason));
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         // Ending the request half lets the response half deliver the answer,
                         // then the connection closes, as a broker does.

@@ -1,6 +1,7 @@
 //! SASL terminated at the sidecar: until a client has authenticated, only ApiVersions goes to
 //! the broker; SaslHandshake and SaslAuthenticate are answered here, and anything else closes
-//! the connection (as a broker would). PLAIN passwords are checked against SCRAM entries.
+//! the connection (as a broker would). SCRAM-SHA-256/512 run the RFC 5802 exchange over two
+//! SaslAuthenticate round trips; PLAIN passwords are checked against the same SCRAM entries.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_core::sasl::{parse_plain, Credentials};
+use weir_core::sasl::{parse_plain, Credentials, ScramMechanism, ScramServer};
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::RequestHeaderPeek;
 
@@ -21,10 +22,12 @@ const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// A PLAIN message is a user name and a password; anything longer is not one.
 const MAX_TOKEN: usize = 16 * 1024;
 
-#[derive(Debug, PartialEq, Eq)]
 enum State {
     AwaitingHandshake,
-    AwaitingAuthenticate,
+    /// The mechanism the client chose.
+    AwaitingAuthenticate(String),
+    /// SCRAM: server-first sent, client-final due.
+    ScramFinal(ScramServer),
     Authenticated,
 }
 
@@ -34,8 +37,8 @@ pub(super) enum Gate {
     Pass,
     /// Answer it here and carry on.
     Answer(Bytes),
-    /// Answer it here: the client is now `principal`.
-    Authenticated { answer: Bytes, principal: String },
+    /// Answer it here: the client is now `principal`, by `mechanism`.
+    Authenticated { answer: Bytes, principal: String, mechanism: String },
     /// Answer it here, then close: authentication failed.
     Failed { answer: Bytes, reason: String },
 }
@@ -52,7 +55,7 @@ impl SaslGate {
     }
 
     pub(super) fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
-        if self.state == State::Authenticated {
+        if matches!(self.state, State::Authenticated) {
             return Ok(Gate::Pass);
         }
         let (key, version, id) = (peek.api_key, peek.api_version, peek.correlation_id);
@@ -65,7 +68,7 @@ impl SaslGate {
                 let supported = self.mechanisms.iter().any(|m| m.as_str() == request.mechanism.as_str());
                 let error = if supported { 0 } else { UNSUPPORTED_SASL_MECHANISM };
                 if supported {
-                    self.state = State::AwaitingAuthenticate;
+                    self.state = State::AwaitingAuthenticate(request.mechanism.as_str().to_owned());
                 }
                 let body = SaslHandshakeResponse::default().with_error_code(error).with_mechanisms(offered);
                 Ok(Gate::Answer(encode_response(id, key, version, &body).map_err(encode_err)?))
@@ -77,9 +80,6 @@ impl SaslGate {
                         .with_error_message(Some(StrBytes::from_string(format!("Authentication failed: {reason}"))));
                     Ok(Gate::Failed { answer: encode_response(id, key, version, &body).map_err(encode_err)?, reason })
                 };
-                if self.state != State::AwaitingAuthenticate {
-                    return failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into());
-                }
                 let request: SaslAuthenticateRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
                 if request.auth_bytes.len() > MAX_TOKEN {
                     return failed(
@@ -87,16 +87,50 @@ impl SaslGate {
                         format!("SASL token of {} bytes", request.auth_bytes.len()),
                     );
                 }
-                let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
-                    return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
+                let answer = |auth: &[u8]| {
+                    let body = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::copy_from_slice(auth));
+                    encode_response(id, key, version, &body).map_err(SessionError::BadRequest)
                 };
-                if !self.credentials.verify_password(user, password) {
-                    return failed(SASL_AUTHENTICATION_FAILED, format!("invalid user name or password for `{user}`"));
+                match std::mem::replace(&mut self.state, State::AwaitingHandshake) {
+                    State::AwaitingAuthenticate(mechanism) if mechanism == "PLAIN" => {
+                        let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
+                            return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
+                        };
+                        if !self.credentials.verify_password(user, password) {
+                            return failed(
+                                SASL_AUTHENTICATION_FAILED,
+                                format!("invalid user name or password for `{user}`"),
+                            );
+                        }
+                        self.state = State::Authenticated;
+                        Ok(Gate::Authenticated { answer: answer(&[])?, principal: user.to_owned(), mechanism })
+                    }
+                    State::AwaitingAuthenticate(mechanism) => {
+                        let Some(scram) = ScramMechanism::from_name(&mechanism) else {
+                            return failed(UNSUPPORTED_SASL_MECHANISM, format!("mechanism {mechanism}"));
+                        };
+                        match self.credentials.scram_first(scram, &request.auth_bytes) {
+                            Ok((server, server_first)) => {
+                                self.state = State::ScramFinal(server);
+                                Ok(Gate::Answer(answer(server_first.as_bytes())?))
+                            }
+                            Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
+                        }
+                    }
+                    State::ScramFinal(server) => match server.finish(&request.auth_bytes) {
+                        Ok(server_final) => {
+                            self.state = State::Authenticated;
+                            let principal = server.user().to_owned();
+                            Ok(Gate::Authenticated {
+                                answer: answer(server_final.as_bytes())?,
+                                principal,
+                                mechanism: "SCRAM".into(),
+                            })
+                        }
+                        Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
+                    },
+                    _ => failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into()),
                 }
-                self.state = State::Authenticated;
-                let body = SaslAuthenticateResponse::default();
-                let answer = encode_response(id, key, version, &body).map_err(encode_err)?;
-                Ok(Gate::Authenticated { answer, principal: user.to_owned() })
             }
             other => Err(SessionError::Unauthenticated(other)),
         }
