@@ -282,6 +282,85 @@ impl ScramServer {
     }
 }
 
+/// How a proxy authenticates itself to a server (e.g. the sidecar to the brokers).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SaslClientConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The client side of one SCRAM exchange (RFC 5802).
+pub struct ScramClient {
+    mechanism: ScramMechanism,
+    password: String,
+    client_first_bare: String,
+    nonce: String,
+    expected_server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// Starts an exchange; returns the client and the client-first message.
+    pub fn start(mechanism: ScramMechanism, user: &str, password: &str) -> Result<(Self, String), ScramError> {
+        let mut random = [0u8; 18];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+            .map_err(|_| ScramError::Malformed("no randomness available"))?;
+        let nonce = B64.encode(random);
+        let name = user.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={name},r={nonce}");
+        let first = format!("n,,{client_first_bare}");
+        let client = Self {
+            mechanism,
+            password: password.to_owned(),
+            client_first_bare,
+            nonce,
+            expected_server_signature: None,
+        };
+        Ok((client, first))
+    }
+
+    /// Answers the server-first message with the client-final message (the proof).
+    pub fn finish(&mut self, server_first: &[u8]) -> Result<String, ScramError> {
+        let server_first = std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let attrs: HashMap<&str, &str> = server_first.split(',').filter_map(|a| a.split_once('=')).collect();
+        let nonce =
+            attrs.get("r").filter(|r| r.starts_with(&self.nonce)).ok_or(ScramError::Malformed("bad server nonce"))?;
+        let salt = attrs.get("s").and_then(|s| B64.decode(s).ok()).ok_or(ScramError::Malformed("bad salt"))?;
+        let iterations = attrs
+            .get("i")
+            .and_then(|i| i.parse().ok())
+            .and_then(NonZeroU32::new)
+            .ok_or(ScramError::Malformed("bad iteration count"))?;
+        let mechanism = self.mechanism;
+        let mut salted = vec![0u8; mechanism.len()];
+        pbkdf2::derive(mechanism.pbkdf2(), iterations, &salt, self.password.as_bytes(), &mut salted);
+        let key = hmac::Key::new(mechanism.hmac(), &salted);
+        let client_key = hmac::sign(&key, b"Client Key");
+        let stored_key = digest::digest(mechanism.digest(), client_key.as_ref());
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let signature = hmac::sign(&hmac::Key::new(mechanism.hmac(), stored_key.as_ref()), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.as_ref().iter().zip(signature.as_ref()).map(|(k, s)| k ^ s).collect();
+        let server_key = hmac::sign(&key, b"Server Key");
+        let server_signature =
+            hmac::sign(&hmac::Key::new(mechanism.hmac(), server_key.as_ref()), auth_message.as_bytes());
+        self.expected_server_signature = Some(server_signature.as_ref().to_vec());
+        Ok(format!("{without_proof},p={}", B64.encode(proof)))
+    }
+
+    /// Checks the server-final message: the server proves it knows the user's key too.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let text = std::str::from_utf8(server_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let signature = text.strip_prefix("v=").and_then(|v| B64.decode(v).ok());
+        match (signature, &self.expected_server_signature) {
+            (Some(got), Some(expected)) if constant_time_eq(&got, expected) => Ok(()),
+            _ => Err(ScramError::Malformed("server signature does not match")),
+        }
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -326,35 +405,26 @@ mod tests {
         assert_eq!(stored.len(), 32);
     }
 
-    /// A client side of SCRAM, written from RFC 5802, to exercise the server.
-    fn client_final(mechanism: ScramMechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
-        let attrs: HashMap<&str, &str> = server_first.split(',').filter_map(|a| a.split_once('=')).collect();
-        let salt = B64.decode(attrs["s"]).unwrap();
-        let iterations = NonZeroU32::new(attrs["i"].parse().unwrap()).unwrap();
-        let mut salted = vec![0u8; mechanism.len()];
-        pbkdf2::derive(mechanism.pbkdf2(), iterations, &salt, password.as_bytes(), &mut salted);
-        let key = hmac::Key::new(mechanism.hmac(), &salted);
-        let client_key = hmac::sign(&key, b"Client Key");
-        let stored_key = digest::digest(mechanism.digest(), client_key.as_ref());
-        let without_proof = format!("c=biws,r={}", attrs["r"]);
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = hmac::sign(&hmac::Key::new(mechanism.hmac(), stored_key.as_ref()), auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.as_ref().iter().zip(signature.as_ref()).map(|(k, s)| k ^ s).collect();
-        format!("{without_proof},p={}", B64.encode(proof))
-    }
-
     #[test]
     fn scram_exchanges_accept_the_password_and_nothing_else() {
         for mechanism in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
             let entries = vec![scram_entry("alice", "wonderland", mechanism, b"salt", 4096)];
             let creds = Credentials::from_entries(entries, Path::new("c.yaml")).unwrap();
-            let bare = "n=alice,r=clientnonce";
-            let (server, server_first) = creds.scram_first(mechanism, format!("n,,{bare}").as_bytes()).unwrap();
-            assert!(server_first.starts_with("r=clientnonce"));
-            let good = client_final(mechanism, "wonderland", bare, &server_first);
-            assert!(server.finish(good.as_bytes()).unwrap().starts_with("v="));
-            let bad = client_final(mechanism, "looking-glass", bare, &server_first);
-            assert_eq!(server.finish(bad.as_bytes()), Err(ScramError::BadCredentials("alice".into())));
+            for (password, accepted) in [("wonderland", true), ("looking-glass", false)] {
+                let (mut client, first) = ScramClient::start(mechanism, "alice", password).unwrap();
+                let (server, server_first) = creds.scram_first(mechanism, first.as_bytes()).unwrap();
+                let client_final = client.finish(server_first.as_bytes()).unwrap();
+                match server.finish(client_final.as_bytes()) {
+                    Ok(server_final) => {
+                        assert!(accepted, "{password} accepted");
+                        client.verify(server_final.as_bytes()).unwrap();
+                    }
+                    Err(err) => {
+                        assert!(!accepted, "{password} refused: {err}");
+                        assert_eq!(err, ScramError::BadCredentials("alice".into()));
+                    }
+                }
+            }
             assert!(creds.scram_first(mechanism, b"n,,n=mallory,r=x").is_err());
             assert!(creds.scram_first(mechanism, b"p=tls-unique,,n=alice,r=x").is_err());
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, ConfigError};
-use weir_core::sasl::SaslServerConfig;
+use weir_core::sasl::{SaslClientConfig, SaslServerConfig};
 use weir_core::telemetry::LogFormat;
 use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
 
@@ -84,6 +84,10 @@ pub struct UpstreamConfig {
     /// TLS towards the brokers; plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsOriginConfig>,
+    /// SASL towards the brokers with the sidecar's own credentials, so services hold none.
+    /// Absent: no SASL of the sidecar's own (a client's exchange may still pass through).
+    #[serde(default)]
+    pub sasl: Option<SaslClientConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +148,7 @@ impl Default for UpstreamConfig {
             idle_timeout_ms: defaults::idle_timeout_ms(),
             resolve: BTreeMap::new(),
             tls: None,
+            sasl: None,
         }
     }
 }

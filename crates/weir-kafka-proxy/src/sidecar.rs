@@ -127,7 +127,12 @@ impl Sidecar {
             .map(|tls| weir_core::tls::client_config(tls).map(|c| tokio_rustls::TlsConnector::from(Arc::new(c))))
             .transpose()
             .map_err(SidecarError::Tls)?;
-        let connector = Connector::new(config.upstream.resolve.clone(), config.connect_timeout(), upstream_tls);
+        let connector = Connector::new(
+            config.upstream.resolve.clone(),
+            config.connect_timeout(),
+            upstream_tls,
+            config.upstream.sasl.clone(),
+        );
         let shared = Arc::new(Shared {
             config,
             metrics,

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rustls::pki_types::ServerName;
@@ -15,10 +16,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
+use weir_core::sasl::{SaslClientConfig, ScramClient, ScramMechanism};
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
 use crate::config::split_host_port;
+
+/// Frames of a SASL exchange are small; a larger one is not an answer to ours.
+const SASL_FRAME_LIMIT: usize = 1 << 20;
 
 /// Why a broker could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,8 @@ pub enum UpstreamError {
     Connect { addr: SocketAddr, error: std::io::Error },
     #[error("TLS to broker {addr} failed: {error}")]
     Tls { addr: String, error: String },
+    #[error("SASL to broker {addr} failed: {error}")]
+    Sasl { addr: String, error: String },
     #[error("metadata probe to {addr} failed: {reason}")]
     Probe { addr: String, reason: String },
 }
@@ -46,11 +53,17 @@ pub struct Connector {
     resolve: BTreeMap<String, IpAddr>,
     timeout: Duration,
     tls: Option<TlsConnector>,
+    sasl: Option<SaslClientConfig>,
 }
 
 impl Connector {
-    pub fn new(resolve: BTreeMap<String, IpAddr>, timeout: Duration, tls: Option<TlsConnector>) -> Self {
-        Self { resolve, timeout, tls }
+    pub fn new(
+        resolve: BTreeMap<String, IpAddr>,
+        timeout: Duration,
+        tls: Option<TlsConnector>,
+        sasl: Option<SaslClientConfig>,
+    ) -> Self {
+        Self { resolve, timeout, tls, sasl }
     }
 
     /// Resolves `host` through the static overrides (exact name first, then the longest
@@ -86,6 +99,16 @@ impl Connector {
     /// Connects (and, with TLS, completes the handshake, checking the broker's certificate
     /// against the host name it advertised) within the connect timeout.
     pub async fn connect(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
+        let (read, mut write) = self.connect_transport(address).await?;
+        let Some(sasl) = &self.sasl else { return Ok((read, write)) };
+        let sasl_err = |error: String| UpstreamError::Sasl { addr: address.to_owned(), error };
+        let mut reader = FrameReader::new(read, SASL_FRAME_LIMIT);
+        self.authenticate(sasl, &mut reader, &mut write).await.map_err(sasl_err)?;
+        let read = reader.into_inner().map_err(|_| sasl_err("unexpected bytes after authentication".into()))?;
+        Ok((read, write))
+    }
+
+    async fn connect_transport(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
         let stream = self.connect_tcp(address).await?;
         let Some(tls) = &self.tls else { return Ok(split_tcp(stream)) };
         let host = split_host_port(address).map(|(host, _)| host).unwrap_or(address);
@@ -95,6 +118,38 @@ impl Connector {
             .map_err(|_| UpstreamError::Tls { addr: address.to_owned(), error: "handshake timed out".into() })?
             .map_err(|e| UpstreamError::Tls { addr: address.to_owned(), error: e.to_string() })?;
         Ok(split_any(stream))
+    }
+
+    /// SASL as a client: SaslHandshake v1, then one SaslAuthenticate (PLAIN) or two (SCRAM).
+    async fn authenticate(
+        &self,
+        sasl: &SaslClientConfig,
+        reader: &mut FrameReader<BoxRead>,
+        write: &mut BoxWrite,
+    ) -> Result<(), String> {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism.clone()));
+        let (_, answer): (_, SaslHandshakeResponse) =
+            self.call(reader, write, ApiKey::SaslHandshake, 1, 1, &handshake).await?;
+        if answer.error_code != 0 {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(format!("mechanism {} refused (broker offers {})", sasl.mechanism, offered.join(", ")));
+        }
+        match ScramMechanism::from_name(&sasl.mechanism) {
+            None if sasl.mechanism == "PLAIN" => {
+                self.sasl_round(reader, write, 2, format!("\0{}\0{}", sasl.username, sasl.password).into_bytes())
+                    .await?;
+            }
+            None => return Err(format!("unsupported mechanism {}", sasl.mechanism)),
+            Some(mechanism) => {
+                let (mut client, first) =
+                    ScramClient::start(mechanism, &sasl.username, &sasl.password).map_err(|e| e.to_string())?;
+                let server_first = self.sasl_round(reader, write, 2, first.into_bytes()).await?;
+                let client_final = client.finish(&server_first).map_err(|e| e.to_string())?;
+                let server_final = self.sasl_round(reader, write, 3, client_final.into_bytes()).await?;
+                client.verify(&server_final).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     async fn connect_tcp(&self, address: &str) -> Result<TcpStream, UpstreamError> {
@@ -132,6 +187,24 @@ impl Connector {
                 Ok(None)
             }
         }
+    }
+
+    /// One SaslAuthenticate round trip; returns the server's token.
+    async fn sasl_round(
+        &self,
+        reader: &mut FrameReader<BoxRead>,
+        write: &mut BoxWrite,
+        correlation_id: i32,
+        token: Vec<u8>,
+    ) -> Result<Bytes, String> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let (_, answer): (_, SaslAuthenticateResponse) =
+            self.call(reader, write, ApiKey::SaslAuthenticate, 2, correlation_id, &request).await?;
+        if answer.error_code != 0 {
+            let message = answer.error_message.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
+            return Err(format!("error code {}: {message}", answer.error_code));
+        }
+        Ok(answer.auth_bytes)
     }
 
     /// One request/response exchange of the sidecar's own.
@@ -174,7 +247,7 @@ mod tests {
         map.insert("*.weir.invalid".to_owned(), "127.0.0.2".parse().unwrap());
         map.insert("*.main.weir.invalid".to_owned(), "127.0.0.3".parse().unwrap());
         map.insert("exact.host".to_owned(), "127.0.0.4".parse().unwrap());
-        let c = Connector::new(map, Duration::from_secs(1), None);
+        let c = Connector::new(map, Duration::from_secs(1), None, None);
         assert_eq!(c.resolve("broker-1.main.weir.invalid:9093").await.unwrap(), "127.0.0.3:9093".parse().unwrap());
         assert_eq!(c.resolve("broker-1.edge.weir.invalid:9293").await.unwrap(), "127.0.0.2:9293".parse().unwrap());
         assert_eq!(c.resolve("exact.host:1").await.unwrap(), "127.0.0.4:1".parse().unwrap());

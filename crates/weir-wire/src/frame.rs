@@ -78,6 +78,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The stream back, once nothing is buffered (e.g. after an exchange the reader was only
+    /// borrowed for); `Err` gives the reader back when bytes are still waiting.
+    pub fn into_inner(self) -> Result<R, Self> {
+        if self.buf.is_empty() {
+            Ok(self.inner)
+        } else {
+            Err(self)
+        }
+    }
+
     /// What is buffered so far: the current frame's first bytes (and possibly what follows it).
     pub fn buffered(&self) -> &[u8] {
         &self.buf

@@ -166,3 +166,24 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`mallory`")), "{failures:?}");
     sidecar.assert_quiet_except(&["request before authenticating"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidecar_authenticates_to_sasl_brokers_so_services_hold_no_password() {
+    // The brokers' SASL listeners (user `weir`, SCRAM-SHA-512 and PLAIN); the services talk
+    // plaintext to the sidecar and know no broker credential.
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let sidecar = Sidecar::start_with(SidecarOptions {
+            bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9095 + 10 * i)).collect::<Vec<_>>().join(","),
+            upstream_yaml: format!("  sasl: {{mechanism: {mechanism}, username: weir, password: weir-secret}}\n"),
+            ..Default::default()
+        });
+        let bs = sidecar.bootstrap();
+        let topic = unique("sasl-origin");
+        rd::create_topic(&bs, &topic, 3).await;
+        rd::produce(&rd::producer(&bs, &[]), &topic, "rd", 20).await;
+        let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "10", "--prefix", "java"]);
+        assert!(out.contains(&"produced=10".to_owned()), "{mechanism}: {out:?}");
+        assert_eq!(rd::consume(&bs, &topic, &unique("g"), 30, &[]).len(), 30, "{mechanism}");
+        sidecar.assert_quiet();
+    }
+}
