@@ -21,6 +21,28 @@ const BACKLOG: usize = 65_536;
 pub struct AuditConfig {
     /// A file to append to, or `-` for standard output.
     pub path: PathBuf,
+    /// Also write one line per closed connection with its traffic per topic.
+    #[serde(default)]
+    pub connection_summaries: bool,
+}
+
+/// Records and bytes of one topic on one connection.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct TopicTotals {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What one connection did, written when it closes.
+#[derive(Debug, Serialize)]
+pub struct ConnectionEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a str>,
+    pub client: SocketAddr,
+    pub listener: &'a str,
+    pub duration_ms: u64,
+    pub produced: std::collections::BTreeMap<String, TopicTotals>,
+    pub fetched: std::collections::BTreeMap<String, TopicTotals>,
 }
 
 /// One authentication attempt.
@@ -65,6 +87,10 @@ impl AuditLog {
 
     pub fn authentication(&self, event: &AuthenticationEvent<'_>) {
         self.record("authentication", event);
+    }
+
+    pub fn connection(&self, event: &ConnectionEvent<'_>) {
+        self.record("connection", event);
     }
 
     /// Lines dropped because the writer fell behind.
@@ -119,7 +145,7 @@ mod tests {
     #[test]
     fn writes_one_json_object_per_line() {
         let path = std::env::temp_dir().join(format!("weir-audit-{}.jsonl", std::process::id()));
-        let log = AuditLog::open(&AuditConfig { path: path.clone() }).unwrap();
+        let log = AuditLog::open(&AuditConfig { path: path.clone(), connection_summaries: false }).unwrap();
         let client: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         log.authentication(&AuthenticationEvent {
             mechanism: "mtls",

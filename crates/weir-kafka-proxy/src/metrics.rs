@@ -185,14 +185,17 @@ impl KafkaMetrics {
     }
 }
 
-/// Records and bytes counters for one topic.
+/// Records and bytes counters for one topic: the process-wide ones, and this connection's.
 #[derive(Clone)]
 pub struct TopicCounters {
     pub records: Counter,
     pub bytes: Counter,
+    connection_records: u64,
+    connection_bytes: u64,
 }
 
-/// Per-connection cache of per-topic handles, so the label lookup happens once per topic.
+/// Per-connection cache of per-topic handles, so the label lookup happens once per topic; it
+/// also keeps the connection's own totals for its audit summary.
 pub struct TopicCache {
     direction: Direction,
     handles: HashMap<String, TopicCounters>,
@@ -209,7 +212,8 @@ impl TopicCache {
         Self { direction, handles: HashMap::new() }
     }
 
-    pub fn get(&mut self, metrics: &KafkaMetrics, topic: &str) -> &TopicCounters {
+    /// Counts `records` records in `bytes` bytes for `topic`.
+    pub fn add(&mut self, metrics: &KafkaMetrics, topic: &str, records: u64, bytes: u64) {
         if !self.handles.contains_key(topic) {
             let labels = TopicLabels { topic: topic.to_owned() };
             let (records, bytes) = match self.direction {
@@ -219,9 +223,29 @@ impl TopicCache {
             let counters = TopicCounters {
                 records: records.get_or_create(&labels).clone(),
                 bytes: bytes.get_or_create(&labels).clone(),
+                connection_records: 0,
+                connection_bytes: 0,
             };
             self.handles.insert(topic.to_owned(), counters);
         }
-        &self.handles[topic]
+        if let Some(counters) = self.handles.get_mut(topic) {
+            counters.records.inc_by(records);
+            counters.bytes.inc_by(bytes);
+            counters.connection_records += records;
+            counters.connection_bytes += bytes;
+        }
+    }
+
+    /// This connection's totals per topic.
+    pub fn totals(&self) -> std::collections::BTreeMap<String, weir_core::audit::TopicTotals> {
+        self.handles
+            .iter()
+            .map(|(topic, c)| {
+                (
+                    topic.clone(),
+                    weir_core::audit::TopicTotals { records: c.connection_records, bytes: c.connection_bytes },
+                )
+            })
+            .collect()
     }
 }

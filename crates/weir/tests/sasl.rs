@@ -59,7 +59,7 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     let files = Files::new();
     let sidecar = Sidecar::start_with(SidecarOptions {
         extra_yaml: format!(
-            "sasl: {{credentials: {}}}\naudit: {{path: {}}}\n",
+            "sasl: {{credentials: {}}}\naudit: {{path: {}, connection_summaries: true}}\n",
             files.dir.join("users.yaml").display(),
             files.dir.join("audit.jsonl").display()
         ),
@@ -164,6 +164,24 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     let failures: Vec<&serde_json::Value> = audit.iter().filter(|l| l["success"] == false).collect();
     assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`alice`")), "{failures:?}");
     assert!(failures.iter().any(|l| l["reason"].as_str().unwrap_or("").contains("`mallory`")), "{failures:?}");
+    // Closed connections are summarised: alice produced 20 records over PLAIN and 5 over SCRAM.
+    let produced_by_alice = |lines: &[serde_json::Value]| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l["event"] == "connection" && l["principal"] == "alice")
+            .filter_map(|l| l["produced"][&topic]["records"].as_u64())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(files.dir.join("audit.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if produced_by_alice(&lines) >= 25 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no connection summaries for alice's 25 records:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     sidecar.assert_quiet_except(&["request before authenticating"]);
 }
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use weir_core::audit::AuthenticationEvent;
+use weir_core::audit::{AuthenticationEvent, ConnectionEvent};
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::FrameReader;
 
@@ -109,9 +109,9 @@ async fn client_streams(
     client: TcpStream,
     peer: SocketAddr,
     listener: &str,
-) -> Result<(BoxRead, BoxWrite), SessionError> {
+) -> Result<(BoxRead, BoxWrite, Option<String>), SessionError> {
     let fixed = shared.config.fixed_principal.as_deref();
-    let (streams, principal, mechanism) = match &shared.tls {
+    let ((read, write), principal, mechanism) = match &shared.tls {
         None => (split_tcp(client), fixed.map(str::to_owned), "fixed"),
         Some(tls) => match tls.accept(client).await {
             Ok(accepted) => {
@@ -128,7 +128,7 @@ async fn client_streams(
     if principal.is_some() || mechanism != "fixed" {
         record_authentication(shared, peer, listener, mechanism, principal.as_deref(), None);
     }
-    Ok(streams)
+    Ok((read, write, principal))
 }
 
 async fn run(
@@ -138,41 +138,60 @@ async fn run(
     listener: &str,
     target: Target,
 ) -> Result<(), SessionError> {
-    let (client_read, client_write) = client_streams(shared, client, peer, listener).await?;
-    let upstream = connect_upstream(shared, target).await?;
-    let (upstream_read, upstream_write) = upstream;
+    let started = Instant::now();
+    let (client_read, client_write, mut principal) = client_streams(shared, client, peer, listener).await?;
+    let (upstream_read, upstream_write) = connect_upstream(shared, target).await?;
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let max_frame = shared.config.limits.max_frame_bytes;
+    let mut produced = TopicCache::new(Direction::Produced);
+    let mut fetched = TopicCache::new(Direction::Fetched);
 
     let sasl =
         shared.sasl.as_ref().map(|(credentials, mechanisms)| SaslGate::new(credentials.clone(), mechanisms.clone()));
-    let requests = RequestHalf {
-        shared,
-        client: FrameReader::new(client_read, max_frame),
-        upstream: upstream_write,
-        queue,
-        peer,
-        listener,
-        sasl,
-    };
-    let responses = ResponseHalf {
-        shared,
-        upstream: FrameReader::new(upstream_read, max_frame),
-        client: client_write,
-        pending,
-        fetched: TopicCache::new(Direction::Fetched),
-    };
-    let requests = requests.run();
-    let responses = responses.run();
-    tokio::pin!(requests, responses);
-    tokio::select! {
-        // The client stopped sending (closed, idle, or shutdown): deliver what is owed, then end.
-        done = &mut requests => {
-            done?;
-            responses.await
+    let outcome = {
+        let requests = RequestHalf {
+            shared,
+            client: FrameReader::new(client_read, max_frame),
+            upstream: upstream_write,
+            queue,
+            peer,
+            listener,
+            sasl,
+            principal: &mut principal,
+            produced: &mut produced,
+        };
+        let responses = ResponseHalf {
+            shared,
+            upstream: FrameReader::new(upstream_read, max_frame),
+            client: client_write,
+            pending,
+            fetched: &mut fetched,
+        };
+        let requests = requests.run();
+        let responses = responses.run();
+        tokio::pin!(requests, responses);
+        tokio::select! {
+            // The client stopped sending (closed, idle, or shutdown): deliver what is owed, then end.
+            done = &mut requests => match done {
+                Ok(()) => responses.await,
+                Err(err) => Err(err),
+            },
+            done = &mut responses => done,
         }
-        done = &mut responses => done,
+    };
+    if let Some(audit) =
+        shared.audit.as_ref().filter(|_| shared.config.audit.as_ref().is_some_and(|a| a.connection_summaries))
+    {
+        audit.connection(&ConnectionEvent {
+            principal: principal.as_deref(),
+            client: peer,
+            listener,
+            duration_ms: started.elapsed().as_millis() as u64,
+            produced: produced.totals(),
+            fetched: fetched.totals(),
+        });
     }
+    outcome
 }
 
 async fn connect_upstream(shared: &Shared, target: Target) -> Result<(BoxRead, BoxWrite), SessionError> {

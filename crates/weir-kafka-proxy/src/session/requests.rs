@@ -16,7 +16,7 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::sasl::{Gate, SaslGate};
 use super::{record_authentication, InFlight, Pending, SessionError};
-use crate::metrics::{Direction, TopicCache};
+use crate::metrics::TopicCache;
 use crate::sidecar::Shared;
 use crate::versions;
 
@@ -29,12 +29,15 @@ pub(super) struct RequestHalf<'a> {
     pub(super) listener: &'a str,
     /// SASL terminated here, when configured: gates every request until authenticated.
     pub(super) sasl: Option<SaslGate>,
+    /// Who the client is (set here when SASL authenticates it).
+    pub(super) principal: &'a mut Option<String>,
+    /// This connection's produce traffic per topic.
+    pub(super) produced: &'a mut TopicCache,
 }
 
 impl RequestHalf<'_> {
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
         let idle = self.shared.config.idle_timeout();
-        let mut produced = TopicCache::new(Direction::Produced);
         let mut client_counter: Option<(Bytes, Counter)> = None;
         loop {
             let frame = tokio::select! {
@@ -92,6 +95,7 @@ impl RequestHalf<'_> {
                             Some(&principal),
                             None,
                         );
+                        *self.principal = Some(principal);
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
                     }
@@ -108,15 +112,17 @@ impl RequestHalf<'_> {
             let mut expects_response = true;
             if peek.api_key == ApiKey::Produce {
                 let shared = self.shared;
+                let produced = &mut *self.produced;
                 let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
-                    let counters = match topic {
-                        TopicRef::Name(name) => produced.get(&shared.metrics, name),
+                    let count = weir_wire::records::count_records(records);
+                    let size = records.len() as u64;
+                    match topic {
+                        TopicRef::Name(name) => produced.add(&shared.metrics, name, count, size),
                         TopicRef::Id(id) => {
-                            produced.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                            let name = shared.topic_name_for_id(&Uuid::from_bytes(id));
+                            produced.add(&shared.metrics, name.as_str(), count, size)
                         }
-                    };
-                    counters.bytes.inc_by(records.len() as u64);
-                    counters.records.inc_by(weir_wire::records::count_records(records));
+                    }
                 })
                 .map_err(SessionError::BadRequestBody)?;
                 expects_response = acks != 0;

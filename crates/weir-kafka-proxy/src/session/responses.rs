@@ -54,7 +54,7 @@ pub(super) struct ResponseHalf<'a> {
     pub(super) upstream: FrameReader<BoxRead>,
     pub(super) client: BoxWrite,
     pub(super) pending: mpsc::Receiver<InFlight>,
-    pub(super) fetched: TopicCache,
+    pub(super) fetched: &'a mut TopicCache,
 }
 
 impl ResponseHalf<'_> {
@@ -277,17 +277,18 @@ impl ResponseHalf<'_> {
     /// whether (and where) it carries leader hints (broker addresses).
     fn count_fetched(&mut self, body: &[u8], version: i16) -> Result<FetchSummary, SessionError> {
         let shared = self.shared;
-        let fetched = &mut self.fetched;
+        let fetched = &mut *self.fetched;
         let summary = scan_fetch_response(body, version, |p| {
             if let Some(records) = p.records.filter(|r| !r.is_empty()) {
-                let counters = match p.topic {
-                    TopicRef::Name(name) => fetched.get(&shared.metrics, name),
+                let count = weir_wire::records::count_records(records);
+                let size = records.len() as u64;
+                match p.topic {
+                    TopicRef::Name(name) => fetched.add(&shared.metrics, name, count, size),
                     TopicRef::Id(id) => {
-                        fetched.get(&shared.metrics, shared.topic_name_for_id(&Uuid::from_bytes(id)).as_str())
+                        let name = shared.topic_name_for_id(&Uuid::from_bytes(id));
+                        fetched.add(&shared.metrics, name.as_str(), count, size)
                     }
-                };
-                counters.bytes.inc_by(records.len() as u64);
-                counters.records.inc_by(weir_wire::records::count_records(records));
+                }
             }
             if p.error_code != 0 {
                 shared.metrics.response_error(ApiKey::Fetch, p.error_code);
