@@ -90,8 +90,13 @@ done
 ((BROKERS <= 9)) || { echo "run.sh: --brokers must be 1..9" >&2; exit 2; }
 RF=$((BROKERS < 3 ? BROKERS : 3))
 
-RUN_ID=$(date +%Y%m%d-%H%M%S)
 RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+# One benchmark at a time on this machine: two would share the cluster, the ports and the CPUs.
+# (fd 8 is closed for the long-lived processes started below, so they never hold the lock.)
+exec 8> "$RESULTS/.lock"
+flock -n 8 || { echo "run.sh: another bench/run.sh is running (lock $RESULTS/.lock)" >&2; exit 1; }
+RUN_ID=$(date +%Y%m%d-%H%M%S)
 RUN_DIR=$RESULTS/$RUN_ID
 mkdir -p "$RUN_DIR"
 DATA=$RUN_DIR/data.tsv   # round mode key value
@@ -177,7 +182,7 @@ if "$KAFKA" status --cluster "$CLUSTER" >/dev/null 2>&1; then
 else
   log "starting Kafka cluster $CLUSTER ($BROKERS broker(s), base port $BASE_PORT)"
   STARTED_CLUSTER=1
-  "$KAFKA" start --cluster "$CLUSTER" --brokers "$BROKERS" --base-port "$BASE_PORT" >&2
+  "$KAFKA" start --cluster "$CLUSTER" --brokers "$BROKERS" --base-port "$BASE_PORT" >&2 8>&-
 fi
 DIRECT_BOOTSTRAP=$("$KAFKA" bootstrap --cluster "$CLUSTER")
 mesh=()
@@ -238,7 +243,7 @@ upstream:
 log: {format: text, level: warn}
 EOF
 for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
-"$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 &
+"$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 8>&- &
 WEIR_PID=$!
 t0=$SECONDS
 until curl -fsS -o /dev/null "http://$ADMIN/readyz" 2>/dev/null; do
