@@ -59,6 +59,15 @@ pub async fn produce(producer: &FutureProducer, topic: &str, prefix: &str, count
     }
 }
 
+/// Tries to produce one record with a short delivery timeout; true when the client was
+/// refused (could not connect, authenticate or deliver).
+pub async fn produce_is_refused(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> bool {
+    let mut settings = extra.to_vec();
+    settings.push(("message.timeout.ms", "4000"));
+    let producer = producer(bootstrap, &settings);
+    producer.send(FutureRecord::<(), _>::to(topic).payload("x"), std::time::Duration::from_secs(4)).await.is_err()
+}
+
 /// A consumed record: key, value and headers in wire order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Consumed {
