@@ -4,7 +4,8 @@
 //! YAML config with errors that name file and key ([`config`]), the admin HTTP endpoint with
 //! `/metrics`, `/healthz` and `/readyz` ([`admin`]), connection metrics common to every listener
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
-//! termination with client identities from certificates ([`tls`]).
+//! termination with client identities from certificates ([`tls`]), SASL ([`sasl`]), the audit
+//! log ([`audit`]) and the authorization policy model ([`policy`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -13,6 +14,7 @@ pub mod audit;
 pub mod config;
 pub mod io;
 pub mod metrics;
+pub mod policy;
 pub mod sasl;
 pub mod shutdown;
 pub mod telemetry;
