@@ -59,6 +59,20 @@ pub struct AuthenticationEvent<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// A request (or part of one) the policy denied.
+#[derive(Debug, Serialize)]
+pub struct AuthorizationEvent<'a> {
+    pub principal: &'a str,
+    /// The protocol operation, e.g. `Produce`.
+    pub api: &'a str,
+    /// The policy operation that was missing, e.g. `write`.
+    pub operation: &'a str,
+    pub resource_type: &'a str,
+    pub resource: &'a str,
+    pub client: SocketAddr,
+    pub listener: &'a str,
+}
+
 /// A handle to the audit writer; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -87,6 +101,17 @@ impl AuditLog {
 
     pub fn authentication(&self, event: &AuthenticationEvent<'_>) {
         self.record("authentication", event);
+    }
+
+    /// Denials only: allowed requests are the data path and are not written one by one.
+    pub fn authorization(&self, event: &AuthorizationEvent<'_>) {
+        #[derive(Serialize)]
+        struct Denied<'a, 'b> {
+            decision: &'static str,
+            #[serde(flatten)]
+            event: &'a AuthorizationEvent<'b>,
+        }
+        self.record("authorization", &Denied { decision: "deny", event });
     }
 
     pub fn connection(&self, event: &ConnectionEvent<'_>) {

@@ -419,7 +419,9 @@ impl PolicyWatch {
                     tracing::info!(file = %self.config.policy.display(), rules = policy.rule_count(), "policy reloaded");
                     self.current.send_replace(Arc::new(policy));
                 }
-                Err(err) => tracing::error!(%err, "policy file changed but cannot be used; keeping the previous policy"),
+                Err(err) => {
+                    tracing::error!(%err, "policy file changed but cannot be used; keeping the previous policy")
+                }
             }
         }
     }
@@ -532,7 +534,9 @@ rules:
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("policy.yaml");
         let allow = |topic: &str| {
-            format!("rules:\n  - {{effect: allow, principals: [a], resources: ['topic:{topic}'], operations: [read]}}\n")
+            format!(
+                "rules:\n  - {{effect: allow, principals: [a], resources: ['topic:{topic}'], operations: [read]}}\n"
+            )
         };
         std::fs::write(&file, allow("one")).unwrap();
         let watch = PolicyWatch::load(AuthorizationConfig { policy: file.clone(), reload_interval_ms: 100 }).unwrap();

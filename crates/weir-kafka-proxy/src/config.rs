@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, ConfigError};
+use weir_core::policy::AuthorizationConfig;
 use weir_core::sasl::{SaslClientConfig, SaslServerConfig};
 use weir_core::telemetry::LogFormat;
 use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
@@ -42,6 +43,9 @@ pub struct SidecarConfig {
     /// TLS on the client side (all listeners); plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsListenerConfig>,
+    /// Topic-level authorization by a policy file; every request is allowed when absent.
+    #[serde(default)]
+    pub authorization: Option<AuthorizationConfig>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -177,6 +181,7 @@ impl SidecarConfig {
             sasl: None,
             audit: None,
             tls: None,
+            authorization: None,
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),

@@ -3,11 +3,13 @@
 //! Owns what is Kafka-specific on the data path: a bootstrap listener plus one listener per
 //! broker ([`directory`]), one upstream connection per client connection with responses kept
 //! in request order ([`session`]), rewriting every broker address a response reveals
-//! ([`rewrite`]), ApiVersions negotiation ([`versions`]) and Kafka metrics ([`metrics`]).
+//! ([`rewrite`]), ApiVersions negotiation ([`versions`]), topic-level authorization (`authz`) and Kafka
+//! metrics ([`metrics`]).
 //!
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
 
+mod authz;
 pub mod config;
 pub mod directory;
 pub mod metrics;

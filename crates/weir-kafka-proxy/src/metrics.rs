@@ -39,6 +39,13 @@ pub struct PrincipalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub principal: String,
+    pub operation: &'static str,
+    pub resource_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -66,6 +73,7 @@ pub struct KafkaMetrics {
     fetched_bytes: Family<TopicLabels, Counter>,
     closed_connections: Family<ReasonLabels, Counter>,
     authenticated: Family<PrincipalLabels, Counter>,
+    denials: Family<DenialLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -102,6 +110,7 @@ impl KafkaMetrics {
             fetched_bytes: Family::default(),
             closed_connections: Family::default(),
             authenticated: Family::default(),
+            denials: Family::default(),
             per_api: Vec::new(),
         };
         kafka.register("requests", "Requests received from clients, per api key", m.requests.clone());
@@ -143,6 +152,11 @@ impl KafkaMetrics {
             "Client connections authenticated, per principal (empty: TLS without a client certificate)",
             m.authenticated.clone(),
         );
+        kafka.register(
+            "authorization_denials",
+            "Requests or parts of requests the policy denied, per principal, operation and resource type",
+            m.denials.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -178,6 +192,11 @@ impl KafkaMetrics {
 
     pub fn authenticated(&self, principal: &str) {
         self.authenticated.get_or_create(&PrincipalLabels { principal: principal.to_owned() }).inc();
+    }
+
+    pub fn denied(&self, principal: &str, operation: &'static str, resource_type: &'static str) {
+        let labels = DenialLabels { principal: principal.to_owned(), operation, resource_type };
+        self.denials.get_or_create(&labels).inc();
     }
 
     pub fn closed(&self, reason: &str) {

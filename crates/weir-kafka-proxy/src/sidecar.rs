@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 use weir_core::audit::AuditLog;
+use weir_core::policy::PolicyWatch;
 use weir_core::sasl::Credentials;
 use weir_core::tls::TlsTerminator;
 
@@ -31,6 +32,8 @@ use crate::upstream::Connector;
 pub enum SidecarError {
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: String, error: std::io::Error },
+    #[error("cannot load the authorization policy: {0}")]
+    Policy(weir_core::config::ConfigError),
     #[error("cannot load SASL credentials: {0}")]
     Sasl(weir_core::config::ConfigError),
     #[error("cannot set up TLS: {0}")]
@@ -52,6 +55,8 @@ pub struct Shared {
     pub sasl: Option<(Arc<Credentials>, Vec<String>)>,
     /// Where authentication outcomes are written, when configured.
     pub audit: Option<AuditLog>,
+    /// The authorization policy, when configured (reloaded when its file changes).
+    pub policy: Option<Arc<PolicyWatch>>,
     topic_names: RwLock<HashMap<Uuid, StrBytes>>,
     next_connection: AtomicU64,
 }
@@ -113,6 +118,7 @@ impl Sidecar {
             path: config.audit.as_ref().map(|a| a.path.display().to_string()).unwrap_or_default(),
             error,
         })?;
+        let policy = config.authorization.clone().map(PolicyWatch::load).transpose().map_err(SidecarError::Policy)?;
         let sasl = match &config.sasl {
             Some(sasl) => {
                 let credentials = Credentials::load(&sasl.credentials).map_err(SidecarError::Sasl)?;
@@ -142,6 +148,7 @@ impl Sidecar {
             tls,
             sasl,
             audit,
+            policy,
             topic_names: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
         });
@@ -172,6 +179,9 @@ impl Sidecar {
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
         if let Some(tls) = &shared.tls {
             tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
+        }
+        if let Some(policy) = &shared.policy {
+            tokio::spawn(policy.clone().reload_on_change(shared.shutdown.clone()));
         }
         tracker.spawn(accept_loop(shared.clone(), tracker.clone(), bootstrap, Target::Bootstrap));
 

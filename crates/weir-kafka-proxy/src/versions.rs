@@ -16,7 +16,7 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub fn intersect(resp: &mut ApiVersionsResponse) {
     resp.api_keys.retain_mut(|entry| {
         let Ok(key) = ApiKey::try_from(entry.api_key) else { return false };
-        let known = key.valid_versions();
+        let known = weir_wire::header::codec_versions(key);
         let mut min = entry.min_version.max(known.min);
         let max = entry.max_version.min(known.max);
         if key == ApiKey::SaslHandshake {
@@ -58,6 +58,7 @@ mod tests {
             entry(ApiKey::Fetch as i16, 0, known_fetch.max + 5),
             entry(ApiKey::SaslHandshake as i16, 0, 1),
             entry(ApiKey::Metadata as i16, 0, 3),
+            entry(ApiKey::OffsetCommit as i16, 2, 10),
             entry(31000, 0, 2),
         ]);
         intersect(&mut resp);
@@ -68,6 +69,8 @@ mod tests {
                 (ApiKey::Fetch as i16, known_fetch.min, known_fetch.max),
                 (ApiKey::SaslHandshake as i16, 1, 1),
                 (ApiKey::Metadata as i16, 0, 3),
+                // v10 is named by the codec, but its request type cannot read it.
+                (ApiKey::OffsetCommit as i16, 2, 9),
             ]
         );
     }

@@ -80,7 +80,7 @@ impl RequestHeaderPeek {
 
     /// Versions of this api key the codec can decode.
     pub fn known_versions(&self) -> VersionRange {
-        self.api_key.valid_versions()
+        codec_versions(self.api_key)
     }
 
     /// Whether the codec knows this version of this api key.
@@ -88,6 +88,22 @@ impl RequestHeaderPeek {
         let v = self.known_versions();
         (v.min..=v.max).contains(&self.api_version)
     }
+}
+
+/// The versions of `key` the codec can read both ways. `ApiKey::valid_versions` (kafka-protocol
+/// 0.18) names three versions whose request types it cannot decode; those are left out, so the
+/// sidecar never lets through a request it cannot read.
+pub fn codec_versions(key: ApiKey) -> VersionRange {
+    use kafka_protocol::messages::{InitProducerIdRequest, OffsetCommitRequest, OffsetFetchRequest};
+    use kafka_protocol::protocol::Message;
+    let valid = key.valid_versions();
+    let decodable_max = match key {
+        ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS.max,
+        ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS.max,
+        ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS.max,
+        _ => valid.max,
+    };
+    VersionRange { min: valid.min, max: valid.max.min(decodable_max) }
 }
 
 /// The correlation id of a response frame (the first field after the length prefix).

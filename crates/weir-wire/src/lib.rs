@@ -3,7 +3,8 @@
 //! Owns everything about Kafka *bytes*: cutting a TCP stream into length-prefixed frames
 //! ([`frame`]), peeking at a request header without decoding the body ([`header`]), decoding and
 //! re-encoding only the messages someone asked for ([`message`]), and reading record-batch
-//! headers for counting ([`records`]).
+//! headers for counting ([`records`]). [`resources`] reads the topics, groups and transactional
+//! ids a client request names, for authorization.
 //!
 //! It must not touch sockets, tasks, configuration or metrics: it works on `AsyncRead` and
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
@@ -17,6 +18,7 @@ pub mod header;
 pub mod message;
 pub mod produce;
 pub mod records;
+pub mod resources;
 pub mod scan;
 
 pub use frame::{FrameError, FrameReader};

@@ -33,6 +33,22 @@ pub fn decode_request<T: Decodable>(frame: &Bytes, peek: &RequestHeaderPeek) -> 
         .map_err(|e| MessageError::new("decode request", peek.api_key, peek.api_version, e))
 }
 
+/// Re-encodes a request with a changed body, keeping the client's header bytes as they were.
+pub fn encode_request_keeping_header<T: Encodable>(
+    frame: &Bytes,
+    peek: &RequestHeaderPeek,
+    body: &T,
+) -> Result<Bytes, MessageError> {
+    let err = |e| MessageError::new("encode request", peek.api_key, peek.api_version, e);
+    let header = frame.get(LENGTH_PREFIX..peek.body_offset).unwrap_or_default();
+    let size = header.len() + body.compute_size(peek.api_version).map_err(err)?;
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + size);
+    out.extend_from_slice(&(size as i32).to_be_bytes());
+    out.extend_from_slice(header);
+    body.encode(&mut out, peek.api_version).map_err(err)?;
+    Ok(out.freeze())
+}
+
 /// A response frame, with where its body starts.
 pub struct ResponseFrame {
     pub header: ResponseHeader,

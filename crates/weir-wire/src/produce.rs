@@ -7,6 +7,7 @@
 //! gigabytes.)
 
 use crate::header::RequestHeaderPeek;
+use crate::resources::Named;
 use crate::scan::{Cursor, ScanError, TopicRef};
 
 /// The first Produce version with flexible (compact) encodings and tagged fields.
@@ -21,22 +22,48 @@ pub fn scan_produce<'a>(
     peek: &RequestHeaderPeek,
     mut visit: impl FnMut(TopicRef<'a>, i32, &'a [u8]),
 ) -> Result<i16, ScanError> {
-    let version = peek.api_version;
-    let flexible = version >= FIRST_FLEXIBLE;
     let body = frame.get(peek.body_offset..).unwrap_or_default();
+    walk(body, peek.api_version, |field| {
+        if let Field::Partition(topic, index, Some(records)) = field {
+            visit(topic, index, records)
+        }
+    })
+}
+
+/// Reads the resources a Produce request body names, for authorization: its transactional id
+/// and each topic once.
+pub fn scan_produce_names<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Named<'a>)) -> Result<(), ScanError> {
+    walk(body, version, |field| match field {
+        Field::TransactionalId(id) => visit(Named::TransactionalId(id)),
+        Field::Topic(topic) => visit(Named::Topic(topic)),
+        Field::Partition(..) => {}
+    })?;
+    Ok(())
+}
+
+/// What the walk reports, in wire order.
+enum Field<'a> {
+    TransactionalId(&'a str),
+    Topic(TopicRef<'a>),
+    Partition(TopicRef<'a>, i32, Option<&'a [u8]>),
+}
+
+fn walk<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Field<'a>)) -> Result<i16, ScanError> {
+    let flexible = version >= FIRST_FLEXIBLE;
     let mut c = Cursor::new(body, "Produce request", version);
-    c.nullable_string(flexible)?; // transactional_id
+    if let Some(id) = c.nullable_string(flexible)? {
+        visit(Field::TransactionalId(id));
+    }
     let acks = c.i16()?;
     c.i32()?; // timeout_ms
     let topics = c.array_len(flexible)?;
     for _ in 0..topics {
         let topic = c.topic_ref(flexible, version >= FIRST_TOPIC_ID)?;
+        visit(Field::Topic(topic));
         let partitions = c.array_len(flexible)?;
         for _ in 0..partitions {
             let index = c.i32()?;
-            if let Some(records) = c.nullable_bytes(flexible)? {
-                visit(topic, index, records);
-            }
+            visit(Field::Partition(topic, index, c.nullable_bytes(flexible)?));
             if flexible {
                 c.skip_tagged_fields()?;
             }
@@ -113,6 +140,23 @@ mod tests {
                 vec![(orders, 0, b"batch-a".to_vec()), (orders, 3, b"batch-bb".to_vec()), (payments, 1, vec![])],
                 "v{version}"
             );
+        }
+    }
+
+    #[test]
+    fn names_for_authorization() {
+        for version in [3, 9, 13] {
+            let frame = frame(version, &request());
+            let peek = RequestHeaderPeek::parse(&frame).unwrap();
+            let mut seen = Vec::new();
+            scan_produce_names(&frame[peek.body_offset..], version, |n| seen.push(n)).unwrap();
+            let (orders, payments) = if version >= FIRST_TOPIC_ID {
+                (TopicRef::Id([1; 16]), TopicRef::Id([2; 16]))
+            } else {
+                (TopicRef::Name("orders"), TopicRef::Name("payments"))
+            };
+            let expected = vec![Named::TransactionalId("tx-1"), Named::Topic(orders), Named::Topic(payments)];
+            assert_eq!(seen, expected, "v{version}");
         }
     }
 

@@ -8,43 +8,20 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use common::raw::{one_record_batch, read_frame, request};
 use common::{rd, unique, Sidecar};
 use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_wire::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
     SaslHandshakeRequest, TopicName,
 };
-use weir_wire::kafka_protocol::protocol::{Encodable, StrBytes};
-use weir_wire::kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use weir_wire::kafka_protocol::protocol::StrBytes;
 use weir_wire::message::decode_response;
 
 fn api_versions_request() -> ApiVersionsRequest {
     ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("weir-wire-test"))
         .with_client_software_version(StrBytes::from_static_str("1.0"))
-}
-
-fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-    let mut buf = BytesMut::new();
-    header.encode(&mut buf, key.request_header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    weir_wire::frame::with_length_prefix(&buf).to_vec()
-}
-
-fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body)?;
-    let mut frame = len.to_vec();
-    frame.extend(body);
-    Ok(Bytes::from(frame))
 }
 
 fn connect(sidecar: &Sidecar) -> TcpStream {
@@ -61,32 +38,6 @@ fn closed_by_peer(stream: &mut TcpStream) -> bool {
         stream.set_read_timeout(Some(Duration::from_millis(1))).ok();
         true
     }
-}
-
-fn one_record_batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 0,
-        key: None,
-        value: Some(Bytes::from_static(b"acks-zero")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    buf.freeze()
 }
 
 #[tokio::test(flavor = "multi_thread")]

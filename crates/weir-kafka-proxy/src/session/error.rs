@@ -45,6 +45,8 @@ pub enum SessionError {
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
     Tls(weir_core::tls::TlsError),
+    #[error("{api:?} denied by policy ({operation} on {resource}) and it has no partial answer; closing")]
+    Denied { api: ApiKey, operation: &'static str, resource: String },
     #[error("{0:?} request before authenticating")]
     Unauthenticated(ApiKey),
     #[error("client connection: {0}")]
@@ -70,6 +72,7 @@ impl SessionError {
             Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
             Self::Unauthenticated(_) => "unauthenticated",
+            Self::Denied { .. } => "denied",
         }
     }
 
@@ -83,6 +86,8 @@ impl SessionError {
     pub(super) fn log(&self) {
         match self {
             e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
+            // Policy at work, already audited: news, not a fault.
+            Self::Denied { .. } => tracing::info!(error = %self, "closing connection"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
             Self::Rewrite(_) | Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")

@@ -30,6 +30,7 @@ use requests::RequestHalf;
 use responses::ResponseHalf;
 use sasl::SaslGate;
 
+use crate::authz::{AfterResponse, ConnectionAuthz};
 use crate::metrics::{Direction, TopicCache};
 use crate::sidecar::Shared;
 
@@ -56,6 +57,8 @@ struct Pending {
     version: i16,
     sent_at: Instant,
     proxy_time: Duration,
+    /// Authorization's change to the response (denied parts merged back, entries filtered).
+    after: Option<AfterResponse>,
 }
 
 /// Serves one accepted client connection until either side closes.
@@ -146,6 +149,7 @@ async fn run(
     let mut produced = TopicCache::new(Direction::Produced);
     let mut fetched = TopicCache::new(Direction::Fetched);
 
+    let authz = shared.policy.as_ref().map(|policy| ConnectionAuthz::new(policy, principal.as_deref(), peer, listener));
     let sasl =
         shared.sasl.as_ref().map(|(credentials, mechanisms)| SaslGate::new(credentials.clone(), mechanisms.clone()));
     let outcome = {
@@ -157,6 +161,7 @@ async fn run(
             peer,
             listener,
             sasl,
+            authz,
             principal: &mut principal,
             produced: &mut produced,
         };

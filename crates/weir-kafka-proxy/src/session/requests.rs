@@ -16,6 +16,7 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::sasl::{Gate, SaslGate};
 use super::{record_authentication, InFlight, Pending, SessionError};
+use crate::authz::{ConnectionAuthz, Verdict};
 use crate::metrics::TopicCache;
 use crate::sidecar::Shared;
 use crate::versions;
@@ -29,6 +30,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) listener: &'a str,
     /// SASL terminated here, when configured: gates every request until authenticated.
     pub(super) sasl: Option<SaslGate>,
+    /// The policy as it applies to this connection, when authorization is configured.
+    pub(super) authz: Option<ConnectionAuthz>,
     /// Who the client is (set here when SASL authenticates it).
     pub(super) principal: &'a mut Option<String>,
     /// This connection's produce traffic per topic.
@@ -95,6 +98,9 @@ impl RequestHalf<'_> {
                             Some(&principal),
                             None,
                         );
+                        if let Some(authz) = &mut self.authz {
+                            authz.set_principal(&principal);
+                        }
                         *self.principal = Some(principal);
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
@@ -107,6 +113,23 @@ impl RequestHalf<'_> {
                         // then the connection closes, as a broker does.
                         return Ok(());
                     }
+                }
+            }
+            let mut after = None;
+            let mut frame = frame;
+            if let Some(authz) = &mut self.authz {
+                match authz.check(self.shared, &frame, &peek)? {
+                    Verdict::Forward => {}
+                    Verdict::Filter(step) => after = Some(step),
+                    Verdict::Rewritten(rewritten, step) => {
+                        frame = rewritten;
+                        after = step;
+                    }
+                    Verdict::Answer(answer) => {
+                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                        continue;
+                    }
+                    Verdict::Drop => continue,
                 }
             }
             let mut expects_response = true;
@@ -135,6 +158,7 @@ impl RequestHalf<'_> {
                     version: peek.api_version,
                     sent_at: Instant::now(),
                     proxy_time,
+                    after,
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {

@@ -92,20 +92,23 @@ impl ResponseHalf<'_> {
 
     /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
     /// large Fetch response was already streamed to the client.
-    async fn relay_response(&mut self, pending: Pending) -> Result<Option<Bytes>, SessionError> {
+    async fn relay_response(&mut self, mut pending: Pending) -> Result<Option<Bytes>, SessionError> {
         let total = match self.upstream.next_frame_size().await {
             Ok(Some(total)) => total,
             Ok(None) => return Err(SessionError::UpstreamClosed),
             Err(err) => return Err(upstream_frame_error(err)),
         };
-        if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE {
+        if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE && pending.after.is_none() {
             self.stream_fetch(&pending, total).await?;
             return Ok(None);
         }
         let frame = self.read_whole(total).await?;
         let received = Instant::now();
         check_correlation(&frame, &pending)?;
-        let out = self.inspect(&pending, frame)?;
+        let mut out = self.inspect(&pending, frame)?;
+        if let Some(after) = pending.after.take() {
+            out = after.apply(out).map_err(SessionError::BadResponse)?;
+        }
         self.count_response(&pending, out.len(), received);
         Ok(Some(out))
     }

@@ -1,0 +1,667 @@
+//! What a client gets back for what the policy denied: the errors a broker's authorizer would
+//! return, in the shape of each response, with the allowed parts still served.
+//!
+//! Requests reach this module only after `weir_wire::resources` has walked them, which bounds
+//! every declared array length by the frame, so decoding them here is safe.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use weir_core::policy::{Operation, PrincipalPolicy, ResourceType};
+use weir_wire::message::{encode_request_keeping_header, encode_response, ResponseFrame};
+use weir_wire::resources::{Named, RequestFacts};
+use weir_wire::scan::TopicRef;
+use weir_wire::RequestHeaderPeek;
+
+use super::{allows, need_for, resource_name, AfterResponse, Verdict};
+use crate::session::SessionError;
+use crate::sidecar::Shared;
+
+const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
+const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
+const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
+const TRANSACTIONAL_ID_DENIED: i16 = ResponseError::TransactionalIdAuthorizationFailed.code();
+const NOT_ATTEMPTED: i16 = ResponseError::OperationNotAttempted.code();
+
+/// One request being authorized.
+pub(super) struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub frame: &'a Bytes,
+    pub peek: &'a RequestHeaderPeek,
+    pub view: &'a Arc<PrincipalPolicy>,
+    pub facts: RequestFacts,
+}
+
+impl Ctx<'_> {
+    fn key(&self) -> ApiKey {
+        self.peek.api_key
+    }
+
+    fn version(&self) -> i16 {
+        self.peek.api_version
+    }
+
+    fn permits(&self, named: Named<'_>) -> bool {
+        match need_for(self.key(), self.version(), &named) {
+            Some(needed) => allows(self.view, needed, &resource_name(self.shared, &named), self.key()),
+            None => true,
+        }
+    }
+
+    fn topic(&self, name: &TopicName, id: &uuid::Uuid) -> bool {
+        self.permits(Named::Topic(if id.is_nil() { TopicRef::Name(name) } else { TopicRef::Id(*id.as_bytes()) }))
+    }
+
+    fn decode<T: Decodable>(&self) -> Result<T, SessionError> {
+        weir_wire::message::decode_request(self.frame, self.peek).map_err(SessionError::BadRequest)
+    }
+
+    fn answer<R: Encodable>(&self, response: &R) -> Result<Option<Verdict>, SessionError> {
+        let frame = encode_response(self.peek.correlation_id, self.key(), self.version(), response)
+            .map_err(SessionError::BadRequest)?;
+        Ok(Some(Verdict::Answer(frame)))
+    }
+
+    fn forward<T: Encodable>(&self, request: &T, after: Option<AfterResponse>) -> Result<Verdict, SessionError> {
+        let frame = encode_request_keeping_header(self.frame, self.peek, request).map_err(SessionError::BadRequest)?;
+        Ok(Verdict::Rewritten(frame, after))
+    }
+
+    /// A step on the broker's response, decoded as `R`.
+    fn after<R>(&self, change: impl FnOnce(&mut R) + Send + Sync + 'static) -> AfterResponse
+    where
+        R: Decodable + Encodable + 'static,
+    {
+        let (key, version) = (self.key(), self.version());
+        AfterResponse(Box::new(move |frame: Bytes| {
+            let parsed = ResponseFrame::parse(&frame, key, version)?;
+            let mut response: R = parsed.decode(key, version)?;
+            change(&mut response);
+            weir_wire::message::encode_response_with_header(&parsed.header, key, version, &response)
+        }))
+    }
+
+    /// Answers locally when nothing allowed is left, else forwards what is left and appends
+    /// the denied entries to the broker's answer.
+    fn strip_or_answer<Req, R, E>(
+        &self,
+        request: &Req,
+        nothing_left: bool,
+        denied: Vec<E>,
+        entries: fn(&mut R) -> &mut Vec<E>,
+    ) -> Result<Option<Verdict>, SessionError>
+    where
+        Req: Encodable,
+        R: Decodable + Encodable + Default + 'static,
+        E: Send + Sync + 'static,
+    {
+        if nothing_left {
+            let mut response = R::default();
+            entries(&mut response).extend(denied);
+            return self.answer(&response);
+        }
+        let after = self.after(move |response: &mut R| entries(response).extend(denied));
+        self.forward(request, Some(after)).map(Some)
+    }
+}
+
+/// Moves the entries `denied` says are denied out of `items`.
+fn take_denied<T>(items: &mut Vec<T>, denied: impl Fn(&T) -> bool) -> Vec<T> {
+    let (out, keep) = std::mem::take(items).into_iter().partition(|t| denied(t));
+    *items = keep;
+    out
+}
+
+fn str_of(s: &StrBytes) -> &str {
+    s
+}
+
+/// A request with nothing denied: only the responses that list what a client may not see
+/// are changed on the way back.
+pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
+    match ctx.key() {
+        ApiKey::Metadata => metadata(ctx),
+        ApiKey::ListGroups if !ctx.view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Describe) => {
+            let view = ctx.view.clone();
+            Ok(Verdict::Filter(ctx.after(move |r: &mut ListGroupsResponse| {
+                r.groups.retain(|g| view.allows(ResourceType::Group, &g.group_id, Operation::Describe))
+            })))
+        }
+        ApiKey::OffsetFetch if ctx.facts.all_topics => {
+            let view = ctx.view.clone();
+            let describable = move |name: &TopicName| view.allows(ResourceType::Topic, name, Operation::Describe);
+            Ok(Verdict::Filter(ctx.after(move |r: &mut OffsetFetchResponse| {
+                r.topics.retain(|t| describable(&t.name));
+                for group in &mut r.groups {
+                    group.topics.retain(|t| describable(&t.name));
+                }
+            })))
+        }
+        _ => Ok(Verdict::Forward),
+    }
+}
+
+/// Metadata is filtered, never refused: topics the client may not describe disappear from a
+/// listing of all topics and come back as TOPIC_AUTHORIZATION_FAILED when named. A topic the
+/// client may not create is not auto-created either.
+fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
+    let view = ctx.view.clone();
+    let listing = ctx.facts.all_topics;
+    let after = ctx.after(move |r: &mut MetadataResponse| {
+        r.topics.retain_mut(|t| {
+            let name = t.name.as_ref().map(|n| str_of(n)).unwrap_or("");
+            if view.allows(ResourceType::Topic, name, Operation::Describe) {
+                return true;
+            }
+            if listing {
+                return false;
+            }
+            *t = metadata_response::MetadataResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_error_code(TOPIC_DENIED)
+                .with_topic_authorized_operations(i32::MIN);
+            true
+        })
+    });
+    if !ctx.facts.allow_auto_topic_creation || ctx.version() < 4 || listing {
+        return Ok(Verdict::Filter(after));
+    }
+    let mut request: MetadataRequest = ctx.decode()?;
+    let may_create = |t: &metadata_request::MetadataRequestTopic| {
+        t.name.as_ref().is_none_or(|name| {
+            ctx.view.allows(ResourceType::Topic, name, Operation::Create)
+                || ctx.view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Create)
+        })
+    };
+    if request.topics.iter().flatten().all(may_create) {
+        return Ok(Verdict::Filter(after));
+    }
+    request.allow_auto_topic_creation = false;
+    ctx.forward(&request, Some(after))
+}
+
+/// Fetch: denied topics answered with TOPIC_AUTHORIZATION_FAILED per partition. After a policy
+/// change an incremental fetch session is closed (epoch -1), so the client starts a full one
+/// that is checked topic by topic.
+pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, SessionError> {
+    let mut request: FetchRequest = ctx.decode()?;
+    let reset = reset_session && request.session_epoch > 0;
+    if reset {
+        request.session_epoch = -1;
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.topic, &t.topic_id));
+    if denied.is_empty() && !reset {
+        return Ok(Verdict::Forward);
+    }
+    let denied: Vec<_> = denied
+        .into_iter()
+        .map(|t| {
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic(t.topic)
+                .with_topic_id(t.topic_id)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            fetch_response::PartitionData::default()
+                                .with_partition_index(p.partition)
+                                .with_error_code(TOPIC_DENIED)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                                .with_preferred_read_replica((-1).into())
+                                .with_records(Some(Bytes::new()))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let nothing_left = request.topics.is_empty() && !reset;
+    let verdict = ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut FetchResponse| &mut r.responses)?;
+    Ok(verdict.unwrap_or(Verdict::Forward))
+}
+
+/// Builds the answer to a request with denied parts; `None` when this api has no partial
+/// answer here (the connection is then closed with the reason).
+pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    match ctx.key() {
+        ApiKey::Produce => produce(ctx),
+        ApiKey::Fetch => fetch(ctx, false).map(Some),
+        ApiKey::Metadata => metadata(ctx).map(Some),
+        ApiKey::ListOffsets => list_offsets(ctx),
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(ctx),
+        ApiKey::OffsetCommit => offset_commit(ctx),
+        ApiKey::OffsetFetch => offset_fetch(ctx),
+        ApiKey::FindCoordinator => find_coordinator(ctx),
+        ApiKey::JoinGroup => {
+            ctx.answer(&JoinGroupResponse::default().with_error_code(GROUP_DENIED).with_generation_id(-1))
+        }
+        ApiKey::SyncGroup => ctx.answer(&SyncGroupResponse::default().with_error_code(GROUP_DENIED)),
+        ApiKey::Heartbeat => ctx.answer(&HeartbeatResponse::default().with_error_code(GROUP_DENIED)),
+        ApiKey::LeaveGroup => ctx.answer(&LeaveGroupResponse::default().with_error_code(GROUP_DENIED)),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let request: ConsumerGroupHeartbeatRequest = ctx.decode()?;
+            let code = if ctx.permits(Named::Group(&request.group_id)) { TOPIC_DENIED } else { GROUP_DENIED };
+            ctx.answer(&ConsumerGroupHeartbeatResponse::default().with_error_code(code))
+        }
+        ApiKey::DescribeGroups => describe_groups(ctx),
+        ApiKey::InitProducerId => {
+            let request: InitProducerIdRequest = ctx.decode()?;
+            let code = if request.transactional_id.is_some() { TRANSACTIONAL_ID_DENIED } else { CLUSTER_DENIED };
+            ctx.answer(
+                &InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            )
+        }
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn(ctx),
+        ApiKey::AddOffsetsToTxn => {
+            let request: AddOffsetsToTxnRequest = ctx.decode()?;
+            let code = if ctx.permits(Named::TransactionalId(&request.transactional_id)) {
+                GROUP_DENIED
+            } else {
+                TRANSACTIONAL_ID_DENIED
+            };
+            ctx.answer(&AddOffsetsToTxnResponse::default().with_error_code(code))
+        }
+        ApiKey::EndTxn => ctx.answer(&EndTxnResponse::default().with_error_code(TRANSACTIONAL_ID_DENIED)),
+        ApiKey::TxnOffsetCommit => txn_offset_commit(ctx),
+        ApiKey::CreateTopics => create_topics(ctx),
+        ApiKey::DeleteTopics => delete_topics(ctx),
+        ApiKey::DescribeConfigs => describe_configs(ctx),
+        ApiKey::DescribeCluster => ctx.answer(&DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED)),
+        _ => Ok(None),
+    }
+}
+
+fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: ProduceRequest = ctx.decode()?;
+    let transaction_denied =
+        request.transactional_id.as_ref().is_some_and(|id| !ctx.permits(Named::TransactionalId(id)));
+    let (denied, code) = if transaction_denied {
+        (std::mem::take(&mut request.topic_data), TRANSACTIONAL_ID_DENIED)
+    } else {
+        (take_denied(&mut request.topic_data, |t| !ctx.topic(&t.name, &t.topic_id)), TOPIC_DENIED)
+    };
+    if request.acks == 0 {
+        // No response is expected, so the denied records are dropped (and audited).
+        return if request.topic_data.is_empty() {
+            Ok(Some(Verdict::Drop))
+        } else {
+            ctx.forward(&request, None).map(Some)
+        };
+    }
+    let denied = denied
+        .into_iter()
+        .map(|t| {
+            produce_response::TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            produce_response::PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code)
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ctx.strip_or_answer(&request, request.topic_data.is_empty(), denied, |r: &mut ProduceResponse| &mut r.responses)
+}
+
+fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: ListOffsetsRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+        .into_iter()
+        .map(|t| {
+            list_offsets_response::ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        list_offsets_response::ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(TOPIC_DENIED)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut ListOffsetsResponse| &mut r.topics)
+}
+
+fn offset_for_leader_epoch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: OffsetForLeaderEpochRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.topic, &uuid::Uuid::nil()))
+        .into_iter()
+        .map(|t| {
+            offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        offset_for_leader_epoch_response::EpochEndOffset::default()
+                            .with_partition(p.partition)
+                            .with_error_code(TOPIC_DENIED)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut OffsetForLeaderEpochResponse| {
+        &mut r.topics
+    })
+}
+
+fn offset_commit_entries(
+    topics: Vec<offset_commit_request::OffsetCommitRequestTopic>,
+    code: i16,
+) -> Vec<offset_commit_response::OffsetCommitResponseTopic> {
+    topics
+        .into_iter()
+        .map(|t| {
+            offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            offset_commit_response::OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+fn offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: OffsetCommitRequest = ctx.decode()?;
+    if !ctx.permits(Named::Group(&request.group_id)) {
+        let all = offset_commit_entries(std::mem::take(&mut request.topics), GROUP_DENIED);
+        return ctx.answer(&OffsetCommitResponse::default().with_topics(all));
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &t.topic_id));
+    let denied = offset_commit_entries(denied, TOPIC_DENIED);
+    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut OffsetCommitResponse| &mut r.topics)
+}
+
+fn txn_offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: TxnOffsetCommitRequest = ctx.decode()?;
+    let whole = if !ctx.permits(Named::TransactionalId(&request.transactional_id)) {
+        Some(TRANSACTIONAL_ID_DENIED)
+    } else if !ctx.permits(Named::Group(&request.group_id)) {
+        Some(GROUP_DENIED)
+    } else {
+        None
+    };
+    let (denied, code) = match whole {
+        Some(code) => (std::mem::take(&mut request.topics), code),
+        None => (take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil())), TOPIC_DENIED),
+    };
+    let denied = denied
+        .into_iter()
+        .map(|t| {
+            txn_offset_commit_response::TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut TxnOffsetCommitResponse| &mut r.topics)
+}
+
+fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use offset_fetch_response::*;
+    let mut request: OffsetFetchRequest = ctx.decode()?;
+    if ctx.version() <= 7 {
+        let group_denied = !ctx.permits(Named::Group(&request.group_id));
+        let topics = request.topics.get_or_insert_with(Vec::new);
+        let (denied, code) = if group_denied {
+            (std::mem::take(topics), GROUP_DENIED)
+        } else {
+            (take_denied(topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil())), TOPIC_DENIED)
+        };
+        let nothing_left = topics.is_empty();
+        let entries: Vec<_> = denied
+            .into_iter()
+            .map(|t| {
+                OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(
+                    t.partition_indexes
+                        .iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        if group_denied {
+            let mut response = OffsetFetchResponse::default().with_topics(entries);
+            if ctx.version() >= 2 {
+                response.error_code = GROUP_DENIED;
+            }
+            return ctx.answer(&response);
+        }
+        return ctx.strip_or_answer(&request, nothing_left, entries, |r: &mut OffsetFetchResponse| &mut r.topics);
+    }
+    // v8+: several groups per request, each with its own topics.
+    let mut denied_groups = Vec::new();
+    let mut denied_topics: Vec<(GroupId, Vec<OffsetFetchResponseTopics>)> = Vec::new();
+    request.groups.retain_mut(|g| {
+        if !ctx.permits(Named::Group(&g.group_id)) {
+            denied_groups.push(
+                OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(GROUP_DENIED),
+            );
+            return false;
+        }
+        if let Some(topics) = &mut g.topics {
+            let denied = take_denied(topics, |t| !ctx.topic(&t.name, &t.topic_id));
+            if !denied.is_empty() {
+                let entries = denied
+                    .into_iter()
+                    .map(|t| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(t.name)
+                            .with_topic_id(t.topic_id)
+                            .with_partitions(
+                                t.partition_indexes
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(*p)
+                                            .with_committed_offset(-1)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_error_code(TOPIC_DENIED)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                denied_topics.push((g.group_id.clone(), entries));
+            }
+        }
+        true
+    });
+    if request.groups.is_empty() && denied_topics.is_empty() {
+        return ctx.answer(&OffsetFetchResponse::default().with_groups(denied_groups));
+    }
+    let view = ctx.view.clone();
+    let after = ctx.after(move |r: &mut OffsetFetchResponse| {
+        for group in &mut r.groups {
+            // Groups asked for all their topics: keep only the describable ones.
+            group
+                .topics
+                .retain(|t| view.allows(ResourceType::Topic, &t.name, Operation::Describe) || t.name.is_empty());
+        }
+        for (id, entries) in denied_topics {
+            match r.groups.iter_mut().find(|g| g.group_id == id) {
+                Some(group) => group.topics.extend(entries),
+                None => r.groups.push(OffsetFetchResponseGroup::default().with_group_id(id).with_topics(entries)),
+            }
+        }
+        r.groups.extend(denied_groups);
+    });
+    ctx.forward(&request, Some(after)).map(Some)
+}
+
+fn find_coordinator(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: FindCoordinatorRequest = ctx.decode()?;
+    let code = if request.key_type == 1 { TRANSACTIONAL_ID_DENIED } else { GROUP_DENIED };
+    let key_type = request.key_type;
+    if ctx.version() <= 3 {
+        return ctx
+            .answer(&FindCoordinatorResponse::default().with_error_code(code).with_node_id((-1).into()).with_port(-1));
+    }
+    let denied = take_denied(&mut request.coordinator_keys, |k| {
+        !ctx.permits(Named::CoordinatorKey { key_type, key: str_of(k) })
+    })
+    .into_iter()
+    .map(|key| {
+        find_coordinator_response::Coordinator::default()
+            .with_key(key)
+            .with_node_id((-1).into())
+            .with_port(-1)
+            .with_error_code(code)
+    })
+    .collect();
+    let nothing_left = request.coordinator_keys.is_empty();
+    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut FindCoordinatorResponse| &mut r.coordinators)
+}
+
+fn describe_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: DescribeGroupsRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.groups, |g| !ctx.permits(Named::Group(g)))
+        .into_iter()
+        .map(|g| {
+            describe_groups_response::DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_DENIED)
+                .with_authorized_operations(i32::MIN)
+        })
+        .collect();
+    ctx.strip_or_answer(&request, request.groups.is_empty(), denied, |r: &mut DescribeGroupsResponse| &mut r.groups)
+}
+
+fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use add_partitions_to_txn_response::*;
+    if ctx.version() > 3 {
+        return ctx.answer(&AddPartitionsToTxnResponse::default().with_error_code(CLUSTER_DENIED));
+    }
+    // As a broker does: nothing is added when any part is denied; the allowed parts are
+    // reported as not attempted.
+    let request: AddPartitionsToTxnRequest = ctx.decode()?;
+    let transaction_denied = !ctx.permits(Named::TransactionalId(&request.v3_and_below_transactional_id));
+    let results = request
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            let code = if transaction_denied {
+                TRANSACTIONAL_ID_DENIED
+            } else if !ctx.topic(&t.name, &uuid::Uuid::nil()) {
+                TOPIC_DENIED
+            } else {
+                NOT_ATTEMPTED
+            };
+            AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_partition_error_code(code)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.answer(&AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results))
+}
+
+fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: CreateTopicsRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+        .into_iter()
+        .map(|t| {
+            create_topics_response::CreatableTopicResult::default()
+                .with_name(t.name)
+                .with_error_code(TOPIC_DENIED)
+                .with_error_message(Some(StrBytes::from_static_str("Authorization failed.")))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+        })
+        .map(|r| if ctx.version() >= 5 { r } else { r.with_num_partitions(0).with_replication_factor(0) })
+        .collect();
+    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut CreateTopicsResponse| &mut r.topics)
+}
+
+fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use delete_topics_response::DeletableTopicResult;
+    let mut request: DeleteTopicsRequest = ctx.decode()?;
+    let denied: Vec<_> = if ctx.version() <= 5 {
+        take_denied(&mut request.topic_names, |name| !ctx.topic(name, &uuid::Uuid::nil()))
+            .into_iter()
+            .map(|name| DeletableTopicResult::default().with_name(Some(name)).with_error_code(TOPIC_DENIED))
+            .collect()
+    } else {
+        take_denied(&mut request.topics, |t| match &t.name {
+            Some(name) => !ctx.topic(name, &uuid::Uuid::nil()),
+            None => !ctx.topic(&TopicName::default(), &t.topic_id),
+        })
+        .into_iter()
+        .map(|t| {
+            DeletableTopicResult::default().with_name(t.name).with_topic_id(t.topic_id).with_error_code(TOPIC_DENIED)
+        })
+        .collect()
+    };
+    let nothing_left = request.topic_names.is_empty() && request.topics.is_empty();
+    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteTopicsResponse| &mut r.responses)
+}
+
+fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: DescribeConfigsRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.resources, |r| {
+        !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
+    })
+    .into_iter()
+    .map(|r| {
+        let code = match r.resource_type {
+            2 => TOPIC_DENIED,
+            32 => GROUP_DENIED,
+            _ => CLUSTER_DENIED,
+        };
+        describe_configs_response::DescribeConfigsResult::default()
+            .with_error_code(code)
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name)
+    })
+    .collect();
+    ctx.strip_or_answer(&request, request.resources.is_empty(), denied, |r: &mut DescribeConfigsResponse| {
+        &mut r.results
+    })
+}

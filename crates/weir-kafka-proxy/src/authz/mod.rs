@@ -1,0 +1,310 @@
+//! Topic-level authorization of Kafka requests, enforced in the sidecar.
+//!
+//! Every request is read in place ([`weir_wire::resources`]) for the resources it names, and
+//! each is mapped onto the operation Kafka's own authorizer would check ([`need`]). All
+//! allowed, the very same bytes go upstream. Otherwise [`answers`] either answers locally
+//! with the error codes a broker would use, or forwards the request stripped of its denied
+//! parts and merges their errors back into the broker's response, so the allowed parts are
+//! still served. Metadata and ListGroups are filtered on the way back, so a client never sees
+//! the topics and groups it may not describe.
+//!
+//! The policy is consulted through a [`PrincipalPolicy`] narrowed to the connection's
+//! principal; a reloaded policy reaches the connection at its next request.
+
+mod answers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use tokio::sync::watch;
+use uuid::Uuid;
+use weir_core::audit::AuthorizationEvent;
+use weir_core::policy::{Operation, Policy, PolicyWatch, PrincipalPolicy, ResourceType, ANONYMOUS};
+use weir_wire::message::MessageError;
+use weir_wire::resources::{scan_request_resources, Named, RequestFacts};
+use weir_wire::scan::TopicRef;
+use weir_wire::RequestHeaderPeek;
+
+use crate::session::SessionError;
+use crate::sidecar::Shared;
+
+/// What the session does with a request after authorization.
+pub(crate) enum Verdict {
+    /// Everything it names is allowed: forward the same bytes.
+    Forward,
+    /// Forward the same bytes and pass the response through this step.
+    Filter(AfterResponse),
+    /// Forward this request instead (denied parts removed), then apply the step, if any.
+    Rewritten(Bytes, Option<AfterResponse>),
+    /// Answer locally with this response frame.
+    Answer(Bytes),
+    /// Denied entirely and no response is expected (`acks=0` produce).
+    Drop,
+}
+
+/// A change to the broker's response frame: denied parts merged back, or entries filtered.
+pub(crate) struct AfterResponse(Box<dyn FnOnce(Bytes) -> Result<Bytes, MessageError> + Send + Sync>);
+
+impl AfterResponse {
+    pub(crate) fn apply(self, frame: Bytes) -> Result<Bytes, MessageError> {
+        (self.0)(frame)
+    }
+}
+
+/// What a request needs for one resource it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Need {
+    pub resource: ResourceType,
+    pub operation: Operation,
+}
+
+const fn need(resource: ResourceType, operation: Operation) -> Need {
+    Need { resource, operation }
+}
+
+/// The operation Kafka's authorizer checks for each resource a request names (after
+/// `KafkaApis`). `None`: the name needs no check of its own.
+pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<Need> {
+    use ApiKey::*;
+    use Operation as Op;
+    use ResourceType::{Cluster, Group as G, Topic as T, TransactionalId as Tx};
+    let needed = match (api, named) {
+        (Produce, Named::Topic(_)) => need(T, Op::Write),
+        (Produce, Named::TransactionalId(_)) => need(Tx, Op::Write),
+        (Fetch | OffsetCommit | TxnOffsetCommit | DescribeProducers | OffsetDelete, Named::Topic(_)) => {
+            need(T, Op::Read)
+        }
+        (ListOffsets | Metadata | OffsetFetch | OffsetForLeaderEpoch | DescribeTopicPartitions, Named::Topic(_)) => {
+            need(T, Op::Describe)
+        }
+        (ConsumerGroupHeartbeat, Named::Topic(_)) => need(T, Op::Describe),
+        (CreateTopics, Named::Topic(_)) => need(T, Op::Create),
+        (DeleteTopics | DeleteRecords, Named::Topic(_)) => need(T, Op::Delete),
+        (CreatePartitions, Named::Topic(_)) => need(T, Op::Alter),
+        (AddPartitionsToTxn, Named::Topic(_)) if version <= 3 => need(T, Op::Write),
+        (AddPartitionsToTxn, _) if version > 3 => need(Cluster, Op::Alter), // broker-to-broker batching
+        (
+            OffsetCommit
+            | JoinGroup
+            | Heartbeat
+            | LeaveGroup
+            | SyncGroup
+            | ConsumerGroupHeartbeat
+            | AddOffsetsToTxn
+            | TxnOffsetCommit,
+            Named::Group(_),
+        ) => need(G, Op::Read),
+        (OffsetFetch | DescribeGroups | ConsumerGroupDescribe, Named::Group(_)) => need(G, Op::Describe),
+        (DeleteGroups | OffsetDelete, Named::Group(_)) => need(G, Op::Delete),
+        (
+            InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit,
+            Named::TransactionalId(_),
+        ) => need(Tx, Op::Write),
+        (DescribeTransactions, Named::TransactionalId(_)) => need(Tx, Op::Describe),
+        (FindCoordinator, Named::CoordinatorKey { key_type: 1, .. }) => need(Tx, Op::Describe),
+        (FindCoordinator, Named::CoordinatorKey { .. }) => need(G, Op::Describe),
+        (DescribeConfigs, Named::ConfigResource { resource_type, .. }) => {
+            need(config_type(*resource_type), Op::DescribeConfigs)
+        }
+        (AlterConfigs | IncrementalAlterConfigs, Named::ConfigResource { resource_type, .. }) => {
+            need(config_type(*resource_type), Op::AlterConfigs)
+        }
+        _ => return None,
+    };
+    Some(needed)
+}
+
+/// Config resource types: 2 topic, 32 group; brokers, loggers and client metrics are the cluster.
+fn config_type(resource_type: i8) -> ResourceType {
+    match resource_type {
+        2 => ResourceType::Topic,
+        32 => ResourceType::Group,
+        _ => ResourceType::Cluster,
+    }
+}
+
+/// For requests that name nothing: what they need of the cluster, if anything.
+fn cluster_need(api: ApiKey) -> Option<Operation> {
+    use ApiKey::*;
+    match api {
+        ApiVersions | SaslHandshake | SaslAuthenticate | GetTelemetrySubscriptions | PushTelemetry => None,
+        // Filtered on the way back instead.
+        ListGroups => None,
+        DescribeCluster
+        | DescribeAcls
+        | DescribeLogDirs
+        | DescribeQuorum
+        | ListPartitionReassignments
+        | DescribeUserScramCredentials
+        | ListTransactions => Some(Operation::Describe),
+        DescribeClientQuotas | ListConfigResources => Some(Operation::DescribeConfigs),
+        AlterClientQuotas => Some(Operation::AlterConfigs),
+        _ => Some(Operation::Alter),
+    }
+}
+
+/// One connection's view of the policy.
+pub(crate) struct ConnectionAuthz {
+    policies: watch::Receiver<Arc<Policy>>,
+    principal: Option<String>,
+    view: Arc<PrincipalPolicy>,
+    /// Set when the policy changed: an open fetch session may hold partitions that are now
+    /// denied, so the next incremental Fetch is turned into a full one.
+    reset_fetch_session: bool,
+    client: SocketAddr,
+    listener: String,
+}
+
+/// A denied part of a request, for the audit log and metrics.
+struct Denial {
+    need: Need,
+    name: String,
+}
+
+impl ConnectionAuthz {
+    pub(crate) fn new(watch: &PolicyWatch, principal: Option<&str>, client: SocketAddr, listener: &str) -> Self {
+        let mut policies = watch.subscribe();
+        let view = Arc::new(policies.borrow_and_update().for_principal(principal));
+        Self {
+            policies,
+            principal: principal.map(str::to_owned),
+            view,
+            reset_fetch_session: false,
+            client,
+            listener: listener.to_owned(),
+        }
+    }
+
+    /// The client authenticated (SASL) after the connection opened.
+    pub(crate) fn set_principal(&mut self, principal: &str) {
+        self.principal = Some(principal.to_owned());
+        self.view = Arc::new(self.policies.borrow_and_update().for_principal(Some(principal)));
+    }
+
+    fn refresh(&mut self) {
+        if self.policies.has_changed().unwrap_or(false) {
+            let policy = self.policies.borrow_and_update().clone();
+            self.view = Arc::new(policy.for_principal(self.principal.as_deref()));
+            self.reset_fetch_session = true;
+        }
+    }
+
+    /// Decides what happens to one request.
+    pub(crate) fn check(
+        &mut self,
+        shared: &Shared,
+        frame: &Bytes,
+        peek: &RequestHeaderPeek,
+    ) -> Result<Verdict, SessionError> {
+        self.refresh();
+        let (api, version) = (peek.api_key, peek.api_version);
+        let body = frame.get(peek.body_offset..).unwrap_or_default();
+        let view = &*self.view;
+        let mut denials = Vec::new();
+        let mut deny = |need: Need, name: &str| denials.push(Denial { need, name: name.to_owned() });
+        let mut check = |named: Named<'_>| {
+            if let Some(needed) = need_for(api, version, &named) {
+                let name = resource_name(shared, &named);
+                if !allows(view, needed, &name, api) {
+                    deny(needed, &name);
+                }
+            }
+        };
+        let facts = if api == ApiKey::Produce {
+            weir_wire::produce::scan_produce_names(body, version, &mut check).map_err(SessionError::BadRequestBody)?;
+            Some(RequestFacts::default())
+        } else {
+            scan_request_resources(body, api, version, &mut check).map_err(SessionError::BadRequestBody)?
+        };
+        if facts.is_none() {
+            if let Some(operation) = cluster_need(api) {
+                let needed = need(ResourceType::Cluster, operation);
+                if !view.allows(ResourceType::Cluster, "kafka-cluster", operation) {
+                    deny(needed, "kafka-cluster");
+                }
+            }
+        }
+        if api == ApiKey::InitProducerId && !has_transactional_id(body, version)? {
+            // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+            let operation = Operation::IdempotentWrite;
+            if !view.allows(ResourceType::Cluster, "kafka-cluster", operation)
+                && !view.allows_any(ResourceType::Topic, Operation::Write)
+            {
+                deny(need(ResourceType::Cluster, operation), "kafka-cluster");
+            }
+        }
+        for denial in &denials {
+            self.record(shared, api, denial);
+        }
+        let facts = facts.unwrap_or_default();
+        let ctx = answers::Ctx { shared, frame, peek, view: &self.view, facts };
+        if denials.is_empty() {
+            return Ok(match api {
+                ApiKey::Fetch if std::mem::take(&mut self.reset_fetch_session) => answers::fetch(&ctx, true)?,
+                _ => answers::filter_only(&ctx)?,
+            });
+        }
+        if api == ApiKey::Fetch {
+            self.reset_fetch_session = false;
+        }
+        let denied = &denials[0];
+        answers::deny(&ctx).and_then(|verdict| {
+            verdict.ok_or_else(|| SessionError::Denied {
+                api,
+                operation: denied.need.operation.as_str(),
+                resource: format!("{}:{}", denied.need.resource.as_str(), denied.name),
+            })
+        })
+    }
+
+    fn record(&self, shared: &Shared, api: ApiKey, denial: &Denial) {
+        let principal = self.principal.as_deref().unwrap_or(ANONYMOUS);
+        let (operation, resource_type) = (denial.need.operation.as_str(), denial.need.resource.as_str());
+        tracing::debug!(principal, ?api, operation, resource_type, resource = %denial.name, "denied by policy");
+        shared.metrics.denied(principal, operation, resource_type);
+        if let Some(audit) = &shared.audit {
+            audit.authorization(&AuthorizationEvent {
+                principal,
+                api: &format!("{api:?}"),
+                operation,
+                resource_type,
+                resource: &denial.name,
+                client: self.client,
+                listener: &self.listener,
+            });
+        }
+    }
+}
+
+/// The decision for one resource; cluster-wide grants cover topic creation, as in Kafka.
+fn allows(view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool {
+    if view.allows(needed.resource, name, needed.operation) {
+        return true;
+    }
+    api == ApiKey::CreateTopics && view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Create)
+}
+
+/// The name a policy matches: topic ids are resolved through the names learned from Metadata
+/// (an unknown id stays its text form, which only `topic:*` matches).
+fn resource_name(shared: &Shared, named: &Named<'_>) -> String {
+    match named {
+        Named::Topic(TopicRef::Name(name))
+        | Named::Group(name)
+        | Named::TransactionalId(name)
+        | Named::CoordinatorKey { key: name, .. }
+        | Named::ConfigResource { name, .. } => (*name).to_owned(),
+        Named::Topic(TopicRef::Id(id)) => shared.topic_name_for_id(&Uuid::from_bytes(*id)).to_string(),
+    }
+}
+
+/// InitProducerId's transactional id is its first field (nullable string).
+fn has_transactional_id(body: &[u8], version: i16) -> Result<bool, SessionError> {
+    let mut named = false;
+    scan_request_resources(body, ApiKey::InitProducerId, version, |n| {
+        named |= matches!(n, Named::TransactionalId(_));
+    })
+    .map_err(SessionError::BadRequestBody)?;
+    Ok(named)
+}

@@ -1,0 +1,1534 @@
+//! The topics, groups, transactional ids and config resources a client request names, read in
+//! place for authorization, without allocation and without trust in declared lengths.
+//!
+//! The proxy may fully decode an accepted body afterwards, with a decoder that pre-allocates
+//! declared array lengths; so the walk visits every array (nested ones too, each bounded by the
+//! bytes left), skips every field and tagged field at its exact width, and refuses trailing bytes.
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Message, VersionRange};
+
+use crate::scan::{Cursor, ScanError, TopicRef};
+
+/// A resource a client request names, as read in place from its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named<'a> {
+    Topic(TopicRef<'a>),
+    Group(&'a str),
+    TransactionalId(&'a str),
+    /// FindCoordinator: key_type 0 = group, 1 = transaction, 2 = share group (v0 has no
+    /// key_type: 0).
+    CoordinatorKey {
+        key_type: i8,
+        key: &'a str,
+    },
+    /// Describe/Alter/IncrementalAlterConfigs: resource_type 2 topic, 4 broker, 8 broker logger,
+    /// 16 client metrics, 32 group.
+    ConfigResource {
+        resource_type: i8,
+        name: &'a str,
+    },
+}
+
+/// Request-level facts beside the names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The request covers every topic: Metadata with a null topic list (or an empty one at v0),
+    /// OffsetFetch with a null topic list (all committed offsets of the group),
+    /// DescribeTopicPartitions with an empty topic list.
+    pub all_topics: bool,
+    /// Metadata v4+: allow_auto_topic_creation (v0-3: true, as the broker assumes).
+    pub allow_auto_topic_creation: bool,
+}
+
+/// Walks `body` (the request body: the bytes after the request header, i.e.
+/// `&frame[peek.body_offset..]`) of `api_key` at `version`, calling `visit` for every resource it
+/// names, in wire order.
+///
+/// Returns Ok(None) when `api_key` is not one this module knows (the caller then applies its
+/// default rule), Ok(Some(facts)) when the whole body was walked, Err for a malformed body, for a
+/// version of a known key outside the codec's range, and for bytes left after the walk.
+pub fn scan_request_resources<'a>(
+    body: &'a [u8],
+    api_key: ApiKey,
+    version: i16,
+    mut visit: impl FnMut(Named<'a>),
+) -> Result<Option<RequestFacts>, ScanError> {
+    let Some((message, range)) = request_schema(api_key) else {
+        return Ok(None);
+    };
+    let mut w = Walk { c: Cursor::new(body, message, version), len: body.len(), flexible: false };
+    if version < range.min || version > range.max {
+        return Err(w.c.err("unsupported version"));
+    }
+    w.flexible = api_key.request_header_version(version) >= 2;
+    let facts = walk(&mut w, api_key, version, &mut visit)?;
+    if w.c.pos() != body.len() {
+        return Err(w.c.err("trailing bytes"));
+    }
+    Ok(Some(facts))
+}
+
+/// The request's name for errors, and the versions the codec's request decoder reads (which is
+/// narrower than [`ApiKey::valid_versions`] for some keys).
+fn request_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
+    use kafka_protocol::messages as m;
+    Some(match api_key {
+        ApiKey::Fetch => ("Fetch request", m::FetchRequest::VERSIONS),
+        ApiKey::ListOffsets => ("ListOffsets request", m::ListOffsetsRequest::VERSIONS),
+        ApiKey::Metadata => ("Metadata request", m::MetadataRequest::VERSIONS),
+        ApiKey::OffsetCommit => ("OffsetCommit request", m::OffsetCommitRequest::VERSIONS),
+        ApiKey::OffsetFetch => ("OffsetFetch request", m::OffsetFetchRequest::VERSIONS),
+        ApiKey::FindCoordinator => ("FindCoordinator request", m::FindCoordinatorRequest::VERSIONS),
+        ApiKey::JoinGroup => ("JoinGroup request", m::JoinGroupRequest::VERSIONS),
+        ApiKey::Heartbeat => ("Heartbeat request", m::HeartbeatRequest::VERSIONS),
+        ApiKey::LeaveGroup => ("LeaveGroup request", m::LeaveGroupRequest::VERSIONS),
+        ApiKey::SyncGroup => ("SyncGroup request", m::SyncGroupRequest::VERSIONS),
+        ApiKey::DescribeGroups => ("DescribeGroups request", m::DescribeGroupsRequest::VERSIONS),
+        ApiKey::CreateTopics => ("CreateTopics request", m::CreateTopicsRequest::VERSIONS),
+        ApiKey::DeleteTopics => ("DeleteTopics request", m::DeleteTopicsRequest::VERSIONS),
+        ApiKey::DeleteRecords => ("DeleteRecords request", m::DeleteRecordsRequest::VERSIONS),
+        ApiKey::InitProducerId => ("InitProducerId request", m::InitProducerIdRequest::VERSIONS),
+        ApiKey::OffsetForLeaderEpoch => ("OffsetForLeaderEpoch request", m::OffsetForLeaderEpochRequest::VERSIONS),
+        ApiKey::AddPartitionsToTxn => ("AddPartitionsToTxn request", m::AddPartitionsToTxnRequest::VERSIONS),
+        ApiKey::AddOffsetsToTxn => ("AddOffsetsToTxn request", m::AddOffsetsToTxnRequest::VERSIONS),
+        ApiKey::EndTxn => ("EndTxn request", m::EndTxnRequest::VERSIONS),
+        ApiKey::TxnOffsetCommit => ("TxnOffsetCommit request", m::TxnOffsetCommitRequest::VERSIONS),
+        ApiKey::DescribeConfigs => ("DescribeConfigs request", m::DescribeConfigsRequest::VERSIONS),
+        ApiKey::AlterConfigs => ("AlterConfigs request", m::AlterConfigsRequest::VERSIONS),
+        ApiKey::CreatePartitions => ("CreatePartitions request", m::CreatePartitionsRequest::VERSIONS),
+        ApiKey::DeleteGroups => ("DeleteGroups request", m::DeleteGroupsRequest::VERSIONS),
+        ApiKey::IncrementalAlterConfigs => {
+            ("IncrementalAlterConfigs request", m::IncrementalAlterConfigsRequest::VERSIONS)
+        }
+        ApiKey::OffsetDelete => ("OffsetDelete request", m::OffsetDeleteRequest::VERSIONS),
+        ApiKey::DescribeProducers => ("DescribeProducers request", m::DescribeProducersRequest::VERSIONS),
+        ApiKey::DescribeTransactions => ("DescribeTransactions request", m::DescribeTransactionsRequest::VERSIONS),
+        ApiKey::ConsumerGroupHeartbeat => {
+            ("ConsumerGroupHeartbeat request", m::ConsumerGroupHeartbeatRequest::VERSIONS)
+        }
+        ApiKey::ConsumerGroupDescribe => ("ConsumerGroupDescribe request", m::ConsumerGroupDescribeRequest::VERSIONS),
+        ApiKey::DescribeTopicPartitions => {
+            ("DescribeTopicPartitions request", m::DescribeTopicPartitionsRequest::VERSIONS)
+        }
+        _ => return None,
+    })
+}
+
+type Visit<'v, 'a> = &'v mut dyn FnMut(Named<'a>);
+
+fn topic(name: &str) -> Named<'_> {
+    Named::Topic(TopicRef::Name(name))
+}
+
+/// The fields of each request in the order of kafka-protocol's generated decoder; the
+/// top-level tagged fields are read here too.
+fn walk<'a>(w: &mut Walk<'a>, api_key: ApiKey, v: i16, visit: Visit<'_, 'a>) -> Result<RequestFacts, ScanError> {
+    let mut facts = RequestFacts::default();
+    match api_key {
+        ApiKey::Fetch => return fetch(w, v, visit).map(|()| facts),
+        ApiKey::ListOffsets => {
+            w.skip(4)?; // replica_id
+            if v >= 2 {
+                w.skip(1)?; // isolation_level
+            }
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| w.skip(4 + if v >= 4 { 4 } else { 0 } + 8))
+            })?;
+            if v >= 10 {
+                w.skip(4)?; // timeout_ms
+            }
+        }
+        ApiKey::Metadata => {
+            match w.nullable_array()? {
+                None => facts.all_topics = true,
+                Some(n) => {
+                    facts.all_topics = n == 0 && v == 0;
+                    w.each(n, |w| {
+                        let id = if v >= 10 { Some(w.uuid()?) } else { None };
+                        let name = if v >= 10 { w.nullable_string()? } else { Some(w.string()?) };
+                        match (name, id) {
+                            (Some(name), _) => visit(topic(name)),
+                            (None, Some(id)) => visit(Named::Topic(TopicRef::Id(id))),
+                            (None, None) => {}
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            facts.allow_auto_topic_creation = if v >= 4 { w.bool()? } else { true };
+            if (8..=10).contains(&v) {
+                w.skip(1)?; // include_cluster_authorized_operations
+            }
+            if v >= 8 {
+                w.skip(1)?; // include_topic_authorized_operations
+            }
+        }
+        ApiKey::OffsetCommit => {
+            visit(Named::Group(w.string()?));
+            w.skip(4)?; // generation_id_or_member_epoch
+            w.string()?; // member_id
+            if v >= 7 {
+                w.nullable_string()?; // group_instance_id
+            }
+            if v <= 4 {
+                w.skip(8)?; // retention_time_ms
+            }
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| {
+                    w.skip(4 + 8 + if v >= 6 { 4 } else { 0 })?;
+                    w.nullable_string().map(drop) // committed_metadata
+                })
+            })?;
+        }
+        ApiKey::OffsetFetch => {
+            let mut topics = |w: &mut Walk<'a>, visit: Visit<'_, 'a>| match w.nullable_array()? {
+                None => {
+                    facts.all_topics = true;
+                    Ok(())
+                }
+                Some(n) => w.each(n, |w| {
+                    visit(topic(w.string()?));
+                    w.int32s() // partition_indexes
+                }),
+            };
+            if v <= 7 {
+                visit(Named::Group(w.string()?));
+                topics(w, visit)?;
+            } else {
+                w.structs(|w| {
+                    visit(Named::Group(w.string()?));
+                    if v >= 9 {
+                        w.nullable_string()?; // member_id
+                        w.skip(4)?; // member_epoch
+                    }
+                    topics(w, visit)
+                })?;
+            }
+            if v >= 7 {
+                w.skip(1)?; // require_stable
+            }
+        }
+        ApiKey::FindCoordinator => {
+            if v <= 3 {
+                let key = w.string()?;
+                let key_type = if v >= 1 { w.i8()? } else { 0 };
+                visit(Named::CoordinatorKey { key_type, key });
+            } else {
+                let key_type = w.i8()?;
+                w.strings(|key| visit(Named::CoordinatorKey { key_type, key }))?;
+            }
+        }
+        ApiKey::JoinGroup => {
+            visit(Named::Group(w.string()?));
+            w.skip(4)?; // session_timeout_ms
+            if v >= 1 {
+                w.skip(4)?; // rebalance_timeout_ms
+            }
+            w.string()?; // member_id
+            if v >= 5 {
+                w.nullable_string()?; // group_instance_id
+            }
+            w.string()?; // protocol_type
+            w.structs(|w| {
+                w.string()?; // name
+                w.bytes() // metadata
+            })?;
+            if v >= 8 {
+                w.nullable_string()?; // reason
+            }
+        }
+        ApiKey::Heartbeat => {
+            visit(Named::Group(w.string()?));
+            w.skip(4)?; // generation_id
+            w.string()?; // member_id
+            if v >= 3 {
+                w.nullable_string()?; // group_instance_id
+            }
+        }
+        ApiKey::LeaveGroup => {
+            visit(Named::Group(w.string()?));
+            if v <= 2 {
+                w.string()?; // member_id
+            } else {
+                w.structs(|w| {
+                    w.string()?; // member_id
+                    w.nullable_string()?; // group_instance_id
+                    if v >= 5 {
+                        w.nullable_string()?; // reason
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        ApiKey::SyncGroup => {
+            visit(Named::Group(w.string()?));
+            w.skip(4)?; // generation_id
+            w.string()?; // member_id
+            if v >= 3 {
+                w.nullable_string()?; // group_instance_id
+            }
+            if v >= 5 {
+                w.nullable_string()?; // protocol_type
+                w.nullable_string()?; // protocol_name
+            }
+            w.structs(|w| {
+                w.string()?; // member_id
+                w.bytes() // assignment
+            })?;
+        }
+        ApiKey::DescribeGroups => {
+            w.strings(|group| visit(Named::Group(group)))?;
+            if v >= 3 {
+                w.skip(1)?; // include_authorized_operations
+            }
+        }
+        ApiKey::CreateTopics => {
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.skip(4 + 2)?; // num_partitions, replication_factor
+                w.structs(|w| {
+                    w.skip(4)?; // partition_index
+                    w.int32s() // broker_ids
+                })?;
+                w.structs(|w| {
+                    w.string()?; // name
+                    w.nullable_string().map(drop) // value
+                })
+            })?;
+            w.skip(4 + 1)?; // timeout_ms, validate_only
+        }
+        ApiKey::DeleteTopics => {
+            if v >= 6 {
+                w.structs(|w| {
+                    let name = w.nullable_string()?;
+                    let id = w.uuid()?;
+                    visit(Named::Topic(name.map_or(TopicRef::Id(id), TopicRef::Name)));
+                    Ok(())
+                })?;
+            } else {
+                w.strings(|name| visit(topic(name)))?;
+            }
+            w.skip(4)?; // timeout_ms
+        }
+        ApiKey::DeleteRecords => {
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| w.skip(4 + 8))
+            })?;
+            w.skip(4)?; // timeout_ms
+        }
+        ApiKey::InitProducerId => {
+            if let Some(id) = w.nullable_string()? {
+                visit(Named::TransactionalId(id));
+            }
+            w.skip(4)?; // transaction_timeout_ms
+            if v >= 3 {
+                w.skip(8 + 2)?; // producer_id, producer_epoch
+            }
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            if v >= 3 {
+                w.skip(4)?; // replica_id
+            }
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| w.skip(4 + 4 + 4))
+            })?;
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let topics = |w: &mut Walk<'a>, visit: Visit<'_, 'a>| {
+                w.structs(|w| {
+                    visit(topic(w.string()?));
+                    w.int32s() // partitions
+                })
+            };
+            if v >= 4 {
+                w.structs(|w| {
+                    visit(Named::TransactionalId(w.string()?));
+                    w.skip(8 + 2 + 1)?; // producer_id, producer_epoch, verify_only
+                    topics(w, visit)
+                })?;
+            } else {
+                visit(Named::TransactionalId(w.string()?));
+                w.skip(8 + 2)?; // producer_id, producer_epoch
+                topics(w, visit)?;
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            visit(Named::TransactionalId(w.string()?));
+            w.skip(8 + 2)?; // producer_id, producer_epoch
+            visit(Named::Group(w.string()?));
+        }
+        ApiKey::EndTxn => {
+            visit(Named::TransactionalId(w.string()?));
+            w.skip(8 + 2 + 1)?; // producer_id, producer_epoch, committed
+        }
+        ApiKey::TxnOffsetCommit => {
+            visit(Named::TransactionalId(w.string()?));
+            visit(Named::Group(w.string()?));
+            w.skip(8 + 2)?; // producer_id, producer_epoch
+            if v >= 3 {
+                w.skip(4)?; // generation_id
+                w.string()?; // member_id
+                w.nullable_string()?; // group_instance_id
+            }
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| {
+                    w.skip(4 + 8 + if v >= 2 { 4 } else { 0 })?;
+                    w.nullable_string().map(drop) // committed_metadata
+                })
+            })?;
+        }
+        ApiKey::DescribeConfigs => {
+            w.structs(|w| {
+                let resource_type = w.i8()?;
+                visit(Named::ConfigResource { resource_type, name: w.string()? });
+                if let Some(n) = w.nullable_array()? {
+                    for _ in 0..n {
+                        w.string()?; // configuration_keys
+                    }
+                }
+                Ok(())
+            })?;
+            w.skip(1)?; // include_synonyms
+            if v >= 3 {
+                w.skip(1)?; // include_documentation
+            }
+        }
+        ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
+            let incremental = api_key == ApiKey::IncrementalAlterConfigs;
+            w.structs(|w| {
+                let resource_type = w.i8()?;
+                visit(Named::ConfigResource { resource_type, name: w.string()? });
+                w.structs(|w| {
+                    w.string()?; // name
+                    if incremental {
+                        w.skip(1)?; // config_operation
+                    }
+                    w.nullable_string().map(drop) // value
+                })
+            })?;
+            w.skip(1)?; // validate_only
+        }
+        ApiKey::CreatePartitions => {
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.skip(4)?; // count
+                match w.nullable_array()? {
+                    Some(n) => w.each(n, Walk::int32s), // assignments[].broker_ids
+                    None => Ok(()),
+                }
+            })?;
+            w.skip(4 + 1)?; // timeout_ms, validate_only
+        }
+        ApiKey::DeleteGroups => w.strings(|group| visit(Named::Group(group)))?,
+        ApiKey::OffsetDelete => {
+            visit(Named::Group(w.string()?));
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| w.skip(4))
+            })?;
+        }
+        ApiKey::DescribeProducers => {
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.int32s() // partition_indexes
+            })?;
+        }
+        ApiKey::DescribeTransactions => w.strings(|id| visit(Named::TransactionalId(id)))?,
+        ApiKey::ConsumerGroupHeartbeat => {
+            visit(Named::Group(w.string()?));
+            w.string()?; // member_id
+            w.skip(4)?; // member_epoch
+            w.nullable_string()?; // instance_id
+            w.nullable_string()?; // rack_id
+            w.skip(4)?; // rebalance_timeout_ms
+            if let Some(n) = w.nullable_array()? {
+                for _ in 0..n {
+                    visit(topic(w.string()?)); // subscribed_topic_names
+                }
+            }
+            if v >= 1 {
+                w.nullable_string()?; // subscribed_topic_regex
+            }
+            w.nullable_string()?; // server_assignor
+            if let Some(n) = w.nullable_array()? {
+                w.each(n, |w| {
+                    w.skip(16)?; // topic_id
+                    w.int32s() // partitions
+                })?;
+            }
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            w.strings(|group| visit(Named::Group(group)))?;
+            w.skip(1)?; // include_authorized_operations
+        }
+        ApiKey::DescribeTopicPartitions => {
+            let n = w.array()?;
+            facts.all_topics = n == 0;
+            w.each(n, |w| {
+                visit(topic(w.string()?));
+                Ok(())
+            })?;
+            w.skip(4)?; // response_partition_limit
+                        // cursor: a nullable struct, present when the marker byte is 1.
+            if w.i8()? == 1 {
+                w.string()?; // topic_name
+                w.skip(4)?; // partition_index
+                w.tags()?;
+            }
+        }
+        _ => return Err(w.c.err("not a request this module reads")),
+    }
+    w.tags()?;
+    Ok(facts)
+}
+
+/// Fetch: its tagged fields are checked, not only skipped, since the decoder reads the known
+/// ones from the stream without regard for their declared size: a size that disagrees with the
+/// field would shift every field after it.
+fn fetch<'a>(w: &mut Walk<'a>, v: i16, visit: Visit<'_, 'a>) -> Result<(), ScanError> {
+    if v <= 14 {
+        w.skip(4)?; // replica_id
+    }
+    w.skip(4 + 4 + 4 + 1)?; // max_wait_ms, min_bytes, max_bytes, isolation_level
+    if v >= 7 {
+        w.skip(4 + 4)?; // session_id, session_epoch
+    }
+    let flexible = w.flexible;
+    let topics = w.array()?;
+    for _ in 0..topics {
+        visit(Named::Topic(if v >= 13 { TopicRef::Id(w.uuid()?) } else { TopicRef::Name(w.string()?) }));
+        let partitions = w.array()?;
+        for _ in 0..partitions {
+            w.skip(4)?; // partition
+            if v >= 9 {
+                w.skip(4)?; // current_leader_epoch
+            }
+            w.skip(8)?; // fetch_offset
+            if v >= 12 {
+                w.skip(4)?; // last_fetched_epoch
+            }
+            if v >= 5 {
+                w.skip(8)?; // log_start_offset
+            }
+            w.skip(4)?; // partition_max_bytes
+            if flexible {
+                w.checked_tags(|tag, value| match tag {
+                    0 if v >= 17 => exact(value.len() == 16), // replica_directory_id
+                    1 if v >= 18 => exact(value.len() == 8),  // high_watermark
+                    0 | 1 => Err("tag not valid at this version"),
+                    _ => Ok(()),
+                })?;
+            }
+        }
+        w.tags()?;
+    }
+    if v >= 7 {
+        w.structs(|w| {
+            if v <= 12 {
+                w.string()?; // topic
+            } else {
+                w.skip(16)?; // topic_id
+            }
+            w.int32s() // partitions
+        })?;
+    }
+    if v >= 11 {
+        w.string()?; // rack_id
+    }
+    if flexible {
+        w.checked_tags(|tag, value| {
+            let mut c = Cursor::new(value, "Fetch request", v);
+            let parsed = match tag {
+                0 => c.nullable_string(true).map(drop), // cluster_id
+                // replica_state: replica_id, replica_epoch, its own tagged fields
+                1 if v >= 15 => c.take(4 + 8).and_then(|_| c.skip_tagged_fields()),
+                1 => return Err("tag not valid at this version"),
+                _ => return Ok(()),
+            };
+            exact(parsed.is_ok() && c.pos() == value.len())
+        })?;
+    }
+    Ok(())
+}
+
+fn exact(ok: bool) -> Result<(), &'static str> {
+    ok.then_some(()).ok_or("tagged field size disagrees with its field")
+}
+
+/// A [`Cursor`] that knows the body length (for nullable arrays) and whether the version is
+/// flexible.
+struct Walk<'a> {
+    c: Cursor<'a>,
+    len: usize,
+    flexible: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn skip(&mut self, n: usize) -> Result<(), ScanError> {
+        self.c.take(n).map(drop)
+    }
+
+    fn i8(&mut self) -> Result<i8, ScanError> {
+        Ok(self.c.take(1)?[0] as i8)
+    }
+
+    fn bool(&mut self) -> Result<bool, ScanError> {
+        Ok(self.i8()? != 0)
+    }
+
+    fn uuid(&mut self) -> Result<[u8; 16], ScanError> {
+        self.c.uuid()
+    }
+
+    fn nullable_string(&mut self) -> Result<Option<&'a str>, ScanError> {
+        self.c.nullable_string(self.flexible)
+    }
+
+    fn string(&mut self) -> Result<&'a str, ScanError> {
+        self.nullable_string()?.ok_or_else(|| self.c.err("null string"))
+    }
+
+    fn bytes(&mut self) -> Result<(), ScanError> {
+        match self.c.nullable_bytes(self.flexible)? {
+            Some(_) => Ok(()),
+            None => Err(self.c.err("null bytes")),
+        }
+    }
+
+    /// An array's element count, or None for a null array; like [`Cursor::array_len`], never
+    /// more elements than bytes left.
+    fn nullable_array(&mut self) -> Result<Option<usize>, ScanError> {
+        match self.c.length(self.flexible, false)? {
+            Some(n) if n > self.len - self.c.pos() => Err(self.c.err("array longer than the message")),
+            n => Ok(n),
+        }
+    }
+
+    fn array(&mut self) -> Result<usize, ScanError> {
+        self.nullable_array()?.ok_or_else(|| self.c.err("null array"))
+    }
+
+    fn int32s(&mut self) -> Result<(), ScanError> {
+        let n = self.array()?;
+        self.skip(n.saturating_mul(4))
+    }
+
+    fn strings(&mut self, mut each: impl FnMut(&'a str)) -> Result<(), ScanError> {
+        for _ in 0..self.array()? {
+            each(self.string()?);
+        }
+        Ok(())
+    }
+
+    /// `n` structs, each followed by its tagged fields in flexible versions.
+    fn each(&mut self, n: usize, mut each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
+        for _ in 0..n {
+            each(self)?;
+            self.tags()?;
+        }
+        Ok(())
+    }
+
+    fn structs(&mut self, each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
+        let n = self.array()?;
+        self.each(n, each)
+    }
+
+    fn tags(&mut self) -> Result<(), ScanError> {
+        if self.flexible {
+            self.c.skip_tagged_fields()?;
+        }
+        Ok(())
+    }
+
+    /// Tagged fields, each value handed to `check` (which may refuse it).
+    fn checked_tags(
+        &mut self,
+        mut check: impl FnMut(u32, &'a [u8]) -> Result<(), &'static str>,
+    ) -> Result<(), ScanError> {
+        let count = self.c.uvarint()?;
+        for _ in 0..count {
+            let tag = self.c.uvarint()?;
+            let size = self.c.uvarint()? as usize;
+            let value = self.c.take(size)?;
+            check(tag, value).map_err(|what| self.c.err(what))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::{self as m, BrokerId, GroupId, TopicName, TransactionalId};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use uuid::Uuid;
+
+    fn s(x: &'static str) -> StrBytes {
+        StrBytes::from_static_str(x)
+    }
+    fn tn(x: &'static str) -> TopicName {
+        TopicName(s(x))
+    }
+    fn gid(x: &'static str) -> GroupId {
+        GroupId(s(x))
+    }
+    fn xid(x: &'static str) -> TransactionalId {
+        TransactionalId(s(x))
+    }
+    fn id(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+    fn t(name: &'static str) -> Named<'static> {
+        Named::Topic(TopicRef::Name(name))
+    }
+    fn ti(n: u8) -> Named<'static> {
+        Named::Topic(TopicRef::Id([n; 16]))
+    }
+    fn g(name: &'static str) -> Named<'static> {
+        Named::Group(name)
+    }
+    fn x(name: &'static str) -> Named<'static> {
+        Named::TransactionalId(name)
+    }
+    fn facts(all_topics: bool, allow_auto_topic_creation: bool) -> RequestFacts {
+        RequestFacts { all_topics, allow_auto_topic_creation }
+    }
+    const NONE: RequestFacts = RequestFacts { all_topics: false, allow_auto_topic_creation: false };
+    fn unknown_tag() -> std::collections::BTreeMap<i32, Bytes> {
+        [(42, Bytes::from_static(b"??"))].into()
+    }
+
+    /// A request body and what the walker must find in it.
+    struct Built {
+        body: Vec<u8>,
+        names: Vec<Named<'static>>,
+        facts: RequestFacts,
+    }
+
+    fn built(req: impl Encodable, v: i16, names: Vec<Named<'static>>, facts: RequestFacts) -> Built {
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+        Built { body: buf.to_vec(), names, facts }
+    }
+
+    struct Case {
+        key: ApiKey,
+        versions: VersionRange,
+        build: fn(i16) -> Vec<Built>,
+        decodes: Decodes,
+    }
+
+    /// Whether the reference decoder reads all of a body at a version.
+    type Decodes = fn(&[u8], i16) -> bool;
+
+    fn case<R: Message + Decodable>(key: ApiKey, build: fn(i16) -> Vec<Built>) -> Case {
+        fn decodes<R: Decodable>(body: &[u8], v: i16) -> bool {
+            let mut buf = Bytes::copy_from_slice(body);
+            R::decode(&mut buf, v).is_ok() && buf.is_empty()
+        }
+        Case { key, versions: R::VERSIONS, build, decodes: decodes::<R> }
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![
+            case::<m::FetchRequest>(ApiKey::Fetch, fetch),
+            case::<m::ListOffsetsRequest>(ApiKey::ListOffsets, list_offsets),
+            case::<m::MetadataRequest>(ApiKey::Metadata, metadata),
+            case::<m::OffsetCommitRequest>(ApiKey::OffsetCommit, offset_commit),
+            case::<m::OffsetFetchRequest>(ApiKey::OffsetFetch, offset_fetch),
+            case::<m::FindCoordinatorRequest>(ApiKey::FindCoordinator, find_coordinator),
+            case::<m::JoinGroupRequest>(ApiKey::JoinGroup, join_group),
+            case::<m::HeartbeatRequest>(ApiKey::Heartbeat, heartbeat),
+            case::<m::LeaveGroupRequest>(ApiKey::LeaveGroup, leave_group),
+            case::<m::SyncGroupRequest>(ApiKey::SyncGroup, sync_group),
+            case::<m::DescribeGroupsRequest>(ApiKey::DescribeGroups, describe_groups),
+            case::<m::CreateTopicsRequest>(ApiKey::CreateTopics, create_topics),
+            case::<m::DeleteTopicsRequest>(ApiKey::DeleteTopics, delete_topics),
+            case::<m::DeleteRecordsRequest>(ApiKey::DeleteRecords, delete_records),
+            case::<m::InitProducerIdRequest>(ApiKey::InitProducerId, init_producer_id),
+            case::<m::OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch),
+            case::<m::AddPartitionsToTxnRequest>(ApiKey::AddPartitionsToTxn, add_partitions_to_txn),
+            case::<m::AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn, add_offsets_to_txn),
+            case::<m::EndTxnRequest>(ApiKey::EndTxn, end_txn),
+            case::<m::TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit, txn_offset_commit),
+            case::<m::DescribeConfigsRequest>(ApiKey::DescribeConfigs, describe_configs),
+            case::<m::AlterConfigsRequest>(ApiKey::AlterConfigs, alter_configs),
+            case::<m::CreatePartitionsRequest>(ApiKey::CreatePartitions, create_partitions),
+            case::<m::DeleteGroupsRequest>(ApiKey::DeleteGroups, delete_groups),
+            case::<m::IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
+            case::<m::OffsetDeleteRequest>(ApiKey::OffsetDelete, offset_delete),
+            case::<m::DescribeProducersRequest>(ApiKey::DescribeProducers, describe_producers),
+            case::<m::DescribeTransactionsRequest>(ApiKey::DescribeTransactions, describe_transactions),
+            case::<m::ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat),
+            case::<m::ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe, consumer_group_describe),
+            case::<m::DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions, describe_topic_partitions),
+        ]
+    }
+
+    /// Every (case, version, body) the table yields.
+    fn all_bodies() -> Vec<(ApiKey, i16, Decodes, Built)> {
+        let mut out = Vec::new();
+        for case in cases() {
+            for v in case.versions.min..=case.versions.max {
+                for b in (case.build)(v) {
+                    out.push((case.key, v, case.decodes, b));
+                }
+            }
+        }
+        out
+    }
+
+    fn scan(body: &[u8], key: ApiKey, v: i16) -> Result<(Vec<Named<'_>>, Option<RequestFacts>), ScanError> {
+        let mut seen = Vec::new();
+        let facts = scan_request_resources(body, key, v, |n| seen.push(n))?;
+        Ok((seen, facts))
+    }
+
+    fn fetch(v: i16) -> Vec<Built> {
+        use m::fetch_request::*;
+        let partition = |p: i32| {
+            let mut x = FetchPartition::default()
+                .with_partition(p)
+                .with_current_leader_epoch(3)
+                .with_fetch_offset(100)
+                .with_log_start_offset(5)
+                .with_partition_max_bytes(1 << 20);
+            if v >= 12 {
+                x = x.with_last_fetched_epoch(2).with_unknown_tagged_fields(unknown_tag());
+            }
+            if v >= 17 {
+                x = x.with_replica_directory_id(id(9));
+            }
+            if v >= 18 {
+                x = x.with_high_watermark(77);
+            }
+            x
+        };
+        let topic = |name, n, parts: &[i32]| {
+            FetchTopic::default()
+                .with_topic(tn(name))
+                .with_topic_id(id(n))
+                .with_partitions(parts.iter().copied().map(partition).collect())
+        };
+        let mut r = FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(1)
+            .with_topics(vec![topic("orders", 1, &[0, 1]), topic("audit", 2, &[4])]);
+        if v >= 7 {
+            r = r.with_session_id(3).with_session_epoch(1).with_forgotten_topics_data(vec![ForgottenTopic::default()
+                .with_topic(tn("old"))
+                .with_topic_id(id(3))
+                .with_partitions(vec![0, 2])]);
+        }
+        if v >= 11 {
+            r = r.with_rack_id(s("rack-a"));
+        }
+        if v >= 12 {
+            r = r.with_cluster_id(Some(s("cluster")));
+        }
+        if v >= 15 {
+            r = r.with_replica_state(ReplicaState::default().with_replica_id(BrokerId(7)).with_replica_epoch(4));
+        }
+        let names = if v >= 13 { vec![ti(1), ti(2)] } else { vec![t("orders"), t("audit")] };
+        vec![built(r, v, names, NONE)]
+    }
+
+    fn list_offsets(v: i16) -> Vec<Built> {
+        use m::list_offsets_request::*;
+        let partition = |p| {
+            let x =
+                ListOffsetsPartition::default().with_partition_index(p).with_current_leader_epoch(4).with_timestamp(-1);
+            if v >= 6 {
+                x.with_unknown_tagged_fields(unknown_tag())
+            } else {
+                x
+            }
+        };
+        let topic = |name, parts: &[i32]| {
+            ListOffsetsTopic::default()
+                .with_name(tn(name))
+                .with_partitions(parts.iter().copied().map(partition).collect())
+        };
+        let r = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(if v >= 2 { 1 } else { 0 })
+            .with_topics(vec![topic("orders", &[0, 1]), topic("audit", &[2])])
+            .with_timeout_ms(1000);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn metadata(v: i16) -> Vec<Built> {
+        use m::metadata_request::*;
+        let mut topics = vec![MetadataRequestTopic::default().with_name(Some(tn("orders")))];
+        let mut names = vec![t("orders")];
+        if v >= 10 {
+            topics.push(MetadataRequestTopic::default().with_name(None).with_topic_id(id(2)));
+            topics.push(MetadataRequestTopic::default().with_name(Some(tn("both"))).with_topic_id(id(3)));
+            names.extend([ti(2), t("both")]);
+        } else {
+            topics.push(MetadataRequestTopic::default().with_name(Some(tn("audit"))));
+            names.push(t("audit"));
+        }
+        let base = |topics| {
+            let mut r = MetadataRequest::default().with_topics(topics).with_allow_auto_topic_creation(v < 4);
+            if (8..=10).contains(&v) {
+                r = r.with_include_cluster_authorized_operations(true);
+            }
+            if v >= 8 {
+                r = r.with_include_topic_authorized_operations(true);
+            }
+            r
+        };
+        let auto = v < 4;
+        let mut out = vec![built(base(Some(topics)), v, names, facts(false, auto))];
+        if v == 0 {
+            out.push(built(base(Some(vec![])), v, vec![], facts(true, auto)));
+        } else {
+            out.push(built(base(None), v, vec![], facts(true, auto)));
+            out.push(built(base(Some(vec![])), v, vec![], facts(false, auto)));
+        }
+        out
+    }
+
+    fn offset_commit(v: i16) -> Vec<Built> {
+        use m::offset_commit_request::*;
+        let partition = |p, meta: Option<&'static str>| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(100)
+                .with_committed_leader_epoch(2)
+                .with_committed_metadata(meta.map(s))
+        };
+        let mut r = OffsetCommitRequest::default()
+            .with_group_id(gid("grp"))
+            .with_generation_id_or_member_epoch(3)
+            .with_member_id(s("member"))
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(tn("orders"))
+                    .with_partitions(vec![partition(0, Some("meta")), partition(1, None)]),
+                OffsetCommitRequestTopic::default()
+                    .with_name(tn("audit"))
+                    .with_partitions(vec![partition(2, Some(""))]),
+            ]);
+        if v >= 7 {
+            r = r.with_group_instance_id(Some(s("instance")));
+        }
+        vec![built(r, v, vec![g("grp"), t("orders"), t("audit")], NONE)]
+    }
+
+    fn offset_fetch(v: i16) -> Vec<Built> {
+        use m::offset_fetch_request::*;
+        if v <= 7 {
+            let topic = |name, parts: Vec<i32>| {
+                OffsetFetchRequestTopic::default().with_name(tn(name)).with_partition_indexes(parts)
+            };
+            let base = |topics| {
+                OffsetFetchRequest::default().with_group_id(gid("grp")).with_topics(topics).with_require_stable(v >= 7)
+            };
+            let mut out = vec![built(
+                base(Some(vec![topic("orders", vec![0, 1]), topic("audit", vec![2])])),
+                v,
+                vec![g("grp"), t("orders"), t("audit")],
+                NONE,
+            )];
+            if v >= 2 {
+                out.push(built(base(None), v, vec![g("grp")], facts(true, false)));
+            }
+            return out;
+        }
+        let topic = |name, parts: Vec<i32>| {
+            OffsetFetchRequestTopics::default().with_name(tn(name)).with_partition_indexes(parts)
+        };
+        let group = |name, topics| {
+            let x = OffsetFetchRequestGroup::default().with_group_id(gid(name)).with_topics(topics);
+            if v >= 9 {
+                x.with_member_id(Some(s("member"))).with_member_epoch(3)
+            } else {
+                x
+            }
+        };
+        let base = |groups| OffsetFetchRequest::default().with_groups(groups).with_require_stable(true);
+        vec![
+            built(
+                base(vec![
+                    group("grp-1", Some(vec![topic("orders", vec![0, 1]), topic("audit", vec![])])),
+                    group("grp-2", Some(vec![topic("payments", vec![3])])),
+                ]),
+                v,
+                vec![g("grp-1"), t("orders"), t("audit"), g("grp-2"), t("payments")],
+                NONE,
+            ),
+            built(
+                base(vec![group("grp-1", None), group("grp-2", Some(vec![topic("orders", vec![0])]))]),
+                v,
+                vec![g("grp-1"), g("grp-2"), t("orders")],
+                facts(true, false),
+            ),
+        ]
+    }
+
+    fn find_coordinator(v: i16) -> Vec<Built> {
+        let r = m::FindCoordinatorRequest::default();
+        if v <= 3 {
+            let key_type = if v >= 1 { 1 } else { 0 };
+            let r = r.with_key(s("tx-1")).with_key_type(key_type);
+            vec![built(r, v, vec![Named::CoordinatorKey { key_type, key: "tx-1" }], NONE)]
+        } else {
+            let r = r.with_key_type(1).with_coordinator_keys(vec![s("tx-1"), s("tx-2")]);
+            let names = vec![
+                Named::CoordinatorKey { key_type: 1, key: "tx-1" },
+                Named::CoordinatorKey { key_type: 1, key: "tx-2" },
+            ];
+            vec![built(r, v, names, NONE)]
+        }
+    }
+
+    fn join_group(v: i16) -> Vec<Built> {
+        use m::join_group_request::*;
+        let protocol =
+            |name, meta| JoinGroupRequestProtocol::default().with_name(s(name)).with_metadata(Bytes::from_static(meta));
+        let mut r = m::JoinGroupRequest::default()
+            .with_group_id(gid("grp"))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(s("member"))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![protocol("range", b"\x00\x01meta"), protocol("cooperative-sticky", b"")]);
+        if v >= 5 {
+            r = r.with_group_instance_id(Some(s("instance")));
+        }
+        if v >= 8 {
+            r = r.with_reason(Some(s("because")));
+        }
+        vec![built(r, v, vec![g("grp")], NONE)]
+    }
+
+    fn heartbeat(v: i16) -> Vec<Built> {
+        let mut r =
+            m::HeartbeatRequest::default().with_group_id(gid("grp")).with_generation_id(3).with_member_id(s("m"));
+        if v >= 3 {
+            r = r.with_group_instance_id(Some(s("instance")));
+        }
+        vec![built(r, v, vec![g("grp")], NONE)]
+    }
+
+    fn leave_group(v: i16) -> Vec<Built> {
+        use m::leave_group_request::*;
+        let mut r = LeaveGroupRequest::default().with_group_id(gid("grp"));
+        if v <= 2 {
+            r = r.with_member_id(s("m"));
+        } else {
+            let member = |id, instance: Option<&'static str>| {
+                let x = MemberIdentity::default().with_member_id(s(id)).with_group_instance_id(instance.map(s));
+                if v >= 5 {
+                    x.with_reason(Some(s("bye")))
+                } else {
+                    x
+                }
+            };
+            r = r.with_members(vec![member("m-1", Some("i-1")), member("m-2", None)]);
+        }
+        vec![built(r, v, vec![g("grp")], NONE)]
+    }
+
+    fn sync_group(v: i16) -> Vec<Built> {
+        use m::sync_group_request::*;
+        let assignment =
+            |id, a| SyncGroupRequestAssignment::default().with_member_id(s(id)).with_assignment(Bytes::from_static(a));
+        let mut r = SyncGroupRequest::default()
+            .with_group_id(gid("grp"))
+            .with_generation_id(3)
+            .with_member_id(s("m-1"))
+            .with_assignments(vec![assignment("m-1", b"assignment"), assignment("m-2", b"")]);
+        if v >= 3 {
+            r = r.with_group_instance_id(Some(s("instance")));
+        }
+        if v >= 5 {
+            r = r.with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
+        }
+        vec![built(r, v, vec![g("grp")], NONE)]
+    }
+
+    fn describe_groups(v: i16) -> Vec<Built> {
+        let r = m::DescribeGroupsRequest::default()
+            .with_groups(vec![gid("grp-1"), gid("grp-2")])
+            .with_include_authorized_operations(v >= 3);
+        vec![built(r, v, vec![g("grp-1"), g("grp-2")], NONE)]
+    }
+
+    fn create_topics(v: i16) -> Vec<Built> {
+        use m::create_topics_request::*;
+        let assignment = |p, brokers: &[i32]| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+        };
+        let config = |name, value: Option<&'static str>| {
+            CreatableTopicConfig::default().with_name(s(name)).with_value(value.map(s))
+        };
+        let r = CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(tn("orders"))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![assignment(0, &[1, 2]), assignment(1, &[2, 3])])
+                    .with_configs(vec![config("cleanup.policy", Some("compact")), config("retention.ms", None)]),
+                CreatableTopic::default().with_name(tn("audit")).with_num_partitions(3).with_replication_factor(2),
+            ])
+            .with_timeout_ms(1000)
+            .with_validate_only(true);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn delete_topics(v: i16) -> Vec<Built> {
+        use m::delete_topics_request::*;
+        let r = DeleteTopicsRequest::default().with_timeout_ms(1000);
+        if v >= 6 {
+            let state = |name: Option<&'static str>, n| {
+                DeleteTopicState::default().with_name(name.map(tn)).with_topic_id(id(n))
+            };
+            let r = r.with_topics(vec![state(Some("orders"), 0), state(None, 2), state(Some("both"), 3)]);
+            vec![built(r, v, vec![t("orders"), ti(2), t("both")], NONE)]
+        } else {
+            let r = r.with_topic_names(vec![tn("orders"), tn("audit")]);
+            vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+        }
+    }
+
+    fn delete_records(v: i16) -> Vec<Built> {
+        use m::delete_records_request::*;
+        let partition = |p, o| DeleteRecordsPartition::default().with_partition_index(p).with_offset(o);
+        let r = DeleteRecordsRequest::default()
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(tn("orders"))
+                    .with_partitions(vec![partition(0, 100), partition(1, -1)]),
+                DeleteRecordsTopic::default().with_name(tn("audit")).with_partitions(vec![partition(0, 5)]),
+            ])
+            .with_timeout_ms(1000);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn init_producer_id(v: i16) -> Vec<Built> {
+        let base = |tx: Option<&'static str>| {
+            let r = m::InitProducerIdRequest::default()
+                .with_transactional_id(tx.map(xid))
+                .with_transaction_timeout_ms(60_000);
+            if v >= 3 {
+                r.with_producer_id(5.into()).with_producer_epoch(1)
+            } else {
+                r
+            }
+        };
+        vec![built(base(Some("tx-1")), v, vec![x("tx-1")], NONE), built(base(None), v, vec![], NONE)]
+    }
+
+    fn offset_for_leader_epoch(v: i16) -> Vec<Built> {
+        use m::offset_for_leader_epoch_request::*;
+        let partition =
+            |p| OffsetForLeaderPartition::default().with_partition(p).with_current_leader_epoch(3).with_leader_epoch(2);
+        let mut r = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default().with_topic(tn("orders")).with_partitions(vec![partition(0), partition(1)]),
+            OffsetForLeaderTopic::default().with_topic(tn("audit")).with_partitions(vec![partition(2)]),
+        ]);
+        if v >= 3 {
+            r = r.with_replica_id(BrokerId(-1));
+        }
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn add_partitions_to_txn(v: i16) -> Vec<Built> {
+        use m::add_partitions_to_txn_request::*;
+        let topic =
+            |name, parts: Vec<i32>| AddPartitionsToTxnTopic::default().with_name(tn(name)).with_partitions(parts);
+        if v <= 3 {
+            let r = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(xid("tx-1"))
+                .with_v3_and_below_producer_id(5.into())
+                .with_v3_and_below_producer_epoch(1)
+                .with_v3_and_below_topics(vec![topic("orders", vec![0, 1]), topic("audit", vec![2])]);
+            return vec![built(r, v, vec![x("tx-1"), t("orders"), t("audit")], NONE)];
+        }
+        let txn = |tx, topics| {
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(xid(tx))
+                .with_producer_id(5.into())
+                .with_producer_epoch(1)
+                .with_verify_only(true)
+                .with_topics(topics)
+        };
+        let r = AddPartitionsToTxnRequest::default().with_transactions(vec![
+            txn("tx-1", vec![topic("orders", vec![0])]),
+            txn("tx-2", vec![topic("audit", vec![1, 2]), topic("payments", vec![])]),
+        ]);
+        vec![built(r, v, vec![x("tx-1"), t("orders"), x("tx-2"), t("audit"), t("payments")], NONE)]
+    }
+
+    fn add_offsets_to_txn(v: i16) -> Vec<Built> {
+        let r = m::AddOffsetsToTxnRequest::default()
+            .with_transactional_id(xid("tx-1"))
+            .with_producer_id(5.into())
+            .with_producer_epoch(1)
+            .with_group_id(gid("grp"));
+        vec![built(r, v, vec![x("tx-1"), g("grp")], NONE)]
+    }
+
+    fn end_txn(v: i16) -> Vec<Built> {
+        let r = m::EndTxnRequest::default()
+            .with_transactional_id(xid("tx-1"))
+            .with_producer_id(5.into())
+            .with_producer_epoch(1)
+            .with_committed(true);
+        vec![built(r, v, vec![x("tx-1")], NONE)]
+    }
+
+    fn txn_offset_commit(v: i16) -> Vec<Built> {
+        use m::txn_offset_commit_request::*;
+        let partition = |p, meta: Option<&'static str>| {
+            TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(10)
+                .with_committed_leader_epoch(2)
+                .with_committed_metadata(meta.map(s))
+        };
+        let mut r = TxnOffsetCommitRequest::default()
+            .with_transactional_id(xid("tx-1"))
+            .with_group_id(gid("grp"))
+            .with_producer_id(5.into())
+            .with_producer_epoch(1)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(tn("orders"))
+                    .with_partitions(vec![partition(0, Some("meta")), partition(1, None)]),
+                TxnOffsetCommitRequestTopic::default().with_name(tn("audit")).with_partitions(vec![partition(2, None)]),
+            ]);
+        if v >= 3 {
+            r = r.with_generation_id(3).with_member_id(s("member")).with_group_instance_id(Some(s("instance")));
+        }
+        vec![built(r, v, vec![x("tx-1"), g("grp"), t("orders"), t("audit")], NONE)]
+    }
+
+    fn config_resource(resource_type: i8, name: &'static str) -> Named<'static> {
+        Named::ConfigResource { resource_type, name }
+    }
+
+    fn describe_configs(v: i16) -> Vec<Built> {
+        use m::describe_configs_request::*;
+        let r = DescribeConfigsRequest::default()
+            .with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_configuration_keys(Some(vec![s("retention.ms"), s("cleanup.policy")])),
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1"))
+                    .with_configuration_keys(None),
+            ])
+            .with_include_synonyms(true)
+            .with_include_documentation(v >= 3);
+        vec![built(r, v, vec![config_resource(2, "orders"), config_resource(4, "1")], NONE)]
+    }
+
+    fn alter_configs(v: i16) -> Vec<Built> {
+        use m::alter_configs_request::*;
+        let config =
+            |name, value: Option<&'static str>| AlterableConfig::default().with_name(s(name)).with_value(value.map(s));
+        let r = AlterConfigsRequest::default()
+            .with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_configs(vec![config("retention.ms", Some("1000")), config("cleanup.policy", None)]),
+                AlterConfigsResource::default()
+                    .with_resource_type(32)
+                    .with_resource_name(s("grp"))
+                    .with_configs(vec![config("x", Some("y"))]),
+            ])
+            .with_validate_only(true);
+        vec![built(r, v, vec![config_resource(2, "orders"), config_resource(32, "grp")], NONE)]
+    }
+
+    fn incremental_alter_configs(v: i16) -> Vec<Built> {
+        use m::incremental_alter_configs_request::*;
+        let config = |name, op, value: Option<&'static str>| {
+            AlterableConfig::default().with_name(s(name)).with_config_operation(op).with_value(value.map(s))
+        };
+        let r = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_configs(vec![config("retention.ms", 0, Some("1000")), config("cleanup.policy", 1, None)]),
+                AlterConfigsResource::default().with_resource_type(8).with_resource_name(s("1")),
+            ])
+            .with_validate_only(true);
+        vec![built(r, v, vec![config_resource(2, "orders"), config_resource(8, "1")], NONE)]
+    }
+
+    fn create_partitions(v: i16) -> Vec<Built> {
+        use m::create_partitions_request::*;
+        let assignment = |brokers: &[i32]| {
+            CreatePartitionsAssignment::default().with_broker_ids(brokers.iter().copied().map(BrokerId).collect())
+        };
+        let r = CreatePartitionsRequest::default()
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(tn("orders"))
+                    .with_count(6)
+                    .with_assignments(Some(vec![assignment(&[1, 2]), assignment(&[2, 3])])),
+                CreatePartitionsTopic::default().with_name(tn("audit")).with_count(3).with_assignments(None),
+            ])
+            .with_timeout_ms(1000)
+            .with_validate_only(true);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn delete_groups(v: i16) -> Vec<Built> {
+        let r = m::DeleteGroupsRequest::default().with_groups_names(vec![gid("grp-1"), gid("grp-2")]);
+        vec![built(r, v, vec![g("grp-1"), g("grp-2")], NONE)]
+    }
+
+    fn offset_delete(v: i16) -> Vec<Built> {
+        use m::offset_delete_request::*;
+        let partition = |p| OffsetDeleteRequestPartition::default().with_partition_index(p);
+        let r = OffsetDeleteRequest::default().with_group_id(gid("grp")).with_topics(vec![
+            OffsetDeleteRequestTopic::default()
+                .with_name(tn("orders"))
+                .with_partitions(vec![partition(0), partition(1)]),
+            OffsetDeleteRequestTopic::default().with_name(tn("audit")).with_partitions(vec![partition(2)]),
+        ]);
+        vec![built(r, v, vec![g("grp"), t("orders"), t("audit")], NONE)]
+    }
+
+    fn describe_producers(v: i16) -> Vec<Built> {
+        use m::describe_producers_request::*;
+        let r = DescribeProducersRequest::default().with_topics(vec![
+            TopicRequest::default().with_name(tn("orders")).with_partition_indexes(vec![0, 1]),
+            TopicRequest::default().with_name(tn("audit")).with_partition_indexes(vec![2]),
+        ]);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE)]
+    }
+
+    fn describe_transactions(v: i16) -> Vec<Built> {
+        let r = m::DescribeTransactionsRequest::default().with_transactional_ids(vec![xid("tx-1"), xid("tx-2")]);
+        vec![built(r, v, vec![x("tx-1"), x("tx-2")], NONE)]
+    }
+
+    fn consumer_group_heartbeat(v: i16) -> Vec<Built> {
+        use m::consumer_group_heartbeat_request::*;
+        let base = m::ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(gid("grp"))
+            .with_member_id(s("member"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000);
+        let mut full = base
+            .clone()
+            .with_instance_id(Some(s("instance")))
+            .with_rack_id(Some(s("rack")))
+            .with_subscribed_topic_names(Some(vec![tn("orders"), tn("audit")]))
+            .with_server_assignor(Some(s("uniform")))
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default().with_topic_id(id(1)).with_partitions(vec![0, 1]),
+                TopicPartitions::default().with_topic_id(id(2)),
+            ]));
+        if v >= 1 {
+            full = full.with_subscribed_topic_regex(Some(s("pay.*")));
+        }
+        vec![built(full, v, vec![g("grp"), t("orders"), t("audit")], NONE), built(base, v, vec![g("grp")], NONE)]
+    }
+
+    fn consumer_group_describe(v: i16) -> Vec<Built> {
+        let r = m::ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![gid("grp-1"), gid("grp-2")])
+            .with_include_authorized_operations(true);
+        vec![built(r, v, vec![g("grp-1"), g("grp-2")], NONE)]
+    }
+
+    fn describe_topic_partitions(v: i16) -> Vec<Built> {
+        use m::describe_topic_partitions_request::*;
+        let r = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                TopicRequest::default().with_name(tn("orders")),
+                TopicRequest::default().with_name(tn("audit")),
+            ])
+            .with_response_partition_limit(100)
+            .with_cursor(Some(Cursor::default().with_topic_name(tn("orders")).with_partition_index(3)));
+        let all = DescribeTopicPartitionsRequest::default().with_response_partition_limit(100);
+        vec![built(r, v, vec![t("orders"), t("audit")], NONE), built(all, v, vec![], facts(true, false))]
+    }
+
+    #[test]
+    fn names_and_facts_agree_with_the_reference_encoder_at_every_version() {
+        let mut walked = 0;
+        for case in cases() {
+            assert_eq!(request_schema(case.key).map(|(_, r)| r), Some(case.versions), "{:?}", case.key);
+            for v in case.versions.min..=case.versions.max {
+                for b in (case.build)(v) {
+                    let what = format!("{:?} v{v} {:02x?}", case.key, b.body);
+                    assert!((case.decodes)(&b.body, v), "{what}: the reference decoder refuses its own encoding");
+                    let (names, facts) = scan(&b.body, case.key, v).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(names, b.names, "{what}");
+                    assert_eq!(facts, Some(b.facts), "{what}");
+                    walked += 1;
+
+                    // Trailing garbage means the sender's schema is not ours.
+                    let mut longer = b.body.clone();
+                    longer.push(0);
+                    assert_eq!(scan(&longer, case.key, v).unwrap_err().what, "trailing bytes", "{what}");
+
+                    // An unknown top-level tagged field (the body ends with an empty tag section;
+                    // Fetch sets known top-level tags, so is left out) is skipped.
+                    let flexible = case.key.request_header_version(v) >= 2;
+                    if flexible && case.key != ApiKey::Fetch {
+                        let mut tagged = b.body.clone();
+                        assert_eq!(tagged.pop(), Some(0), "{what}");
+                        tagged.extend([1, 99, 2, 0xab, 0xcd]);
+                        assert!((case.decodes)(&tagged, v), "{what}");
+                        let (names, _) = scan(&tagged, case.key, v).unwrap_or_else(|e| panic!("{what}: {e}"));
+                        assert_eq!(names, b.names, "{what}");
+                    }
+                }
+            }
+        }
+        assert!(walked > 150, "{walked}");
+    }
+
+    #[test]
+    fn every_strict_prefix_of_a_valid_body_is_an_error() {
+        for (key, v, _, b) in all_bodies() {
+            for cut in 0..b.body.len() {
+                assert!(scan(&b.body[..cut], key, v).is_err(), "{key:?} v{v} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_array_lengths_are_refused_before_any_element() {
+        let max = i32::MAX.to_be_bytes();
+        let compact_max = [0xff, 0xff, 0xff, 0xff, 0x0f]; // u32::MAX, i.e. u32::MAX - 1 elements
+        let cases: Vec<(ApiKey, i16, Vec<u8>)> = vec![
+            (ApiKey::Metadata, 1, max.to_vec()),
+            (ApiKey::Metadata, 12, compact_max.to_vec()),
+            (ApiKey::DeleteGroups, 0, max.to_vec()),
+            (ApiKey::DescribeTransactions, 0, compact_max.to_vec()),
+            // ListOffsets v1: replica_id, one topic "a", then its partitions.
+            (ApiKey::ListOffsets, 1, [&[0xff; 4][..], &[0, 0, 0, 1, 0, 1, b'a'], &max].concat()),
+            // OffsetFetch v8: one group "g", then its topics.
+            (ApiKey::OffsetFetch, 8, [&[2, 2, b'g'][..], &compact_max].concat()),
+            // JoinGroup v0: group "g", session timeout, member "", protocol type "c", protocols.
+            (ApiKey::JoinGroup, 0, [&[0, 1, b'g', 0, 0, 0, 1, 0, 0, 0, 1, b'c'][..], &max].concat()),
+            // Fetch v13: replica_id .. session_epoch, one topic by id, then its partitions.
+            (ApiKey::Fetch, 13, [&[0; 25][..], &[2], &[7; 16], &compact_max].concat()),
+        ];
+        for (key, v, body) in cases {
+            let err = scan(&body, key, v).unwrap_err();
+            assert_eq!(err.what, "array longer than the message", "{key:?} v{v}");
+            assert!(err.offset <= body.len(), "{key:?} v{v}");
+            assert!(err.message.starts_with(&format!("{key:?}")), "{key:?} v{v}: {}", err.message);
+        }
+        // Negative lengths other than -1 (null) are malformed too.
+        let err = scan(&(-2i32).to_be_bytes(), ApiKey::DeleteGroups, 0).unwrap_err();
+        assert_eq!(err.what, "negative length");
+        // A null array where the schema has none.
+        let err = scan(&(-1i32).to_be_bytes(), ApiKey::DeleteGroups, 0).unwrap_err();
+        assert_eq!(err.what, "null array");
+    }
+
+    /// The reference decoder reads known tagged fields from the stream whatever size they
+    /// declare, so a size that disagrees would shift it off the walker's reading.
+    #[test]
+    fn fetch_tagged_fields_must_match_their_schema() {
+        let body = fetch(18).remove(0).body;
+        // A partition's replica_directory_id (tag 0): tag, size 16, the id.
+        let at = body.windows(18).position(|w| w[..2] == [0, 16] && w[2..] == [9; 16]).unwrap();
+        let mut short = body.clone();
+        short[at + 1] = 15;
+        short.remove(at + 2);
+        assert_eq!(scan(&short, ApiKey::Fetch, 18).unwrap_err().what, "tagged field size disagrees with its field");
+        // The same tag at a version that has no such field is refused, as the decoder does.
+        let body = fetch(16).remove(0).body;
+        assert!(scan(&body, ApiKey::Fetch, 16).is_ok());
+        let old = fetch(12).remove(0).body;
+        let mut with_tag = old.clone();
+        // The first partition: after the topic name (compact "orders") and partitions count.
+        let part = 25 + 1 + 7 + 1;
+        let tags = part + 4 + 4 + 8 + 4 + 8 + 4;
+        assert_eq!(with_tag[tags], 1, "one unknown tag");
+        with_tag[tags + 1] = 0; // tag 42 becomes tag 0
+        assert_eq!(scan(&with_tag, ApiKey::Fetch, 12).unwrap_err().what, "tag not valid at this version");
+        assert!(!(case::<m::FetchRequest>(ApiKey::Fetch, fetch).decodes)(&with_tag, 12));
+    }
+
+    /// A tiny deterministic generator, so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Whatever the walker accepts, the reference decoder reads in full: the walk and the
+    /// decoder agree on where every length sits. (Bodies the walker refuses are never decoded:
+    /// they may declare lengths that would make the decoder allocate without bound.)
+    #[test]
+    fn mutated_bodies_the_walker_accepts_the_reference_decoder_reads_in_full() {
+        let mut rng = Rng(0x5eed_1234_abcd_9876);
+        let (mut accepted, mut refused) = (0, 0);
+        for (key, v, decodes, b) in all_bodies() {
+            for _ in 0..48 {
+                let mut body = b.body.clone();
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(body.len());
+                    match rng.below(4) {
+                        0 => body[at] = rng.next() as u8,
+                        1 => body[at] = [0x00, 0x01, 0x7f, 0x80, 0xff][rng.below(5)],
+                        2 => drop(body.remove(at)),
+                        _ => body.insert(at, rng.next() as u8),
+                    }
+                    if body.is_empty() {
+                        body.push(0);
+                    }
+                }
+                if scan(&body, key, v).is_ok() {
+                    assert!(decodes(&body, v), "{key:?} v{v}: walker accepts what the decoder refuses: {body:02x?}");
+                    accepted += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(accepted > 1000 && refused > 1000, "accepted {accepted}, refused {refused}");
+    }
+
+    #[test]
+    fn unknown_keys_are_left_to_the_caller_and_unknown_versions_refused() {
+        for key in [ApiKey::Produce, ApiKey::ApiVersions, ApiKey::SaslHandshake, ApiKey::ListGroups] {
+            assert_eq!(scan(b"whatever", key, 0).unwrap(), (vec![], None), "{key:?}");
+        }
+        let max = m::MetadataRequest::VERSIONS.max;
+        assert_eq!(scan(&[0], ApiKey::Metadata, max + 1).unwrap_err().what, "unsupported version");
+        // The key's advertised range reaches further than the request decoder for some keys.
+        assert_eq!(ApiKey::OffsetCommit.valid_versions().max, 10);
+        assert_eq!(scan(&[0], ApiKey::OffsetCommit, 10).unwrap_err().what, "unsupported version");
+        assert_eq!(scan(&[0], ApiKey::Metadata, -1).unwrap_err().what, "unsupported version");
+    }
+}
