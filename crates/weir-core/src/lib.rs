@@ -13,6 +13,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod io;
+pub mod jwt;
 pub mod metrics;
 pub mod policy;
 pub mod sasl;

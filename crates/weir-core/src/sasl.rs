@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -14,21 +15,94 @@ use ring::{digest, hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{invalid, load_yaml_file, ConfigError};
+use crate::jwt::{JwksError, JwtConfig, JwtValidator};
 
 /// SASL terminated by a listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SaslServerConfig {
-    /// YAML file of SCRAM entries (`users: [...]`); see [`scram_entry`].
-    pub credentials: std::path::PathBuf,
+    /// YAML file of SCRAM entries (`users: [...]`); see [`scram_entry`]. Needed for SCRAM and
+    /// PLAIN.
+    #[serde(default)]
+    pub credentials: Option<std::path::PathBuf>,
+    /// Bearer tokens checked here; needed for OAUTHBEARER.
+    #[serde(default)]
+    pub oauthbearer: Option<JwtConfig>,
     /// Mechanisms offered: `SCRAM-SHA-512`, `SCRAM-SHA-256`, `PLAIN` (checked against the
-    /// SCRAM entries). A user can use SCRAM only with the hash of their entry.
-    #[serde(default = "default_mechanisms")]
+    /// SCRAM entries), `OAUTHBEARER`. A user can use SCRAM only with the hash of their entry.
+    /// Default: every mechanism the configured credentials serve.
+    #[serde(default)]
+    pub mechanisms: Option<Vec<String>>,
+}
+
+/// Mechanisms served by a credentials file.
+pub const PASSWORD_MECHANISMS: [&str; 3] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];
+pub const OAUTHBEARER: &str = "OAUTHBEARER";
+
+impl SaslServerConfig {
+    /// The mechanisms offered, in order of preference.
+    pub fn mechanisms(&self) -> Vec<String> {
+        if let Some(mechanisms) = &self.mechanisms {
+            return mechanisms.clone();
+        }
+        let mut out: Vec<String> = Vec::new();
+        if self.credentials.is_some() {
+            out.extend(PASSWORD_MECHANISMS.map(String::from));
+        }
+        if self.oauthbearer.is_some() {
+            out.push(OAUTHBEARER.into());
+        }
+        out
+    }
+
+    /// Checks that every mechanism offered has what it needs; `Err((key, message))`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.credentials.is_none() && self.oauthbearer.is_none() {
+            return Err(("sasl", "needs `credentials` (SCRAM, PLAIN) or `oauthbearer` (OAUTHBEARER)".into()));
+        }
+        for mechanism in self.mechanisms() {
+            match mechanism.as_str() {
+                m if PASSWORD_MECHANISMS.contains(&m) && self.credentials.is_none() => {
+                    return Err(("sasl.credentials", format!("{m} needs a credentials file")));
+                }
+                OAUTHBEARER if self.oauthbearer.is_none() => {
+                    return Err(("sasl.oauthbearer", "OAUTHBEARER needs `oauthbearer: {jwks: FILE, ...}`".into()));
+                }
+                m if PASSWORD_MECHANISMS.contains(&m) || m == OAUTHBEARER => {}
+                other => {
+                    return Err((
+                        "sasl.mechanisms",
+                        format!("`{other}`: expected one of {}, {OAUTHBEARER}", PASSWORD_MECHANISMS.join(", ")),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a listener needs to terminate SASL: loaded credentials and the mechanisms offered.
+pub struct SaslServer {
+    pub credentials: Option<Credentials>,
+    pub tokens: Option<Arc<JwtValidator>>,
     pub mechanisms: Vec<String>,
 }
 
-fn default_mechanisms() -> Vec<String> {
-    vec!["SCRAM-SHA-512".into(), "SCRAM-SHA-256".into(), "PLAIN".into()]
+/// Why SASL termination cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SaslSetupError {
+    #[error(transparent)]
+    Credentials(#[from] ConfigError),
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+}
+
+impl SaslServer {
+    pub fn load(config: &SaslServerConfig) -> Result<Self, SaslSetupError> {
+        let credentials = config.credentials.as_deref().map(Credentials::load).transpose()?;
+        let tokens = config.oauthbearer.clone().map(JwtValidator::new).transpose()?;
+        Ok(Self { credentials, tokens, mechanisms: config.mechanisms() })
+    }
 }
 
 /// The hash behind a SCRAM entry.
@@ -365,6 +439,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The bearer token of an OAUTHBEARER client message (RFC 7628), e.g.
+/// `n,,\x01auth=Bearer <token>\x01\x01`.
+pub fn parse_oauthbearer(message: &[u8]) -> Option<&str> {
+    // RFC 7628: gs2-header, then key=value pairs each ended by 0x01, the last one empty.
+    let text = std::str::from_utf8(message).ok()?;
+    let (gs2, rest) = text.split_once('\u{1}')?;
+    if !gs2.starts_with("n,") && !gs2.starts_with("y,") {
+        return None;
+    }
+    let auth = rest.split('\u{1}').find_map(|kv| kv.strip_prefix("auth="))?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}
+
 /// Splits a SASL/PLAIN message (`authzid \0 authcid \0 password`, RFC 4616).
 pub fn parse_plain(message: &[u8]) -> Option<(&str, &str, &str)> {
     let mut parts = message.splitn(3, |b| *b == 0);
@@ -377,6 +465,38 @@ pub fn parse_plain(message: &[u8]) -> Option<(&str, &str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oauthbearer_messages() {
+        assert_eq!(parse_oauthbearer(b"n,,\x01auth=Bearer abc.def.ghi\x01\x01"), Some("abc.def.ghi"));
+        // The Java client adds SASL extensions; librdkafka may name an authzid.
+        assert_eq!(parse_oauthbearer(b"n,a=svc,\x01host=x\x01auth=bearer t0k\x01ext=1\x01\x01"), Some("t0k"));
+        for bad in [&b""[..], b"auth=Bearer x", b"n,,\x01auth=Basic x\x01\x01", b"n,,\x01auth=Bearer \x01\x01", b"\xff"]
+        {
+            assert_eq!(parse_oauthbearer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mechanisms_follow_what_is_configured() {
+        let jwt = JwtConfig {
+            jwks: "jwks.json".into(),
+            issuer: None,
+            audience: None,
+            principal_claim: "sub".into(),
+            clock_skew_s: 0,
+            reload_interval_ms: 1000,
+        };
+        let config = SaslServerConfig { credentials: None, oauthbearer: Some(jwt), mechanisms: None };
+        assert_eq!(config.mechanisms(), ["OAUTHBEARER"]);
+        assert!(config.check().is_ok());
+        let plain = SaslServerConfig { mechanisms: Some(vec!["PLAIN".into()]), ..config.clone() };
+        assert_eq!(plain.check().unwrap_err().0, "sasl.credentials");
+        let none = SaslServerConfig { credentials: None, oauthbearer: None, mechanisms: None };
+        assert_eq!(none.check().unwrap_err().0, "sasl");
+        let typo = SaslServerConfig { mechanisms: Some(vec!["OAUTH".into()]), ..config };
+        assert_eq!(typo.check().unwrap_err().0, "sasl.mechanisms");
+    }
 
     #[test]
     fn passwords_verify_against_scram_entries_only() {

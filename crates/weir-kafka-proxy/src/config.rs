@@ -229,14 +229,7 @@ impl SidecarConfig {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
         }
         if let Some(sasl) = &self.sasl {
-            let known = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
-            if let Some(other) = sasl.mechanisms.iter().find(|m| !known.contains(&m.as_str())) {
-                return Err(invalid(
-                    origin,
-                    "sasl.mechanisms",
-                    format!("`{other}`: expected one of {}", known.join(", ")),
-                ));
-            }
+            sasl.check().map_err(|(key, message)| invalid(origin, key, message))?;
         }
         for host in self.upstream.resolve.keys() {
             if host.is_empty() || host == "*." {

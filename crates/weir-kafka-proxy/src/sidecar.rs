@@ -17,7 +17,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 use weir_core::audit::AuditLog;
 use weir_core::policy::PolicyWatch;
-use weir_core::sasl::Credentials;
+use weir_core::sasl::SaslServer;
 use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
@@ -34,8 +34,8 @@ pub enum SidecarError {
     Audit { path: String, error: std::io::Error },
     #[error("cannot load the authorization policy: {0}")]
     Policy(weir_core::config::ConfigError),
-    #[error("cannot load SASL credentials: {0}")]
-    Sasl(weir_core::config::ConfigError),
+    #[error("cannot set up SASL: {0}")]
+    Sasl(weir_core::sasl::SaslSetupError),
     #[error("cannot set up TLS: {0}")]
     Tls(weir_core::tls::TlsError),
     #[error("cannot listen on {addr} ({what}): {error}")]
@@ -51,8 +51,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// TLS termination for every listener of this sidecar, when configured.
     pub tls: Option<Arc<TlsTerminator>>,
-    /// SASL terminated here: the users and the mechanisms offered.
-    pub sasl: Option<(Arc<Credentials>, Vec<String>)>,
+    /// SASL terminated here: the users, token issuer keys and the mechanisms offered.
+    pub sasl: Option<Arc<SaslServer>>,
     /// Where authentication outcomes are written, when configured.
     pub audit: Option<AuditLog>,
     /// The authorization policy, when configured (reloaded when its file changes).
@@ -119,13 +119,7 @@ impl Sidecar {
             error,
         })?;
         let policy = config.authorization.clone().map(PolicyWatch::load).transpose().map_err(SidecarError::Policy)?;
-        let sasl = match &config.sasl {
-            Some(sasl) => {
-                let credentials = Credentials::load(&sasl.credentials).map_err(SidecarError::Sasl)?;
-                Some((Arc::new(credentials), sasl.mechanisms.clone()))
-            }
-            None => None,
-        };
+        let sasl = config.sasl.as_ref().map(SaslServer::load).transpose().map_err(SidecarError::Sasl)?.map(Arc::new);
         let upstream_tls = config
             .upstream
             .tls
@@ -179,6 +173,9 @@ impl Sidecar {
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
         if let Some(tls) = &shared.tls {
             tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
+        }
+        if let Some(tokens) = shared.sasl.as_ref().and_then(|s| s.tokens.clone()) {
+            tokio::spawn(tokens.reload_on_change(shared.shutdown.clone()));
         }
         if let Some(policy) = &shared.policy {
             tokio::spawn(policy.clone().reload_on_change(shared.shutdown.clone()));

@@ -150,8 +150,7 @@ async fn run(
     let mut fetched = TopicCache::new(Direction::Fetched);
 
     let authz = shared.policy.as_ref().map(|policy| ConnectionAuthz::new(policy, principal.as_deref(), peer, listener));
-    let sasl =
-        shared.sasl.as_ref().map(|(credentials, mechanisms)| SaslGate::new(credentials.clone(), mechanisms.clone()));
+    let sasl = shared.sasl.clone().map(SaslGate::new);
     let outcome = {
         let requests = RequestHalf {
             shared,

@@ -1,7 +1,8 @@
 //! SASL terminated at the sidecar: until a client has authenticated, only ApiVersions goes to
 //! the broker; SaslHandshake and SaslAuthenticate are answered here, and anything else closes
 //! the connection (as a broker would). SCRAM-SHA-256/512 run the RFC 5802 exchange over two
-//! SaslAuthenticate round trips; PLAIN passwords are checked against the same SCRAM entries.
+//! SaslAuthenticate round trips; PLAIN passwords are checked against the same SCRAM entries;
+//! OAUTHBEARER (RFC 7628) tokens are JWTs checked against the issuer's keys.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_core::sasl::{parse_plain, Credentials, ScramMechanism, ScramServer};
+use weir_core::sasl::{parse_oauthbearer, parse_plain, SaslServer, ScramMechanism, ScramServer, OAUTHBEARER};
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::RequestHeaderPeek;
 
@@ -44,14 +45,13 @@ pub(super) enum Gate {
 }
 
 pub(super) struct SaslGate {
-    credentials: Arc<Credentials>,
-    mechanisms: Vec<String>,
+    server: Arc<SaslServer>,
     state: State,
 }
 
 impl SaslGate {
-    pub(super) fn new(credentials: Arc<Credentials>, mechanisms: Vec<String>) -> Self {
-        Self { credentials, mechanisms, state: State::AwaitingHandshake }
+    pub(super) fn new(server: Arc<SaslServer>) -> Self {
+        Self { server, state: State::AwaitingHandshake }
     }
 
     pub(super) fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
@@ -64,8 +64,9 @@ impl SaslGate {
             ApiKey::ApiVersions => Ok(Gate::Pass),
             ApiKey::SaslHandshake => {
                 let request: SaslHandshakeRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
-                let offered = self.mechanisms.iter().map(|m| StrBytes::from_string(m.clone())).collect();
-                let supported = self.mechanisms.iter().any(|m| m.as_str() == request.mechanism.as_str());
+                let mechanisms = &self.server.mechanisms;
+                let offered = mechanisms.iter().map(|m| StrBytes::from_string(m.clone())).collect();
+                let supported = mechanisms.iter().any(|m| m.as_str() == request.mechanism.as_str());
                 let error = if supported { 0 } else { UNSUPPORTED_SASL_MECHANISM };
                 if supported {
                     self.state = State::AwaitingAuthenticate(request.mechanism.as_str().to_owned());
@@ -91,12 +92,29 @@ impl SaslGate {
                     let body = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::copy_from_slice(auth));
                     encode_response(id, key, version, &body).map_err(SessionError::BadRequest)
                 };
+                let server = self.server.clone();
+                let no_credentials = || failed(UNSUPPORTED_SASL_MECHANISM, "no credentials for this mechanism".into());
                 match std::mem::replace(&mut self.state, State::AwaitingHandshake) {
+                    State::AwaitingAuthenticate(mechanism) if mechanism == OAUTHBEARER => {
+                        let Some(tokens) = &server.tokens else { return no_credentials() };
+                        let Some(token) = parse_oauthbearer(&request.auth_bytes) else {
+                            return failed(SASL_AUTHENTICATION_FAILED, "malformed OAUTHBEARER message".into());
+                        };
+                        match tokens.validate(token) {
+                            Ok(verified) => {
+                                self.state = State::Authenticated;
+                                let principal = verified.principal;
+                                Ok(Gate::Authenticated { answer: answer(&[])?, principal, mechanism })
+                            }
+                            Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
+                        }
+                    }
                     State::AwaitingAuthenticate(mechanism) if mechanism == "PLAIN" => {
+                        let Some(credentials) = &server.credentials else { return no_credentials() };
                         let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
                             return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
                         };
-                        if !self.credentials.verify_password(user, password) {
+                        if !credentials.verify_password(user, password) {
                             return failed(
                                 SASL_AUTHENTICATION_FAILED,
                                 format!("invalid user name or password for `{user}`"),
@@ -106,10 +124,11 @@ impl SaslGate {
                         Ok(Gate::Authenticated { answer: answer(&[])?, principal: user.to_owned(), mechanism })
                     }
                     State::AwaitingAuthenticate(mechanism) => {
+                        let Some(credentials) = &server.credentials else { return no_credentials() };
                         let Some(scram) = ScramMechanism::from_name(&mechanism) else {
                             return failed(UNSUPPORTED_SASL_MECHANISM, format!("mechanism {mechanism}"));
                         };
-                        match self.credentials.scram_first(scram, &request.auth_bytes) {
+                        match credentials.scram_first(scram, &request.auth_bytes) {
                             Ok((server, server_first)) => {
                                 self.state = State::ScramFinal(server);
                                 Ok(Gate::Answer(answer(server_first.as_bytes())?))

@@ -1,0 +1,439 @@
+//! Bearer tokens (JWT, RFC 7519) checked at the sidecar, for SASL/OAUTHBEARER and any other
+//! protocol that carries one.
+//!
+//! A token is accepted when its signature verifies against a key of the configured JWKS file
+//! (RS256/384/512 or ES256/384; `alg: none` and HMAC are refused, since a shared secret would
+//! let every holder mint tokens), it has not expired (`exp` is required), is already valid
+//! (`nbf`), and its issuer and audience match the configuration. The principal is the
+//! configured claim. The JWKS file is re-read when it changes, so keys rotate without restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// How tokens are checked (`sasl.oauthbearer` in a sidecar's config).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// A JWKS document (`{"keys": [...]}`) with the issuer's public keys.
+    pub jwks: PathBuf,
+    /// Required `iss`; any issuer when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required in `aud` (a string or a list); any audience when absent.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The claim that names the principal.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// Tolerated clock difference for `exp` and `nbf`.
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+
+fn default_skew() -> u64 {
+    30
+}
+
+fn default_reload_ms() -> u64 {
+    10_000
+}
+
+/// Why a token was refused; the text goes to the client, the log and the audit line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwtError {
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("token algorithm `{0}` is not accepted")]
+    Algorithm(String),
+    #[error("no key `{0}` in the JWKS")]
+    UnknownKey(String),
+    #[error("token signature does not verify")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
+    #[error("token has no `exp` claim")]
+    NoExpiry,
+    #[error("token issuer `{0}` is not the configured one")]
+    Issuer(String),
+    #[error("token audience does not include `{0}`")]
+    Audience(String),
+    #[error("token has no string claim `{0}` to name the principal")]
+    NoPrincipal(String),
+}
+
+/// Why a JWKS file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("JWKS {file}: {message}")]
+pub struct JwksError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: String,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+}
+
+#[derive(Debug)]
+enum Key {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// An uncompressed EC point (0x04 || x || y) and its curve's algorithm.
+    Ec {
+        point: Vec<u8>,
+        alg: &'static str,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Jwks {
+    keys: Vec<(Option<String>, Key)>,
+}
+
+#[derive(Deserialize)]
+struct JwkFile {
+    kty: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    #[serde(default, rename = "use")]
+    usage: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JwksFile {
+    keys: Vec<JwkFile>,
+}
+
+impl Jwks {
+    fn load(file: &Path) -> Result<Self, JwksError> {
+        let err = |message: String| JwksError { file: file.to_owned(), message };
+        let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
+        let parsed: JwksFile = serde_json::from_str(&text).map_err(|e| err(format!("not a JWKS document: {e}")))?;
+        let mut keys = Vec::new();
+        for (i, jwk) in parsed.keys.into_iter().enumerate() {
+            if jwk.usage.as_deref().is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let field = |value: Option<String>, name: &str| -> Result<Vec<u8>, JwksError> {
+                let value = value.ok_or_else(|| err(format!("keys[{i}] has no `{name}`")))?;
+                B64URL
+                    .decode(value.trim_end_matches('='))
+                    .map_err(|_| err(format!("keys[{i}].{name} is not base64url")))
+            };
+            let key = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+                ("RSA", _) => Key::Rsa { n: field(jwk.n, "n")?, e: field(jwk.e, "e")? },
+                ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+                    let mut point = vec![4];
+                    point.extend(field(jwk.x, "x")?);
+                    point.extend(field(jwk.y, "y")?);
+                    Key::Ec { point, alg: if crv == "P-256" { "ES256" } else { "ES384" } }
+                }
+                (kty, crv) => {
+                    return Err(err(format!("keys[{i}]: unsupported key type {kty} {}", crv.unwrap_or(""))));
+                }
+            };
+            keys.push((jwk.kid, key));
+        }
+        if keys.is_empty() {
+            return Err(err("no signing keys".into()));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The key a token names by `kid`; without `kid`, the only key of a one-key set.
+    fn key(&self, kid: Option<&str>) -> Result<&Key, JwtError> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid))
+                .map(|(_, key)| key)
+                .ok_or_else(|| JwtError::UnknownKey(kid.to_owned())),
+            None if self.keys.len() == 1 => Ok(&self.keys[0].1),
+            None => Err(JwtError::UnknownKey("(none named)".into())),
+        }
+    }
+}
+
+/// Checks tokens against the configured issuer's keys.
+pub struct JwtValidator {
+    config: JwtConfig,
+    jwks: RwLock<Arc<Jwks>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+impl JwtValidator {
+    /// Loads the JWKS; a broken file is an error here (at startup), later only a log line.
+    pub fn new(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
+        let jwks = Jwks::load(&config.jwks)?;
+        Ok(Arc::new(Self { config, jwks: RwLock::new(Arc::new(jwks)) }))
+    }
+
+    /// Validates `token` at the current time.
+    pub fn validate(&self, token: &str) -> Result<Verified, JwtError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        self.validate_at(token, now)
+    }
+
+    pub fn validate_at(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed("a JWT has three dot-separated parts"));
+        };
+        let decode = |part: &str, what| B64URL.decode(part).map_err(|_| JwtError::Malformed(what));
+        let header: Header = serde_json::from_slice(&decode(header, "header is not base64url")?)
+            .map_err(|_| JwtError::Malformed("header is not a JSON object with `alg`"))?;
+        let signature = decode(signature, "signature is not base64url")?;
+        let signed = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+        let jwks = self.jwks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let key = jwks.key(header.kid.as_deref())?;
+        verify(&header.alg, key, signed.as_bytes(), &signature)?;
+
+        let claims: Value = serde_json::from_slice(&decode(payload, "payload is not base64url")?)
+            .map_err(|_| JwtError::Malformed("payload is not JSON"))?;
+        let skew = self.config.clock_skew_s;
+        let expires_at = claims.get("exp").and_then(Value::as_u64).ok_or(JwtError::NoExpiry)?;
+        if now > expires_at.saturating_add(skew) {
+            return Err(JwtError::Expired);
+        }
+        if claims.get("nbf").and_then(Value::as_u64).is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+            return Err(JwtError::NotYetValid);
+        }
+        if let Some(issuer) = &self.config.issuer {
+            let got = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+            if got != issuer {
+                return Err(JwtError::Issuer(got.to_owned()));
+            }
+        }
+        if let Some(audience) = &self.config.audience {
+            let matches = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+                _ => false,
+            };
+            if !matches {
+                return Err(JwtError::Audience(audience.clone()));
+            }
+        }
+        let claim = &self.config.principal_claim;
+        let principal =
+            claims.get(claim).and_then(Value::as_str).ok_or_else(|| JwtError::NoPrincipal(claim.clone()))?;
+        Ok(Verified { principal: principal.to_owned(), expires_at })
+    }
+
+    /// Re-reads the JWKS file when it changes; a broken file keeps the previous keys.
+    pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
+        let interval = Duration::from_millis(self.config.reload_interval_ms.max(100));
+        let stamp = |file: &Path| std::fs::metadata(file).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut loaded = stamp(&self.config.jwks);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let now = stamp(&self.config.jwks);
+            if now == loaded {
+                continue;
+            }
+            loaded = now;
+            match Jwks::load(&self.config.jwks) {
+                Ok(jwks) => {
+                    tracing::info!(file = %self.config.jwks.display(), keys = jwks.keys.len(), "JWKS reloaded");
+                    *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(jwks);
+                }
+                Err(err) => tracing::error!(%err, "JWKS changed but cannot be used; keeping the previous keys"),
+            }
+        }
+    }
+}
+
+fn verify(alg: &str, key: &Key, signed: &[u8], signature: &[u8]) -> Result<(), JwtError> {
+    let checked = match (alg, key) {
+        ("RS256" | "RS384" | "RS512", Key::Rsa { n, e }) => {
+            let params = match alg {
+                "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+                "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
+                _ => &signature::RSA_PKCS1_2048_8192_SHA512,
+            };
+            RsaPublicKeyComponents { n, e }.verify(params, signed, signature)
+        }
+        (alg, Key::Ec { point, alg: curve_alg }) if alg == *curve_alg => {
+            let params =
+                if alg == "ES256" { &signature::ECDSA_P256_SHA256_FIXED } else { &signature::ECDSA_P384_SHA384_FIXED };
+            UnparsedPublicKey::new(params, point).verify(signed, signature)
+        }
+        ("RS256" | "RS384" | "RS512" | "ES256" | "ES384", _) => return Err(JwtError::Signature),
+        (other, _) => return Err(JwtError::Algorithm(other.to_owned())),
+    };
+    checked.map_err(|_| JwtError::Signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    struct Issuer {
+        pair: EcdsaKeyPair,
+        dir: PathBuf,
+    }
+
+    impl Issuer {
+        fn new(name: &str) -> Self {
+            let rng = SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+            let dir = std::env::temp_dir().join(format!("weir-jwt-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self { pair, dir }
+        }
+
+        fn jwks(&self) -> String {
+            let point = self.pair.public_key().as_ref();
+            format!(
+                r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","x":"{}","y":"{}"}}]}}"#,
+                B64URL.encode(&point[1..33]),
+                B64URL.encode(&point[33..])
+            )
+        }
+
+        fn token(&self, header: &str, claims: &str) -> String {
+            let signed = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
+            let sig = self.pair.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
+            format!("{signed}.{}", B64URL.encode(sig.as_ref()))
+        }
+
+        fn validator(&self) -> Arc<JwtValidator> {
+            let file = self.dir.join("jwks.json");
+            std::fs::write(&file, self.jwks()).unwrap();
+            JwtValidator::new(JwtConfig {
+                jwks: file,
+                issuer: Some("https://idp.test".into()),
+                audience: Some("kafka".into()),
+                principal_claim: "sub".into(),
+                clock_skew_s: 30,
+                reload_interval_ms: 1000,
+            })
+            .unwrap()
+        }
+    }
+
+    const HEADER: &str = r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#;
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims(extra: &str) -> String {
+        format!(
+            r#"{{"iss":"https://idp.test","aud":["kafka","other"],"sub":"svc-orders","exp":{},"iat":{NOW}{extra}}}"#,
+            NOW + 300
+        )
+    }
+
+    #[test]
+    fn accepts_a_good_token_and_names_the_principal() {
+        let idp = Issuer::new("good");
+        let v = idp.validator();
+        let got = v.validate_at(&idp.token(HEADER, &claims("")), NOW).unwrap();
+        assert_eq!(got, Verified { principal: "svc-orders".into(), expires_at: NOW + 300 });
+    }
+
+    #[test]
+    fn refuses_every_kind_of_bad_token() {
+        let idp = Issuer::new("bad");
+        let v = idp.validator();
+        let good = idp.token(HEADER, &claims(""));
+        assert_eq!(v.validate_at(&good, NOW + 331), Err(JwtError::Expired));
+        let nbf = idp.token(HEADER, &claims(&format!(r#","nbf":{}"#, NOW + 100)));
+        assert_eq!(v.validate_at(&nbf, NOW), Err(JwtError::NotYetValid));
+        let wrong_aud = idp.token(HEADER, &claims("").replace(r#"["kafka","other"]"#, r#""billing""#));
+        assert_eq!(v.validate_at(&wrong_aud, NOW), Err(JwtError::Audience("kafka".into())));
+        let wrong_iss = idp.token(HEADER, &claims("").replace("https://idp.test", "https://evil.test"));
+        assert!(matches!(v.validate_at(&wrong_iss, NOW), Err(JwtError::Issuer(_))));
+        let no_exp = idp.token(HEADER, r#"{"iss":"https://idp.test","aud":"kafka","sub":"x"}"#);
+        assert_eq!(v.validate_at(&no_exp, NOW), Err(JwtError::NoExpiry));
+
+        // Forged: signed by another key, payload swapped under a valid signature, alg none, HMAC.
+        let other = Issuer::new("other");
+        assert_eq!(v.validate_at(&other.token(HEADER, &claims("")), NOW), Err(JwtError::Signature));
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let admin = B64URL.encode(claims("").replace("svc-orders", "admin"));
+        parts[1] = &admin;
+        assert_eq!(v.validate_at(&parts.join("."), NOW), Err(JwtError::Signature));
+        let none = format!("{}.{}.", B64URL.encode(r#"{"alg":"none"}"#), B64URL.encode(claims("")));
+        assert!(matches!(v.validate_at(&none, NOW), Err(JwtError::UnknownKey(_) | JwtError::Algorithm(_))));
+        let none_kid = format!("{}.{}.", B64URL.encode(r#"{"alg":"none","kid":"k1"}"#), B64URL.encode(claims("")));
+        assert_eq!(v.validate_at(&none_kid, NOW), Err(JwtError::Algorithm("none".into())));
+        let hs = idp.token(r#"{"alg":"HS256","kid":"k1"}"#, &claims(""));
+        assert_eq!(v.validate_at(&hs, NOW), Err(JwtError::Algorithm("HS256".into())));
+        let unknown_kid = idp.token(r#"{"alg":"ES256","kid":"k9"}"#, &claims(""));
+        assert_eq!(v.validate_at(&unknown_kid, NOW), Err(JwtError::UnknownKey("k9".into())));
+        for garbage in ["", "a.b", "a.b.c.d", "!!.??.**", &format!("{}.x.y", B64URL.encode("{}"))] {
+            assert!(matches!(v.validate_at(garbage, NOW), Err(JwtError::Malformed(_))), "{garbage}");
+        }
+    }
+
+    /// RFC 7515 appendix A.2: an RS256 JWS and its key, from the standard.
+    #[test]
+    fn verifies_the_rfc_7515_rs256_example() {
+        let n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+        let jwks = format!(r#"{{"keys":[{{"kty":"RSA","n":"{n}","e":"AQAB"}}]}}"#);
+        let file = std::env::temp_dir().join(format!("weir-jwt-rfc-{}.json", std::process::id()));
+        std::fs::write(&file, jwks).unwrap();
+        let v = JwtValidator::new(JwtConfig {
+            jwks: file.clone(),
+            issuer: Some("joe".into()),
+            audience: None,
+            principal_claim: "iss".into(),
+            clock_skew_s: 0,
+            reload_interval_ms: 1000,
+        })
+        .unwrap();
+        let token = concat!(
+            "eyJhbGciOiJSUzI1NiJ9.",
+            "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.",
+            "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw"
+        );
+        assert_eq!(v.validate_at(token, 1_300_819_000).unwrap().principal, "joe");
+        assert_eq!(v.validate_at(token, 1_300_819_381), Err(JwtError::Expired));
+        std::fs::remove_file(file).ok();
+    }
+}
