@@ -273,8 +273,15 @@ pub fn java_client(args: &[&str]) -> Vec<String> {
 }
 
 pub fn java_client_output(args: &[&str]) -> std::process::Output {
+    java_client_output_with_jvm(&[], args)
+}
+
+/// The Java client with extra JVM options (system properties, say).
+pub fn java_client_output_with_jvm(jvm: &[&str], args: &[&str]) -> std::process::Output {
     Command::new("java")
-        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", &classpath()])
+        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1"])
+        .args(jvm)
+        .args(["-cp", &classpath()])
         .arg(repo_root().join("tests/java/WeirClient.java"))
         .args(args)
         .output()

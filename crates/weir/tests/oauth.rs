@@ -1,0 +1,243 @@
+//! SASL/OAUTHBEARER terminated at the sidecar: clients present a JWT, the sidecar checks it
+//! against the issuer's keys (JWKS file) and uses its `sub` as the principal, which the policy
+//! then authorizes. Expired, forged, wrong-audience and unsigned tokens, and oversized SASL
+//! messages, are refused and audited.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use bytes::Bytes;
+use common::raw::{read_frame, request};
+use common::{java_client_output_with_jvm, rd, unique, Sidecar, SidecarOptions};
+use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use weir_wire::kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+};
+use weir_wire::kafka_protocol::protocol::StrBytes;
+use weir_wire::message::decode_response;
+
+const ISSUER: &str = "https://idp.weir.test";
+const AUDIENCE: &str = "kafka";
+
+/// A throwaway identity provider: an ES256 key, its JWKS file, and tokens it signs.
+struct IdentityProvider {
+    key: EcdsaKeyPair,
+    dir: PathBuf,
+}
+
+impl IdentityProvider {
+    fn new(name: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let dir = std::env::temp_dir().join(format!("weir-{}", unique(name)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let point = key.public_key().as_ref();
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"weir-test","use":"sig","x":"{}","y":"{}"}}]}}"#,
+            B64URL.encode(&point[1..33]),
+            B64URL.encode(&point[33..])
+        );
+        std::fs::write(dir.join("jwks.json"), jwks).unwrap();
+        Self { key, dir }
+    }
+
+    /// A token for `sub`, valid for `ttl_s` seconds from now (negative: already expired).
+    fn token(&self, sub: &str, audience: &str, ttl_s: i64) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let header = r#"{"alg":"ES256","kid":"weir-test","typ":"JWT"}"#;
+        let claims = format!(
+            r#"{{"iss":"{ISSUER}","aud":"{audience}","sub":"{sub}","iat":{},"exp":{}}}"#,
+            now - 60,
+            now + ttl_s
+        );
+        let signed = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
+        let signature = self.key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
+        format!("{signed}.{}", B64URL.encode(signature.as_ref()))
+    }
+
+    fn sidecar(&self, topic_allowed: &str) -> Sidecar {
+        let policy = self.dir.join("policy.yaml");
+        std::fs::write(
+            &policy,
+            format!(
+                "rules:\n- effect: allow\n  principals: [svc-orders]\n  resources: ['topic:{topic_allowed}', 'group:*']\n  operations: [all]\n"
+            ),
+        )
+        .unwrap();
+        Sidecar::start_with(SidecarOptions {
+            extra_yaml: format!(
+                "sasl:\n  oauthbearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n\
+                 authorization: {{policy: {}}}\naudit: {{path: {}}}\n",
+                self.dir.join("jwks.json").display(),
+                policy.display(),
+                self.audit_file().display()
+            ),
+            ..Default::default()
+        })
+    }
+
+    fn audit_file(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_file())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for IdentityProvider {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// librdkafka asks its context for a token; this one hands out a fixed one.
+struct FixedToken(String);
+
+impl ClientContext for FixedToken {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        // librdkafka wants the expiry as wall-clock milliseconds.
+        let expiry = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64 + 600_000;
+        Ok(OAuthToken { token: self.0.clone(), principal_name: "ignored-by-the-sidecar".into(), lifetime_ms: expiry })
+    }
+}
+
+fn bearer_producer(bootstrap: &str, token: String) -> FutureProducer<FixedToken> {
+    let mut config: ClientConfig = rd::config(bootstrap);
+    config
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .set("message.timeout.ms", "5000");
+    config.create_with_context(FixedToken(token)).expect("producer")
+}
+
+async fn send_one(producer: &FutureProducer<FixedToken>, topic: &str) -> Result<(), KafkaError> {
+    producer
+        .send(FutureRecord::<(), _>::to(topic).payload("x"), Duration::from_secs(6))
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
+    let idp = IdentityProvider::new("oauth");
+    let topic = unique("oauth");
+    let denied_topic = unique("oauth-denied");
+    rd::create_topic(&common::direct_bootstrap(), &topic, 1).await;
+    let sidecar = idp.sidecar(&topic);
+    let bs = sidecar.bootstrap();
+
+    // librdkafka with a good token: the principal is the token's subject, which the policy knows.
+    let producer = bearer_producer(&bs, idp.token("svc-orders", AUDIENCE, 600));
+    if let Err(e) = send_one(&producer, &topic).await {
+        panic!("a valid token produces: {e}\n{}\n{:#?}", sidecar.logs().join("\n"), idp.audit_lines());
+    }
+    let denied = send_one(&producer, &denied_topic).await.unwrap_err();
+    assert_eq!(denied.rdkafka_error_code(), Some(RDKafkaErrorCode::TopicAuthorizationFailed), "{denied}");
+
+    // The Java client reads its token from a file (KIP-768).
+    let token_file = idp.dir.join("token.jwt");
+    std::fs::write(&token_file, idp.token("svc-orders", AUDIENCE, 600)).unwrap();
+    let token_url = format!("file://{}", token_file.display());
+    let allow_url = format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={token_url}");
+    let allow_file = format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={}", token_file.display());
+    let url_property = format!("sasl.oauthbearer.token.endpoint.url={token_url}");
+    let java = |extra: &[&str]| {
+        let mut args = vec![
+            "produce",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--count",
+            "3",
+            "--timeout-ms",
+            "20000",
+            "--property",
+            "security.protocol=SASL_PLAINTEXT",
+            "--property",
+            "sasl.mechanism=OAUTHBEARER",
+        ];
+        args.extend(extra);
+        java_client_output_with_jvm(&[&allow_url, &allow_file], &args)
+    };
+    let out = java(&[
+        "--property",
+        "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+        "--property",
+        &url_property,
+        "--property",
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+    ]);
+    assert!(out.status.success(), "java with a file token: {}", String::from_utf8_lossy(&out.stderr));
+    // The Java client's default login makes an unsigned token (`alg: none`): refused.
+    let out = java(&[
+        "--property",
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"svc-orders\";",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("SaslAuthenticationException"), "{stderr}");
+
+    // Expired, wrong audience, signed by another issuer: refused before any request reaches Kafka.
+    let stranger = IdentityProvider::new("stranger");
+    let bad = [
+        ("token expired", idp.token("svc-orders", AUDIENCE, -3600)),
+        ("audience", idp.token("svc-orders", "billing", 600)),
+        ("signature", stranger.token("svc-orders", AUDIENCE, 600)),
+    ];
+    for (_, token) in &bad {
+        let producer = bearer_producer(&bs, token.clone());
+        assert!(send_one(&producer, &topic).await.is_err(), "a bad token produced");
+    }
+    let audit = idp.audit_lines();
+    let failures: Vec<&str> = audit
+        .iter()
+        .filter(|l| l["event"] == "authentication" && l["success"] == false)
+        .filter_map(|l| l["reason"].as_str())
+        .collect();
+    for (reason, _) in &bad {
+        assert!(failures.iter().any(|f| f.contains(reason)), "no audited failure mentioning {reason}: {failures:?}");
+    }
+    assert!(failures.iter().any(|f| f.contains("algorithm") || f.contains("no key")), "{failures:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["success"] == true && l["mechanism"] == "sasl_oauthbearer" && l["principal"] == "svc-orders"),
+        "{audit:#?}"
+    );
+
+    // An oversized SASL message is refused with an error and the connection closed.
+    let mut stream = TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("OAUTHBEARER"));
+    stream.write_all(&request(ApiKey::SaslHandshake, 1, 1, &handshake)).unwrap();
+    read_frame(&mut stream).unwrap();
+    let huge = format!("n,,\u{1}auth=Bearer {}\u{1}\u{1}", "a".repeat(64 * 1024));
+    let authenticate = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(huge));
+    stream.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &authenticate)).unwrap();
+    let frame = read_frame(&mut stream).unwrap();
+    let (_, answer): (_, SaslAuthenticateResponse) = decode_response(&frame, ApiKey::SaslAuthenticate, 2).unwrap();
+    assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED expected");
+    assert!(read_frame(&mut stream).is_err(), "the connection should be closed");
+    sidecar.assert_quiet();
+}
