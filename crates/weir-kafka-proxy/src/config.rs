@@ -92,6 +92,19 @@ pub struct UpstreamConfig {
     /// Absent: no SASL of the sidecar's own (a client's exchange may still pass through).
     #[serde(default)]
     pub sasl: Option<SaslClientConfig>,
+    /// Broker credentials chosen by the client's principal (known at connect time: its
+    /// certificate or `fixed_principal`); the first rule that matches wins, else `sasl`.
+    #[serde(default)]
+    pub sasl_by_principal: Vec<PrincipalSasl>,
+}
+
+/// One mapping from client principals to the broker identity the sidecar uses for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSasl {
+    /// Principal patterns: exact, `prefix*`, `*`, or a glob.
+    pub principals: Vec<String>,
+    pub sasl: SaslClientConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +166,7 @@ impl Default for UpstreamConfig {
             resolve: BTreeMap::new(),
             tls: None,
             sasl: None,
+            sasl_by_principal: Vec::new(),
         }
     }
 }

@@ -132,6 +132,7 @@ impl Sidecar {
             config.connect_timeout(),
             upstream_tls,
             config.upstream.sasl.clone(),
+            &config.upstream.sasl_by_principal,
         );
         let shared = Arc::new(Shared {
             config,

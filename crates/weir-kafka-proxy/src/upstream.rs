@@ -16,11 +16,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
+use weir_core::policy::Pattern;
 use weir_core::sasl::{SaslClientConfig, ScramClient, ScramMechanism};
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
-use crate::config::split_host_port;
+use crate::config::{split_host_port, PrincipalSasl};
 
 /// Frames of a SASL exchange are small; a larger one is not an answer to ours.
 const SASL_FRAME_LIMIT: usize = 1 << 20;
@@ -54,6 +55,7 @@ pub struct Connector {
     timeout: Duration,
     tls: Option<TlsConnector>,
     sasl: Option<SaslClientConfig>,
+    sasl_by_principal: Vec<(Vec<Pattern>, SaslClientConfig)>,
 }
 
 impl Connector {
@@ -62,8 +64,22 @@ impl Connector {
         timeout: Duration,
         tls: Option<TlsConnector>,
         sasl: Option<SaslClientConfig>,
+        sasl_by_principal: &[PrincipalSasl],
     ) -> Self {
-        Self { resolve, timeout, tls, sasl }
+        let sasl_by_principal = sasl_by_principal
+            .iter()
+            .map(|rule| (rule.principals.iter().map(|p| Pattern::parse(p)).collect(), rule.sasl.clone()))
+            .collect();
+        Self { resolve, timeout, tls, sasl, sasl_by_principal }
+    }
+
+    /// The broker identity for a client: the first mapping that names its principal, else
+    /// the sidecar's default.
+    fn sasl_for(&self, principal: Option<&str>) -> Option<&SaslClientConfig> {
+        let mapped = principal.and_then(|principal| {
+            self.sasl_by_principal.iter().find(|(patterns, _)| patterns.iter().any(|p| p.matches(principal)))
+        });
+        mapped.map(|(_, sasl)| sasl).or(self.sasl.as_ref())
     }
 
     /// Resolves `host` through the static overrides (exact name first, then the longest
@@ -98,9 +114,9 @@ impl Connector {
 
     /// Connects (and, with TLS, completes the handshake, checking the broker's certificate
     /// against the host name it advertised) within the connect timeout.
-    pub async fn connect(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
+    pub async fn connect(&self, address: &str, principal: Option<&str>) -> Result<(BoxRead, BoxWrite), UpstreamError> {
         let (read, mut write) = self.connect_transport(address).await?;
-        let Some(sasl) = &self.sasl else { return Ok((read, write)) };
+        let Some(sasl) = self.sasl_for(principal) else { return Ok((read, write)) };
         let sasl_err = |error: String| UpstreamError::Sasl { addr: address.to_owned(), error };
         let mut reader = FrameReader::new(read, SASL_FRAME_LIMIT);
         self.authenticate(sasl, &mut reader, &mut write).await.map_err(sasl_err)?;
@@ -169,7 +185,7 @@ impl Connector {
     /// listeners will open as clients discover brokers.
     pub async fn probe(&self, address: &str, max_frame: usize) -> Result<Option<MetadataResponse>, UpstreamError> {
         let probe_err = |reason: String| UpstreamError::Probe { addr: address.to_owned(), reason };
-        let (read, mut write) = self.connect(address).await?;
+        let (read, mut write) = self.connect(address, None).await?;
         let mut reader = FrameReader::new(read, max_frame);
         let versions = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("weir"))
@@ -247,7 +263,7 @@ mod tests {
         map.insert("*.weir.invalid".to_owned(), "127.0.0.2".parse().unwrap());
         map.insert("*.main.weir.invalid".to_owned(), "127.0.0.3".parse().unwrap());
         map.insert("exact.host".to_owned(), "127.0.0.4".parse().unwrap());
-        let c = Connector::new(map, Duration::from_secs(1), None, None);
+        let c = Connector::new(map, Duration::from_secs(1), None, None, &[]);
         assert_eq!(c.resolve("broker-1.main.weir.invalid:9093").await.unwrap(), "127.0.0.3:9093".parse().unwrap());
         assert_eq!(c.resolve("broker-1.edge.weir.invalid:9293").await.unwrap(), "127.0.0.2:9293".parse().unwrap());
         assert_eq!(c.resolve("exact.host:1").await.unwrap(), "127.0.0.4:1".parse().unwrap());

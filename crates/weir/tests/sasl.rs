@@ -196,3 +196,33 @@ async fn the_sidecar_authenticates_to_sasl_brokers_so_services_hold_no_password(
         sidecar.assert_quiet();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_credentials_are_chosen_by_the_client_principal() {
+    // Default identity SCRAM as `weir`; the shop's principals map to PLAIN as `weir`, a rogue
+    // namespace maps to a wrong password. The probe (no principal) uses the default.
+    let upstream_yaml = "  sasl: {mechanism: SCRAM-SHA-512, username: weir, password: weir-secret}\n  \
+         sasl_by_principal:\n    \
+         - {principals: ['spiffe://weir.test/ns/shop/*'], sasl: {mechanism: PLAIN, username: weir, password: weir-secret}}\n    \
+         - {principals: ['spiffe://weir.test/ns/rogue/*'], sasl: {mechanism: PLAIN, username: weir, password: guessed}}\n";
+    let sidecar_as = |principal: &str| {
+        Sidecar::start_with(SidecarOptions {
+            bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9095 + 10 * i)).collect::<Vec<_>>().join(","),
+            upstream_yaml: upstream_yaml.to_owned(),
+            extra_yaml: format!("fixed_principal: '{principal}'\n"),
+        })
+    };
+    let shop = sidecar_as("spiffe://weir.test/ns/shop/sa/orders");
+    let topic = unique("sasl-map");
+    rd::create_topic(&shop.bootstrap(), &topic, 1).await;
+    rd::produce(&rd::producer(&shop.bootstrap(), &[]), &topic, "shop", 5).await;
+    assert_eq!(rd::consume(&shop.bootstrap(), &topic, &unique("g"), 5, &[]).len(), 5);
+    shop.assert_quiet();
+
+    let rogue = sidecar_as("spiffe://weir.test/ns/rogue/sa/x");
+    assert!(rd::produce_is_refused(&rogue.bootstrap(), &topic, &[]).await, "the rogue mapping's wrong password worked");
+    let refused =
+        rogue.logs().iter().any(|l| l.contains("SASL to broker") && l.contains("Invalid username or password"));
+    assert!(refused, "no log line for the broker refusing the mapped identity:\n{}", rogue.logs().join("\n"));
+    rogue.assert_quiet_except(&["SASL to broker"]);
+}

@@ -143,7 +143,7 @@ async fn run(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let (client_read, client_write, mut principal) = client_streams(shared, client, peer, listener).await?;
-    let (upstream_read, upstream_write) = connect_upstream(shared, target).await?;
+    let (upstream_read, upstream_write) = connect_upstream(shared, target, principal.as_deref()).await?;
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let max_frame = shared.config.limits.max_frame_bytes;
     let mut produced = TopicCache::new(Direction::Produced);
@@ -198,16 +198,21 @@ async fn run(
     outcome
 }
 
-async fn connect_upstream(shared: &Shared, target: Target) -> Result<(BoxRead, BoxWrite), SessionError> {
+/// Connects to the broker behind `target`, as the broker identity mapped to `principal`.
+async fn connect_upstream(
+    shared: &Shared,
+    target: Target,
+    principal: Option<&str>,
+) -> Result<(BoxRead, BoxWrite), SessionError> {
     match target {
         Target::Broker(node_id) => {
             let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;
-            Ok(shared.connector.connect(&address).await?)
+            Ok(shared.connector.connect(&address, principal).await?)
         }
         Target::Bootstrap => {
             let mut last = None;
             for address in &shared.config.bootstrap {
-                match shared.connector.connect(address).await {
+                match shared.connector.connect(address, principal).await {
                     Ok(stream) => return Ok(stream),
                     Err(err) => last = Some(err),
                 }
