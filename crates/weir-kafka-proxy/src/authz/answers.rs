@@ -130,6 +130,15 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
                 r.groups.retain(|g| view.allows(ResourceType::Group, &g.group_id, Operation::Describe))
             })))
         }
+        ApiKey::DescribeTopicPartitions if ctx.facts.all_topics => {
+            let view = ctx.view.clone();
+            Ok(Verdict::Filter(ctx.after(move |r: &mut DescribeTopicPartitionsResponse| {
+                r.topics.retain(|t| {
+                    let name = t.name.as_ref().map(|n| str_of(n)).unwrap_or("");
+                    view.allows(ResourceType::Topic, name, Operation::Describe)
+                })
+            })))
+        }
         ApiKey::OffsetFetch if ctx.facts.all_topics => {
             let view = ctx.view.clone();
             let describable = move |name: &TopicName| view.allows(ResourceType::Topic, name, Operation::Describe);
@@ -274,6 +283,103 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         ApiKey::DeleteTopics => delete_topics(ctx),
         ApiKey::DescribeConfigs => describe_configs(ctx),
         ApiKey::DescribeCluster => ctx.answer(&DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::DescribeTopicPartitions => describe_topic_partitions(ctx),
+        ApiKey::CreatePartitions => {
+            let mut request: CreatePartitionsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+                .into_iter()
+                .map(|t| {
+                    create_partitions_response::CreatePartitionsTopicResult::default()
+                        .with_name(t.name)
+                        .with_error_code(TOPIC_DENIED)
+                })
+                .collect();
+            let nothing_left = request.topics.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut CreatePartitionsResponse| &mut r.results)
+        }
+        ApiKey::DeleteRecords => {
+            use delete_records_response::*;
+            let mut request: DeleteRecordsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+                .into_iter()
+                .map(|t| {
+                    DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                DeleteRecordsPartitionResult::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_low_watermark(-1)
+                                    .with_error_code(TOPIC_DENIED)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            let nothing_left = request.topics.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteRecordsResponse| &mut r.topics)
+        }
+        ApiKey::DeleteGroups => {
+            let mut request: DeleteGroupsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.groups_names, |g| !ctx.permits(Named::Group(g)))
+                .into_iter()
+                .map(|g| {
+                    delete_groups_response::DeletableGroupResult::default()
+                        .with_group_id(g)
+                        .with_error_code(GROUP_DENIED)
+                })
+                .collect();
+            let nothing_left = request.groups_names.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteGroupsResponse| &mut r.results)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let mut request: ConsumerGroupDescribeRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.group_ids, |g| !ctx.permits(Named::Group(g)))
+                .into_iter()
+                .map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(GROUP_DENIED)
+                        .with_authorized_operations(i32::MIN)
+                })
+                .collect();
+            let nothing_left = request.group_ids.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ConsumerGroupDescribeResponse| &mut r.groups)
+        }
+        ApiKey::AlterConfigs => {
+            let mut request: AlterConfigsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.resources, |r| {
+                !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
+            })
+            .into_iter()
+            .map(|r| {
+                alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(config_denied_code(r.resource_type))
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+            })
+            .collect();
+            let nothing_left = request.resources.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut AlterConfigsResponse| &mut r.responses)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let mut request: IncrementalAlterConfigsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.resources, |r| {
+                !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
+            })
+            .into_iter()
+            .map(|r| {
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_code(config_denied_code(r.resource_type))
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+            })
+            .collect();
+            let nothing_left = request.resources.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut IncrementalAlterConfigsResponse| {
+                &mut r.responses
+            })
+        }
         _ => Ok(None),
     }
 }
@@ -643,6 +749,33 @@ fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteTopicsResponse| &mut r.responses)
 }
 
+/// The authorization error for a config resource: 2 topic, 32 group, else the cluster.
+fn config_denied_code(resource_type: i8) -> i16 {
+    match resource_type {
+        2 => TOPIC_DENIED,
+        32 => GROUP_DENIED,
+        _ => CLUSTER_DENIED,
+    }
+}
+
+/// DescribeTopicPartitions (what admin clients use to describe topics since Kafka 3.8): named
+/// topics the client may not describe come back as TOPIC_AUTHORIZATION_FAILED; a listing of
+/// all topics leaves them out.
+fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    let mut request: DescribeTopicPartitionsRequest = ctx.decode()?;
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+        .into_iter()
+        .map(|t| {
+            describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(t.name))
+                .with_error_code(TOPIC_DENIED)
+                .with_topic_authorized_operations(i32::MIN)
+        })
+        .collect();
+    let nothing_left = request.topics.is_empty();
+    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeTopicPartitionsResponse| &mut r.topics)
+}
+
 fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     let mut request: DescribeConfigsRequest = ctx.decode()?;
     let denied = take_denied(&mut request.resources, |r| {
@@ -650,13 +783,8 @@ fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     })
     .into_iter()
     .map(|r| {
-        let code = match r.resource_type {
-            2 => TOPIC_DENIED,
-            32 => GROUP_DENIED,
-            _ => CLUSTER_DENIED,
-        };
         describe_configs_response::DescribeConfigsResult::default()
-            .with_error_code(code)
+            .with_error_code(config_denied_code(r.resource_type))
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name)
     })

@@ -13,6 +13,8 @@
 
 mod answers;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -150,6 +152,7 @@ pub(crate) struct ConnectionAuthz {
     policies: watch::Receiver<Arc<Policy>>,
     principal: Option<String>,
     view: Arc<PrincipalPolicy>,
+    decided: DecisionCache,
     /// Set when the policy changed: an open fetch session may hold partitions that are now
     /// denied, so the next incremental Fetch is turned into a full one.
     reset_fetch_session: bool,
@@ -171,6 +174,7 @@ impl ConnectionAuthz {
             policies,
             principal: principal.map(str::to_owned),
             view,
+            decided: DecisionCache::default(),
             reset_fetch_session: false,
             client,
             listener: listener.to_owned(),
@@ -181,12 +185,14 @@ impl ConnectionAuthz {
     pub(crate) fn set_principal(&mut self, principal: &str) {
         self.principal = Some(principal.to_owned());
         self.view = Arc::new(self.policies.borrow_and_update().for_principal(Some(principal)));
+        self.decided = DecisionCache::default();
     }
 
     fn refresh(&mut self) {
         if self.policies.has_changed().unwrap_or(false) {
             let policy = self.policies.borrow_and_update().clone();
             self.view = Arc::new(policy.for_principal(self.principal.as_deref()));
+            self.decided = DecisionCache::default();
             self.reset_fetch_session = true;
         }
     }
@@ -202,12 +208,13 @@ impl ConnectionAuthz {
         let (api, version) = (peek.api_key, peek.api_version);
         let body = frame.get(peek.body_offset..).unwrap_or_default();
         let view = &*self.view;
+        let decided = &mut self.decided;
         let mut denials = Vec::new();
         let mut deny = |need: Need, name: &str| denials.push(Denial { need, name: name.to_owned() });
         let mut check = |named: Named<'_>| {
             if let Some(needed) = need_for(api, version, &named) {
                 let name = resource_name(shared, &named);
-                if !allows(view, needed, &name, api) {
+                if !decided.decide(view, needed, &name, api) {
                     deny(needed, &name);
                 }
             }
@@ -288,14 +295,47 @@ fn allows(view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool
 
 /// The name a policy matches: topic ids are resolved through the names learned from Metadata
 /// (an unknown id stays its text form, which only `topic:*` matches).
-fn resource_name(shared: &Shared, named: &Named<'_>) -> String {
+fn resource_name<'a>(shared: &Shared, named: &Named<'a>) -> Cow<'a, str> {
     match named {
         Named::Topic(TopicRef::Name(name))
         | Named::Group(name)
         | Named::TransactionalId(name)
         | Named::CoordinatorKey { key: name, .. }
-        | Named::ConfigResource { name, .. } => (*name).to_owned(),
-        Named::Topic(TopicRef::Id(id)) => shared.topic_name_for_id(&Uuid::from_bytes(*id)).to_string(),
+        | Named::ConfigResource { name, .. } => Cow::Borrowed(name),
+        Named::Topic(TopicRef::Id(id)) => Cow::Owned(shared.topic_name_for_id(&Uuid::from_bytes(*id)).to_string()),
+    }
+}
+
+/// Most connections name the same few topics and groups request after request; their
+/// decisions are kept until the policy changes, so a large policy costs one scan per name.
+#[derive(Default)]
+struct DecisionCache {
+    /// Per resource type: name → (operations decided, operations allowed), as bit sets.
+    by_type: [HashMap<Box<str>, (u16, u16)>; 4],
+}
+
+/// Names remembered per resource type before the cache starts over.
+const CACHE_LIMIT: usize = 4096;
+
+impl DecisionCache {
+    fn decide(&mut self, view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool {
+        let map = &mut self.by_type[needed.resource as usize];
+        let bit = 1u16 << (needed.operation as u16);
+        if let Some((known, allowed)) = map.get(name) {
+            if known & bit != 0 {
+                return allowed & bit != 0;
+            }
+        }
+        let decision = allows(view, needed, name, api);
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        let entry = map.entry(name.into()).or_default();
+        entry.0 |= bit;
+        if decision {
+            entry.1 |= bit;
+        }
+        decision
     }
 }
 
