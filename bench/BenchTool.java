@@ -124,6 +124,14 @@ public class BenchTool {
         pp.put("linger.ms", "0");
         pp.put("key.serializer", ByteArraySerializer.class.getName());
         pp.put("value.serializer", ByteArraySerializer.class.getName());
+        // Extra client settings (TLS towards the sidecar, say) from -Dweir.client.config=FILE.
+        String extra = System.getProperty("weir.client.config");
+        if (extra != null && !extra.isEmpty()) {
+            Properties x = new Properties();
+            try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(extra))) { x.load(r); }
+            cp.putAll(x);
+            pp.putAll(x);
+        }
 
         long total = Math.round(rate * (seconds + warmup));
         long warmupCount = Math.round(rate * warmup);

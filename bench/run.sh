@@ -4,10 +4,14 @@
 # single run, then prints medians, proxy/direct ratios and the targets beside them.
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
-#                [--latency-rate R] [--latency-seconds S] [--no-build]
+#                [--latency-rate R] [--latency-seconds S] [--secure] [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
+#   --secure: the sidecar terminates mTLS (client certificates from the cluster's test CA)
+#      and enforces a 100-rule authorization policy; proxied clients speak TLS to it, direct
+#      ones plaintext to the broker, so the ratios price TLS and authorization together.
+#      Target: >= 0.85 of direct throughput.
 #
 # WHAT. Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
 #   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
@@ -59,7 +63,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1
+QUICK=0 BUILD=1 SECURE=0
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -78,6 +82,7 @@ while [[ $# -gt 0 ]]; do
     --latency-rate) LAT_RATE=${2:?}; shift 2 ;;
     --latency-seconds) opt_lat_seconds=${2:?}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --secure) SECURE=1; T_RATIO=0.85; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -198,7 +203,7 @@ mkdir -p "$RUN_DIR/classes"
 "$JAVAC" -nowarn -cp "$CP" -d "$RUN_DIR/classes" "$ROOT/bench/BenchTool.java" >&2 || die "cannot compile bench/BenchTool.java"
 bench_tool() {  # BenchTool on the Kafka classpath (quiet Kafka logging)
   # shellcheck disable=SC2086
-  "$JAVA" $TOOL_OPTS -cp "$RUN_DIR/classes:$CP" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2-tools.properties" BenchTool "$@"
+  "$JAVA" $TOOL_OPTS ${TOOL_EXTRA:-} -cp "$RUN_DIR/classes:$CP" -Dlog4j2.configurationFile="$ROOT/kafka/log4j2-tools.properties" BenchTool "$@"
 }
 
 # Fresh topics for every run: the consumer reads exactly what its producer wrote.
@@ -242,6 +247,37 @@ upstream:
   resolve: {"*.weir.invalid": 127.0.0.1}
 log: {format: text, level: warn}
 EOF
+# Client settings for the proxied runs; empty unless --secure.
+PROXY_CLIENT_CONFIG=$RUN_DIR/proxy-client.properties
+: > "$PROXY_CLIENT_CONFIG"
+if ((SECURE)); then
+  PKI=${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER/tls
+  [[ -f $PKI/ca.pem && -f $PKI/client.pem ]] || die "no test PKI in $PKI (made by scripts/kafka.sh start)"
+  # 100 rules: 97 for other teams' principals and topics, 3 that grant this benchmark's client
+  # (principal: the first DNS name of the cluster's client certificate) its topics and groups.
+  {
+    echo "rules:"
+    for ((i = 1; i <= 97; i++)); do
+      printf -- "- {effect: allow, principals: ['spiffe://weir.bench/ns/team-%d/*'], resources: ['topic:team-%d.*', 'group:team-%d-*'], operations: [read, write]}\n" "$i" "$i" "$i"
+    done
+    echo "- {effect: allow, principals: ['*.$CLUSTER.weir.invalid'], resources: ['topic:bench-*'], operations: [read, write, describe]}"
+    echo "- {effect: allow, principals: ['*.$CLUSTER.weir.invalid'], resources: ['group:bench-*'], operations: [read, describe]}"
+    echo "- {effect: deny, principals: ['*'], resources: ['topic:*.pii'], operations: [all]}"
+  } > "$RUN_DIR/policy.yaml"
+  cat >> "$RUN_DIR/weir.yaml" <<EOF
+tls: {cert: $PKI/broker.crt, key: $PKI/broker.key, client_ca: $PKI/ca.pem}
+authorization: {policy: $RUN_DIR/policy.yaml}
+EOF
+  cat > "$PROXY_CLIENT_CONFIG" <<EOF
+security.protocol=SSL
+ssl.truststore.type=PEM
+ssl.truststore.location=$PKI/ca.pem
+ssl.keystore.type=PEM
+ssl.keystore.location=$PKI/client.pem
+EOF
+fi
+# client_config MODE: the tools' option for the proxied runs' client settings.
+client_config() { if [[ $1 == proxy && -s $PROXY_CLIENT_CONFIG ]]; then echo "--command-config $PROXY_CLIENT_CONFIG"; fi; }
 for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
 "$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 8>&- &
 WEIR_PID=$!
@@ -309,7 +345,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
   phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
-    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m" --print-metrics
+    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m" --print-metrics $(client_config "$m")
   line=$(grep 'records sent' "$PHASE_OUT" | tail -n 1)
   [[ $line == "$RECORDS records sent"* ]] || die "unexpected ProducerPerformance output: $line"
   record "$r" "$m" prod_rps "$(sed 's/.* records sent, \([0-9.]*\) records\/sec.*/\1/' <<< "$line")"
@@ -326,7 +362,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   log "round $r/$ROUNDS $m: consuming them"
   phase "$r" "$m" consume "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --group "bench-$RUN_ID-r$r-$m" \
-    --timeout 60000 --hide-header --command-property client.id="bench-$m"
+    --timeout 60000 --hide-header --command-property client.id="bench-$m" $(client_config "$m")
   # start, end, MB, MB/s, records, records/s, rebalance ms, fetch ms, fetch MB/s, fetch records/s
   line=$(grep -E '^[0-9]{4}-' "$PHASE_OUT" | tail -n 1)
   IFS=',' read -r -a f <<< "$(sed 's/, /,/g' <<< "$line")"
@@ -342,7 +378,9 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
-  phase "$r" "$m" latency bench_tool latency "$bs" "$(topic "$r" "$m" lat)" "$LAT_RATE" "$LAT_SECONDS" "$LAT_WARMUP" "$RECORD_SIZE"
+  local jvm_extra=""
+  [[ $m == proxy ]] && jvm_extra="-Dweir.client.config=$PROXY_CLIENT_CONFIG"
+  TOOL_EXTRA=$jvm_extra phase "$r" "$m" latency bench_tool latency "$bs" "$(topic "$r" "$m" lat)" "$LAT_RATE" "$LAT_SECONDS" "$LAT_WARMUP" "$RECORD_SIZE"
   line=$(grep '^latency ' "$PHASE_OUT" | tail -n 1)
   [[ -n $line ]] || die "no latency result in $PHASE_OUT"
   local k v lost=""
@@ -361,14 +399,18 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 # page cache, so the first measured run (always a direct one) is not the cold one.
 WARM=$((RECORDS > 500000 ? 2 * RECORDS : 1000000))
 log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
-for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
+for mode in direct proxy; do
+  bs=$DIRECT_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+  # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
-    --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property acks=1 linger.ms=5 \
+    --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property acks=1 linger.ms=5 $(client_config "$mode") \
     > "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up produce failed"; }
 done
-for bs in "$DIRECT_BOOTSTRAP" "$PROXY_BOOTSTRAP"; do
+for mode in direct proxy; do
+  bs=$DIRECT_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+  # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
-    --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 \
+    --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 $(client_config "$mode") \
     >> "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up consume failed"; }
 done
 drop_topics "$(topic 0 warm tp)"
@@ -389,6 +431,7 @@ ELAPSED=$((SECONDS - T_START))
 report() {
   echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
   echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $COMMIT when the run started"
+  if ((SECURE)); then echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones plaintext"; fi
   echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
   echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
   echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
