@@ -202,8 +202,8 @@ pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, Sessi
         request.session_epoch = -1;
     }
     let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.topic, &t.topic_id));
-    if denied.is_empty() && !reset {
-        return Ok(Verdict::Forward);
+    if denied.is_empty() {
+        return if reset { ctx.forward(&request, None) } else { Ok(Verdict::Forward) };
     }
     let denied: Vec<_> = denied
         .into_iter()
@@ -228,7 +228,7 @@ pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, Sessi
                 )
         })
         .collect();
-    let nothing_left = request.topics.is_empty() && !reset;
+    let nothing_left = request.topics.is_empty();
     let verdict = ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut FetchResponse| &mut r.responses)?;
     Ok(verdict.unwrap_or(Verdict::Forward))
 }

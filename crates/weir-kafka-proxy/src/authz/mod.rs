@@ -12,6 +12,8 @@
 //! principal; a reloaded policy reaches the connection at its next request.
 
 mod answers;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -1,0 +1,327 @@
+//! The answers to denied requests, at every version a client may use: what is forwarded, what
+//! comes back, and in which shape. (The real-cluster tests in crates/weir/tests/authz.rs cover
+//! the common paths end to end.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
+use weir_core::policy::{AuthorizationConfig, PolicyWatch};
+use weir_wire::message::{decode_response, encode_response};
+use weir_wire::RequestHeaderPeek;
+
+use super::{ConnectionAuthz, Verdict};
+use crate::config::SidecarConfig;
+use crate::session::SessionError;
+use crate::sidecar::{Shared, Sidecar};
+
+const PRINCIPAL: &str = "svc";
+const POLICY: &str = "rules:
+  - {effect: allow, principals: [svc], resources: ['topic:ok', 'group:g-ok', 'transactional-id:tx-ok'], operations: [all]}
+";
+
+struct Setup {
+    shared: Arc<Shared>,
+    watch: Arc<PolicyWatch>,
+    file: std::path::PathBuf,
+}
+
+impl Setup {
+    async fn new(name: &str) -> Self {
+        let file = std::env::temp_dir().join(format!("weir-authz-{name}-{}.yaml", std::process::id()));
+        std::fs::write(&file, POLICY).unwrap();
+        let config = SidecarConfig::new("127.0.0.1:0".parse().unwrap(), vec!["127.0.0.1:9".into()]);
+        let sidecar = Sidecar::bind(config).await.unwrap();
+        let watch = PolicyWatch::load(AuthorizationConfig { policy: file.clone(), reload_interval_ms: 100 }).unwrap();
+        Self { shared: sidecar.shared(), watch, file }
+    }
+
+    fn connection(&self) -> ConnectionAuthz {
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        ConnectionAuthz::new(&self.watch, Some(PRINCIPAL), client, "bootstrap")
+    }
+
+    fn check<T: Encodable>(&self, conn: &mut ConnectionAuthz, key: ApiKey, version: i16, body: &T) -> Verdict {
+        self.try_check(conn, key, version, body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+    }
+
+    fn try_check<T: Encodable>(
+        &self,
+        conn: &mut ConnectionAuthz,
+        key: ApiKey,
+        version: i16,
+        body: &T,
+    ) -> Result<Verdict, SessionError> {
+        let frame = request(key, version, body);
+        let peek = RequestHeaderPeek::parse(&frame).unwrap();
+        conn.check(&self.shared, &frame, &peek)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.file).ok();
+    }
+}
+
+fn request<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(StrBytes::from_static_str("t")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    weir_wire::frame::with_length_prefix(&buf)
+}
+
+fn decode_forwarded<T: Decodable>(frame: &Bytes) -> T {
+    let peek = RequestHeaderPeek::parse(frame).unwrap();
+    assert_eq!(peek.correlation_id, 42, "the forwarded request keeps the client's header");
+    weir_wire::message::decode_request(frame, &peek).unwrap()
+}
+
+fn answer<T: Decodable>(verdict: Verdict, key: ApiKey, version: i16) -> T {
+    match verdict {
+        Verdict::Answer(frame) => {
+            let (header, body) = decode_response(&frame, key, version).unwrap();
+            assert_eq!(header.correlation_id, 42);
+            body
+        }
+        _ => panic!("{key:?} v{version}: expected a local answer"),
+    }
+}
+
+fn topic(name: &'static str) -> TopicName {
+    TopicName(StrBytes::from_static_str(name))
+}
+
+fn versions<T: Message>() -> std::ops::RangeInclusive<i16> {
+    T::VERSIONS.min..=T::VERSIONS.max
+}
+
+#[tokio::test]
+async fn produce_serves_the_allowed_topics_and_merges_errors_for_the_rest() {
+    let s = Setup::new("produce").await;
+    let ids = [(topic("ok"), uuid::Uuid::from_u128(1)), (topic("secret"), uuid::Uuid::from_u128(2))];
+    s.shared.learn_topics(
+        &MetadataResponse::default().with_topics(
+            ids.iter()
+                .map(|(name, id)| {
+                    metadata_response::MetadataResponseTopic::default().with_name(Some(name.clone())).with_topic_id(*id)
+                })
+                .collect(),
+        ),
+    );
+    for version in versions::<ProduceRequest>() {
+        let by_id = version >= 13;
+        let data = |(name, id): &(TopicName, uuid::Uuid)| {
+            let t = produce_request::TopicProduceData::default().with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from_static(b"x"))),
+                produce_request::PartitionProduceData::default()
+                    .with_index(1)
+                    .with_records(Some(Bytes::from_static(b"y"))),
+            ]);
+            if by_id {
+                t.with_topic_id(*id)
+            } else {
+                t.with_name(name.clone())
+            }
+        };
+        let body = ProduceRequest::default().with_acks(-1).with_topic_data(ids.iter().map(data).collect());
+        let mut conn = s.connection();
+        let Verdict::Rewritten(frame, Some(after)) = s.check(&mut conn, ApiKey::Produce, version, &body) else {
+            panic!("v{version}: expected a rewritten request");
+        };
+        let forwarded: ProduceRequest = decode_forwarded(&frame);
+        assert_eq!(forwarded.topic_data, vec![data(&ids[0])], "v{version}: only the allowed topic goes upstream");
+        assert_eq!(forwarded.topic_data[0].partition_data[0].records, Some(Bytes::from_static(b"x")));
+
+        let broker = ProduceResponse::default().with_responses(vec![{
+            let t = produce_response::TopicProduceResponse::default().with_partition_responses(vec![
+                produce_response::PartitionProduceResponse::default().with_index(0).with_base_offset(7),
+            ]);
+            if by_id {
+                t.with_topic_id(ids[0].1)
+            } else {
+                t.with_name(ids[0].0.clone())
+            }
+        }]);
+        let merged = after.apply(encode_response(42, ApiKey::Produce, version, &broker).unwrap()).unwrap();
+        let (_, merged): (_, ProduceResponse) = decode_response(&merged, ApiKey::Produce, version).unwrap();
+        assert_eq!(merged.responses.len(), 2, "v{version}");
+        assert_eq!(merged.responses[0].partition_responses[0].base_offset, 7);
+        let denied = &merged.responses[1];
+        assert!(if by_id { denied.topic_id == ids[1].1 } else { denied.name == ids[1].0 }, "v{version}");
+        let codes: Vec<i16> = denied.partition_responses.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, [29, 29], "v{version}");
+
+        // Fire-and-forget: nothing to answer, the denied records are simply not forwarded.
+        let only_denied = ProduceRequest::default().with_acks(0).with_topic_data(vec![data(&ids[1])]);
+        assert!(matches!(s.check(&mut conn, ApiKey::Produce, version, &only_denied), Verdict::Drop), "v{version}");
+        // A transactional id outside the policy denies the whole request.
+        let txn = body.clone().with_transactional_id(Some(StrBytes::from_static_str("tx-other").into()));
+        let response: ProduceResponse =
+            answer(s.check(&mut conn, ApiKey::Produce, version, &txn), ApiKey::Produce, version);
+        assert!(response.responses.iter().flat_map(|t| &t.partition_responses).all(|p| p.error_code == 53));
+    }
+}
+
+#[tokio::test]
+async fn fetch_denied_entirely_is_answered_locally_at_every_version() {
+    let s = Setup::new("fetch").await;
+    for version in versions::<FetchRequest>() {
+        let t = fetch_request::FetchTopic::default()
+            .with_partitions(vec![fetch_request::FetchPartition::default().with_partition(3)]);
+        let t = if version >= 13 { t.with_topic_id(uuid::Uuid::from_u128(99)) } else { t.with_topic(topic("secret")) };
+        let body = FetchRequest::default().with_max_wait_ms(500).with_topics(vec![t]);
+        let mut conn = s.connection();
+        let response: FetchResponse = answer(s.check(&mut conn, ApiKey::Fetch, version, &body), ApiKey::Fetch, version);
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!((partition.partition_index, partition.error_code), (3, 29), "v{version}");
+    }
+}
+
+#[tokio::test]
+async fn a_policy_change_closes_open_fetch_sessions() {
+    let s = Setup::new("session").await;
+    let mut conn = s.connection();
+    let body = FetchRequest::default()
+        .with_session_id(5)
+        .with_session_epoch(3)
+        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(topic("ok"))]);
+    assert!(matches!(s.check(&mut conn, ApiKey::Fetch, 12, &body), Verdict::Forward));
+    std::fs::write(
+        &s.file,
+        format!("{POLICY}  - {{effect: allow, principals: [svc], resources: ['topic:x'], operations: [read]}}\n"),
+    )
+    .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(s.watch.clone().reload_on_change(stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match s.check(&mut conn, ApiKey::Fetch, 12, &body) {
+            Verdict::Forward if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Verdict::Rewritten(frame, None) => {
+                let forwarded: FetchRequest = decode_forwarded(&frame);
+                assert_eq!((forwarded.session_id, forwarded.session_epoch), (5, -1));
+                break;
+            }
+            _ => panic!("the session was not closed after the policy changed"),
+        }
+    }
+    // Only once: the client's next (full) fetch is checked as usual.
+    assert!(matches!(s.check(&mut conn, ApiKey::Fetch, 12, &body), Verdict::Forward));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn metadata_hides_what_may_not_be_described_and_does_not_auto_create() {
+    let s = Setup::new("metadata").await;
+    let broker = |version: i16| {
+        let topics = ["ok", "secret"]
+            .map(|n| {
+                metadata_response::MetadataResponseTopic::default()
+                    .with_name(Some(topic(n)))
+                    .with_partitions(vec![metadata_response::MetadataResponsePartition::default()])
+            })
+            .to_vec();
+        encode_response(42, ApiKey::Metadata, version, &MetadataResponse::default().with_topics(topics)).unwrap()
+    };
+    for version in versions::<MetadataRequest>() {
+        let mut conn = s.connection();
+        // A listing of all topics (v1+; v0 lists all with an empty array).
+        let all = MetadataRequest::default().with_topics(if version == 0 { Some(vec![]) } else { None });
+        let Verdict::Filter(after) = s.check(&mut conn, ApiKey::Metadata, version, &all) else {
+            panic!("v{version}: expected a filtered listing");
+        };
+        let (_, listed): (_, MetadataResponse) =
+            decode_response(&after.apply(broker(version)).unwrap(), ApiKey::Metadata, version).unwrap();
+        let names: Vec<_> = listed.topics.iter().map(|t| t.name.clone().unwrap().0.to_string()).collect();
+        assert_eq!(names, ["ok"], "v{version}");
+
+        // Named explicitly: the denied topic comes back as TOPIC_AUTHORIZATION_FAILED, and the
+        // request no longer allows auto-creation (the client may not create it).
+        let named = MetadataRequest::default()
+            .with_topics(Some(
+                ["ok", "secret"]
+                    .map(|n| metadata_request::MetadataRequestTopic::default().with_name(Some(topic(n))))
+                    .to_vec(),
+            ))
+            .with_allow_auto_topic_creation(true);
+        let after = match s.check(&mut conn, ApiKey::Metadata, version, &named) {
+            Verdict::Rewritten(frame, Some(after)) if version >= 4 => {
+                let forwarded: MetadataRequest = decode_forwarded(&frame);
+                assert!(!forwarded.allow_auto_topic_creation, "v{version}");
+                after
+            }
+            Verdict::Filter(after) if version < 4 => after,
+            _ => panic!("v{version}: unexpected verdict"),
+        };
+        let (_, named): (_, MetadataResponse) =
+            decode_response(&after.apply(broker(version)).unwrap(), ApiKey::Metadata, version).unwrap();
+        let codes: Vec<_> =
+            named.topics.iter().map(|t| (t.name.clone().unwrap().0.to_string(), t.error_code)).collect();
+        assert_eq!(codes, [("ok".to_owned(), 0), ("secret".to_owned(), 29)], "v{version}");
+        assert!(named.topics[1].partitions.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn group_and_transaction_requests_get_their_own_error_codes() {
+    let s = Setup::new("groups").await;
+    let mut conn = s.connection();
+    let group = |id: &'static str| GroupId(StrBytes::from_static_str(id));
+    for version in versions::<FindCoordinatorRequest>() {
+        let body = if version <= 3 {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g-other"))
+        } else {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g-other")])
+        };
+        let r: FindCoordinatorResponse =
+            answer(s.check(&mut conn, ApiKey::FindCoordinator, version, &body), ApiKey::FindCoordinator, version);
+        let code = if version <= 3 { r.error_code } else { r.coordinators[0].error_code };
+        assert_eq!(code, 30, "v{version}");
+    }
+    for version in versions::<JoinGroupRequest>() {
+        let body = JoinGroupRequest::default().with_group_id(group("g-other"));
+        let r: JoinGroupResponse =
+            answer(s.check(&mut conn, ApiKey::JoinGroup, version, &body), ApiKey::JoinGroup, version);
+        assert_eq!(r.error_code, 30, "v{version}");
+    }
+    for version in versions::<OffsetFetchRequest>() {
+        let topics = vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(topic("secret"))
+            .with_partition_indexes(vec![0])];
+        let body = if version <= 7 {
+            OffsetFetchRequest::default().with_group_id(group("g-ok")).with_topics(Some(topics))
+        } else {
+            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(group("g-other"))
+                .with_topics(None)])
+        };
+        let r: OffsetFetchResponse =
+            answer(s.check(&mut conn, ApiKey::OffsetFetch, version, &body), ApiKey::OffsetFetch, version);
+        let code = if version <= 7 { r.topics[0].partitions[0].error_code } else { r.groups[0].error_code };
+        assert_eq!(code, if version <= 7 { 29 } else { 30 }, "v{version}");
+    }
+    for version in versions::<InitProducerIdRequest>() {
+        let body = InitProducerIdRequest::default()
+            .with_transactional_id(Some(StrBytes::from_static_str("tx-other").into()))
+            .with_transaction_timeout_ms(1000);
+        let r: InitProducerIdResponse =
+            answer(s.check(&mut conn, ApiKey::InitProducerId, version, &body), ApiKey::InitProducerId, version);
+        assert_eq!((r.error_code, i64::from(r.producer_id)), (53, -1), "v{version}");
+    }
+    // Cluster administration without a per-item answer closes the connection, naming why.
+    let err = s.try_check(&mut conn, ApiKey::CreateAcls, 3, &CreateAclsRequest::default()).err().unwrap();
+    assert!(err.to_string().contains("alter on cluster"), "{err}");
+}
