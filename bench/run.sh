@@ -12,6 +12,8 @@
 #      and enforces a 100-rule authorization policy; proxied clients speak TLS to it, direct
 #      ones plaintext to the broker, so the ratios price TLS and authorization together.
 #      Target: >= 0.85 of direct throughput.
+#   --direct-tls: with --secure, direct clients use the brokers' own mTLS listener (TLSDIRECT)
+#      with the same client certificate, so the ratios price the sidecar over Kafka's TLS.
 #
 # WHAT. Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
 #   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
@@ -63,7 +65,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0
+QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -83,6 +85,7 @@ while [[ $# -gt 0 ]]; do
     --latency-seconds) opt_lat_seconds=${2:?}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
+    --direct-tls) DIRECT_TLS=1; shift ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -276,8 +279,18 @@ ssl.keystore.type=PEM
 ssl.keystore.location=$PKI/client.pem
 EOF
 fi
-# client_config MODE: the tools' option for the proxied runs' client settings.
-client_config() { if [[ $1 == proxy && -s $PROXY_CLIENT_CONFIG ]]; then echo "--command-config $PROXY_CLIENT_CONFIG"; fi; }
+# Where direct runs bootstrap (admin operations always use the plaintext listener).
+DIRECT_RUN_BOOTSTRAP=$DIRECT_BOOTSTRAP
+# client_config MODE: the tools' option for that mode's client settings.
+client_config() {
+  if [[ -s $PROXY_CLIENT_CONFIG && ($1 == proxy || $DIRECT_TLS == 1) ]]; then echo "--command-config $PROXY_CLIENT_CONFIG"; fi
+}
+if ((DIRECT_TLS)); then
+  ((SECURE)) || die "--direct-tls needs --secure"
+  tls_direct=()
+  for ((i = 1; i <= BROKERS; i++)); do tls_direct+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 5))"); done
+  DIRECT_RUN_BOOTSTRAP=$(IFS=,; echo "${tls_direct[*]}")
+fi
 for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
 "$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 8>&- &
 WEIR_PID=$!
@@ -379,7 +392,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
   local jvm_extra=""
-  [[ $m == proxy ]] && jvm_extra="-Dweir.client.config=$PROXY_CLIENT_CONFIG"
+  [[ $m == proxy || $DIRECT_TLS == 1 ]] && jvm_extra="-Dweir.client.config=$PROXY_CLIENT_CONFIG"
   TOOL_EXTRA=$jvm_extra phase "$r" "$m" latency bench_tool latency "$bs" "$(topic "$r" "$m" lat)" "$LAT_RATE" "$LAT_SECONDS" "$LAT_WARMUP" "$RECORD_SIZE"
   line=$(grep '^latency ' "$PHASE_OUT" | tail -n 1)
   [[ -n $line ]] || die "no latency result in $PHASE_OUT"
@@ -400,14 +413,14 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 WARM=$((RECORDS > 500000 ? 2 * RECORDS : 1000000))
 log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
 for mode in direct proxy; do
-  bs=$DIRECT_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+  bs=$DIRECT_RUN_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
   # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
     --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property acks=1 linger.ms=5 $(client_config "$mode") \
     > "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up produce failed"; }
 done
 for mode in direct proxy; do
-  bs=$DIRECT_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+  bs=$DIRECT_RUN_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
   # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
     --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 $(client_config "$mode") \
@@ -417,7 +430,7 @@ drop_topics "$(topic 0 warm tp)"
 
 log "load average before the first run: $(loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
-  run_mode "$r" direct "$DIRECT_BOOTSTRAP"
+  run_mode "$r" direct "$DIRECT_RUN_BOOTSTRAP"
   run_mode "$r" proxy "$PROXY_BOOTSTRAP"
   drop_topics "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)" "$(topic "$r" direct lat)" "$(topic "$r" proxy lat)"
 done
@@ -431,7 +444,9 @@ ELAPSED=$((SECONDS - T_START))
 report() {
   echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
   echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $COMMIT when the run started"
-  if ((SECURE)); then echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones plaintext"; fi
+  if ((SECURE)); then
+    echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones $( ((DIRECT_TLS)) && echo "mTLS to the brokers' TLSDIRECT listener" || echo plaintext)"
+  fi
   echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
   echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
   echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
