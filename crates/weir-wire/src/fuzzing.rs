@@ -15,13 +15,22 @@ use crate::produce::scan_produce;
 pub const FUZZ_MAX_FRAME: usize = 1 << 20;
 
 /// Bytes as a client would send them, through exactly what the proxy does with them: split
-/// into frames, peek each header, scan Produce requests.
+/// into frames, peek each header, read the resources each request names, scan Produce
+/// requests.
 pub fn exercise_client_bytes(data: &[u8]) {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = split_frame(&mut buf, FUZZ_MAX_FRAME) {
         let Ok(peek) = RequestHeaderPeek::parse(&frame) else { continue };
         let _ = peek.client_id_str();
-        if peek.api_key == ApiKey::Produce && peek.version_is_known() {
+        if !peek.version_is_known() {
+            continue;
+        }
+        // What authorization reads of every request (the walkers' own tests check that a body
+        // they accept decodes in full).
+        let body = frame.get(peek.body_offset..).unwrap_or_default();
+        let _ = crate::resources::scan_request_resources(body, peek.api_key, peek.api_version, |_| {});
+        if peek.api_key == ApiKey::Produce {
+            let _ = crate::produce::scan_produce_names(body, peek.api_version, |_| {});
             let _ = scan_produce(&frame, &peek, |_, _, records| {
                 crate::records::count_records(records);
             });
@@ -97,9 +106,31 @@ mod tests {
                 .unwrap();
             crate::frame::with_length_prefix(&body).to_vec()
         };
+        let fetch_frame = {
+            use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+            use kafka_protocol::messages::{FetchRequest, RequestHeader, TopicName};
+            use kafka_protocol::protocol::{Encodable, StrBytes};
+            let mut body = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(ApiKey::Fetch as i16)
+                .with_request_api_version(12)
+                .encode(&mut body, 2)
+                .unwrap();
+            let topic = |n: &'static str| {
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str(n)))
+                    .with_partitions(vec![FetchPartition::default(), FetchPartition::default().with_partition(1)])
+            };
+            FetchRequest::default().with_topics(vec![topic("a"), topic("b")]).encode(&mut body, 12).unwrap();
+            crate::frame::with_length_prefix(&body).to_vec()
+        };
         for seed in 0..3000u64 {
             let len = (seed % 200) as usize;
             exercise_client_bytes(&noise(seed, len));
+            let mut mutated = fetch_frame.clone();
+            let at = 4 + (seed as usize * 13) % (mutated.len() - 4);
+            mutated[at] ^= noise(seed + 7, 1)[0] | 1;
+            exercise_client_bytes(&mutated);
             // A valid Produce frame with a few bytes flipped reaches the Produce scanner.
             let mut mutated = valid.clone();
             for (i, b) in noise(seed, 3).into_iter().enumerate() {
