@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kafka_protocol::messages::MetadataResponse;
+use kafka_protocol::messages::{ApiVersionsResponse, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -58,6 +58,9 @@ pub struct Shared {
     /// The authorization policy, when configured (reloaded when its file changes).
     pub policy: Option<Arc<PolicyWatch>>,
     topic_names: RwLock<HashMap<Uuid, StrBytes>>,
+    /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
+    /// probe: answers a client's ApiVersions before its upstream connection exists.
+    pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
     next_connection: AtomicU64,
 }
 
@@ -145,6 +148,7 @@ impl Sidecar {
             audit,
             policy,
             topic_names: RwLock::new(HashMap::new()),
+            broker_versions: RwLock::new(None),
             next_connection: AtomicU64::new(1),
         });
         Ok(Self { shared, bootstrap, admin, opened, registry: Arc::new(registry), ready: watch::channel(false) })
@@ -235,7 +239,13 @@ async fn probe_until_ready(shared: Arc<Shared>, ready: watch::Sender<bool>) {
     let mut logged = false;
     loop {
         for server in &shared.config.bootstrap {
-            match shared.connector.probe(server, shared.config.limits.max_frame_bytes).await {
+            let probed = shared.connector.probe(server, shared.config.limits.max_frame_bytes).await.map(|probed| {
+                let mut versions = probed.versions;
+                crate::versions::intersect(&mut versions);
+                *shared.broker_versions.write().unwrap_or_else(|p| p.into_inner()) = Some(versions);
+                probed.metadata
+            });
+            match probed {
                 Ok(Some(mut metadata)) => match rewrite::metadata(&mut metadata, &*shared.directory) {
                     Ok(_) => {
                         shared.learn_topics(&metadata);

@@ -47,6 +47,14 @@ pub enum UpstreamError {
     Probe { addr: String, reason: String },
 }
 
+/// What the readiness probe learned from a bootstrap server.
+pub struct Probed {
+    /// The broker's ApiVersions answer (v3), as received.
+    pub versions: ApiVersionsResponse,
+    /// The cluster's brokers, unless the cluster wants authentication first.
+    pub metadata: Option<MetadataResponse>,
+}
+
 /// How to turn a broker's advertised `host:port` into a connection: name resolution, timeout,
 /// and TLS when the brokers speak it.
 #[derive(Clone)]
@@ -183,7 +191,7 @@ impl Connector {
     /// for the cluster's brokers (no topics). A cluster that requires SASL answers the first
     /// but not the second (the sidecar holds no credentials); then `Ok(None)`: broker
     /// listeners will open as clients discover brokers.
-    pub async fn probe(&self, address: &str, max_frame: usize) -> Result<Option<MetadataResponse>, UpstreamError> {
+    pub async fn probe(&self, address: &str, max_frame: usize) -> Result<Probed, UpstreamError> {
         let probe_err = |reason: String| UpstreamError::Probe { addr: address.to_owned(), reason };
         let (read, mut write) = self.connect(address, None).await?;
         let mut reader = FrameReader::new(read, max_frame);
@@ -196,13 +204,14 @@ impl Connector {
             return Err(probe_err(format!("ApiVersions answered error code {}", versions.error_code)));
         }
         let metadata = MetadataRequest::default().with_topics(Some(vec![]));
-        match self.call(&mut reader, &mut write, ApiKey::Metadata, 12, 2, &metadata).await {
-            Ok((_, metadata)) => Ok(Some(metadata)),
+        let metadata = match self.call(&mut reader, &mut write, ApiKey::Metadata, 12, 2, &metadata).await {
+            Ok((_, metadata)) => Some(metadata),
             Err(reason) => {
                 tracing::debug!(%address, %reason, "no Metadata without authentication");
-                Ok(None)
+                None
             }
-        }
+        };
+        Ok(Probed { versions, metadata })
     }
 
     /// One SaslAuthenticate round trip; returns the server's token.

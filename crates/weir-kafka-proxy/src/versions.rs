@@ -30,6 +30,15 @@ pub fn intersect(resp: &mut ApiVersionsResponse) {
     });
 }
 
+/// The cluster's (already narrowed) ApiVersions, answered by the sidecar at the client's
+/// version. Fields newer than that version (features, v3+) are left out when they do not fit.
+pub fn cached_response(cached: &ApiVersionsResponse, correlation_id: i32, version: i16) -> Result<Bytes, MessageError> {
+    encode_response(correlation_id, ApiKey::ApiVersions, version, cached).or_else(|_| {
+        let plain = ApiVersionsResponse::default().with_api_keys(cached.api_keys.clone());
+        encode_response(correlation_id, ApiKey::ApiVersions, version, &plain)
+    })
+}
+
 /// KIP-511: the answer to an ApiVersions request newer than the sidecar knows is a v0 response
 /// with UNSUPPORTED_VERSION and the ApiVersions range, so the client retries with a version
 /// both sides speak.

@@ -16,7 +16,7 @@ struct Files {
 
 impl Files {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("weir-sasl-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(unique("weir-sasl"));
         std::fs::create_dir_all(&dir).unwrap();
         let entries = [
             scram_entry("alice", "wonderland", ScramMechanism::Sha512, b"alice-salt-1234", 4096),
@@ -225,4 +225,35 @@ async fn broker_credentials_are_chosen_by_the_client_principal() {
         rogue.logs().iter().any(|l| l.contains("SASL to broker") && l.contains("Invalid username or password"));
     assert!(refused, "no log line for the broker refusing the mapped identity:\n{}", rogue.logs().join("\n"));
     rogue.assert_quiet_except(&["SASL to broker"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_authenticated_at_the_sidecar_get_the_broker_identity_mapped_to_them() {
+    // SASL at the sidecar (alice, bob) and SASL to the brokers: the broker connection waits
+    // until the client has authenticated, then uses the credentials mapped to its user.
+    let files = Files::new();
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9095 + 10 * i)).collect::<Vec<_>>().join(","),
+        upstream_yaml: "  sasl: {mechanism: SCRAM-SHA-512, username: weir, password: weir-secret}\n  \
+             sasl_by_principal:\n    \
+             - {principals: [alice], sasl: {mechanism: PLAIN, username: weir, password: weir-secret}}\n    \
+             - {principals: [bob], sasl: {mechanism: PLAIN, username: weir, password: guessed}}\n"
+            .to_owned(),
+        extra_yaml: format!("sasl: {{credentials: {}}}\n", files.dir.join("users.yaml").display()),
+    });
+    let bs = sidecar.bootstrap();
+    let topic = unique("sasl-map-user");
+    let alice = plain("alice", "wonderland");
+    rd::create_topic(&common::direct_bootstrap(), &topic, 1).await;
+    rd::produce(&rd::producer(&bs, &alice), &topic, "alice", 5).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 5, &alice).len(), 5);
+
+    let bob = plain("bob", "builder");
+    assert!(rd::produce_is_refused(&bs, &topic, &bob).await, "bob's mapped broker identity has a wrong password");
+    let refused = sidecar
+        .logs()
+        .iter()
+        .any(|l| l.contains("\"principal\":\"bob\"") && l.contains("Invalid username or password"));
+    assert!(refused, "no log line for the broker refusing bob's identity:\n{}", sidecar.logs().join("\n"));
+    sidecar.assert_quiet_except(&["SASL to broker"]);
 }

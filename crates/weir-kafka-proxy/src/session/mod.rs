@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use weir_core::audit::{AuthenticationEvent, ConnectionEvent};
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::FrameReader;
@@ -49,6 +49,26 @@ enum InFlight {
     Upstream(Pending),
     /// A response the sidecar produced itself.
     Local(ApiKey, Bytes),
+}
+
+/// A broker connection still to be made (see `run`): where to, and how to hand its reading
+/// half to the response half.
+struct Deferred {
+    target: Target,
+    sender: oneshot::Sender<FrameReader<BoxRead>>,
+}
+
+/// The reading half of a broker connection not made yet: never ready.
+struct NotConnected;
+
+impl tokio::io::AsyncRead for NotConnected {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
 }
 
 struct Pending {
@@ -143,9 +163,18 @@ async fn run(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let (client_read, client_write, mut principal) = client_streams(shared, client, peer, listener).await?;
-    let (upstream_read, upstream_write) = connect_upstream(shared, target, principal.as_deref()).await?;
-    let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let max_frame = shared.config.limits.max_frame_bytes;
+    // With SASL at the sidecar and broker credentials chosen by principal, the broker
+    // connection waits until the client has authenticated: only then is its identity known.
+    let defer = shared.sasl.is_some() && !shared.config.upstream.sasl_by_principal.is_empty();
+    let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if defer {
+        let (sender, receiver) = oneshot::channel();
+        (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
+    } else {
+        let (read, write) = connect_upstream(shared, target, principal.as_deref()).await?;
+        (read, write, None, None)
+    };
+    let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let mut produced = TopicCache::new(Direction::Produced);
     let mut fetched = TopicCache::new(Direction::Fetched);
 
@@ -161,6 +190,7 @@ async fn run(
             listener,
             sasl,
             authz,
+            deferred,
             principal: &mut principal,
             produced: &mut produced,
         };
@@ -168,6 +198,7 @@ async fn run(
             shared,
             upstream: FrameReader::new(upstream_read, max_frame),
             client: client_write,
+            connected,
             pending,
             fetched: &mut fetched,
         };

@@ -15,7 +15,7 @@ use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::sasl::{Gate, SaslGate};
-use super::{record_authentication, InFlight, Pending, SessionError};
+use super::{record_authentication, Deferred, InFlight, Pending, SessionError};
 use crate::authz::{ConnectionAuthz, Verdict};
 use crate::metrics::TopicCache;
 use crate::sidecar::Shared;
@@ -32,6 +32,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) sasl: Option<SaslGate>,
     /// The policy as it applies to this connection, when authorization is configured.
     pub(super) authz: Option<ConnectionAuthz>,
+    /// The broker connection, when it waits for the client's principal.
+    pub(super) deferred: Option<Deferred>,
     /// Who the client is (set here when SASL authenticates it).
     pub(super) principal: &'a mut Option<String>,
     /// This connection's produce traffic per topic.
@@ -115,6 +117,15 @@ impl RequestHalf<'_> {
                     }
                 }
             }
+            if self.deferred.is_some() && peek.api_key == ApiKey::ApiVersions {
+                let cached = self.shared.broker_versions.read().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(cached) = cached {
+                    let answer = versions::cached_response(&cached, peek.correlation_id, peek.api_version)
+                        .map_err(SessionError::BadRequest)?;
+                    self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                    continue;
+                }
+            }
             let mut after = None;
             let mut frame = frame;
             if let Some(authz) = &mut self.authz {
@@ -150,6 +161,9 @@ impl RequestHalf<'_> {
                 .map_err(SessionError::BadRequestBody)?;
                 expects_response = acks != 0;
             }
+            if let Some(deferred) = self.deferred.take() {
+                self.connect(deferred).await?;
+            }
             let proxy_time = started.elapsed();
             if expects_response {
                 let pending = Pending {
@@ -166,6 +180,17 @@ impl RequestHalf<'_> {
             }
             self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;
         }
+    }
+
+    /// Makes the broker connection that waited for the client's principal, and hands its
+    /// reading half to the response half (before any response is owed on it).
+    async fn connect(&mut self, deferred: Deferred) -> Result<(), SessionError> {
+        let principal = self.principal.as_deref();
+        let (read, write) = super::connect_upstream(self.shared, deferred.target, principal).await?;
+        let max_frame = self.shared.config.limits.max_frame_bytes;
+        deferred.sender.send(FrameReader::new(read, max_frame)).map_err(|_| SessionError::UpstreamClosed)?;
+        self.upstream = write;
+        Ok(())
     }
 
     async fn enqueue(&self, entry: InFlight) -> Result<(), SessionError> {

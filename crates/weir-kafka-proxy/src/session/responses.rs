@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response, FetchSummary};
@@ -53,6 +53,8 @@ pub(super) struct ResponseHalf<'a> {
     pub(super) shared: &'a Shared,
     pub(super) upstream: FrameReader<BoxRead>,
     pub(super) client: BoxWrite,
+    /// The broker connection's reading half, when the request half makes it later.
+    pub(super) connected: Option<oneshot::Receiver<FrameReader<BoxRead>>>,
     pub(super) pending: mpsc::Receiver<InFlight>,
     pub(super) fetched: &'a mut TopicCache,
 }
@@ -81,10 +83,16 @@ impl ResponseHalf<'_> {
                     api.response_bytes.inc_by(frame.len() as u64);
                     frame
                 }
-                InFlight::Upstream(pending) => match self.relay_response(pending).await? {
-                    Some(out) => out,
-                    None => continue,
-                },
+                InFlight::Upstream(pending) => {
+                    if let Some(connected) = self.connected.take() {
+                        // Sent before the first upstream entry was queued.
+                        self.upstream = connected.await.map_err(|_| SessionError::UpstreamClosed)?;
+                    }
+                    match self.relay_response(pending).await? {
+                        Some(out) => out,
+                        None => continue,
+                    }
+                }
             };
             self.client.write_all(&out).await.map_err(SessionError::ClientIo)?;
         }
