@@ -39,6 +39,11 @@ pub struct PrincipalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MechanismLabels {
+    pub mechanism: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DenialLabels {
     pub principal: String,
     pub operation: &'static str,
@@ -73,6 +78,7 @@ pub struct KafkaMetrics {
     fetched_bytes: Family<TopicLabels, Counter>,
     closed_connections: Family<ReasonLabels, Counter>,
     authenticated: Family<PrincipalLabels, Counter>,
+    authentication_failures: Family<MechanismLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
@@ -110,6 +116,7 @@ impl KafkaMetrics {
             fetched_bytes: Family::default(),
             closed_connections: Family::default(),
             authenticated: Family::default(),
+            authentication_failures: Family::default(),
             denials: Family::default(),
             per_api: Vec::new(),
         };
@@ -153,6 +160,11 @@ impl KafkaMetrics {
             m.authenticated.clone(),
         );
         kafka.register(
+            "authentication_failures",
+            "Failed client authentications, per mechanism (tls, sasl)",
+            m.authentication_failures.clone(),
+        );
+        kafka.register(
             "authorization_denials",
             "Requests or parts of requests the policy denied, per principal, operation and resource type",
             m.denials.clone(),
@@ -192,6 +204,10 @@ impl KafkaMetrics {
 
     pub fn authenticated(&self, principal: &str) {
         self.authenticated.get_or_create(&PrincipalLabels { principal: principal.to_owned() }).inc();
+    }
+
+    pub fn authentication_failed(&self, mechanism: &str) {
+        self.authentication_failures.get_or_create(&MechanismLabels { mechanism: mechanism.to_owned() }).inc();
     }
 
     pub fn denied(&self, principal: &str, operation: &'static str, resource_type: &'static str) {

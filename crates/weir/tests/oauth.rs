@@ -219,6 +219,8 @@ async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
         assert!(failures.iter().any(|f| f.contains(reason)), "no audited failure mentioning {reason}: {failures:?}");
     }
     assert!(failures.iter().any(|f| f.contains("algorithm") || f.contains("no key")), "{failures:?}");
+    let counted = sidecar.metric("weir_kafka_authentication_failures_total", &[("mechanism", "sasl")]);
+    assert!(counted >= 4.0, "failed authentications not counted: {counted}");
     assert!(
         audit
             .iter()

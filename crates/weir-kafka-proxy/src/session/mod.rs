@@ -112,6 +112,8 @@ fn record_authentication(
         tracing::Span::current().record("principal", name);
         tracing::debug!(principal = name, mechanism, "client authenticated");
         shared.metrics.authenticated(name);
+    } else {
+        shared.metrics.authentication_failed(mechanism);
     }
     if let Some(audit) = &shared.audit {
         audit.authentication(&AuthenticationEvent {
