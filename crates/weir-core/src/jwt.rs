@@ -5,7 +5,8 @@
 //! (RS256/384/512 or ES256/384; `alg: none` and HMAC are refused, since a shared secret would
 //! let every holder mint tokens), it has not expired (`exp` is required), is already valid
 //! (`nbf`), and its issuer and audience match the configuration. The principal is the
-//! configured claim. The JWKS file is re-read when it changes, so keys rotate without restarts.
+//! configured claim. The JWKS comes from a file (re-read when it changes) or an http(s) URL
+//! (fetched again every `reload_interval_ms`), so keys rotate without restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -23,7 +24,14 @@ use tokio_util::sync::CancellationToken;
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// A JWKS document (`{"keys": [...]}`) with the issuer's public keys.
-    pub jwks: PathBuf,
+    #[serde(default)]
+    pub jwks: Option<PathBuf>,
+    /// Or the issuer's JWKS URL (`https://…` or `http://…`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// CA bundle (PEM) for an https `jwks_url`; default: the system bundle.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
     /// Required `iss`; any issuer when absent.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -77,12 +85,108 @@ pub enum JwtError {
     NoPrincipal(String),
 }
 
-/// Why a JWKS file cannot be used.
+/// Why a JWKS cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("JWKS {file}: {message}")]
+#[error("JWKS {origin}: {message}")]
 pub struct JwksError {
-    pub file: PathBuf,
+    /// The file or URL.
+    pub origin: String,
     pub message: String,
+}
+
+/// The system's CA bundle (Debian, Ubuntu, Alpine), for https JWKS URLs.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// A JWKS larger than this is not one.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl JwtConfig {
+    /// Exactly one source of keys; `Err` says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.jwks, &self.jwks_url) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err("needs exactly one of `jwks` (a file) and `jwks_url`".into()),
+        }
+    }
+
+    fn source(&self) -> String {
+        match (&self.jwks, &self.jwks_url) {
+            (Some(file), _) => file.display().to_string(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => "(none configured)".into(),
+        }
+    }
+
+    /// Reads the keys from wherever they are configured.
+    async fn fetch_keys(&self) -> Result<Jwks, JwksError> {
+        let err = |message: String| JwksError { origin: self.source(), message };
+        let text = match (&self.jwks, &self.jwks_url) {
+            (Some(file), _) => std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?,
+            (None, Some(url)) => {
+                let ca = self.jwks_ca.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+                tokio::time::timeout(FETCH_TIMEOUT, fetch_url(url, &ca))
+                    .await
+                    .map_err(|_| err(format!("no answer within {FETCH_TIMEOUT:?}")))?
+                    .map_err(err)?
+            }
+            (None, None) => return Err(err(self.check().unwrap_err())),
+        };
+        Jwks::parse(&text).map_err(err)
+    }
+}
+
+/// GET over HTTP/1.1, plain or TLS (checked against `ca`); the body as text.
+async fn fetch_url(url: &str, ca: &Path) -> Result<String, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("the URL must start with https:// or http://".into()),
+    };
+    let host = uri.host().ok_or("the URL has no host")?.trim_matches(|c| c == '[' || c == ']').to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let tcp =
+        tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("cannot connect: {e}"))?;
+    if !https {
+        return get(tcp, request).await;
+    }
+    let tls = crate::tls::client_config(&crate::tls::TlsOriginConfig { ca: ca.to_owned(), cert: None, key: None })
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    get(stream, request).await
+}
+
+async fn get<S>(stream: S, request: hyper::Request<http_body_util::Empty<bytes::Bytes>>) -> Result<String, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body failed: {e}"))?
+        .to_bytes();
+    connection.abort();
+    if !status.is_success() {
+        return Err(format!("answered HTTP {status}"));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".into())
 }
 
 /// A verified token.
@@ -136,16 +240,15 @@ struct JwksFile {
 }
 
 impl Jwks {
-    fn load(file: &Path) -> Result<Self, JwksError> {
-        let err = |message: String| JwksError { file: file.to_owned(), message };
-        let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
-        let parsed: JwksFile = serde_json::from_str(&text).map_err(|e| err(format!("not a JWKS document: {e}")))?;
+    fn parse(text: &str) -> Result<Self, String> {
+        let err = |message: String| message;
+        let parsed: JwksFile = serde_json::from_str(text).map_err(|e| err(format!("not a JWKS document: {e}")))?;
         let mut keys = Vec::new();
         for (i, jwk) in parsed.keys.into_iter().enumerate() {
             if jwk.usage.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
-            let field = |value: Option<String>, name: &str| -> Result<Vec<u8>, JwksError> {
+            let field = |value: Option<String>, name: &str| -> Result<Vec<u8>, String> {
                 let value = value.ok_or_else(|| err(format!("keys[{i}] has no `{name}`")))?;
                 B64URL
                     .decode(value.trim_end_matches('='))
@@ -200,9 +303,9 @@ struct Header {
 }
 
 impl JwtValidator {
-    /// Loads the JWKS; a broken file is an error here (at startup), later only a log line.
-    pub fn new(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
-        let jwks = Jwks::load(&config.jwks)?;
+    /// Loads the keys; a broken source is an error here (at startup), later only a log line.
+    pub async fn load(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
+        let jwks = config.fetch_keys().await?;
         Ok(Arc::new(Self { config, jwks: RwLock::new(Arc::new(jwks)) }))
     }
 
@@ -260,27 +363,32 @@ impl JwtValidator {
         Ok(Verified { principal: principal.to_owned(), expires_at })
     }
 
-    /// Re-reads the JWKS file when it changes; a broken file keeps the previous keys.
+    /// Keeps the keys current: a file is re-read when it changes, a URL fetched again every
+    /// interval; keys that cannot be read leave the previous ones in place.
     pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
         let interval = Duration::from_millis(self.config.reload_interval_ms.max(100));
-        let stamp = |file: &Path| std::fs::metadata(file).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-        let mut loaded = stamp(&self.config.jwks);
+        let stamp = |file: Option<&PathBuf>| {
+            file.and_then(|f| std::fs::metadata(f).ok()).and_then(|m| Some((m.modified().ok()?, m.len())))
+        };
+        let mut loaded = stamp(self.config.jwks.as_ref());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            let now = stamp(&self.config.jwks);
-            if now == loaded {
-                continue;
+            if self.config.jwks.is_some() {
+                let now = stamp(self.config.jwks.as_ref());
+                if now == loaded {
+                    continue;
+                }
+                loaded = now;
             }
-            loaded = now;
-            match Jwks::load(&self.config.jwks) {
+            match self.config.fetch_keys().await {
                 Ok(jwks) => {
-                    tracing::info!(file = %self.config.jwks.display(), keys = jwks.keys.len(), "JWKS reloaded");
+                    tracing::debug!(source = %self.config.source(), keys = jwks.keys.len(), "JWKS loaded");
                     *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(jwks);
                 }
-                Err(err) => tracing::error!(%err, "JWKS changed but cannot be used; keeping the previous keys"),
+                Err(err) => tracing::error!(%err, "cannot refresh the JWKS; keeping the previous keys"),
             }
         }
     }
@@ -346,16 +454,22 @@ mod tests {
         fn validator(&self) -> Arc<JwtValidator> {
             let file = self.dir.join("jwks.json");
             std::fs::write(&file, self.jwks()).unwrap();
-            JwtValidator::new(JwtConfig {
-                jwks: file,
+            let config = JwtConfig {
+                jwks: Some(file),
+                jwks_url: None,
+                jwks_ca: None,
                 issuer: Some("https://idp.test".into()),
                 audience: Some("kafka".into()),
                 principal_claim: "sub".into(),
                 clock_skew_s: 30,
                 reload_interval_ms: 1000,
-            })
-            .unwrap()
+            };
+            block_on(JwtValidator::load(config)).unwrap()
         }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
     }
 
     const HEADER: &str = r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#;
@@ -411,6 +525,47 @@ mod tests {
         }
     }
 
+    /// Serves `body` with `status` to every request on a local port; the URL of `path`.
+    async fn serve_once(status: &'static str, body: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = socket.write_all((head + &body).as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/.well-known/jwks.json")
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_a_url_too() {
+        let idp = Issuer::new("url");
+        let config = |url: String| JwtConfig {
+            jwks: None,
+            jwks_url: Some(url),
+            jwks_ca: None,
+            issuer: Some("https://idp.test".into()),
+            audience: Some("kafka".into()),
+            principal_claim: "sub".into(),
+            clock_skew_s: 30,
+            reload_interval_ms: 1000,
+        };
+        let v = JwtValidator::load(config(serve_once("200 OK", idp.jwks()).await)).await.unwrap();
+        assert_eq!(v.validate_at(&idp.token(HEADER, &claims("")), NOW).unwrap().principal, "svc-orders");
+
+        let url = serve_once("404 Not Found", "nope".into()).await;
+        let err = JwtValidator::load(config(url.clone())).await.err().unwrap().to_string();
+        assert!(err.contains(&url) && err.contains("404"), "{err}");
+        let err = JwtValidator::load(config("ftp://x/jwks".into())).await.err().unwrap().to_string();
+        assert!(err.contains("https://"), "{err}");
+        assert!(config("http://x".into()).check().is_ok());
+        assert!(JwtConfig { jwks: Some("f".into()), ..config("http://x".into()) }.check().is_err());
+    }
+
     /// RFC 7515 appendix A.2: an RS256 JWS and its key, from the standard.
     #[test]
     fn verifies_the_rfc_7515_rs256_example() {
@@ -418,14 +573,16 @@ mod tests {
         let jwks = format!(r#"{{"keys":[{{"kty":"RSA","n":"{n}","e":"AQAB"}}]}}"#);
         let file = std::env::temp_dir().join(format!("weir-jwt-rfc-{}.json", std::process::id()));
         std::fs::write(&file, jwks).unwrap();
-        let v = JwtValidator::new(JwtConfig {
-            jwks: file.clone(),
+        let v = block_on(JwtValidator::load(JwtConfig {
+            jwks: Some(file.clone()),
+            jwks_url: None,
+            jwks_ca: None,
             issuer: Some("joe".into()),
             audience: None,
             principal_claim: "iss".into(),
             clock_skew_s: 0,
             reload_interval_ms: 1000,
-        })
+        }))
         .unwrap();
         let token = concat!(
             "eyJhbGciOiJSUzI1NiJ9.",

@@ -68,6 +68,10 @@ impl SaslServerConfig {
                 OAUTHBEARER if self.oauthbearer.is_none() => {
                     return Err(("sasl.oauthbearer", "OAUTHBEARER needs `oauthbearer: {jwks: FILE, ...}`".into()));
                 }
+                OAUTHBEARER => {
+                    let jwt = self.oauthbearer.as_ref().map(JwtConfig::check).transpose();
+                    jwt.map_err(|message| ("sasl.oauthbearer", message))?;
+                }
                 m if PASSWORD_MECHANISMS.contains(&m) || m == OAUTHBEARER => {}
                 other => {
                     return Err((
@@ -98,9 +102,12 @@ pub enum SaslSetupError {
 }
 
 impl SaslServer {
-    pub fn load(config: &SaslServerConfig) -> Result<Self, SaslSetupError> {
+    pub async fn load(config: &SaslServerConfig) -> Result<Self, SaslSetupError> {
         let credentials = config.credentials.as_deref().map(Credentials::load).transpose()?;
-        let tokens = config.oauthbearer.clone().map(JwtValidator::new).transpose()?;
+        let tokens = match config.oauthbearer.clone() {
+            Some(jwt) => Some(JwtValidator::load(jwt).await?),
+            None => None,
+        };
         Ok(Self { credentials, tokens, mechanisms: config.mechanisms() })
     }
 }
@@ -480,7 +487,9 @@ mod tests {
     #[test]
     fn mechanisms_follow_what_is_configured() {
         let jwt = JwtConfig {
-            jwks: "jwks.json".into(),
+            jwks: Some("jwks.json".into()),
+            jwks_url: None,
+            jwks_ca: None,
             issuer: None,
             audience: None,
             principal_claim: "sub".into(),

@@ -122,7 +122,10 @@ impl Sidecar {
             error,
         })?;
         let policy = config.authorization.clone().map(PolicyWatch::load).transpose().map_err(SidecarError::Policy)?;
-        let sasl = config.sasl.as_ref().map(SaslServer::load).transpose().map_err(SidecarError::Sasl)?.map(Arc::new);
+        let sasl = match &config.sasl {
+            Some(sasl) => Some(Arc::new(SaslServer::load(sasl).await.map_err(SidecarError::Sasl)?)),
+            None => None,
+        };
         let upstream_tls = config
             .upstream
             .tls
