@@ -2,7 +2,7 @@
 //! handles once per connection, so counting a request never hashes a label or allocates.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,6 +20,24 @@ pub struct ApiLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
+    /// Who produced or fetched (empty when the client is not identified).
+    pub principal: String,
+}
+
+/// The principal a connection's traffic is counted for, shared by its two halves and set
+/// once known (at connect for TLS or a fixed principal, after SASL otherwise).
+#[derive(Clone, Default)]
+pub struct TrafficPrincipal(Arc<OnceLock<String>>);
+
+impl TrafficPrincipal {
+    /// The first principal set wins (a SASL login after mTLS keeps the certificate's name here).
+    pub fn set(&self, principal: &str) {
+        let _ = self.0.set(principal.to_owned());
+    }
+
+    fn get(&self) -> &str {
+        self.0.get().map_or("", String::as_str)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -233,6 +251,7 @@ pub struct TopicCounters {
 /// also keeps the connection's own totals for its audit summary.
 pub struct TopicCache {
     direction: Direction,
+    principal: TrafficPrincipal,
     handles: HashMap<String, TopicCounters>,
 }
 
@@ -243,14 +262,18 @@ pub enum Direction {
 }
 
 impl TopicCache {
-    pub fn new(direction: Direction) -> Self {
-        Self { direction, handles: HashMap::new() }
+    pub fn new(direction: Direction, principal: TrafficPrincipal) -> Self {
+        Self { direction, principal, handles: HashMap::new() }
+    }
+
+    pub fn principal(&self) -> &TrafficPrincipal {
+        &self.principal
     }
 
     /// Counts `records` records in `bytes` bytes for `topic`.
     pub fn add(&mut self, metrics: &KafkaMetrics, topic: &str, records: u64, bytes: u64) {
         if !self.handles.contains_key(topic) {
-            let labels = TopicLabels { topic: topic.to_owned() };
+            let labels = TopicLabels { topic: topic.to_owned(), principal: self.principal.get().to_owned() };
             let (records, bytes) = match self.direction {
                 Direction::Produced => (&metrics.produced_records, &metrics.produced_bytes),
                 Direction::Fetched => (&metrics.fetched_records, &metrics.fetched_bytes),

@@ -190,6 +190,11 @@ async fn librdkafka_gets_kafka_authorization_errors_and_only_sees_what_it_may_de
         &[("principal", PRINCIPAL), ("operation", "write"), ("resource_type", "topic")],
     );
     assert!(counted >= 1.0, "denials not counted: {counted}");
+    // Traffic is counted per principal too.
+    let produced =
+        sidecar.metric("weir_kafka_produced_records_total", &[("topic", &allowed), ("principal", PRINCIPAL)]);
+    let fetched = sidecar.metric("weir_kafka_fetched_records_total", &[("topic", &allowed), ("principal", PRINCIPAL)]);
+    assert!(produced >= 10.0 && fetched >= 10.0, "traffic per principal: produced {produced}, fetched {fetched}");
 
     // A policy edit reaches the open connection: the same producer may now write.
     s.write_policy(&[(&format!("topic:{readonly}"), "write")]);

@@ -140,6 +140,8 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
 
     assert!(sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", "alice")]) >= 2.0);
     assert!(sidecar.metric("weir_kafka_authenticated_connections_total", &[("principal", "bob")]) >= 1.0);
+    let by_alice = sidecar.metric("weir_kafka_produced_records_total", &[("topic", &topic), ("principal", "alice")]);
+    assert!(by_alice >= 20.0, "records produced by alice: {by_alice}");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let audit = loop {
         let text = std::fs::read_to_string(files.dir.join("audit.jsonl")).unwrap_or_default();

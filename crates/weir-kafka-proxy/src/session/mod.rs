@@ -31,7 +31,7 @@ use responses::ResponseHalf;
 use sasl::SaslGate;
 
 use crate::authz::{AfterResponse, ConnectionAuthz};
-use crate::metrics::{Direction, TopicCache};
+use crate::metrics::{Direction, TopicCache, TrafficPrincipal};
 use crate::sidecar::Shared;
 
 /// Which upstream a listener stands for.
@@ -177,8 +177,12 @@ async fn run(
         (read, write, None, None)
     };
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
-    let mut produced = TopicCache::new(Direction::Produced);
-    let mut fetched = TopicCache::new(Direction::Fetched);
+    let traffic_principal = TrafficPrincipal::default();
+    if let Some(principal) = &principal {
+        traffic_principal.set(principal);
+    }
+    let mut produced = TopicCache::new(Direction::Produced, traffic_principal.clone());
+    let mut fetched = TopicCache::new(Direction::Fetched, traffic_principal);
 
     let authz = shared.policy.as_ref().map(|policy| ConnectionAuthz::new(policy, principal.as_deref(), peer, listener));
     let sasl = shared.sasl.clone().map(SaslGate::new);

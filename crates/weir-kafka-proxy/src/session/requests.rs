@@ -103,6 +103,7 @@ impl RequestHalf<'_> {
                         if let Some(authz) = &mut self.authz {
                             authz.set_principal(&principal);
                         }
+                        self.produced.principal().set(&principal);
                         *self.principal = Some(principal);
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
