@@ -346,6 +346,64 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
             let nothing_left = request.group_ids.is_empty();
             ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ConsumerGroupDescribeResponse| &mut r.groups)
         }
+        ApiKey::OffsetDelete => {
+            use offset_delete_response::*;
+            let mut request: OffsetDeleteRequest = ctx.decode()?;
+            if !ctx.permits(Named::Group(&request.group_id)) {
+                return ctx.answer(&OffsetDeleteResponse::default().with_error_code(GROUP_DENIED));
+            }
+            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+                .into_iter()
+                .map(|t| {
+                    OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(TOPIC_DENIED)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            let nothing_left = request.topics.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut OffsetDeleteResponse| &mut r.topics)
+        }
+        ApiKey::DescribeProducers => {
+            use describe_producers_response::*;
+            let mut request: DescribeProducersRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+                .into_iter()
+                .map(|t| {
+                    TopicResponse::default().with_name(t.name).with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                PartitionResponse::default().with_partition_index(*p).with_error_code(TOPIC_DENIED)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            let nothing_left = request.topics.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeProducersResponse| &mut r.topics)
+        }
+        ApiKey::DescribeTransactions => {
+            let mut request: DescribeTransactionsRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.transactional_ids, |id| !ctx.permits(Named::TransactionalId(id)))
+                .into_iter()
+                .map(|id| {
+                    describe_transactions_response::TransactionState::default()
+                        .with_transactional_id(id)
+                        .with_error_code(TRANSACTIONAL_ID_DENIED)
+                })
+                .collect();
+            let nothing_left = request.transactional_ids.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeTransactionsResponse| {
+                &mut r.transaction_states
+            })
+        }
         ApiKey::AlterConfigs => {
             let mut request: AlterConfigsRequest = ctx.decode()?;
             let denied = take_denied(&mut request.resources, |r| {

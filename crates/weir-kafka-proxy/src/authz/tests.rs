@@ -325,3 +325,47 @@ async fn group_and_transaction_requests_get_their_own_error_codes() {
     let err = s.try_check(&mut conn, ApiKey::CreateAcls, 3, &CreateAclsRequest::default()).err().unwrap();
     assert!(err.to_string().contains("alter on cluster"), "{err}");
 }
+
+#[tokio::test]
+async fn admin_requests_are_served_in_part() {
+    let s = Setup::new("admin").await;
+    let mut conn = s.connection();
+    for version in versions::<CreateTopicsRequest>() {
+        let body = CreateTopicsRequest::default().with_topics(
+            ["ok", "secret"]
+                .map(|n| create_topics_request::CreatableTopic::default().with_name(topic(n)).with_num_partitions(1))
+                .to_vec(),
+        );
+        let Verdict::Rewritten(frame, Some(after)) = s.check(&mut conn, ApiKey::CreateTopics, version, &body) else {
+            panic!("v{version}: expected the allowed topic forwarded");
+        };
+        let forwarded: CreateTopicsRequest = decode_forwarded(&frame);
+        assert_eq!(forwarded.topics.len(), 1);
+        let broker = CreateTopicsResponse::default()
+            .with_topics(vec![create_topics_response::CreatableTopicResult::default().with_name(topic("ok"))]);
+        let merged = after.apply(encode_response(42, ApiKey::CreateTopics, version, &broker).unwrap()).unwrap();
+        let (_, merged): (_, CreateTopicsResponse) = decode_response(&merged, ApiKey::CreateTopics, version).unwrap();
+        let codes: Vec<_> = merged.topics.iter().map(|t| (t.name.0.to_string(), t.error_code)).collect();
+        assert_eq!(codes, [("ok".to_owned(), 0), ("secret".to_owned(), 29)], "v{version}");
+    }
+    for version in versions::<DescribeConfigsRequest>() {
+        let body = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("secret")),
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1")),
+        ]);
+        let r: DescribeConfigsResponse =
+            answer(s.check(&mut conn, ApiKey::DescribeConfigs, version, &body), ApiKey::DescribeConfigs, version);
+        let codes: Vec<_> = r.results.iter().map(|r| (r.resource_type, r.error_code)).collect();
+        assert_eq!(codes, [(2, 29), (4, 31)], "v{version}");
+    }
+    for version in versions::<DeleteGroupsRequest>() {
+        let body = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g-x"))]);
+        let r: DeleteGroupsResponse =
+            answer(s.check(&mut conn, ApiKey::DeleteGroups, version, &body), ApiKey::DeleteGroups, version);
+        assert_eq!(r.results[0].error_code, 30, "v{version}");
+    }
+}
