@@ -303,12 +303,46 @@ async fn the_java_client_raises_the_usual_authorization_exceptions() {
     ]);
     assert!(out.contains(&"consumed=4".to_owned()), "{out:?}");
 
+    // The same under KIP-848 groups (ConsumerGroupHeartbeat instead of JoinGroup/SyncGroup).
+    let out = common::java_client(&[
+        "consume",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &allowed,
+        "--count",
+        "4",
+        "--group",
+        &name("allowed.g848"),
+        "--isolation",
+        "read_committed",
+        "--group-protocol",
+        "consumer",
+    ]);
+    assert!(out.contains(&"consumed=4".to_owned()), "{out:?}");
+
     let denied_txn = name("denied.tx");
-    let cases: [(&str, Vec<&str>); 4] = [
+    let cases: [(&str, Vec<&str>); 5] = [
         ("TopicAuthorizationException", vec!["produce", "--bootstrap", &bs, "--topic", &secret, "--count", "1"]),
         (
             "GroupAuthorizationException",
             vec!["consume", "--bootstrap", &bs, "--topic", &allowed, "--count", "1", "--group", "outsiders"],
+        ),
+        (
+            "GroupAuthorizationException",
+            vec![
+                "consume",
+                "--bootstrap",
+                &bs,
+                "--topic",
+                &allowed,
+                "--count",
+                "1",
+                "--group",
+                "outsiders-848",
+                "--group-protocol",
+                "consumer",
+            ],
         ),
         (
             "TransactionalIdAuthorizationException",
