@@ -68,8 +68,13 @@ fn server_sans() -> Vec<SanType> {
 }
 
 fn tls_sidecar(pki: &Pki) -> Sidecar {
+    tls_sidecar_with(pki, "")
+}
+
+/// A sidecar with mTLS from `pki`, plus `extra` top-level YAML.
+fn tls_sidecar_with(pki: &Pki, extra: &str) -> Sidecar {
     let yaml = format!(
-        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  reload_interval_ms: 200\naudit: {{path: {}}}\n",
+        "tls:\n  cert: {}\n  key: {}\n  client_ca: {}\n  reload_interval_ms: 200\naudit: {{path: {}}}\n{extra}",
         pki.path("server.crt").display(),
         pki.path("server.key").display(),
         pki.path("ca.pem").display(),
@@ -255,5 +260,42 @@ async fn sidecar_speaks_tls_to_brokers_with_its_own_certificate() {
     assert_eq!(rd::consume(&bs, &topic, &unique("g"), 30, &[]).len(), 30);
     let out = java_client(&["consume", "--bootstrap", &bs, "--topic", &topic, "--count", "30"]);
     assert!(out.contains(&"consumed=30".to_owned()));
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_certificate_names_the_principal_the_policy_authorizes() {
+    let pki = Pki::new("authz");
+    pki.issue("server", server_sans(), false);
+    pki.issue("orders", vec![SanType::URI(ORDERS.try_into().unwrap())], false);
+    let billing = "spiffe://weir.test/ns/shop/sa/billing";
+    pki.issue("billing", vec![SanType::URI(billing.try_into().unwrap())], false);
+    let topic = unique("tls-authz");
+    let policy = pki.path("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "rules:\n\
+             - {{effect: allow, principals: ['{ORDERS}'], resources: ['topic:{topic}'], operations: [write, create]}}\n\
+             - {{effect: allow, principals: ['spiffe://weir.test/ns/shop/*'], resources: ['topic:{topic}', 'group:*'], operations: [read]}}\n"
+        ),
+    )
+    .unwrap();
+    let sidecar = tls_sidecar_with(&pki, &format!("authorization: {{policy: {}}}\n", policy.display()));
+    let bs = sidecar.bootstrap();
+    rd::create_topic(&common::direct_bootstrap(), &topic, 1).await;
+
+    let orders = rd_tls(&pki, "orders");
+    rd::produce(&rd::producer(&bs, &as_refs(&orders)), &topic, "orders", 5).await;
+    let billing_tls = rd_tls(&pki, "billing");
+    let billing_tls = as_refs(&billing_tls);
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 5, &billing_tls).len(), 5, "billing may read");
+    let producer = rd::producer(&bs, &billing_tls);
+    let refused = producer
+        .send(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("x"), Duration::from_secs(10))
+        .await
+        .err()
+        .and_then(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(refused, Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "billing may not write");
     sidecar.assert_quiet();
 }
