@@ -454,17 +454,21 @@ mod tests {
         fn validator(&self) -> Arc<JwtValidator> {
             let file = self.dir.join("jwks.json");
             std::fs::write(&file, self.jwks()).unwrap();
-            let config = JwtConfig {
-                jwks: Some(file),
-                jwks_url: None,
-                jwks_ca: None,
-                issuer: Some("https://idp.test".into()),
-                audience: Some("kafka".into()),
-                principal_claim: "sub".into(),
-                clock_skew_s: 30,
-                reload_interval_ms: 1000,
-            };
-            block_on(JwtValidator::load(config)).unwrap()
+            block_on(JwtValidator::load(JwtConfig { jwks: Some(file), ..test_config() })).unwrap()
+        }
+    }
+
+    /// The test issuer's settings, without a key source.
+    fn test_config() -> JwtConfig {
+        JwtConfig {
+            jwks: None,
+            jwks_url: None,
+            jwks_ca: None,
+            issuer: Some("https://idp.test".into()),
+            audience: Some("kafka".into()),
+            principal_claim: "sub".into(),
+            clock_skew_s: 30,
+            reload_interval_ms: 1000,
         }
     }
 
@@ -544,16 +548,7 @@ mod tests {
     #[tokio::test]
     async fn keys_come_from_a_url_too() {
         let idp = Issuer::new("url");
-        let config = |url: String| JwtConfig {
-            jwks: None,
-            jwks_url: Some(url),
-            jwks_ca: None,
-            issuer: Some("https://idp.test".into()),
-            audience: Some("kafka".into()),
-            principal_claim: "sub".into(),
-            clock_skew_s: 30,
-            reload_interval_ms: 1000,
-        };
+        let config = |url: String| JwtConfig { jwks_url: Some(url), ..test_config() };
         let v = JwtValidator::load(config(serve_once("200 OK", idp.jwks()).await)).await.unwrap();
         assert_eq!(v.validate_at(&idp.token(HEADER, &claims("")), NOW).unwrap().principal, "svc-orders");
 

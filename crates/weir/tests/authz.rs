@@ -99,11 +99,7 @@ impl Scenario {
     }
 
     fn audit_lines(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.audit_file())
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        common::audit_lines(&self.audit_file())
     }
 }
 

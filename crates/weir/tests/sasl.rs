@@ -144,8 +144,7 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     assert!(by_alice >= 20.0, "records produced by alice: {by_alice}");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let audit = loop {
-        let text = std::fs::read_to_string(files.dir.join("audit.jsonl")).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = common::audit_lines(&files.dir.join("audit.jsonl"));
         if lines.iter().filter(|l| l["success"] == false).count() >= 2 || std::time::Instant::now() > deadline {
             break lines;
         }
@@ -167,12 +166,11 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let text = std::fs::read_to_string(files.dir.join("audit.jsonl")).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = common::audit_lines(&files.dir.join("audit.jsonl"));
         if produced_by_alice(&lines) >= 25 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no connection summaries for alice's 25 records:\n{text}");
+        assert!(std::time::Instant::now() < deadline, "no connection summaries for alice's 25 records:\n{lines:#?}");
         std::thread::sleep(Duration::from_millis(100));
     }
     sidecar.assert_quiet_except(&["request before authenticating"]);

@@ -195,11 +195,7 @@ async fn bad_tls_clients_are_refused_and_the_rest_unaffected() {
 }
 
 fn audit_lines(pki: &Pki) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(pki.path("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-        .collect()
+    common::audit_lines(&pki.path("audit.jsonl"))
 }
 
 fn good_without_cert(pki: &Pki) -> Vec<(&'static str, String)> {

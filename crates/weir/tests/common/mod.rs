@@ -260,6 +260,15 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The JSON lines of an audit log written so far (none if the file does not exist yet).
+pub fn audit_lines(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// Runs `tests/java/WeirClient.java` with the Kafka classpath; returns stdout lines.
 pub fn java_client(args: &[&str]) -> Vec<String> {
     let output = java_client_output(args);
