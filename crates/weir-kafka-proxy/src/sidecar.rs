@@ -78,10 +78,14 @@ impl Shared {
         }
     }
 
+    /// The name learned for a topic id, if any.
+    pub fn known_topic_name(&self, id: &Uuid) -> Option<StrBytes> {
+        self.topic_names.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
     /// The name learned for a topic id, else the id itself.
     pub fn topic_name_for_id(&self, id: &Uuid) -> StrBytes {
-        let names = self.topic_names.read().unwrap_or_else(|p| p.into_inner());
-        names.get(id).cloned().unwrap_or_else(|| StrBytes::from_string(id.to_string()))
+        self.known_topic_name(id).unwrap_or_else(|| StrBytes::from_string(id.to_string()))
     }
 }
 

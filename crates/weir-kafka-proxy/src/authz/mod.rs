@@ -214,11 +214,13 @@ impl ConnectionAuthz {
         let mut denials = Vec::new();
         let mut deny = |need: Need, name: &str| denials.push(Denial { need, name: name.to_owned() });
         let mut check = |named: Named<'_>| {
-            if let Some(needed) = need_for(api, version, &named) {
-                let name = resource_name(shared, &named);
-                if !decided.decide(view, needed, &name, api) {
-                    deny(needed, &name);
-                }
+            let Some(needed) = need_for(api, version, &named) else { return };
+            let allowed = match named {
+                Named::Topic(TopicRef::Id(id)) => decided.decide_topic_id(shared, view, needed, &id, api),
+                _ => decided.decide(view, needed, &resource_name(shared, &named), api),
+            };
+            if !allowed {
+                deny(needed, &resource_name(shared, &named));
             }
         };
         let facts = if api == ApiKey::Produce {
@@ -314,12 +316,45 @@ fn resource_name<'a>(shared: &Shared, named: &Named<'a>) -> Cow<'a, str> {
 struct DecisionCache {
     /// Per resource type: name → (operations decided, operations allowed), as bit sets.
     by_type: [HashMap<Box<str>, (u16, u16)>; 4],
+    /// Topics named by id (Fetch v13+, Produce v13): decisions for ids whose name is known,
+    /// so the hot path resolves no name. Unknown ids are not cached: their name may arrive.
+    topic_ids: HashMap<[u8; 16], (u16, u16)>,
 }
 
 /// Names remembered per resource type before the cache starts over.
 const CACHE_LIMIT: usize = 4096;
 
 impl DecisionCache {
+    /// The decision for a topic named by id.
+    fn decide_topic_id(
+        &mut self,
+        shared: &Shared,
+        view: &PrincipalPolicy,
+        needed: Need,
+        id: &[u8; 16],
+        api: ApiKey,
+    ) -> bool {
+        let bit = 1u16 << (needed.operation as u16);
+        if let Some((known, allowed)) = self.topic_ids.get(id) {
+            if known & bit != 0 {
+                return allowed & bit != 0;
+            }
+        }
+        let Some(name) = shared.known_topic_name(&Uuid::from_bytes(*id)) else {
+            return allows(view, needed, &Uuid::from_bytes(*id).to_string(), api);
+        };
+        let decision = self.decide(view, needed, &name, api);
+        if self.topic_ids.len() >= CACHE_LIMIT {
+            self.topic_ids.clear();
+        }
+        let entry = self.topic_ids.entry(*id).or_default();
+        entry.0 |= bit;
+        if decision {
+            entry.1 |= bit;
+        }
+        decision
+    }
+
     fn decide(&mut self, view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool {
         let map = &mut self.by_type[needed.resource as usize];
         let bit = 1u16 << (needed.operation as u16);
