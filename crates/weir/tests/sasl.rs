@@ -257,3 +257,26 @@ async fn clients_authenticated_at_the_sidecar_get_the_broker_identity_mapped_to_
     assert!(refused, "no log line for the broker refusing bob's identity:\n{}", sidecar.logs().join("\n"));
     sidecar.assert_quiet_except(&["SASL to broker"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sidecar_speaks_tls_and_sasl_together_to_sasl_ssl_brokers() {
+    // The brokers' SASL_SSL listeners: TLS checked against the cluster's CA (no client
+    // certificate), then SCRAM as `weir`, on the same connection.
+    let pki = common::cluster_tls_dir();
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9098 + 10 * i)).collect::<Vec<_>>().join(","),
+        upstream_yaml: format!(
+            "  tls: {{ca: {}}}\n  sasl: {{mechanism: SCRAM-SHA-512, username: weir, password: weir-secret}}\n",
+            pki.join("ca.pem").display()
+        ),
+        ..Default::default()
+    });
+    let bs = sidecar.bootstrap();
+    let topic = unique("sasl-ssl");
+    rd::create_topic(&bs, &topic, 3).await;
+    rd::produce(&rd::producer(&bs, &[]), &topic, "rd", 20).await;
+    let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "10", "--prefix", "java"]);
+    assert!(out.contains(&"produced=10".to_owned()), "{out:?}");
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 30, &[]).len(), 30);
+    sidecar.assert_quiet();
+}
