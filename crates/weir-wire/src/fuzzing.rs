@@ -47,14 +47,10 @@ pub fn exercise_fetch_response(version: i16, data: &[u8]) {
     });
 }
 
-/// Bytes as a broker would send them in answer to `api_key` at `version`, fully decoded (as
-/// the sidecar does for the responses that carry broker addresses).
-///
-/// Known limitation, found by this entry point: kafka-protocol pre-allocates
-/// `Vec::with_capacity(declared_len)` while decoding, so a broker that declares an absurd
-/// array length aborts the process on allocation failure. Brokers are the cluster the
-/// operator configured, so this is not reachable by clients; CI therefore fuzzes only client
-/// bytes, and `fuzz/` keeps this target to check a fixed decoder.
+/// Bytes as a broker would send them in answer to `api_key` at `version`, decoded as the
+/// sidecar decodes responses: only once `response_bounds` has walked them. (kafka-protocol's
+/// decoder pre-allocates every declared array length; this entry point first found that a
+/// broker declaring 2^31 elements aborted the process, hence the walk.)
 pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
     let mut framed = BytesMut::with_capacity(data.len() + 4);
     framed.extend_from_slice(&(data.len() as i32).to_be_bytes());
@@ -62,7 +58,9 @@ pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
     let frame: Bytes = framed.freeze();
     if let Ok(parsed) = ResponseFrame::parse(&frame, api_key, version) {
         let _ = crate::header::response_correlation_id(&frame);
-        let _ = ResponseKind::decode(api_key, &mut parsed.body(), version);
+        if crate::response_bounds::check_response_body(&parsed.body(), api_key, version) == Ok(true) {
+            let _ = ResponseKind::decode(api_key, &mut parsed.body(), version);
+        }
     }
     let _ = crate::records::count_records(data);
 }
@@ -140,6 +138,11 @@ mod tests {
             exercise_client_bytes(&mutated);
             let fetch = kafka_protocol::messages::ApiKey::Fetch.valid_versions();
             exercise_fetch_response(fetch.min + (seed as i16 % (fetch.max - fetch.min + 1)), &noise(seed, len));
+            // Broker bytes for the responses the sidecar decodes, at a version each.
+            let keys = [ApiKey::Metadata, ApiKey::Produce, ApiKey::FindCoordinator, ApiKey::ApiVersions];
+            let key = keys[seed as usize % keys.len()];
+            let range = key.valid_versions();
+            exercise_broker_bytes(key, range.min + (seed as i16 % (range.max - range.min + 1)), &noise(seed, len));
         }
     }
 }

@@ -4,7 +4,8 @@
 //! ([`frame`]), peeking at a request header without decoding the body ([`header`]), decoding and
 //! re-encoding only the messages someone asked for ([`message`]), and reading record-batch
 //! headers for counting ([`records`]). [`resources`] reads the topics, groups and transactional
-//! ids a client request names, for authorization.
+//! ids a client request names, for authorization. [`response_bounds`] checks that a broker
+//! response's declared lengths fit the frame before it is decoded.
 //!
 //! It must not touch sockets, tasks, configuration or metrics: it works on `AsyncRead` and
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
@@ -19,6 +20,7 @@ pub mod message;
 pub mod produce;
 pub mod records;
 pub mod resources;
+pub mod response_bounds;
 pub mod scan;
 
 pub use frame::{FrameError, FrameReader};

@@ -69,8 +69,12 @@ impl ResponseFrame {
         self.body.clone()
     }
 
-    /// Decodes the body as `T`.
+    /// Decodes the body as `T`, after walking it with every declared length checked (the
+    /// decoder would pre-allocate whatever a broker declares; see [`crate::response_bounds`]).
+    /// The few responses the walker does not know (SASL exchanges) are decoded directly.
     pub fn decode<T: Decodable>(&self, api_key: ApiKey, version: i16) -> Result<T, MessageError> {
+        crate::response_bounds::check_response_body(&self.body, api_key, version)
+            .map_err(|e| MessageError::new("check response", api_key, version, e))?;
         T::decode(&mut self.body.clone(), version)
             .map_err(|e| MessageError::new("decode response", api_key, version, e))
     }
