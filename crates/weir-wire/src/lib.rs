@@ -22,6 +22,9 @@ pub mod records;
 pub mod resources;
 pub mod response_bounds;
 pub mod scan;
+#[cfg(test)]
+mod test_support;
+mod walk;
 
 pub use frame::{FrameError, FrameReader};
 pub use header::{HeaderError, RequestHeaderPeek};

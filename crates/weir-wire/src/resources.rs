@@ -10,6 +10,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Message, VersionRange};
 
 use crate::scan::{Cursor, ScanError, TopicRef};
+use crate::walk::Walk;
 
 /// A resource a client request names, as read in place from its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,7 @@ fn walk_request<'a>(
     let Some((message, range)) = request_schema(api_key) else {
         return Ok(None);
     };
-    let mut w = Walk { c: Cursor::new(body, message, version), len: body.len(), flexible: false };
+    let mut w = Walk::new(body, message, version, false);
     if version < range.min || version > range.max {
         return Err(w.c.err("unsupported version"));
     }
@@ -589,131 +590,13 @@ fn exact(ok: bool) -> Result<(), &'static str> {
     ok.then_some(()).ok_or("tagged field size disagrees with its field")
 }
 
-/// A [`Cursor`] that knows the body length (for nullable arrays) and whether the version is
-/// flexible.
-struct Walk<'a> {
-    c: Cursor<'a>,
-    len: usize,
-    flexible: bool,
-}
-
-impl<'a> Walk<'a> {
-    fn skip(&mut self, n: usize) -> Result<(), ScanError> {
-        self.c.take(n).map(drop)
-    }
-
-    fn i8(&mut self) -> Result<i8, ScanError> {
-        Ok(self.c.take(1)?[0] as i8)
-    }
-
-    fn bool(&mut self) -> Result<bool, ScanError> {
-        Ok(self.i8()? != 0)
-    }
-
-    fn uuid(&mut self) -> Result<[u8; 16], ScanError> {
-        self.c.uuid()
-    }
-
-    fn nullable_string(&mut self) -> Result<Option<&'a str>, ScanError> {
-        self.c.nullable_string(self.flexible)
-    }
-
-    fn string(&mut self) -> Result<&'a str, ScanError> {
-        self.nullable_string()?.ok_or_else(|| self.c.err("null string"))
-    }
-
-    fn bytes(&mut self) -> Result<(), ScanError> {
-        match self.c.nullable_bytes(self.flexible)? {
-            Some(_) => Ok(()),
-            None => Err(self.c.err("null bytes")),
-        }
-    }
-
-    /// An array's element count, or None for a null array; like [`Cursor::array_len`], never
-    /// more elements than bytes left.
-    fn nullable_array(&mut self) -> Result<Option<usize>, ScanError> {
-        match self.c.length(self.flexible, false)? {
-            Some(n) if n > self.len - self.c.pos() => Err(self.c.err("array longer than the message")),
-            n => Ok(n),
-        }
-    }
-
-    fn array(&mut self) -> Result<usize, ScanError> {
-        self.nullable_array()?.ok_or_else(|| self.c.err("null array"))
-    }
-
-    fn int32s(&mut self) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.skip(n.saturating_mul(4))
-    }
-
-    fn strings(&mut self, mut each: impl FnMut(&'a str)) -> Result<(), ScanError> {
-        for _ in 0..self.array()? {
-            each(self.string()?);
-        }
-        Ok(())
-    }
-
-    /// `n` structs, each followed by its tagged fields in flexible versions.
-    fn each(&mut self, n: usize, mut each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        for _ in 0..n {
-            each(self)?;
-            self.tags()?;
-        }
-        Ok(())
-    }
-
-    fn structs(&mut self, each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.each(n, each)
-    }
-
-    fn tags(&mut self) -> Result<(), ScanError> {
-        if self.flexible {
-            self.c.skip_tagged_fields()?;
-        }
-        Ok(())
-    }
-
-    /// Tagged fields, each value handed to `check` (which may refuse it).
-    fn checked_tags(
-        &mut self,
-        mut check: impl FnMut(u32, &'a [u8]) -> Result<(), &'static str>,
-    ) -> Result<(), ScanError> {
-        let count = self.c.uvarint()?;
-        for _ in 0..count {
-            let tag = self.c.uvarint()?;
-            let size = self.c.uvarint()? as usize;
-            let value = self.c.take(size)?;
-            check(tag, value).map_err(|what| self.c.err(what))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::messages::{self as m, BrokerId, GroupId, TopicName, TransactionalId};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use uuid::Uuid;
-
-    fn s(x: &'static str) -> StrBytes {
-        StrBytes::from_static_str(x)
-    }
-    fn tn(x: &'static str) -> TopicName {
-        TopicName(s(x))
-    }
-    fn gid(x: &'static str) -> GroupId {
-        GroupId(s(x))
-    }
-    fn xid(x: &'static str) -> TransactionalId {
-        TransactionalId(s(x))
-    }
-    fn id(n: u8) -> Uuid {
-        Uuid::from_bytes([n; 16])
-    }
+    use crate::test_support::{encoded, gid, id, s, tn, unknown_tag, xid, Rng};
+    use bytes::Bytes;
+    use kafka_protocol::messages::{self as m, BrokerId};
+    use kafka_protocol::protocol::{Decodable, Encodable};
     fn t(name: &'static str) -> Named<'static> {
         Named::Topic(TopicRef::Name(name))
     }
@@ -730,9 +613,6 @@ mod tests {
         RequestFacts { all_topics, allow_auto_topic_creation }
     }
     const NONE: RequestFacts = RequestFacts { all_topics: false, allow_auto_topic_creation: false };
-    fn unknown_tag() -> std::collections::BTreeMap<i32, Bytes> {
-        [(42, Bytes::from_static(b"??"))].into()
-    }
 
     /// A request body and what the walker must find in it.
     struct Built {
@@ -742,20 +622,13 @@ mod tests {
     }
 
     fn built(req: impl Encodable, v: i16, names: Vec<Named<'static>>, facts: RequestFacts) -> Built {
-        let mut buf = BytesMut::new();
-        req.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
-        Built { body: buf.to_vec(), names, facts }
-    }
-
-    struct Case {
-        key: ApiKey,
-        versions: VersionRange,
-        build: fn(i16) -> Vec<Built>,
-        decodes: Decodes,
+        Built { body: encoded(req, v), names, facts }
     }
 
     /// Whether the reference decoder reads all of a body at a version.
-    type Decodes = fn(&[u8], i16) -> bool;
+    type Decodes = crate::test_support::Decodes<bool>;
+
+    type Case = crate::test_support::Case<Built, bool>;
 
     fn case<R: Message + Decodable>(key: ApiKey, build: fn(i16) -> Vec<Built>) -> Case {
         fn decodes<R: Decodable>(body: &[u8], v: i16) -> bool {
@@ -803,15 +676,7 @@ mod tests {
 
     /// Every (case, version, body) the table yields.
     fn all_bodies() -> Vec<(ApiKey, i16, Decodes, Built)> {
-        let mut out = Vec::new();
-        for case in cases() {
-            for v in case.versions.min..=case.versions.max {
-                for b in (case.build)(v) {
-                    out.push((case.key, v, case.decodes, b));
-                }
-            }
-        }
-        out
+        crate::test_support::all_bodies(cases())
     }
 
     fn scan(body: &[u8], key: ApiKey, v: i16) -> Result<(Vec<Named<'_>>, Option<RequestFacts>), ScanError> {
@@ -1498,20 +1363,6 @@ mod tests {
         with_tag[tags + 1] = 0; // tag 42 becomes tag 0
         assert_eq!(scan(&with_tag, ApiKey::Fetch, 12).unwrap_err().what, "tag not valid at this version");
         assert!(!(case::<m::FetchRequest>(ApiKey::Fetch, fetch).decodes)(&with_tag, 12));
-    }
-
-    /// A tiny deterministic generator, so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     /// Whatever the walker accepts, the reference decoder reads in full: the walk and the

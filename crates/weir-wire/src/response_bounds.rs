@@ -13,7 +13,8 @@
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Message, VersionRange};
 
-use crate::scan::{Cursor, ScanError};
+use crate::scan::ScanError;
+use crate::walk::Walk;
 
 /// Walks a response body (the bytes after the response header) of `api_key` at `version`,
 /// checking every array length against the bytes left and every field's width.
@@ -179,7 +180,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                     w.skip(4)?; // node_id
                     w.string()?; // host
                     w.skip(4 + 2)?; // port, error_code
-                    w.nullable_string() // error_message
+                    w.nullable_string().map(drop) // error_message
                 })?;
             }
         }
@@ -209,7 +210,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                         if v >= 8 {
                             w.structs(|w| {
                                 w.skip(4)?; // record_errors: batch_index
-                                w.nullable_string() // batch_index_error_message
+                                w.nullable_string().map(drop) // batch_index_error_message
                             })?;
                             w.nullable_string()?; // error_message
                         }
@@ -477,7 +478,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
             w.structs(|w| {
                 w.string()?; // name
                 w.skip(2)?; // error_code
-                w.nullable_string() // error_message
+                w.nullable_string().map(drop) // error_message
             })?;
         }
         ApiKey::DeleteRecords => {
@@ -510,7 +511,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                     w.skip(4)?; // member_epoch
                     w.string()?; // client_id
                     w.string()?; // client_host
-                    w.strings()?; // subscribed_topic_names
+                    w.strings(|_| ())?; // subscribed_topic_names
                     w.nullable_string()?; // subscribed_topic_regex
                     for _ in 0..2 {
                         // assignment, target_assignment: a struct of topic partitions
@@ -532,7 +533,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                 w.skip(2)?; // error_code
                 w.nullable_string()?; // error_message
                 w.skip(1)?; // resource_type
-                w.string() // resource_name
+                w.string().map(drop) // resource_name
             })?;
         }
         ApiKey::OffsetDelete => {
@@ -571,7 +572,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
         }
         ApiKey::SaslHandshake => {
             w.skip(2)?; // error_code
-            w.strings()?; // mechanisms
+            w.strings(|_| ())?; // mechanisms
         }
         ApiKey::SaslAuthenticate => {
             w.skip(2)?; // error_code
@@ -587,7 +588,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
 /// A data-path topic: by name up to the version that introduced topic ids, by id from it.
 fn topic_name_or_id(w: &mut Walk<'_>, by_name: bool) -> Result<(), ScanError> {
     if by_name {
-        w.string()
+        w.string().map(drop)
     } else {
         w.skip(16)
     }
@@ -607,7 +608,7 @@ fn node_endpoints(w: &mut Walk<'_>) -> Result<(), ScanError> {
         w.skip(4)?; // node_id
         w.string()?; // host
         w.skip(4)?; // port
-        w.nullable_string() // rack
+        w.nullable_string().map(drop) // rack
     })
 }
 
@@ -616,231 +617,25 @@ fn invalid_tag(w: &Walk<'_>) -> Result<bool, ScanError> {
     Err(w.c.err("tag not valid at this version"))
 }
 
-/// Tagged fields of a struct none of whose tags the decoder reads itself.
-fn no_known_tags(_tag: u32, _value: &mut Walk<'_>) -> Result<bool, ScanError> {
-    Ok(false)
-}
-
-/// A [`Cursor`] that knows the length of what it walks (for array bounds), whether the version
-/// is flexible, and what it walks (for the walks of tagged-field values).
-struct Walk<'a> {
-    c: Cursor<'a>,
-    len: usize,
-    flexible: bool,
-    message: &'static str,
-    version: i16,
-}
-
-impl<'a> Walk<'a> {
-    fn new(b: &'a [u8], message: &'static str, version: i16, flexible: bool) -> Self {
-        Self { c: Cursor::new(b, message, version), len: b.len(), flexible, message, version }
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), ScanError> {
-        self.c.take(n).map(drop)
-    }
-
-    /// A fixed-width field that only some versions have.
-    fn skip_if(&mut self, present: bool, n: usize) -> Result<(), ScanError> {
-        if present {
-            self.skip(n)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn i8(&mut self) -> Result<i8, ScanError> {
-        Ok(self.c.take(1)?[0] as i8)
-    }
-
-    /// A string that may be null; UTF-8, as the decoder requires.
-    fn nullable_string(&mut self) -> Result<(), ScanError> {
-        self.c.nullable_string(self.flexible).map(drop)
-    }
-
-    fn string(&mut self) -> Result<(), ScanError> {
-        match self.c.nullable_string(self.flexible)? {
-            Some(_) => Ok(()),
-            None => Err(self.c.err("null string")),
-        }
-    }
-
-    fn nullable_bytes(&mut self) -> Result<(), ScanError> {
-        self.c.nullable_bytes(self.flexible).map(drop)
-    }
-
-    fn bytes(&mut self) -> Result<(), ScanError> {
-        match self.c.nullable_bytes(self.flexible)? {
-            Some(_) => Ok(()),
-            None => Err(self.c.err("null bytes")),
-        }
-    }
-
-    /// An array's element count, or None for a null array; never more elements than bytes left
-    /// (every element takes at least one byte).
-    fn nullable_array(&mut self) -> Result<Option<usize>, ScanError> {
-        match self.c.length(self.flexible, false)? {
-            Some(n) if n > self.len - self.c.pos() => Err(self.c.err("array longer than the message")),
-            n => Ok(n),
-        }
-    }
-
-    fn array(&mut self) -> Result<usize, ScanError> {
-        self.nullable_array()?.ok_or_else(|| self.c.err("null array"))
-    }
-
-    fn int32s(&mut self) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.skip(n.saturating_mul(4))
-    }
-
-    fn nullable_int32s(&mut self) -> Result<(), ScanError> {
-        let n = self.nullable_array()?.unwrap_or(0);
-        self.skip(n.saturating_mul(4))
-    }
-
-    fn strings(&mut self) -> Result<(), ScanError> {
-        for _ in 0..self.array()? {
-            self.string()?;
-        }
-        Ok(())
-    }
-
-    /// `n` structs, each followed by its tagged fields in flexible versions, those `known`
-    /// claims walked by it (see [`Walk::tags_with`]).
-    fn each(
-        &mut self,
-        n: usize,
-        mut each: impl FnMut(&mut Self) -> Result<(), ScanError>,
-        mut known: impl FnMut(u32, &mut Walk<'a>) -> Result<bool, ScanError>,
-    ) -> Result<(), ScanError> {
-        for _ in 0..n {
-            each(self)?;
-            self.tags_with(&mut known)?;
-        }
-        Ok(())
-    }
-
-    fn structs(&mut self, each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.each(n, each, no_known_tags)
-    }
-
-    fn nullable_structs(&mut self, each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        let n = self.nullable_array()?.unwrap_or(0);
-        self.each(n, each, no_known_tags)
-    }
-
-    /// An array of structs with tagged fields the decoder reads itself.
-    fn structs_tagged(
-        &mut self,
-        each: impl FnMut(&mut Self) -> Result<(), ScanError>,
-        known: impl FnMut(u32, &mut Walk<'a>) -> Result<bool, ScanError>,
-    ) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.each(n, each, known)
-    }
-
-    /// A nullable struct: a marker byte, the struct when it is 1 (the decoder reads any other
-    /// value as null).
-    fn option_struct(&mut self, each: impl FnOnce(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        if self.i8()? == 1 {
-            each(self)?;
-            self.tags()?;
-        }
-        Ok(())
-    }
-
-    /// Tagged fields (flexible versions only), none of them read by the decoder.
-    fn tags(&mut self) -> Result<(), ScanError> {
-        if self.flexible {
-            self.c.skip_tagged_fields()?;
-        }
-        Ok(())
-    }
-
-    /// Tagged fields (flexible versions only). `known` walks the value of each tag the decoder
-    /// reads as a field and says Ok(true), or Ok(false) for a tag the decoder keeps as unknown
-    /// bytes. A known field must fill its declared size exactly: the decoder reads it from the
-    /// stream whatever size is declared, so a size that disagrees would shift the decoder off
-    /// this walk. Its arrays are bounded by its declared size.
-    fn tags_with(
-        &mut self,
-        mut known: impl FnMut(u32, &mut Walk<'a>) -> Result<bool, ScanError>,
-    ) -> Result<(), ScanError> {
-        if !self.flexible {
-            return Ok(());
-        }
-        let count = self.c.uvarint()?;
-        for _ in 0..count {
-            let tag = self.c.uvarint()?;
-            let size = self.c.uvarint()? as usize;
-            let start = self.c.pos();
-            let value = self.c.take(size)?;
-            let mut field = Walk::new(value, self.message, self.version, true);
-            let at = |mut e: ScanError| {
-                e.offset += start;
-                e
-            };
-            if known(tag, &mut field).map_err(at)? && field.c.pos() != size {
-                return Err(at(field.c.err("tagged field size disagrees with its field")));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::messages::{self as m, BrokerId, GroupId, ProducerId, TopicName, TransactionalId};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    use std::collections::BTreeMap;
-    use uuid::Uuid;
-
-    fn s(x: &'static str) -> StrBytes {
-        StrBytes::from_static_str(x)
-    }
-    fn tn(x: &'static str) -> TopicName {
-        TopicName(s(x))
-    }
-    fn gid(x: &'static str) -> GroupId {
-        GroupId(s(x))
-    }
-    fn xid(x: &'static str) -> TransactionalId {
-        TransactionalId(s(x))
-    }
-    fn id(n: u8) -> Uuid {
-        Uuid::from_bytes([n; 16])
-    }
+    use crate::test_support::{encoded as body, gid, id, s, tn, unknown_tag as unknown, xid, Rng};
+    use bytes::Bytes;
+    use kafka_protocol::messages::{self as m, BrokerId, ProducerId};
+    use kafka_protocol::protocol::Decodable;
     fn brokers(ids: &[i32]) -> Vec<BrokerId> {
         ids.iter().copied().map(BrokerId).collect()
-    }
-    /// An unknown tagged field (written in flexible versions only).
-    fn unknown() -> BTreeMap<i32, Bytes> {
-        [(42, Bytes::from_static(b"??"))].into()
     }
     fn records() -> Option<Bytes> {
         Some(Bytes::from_static(b"\0\0\0\0\0\0\0\x05\0\0\0\x09not a batch"))
     }
 
-    fn body(r: impl Encodable, v: i16) -> Vec<u8> {
-        let mut buf = BytesMut::new();
-        r.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
-        buf.to_vec()
-    }
-
     /// What the reference decoder makes of a body: the bytes it leaves unread, or None when it
     /// refuses the body.
-    type Decodes = fn(&[u8], i16) -> Option<usize>;
+    type Decodes = crate::test_support::Decodes<Option<usize>>;
 
-    struct Case {
-        key: ApiKey,
-        versions: VersionRange,
-        build: fn(i16) -> Vec<Vec<u8>>,
-        decodes: Decodes,
-    }
+    type Case = crate::test_support::Case<Vec<u8>, Option<usize>>;
 
     fn case<R: Message + Decodable>(key: ApiKey, build: fn(i16) -> Vec<Vec<u8>>) -> Case {
         fn decodes<R: Decodable>(body: &[u8], v: i16) -> Option<usize> {
@@ -887,15 +682,7 @@ mod tests {
 
     /// Every (key, version, decoder, body) the table yields.
     fn all_bodies() -> Vec<(ApiKey, i16, Decodes, Vec<u8>)> {
-        let mut out = Vec::new();
-        for case in cases() {
-            for v in case.versions.min..=case.versions.max {
-                for b in (case.build)(v) {
-                    out.push((case.key, v, case.decodes, b));
-                }
-            }
-        }
-        out
+        crate::test_support::all_bodies(cases())
     }
 
     fn strict(body: &[u8], key: ApiKey, v: i16) -> Result<bool, ScanError> {
@@ -2084,20 +1871,6 @@ mod tests {
             b[at + 3] = 0xff;
             assert_eq!(check_response_body(&b, ApiKey::DeleteGroups, v).unwrap_err().what, "string is not UTF-8");
             assert_eq!(decodes(&b, v), None, "v{v}");
-        }
-    }
-
-    /// A tiny deterministic generator, so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
         }
     }
 
