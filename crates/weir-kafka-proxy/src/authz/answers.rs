@@ -283,6 +283,23 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         ApiKey::DeleteTopics => delete_topics(ctx),
         ApiKey::DescribeConfigs => describe_configs(ctx),
         ApiKey::DescribeCluster => ctx.answer(&DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED)),
+        // Cluster administration whose answers carry one top-level error code.
+        ApiKey::DescribeAcls => ctx.answer(&DescribeAclsResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::DescribeClientQuotas => {
+            ctx.answer(&DescribeClientQuotasResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            ctx.answer(&DescribeUserScramCredentialsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::DescribeQuorum => ctx.answer(&DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::ListTransactions => ctx.answer(&ListTransactionsResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::ListPartitionReassignments => {
+            ctx.answer(&ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::AlterPartitionReassignments => {
+            ctx.answer(&AlterPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::UpdateFeatures => ctx.answer(&UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED)),
         ApiKey::DescribeTopicPartitions => describe_topic_partitions(ctx),
         ApiKey::CreatePartitions => {
             let mut request: CreatePartitionsRequest = ctx.decode()?;

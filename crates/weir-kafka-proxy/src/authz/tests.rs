@@ -369,3 +369,46 @@ async fn admin_requests_are_served_in_part() {
         assert_eq!(r.results[0].error_code, 30, "v{version}");
     }
 }
+
+#[tokio::test]
+async fn cluster_administration_gets_cluster_authorization_failed() {
+    let s = Setup::new("cluster").await;
+    let mut conn = s.connection();
+    for version in versions::<DescribeAclsRequest>() {
+        let r: DescribeAclsResponse = answer(
+            s.check(&mut conn, ApiKey::DescribeAcls, version, &DescribeAclsRequest::default()),
+            ApiKey::DescribeAcls,
+            version,
+        );
+        assert_eq!(r.error_code, 31, "v{version}");
+    }
+    for version in versions::<ListTransactionsRequest>() {
+        let body = ListTransactionsRequest::default();
+        let r: ListTransactionsResponse =
+            answer(s.check(&mut conn, ApiKey::ListTransactions, version, &body), ApiKey::ListTransactions, version);
+        assert_eq!(r.error_code, 31, "v{version}");
+    }
+    for version in versions::<AlterPartitionReassignmentsRequest>() {
+        let body = AlterPartitionReassignmentsRequest::default();
+        let key = ApiKey::AlterPartitionReassignments;
+        let r: AlterPartitionReassignmentsResponse = answer(s.check(&mut conn, key, version, &body), key, version);
+        assert_eq!(r.error_code, 31, "v{version}");
+    }
+}
+
+/// Every cluster-level answer encodes at every version of its response.
+#[test]
+fn cluster_answers_encode_at_every_version() {
+    fn all<R: Message + Encodable + Default>(key: ApiKey, with_error: fn(R) -> R) {
+        for version in R::VERSIONS.min..=R::VERSIONS.max {
+            encode_response(1, key, version, &with_error(R::default()))
+                .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+        }
+    }
+    all::<DescribeClientQuotasResponse>(ApiKey::DescribeClientQuotas, |r| r.with_error_code(31));
+    all::<DescribeUserScramCredentialsResponse>(ApiKey::DescribeUserScramCredentials, |r| r.with_error_code(31));
+    all::<DescribeQuorumResponse>(ApiKey::DescribeQuorum, |r| r.with_error_code(31));
+    all::<ListPartitionReassignmentsResponse>(ApiKey::ListPartitionReassignments, |r| r.with_error_code(31));
+    all::<UpdateFeaturesResponse>(ApiKey::UpdateFeatures, |r| r.with_error_code(31));
+    all::<DescribeClusterResponse>(ApiKey::DescribeCluster, |r| r.with_error_code(31));
+}
