@@ -137,6 +137,10 @@ fn request_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
             ("ConsumerGroupHeartbeat request", m::ConsumerGroupHeartbeatRequest::VERSIONS)
         }
         ApiKey::ConsumerGroupDescribe => ("ConsumerGroupDescribe request", m::ConsumerGroupDescribeRequest::VERSIONS),
+        ApiKey::ShareGroupHeartbeat => ("ShareGroupHeartbeat request", m::ShareGroupHeartbeatRequest::VERSIONS),
+        ApiKey::ShareGroupDescribe => ("ShareGroupDescribe request", m::ShareGroupDescribeRequest::VERSIONS),
+        ApiKey::ShareFetch => ("ShareFetch request", m::ShareFetchRequest::VERSIONS),
+        ApiKey::ShareAcknowledge => ("ShareAcknowledge request", m::ShareAcknowledgeRequest::VERSIONS),
         ApiKey::DescribeTopicPartitions => {
             ("DescribeTopicPartitions request", m::DescribeTopicPartitionsRequest::VERSIONS)
         }
@@ -492,9 +496,52 @@ fn walk<'a>(w: &mut Walk<'a>, api_key: ApiKey, v: i16, visit: Visit<'_, 'a>) -> 
                 })?;
             }
         }
-        ApiKey::ConsumerGroupDescribe => {
+        ApiKey::ConsumerGroupDescribe | ApiKey::ShareGroupDescribe => {
             w.strings(|group| visit(Named::Group(group)))?;
             w.skip(1)?; // include_authorized_operations
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            visit(Named::Group(w.string()?));
+            w.string()?; // member_id
+            w.skip(4)?; // member_epoch
+            w.nullable_string()?; // rack_id
+            if let Some(n) = w.nullable_array()? {
+                for _ in 0..n {
+                    visit(topic(w.string()?)); // subscribed_topic_names
+                }
+            }
+        }
+        ApiKey::ShareFetch | ApiKey::ShareAcknowledge => {
+            if let Some(group) = w.nullable_string()? {
+                visit(Named::Group(group));
+            }
+            w.nullable_string()?; // member_id
+            w.skip(4)?; // share_session_epoch
+            if api_key == ApiKey::ShareFetch {
+                w.skip(4 * 5)?; // max_wait_ms, min_bytes, max_bytes, max_records, batch_size
+            }
+            let fetch = api_key == ApiKey::ShareFetch;
+            let n = w.array()?;
+            w.each(n, |w| {
+                visit(Named::Topic(TopicRef::Id(w.uuid()?)));
+                let partitions = w.array()?;
+                w.each(partitions, |w| {
+                    w.skip(4)?; // partition_index (partition_max_bytes was v0 only)
+                    let batches = w.array()?;
+                    w.each(batches, |w| {
+                        w.skip(8 + 8)?; // first_offset, last_offset
+                        let types = w.array()?;
+                        w.skip(types) // acknowledge_types
+                    })
+                })
+            })?;
+            if fetch {
+                let n = w.array()?;
+                w.each(n, |w| {
+                    w.skip(16)?; // topic_id
+                    w.int32s() // partitions
+                })?;
+            }
         }
         ApiKey::DescribeTopicPartitions => {
             let n = w.array()?;
@@ -670,6 +717,10 @@ mod tests {
             case::<m::DescribeTransactionsRequest>(ApiKey::DescribeTransactions, describe_transactions),
             case::<m::ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat),
             case::<m::ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe, consumer_group_describe),
+            case::<m::ShareGroupHeartbeatRequest>(ApiKey::ShareGroupHeartbeat, share_group_heartbeat),
+            case::<m::ShareGroupDescribeRequest>(ApiKey::ShareGroupDescribe, share_group_describe),
+            case::<m::ShareFetchRequest>(ApiKey::ShareFetch, share_fetch),
+            case::<m::ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge, share_acknowledge),
             case::<m::DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions, describe_topic_partitions),
         ]
     }
@@ -1248,6 +1299,51 @@ mod tests {
             .with_group_ids(vec![gid("grp-1"), gid("grp-2")])
             .with_include_authorized_operations(true);
         vec![built(r, v, vec![g("grp-1"), g("grp-2")], NONE)]
+    }
+
+    fn share_group_heartbeat(v: i16) -> Vec<Built> {
+        let base = m::ShareGroupHeartbeatRequest::default().with_group_id(gid("share")).with_member_id(s("m"));
+        let full = base
+            .clone()
+            .with_rack_id(Some(s("rack")))
+            .with_subscribed_topic_names(Some(vec![tn("orders"), tn("audit")]));
+        vec![built(full, v, vec![g("share"), t("orders"), t("audit")], NONE), built(base, v, vec![g("share")], NONE)]
+    }
+
+    fn share_group_describe(v: i16) -> Vec<Built> {
+        let r = m::ShareGroupDescribeRequest::default().with_group_ids(vec![gid("share-1"), gid("share-2")]);
+        vec![built(r, v, vec![g("share-1"), g("share-2")], NONE)]
+    }
+
+    fn share_fetch(v: i16) -> Vec<Built> {
+        use m::share_fetch_request::*;
+        let batch =
+            AcknowledgementBatch::default().with_first_offset(1).with_last_offset(4).with_acknowledge_types(vec![1, 2]);
+        let partition =
+            |p| FetchPartition::default().with_partition_index(p).with_acknowledgement_batches(vec![batch.clone()]);
+        let r = m::ShareFetchRequest::default()
+            .with_group_id(Some(gid("share")))
+            .with_member_id(Some(s("m")))
+            .with_max_records(500)
+            .with_topics(vec![
+                FetchTopic::default().with_topic_id(id(1)).with_partitions(vec![partition(0), partition(1)]),
+                FetchTopic::default().with_topic_id(id(2)),
+            ])
+            .with_forgotten_topics_data(vec![ForgottenTopic::default().with_topic_id(id(3)).with_partitions(vec![0])]);
+        let anonymous = m::ShareFetchRequest::default();
+        vec![built(r, v, vec![g("share"), ti(1), ti(2)], NONE), built(anonymous, v, vec![], NONE)]
+    }
+
+    fn share_acknowledge(v: i16) -> Vec<Built> {
+        use m::share_acknowledge_request::*;
+        let batch =
+            AcknowledgementBatch::default().with_first_offset(1).with_last_offset(2).with_acknowledge_types(vec![1]);
+        let r = m::ShareAcknowledgeRequest::default().with_group_id(Some(gid("share"))).with_topics(vec![
+            AcknowledgeTopic::default().with_topic_id(id(4)).with_partitions(vec![AcknowledgePartition::default()
+                .with_partition_index(2)
+                .with_acknowledgement_batches(vec![batch])]),
+        ]);
+        vec![built(r, v, vec![g("share"), ti(4)], NONE)]
     }
 
     fn describe_topic_partitions(v: i16) -> Vec<Built> {

@@ -257,6 +257,27 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
             ctx.answer(&ConsumerGroupHeartbeatResponse::default().with_error_code(code))
         }
         ApiKey::DescribeGroups => describe_groups(ctx),
+        ApiKey::ShareGroupHeartbeat => {
+            let request: ShareGroupHeartbeatRequest = ctx.decode()?;
+            let code = if ctx.permits(Named::Group(&request.group_id)) { TOPIC_DENIED } else { GROUP_DENIED };
+            ctx.answer(&ShareGroupHeartbeatResponse::default().with_error_code(code))
+        }
+        ApiKey::ShareGroupDescribe => {
+            let mut request: ShareGroupDescribeRequest = ctx.decode()?;
+            let denied = take_denied(&mut request.group_ids, |g| !ctx.permits(Named::Group(g)))
+                .into_iter()
+                .map(|g| {
+                    share_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(GROUP_DENIED)
+                        .with_authorized_operations(i32::MIN)
+                })
+                .collect();
+            let nothing_left = request.group_ids.is_empty();
+            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareGroupDescribeResponse| &mut r.groups)
+        }
+        ApiKey::ShareFetch => share_fetch(ctx),
+        ApiKey::ShareAcknowledge => share_acknowledge(ctx),
         ApiKey::InitProducerId => {
             let request: InitProducerIdRequest = ctx.decode()?;
             let code = if request.transactional_id.is_some() { TRANSACTIONAL_ID_DENIED } else { CLUSTER_DENIED };
@@ -498,6 +519,54 @@ fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         })
         .collect();
     ctx.strip_or_answer(&request, request.topic_data.is_empty(), denied, |r: &mut ProduceResponse| &mut r.responses)
+}
+
+/// ShareFetch: a group outside the policy fails the whole request (its top-level error);
+/// denied topics get TOPIC_AUTHORIZATION_FAILED per partition, the rest is served.
+fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use share_fetch_response::*;
+    let mut request: ShareFetchRequest = ctx.decode()?;
+    if request.group_id.as_ref().is_some_and(|g| !ctx.permits(Named::Group(g))) {
+        return ctx.answer(&ShareFetchResponse::default().with_error_code(GROUP_DENIED));
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&TopicName::default(), &t.topic_id))
+        .into_iter()
+        .map(|t| {
+            ShareFetchableTopicResponse::default().with_topic_id(t.topic_id).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        PartitionData::default().with_partition_index(p.partition_index).with_error_code(TOPIC_DENIED)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let nothing_left = request.topics.is_empty() && request.forgotten_topics_data.is_empty();
+    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareFetchResponse| &mut r.responses)
+}
+
+fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use share_acknowledge_response::*;
+    let mut request: ShareAcknowledgeRequest = ctx.decode()?;
+    if request.group_id.as_ref().is_some_and(|g| !ctx.permits(Named::Group(g))) {
+        return ctx.answer(&ShareAcknowledgeResponse::default().with_error_code(GROUP_DENIED));
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&TopicName::default(), &t.topic_id))
+        .into_iter()
+        .map(|t| {
+            ShareAcknowledgeTopicResponse::default().with_topic_id(t.topic_id).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        PartitionData::default().with_partition_index(p.partition_index).with_error_code(TOPIC_DENIED)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let nothing_left = request.topics.is_empty();
+    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareAcknowledgeResponse| &mut r.responses)
 }
 
 fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {

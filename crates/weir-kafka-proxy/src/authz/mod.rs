@@ -83,7 +83,10 @@ pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<N
         (ListOffsets | Metadata | OffsetFetch | OffsetForLeaderEpoch | DescribeTopicPartitions, Named::Topic(_)) => {
             need(T, Op::Describe)
         }
-        (ConsumerGroupHeartbeat, Named::Topic(_)) => need(T, Op::Describe),
+        (ConsumerGroupHeartbeat | ShareGroupHeartbeat, Named::Topic(_)) => need(T, Op::Describe),
+        (ShareFetch | ShareAcknowledge, Named::Topic(_)) => need(T, Op::Read),
+        (ShareGroupHeartbeat | ShareFetch | ShareAcknowledge, Named::Group(_)) => need(G, Op::Read),
+        (ShareGroupDescribe, Named::Group(_)) => need(G, Op::Describe),
         (CreateTopics, Named::Topic(_)) => need(T, Op::Create),
         (DeleteTopics | DeleteRecords, Named::Topic(_)) => need(T, Op::Delete),
         (CreatePartitions, Named::Topic(_)) => need(T, Op::Alter),

@@ -412,3 +412,47 @@ fn cluster_answers_encode_at_every_version() {
     all::<UpdateFeaturesResponse>(ApiKey::UpdateFeatures, |r| r.with_error_code(31));
     all::<DescribeClusterResponse>(ApiKey::DescribeCluster, |r| r.with_error_code(31));
 }
+
+#[tokio::test]
+async fn share_groups_are_authorized_like_consumer_groups() {
+    let s = Setup::new("share").await;
+    let (ok, secret) = (uuid::Uuid::from_u128(11), uuid::Uuid::from_u128(12));
+    s.shared.learn_topics(
+        &MetadataResponse::default().with_topics(
+            [("ok", ok), ("secret", secret)]
+                .map(|(n, id)| {
+                    metadata_response::MetadataResponseTopic::default().with_name(Some(topic(n))).with_topic_id(id)
+                })
+                .to_vec(),
+        ),
+    );
+    let mut conn = s.connection();
+    let share = |g: &'static str| Some(GroupId(StrBytes::from_static_str(g)));
+    let fetch_topic = |id| {
+        share_fetch_request::FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![share_fetch_request::FetchPartition::default().with_partition_index(0)])
+    };
+    let body = ShareFetchRequest::default()
+        .with_group_id(share("g-ok"))
+        .with_topics(vec![fetch_topic(ok), fetch_topic(secret)]);
+    let Verdict::Rewritten(frame, Some(after)) = s.check(&mut conn, ApiKey::ShareFetch, 1, &body) else {
+        panic!("expected the allowed topic forwarded");
+    };
+    let forwarded: ShareFetchRequest = decode_forwarded(&frame);
+    assert_eq!(forwarded.topics.iter().map(|t| t.topic_id).collect::<Vec<_>>(), [ok]);
+    let broker = ShareFetchResponse::default()
+        .with_responses(vec![share_fetch_response::ShareFetchableTopicResponse::default().with_topic_id(ok)]);
+    let merged = after.apply(encode_response(42, ApiKey::ShareFetch, 1, &broker).unwrap()).unwrap();
+    let (_, merged): (_, ShareFetchResponse) = decode_response(&merged, ApiKey::ShareFetch, 1).unwrap();
+    assert_eq!(merged.responses[1].topic_id, secret);
+    assert_eq!(merged.responses[1].partitions[0].error_code, 29);
+
+    let other = body.clone().with_group_id(share("g-other"));
+    let r: ShareFetchResponse = answer(s.check(&mut conn, ApiKey::ShareFetch, 1, &other), ApiKey::ShareFetch, 1);
+    assert_eq!(r.error_code, 30);
+    let heartbeat = ShareGroupHeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g-other")));
+    let r: ShareGroupHeartbeatResponse =
+        answer(s.check(&mut conn, ApiKey::ShareGroupHeartbeat, 1, &heartbeat), ApiKey::ShareGroupHeartbeat, 1);
+    assert_eq!(r.error_code, 30);
+}
