@@ -51,6 +51,11 @@ impl Ctx<'_> {
         }
     }
 
+    /// A topic named by name only (requests without topic ids).
+    fn named_topic(&self, name: &str) -> bool {
+        self.permits(Named::Topic(TopicRef::Name(name)))
+    }
+
     fn topic(&self, name: &TopicName, id: &uuid::Uuid) -> bool {
         self.permits(Named::Topic(if id.is_nil() { TopicRef::Name(name) } else { TopicRef::Id(*id.as_bytes()) }))
     }
@@ -105,6 +110,29 @@ impl Ctx<'_> {
         }
         let after = self.after(move |response: &mut R| entries(response).extend(denied));
         self.forward(request, Some(after)).map(Some)
+    }
+}
+
+impl Ctx<'_> {
+    /// The usual partial answer: the denied items of one list of the request become `entry`s
+    /// in the response's list; the rest of the request goes upstream (or, with nothing left,
+    /// the answer is given here).
+    fn answer_list<Req, T, R, E>(
+        &self,
+        mut request: Req,
+        list: fn(&mut Req) -> &mut Vec<T>,
+        is_denied: impl Fn(&T) -> bool,
+        entry: impl FnMut(T) -> E,
+        entries: fn(&mut R) -> &mut Vec<E>,
+    ) -> Result<Option<Verdict>, SessionError>
+    where
+        Req: Encodable,
+        R: Decodable + Encodable + Default + 'static,
+        E: Send + Sync + 'static,
+    {
+        let denied = take_denied(list(&mut request), is_denied).into_iter().map(entry).collect();
+        let nothing_left = list(&mut request).is_empty();
+        self.strip_or_answer(&request, nothing_left, denied, entries)
     }
 }
 
@@ -263,18 +291,19 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
             ctx.answer(&ShareGroupHeartbeatResponse::default().with_error_code(code))
         }
         ApiKey::ShareGroupDescribe => {
-            let mut request: ShareGroupDescribeRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.group_ids, |g| !ctx.permits(Named::Group(g)))
-                .into_iter()
-                .map(|g| {
+            let request: ShareGroupDescribeRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.group_ids,
+                |g| !ctx.permits(Named::Group(g)),
+                |g| {
                     share_group_describe_response::DescribedGroup::default()
                         .with_group_id(g)
                         .with_error_code(GROUP_DENIED)
                         .with_authorized_operations(i32::MIN)
-                })
-                .collect();
-            let nothing_left = request.group_ids.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareGroupDescribeResponse| &mut r.groups)
+                },
+                |r: &mut ShareGroupDescribeResponse| &mut r.groups,
+            )
         }
         ApiKey::ShareFetch => share_fetch(ctx),
         ApiKey::ShareAcknowledge => share_acknowledge(ctx),
@@ -323,24 +352,27 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         ApiKey::UpdateFeatures => ctx.answer(&UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED)),
         ApiKey::DescribeTopicPartitions => describe_topic_partitions(ctx),
         ApiKey::CreatePartitions => {
-            let mut request: CreatePartitionsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-                .into_iter()
-                .map(|t| {
+            let request: CreatePartitionsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.topics,
+                |t| !ctx.named_topic(&t.name),
+                |t| {
                     create_partitions_response::CreatePartitionsTopicResult::default()
                         .with_name(t.name)
                         .with_error_code(TOPIC_DENIED)
-                })
-                .collect();
-            let nothing_left = request.topics.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut CreatePartitionsResponse| &mut r.results)
+                },
+                |r: &mut CreatePartitionsResponse| &mut r.results,
+            )
         }
         ApiKey::DeleteRecords => {
             use delete_records_response::*;
-            let mut request: DeleteRecordsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-                .into_iter()
-                .map(|t| {
+            let request: DeleteRecordsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.topics,
+                |t| !ctx.named_topic(&t.name),
+                |t| {
                     DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(
                         t.partitions
                             .iter()
@@ -352,47 +384,50 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                             })
                             .collect(),
                     )
-                })
-                .collect();
-            let nothing_left = request.topics.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteRecordsResponse| &mut r.topics)
+                },
+                |r: &mut DeleteRecordsResponse| &mut r.topics,
+            )
         }
         ApiKey::DeleteGroups => {
-            let mut request: DeleteGroupsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.groups_names, |g| !ctx.permits(Named::Group(g)))
-                .into_iter()
-                .map(|g| {
+            let request: DeleteGroupsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.groups_names,
+                |g| !ctx.permits(Named::Group(g)),
+                |g| {
                     delete_groups_response::DeletableGroupResult::default()
                         .with_group_id(g)
                         .with_error_code(GROUP_DENIED)
-                })
-                .collect();
-            let nothing_left = request.groups_names.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteGroupsResponse| &mut r.results)
+                },
+                |r: &mut DeleteGroupsResponse| &mut r.results,
+            )
         }
         ApiKey::ConsumerGroupDescribe => {
-            let mut request: ConsumerGroupDescribeRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.group_ids, |g| !ctx.permits(Named::Group(g)))
-                .into_iter()
-                .map(|g| {
+            let request: ConsumerGroupDescribeRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.group_ids,
+                |g| !ctx.permits(Named::Group(g)),
+                |g| {
                     consumer_group_describe_response::DescribedGroup::default()
                         .with_group_id(g)
                         .with_error_code(GROUP_DENIED)
                         .with_authorized_operations(i32::MIN)
-                })
-                .collect();
-            let nothing_left = request.group_ids.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ConsumerGroupDescribeResponse| &mut r.groups)
+                },
+                |r: &mut ConsumerGroupDescribeResponse| &mut r.groups,
+            )
         }
         ApiKey::OffsetDelete => {
             use offset_delete_response::*;
-            let mut request: OffsetDeleteRequest = ctx.decode()?;
+            let request: OffsetDeleteRequest = ctx.decode()?;
             if !ctx.permits(Named::Group(&request.group_id)) {
                 return ctx.answer(&OffsetDeleteResponse::default().with_error_code(GROUP_DENIED));
             }
-            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-                .into_iter()
-                .map(|t| {
+            ctx.answer_list(
+                request,
+                |r| &mut r.topics,
+                |t| !ctx.named_topic(&t.name),
+                |t| {
                     OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(
                         t.partitions
                             .iter()
@@ -403,17 +438,18 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                             })
                             .collect(),
                     )
-                })
-                .collect();
-            let nothing_left = request.topics.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut OffsetDeleteResponse| &mut r.topics)
+                },
+                |r: &mut OffsetDeleteResponse| &mut r.topics,
+            )
         }
         ApiKey::DescribeProducers => {
             use describe_producers_response::*;
-            let mut request: DescribeProducersRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-                .into_iter()
-                .map(|t| {
+            let request: DescribeProducersRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.topics,
+                |t| !ctx.named_topic(&t.name),
+                |t| {
                     TopicResponse::default().with_name(t.name).with_partitions(
                         t.partition_indexes
                             .iter()
@@ -422,59 +458,63 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                             })
                             .collect(),
                     )
-                })
-                .collect();
-            let nothing_left = request.topics.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeProducersResponse| &mut r.topics)
+                },
+                |r: &mut DescribeProducersResponse| &mut r.topics,
+            )
         }
         ApiKey::DescribeTransactions => {
-            let mut request: DescribeTransactionsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.transactional_ids, |id| !ctx.permits(Named::TransactionalId(id)))
-                .into_iter()
-                .map(|id| {
+            let request: DescribeTransactionsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.transactional_ids,
+                |id| !ctx.permits(Named::TransactionalId(id)),
+                |id| {
                     describe_transactions_response::TransactionState::default()
                         .with_transactional_id(id)
                         .with_error_code(TRANSACTIONAL_ID_DENIED)
-                })
-                .collect();
-            let nothing_left = request.transactional_ids.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeTransactionsResponse| {
-                &mut r.transaction_states
-            })
+                },
+                |r: &mut DescribeTransactionsResponse| &mut r.transaction_states,
+            )
         }
         ApiKey::AlterConfigs => {
-            let mut request: AlterConfigsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.resources, |r| {
-                !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
-            })
-            .into_iter()
-            .map(|r| {
-                alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_error_code(config_denied_code(r.resource_type))
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-            })
-            .collect();
-            let nothing_left = request.resources.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut AlterConfigsResponse| &mut r.responses)
+            let request: AlterConfigsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.resources,
+                |r| {
+                    !ctx.permits(Named::ConfigResource {
+                        resource_type: r.resource_type,
+                        name: str_of(&r.resource_name),
+                    })
+                },
+                |r| {
+                    alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_error_code(config_denied_code(r.resource_type))
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name)
+                },
+                |r: &mut AlterConfigsResponse| &mut r.responses,
+            )
         }
         ApiKey::IncrementalAlterConfigs => {
-            let mut request: IncrementalAlterConfigsRequest = ctx.decode()?;
-            let denied = take_denied(&mut request.resources, |r| {
-                !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
-            })
-            .into_iter()
-            .map(|r| {
-                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_error_code(config_denied_code(r.resource_type))
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-            })
-            .collect();
-            let nothing_left = request.resources.is_empty();
-            ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut IncrementalAlterConfigsResponse| {
-                &mut r.responses
-            })
+            let request: IncrementalAlterConfigsRequest = ctx.decode()?;
+            ctx.answer_list(
+                request,
+                |r| &mut r.resources,
+                |r| {
+                    !ctx.permits(Named::ConfigResource {
+                        resource_type: r.resource_type,
+                        name: str_of(&r.resource_name),
+                    })
+                },
+                |r| {
+                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_error_code(config_denied_code(r.resource_type))
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name)
+                },
+                |r: &mut IncrementalAlterConfigsResponse| &mut r.responses,
+            )
         }
         _ => Ok(None),
     }
@@ -548,13 +588,15 @@ fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 
 fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     use share_acknowledge_response::*;
-    let mut request: ShareAcknowledgeRequest = ctx.decode()?;
+    let request: ShareAcknowledgeRequest = ctx.decode()?;
     if request.group_id.as_ref().is_some_and(|g| !ctx.permits(Named::Group(g))) {
         return ctx.answer(&ShareAcknowledgeResponse::default().with_error_code(GROUP_DENIED));
     }
-    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&TopicName::default(), &t.topic_id))
-        .into_iter()
-        .map(|t| {
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.topic(&TopicName::default(), &t.topic_id),
+        |t| {
             ShareAcknowledgeTopicResponse::default().with_topic_id(t.topic_id).with_partitions(
                 t.partitions
                     .iter()
@@ -563,17 +605,18 @@ fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                     })
                     .collect(),
             )
-        })
-        .collect();
-    let nothing_left = request.topics.is_empty();
-    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareAcknowledgeResponse| &mut r.responses)
+        },
+        |r: &mut ShareAcknowledgeResponse| &mut r.responses,
+    )
 }
 
 fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: ListOffsetsRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-        .into_iter()
-        .map(|t| {
+    let request: ListOffsetsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
             list_offsets_response::ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(
                 t.partitions
                     .iter()
@@ -587,16 +630,18 @@ fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                     })
                     .collect(),
             )
-        })
-        .collect();
-    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut ListOffsetsResponse| &mut r.topics)
+        },
+        |r: &mut ListOffsetsResponse| &mut r.topics,
+    )
 }
 
 fn offset_for_leader_epoch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: OffsetForLeaderEpochRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.topic, &uuid::Uuid::nil()))
-        .into_iter()
-        .map(|t| {
+    let request: OffsetForLeaderEpochRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.topic),
+        |t| {
             offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(
                 t.partitions
                     .iter()
@@ -609,11 +654,9 @@ fn offset_for_leader_epoch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionErro
                     })
                     .collect(),
             )
-        })
-        .collect();
-    ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut OffsetForLeaderEpochResponse| {
-        &mut r.topics
-    })
+        },
+        |r: &mut OffsetForLeaderEpochResponse| &mut r.topics,
+    )
 }
 
 fn offset_commit_entries(
@@ -662,7 +705,7 @@ fn txn_offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     };
     let (denied, code) = match whole {
         Some(code) => (std::mem::take(&mut request.topics), code),
-        None => (take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil())), TOPIC_DENIED),
+        None => (take_denied(&mut request.topics, |t| !ctx.named_topic(&t.name)), TOPIC_DENIED),
     };
     let denied = denied
         .into_iter()
@@ -691,7 +734,7 @@ fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         let (denied, code) = if group_denied {
             (std::mem::take(topics), GROUP_DENIED)
         } else {
-            (take_denied(topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil())), TOPIC_DENIED)
+            (take_denied(topics, |t| !ctx.named_topic(&t.name)), TOPIC_DENIED)
         };
         let nothing_left = topics.is_empty();
         let entries: Vec<_> = denied
@@ -781,41 +824,42 @@ fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 }
 
 fn find_coordinator(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: FindCoordinatorRequest = ctx.decode()?;
+    let request: FindCoordinatorRequest = ctx.decode()?;
     let code = if request.key_type == 1 { TRANSACTIONAL_ID_DENIED } else { GROUP_DENIED };
     let key_type = request.key_type;
     if ctx.version() <= 3 {
         return ctx
             .answer(&FindCoordinatorResponse::default().with_error_code(code).with_node_id((-1).into()).with_port(-1));
     }
-    let denied = take_denied(&mut request.coordinator_keys, |k| {
-        !ctx.permits(Named::CoordinatorKey { key_type, key: str_of(k) })
-    })
-    .into_iter()
-    .map(|key| {
-        find_coordinator_response::Coordinator::default()
-            .with_key(key)
-            .with_node_id((-1).into())
-            .with_port(-1)
-            .with_error_code(code)
-    })
-    .collect();
-    let nothing_left = request.coordinator_keys.is_empty();
-    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut FindCoordinatorResponse| &mut r.coordinators)
+    ctx.answer_list(
+        request,
+        |r| &mut r.coordinator_keys,
+        |k| !ctx.permits(Named::CoordinatorKey { key_type, key: str_of(k) }),
+        |key| {
+            find_coordinator_response::Coordinator::default()
+                .with_key(key)
+                .with_node_id((-1).into())
+                .with_port(-1)
+                .with_error_code(code)
+        },
+        |r: &mut FindCoordinatorResponse| &mut r.coordinators,
+    )
 }
 
 fn describe_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: DescribeGroupsRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.groups, |g| !ctx.permits(Named::Group(g)))
-        .into_iter()
-        .map(|g| {
+    let request: DescribeGroupsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.groups,
+        |g| !ctx.permits(Named::Group(g)),
+        |g| {
             describe_groups_response::DescribedGroup::default()
                 .with_group_id(g)
                 .with_error_code(GROUP_DENIED)
                 .with_authorized_operations(i32::MIN)
-        })
-        .collect();
-    ctx.strip_or_answer(&request, request.groups.is_empty(), denied, |r: &mut DescribeGroupsResponse| &mut r.groups)
+        },
+        |r: &mut DescribeGroupsResponse| &mut r.groups,
+    )
 }
 
 fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
@@ -833,7 +877,7 @@ fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError>
         .map(|t| {
             let code = if transaction_denied {
                 TRANSACTIONAL_ID_DENIED
-            } else if !ctx.topic(&t.name, &uuid::Uuid::nil()) {
+            } else if !ctx.named_topic(&t.name) {
                 TOPIC_DENIED
             } else {
                 NOT_ATTEMPTED
@@ -855,7 +899,7 @@ fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError>
 
 fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     let mut request: CreateTopicsRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
+    let denied = take_denied(&mut request.topics, |t| !ctx.named_topic(&t.name))
         .into_iter()
         .map(|t| {
             create_topics_response::CreatableTopicResult::default()
@@ -874,13 +918,13 @@ fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     use delete_topics_response::DeletableTopicResult;
     let mut request: DeleteTopicsRequest = ctx.decode()?;
     let denied: Vec<_> = if ctx.version() <= 5 {
-        take_denied(&mut request.topic_names, |name| !ctx.topic(name, &uuid::Uuid::nil()))
+        take_denied(&mut request.topic_names, |name| !ctx.named_topic(&name))
             .into_iter()
             .map(|name| DeletableTopicResult::default().with_name(Some(name)).with_error_code(TOPIC_DENIED))
             .collect()
     } else {
         take_denied(&mut request.topics, |t| match &t.name {
-            Some(name) => !ctx.topic(name, &uuid::Uuid::nil()),
+            Some(name) => !ctx.named_topic(&name),
             None => !ctx.topic(&TopicName::default(), &t.topic_id),
         })
         .into_iter()
@@ -906,34 +950,33 @@ fn config_denied_code(resource_type: i8) -> i16 {
 /// topics the client may not describe come back as TOPIC_AUTHORIZATION_FAILED; a listing of
 /// all topics leaves them out.
 fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: DescribeTopicPartitionsRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.topics, |t| !ctx.topic(&t.name, &uuid::Uuid::nil()))
-        .into_iter()
-        .map(|t| {
+    let request: DescribeTopicPartitionsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
             describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
                 .with_name(Some(t.name))
                 .with_error_code(TOPIC_DENIED)
                 .with_topic_authorized_operations(i32::MIN)
-        })
-        .collect();
-    let nothing_left = request.topics.is_empty();
-    ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DescribeTopicPartitionsResponse| &mut r.topics)
+        },
+        |r: &mut DescribeTopicPartitionsResponse| &mut r.topics,
+    )
 }
 
 fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
-    let mut request: DescribeConfigsRequest = ctx.decode()?;
-    let denied = take_denied(&mut request.resources, |r| {
-        !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) })
-    })
-    .into_iter()
-    .map(|r| {
-        describe_configs_response::DescribeConfigsResult::default()
-            .with_error_code(config_denied_code(r.resource_type))
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name)
-    })
-    .collect();
-    ctx.strip_or_answer(&request, request.resources.is_empty(), denied, |r: &mut DescribeConfigsResponse| {
-        &mut r.results
-    })
+    let request: DescribeConfigsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.resources,
+        |r| !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) }),
+        |r| {
+            describe_configs_response::DescribeConfigsResult::default()
+                .with_error_code(config_denied_code(r.resource_type))
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        },
+        |r: &mut DescribeConfigsResponse| &mut r.results,
+    )
 }
