@@ -918,7 +918,7 @@ fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     use delete_topics_response::DeletableTopicResult;
     let mut request: DeleteTopicsRequest = ctx.decode()?;
     let denied: Vec<_> = if ctx.version() <= 5 {
-        take_denied(&mut request.topic_names, |name| !ctx.named_topic(&name))
+        take_denied(&mut request.topic_names, |name| !ctx.named_topic(name))
             .into_iter()
             .map(|name| DeletableTopicResult::default().with_name(Some(name)).with_error_code(TOPIC_DENIED))
             .collect()
