@@ -924,7 +924,7 @@ fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
             .collect()
     } else {
         take_denied(&mut request.topics, |t| match &t.name {
-            Some(name) => !ctx.named_topic(&name),
+            Some(name) => !ctx.named_topic(name),
             None => !ctx.topic(&TopicName::default(), &t.topic_id),
         })
         .into_iter()
