@@ -14,6 +14,10 @@
 #      Target: >= 0.85 of direct throughput.
 #   --direct-tls: with --secure, direct clients use the brokers' own mTLS listener (TLSDIRECT)
 #      with the same client certificate, so the ratios price the sidecar over Kafka's TLS.
+#   --direct-relay copy|splice: direct clients go through bench/relay.py, a TCP relay that
+#      does no work at all (copy: through user space; splice: splice(2), no copy), to the
+#      brokers' RELAY listener. The ratios then price what the sidecar does beyond the hop
+#      itself; the relay's CPU is reported beside the sidecar's.
 #
 # WHAT. Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
 #   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
@@ -65,7 +69,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0
+QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 DIRECT_RELAY=""
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -86,6 +90,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
+    --direct-relay) DIRECT_RELAY=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -96,6 +101,7 @@ for v in ROUNDS BROKERS RECORDS RECORD_SIZE LAT_RATE LAT_SECONDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer" >&2; exit 2; }
 done
 ((BROKERS <= 9)) || { echo "run.sh: --brokers must be 1..9" >&2; exit 2; }
+[[ -z $DIRECT_RELAY || $DIRECT_RELAY == copy || $DIRECT_RELAY == splice ]] || { echo "run.sh: --direct-relay takes copy or splice" >&2; exit 2; }
 RF=$((BROKERS < 3 ? BROKERS : 3))
 
 RESULTS=$ROOT/bench/results
@@ -148,10 +154,11 @@ machine_ticks() {  # "busy total" clock ticks of all CPUs, from /proc/stat
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }  # status_kb PID VmRSS
 
 # ------------------------------------------------------------------ cleanup
-WEIR_PID="" STARTED_CLUSTER=0
+WEIR_PID="" RELAY_PID="" STARTED_CLUSTER=0
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [[ -n $RELAY_PID ]] && kill "$RELAY_PID" 2>/dev/null
   if [[ -n $WEIR_PID ]] && kill -0 "$WEIR_PID" 2>/dev/null; then
     log "stopping the sidecar (pid $WEIR_PID)"
     kill -TERM "$WEIR_PID" 2>/dev/null || true
@@ -291,6 +298,24 @@ if ((DIRECT_TLS)); then
   for ((i = 1; i <= BROKERS; i++)); do tls_direct+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 5))"); done
   DIRECT_RUN_BOOTSTRAP=$(IFS=,; echo "${tls_direct[*]}")
 fi
+if [[ -n $DIRECT_RELAY ]]; then
+  ((SECURE)) && die "--direct-relay is for plaintext runs"
+  routes=() relayed=()
+  for ((i = 1; i <= BROKERS; i++)); do
+    routes+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))=127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 7))")
+    relayed+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))")
+  done
+  python3 "$ROOT/bench/relay.py" --mode "$DIRECT_RELAY" "${routes[@]}" > "$RUN_DIR/relay.log" 2>&1 8>&- &
+  RELAY_PID=$!
+  t0=$SECONDS
+  until port_open "${relayed[0]}"; do
+    kill -0 "$RELAY_PID" 2>/dev/null || { cat "$RUN_DIR/relay.log" >&2; die "the relay exited"; }
+    ((SECONDS - t0 < 10)) || die "the relay was not listening after 10s"
+    sleep 0.1
+  done
+  DIRECT_RUN_BOOTSTRAP=$(IFS=,; echo "${relayed[*]}")
+  log "direct runs go through bench/relay.py ($DIRECT_RELAY, pid $RELAY_PID)"
+fi
 for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
 "$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 8>&- &
 WEIR_PID=$!
@@ -319,14 +344,20 @@ phase() {
   LOADS+=("r$r $m $name: $(loadavg)")
   local w0=0 w1=0 b0 b1 t0 t1 m0 m1 c0 c1
   local q0=(0 0 0) q1=(0 0 0)
-  if [[ $m == proxy ]]; then read -r -a q0 <<< "$(weir_counts)"; w0=$(cpu_ticks "$WEIR_PID"); fi
+  # The hop between client and broker: the sidecar, or in direct runs the relay if there is one.
+  local hop=""
+  [[ $m == proxy ]] && hop=$WEIR_PID
+  [[ $m == direct && -n $RELAY_PID ]] && hop=$RELAY_PID
+  [[ $m == proxy ]] && read -r -a q0 <<< "$(weir_counts)"
+  [[ -n $hop ]] && w0=$(cpu_ticks "$hop")
   b0=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m0 <<< "$(machine_ticks)"
   c0=$(child_ticks)
   t0=$(date +%s.%N)
   "$@" > "$PHASE_OUT" 2>&1 || { tail -n 30 "$PHASE_OUT" >&2; die "round $r $m $name failed (log $PHASE_OUT)"; }
   t1=$(date +%s.%N)
-  if [[ $m == proxy ]]; then w1=$(cpu_ticks "$WEIR_PID"); read -r -a q1 <<< "$(weir_counts)"; fi
+  [[ -n $hop ]] && w1=$(cpu_ticks "$hop")
+  [[ $m == proxy ]] && read -r -a q1 <<< "$(weir_counts)"
   b1=$(cpu_ticks "${BROKER_PIDS[@]}")
   read -r -a m1 <<< "$(machine_ticks)"
   c1=$(child_ticks)
@@ -371,6 +402,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" machine_busy_prod "$PHASE_BUSY_PCT"
   record "$r" "$m" other_cpu_prod "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
+  [[ $m == direct && -n $RELAY_PID ]] && record "$r" "$m" relay_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: consuming them"
   phase "$r" "$m" consume "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance \
@@ -389,6 +421,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" machine_busy_cons "$PHASE_BUSY_PCT"
   record "$r" "$m" other_cpu_cons "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
+  [[ $m == direct && -n $RELAY_PID ]] && record "$r" "$m" relay_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
   local jvm_extra=""
@@ -447,6 +480,9 @@ report() {
   if ((SECURE)); then
     echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones $( ((DIRECT_TLS)) && echo "mTLS to the brokers' TLSDIRECT listener" || echo plaintext)"
   fi
+  if [[ -n $DIRECT_RELAY ]]; then
+    echo "direct runs go through bench/relay.py --mode $DIRECT_RELAY (a zero-work TCP relay): \"direct\" is one bare proxy hop, and p/d is what the sidecar costs beyond it"
+  fi
   echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
   echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
   echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
@@ -482,7 +518,9 @@ report() {
       printf "%-30s %12.3f %12.3f %9s %12s %-14s %s\n", label, d, p, sprintf("%+.3f", p - d), "", target, verdict
     }
     function cpu_row(label, mode, what,   w) {
-      w = mode == "proxy" ? sprintf("%.2f", median("weir_cpu_" what, mode)) : "-"
+      # CPU of the hop: the sidecar, or in --direct-relay runs the relay.
+      w = mode == "proxy" ? sprintf("%.2f", median("weir_cpu_" what, mode)) : \
+        ((1 SUBSEP mode SUBSEP "relay_cpu_" what) in v ? sprintf("%.2f", median("relay_cpu_" what, mode)) : "-")
       printf "%-30s %12.2f %12s %12.2f %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
         median("machine_cpu_" what, mode), median("other_cpu_" what, mode), median("machine_busy_" what, mode)
     }
@@ -507,7 +545,7 @@ report() {
         median("prod_records_per_req", "proxy"), median("prod_records_per_req", "proxy") / median("prod_records_per_req", "direct")
       printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-30s %12s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "sidecar", "whole box", "rest", "box busy"
+      printf "%-30s %12s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "hop", "whole box", "rest", "box busy"
       cpu_row("  producing, direct", "direct", "prod"); cpu_row("  producing, via proxy", "proxy", "prod")
       cpu_row("  consuming, direct", "direct", "cons"); cpu_row("  consuming, via proxy", "proxy", "cons")
       printf "%-30s %12s %12s %12s\n", "sidecar, per run type", "produce", "consume", "latency"
