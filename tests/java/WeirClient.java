@@ -16,7 +16,7 @@
 //   txn          --topic T --transactional-id ID --commit-count N --abort-count M
 //                  Commits values committed-<i>, then aborts values aborted-<i>.
 //                  Prints committed=N aborted=M.
-//   admin        --op create-topic|delete-topic|describe-configs|list-groups|describe-cluster
+//   admin        --op create-topic|delete-topic|describe-configs|list-groups|describe-cluster|cluster-admin
 //                [--topic T] [--partitions P] [--replication R] [--broker ID]
 //                  create-topic:     created topic=T partitions=P replication=R
 //                  delete-topic:     deleted topic=T
@@ -24,6 +24,11 @@
 //                  list-groups:      group id=<g> type=<t> protocol=<p> state=<s> ..., then groups=<n>
 //                  describe-cluster: cluster id=<id> controller=<id>, then one
 //                                    node id=<id> host=<host> port=<port> per broker
+//                  cluster-admin:    tries, on one Admin client, create-acls, delete-acls,
+//                                    elect-leaders (partition 0 of --topic), alter-quotas,
+//                                    alter-scram, describe-log-dirs (--broker ID), then lists
+//                                    topics; prints `op=<name> error=<exception class or none>`
+//                                    per call, then topics=<n>
 //   group-member --topic T --group G --member-id-label L --duration-ms MS
 //                  Prints `assigned <p1,p2,...>` (partition numbers, sorted; empty list when
 //                  nothing is assigned) whenever its assignment changes, then leaves the
@@ -43,7 +48,13 @@ import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.*;
+import org.apache.kafka.common.acl.*;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -229,6 +240,34 @@ public class WeirClient {
                     List<Node> nodes = new ArrayList<>(r.nodes().get(t, TimeUnit.MILLISECONDS));
                     nodes.sort(Comparator.comparingInt(Node::id));
                     for (Node n : nodes) OUT.println("node id=" + n.id() + " host=" + n.host() + " port=" + n.port());
+                }
+                case "cluster-admin" -> {
+                    String topic = a.req("--topic");
+                    int broker = Integer.parseInt(a.req("--broker"));
+                    AclBinding acl = new AclBinding(new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
+                            new AccessControlEntry("User:weir-test", "*", AclOperation.READ, AclPermissionType.ALLOW));
+                    ClientQuotaAlteration quota = new ClientQuotaAlteration(
+                            new ClientQuotaEntity(Map.of(ClientQuotaEntity.USER, "weir-test")),
+                            List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0)));
+                    Map<String, KafkaFuture<?>> calls = new LinkedHashMap<>();
+                    calls.put("create-acls", admin.createAcls(List.of(acl)).all());
+                    calls.put("delete-acls", admin.deleteAcls(List.of(AclBindingFilter.ANY)).all());
+                    calls.put("elect-leaders",
+                            admin.electLeaders(ElectionType.PREFERRED, Set.of(new TopicPartition(topic, 0))).all());
+                    calls.put("alter-quotas", admin.alterClientQuotas(List.of(quota)).all());
+                    calls.put("alter-scram", admin.alterUserScramCredentials(
+                            List.of(new UserScramCredentialDeletion("weir-test", ScramMechanism.SCRAM_SHA_256))).all());
+                    calls.put("describe-log-dirs", admin.describeLogDirs(List.of(broker)).allDescriptions());
+                    for (Map.Entry<String, KafkaFuture<?>> call : calls.entrySet()) {
+                        String error = "none";
+                        try {
+                            call.getValue().get(t, TimeUnit.MILLISECONDS);
+                        } catch (java.util.concurrent.ExecutionException e) {
+                            error = e.getCause().getClass().getSimpleName();
+                        }
+                        OUT.println("op=" + call.getKey() + " error=" + error);
+                    }
+                    OUT.println("topics=" + admin.listTopics().names().get(t, TimeUnit.MILLISECONDS).size());
                 }
                 default -> throw new UsageException("unknown --op " + op);
             }

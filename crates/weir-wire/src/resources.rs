@@ -47,9 +47,11 @@ pub struct RequestFacts {
 /// `&frame[peek.body_offset..]`) of `api_key` at `version`, calling `visit` for every resource it
 /// names, in wire order.
 ///
-/// Returns Ok(None) when `api_key` is not one this module knows (the caller then applies its
-/// default rule), Ok(Some(facts)) when the whole body was walked, Err for a malformed body, for a
-/// version of a known key outside the codec's range, and for bytes left after the walk.
+/// Returns Ok(None) when `api_key` names no resource this module reports (the caller then
+/// applies its default rule: the cluster), Ok(Some(facts)) when the whole body was walked, Err
+/// for a malformed body and for a version of a known key outside the codec's range. Requests
+/// whose only resource is the cluster but which the caller may decode are walked too (and so
+/// refused when malformed) before their Ok(None).
 pub fn scan_request_resources<'a>(
     body: &'a [u8],
     api_key: ApiKey,
@@ -76,7 +78,7 @@ fn walk_request<'a>(
     w.flexible = api_key.request_header_version(version) >= 2;
     let facts = walk(&mut w, api_key, version, visit)?;
     *consumed = w.c.pos();
-    Ok(Some(facts))
+    Ok((!names_only_the_cluster(api_key)).then_some(facts))
 }
 
 /// [`scan_request_resources`], refusing bytes left after the walk: in tests, trailing bytes
@@ -92,7 +94,8 @@ fn scan_request_resources_strict<'a>(
 ) -> Result<Option<RequestFacts>, ScanError> {
     let mut consumed = 0;
     let facts = walk_request(body, api_key, version, &mut visit, &mut consumed)?;
-    if facts.is_some() && consumed != body.len() {
+    let walked = facts.is_some() || names_only_the_cluster(api_key);
+    if walked && consumed != body.len() {
         return Err(ScanError { message: "request", version, offset: consumed, what: "trailing bytes" });
     }
     Ok(facts)
@@ -144,8 +147,31 @@ fn request_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
         ApiKey::DescribeTopicPartitions => {
             ("DescribeTopicPartitions request", m::DescribeTopicPartitionsRequest::VERSIONS)
         }
+        ApiKey::CreateAcls => ("CreateAcls request", m::CreateAclsRequest::VERSIONS),
+        ApiKey::DeleteAcls => ("DeleteAcls request", m::DeleteAclsRequest::VERSIONS),
+        ApiKey::ElectLeaders => ("ElectLeaders request", m::ElectLeadersRequest::VERSIONS),
+        ApiKey::AlterClientQuotas => ("AlterClientQuotas request", m::AlterClientQuotasRequest::VERSIONS),
+        ApiKey::AlterUserScramCredentials => {
+            ("AlterUserScramCredentials request", m::AlterUserScramCredentialsRequest::VERSIONS)
+        }
+        ApiKey::AlterReplicaLogDirs => ("AlterReplicaLogDirs request", m::AlterReplicaLogDirsRequest::VERSIONS),
         _ => return None,
     })
+}
+
+/// Cluster administration requests whose only resource is the cluster, but whose denial is
+/// answered item by item (one error per ACL, quota entity, user or partition), so the proxy
+/// decodes them: they are walked for their bounds and reported like unknown keys (`Ok(None)`).
+fn names_only_the_cluster(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
+            | ApiKey::ElectLeaders
+            | ApiKey::AlterClientQuotas
+            | ApiKey::AlterUserScramCredentials
+            | ApiKey::AlterReplicaLogDirs
+    )
 }
 
 type Visit<'v, 'a> = &'v mut dyn FnMut(Named<'a>);
@@ -558,6 +584,63 @@ fn walk<'a>(w: &mut Walk<'a>, api_key: ApiKey, v: i16, visit: Visit<'_, 'a>) -> 
                 w.tags()?;
             }
         }
+        // Cluster administration (see `names_only_the_cluster`).
+        ApiKey::CreateAcls => w.structs(|w| {
+            w.skip(1)?; // resource_type
+            w.string()?; // resource_name
+            w.skip(1)?; // resource_pattern_type
+            w.string()?; // principal
+            w.string()?; // host
+            w.skip(1 + 1) // operation, permission_type
+        })?,
+        ApiKey::DeleteAcls => w.structs(|w| {
+            w.skip(1)?; // resource_type_filter
+            w.nullable_string()?; // resource_name_filter
+            w.skip(1)?; // pattern_type_filter
+            w.nullable_string()?; // principal_filter
+            w.nullable_string()?; // host_filter
+            w.skip(1 + 1) // operation, permission_type
+        })?,
+        ApiKey::ElectLeaders => {
+            w.skip_if(v >= 1, 1)?; // election_type
+            w.nullable_structs(|w| {
+                w.string()?; // topic
+                w.int32s() // partitions
+            })?;
+            w.skip(4)?; // timeout_ms
+        }
+        ApiKey::AlterClientQuotas => {
+            w.structs(|w| {
+                w.structs(|w| {
+                    w.string()?; // entity_type
+                    w.nullable_string().map(drop) // entity_name
+                })?;
+                w.structs(|w| {
+                    w.string()?; // key
+                    w.skip(8 + 1) // value, remove
+                })
+            })?;
+            w.skip(1)?; // validate_only
+        }
+        ApiKey::AlterUserScramCredentials => {
+            w.structs(|w| {
+                w.string()?; // name
+                w.skip(1) // mechanism
+            })?;
+            w.structs(|w| {
+                w.string()?; // name
+                w.skip(1 + 4)?; // mechanism, iterations
+                w.bytes()?; // salt
+                w.bytes() // salted_password
+            })?;
+        }
+        ApiKey::AlterReplicaLogDirs => w.structs(|w| {
+            w.string()?; // path
+            w.structs(|w| {
+                w.string()?; // topic name
+                w.int32s() // partitions
+            })
+        })?,
         _ => return Err(w.c.err("not a request this module reads")),
     }
     w.tags()?;
@@ -722,6 +805,15 @@ mod tests {
             case::<m::ShareFetchRequest>(ApiKey::ShareFetch, share_fetch),
             case::<m::ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge, share_acknowledge),
             case::<m::DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions, describe_topic_partitions),
+            case::<m::CreateAclsRequest>(ApiKey::CreateAcls, create_acls),
+            case::<m::DeleteAclsRequest>(ApiKey::DeleteAcls, delete_acls),
+            case::<m::ElectLeadersRequest>(ApiKey::ElectLeaders, elect_leaders),
+            case::<m::AlterClientQuotasRequest>(ApiKey::AlterClientQuotas, alter_client_quotas),
+            case::<m::AlterUserScramCredentialsRequest>(
+                ApiKey::AlterUserScramCredentials,
+                alter_user_scram_credentials,
+            ),
+            case::<m::AlterReplicaLogDirsRequest>(ApiKey::AlterReplicaLogDirs, alter_replica_log_dirs),
         ]
     }
 
@@ -1359,6 +1451,72 @@ mod tests {
         vec![built(r, v, vec![t("orders"), t("audit")], NONE), built(all, v, vec![], facts(true, false))]
     }
 
+    // Cluster administration: walked for bounds, no names reported.
+    fn create_acls(v: i16) -> Vec<Built> {
+        use m::create_acls_request::*;
+        let acl = |name| {
+            AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name))
+                .with_resource_pattern_type(3)
+                .with_principal(s("User:alice"))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3)
+        };
+        vec![built(CreateAclsRequest::default().with_creations(vec![acl("orders"), acl("audit")]), v, vec![], NONE)]
+    }
+
+    fn delete_acls(v: i16) -> Vec<Built> {
+        use m::delete_acls_request::*;
+        let filters = vec![
+            DeleteAclsFilter::default().with_resource_type_filter(2).with_resource_name_filter(Some(s("orders"))),
+            DeleteAclsFilter::default().with_principal_filter(Some(s("User:bob"))).with_host_filter(Some(s("*"))),
+        ];
+        vec![built(DeleteAclsRequest::default().with_filters(filters), v, vec![], NONE)]
+    }
+
+    fn elect_leaders(v: i16) -> Vec<Built> {
+        use m::elect_leaders_request::*;
+        let some = ElectLeadersRequest::default().with_timeout_ms(60_000).with_topic_partitions(Some(vec![
+            TopicPartitions::default().with_topic(tn("orders")).with_partitions(vec![0, 2]),
+        ]));
+        let all = ElectLeadersRequest::default().with_topic_partitions(None);
+        vec![built(some, v, vec![], NONE), built(all, v, vec![], NONE)]
+    }
+
+    fn alter_client_quotas(v: i16) -> Vec<Built> {
+        use m::alter_client_quotas_request::*;
+        let entry = EntryData::default()
+            .with_entity(vec![
+                EntityData::default().with_entity_type(s("user")).with_entity_name(Some(s("alice"))),
+                EntityData::default().with_entity_type(s("client-id")).with_entity_name(None),
+            ])
+            .with_ops(vec![OpData::default().with_key(s("producer_byte_rate")).with_value(1024.0)]);
+        vec![built(AlterClientQuotasRequest::default().with_entries(vec![entry]), v, vec![], NONE)]
+    }
+
+    fn alter_user_scram_credentials(v: i16) -> Vec<Built> {
+        use m::alter_user_scram_credentials_request::*;
+        let r = AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![ScramCredentialDeletion::default().with_name(s("bob")).with_mechanism(1)])
+            .with_upsertions(vec![ScramCredentialUpsertion::default()
+                .with_name(s("alice"))
+                .with_mechanism(2)
+                .with_iterations(4096)
+                .with_salt(Bytes::from_static(b"salt"))
+                .with_salted_password(Bytes::from_static(b"hash"))]);
+        vec![built(r, v, vec![], NONE)]
+    }
+
+    fn alter_replica_log_dirs(v: i16) -> Vec<Built> {
+        use m::alter_replica_log_dirs_request::*;
+        let dir = AlterReplicaLogDir::default()
+            .with_path(s("/data/b"))
+            .with_topics(vec![AlterReplicaLogDirTopic::default().with_name(tn("orders")).with_partitions(vec![1, 2])]);
+        vec![built(AlterReplicaLogDirsRequest::default().with_dirs(vec![dir]), v, vec![], NONE)]
+    }
+
     #[test]
     fn names_and_facts_agree_with_the_reference_encoder_at_every_version() {
         let mut walked = 0;
@@ -1370,7 +1528,8 @@ mod tests {
                     assert!((case.decodes)(&b.body, v), "{what}: the reference decoder refuses its own encoding");
                     let (names, facts) = scan(&b.body, case.key, v).unwrap_or_else(|e| panic!("{what}: {e}"));
                     assert_eq!(names, b.names, "{what}");
-                    assert_eq!(facts, Some(b.facts), "{what}");
+                    let expected = (!names_only_the_cluster(case.key)).then_some(b.facts);
+                    assert_eq!(facts, expected, "{what}");
                     walked += 1;
 
                     // Trailing garbage means the sender's schema is not ours.
@@ -1421,6 +1580,11 @@ mod tests {
             (ApiKey::JoinGroup, 0, [&[0, 1, b'g', 0, 0, 0, 1, 0, 0, 0, 1, b'c'][..], &max].concat()),
             // Fetch v13: replica_id .. session_epoch, one topic by id, then its partitions.
             (ApiKey::Fetch, 13, [&[0; 25][..], &[2], &[7; 16], &compact_max].concat()),
+            // Cluster administration, decoded when denied: the same bounds.
+            (ApiKey::CreateAcls, 1, max.to_vec()),
+            (ApiKey::AlterUserScramCredentials, 0, compact_max.to_vec()),
+            // AlterClientQuotas v1: one entry, then its entities.
+            (ApiKey::AlterClientQuotas, 1, [&[2][..], &compact_max].concat()),
         ];
         for (key, v, body) in cases {
             let err = scan(&body, key, v).unwrap_err();

@@ -373,3 +373,45 @@ async fn the_java_client_raises_the_usual_authorization_exceptions() {
     assert!(out.iter().any(|l| l.starts_with(&format!("created topic={created}"))), "{out:?}");
     sidecar.assert_quiet();
 }
+
+/// Denied cluster administration is answered as a broker would (ClusterAuthorizationException
+/// per call in the Java admin client), not by closing the connection: the same Admin client
+/// goes on to list topics.
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_cluster_administration_gets_cluster_authorization_errors() {
+    let s = Scenario::new();
+    s.topics_with_records(1).await;
+    let sidecar = s.sidecar();
+    let bs = sidecar.bootstrap();
+    let allowed = s.topic("allowed");
+    let out = common::java_client(&[
+        "admin",
+        "--bootstrap",
+        &bs,
+        "--op",
+        "cluster-admin",
+        "--topic",
+        &allowed,
+        "--broker",
+        "1",
+    ]);
+    for op in ["create-acls", "delete-acls", "elect-leaders", "alter-quotas", "alter-scram", "describe-log-dirs"] {
+        let line = format!("op={op} error=ClusterAuthorizationException");
+        assert!(out.contains(&line), "expected {line}: {out:?}");
+    }
+    let topics = out.iter().find_map(|l| l.strip_prefix("topics=")).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(topics.parse::<usize>().unwrap() >= 1, "{out:?}");
+
+    let denied_apis: Vec<String> = s
+        .audit_lines()
+        .iter()
+        .filter(|l| l["event"] == "authorization" && l["resource_type"] == "cluster")
+        .map(|l| l["api"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for api in ["CreateAcls", "DeleteAcls", "ElectLeaders", "AlterClientQuotas", "AlterUserScramCredentials"] {
+        assert!(denied_apis.iter().any(|a| a == api), "{api} not audited: {denied_apis:?}");
+    }
+    let metrics = sidecar.metrics();
+    assert!(!metrics.contains("weir_kafka_closed_connections_total{reason=\"denied\"}"), "a connection was closed");
+    sidecar.assert_quiet();
+}

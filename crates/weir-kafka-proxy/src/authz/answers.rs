@@ -333,23 +333,6 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         ApiKey::DeleteTopics => delete_topics(ctx),
         ApiKey::DescribeConfigs => describe_configs(ctx),
         ApiKey::DescribeCluster => ctx.answer(&DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED)),
-        // Cluster administration whose answers carry one top-level error code.
-        ApiKey::DescribeAcls => ctx.answer(&DescribeAclsResponse::default().with_error_code(CLUSTER_DENIED)),
-        ApiKey::DescribeClientQuotas => {
-            ctx.answer(&DescribeClientQuotasResponse::default().with_error_code(CLUSTER_DENIED))
-        }
-        ApiKey::DescribeUserScramCredentials => {
-            ctx.answer(&DescribeUserScramCredentialsResponse::default().with_error_code(CLUSTER_DENIED))
-        }
-        ApiKey::DescribeQuorum => ctx.answer(&DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED)),
-        ApiKey::ListTransactions => ctx.answer(&ListTransactionsResponse::default().with_error_code(CLUSTER_DENIED)),
-        ApiKey::ListPartitionReassignments => {
-            ctx.answer(&ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
-        }
-        ApiKey::AlterPartitionReassignments => {
-            ctx.answer(&AlterPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
-        }
-        ApiKey::UpdateFeatures => ctx.answer(&UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED)),
         ApiKey::DescribeTopicPartitions => describe_topic_partitions(ctx),
         ApiKey::CreatePartitions => {
             let request: CreatePartitionsRequest = ctx.decode()?;
@@ -515,6 +498,109 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                 },
                 |r: &mut IncrementalAlterConfigsResponse| &mut r.responses,
             )
+        }
+        _ => cluster_admin(ctx),
+    }
+}
+
+/// Cluster administration denied: CLUSTER_AUTHORIZATION_FAILED where the broker puts it, at
+/// the top level or on every item the request names (ACLs, quota entities, users,
+/// partitions). `None` for requests only brokers and controllers send.
+fn cluster_admin(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    match ctx.key() {
+        ApiKey::DescribeAcls => ctx.answer(&DescribeAclsResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::DescribeClientQuotas => {
+            ctx.answer(&DescribeClientQuotasResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            ctx.answer(&DescribeUserScramCredentialsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::DescribeQuorum => ctx.answer(&DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::ListTransactions => ctx.answer(&ListTransactionsResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::ListPartitionReassignments => {
+            ctx.answer(&ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::AlterPartitionReassignments => {
+            ctx.answer(&AlterPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::UpdateFeatures => ctx.answer(&UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::ListConfigResources => {
+            ctx.answer(&ListConfigResourcesResponse::default().with_error_code(CLUSTER_DENIED))
+        }
+        ApiKey::UnregisterBroker => ctx.answer(&UnregisterBrokerResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::AddRaftVoter => ctx.answer(&AddRaftVoterResponse::default().with_error_code(CLUSTER_DENIED)),
+        ApiKey::RemoveRaftVoter => ctx.answer(&RemoveRaftVoterResponse::default().with_error_code(CLUSTER_DENIED)),
+        // The broker answers no log directories; the error code exists from v3.
+        ApiKey::DescribeLogDirs => {
+            let code = if ctx.version() >= 3 { CLUSTER_DENIED } else { 0 };
+            ctx.answer(&DescribeLogDirsResponse::default().with_error_code(code))
+        }
+        ApiKey::CreateAcls => {
+            let request: CreateAclsRequest = ctx.decode()?;
+            let denied = create_acls_response::AclCreationResult::default().with_error_code(CLUSTER_DENIED);
+            ctx.answer(&CreateAclsResponse::default().with_results(vec![denied; request.creations.len()]))
+        }
+        ApiKey::DeleteAcls => {
+            let request: DeleteAclsRequest = ctx.decode()?;
+            let denied = delete_acls_response::DeleteAclsFilterResult::default().with_error_code(CLUSTER_DENIED);
+            ctx.answer(&DeleteAclsResponse::default().with_filter_results(vec![denied; request.filters.len()]))
+        }
+        ApiKey::ElectLeaders => {
+            use elect_leaders_response::*;
+            let request: ElectLeadersRequest = ctx.decode()?;
+            let results = request
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|&p| PartitionResult::default().with_partition_id(p).with_error_code(CLUSTER_DENIED));
+                    ReplicaElectionResult::default().with_topic(t.topic).with_partition_result(partitions.collect())
+                })
+                .collect();
+            let code = if ctx.version() >= 1 { CLUSTER_DENIED } else { 0 };
+            ctx.answer(&ElectLeadersResponse::default().with_error_code(code).with_replica_election_results(results))
+        }
+        ApiKey::AlterClientQuotas => {
+            use alter_client_quotas_response::*;
+            let request: AlterClientQuotasRequest = ctx.decode()?;
+            let entries = request.entries.into_iter().map(|entry| {
+                let entity = entry
+                    .entity
+                    .into_iter()
+                    .map(|e| EntityData::default().with_entity_type(e.entity_type).with_entity_name(e.entity_name));
+                EntryData::default().with_error_code(CLUSTER_DENIED).with_entity(entity.collect())
+            });
+            ctx.answer(&AlterClientQuotasResponse::default().with_entries(entries.collect()))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use alter_user_scram_credentials_response::*;
+            let request: AlterUserScramCredentialsRequest = ctx.decode()?;
+            // One result per user, as the broker gives, however many changes name them.
+            let mut users: Vec<StrBytes> = Vec::new();
+            let named = request.deletions.into_iter().map(|d| d.name);
+            for user in named.chain(request.upsertions.into_iter().map(|u| u.name)) {
+                if !users.contains(&user) {
+                    users.push(user);
+                }
+            }
+            let results = users
+                .into_iter()
+                .map(|user| AlterUserScramCredentialsResult::default().with_user(user).with_error_code(CLUSTER_DENIED));
+            ctx.answer(&AlterUserScramCredentialsResponse::default().with_results(results.collect()))
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            use alter_replica_log_dirs_response::*;
+            let request: AlterReplicaLogDirsRequest = ctx.decode()?;
+            let results = request.dirs.into_iter().flat_map(|dir| dir.topics).map(|t| {
+                let partitions = t.partitions.iter().map(|&p| {
+                    AlterReplicaLogDirPartitionResult::default().with_partition_index(p).with_error_code(CLUSTER_DENIED)
+                });
+                AlterReplicaLogDirTopicResult::default().with_topic_name(t.name).with_partitions(partitions.collect())
+            });
+            ctx.answer(&AlterReplicaLogDirsResponse::default().with_results(results.collect()))
         }
         _ => Ok(None),
     }

@@ -321,8 +321,8 @@ async fn group_and_transaction_requests_get_their_own_error_codes() {
             answer(s.check(&mut conn, ApiKey::InitProducerId, version, &body), ApiKey::InitProducerId, version);
         assert_eq!((r.error_code, i64::from(r.producer_id)), (53, -1), "v{version}");
     }
-    // Cluster administration without a per-item answer closes the connection, naming why.
-    let err = s.try_check(&mut conn, ApiKey::CreateAcls, 3, &CreateAclsRequest::default()).err().unwrap();
+    // A request only brokers send has no answer here: the connection is closed, naming why.
+    let err = s.try_check(&mut conn, ApiKey::AlterPartition, 3, &AlterPartitionRequest::default()).err().unwrap();
     assert!(err.to_string().contains("alter on cluster"), "{err}");
 }
 
@@ -396,6 +396,85 @@ async fn cluster_administration_gets_cluster_authorization_failed() {
     }
 }
 
+/// Cluster administration that names items gets one CLUSTER_AUTHORIZATION_FAILED per item, as
+/// the broker answers, so admin clients fail each item with ClusterAuthorizationException.
+#[tokio::test]
+async fn cluster_administration_fails_every_item_it_names() {
+    let s = Setup::new("cluster-items").await;
+    let mut conn = s.connection();
+    let text = StrBytes::from_static_str;
+    for version in versions::<CreateAclsRequest>() {
+        let acl =
+            create_acls_request::AclCreation::default().with_resource_name(text("t")).with_principal(text("User:x"));
+        let body = CreateAclsRequest::default().with_creations(vec![acl.clone(), acl]);
+        let r: CreateAclsResponse =
+            answer(s.check(&mut conn, ApiKey::CreateAcls, version, &body), ApiKey::CreateAcls, version);
+        assert_eq!(r.results.iter().map(|r| r.error_code).collect::<Vec<_>>(), [31, 31], "v{version}");
+    }
+    for version in versions::<DeleteAclsRequest>() {
+        let body = DeleteAclsRequest::default().with_filters(vec![delete_acls_request::DeleteAclsFilter::default(); 3]);
+        let r: DeleteAclsResponse =
+            answer(s.check(&mut conn, ApiKey::DeleteAcls, version, &body), ApiKey::DeleteAcls, version);
+        assert_eq!(r.filter_results.iter().map(|r| r.error_code).collect::<Vec<_>>(), [31, 31, 31], "v{version}");
+    }
+    for version in versions::<ElectLeadersRequest>() {
+        let body = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default().with_topic(topic("ok")).with_partitions(vec![0, 3]),
+        ]));
+        let key = ApiKey::ElectLeaders;
+        let r: ElectLeadersResponse = answer(s.check(&mut conn, key, version, &body), key, version);
+        assert_eq!(r.error_code, if version >= 1 { 31 } else { 0 }, "v{version}");
+        let partitions: Vec<_> =
+            r.replica_election_results[0].partition_result.iter().map(|p| (p.partition_id, p.error_code)).collect();
+        assert_eq!(partitions, [(0, 31), (3, 31)], "v{version}");
+        // All partitions (a null list): the top-level error alone.
+        let all = ElectLeadersRequest::default().with_topic_partitions(None);
+        let r: ElectLeadersResponse = answer(s.check(&mut conn, key, version, &all), key, version);
+        assert!(r.replica_election_results.is_empty(), "v{version}");
+    }
+    for version in versions::<AlterClientQuotasRequest>() {
+        use alter_client_quotas_request::*;
+        let entity = |name| EntityData::default().with_entity_type(text("user")).with_entity_name(name);
+        let body = AlterClientQuotasRequest::default().with_entries(vec![
+            EntryData::default().with_entity(vec![entity(Some(text("alice")))]),
+            EntryData::default().with_entity(vec![entity(None)]),
+        ]);
+        let key = ApiKey::AlterClientQuotas;
+        let r: AlterClientQuotasResponse = answer(s.check(&mut conn, key, version, &body), key, version);
+        let entries: Vec<_> = r.entries.iter().map(|e| (e.error_code, e.entity[0].entity_name.clone())).collect();
+        assert_eq!(entries, [(31, Some(text("alice"))), (31, None)], "v{version}");
+    }
+    for version in versions::<AlterUserScramCredentialsRequest>() {
+        use alter_user_scram_credentials_request::*;
+        let body = AlterUserScramCredentialsRequest::default()
+            .with_deletions(vec![ScramCredentialDeletion::default().with_name(text("bob"))])
+            .with_upsertions(vec![
+                ScramCredentialUpsertion::default().with_name(text("alice")),
+                ScramCredentialUpsertion::default().with_name(text("bob")),
+            ]);
+        let key = ApiKey::AlterUserScramCredentials;
+        let r: AlterUserScramCredentialsResponse = answer(s.check(&mut conn, key, version, &body), key, version);
+        let users: Vec<_> = r.results.iter().map(|r| (r.user.to_string(), r.error_code)).collect();
+        assert_eq!(users, [("bob".to_owned(), 31), ("alice".to_owned(), 31)], "v{version}: one result per user");
+    }
+    for version in versions::<AlterReplicaLogDirsRequest>() {
+        use alter_replica_log_dirs_request::*;
+        let body = AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+            .with_path(text("/d"))
+            .with_topics(vec![AlterReplicaLogDirTopic::default().with_name(topic("ok")).with_partitions(vec![1])])]);
+        let key = ApiKey::AlterReplicaLogDirs;
+        let r: AlterReplicaLogDirsResponse = answer(s.check(&mut conn, key, version, &body), key, version);
+        assert_eq!((r.results[0].topic_name.clone(), r.results[0].partitions[0].error_code), (topic("ok"), 31));
+    }
+    for version in versions::<DescribeLogDirsRequest>() {
+        let key = ApiKey::DescribeLogDirs;
+        let r: DescribeLogDirsResponse =
+            answer(s.check(&mut conn, key, version, &DescribeLogDirsRequest::default()), key, version);
+        assert_eq!(r.error_code, if version >= 3 { 31 } else { 0 }, "v{version}");
+        assert!(r.results.is_empty(), "v{version}");
+    }
+}
+
 /// Every cluster-level answer encodes at every version of its response.
 #[test]
 fn cluster_answers_encode_at_every_version() {
@@ -411,6 +490,10 @@ fn cluster_answers_encode_at_every_version() {
     all::<ListPartitionReassignmentsResponse>(ApiKey::ListPartitionReassignments, |r| r.with_error_code(31));
     all::<UpdateFeaturesResponse>(ApiKey::UpdateFeatures, |r| r.with_error_code(31));
     all::<DescribeClusterResponse>(ApiKey::DescribeCluster, |r| r.with_error_code(31));
+    all::<ListConfigResourcesResponse>(ApiKey::ListConfigResources, |r| r.with_error_code(31));
+    all::<UnregisterBrokerResponse>(ApiKey::UnregisterBroker, |r| r.with_error_code(31));
+    all::<AddRaftVoterResponse>(ApiKey::AddRaftVoter, |r| r.with_error_code(31));
+    all::<RemoveRaftVoterResponse>(ApiKey::RemoveRaftVoter, |r| r.with_error_code(31));
 }
 
 #[tokio::test]
