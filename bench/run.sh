@@ -4,7 +4,8 @@
 # single run, then prints medians, proxy/direct ratios and the targets beside them.
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
-#                [--latency-rate R] [--latency-seconds S] [--secure] [--no-build]
+#                [--latency-rate R] [--latency-seconds S] [--secure [--direct-tls]]
+#                [--direct-relay copy|splice] [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
