@@ -6,11 +6,12 @@
 //! let every holder mint tokens), it has not expired (`exp` is required), is already valid
 //! (`nbf`), and its issuer and audience match the configuration. The principal is the
 //! configured claim. The JWKS comes from a file (re-read when it changes) or an http(s) URL
-//! (fetched again every `reload_interval_ms`), so keys rotate without restarts.
+//! (fetched again every `reload_interval_ms`, and at once when a token names a key the set
+//! lacks, at most once per [`MIN_UNKNOWN_KEY_REFETCH`]), so keys rotate without restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -99,6 +100,10 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// A JWKS larger than this is not one.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two JWKS fetches forced by tokens naming an unknown `kid`: an
+/// issuer's rotation is picked up at the first token signed with the new key, but tokens with
+/// made-up key ids cannot turn the sidecar into a load on the issuer.
+pub const MIN_UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(30);
 
 impl JwtConfig {
     /// Exactly one source of keys; `Err` says what is wrong.
@@ -293,6 +298,9 @@ impl Jwks {
 pub struct JwtValidator {
     config: JwtConfig,
     jwks: RwLock<Arc<Jwks>>,
+    /// When a token naming an unknown key last made us fetch the keys; held across that fetch,
+    /// so concurrent logins with the new key wait for one fetch instead of each starting one.
+    unknown_key_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -306,13 +314,46 @@ impl JwtValidator {
     /// Loads the keys; a broken source is an error here (at startup), later only a log line.
     pub async fn load(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
         let jwks = config.fetch_keys().await?;
-        Ok(Arc::new(Self { config, jwks: RwLock::new(Arc::new(jwks)) }))
+        Ok(Arc::new(Self { config, jwks: RwLock::new(Arc::new(jwks)), unknown_key_fetch: Default::default() }))
     }
 
-    /// Validates `token` at the current time.
+    /// Validates `token` at the current time against the keys held now.
     pub fn validate(&self, token: &str) -> Result<Verified, JwtError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.validate_at(token, now)
+        self.validate_at(token, unix_now())
+    }
+
+    /// Validates `token` at the current time; when it names a key the set lacks and the keys
+    /// come from a URL, fetches them at once (the issuer may have rotated since the last
+    /// fetch) and tries again. See [`MIN_UNKNOWN_KEY_REFETCH`].
+    pub async fn validate_fetching(&self, token: &str) -> Result<Verified, JwtError> {
+        self.validate_fetching_at(token, unix_now()).await
+    }
+
+    pub async fn validate_fetching_at(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
+        match self.validate_at(token, now) {
+            Err(JwtError::UnknownKey(_)) if self.config.jwks_url.is_some() => {}
+            checked => return checked,
+        }
+        let mut last = self.unknown_key_fetch.lock().await;
+        // Another login may have fetched the new keys while this one waited.
+        match self.validate_at(token, now) {
+            Err(JwtError::UnknownKey(kid)) if last.is_none_or(|at| at.elapsed() >= MIN_UNKNOWN_KEY_REFETCH) => {
+                *last = Some(Instant::now());
+                match self.config.fetch_keys().await {
+                    Ok(jwks) => {
+                        tracing::info!(source = %self.config.source(), %kid, "JWKS fetched for a token naming an unknown key");
+                        self.replace_keys(jwks);
+                    }
+                    Err(err) => tracing::error!(%err, "cannot fetch the JWKS; keeping the previous keys"),
+                }
+                self.validate_at(token, now)
+            }
+            checked => checked,
+        }
+    }
+
+    fn replace_keys(&self, jwks: Jwks) {
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(jwks);
     }
 
     pub fn validate_at(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
@@ -386,12 +427,16 @@ impl JwtValidator {
             match self.config.fetch_keys().await {
                 Ok(jwks) => {
                     tracing::debug!(source = %self.config.source(), keys = jwks.keys.len(), "JWKS loaded");
-                    *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(jwks);
+                    self.replace_keys(jwks);
                 }
                 Err(err) => tracing::error!(%err, "cannot refresh the JWKS; keeping the previous keys"),
             }
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 fn verify(alg: &str, key: &Key, signed: &[u8], signature: &[u8]) -> Result<(), JwtError> {
@@ -559,6 +604,51 @@ mod tests {
         assert!(err.contains("https://"), "{err}");
         assert!(config("http://x".into()).check().is_ok());
         assert!(JwtConfig { jwks: Some("f".into()), ..config("http://x".into()) }.check().is_err());
+    }
+
+    /// Serves what `body` holds at each request, counting them; the URL.
+    async fn serve_current(body: Arc<std::sync::Mutex<String>>, served: Arc<std::sync::atomic::AtomicUsize>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0; 4096];
+                let _ = socket.read(&mut request).await;
+                served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.lock().unwrap().clone();
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = socket.write_all((head + &body).as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/.well-known/jwks.json")
+    }
+
+    /// An issuer rotates to a new key: the first token signed with it makes the sidecar fetch
+    /// the keys at once, instead of failing until the next timed fetch; made-up key ids do
+    /// not make it fetch again.
+    #[tokio::test]
+    async fn a_token_naming_an_unknown_key_fetches_the_keys_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let (old, new) = (Issuer::new("rotate-old"), Issuer::new("rotate-new"));
+        let body = Arc::new(std::sync::Mutex::new(old.jwks()));
+        let served = Arc::new(AtomicUsize::new(0));
+        let url = serve_current(body.clone(), served.clone()).await;
+        let v = JwtValidator::load(JwtConfig { jwks_url: Some(url), ..test_config() }).await.unwrap();
+        assert_eq!(served.load(SeqCst), 1);
+
+        *body.lock().unwrap() = new.jwks().replace(r#""kid":"k1""#, r#""kid":"k2""#);
+        let rotated = new.token(r#"{"alg":"ES256","kid":"k2"}"#, &claims(""));
+        assert_eq!(v.validate_at(&rotated, NOW), Err(JwtError::UnknownKey("k2".into())));
+        assert_eq!(v.validate_fetching_at(&rotated, NOW).await.unwrap().principal, "svc-orders");
+        assert_eq!(served.load(SeqCst), 2);
+        assert!(v.validate_at(&old.token(HEADER, &claims("")), NOW).is_err(), "the old key is gone");
+
+        let forged = new.token(r#"{"alg":"ES256","kid":"k9"}"#, &claims(""));
+        for _ in 0..3 {
+            assert_eq!(v.validate_fetching_at(&forged, NOW).await, Err(JwtError::UnknownKey("k9".into())));
+        }
+        assert_eq!(served.load(SeqCst), 2, "at most one fetch per {MIN_UNKNOWN_KEY_REFETCH:?}");
     }
 
     /// RFC 7515 appendix A.2: an RS256 JWS and its key, from the standard.

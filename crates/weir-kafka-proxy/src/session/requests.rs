@@ -84,7 +84,7 @@ impl RequestHalf<'_> {
                 return Err(SessionError::SaslHandshakeV0);
             }
             if let Some(gate) = &mut self.sasl {
-                match gate.check(&frame, &peek)? {
+                match gate.check(&frame, &peek).await? {
                     Gate::Pass => {}
                     Gate::Answer(answer) => {
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;

@@ -54,7 +54,7 @@ impl SaslGate {
         Self { server, state: State::AwaitingHandshake }
     }
 
-    pub(super) fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
+    pub(super) async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
         if matches!(self.state, State::Authenticated) {
             return Ok(Gate::Pass);
         }
@@ -100,7 +100,7 @@ impl SaslGate {
                         let Some(token) = parse_oauthbearer(&request.auth_bytes) else {
                             return failed(SASL_AUTHENTICATION_FAILED, "malformed OAUTHBEARER message".into());
                         };
-                        match tokens.validate(token) {
+                        match tokens.validate_fetching(token).await {
                             Ok(verified) => {
                                 self.state = State::Authenticated;
                                 let principal = verified.principal;
