@@ -33,6 +33,15 @@ pub struct SaslServerConfig {
     /// Default: every mechanism the configured credentials serve.
     #[serde(default)]
     pub mechanisms: Option<Vec<String>>,
+    /// How long a failed authentication waits before its answer (and the close), as Kafka's
+    /// `connection.failed.authentication.delay.ms` (KIP-306): it slows password guessing by
+    /// clients that reconnect at once.
+    #[serde(default = "default_failure_delay_ms")]
+    pub failed_authentication_delay_ms: u64,
+}
+
+fn default_failure_delay_ms() -> u64 {
+    100
 }
 
 /// Mechanisms served by a credentials file.
@@ -90,6 +99,7 @@ pub struct SaslServer {
     pub credentials: Option<Credentials>,
     pub tokens: Option<Arc<JwtValidator>>,
     pub mechanisms: Vec<String>,
+    pub failure_delay: std::time::Duration,
 }
 
 /// Why SASL termination cannot start.
@@ -108,7 +118,8 @@ impl SaslServer {
             Some(jwt) => Some(JwtValidator::load(jwt).await?),
             None => None,
         };
-        Ok(Self { credentials, tokens, mechanisms: config.mechanisms() })
+        let failure_delay = std::time::Duration::from_millis(config.failed_authentication_delay_ms);
+        Ok(Self { credentials, tokens, mechanisms: config.mechanisms(), failure_delay })
     }
 }
 
@@ -496,12 +507,17 @@ mod tests {
             clock_skew_s: 0,
             reload_interval_ms: 1000,
         };
-        let config = SaslServerConfig { credentials: None, oauthbearer: Some(jwt), mechanisms: None };
+        let config = SaslServerConfig {
+            credentials: None,
+            oauthbearer: Some(jwt),
+            mechanisms: None,
+            failed_authentication_delay_ms: 100,
+        };
         assert_eq!(config.mechanisms(), ["OAUTHBEARER"]);
         assert!(config.check().is_ok());
         let plain = SaslServerConfig { mechanisms: Some(vec!["PLAIN".into()]), ..config.clone() };
         assert_eq!(plain.check().unwrap_err().0, "sasl.credentials");
-        let none = SaslServerConfig { credentials: None, oauthbearer: None, mechanisms: None };
+        let none = SaslServerConfig { credentials: None, oauthbearer: None, ..config.clone() };
         assert_eq!(none.check().unwrap_err().0, "sasl");
         let typo = SaslServerConfig { mechanisms: Some(vec!["OAUTH".into()]), ..config };
         assert_eq!(typo.check().unwrap_err().0, "sasl.mechanisms");

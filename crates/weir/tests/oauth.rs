@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -30,6 +30,8 @@ use weir_wire::message::decode_response;
 
 const ISSUER: &str = "https://idp.weir.test";
 const AUDIENCE: &str = "kafka";
+/// Set in this test's sidecar: a failed authentication is answered no sooner.
+const FAILURE_DELAY_MS: u64 = 300;
 
 /// A throwaway identity provider: an ES256 key, its JWKS file, and tokens it signs.
 struct IdentityProvider {
@@ -79,7 +81,8 @@ impl IdentityProvider {
         .unwrap();
         Sidecar::start_with(SidecarOptions {
             extra_yaml: format!(
-                "sasl:\n  oauthbearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n\
+                "sasl:\n  oauthbearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n  \
+                 failed_authentication_delay_ms: {FAILURE_DELAY_MS}\n\
                  authorization: {{policy: {}}}\naudit: {{path: {}}}\n",
                 self.dir.join("jwks.json").display(),
                 policy.display(),
@@ -224,7 +227,8 @@ async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
         "{audit:#?}"
     );
 
-    // An oversized SASL message is refused with an error and the connection closed.
+    // An oversized SASL message is refused with an error, no sooner than the configured delay
+    // for failed authentications, and the connection closed.
     let mut stream = TcpStream::connect(sidecar.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("OAUTHBEARER"));
@@ -232,8 +236,11 @@ async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
     read_frame(&mut stream).unwrap();
     let huge = format!("n,,\u{1}auth=Bearer {}\u{1}\u{1}", "a".repeat(64 * 1024));
     let authenticate = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(huge));
+    let sent = Instant::now();
     stream.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &authenticate)).unwrap();
     let frame = read_frame(&mut stream).unwrap();
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_millis(FAILURE_DELAY_MS), "failure answered after {waited:?}");
     let (_, answer): (_, SaslAuthenticateResponse) = decode_response(&frame, ApiKey::SaslAuthenticate, 2).unwrap();
     assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED expected");
     assert!(read_frame(&mut stream).is_err(), "the connection should be closed");

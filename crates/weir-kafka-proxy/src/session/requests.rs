@@ -111,6 +111,7 @@ impl RequestHalf<'_> {
                     Gate::Failed { answer, reason } => {
                         tracing::info!(%reason, "SASL authentication failed; closing after the answer");
                         record_authentication(self.shared, self.peer, self.listener, "sasl", None, Some(&reason));
+                        tokio::time::sleep(gate.failure_delay()).await;
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         // Ending the request half lets the response half deliver the answer,
                         // then the connection closes, as a broker does.

@@ -54,6 +54,11 @@ impl SaslGate {
         Self { server, state: State::AwaitingHandshake }
     }
 
+    /// How long a failed authentication's answer waits (see `SaslServerConfig`).
+    pub(super) fn failure_delay(&self) -> std::time::Duration {
+        self.server.failure_delay
+    }
+
     pub(super) async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
         if matches!(self.state, State::Authenticated) {
             return Ok(Gate::Pass);
