@@ -161,8 +161,13 @@ async fn fetch_url(url: &str, ca: &Path) -> Result<String, String> {
     if !https {
         return get(tcp, request).await;
     }
-    let tls = crate::tls::client_config(&crate::tls::TlsOriginConfig { ca: ca.to_owned(), cert: None, key: None })
-        .map_err(|e| e.to_string())?;
+    let tls = crate::tls::client_config(&crate::tls::TlsOriginConfig {
+        ca: ca.to_owned(),
+        cert: None,
+        key: None,
+        reload_interval_ms: 0,
+    })
+    .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)

@@ -13,7 +13,7 @@ use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
 /// TLS settings of a listener.
@@ -87,6 +87,9 @@ pub struct TlsOriginConfig {
     /// Its private key (PEM).
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// How often the files are checked for changes (new connections use new files).
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
 }
 
 /// Builds the rustls client configuration for connections to servers.
@@ -140,7 +143,6 @@ pub enum TlsError {
 pub struct TlsTerminator {
     config: TlsListenerConfig,
     current: RwLock<TlsAcceptor>,
-    loaded_at: RwLock<Vec<Option<SystemTime>>>,
 }
 
 /// A client that completed the handshake.
@@ -153,8 +155,7 @@ pub struct Accepted {
 impl TlsTerminator {
     pub fn new(config: TlsListenerConfig) -> Result<Arc<Self>, TlsError> {
         let acceptor = TlsAcceptor::from(Arc::new(server_config(&config)?));
-        let stamps = file_stamps(&config);
-        Ok(Arc::new(Self { config, current: RwLock::new(acceptor), loaded_at: RwLock::new(stamps) }))
+        Ok(Arc::new(Self { config, current: RwLock::new(acceptor) }))
     }
 
     /// Runs the handshake (bounded by `handshake_timeout_ms`) and reads the client's principal.
@@ -177,33 +178,80 @@ impl TlsTerminator {
     /// Checks the PEM files every `reload_interval_ms` and swaps in a new configuration when
     /// one changed; a broken new file is reported and the old configuration kept.
     pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
-        let interval = Duration::from_millis(self.config.reload_interval_ms.max(100));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let stamps = file_stamps(&self.config);
-            if *self.loaded_at.read().unwrap_or_else(|p| p.into_inner()) == stamps {
-                continue;
-            }
-            match server_config(&self.config) {
-                Ok(config) => {
-                    *self.current.write().unwrap_or_else(|p| p.into_inner()) = TlsAcceptor::from(Arc::new(config));
-                    tracing::info!(cert = %self.config.cert.display(), "TLS certificates reloaded");
-                }
-                Err(err) => tracing::error!(%err, "TLS files changed but cannot be loaded; keeping the previous ones"),
-            }
-            *self.loaded_at.write().unwrap_or_else(|p| p.into_inner()) = stamps;
-        }
+        let files = [Some(&self.config.cert), Some(&self.config.key), self.config.client_ca.as_ref()];
+        let files: Vec<PathBuf> = files.into_iter().flatten().cloned().collect();
+        let interval = Duration::from_millis(self.config.reload_interval_ms);
+        watch_files(&files, interval, stop, || {
+            let acceptor = TlsAcceptor::from(Arc::new(server_config(&self.config)?));
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+            tracing::info!(cert = %self.config.cert.display(), "TLS certificates reloaded");
+            Ok(())
+        })
+        .await
     }
 }
 
-fn file_stamps(config: &TlsListenerConfig) -> Vec<Option<SystemTime>> {
-    [Some(&config.cert), Some(&config.key), config.client_ca.as_ref()]
-        .into_iter()
-        .map(|file| file.and_then(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()))
-        .collect()
+/// TLS towards servers (the brokers), with its PEM files reloaded when they change: a
+/// certificate renewed on disk is used by the next connection, without a restart.
+pub struct TlsOriginator {
+    config: TlsOriginConfig,
+    current: RwLock<TlsConnector>,
+}
+
+impl TlsOriginator {
+    pub fn new(config: TlsOriginConfig) -> Result<Arc<Self>, TlsError> {
+        let connector = TlsConnector::from(Arc::new(client_config(&config)?));
+        Ok(Arc::new(Self { config, current: RwLock::new(connector) }))
+    }
+
+    /// The configuration for a new connection.
+    pub fn connector(&self) -> TlsConnector {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Checks the PEM files every `reload_interval_ms` and swaps in a new configuration when
+    /// one changed; a broken new file is reported and the old configuration kept.
+    pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
+        let files = [Some(&self.config.ca), self.config.cert.as_ref(), self.config.key.as_ref()];
+        let files: Vec<PathBuf> = files.into_iter().flatten().cloned().collect();
+        let interval = Duration::from_millis(self.config.reload_interval_ms);
+        watch_files(&files, interval, stop, || {
+            let connector = TlsConnector::from(Arc::new(client_config(&self.config)?));
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = connector;
+            tracing::info!(ca = %self.config.ca.display(), "upstream TLS files reloaded");
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Calls `reload` whenever the modification times of `files` change (checked every
+/// `interval`, at least 100 ms) until `stop`; a failing reload is logged and tried again at the
+/// next change, the previous configuration staying in use meanwhile.
+async fn watch_files(
+    files: &[PathBuf],
+    interval: Duration,
+    stop: CancellationToken,
+    mut reload: impl FnMut() -> Result<(), TlsError>,
+) {
+    let stamps = || -> Vec<Option<SystemTime>> {
+        files.iter().map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
+    };
+    let mut loaded = stamps();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
+        }
+        let now = stamps();
+        if now == loaded {
+            continue;
+        }
+        if let Err(err) = reload() {
+            tracing::error!(%err, "TLS files changed but cannot be loaded; keeping the previous ones");
+        }
+        loaded = now;
+    }
 }
 
 fn read_certs(file: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -134,7 +134,7 @@ impl Sidecar {
             .upstream
             .tls
             .as_ref()
-            .map(|tls| weir_core::tls::client_config(tls).map(|c| tokio_rustls::TlsConnector::from(Arc::new(c))))
+            .map(|tls| weir_core::tls::TlsOriginator::new(tls.clone()))
             .transpose()
             .map_err(SidecarError::Tls)?;
         let connector = Connector::new(
@@ -189,6 +189,9 @@ impl Sidecar {
         }
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
         if let Some(tls) = &shared.tls {
+            tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
+        }
+        if let Some(tls) = shared.connector.tls() {
             tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
         }
         if let Some(tokens) = shared.sasl.as_ref().and_then(|s| s.tokens.clone()) {

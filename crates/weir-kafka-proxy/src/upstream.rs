@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,10 +15,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_core::policy::Pattern;
 use weir_core::sasl::{SaslClientConfig, ScramClient, ScramMechanism};
+use weir_core::tls::TlsOriginator;
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
@@ -61,7 +62,7 @@ pub struct Probed {
 pub struct Connector {
     resolve: BTreeMap<String, IpAddr>,
     timeout: Duration,
-    tls: Option<TlsConnector>,
+    tls: Option<Arc<TlsOriginator>>,
     sasl: Option<SaslClientConfig>,
     sasl_by_principal: Vec<(Vec<Pattern>, SaslClientConfig)>,
 }
@@ -70,7 +71,7 @@ impl Connector {
     pub fn new(
         resolve: BTreeMap<String, IpAddr>,
         timeout: Duration,
-        tls: Option<TlsConnector>,
+        tls: Option<Arc<TlsOriginator>>,
         sasl: Option<SaslClientConfig>,
         sasl_by_principal: &[PrincipalSasl],
     ) -> Self {
@@ -79,6 +80,11 @@ impl Connector {
             .map(|rule| (rule.principals.iter().map(|p| Pattern::parse(p)).collect(), rule.sasl.clone()))
             .collect();
         Self { resolve, timeout, tls, sasl, sasl_by_principal }
+    }
+
+    /// TLS towards the brokers, if they speak it.
+    pub fn tls(&self) -> Option<&Arc<TlsOriginator>> {
+        self.tls.as_ref()
     }
 
     /// The broker identity for a client: the first mapping that names its principal, else
@@ -137,7 +143,7 @@ impl Connector {
         let Some(tls) = &self.tls else { return Ok(split_tcp(stream)) };
         let host = split_host_port(address).map(|(host, _)| host).unwrap_or(address);
         let name = ServerName::try_from(host.to_owned()).map_err(|_| UpstreamError::BadAddress(address.to_owned()))?;
-        let stream = tokio::time::timeout(self.timeout, tls.connect(name, stream))
+        let stream = tokio::time::timeout(self.timeout, tls.connector().connect(name, stream))
             .await
             .map_err(|_| UpstreamError::Tls { addr: address.to_owned(), error: "handshake timed out".into() })?
             .map_err(|e| UpstreamError::Tls { addr: address.to_owned(), error: e.to_string() })?;

@@ -295,3 +295,62 @@ async fn the_certificate_names_the_principal_the_policy_authorizes() {
     assert_eq!(refused, Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "billing may not write");
     sidecar.assert_quiet();
 }
+
+/// Whether a new client connection through the sidecar gets its ApiVersions answered by a
+/// broker (each client connection makes a new upstream connection, with the TLS files of now).
+fn api_versions_answered(sidecar: &Sidecar) -> bool {
+    use common::raw::{read_frame, request};
+    use std::io::Write;
+    use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+    let mut stream = std::net::TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default())).unwrap();
+    read_frame(&mut stream).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_tls_files_are_reloaded_when_they_change() {
+    common::kafka();
+    let cluster = common::cluster_tls_dir();
+    let pki = Pki::new("upstream-reload");
+    let (ca, cert, key) = (pki.path("up-ca.pem"), pki.path("up.crt"), pki.path("up.key"));
+    let install = |from_cert: PathBuf, from_key: PathBuf| {
+        std::fs::copy(&from_cert, &cert).unwrap();
+        std::fs::copy(&from_key, &key).unwrap();
+    };
+    std::fs::copy(cluster.join("ca.pem"), &ca).unwrap();
+    install(cluster.join("client.crt"), cluster.join("client.key"));
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9096 + 10 * i)).collect::<Vec<_>>().join(","),
+        upstream_yaml: format!(
+            "  tls: {{ca: {}, cert: {}, key: {}, reload_interval_ms: 100}}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+        ..Default::default()
+    });
+    assert!(api_versions_answered(&sidecar));
+
+    // A certificate from a CA the brokers do not trust: new broker connections are refused...
+    pki.issue("rogue", vec![SanType::DnsName("weir-sidecar".try_into().unwrap())], false);
+    install(pki.path("rogue.crt"), pki.path("rogue.key"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while api_versions_answered(&sidecar) {
+        assert!(std::time::Instant::now() < deadline, "the sidecar still uses the old certificate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ... and the renewed good one is used again, without a restart.
+    install(cluster.join("client.crt"), cluster.join("client.key"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !api_versions_answered(&sidecar) {
+        assert!(std::time::Instant::now() < deadline, "the sidecar did not pick up the restored certificate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let topic = unique("tls-reload");
+    rd::create_topic(&sidecar.bootstrap(), &topic, 1).await;
+    rd::produce(&rd::producer(&sidecar.bootstrap(), &[]), &topic, "after", 3).await;
+    assert!(sidecar.logs().iter().any(|l| l.contains("upstream TLS files reloaded")));
+    // The rogue phase's refusals are the only warnings expected.
+    sidecar.assert_quiet_except(&["closing connection"]);
+}
