@@ -91,6 +91,7 @@ fn response_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
         ApiKey::DeleteRecords => ("DeleteRecords response", m::DeleteRecordsResponse::VERSIONS),
         ApiKey::DeleteGroups => ("DeleteGroups response", m::DeleteGroupsResponse::VERSIONS),
         ApiKey::ConsumerGroupDescribe => ("ConsumerGroupDescribe response", m::ConsumerGroupDescribeResponse::VERSIONS),
+        ApiKey::ShareGroupDescribe => ("ShareGroupDescribe response", m::ShareGroupDescribeResponse::VERSIONS),
         ApiKey::AlterConfigs => ("AlterConfigs response", m::AlterConfigsResponse::VERSIONS),
         ApiKey::IncrementalAlterConfigs => {
             ("IncrementalAlterConfigs response", m::IncrementalAlterConfigsResponse::VERSIONS)
@@ -527,6 +528,33 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                 w.skip(4) // authorized_operations
             })?;
         }
+        ApiKey::ShareGroupDescribe => {
+            w.skip(4)?; // throttle_time_ms
+            w.structs(|w| {
+                w.skip(2)?; // error_code
+                w.nullable_string()?; // error_message
+                w.string()?; // group_id
+                w.string()?; // group_state
+                w.skip(4 + 4)?; // group_epoch, assignment_epoch
+                w.string()?; // assignor_name
+                w.structs(|w| {
+                    w.string()?; // member_id
+                    w.nullable_string()?; // rack_id
+                    w.skip(4)?; // member_epoch
+                    w.string()?; // client_id
+                    w.string()?; // client_host
+                    w.strings(|_| ())?; // subscribed_topic_names
+                                        // assignment: a struct of topic partitions
+                    w.structs(|w| {
+                        w.skip(16)?; // topic_id
+                        w.string()?; // topic_name
+                        w.int32s() // partitions
+                    })?;
+                    w.tags()
+                })?;
+                w.skip(4) // authorized_operations
+            })?;
+        }
         ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
             w.skip(4)?; // throttle_time_ms
             w.structs(|w| {
@@ -670,6 +698,7 @@ mod tests {
             case::<m::DeleteRecordsResponse>(ApiKey::DeleteRecords, delete_records),
             case::<m::DeleteGroupsResponse>(ApiKey::DeleteGroups, delete_groups),
             case::<m::ConsumerGroupDescribeResponse>(ApiKey::ConsumerGroupDescribe, consumer_group_describe),
+            case::<m::ShareGroupDescribeResponse>(ApiKey::ShareGroupDescribe, share_group_describe),
             case::<m::AlterConfigsResponse>(ApiKey::AlterConfigs, alter_configs),
             case::<m::IncrementalAlterConfigsResponse>(ApiKey::IncrementalAlterConfigs, incremental_alter_configs),
             case::<m::OffsetDeleteResponse>(ApiKey::OffsetDelete, offset_delete),
@@ -1505,6 +1534,46 @@ mod tests {
         let r = DeleteGroupsResponse::default()
             .with_throttle_time_ms(5)
             .with_results(vec![result("grp-1", 0), result("grp-2", 69)]);
+        vec![body(r, v)]
+    }
+
+    fn share_group_describe(v: i16) -> Vec<Vec<u8>> {
+        use m::share_group_describe_response::*;
+        let assignment = Assignment::default()
+            .with_topic_partitions(vec![
+                TopicPartitions::default()
+                    .with_topic_id(id(1))
+                    .with_topic_name(tn("orders"))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_fields(unknown()),
+                TopicPartitions::default().with_topic_id(id(2)).with_topic_name(tn("audit")),
+            ])
+            .with_unknown_tagged_fields(unknown());
+        let member = |member, rack: Option<&'static str>| {
+            Member::default()
+                .with_member_id(s(member))
+                .with_rack_id(rack.map(s))
+                .with_member_epoch(3)
+                .with_client_id(s("client"))
+                .with_client_host(s("/10.0.0.2"))
+                .with_subscribed_topic_names(vec![tn("orders"), tn("audit")])
+                .with_assignment(assignment.clone())
+                .with_unknown_tagged_fields(unknown())
+        };
+        let group = DescribedGroup::default()
+            .with_group_id(gid("share"))
+            .with_group_state(s("Stable"))
+            .with_group_epoch(3)
+            .with_assignment_epoch(3)
+            .with_assignor_name(s("simple"))
+            .with_members(vec![member("m-1", Some("rack-a")), member("m-2", None)])
+            .with_authorized_operations(0xf8)
+            .with_unknown_tagged_fields(unknown());
+        let missing = DescribedGroup::default()
+            .with_error_code(69)
+            .with_error_message(Some(s("not found")))
+            .with_group_id(gid("x"));
+        let r = ShareGroupDescribeResponse::default().with_throttle_time_ms(5).with_groups(vec![group, missing]);
         vec![body(r, v)]
     }
 
