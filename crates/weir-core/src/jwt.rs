@@ -357,6 +357,12 @@ impl JwtValidator {
         }
     }
 
+    /// The last second (Unix time) a verified token is accepted, clock skew included: where a
+    /// session it opened must end.
+    pub fn accepted_until(&self, verified: &Verified) -> u64 {
+        verified.expires_at.saturating_add(self.config.clock_skew_s)
+    }
+
     fn replace_keys(&self, jwks: Jwks) {
         *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(jwks);
     }

@@ -38,6 +38,11 @@ pub struct SaslServerConfig {
     /// clients that reconnect at once.
     #[serde(default = "default_failure_delay_ms")]
     pub failed_authentication_delay_ms: u64,
+    /// The longest a SASL session lasts before the client must re-authenticate on its
+    /// connection (KIP-368), as Kafka's `connections.max.reauth.ms`; 0: no limit for passwords.
+    /// An OAUTHBEARER session never outlives its token.
+    #[serde(default)]
+    pub max_session_ms: u64,
 }
 
 fn default_failure_delay_ms() -> u64 {
@@ -100,6 +105,8 @@ pub struct SaslServer {
     pub tokens: Option<Arc<JwtValidator>>,
     pub mechanisms: Vec<String>,
     pub failure_delay: std::time::Duration,
+    /// `max_session_ms`, when set.
+    pub max_session: Option<std::time::Duration>,
 }
 
 /// Why SASL termination cannot start.
@@ -119,7 +126,8 @@ impl SaslServer {
             None => None,
         };
         let failure_delay = std::time::Duration::from_millis(config.failed_authentication_delay_ms);
-        Ok(Self { credentials, tokens, mechanisms: config.mechanisms(), failure_delay })
+        let max_session = (config.max_session_ms > 0).then(|| std::time::Duration::from_millis(config.max_session_ms));
+        Ok(Self { credentials, tokens, mechanisms: config.mechanisms(), failure_delay, max_session })
     }
 }
 
@@ -512,6 +520,7 @@ mod tests {
             oauthbearer: Some(jwt),
             mechanisms: None,
             failed_authentication_delay_ms: 100,
+            max_session_ms: 0,
         };
         assert_eq!(config.mechanisms(), ["OAUTHBEARER"]);
         assert!(config.check().is_ok());

@@ -23,7 +23,7 @@ use rdkafka::ClientConfig;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use weir_wire::kafka_protocol::messages::{
-    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    ApiKey, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
 };
 use weir_wire::kafka_protocol::protocol::StrBytes;
 use weir_wire::message::decode_response;
@@ -71,6 +71,11 @@ impl IdentityProvider {
     }
 
     fn sidecar(&self, topic_allowed: &str) -> Sidecar {
+        self.sidecar_with(topic_allowed, "")
+    }
+
+    /// With `sasl_extra`: more lines (indented two spaces) inside `sasl:`.
+    fn sidecar_with(&self, topic_allowed: &str, sasl_extra: &str) -> Sidecar {
         let policy = self.dir.join("policy.yaml");
         std::fs::write(
             &policy,
@@ -82,7 +87,7 @@ impl IdentityProvider {
         Sidecar::start_with(SidecarOptions {
             extra_yaml: format!(
                 "sasl:\n  oauthbearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n  \
-                 failed_authentication_delay_ms: {FAILURE_DELAY_MS}\n\
+                 failed_authentication_delay_ms: {FAILURE_DELAY_MS}\n{sasl_extra}\
                  authorization: {{policy: {}}}\naudit: {{path: {}}}\n",
                 self.dir.join("jwks.json").display(),
                 policy.display(),
@@ -244,5 +249,79 @@ async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
     let (_, answer): (_, SaslAuthenticateResponse) = decode_response(&frame, ApiKey::SaslAuthenticate, 2).unwrap();
     assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED expected");
     assert!(read_frame(&mut stream).is_err(), "the connection should be closed");
+    sidecar.assert_quiet();
+}
+
+/// The session lifetime the next test's sidecar gives every SASL session.
+const SESSION_MS: u64 = 3000;
+
+/// A raw OAUTHBEARER login (SaslHandshake v1, SaslAuthenticate v2); the sidecar's answer.
+fn raw_login(stream: &mut TcpStream, token: &str) -> SaslAuthenticateResponse {
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("OAUTHBEARER"));
+    stream.write_all(&request(ApiKey::SaslHandshake, 1, 1, &handshake)).unwrap();
+    read_frame(stream).unwrap();
+    let message = format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}");
+    let authenticate = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+    stream.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &authenticate)).unwrap();
+    let frame = read_frame(stream).unwrap();
+    decode_response(&frame, ApiKey::SaslAuthenticate, 2).unwrap().1
+}
+
+/// Whether a Metadata request on `stream` is answered.
+fn metadata_answered(stream: &mut TcpStream, correlation_id: i32) -> bool {
+    let metadata = MetadataRequest::default().with_topics(Some(vec![]));
+    stream.write_all(&request(ApiKey::Metadata, 12, correlation_id, &metadata)).is_ok() && read_frame(stream).is_ok()
+}
+
+/// KIP-368: SASL sessions end; clients that re-authenticate on their connection keep it, and a
+/// connection whose session ended is closed at its next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_and_clients_reauthenticate_on_their_connection() {
+    let idp = IdentityProvider::new("reauth");
+    let topic = unique("reauth");
+    rd::create_topic(&common::direct_bootstrap(), &topic, 1).await;
+    let sidecar = idp.sidecar_with(&topic, &format!("  max_session_ms: {SESSION_MS}\n"));
+    let bs = sidecar.bootstrap();
+
+    // librdkafka hears the lifetime and re-authenticates before it ends, so it produces
+    // without a break over several lifetimes.
+    let producer = bearer_producer(&bs, idp.token("svc-orders", AUDIENCE, 600));
+    let until = Instant::now() + Duration::from_millis(4 * SESSION_MS);
+    let mut sent = 0;
+    while Instant::now() < until {
+        send_one(&producer, &topic)
+            .await
+            .unwrap_or_else(|e| panic!("record {sent}: {e}\n{}", sidecar.logs().join("\n")));
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut logins_per_connection = std::collections::BTreeMap::<String, usize>::new();
+    for line in idp.audit_lines() {
+        if line["mechanism"] == "sasl_oauthbearer" && line["success"] == true {
+            *logins_per_connection.entry(line["client"].to_string()).or_default() += 1;
+        }
+    }
+    let most = logins_per_connection.values().max().copied().unwrap_or(0);
+    assert!(most >= 3, "no connection re-authenticated over 4 session lifetimes: {logins_per_connection:?}");
+    let expired = sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "session_expired")]);
+    assert_eq!(expired, 0.0, "librdkafka's connections were cut");
+
+    // A client that does not re-authenticate: told the lifetime, served until it ends, then cut.
+    let mut stream = TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let login = raw_login(&mut stream, &idp.token("svc-orders", AUDIENCE, 600));
+    assert_eq!((login.error_code, login.session_lifetime_ms), (0, SESSION_MS as i64));
+    assert!(metadata_answered(&mut stream, 3), "served within its session");
+    std::thread::sleep(Duration::from_millis(SESSION_MS + 500));
+    assert!(!metadata_answered(&mut stream, 4), "served after its session ended");
+    let expired = sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "session_expired")]);
+    assert_eq!(expired, 1.0);
+
+    // A token that expires sooner ends its session sooner: at exp plus the 30 s clock skew.
+    let mut stream = TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let login = raw_login(&mut stream, &idp.token("svc-orders", AUDIENCE, -28));
+    assert_eq!(login.error_code, 0, "accepted within the clock skew");
+    assert!((1..SESSION_MS as i64).contains(&login.session_lifetime_ms), "{}", login.session_lifetime_ms);
     sidecar.assert_quiet();
 }

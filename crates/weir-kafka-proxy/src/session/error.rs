@@ -49,6 +49,8 @@ pub enum SessionError {
     Denied { api: ApiKey, operation: &'static str, resource: String },
     #[error("{0:?} request before authenticating")]
     Unauthenticated(ApiKey),
+    #[error("the SASL session of `{0}` ended without re-authentication (KIP-368)")]
+    SessionExpired(String),
     #[error("client connection: {0}")]
     ClientIo(std::io::Error),
     #[error("broker connection: {0}")]
@@ -72,6 +74,7 @@ impl SessionError {
             Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
             Self::Unauthenticated(_) => "unauthenticated",
+            Self::SessionExpired(_) => "session_expired",
             Self::Denied { .. } => "denied",
         }
     }
@@ -87,7 +90,7 @@ impl SessionError {
         match self {
             e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
             // Policy at work, already audited: news, not a fault.
-            Self::Denied { .. } => tracing::info!(error = %self, "closing connection"),
+            Self::Denied { .. } | Self::SessionExpired(_) => tracing::info!(error = %self, "closing connection"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
             Self::Rewrite(_) | Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")

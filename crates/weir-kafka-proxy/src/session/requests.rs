@@ -90,7 +90,7 @@ impl RequestHalf<'_> {
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
                     }
-                    Gate::Authenticated { answer, principal, mechanism } => {
+                    Gate::Authenticated { answer, principal, mechanism, again } => {
                         let mechanism = format!("sasl_{}", mechanism.to_ascii_lowercase());
                         record_authentication(
                             self.shared,
@@ -100,6 +100,11 @@ impl RequestHalf<'_> {
                             Some(&principal),
                             None,
                         );
+                        if again {
+                            tracing::debug!(%principal, "re-authenticated (KIP-368)");
+                            self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                            continue;
+                        }
                         if let Some(authz) = &mut self.authz {
                             authz.set_principal(&principal);
                         }

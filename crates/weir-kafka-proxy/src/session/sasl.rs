@@ -3,8 +3,15 @@
 //! the connection (as a broker would). SCRAM-SHA-256/512 run the RFC 5802 exchange over two
 //! SaslAuthenticate round trips; PLAIN passwords are checked against the same SCRAM entries;
 //! OAUTHBEARER (RFC 7628) tokens are JWTs checked against the issuer's keys.
+//!
+//! Sessions end (KIP-368): an OAUTHBEARER session when its token expires, any session after
+//! `sasl.max_session_ms` when that is set. The lifetime is told to the client in
+//! SaslAuthenticate v1+; a client re-authenticates on the same connection (SaslHandshake and
+//! SaslAuthenticate again, as the same principal) before it ends, and a connection whose
+//! session ended gets closed at its next other request.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -38,8 +45,9 @@ pub(super) enum Gate {
     Pass,
     /// Answer it here and carry on.
     Answer(Bytes),
-    /// Answer it here: the client is now `principal`, by `mechanism`.
-    Authenticated { answer: Bytes, principal: String, mechanism: String },
+    /// Answer it here: the client is now `principal`, by `mechanism` (`again`: it
+    /// re-authenticated, KIP-368, as the principal it already was).
+    Authenticated { answer: Bytes, principal: String, mechanism: String, again: bool },
     /// Answer it here, then close: authentication failed.
     Failed { answer: Bytes, reason: String },
 }
@@ -47,11 +55,33 @@ pub(super) enum Gate {
 pub(super) struct SaslGate {
     server: Arc<SaslServer>,
     state: State,
+    /// Once authenticated: who the client is, and when its session ends, if it does.
+    session: Option<(String, Option<Instant>)>,
+}
+
+/// A successful exchange, before its session is set up.
+struct Success {
+    principal: String,
+    mechanism: String,
+    /// The server's last SASL message.
+    auth: Bytes,
+    /// When the credential itself expires (a token's `exp`, Unix seconds).
+    expires_at: Option<u64>,
 }
 
 impl SaslGate {
     pub(super) fn new(server: Arc<SaslServer>) -> Self {
-        Self { server, state: State::AwaitingHandshake }
+        Self { server, state: State::AwaitingHandshake, session: None }
+    }
+
+    /// The session a success opens: how long it may last (none: unlimited).
+    fn lifetime(&self, expires_at: Option<u64>) -> Option<Duration> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let credential = expires_at.map(|exp| Duration::from_secs(exp.saturating_sub(now)));
+        match (credential, self.server.max_session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// How long a failed authentication's answer waits (see `SaslServerConfig`).
@@ -60,7 +90,13 @@ impl SaslGate {
     }
 
     pub(super) async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
-        if matches!(self.state, State::Authenticated) {
+        let reauthentication = matches!(peek.api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        if matches!(self.state, State::Authenticated) && !reauthentication {
+            if let Some((principal, Some(ends))) = &self.session {
+                if Instant::now() >= *ends {
+                    return Err(SessionError::SessionExpired(principal.clone()));
+                }
+            }
             return Ok(Gate::Pass);
         }
         let (key, version, id) = (peek.api_key, peek.api_version, peek.correlation_id);
@@ -97,6 +133,28 @@ impl SaslGate {
                     let body = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::copy_from_slice(auth));
                     encode_response(id, key, version, &body).map_err(SessionError::BadRequest)
                 };
+                // The last step of an exchange: opens (or, re-authenticating, renews) the session.
+                let succeed = |gate: &mut Self, done: Success| -> Result<Gate, SessionError> {
+                    let again = gate.session.is_some();
+                    if let Some((before, _)) = gate.session.as_ref().filter(|(p, _)| *p != done.principal) {
+                        let reason = format!("re-authentication as `{}`, not `{before}`", done.principal);
+                        return failed(SASL_AUTHENTICATION_FAILED, reason);
+                    }
+                    let lifetime = gate.lifetime(done.expires_at);
+                    let mut body = SaslAuthenticateResponse::default().with_auth_bytes(done.auth);
+                    if version >= 1 {
+                        let ms = lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX).max(1));
+                        body = body.with_session_lifetime_ms(ms);
+                    }
+                    gate.state = State::Authenticated;
+                    gate.session = Some((done.principal.clone(), lifetime.map(|l| Instant::now() + l)));
+                    Ok(Gate::Authenticated {
+                        answer: encode_response(id, key, version, &body).map_err(encode_err)?,
+                        principal: done.principal,
+                        mechanism: done.mechanism,
+                        again,
+                    })
+                };
                 let server = self.server.clone();
                 let no_credentials = || failed(UNSUPPORTED_SASL_MECHANISM, "no credentials for this mechanism".into());
                 match std::mem::replace(&mut self.state, State::AwaitingHandshake) {
@@ -107,9 +165,9 @@ impl SaslGate {
                         };
                         match tokens.validate_fetching(token).await {
                             Ok(verified) => {
-                                self.state = State::Authenticated;
+                                let expires_at = Some(tokens.accepted_until(&verified));
                                 let principal = verified.principal;
-                                Ok(Gate::Authenticated { answer: answer(&[])?, principal, mechanism })
+                                succeed(self, Success { principal, mechanism, auth: Bytes::new(), expires_at })
                             }
                             Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
                         }
@@ -125,8 +183,9 @@ impl SaslGate {
                                 format!("invalid user name or password for `{user}`"),
                             );
                         }
-                        self.state = State::Authenticated;
-                        Ok(Gate::Authenticated { answer: answer(&[])?, principal: user.to_owned(), mechanism })
+                        let done =
+                            Success { principal: user.to_owned(), mechanism, auth: Bytes::new(), expires_at: None };
+                        succeed(self, done)
                     }
                     State::AwaitingAuthenticate(mechanism) => {
                         let Some(credentials) = &server.credentials else { return no_credentials() };
@@ -142,15 +201,15 @@ impl SaslGate {
                         }
                     }
                     State::ScramFinal(server) => match server.finish(&request.auth_bytes) {
-                        Ok(server_final) => {
-                            self.state = State::Authenticated;
-                            let principal = server.user().to_owned();
-                            Ok(Gate::Authenticated {
-                                answer: answer(server_final.as_bytes())?,
-                                principal,
+                        Ok(server_final) => succeed(
+                            self,
+                            Success {
+                                principal: server.user().to_owned(),
                                 mechanism: "SCRAM".into(),
-                            })
-                        }
+                                auth: Bytes::copy_from_slice(server_final.as_bytes()),
+                                expires_at: None,
+                            },
+                        ),
                         Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
                     },
                     _ => failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into()),
