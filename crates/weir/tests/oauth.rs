@@ -295,16 +295,63 @@ async fn sessions_end_and_clients_reauthenticate_on_their_connection() {
         sent += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut logins_per_connection = std::collections::BTreeMap::<String, usize>::new();
-    for line in idp.audit_lines() {
-        if line["mechanism"] == "sasl_oauthbearer" && line["success"] == true {
-            *logins_per_connection.entry(line["client"].to_string()).or_default() += 1;
+    let logins_per_connection = || {
+        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        for line in idp.audit_lines() {
+            if line["mechanism"] == "sasl_oauthbearer" && line["success"] == true {
+                *count.entry(line["client"].to_string()).or_default() += 1;
+            }
         }
-    }
-    let most = logins_per_connection.values().max().copied().unwrap_or(0);
-    assert!(most >= 3, "no connection re-authenticated over 4 session lifetimes: {logins_per_connection:?}");
-    let expired = sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "session_expired")]);
-    assert_eq!(expired, 0.0, "librdkafka's connections were cut");
+        count
+    };
+    let librdkafka = logins_per_connection();
+    let most = librdkafka.values().max().copied().unwrap_or(0);
+    assert!(most >= 3, "no connection re-authenticated over 4 session lifetimes: {librdkafka:?}");
+    let expired = || sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "session_expired")]);
+    assert_eq!(expired(), 0.0, "librdkafka's connections were cut");
+
+    // The Java client too (a KIP-768 file token), as a group member polling for 4 lifetimes.
+    let token_file = idp.dir.join("token.jwt");
+    std::fs::write(&token_file, idp.token("svc-orders", AUDIENCE, 600)).unwrap();
+    let token_url = format!("file://{}", token_file.display());
+    let jvm = [
+        format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={token_url}"),
+        format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={}", token_file.display()),
+    ];
+    let duration = (4 * SESSION_MS).to_string();
+    let url_property = format!("sasl.oauthbearer.token.endpoint.url={token_url}");
+    let group = unique("reauth-g");
+    let out = java_client_output_with_jvm(
+        &[&jvm[0], &jvm[1]],
+        &[
+            "group-member",
+            "--bootstrap",
+            &bs,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--member-id-label",
+            "java",
+            "--duration-ms",
+            &duration,
+            "--property",
+            "security.protocol=SASL_PLAINTEXT",
+            "--property",
+            "sasl.mechanism=OAUTHBEARER",
+            "--property",
+            "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+            "--property",
+            &url_property,
+            "--property",
+            "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+        ],
+    );
+    assert!(out.status.success(), "java group member: {}", String::from_utf8_lossy(&out.stderr));
+    let java: Vec<usize> =
+        logins_per_connection().into_iter().filter(|(c, _)| !librdkafka.contains_key(c)).map(|(_, n)| n).collect();
+    assert!(java.iter().any(|&n| n >= 3), "no Java connection re-authenticated: {java:?}");
+    assert_eq!(expired(), 0.0, "the Java client's connections were cut");
 
     // A client that does not re-authenticate: told the lifetime, served until it ends, then cut.
     let mut stream = TcpStream::connect(sidecar.addr).unwrap();
@@ -314,8 +361,7 @@ async fn sessions_end_and_clients_reauthenticate_on_their_connection() {
     assert!(metadata_answered(&mut stream, 3), "served within its session");
     std::thread::sleep(Duration::from_millis(SESSION_MS + 500));
     assert!(!metadata_answered(&mut stream, 4), "served after its session ended");
-    let expired = sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "session_expired")]);
-    assert_eq!(expired, 1.0);
+    assert_eq!(expired(), 1.0);
 
     // A token that expires sooner ends its session sooner: at exp plus the 30 s clock skew.
     let mut stream = TcpStream::connect(sidecar.addr).unwrap();
