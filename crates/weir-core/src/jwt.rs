@@ -587,6 +587,15 @@ mod tests {
 
     /// Serves `body` with `status` to every request on a local port; the URL of `path`.
     async fn serve_once(status: &'static str, body: String) -> String {
+        serve(status, Arc::new(std::sync::Mutex::new(body)), Default::default()).await
+    }
+
+    /// Serves what `body` holds at each request, counting them in `served`; the URL.
+    async fn serve(
+        status: &'static str,
+        body: Arc<std::sync::Mutex<String>>,
+        served: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -594,6 +603,8 @@ mod tests {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut request = vec![0; 4096];
                 let _ = socket.read(&mut request).await;
+                served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.lock().unwrap().clone();
                 let head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
                 let _ = socket.write_all((head + &body).as_bytes()).await;
             }
@@ -617,24 +628,6 @@ mod tests {
         assert!(JwtConfig { jwks: Some("f".into()), ..config("http://x".into()) }.check().is_err());
     }
 
-    /// Serves what `body` holds at each request, counting them; the URL.
-    async fn serve_current(body: Arc<std::sync::Mutex<String>>, served: Arc<std::sync::atomic::AtomicUsize>) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut request = vec![0; 4096];
-                let _ = socket.read(&mut request).await;
-                served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let body = body.lock().unwrap().clone();
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
-                let _ = socket.write_all((head + &body).as_bytes()).await;
-            }
-        });
-        format!("http://{addr}/.well-known/jwks.json")
-    }
-
     /// An issuer rotates to a new key: the first token signed with it makes the sidecar fetch
     /// the keys at once, instead of failing until the next timed fetch; made-up key ids do
     /// not make it fetch again.
@@ -644,7 +637,7 @@ mod tests {
         let (old, new) = (Issuer::new("rotate-old"), Issuer::new("rotate-new"));
         let body = Arc::new(std::sync::Mutex::new(old.jwks()));
         let served = Arc::new(AtomicUsize::new(0));
-        let url = serve_current(body.clone(), served.clone()).await;
+        let url = serve("200 OK", body.clone(), served.clone()).await;
         let v = JwtValidator::load(JwtConfig { jwks_url: Some(url), ..test_config() }).await.unwrap();
         assert_eq!(served.load(SeqCst), 1);
 

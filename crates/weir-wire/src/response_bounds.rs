@@ -499,12 +499,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
         ApiKey::ConsumerGroupDescribe => {
             w.skip(4)?; // throttle_time_ms
             w.structs(|w| {
-                w.skip(2)?; // error_code
-                w.nullable_string()?; // error_message
-                w.string()?; // group_id
-                w.string()?; // group_state
-                w.skip(4 + 4)?; // group_epoch, assignment_epoch
-                w.string()?; // assignor_name
+                described_group_head(w)?;
                 w.structs(|w| {
                     w.string()?; // member_id
                     w.nullable_string()?; // instance_id
@@ -514,15 +509,8 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                     w.string()?; // client_host
                     w.strings(|_| ())?; // subscribed_topic_names
                     w.nullable_string()?; // subscribed_topic_regex
-                    for _ in 0..2 {
-                        // assignment, target_assignment: a struct of topic partitions
-                        w.structs(|w| {
-                            w.skip(16)?; // topic_id
-                            w.string()?; // topic_name
-                            w.int32s() // partitions
-                        })?;
-                        w.tags()?;
-                    }
+                    assignment(w)?; // assignment
+                    assignment(w)?; // target_assignment
                     w.skip_if(v >= 1, 1) // member_type
                 })?;
                 w.skip(4) // authorized_operations
@@ -531,12 +519,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
         ApiKey::ShareGroupDescribe => {
             w.skip(4)?; // throttle_time_ms
             w.structs(|w| {
-                w.skip(2)?; // error_code
-                w.nullable_string()?; // error_message
-                w.string()?; // group_id
-                w.string()?; // group_state
-                w.skip(4 + 4)?; // group_epoch, assignment_epoch
-                w.string()?; // assignor_name
+                described_group_head(w)?;
                 w.structs(|w| {
                     w.string()?; // member_id
                     w.nullable_string()?; // rack_id
@@ -544,13 +527,7 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                     w.string()?; // client_id
                     w.string()?; // client_host
                     w.strings(|_| ())?; // subscribed_topic_names
-                                        // assignment: a struct of topic partitions
-                    w.structs(|w| {
-                        w.skip(16)?; // topic_id
-                        w.string()?; // topic_name
-                        w.int32s() // partitions
-                    })?;
-                    w.tags()
+                    assignment(w)
                 })?;
                 w.skip(4) // authorized_operations
             })?;
@@ -610,6 +587,26 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
         }
         _ => return Err(w.c.err("not a response this module reads")),
     }
+    w.tags()
+}
+
+/// The fields a ConsumerGroupDescribe or ShareGroupDescribe group begins with.
+fn described_group_head(w: &mut Walk<'_>) -> Result<(), ScanError> {
+    w.skip(2)?; // error_code
+    w.nullable_string()?; // error_message
+    w.string()?; // group_id
+    w.string()?; // group_state
+    w.skip(4 + 4)?; // group_epoch, assignment_epoch
+    w.string().map(drop) // assignor_name
+}
+
+/// A member's assignment: a struct of topic partitions, then its own tagged fields.
+fn assignment(w: &mut Walk<'_>) -> Result<(), ScanError> {
+    w.structs(|w| {
+        w.skip(16)?; // topic_id
+        w.string()?; // topic_name
+        w.int32s() // partitions
+    })?;
     w.tags()
 }
 

@@ -112,6 +112,48 @@ impl Drop for IdentityProvider {
     }
 }
 
+/// The Java client's settings for a KIP-768 token file: JVM flags that allow reading it, and
+/// the client properties (SASL_PLAINTEXT, OAUTHBEARER) that make it the token.
+struct JavaFileToken {
+    jvm: [String; 2],
+    url_property: String,
+}
+
+impl JavaFileToken {
+    fn new(idp: &IdentityProvider) -> Self {
+        let file = idp.dir.join("token.jwt");
+        std::fs::write(&file, idp.token("svc-orders", AUDIENCE, 600)).unwrap();
+        let url = format!("file://{}", file.display());
+        Self {
+            jvm: [
+                format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={url}"),
+                format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={}", file.display()),
+            ],
+            url_property: format!("sasl.oauthbearer.token.endpoint.url={url}"),
+        }
+    }
+
+    fn jvm(&self) -> [&str; 2] {
+        [&self.jvm[0], &self.jvm[1]]
+    }
+
+    /// Protocol and mechanism only (for other ways of logging in).
+    const BASE: [&'static str; 4] =
+        ["--property", "security.protocol=SASL_PLAINTEXT", "--property", "sasl.mechanism=OAUTHBEARER"];
+
+    /// The file token's login module and location.
+    fn login(&self) -> [&str; 6] {
+        [
+            "--property",
+            "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+            "--property",
+            &self.url_property,
+            "--property",
+            "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+        ]
+    }
+}
+
 /// librdkafka asks its context for a token; this one hands out a fixed one.
 struct FixedToken(String);
 
@@ -160,39 +202,14 @@ async fn bearer_tokens_name_the_principal_and_bad_ones_are_refused() {
     assert_eq!(denied.rdkafka_error_code(), Some(RDKafkaErrorCode::TopicAuthorizationFailed), "{denied}");
 
     // The Java client reads its token from a file (KIP-768).
-    let token_file = idp.dir.join("token.jwt");
-    std::fs::write(&token_file, idp.token("svc-orders", AUDIENCE, 600)).unwrap();
-    let token_url = format!("file://{}", token_file.display());
-    let allow_url = format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={token_url}");
-    let allow_file = format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={}", token_file.display());
-    let url_property = format!("sasl.oauthbearer.token.endpoint.url={token_url}");
+    let file_token = JavaFileToken::new(&idp);
     let java = |extra: &[&str]| {
-        let mut args = vec![
-            "produce",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--count",
-            "3",
-            "--timeout-ms",
-            "20000",
-            "--property",
-            "security.protocol=SASL_PLAINTEXT",
-            "--property",
-            "sasl.mechanism=OAUTHBEARER",
-        ];
+        let mut args = vec!["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "3", "--timeout-ms", "20000"];
+        args.extend(JavaFileToken::BASE);
         args.extend(extra);
-        java_client_output_with_jvm(&[&allow_url, &allow_file], &args)
+        java_client_output_with_jvm(&file_token.jvm(), &args)
     };
-    let out = java(&[
-        "--property",
-        "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
-        "--property",
-        &url_property,
-        "--property",
-        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
-    ]);
+    let out = java(&file_token.login());
     assert!(out.status.success(), "java with a file token: {}", String::from_utf8_lossy(&out.stderr));
     // The Java client's default login makes an unsigned token (`alg: none`): refused.
     let out = java(&[
@@ -311,42 +328,25 @@ async fn sessions_end_and_clients_reauthenticate_on_their_connection() {
     assert_eq!(expired(), 0.0, "librdkafka's connections were cut");
 
     // The Java client too (a KIP-768 file token), as a group member polling for 4 lifetimes.
-    let token_file = idp.dir.join("token.jwt");
-    std::fs::write(&token_file, idp.token("svc-orders", AUDIENCE, 600)).unwrap();
-    let token_url = format!("file://{}", token_file.display());
-    let jvm = [
-        format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={token_url}"),
-        format!("-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={}", token_file.display()),
-    ];
+    let file_token = JavaFileToken::new(&idp);
     let duration = (4 * SESSION_MS).to_string();
-    let url_property = format!("sasl.oauthbearer.token.endpoint.url={token_url}");
     let group = unique("reauth-g");
-    let out = java_client_output_with_jvm(
-        &[&jvm[0], &jvm[1]],
-        &[
-            "group-member",
-            "--bootstrap",
-            &bs,
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--member-id-label",
-            "java",
-            "--duration-ms",
-            &duration,
-            "--property",
-            "security.protocol=SASL_PLAINTEXT",
-            "--property",
-            "sasl.mechanism=OAUTHBEARER",
-            "--property",
-            "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
-            "--property",
-            &url_property,
-            "--property",
-            "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
-        ],
-    );
+    let mut args = vec![
+        "group-member",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--group",
+        &group,
+        "--member-id-label",
+        "java",
+        "--duration-ms",
+        &duration,
+    ];
+    args.extend(JavaFileToken::BASE);
+    args.extend(file_token.login());
+    let out = java_client_output_with_jvm(&file_token.jvm(), &args);
     assert!(out.status.success(), "java group member: {}", String::from_utf8_lossy(&out.stderr));
     let java: Vec<usize> =
         logins_per_connection().into_iter().filter(|(c, _)| !librdkafka.contains_key(c)).map(|(_, n)| n).collect();
