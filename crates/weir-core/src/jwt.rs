@@ -334,6 +334,7 @@ impl JwtValidator {
         self.validate_fetching_at(token, unix_now()).await
     }
 
+    /// [`Self::validate_fetching`] at `now` (Unix seconds).
     pub async fn validate_fetching_at(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
         match self.validate_at(token, now) {
             Err(JwtError::UnknownKey(_)) if self.config.jwks_url.is_some() => {}

@@ -85,7 +85,7 @@ impl SaslGate {
     }
 
     /// How long a failed authentication's answer waits (see `SaslServerConfig`).
-    pub(super) fn failure_delay(&self) -> std::time::Duration {
+    pub(super) fn failure_delay(&self) -> Duration {
         self.server.failure_delay
     }
 
