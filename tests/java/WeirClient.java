@@ -33,6 +33,11 @@
 //                  Prints `assigned <p1,p2,...>` (partition numbers, sorted; empty list when
 //                  nothing is assigned) whenever its assignment changes, then leaves the
 //                  group after MS and prints `left label=L consumed=<n>`.
+//   share-consume --topic T --group G --count N [--from-beginning]
+//                  A share group member (KIP-932) that reads N records, acknowledging them.
+//                  --from-beginning first sets the group's share.auto.offset.reset=earliest
+//                  (an Admin call). Prints `record key=<k> value=<v>` per record, then
+//                  share-consumed=N.
 // Options for every command:
 //   --timeout-ms MS (default 30000)  --property key=value (any client config, repeatable)
 // and for consume and group-member:
@@ -81,6 +86,7 @@ public class WeirClient {
                 case "txn" -> txn(a);
                 case "admin" -> admin(a);
                 case "group-member" -> groupMember(a);
+                case "share-consume" -> shareConsume(a);
                 default -> throw new UsageException("unknown command: " + argv[0]);
             }
             code = 0;
@@ -357,6 +363,44 @@ public class WeirClient {
         return p;
     }
 
+    static void shareConsume(Args a) throws Exception {
+        String topic = a.req("--topic");
+        String group = a.req("--group");
+        int count = a.reqInt("--count");
+        if (a.flag("--from-beginning")) {
+            Properties ap = new Properties();
+            ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, a.req("--bootstrap"));
+            a.applyProperties(ap);
+            try (Admin admin = Admin.create(ap)) {
+                ConfigResource res = new ConfigResource(ConfigResource.Type.GROUP, group);
+                AlterConfigOp op = new AlterConfigOp(new ConfigEntry("share.auto.offset.reset", "earliest"), AlterConfigOp.OpType.SET);
+                admin.incrementalAlterConfigs(Map.of(res, List.of(op))).all().get(a.timeoutMs(), TimeUnit.MILLISECONDS);
+            }
+        }
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, a.req("--bootstrap"));
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        a.applyProperties(p);
+        long end = System.currentTimeMillis() + a.timeoutMs();
+        int got = 0;
+        try (KafkaShareConsumer<String, String> consumer = new KafkaShareConsumer<>(p)) {
+            consumer.subscribe(List.of(topic));
+            while (got < count) {
+                if (System.currentTimeMillis() > end) {
+                    throw new RuntimeException("share-consumed " + got + " of " + count + " before the timeout");
+                }
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                    OUT.println("record key=" + nz(r.key()) + " value=" + nz(r.value()));
+                    got++;
+                }
+                consumer.commitSync();
+            }
+        }
+        OUT.println("share-consumed=" + got);
+    }
+
     static Properties consumerProps(Args a, String group) {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, a.req("--bootstrap"));
@@ -392,7 +436,8 @@ public class WeirClient {
                 "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
                 "admin", Set.of("--op", "--topic", "--partitions", "--replication", "--broker"),
-                "group-member", Set.of("--topic", "--group", "--member-id-label", "--duration-ms", "--group-protocol"));
+                "group-member", Set.of("--topic", "--group", "--member-id-label", "--duration-ms", "--group-protocol"),
+                "share-consume", Set.of("--topic", "--group", "--count", "--from-beginning"));
         private final Map<String, String> values = new HashMap<>();
         private final Set<String> flags = new HashSet<>();
         private final List<String> properties = new ArrayList<>();
@@ -404,7 +449,7 @@ public class WeirClient {
                 if (!COMMON.contains(k) && !allowed.contains(k)) {
                     throw new UsageException("unknown option for " + command + ": " + k);
                 }
-                if (k.equals("--idempotent")) { flags.add(k); continue; }
+                if (k.equals("--idempotent") || k.equals("--from-beginning")) { flags.add(k); continue; }
                 if (i + 1 >= argv.length) throw new UsageException(k + " needs a value");
                 String v = argv[++i];
                 if (k.equals("--property")) properties.add(v); else values.put(k, v);

@@ -415,3 +415,44 @@ async fn denied_cluster_administration_gets_cluster_authorization_errors() {
     assert!(!metrics.contains("weir_kafka_closed_connections_total{reason=\"denied\"}"), "a connection was closed");
     sidecar.assert_quiet();
 }
+
+/// Share groups (KIP-932) through the sidecar with the Java share consumer: a share group the
+/// policy allows reads a topic it may read; one outside the policy is refused with the
+/// broker's error.
+#[tokio::test(flavor = "multi_thread")]
+async fn share_groups_read_what_the_policy_allows() {
+    let s = Scenario::new();
+    s.topics_with_records(3).await;
+    let sidecar = s.sidecar();
+    let bs = sidecar.bootstrap();
+    let readonly = s.topic("readonly");
+    let group = format!("{}.allowed.share", s.prefix);
+    let args = ["share-consume", "--bootstrap", &bs, "--topic", &readonly, "--group", &group, "--count", "3"];
+    let out = common::java_client(&[&args[..], &["--from-beginning"]].concat());
+    assert!(out.contains(&"share-consumed=3".to_owned()), "{out:?}");
+
+    let outsiders = ["share-consume", "--bootstrap", &bs, "--topic", &readonly, "--group", "outsiders-share"];
+    let error = java_failure(&[&outsiders[..], &["--count", "1", "--timeout-ms", "20000"]].concat());
+    assert!(error.contains("GroupAuthorizationException"), "{error}");
+    let audit = s.audit_lines();
+    // The share consumer's first step, FindCoordinator for the share group, is what is denied.
+    assert!(
+        audit.iter().any(|l| l["resource_type"] == "group" && l["resource"] == "outsiders-share"),
+        "the share group denial is not audited"
+    );
+
+    // A share group the client may describe but not read: FindCoordinator passes, and the
+    // sidecar answers ShareGroupHeartbeat itself with GROUP_AUTHORIZATION_FAILED.
+    let watcher = format!("{}.watch.share", s.prefix);
+    s.write_policy(&[(&format!("group:{}.watch.*", s.prefix), "describe")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let denied_heartbeat =
+        || s.audit_lines().iter().any(|l| l["api"] == "ShareGroupHeartbeat" && l["resource"] == watcher.as_str());
+    let watching = ["share-consume", "--bootstrap", &bs, "--topic", &readonly, "--group", &watcher];
+    while !denied_heartbeat() {
+        assert!(Instant::now() < deadline, "ShareGroupHeartbeat of a describe-only group was not denied");
+        let error = java_failure(&[&watching[..], &["--count", "1", "--timeout-ms", "15000"]].concat());
+        assert!(error.contains("GroupAuthorizationException"), "{error}");
+    }
+    sidecar.assert_quiet();
+}
