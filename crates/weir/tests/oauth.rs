@@ -363,6 +363,18 @@ async fn sessions_end_and_clients_reauthenticate_on_their_connection() {
     assert!(!metadata_answered(&mut stream, 4), "served after its session ended");
     assert_eq!(expired(), 1.0);
 
+    // Re-authenticating on a raw connection: as the same principal it goes on being served; as
+    // another principal it is refused and the connection closed.
+    let mut stream = TcpStream::connect(sidecar.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(raw_login(&mut stream, &idp.token("svc-orders", AUDIENCE, 600)).error_code, 0);
+    assert_eq!(raw_login(&mut stream, &idp.token("svc-orders", AUDIENCE, 600)).error_code, 0);
+    assert!(metadata_answered(&mut stream, 5), "served after re-authenticating");
+    let other = raw_login(&mut stream, &idp.token("svc-billing", AUDIENCE, 600));
+    assert_eq!(other.error_code, 58, "SASL_AUTHENTICATION_FAILED expected");
+    assert!(other.error_message.is_some_and(|m| m.contains("svc-billing")), "the refusal names the new principal");
+    assert!(!metadata_answered(&mut stream, 6), "served after re-authenticating as someone else");
+
     // A token that expires sooner ends its session sooner: at exp plus the 30 s clock skew.
     let mut stream = TcpStream::connect(sidecar.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
