@@ -24,7 +24,8 @@
 #   base+10*(i-1)+5  TLSDIRECT  (the same SSL, advertised as 127.0.0.1: clients reach the
 #                               brokers over TLS without the sidecar, as a baseline)
 #   base+10*(i-1)+6  SASLSSL    (SASL_SSL: the SASL user above over TLS with the test PKI,
-#                               no client certificate; advertised like MESH)
+#                               no client certificate; advertised like MESH; sessions last
+#                               4 s, so clients must re-authenticate, KIP-368)
 #   base+10*(i-1)+7  RELAY      (PLAINTEXT advertised as 127.0.0.1:base+10*(i-1)+8, where
 #                               nothing listens unless a TCP relay is started there:
 #                               bench/relay.py gives the benchmark a zero-work proxy hop)
@@ -54,6 +55,9 @@ else JAVA=java; fi
 # The SASL listener's one user (PLAIN and SCRAM-SHA-512), for SASL passthrough tests.
 SASL_USER=weir
 SASL_PASSWORD=weir-secret
+# Session lifetime on the SASLSSL listener: short, so that re-authentication (KIP-368) happens
+# within a test.
+SASLSSL_REAUTH_MS=4000
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -162,6 +166,8 @@ listener.name.saslssl.ssl.keystore.location=$CDIR/tls/broker.pem
 listener.name.saslssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
 listener.name.saslssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
 listener.name.saslssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.saslssl.scram-sha-512.connections.max.reauth.ms=$SASLSSL_REAUTH_MS
+listener.name.saslssl.plain.connections.max.reauth.ms=$SASLSSL_REAUTH_MS
 listener.name.sasl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
 listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
 listener.name.sasl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -46,6 +46,47 @@ pub enum UpstreamError {
     Sasl { addr: String, error: String },
     #[error("metadata probe to {addr} failed: {reason}")]
     Probe { addr: String, reason: String },
+}
+
+/// A broker connection the sidecar authenticated with its own SASL credentials, in a cluster
+/// that ends sessions (KIP-368): it must authenticate again on the same connection before
+/// `due` (85 % of the lifetime the broker announced), or the broker closes it.
+#[derive(Debug, Clone)]
+pub struct Reauthentication {
+    pub address: String,
+    pub sasl: SaslClientConfig,
+    pub due: Instant,
+}
+
+impl Reauthentication {
+    fn after(address: &str, sasl: &SaslClientConfig, lifetime: Duration) -> Self {
+        Self { address: address.to_owned(), sasl: sasl.clone(), due: Instant::now() + lifetime * 85 / 100 }
+    }
+}
+
+/// One request/response round trip on a broker connection, for the sidecar's own SASL
+/// exchange: directly while connecting, or queued behind the client's requests when a running
+/// connection re-authenticates.
+pub(crate) trait RoundTrip {
+    async fn round_trip(&mut self, frame: Bytes) -> Result<Bytes, String>;
+}
+
+/// Round trips on a connection nobody else uses yet.
+struct Direct<'a> {
+    reader: &'a mut FrameReader<BoxRead>,
+    write: &'a mut BoxWrite,
+    timeout: Duration,
+}
+
+impl RoundTrip for Direct<'_> {
+    async fn round_trip(&mut self, frame: Bytes) -> Result<Bytes, String> {
+        self.write.write_all(&frame).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(self.timeout, self.reader.next_frame())
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "connection closed before the answer".to_owned())
+    }
 }
 
 /// What the readiness probe learned from a bootstrap server.
@@ -129,13 +170,44 @@ impl Connector {
     /// Connects (and, with TLS, completes the handshake, checking the broker's certificate
     /// against the host name it advertised) within the connect timeout.
     pub async fn connect(&self, address: &str, principal: Option<&str>) -> Result<(BoxRead, BoxWrite), UpstreamError> {
+        self.connect_session(address, principal).await.map(|(read, write, _)| (read, write))
+    }
+
+    /// [`Connector::connect`], saying also when the connection must re-authenticate (only
+    /// when the sidecar authenticated it and the broker announced a session lifetime).
+    pub async fn connect_session(
+        &self,
+        address: &str,
+        principal: Option<&str>,
+    ) -> Result<(BoxRead, BoxWrite, Option<Reauthentication>), UpstreamError> {
         let (read, mut write) = self.connect_transport(address).await?;
-        let Some(sasl) = self.sasl_for(principal) else { return Ok((read, write)) };
+        let Some(sasl) = self.sasl_for(principal) else { return Ok((read, write, None)) };
         let sasl_err = |error: String| UpstreamError::Sasl { addr: address.to_owned(), error };
         let mut reader = FrameReader::new(read, SASL_FRAME_LIMIT);
-        self.authenticate(sasl, &mut reader, &mut write).await.map_err(sasl_err)?;
+        let mut direct = Direct { reader: &mut reader, write: &mut write, timeout: self.timeout };
+        let lifetime = self.authenticate(sasl, &mut direct, 1).await.map_err(sasl_err)?;
         let read = reader.into_inner().map_err(|_| sasl_err("unexpected bytes after authentication".into()))?;
-        Ok((read, write))
+        Ok((read, write, lifetime.map(|l| Reauthentication::after(address, sasl, l))))
+    }
+
+    /// Authenticates a running connection again (KIP-368) through `channel`; when the next
+    /// re-authentication is due.
+    pub(crate) async fn reauthenticate(
+        &self,
+        due: &Reauthentication,
+        channel: &mut impl RoundTrip,
+        first_correlation_id: i32,
+    ) -> Result<Option<Reauthentication>, UpstreamError> {
+        let lifetime = self
+            .authenticate(&due.sasl, channel, first_correlation_id)
+            .await
+            .map_err(|error| UpstreamError::Sasl { addr: due.address.clone(), error })?;
+        Ok(lifetime.map(|l| Reauthentication::after(&due.address, &due.sasl, l)))
+    }
+
+    /// The connect timeout, which also bounds each round trip of the sidecar's own exchanges.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn connect_transport(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
@@ -150,36 +222,38 @@ impl Connector {
         Ok(split_any(stream))
     }
 
-    /// SASL as a client: SaslHandshake v1, then one SaslAuthenticate (PLAIN) or two (SCRAM).
+    /// SASL as a client: SaslHandshake v1, then one SaslAuthenticate (PLAIN) or two (SCRAM);
+    /// the session lifetime the broker announced, if any (KIP-368).
     async fn authenticate(
         &self,
         sasl: &SaslClientConfig,
-        reader: &mut FrameReader<BoxRead>,
-        write: &mut BoxWrite,
-    ) -> Result<(), String> {
+        channel: &mut impl RoundTrip,
+        first_correlation_id: i32,
+    ) -> Result<Option<Duration>, String> {
+        let id = first_correlation_id;
         let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism.clone()));
-        let (_, answer): (_, SaslHandshakeResponse) =
-            self.call(reader, write, ApiKey::SaslHandshake, 1, 1, &handshake).await?;
+        let (_, answer): (_, SaslHandshakeResponse) = call(channel, ApiKey::SaslHandshake, 1, id, &handshake).await?;
         if answer.error_code != 0 {
             let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(format!("mechanism {} refused (broker offers {})", sasl.mechanism, offered.join(", ")));
         }
-        match ScramMechanism::from_name(&sasl.mechanism) {
+        let last = match ScramMechanism::from_name(&sasl.mechanism) {
             None if sasl.mechanism == "PLAIN" => {
-                self.sasl_round(reader, write, 2, format!("\0{}\0{}", sasl.username, sasl.password).into_bytes())
-                    .await?;
+                let token = format!("\0{}\0{}", sasl.username, sasl.password).into_bytes();
+                sasl_round(channel, id + 1, token).await?
             }
             None => return Err(format!("unsupported mechanism {}", sasl.mechanism)),
             Some(mechanism) => {
                 let (mut client, first) =
                     ScramClient::start(mechanism, &sasl.username, &sasl.password).map_err(|e| e.to_string())?;
-                let server_first = self.sasl_round(reader, write, 2, first.into_bytes()).await?;
-                let client_final = client.finish(&server_first).map_err(|e| e.to_string())?;
-                let server_final = self.sasl_round(reader, write, 3, client_final.into_bytes()).await?;
-                client.verify(&server_final).map_err(|e| e.to_string())?;
+                let server_first = sasl_round(channel, id + 1, first.into_bytes()).await?;
+                let client_final = client.finish(&server_first.auth_bytes).map_err(|e| e.to_string())?;
+                let server_final = sasl_round(channel, id + 2, client_final.into_bytes()).await?;
+                client.verify(&server_final.auth_bytes).map_err(|e| e.to_string())?;
+                server_final
             }
-        }
-        Ok(())
+        };
+        Ok((last.session_lifetime_ms > 0).then(|| Duration::from_millis(last.session_lifetime_ms as u64)))
     }
 
     async fn connect_tcp(&self, address: &str) -> Result<TcpStream, UpstreamError> {
@@ -201,16 +275,17 @@ impl Connector {
         let probe_err = |reason: String| UpstreamError::Probe { addr: address.to_owned(), reason };
         let (read, mut write) = self.connect(address, None).await?;
         let mut reader = FrameReader::new(read, max_frame);
+        let mut direct = Direct { reader: &mut reader, write: &mut write, timeout: self.timeout };
         let versions = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("weir"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let (_, versions): (_, ApiVersionsResponse) =
-            self.call(&mut reader, &mut write, ApiKey::ApiVersions, 3, 1, &versions).await.map_err(probe_err)?;
+            call(&mut direct, ApiKey::ApiVersions, 3, 1, &versions).await.map_err(probe_err)?;
         if versions.error_code != 0 {
             return Err(probe_err(format!("ApiVersions answered error code {}", versions.error_code)));
         }
         let metadata = MetadataRequest::default().with_topics(Some(vec![]));
-        let metadata = match self.call(&mut reader, &mut write, ApiKey::Metadata, 12, 2, &metadata).await {
+        let metadata = match call(&mut direct, ApiKey::Metadata, 12, 2, &metadata).await {
             Ok((_, metadata)) => Some(metadata),
             Err(reason) => {
                 tracing::debug!(%address, %reason, "no Metadata without authentication");
@@ -219,53 +294,44 @@ impl Connector {
         };
         Ok(Probed { versions, metadata })
     }
+}
 
-    /// One SaslAuthenticate round trip; returns the server's token.
-    async fn sasl_round(
-        &self,
-        reader: &mut FrameReader<BoxRead>,
-        write: &mut BoxWrite,
-        correlation_id: i32,
-        token: Vec<u8>,
-    ) -> Result<Bytes, String> {
-        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-        let (_, answer): (_, SaslAuthenticateResponse) =
-            self.call(reader, write, ApiKey::SaslAuthenticate, 2, correlation_id, &request).await?;
-        if answer.error_code != 0 {
-            let message = answer.error_message.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
-            return Err(format!("error code {}: {message}", answer.error_code));
-        }
-        Ok(answer.auth_bytes)
+/// One SaslAuthenticate (v2) round trip; the broker's answer, which must not be an error.
+async fn sasl_round(
+    channel: &mut impl RoundTrip,
+    correlation_id: i32,
+    token: Vec<u8>,
+) -> Result<SaslAuthenticateResponse, String> {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let (_, answer): (_, SaslAuthenticateResponse) =
+        call(channel, ApiKey::SaslAuthenticate, 2, correlation_id, &request).await?;
+    if answer.error_code != 0 {
+        let message = answer.error_message.as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        return Err(format!("error code {}: {message}", answer.error_code));
     }
+    Ok(answer)
+}
 
-    /// One request/response exchange of the sidecar's own.
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &self,
-        reader: &mut FrameReader<BoxRead>,
-        write: &mut BoxWrite,
-        key: ApiKey,
-        version: i16,
-        correlation_id: i32,
-        request: &Req,
-    ) -> Result<(ResponseHeader, Resp), String> {
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("weir-sidecar")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .and_then(|_| request.encode(&mut buf, version))
-            .map_err(|e| e.to_string())?;
-        write.write_all(&with_length_prefix(&buf)).await.map_err(|e| e.to_string())?;
-        let frame = tokio::time::timeout(self.timeout, reader.next_frame())
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "connection closed before the answer".to_owned())?;
-        weir_wire::message::decode_response(&frame, key, version).map_err(|e| e.to_string())
-    }
+/// One request/response exchange of the sidecar's own.
+async fn call<Req: Encodable, Resp: Decodable>(
+    channel: &mut impl RoundTrip,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+) -> Result<(ResponseHeader, Resp), String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("weir-sidecar")));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .and_then(|_| request.encode(&mut buf, version))
+        .map_err(|e| e.to_string())?;
+    let frame = channel.round_trip(with_length_prefix(&buf)).await?;
+    weir_wire::message::decode_response(&frame, key, version).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

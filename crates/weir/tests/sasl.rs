@@ -278,5 +278,24 @@ async fn the_sidecar_speaks_tls_and_sasl_together_to_sasl_ssl_brokers() {
     let out = java_client(&["produce", "--bootstrap", &bs, "--topic", &topic, "--count", "10", "--prefix", "java"]);
     assert!(out.contains(&"produced=10".to_owned()), "{out:?}");
     assert_eq!(rd::consume(&bs, &topic, &unique("g"), 30, &[]).len(), 30);
+
+    // These listeners end SASL sessions after 4 s (KIP-368): the sidecar re-authenticates its
+    // broker connections in place, so a client producing for three lifetimes never sees a
+    // broker connection close.
+    let producer = rd::producer(&bs, &[]);
+    let until = std::time::Instant::now() + Duration::from_secs(12);
+    let mut sent = 0;
+    while std::time::Instant::now() < until {
+        let record = rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload("steady");
+        producer.send(record, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("record {sent}: {e}"));
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let closed = sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "upstream_closed")]);
+    assert_eq!(closed, 0.0, "a broker connection closed:\n{}", sidecar.logs().join("\n"));
+    assert!(
+        sidecar.logs().iter().any(|l| l.contains("re-authenticated to the broker")),
+        "the sidecar never re-authenticated"
+    );
     sidecar.assert_quiet();
 }

@@ -33,6 +33,7 @@ use sasl::SaslGate;
 use crate::authz::{AfterResponse, ConnectionAuthz};
 use crate::metrics::{Direction, TopicCache, TrafficPrincipal};
 use crate::sidecar::Shared;
+use crate::upstream::Reauthentication;
 
 /// Which upstream a listener stands for.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +50,9 @@ enum InFlight {
     Upstream(Pending),
     /// A response the sidecar produced itself.
     Local(ApiKey, Bytes),
+    /// A response the broker owes the sidecar itself (its re-authentication): handed to
+    /// `reply`, never to the client.
+    Internal { correlation_id: i32, reply: oneshot::Sender<Bytes> },
 }
 
 /// A broker connection still to be made (see `run`): where to, and how to hand its reading
@@ -169,11 +173,13 @@ async fn run(
     // With SASL at the sidecar and broker credentials chosen by principal, the broker
     // connection waits until the client has authenticated: only then is its identity known.
     let defer = shared.sasl.is_some() && !shared.config.upstream.sasl_by_principal.is_empty();
+    let mut upstream_reauth = None;
     let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if defer {
         let (sender, receiver) = oneshot::channel();
         (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
     } else {
-        let (read, write) = connect_upstream(shared, target, principal.as_deref()).await?;
+        let (read, write, reauth) = connect_upstream(shared, target, principal.as_deref()).await?;
+        upstream_reauth = reauth;
         (read, write, None, None)
     };
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
@@ -197,6 +203,7 @@ async fn run(
             sasl,
             authz,
             deferred,
+            reauth: upstream_reauth,
             principal: &mut principal,
             produced: &mut produced,
         };
@@ -240,16 +247,16 @@ async fn connect_upstream(
     shared: &Shared,
     target: Target,
     principal: Option<&str>,
-) -> Result<(BoxRead, BoxWrite), SessionError> {
+) -> Result<(BoxRead, BoxWrite, Option<Reauthentication>), SessionError> {
     match target {
         Target::Broker(node_id) => {
             let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;
-            Ok(shared.connector.connect(&address, principal).await?)
+            Ok(shared.connector.connect_session(&address, principal).await?)
         }
         Target::Bootstrap => {
             let mut last = None;
             for address in &shared.config.bootstrap {
-                match shared.connector.connect(address, principal).await {
+                match shared.connector.connect_session(address, principal).await {
                     Ok(stream) => return Ok(stream),
                     Err(err) => last = Some(err),
                 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::produce::scan_produce;
@@ -19,6 +19,7 @@ use super::{record_authentication, Deferred, InFlight, Pending, SessionError};
 use crate::authz::{ConnectionAuthz, Verdict};
 use crate::metrics::TopicCache;
 use crate::sidecar::Shared;
+use crate::upstream::{Reauthentication, RoundTrip};
 use crate::versions;
 
 pub(super) struct RequestHalf<'a> {
@@ -34,6 +35,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) authz: Option<ConnectionAuthz>,
     /// The broker connection, when it waits for the client's principal.
     pub(super) deferred: Option<Deferred>,
+    /// When the sidecar's own SASL session on the broker connection must be renewed (KIP-368).
+    pub(super) reauth: Option<Reauthentication>,
     /// Who the client is (set here when SASL authenticates it).
     pub(super) principal: &'a mut Option<String>,
     /// This connection's produce traffic per topic.
@@ -171,6 +174,9 @@ impl RequestHalf<'_> {
             if let Some(deferred) = self.deferred.take() {
                 self.connect(deferred).await?;
             }
+            if self.reauth.as_ref().is_some_and(|r| Instant::now() >= r.due) {
+                self.reauthenticate().await?;
+            }
             let proxy_time = started.elapsed();
             if expects_response {
                 let pending = Pending {
@@ -193,17 +199,30 @@ impl RequestHalf<'_> {
     /// reading half to the response half (before any response is owed on it).
     async fn connect(&mut self, deferred: Deferred) -> Result<(), SessionError> {
         let principal = self.principal.as_deref();
-        let (read, write) = super::connect_upstream(self.shared, deferred.target, principal).await?;
+        let (read, write, reauth) = super::connect_upstream(self.shared, deferred.target, principal).await?;
         let max_frame = self.shared.config.limits.max_frame_bytes;
         deferred.sender.send(FrameReader::new(read, max_frame)).map_err(|_| SessionError::UpstreamClosed)?;
         self.upstream = write;
+        self.reauth = reauth;
+        Ok(())
+    }
+
+    /// Renews the sidecar's SASL session on the broker connection before the next request goes
+    /// out: the exchange is queued behind the requests already sent, so responses stay in
+    /// order, and no client request is read meanwhile (the broker expects nothing else during
+    /// the exchange).
+    async fn reauthenticate(&mut self) -> Result<(), SessionError> {
+        let Some(due) = self.reauth.take() else { return Ok(()) };
+        let timeout = self.shared.connector.timeout();
+        let mut channel = InSession { upstream: &mut self.upstream, queue: &self.queue, timeout };
+        // Correlation ids of the sidecar's own: clients count up from 0.
+        self.reauth = self.shared.connector.reauthenticate(&due, &mut channel, i32::MAX - 3).await?;
+        tracing::debug!(broker = %due.address, "re-authenticated to the broker (KIP-368)");
         Ok(())
     }
 
     async fn enqueue(&self, entry: InFlight) -> Result<(), SessionError> {
-        // The response half only drops its receiver when it has failed; its error is the one
-        // that gets reported, so this side just stops.
-        self.queue.send(entry).await.map_err(|_| SessionError::UpstreamClosed)
+        enqueue(&self.queue, entry).await
     }
 
     fn count_client(&self, peek: &RequestHeaderPeek, cached: &mut Option<(Bytes, Counter)>) {
@@ -218,5 +237,32 @@ impl RequestHalf<'_> {
                 *cached = Some((id, counter));
             }
         };
+    }
+}
+
+async fn enqueue(queue: &mpsc::Sender<InFlight>, entry: InFlight) -> Result<(), SessionError> {
+    // The response half only drops its receiver when it has failed; its error is the one that
+    // gets reported, so this side just stops.
+    queue.send(entry).await.map_err(|_| SessionError::UpstreamClosed)
+}
+
+/// Round trips of the sidecar's own on a running broker connection: each request is queued as
+/// an `Internal` entry, so the response half hands its answer here instead of to the client.
+struct InSession<'a> {
+    upstream: &'a mut BoxWrite,
+    queue: &'a mpsc::Sender<InFlight>,
+    timeout: std::time::Duration,
+}
+
+impl RoundTrip for InSession<'_> {
+    async fn round_trip(&mut self, frame: Bytes) -> Result<Bytes, String> {
+        let correlation_id = RequestHeaderPeek::parse(&frame).map_err(|e| e.to_string())?.correlation_id;
+        let (reply, answer) = oneshot::channel();
+        enqueue(self.queue, InFlight::Internal { correlation_id, reply }).await.map_err(|e| e.to_string())?;
+        self.upstream.write_all(&frame).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(self.timeout, answer)
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+            .map_err(|_| "the broker connection closed before the answer".to_owned())
     }
 }

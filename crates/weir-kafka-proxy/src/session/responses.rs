@@ -83,11 +83,13 @@ impl ResponseHalf<'_> {
                     api.response_bytes.inc_by(frame.len() as u64);
                     frame
                 }
+                InFlight::Internal { correlation_id, reply } => {
+                    self.await_connected().await?;
+                    self.relay_internal(correlation_id, reply).await?;
+                    continue;
+                }
                 InFlight::Upstream(pending) => {
-                    if let Some(connected) = self.connected.take() {
-                        // Sent before the first upstream entry was queued.
-                        self.upstream = connected.await.map_err(|_| SessionError::UpstreamClosed)?;
-                    }
+                    self.await_connected().await?;
                     match self.relay_response(pending).await? {
                         Some(out) => out,
                         None => continue,
@@ -119,6 +121,32 @@ impl ResponseHalf<'_> {
         }
         self.count_response(&pending, out.len(), received);
         Ok(Some(out))
+    }
+
+    /// Takes over the broker connection the request half made after authentication, if any.
+    async fn await_connected(&mut self) -> Result<(), SessionError> {
+        if let Some(connected) = self.connected.take() {
+            // Sent before the first upstream entry was queued.
+            self.upstream = connected.await.map_err(|_| SessionError::UpstreamClosed)?;
+        }
+        Ok(())
+    }
+
+    /// The broker's answer to a request of the sidecar's own: to `reply`, not to the client.
+    async fn relay_internal(&mut self, correlation_id: i32, reply: oneshot::Sender<Bytes>) -> Result<(), SessionError> {
+        let total = match self.upstream.next_frame_size().await {
+            Ok(Some(total)) => total,
+            Ok(None) => return Err(SessionError::UpstreamClosed),
+            Err(err) => return Err(upstream_frame_error(err)),
+        };
+        let frame = self.read_whole(total).await?;
+        let got = weir_wire::header::response_correlation_id(&frame).unwrap_or(i32::MIN);
+        if got != correlation_id {
+            return Err(SessionError::CorrelationMismatch { expected: correlation_id, got });
+        }
+        // The request half may have given up waiting; then it has already failed.
+        let _ = reply.send(frame);
+        Ok(())
     }
 
     async fn read_whole(&mut self, total: usize) -> Result<Bytes, SessionError> {
