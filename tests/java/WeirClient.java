@@ -10,9 +10,13 @@
 //                  record i (0..N-1): key k-<i>, value P-<i> (P defaults to "value"),
 //                  headers dup:a and dup:b. Prints produced=N.
 //   consume      --topic T --count N [--group G] [--isolation read_committed|read_uncommitted]
+//                [--pattern REGEX]
 //                  From the beginning (without --group: all partitions assigned, no group).
 //                  Prints `record key=<k> value=<v> headers=<k1:v1,k2:v2>` per record, then
 //                  consumed=N. Fewer than N records before the timeout is a failure.
+//                  --pattern (with --group and --group-protocol consumer) subscribes to the
+//                  topics matching REGEX, resolved by the broker (KIP-848), instead of --topic,
+//                  and prints `record topic=<t> key=...`.
 //   txn          --topic T --transactional-id ID --commit-count N --abort-count M
 //                  Commits values committed-<i>, then aborts values aborted-<i>.
 //                  Prints committed=N aborted=M.
@@ -131,6 +135,7 @@ public class WeirClient {
         String topic = a.req("--topic");
         int count = a.reqInt("--count");
         String group = a.opt("--group", null);
+        String pattern = a.opt("--pattern", null);
         Properties p = consumerProps(a, group);
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false"); // we commit exactly what we print
         p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, a.opt("--isolation", "read_uncommitted"));
@@ -138,7 +143,9 @@ public class WeirClient {
         long deadline = System.currentTimeMillis() + a.timeoutMs();
         int got = 0;
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
-            if (group != null) {
+            if (pattern != null) {
+                consumer.subscribe(new SubscriptionPattern(pattern));
+            } else if (group != null) {
                 consumer.subscribe(List.of(topic));
             } else {
                 List<TopicPartition> tps = List.of();
@@ -155,7 +162,7 @@ public class WeirClient {
             while (got < count && System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
                     if (got == count) break;
-                    OUT.println("record key=" + nz(r.key()) + " value=" + nz(r.value()) + " headers=" + headers(r));
+                    OUT.println("record " + (pattern != null ? "topic=" + r.topic() + " " : "") + "key=" + nz(r.key()) + " value=" + nz(r.value()) + " headers=" + headers(r));
                     done.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                     got++;
                 }
@@ -433,7 +440,7 @@ public class WeirClient {
         static final Set<String> COMMON = Set.of("--bootstrap", "--timeout-ms", "--property");
         static final Map<String, Set<String>> ALLOWED = Map.of(
                 "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix"),
-                "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol"),
+                "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol", "--pattern"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
                 "admin", Set.of("--op", "--topic", "--partitions", "--replication", "--broker"),
                 "group-member", Set.of("--topic", "--group", "--member-id-label", "--duration-ms", "--group-protocol"),

@@ -2,7 +2,8 @@
 //!
 //! Owns what the Kafka sidecar shares with the MQTT/AMQP sidecars and gateways to come: loading
 //! YAML config with errors that name file and key ([`config`]), the admin HTTP endpoint with
-//! `/metrics`, `/healthz` and `/readyz` ([`admin`]), connection metrics common to every listener
+//! `/metrics`, `/healthz` and `/readyz` ([`admin`]),
+//! connection limits at accept ([`admission`]), connection metrics common to every listener
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
 //! termination with client identities from certificates ([`tls`]), SASL ([`sasl`]), the audit
 //! log ([`audit`]) and the authorization policy model ([`policy`]).
@@ -10,6 +11,7 @@
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod io;

@@ -12,11 +12,20 @@ pub struct ListenerLabels {
     pub listener: String,
 }
 
-/// Connection counts per listener.
+/// Labels of a connection refused at accept: the listener, and which limit refused it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub listener: String,
+    pub reason: &'static str,
+}
+
+/// Connection counts per listener, and the connections to the upstream service.
 #[derive(Clone, Default)]
 pub struct ConnectionMetrics {
     pub open: Family<ListenerLabels, Gauge>,
     pub accepted: Family<ListenerLabels, Counter>,
+    pub refused: Family<RefusedLabels, Counter>,
+    pub upstream_open: Gauge,
 }
 
 impl ConnectionMetrics {
@@ -28,7 +37,28 @@ impl ConnectionMetrics {
             "Client connections accepted, per listener",
             metrics.accepted.clone(),
         );
+        registry.register(
+            "weir_connections_refused",
+            "Client connections closed at accept because a connection limit was reached, per listener and limit",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "weir_upstream_connections_open",
+            "Connections to the upstream service (brokers) open now on behalf of clients",
+            metrics.upstream_open.clone(),
+        );
         metrics
+    }
+
+    /// Counts a connection refused at accept.
+    pub fn refused(&self, listener: &str, reason: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { listener: listener.to_owned(), reason }).inc();
+    }
+
+    /// Counts an upstream connection made for a client; the guard counts it closed when dropped.
+    pub fn upstream_opened(&self) -> OpenConnection {
+        self.upstream_open.inc();
+        OpenConnection { gauge: self.upstream_open.clone() }
     }
 
     /// Counts a new connection; the returned guard counts it closed when dropped.

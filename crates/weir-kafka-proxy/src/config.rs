@@ -116,6 +116,21 @@ pub struct Limits {
     /// Requests awaiting a response per connection before the sidecar stops reading more.
     #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: usize,
+    /// Largest frame accepted before the client has authenticated (SASL at the sidecar), as
+    /// Kafka's `sasl.server.max.receive.size`: a larger one closes the connection unread.
+    #[serde(default = "defaults::max_unauthenticated_frame_bytes")]
+    pub max_unauthenticated_frame_bytes: usize,
+    /// How long after connecting a client may take to finish its SASL exchange (SASL at the
+    /// sidecar); then the connection is closed. (A TLS handshake has its own timeout.)
+    #[serde(default = "defaults::authentication_timeout_ms")]
+    pub authentication_timeout_ms: u64,
+    /// Client connections held at once, all listeners together; more are closed at accept.
+    /// 0: no limit (the descriptor limit still is one).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Client connections held at once from one IP address; 0: no limit.
+    #[serde(default = "defaults::max_connections_per_source")]
+    pub max_connections_per_source: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +158,18 @@ mod defaults {
     }
     pub fn max_in_flight() -> usize {
         1024
+    }
+    pub fn max_unauthenticated_frame_bytes() -> usize {
+        512 * 1024
+    }
+    pub fn authentication_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn max_connections_per_source() -> usize {
+        1_000
     }
     pub fn shutdown_grace_ms() -> u64 {
         10_000
@@ -173,7 +200,14 @@ impl Default for UpstreamConfig {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_frame_bytes: defaults::max_frame_bytes(), max_in_flight: defaults::max_in_flight() }
+        Self {
+            max_frame_bytes: defaults::max_frame_bytes(),
+            max_in_flight: defaults::max_in_flight(),
+            max_unauthenticated_frame_bytes: defaults::max_unauthenticated_frame_bytes(),
+            authentication_timeout_ms: defaults::authentication_timeout_ms(),
+            max_connections: defaults::max_connections(),
+            max_connections_per_source: defaults::max_connections_per_source(),
+        }
     }
 }
 
@@ -242,6 +276,17 @@ impl SidecarConfig {
         if self.limits.max_in_flight == 0 {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));
         }
+        let unauthenticated = self.limits.max_unauthenticated_frame_bytes;
+        if unauthenticated < 1024 || unauthenticated > self.limits.max_frame_bytes {
+            return Err(invalid(
+                origin,
+                "limits.max_unauthenticated_frame_bytes",
+                format!("expected between 1024 and limits.max_frame_bytes ({})", self.limits.max_frame_bytes),
+            ));
+        }
+        if self.limits.authentication_timeout_ms == 0 {
+            return Err(invalid(origin, "limits.authentication_timeout_ms", "expected at least 1"));
+        }
         if let Some(sasl) = &self.sasl {
             sasl.check().map_err(|(key, message)| invalid(origin, key, message))?;
         }
@@ -271,6 +316,10 @@ impl SidecarConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream.idle_timeout_ms)
+    }
+
+    pub fn authentication_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.authentication_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -3,8 +3,8 @@
 //! Owns what is Kafka-specific on the data path: a bootstrap listener plus one listener per
 //! broker ([`directory`]), one upstream connection per client connection with responses kept
 //! in request order ([`session`]), rewriting every broker address a response reveals
-//! ([`rewrite`]), ApiVersions negotiation ([`versions`]), topic-level authorization (`authz`) and Kafka
-//! metrics ([`metrics`]).
+//! ([`rewrite`]), ApiVersions negotiation ([`versions`]), topic-level authorization (`authz`), fetch sessions bound to
+//! their principal ([`fetch_sessions`]) and Kafka metrics ([`metrics`]).
 //!
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
@@ -12,10 +12,12 @@
 mod authz;
 pub mod config;
 pub mod directory;
+pub mod fetch_sessions;
 pub mod metrics;
 pub mod rewrite;
 pub mod session;
 pub mod sidecar;
+pub mod topic_ids;
 pub mod upstream;
 pub mod versions;
 

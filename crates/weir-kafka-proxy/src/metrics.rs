@@ -35,7 +35,7 @@ impl TrafficPrincipal {
         let _ = self.0.set(principal.to_owned());
     }
 
-    fn get(&self) -> &str {
+    pub(crate) fn get(&self) -> &str {
         self.0.get().map_or("", String::as_str)
     }
 }

@@ -1,13 +1,11 @@
 //! The sidecar process: listeners, the readiness probe, and orderly shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiVersionsResponse, MetadataResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiVersionsResponse;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -15,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
+use weir_core::admission::Admission;
 use weir_core::audit::AuditLog;
 use weir_core::policy::PolicyWatch;
 use weir_core::sasl::SaslServer;
@@ -22,9 +21,11 @@ use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
+use crate::fetch_sessions::FetchSessionOwners;
 use crate::metrics::KafkaMetrics;
 use crate::rewrite;
 use crate::session::{self, Target};
+use crate::topic_ids::TopicIds;
 use crate::upstream::Connector;
 
 /// Why the sidecar could not start.
@@ -57,7 +58,12 @@ pub struct Shared {
     pub audit: Option<AuditLog>,
     /// The authorization policy, when configured (reloaded when its file changes).
     pub policy: Option<Arc<PolicyWatch>>,
-    topic_names: RwLock<HashMap<Uuid, StrBytes>>,
+    /// Connection limits, checked at accept.
+    pub admission: Arc<Admission>,
+    /// Who opened each fetch session, so no one else can read it.
+    pub fetch_sessions: FetchSessionOwners,
+    /// Topic ids and their names, learned from Metadata and asked of the cluster.
+    pub topic_ids: Arc<TopicIds>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
@@ -65,27 +71,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Remembers topic ids from a Metadata response (Fetch v13+ and Produce v13 name topics
-    /// by id only).
-    pub fn learn_topics(&self, resp: &MetadataResponse) {
-        let mut names = self.topic_names.write().unwrap_or_else(|p| p.into_inner());
-        for topic in &resp.topics {
-            if let Some(name) = &topic.name {
-                if !topic.topic_id.is_nil() {
-                    names.insert(topic.topic_id, name.0.clone());
-                }
-            }
-        }
-    }
-
-    /// The name learned for a topic id, if any.
-    pub fn known_topic_name(&self, id: &Uuid) -> Option<StrBytes> {
-        self.topic_names.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
-    }
-
-    /// The name learned for a topic id, else the id itself.
-    pub fn topic_name_for_id(&self, id: &Uuid) -> StrBytes {
-        self.known_topic_name(id).unwrap_or_else(|| StrBytes::from_string(id.to_string()))
+    /// Asks the cluster (as the sidecar itself) for the names of topic ids not learned yet.
+    pub async fn resolve_topic_ids(&self, ids: &[Uuid]) {
+        let (connector, bootstrap) = (&self.connector, &self.config.bootstrap);
+        self.topic_ids.resolve(ids, |wanted| connector.lookup_topic_ids(bootstrap, wanted)).await
     }
 }
 
@@ -144,7 +133,10 @@ impl Sidecar {
             config.upstream.sasl.clone(),
             &config.upstream.sasl_by_principal,
         );
+        let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_source);
         let shared = Arc::new(Shared {
+            admission,
+            fetch_sessions: FetchSessionOwners::default(),
             config,
             metrics,
             directory: Arc::new(directory),
@@ -154,7 +146,7 @@ impl Sidecar {
             sasl,
             audit,
             policy,
-            topic_names: RwLock::new(HashMap::new()),
+            topic_ids: Arc::default(),
             broker_versions: RwLock::new(None),
             next_connection: AtomicU64::new(1),
         });
@@ -222,6 +214,9 @@ impl Sidecar {
 }
 
 async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpListener, target: Target) {
+    let name = target.listener_name();
+    let mut backoff = Duration::ZERO;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -229,15 +224,38 @@ async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpLis
         };
         match accepted {
             Ok((stream, peer)) => {
+                backoff = Duration::ZERO;
+                // Refused before the connection costs more than its socket: no task, no
+                // buffers, no broker connection.
+                let admitted = match shared.admission.admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(refused) => {
+                        shared.metrics.connections.refused(&name, refused.reason());
+                        tracing::debug!(%peer, listener = %name, %refused, "connection refused");
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
                 let span = tracing::info_span!("conn", id, %peer, principal = tracing::field::Empty);
-                tracker.spawn(session::serve(shared.clone(), stream, peer, target).instrument(span));
+                let session = session::serve(shared.clone(), stream, peer, target);
+                tracker.spawn(
+                    async move {
+                        session.await;
+                        drop(admitted);
+                    }
+                    .instrument(span),
+                );
             }
             Err(err) => {
-                // Out of file descriptors, typically: back off instead of spinning.
-                tracing::warn!(%err, ?target, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors, typically: back off (10 ms doubling to 1 s) instead
+                // of spinning, keep accepting, and warn at most every 10 s.
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(%err, listener = %name, ?backoff, "accept failed; backing off");
+                    last_warning = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(backoff).await;
             }
         }
     }
@@ -258,7 +276,7 @@ async fn probe_until_ready(shared: Arc<Shared>, ready: watch::Sender<bool>) {
             match probed {
                 Ok(Some(mut metadata)) => match rewrite::metadata(&mut metadata, &*shared.directory) {
                     Ok(_) => {
-                        shared.learn_topics(&metadata);
+                        shared.topic_ids.learn(&metadata);
                         tracing::info!(%server, brokers = metadata.brokers.len(), "upstream cluster answered; ready");
                         let _ = ready.send(true);
                         return;

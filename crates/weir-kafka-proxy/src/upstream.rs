@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
@@ -15,6 +16,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use uuid::Uuid;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_core::policy::Pattern;
 use weir_core::sasl::{SaslClientConfig, ScramClient, ScramMechanism};
@@ -26,6 +28,8 @@ use crate::config::{split_host_port, PrincipalSasl};
 
 /// Frames of a SASL exchange are small; a larger one is not an answer to ours.
 const SASL_FRAME_LIMIT: usize = 1 << 20;
+/// A Metadata answer naming some topic ids.
+const LOOKUP_FRAME_LIMIT: usize = 16 << 20;
 
 /// Why a broker could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +297,36 @@ impl Connector {
             }
         };
         Ok(Probed { versions, metadata })
+    }
+}
+
+impl Connector {
+    /// Asks the cluster, as the sidecar itself, for the names of topic ids (Metadata v12 by
+    /// id): the first bootstrap server that answers does.
+    pub async fn lookup_topic_ids(
+        &self,
+        bootstrap: &[String],
+        ids: Vec<Uuid>,
+    ) -> Result<MetadataResponse, UpstreamError> {
+        let topics = ids.into_iter().map(|id| MetadataRequestTopic::default().with_topic_id(id)).collect();
+        let request = MetadataRequest::default().with_topics(Some(topics)).with_allow_auto_topic_creation(false);
+        let mut last = None;
+        for address in bootstrap {
+            let lookup_err = |reason: String| UpstreamError::Probe { addr: address.clone(), reason };
+            let attempt = async {
+                let (read, mut write) = self.connect(address, None).await?;
+                let mut reader = FrameReader::new(read, LOOKUP_FRAME_LIMIT);
+                let mut direct = Direct { reader: &mut reader, write: &mut write, timeout: self.timeout };
+                let (_, answer): (_, MetadataResponse) =
+                    call(&mut direct, ApiKey::Metadata, 12, 1, &request).await.map_err(lookup_err)?;
+                Ok(answer)
+            };
+            match attempt.await {
+                Ok(answer) => return Ok(answer),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| UpstreamError::NoAddress("bootstrap".into())))
     }
 }
 

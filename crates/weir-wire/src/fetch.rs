@@ -15,6 +15,8 @@ const NODE_ENDPOINTS_TAG: u32 = 0;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchSummary {
     pub error_code: i16,
+    /// The fetch session (KIP-227, v7+) the response belongs to; 0: none.
+    pub session_id: i32,
     /// Where the `NodeEndpoints` tagged field (broker addresses, to be rewritten or hidden)
     /// sits in the body, when the response has a non-empty one.
     pub node_endpoints: Option<TaggedFieldAt>,
@@ -33,6 +35,30 @@ impl FetchSummary {
     pub fn has_node_endpoints(&self) -> bool {
         self.node_endpoints.is_some()
     }
+}
+
+/// The fetch session a Fetch request (v7+) names, read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSessionRef {
+    pub session_id: i32,
+    /// 0: a full request that opens a session; -1: no session (closing `session_id`, if any);
+    /// above 0: an incremental request on the session.
+    pub epoch: i32,
+    /// Where `session_id` sits in the body.
+    pub offset: usize,
+}
+
+/// Reads the session id and epoch of a Fetch request body (after the request header): fixed
+/// fields, before any variable-length one, so no walk is needed. `None` before v7 (no
+/// sessions) or when the body is too short.
+pub fn request_session(body: &[u8], version: i16) -> Option<FetchSessionRef> {
+    if version < 7 {
+        return None;
+    }
+    // replica_id (v0-14), max_wait_ms, min_bytes, max_bytes, isolation_level.
+    let offset = if version <= 14 { 17 } else { 13 };
+    let int = |at: usize| body.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    Some(FetchSessionRef { session_id: int(offset)?, epoch: int(offset + 4)?, offset })
 }
 
 /// One partition's answer.
@@ -78,13 +104,7 @@ pub fn scan_fetch_response<'a>(
     let flexible = version >= FIRST_FLEXIBLE;
     let mut c = Cursor::new(body, "Fetch response", version);
     c.i32()?; // throttle_time_ms
-    let error_code = if version >= 7 {
-        let code = c.i16()?;
-        c.i32()?; // session_id
-        code
-    } else {
-        0
-    };
+    let (error_code, session_id) = if version >= 7 { (c.i16()?, c.i32()?) } else { (0, 0) };
     let topics = c.array_len(flexible)?;
     for _ in 0..topics {
         let topic = c.topic_ref(flexible, version >= FIRST_TOPIC_ID)?;
@@ -134,7 +154,7 @@ pub fn scan_fetch_response<'a>(
             }
         }
     }
-    Ok(FetchSummary { error_code, node_endpoints })
+    Ok(FetchSummary { error_code, session_id, node_endpoints })
 }
 
 #[cfg(test)]
@@ -203,6 +223,7 @@ mod tests {
                 })
                 .unwrap();
                 assert_eq!(summary.has_node_endpoints(), endpoints && version >= 16, "v{version}");
+                assert_eq!(summary.session_id, if version >= 7 { 9 } else { 0 }, "v{version}");
                 if let Some(at) = &summary.node_endpoints {
                     // The tag byte, then the size, then the value that ends the body's tags.
                     assert_eq!(body[at.tag_offset], 0);
@@ -219,6 +240,25 @@ mod tests {
                     "v{version}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn request_sessions_are_read_where_the_reference_encoder_puts_them() {
+        use kafka_protocol::messages::FetchRequest;
+        for version in FetchRequest::VERSIONS.min..=FetchRequest::VERSIONS.max {
+            let request = FetchRequest::default().with_session_id(0x0102_0304).with_session_epoch(-1);
+            let mut buf = BytesMut::new();
+            request.encode(&mut buf, version).unwrap();
+            let found = request_session(&buf, version);
+            if version < 7 {
+                assert_eq!(found, None);
+                continue;
+            }
+            let found = found.unwrap_or_else(|| panic!("v{version}: no session read"));
+            assert_eq!((found.session_id, found.epoch), (0x0102_0304, -1), "v{version}");
+            assert_eq!(&buf[found.offset..found.offset + 4], &[1, 2, 3, 4], "v{version}");
+            assert_eq!(request_session(&buf[..found.offset + 7], version), None, "v{version}: short body");
         }
     }
 

@@ -36,6 +36,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self { inner, buf: BytesMut::with_capacity(16 * 1024), max_frame }
     }
 
+    /// Changes the largest frame accepted from here on (e.g. raised once a client has
+    /// authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// The next frame, or `None` on a clean end of stream between frames.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {

@@ -90,6 +90,9 @@ fn response_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
         ApiKey::CreatePartitions => ("CreatePartitions response", m::CreatePartitionsResponse::VERSIONS),
         ApiKey::DeleteRecords => ("DeleteRecords response", m::DeleteRecordsResponse::VERSIONS),
         ApiKey::DeleteGroups => ("DeleteGroups response", m::DeleteGroupsResponse::VERSIONS),
+        ApiKey::ConsumerGroupHeartbeat => {
+            ("ConsumerGroupHeartbeat response", m::ConsumerGroupHeartbeatResponse::VERSIONS)
+        }
         ApiKey::ConsumerGroupDescribe => ("ConsumerGroupDescribe response", m::ConsumerGroupDescribeResponse::VERSIONS),
         ApiKey::ShareGroupDescribe => ("ShareGroupDescribe response", m::ShareGroupDescribeResponse::VERSIONS),
         ApiKey::AlterConfigs => ("AlterConfigs response", m::AlterConfigsResponse::VERSIONS),
@@ -496,6 +499,19 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                 w.skip(2) // error_code
             })?;
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            w.skip(4 + 2)?; // throttle_time_ms, error_code
+            w.nullable_string()?; // error_message
+            w.nullable_string()?; // member_id
+            w.skip(4 + 4)?; // member_epoch, heartbeat_interval_ms
+            w.option_struct(|w| {
+                // assignment: topic_id, partitions
+                w.structs(|w| {
+                    w.skip(16)?;
+                    w.int32s()
+                })
+            })?;
+        }
         ApiKey::ConsumerGroupDescribe => {
             w.skip(4)?; // throttle_time_ms
             w.structs(|w| {
@@ -694,6 +710,7 @@ mod tests {
             case::<m::CreatePartitionsResponse>(ApiKey::CreatePartitions, create_partitions),
             case::<m::DeleteRecordsResponse>(ApiKey::DeleteRecords, delete_records),
             case::<m::DeleteGroupsResponse>(ApiKey::DeleteGroups, delete_groups),
+            case::<m::ConsumerGroupHeartbeatResponse>(ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat),
             case::<m::ConsumerGroupDescribeResponse>(ApiKey::ConsumerGroupDescribe, consumer_group_describe),
             case::<m::ShareGroupDescribeResponse>(ApiKey::ShareGroupDescribe, share_group_describe),
             case::<m::AlterConfigsResponse>(ApiKey::AlterConfigs, alter_configs),
@@ -1572,6 +1589,28 @@ mod tests {
             .with_group_id(gid("x"));
         let r = ShareGroupDescribeResponse::default().with_throttle_time_ms(5).with_groups(vec![group, missing]);
         vec![body(r, v)]
+    }
+
+    fn consumer_group_heartbeat(v: i16) -> Vec<Vec<u8>> {
+        use m::consumer_group_heartbeat_response::*;
+        let assignment = Assignment::default()
+            .with_topic_partitions(vec![
+                TopicPartitions::default()
+                    .with_topic_id(id(1))
+                    .with_partitions(vec![0, 1])
+                    .with_unknown_tagged_fields(unknown()),
+                TopicPartitions::default().with_topic_id(id(2)),
+            ])
+            .with_unknown_tagged_fields(unknown());
+        let base = ConsumerGroupHeartbeatResponse::default()
+            .with_throttle_time_ms(5)
+            .with_member_id(Some(s("m-1")))
+            .with_member_epoch(3)
+            .with_heartbeat_interval_ms(5000);
+        vec![
+            body(base.clone().with_assignment(Some(assignment)), v),
+            body(base.with_error_code(25).with_error_message(Some(s("UNKNOWN_MEMBER_ID"))).with_member_id(None), v),
+        ]
     }
 
     fn consumer_group_describe(v: i16) -> Vec<Vec<u8>> {

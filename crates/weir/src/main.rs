@@ -108,6 +108,10 @@ fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = proxy_config(args)?;
     weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    match weir_core::admission::raise_descriptor_limit() {
+        Ok((before, after)) => tracing::info!(?before, ?after, "open descriptor limit (soft, hard)"),
+        Err(err) => tracing::info!(%err, "cannot raise the open descriptor limit"),
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {

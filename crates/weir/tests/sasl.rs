@@ -210,6 +210,7 @@ async fn broker_credentials_are_chosen_by_the_client_principal() {
             bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9095 + 10 * i)).collect::<Vec<_>>().join(","),
             upstream_yaml: upstream_yaml.to_owned(),
             extra_yaml: format!("fixed_principal: '{principal}'\n"),
+            ..Default::default()
         })
     };
     let shop = sidecar_as("spiffe://weir.test/ns/shop/sa/orders");
@@ -240,6 +241,7 @@ async fn clients_authenticated_at_the_sidecar_get_the_broker_identity_mapped_to_
              - {principals: [bob], sasl: {mechanism: PLAIN, username: weir, password: guessed}}\n"
             .to_owned(),
         extra_yaml: format!("sasl: {{credentials: {}}}\n", files.dir.join("users.yaml").display()),
+        ..Default::default()
     });
     let bs = sidecar.bootstrap();
     let topic = unique("sasl-map-user");

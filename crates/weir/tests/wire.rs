@@ -8,36 +8,19 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::raw::{one_record_batch, read_frame, request};
+use common::raw::{api_versions_request, closed_by_peer, one_record_batch, read_frame, request};
 use common::{rd, unique, Sidecar};
 use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_wire::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    SaslHandshakeRequest, TopicName,
+    ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, SaslHandshakeRequest, TopicName,
 };
 use weir_wire::kafka_protocol::protocol::StrBytes;
 use weir_wire::message::decode_response;
-
-fn api_versions_request() -> ApiVersionsRequest {
-    ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("weir-wire-test"))
-        .with_client_software_version(StrBytes::from_static_str("1.0"))
-}
 
 fn connect(sidecar: &Sidecar) -> TcpStream {
     let stream = TcpStream::connect(sidecar.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream
-}
-
-/// True when the sidecar closed the connection (EOF or reset) rather than answering.
-fn closed_by_peer(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 1];
-    matches!(stream.read(&mut buf), Ok(0) | Err(_)) && {
-        // A read timeout would also be an Err; make sure it was not one.
-        stream.set_read_timeout(Some(Duration::from_millis(1))).ok();
-        true
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,7 @@ const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
 const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 const TRANSACTIONAL_ID_DENIED: i16 = ResponseError::TransactionalIdAuthorizationFailed.code();
 const NOT_ATTEMPTED: i16 = ResponseError::OperationNotAttempted.code();
+const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 
 /// One request being authorized.
 pub(super) struct Ctx<'a> {
@@ -45,6 +46,12 @@ impl Ctx<'_> {
     }
 
     fn permits(&self, named: Named<'_>) -> bool {
+        if let Named::Topic(TopicRef::Id(id)) = named {
+            // No decision on an id's text: an id still unknown here was looked up and is not one.
+            if self.shared.topic_ids.name(&uuid::Uuid::from_bytes(id)).is_none() {
+                return false;
+            }
+        }
         match need_for(self.key(), self.version(), &named) {
             Some(needed) => allows(self.view, needed, &resource_name(self.shared, &named), self.key()),
             None => true,
@@ -58,6 +65,16 @@ impl Ctx<'_> {
 
     fn topic(&self, name: &TopicName, id: &uuid::Uuid) -> bool {
         self.permits(Named::Topic(if id.is_nil() { TopicRef::Name(name) } else { TopicRef::Id(*id.as_bytes()) }))
+    }
+
+    /// The error for a topic that is not permitted: UNKNOWN_TOPIC_ID for an id the cluster
+    /// could not name, else the authorization failure.
+    fn topic_error(&self, id: &uuid::Uuid) -> i16 {
+        if !id.is_nil() && self.shared.topic_ids.name(id).is_none() {
+            UNKNOWN_TOPIC_ID
+        } else {
+            TOPIC_DENIED
+        }
     }
 
     fn decode<T: Decodable>(&self) -> Result<T, SessionError> {
@@ -81,12 +98,33 @@ impl Ctx<'_> {
         R: Decodable + Encodable + 'static,
     {
         let (key, version) = (self.key(), self.version());
-        AfterResponse(Box::new(move |frame: Bytes| {
-            let parsed = ResponseFrame::parse(&frame, key, version)?;
-            let mut response: R = parsed.decode(key, version)?;
-            change(&mut response);
-            weir_wire::message::encode_response_with_header(&parsed.header, key, version, &response)
-        }))
+        AfterResponse {
+            change: Box::new(move |frame: Bytes| {
+                let parsed = ResponseFrame::parse(&frame, key, version)?;
+                let mut response: R = parsed.decode(key, version)?;
+                change(&mut response);
+                weir_wire::message::encode_response_with_header(&parsed.header, key, version, &response)
+            }),
+            topic_ids: None,
+        }
+    }
+
+    /// A step that judges topics the response names by id: `ids` reads them from the
+    /// decoded response, so that the session can look up the unknown ones first.
+    fn after_naming_ids<R>(
+        &self,
+        ids: fn(&R) -> Vec<uuid::Uuid>,
+        change: impl FnOnce(&mut R) + Send + Sync + 'static,
+    ) -> AfterResponse
+    where
+        R: Decodable + Encodable + 'static,
+    {
+        let (key, version) = (self.key(), self.version());
+        let read = move |frame: &Bytes| {
+            let response: R = ResponseFrame::parse(frame, key, version)?.decode(key, version)?;
+            Ok(ids(&response))
+        };
+        AfterResponse { topic_ids: Some(Box::new(read)), ..self.after(change) }
     }
 
     /// Answers locally when nothing allowed is left, else forwards what is left and appends
@@ -167,6 +205,50 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
                 })
             })))
         }
+        // KIP-848 assignments name topics by id and, with a regex subscription, may hold any
+        // topic the regex matches: the member sees only those it may describe, as Kafka's
+        // coordinator resolves a regex only to topics the member may describe.
+        ApiKey::ConsumerGroupHeartbeat => {
+            let (view, names) = (ctx.view.clone(), ctx.shared.topic_ids.clone());
+            let assigned = |r: &ConsumerGroupHeartbeatResponse| {
+                r.assignment.iter().flat_map(|a| &a.topic_partitions).map(|t| t.topic_id).collect()
+            };
+            Ok(Verdict::Filter(ctx.after_naming_ids(assigned, move |r: &mut ConsumerGroupHeartbeatResponse| {
+                if let Some(assignment) = &mut r.assignment {
+                    assignment.topic_partitions.retain(|t| {
+                        names
+                            .name(&t.topic_id)
+                            .is_some_and(|n| view.allows(ResourceType::Topic, &n, Operation::Describe))
+                    });
+                }
+            })))
+        }
+        // As Kafka answers it: a group whose members use topics the client may not describe
+        // is not shown.
+        ApiKey::ConsumerGroupDescribe => {
+            let view = ctx.view.clone();
+            Ok(Verdict::Filter(ctx.after(move |r: &mut ConsumerGroupDescribeResponse| {
+                let describable = |name: &str| view.allows(ResourceType::Topic, name, Operation::Describe);
+                for group in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+                    let hidden = group.members.iter().any(|m| {
+                        let assigned =
+                            [&m.assignment, &m.target_assignment].into_iter().flat_map(|a| &a.topic_partitions);
+                        m.subscribed_topic_names
+                            .iter()
+                            .map(|n| str_of(n))
+                            .chain(assigned.map(|t| str_of(&t.topic_name)))
+                            .any(|name| !describable(name))
+                    });
+                    if hidden {
+                        group.members.clear();
+                        group.error_code = TOPIC_DENIED;
+                        group.error_message = Some(StrBytes::from_static_str(
+                            "The described group uses topics that the client is not authorized to describe.",
+                        ));
+                    }
+                }
+            })))
+        }
         ApiKey::OffsetFetch if ctx.facts.all_topics => {
             let view = ctx.view.clone();
             let describable = move |name: &TopicName| view.allows(ResourceType::Topic, name, Operation::Describe);
@@ -236,6 +318,7 @@ pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, Sessi
     let denied: Vec<_> = denied
         .into_iter()
         .map(|t| {
+            let code = ctx.topic_error(&t.topic_id);
             fetch_response::FetchableTopicResponse::default()
                 .with_topic(t.topic)
                 .with_topic_id(t.topic_id)
@@ -245,7 +328,7 @@ pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, Sessi
                         .map(|p| {
                             fetch_response::PartitionData::default()
                                 .with_partition_index(p.partition)
-                                .with_error_code(TOPIC_DENIED)
+                                .with_error_code(code)
                                 .with_high_watermark(-1)
                                 .with_last_stable_offset(-1)
                                 .with_log_start_offset(-1)
@@ -626,6 +709,7 @@ fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     let denied = denied
         .into_iter()
         .map(|t| {
+            let code = if code == TOPIC_DENIED { ctx.topic_error(&t.topic_id) } else { code };
             produce_response::TopicProduceResponse::default()
                 .with_name(t.name)
                 .with_topic_id(t.topic_id)
@@ -658,12 +742,11 @@ fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     let denied = take_denied(&mut request.topics, |t| !ctx.topic(&TopicName::default(), &t.topic_id))
         .into_iter()
         .map(|t| {
+            let code = ctx.topic_error(&t.topic_id);
             ShareFetchableTopicResponse::default().with_topic_id(t.topic_id).with_partitions(
                 t.partitions
                     .iter()
-                    .map(|p| {
-                        PartitionData::default().with_partition_index(p.partition_index).with_error_code(TOPIC_DENIED)
-                    })
+                    .map(|p| PartitionData::default().with_partition_index(p.partition_index).with_error_code(code))
                     .collect(),
             )
         })
@@ -683,12 +766,11 @@ fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         |r| &mut r.topics,
         |t| !ctx.topic(&TopicName::default(), &t.topic_id),
         |t| {
+            let code = ctx.topic_error(&t.topic_id);
             ShareAcknowledgeTopicResponse::default().with_topic_id(t.topic_id).with_partitions(
                 t.partitions
                     .iter()
-                    .map(|p| {
-                        PartitionData::default().with_partition_index(p.partition_index).with_error_code(TOPIC_DENIED)
-                    })
+                    .map(|p| PartitionData::default().with_partition_index(p.partition_index).with_error_code(code))
                     .collect(),
             )
         },

@@ -46,14 +46,30 @@ pub(crate) enum Verdict {
     Answer(Bytes),
     /// Denied entirely and no response is expected (`acks=0` produce).
     Drop,
+    /// It names topic ids whose names the sidecar has not learned: nothing can be decided
+    /// until they are looked up (then `check` again, with `ids_looked_up`).
+    Unresolved(Vec<Uuid>),
 }
 
+type ResponseChange = Box<dyn FnOnce(Bytes) -> Result<Bytes, MessageError> + Send + Sync>;
+type TopicIdReader = Box<dyn Fn(&Bytes) -> Result<Vec<Uuid>, MessageError> + Send + Sync>;
+
 /// A change to the broker's response frame: denied parts merged back, or entries filtered.
-pub(crate) struct AfterResponse(Box<dyn FnOnce(Bytes) -> Result<Bytes, MessageError> + Send + Sync>);
+pub(crate) struct AfterResponse {
+    change: ResponseChange,
+    /// Reads the topic ids of the response that `change` judges by name: the session looks
+    /// up those it does not know before applying it.
+    topic_ids: Option<TopicIdReader>,
+}
 
 impl AfterResponse {
     pub(crate) fn apply(self, frame: Bytes) -> Result<Bytes, MessageError> {
-        (self.0)(frame)
+        (self.change)(frame)
+    }
+
+    /// The topic ids in `frame` that the change needs named.
+    pub(crate) fn topic_ids(&self, frame: &Bytes) -> Result<Vec<Uuid>, MessageError> {
+        self.topic_ids.as_ref().map_or(Ok(Vec::new()), |read| read(frame))
     }
 }
 
@@ -202,12 +218,15 @@ impl ConnectionAuthz {
         }
     }
 
-    /// Decides what happens to one request.
+    /// Decides what happens to one request. A topic id whose name is unknown is never judged
+    /// by its text: first the ids are handed back to be looked up (`Unresolved`); once
+    /// `ids_looked_up`, one still unknown is denied (answered as an unknown topic id).
     pub(crate) fn check(
         &mut self,
         shared: &Shared,
         frame: &Bytes,
         peek: &RequestHeaderPeek,
+        ids_looked_up: bool,
     ) -> Result<Verdict, SessionError> {
         self.refresh();
         let (api, version) = (peek.api_key, peek.api_version);
@@ -215,11 +234,19 @@ impl ConnectionAuthz {
         let view = &*self.view;
         let decided = &mut self.decided;
         let mut denials = Vec::new();
+        let mut unresolved = Vec::new();
         let mut deny = |need: Need, name: &str| denials.push(Denial { need, name: name.to_owned() });
         let mut check = |named: Named<'_>| {
             let Some(needed) = need_for(api, version, &named) else { return };
             let allowed = match named {
-                Named::Topic(TopicRef::Id(id)) => decided.decide_topic_id(shared, view, needed, &id, api),
+                Named::Topic(TopicRef::Id(id)) => match decided.decide_topic_id(shared, view, needed, &id, api) {
+                    Some(decision) => decision,
+                    None if ids_looked_up => false,
+                    None => {
+                        unresolved.push(Uuid::from_bytes(id));
+                        return;
+                    }
+                },
                 _ => decided.decide(view, needed, &resource_name(shared, &named), api),
             };
             if !allowed {
@@ -232,6 +259,9 @@ impl ConnectionAuthz {
         } else {
             scan_request_resources(body, api, version, &mut check).map_err(SessionError::BadRequestBody)?
         };
+        if !unresolved.is_empty() {
+            return Ok(Verdict::Unresolved(unresolved));
+        }
         if facts.is_none() {
             if let Some(operation) = cluster_need(api) {
                 let needed = need(ResourceType::Cluster, operation);
@@ -300,8 +330,8 @@ fn allows(view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool
     api == ApiKey::CreateTopics && view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Create)
 }
 
-/// The name a policy matches: topic ids are resolved through the names learned from Metadata
-/// (an unknown id stays its text form, which only `topic:*` matches).
+/// The name a policy matches, or the audit shows: topic ids are resolved through the names
+/// learned (an unknown id stays its text form, for the audit only: no decision is taken on it).
 fn resource_name<'a>(shared: &Shared, named: &Named<'a>) -> Cow<'a, str> {
     match named {
         Named::Topic(TopicRef::Name(name))
@@ -309,7 +339,7 @@ fn resource_name<'a>(shared: &Shared, named: &Named<'a>) -> Cow<'a, str> {
         | Named::TransactionalId(name)
         | Named::CoordinatorKey { key: name, .. }
         | Named::ConfigResource { name, .. } => Cow::Borrowed(name),
-        Named::Topic(TopicRef::Id(id)) => Cow::Owned(shared.topic_name_for_id(&Uuid::from_bytes(*id)).to_string()),
+        Named::Topic(TopicRef::Id(id)) => Cow::Owned(shared.topic_ids.name_or_id(&Uuid::from_bytes(*id)).to_string()),
     }
 }
 
@@ -328,7 +358,7 @@ struct DecisionCache {
 const CACHE_LIMIT: usize = 4096;
 
 impl DecisionCache {
-    /// The decision for a topic named by id.
+    /// The decision for a topic named by id; `None` when its name is not known.
     fn decide_topic_id(
         &mut self,
         shared: &Shared,
@@ -336,16 +366,14 @@ impl DecisionCache {
         needed: Need,
         id: &[u8; 16],
         api: ApiKey,
-    ) -> bool {
+    ) -> Option<bool> {
         let bit = 1u16 << (needed.operation as u16);
         if let Some((known, allowed)) = self.topic_ids.get(id) {
             if known & bit != 0 {
-                return allowed & bit != 0;
+                return Some(allowed & bit != 0);
             }
         }
-        let Some(name) = shared.known_topic_name(&Uuid::from_bytes(*id)) else {
-            return allows(view, needed, &Uuid::from_bytes(*id).to_string(), api);
-        };
+        let name = shared.topic_ids.name(&Uuid::from_bytes(*id))?;
         let decision = self.decide(view, needed, &name, api);
         if self.topic_ids.len() >= CACHE_LIMIT {
             self.topic_ids.clear();
@@ -355,7 +383,7 @@ impl DecisionCache {
         if decision {
             entry.1 |= bit;
         }
-        decision
+        Some(decision)
     }
 
     fn decide(&mut self, view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool {

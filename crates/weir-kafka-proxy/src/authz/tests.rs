@@ -56,7 +56,7 @@ impl Setup {
     ) -> Result<Verdict, SessionError> {
         let frame = request(key, version, body);
         let peek = RequestHeaderPeek::parse(&frame).unwrap();
-        conn.check(&self.shared, &frame, &peek)
+        conn.check(&self.shared, &frame, &peek, true)
     }
 }
 
@@ -108,7 +108,7 @@ fn versions<T: Message>() -> std::ops::RangeInclusive<i16> {
 async fn produce_serves_the_allowed_topics_and_merges_errors_for_the_rest() {
     let s = Setup::new("produce").await;
     let ids = [(topic("ok"), uuid::Uuid::from_u128(1)), (topic("secret"), uuid::Uuid::from_u128(2))];
-    s.shared.learn_topics(
+    s.shared.topic_ids.learn(
         &MetadataResponse::default().with_topics(
             ids.iter()
                 .map(|(name, id)| {
@@ -184,7 +184,9 @@ async fn fetch_denied_entirely_is_answered_locally_at_every_version() {
         let mut conn = s.connection();
         let response: FetchResponse = answer(s.check(&mut conn, ApiKey::Fetch, version, &body), ApiKey::Fetch, version);
         let partition = &response.responses[0].partitions[0];
-        assert_eq!((partition.partition_index, partition.error_code), (3, 29), "v{version}");
+        // An id the cluster could not name is an unknown topic id, never judged by its text.
+        let expected = if version >= 13 { 100 } else { 29 };
+        assert_eq!((partition.partition_index, partition.error_code), (3, expected), "v{version}");
     }
 }
 
@@ -500,7 +502,7 @@ fn cluster_answers_encode_at_every_version() {
 async fn share_groups_are_authorized_like_consumer_groups() {
     let s = Setup::new("share").await;
     let (ok, secret) = (uuid::Uuid::from_u128(11), uuid::Uuid::from_u128(12));
-    s.shared.learn_topics(
+    s.shared.topic_ids.learn(
         &MetadataResponse::default().with_topics(
             [("ok", ok), ("secret", secret)]
                 .map(|(n, id)| {

@@ -49,6 +49,14 @@ pub enum SessionError {
     Denied { api: ApiKey, operation: &'static str, resource: String },
     #[error("{0:?} request before authenticating")]
     Unauthenticated(ApiKey),
+    #[error("frame of {size} bytes before authentication exceeds limits.max_unauthenticated_frame_bytes ({limit})")]
+    UnauthenticatedFrameTooLarge { size: usize, limit: usize },
+    #[error("the request's topic ids stayed undecided after they were looked up")]
+    UnresolvedTopicIds,
+    #[error("no SASL authentication within {0:?} of connecting")]
+    AuthenticationTimeout(std::time::Duration),
+    #[error("the upstream cluster has not answered the sidecar yet; an unauthenticated client's ApiVersions is not forwarded")]
+    UpstreamNotReady,
     #[error("the SASL session of `{0}` ended without re-authentication (KIP-368)")]
     SessionExpired(String),
     #[error("client connection: {0}")]
@@ -69,13 +77,15 @@ impl SessionError {
             | Self::Unsolicited
             | Self::CorrelationMismatch { .. } => "bad_response",
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
-            Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
+            Self::UnknownBroker(_) | Self::Connect(_) | Self::UpstreamNotReady => "upstream_unreachable",
+            Self::AuthenticationTimeout(_) => "authentication_timeout",
+            Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
             Self::Rewrite(_) | Self::HintsOutsideTail => "rewrite_failed",
             Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::SessionExpired(_) => "session_expired",
-            Self::Denied { .. } => "denied",
+            Self::Denied { .. } | Self::UnresolvedTopicIds => "denied",
         }
     }
 
@@ -90,7 +100,14 @@ impl SessionError {
         match self {
             e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
             // Policy at work, already audited: news, not a fault.
-            Self::Denied { .. } | Self::SessionExpired(_) => tracing::info!(error = %self, "closing connection"),
+            // Before authentication nobody answers for the noise: news, not a warning each.
+            Self::Denied { .. }
+            | Self::SessionExpired(_)
+            | Self::AuthenticationTimeout(_)
+            | Self::UnauthenticatedFrameTooLarge { .. }
+            | Self::UpstreamNotReady => {
+                tracing::info!(error = %self, "closing connection")
+            }
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
             Self::Rewrite(_) | Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")

@@ -44,6 +44,16 @@ pub enum Target {
     Broker(i32),
 }
 
+impl Target {
+    /// The listener's name in logs and metrics.
+    pub fn listener_name(&self) -> String {
+        match self {
+            Target::Bootstrap => "bootstrap".to_owned(),
+            Target::Broker(id) => format!("broker-{id}"),
+        }
+    }
+}
+
 /// What the response half must deliver next.
 enum InFlight {
     /// A response the broker owes for a forwarded request.
@@ -87,10 +97,7 @@ struct Pending {
 
 /// Serves one accepted client connection until either side closes.
 pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
-    let listener = match target {
-        Target::Bootstrap => "bootstrap".to_owned(),
-        Target::Broker(id) => format!("broker-{id}"),
-    };
+    let listener = target.listener_name();
     let _open = shared.metrics.connections.opened(&listener);
     tracing::debug!(%listener, "client connected");
     if let Err(err) = run(&shared, client, peer, &listener, target).await {
@@ -169,23 +176,34 @@ async fn run(
 ) -> Result<(), SessionError> {
     let started = Instant::now();
     let (client_read, client_write, mut principal) = client_streams(shared, client, peer, listener).await?;
+    // With SASL at the sidecar, nothing of a client reaches a broker before it has
+    // authenticated: its frames are small (as Kafka's `sasl.server.max.receive.size`), its
+    // ApiVersions is answered here, and the broker connection waits for its principal (which
+    // also picks the broker credentials when they depend on it).
+    let authenticating = shared.sasl.is_some();
     let max_frame = shared.config.limits.max_frame_bytes;
-    // With SASL at the sidecar and broker credentials chosen by principal, the broker
-    // connection waits until the client has authenticated: only then is its identity known.
-    let defer = shared.sasl.is_some() && !shared.config.upstream.sasl_by_principal.is_empty();
+    let first_frames = if authenticating { shared.config.limits.max_unauthenticated_frame_bytes } else { max_frame };
     let mut upstream_reauth = None;
-    let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if defer {
+    let mut upstream_open = None;
+    let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if authenticating {
         let (sender, receiver) = oneshot::channel();
         (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
     } else {
         let (read, write, reauth) = connect_upstream(shared, target, principal.as_deref()).await?;
         upstream_reauth = reauth;
+        upstream_open = Some(shared.metrics.connections.upstream_opened());
         (read, write, None, None)
     };
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let traffic_principal = TrafficPrincipal::default();
     if let Some(principal) = &principal {
         traffic_principal.set(principal);
+    }
+    // The principal fetch sessions are bound to: the one authorization sees (with SASL at the
+    // sidecar, the SASL one, set once it has authenticated; no Fetch comes before).
+    let session_owner = TrafficPrincipal::default();
+    if let Some(principal) = principal.as_ref().filter(|_| !authenticating) {
+        session_owner.set(principal);
     }
     let mut produced = TopicCache::new(Direction::Produced, traffic_principal.clone());
     let mut fetched = TopicCache::new(Direction::Fetched, traffic_principal);
@@ -195,8 +213,10 @@ async fn run(
     let outcome = {
         let requests = RequestHalf {
             shared,
-            client: FrameReader::new(client_read, max_frame),
+            client: FrameReader::new(client_read, first_frames),
+            authentication_deadline: authenticating.then(|| started + shared.config.authentication_timeout()),
             upstream: upstream_write,
+            upstream_open: &mut upstream_open,
             queue,
             peer,
             listener,
@@ -205,6 +225,7 @@ async fn run(
             deferred,
             reauth: upstream_reauth,
             principal: &mut principal,
+            session_owner: session_owner.clone(),
             produced: &mut produced,
         };
         let responses = ResponseHalf {
@@ -213,6 +234,7 @@ async fn run(
             client: client_write,
             connected,
             pending,
+            session_owner,
             fetched: &mut fetched,
         };
         let requests = requests.run();

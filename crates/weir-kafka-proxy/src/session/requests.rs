@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
+use weir_core::metrics::OpenConnection;
 use weir_wire::produce::scan_produce;
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
@@ -17,7 +18,8 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 use super::sasl::{Gate, SaslGate};
 use super::{record_authentication, Deferred, InFlight, Pending, SessionError};
 use crate::authz::{ConnectionAuthz, Verdict};
-use crate::metrics::TopicCache;
+use crate::fetch_sessions::SessionUse;
+use crate::metrics::{TopicCache, TrafficPrincipal};
 use crate::sidecar::Shared;
 use crate::upstream::{Reauthentication, RoundTrip};
 use crate::versions;
@@ -25,7 +27,11 @@ use crate::versions;
 pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
     pub(super) client: FrameReader<BoxRead>,
+    /// While SASL at the sidecar has not authenticated the client: when it must have.
+    pub(super) authentication_deadline: Option<Instant>,
     pub(super) upstream: BoxWrite,
+    /// Counts the broker connection open, once there is one.
+    pub(super) upstream_open: &'a mut Option<OpenConnection>,
     pub(super) queue: mpsc::Sender<InFlight>,
     pub(super) peer: SocketAddr,
     pub(super) listener: &'a str,
@@ -39,6 +45,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) reauth: Option<Reauthentication>,
     /// Who the client is (set here when SASL authenticates it).
     pub(super) principal: &'a mut Option<String>,
+    /// The principal this connection's fetch sessions belong to.
+    pub(super) session_owner: TrafficPrincipal,
     /// This connection's produce traffic per topic.
     pub(super) produced: &'a mut TopicCache,
 }
@@ -48,16 +56,26 @@ impl RequestHalf<'_> {
         let idle = self.shared.config.idle_timeout();
         let mut client_counter: Option<(Bytes, Counter)> = None;
         loop {
+            let wait = match self.authentication_deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(idle),
+                None => idle,
+            };
             let frame = tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return Ok(()),
-                read = tokio::time::timeout(idle, self.client.next_frame()) => match read {
+                read = tokio::time::timeout(wait, self.client.next_frame()) => match read {
+                    Err(_) if self.authentication_deadline.is_some_and(|d| Instant::now() >= d) => {
+                        return Err(SessionError::AuthenticationTimeout(self.shared.config.authentication_timeout()));
+                    }
                     Err(_) => {
                         tracing::debug!(?idle, "closing idle connection");
                         return Ok(());
                     }
                     Ok(Ok(Some(frame))) => frame,
                     Ok(Ok(None)) => return Ok(()),
+                    Ok(Err(weir_wire::FrameError::TooLarge { size, limit })) if self.authentication_deadline.is_some() => {
+                        return Err(SessionError::UnauthenticatedFrameTooLarge { size, limit });
+                    }
                     Ok(Err(err)) => return Err(SessionError::ClientFrame(err)),
                 },
             };
@@ -108,10 +126,13 @@ impl RequestHalf<'_> {
                             self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                             continue;
                         }
+                        self.authentication_deadline = None;
+                        self.client.set_max_frame(self.shared.config.limits.max_frame_bytes);
                         if let Some(authz) = &mut self.authz {
                             authz.set_principal(&principal);
                         }
                         self.produced.principal().set(&principal);
+                        self.session_owner.set(&principal);
                         *self.principal = Some(principal);
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
@@ -135,11 +156,32 @@ impl RequestHalf<'_> {
                     self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                     continue;
                 }
+                if self.authentication_deadline.is_some() {
+                    // The cluster has not answered the sidecar yet, and an unauthenticated
+                    // client's request never goes to a broker: the client retries later.
+                    return Err(SessionError::UpstreamNotReady);
+                }
             }
             let mut after = None;
             let mut frame = frame;
+            if peek.api_key == ApiKey::Fetch {
+                let owner = self.session_owner.get();
+                match self.shared.fetch_sessions.check(&frame, &peek, owner).map_err(SessionError::BadRequest)? {
+                    SessionUse::Own => {}
+                    SessionUse::Cleared(cleared) => frame = cleared,
+                    SessionUse::Refused(answer) => {
+                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                        continue;
+                    }
+                }
+            }
             if let Some(authz) = &mut self.authz {
-                match authz.check(self.shared, &frame, &peek)? {
+                let mut verdict = authz.check(self.shared, &frame, &peek, false)?;
+                if let Verdict::Unresolved(ids) = &verdict {
+                    self.shared.resolve_topic_ids(ids).await;
+                    verdict = authz.check(self.shared, &frame, &peek, true)?;
+                }
+                match verdict {
                     Verdict::Forward => {}
                     Verdict::Filter(step) => after = Some(step),
                     Verdict::Rewritten(rewritten, step) => {
@@ -151,6 +193,8 @@ impl RequestHalf<'_> {
                         continue;
                     }
                     Verdict::Drop => continue,
+                    // Only before a lookup, which was just made.
+                    Verdict::Unresolved(_) => return Err(SessionError::UnresolvedTopicIds),
                 }
             }
             let mut expects_response = true;
@@ -163,7 +207,7 @@ impl RequestHalf<'_> {
                     match topic {
                         TopicRef::Name(name) => produced.add(&shared.metrics, name, count, size),
                         TopicRef::Id(id) => {
-                            let name = shared.topic_name_for_id(&Uuid::from_bytes(id));
+                            let name = shared.topic_ids.name_or_id(&Uuid::from_bytes(id));
                             produced.add(&shared.metrics, name.as_str(), count, size)
                         }
                     }
@@ -200,6 +244,7 @@ impl RequestHalf<'_> {
     async fn connect(&mut self, deferred: Deferred) -> Result<(), SessionError> {
         let principal = self.principal.as_deref();
         let (read, write, reauth) = super::connect_upstream(self.shared, deferred.target, principal).await?;
+        *self.upstream_open = Some(self.shared.metrics.connections.upstream_opened());
         let max_frame = self.shared.config.limits.max_frame_bytes;
         deferred.sender.send(FrameReader::new(read, max_frame)).map_err(|_| SessionError::UpstreamClosed)?;
         self.upstream = write;

@@ -19,7 +19,7 @@ use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Pending, SessionError};
-use crate::metrics::TopicCache;
+use crate::metrics::{TopicCache, TrafficPrincipal};
 use crate::rewrite::{self, RewriteError};
 use crate::sidecar::Shared;
 use crate::versions;
@@ -56,6 +56,8 @@ pub(super) struct ResponseHalf<'a> {
     /// The broker connection's reading half, when the request half makes it later.
     pub(super) connected: Option<oneshot::Receiver<FrameReader<BoxRead>>>,
     pub(super) pending: mpsc::Receiver<InFlight>,
+    /// The principal that owns the fetch sessions this connection opens.
+    pub(super) session_owner: TrafficPrincipal,
     pub(super) fetched: &'a mut TopicCache,
 }
 
@@ -117,6 +119,12 @@ impl ResponseHalf<'_> {
         check_correlation(&frame, &pending)?;
         let mut out = self.inspect(&pending, frame)?;
         if let Some(after) = pending.after.take() {
+            let topic_ids = &self.shared.topic_ids;
+            let mut unknown = after.topic_ids(&out).map_err(SessionError::BadResponse)?;
+            unknown.retain(|id| topic_ids.name(id).is_none());
+            if !unknown.is_empty() {
+                self.shared.resolve_topic_ids(&unknown).await;
+            }
             out = after.apply(out).map_err(SessionError::BadResponse)?;
         }
         self.count_response(&pending, out.len(), received);
@@ -231,7 +239,7 @@ impl ResponseHalf<'_> {
                 })
             }
             ApiKey::Metadata => self.rewrite::<MetadataResponse>(frame, key, version, |resp| {
-                shared.learn_topics(resp);
+                shared.topic_ids.learn(resp);
                 rewrite::metadata(resp, map)
             }),
             ApiKey::FindCoordinator => {
@@ -324,7 +332,7 @@ impl ResponseHalf<'_> {
                 match p.topic {
                     TopicRef::Name(name) => fetched.add(&shared.metrics, name, count, size),
                     TopicRef::Id(id) => {
-                        let name = shared.topic_name_for_id(&Uuid::from_bytes(id));
+                        let name = shared.topic_ids.name_or_id(&Uuid::from_bytes(id));
                         fetched.add(&shared.metrics, name.as_str(), count, size)
                     }
                 }
@@ -336,6 +344,8 @@ impl ResponseHalf<'_> {
         .map_err(SessionError::BadResponseBody)?;
         if summary.error_code != 0 {
             shared.metrics.response_error(ApiKey::Fetch, summary.error_code);
+        } else {
+            shared.fetch_sessions.record(summary.session_id, self.session_owner.get());
         }
         Ok(summary)
     }

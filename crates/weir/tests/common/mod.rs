@@ -91,11 +91,18 @@ pub struct SidecarOptions {
     pub extra_yaml: String,
     /// YAML lines (indented two spaces) appended inside `upstream:`.
     pub upstream_yaml: String,
+    /// The open-descriptor limit (soft, hard) the sidecar starts with.
+    pub descriptor_limit: Option<(u64, u64)>,
 }
 
 impl Default for SidecarOptions {
     fn default() -> Self {
-        Self { bootstrap: mesh_bootstrap(), extra_yaml: String::new(), upstream_yaml: String::new() }
+        Self {
+            bootstrap: mesh_bootstrap(),
+            extra_yaml: String::new(),
+            upstream_yaml: String::new(),
+            descriptor_limit: None,
+        }
     }
 }
 
@@ -121,7 +128,16 @@ impl Sidecar {
             options.extra_yaml
         );
         std::fs::write(&config_path, yaml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = match options.descriptor_limit {
+            // prlimit execs the command, so the child's pid stays the sidecar's.
+            Some((soft, hard)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg(env!("CARGO_BIN_EXE_weir"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_weir")),
+        };
+        let mut child = command
             .args(["proxy", "--config"])
             .arg(&config_path)
             .stdout(Stdio::piped())
@@ -222,6 +238,48 @@ impl Sidecar {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connections the sidecar holds open to the test cluster's brokers (any listener of
+    /// theirs), read from /proc: what the brokers see of it.
+    pub fn broker_connections(&self) -> usize {
+        let pid = self.pid();
+        let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|dir| {
+                dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .filter_map(|target| {
+                        let t = target.to_string_lossy().into_owned();
+                        Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let broker_port = |hex_address: &str| {
+            let port = hex_address.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            port.is_some_and(|p| (9092..9092 + 10 * BROKERS as u16).contains(&p))
+        };
+        ["tcp", "tcp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+            .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // remote address, state (01: established), inode
+                fields.len() > 9 && fields[3] == "01" && broker_port(fields[2]) && inodes.contains(fields[9])
+            })
+            .count()
+    }
+
+    /// The open-descriptor limits (soft, hard) the sidecar runs with.
+    pub fn descriptor_limit(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files");
+        let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        (numbers[0], numbers[1])
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -233,6 +291,28 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config_path);
     }
+}
+
+/// Writes a SASL credentials file (SCRAM entries; PLAIN is checked against them) for these
+/// users and passwords into `dir`, and returns its path. No password reaches the file.
+pub fn sasl_users_file(dir: &Path, users: &[(&str, &str, weir_core::sasl::ScramMechanism)]) -> PathBuf {
+    use weir_core::sasl::{scram_entry, ScramMechanism};
+    let mut yaml = String::from("users:\n");
+    for (user, password, mechanism) in users {
+        let e = scram_entry(user, password, *mechanism, format!("{user}-salt-1234").as_bytes(), 4096);
+        let mechanism = match e.mechanism {
+            ScramMechanism::Sha256 => "SCRAM-SHA-256",
+            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+        };
+        yaml += &format!(
+            "  - {{user: {}, mechanism: {mechanism}, salt: \"{}\", iterations: {}, stored_key: \"{}\", server_key: \"{}\"}}\n",
+            e.user, e.salt, e.iterations, e.stored_key, e.server_key
+        );
+        assert!(!yaml.contains(password), "a password reached the credentials file");
+    }
+    let path = dir.join("users.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
 }
 
 /// A minimal HTTP/1.0 GET (no client library needed for three admin routes).

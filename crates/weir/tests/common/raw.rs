@@ -4,7 +4,7 @@ use std::io::Read;
 use std::net::TcpStream;
 
 use bytes::{Bytes, BytesMut};
-use weir_wire::kafka_protocol::messages::{ApiKey, RequestHeader};
+use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
 use weir_wire::kafka_protocol::protocol::{Encodable, StrBytes};
 use weir_wire::kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
@@ -19,6 +19,23 @@ pub fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, bod
     header.encode(&mut buf, key.request_header_version(version)).unwrap();
     body.encode(&mut buf, version).unwrap();
     weir_wire::frame::with_length_prefix(&buf).to_vec()
+}
+
+/// An ApiVersions request body as clients send it (KIP-511 names).
+pub fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("weir-wire-test"))
+        .with_client_software_version(StrBytes::from_static_str("1.0"))
+}
+
+/// True when the peer closed the connection (EOF or reset) rather than answering.
+pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
 }
 
 pub fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
@@ -61,4 +78,36 @@ pub fn record_batch(value: &'static [u8]) -> Bytes {
     )
     .unwrap();
     buf.freeze()
+}
+
+/// Sends `body` and reads the answer, decoded at `version` (the correlation id checked).
+pub fn call<Req: Encodable, Resp: weir_wire::kafka_protocol::protocol::Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    body: &Req,
+) -> Resp {
+    use std::io::Write;
+    static NEXT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1000);
+    let correlation_id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stream.write_all(&request(key, version, correlation_id, body)).unwrap();
+    let frame = read_frame(stream).unwrap_or_else(|e| panic!("{key:?} v{version}: no answer: {e}"));
+    let (header, response) = weir_wire::message::decode_response(&frame, key, version).unwrap();
+    assert_eq!(header.correlation_id, correlation_id, "{key:?}: answer to another request");
+    response
+}
+
+/// Authenticates a raw connection with SASL/PLAIN (SaslHandshake v1, SaslAuthenticate v2);
+/// panics unless it succeeds.
+pub fn sasl_plain(stream: &mut TcpStream, user: &str, password: &str) {
+    use weir_wire::kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let answer: SaslHandshakeResponse = call(stream, ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0, "PLAIN refused");
+    let token = Bytes::from(format!("\0{user}\0{password}").into_bytes());
+    let answer: SaslAuthenticateResponse =
+        call(stream, ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(token));
+    assert_eq!(answer.error_code, 0, "{user} not authenticated: {:?}", answer.error_message);
 }
