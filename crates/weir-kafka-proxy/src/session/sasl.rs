@@ -117,7 +117,8 @@ impl SaslGate {
                 }
             }
             Gate::Failed { throttled: None, .. } => {
-                if self.ticket.take().is_none() {
+                let charged = self.ticket.take().is_some();
+                if !charged {
                     self.server.budgets.failed(self.source, None, Instant::now());
                 }
             }
