@@ -5,8 +5,9 @@
 //! `/metrics`, `/healthz` and `/readyz` ([`admin`]),
 //! connection limits at accept ([`admission`]), connection metrics common to every listener
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
-//! termination with client identities from certificates ([`tls`]), SASL ([`sasl`]), the audit
-//! log ([`audit`]) and the authorization policy model ([`policy`]).
+//! termination with client identities from certificates ([`tls`]), SASL ([`sasl`], with limits
+//! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
+//! policy model ([`policy`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -19,6 +20,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod policy;
 pub mod sasl;
+pub mod sasl_guard;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

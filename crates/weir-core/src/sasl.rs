@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{invalid, load_yaml_file, ConfigError};
 use crate::jwt::{JwksError, JwtConfig, JwtValidator};
+use crate::sasl_guard::{
+    FailureBudgetConfig, FailureBudgets, NoRandomness, PasswordCacheConfig, PasswordChecks, SuccessCache,
+};
 
 /// SASL terminated by a listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -43,6 +46,16 @@ pub struct SaslServerConfig {
     /// An OAUTHBEARER session never outlives its token.
     #[serde(default)]
     pub max_session_ms: u64,
+    /// How many PLAIN password checks (PBKDF2) run at once, on blocking threads; more wait
+    /// their turn. Default: half the available cores, at least one.
+    #[serde(default)]
+    pub password_check_concurrency: Option<usize>,
+    /// Failed authentications allowed per source address and per user name in a window.
+    #[serde(default)]
+    pub failure_budget: FailureBudgetConfig,
+    /// Successful PLAIN checks remembered, so repeat logins skip the derivation.
+    #[serde(default)]
+    pub password_cache: PasswordCacheConfig,
 }
 
 fn default_failure_delay_ms() -> u64 {
@@ -95,6 +108,9 @@ impl SaslServerConfig {
                 }
             }
         }
+        if self.password_check_concurrency == Some(0) {
+            return Err(("sasl.password_check_concurrency", "expected at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -107,6 +123,13 @@ pub struct SaslServer {
     pub failure_delay: std::time::Duration,
     /// `max_session_ms`, when set.
     pub max_session: Option<std::time::Duration>,
+    /// Where PLAIN derivations run.
+    pub password_checks: PasswordChecks,
+    /// Failed authentications per source and per user.
+    pub budgets: FailureBudgets,
+    /// PLAIN passwords that verified recently. Credentials are loaded once per process; code
+    /// that ever reloads them must [`SuccessCache::clear`] this.
+    pub password_cache: SuccessCache,
 }
 
 /// Why SASL termination cannot start.
@@ -116,6 +139,8 @@ pub enum SaslSetupError {
     Credentials(#[from] ConfigError),
     #[error(transparent)]
     Jwks(#[from] JwksError),
+    #[error(transparent)]
+    Randomness(#[from] NoRandomness),
 }
 
 impl SaslServer {
@@ -127,7 +152,16 @@ impl SaslServer {
         };
         let failure_delay = std::time::Duration::from_millis(config.failed_authentication_delay_ms);
         let max_session = (config.max_session_ms > 0).then(|| std::time::Duration::from_millis(config.max_session_ms));
-        Ok(Self { credentials, tokens, mechanisms: config.mechanisms(), failure_delay, max_session })
+        Ok(Self {
+            credentials,
+            tokens,
+            mechanisms: config.mechanisms(),
+            failure_delay,
+            max_session,
+            password_checks: PasswordChecks::new(config.password_check_concurrency),
+            budgets: FailureBudgets::new(config.failure_budget),
+            password_cache: SuccessCache::new(config.password_cache)?,
+        })
     }
 }
 
@@ -263,16 +297,40 @@ impl Credentials {
 
     /// Checks a user's password (SASL/PLAIN) against the stored SCRAM key, in constant time
     /// with respect to the key. An unknown user costs the same derivation as a known one.
+    /// This is PBKDF2: async code runs [`Credentials::password_check`] off its workers.
     pub fn verify_password(&self, user: &str, password: &str) -> bool {
+        self.password_check(user, password).verify()
+    }
+
+    /// A password check that owns what it needs, to run on another thread.
+    pub fn password_check(&self, user: &str, password: &str) -> PasswordCheck {
+        PasswordCheck { entry: self.users.get(user).cloned(), password: password.to_owned() }
+    }
+
+    /// Whether the credentials file names this user.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+}
+
+/// One PLAIN password check, detached from the credentials (see [`Credentials::password_check`]).
+pub struct PasswordCheck {
+    entry: Option<Decoded>,
+    password: String,
+}
+
+impl PasswordCheck {
+    /// Derives the password's StoredKey and compares it (the expensive part).
+    pub fn verify(self) -> bool {
         const DECOY_SALT: &[u8] = b"weir-unknown-user";
-        match self.users.get(user) {
+        match self.entry {
             Some(entry) => {
-                let (stored, _) = entry.mechanism.keys(password.as_bytes(), &entry.salt, entry.iterations);
+                let (stored, _) = entry.mechanism.keys(self.password.as_bytes(), &entry.salt, entry.iterations);
                 constant_time_eq(&stored, &entry.stored_key)
             }
             None => {
                 let _ = ScramMechanism::Sha512.keys(
-                    password.as_bytes(),
+                    self.password.as_bytes(),
                     DECOY_SALT,
                     NonZeroU32::new(4096).unwrap_or(NonZeroU32::MIN),
                 );
@@ -521,6 +579,9 @@ mod tests {
             mechanisms: None,
             failed_authentication_delay_ms: 100,
             max_session_ms: 0,
+            password_check_concurrency: None,
+            failure_budget: FailureBudgetConfig::default(),
+            password_cache: PasswordCacheConfig::default(),
         };
         assert_eq!(config.mechanisms(), ["OAUTHBEARER"]);
         assert!(config.check().is_ok());
@@ -528,8 +589,10 @@ mod tests {
         assert_eq!(plain.check().unwrap_err().0, "sasl.credentials");
         let none = SaslServerConfig { credentials: None, oauthbearer: None, ..config.clone() };
         assert_eq!(none.check().unwrap_err().0, "sasl");
-        let typo = SaslServerConfig { mechanisms: Some(vec!["OAUTH".into()]), ..config };
+        let typo = SaslServerConfig { mechanisms: Some(vec!["OAUTH".into()]), ..config.clone() };
         assert_eq!(typo.check().unwrap_err().0, "sasl.mechanisms");
+        let stalled = SaslServerConfig { password_check_concurrency: Some(0), ..config };
+        assert_eq!(stalled.check().unwrap_err().0, "sasl.password_check_concurrency");
     }
 
     #[test]

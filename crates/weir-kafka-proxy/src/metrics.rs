@@ -62,6 +62,12 @@ pub struct MechanismLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// The failure budget that was spent: `source` or `user`.
+    pub by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DenialLabels {
     pub principal: String,
     pub operation: &'static str,
@@ -97,6 +103,7 @@ pub struct KafkaMetrics {
     closed_connections: Family<ReasonLabels, Counter>,
     authenticated: Family<PrincipalLabels, Counter>,
     authentication_failures: Family<MechanismLabels, Counter>,
+    authentication_throttled: Family<BudgetLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
@@ -135,6 +142,7 @@ impl KafkaMetrics {
             closed_connections: Family::default(),
             authenticated: Family::default(),
             authentication_failures: Family::default(),
+            authentication_throttled: Family::default(),
             denials: Family::default(),
             per_api: Vec::new(),
         };
@@ -183,6 +191,12 @@ impl KafkaMetrics {
             m.authentication_failures.clone(),
         );
         kafka.register(
+            "authentication_throttled",
+            "SASL authentications refused unchecked because a failure budget was spent, per budget (source, user); \
+             also counted in authentication_failures",
+            m.authentication_throttled.clone(),
+        );
+        kafka.register(
             "authorization_denials",
             "Requests or parts of requests the policy denied, per principal, operation and resource type",
             m.denials.clone(),
@@ -226,6 +240,10 @@ impl KafkaMetrics {
 
     pub fn authentication_failed(&self, mechanism: &str) {
         self.authentication_failures.get_or_create(&MechanismLabels { mechanism: mechanism.to_owned() }).inc();
+    }
+
+    pub fn authentication_throttled(&self, by: &'static str) {
+        self.authentication_throttled.get_or_create(&BudgetLabels { by }).inc();
     }
 
     pub fn denied(&self, principal: &str, operation: &'static str, resource_type: &'static str) {

@@ -1,14 +1,23 @@
 //! SASL terminated at the sidecar: clients authenticate to the sidecar (SCRAM-SHA-256/512, and
 //! PLAIN checked against the same SCRAM entries; never a stored password), the brokers only ever see the sidecar. Wrong
-//! passwords, unknown users and requests before authentication are refused and audited.
+//! passwords, unknown users and requests before authentication are refused and audited;
+//! password guessers spend only their own failure budgets (per source address, per user).
 
 mod common;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use bytes::Bytes;
+use common::raw::request;
 use common::{java_client, rd, unique, Sidecar, SidecarOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_core::sasl::{scram_entry, ScramMechanism};
+use weir_wire::kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+};
+use weir_wire::kafka_protocol::protocol::StrBytes;
+use weir_wire::message::decode_response;
 
 struct Files {
     dir: std::path::PathBuf,
@@ -299,5 +308,190 @@ async fn the_sidecar_speaks_tls_and_sasl_together_to_sasl_ssl_brokers() {
         sidecar.logs().iter().any(|l| l.contains("re-authenticated to the broker")),
         "the sidecar never re-authenticated"
     );
+    sidecar.assert_quiet();
+}
+
+/// A raw SASL/PLAIN login from `source` (an address of 127/8, which Linux loopback answers
+/// on): SaslHandshake v1, SaslAuthenticate v2. The sidecar's answer; `Err` if the connection
+/// broke first.
+async fn plain_login_from(
+    source: &str,
+    sidecar: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+) -> std::io::Result<SaslAuthenticateResponse> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().expect("source address"))?;
+    let mut stream = socket.connect(sidecar).await?;
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    stream.write_all(&request(ApiKey::SaslHandshake, 1, 1, &handshake)).await?;
+    read_frame(&mut stream).await?;
+    let message = format!("\0{user}\0{password}");
+    let authenticate = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+    stream.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &authenticate)).await?;
+    let frame = read_frame(&mut stream).await?;
+    let (_, answer) = decode_response(&frame, ApiKey::SaslAuthenticate, 2).map_err(std::io::Error::other)?;
+    Ok(answer)
+}
+
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> std::io::Result<Bytes> {
+    let timeout = Duration::from_secs(30);
+    let len = tokio::time::timeout(timeout, stream.read_i32()).await??;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.resize(4 + usize::try_from(len).map_err(std::io::Error::other)?, 0);
+    tokio::time::timeout(timeout, stream.read_exact(&mut frame[4..])).await??;
+    Ok(Bytes::from(frame))
+}
+
+fn error_message(answer: &SaslAuthenticateResponse) -> String {
+    answer.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()
+}
+
+/// `attackers` connections from `source` at once, each trying `tries` wrong passwords for
+/// `user` in turn; the error messages they got.
+async fn guess(
+    sidecar: std::net::SocketAddr,
+    source: &'static str,
+    user: &'static str,
+    attackers: usize,
+    tries: usize,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..attackers)
+        .map(|a| {
+            tokio::spawn(async move {
+                let mut messages = Vec::new();
+                for t in 0..tries {
+                    let answer = plain_login_from(source, sidecar, user, &format!("guess-{a}-{t}")).await.unwrap();
+                    assert_eq!(answer.error_code, 58, "a wrong password got in");
+                    messages.push(error_message(&answer));
+                }
+                messages
+            })
+        })
+        .collect();
+    let mut messages = Vec::new();
+    for task in tasks {
+        messages.extend(task.await.unwrap());
+    }
+    messages
+}
+
+/// Audit lines of failed authentications from `source` whose reason contains `text`.
+fn audited_failures(file: &std::path::Path, source: &str, text: &str, at_least: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let count = common::audit_lines(file)
+            .iter()
+            .filter(|l| l["event"] == "authentication" && l["success"] == false)
+            .filter(|l| l["client"].as_str().is_some_and(|c| c.starts_with(&format!("{source}:"))))
+            .filter(|l| l["reason"].as_str().is_some_and(|r| r.contains(text)))
+            .count();
+        if count >= at_least || std::time::Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 8, item 5: guessers from one address spend that address's failure budget; past it,
+/// their attempts are refused unchecked (no PBKDF2), while clients elsewhere log in as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_guessers_spend_their_own_source_budget_and_honest_clients_get_in() {
+    let files = Files::new();
+    let audit = files.dir.join("audit.jsonl");
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        extra_yaml: format!(
+            "sasl:\n  credentials: {}\n  failure_budget: {{per_source: 5, per_user: 1000, window_ms: 600000}}\n\
+             audit: {{path: {}}}\n",
+            files.dir.join("users.yaml").display(),
+            audit.display()
+        ),
+        ..Default::default()
+    });
+    // 8 connections at once, 2 guesses each: exactly 5 are checked (each is charged before its
+    // check), the other 11 refused with the budget's message.
+    let messages = guess(sidecar.addr, "127.0.0.2", "alice", 8, 2).await;
+    let spent = "too many failed authentications from 127.0.0.2; retry after";
+    let checked = messages.iter().filter(|m| m.contains("invalid user name or password for `alice`")).count();
+    let refused = messages.iter().filter(|m| m.contains(spent)).count();
+    assert_eq!((checked, refused), (5, 11), "{messages:#?}");
+    // The right password from there is refused too: the budget is the address's.
+    let answer = plain_login_from("127.0.0.2", sidecar.addr, "bob", "builder").await.unwrap();
+    assert!(error_message(&answer).contains(spent), "{answer:?}");
+
+    // Meanwhile, from 127.0.0.1: PLAIN and SCRAM logins, and traffic.
+    let answer = plain_login_from("127.0.0.1", sidecar.addr, "bob", "builder").await.unwrap();
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    let bs = sidecar.bootstrap();
+    let topic = unique("sasl-budget");
+    rd::produce(&rd::producer(&bs, &plain("alice", "wonderland")), &topic, "plain", 5).await;
+    let scram = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-256"),
+        ("sasl.username", "bob"),
+        ("sasl.password", "builder"),
+    ];
+    rd::produce(&rd::producer(&bs, &scram), &topic, "scram", 5).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 10, &scram).len(), 10);
+
+    assert_eq!(sidecar.metric("weir_kafka_authentication_throttled_total", &[("by", "source")]), 12.0);
+    assert_eq!(sidecar.metric("weir_kafka_authentication_throttled_total", &[("by", "user")]), 0.0);
+    assert_eq!(audited_failures(&audit, "127.0.0.2", spent, 12), 12);
+    assert_eq!(audited_failures(&audit, "127.0.0.2", "invalid user name or password", 5), 5);
+    sidecar.assert_quiet();
+}
+
+/// Guessing one user's password from anywhere spends that user's budget: fresh logins as
+/// that user are refused, but a client whose password verified before the attack (the
+/// success cache) still gets in, so the attacker cannot lock it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_a_password_spends_the_user_budget_but_logged_in_clients_stay_in() {
+    let files = Files::new();
+    let audit = files.dir.join("audit.jsonl");
+    // A one-entry cache, so another user's login pushes alice's password out of it.
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        extra_yaml: format!(
+            "sasl:\n  credentials: {}\n  failure_budget: {{per_source: 0, per_user: 4, window_ms: 600000}}\n  \
+             password_cache: {{entries: 1}}\naudit: {{path: {}}}\n",
+            files.dir.join("users.yaml").display(),
+            audit.display()
+        ),
+        ..Default::default()
+    });
+    let bs = sidecar.bootstrap();
+    let topic = unique("sasl-user-budget");
+    let alice = plain("alice", "wonderland");
+    let before = rd::producer(&bs, &alice);
+    rd::produce(&before, &topic, "before", 5).await;
+
+    let messages = guess(sidecar.addr, "127.0.0.3", "alice", 3, 3).await;
+    let spent = "too many failed authentications for user `alice`; retry after";
+    let refused = messages.iter().filter(|m| m.contains(spent)).count();
+    assert_eq!(refused, 5, "{messages:#?}");
+
+    // Alice's password verified before the attack: new connections with it still get in.
+    let answer = plain_login_from("127.0.0.1", sidecar.addr, "alice", "wonderland").await.unwrap();
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    rd::produce(&rd::producer(&bs, &alice), &topic, "after", 5).await;
+    assert_eq!(rd::consume(&bs, &topic, &unique("g"), 10, &alice).len(), 10);
+    // Other users are not affected.
+    drop(before);
+    let answer = plain_login_from("127.0.0.1", sidecar.addr, "bob", "builder").await.unwrap();
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    // Bob's login took the cache's only entry: alice's right password now needs a check, and
+    // her budget is spent. SCRAM has no cache.
+    let answer = plain_login_from("127.0.0.1", sidecar.addr, "alice", "wonderland").await.unwrap();
+    assert!(error_message(&answer).contains(spent), "{answer:?}");
+    let scram = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "wonderland"),
+    ];
+    assert!(rd::produce_is_refused(&bs, &topic, &scram).await, "SCRAM as alice got in past her spent budget");
+
+    assert!(sidecar.metric("weir_kafka_authentication_throttled_total", &[("by", "user")]) >= 7.0);
+    assert_eq!(audited_failures(&audit, "127.0.0.3", spent, 5), 5);
+    assert!(audited_failures(&audit, "127.0.0.1", spent, 1) >= 1);
     sidecar.assert_quiet();
 }

@@ -209,7 +209,7 @@ async fn run(
     let mut fetched = TopicCache::new(Direction::Fetched, traffic_principal);
 
     let authz = shared.policy.as_ref().map(|policy| ConnectionAuthz::new(policy, principal.as_deref(), peer, listener));
-    let sasl = shared.sasl.clone().map(SaslGate::new);
+    let sasl = shared.sasl.clone().map(|server| SaslGate::new(server, peer));
     let outcome = {
         let requests = RequestHalf {
             shared,

@@ -137,8 +137,14 @@ impl RequestHalf<'_> {
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                         continue;
                     }
-                    Gate::Failed { answer, reason } => {
-                        tracing::info!(%reason, "SASL authentication failed; closing after the answer");
+                    Gate::Failed { answer, reason, throttled } => {
+                        if let Some(by) = throttled {
+                            // Debug: a guessing client produces one per attempt (metrics and audit count them).
+                            tracing::debug!(%reason, "SASL authentication refused unchecked; closing after the answer");
+                            self.shared.metrics.authentication_throttled(by);
+                        } else {
+                            tracing::info!(%reason, "SASL authentication failed; closing after the answer");
+                        }
                         record_authentication(self.shared, self.peer, self.listener, "sasl", None, Some(&reason));
                         tokio::time::sleep(gate.failure_delay()).await;
                         self.enqueue(InFlight::Local(peek.api_key, answer)).await?;

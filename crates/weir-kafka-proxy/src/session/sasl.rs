@@ -9,7 +9,15 @@
 //! SaslAuthenticate v1+; a client re-authenticates on the same connection (SaslHandshake and
 //! SaslAuthenticate again, as the same principal) before it ends, and a connection whose
 //! session ended gets closed at its next other request.
+//!
+//! Password guessing is bounded (`weir_core::sasl_guard`): every exchange is charged to the
+//! failure budgets of its source address and (for names in the credentials file) its user
+//! before anything is checked, and refunded when it succeeds; a spent budget refuses at once.
+//! PLAIN's PBKDF2 runs on blocking threads at bounded concurrency, skipped for a password that
+//! verified recently (which also passes a spent budget, so guessing cannot lock a client out
+//! that logged in before).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +26,10 @@ use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_core::sasl::{parse_oauthbearer, parse_plain, SaslServer, ScramMechanism, ScramServer, OAUTHBEARER};
+use weir_core::sasl::{
+    parse_oauthbearer, parse_plain, SaslServer, ScramError, ScramMechanism, ScramServer, OAUTHBEARER,
+};
+use weir_core::sasl_guard::{Source, Throttled, Ticket};
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::RequestHeaderPeek;
 
@@ -48,8 +59,9 @@ pub(super) enum Gate {
     /// Answer it here: the client is now `principal`, by `mechanism` (`again`: it
     /// re-authenticated, KIP-368, as the principal it already was).
     Authenticated { answer: Bytes, principal: String, mechanism: String, again: bool },
-    /// Answer it here, then close: authentication failed.
-    Failed { answer: Bytes, reason: String },
+    /// Answer it here, then close: authentication failed (`throttled`: refused unchecked
+    /// because the failure budget `source` or `user` was spent).
+    Failed { answer: Bytes, reason: String, throttled: Option<&'static str> },
 }
 
 pub(super) struct SaslGate {
@@ -57,6 +69,10 @@ pub(super) struct SaslGate {
     state: State,
     /// Once authenticated: who the client is, and when its session ends, if it does.
     session: Option<(String, Option<Instant>)>,
+    /// Where the client connects from, for the failure budgets.
+    source: Source,
+    /// The running exchange's charge to the failure budgets: refunded if it succeeds.
+    ticket: Option<Ticket>,
 }
 
 /// A successful exchange, before its session is set up.
@@ -70,8 +86,9 @@ struct Success {
 }
 
 impl SaslGate {
-    pub(super) fn new(server: Arc<SaslServer>) -> Self {
-        Self { server, state: State::AwaitingHandshake, session: None }
+    pub(super) fn new(server: Arc<SaslServer>, peer: SocketAddr) -> Self {
+        let source = Source::of(peer.ip());
+        Self { server, state: State::AwaitingHandshake, session: None, source, ticket: None }
     }
 
     /// The session a success opens: how long it may last (none: unlimited).
@@ -89,7 +106,35 @@ impl SaslGate {
         self.server.failure_delay
     }
 
+    /// Gates one request; settles the failure budgets when an exchange ends. A failure with a
+    /// ticket was charged already; one without (a malformed message, say) is counted here.
     pub(super) async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
+        let gate = self.exchange(frame, peek).await?;
+        match &gate {
+            Gate::Authenticated { .. } => {
+                if let Some(ticket) = self.ticket.take() {
+                    self.server.budgets.refund(ticket);
+                }
+            }
+            Gate::Failed { throttled: None, .. } => {
+                let charged = self.ticket.take().is_some();
+                if !charged {
+                    self.server.budgets.failed(self.source, None, Instant::now());
+                }
+            }
+            _ => {}
+        }
+        Ok(gate)
+    }
+
+    /// Charges this attempt to the budgets of the client's address and `user` (a name in the
+    /// credentials file), or says which budget is spent.
+    fn admit(&mut self, user: Option<&str>) -> Result<(), Throttled> {
+        self.ticket = Some(self.server.budgets.admit(self.source, user, Instant::now())?);
+        Ok(())
+    }
+
+    async fn exchange(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
         let reauthentication = matches!(peek.api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         if matches!(self.state, State::Authenticated) && !reauthentication {
             if let Some((principal, Some(ends))) = &self.session {
@@ -116,12 +161,16 @@ impl SaslGate {
                 Ok(Gate::Answer(encode_response(id, key, version, &body).map_err(encode_err)?))
             }
             ApiKey::SaslAuthenticate => {
-                let failed = |code: i16, reason: String| -> Result<Gate, SessionError> {
-                    let body = SaslAuthenticateResponse::default()
-                        .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_string(format!("Authentication failed: {reason}"))));
-                    Ok(Gate::Failed { answer: encode_response(id, key, version, &body).map_err(encode_err)?, reason })
-                };
+                let refuse =
+                    |code: i16, reason: String, throttled: Option<&'static str>| -> Result<Gate, SessionError> {
+                        let body = SaslAuthenticateResponse::default().with_error_code(code).with_error_message(Some(
+                            StrBytes::from_string(format!("Authentication failed: {reason}")),
+                        ));
+                        let answer = encode_response(id, key, version, &body).map_err(encode_err)?;
+                        Ok(Gate::Failed { answer, reason, throttled })
+                    };
+                let failed = |code: i16, reason: String| refuse(code, reason, None);
+                let throttled = |t: Throttled| refuse(SASL_AUTHENTICATION_FAILED, t.to_string(), Some(t.by()));
                 let request: SaslAuthenticateRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
                 if request.auth_bytes.len() > MAX_TOKEN {
                     return failed(
@@ -160,6 +209,9 @@ impl SaslGate {
                 match std::mem::replace(&mut self.state, State::AwaitingHandshake) {
                     State::AwaitingAuthenticate(mechanism) if mechanism == OAUTHBEARER => {
                         let Some(tokens) = &server.tokens else { return no_credentials() };
+                        if let Err(spent) = self.admit(None) {
+                            return throttled(spent);
+                        }
                         let Some(token) = parse_oauthbearer(&request.auth_bytes) else {
                             return failed(SASL_AUTHENTICATION_FAILED, "malformed OAUTHBEARER message".into());
                         };
@@ -177,7 +229,25 @@ impl SaslGate {
                         let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
                             return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
                         };
-                        if !credentials.verify_password(user, password) {
+                        let now = Instant::now();
+                        // A password that verified recently passes without a derivation or a budget.
+                        let verified = server.password_cache.hit(user, password, now) || {
+                            if let Err(spent) = self.admit(credentials.has_user(user).then_some(user)) {
+                                return throttled(spent);
+                            }
+                            let check = credentials.password_check(user, password);
+                            let Ok(verified) = server.password_checks.run(move || check.verify()).await else {
+                                return failed(
+                                    SASL_AUTHENTICATION_FAILED,
+                                    "the password check did not complete".into(),
+                                );
+                            };
+                            if verified {
+                                server.password_cache.insert(user, password, Instant::now());
+                            }
+                            verified
+                        };
+                        if !verified {
                             return failed(
                                 SASL_AUTHENTICATION_FAILED,
                                 format!("invalid user name or password for `{user}`"),
@@ -192,12 +262,28 @@ impl SaslGate {
                         let Some(scram) = ScramMechanism::from_name(&mechanism) else {
                             return failed(UNSUPPORTED_SASL_MECHANISM, format!("mechanism {mechanism}"));
                         };
+                        // Cheap (no derivation on this side); the budgets are checked once the
+                        // user is known, before the exchange goes on.
                         match credentials.scram_first(scram, &request.auth_bytes) {
                             Ok((server, server_first)) => {
+                                if let Err(spent) = self.admit(Some(server.user())) {
+                                    return throttled(spent);
+                                }
                                 self.state = State::ScramFinal(server);
                                 Ok(Gate::Answer(answer(server_first.as_bytes())?))
                             }
-                            Err(err) => failed(SASL_AUTHENTICATION_FAILED, err.to_string()),
+                            Err(err) => {
+                                let user = match &err {
+                                    ScramError::BadCredentials(user) if credentials.has_user(user) => {
+                                        Some(user.as_str())
+                                    }
+                                    _ => None,
+                                };
+                                if let Err(spent) = self.admit(user) {
+                                    return throttled(spent);
+                                }
+                                failed(SASL_AUTHENTICATION_FAILED, err.to_string())
+                            }
                         }
                     }
                     State::ScramFinal(server) => match server.finish(&request.auth_bytes) {
