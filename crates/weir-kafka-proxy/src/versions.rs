@@ -12,10 +12,17 @@ use weir_wire::message::{encode_response, MessageError};
 /// Kafka's UNSUPPORTED_VERSION error code.
 pub const UNSUPPORTED_VERSION: i16 = 35;
 
+/// Requests only brokers and controllers send each other, though brokers advertise them on
+/// every listener: a client of the sidecar has no use for them.
+const BROKER_ONLY: [ApiKey; 1] = [ApiKey::WriteTxnMarkers];
+
 /// Narrows the broker's advertised versions to those the sidecar handles.
 pub fn intersect(resp: &mut ApiVersionsResponse) {
     resp.api_keys.retain_mut(|entry| {
         let Ok(key) = ApiKey::try_from(entry.api_key) else { return false };
+        if BROKER_ONLY.contains(&key) {
+            return false;
+        }
         let known = weir_wire::header::codec_versions(key);
         let mut min = entry.min_version.max(known.min);
         let max = entry.max_version.min(known.max);
@@ -68,6 +75,7 @@ mod tests {
             entry(ApiKey::SaslHandshake as i16, 0, 1),
             entry(ApiKey::Metadata as i16, 0, 3),
             entry(ApiKey::OffsetCommit as i16, 2, 10),
+            entry(ApiKey::WriteTxnMarkers as i16, 0, 1),
             entry(31000, 0, 2),
         ]);
         intersect(&mut resp);

@@ -346,3 +346,28 @@ async fn regex_subscriptions_are_assigned_and_described_only_with_topics_the_mem
     assert!(out.contains(&"consumed=6".to_owned()), "{out:?}");
     review.sidecar.assert_quiet();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_authorization_id_other_than_the_user_name_is_refused() {
+    use weir_wire::kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    let review = Review::start().await;
+    let login = |message: &'static [u8]| {
+        let mut stream = TcpStream::connect(review.sidecar.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let _: SaslHandshakeResponse = call(&mut stream, ApiKey::SaslHandshake, 1, &handshake);
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(message));
+        let answer: SaslAuthenticateResponse = call(&mut stream, ApiKey::SaslAuthenticate, 2, &request);
+        (answer.error_code, answer.error_message.map(|m| m.to_string()).unwrap_or_default())
+    };
+    // Bob's own password, asking to act as carol: refused, as Kafka's PLAIN server refuses it.
+    let (code, message) = login(b"carol\0bob\0bob-secret");
+    assert_eq!(code, 58, "{message}");
+    assert!(message.contains("authorization id `carol` differs from the user name `bob`"), "{message}");
+    // Naming himself (or no one) is fine.
+    assert_eq!(login(b"bob\0bob\0bob-secret").0, 0);
+    assert_eq!(login(b"\0bob\0bob-secret").0, 0);
+    review.sidecar.assert_quiet();
+}

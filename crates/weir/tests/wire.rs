@@ -87,6 +87,8 @@ async fn api_versions_are_narrowed_to_what_the_sidecar_handles_and_kip_511_is_ho
         let known = key.valid_versions();
         assert!(entry.min_version >= known.min && entry.max_version <= known.max, "{key:?} {entry:?}");
     }
+    // Requests only brokers send each other are not offered to clients.
+    assert!(!resp.api_keys.iter().any(|e| e.api_key == ApiKey::WriteTxnMarkers as i16));
     let handshake = resp.api_keys.iter().find(|e| e.api_key == ApiKey::SaslHandshake as i16);
     assert!(handshake.is_none_or(|e| e.min_version >= 1));
 

@@ -26,6 +26,7 @@ const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 const TRANSACTIONAL_ID_DENIED: i16 = ResponseError::TransactionalIdAuthorizationFailed.code();
 const NOT_ATTEMPTED: i16 = ResponseError::OperationNotAttempted.code();
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+const TOKEN_DENIED: i16 = ResponseError::DelegationTokenAuthorizationFailed.code();
 
 /// One request being authorized.
 pub(super) struct Ctx<'a> {
@@ -591,6 +592,18 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 /// partitions). `None` for requests only brokers and controllers send.
 fn cluster_admin(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     match ctx.key() {
+        // Delegation tokens: Kafka refuses what the principal may not do with
+        // DELEGATION_TOKEN_AUTHORIZATION_FAILED, and describes only the tokens it may see.
+        ApiKey::CreateDelegationToken => {
+            ctx.answer(&CreateDelegationTokenResponse::default().with_error_code(TOKEN_DENIED))
+        }
+        ApiKey::RenewDelegationToken => {
+            ctx.answer(&RenewDelegationTokenResponse::default().with_error_code(TOKEN_DENIED))
+        }
+        ApiKey::ExpireDelegationToken => {
+            ctx.answer(&ExpireDelegationTokenResponse::default().with_error_code(TOKEN_DENIED))
+        }
+        ApiKey::DescribeDelegationToken => ctx.answer(&DescribeDelegationTokenResponse::default()),
         ApiKey::DescribeAcls => ctx.answer(&DescribeAclsResponse::default().with_error_code(CLUSTER_DENIED)),
         ApiKey::DescribeClientQuotas => {
             ctx.answer(&DescribeClientQuotasResponse::default().with_error_code(CLUSTER_DENIED))

@@ -498,6 +498,38 @@ fn cluster_answers_encode_at_every_version() {
     all::<RemoveRaftVoterResponse>(ApiKey::RemoveRaftVoter, |r| r.with_error_code(31));
 }
 
+/// Delegation tokens are answered, not disconnected: what may not be done is
+/// DELEGATION_TOKEN_AUTHORIZATION_FAILED (65), a description lists no token.
+#[tokio::test]
+async fn denied_delegation_token_requests_are_answered() {
+    let s = Setup::new("tokens").await;
+    let mut conn = s.connection();
+    for version in versions::<CreateDelegationTokenRequest>() {
+        let key = ApiKey::CreateDelegationToken;
+        let r: CreateDelegationTokenResponse =
+            answer(s.check(&mut conn, key, version, &CreateDelegationTokenRequest::default()), key, version);
+        assert_eq!(r.error_code, 65, "v{version}");
+    }
+    for version in versions::<RenewDelegationTokenRequest>() {
+        let key = ApiKey::RenewDelegationToken;
+        let r: RenewDelegationTokenResponse =
+            answer(s.check(&mut conn, key, version, &RenewDelegationTokenRequest::default()), key, version);
+        assert_eq!(r.error_code, 65, "v{version}");
+    }
+    for version in versions::<ExpireDelegationTokenRequest>() {
+        let key = ApiKey::ExpireDelegationToken;
+        let r: ExpireDelegationTokenResponse =
+            answer(s.check(&mut conn, key, version, &ExpireDelegationTokenRequest::default()), key, version);
+        assert_eq!(r.error_code, 65, "v{version}");
+    }
+    for version in versions::<DescribeDelegationTokenRequest>() {
+        let key = ApiKey::DescribeDelegationToken;
+        let r: DescribeDelegationTokenResponse =
+            answer(s.check(&mut conn, key, version, &DescribeDelegationTokenRequest::default()), key, version);
+        assert_eq!((r.error_code, r.tokens.len()), (0, 0), "v{version}");
+    }
+}
+
 #[tokio::test]
 async fn share_groups_are_authorized_like_consumer_groups() {
     let s = Setup::new("share").await;

@@ -226,9 +226,16 @@ impl SaslGate {
                     }
                     State::AwaitingAuthenticate(mechanism) if mechanism == "PLAIN" => {
                         let Some(credentials) = &server.credentials else { return no_credentials() };
-                        let Some((_, user, password)) = parse_plain(&request.auth_bytes) else {
+                        let Some((authorization_id, user, password)) = parse_plain(&request.auth_bytes) else {
                             return failed(SASL_AUTHENTICATION_FAILED, "malformed PLAIN message".into());
                         };
+                        // As Kafka's PLAIN server: acting as someone else is not offered.
+                        if !authorization_id.is_empty() && authorization_id != user {
+                            return failed(
+                                SASL_AUTHENTICATION_FAILED,
+                                format!("authorization id `{authorization_id}` differs from the user name `{user}`"),
+                            );
+                        }
                         let now = Instant::now();
                         // A password that verified recently passes without a derivation or a budget.
                         let verified = server.password_cache.hit(user, password, now) || {
