@@ -93,8 +93,9 @@ def big_frame(port, results):
     try:
         sock.sendall((99_000_000).to_bytes(4, "big"))
         while sent < 99_000_000:
-            sock.sendall(chunk)
-            sent += len(chunk)
+            piece = chunk[: min(len(chunk), 99_000_000 - sent)]
+            sock.sendall(piece)
+            sent += len(piece)
         sock.settimeout(30)
         sock.recv(1)
     except OSError:
@@ -136,7 +137,7 @@ def main():
             peak.append(rss_kib(pid))
             time.sleep(0.05)
         for sent, took in results:
-            print(f"big frame: sidecar accepted {sent / 1e6:.1f} MB of 99 MB, connection ended after {took:.2f} s")
+            print(f"big frame: client got {sent / 1e6:.1f} MB of 99 MB out before the connection ended, after {took:.2f} s")
         print(f"big frames: peak rss={max(peak) / 1024:.1f} MiB")
 
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(args.idle)]
