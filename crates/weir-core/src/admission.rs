@@ -87,6 +87,27 @@ impl Drop for Admitted {
     }
 }
 
+/// Descriptors kept free of client connections: listeners, the admin port, log and policy
+/// files, connections of the sidecar's own (probes, lookups).
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The most connections that fit the process's descriptor limit when each may hold two
+/// descriptors (client and upstream): `configured` (0: unlimited) lowered to fit, so a flood
+/// meets the sidecar's own limit, refused and counted, before the kernel refuses sockets.
+pub fn fit_to_descriptors(configured: usize) -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return configured;
+    }
+    let fitting = usize::try_from(limit.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS) / 2).unwrap_or(usize::MAX).max(1);
+    if configured == 0 {
+        fitting
+    } else {
+        configured.min(fitting)
+    }
+}
+
 /// Raises the soft limit on open descriptors to the hard limit, so a busy sidecar runs out of
 /// its own connection budget before the kernel refuses it sockets. Returns the limits before
 /// and after (soft, hard), or why they could not be read or set.
@@ -134,6 +155,14 @@ mod tests {
         let source: IpAddr = "127.0.0.1".parse().unwrap();
         let held: Vec<_> = (0..10_000).map(|_| admission.admit(source).unwrap()).collect();
         assert_eq!(admission.held(), held.len());
+    }
+
+    #[test]
+    fn connection_limits_fit_the_descriptor_limit() {
+        let fitting = fit_to_descriptors(0);
+        assert!(fitting >= 1);
+        assert_eq!(fit_to_descriptors(usize::MAX), fitting);
+        assert_eq!(fit_to_descriptors(1), 1);
     }
 
     #[test]

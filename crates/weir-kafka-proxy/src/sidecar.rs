@@ -133,7 +133,15 @@ impl Sidecar {
             config.upstream.sasl.clone(),
             &config.upstream.sasl_by_principal,
         );
-        let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_source);
+        let max_connections = weir_core::admission::fit_to_descriptors(config.limits.max_connections);
+        if max_connections != config.limits.max_connections {
+            tracing::info!(
+                configured = config.limits.max_connections,
+                max_connections,
+                "the descriptor limit allows fewer connections than limits.max_connections; using the lower"
+            );
+        }
+        let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
         let shared = Arc::new(Shared {
             admission,
             fetch_sessions: FetchSessionOwners::default(),

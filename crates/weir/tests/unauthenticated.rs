@@ -116,10 +116,10 @@ async fn unauthenticated_clients_never_reach_a_broker_and_send_only_small_frames
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_unauthenticated_connections_hold_no_broker_connection_and_end_at_their_deadline() {
     let dir = Dir::new();
-    // A descriptor limit of 256 (soft) / 1024 (hard), as a small container might have: the
-    // sidecar raises the soft limit to the hard one at start.
-    let sidecar = sasl_sidecar(&dir, "authentication_timeout_ms: 3000", Some((256, 1024)));
-    assert_eq!(sidecar.descriptor_limit(), (1024, 1024));
+    // A descriptor limit of 256 (soft) / 2048 (hard): the sidecar raises the soft limit to
+    // the hard one at start.
+    let sidecar = sasl_sidecar(&dir, "authentication_timeout_ms: 3000", Some((256, 2048)));
+    assert_eq!(sidecar.descriptor_limit(), (2048, 2048));
     let baseline = sidecar.broker_connections();
 
     // 500 clients that connect and say nothing, and one that sends a frame a byte at a time.
@@ -196,5 +196,29 @@ async fn connections_beyond_the_limits_are_refused_at_accept() {
     });
     let mut again = from("127.0.0.1:0");
     assert_eq!(api_versions(&mut again, 10).error_code, 0);
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_meets_the_sidecars_own_connection_limit_before_the_descriptor_limit() {
+    let dir = Dir::new();
+    // 200 descriptors: (200 - 64 reserved) / 2 = 68 connections fit, each with its broker
+    // connection once authenticated.
+    let sidecar = sasl_sidecar(&dir, "authentication_timeout_ms: 3000", Some((200, 200)));
+    let flood: Vec<TcpStream> = (0..100).map(|_| connect(sidecar.addr)).collect();
+    let refused = || {
+        sidecar.metric("weir_connections_refused_total", &[("listener", "bootstrap"), ("reason", "total_limit")])
+    };
+    eventually("the connections over the limit are refused", || refused() >= 32.0);
+    assert_eq!(refused(), 32.0);
+    // The flood ends at its deadline, and the sidecar serves an honest client.
+    eventually("the flood is closed", || {
+        sidecar.metric("weir_connections_open", &[("listener", "bootstrap")]) == 0.0
+    });
+    let topic = unique("after-flood");
+    rd::produce(&rd::producer(&sidecar.bootstrap(), &ALICE), &topic, "honest", 5).await;
+    assert_eq!(rd::consume(&sidecar.bootstrap(), &topic, &unique("g"), 5, &ALICE).len(), 5);
+    drop(flood);
+    // The kernel never refused the sidecar a socket (that would be an "accept failed" warning).
     sidecar.assert_quiet();
 }
