@@ -21,7 +21,8 @@
 //                  Commits values committed-<i>, then aborts values aborted-<i>.
 //                  Prints committed=N aborted=M.
 //   admin        --op create-topic|delete-topic|describe-configs|list-groups|describe-cluster|cluster-admin
-//                [--topic T] [--partitions P] [--replication R] [--broker ID]
+//                     |list-share-group-offsets|alter-share-group-offsets|delete-share-group-offsets
+//                [--topic T] [--partitions P] [--replication R] [--broker ID] [--group G]
 //                  create-topic:     created topic=T partitions=P replication=R
 //                  delete-topic:     deleted topic=T
 //                  describe-configs: config name=<n> value=<v> source=<s>  (of --topic T or --broker ID)
@@ -33,6 +34,13 @@
 //                                    alter-scram, describe-log-dirs (--broker ID), then lists
 //                                    topics; prints `op=<name> error=<exception class or none>`
 //                                    per call, then topics=<n>
+//                  list-share-group-offsets --group G [--topic T]: the share group's offsets
+//                                    (all, or partition 0 of T), one
+//                                    `offset topic=<t> partition=<p> start=<o>` per partition
+//                                    (sorted), then share-offsets=<n>
+//                  alter-share-group-offsets --group G --topic T: start offset 0 for
+//                                    partition 0 of T; prints altered topic=T
+//                  delete-share-group-offsets --group G --topic T: prints deleted-offsets topic=T
 //   group-member --topic T --group G --member-id-label L --duration-ms MS
 //                  Prints `assigned <p1,p2,...>` (partition numbers, sorted; empty list when
 //                  nothing is assigned) whenever its assignment changes, then leaves the
@@ -282,6 +290,32 @@ public class WeirClient {
                     }
                     OUT.println("topics=" + admin.listTopics().names().get(t, TimeUnit.MILLISECONDS).size());
                 }
+                case "list-share-group-offsets" -> {
+                    String group = a.req("--group"), topic = a.opt("--topic", null);
+                    ListShareGroupOffsetsSpec spec = new ListShareGroupOffsetsSpec();
+                    if (topic != null) spec.topicPartitions(List.of(new TopicPartition(topic, 0)));
+                    Map<TopicPartition, SharePartitionOffsetInfo> offsets = admin.listShareGroupOffsets(Map.of(group, spec))
+                            .partitionsToOffsetInfo(group).get(t, TimeUnit.MILLISECONDS);
+                    List<TopicPartition> parts = new ArrayList<>(offsets.keySet());
+                    parts.sort(Comparator.comparing(TopicPartition::toString));
+                    for (TopicPartition tp : parts) {
+                        SharePartitionOffsetInfo info = offsets.get(tp);
+                        OUT.println("offset topic=" + tp.topic() + " partition=" + tp.partition()
+                                + " start=" + (info == null ? "" : Long.toString(info.startOffset())));
+                    }
+                    OUT.println("share-offsets=" + parts.size());
+                }
+                case "alter-share-group-offsets" -> {
+                    String group = a.req("--group"), topic = a.req("--topic");
+                    admin.alterShareGroupOffsets(group, Map.of(new TopicPartition(topic, 0), 0L))
+                            .all().get(t, TimeUnit.MILLISECONDS);
+                    OUT.println("altered topic=" + topic);
+                }
+                case "delete-share-group-offsets" -> {
+                    String group = a.req("--group"), topic = a.req("--topic");
+                    admin.deleteShareGroupOffsets(group, Set.of(topic)).all().get(t, TimeUnit.MILLISECONDS);
+                    OUT.println("deleted-offsets topic=" + topic);
+                }
                 default -> throw new UsageException("unknown --op " + op);
             }
         }
@@ -442,7 +476,7 @@ public class WeirClient {
                 "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix"),
                 "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol", "--pattern"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
-                "admin", Set.of("--op", "--topic", "--partitions", "--replication", "--broker"),
+                "admin", Set.of("--op", "--topic", "--partitions", "--replication", "--broker", "--group"),
                 "group-member", Set.of("--topic", "--group", "--member-id-label", "--duration-ms", "--group-protocol"),
                 "share-consume", Set.of("--topic", "--group", "--count", "--from-beginning"));
         private final Map<String, String> values = new HashMap<>();

@@ -37,6 +37,7 @@ pub enum Named<'a> {
 pub struct RequestFacts {
     /// The request covers every topic: Metadata with a null topic list (or an empty one at v0),
     /// OffsetFetch with a null topic list (all committed offsets of the group),
+    /// DescribeShareGroupOffsets with a null topic list for some group (all its offsets),
     /// DescribeTopicPartitions with an empty topic list.
     pub all_topics: bool,
     /// Metadata v4+: allow_auto_topic_creation (v0-3: true, as the broker assumes).
@@ -144,6 +145,15 @@ fn request_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
         ApiKey::ShareGroupDescribe => ("ShareGroupDescribe request", m::ShareGroupDescribeRequest::VERSIONS),
         ApiKey::ShareFetch => ("ShareFetch request", m::ShareFetchRequest::VERSIONS),
         ApiKey::ShareAcknowledge => ("ShareAcknowledge request", m::ShareAcknowledgeRequest::VERSIONS),
+        ApiKey::DescribeShareGroupOffsets => {
+            ("DescribeShareGroupOffsets request", m::DescribeShareGroupOffsetsRequest::VERSIONS)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            ("AlterShareGroupOffsets request", m::AlterShareGroupOffsetsRequest::VERSIONS)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            ("DeleteShareGroupOffsets request", m::DeleteShareGroupOffsetsRequest::VERSIONS)
+        }
         ApiKey::DescribeTopicPartitions => {
             ("DescribeTopicPartitions request", m::DescribeTopicPartitionsRequest::VERSIONS)
         }
@@ -569,6 +579,33 @@ fn walk<'a>(w: &mut Walk<'a>, api_key: ApiKey, v: i16, visit: Visit<'_, 'a>) -> 
                 })?;
             }
         }
+        ApiKey::DescribeShareGroupOffsets => w.structs(|w| {
+            visit(Named::Group(w.string()?));
+            match w.nullable_array()? {
+                None => {
+                    facts.all_topics = true;
+                    Ok(())
+                }
+                Some(n) => w.each(n, |w| {
+                    visit(topic(w.string()?));
+                    w.int32s() // partitions
+                }),
+            }
+        })?,
+        ApiKey::AlterShareGroupOffsets => {
+            visit(Named::Group(w.string()?));
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                w.structs(|w| w.skip(4 + 8)) // partition_index, start_offset
+            })?;
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            visit(Named::Group(w.string()?));
+            w.structs(|w| {
+                visit(topic(w.string()?));
+                Ok(())
+            })?;
+        }
         ApiKey::DescribeTopicPartitions => {
             let n = w.array()?;
             facts.all_topics = n == 0;
@@ -804,6 +841,12 @@ mod tests {
             case::<m::ShareGroupDescribeRequest>(ApiKey::ShareGroupDescribe, share_group_describe),
             case::<m::ShareFetchRequest>(ApiKey::ShareFetch, share_fetch),
             case::<m::ShareAcknowledgeRequest>(ApiKey::ShareAcknowledge, share_acknowledge),
+            case::<m::DescribeShareGroupOffsetsRequest>(
+                ApiKey::DescribeShareGroupOffsets,
+                describe_share_group_offsets,
+            ),
+            case::<m::AlterShareGroupOffsetsRequest>(ApiKey::AlterShareGroupOffsets, alter_share_group_offsets),
+            case::<m::DeleteShareGroupOffsetsRequest>(ApiKey::DeleteShareGroupOffsets, delete_share_group_offsets),
             case::<m::DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions, describe_topic_partitions),
             case::<m::CreateAclsRequest>(ApiKey::CreateAcls, create_acls),
             case::<m::DeleteAclsRequest>(ApiKey::DeleteAcls, delete_acls),
@@ -1438,6 +1481,47 @@ mod tests {
         vec![built(r, v, vec![g("share"), ti(4)], NONE)]
     }
 
+    fn describe_share_group_offsets(v: i16) -> Vec<Built> {
+        use m::describe_share_group_offsets_request::*;
+        let topic = |name| DescribeShareGroupOffsetsRequestTopic::default().with_topic_name(tn(name));
+        let named = DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(gid("share-1"))
+            .with_topics(Some(vec![topic("orders").with_partitions(vec![0, 1]), topic("audit")]));
+        let all = DescribeShareGroupOffsetsRequestGroup::default().with_group_id(gid("share-2")).with_topics(None);
+        let r = |groups| DescribeShareGroupOffsetsRequest::default().with_groups(groups);
+        vec![
+            built(r(vec![named.clone()]), v, vec![g("share-1"), t("orders"), t("audit")], NONE),
+            built(
+                r(vec![named, all]),
+                v,
+                vec![g("share-1"), t("orders"), t("audit"), g("share-2")],
+                facts(true, false),
+            ),
+        ]
+    }
+
+    fn alter_share_group_offsets(v: i16) -> Vec<Built> {
+        use m::alter_share_group_offsets_request::*;
+        let partition =
+            |p| AlterShareGroupOffsetsRequestPartition::default().with_partition_index(p).with_start_offset(7);
+        let r = AlterShareGroupOffsetsRequest::default().with_group_id(gid("share")).with_topics(vec![
+            AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(tn("orders"))
+                .with_partitions(vec![partition(0), partition(1)]),
+            AlterShareGroupOffsetsRequestTopic::default().with_topic_name(tn("audit")),
+        ]);
+        vec![built(r, v, vec![g("share"), t("orders"), t("audit")], NONE)]
+    }
+
+    fn delete_share_group_offsets(v: i16) -> Vec<Built> {
+        use m::delete_share_group_offsets_request::*;
+        let topic = |name| DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(tn(name));
+        let r = DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(gid("share"))
+            .with_topics(vec![topic("orders"), topic("audit")]);
+        vec![built(r, v, vec![g("share"), t("orders"), t("audit")], NONE)]
+    }
+
     fn describe_topic_partitions(v: i16) -> Vec<Built> {
         use m::describe_topic_partitions_request::*;
         let r = DescribeTopicPartitionsRequest::default()
@@ -1583,6 +1667,10 @@ mod tests {
             // Cluster administration, decoded when denied: the same bounds.
             (ApiKey::CreateAcls, 1, max.to_vec()),
             (ApiKey::AlterUserScramCredentials, 0, compact_max.to_vec()),
+            // DescribeShareGroupOffsets v0: one group "g", then its topics.
+            (ApiKey::DescribeShareGroupOffsets, 0, [&[2, 2, b'g'][..], &compact_max].concat()),
+            // AlterShareGroupOffsets v0: group "g", one topic "t", then its partitions.
+            (ApiKey::AlterShareGroupOffsets, 0, [&[2, b'g', 2, 2, b't'][..], &compact_max].concat()),
             // AlterClientQuotas v1: one entry, then its entities.
             (ApiKey::AlterClientQuotas, 1, [&[2][..], &compact_max].concat()),
         ];

@@ -102,6 +102,15 @@ fn response_schema(api_key: ApiKey) -> Option<(&'static str, VersionRange)> {
         ApiKey::OffsetDelete => ("OffsetDelete response", m::OffsetDeleteResponse::VERSIONS),
         ApiKey::DescribeProducers => ("DescribeProducers response", m::DescribeProducersResponse::VERSIONS),
         ApiKey::DescribeTransactions => ("DescribeTransactions response", m::DescribeTransactionsResponse::VERSIONS),
+        ApiKey::DescribeShareGroupOffsets => {
+            ("DescribeShareGroupOffsets response", m::DescribeShareGroupOffsetsResponse::VERSIONS)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            ("AlterShareGroupOffsets response", m::AlterShareGroupOffsetsResponse::VERSIONS)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            ("DeleteShareGroupOffsets response", m::DeleteShareGroupOffsetsResponse::VERSIONS)
+        }
         // The sidecar's own SASL exchanges with brokers (upstream.sasl).
         ApiKey::SaslHandshake => ("SaslHandshake response", m::SaslHandshakeResponse::VERSIONS),
         ApiKey::SaslAuthenticate => ("SaslAuthenticate response", m::SaslAuthenticateResponse::VERSIONS),
@@ -591,6 +600,43 @@ fn walk(w: &mut Walk<'_>, api_key: ApiKey, v: i16) -> Result<(), ScanError> {
                 })
             })?;
         }
+        ApiKey::DescribeShareGroupOffsets => {
+            w.skip(4)?; // throttle_time_ms
+            w.structs(|w| {
+                w.string()?; // group_id
+                w.structs(|w| {
+                    w.string()?; // topic_name
+                    w.skip(16)?; // topic_id
+                    w.structs(|w| {
+                        w.skip(4 + 8 + 4 + 2)?; // partition_index, start_offset, leader_epoch, error_code
+                        w.nullable_string().map(drop) // error_message
+                    })
+                })?;
+                w.skip(2)?; // error_code
+                w.nullable_string().map(drop) // error_message
+            })?;
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            w.skip(4 + 2)?; // throttle_time_ms, error_code
+            w.nullable_string()?; // error_message
+            w.structs(|w| {
+                w.string()?; // topic_name
+                w.skip(16)?; // topic_id
+                w.structs(|w| {
+                    w.skip(4 + 2)?; // partition_index, error_code
+                    w.nullable_string().map(drop) // error_message
+                })
+            })?;
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            w.skip(4 + 2)?; // throttle_time_ms, error_code
+            w.nullable_string()?; // error_message
+            w.structs(|w| {
+                w.string()?; // topic_name
+                w.skip(16 + 2)?; // topic_id, error_code
+                w.nullable_string().map(drop) // error_message
+            })?;
+        }
         ApiKey::SaslHandshake => {
             w.skip(2)?; // error_code
             w.strings(|_| ())?; // mechanisms
@@ -718,6 +764,12 @@ mod tests {
             case::<m::OffsetDeleteResponse>(ApiKey::OffsetDelete, offset_delete),
             case::<m::DescribeProducersResponse>(ApiKey::DescribeProducers, describe_producers),
             case::<m::DescribeTransactionsResponse>(ApiKey::DescribeTransactions, describe_transactions),
+            case::<m::DescribeShareGroupOffsetsResponse>(
+                ApiKey::DescribeShareGroupOffsets,
+                describe_share_group_offsets,
+            ),
+            case::<m::AlterShareGroupOffsetsResponse>(ApiKey::AlterShareGroupOffsets, alter_share_group_offsets),
+            case::<m::DeleteShareGroupOffsetsResponse>(ApiKey::DeleteShareGroupOffsets, delete_share_group_offsets),
             case::<m::SaslHandshakeResponse>(ApiKey::SaslHandshake, sasl_handshake),
             case::<m::SaslAuthenticateResponse>(ApiKey::SaslAuthenticate, sasl_authenticate),
         ]
@@ -1708,6 +1760,65 @@ mod tests {
         vec![body(r, v), body(OffsetDeleteResponse::default().with_error_code(69), v)]
     }
 
+    fn describe_share_group_offsets(v: i16) -> Vec<Vec<u8>> {
+        use m::describe_share_group_offsets_response::*;
+        let partition = |p, e| {
+            DescribeShareGroupOffsetsResponsePartition::default()
+                .with_partition_index(p)
+                .with_start_offset(12)
+                .with_leader_epoch(3)
+                .with_error_code(e)
+                .with_error_message((e != 0).then(|| s("denied")))
+                .with_unknown_tagged_fields(unknown())
+        };
+        let topic = DescribeShareGroupOffsetsResponseTopic::default()
+            .with_topic_name(tn("orders"))
+            .with_topic_id(id(4))
+            .with_partitions(vec![partition(0, 0), partition(1, 29)]);
+        let r = DescribeShareGroupOffsetsResponse::default().with_throttle_time_ms(5).with_groups(vec![
+            DescribeShareGroupOffsetsResponseGroup::default().with_group_id(gid("share-1")).with_topics(vec![topic]),
+            DescribeShareGroupOffsetsResponseGroup::default()
+                .with_group_id(gid("share-2"))
+                .with_error_code(30)
+                .with_error_message(Some(s("denied"))),
+        ]);
+        vec![body(r, v)]
+    }
+
+    fn alter_share_group_offsets(v: i16) -> Vec<Vec<u8>> {
+        use m::alter_share_group_offsets_response::*;
+        let partition = |p, e| {
+            AlterShareGroupOffsetsResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(e)
+                .with_error_message((e != 0).then(|| s("denied")))
+        };
+        let r = AlterShareGroupOffsetsResponse::default().with_throttle_time_ms(5).with_responses(vec![
+            AlterShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(tn("orders"))
+                .with_topic_id(id(4))
+                .with_partitions(vec![partition(0, 0), partition(1, 29)]),
+        ]);
+        let failed = AlterShareGroupOffsetsResponse::default().with_error_code(30).with_error_message(Some(s("no")));
+        vec![body(r, v), body(failed, v)]
+    }
+
+    fn delete_share_group_offsets(v: i16) -> Vec<Vec<u8>> {
+        use m::delete_share_group_offsets_response::*;
+        let topic = |name, e| {
+            DeleteShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(tn(name))
+                .with_topic_id(id(4))
+                .with_error_code(e)
+                .with_error_message((e != 0).then(|| s("denied")))
+        };
+        let r = DeleteShareGroupOffsetsResponse::default()
+            .with_throttle_time_ms(5)
+            .with_responses(vec![topic("orders", 0), topic("audit", 29)]);
+        let failed = DeleteShareGroupOffsetsResponse::default().with_error_code(30).with_error_message(Some(s("no")));
+        vec![body(r, v), body(failed, v)]
+    }
+
     fn describe_producers(v: i16) -> Vec<Vec<u8>> {
         use m::describe_producers_response::*;
         let producer = |p| {
@@ -1835,6 +1946,12 @@ mod tests {
             (ApiKey::ApiVersions, 0, [&[0; 2][..], c].concat()),
             (ApiKey::ApiVersions, 3, [&[0; 2][..], x].concat()),
             (ApiKey::OffsetDelete, 0, [&[0; 6][..], c].concat()),
+            (ApiKey::DescribeShareGroupOffsets, 0, [&[0; 4][..], x].concat()),
+            // DescribeShareGroupOffsets v0: throttle, one group "g", then its topics.
+            (ApiKey::DescribeShareGroupOffsets, 0, [&[0; 4][..], &[2, 2, b'g'], x].concat()),
+            // Alter/DeleteShareGroupOffsets v0: throttle, error_code, null message, then the topics.
+            (ApiKey::AlterShareGroupOffsets, 0, [&[0; 6][..], &[0], x].concat()),
+            (ApiKey::DeleteShareGroupOffsets, 0, [&[0; 6][..], &[0], x].concat()),
             // Metadata v1: no brokers, controller_id, one topic (error_code, "a", is_internal),
             // then its partitions.
             (ApiKey::Metadata, 1, [&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, b'a', 0][..], c].concat()),

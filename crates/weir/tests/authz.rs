@@ -456,3 +456,76 @@ async fn share_groups_read_what_the_policy_allows() {
     }
     sidecar.assert_quiet();
 }
+
+/// The Java admin client on a share group's offsets (KIP-932), as the sidecar's policy allows:
+/// `admin --op <op> --group <group> [--topic <topic>]`.
+fn share_offsets_args<'a>(bootstrap: &'a str, op: &'a str, group: &'a str, topic: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["admin", "--bootstrap", bootstrap, "--op", op, "--group", group, "--timeout-ms", "20000"];
+    args.extend(topic.map(|t| ["--topic", t]).into_iter().flatten());
+    args
+}
+
+/// Share-group offset administration is checked as Kafka checks it: listing needs DESCRIBE on
+/// the group and topics (the others' offsets hidden from a full listing), altering READ on
+/// both, deleting DELETE on the group and READ on the topics. Denials come back as the
+/// exceptions a broker's authorizer raises, never as a closed connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn share_group_offsets_are_administered_as_the_policy_allows() {
+    let s = Scenario::new();
+    s.topics_with_records(3).await;
+    let sidecar = s.sidecar();
+    let bs = sidecar.bootstrap();
+    let (readonly, secret) = (s.topic("readonly"), s.topic("secret"));
+    let group = format!("{}.allowed.share", s.prefix);
+    // The group holds offsets on the read-only topic (through the sidecar) and on the secret
+    // one (directly on the cluster).
+    let direct = direct_bootstrap();
+    for (bootstrap, topic) in [(bs.as_str(), &readonly), (direct.as_str(), &secret)] {
+        let args = ["share-consume", "--bootstrap", bootstrap, "--topic", topic, "--group", &group, "--count", "3"];
+        let out = common::java_client(&[&args[..], &["--from-beginning"]].concat());
+        assert!(out.contains(&"share-consumed=3".to_owned()), "{out:?}");
+    }
+    let listed = common::java_client(&share_offsets_args(&direct, "list-share-group-offsets", &group, None));
+    assert!(listed.contains(&"share-offsets=2".to_owned()), "{listed:?}");
+
+    // All of the group's offsets: only those of the topic the client may describe.
+    let listed = common::java_client(&share_offsets_args(&bs, "list-share-group-offsets", &group, None));
+    let line = format!("offset topic={readonly} partition=0 start=");
+    assert!(listed.iter().any(|l| l.starts_with(&line)), "{listed:?}");
+    assert!(listed.contains(&"share-offsets=1".to_owned()), "{listed:?}");
+    // Naming the secret topic: the client skips a partition that comes back with an error,
+    // and says why.
+    let named = java_client_output(&share_offsets_args(&bs, "list-share-group-offsets", &group, Some(&secret)));
+    let (stdout, stderr) = (String::from_utf8_lossy(&named.stdout), String::from_utf8_lossy(&named.stderr));
+    assert!(named.status.success() && stdout.contains("share-offsets=0"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("due to error 29"), "{stderr}");
+
+    // Altering and deleting: READ on the topic is enough, the secret topic is refused.
+    for op in ["alter-share-group-offsets", "delete-share-group-offsets"] {
+        common::java_client(&share_offsets_args(&bs, op, &group, Some(&readonly)));
+        let error = java_failure(&share_offsets_args(&bs, op, &group, Some(&secret)));
+        assert!(error.contains("TopicAuthorizationException"), "{op}: {error}");
+    }
+
+    // A group the client may describe but neither read nor delete: FindCoordinator passes, and
+    // the sidecar answers the offset requests with GROUP_AUTHORIZATION_FAILED.
+    let watcher = format!("{}.watch.share", s.prefix);
+    s.write_policy(&[(&format!("group:{}.watch.*", s.prefix), "describe")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let denied = |api: &str| s.audit_lines().iter().any(|l| l["api"] == api && l["resource"] == watcher.as_str());
+    for (op, api) in [
+        ("alter-share-group-offsets", "AlterShareGroupOffsets"),
+        ("delete-share-group-offsets", "DeleteShareGroupOffsets"),
+    ] {
+        // The new policy reaches the sidecar within its reload interval.
+        while !denied(api) {
+            assert!(Instant::now() < deadline, "{api} of a describe-only group was not denied");
+            let error = java_failure(&share_offsets_args(&bs, op, &watcher, Some(&readonly)));
+            assert!(error.contains("GroupAuthorizationException"), "{op}: {error}");
+        }
+    }
+    // A group the client may not even describe.
+    let outsiders = share_offsets_args(&bs, "list-share-group-offsets", "outsiders-share", None);
+    assert!(java_failure(&outsiders).contains("GroupAuthorizationException"));
+    sidecar.assert_quiet();
+}

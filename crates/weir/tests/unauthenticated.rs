@@ -206,15 +206,12 @@ async fn a_flood_meets_the_sidecars_own_connection_limit_before_the_descriptor_l
     // connection once authenticated.
     let sidecar = sasl_sidecar(&dir, "authentication_timeout_ms: 3000", Some((200, 200)));
     let flood: Vec<TcpStream> = (0..100).map(|_| connect(sidecar.addr)).collect();
-    let refused = || {
-        sidecar.metric("weir_connections_refused_total", &[("listener", "bootstrap"), ("reason", "total_limit")])
-    };
+    let refused =
+        || sidecar.metric("weir_connections_refused_total", &[("listener", "bootstrap"), ("reason", "total_limit")]);
     eventually("the connections over the limit are refused", || refused() >= 32.0);
     assert_eq!(refused(), 32.0);
     // The flood ends at its deadline, and the sidecar serves an honest client.
-    eventually("the flood is closed", || {
-        sidecar.metric("weir_connections_open", &[("listener", "bootstrap")]) == 0.0
-    });
+    eventually("the flood is closed", || sidecar.metric("weir_connections_open", &[("listener", "bootstrap")]) == 0.0);
     let topic = unique("after-flood");
     rd::produce(&rd::producer(&sidecar.bootstrap(), &ALICE), &topic, "honest", 5).await;
     assert_eq!(rd::consume(&sidecar.bootstrap(), &topic, &unique("g"), 5, &ALICE).len(), 5);

@@ -27,6 +27,9 @@ const TRANSACTIONAL_ID_DENIED: i16 = ResponseError::TransactionalIdAuthorization
 const NOT_ATTEMPTED: i16 = ResponseError::OperationNotAttempted.code();
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 const TOKEN_DENIED: i16 = ResponseError::DelegationTokenAuthorizationFailed.code();
+/// The messages Kafka's `Errors` gives these codes, for the responses where brokers fill them.
+const TOPIC_DENIED_MESSAGE: &str = "Topic authorization failed.";
+const GROUP_DENIED_MESSAGE: &str = "Group authorization failed.";
 
 /// One request being authorized.
 pub(super) struct Ctx<'a> {
@@ -250,6 +253,12 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
                 }
             })))
         }
+        ApiKey::DescribeShareGroupOffsets if ctx.facts.all_topics => {
+            let view = ctx.view.clone();
+            Ok(Verdict::Filter(
+                ctx.after(move |r: &mut DescribeShareGroupOffsetsResponse| hide_undescribable_share_offsets(&view, r)),
+            ))
+        }
         ApiKey::OffsetFetch if ctx.facts.all_topics => {
             let view = ctx.view.clone();
             let describable = move |name: &TopicName| view.allows(ResourceType::Topic, name, Operation::Describe);
@@ -389,6 +398,9 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
                 |r: &mut ShareGroupDescribeResponse| &mut r.groups,
             )
         }
+        ApiKey::DescribeShareGroupOffsets => describe_share_group_offsets(ctx),
+        ApiKey::AlterShareGroupOffsets => alter_share_group_offsets(ctx),
+        ApiKey::DeleteShareGroupOffsets => delete_share_group_offsets(ctx),
         ApiKey::ShareFetch => share_fetch(ctx),
         ApiKey::ShareAcknowledge => share_acknowledge(ctx),
         ApiKey::InitProducerId => {
@@ -766,6 +778,157 @@ fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
         .collect();
     let nothing_left = request.topics.is_empty() && request.forgotten_topics_data.is_empty();
     ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut ShareFetchResponse| &mut r.responses)
+}
+
+/// DescribeShareGroupOffsets (Admin.listShareGroupOffsets), as Kafka answers it: a group the
+/// client may not describe gets GROUP_AUTHORIZATION_FAILED; named topics it may not describe
+/// come back with TOPIC_AUTHORIZATION_FAILED per partition, beside the broker's answer for the
+/// rest; a group asked for all its offsets shows only the describable topics.
+fn describe_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use describe_share_group_offsets_response::*;
+    let mut request: DescribeShareGroupOffsetsRequest = ctx.decode()?;
+    let mut denied_groups = Vec::new();
+    let mut denied_topics: Vec<(GroupId, Vec<DescribeShareGroupOffsetsResponseTopic>)> = Vec::new();
+    request.groups.retain_mut(|g| {
+        if !ctx.permits(Named::Group(&g.group_id)) {
+            denied_groups.push(
+                DescribeShareGroupOffsetsResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_error_code(GROUP_DENIED),
+            );
+            return false;
+        }
+        // A group left with an empty list stays: the broker answers it with no topics and no
+        // error, as it does when every topic named is unauthorized.
+        let denied = g.topics.as_mut().map(|t| take_denied(t, |t| !ctx.named_topic(&t.topic_name)));
+        if let Some(denied) = denied.filter(|d| !d.is_empty()) {
+            let entries = denied.into_iter().map(|t| {
+                let partitions = t.partitions.iter().map(|&p| {
+                    DescribeShareGroupOffsetsResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_start_offset(-1)
+                        .with_error_code(TOPIC_DENIED)
+                        .with_error_message(Some(StrBytes::from_static_str(TOPIC_DENIED_MESSAGE)))
+                });
+                DescribeShareGroupOffsetsResponseTopic::default()
+                    .with_topic_name(t.topic_name)
+                    .with_partitions(partitions.collect())
+            });
+            denied_topics.push((g.group_id.clone(), entries.collect()));
+        }
+        true
+    });
+    if request.groups.is_empty() {
+        return ctx.answer(&DescribeShareGroupOffsetsResponse::default().with_groups(denied_groups));
+    }
+    let view = ctx.view.clone();
+    let after = ctx.after(move |r: &mut DescribeShareGroupOffsetsResponse| {
+        hide_undescribable_share_offsets(&view, r);
+        for (id, entries) in denied_topics {
+            match r.groups.iter_mut().find(|g| g.group_id == id) {
+                // A group that failed as a whole is reported by its error alone, as Kafka does.
+                Some(group) if group.error_code != 0 => {}
+                Some(group) => group.topics.extend(entries),
+                None => r
+                    .groups
+                    .push(DescribeShareGroupOffsetsResponseGroup::default().with_group_id(id).with_topics(entries)),
+            }
+        }
+        r.groups.extend(denied_groups);
+    });
+    ctx.forward(&request, Some(after)).map(Some)
+}
+
+/// Offsets of topics the client may not describe are left out, as Kafka filters a group's
+/// offsets asked for in full (a null topic list).
+fn hide_undescribable_share_offsets(view: &PrincipalPolicy, r: &mut DescribeShareGroupOffsetsResponse) {
+    for group in &mut r.groups {
+        group.topics.retain(|t| view.allows(ResourceType::Topic, &t.topic_name, Operation::Describe));
+    }
+}
+
+/// AlterShareGroupOffsets: without READ on the group the whole request fails with
+/// GROUP_AUTHORIZATION_FAILED; topics without READ get TOPIC_AUTHORIZATION_FAILED per
+/// partition, the rest is altered.
+fn alter_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use alter_share_group_offsets_response::*;
+    let mut request: AlterShareGroupOffsetsRequest = ctx.decode()?;
+    if !ctx.permits(Named::Group(&request.group_id)) {
+        let message = Some(StrBytes::from_static_str(GROUP_DENIED_MESSAGE));
+        return ctx.answer(
+            &AlterShareGroupOffsetsResponse::default().with_error_code(GROUP_DENIED).with_error_message(message),
+        );
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.named_topic(&t.topic_name))
+        .into_iter()
+        .map(|t| {
+            let partitions = t.partitions.iter().map(|p| {
+                AlterShareGroupOffsetsResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(TOPIC_DENIED)
+                    .with_error_message(Some(StrBytes::from_static_str(TOPIC_DENIED_MESSAGE)))
+            });
+            AlterShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_partitions(partitions.collect())
+        })
+        .collect();
+    whole_or_merged(ctx, &request, request.topics.is_empty(), denied, |r: &mut AlterShareGroupOffsetsResponse| {
+        (r.error_code, &mut r.responses)
+    })
+}
+
+/// DeleteShareGroupOffsets: without DELETE on the group the whole request fails with
+/// GROUP_AUTHORIZATION_FAILED; topics without READ get TOPIC_AUTHORIZATION_FAILED.
+fn delete_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+    use delete_share_group_offsets_response::*;
+    let mut request: DeleteShareGroupOffsetsRequest = ctx.decode()?;
+    if !ctx.permits(Named::Group(&request.group_id)) {
+        let message = Some(StrBytes::from_static_str(GROUP_DENIED_MESSAGE));
+        return ctx.answer(
+            &DeleteShareGroupOffsetsResponse::default().with_error_code(GROUP_DENIED).with_error_message(message),
+        );
+    }
+    let denied = take_denied(&mut request.topics, |t| !ctx.named_topic(&t.topic_name))
+        .into_iter()
+        .map(|t| {
+            DeleteShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_error_code(TOPIC_DENIED)
+                .with_error_message(Some(StrBytes::from_static_str(TOPIC_DENIED_MESSAGE)))
+        })
+        .collect();
+    whole_or_merged(ctx, &request, request.topics.is_empty(), denied, |r: &mut DeleteShareGroupOffsetsResponse| {
+        (r.error_code, &mut r.responses)
+    })
+}
+
+/// Like [`Ctx::strip_or_answer`], for responses with a top-level error: a broker answer that
+/// failed as a whole is passed on alone, as Kafka reports such a failure without the
+/// per-topic errors.
+fn whole_or_merged<Req, R, E>(
+    ctx: &Ctx<'_>,
+    request: &Req,
+    nothing_left: bool,
+    denied: Vec<E>,
+    entries: fn(&mut R) -> (i16, &mut Vec<E>),
+) -> Result<Option<Verdict>, SessionError>
+where
+    Req: Encodable,
+    R: Decodable + Encodable + Default + 'static,
+    E: Send + Sync + 'static,
+{
+    if nothing_left {
+        let mut response = R::default();
+        entries(&mut response).1.extend(denied);
+        return ctx.answer(&response);
+    }
+    let after = ctx.after(move |response: &mut R| {
+        if let (0, list) = entries(response) {
+            list.extend(denied);
+        }
+    });
+    ctx.forward(request, Some(after)).map(Some)
 }
 
 fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {

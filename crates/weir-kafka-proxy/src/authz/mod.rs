@@ -103,6 +103,12 @@ pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<N
         (ShareFetch | ShareAcknowledge, Named::Topic(_)) => need(T, Op::Read),
         (ShareGroupHeartbeat | ShareFetch | ShareAcknowledge, Named::Group(_)) => need(G, Op::Read),
         (ShareGroupDescribe, Named::Group(_)) => need(G, Op::Describe),
+        // KIP-932 offset administration, as KafkaApis.handle{Describe,Alter,Delete}ShareGroupOffsetsRequest.
+        (DescribeShareGroupOffsets, Named::Group(_)) => need(G, Op::Describe),
+        (DescribeShareGroupOffsets, Named::Topic(_)) => need(T, Op::Describe),
+        (AlterShareGroupOffsets, Named::Group(_)) => need(G, Op::Read),
+        (DeleteShareGroupOffsets, Named::Group(_)) => need(G, Op::Delete),
+        (AlterShareGroupOffsets | DeleteShareGroupOffsets, Named::Topic(_)) => need(T, Op::Read),
         (CreateTopics, Named::Topic(_)) => need(T, Op::Create),
         (DeleteTopics | DeleteRecords, Named::Topic(_)) => need(T, Op::Delete),
         (CreatePartitions, Named::Topic(_)) => need(T, Op::Alter),
