@@ -15,9 +15,6 @@ Usage: bench/preauth.py WEIR_BINARY [--listen-port 19600] [--idle 500] [--wait-c
 Prints one line per figure; not a test (no pass/fail), figures for the docs.
 """
 import argparse
-import base64
-import hashlib
-import hmac
 import os
 import socket
 import subprocess
@@ -26,17 +23,9 @@ import tempfile
 import threading
 import time
 
+from scram import scram_entry  # bench/scram.py, beside this script
+
 BROKER_PORTS = range(9092, 9122)  # every listener of the 3-broker test cluster
-
-
-def scram_entry(user, password, salt=b"bench-salt-0001", iterations=4096):
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha512").digest()
-    stored_key = hashlib.sha512(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha512").digest()
-    b64 = lambda b: base64.b64encode(b).decode()
-    return (f"  - {{user: {user}, mechanism: SCRAM-SHA-512, salt: \"{b64(salt)}\", iterations: {iterations}, "
-            f"stored_key: \"{b64(stored_key)}\", server_key: \"{b64(server_key)}\"}}\n")
 
 
 def rss_kib(pid):
@@ -115,7 +104,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="weir-preauth-")
     with open(f"{work}/users.yaml", "w") as f:
-        f.write("users:\n" + scram_entry("alice", "wonderland"))
+        f.write("users:\n" + scram_entry("alice", "wonderland", b"bench-salt-0001"))
     with open(f"{work}/sidecar.yaml", "w") as f:
         f.write(f"listen: 127.0.0.1:{port}\nbootstrap: ['127.0.0.1:9093']\nbroker_ports: {{base: {port + 1}, count: 10}}\n"
                 f"upstream: {{resolve: {{'*.weir.invalid': 127.0.0.1}}}}\nsasl: {{credentials: {work}/users.yaml}}\n"

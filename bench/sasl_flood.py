@@ -23,9 +23,6 @@ RFC 5802, --iterations PBKDF2 rounds).
 (give it several times for several keys).
 """
 import argparse
-import base64
-import hashlib
-import hmac
 import os
 import socket
 import statistics
@@ -35,19 +32,12 @@ import sys
 import tempfile
 import threading
 import time
+
 import urllib.request
 
+from scram import scram_entry  # bench/scram.py, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def scram_entry(user, password, salt, iterations):
-    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha512").digest()
-    stored_key = hashlib.sha512(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha512").digest()
-    b64 = lambda b: base64.b64encode(b).decode()
-    return (f'  - {{user: {user}, mechanism: SCRAM-SHA-512, salt: "{b64(salt)}", iterations: {iterations}, '
-            f'stored_key: "{b64(stored_key)}", server_key: "{b64(server_key)}"}}\n')
 
 
 def frame(api_key, version, correlation_id, body):

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::raw::request;
 use common::{java_client, rd, unique, Sidecar, SidecarOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weir_core::sasl::{scram_entry, ScramMechanism};
+use weir_core::sasl::ScramMechanism;
 use weir_wire::kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
 };
@@ -27,23 +27,10 @@ impl Files {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(unique("weir-sasl"));
         std::fs::create_dir_all(&dir).unwrap();
-        let entries = [
-            scram_entry("alice", "wonderland", ScramMechanism::Sha512, b"alice-salt-1234", 4096),
-            scram_entry("bob", "builder", ScramMechanism::Sha256, b"bob-salt-5678", 4096),
-        ];
-        let mut yaml = String::from("users:\n");
-        for e in entries {
-            let mechanism = match e.mechanism {
-                ScramMechanism::Sha256 => "SCRAM-SHA-256",
-                ScramMechanism::Sha512 => "SCRAM-SHA-512",
-            };
-            yaml += &format!(
-                "  - {{user: {}, mechanism: {mechanism}, salt: \"{}\", iterations: {}, stored_key: \"{}\", server_key: \"{}\"}}\n",
-                e.user, e.salt, e.iterations, e.stored_key, e.server_key
-            );
-        }
-        assert!(!yaml.contains("wonderland"), "a password reached the credentials file");
-        std::fs::write(dir.join("users.yaml"), yaml).unwrap();
+        common::sasl_users_file(
+            &dir,
+            &[("alice", "wonderland", ScramMechanism::Sha512), ("bob", "builder", ScramMechanism::Sha256)],
+        );
         Self { dir }
     }
 }
