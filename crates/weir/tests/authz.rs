@@ -204,7 +204,7 @@ async fn librdkafka_gets_kafka_authorization_errors_and_only_sees_what_it_may_de
             Some(code) => panic!("still refused after the policy allowed it: {code:?}"),
         }
     }
-    assert_eq!(sidecar.metric("weir_closed_connections_total", &[("reason", "denied")]), 0.0);
+    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "denied")]), 0.0);
     sidecar.assert_quiet();
 }
 

@@ -335,8 +335,8 @@ async fn clients_only_ever_see_sidecar_addresses() {
     // advertised names do not resolve. That is what makes every other test a proof that no
     // client bypassed the sidecar.
     let topic = unique("unreachable");
-    let refused = rd::produce_is_refused(&common::mesh_bootstrap(), &topic, &[]).await;
-    assert!(refused, "a client reached the brokers without the sidecar");
+    let refused = rd::produce_refused(&common::mesh_bootstrap(), &topic, &[]).await;
+    refused.assert_heard(&[rd::RESOLVE, rd::ALL_BROKERS_DOWN], "a client reached the brokers without the sidecar");
     sidecar.assert_quiet();
 }
 
@@ -403,7 +403,7 @@ async fn sasl_exchanges_pass_through_to_a_sasl_cluster() {
 
     // A wrong password is the broker's to refuse, and the client hears it.
     let wrong = [plain[0], plain[1], plain[2], ("sasl.password", "wrong")];
-    assert!(rd::produce_is_refused(&bs, &topic, &wrong).await, "a wrong password was accepted");
+    rd::produce_refused(&bs, &topic, &wrong).await.assert_heard(&[rd::AUTHENTICATION], "a wrong password");
     // The broker closes connections that failed to authenticate; that is not the sidecar's fault.
     sidecar.assert_quiet();
 }

@@ -118,12 +118,14 @@ async fn clients_authenticate_to_the_sidecar_and_failures_are_audited() {
     assert!(out.contains(&"consumed=35".to_owned()), "{out:?}");
     let mut wrong_scram = scram;
     wrong_scram[3] = ("sasl.password", "looking-glass");
-    assert!(rd::produce_is_refused(&bs, &topic, &wrong_scram).await, "SCRAM with a wrong password got in");
+    rd::produce_refused(&bs, &topic, &wrong_scram)
+        .await
+        .assert_heard(&[rd::AUTHENTICATION], "SCRAM with a wrong password");
 
     // A wrong password and an unknown user are refused; the clients hear it.
     for (user, password) in [("alice", "looking-glass"), ("mallory", "wonderland")] {
-        let refused = rd::produce_is_refused(&bs, &topic, &plain(user, password)).await;
-        assert!(refused, "{user} got in with a wrong password");
+        let refused = rd::produce_refused(&bs, &topic, &plain(user, password)).await;
+        refused.assert_heard(&[rd::AUTHENTICATION], &format!("{user} with a wrong password"));
     }
 
     // A request before authenticating closes the connection.
@@ -217,7 +219,9 @@ async fn broker_credentials_are_chosen_by_the_client_principal() {
     shop.assert_quiet();
 
     let rogue = sidecar_as("spiffe://weir.test/ns/rogue/sa/x");
-    assert!(rd::produce_is_refused(&rogue.bootstrap(), &topic, &[]).await, "the rogue mapping's wrong password worked");
+    // The sidecar cannot reach the broker as the rogue identity: the client's connection ends.
+    let refused = rd::produce_refused(&rogue.bootstrap(), &topic, &[]).await;
+    refused.assert_heard(&[rd::TRANSPORT, rd::ALL_BROKERS_DOWN], "the rogue mapping's wrong password");
     let refused =
         rogue.logs().iter().any(|l| l.contains("SASL to broker") && l.contains("Invalid username or password"));
     assert!(refused, "no log line for the broker refusing the mapped identity:\n{}", rogue.logs().join("\n"));
@@ -247,7 +251,8 @@ async fn clients_authenticated_at_the_sidecar_get_the_broker_identity_mapped_to_
     assert_eq!(rd::consume(&bs, &topic, &unique("g"), 5, &alice).len(), 5);
 
     let bob = plain("bob", "builder");
-    assert!(rd::produce_is_refused(&bs, &topic, &bob).await, "bob's mapped broker identity has a wrong password");
+    let refused = rd::produce_refused(&bs, &topic, &bob).await;
+    refused.assert_heard(&[rd::TRANSPORT, rd::ALL_BROKERS_DOWN], "bob's mapped broker identity has a wrong password");
     let refused = sidecar
         .logs()
         .iter()
@@ -475,7 +480,9 @@ async fn guessing_a_password_spends_the_user_budget_but_logged_in_clients_stay_i
         ("sasl.username", "alice"),
         ("sasl.password", "wonderland"),
     ];
-    assert!(rd::produce_is_refused(&bs, &topic, &scram).await, "SCRAM as alice got in past her spent budget");
+    rd::produce_refused(&bs, &topic, &scram)
+        .await
+        .assert_heard(&[rd::AUTHENTICATION], "SCRAM as alice past her spent budget");
 
     assert!(sidecar.metric("weir_kafka_authentication_throttled_total", &[("by", "user")]) >= 7.0);
     assert_eq!(audited_failures(&audit, "127.0.0.3", spent, 5), 5);

@@ -327,8 +327,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body))
 }
 
-/// Finds a sample in OpenMetrics text; 0 when absent.
+/// Sums the samples of `name` with these labels in OpenMetrics text: 0 when the metric is
+/// registered but has no such sample yet (a counter family before its first increment).
+/// Panics when no registered family has that sample name, so a misspelt name cannot make a
+/// check pass.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let registered =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).any(|family| {
+            name.strip_prefix(family)
+                .is_some_and(|suffix| ["", "_total", "_bucket", "_sum", "_count", "_info"].contains(&suffix))
+        });
+    assert!(registered, "no metric `{name}` in /metrics");
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))

@@ -1,14 +1,17 @@
 //! librdkafka (through the `rdkafka` crate) as a real client in tests.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 
 pub fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -59,13 +62,59 @@ pub async fn produce(producer: &FutureProducer, topic: &str, prefix: &str, count
     }
 }
 
-/// Tries to produce one record with a short delivery timeout; true when the client was
-/// refused (could not connect, authenticate or deliver).
-pub async fn produce_is_refused(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> bool {
-    let mut settings = extra.to_vec();
-    settings.push(("message.timeout.ms", "4000"));
-    let producer = producer(bootstrap, &settings);
-    producer.send(FutureRecord::<(), _>::to(topic).payload("x"), std::time::Duration::from_secs(4)).await.is_err()
+pub const AUTHENTICATION: RDKafkaErrorCode = RDKafkaErrorCode::Authentication;
+pub const TRANSPORT: RDKafkaErrorCode = RDKafkaErrorCode::BrokerTransportFailure;
+pub const ALL_BROKERS_DOWN: RDKafkaErrorCode = RDKafkaErrorCode::AllBrokersDown;
+pub const SSL: RDKafkaErrorCode = RDKafkaErrorCode::SSL;
+pub const RESOLVE: RDKafkaErrorCode = RDKafkaErrorCode::Resolve;
+
+/// What a refused client heard: the errors librdkafka reported (its error callback: failed
+/// connections, authentication, TLS), and the delivery error of the one record it tried.
+#[derive(Debug)]
+pub struct Refusal {
+    pub client_errors: Vec<RDKafkaErrorCode>,
+    pub delivery: RDKafkaErrorCode,
+}
+
+impl Refusal {
+    /// Asserts the client was told one of `expected` (the reason, not merely a timeout).
+    pub fn assert_heard(&self, expected: &[RDKafkaErrorCode], what: &str) {
+        assert!(
+            self.client_errors.iter().any(|e| expected.contains(e)),
+            "{what}: expected one of {expected:?}, heard {self:?}"
+        );
+    }
+}
+
+/// Records the errors librdkafka reports outside any one request.
+#[derive(Default, Clone)]
+struct ErrorRecorder(Arc<Mutex<Vec<RDKafkaErrorCode>>>);
+
+impl ClientContext for ErrorRecorder {
+    fn error(&self, error: KafkaError, _reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            self.0.lock().unwrap().push(code);
+        }
+    }
+}
+
+/// Tries to produce one record with a short delivery timeout and returns what the client
+/// heard; panics if the record was delivered.
+pub async fn produce_refused(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> Refusal {
+    let mut c = config(bootstrap);
+    c.set("message.timeout.ms", "4000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let heard = ErrorRecorder::default();
+    let producer: FutureProducer<ErrorRecorder> = c.create_with_context(heard.clone()).expect("producer");
+    let sent = producer.send(FutureRecord::<(), _>::to(topic).payload("x"), Duration::from_secs(4)).await;
+    let delivery = match sent {
+        Ok(_) => panic!("a record reached {topic} through {bootstrap} with {extra:?}"),
+        Err((error, _)) => error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
+    };
+    let client_errors = heard.0.lock().unwrap().clone();
+    Refusal { client_errors, delivery }
 }
 
 /// A consumed record: key, value and headers in wire order.
