@@ -41,6 +41,23 @@ pub enum SidecarError {
     Tls(weir_core::tls::TlsError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind { addr: SocketAddr, what: &'static str, error: std::io::Error },
+    #[error(
+        "broker ports {first}-{last} (broker_ports.base + node id) overlap the kernel's ephemeral port range \
+         {low}-{high} (net.ipv4.ip_local_port_range), where outgoing connections can hold them when a broker \
+         is discovered; choose broker_ports.base (and broker_ports.count) to stay below {low} or above {high}"
+    )]
+    EphemeralBrokerPorts { first: u16, last: u16, low: u16, high: u16 },
+}
+
+/// The kernel's range for outgoing connections' local ports (Linux; its default elsewhere).
+fn ephemeral_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut numbers = text.split_whitespace().filter_map(|n| n.parse().ok());
+            Some((numbers.next()?, numbers.next()?))
+        })
+        .unwrap_or((32768, 60999))
 }
 
 /// State every connection of this sidecar shares.
@@ -91,6 +108,13 @@ pub struct Sidecar {
 impl Sidecar {
     /// Binds the bootstrap and admin listeners; fails fast when an address is taken.
     pub async fn bind(config: SidecarConfig) -> Result<Self, SidecarError> {
+        // Broker listeners open as brokers are discovered, long after start: a port that an
+        // outgoing connection holds by then cannot be bound, so refuse such a range up front.
+        let (first, last) = config.broker_port_range();
+        let (low, high) = ephemeral_port_range();
+        if config.broker_ports.count > 0 && first <= high && last >= low {
+            return Err(SidecarError::EphemeralBrokerPorts { first, last, low, high });
+        }
         let mut registry = Registry::default();
         let metrics = KafkaMetrics::register(&mut registry);
         let (port_base, _) = config.broker_port_range();

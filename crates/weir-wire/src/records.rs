@@ -2,8 +2,12 @@
 //!
 //! A v2 record batch starts with `baseOffset: i64, batchLength: i32`, and its record count sits
 //! at byte 57. Legacy (v0/v1) message sets count one record per entry. Nothing is decompressed.
+//! Control batches (transaction markers) are not the application's records and are not counted.
 
 const MAGIC_OFFSET: usize = 16;
+const ATTRIBUTES_OFFSET: usize = 21;
+/// The `isControlBatch` bit of a v2 batch's attributes.
+const CONTROL_BATCH: u8 = 0x20;
 const RECORD_COUNT_OFFSET: usize = 57;
 const LOG_OVERHEAD: usize = 12;
 
@@ -20,7 +24,9 @@ pub fn count_records(records: &[u8]) -> u64 {
             break;
         }
         let batch = &records[pos..end];
+        let control = batch.get(ATTRIBUTES_OFFSET + 1).is_some_and(|low| low & CONTROL_BATCH != 0);
         count += match batch.get(MAGIC_OFFSET) {
+            Some(2) if control => 0,
             Some(2) => batch
                 .get(RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4)
                 .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]).max(0) as u64)
@@ -40,10 +46,14 @@ mod tests {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     fn batch(n: usize) -> Vec<u8> {
+        batch_of(n, false)
+    }
+
+    fn batch_of(n: usize, control: bool) -> Vec<u8> {
         let records: Vec<Record> = (0..n)
             .map(|i| Record {
-                transactional: false,
-                control: false,
+                transactional: control,
+                control,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
                 producer_id: -1,
@@ -73,5 +83,12 @@ mod tests {
         assert_eq!(count_records(&blob), 8);
         assert_eq!(count_records(&[]), 0);
         assert_eq!(count_records(&[0xff; 11]), 0);
+    }
+
+    #[test]
+    fn transaction_markers_are_not_records() {
+        let mut blob = batch(3);
+        blob.extend(batch_of(1, true));
+        assert_eq!(count_records(&blob), 3);
     }
 }

@@ -227,6 +227,15 @@ fn bad_config_names_file_and_key_and_exits_non_zero() {
         Command::new(env!("CARGO_BIN_EXE_weir")).args(["proxy", "--config", "/nonexistent.yaml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
+    // Broker ports in the kernel's ephemeral range could be taken by the time a broker is
+    // discovered: refused at start, naming the setting.
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["proxy", "--listen", "127.0.0.1:40000", "--bootstrap", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ephemeral port range") && stderr.contains("broker_ports.base"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,6 +69,8 @@ impl SessionError {
     /// A short label for the `closed_connections` metric.
     pub fn reason(&self) -> &'static str {
         match self {
+            // A client that reset its connection is leaving, not sending a bad request.
+            Self::ClientIo(_) | Self::ClientFrame(FrameError::Io(_)) => "client_io",
             Self::ClientFrame(_) | Self::Header(_) | Self::BadRequest(_) | Self::BadRequestBody(_) => "bad_request",
             Self::UnsupportedVersion { .. } | Self::SaslHandshakeV0 => "unsupported_version",
             Self::BadResponse(_)
@@ -81,7 +83,6 @@ impl SessionError {
             Self::AuthenticationTimeout(_) => "authentication_timeout",
             Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
             Self::Rewrite(_) | Self::HintsOutsideTail => "rewrite_failed",
-            Self::ClientIo(_) => "client_io",
             Self::Tls(_) => "tls_handshake",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::SessionExpired(_) => "session_expired",
