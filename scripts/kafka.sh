@@ -127,6 +127,9 @@ node_pid() {
   { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "kafka.Kafka $(node_dir "$1")/server.properties" || return 1
   echo "$pid"
 }
+# The launched process is alive (its pid may still be the launching subshell, before `exec`
+# makes it the broker's JVM, so the cmdline check of node_pid does not apply yet).
+node_alive() { local f; f=$(node_dir "$1")/pid; [[ -f $f ]] && kill -0 "$(<"$f")" 2>/dev/null; }
 any_running() { local i; for ((i = 1; i <= BROKERS; i++)); do node_pid "$i" >/dev/null && return 0; done; return 1; }
 
 # Kafka-style random id: 16 random bytes, URL-safe base64 without padding.
@@ -306,7 +309,7 @@ wait_healthy() {  # wait_healthy I... : the nodes launched by this call
   local i deadline=$((SECONDS + START_TIMEOUT))
   while ((SECONDS < deadline)); do
     for i in "$@"; do
-      node_pid "$i" >/dev/null || { log "node $i exited during startup"; show_failure "$@"; exit 1; }
+      node_alive "$i" || { log "node $i exited during startup"; show_failure "$@"; exit 1; }
     done
     if cluster_healthy; then return 0; fi
     sleep 0.5
