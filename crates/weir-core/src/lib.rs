@@ -3,7 +3,8 @@
 //! Owns what the Kafka sidecar shares with the MQTT/AMQP sidecars and gateways to come: loading
 //! YAML config with errors that name file and key ([`config`]), the admin HTTP endpoint with
 //! `/metrics`, `/healthz` and `/readyz` ([`admin`]),
-//! connection limits at accept ([`admission`]), connection metrics common to every listener
+//! connection limits at accept ([`admission`]), the accept loop with its connection spans
+//! ([`listener`]), connection metrics common to every listener
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
 //! termination with client identities from certificates ([`tls`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod config;
 pub mod io;
 pub mod jwt;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod sasl;

@@ -1,7 +1,6 @@
 //! The sidecar process: listeners, the readiness probe, and orderly shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -11,10 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 use uuid::Uuid;
 use weir_core::admission::Admission;
 use weir_core::audit::AuditLog;
+use weir_core::listener::Acceptor;
 use weir_core::policy::PolicyWatch;
 use weir_core::sasl::SaslServer;
 use weir_core::tls::TlsTerminator;
@@ -75,8 +74,6 @@ pub struct Shared {
     pub audit: Option<AuditLog>,
     /// The authorization policy, when configured (reloaded when its file changes).
     pub policy: Option<Arc<PolicyWatch>>,
-    /// Connection limits, checked at accept.
-    pub admission: Arc<Admission>,
     /// Who opened each fetch session, so no one else can read it.
     pub fetch_sessions: FetchSessionOwners,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
@@ -84,7 +81,6 @@ pub struct Shared {
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
-    next_connection: AtomicU64,
 }
 
 impl Shared {
@@ -103,6 +99,8 @@ pub struct Sidecar {
     opened: mpsc::UnboundedReceiver<OpenedListener>,
     registry: Arc<Registry>,
     ready: (watch::Sender<bool>, watch::Receiver<bool>),
+    /// Connection limits, checked at accept.
+    admission: Arc<Admission>,
 }
 
 impl Sidecar {
@@ -167,7 +165,6 @@ impl Sidecar {
         }
         let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
         let shared = Arc::new(Shared {
-            admission,
             fetch_sessions: FetchSessionOwners::default(),
             config,
             metrics,
@@ -180,9 +177,9 @@ impl Sidecar {
             policy,
             topic_ids: Arc::default(),
             broker_versions: RwLock::new(None),
-            next_connection: AtomicU64::new(1),
         });
-        Ok(Self { shared, bootstrap, admin, opened, registry: Arc::new(registry), ready: watch::channel(false) })
+        let registry = Arc::new(registry);
+        Ok(Self { shared, bootstrap, admin, opened, registry, ready: watch::channel(false), admission })
     }
 
     #[cfg(test)]
@@ -202,7 +199,7 @@ impl Sidecar {
     /// Serves until `stop` is cancelled, then stops accepting, lets in-flight requests finish
     /// for at most the configured grace period, and returns.
     pub async fn run(self, stop: CancellationToken) {
-        let Sidecar { shared, bootstrap, admin, mut opened, registry, ready } = self;
+        let Sidecar { shared, bootstrap, admin, mut opened, registry, ready, admission } = self;
         let tracker = TaskTracker::new();
         let (ready_tx, ready_rx) = ready;
         tracing::info!(listen = %shared.config.listen, bootstrap = ?shared.config.bootstrap, "sidecar started");
@@ -224,13 +221,21 @@ impl Sidecar {
         if let Some(policy) = &shared.policy {
             tokio::spawn(policy.clone().reload_on_change(shared.shutdown.clone()));
         }
-        tracker.spawn(accept_loop(shared.clone(), tracker.clone(), bootstrap, Target::Bootstrap));
+        let acceptor =
+            Acceptor::new(admission, shared.metrics.connections.clone(), shared.shutdown.clone(), tracker.clone());
+        let accept = |listener, target: Target| {
+            let shared = shared.clone();
+            acceptor.clone().run(listener, target.listener_name(), move |stream, peer| {
+                session::serve(shared.clone(), stream, peer, target)
+            })
+        };
+        tracker.spawn(accept(bootstrap, Target::Bootstrap));
 
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(OpenedListener { node_id, listener }) = opened.recv() => {
-                    tracker.spawn(accept_loop(shared.clone(), tracker.clone(), listener, Target::Broker(node_id)));
+                    tracker.spawn(accept(listener, Target::Broker(node_id)));
                 }
             }
         }
@@ -242,54 +247,6 @@ impl Sidecar {
             tracing::warn!("grace period over with requests still in flight; closing them");
         }
         tracing::info!("sidecar stopped");
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, tracker: TaskTracker, listener: TcpListener, target: Target) {
-    let name = target.listener_name();
-    let mut backoff = Duration::ZERO;
-    let mut last_warning: Option<std::time::Instant> = None;
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::ZERO;
-                // Refused before the connection costs more than its socket: no task, no
-                // buffers, no broker connection.
-                let admitted = match shared.admission.admit(peer.ip()) {
-                    Ok(admitted) => admitted,
-                    Err(refused) => {
-                        shared.metrics.connections.refused(&name, refused.reason());
-                        tracing::debug!(%peer, listener = %name, %refused, "connection refused");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::info_span!("conn", id, %peer, principal = tracing::field::Empty);
-                let session = session::serve(shared.clone(), stream, peer, target);
-                tracker.spawn(
-                    async move {
-                        session.await;
-                        drop(admitted);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(err) => {
-                // Out of file descriptors, typically: back off (10 ms doubling to 1 s) instead
-                // of spinning, keep accepting, and warn at most every 10 s.
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-                    tracing::warn!(%err, listener = %name, ?backoff, "accept failed; backing off");
-                    last_warning = Some(std::time::Instant::now());
-                }
-                tokio::time::sleep(backoff).await;
-            }
-        }
     }
 }
 
