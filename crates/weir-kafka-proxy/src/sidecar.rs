@@ -182,11 +182,6 @@ impl Sidecar {
         Ok(Self { shared, bootstrap, admin, opened, registry, ready: watch::channel(false), admission })
     }
 
-    #[cfg(test)]
-    pub(crate) fn shared(&self) -> Arc<Shared> {
-        self.shared.clone()
-    }
-
     /// Where clients bootstrap (the bound address, useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.bootstrap.local_addr().ok()

@@ -16,9 +16,7 @@ use weir_wire::resources::{Named, RequestFacts};
 use weir_wire::scan::TopicRef;
 use weir_wire::RequestHeaderPeek;
 
-use super::{allows, need_for, resource_name, AfterResponse, Verdict};
-use crate::session::SessionError;
-use crate::sidecar::Shared;
+use super::{allows, need_for, resource_name, AfterResponse, AuthzEnv, AuthzError, Verdict};
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
@@ -33,7 +31,7 @@ const GROUP_DENIED_MESSAGE: &str = "Group authorization failed.";
 
 /// One request being authorized.
 pub(super) struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub env: &'a AuthzEnv<'a>,
     pub frame: &'a Bytes,
     pub peek: &'a RequestHeaderPeek,
     pub view: &'a Arc<PrincipalPolicy>,
@@ -52,12 +50,12 @@ impl Ctx<'_> {
     fn permits(&self, named: Named<'_>) -> bool {
         if let Named::Topic(TopicRef::Id(id)) = named {
             // No decision on an id's text: an id still unknown here was looked up and is not one.
-            if self.shared.topic_ids.name(&uuid::Uuid::from_bytes(id)).is_none() {
+            if self.env.topic_ids.name(&uuid::Uuid::from_bytes(id)).is_none() {
                 return false;
             }
         }
         match need_for(self.key(), self.version(), &named) {
-            Some(needed) => allows(self.view, needed, &resource_name(self.shared, &named), self.key()),
+            Some(needed) => allows(self.view, needed, &resource_name(self.env, &named), self.key()),
             None => true,
         }
     }
@@ -74,25 +72,25 @@ impl Ctx<'_> {
     /// The error for a topic that is not permitted: UNKNOWN_TOPIC_ID for an id the cluster
     /// could not name, else the authorization failure.
     fn topic_error(&self, id: &uuid::Uuid) -> i16 {
-        if !id.is_nil() && self.shared.topic_ids.name(id).is_none() {
+        if !id.is_nil() && self.env.topic_ids.name(id).is_none() {
             UNKNOWN_TOPIC_ID
         } else {
             TOPIC_DENIED
         }
     }
 
-    fn decode<T: Decodable>(&self) -> Result<T, SessionError> {
-        weir_wire::message::decode_request(self.frame, self.peek).map_err(SessionError::BadRequest)
+    fn decode<T: Decodable>(&self) -> Result<T, AuthzError> {
+        weir_wire::message::decode_request(self.frame, self.peek).map_err(AuthzError::BadRequest)
     }
 
-    fn answer<R: Encodable>(&self, response: &R) -> Result<Option<Verdict>, SessionError> {
+    fn answer<R: Encodable>(&self, response: &R) -> Result<Option<Verdict>, AuthzError> {
         let frame = encode_response(self.peek.correlation_id, self.key(), self.version(), response)
-            .map_err(SessionError::BadRequest)?;
+            .map_err(AuthzError::BadRequest)?;
         Ok(Some(Verdict::Answer(frame)))
     }
 
-    fn forward<T: Encodable>(&self, request: &T, after: Option<AfterResponse>) -> Result<Verdict, SessionError> {
-        let frame = encode_request_keeping_header(self.frame, self.peek, request).map_err(SessionError::BadRequest)?;
+    fn forward<T: Encodable>(&self, request: &T, after: Option<AfterResponse>) -> Result<Verdict, AuthzError> {
+        let frame = encode_request_keeping_header(self.frame, self.peek, request).map_err(AuthzError::BadRequest)?;
         Ok(Verdict::Rewritten(frame, after))
     }
 
@@ -139,7 +137,7 @@ impl Ctx<'_> {
         nothing_left: bool,
         denied: Vec<E>,
         entries: fn(&mut R) -> &mut Vec<E>,
-    ) -> Result<Option<Verdict>, SessionError>
+    ) -> Result<Option<Verdict>, AuthzError>
     where
         Req: Encodable,
         R: Decodable + Encodable + Default + 'static,
@@ -166,7 +164,7 @@ impl Ctx<'_> {
         is_denied: impl Fn(&T) -> bool,
         entry: impl FnMut(T) -> E,
         entries: fn(&mut R) -> &mut Vec<E>,
-    ) -> Result<Option<Verdict>, SessionError>
+    ) -> Result<Option<Verdict>, AuthzError>
     where
         Req: Encodable,
         R: Decodable + Encodable + Default + 'static,
@@ -191,7 +189,7 @@ fn str_of(s: &StrBytes) -> &str {
 
 /// A request with nothing denied: only the responses that list what a client may not see
 /// are changed on the way back.
-pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
+pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
     match ctx.key() {
         ApiKey::Metadata => metadata(ctx),
         ApiKey::ListGroups if !ctx.view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Describe) => {
@@ -213,7 +211,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
         // topic the regex matches: the member sees only those it may describe, as Kafka's
         // coordinator resolves a regex only to topics the member may describe.
         ApiKey::ConsumerGroupHeartbeat => {
-            let (view, names) = (ctx.view.clone(), ctx.shared.topic_ids.clone());
+            let (view, names) = (ctx.view.clone(), ctx.env.topic_ids.clone());
             let assigned = |r: &ConsumerGroupHeartbeatResponse| {
                 r.assignment.iter().flat_map(|a| &a.topic_partitions).map(|t| t.topic_id).collect()
             };
@@ -276,7 +274,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
 /// Metadata is filtered, never refused: topics the client may not describe disappear from a
 /// listing of all topics and come back as TOPIC_AUTHORIZATION_FAILED when named. A topic the
 /// client may not create is not auto-created either.
-fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
+fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
     let view = ctx.view.clone();
     let listing = ctx.facts.all_topics;
     let after = ctx.after(move |r: &mut MetadataResponse| {
@@ -315,7 +313,7 @@ fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, SessionError> {
 /// Fetch: denied topics answered with TOPIC_AUTHORIZATION_FAILED per partition. After a policy
 /// change an incremental fetch session is closed (epoch -1), so the client starts a full one
 /// that is checked topic by topic.
-pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, SessionError> {
+pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, AuthzError> {
     let mut request: FetchRequest = ctx.decode()?;
     let reset = reset_session && request.session_epoch > 0;
     if reset {
@@ -356,7 +354,7 @@ pub(super) fn fetch(ctx: &Ctx<'_>, reset_session: bool) -> Result<Verdict, Sessi
 
 /// Builds the answer to a request with denied parts; `None` when this api has no partial
 /// answer here (the connection is then closed with the reason).
-pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     match ctx.key() {
         ApiKey::Produce => produce(ctx),
         ApiKey::Fetch => fetch(ctx, false).map(Some),
@@ -602,7 +600,7 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 /// Cluster administration denied: CLUSTER_AUTHORIZATION_FAILED where the broker puts it, at
 /// the top level or on every item the request names (ACLs, quota entities, users,
 /// partitions). `None` for requests only brokers and controllers send.
-fn cluster_admin(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn cluster_admin(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     match ctx.key() {
         // Delegation tokens: Kafka refuses what the principal may not do with
         // DELEGATION_TOKEN_AUTHORIZATION_FAILED, and describes only the tokens it may see.
@@ -714,7 +712,7 @@ fn cluster_admin(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     }
 }
 
-fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let mut request: ProduceRequest = ctx.decode()?;
     let transaction_denied =
         request.transactional_id.as_ref().is_some_and(|id| !ctx.permits(Named::TransactionalId(id)));
@@ -758,7 +756,7 @@ fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 
 /// ShareFetch: a group outside the policy fails the whole request (its top-level error);
 /// denied topics get TOPIC_AUTHORIZATION_FAILED per partition, the rest is served.
-fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use share_fetch_response::*;
     let mut request: ShareFetchRequest = ctx.decode()?;
     if request.group_id.as_ref().is_some_and(|g| !ctx.permits(Named::Group(g))) {
@@ -784,7 +782,7 @@ fn share_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
 /// client may not describe gets GROUP_AUTHORIZATION_FAILED; named topics it may not describe
 /// come back with TOPIC_AUTHORIZATION_FAILED per partition, beside the broker's answer for the
 /// rest; a group asked for all its offsets shows only the describable topics.
-fn describe_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn describe_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use describe_share_group_offsets_response::*;
     let mut request: DescribeShareGroupOffsetsRequest = ctx.decode()?;
     let mut denied_groups = Vec::new();
@@ -850,7 +848,7 @@ fn hide_undescribable_share_offsets(view: &PrincipalPolicy, r: &mut DescribeShar
 /// AlterShareGroupOffsets: without READ on the group the whole request fails with
 /// GROUP_AUTHORIZATION_FAILED; topics without READ get TOPIC_AUTHORIZATION_FAILED per
 /// partition, the rest is altered.
-fn alter_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn alter_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use alter_share_group_offsets_response::*;
     let mut request: AlterShareGroupOffsetsRequest = ctx.decode()?;
     if !ctx.permits(Named::Group(&request.group_id)) {
@@ -880,7 +878,7 @@ fn alter_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionEr
 
 /// DeleteShareGroupOffsets: without DELETE on the group the whole request fails with
 /// GROUP_AUTHORIZATION_FAILED; topics without READ get TOPIC_AUTHORIZATION_FAILED.
-fn delete_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn delete_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use delete_share_group_offsets_response::*;
     let mut request: DeleteShareGroupOffsetsRequest = ctx.decode()?;
     if !ctx.permits(Named::Group(&request.group_id)) {
@@ -912,7 +910,7 @@ fn whole_or_merged<Req, R, E>(
     nothing_left: bool,
     denied: Vec<E>,
     entries: fn(&mut R) -> (i16, &mut Vec<E>),
-) -> Result<Option<Verdict>, SessionError>
+) -> Result<Option<Verdict>, AuthzError>
 where
     Req: Encodable,
     R: Decodable + Encodable + Default + 'static,
@@ -931,7 +929,7 @@ where
     ctx.forward(request, Some(after)).map(Some)
 }
 
-fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use share_acknowledge_response::*;
     let request: ShareAcknowledgeRequest = ctx.decode()?;
     if request.group_id.as_ref().is_some_and(|g| !ctx.permits(Named::Group(g))) {
@@ -954,7 +952,7 @@ fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     )
 }
 
-fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: ListOffsetsRequest = ctx.decode()?;
     ctx.answer_list(
         request,
@@ -979,7 +977,7 @@ fn list_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     )
 }
 
-fn offset_for_leader_epoch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn offset_for_leader_epoch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: OffsetForLeaderEpochRequest = ctx.decode()?;
     ctx.answer_list(
         request,
@@ -1027,7 +1025,7 @@ fn offset_commit_entries(
         .collect()
 }
 
-fn offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let mut request: OffsetCommitRequest = ctx.decode()?;
     if !ctx.permits(Named::Group(&request.group_id)) {
         let all = offset_commit_entries(std::mem::take(&mut request.topics), GROUP_DENIED);
@@ -1038,7 +1036,7 @@ fn offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut OffsetCommitResponse| &mut r.topics)
 }
 
-fn txn_offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn txn_offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let mut request: TxnOffsetCommitRequest = ctx.decode()?;
     let whole = if !ctx.permits(Named::TransactionalId(&request.transactional_id)) {
         Some(TRANSACTIONAL_ID_DENIED)
@@ -1069,7 +1067,7 @@ fn txn_offset_commit(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut TxnOffsetCommitResponse| &mut r.topics)
 }
 
-fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use offset_fetch_response::*;
     let mut request: OffsetFetchRequest = ctx.decode()?;
     if ctx.version() <= 7 {
@@ -1167,7 +1165,7 @@ fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     ctx.forward(&request, Some(after)).map(Some)
 }
 
-fn find_coordinator(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn find_coordinator(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: FindCoordinatorRequest = ctx.decode()?;
     let code = if request.key_type == 1 { TRANSACTIONAL_ID_DENIED } else { GROUP_DENIED };
     let key_type = request.key_type;
@@ -1190,7 +1188,7 @@ fn find_coordinator(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     )
 }
 
-fn describe_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn describe_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: DescribeGroupsRequest = ctx.decode()?;
     ctx.answer_list(
         request,
@@ -1206,7 +1204,7 @@ fn describe_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     )
 }
 
-fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use add_partitions_to_txn_response::*;
     if ctx.version() > 3 {
         return ctx.answer(&AddPartitionsToTxnResponse::default().with_error_code(CLUSTER_DENIED));
@@ -1241,7 +1239,7 @@ fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError>
     ctx.answer(&AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results))
 }
 
-fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let mut request: CreateTopicsRequest = ctx.decode()?;
     let denied = take_denied(&mut request.topics, |t| !ctx.named_topic(&t.name))
         .into_iter()
@@ -1258,7 +1256,7 @@ fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
     ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut CreateTopicsResponse| &mut r.topics)
 }
 
-fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     use delete_topics_response::DeletableTopicResult;
     let mut request: DeleteTopicsRequest = ctx.decode()?;
     let denied: Vec<_> = if ctx.version() <= 5 {
@@ -1293,7 +1291,7 @@ fn config_denied_code(resource_type: i8) -> i16 {
 /// DescribeTopicPartitions (what admin clients use to describe topics since Kafka 3.8): named
 /// topics the client may not describe come back as TOPIC_AUTHORIZATION_FAILED; a listing of
 /// all topics leaves them out.
-fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: DescribeTopicPartitionsRequest = ctx.decode()?;
     ctx.answer_list(
         request,
@@ -1309,7 +1307,7 @@ fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionEr
     )
 }
 
-fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, SessionError> {
+fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
     let request: DescribeConfigsRequest = ctx.decode()?;
     ctx.answer_list(
         request,

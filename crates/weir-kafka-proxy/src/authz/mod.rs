@@ -31,8 +31,30 @@ use weir_wire::resources::{scan_request_resources, Named, RequestFacts};
 use weir_wire::scan::TopicRef;
 use weir_wire::RequestHeaderPeek;
 
-use crate::session::SessionError;
-use crate::sidecar::Shared;
+use weir_core::audit::AuditLog;
+use weir_wire::scan::ScanError;
+
+use crate::metrics::KafkaMetrics;
+use crate::topic_ids::TopicIds;
+
+/// What authorization needs of the sidecar: topic names for ids, where denials are counted
+/// and audited. Narrow on purpose, so the policy is testable without sockets.
+pub(crate) struct AuthzEnv<'a> {
+    pub topic_ids: &'a Arc<TopicIds>,
+    pub metrics: &'a KafkaMetrics,
+    pub audit: Option<&'a AuditLog>,
+}
+
+/// Why a request cannot be authorized: the session closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthzError {
+    #[error("malformed request: {0}")]
+    BadRequest(MessageError),
+    #[error(transparent)]
+    BadRequestBody(ScanError),
+    #[error("{api:?} denied by policy ({operation} on {resource}) and it has no partial answer")]
+    Denied { api: ApiKey, operation: &'static str, resource: String },
+}
 
 /// What the session does with a request after authorization.
 pub(crate) enum Verdict {
@@ -229,11 +251,11 @@ impl ConnectionAuthz {
     /// `ids_looked_up`, one still unknown is denied (answered as an unknown topic id).
     pub(crate) fn check(
         &mut self,
-        shared: &Shared,
+        env: &AuthzEnv<'_>,
         frame: &Bytes,
         peek: &RequestHeaderPeek,
         ids_looked_up: bool,
-    ) -> Result<Verdict, SessionError> {
+    ) -> Result<Verdict, AuthzError> {
         self.refresh();
         let (api, version) = (peek.api_key, peek.api_version);
         let body = frame.get(peek.body_offset..).unwrap_or_default();
@@ -245,7 +267,7 @@ impl ConnectionAuthz {
         let mut check = |named: Named<'_>| {
             let Some(needed) = need_for(api, version, &named) else { return };
             let allowed = match named {
-                Named::Topic(TopicRef::Id(id)) => match decided.decide_topic_id(shared, view, needed, &id, api) {
+                Named::Topic(TopicRef::Id(id)) => match decided.decide_topic_id(env, view, needed, &id, api) {
                     Some(decision) => decision,
                     None if ids_looked_up => false,
                     None => {
@@ -253,17 +275,17 @@ impl ConnectionAuthz {
                         return;
                     }
                 },
-                _ => decided.decide(view, needed, &resource_name(shared, &named), api),
+                _ => decided.decide(view, needed, &resource_name(env, &named), api),
             };
             if !allowed {
-                deny(needed, &resource_name(shared, &named));
+                deny(needed, &resource_name(env, &named));
             }
         };
         let facts = if api == ApiKey::Produce {
-            weir_wire::produce::scan_produce_names(body, version, &mut check).map_err(SessionError::BadRequestBody)?;
+            weir_wire::produce::scan_produce_names(body, version, &mut check).map_err(AuthzError::BadRequestBody)?;
             Some(RequestFacts::default())
         } else {
-            scan_request_resources(body, api, version, &mut check).map_err(SessionError::BadRequestBody)?
+            scan_request_resources(body, api, version, &mut check).map_err(AuthzError::BadRequestBody)?
         };
         if !unresolved.is_empty() {
             return Ok(Verdict::Unresolved(unresolved));
@@ -286,10 +308,10 @@ impl ConnectionAuthz {
             }
         }
         for denial in &denials {
-            self.record(shared, api, denial);
+            self.record(env, api, denial);
         }
         let facts = facts.unwrap_or_default();
-        let ctx = answers::Ctx { shared, frame, peek, view: &self.view, facts };
+        let ctx = answers::Ctx { env, frame, peek, view: &self.view, facts };
         if denials.is_empty() {
             return Ok(match api {
                 ApiKey::Fetch if std::mem::take(&mut self.reset_fetch_session) => answers::fetch(&ctx, true)?,
@@ -301,7 +323,7 @@ impl ConnectionAuthz {
         }
         let denied = &denials[0];
         answers::deny(&ctx).and_then(|verdict| {
-            verdict.ok_or_else(|| SessionError::Denied {
+            verdict.ok_or_else(|| AuthzError::Denied {
                 api,
                 operation: denied.need.operation.as_str(),
                 resource: format!("{}:{}", denied.need.resource.as_str(), denied.name),
@@ -309,12 +331,12 @@ impl ConnectionAuthz {
         })
     }
 
-    fn record(&self, shared: &Shared, api: ApiKey, denial: &Denial) {
+    fn record(&self, env: &AuthzEnv<'_>, api: ApiKey, denial: &Denial) {
         let principal = self.principal.as_deref().unwrap_or(ANONYMOUS);
         let (operation, resource_type) = (denial.need.operation.as_str(), denial.need.resource.as_str());
         tracing::debug!(principal, ?api, operation, resource_type, resource = %denial.name, "denied by policy");
-        shared.metrics.denied(principal, operation, resource_type);
-        if let Some(audit) = &shared.audit {
+        env.metrics.denied(principal, operation, resource_type);
+        if let Some(audit) = env.audit {
             audit.authorization(&AuthorizationEvent {
                 principal,
                 api: &format!("{api:?}"),
@@ -338,14 +360,14 @@ fn allows(view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool
 
 /// The name a policy matches, or the audit shows: topic ids are resolved through the names
 /// learned (an unknown id stays its text form, for the audit only: no decision is taken on it).
-fn resource_name<'a>(shared: &Shared, named: &Named<'a>) -> Cow<'a, str> {
+fn resource_name<'a>(env: &AuthzEnv<'_>, named: &Named<'a>) -> Cow<'a, str> {
     match named {
         Named::Topic(TopicRef::Name(name))
         | Named::Group(name)
         | Named::TransactionalId(name)
         | Named::CoordinatorKey { key: name, .. }
         | Named::ConfigResource { name, .. } => Cow::Borrowed(name),
-        Named::Topic(TopicRef::Id(id)) => Cow::Owned(shared.topic_ids.name_or_id(&Uuid::from_bytes(*id)).to_string()),
+        Named::Topic(TopicRef::Id(id)) => Cow::Owned(env.topic_ids.name_or_id(&Uuid::from_bytes(*id)).to_string()),
     }
 }
 
@@ -367,7 +389,7 @@ impl DecisionCache {
     /// The decision for a topic named by id; `None` when its name is not known.
     fn decide_topic_id(
         &mut self,
-        shared: &Shared,
+        env: &AuthzEnv<'_>,
         view: &PrincipalPolicy,
         needed: Need,
         id: &[u8; 16],
@@ -379,7 +401,7 @@ impl DecisionCache {
                 return Some(allowed & bit != 0);
             }
         }
-        let name = shared.topic_ids.name(&Uuid::from_bytes(*id))?;
+        let name = env.topic_ids.name(&Uuid::from_bytes(*id))?;
         let decision = self.decide(view, needed, &name, api);
         if self.topic_ids.len() >= CACHE_LIMIT {
             self.topic_ids.clear();
@@ -414,11 +436,11 @@ impl DecisionCache {
 }
 
 /// InitProducerId's transactional id is its first field (nullable string).
-fn has_transactional_id(body: &[u8], version: i16) -> Result<bool, SessionError> {
+fn has_transactional_id(body: &[u8], version: i16) -> Result<bool, AuthzError> {
     let mut named = false;
     scan_request_resources(body, ApiKey::InitProducerId, version, |n| {
         named |= matches!(n, Named::TransactionalId(_));
     })
-    .map_err(SessionError::BadRequestBody)?;
+    .map_err(AuthzError::BadRequestBody)?;
     Ok(named)
 }

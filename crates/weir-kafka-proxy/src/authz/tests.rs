@@ -12,18 +12,19 @@ use weir_core::policy::{AuthorizationConfig, PolicyWatch};
 use weir_wire::message::{decode_response, encode_response};
 use weir_wire::RequestHeaderPeek;
 
-use super::{ConnectionAuthz, Verdict};
-use crate::config::SidecarConfig;
-use crate::session::SessionError;
-use crate::sidecar::{Shared, Sidecar};
+use super::{AuthzEnv, AuthzError, ConnectionAuthz, Verdict};
+use crate::metrics::KafkaMetrics;
+use crate::topic_ids::TopicIds;
 
 const PRINCIPAL: &str = "svc";
 const POLICY: &str = "rules:
   - {effect: allow, principals: [svc], resources: ['topic:ok', 'group:g-ok', 'transactional-id:tx-ok'], operations: [all]}
 ";
 
+/// A policy and what authorization needs around it; no sidecar, no sockets.
 struct Setup {
-    shared: Arc<Shared>,
+    topic_ids: Arc<TopicIds>,
+    metrics: KafkaMetrics,
     watch: Arc<PolicyWatch>,
     file: std::path::PathBuf,
 }
@@ -32,10 +33,9 @@ impl Setup {
     async fn new(name: &str) -> Self {
         let file = std::env::temp_dir().join(format!("weir-authz-{name}-{}.yaml", std::process::id()));
         std::fs::write(&file, POLICY).unwrap();
-        let config = SidecarConfig::new("127.0.0.1:0".parse().unwrap(), vec!["127.0.0.1:9".into()]);
-        let sidecar = Sidecar::bind(config).await.unwrap();
         let watch = PolicyWatch::load(AuthorizationConfig { policy: file.clone(), reload_interval_ms: 100 }).unwrap();
-        Self { shared: sidecar.shared(), watch, file }
+        let metrics = KafkaMetrics::register(&mut prometheus_client::registry::Registry::default());
+        Self { topic_ids: Arc::default(), metrics, watch, file }
     }
 
     fn connection(&self) -> ConnectionAuthz {
@@ -53,10 +53,11 @@ impl Setup {
         key: ApiKey,
         version: i16,
         body: &T,
-    ) -> Result<Verdict, SessionError> {
+    ) -> Result<Verdict, AuthzError> {
         let frame = request(key, version, body);
         let peek = RequestHeaderPeek::parse(&frame).unwrap();
-        conn.check(&self.shared, &frame, &peek, true)
+        let env = AuthzEnv { topic_ids: &self.topic_ids, metrics: &self.metrics, audit: None };
+        conn.check(&env, &frame, &peek, true)
     }
 }
 
@@ -108,7 +109,7 @@ fn versions<T: Message>() -> std::ops::RangeInclusive<i16> {
 async fn produce_serves_the_allowed_topics_and_merges_errors_for_the_rest() {
     let s = Setup::new("produce").await;
     let ids = [(topic("ok"), uuid::Uuid::from_u128(1)), (topic("secret"), uuid::Uuid::from_u128(2))];
-    s.shared.topic_ids.learn(
+    s.topic_ids.learn(
         &MetadataResponse::default().with_topics(
             ids.iter()
                 .map(|(name, id)| {
@@ -534,7 +535,7 @@ async fn denied_delegation_token_requests_are_answered() {
 async fn share_groups_are_authorized_like_consumer_groups() {
     let s = Setup::new("share").await;
     let (ok, secret) = (uuid::Uuid::from_u128(11), uuid::Uuid::from_u128(12));
-    s.shared.topic_ids.learn(
+    s.topic_ids.learn(
         &MetadataResponse::default().with_topics(
             [("ok", ok), ("secret", secret)]
                 .map(|(n, id)| {

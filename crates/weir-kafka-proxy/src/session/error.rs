@@ -65,6 +65,17 @@ pub enum SessionError {
     UpstreamIo(std::io::Error),
 }
 
+impl From<crate::authz::AuthzError> for SessionError {
+    fn from(err: crate::authz::AuthzError) -> Self {
+        use crate::authz::AuthzError;
+        match err {
+            AuthzError::BadRequest(e) => Self::BadRequest(e),
+            AuthzError::BadRequestBody(e) => Self::BadRequestBody(e),
+            AuthzError::Denied { api, operation, resource } => Self::Denied { api, operation, resource },
+        }
+    }
+}
+
 impl SessionError {
     /// A short label for the `closed_connections` metric.
     pub fn reason(&self) -> &'static str {

@@ -17,7 +17,7 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::sasl::{Gate, SaslGate};
 use super::{record_authentication, Deferred, InFlight, Pending, SessionError};
-use crate::authz::{ConnectionAuthz, Verdict};
+use crate::authz::{AuthzEnv, ConnectionAuthz, Verdict};
 use crate::fetch_sessions::SessionUse;
 use crate::metrics::{TopicCache, TrafficPrincipal};
 use crate::sidecar::Shared;
@@ -182,10 +182,13 @@ impl RequestHalf<'_> {
                 }
             }
             if let Some(authz) = &mut self.authz {
-                let mut verdict = authz.check(self.shared, &frame, &peek, false)?;
+                let shared = self.shared;
+                let env =
+                    AuthzEnv { topic_ids: &shared.topic_ids, metrics: &shared.metrics, audit: shared.audit.as_ref() };
+                let mut verdict = authz.check(&env, &frame, &peek, false)?;
                 if let Verdict::Unresolved(ids) = &verdict {
-                    self.shared.resolve_topic_ids(ids).await;
-                    verdict = authz.check(self.shared, &frame, &peek, true)?;
+                    shared.resolve_topic_ids(ids).await;
+                    verdict = authz.check(&env, &frame, &peek, true)?;
                 }
                 match verdict {
                     Verdict::Forward => {}
