@@ -58,6 +58,9 @@ pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
     let frame: Bytes = framed.freeze();
     if let Ok(parsed) = ResponseFrame::parse(&frame, api_key, version) {
         let _ = crate::header::response_correlation_id(&frame);
+        if api_key == ApiKey::Produce {
+            let _ = crate::produce::scan_produce_response(&parsed.body(), version, |_, _, _| {});
+        }
         if crate::response_bounds::check_response_body(&parsed.body(), api_key, version) == Ok(true) {
             let _ = ResponseKind::decode(api_key, &mut parsed.body(), version);
         }

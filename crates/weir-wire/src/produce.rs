@@ -78,6 +78,74 @@ fn walk<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Field<'a>)) -> R
     Ok(acks)
 }
 
+/// The first Produce response version that can carry leader hints (`NodeEndpoints`, KIP-951).
+const FIRST_NODE_ENDPOINTS: i16 = 10;
+/// The top-level tagged field that holds `NodeEndpoints`.
+const NODE_ENDPOINTS_TAG: u32 = 0;
+
+/// Walks a Produce response body (after the response header) in place, calling
+/// `visit(topic, partition, error_code)` per partition. Returns whether it carries leader
+/// hints (a non-empty `NodeEndpoints`, v10+): only then must it be decoded to rewrite the
+/// broker addresses; otherwise the broker's bytes go back untouched.
+pub fn scan_produce_response<'a>(
+    body: &'a [u8],
+    version: i16,
+    mut visit: impl FnMut(TopicRef<'a>, i32, i16),
+) -> Result<bool, ScanError> {
+    let flexible = version >= FIRST_FLEXIBLE;
+    let mut c = Cursor::new(body, "Produce response", version);
+    let topics = c.array_len(flexible)?;
+    for _ in 0..topics {
+        let topic = c.topic_ref(flexible, version >= FIRST_TOPIC_ID)?;
+        let partitions = c.array_len(flexible)?;
+        for _ in 0..partitions {
+            let partition = c.i32()?;
+            let error_code = c.i16()?;
+            c.i64()?; // base_offset
+            if version >= 2 {
+                c.i64()?; // log_append_time_ms
+            }
+            if version >= 5 {
+                c.i64()?; // log_start_offset
+            }
+            if version >= 8 {
+                let record_errors = c.array_len(flexible)?;
+                for _ in 0..record_errors {
+                    c.i32()?; // batch_index
+                    c.nullable_string(flexible)?; // batch_index_error_message
+                    if flexible {
+                        c.skip_tagged_fields()?;
+                    }
+                }
+                c.nullable_string(flexible)?; // error_message
+            }
+            if flexible {
+                // current_leader (v10+): a leader id and epoch, no address.
+                c.skip_tagged_fields()?;
+            }
+            visit(topic, partition, error_code);
+        }
+        if flexible {
+            c.skip_tagged_fields()?;
+        }
+    }
+    if version >= 1 {
+        c.i32()?; // throttle_time_ms
+    }
+    let mut node_endpoints = false;
+    if flexible {
+        let count = c.uvarint()?;
+        for _ in 0..count {
+            let tag = c.uvarint()?;
+            let size = c.uvarint()? as usize;
+            let value = c.take(size)?;
+            // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
+            node_endpoints |= version >= FIRST_NODE_ENDPOINTS && tag == NODE_ENDPOINTS_TAG && value != [1];
+        }
+    }
+    Ok(node_endpoints)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +247,75 @@ mod tests {
             }
             let err = scan_produce(&hostile, &peek, |_, _, _| {}).unwrap_err();
             assert_eq!(err.what, "array longer than the message", "v{version}");
+        }
+    }
+
+    fn response(version: i16, with_endpoints: bool) -> kafka_protocol::messages::ProduceResponse {
+        use kafka_protocol::messages::produce_response::*;
+        let partition = |index: i32, error: i16| {
+            let mut p =
+                PartitionProduceResponse::default().with_index(index).with_error_code(error).with_base_offset(7);
+            if version >= 8 && error != 0 {
+                p = p
+                    .with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                        .with_batch_index(0)
+                        .with_batch_index_error_message(Some(StrBytes::from_static_str("bad record")))])
+                    .with_error_message(Some(StrBytes::from_static_str("INVALID_RECORD")));
+            }
+            if version >= 10 {
+                p = p.with_current_leader(LeaderIdAndEpoch::default().with_leader_id(2.into()).with_leader_epoch(4));
+            }
+            p
+        };
+        let topic = |name: &'static str, id: u8, partitions| {
+            let t = TopicProduceResponse::default().with_partition_responses(partitions);
+            if version >= 13 {
+                t.with_topic_id(uuid::Uuid::from_bytes([id; 16]))
+            } else {
+                t.with_name(TopicName(StrBytes::from_static_str(name)))
+            }
+        };
+        let endpoints = if with_endpoints && version >= 10 {
+            vec![NodeEndpoint::default()
+                .with_node_id(2.into())
+                .with_host(StrBytes::from_static_str("b-2"))
+                .with_port(9092)]
+        } else {
+            vec![]
+        };
+        ProduceResponse::default()
+            .with_responses(vec![
+                topic("orders", 1, vec![partition(0, 0), partition(1, 87)]),
+                topic("audit", 2, vec![partition(3, 0)]),
+            ])
+            .with_throttle_time_ms(5)
+            .with_node_endpoints(endpoints)
+    }
+
+    #[test]
+    fn responses_agree_with_the_reference_encoder_at_every_version() {
+        use kafka_protocol::messages::ProduceResponse;
+        for version in ProduceResponse::VERSIONS.min..=ProduceResponse::VERSIONS.max {
+            for endpoints in [false, true] {
+                let mut body = BytesMut::new();
+                response(version, endpoints).encode(&mut body, version).unwrap();
+                let mut seen = Vec::new();
+                let hints = scan_produce_response(&body, version, |t, p, e| seen.push((t, p, e))).unwrap();
+                assert_eq!(hints, endpoints && version >= 10, "v{version}");
+                let (orders, audit) = if version >= 13 {
+                    (TopicRef::Id([1; 16]), TopicRef::Id([2; 16]))
+                } else {
+                    (TopicRef::Name("orders"), TopicRef::Name("audit"))
+                };
+                assert_eq!(seen, vec![(orders, 0, 0), (orders, 1, 87), (audit, 3, 0)], "v{version}");
+                for cut in 0..body.len() {
+                    // Every strict prefix is missing something the scanner must read.
+                    assert!(
+                        scan_produce_response(&body[..cut], version, |_, _, _| {}).is_err(),
+                        "v{version} cut {cut}"
+                    );
+                }
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response, FetchSummary};
 use weir_wire::message::{encode_response_with_header, ResponseFrame};
+use weir_wire::produce::scan_produce_response;
 use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
@@ -250,14 +251,17 @@ impl ResponseHalf<'_> {
             }
             ApiKey::Produce => {
                 let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                let mut resp: ProduceResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                for topic in &resp.responses {
-                    for p in &topic.partition_responses {
-                        if p.error_code != 0 {
-                            shared.metrics.response_error(key, p.error_code);
-                        }
+                let has_leader_hints = scan_produce_response(&parsed.body(), version, |_, _, error| {
+                    if error != 0 {
+                        shared.metrics.response_error(key, error);
                     }
+                })
+                .map_err(SessionError::BadResponseBody)?;
+                if !has_leader_hints {
+                    return Ok(frame);
                 }
+                // Leader hints (broker addresses): the rare case that needs the full decode.
+                let mut resp: ProduceResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
                 self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| rewrite::produce(r, map))
             }
             ApiKey::Fetch => {
