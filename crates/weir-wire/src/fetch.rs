@@ -3,13 +3,12 @@
 //! response decoded in full; otherwise the broker's bytes go back untouched and this walk is
 //! the only work done on them.
 
-use crate::scan::{Cursor, ScanError, TopicRef};
+pub use crate::scan::TaggedFieldAt;
+use crate::scan::{node_endpoints, Cursor, ScanError, TopicRef};
 
 const FIRST_FLEXIBLE: i16 = 12;
 const FIRST_TOPIC_ID: i16 = 13;
 const FIRST_NODE_ENDPOINTS: i16 = 16;
-/// The top-level tagged field that holds `NodeEndpoints`.
-const NODE_ENDPOINTS_TAG: u32 = 0;
 
 /// What the response says as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,15 +19,6 @@ pub struct FetchSummary {
     /// Where the `NodeEndpoints` tagged field (broker addresses, to be rewritten or hidden)
     /// sits in the body, when the response has a non-empty one.
     pub node_endpoints: Option<TaggedFieldAt>,
-}
-
-/// A tagged field's position in a message body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaggedFieldAt {
-    /// Offset of the (one-byte) tag number.
-    pub tag_offset: usize,
-    /// The field's value bytes.
-    pub value: std::ops::Range<usize>,
 }
 
 impl FetchSummary {
@@ -139,21 +129,7 @@ pub fn scan_fetch_response<'a>(
             c.skip_tagged_fields()?;
         }
     }
-    let mut node_endpoints = None;
-    if flexible {
-        let count = c.uvarint()?;
-        for _ in 0..count {
-            let tag_offset = c.pos();
-            let tag = c.uvarint()?;
-            let size = c.uvarint()? as usize;
-            let start = c.pos();
-            let value = c.take(size)?;
-            // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
-            if version >= FIRST_NODE_ENDPOINTS && tag == NODE_ENDPOINTS_TAG && value != [1] {
-                node_endpoints = Some(TaggedFieldAt { tag_offset, value: start..start + size });
-            }
-        }
-    }
+    let node_endpoints = if flexible { node_endpoints(&mut c, version >= FIRST_NODE_ENDPOINTS)? } else { None };
     Ok(FetchSummary { error_code, session_id, node_endpoints })
 }
 

@@ -80,8 +80,6 @@ fn walk<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Field<'a>)) -> R
 
 /// The first Produce response version that can carry leader hints (`NodeEndpoints`, KIP-951).
 const FIRST_NODE_ENDPOINTS: i16 = 10;
-/// The top-level tagged field that holds `NodeEndpoints`.
-const NODE_ENDPOINTS_TAG: u32 = 0;
 
 /// Walks a Produce response body (after the response header) in place, calling
 /// `visit(topic, partition, error_code)` per partition. Returns whether it carries leader
@@ -132,18 +130,7 @@ pub fn scan_produce_response<'a>(
     if version >= 1 {
         c.i32()?; // throttle_time_ms
     }
-    let mut node_endpoints = false;
-    if flexible {
-        let count = c.uvarint()?;
-        for _ in 0..count {
-            let tag = c.uvarint()?;
-            let size = c.uvarint()? as usize;
-            let value = c.take(size)?;
-            // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
-            node_endpoints |= version >= FIRST_NODE_ENDPOINTS && tag == NODE_ENDPOINTS_TAG && value != [1];
-        }
-    }
-    Ok(node_endpoints)
+    Ok(flexible && crate::scan::node_endpoints(&mut c, version >= FIRST_NODE_ENDPOINTS)?.is_some())
 }
 
 #[cfg(test)]

@@ -22,6 +22,38 @@ pub struct ScanError {
 
 /// Reads Kafka primitive types from a message body, every length checked against the bytes
 /// left.
+/// A tagged field's position in a message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedFieldAt {
+    /// Offset of the (one-byte) tag number.
+    pub tag_offset: usize,
+    /// The field's value bytes.
+    pub value: std::ops::Range<usize>,
+}
+
+/// The top-level tagged field of Produce (v10+) and Fetch (v16+) responses that holds
+/// `NodeEndpoints` (KIP-951 leader hints: broker addresses).
+const NODE_ENDPOINTS_TAG: u32 = 0;
+
+/// Reads a response's top-level tagged fields (the end of a flexible body); where its
+/// `NodeEndpoints` sits, when the version has one (`has_hints`) and it is not empty.
+pub(crate) fn node_endpoints(c: &mut Cursor<'_>, has_hints: bool) -> Result<Option<TaggedFieldAt>, ScanError> {
+    let mut found = None;
+    let count = c.uvarint()?;
+    for _ in 0..count {
+        let tag_offset = c.pos();
+        let tag = c.uvarint()?;
+        let size = c.uvarint()? as usize;
+        let start = c.pos();
+        let value = c.take(size)?;
+        // An empty NodeEndpoints array is one byte (compact length 1 = zero entries).
+        if has_hints && tag == NODE_ENDPOINTS_TAG && value != [1] {
+            found = Some(TaggedFieldAt { tag_offset, value: start..start + size });
+        }
+    }
+    Ok(found)
+}
+
 pub(crate) struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
