@@ -9,13 +9,14 @@
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
 
-mod authz;
 pub mod config;
 pub mod directory;
-pub mod fetch_sessions;
+pub mod filter;
+pub mod filters;
 pub mod metrics;
 pub mod rewrite;
 pub mod session;
+pub mod shared;
 pub mod sidecar;
 pub mod topic_ids;
 pub mod upstream;

@@ -4,13 +4,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kafka_protocol::messages::ApiVersionsResponse;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 use weir_core::admission::Admission;
 use weir_core::audit::AuditLog;
 use weir_core::listener::Acceptor;
@@ -20,11 +18,10 @@ use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
-use crate::fetch_sessions::FetchSessionOwners;
 use crate::metrics::KafkaMetrics;
 use crate::rewrite;
 use crate::session::{self, Target};
-use crate::topic_ids::TopicIds;
+use crate::shared::Shared;
 use crate::upstream::Connector;
 
 /// Why the sidecar could not start.
@@ -57,38 +54,6 @@ fn ephemeral_port_range() -> (u16, u16) {
             Some((numbers.next()?, numbers.next()?))
         })
         .unwrap_or((32768, 60999))
-}
-
-/// State every connection of this sidecar shares.
-pub struct Shared {
-    pub config: SidecarConfig,
-    pub metrics: KafkaMetrics,
-    pub directory: Arc<BrokerDirectory>,
-    pub connector: Connector,
-    pub shutdown: CancellationToken,
-    /// TLS termination for every listener of this sidecar, when configured.
-    pub tls: Option<Arc<TlsTerminator>>,
-    /// SASL terminated here: the users, token issuer keys and the mechanisms offered.
-    pub sasl: Option<Arc<SaslServer>>,
-    /// Where authentication outcomes are written, when configured.
-    pub audit: Option<AuditLog>,
-    /// The authorization policy, when configured (reloaded when its file changes).
-    pub policy: Option<Arc<PolicyWatch>>,
-    /// Who opened each fetch session, so no one else can read it.
-    pub fetch_sessions: FetchSessionOwners,
-    /// Topic ids and their names, learned from Metadata and asked of the cluster.
-    pub topic_ids: Arc<TopicIds>,
-    /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
-    /// probe: answers a client's ApiVersions before its upstream connection exists.
-    pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
-}
-
-impl Shared {
-    /// Asks the cluster (as the sidecar itself) for the names of topic ids not learned yet.
-    pub async fn resolve_topic_ids(&self, ids: &[Uuid]) {
-        let (connector, bootstrap) = (&self.connector, &self.config.bootstrap);
-        self.topic_ids.resolve(ids, |wanted| connector.lookup_topic_ids(bootstrap, wanted)).await
-    }
 }
 
 /// A bound, not yet running sidecar.
@@ -165,7 +130,7 @@ impl Sidecar {
         }
         let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
         let shared = Arc::new(Shared {
-            fetch_sessions: FetchSessionOwners::default(),
+            fetch_sessions: Arc::default(),
             config,
             metrics,
             directory: Arc::new(directory),

@@ -51,6 +51,17 @@ pub fn request_session(body: &[u8], version: i16) -> Option<FetchSessionRef> {
     Some(FetchSessionRef { session_id: int(offset)?, epoch: int(offset + 4)?, offset })
 }
 
+/// The top-level error code and fetch session id of a Fetch response body (v7+): fixed
+/// fields after `throttle_time_ms`, so no walk is needed. `None` before v7 or when too short.
+pub fn response_session(body: &[u8], version: i16) -> Option<(i16, i32)> {
+    if version < 7 {
+        return None;
+    }
+    let error = body.get(4..6).map(|b| i16::from_be_bytes([b[0], b[1]]))?;
+    let session = body.get(6..10).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
+    Some((error, session))
+}
+
 /// One partition's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchedPartition<'a> {

@@ -113,6 +113,13 @@ pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
 }
 
 /// Skips a tagged-field section starting at `pos`; returns the offset after it.
+/// Whether an ApiVersions response frame says UNSUPPORTED_VERSION (35). Its header is always
+/// v0 and its error code comes first, so this needs no decoding; KIP-511 has the broker answer
+/// such a request in v0 whatever version was asked.
+pub fn api_versions_unsupported(frame: &[u8]) -> bool {
+    frame.get(8..10).is_some_and(|b| i16::from_be_bytes([b[0], b[1]]) == 35)
+}
+
 pub(crate) fn skip_tagged_fields(b: &[u8], mut pos: usize) -> Option<usize> {
     let (count, n) = read_uvarint(b.get(pos..)?)?;
     pos += n;

@@ -3,6 +3,8 @@
 //! Bodies are decoded from a `Bytes` slice of the frame, so record batches inside them stay
 //! references into the frame that was read; nothing here ever parses a record batch.
 
+use std::any::Any;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -117,6 +119,140 @@ pub fn encode_response_with_header<T: Encodable>(
     header.encode(&mut out, header_version).map_err(err)?;
     body.encode(&mut out, version).map_err(err)?;
     Ok(out.freeze())
+}
+
+/// A broker's response on its way back through the filters: the broker's bytes until a
+/// filter asks for the decoded message, decoded at most once however many filters ask, and
+/// encoded again only if one of them changed it.
+pub struct ResponseMessage {
+    api_key: ApiKey,
+    version: i16,
+    /// The broker's frame, or the last encoding of the changed message.
+    frame: Bytes,
+    /// Its header and body, once split.
+    parsed: Option<ResponseFrame>,
+    /// The decoded body, once a filter asked for it.
+    decoded: Option<Box<dyn DecodedBody>>,
+    /// The decoded body was handed out for change: `frame` is stale until re-encoded.
+    changed: bool,
+    /// The bytes already went to the client (a streamed response): read-only.
+    sent: bool,
+}
+
+/// A decoded body of any response type, able to encode itself again.
+trait DecodedBody: Any + Send + Sync {
+    fn encode_with(&self, header: &ResponseHeader, api_key: ApiKey, version: i16) -> Result<Bytes, MessageError>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Encodable + Any + Send + Sync> DecodedBody for T {
+    fn encode_with(&self, header: &ResponseHeader, api_key: ApiKey, version: i16) -> Result<Bytes, MessageError> {
+        encode_response_with_header(header, api_key, version, self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// What every response body type a filter may ask for is.
+pub trait ResponseBody: Decodable + Encodable + Any + Send + Sync {}
+impl<T: Decodable + Encodable + Any + Send + Sync> ResponseBody for T {}
+
+impl ResponseMessage {
+    /// A response to a request of `api_key` at `version`. KIP-511: a broker that does not
+    /// know the requested ApiVersions version answers in v0, so such an answer is read as v0.
+    pub fn new(frame: Bytes, api_key: ApiKey, version: i16) -> Self {
+        let version = match api_key {
+            ApiKey::ApiVersions if crate::header::api_versions_unsupported(&frame) => 0,
+            _ => version,
+        };
+        Self { api_key, version, frame, parsed: None, decoded: None, changed: false, sent: false }
+    }
+
+    /// A response already forwarded to the client as it arrived: filters may read it, not change it.
+    pub fn already_sent(frame: Bytes, api_key: ApiKey, version: i16) -> Self {
+        Self { sent: true, ..Self::new(frame, api_key, version) }
+    }
+
+    pub fn api_key(&self) -> ApiKey {
+        self.api_key
+    }
+
+    pub fn version(&self) -> i16 {
+        self.version
+    }
+
+    /// Whether the bytes already went to the client.
+    pub fn is_sent(&self) -> bool {
+        self.sent
+    }
+
+    fn parsed(&mut self) -> Result<&ResponseFrame, MessageError> {
+        if self.parsed.is_none() {
+            self.parsed = Some(ResponseFrame::parse(&self.frame, self.api_key, self.version)?);
+        }
+        Ok(self.parsed.as_ref().expect("set above"))
+    }
+
+    /// The body as it stands (re-encoded first if a filter changed it), for walks in place.
+    pub fn body(&mut self) -> Result<Bytes, MessageError> {
+        self.encode_if_changed()?;
+        Ok(self.parsed()?.body())
+    }
+
+    /// The decoded body, to read.
+    pub fn decoded<T: ResponseBody>(&mut self) -> Result<&T, MessageError> {
+        self.decode::<T>()?;
+        let decoded = self.decoded.as_deref().expect("decoded above");
+        decoded.as_any().downcast_ref::<T>().ok_or_else(|| self.wrong_type::<T>())
+    }
+
+    /// The decoded body, to change: it is encoded again before it leaves.
+    pub fn decoded_mut<T: ResponseBody>(&mut self) -> Result<&mut T, MessageError> {
+        if self.sent {
+            return Err(MessageError::new("change", self.api_key, self.version, "it was already sent to the client"));
+        }
+        self.decode::<T>()?;
+        let error = self.wrong_type::<T>();
+        self.changed = true;
+        let decoded = self.decoded.as_deref_mut().expect("decoded above");
+        decoded.as_any_mut().downcast_mut::<T>().ok_or(error)
+    }
+
+    fn decode<T: ResponseBody>(&mut self) -> Result<(), MessageError> {
+        if self.decoded.is_none() {
+            let (api_key, version) = (self.api_key, self.version);
+            let body: T = self.parsed()?.decode(api_key, version)?;
+            self.decoded = Some(Box::new(body));
+        }
+        Ok(())
+    }
+
+    fn wrong_type<T>(&self) -> MessageError {
+        MessageError::new("decode", self.api_key, self.version, format!("not as {}", std::any::type_name::<T>()))
+    }
+
+    fn encode_if_changed(&mut self) -> Result<(), MessageError> {
+        if !std::mem::take(&mut self.changed) {
+            return Ok(());
+        }
+        let (api_key, version) = (self.api_key, self.version);
+        let header = &self.parsed()?.header.clone();
+        let decoded = self.decoded.as_deref().expect("changed implies decoded");
+        self.frame = decoded.encode_with(header, api_key, version)?;
+        self.parsed = None;
+        Ok(())
+    }
+
+    /// The frame to send: the broker's very bytes unless a filter changed the message.
+    pub fn into_frame(mut self) -> Result<Bytes, MessageError> {
+        self.encode_if_changed()?;
+        Ok(self.frame)
+    }
 }
 
 #[cfg(test)]

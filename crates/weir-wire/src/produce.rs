@@ -30,6 +30,14 @@ pub fn scan_produce<'a>(
     })
 }
 
+/// Reads only `acks` of a Produce request body (0: the broker sends no response): its first
+/// field is the transactional id, so this is no walk.
+pub fn acks(body: &[u8], version: i16) -> Result<i16, ScanError> {
+    let mut c = Cursor::new(body, "Produce request", version);
+    c.nullable_string(version >= FIRST_FLEXIBLE)?;
+    c.i16()
+}
+
 /// Reads the resources a Produce request body names, for authorization: its transactional id
 /// and each topic once.
 pub fn scan_produce_names<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Named<'a>)) -> Result<(), ScanError> {

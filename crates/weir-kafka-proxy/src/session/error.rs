@@ -5,7 +5,7 @@ use weir_wire::message::MessageError;
 use weir_wire::scan::ScanError;
 use weir_wire::{FrameError, HeaderError};
 
-use crate::rewrite::RewriteError;
+use crate::filter::FilterError;
 use crate::upstream::UpstreamError;
 
 /// Why a connection was closed by the sidecar.
@@ -42,38 +42,17 @@ pub enum SessionError {
     #[error(transparent)]
     Connect(#[from] UpstreamError),
     #[error(transparent)]
-    Rewrite(#[from] RewriteError),
-    #[error(transparent)]
     Tls(weir_core::tls::TlsError),
-    #[error("{api:?} denied by policy ({operation} on {resource}) and it has no partial answer; closing")]
-    Denied { api: ApiKey, operation: &'static str, resource: String },
-    #[error("{0:?} request before authenticating")]
-    Unauthenticated(ApiKey),
     #[error("frame of {size} bytes before authentication exceeds limits.max_unauthenticated_frame_bytes ({limit})")]
     UnauthenticatedFrameTooLarge { size: usize, limit: usize },
-    #[error("the request's topic ids stayed undecided after they were looked up")]
-    UnresolvedTopicIds,
     #[error("no SASL authentication within {0:?} of connecting")]
     AuthenticationTimeout(std::time::Duration),
-    #[error("the upstream cluster has not answered the sidecar yet; an unauthenticated client's ApiVersions is not forwarded")]
-    UpstreamNotReady,
-    #[error("the SASL session of `{0}` ended without re-authentication (KIP-368)")]
-    SessionExpired(String),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
     #[error("client connection: {0}")]
     ClientIo(std::io::Error),
     #[error("broker connection: {0}")]
     UpstreamIo(std::io::Error),
-}
-
-impl From<crate::authz::AuthzError> for SessionError {
-    fn from(err: crate::authz::AuthzError) -> Self {
-        use crate::authz::AuthzError;
-        match err {
-            AuthzError::BadRequest(e) => Self::BadRequest(e),
-            AuthzError::BadRequestBody(e) => Self::BadRequestBody(e),
-            AuthzError::Denied { api, operation, resource } => Self::Denied { api, operation, resource },
-        }
-    }
 }
 
 impl SessionError {
@@ -90,14 +69,12 @@ impl SessionError {
             | Self::Unsolicited
             | Self::CorrelationMismatch { .. } => "bad_response",
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
-            Self::UnknownBroker(_) | Self::Connect(_) | Self::UpstreamNotReady => "upstream_unreachable",
+            Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::AuthenticationTimeout(_) => "authentication_timeout",
             Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
-            Self::Rewrite(_) | Self::HintsOutsideTail => "rewrite_failed",
+            Self::HintsOutsideTail => "rewrite_failed",
             Self::Tls(_) => "tls_handshake",
-            Self::Unauthenticated(_) => "unauthenticated",
-            Self::SessionExpired(_) => "session_expired",
-            Self::Denied { .. } | Self::UnresolvedTopicIds => "denied",
+            Self::Filter(err) => err.reason(),
         }
     }
 
@@ -113,15 +90,13 @@ impl SessionError {
             e if e.is_disconnect() => tracing::debug!(error = %e, "client connection ended"),
             // Policy at work, already audited: news, not a fault.
             // Before authentication nobody answers for the noise: news, not a warning each.
-            Self::Denied { .. }
-            | Self::SessionExpired(_)
-            | Self::AuthenticationTimeout(_)
-            | Self::UnauthenticatedFrameTooLarge { .. }
-            | Self::UpstreamNotReady => {
+            Self::AuthenticationTimeout(_) | Self::UnauthenticatedFrameTooLarge { .. } => {
                 tracing::info!(error = %self, "closing connection")
             }
+            Self::Filter(err) if err.is_policy() => tracing::info!(error = %self, "closing connection"),
+            Self::Filter(err) if err.is_internal() => tracing::error!(error = %self, "closing connection"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
-            Self::Rewrite(_) | Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
+            Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")
             }
             _ => tracing::warn!(error = %self, "closing connection"),

@@ -11,7 +11,6 @@
 mod error;
 mod requests;
 mod responses;
-mod sasl;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,19 +19,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use weir_core::audit::{AuthenticationEvent, ConnectionEvent};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_wire::FrameReader;
 
 pub use error::SessionError;
 use requests::RequestHalf;
 use responses::ResponseHalf;
-use sasl::SaslGate;
 
-use crate::authz::{AfterResponse, ConnectionAuthz};
-use crate::metrics::{Direction, TopicCache, TrafficPrincipal};
-use crate::sidecar::Shared;
+use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
+use crate::filters;
+use crate::shared::Shared;
 use crate::upstream::Reauthentication;
 
 /// Which upstream a listener stands for.
@@ -91,8 +88,10 @@ struct Pending {
     version: i16,
     sent_at: Instant,
     proxy_time: Duration,
-    /// Authorization's change to the response (denied parts merged back, entries filtered).
-    after: Option<AfterResponse>,
+    /// What the filters left on the request for its response.
+    notes: Notes,
+    /// A filter will change the response: it is read whole, never streamed as it arrives.
+    changes_response: bool,
 }
 
 /// Serves one accepted client connection until either side closes.
@@ -108,43 +107,12 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, tar
     }
 }
 
-/// Notes an authentication outcome: on success the principal goes into the connection's
-/// span (so onto every later log line) and the metrics; every outcome goes to the audit log.
-fn record_authentication(
-    shared: &Shared,
-    peer: SocketAddr,
-    listener: &str,
-    mechanism: &str,
-    principal: Option<&str>,
-    failure: Option<&str>,
-) {
-    if failure.is_none() {
-        let name = principal.unwrap_or("");
-        tracing::Span::current().record("principal", name);
-        tracing::debug!(principal = name, mechanism, "client authenticated");
-        shared.metrics.authenticated(name);
-    } else {
-        shared.metrics.authentication_failed(mechanism);
-    }
-    if let Some(audit) = &shared.audit {
-        audit.authentication(&AuthenticationEvent {
-            mechanism,
-            success: failure.is_none(),
-            principal,
-            client: peer,
-            listener,
-            reason: failure,
-        });
-    }
-}
-
 /// Establishes who the client is: TLS (with the principal from its certificate) when the
 /// listener has it, else the configured fixed principal, if any. Every outcome is audited.
 async fn client_streams(
     shared: &Shared,
     client: TcpStream,
-    peer: SocketAddr,
-    listener: &str,
+    connection: &ConnectionInfo,
 ) -> Result<(BoxRead, BoxWrite, Option<String>), SessionError> {
     let fixed = shared.config.fixed_principal.as_deref();
     let ((read, write), principal, mechanism) = match &shared.tls {
@@ -156,13 +124,13 @@ async fn client_streams(
                 (split_any(accepted.stream), principal, mechanism)
             }
             Err(err) => {
-                record_authentication(shared, peer, listener, "tls", None, Some(&err.to_string()));
+                record_authentication(shared, connection, "tls", None, Some(&err.to_string()));
                 return Err(SessionError::Tls(err));
             }
         },
     };
     if principal.is_some() || mechanism != "fixed" {
-        record_authentication(shared, peer, listener, mechanism, principal.as_deref(), None);
+        record_authentication(shared, connection, mechanism, principal.as_deref(), None);
     }
     Ok((read, write, principal))
 }
@@ -174,8 +142,10 @@ async fn run(
     listener: &str,
     target: Target,
 ) -> Result<(), SessionError> {
-    let started = Instant::now();
-    let (client_read, client_write, mut principal) = client_streams(shared, client, peer, listener).await?;
+    let mut connection =
+        ConnectionInfo { peer, listener: listener.to_owned(), principal: None, opened_at: Instant::now() };
+    let (client_read, client_write, principal) = client_streams(shared, client, &connection).await?;
+    connection.principal = principal;
     // With SASL at the sidecar, nothing of a client reaches a broker before it has
     // authenticated: its frames are small (as Kafka's `sasl.server.max.receive.size`), its
     // ApiVersions is answered here, and the broker connection waits for its principal (which
@@ -189,53 +159,35 @@ async fn run(
         let (sender, receiver) = oneshot::channel();
         (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
     } else {
-        let (read, write, reauth) = connect_upstream(shared, target, principal.as_deref()).await?;
+        let (read, write, reauth) = connect_upstream(shared, target, connection.principal.as_deref()).await?;
         upstream_reauth = reauth;
         upstream_open = Some(shared.metrics.connections.upstream_opened());
         (read, write, None, None)
     };
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
-    let traffic_principal = TrafficPrincipal::default();
-    if let Some(principal) = &principal {
-        traffic_principal.set(principal);
-    }
-    // The principal fetch sessions are bound to: the one authorization sees (with SASL at the
-    // sidecar, the SASL one, set once it has authenticated; no Fetch comes before).
-    let session_owner = TrafficPrincipal::default();
-    if let Some(principal) = principal.as_ref().filter(|_| !authenticating) {
-        session_owner.set(principal);
-    }
-    let mut produced = TopicCache::new(Direction::Produced, traffic_principal.clone());
-    let mut fetched = TopicCache::new(Direction::Fetched, traffic_principal);
-
-    let authz = shared.policy.as_ref().map(|policy| ConnectionAuthz::new(policy, principal.as_deref(), peer, listener));
-    let sasl = shared.sasl.clone().map(|server| SaslGate::new(server, peer));
+    let principal = connection.principal.clone();
+    let authentication_deadline = authenticating.then(|| connection.opened_at + shared.config.authentication_timeout());
+    let chain = Mutex::new(FilterChain::new(filters::for_connection(shared, &connection), connection));
     let outcome = {
         let requests = RequestHalf {
             shared,
+            chain: &chain,
             client: FrameReader::new(client_read, first_frames),
-            authentication_deadline: authenticating.then(|| started + shared.config.authentication_timeout()),
+            authentication_deadline,
             upstream: upstream_write,
             upstream_open: &mut upstream_open,
             queue,
-            peer,
-            listener,
-            sasl,
-            authz,
             deferred,
             reauth: upstream_reauth,
-            principal: &mut principal,
-            session_owner: session_owner.clone(),
-            produced: &mut produced,
+            principal,
         };
         let responses = ResponseHalf {
             shared,
+            chain: &chain,
             upstream: FrameReader::new(upstream_read, max_frame),
             client: client_write,
             connected,
             pending,
-            session_owner,
-            fetched: &mut fetched,
         };
         let requests = requests.run();
         let responses = responses.run();
@@ -249,18 +201,7 @@ async fn run(
             done = &mut responses => done,
         }
     };
-    if let Some(audit) =
-        shared.audit.as_ref().filter(|_| shared.config.audit.as_ref().is_some_and(|a| a.connection_summaries))
-    {
-        audit.connection(&ConnectionEvent {
-            principal: principal.as_deref(),
-            client: peer,
-            listener,
-            duration_ms: started.elapsed().as_millis() as u64,
-            produced: produced.totals(),
-            fetched: fetched.totals(),
-        });
-    }
+    chain.lock().await.on_connection_end(&**shared);
     outcome
 }
 

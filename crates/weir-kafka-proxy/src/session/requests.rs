@@ -1,31 +1,26 @@
 //! The request half: client frames in, the same bytes out to the broker.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
+use tokio::sync::{mpsc, oneshot, Mutex};
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::metrics::OpenConnection;
-use weir_wire::produce::scan_produce;
-use weir_wire::scan::TopicRef;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::sasl::{Gate, SaslGate};
-use super::{record_authentication, Deferred, InFlight, Pending, SessionError};
-use crate::authz::{AuthzEnv, ConnectionAuthz, Verdict};
-use crate::fetch_sessions::SessionUse;
-use crate::metrics::{TopicCache, TrafficPrincipal};
-use crate::sidecar::Shared;
+use super::{Deferred, InFlight, Pending, SessionError};
+use crate::filter::{FilterChain, RequestAction};
+use crate::shared::Shared;
 use crate::upstream::{Reauthentication, RoundTrip};
 use crate::versions;
 
 pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
+    /// The connection's filters, shared with the response half (one hook runs at a time).
+    pub(super) chain: &'a Mutex<FilterChain>,
     pub(super) client: FrameReader<BoxRead>,
     /// While SASL at the sidecar has not authenticated the client: when it must have.
     pub(super) authentication_deadline: Option<Instant>,
@@ -33,22 +28,12 @@ pub(super) struct RequestHalf<'a> {
     /// Counts the broker connection open, once there is one.
     pub(super) upstream_open: &'a mut Option<OpenConnection>,
     pub(super) queue: mpsc::Sender<InFlight>,
-    pub(super) peer: SocketAddr,
-    pub(super) listener: &'a str,
-    /// SASL terminated here, when configured: gates every request until authenticated.
-    pub(super) sasl: Option<SaslGate>,
-    /// The policy as it applies to this connection, when authorization is configured.
-    pub(super) authz: Option<ConnectionAuthz>,
     /// The broker connection, when it waits for the client's principal.
     pub(super) deferred: Option<Deferred>,
     /// When the sidecar's own SASL session on the broker connection must be renewed (KIP-368).
     pub(super) reauth: Option<Reauthentication>,
-    /// Who the client is (set here when SASL authenticates it).
-    pub(super) principal: &'a mut Option<String>,
-    /// The principal this connection's fetch sessions belong to.
-    pub(super) session_owner: TrafficPrincipal,
-    /// This connection's produce traffic per topic.
-    pub(super) produced: &'a mut TopicCache,
+    /// Who the client is, which picks the broker credentials when they depend on it.
+    pub(super) principal: Option<String>,
 }
 
 impl RequestHalf<'_> {
@@ -104,126 +89,31 @@ impl RequestHalf<'_> {
             if peek.api_key == ApiKey::SaslHandshake && peek.api_version == 0 {
                 return Err(SessionError::SaslHandshakeV0);
             }
-            if let Some(gate) = &mut self.sasl {
-                match gate.check(&frame, &peek).await? {
-                    Gate::Pass => {}
-                    Gate::Answer(answer) => {
-                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                        continue;
-                    }
-                    Gate::Authenticated { answer, principal, mechanism, again } => {
-                        let mechanism = format!("sasl_{}", mechanism.to_ascii_lowercase());
-                        record_authentication(
-                            self.shared,
-                            self.peer,
-                            self.listener,
-                            &mechanism,
-                            Some(&principal),
-                            None,
-                        );
-                        if again {
-                            tracing::debug!(%principal, "re-authenticated (KIP-368)");
-                            self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                            continue;
-                        }
-                        self.authentication_deadline = None;
-                        self.client.set_max_frame(self.shared.config.limits.max_frame_bytes);
-                        if let Some(authz) = &mut self.authz {
-                            authz.set_principal(&principal);
-                        }
-                        self.produced.principal().set(&principal);
-                        self.session_owner.set(&principal);
-                        *self.principal = Some(principal);
-                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                        continue;
-                    }
-                    Gate::Failed { answer, reason, throttled } => {
-                        if let Some(by) = throttled {
-                            // Debug: a guessing client produces one per attempt (metrics and audit count them).
-                            tracing::debug!(%reason, "SASL authentication refused unchecked; closing after the answer");
-                            self.shared.metrics.authentication_throttled(by);
-                        } else {
-                            tracing::info!(%reason, "SASL authentication failed; closing after the answer");
-                        }
-                        record_authentication(self.shared, self.peer, self.listener, "sasl", None, Some(&reason));
-                        tokio::time::sleep(gate.failure_delay()).await;
-                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                        // Ending the request half lets the response half deliver the answer,
-                        // then the connection closes, as a broker does.
-                        return Ok(());
-                    }
-                }
+            let outcome = self.chain.lock().await.on_request(self.shared, &peek, frame).await?;
+            if let Some(authenticated) = outcome.authenticated {
+                self.authentication_deadline = None;
+                self.client.set_max_frame(self.shared.config.limits.max_frame_bytes);
+                self.principal = Some(authenticated.principal);
             }
-            if self.deferred.is_some() && peek.api_key == ApiKey::ApiVersions {
-                let cached = self.shared.broker_versions.read().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Some(cached) = cached {
-                    let answer = versions::cached_response(&cached, peek.correlation_id, peek.api_version)
-                        .map_err(SessionError::BadRequest)?;
+            match outcome.action {
+                RequestAction::Continue => {}
+                RequestAction::Answer(answer) => {
                     self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
                     continue;
                 }
-                if self.authentication_deadline.is_some() {
-                    // The cluster has not answered the sidecar yet, and an unauthenticated
-                    // client's request never goes to a broker: the client retries later.
-                    return Err(SessionError::UpstreamNotReady);
+                RequestAction::AnswerAndClose(answer) => {
+                    self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+                    // Ending the request half lets the response half deliver the answer,
+                    // then the connection closes.
+                    return Ok(());
                 }
+                RequestAction::Drop => continue,
             }
-            let mut after = None;
-            let mut frame = frame;
-            if peek.api_key == ApiKey::Fetch {
-                let owner = self.session_owner.get();
-                match self.shared.fetch_sessions.check(&frame, &peek, owner).map_err(SessionError::BadRequest)? {
-                    SessionUse::Own => {}
-                    SessionUse::Cleared(cleared) => frame = cleared,
-                    SessionUse::Refused(answer) => {
-                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                        continue;
-                    }
-                }
-            }
-            if let Some(authz) = &mut self.authz {
-                let shared = self.shared;
-                let env =
-                    AuthzEnv { topic_ids: &shared.topic_ids, metrics: &shared.metrics, audit: shared.audit.as_ref() };
-                let mut verdict = authz.check(&env, &frame, &peek, false)?;
-                if let Verdict::Unresolved(ids) = &verdict {
-                    shared.resolve_topic_ids(ids).await;
-                    verdict = authz.check(&env, &frame, &peek, true)?;
-                }
-                match verdict {
-                    Verdict::Forward => {}
-                    Verdict::Filter(step) => after = Some(step),
-                    Verdict::Rewritten(rewritten, step) => {
-                        frame = rewritten;
-                        after = step;
-                    }
-                    Verdict::Answer(answer) => {
-                        self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
-                        continue;
-                    }
-                    Verdict::Drop => continue,
-                    // Only before a lookup, which was just made.
-                    Verdict::Unresolved(_) => return Err(SessionError::UnresolvedTopicIds),
-                }
-            }
-            let mut expects_response = true;
-            if peek.api_key == ApiKey::Produce {
-                let shared = self.shared;
-                let produced = &mut *self.produced;
-                let acks = scan_produce(&frame, &peek, |topic, _partition, records| {
-                    let count = weir_wire::records::count_records(records);
-                    let size = records.len() as u64;
-                    match topic {
-                        TopicRef::Name(name) => produced.add(&shared.metrics, name, count, size),
-                        TopicRef::Id(id) => {
-                            let name = shared.topic_ids.name_or_id(&Uuid::from_bytes(id));
-                            produced.add(&shared.metrics, name.as_str(), count, size)
-                        }
-                    }
-                })
-                .map_err(SessionError::BadRequestBody)?;
-                expects_response = acks != 0;
-            }
+            let frame = outcome.frame;
+            let expects_response = peek.api_key != ApiKey::Produce
+                || weir_wire::produce::acks(frame.get(peek.body_offset..).unwrap_or_default(), peek.api_version)
+                    .map_err(SessionError::BadRequestBody)?
+                    != 0;
             if let Some(deferred) = self.deferred.take() {
                 self.connect(deferred).await?;
             }
@@ -238,7 +128,8 @@ impl RequestHalf<'_> {
                     version: peek.api_version,
                     sent_at: Instant::now(),
                     proxy_time,
-                    after,
+                    notes: outcome.notes,
+                    changes_response: outcome.changes_response,
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {

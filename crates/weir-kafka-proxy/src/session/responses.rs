@@ -1,29 +1,20 @@
 //! The response half: broker frames in, in request order, rewritten only where they reveal a
 //! broker address.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
-};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
+use tokio::sync::{mpsc, oneshot, Mutex};
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response, FetchSummary};
-use weir_wire::message::{encode_response_with_header, ResponseFrame};
-use weir_wire::produce::scan_produce_response;
-use weir_wire::scan::TopicRef;
+use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response};
+use weir_wire::message::{ResponseFrame, ResponseMessage};
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Pending, SessionError};
-use crate::metrics::{TopicCache, TrafficPrincipal};
-use crate::rewrite::{self, RewriteError};
-use crate::sidecar::Shared;
-use crate::versions;
+use crate::filter::{FilterChain, FilterError};
+use crate::shared::Shared;
 
 /// Fetch responses larger than this are streamed (see `stream_fetch`).
 const STREAM_ABOVE: usize = 256 * 1024;
@@ -52,14 +43,13 @@ fn upstream_frame_error(err: FrameError) -> SessionError {
 
 pub(super) struct ResponseHalf<'a> {
     pub(super) shared: &'a Shared,
+    /// The connection's filters, shared with the request half (one hook runs at a time).
+    pub(super) chain: &'a Mutex<FilterChain>,
     pub(super) upstream: FrameReader<BoxRead>,
     pub(super) client: BoxWrite,
     /// The broker connection's reading half, when the request half makes it later.
     pub(super) connected: Option<oneshot::Receiver<FrameReader<BoxRead>>>,
     pub(super) pending: mpsc::Receiver<InFlight>,
-    /// The principal that owns the fetch sessions this connection opens.
-    pub(super) session_owner: TrafficPrincipal,
-    pub(super) fetched: &'a mut TopicCache,
 }
 
 impl ResponseHalf<'_> {
@@ -105,30 +95,23 @@ impl ResponseHalf<'_> {
 
     /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
     /// large Fetch response was already streamed to the client.
-    async fn relay_response(&mut self, mut pending: Pending) -> Result<Option<Bytes>, SessionError> {
+    async fn relay_response(&mut self, pending: Pending) -> Result<Option<Bytes>, SessionError> {
         let total = match self.upstream.next_frame_size().await {
             Ok(Some(total)) => total,
             Ok(None) => return Err(SessionError::UpstreamClosed),
             Err(err) => return Err(upstream_frame_error(err)),
         };
-        if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE && pending.after.is_none() {
-            self.stream_fetch(&pending, total).await?;
+        if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE && !pending.changes_response {
+            self.stream_fetch(pending, total).await?;
             return Ok(None);
         }
         let frame = self.read_whole(total).await?;
         let received = Instant::now();
         check_correlation(&frame, &pending)?;
-        let mut out = self.inspect(&pending, frame)?;
-        if let Some(after) = pending.after.take() {
-            let topic_ids = &self.shared.topic_ids;
-            let mut unknown = after.topic_ids(&out).map_err(SessionError::BadResponse)?;
-            unknown.retain(|id| topic_ids.name(id).is_none());
-            if !unknown.is_empty() {
-                self.shared.resolve_topic_ids(&unknown).await;
-            }
-            out = after.apply(out).map_err(SessionError::BadResponse)?;
-        }
-        self.count_response(&pending, out.len(), received);
+        let mut message = ResponseMessage::new(frame, pending.api_key, pending.version);
+        self.chain.lock().await.on_response(self.shared, &mut message, pending.notes).await?;
+        let out = message.into_frame().map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
+        self.count_response(pending.api_key, pending.sent_at, pending.proxy_time, out.len(), received);
         Ok(Some(out))
     }
 
@@ -167,12 +150,12 @@ impl ResponseHalf<'_> {
         }
     }
 
-    fn count_response(&self, pending: &Pending, len: usize, received: Instant) {
-        let api = self.shared.metrics.api(pending.api_key);
+    fn count_response(&self, key: ApiKey, sent_at: Instant, proxy_time: Duration, len: usize, received: Instant) {
+        let api = self.shared.metrics.api(key);
         api.responses.inc();
         api.response_bytes.inc_by(len as u64);
-        api.upstream_seconds.observe(received.duration_since(pending.sent_at).as_secs_f64());
-        api.proxy_seconds.observe((pending.proxy_time + received.elapsed()).as_secs_f64());
+        api.upstream_seconds.observe(received.duration_since(sent_at).as_secs_f64());
+        api.proxy_seconds.observe((proxy_time + received.elapsed()).as_secs_f64());
     }
 
     /// Forwards a large Fetch response while it arrives, instead of after its last byte: for
@@ -182,7 +165,9 @@ impl ResponseHalf<'_> {
     /// be rewritten in place (the length was already sent), so they are blanked into an
     /// unknown tagged field of the same size. Clients skip unknown tagged fields and, without
     /// the hint, find the new leader through Metadata (as before KIP-951).
-    async fn stream_fetch(&mut self, pending: &Pending, total: usize) -> Result<(), SessionError> {
+    ///
+    /// The filters still see the whole response once it is in, read-only.
+    async fn stream_fetch(&mut self, pending: Pending, total: usize) -> Result<(), SessionError> {
         tracing::debug!(bytes = total, "streaming a Fetch response");
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
@@ -190,7 +175,7 @@ impl ResponseHalf<'_> {
         loop {
             let have = self.upstream.buffered().len().min(total);
             if sent == 0 && have >= HEADER_END {
-                check_correlation(&self.upstream.buffered()[..HEADER_END], pending)?;
+                check_correlation(&self.upstream.buffered()[..HEADER_END], &pending)?;
             }
             let upto = if have >= HEADER_END { have.min(forwardable) } else { 0 };
             if upto > sent {
@@ -205,152 +190,27 @@ impl ResponseHalf<'_> {
         }
         let received = Instant::now();
         let frame = self.read_whole(total).await?;
-        let parsed = ResponseFrame::parse(&frame, ApiKey::Fetch, pending.version).map_err(SessionError::BadResponse)?;
-        let body_offset = frame.len() - parsed.body().len();
-        let summary = self.count_fetched(&parsed.body(), pending.version)?;
         let mut tail = frame.slice(sent..);
-        if let Some(at) = summary.node_endpoints {
-            let mut blanked = tail.to_vec();
-            let region_start = sent.checked_sub(body_offset).ok_or(SessionError::HintsOutsideTail)?;
-            if !blank_node_endpoints(&mut blanked, region_start, &at) {
-                return Err(SessionError::HintsOutsideTail);
+        if pending.version >= FIRST_LEADER_HINTS {
+            let parsed =
+                ResponseFrame::parse(&frame, ApiKey::Fetch, pending.version).map_err(SessionError::BadResponse)?;
+            let body_offset = frame.len() - parsed.body().len();
+            let summary =
+                scan_fetch_response(&parsed.body(), pending.version, |_| {}).map_err(SessionError::BadResponseBody)?;
+            if let Some(at) = summary.node_endpoints {
+                let mut blanked = tail.to_vec();
+                let region_start = sent.checked_sub(body_offset).ok_or(SessionError::HintsOutsideTail)?;
+                if !blank_node_endpoints(&mut blanked, region_start, &at) {
+                    return Err(SessionError::HintsOutsideTail);
+                }
+                tail = Bytes::from(blanked);
+                tracing::debug!("leader hints in a streamed Fetch response blanked");
             }
-            tail = Bytes::from(blanked);
-            tracing::debug!("leader hints in a streamed Fetch response blanked");
         }
+        let mut message = ResponseMessage::already_sent(frame, ApiKey::Fetch, pending.version);
+        self.chain.lock().await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
-        self.count_response(pending, total, received);
+        self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);
         Ok(())
-    }
-
-    /// Decodes only the responses that carry broker addresses or per-topic counts; every other
-    /// frame goes back as the very bytes the broker sent.
-    fn inspect(&mut self, pending: &Pending, frame: Bytes) -> Result<Bytes, SessionError> {
-        let (key, version) = (pending.api_key, pending.version);
-        let shared = self.shared;
-        let map = &*shared.directory;
-        match key {
-            ApiKey::ApiVersions => {
-                // KIP-511: a broker that does not know the requested version answers in v0.
-                let error = frame.get(8..10).map(|b| i16::from_be_bytes([b[0], b[1]])).unwrap_or(0);
-                let version = if error == versions::UNSUPPORTED_VERSION { 0 } else { version };
-                self.rewrite::<ApiVersionsResponse>(frame, key, version, |resp| {
-                    versions::intersect(resp);
-                    Ok(0)
-                })
-            }
-            ApiKey::Metadata => self.rewrite::<MetadataResponse>(frame, key, version, |resp| {
-                shared.topic_ids.learn(resp);
-                rewrite::metadata(resp, map)
-            }),
-            ApiKey::FindCoordinator => {
-                self.rewrite::<FindCoordinatorResponse>(frame, key, version, |r| rewrite::find_coordinator(r, map))
-            }
-            ApiKey::DescribeCluster => {
-                self.rewrite::<DescribeClusterResponse>(frame, key, version, |r| rewrite::describe_cluster(r, map))
-            }
-            ApiKey::Produce => {
-                let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                let has_leader_hints = scan_produce_response(&parsed.body(), version, |_, _, error| {
-                    if error != 0 {
-                        shared.metrics.response_error(key, error);
-                    }
-                })
-                .map_err(SessionError::BadResponseBody)?;
-                if !has_leader_hints {
-                    return Ok(frame);
-                }
-                // Leader hints (broker addresses): the rare case that needs the full decode.
-                let mut resp: ProduceResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| rewrite::produce(r, map))
-            }
-            ApiKey::Fetch => {
-                let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                if !self.count_fetched(&parsed.body(), version)?.has_node_endpoints() {
-                    return Ok(frame);
-                }
-                // Leader hints: the rare case that needs the full decode.
-                let mut resp: FetchResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| rewrite::fetch(r, map))
-            }
-            ApiKey::ShareFetch => {
-                let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                let mut resp: ShareFetchResponse = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| rewrite::share_fetch(r, map))
-            }
-            ApiKey::ShareAcknowledge => {
-                let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-                let mut resp: ShareAcknowledgeResponse =
-                    parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-                self.reencode_if_rewritten(frame, &parsed, key, version, &mut resp, |r| {
-                    rewrite::share_acknowledge(r, map)
-                })
-            }
-            _ => Ok(frame),
-        }
-    }
-
-    /// Decodes, changes and re-encodes a (small) response.
-    fn rewrite<T: Decodable + Encodable>(
-        &self,
-        frame: Bytes,
-        key: ApiKey,
-        version: i16,
-        change: impl FnOnce(&mut T) -> Result<usize, RewriteError>,
-    ) -> Result<Bytes, SessionError> {
-        let parsed = ResponseFrame::parse(&frame, key, version).map_err(SessionError::BadResponse)?;
-        let mut resp: T = parsed.decode(key, version).map_err(SessionError::BadResponse)?;
-        let rewritten = change(&mut resp)?;
-        self.shared.metrics.api(key).rewrites.inc_by(rewritten as u64);
-        encode_response_with_header(&parsed.header, key, version, &resp).map_err(SessionError::BadResponse)
-    }
-
-    /// Re-encodes a data-path response only when it carried addresses (leader hints after a
-    /// leadership change); otherwise the original bytes go back untouched.
-    fn reencode_if_rewritten<T: Encodable>(
-        &self,
-        frame: Bytes,
-        parsed: &ResponseFrame,
-        key: ApiKey,
-        version: i16,
-        resp: &mut T,
-        change: impl FnOnce(&mut T) -> Result<usize, RewriteError>,
-    ) -> Result<Bytes, SessionError> {
-        let rewritten = change(resp)?;
-        if rewritten == 0 {
-            return Ok(frame);
-        }
-        self.shared.metrics.api(key).rewrites.inc_by(rewritten as u64);
-        encode_response_with_header(&parsed.header, key, version, resp).map_err(SessionError::BadResponse)
-    }
-
-    /// Counts records and errors per topic by walking the response in place; the summary says
-    /// whether (and where) it carries leader hints (broker addresses).
-    fn count_fetched(&mut self, body: &[u8], version: i16) -> Result<FetchSummary, SessionError> {
-        let shared = self.shared;
-        let fetched = &mut *self.fetched;
-        let summary = scan_fetch_response(body, version, |p| {
-            if let Some(records) = p.records.filter(|r| !r.is_empty()) {
-                let count = weir_wire::records::count_records(records);
-                let size = records.len() as u64;
-                match p.topic {
-                    TopicRef::Name(name) => fetched.add(&shared.metrics, name, count, size),
-                    TopicRef::Id(id) => {
-                        let name = shared.topic_ids.name_or_id(&Uuid::from_bytes(id));
-                        fetched.add(&shared.metrics, name.as_str(), count, size)
-                    }
-                }
-            }
-            if p.error_code != 0 {
-                shared.metrics.response_error(ApiKey::Fetch, p.error_code);
-            }
-        })
-        .map_err(SessionError::BadResponseBody)?;
-        if summary.error_code != 0 {
-            shared.metrics.response_error(ApiKey::Fetch, summary.error_code);
-        } else {
-            shared.fetch_sessions.record(summary.session_id, self.session_owner.get());
-        }
-        Ok(summary)
     }
 }

@@ -12,6 +12,7 @@
 //! principal; a reloaded policy reaches the connection at its next request.
 
 mod answers;
+mod filter;
 #[cfg(test)]
 mod tests;
 
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use weir_core::audit::AuthorizationEvent;
 use weir_core::policy::{Operation, Policy, PolicyWatch, PrincipalPolicy, ResourceType, ANONYMOUS};
-use weir_wire::message::MessageError;
+use weir_wire::message::{MessageError, ResponseMessage};
 use weir_wire::resources::{scan_request_resources, Named, RequestFacts};
 use weir_wire::scan::TopicRef;
 use weir_wire::RequestHeaderPeek;
@@ -73,25 +74,33 @@ pub(crate) enum Verdict {
     Unresolved(Vec<Uuid>),
 }
 
-type ResponseChange = Box<dyn FnOnce(Bytes) -> Result<Bytes, MessageError> + Send + Sync>;
-type TopicIdReader = Box<dyn Fn(&Bytes) -> Result<Vec<Uuid>, MessageError> + Send + Sync>;
+type ResponseChange = Box<dyn FnOnce(&mut ResponseMessage) -> Result<(), MessageError> + Send + Sync>;
+type TopicIdReader = Box<dyn Fn(&mut ResponseMessage) -> Result<Vec<Uuid>, MessageError> + Send + Sync>;
 
-/// A change to the broker's response frame: denied parts merged back, or entries filtered.
+/// A change to the broker's response: denied parts merged back, or entries filtered.
 pub(crate) struct AfterResponse {
     change: ResponseChange,
-    /// Reads the topic ids of the response that `change` judges by name: the session looks
-    /// up those it does not know before applying it.
+    /// Reads the topic ids of the response that `change` judges by name: they are looked up
+    /// first when unknown.
     topic_ids: Option<TopicIdReader>,
 }
 
 impl AfterResponse {
-    pub(crate) fn apply(self, frame: Bytes) -> Result<Bytes, MessageError> {
-        (self.change)(frame)
+    pub(crate) fn apply(self, message: &mut ResponseMessage) -> Result<(), MessageError> {
+        (self.change)(message)
     }
 
-    /// The topic ids in `frame` that the change needs named.
-    pub(crate) fn topic_ids(&self, frame: &Bytes) -> Result<Vec<Uuid>, MessageError> {
-        self.topic_ids.as_ref().map_or(Ok(Vec::new()), |read| read(frame))
+    /// Applies the change to a whole response frame.
+    #[cfg(test)]
+    pub(crate) fn apply_to(self, frame: Bytes, key: ApiKey, version: i16) -> Result<Bytes, MessageError> {
+        let mut message = ResponseMessage::new(frame, key, version);
+        self.apply(&mut message)?;
+        message.into_frame()
+    }
+
+    /// The topic ids in the response that the change needs named.
+    pub(crate) fn topic_ids(&self, message: &mut ResponseMessage) -> Result<Vec<Uuid>, MessageError> {
+        self.topic_ids.as_ref().map_or(Ok(Vec::new()), |read| read(message))
     }
 }
 

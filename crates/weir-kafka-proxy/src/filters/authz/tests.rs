@@ -154,7 +154,9 @@ async fn produce_serves_the_allowed_topics_and_merges_errors_for_the_rest() {
                 t.with_name(ids[0].0.clone())
             }
         }]);
-        let merged = after.apply(encode_response(42, ApiKey::Produce, version, &broker).unwrap()).unwrap();
+        let merged = after
+            .apply_to(encode_response(42, ApiKey::Produce, version, &broker).unwrap(), ApiKey::Produce, version)
+            .unwrap();
         let (_, merged): (_, ProduceResponse) = decode_response(&merged, ApiKey::Produce, version).unwrap();
         assert_eq!(merged.responses.len(), 2, "v{version}");
         assert_eq!(merged.responses[0].partition_responses[0].base_offset, 7);
@@ -246,8 +248,12 @@ async fn metadata_hides_what_may_not_be_described_and_does_not_auto_create() {
         let Verdict::Filter(after) = s.check(&mut conn, ApiKey::Metadata, version, &all) else {
             panic!("v{version}: expected a filtered listing");
         };
-        let (_, listed): (_, MetadataResponse) =
-            decode_response(&after.apply(broker(version)).unwrap(), ApiKey::Metadata, version).unwrap();
+        let (_, listed): (_, MetadataResponse) = decode_response(
+            &after.apply_to(broker(version), ApiKey::Metadata, version).unwrap(),
+            ApiKey::Metadata,
+            version,
+        )
+        .unwrap();
         let names: Vec<_> = listed.topics.iter().map(|t| t.name.clone().unwrap().0.to_string()).collect();
         assert_eq!(names, ["ok"], "v{version}");
 
@@ -269,8 +275,12 @@ async fn metadata_hides_what_may_not_be_described_and_does_not_auto_create() {
             Verdict::Filter(after) if version < 4 => after,
             _ => panic!("v{version}: unexpected verdict"),
         };
-        let (_, named): (_, MetadataResponse) =
-            decode_response(&after.apply(broker(version)).unwrap(), ApiKey::Metadata, version).unwrap();
+        let (_, named): (_, MetadataResponse) = decode_response(
+            &after.apply_to(broker(version), ApiKey::Metadata, version).unwrap(),
+            ApiKey::Metadata,
+            version,
+        )
+        .unwrap();
         let codes: Vec<_> =
             named.topics.iter().map(|t| (t.name.clone().unwrap().0.to_string(), t.error_code)).collect();
         assert_eq!(codes, [("ok".to_owned(), 0), ("secret".to_owned(), 29)], "v{version}");
@@ -346,7 +356,13 @@ async fn admin_requests_are_served_in_part() {
         assert_eq!(forwarded.topics.len(), 1);
         let broker = CreateTopicsResponse::default()
             .with_topics(vec![create_topics_response::CreatableTopicResult::default().with_name(topic("ok"))]);
-        let merged = after.apply(encode_response(42, ApiKey::CreateTopics, version, &broker).unwrap()).unwrap();
+        let merged = after
+            .apply_to(
+                encode_response(42, ApiKey::CreateTopics, version, &broker).unwrap(),
+                ApiKey::CreateTopics,
+                version,
+            )
+            .unwrap();
         let (_, merged): (_, CreateTopicsResponse) = decode_response(&merged, ApiKey::CreateTopics, version).unwrap();
         let codes: Vec<_> = merged.topics.iter().map(|t| (t.name.0.to_string(), t.error_code)).collect();
         assert_eq!(codes, [("ok".to_owned(), 0), ("secret".to_owned(), 29)], "v{version}");
@@ -561,7 +577,8 @@ async fn share_groups_are_authorized_like_consumer_groups() {
     assert_eq!(forwarded.topics.iter().map(|t| t.topic_id).collect::<Vec<_>>(), [ok]);
     let broker = ShareFetchResponse::default()
         .with_responses(vec![share_fetch_response::ShareFetchableTopicResponse::default().with_topic_id(ok)]);
-    let merged = after.apply(encode_response(42, ApiKey::ShareFetch, 1, &broker).unwrap()).unwrap();
+    let merged =
+        after.apply_to(encode_response(42, ApiKey::ShareFetch, 1, &broker).unwrap(), ApiKey::ShareFetch, 1).unwrap();
     let (_, merged): (_, ShareFetchResponse) = decode_response(&merged, ApiKey::ShareFetch, 1).unwrap();
     assert_eq!(merged.responses[1].topic_id, secret);
     assert_eq!(merged.responses[1].partitions[0].error_code, 29);
@@ -609,7 +626,7 @@ async fn share_group_offsets_are_authorized_per_group_and_topic() {
                 .unwrap()
         };
         let merge = |after: super::AfterResponse, frame| -> DescribeShareGroupOffsetsResponse {
-            decode_response(&after.apply(frame).unwrap(), key, version).unwrap().1
+            decode_response(&after.apply_to(frame, key, version).unwrap(), key, version).unwrap().1
         };
 
         // The allowed group's allowed topic goes upstream; the rest is answered beside it.
@@ -672,7 +689,7 @@ async fn share_group_offsets_are_authorized_per_group_and_topic() {
         assert_eq!(forwarded.topics, vec![alter("ok")], "v{version}");
         let altered = AlterShareGroupOffsetsResponse::default()
             .with_responses(vec![AlterShareGroupOffsetsResponseTopic::default().with_topic_name(topic("ok"))]);
-        let merged = after.apply(encode_response(42, key, version, &altered).unwrap()).unwrap();
+        let merged = after.apply_to(encode_response(42, key, version, &altered).unwrap(), key, version).unwrap();
         let (_, merged): (_, AlterShareGroupOffsetsResponse) = decode_response(&merged, key, version).unwrap();
         let topics: Vec<_> = merged.responses.iter().map(|t| t.topic_name.0.to_string()).collect();
         assert_eq!(topics, ["ok", "secret"], "v{version}");
@@ -682,7 +699,7 @@ async fn share_group_offsets_are_authorized_per_group_and_topic() {
         // A broker answer that failed as a whole stays whole.
         let Verdict::Rewritten(_, Some(after)) = s.check(&mut conn, key, version, &body) else { panic!() };
         let failed = AlterShareGroupOffsetsResponse::default().with_error_code(68); // NON_EMPTY_GROUP
-        let merged = after.apply(encode_response(42, key, version, &failed).unwrap()).unwrap();
+        let merged = after.apply_to(encode_response(42, key, version, &failed).unwrap(), key, version).unwrap();
         let (_, merged): (_, AlterShareGroupOffsetsResponse) = decode_response(&merged, key, version).unwrap();
         assert_eq!((merged.error_code, merged.responses.len()), (68, 0), "v{version}");
 
@@ -709,7 +726,7 @@ async fn share_group_offsets_are_authorized_per_group_and_topic() {
         assert_eq!(forwarded.topics, vec![delete("ok")], "v{version}");
         let deleted = DeleteShareGroupOffsetsResponse::default()
             .with_responses(vec![DeleteShareGroupOffsetsResponseTopic::default().with_topic_name(topic("ok"))]);
-        let merged = after.apply(encode_response(42, key, version, &deleted).unwrap()).unwrap();
+        let merged = after.apply_to(encode_response(42, key, version, &deleted).unwrap(), key, version).unwrap();
         let (_, merged): (_, DeleteShareGroupOffsetsResponse) = decode_response(&merged, key, version).unwrap();
         let topics: Vec<_> = merged.responses.iter().map(|t| (t.topic_name.0.to_string(), t.error_code)).collect();
         assert_eq!(topics, [("ok".to_owned(), 0), ("secret".to_owned(), 29)], "v{version}");

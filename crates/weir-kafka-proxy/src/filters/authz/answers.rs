@@ -11,7 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use weir_core::policy::{Operation, PrincipalPolicy, ResourceType};
-use weir_wire::message::{encode_request_keeping_header, encode_response, ResponseFrame};
+use weir_wire::message::{encode_request_keeping_header, encode_response, ResponseBody, ResponseMessage};
 use weir_wire::resources::{Named, RequestFacts};
 use weir_wire::scan::TopicRef;
 use weir_wire::RequestHeaderPeek;
@@ -94,38 +94,25 @@ impl Ctx<'_> {
         Ok(Verdict::Rewritten(frame, after))
     }
 
-    /// A step on the broker's response, decoded as `R`.
-    fn after<R>(&self, change: impl FnOnce(&mut R) + Send + Sync + 'static) -> AfterResponse
-    where
-        R: Decodable + Encodable + 'static,
-    {
-        let (key, version) = (self.key(), self.version());
+    /// A step on the broker's response, decoded as `R` (once, for every filter that asks).
+    fn after<R: ResponseBody>(&self, change: impl FnOnce(&mut R) + Send + Sync + 'static) -> AfterResponse {
         AfterResponse {
-            change: Box::new(move |frame: Bytes| {
-                let parsed = ResponseFrame::parse(&frame, key, version)?;
-                let mut response: R = parsed.decode(key, version)?;
-                change(&mut response);
-                weir_wire::message::encode_response_with_header(&parsed.header, key, version, &response)
+            change: Box::new(move |message: &mut ResponseMessage| {
+                change(message.decoded_mut::<R>()?);
+                Ok(())
             }),
             topic_ids: None,
         }
     }
 
     /// A step that judges topics the response names by id: `ids` reads them from the
-    /// decoded response, so that the session can look up the unknown ones first.
-    fn after_naming_ids<R>(
+    /// decoded response, so that the filter can look up the unknown ones first.
+    fn after_naming_ids<R: ResponseBody>(
         &self,
         ids: fn(&R) -> Vec<uuid::Uuid>,
         change: impl FnOnce(&mut R) + Send + Sync + 'static,
-    ) -> AfterResponse
-    where
-        R: Decodable + Encodable + 'static,
-    {
-        let (key, version) = (self.key(), self.version());
-        let read = move |frame: &Bytes| {
-            let response: R = ResponseFrame::parse(frame, key, version)?.decode(key, version)?;
-            Ok(ids(&response))
-        };
+    ) -> AfterResponse {
+        let read = move |message: &mut ResponseMessage| Ok(ids(message.decoded::<R>()?));
         AfterResponse { topic_ids: Some(Box::new(read)), ..self.after(change) }
     }
 
@@ -140,7 +127,7 @@ impl Ctx<'_> {
     ) -> Result<Option<Verdict>, AuthzError>
     where
         Req: Encodable,
-        R: Decodable + Encodable + Default + 'static,
+        R: ResponseBody + Default,
         E: Send + Sync + 'static,
     {
         if nothing_left {
@@ -167,7 +154,7 @@ impl Ctx<'_> {
     ) -> Result<Option<Verdict>, AuthzError>
     where
         Req: Encodable,
-        R: Decodable + Encodable + Default + 'static,
+        R: ResponseBody + Default,
         E: Send + Sync + 'static,
     {
         let denied = take_denied(list(&mut request), is_denied).into_iter().map(entry).collect();
@@ -913,7 +900,7 @@ fn whole_or_merged<Req, R, E>(
 ) -> Result<Option<Verdict>, AuthzError>
 where
     Req: Encodable,
-    R: Decodable + Encodable + Default + 'static,
+    R: ResponseBody + Default,
     E: Send + Sync + 'static,
 {
     if nothing_left {

@@ -27,6 +27,8 @@ use weir_wire::fetch::request_session;
 use weir_wire::message::{encode_response, MessageError};
 use weir_wire::RequestHeaderPeek;
 
+use crate::filter::{ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext, ResponseContext};
+
 /// Sessions remembered; the oldest are forgotten first (their owners then start new ones).
 const CAPACITY: usize = 65_536;
 
@@ -102,6 +104,56 @@ impl FetchSessionOwners {
         let at = peek.body_offset + session.offset;
         cleared[at..at + 4].copy_from_slice(&0i32.to_be_bytes());
         Ok(SessionUse::Cleared(cleared.freeze()))
+    }
+}
+
+/// The filter that keeps fetch sessions to the principal that opened them.
+pub(crate) struct FetchSessionFilter {
+    owners: Arc<FetchSessionOwners>,
+}
+
+impl FetchSessionFilter {
+    pub(crate) fn new(owners: Arc<FetchSessionOwners>) -> Self {
+        Self { owners }
+    }
+}
+
+fn owner(connection: &ConnectionInfo) -> &str {
+    connection.principal.as_deref().unwrap_or("")
+}
+
+impl Filter for FetchSessionFilter {
+    fn name(&self) -> &'static str {
+        "fetch_sessions"
+    }
+
+    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
+        api == ApiKey::Fetch
+    }
+
+    fn wants_response(&self, api: ApiKey, _version: i16) -> bool {
+        api == ApiKey::Fetch
+    }
+
+    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        let decided = self.owners.check(cx.frame(), cx.header, owner(cx.connection)).map_err(FilterError::BadRequest);
+        ready(decided.map(|decided| match decided {
+            SessionUse::Own => RequestAction::Continue,
+            SessionUse::Cleared(cleared) => {
+                cx.replace_frame(cleared);
+                RequestAction::Continue
+            }
+            SessionUse::Refused(answer) => RequestAction::Answer(answer),
+        }))
+    }
+
+    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
+        let version = cx.message.version();
+        ready(cx.message.body().map_err(FilterError::BadResponse).map(|body| {
+            if let Some((0, session_id)) = weir_wire::fetch::response_session(&body, version) {
+                self.owners.record(session_id, owner(cx.connection));
+            }
+        }))
     }
 }
 

@@ -33,7 +33,8 @@ use weir_core::sasl_guard::{Source, Throttled, Ticket};
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::RequestHeaderPeek;
 
-use super::SessionError;
+use crate::filter::{record_authentication, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::versions;
 
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const ILLEGAL_SASL_STATE: i16 = 34;
@@ -51,7 +52,7 @@ enum State {
 }
 
 /// What to do with a request.
-pub(super) enum Gate {
+enum Gate {
     /// Forward it as usual.
     Pass,
     /// Answer it here and carry on.
@@ -64,7 +65,7 @@ pub(super) enum Gate {
     Failed { answer: Bytes, reason: String, throttled: Option<&'static str> },
 }
 
-pub(super) struct SaslGate {
+struct SaslGate {
     server: Arc<SaslServer>,
     state: State,
     /// Once authenticated: who the client is, and when its session ends, if it does.
@@ -86,7 +87,7 @@ struct Success {
 }
 
 impl SaslGate {
-    pub(super) fn new(server: Arc<SaslServer>, peer: SocketAddr) -> Self {
+    fn new(server: Arc<SaslServer>, peer: SocketAddr) -> Self {
         let source = Source::of(peer.ip());
         Self { server, state: State::AwaitingHandshake, session: None, source, ticket: None }
     }
@@ -102,13 +103,13 @@ impl SaslGate {
     }
 
     /// How long a failed authentication's answer waits (see `SaslServerConfig`).
-    pub(super) fn failure_delay(&self) -> Duration {
+    fn failure_delay(&self) -> Duration {
         self.server.failure_delay
     }
 
     /// Gates one request; settles the failure budgets when an exchange ends. A failure with a
     /// ticket was charged already; one without (a malformed message, say) is counted here.
-    pub(super) async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
+    async fn check(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, FilterError> {
         let gate = self.exchange(frame, peek).await?;
         match &gate {
             Gate::Authenticated { .. } => {
@@ -134,22 +135,22 @@ impl SaslGate {
         Ok(())
     }
 
-    async fn exchange(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, SessionError> {
+    async fn exchange(&mut self, frame: &Bytes, peek: &RequestHeaderPeek) -> Result<Gate, FilterError> {
         let reauthentication = matches!(peek.api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         if matches!(self.state, State::Authenticated) && !reauthentication {
             if let Some((principal, Some(ends))) = &self.session {
                 if Instant::now() >= *ends {
-                    return Err(SessionError::SessionExpired(principal.clone()));
+                    return Err(FilterError::SessionExpired(principal.clone()));
                 }
             }
             return Ok(Gate::Pass);
         }
         let (key, version, id) = (peek.api_key, peek.api_version, peek.correlation_id);
-        let encode_err = SessionError::BadRequest;
+        let encode_err = FilterError::BadRequest;
         match key {
             ApiKey::ApiVersions => Ok(Gate::Pass),
             ApiKey::SaslHandshake => {
-                let request: SaslHandshakeRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
+                let request: SaslHandshakeRequest = decode_request(frame, peek).map_err(FilterError::BadRequest)?;
                 let mechanisms = &self.server.mechanisms;
                 let offered = mechanisms.iter().map(|m| StrBytes::from_string(m.clone())).collect();
                 let supported = mechanisms.iter().any(|m| m.as_str() == request.mechanism.as_str());
@@ -162,7 +163,7 @@ impl SaslGate {
             }
             ApiKey::SaslAuthenticate => {
                 let refuse =
-                    |code: i16, reason: String, throttled: Option<&'static str>| -> Result<Gate, SessionError> {
+                    |code: i16, reason: String, throttled: Option<&'static str>| -> Result<Gate, FilterError> {
                         let body = SaslAuthenticateResponse::default().with_error_code(code).with_error_message(Some(
                             StrBytes::from_string(format!("Authentication failed: {reason}")),
                         ));
@@ -171,7 +172,7 @@ impl SaslGate {
                     };
                 let failed = |code: i16, reason: String| refuse(code, reason, None);
                 let throttled = |t: Throttled| refuse(SASL_AUTHENTICATION_FAILED, t.to_string(), Some(t.by()));
-                let request: SaslAuthenticateRequest = decode_request(frame, peek).map_err(SessionError::BadRequest)?;
+                let request: SaslAuthenticateRequest = decode_request(frame, peek).map_err(FilterError::BadRequest)?;
                 if request.auth_bytes.len() > MAX_TOKEN {
                     return failed(
                         SASL_AUTHENTICATION_FAILED,
@@ -180,10 +181,10 @@ impl SaslGate {
                 }
                 let answer = |auth: &[u8]| {
                     let body = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::copy_from_slice(auth));
-                    encode_response(id, key, version, &body).map_err(SessionError::BadRequest)
+                    encode_response(id, key, version, &body).map_err(FilterError::BadRequest)
                 };
                 // The last step of an exchange: opens (or, re-authenticating, renews) the session.
-                let succeed = |gate: &mut Self, done: Success| -> Result<Gate, SessionError> {
+                let succeed = |gate: &mut Self, done: Success| -> Result<Gate, FilterError> {
                     let again = gate.session.is_some();
                     if let Some((before, _)) = gate.session.as_ref().filter(|(p, _)| *p != done.principal) {
                         let reason = format!("re-authentication as `{}`, not `{before}`", done.principal);
@@ -308,7 +309,68 @@ impl SaslGate {
                     _ => failed(ILLEGAL_SASL_STATE, "SaslAuthenticate before SaslHandshake".into()),
                 }
             }
-            other => Err(SessionError::Unauthenticated(other)),
+            other => Err(FilterError::Unauthenticated(other)),
         }
+    }
+}
+
+/// SASL terminated at the sidecar, as the first filter: it sees every request.
+pub(crate) struct SaslFilter {
+    gate: SaslGate,
+}
+
+impl SaslFilter {
+    pub(crate) fn new(server: Arc<SaslServer>, peer: SocketAddr) -> Self {
+        Self { gate: SaslGate::new(server, peer) }
+    }
+}
+
+impl Filter for SaslFilter {
+    fn name(&self) -> &'static str {
+        "sasl"
+    }
+
+    fn wants_request(&self, _api: ApiKey, _version: i16) -> bool {
+        true
+    }
+
+    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        Box::pin(async move {
+            let authenticated = matches!(self.gate.state, State::Authenticated);
+            Ok(match self.gate.check(cx.frame(), cx.header).await? {
+                // Nothing of an unauthenticated client reaches a broker: its ApiVersions is
+                // answered with what the cluster told the sidecar.
+                Gate::Pass if cx.header.api_key == ApiKey::ApiVersions && !authenticated => {
+                    let cached = cx.services.cluster_versions().ok_or(FilterError::UpstreamNotReady)?;
+                    let answer = versions::cached_response(&cached, cx.header.correlation_id, cx.header.api_version)
+                        .map_err(FilterError::BadRequest)?;
+                    RequestAction::Answer(answer)
+                }
+                Gate::Pass => RequestAction::Continue,
+                Gate::Answer(answer) => RequestAction::Answer(answer),
+                Gate::Authenticated { answer, principal, mechanism, again } => {
+                    let mechanism = format!("sasl_{}", mechanism.to_ascii_lowercase());
+                    record_authentication(cx.services, cx.connection, &mechanism, Some(&principal), None);
+                    if again {
+                        tracing::debug!(%principal, "re-authenticated (KIP-368)");
+                    } else {
+                        cx.authenticated(principal);
+                    }
+                    RequestAction::Answer(answer)
+                }
+                Gate::Failed { answer, reason, throttled } => {
+                    if let Some(by) = throttled {
+                        // Debug: a guessing client produces one per attempt (metrics and audit count them).
+                        tracing::debug!(%reason, "SASL authentication refused unchecked; closing after the answer");
+                        cx.services.metrics().authentication_throttled(by);
+                    } else {
+                        tracing::info!(%reason, "SASL authentication failed; closing after the answer");
+                    }
+                    record_authentication(cx.services, cx.connection, "sasl", None, Some(&reason));
+                    tokio::time::sleep(self.gate.failure_delay()).await;
+                    RequestAction::AnswerAndClose(answer)
+                }
+            })
+        })
     }
 }

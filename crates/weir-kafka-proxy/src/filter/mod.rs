@@ -1,0 +1,265 @@
+//! The filter chain: the one seam every per-request policy of the Kafka sidecar plugs into.
+//!
+//! A [`Filter`] is one object per client connection. It says which requests and responses it
+//! wants ([`Filter::wants_request`], [`Filter::wants_response`]); the chain calls its hooks for
+//! those only, in chain order for requests and in reverse order for responses, one hook at a
+//! time (never two of one connection at once), and keeps responses in request order whatever
+//! a hook awaits. A frame no filter wants goes through as the very bytes that arrived.
+//!
+//! A request hook reads the request in place ([`RequestContext::frame`]), may replace it
+//! ([`RequestContext::replace_frame`]), and decides: pass it on, answer it here, answer and
+//! close, or drop it (see [`RequestAction`]); an error closes the connection. What it wants to
+//! know again when the response comes it leaves as a note ([`RequestContext::remember`]).
+//! A response hook sees the broker's answer as a [`ResponseMessage`]: walked in place, or
+//! decoded once for all filters that ask and encoded again only if one changed it.
+//!
+//! Filters see the sidecar only through [`Services`] (metrics, audit, topic names) and the
+//! connection through [`ConnectionInfo`]: they are unit-testable without sockets.
+//!
+//! How to add a filter: write a type, implement [`Filter`] (name, the api keys it wants, the
+//! hooks it needs; every hook has a no-op default), and add it to `filters::for_connection`.
+//!
+//! ```ignore
+//! struct DenyDeletes;
+//! impl Filter for DenyDeletes {
+//!     fn name(&self) -> &'static str { "deny_deletes" }
+//!     fn wants_request(&self, api: ApiKey, _: i16) -> bool { api == ApiKey::DeleteTopics }
+//!     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+//!         let answer = encode_response(cx.header.correlation_id, ApiKey::DeleteTopics,
+//!             cx.header.api_version, &DeleteTopicsResponse::default());
+//!         Box::pin(async move { Ok(RequestAction::Answer(answer.map_err(FilterError::BadRequest)?)) })
+//!     }
+//! }
+//! ```
+
+mod chain;
+mod error;
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use uuid::Uuid;
+use weir_core::audit::{AuditLog, AuthenticationEvent};
+use weir_wire::message::ResponseMessage;
+use weir_wire::RequestHeaderPeek;
+
+pub(crate) use chain::FilterChain;
+pub use error::FilterError;
+
+use crate::metrics::KafkaMetrics;
+use crate::topic_ids::TopicIds;
+
+/// What a hook returns: a future, so a hook may await (a password check on a blocking thread,
+/// a lookup of topic names), boxed so that filters can be kept in one list.
+pub type Hook<'a, T> = Pin<Box<dyn Future<Output = Result<T, FilterError>> + Send + 'a>>;
+
+/// A hook that has nothing to await.
+pub fn ready<'a, T: Send + 'a>(result: Result<T, FilterError>) -> Hook<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+/// One per-request policy of a connection. Every method has a no-op default.
+pub trait Filter: Send {
+    /// The filter's name, for logs and errors.
+    fn name(&self) -> &'static str;
+
+    /// Whether `on_request` wants requests of `api` at `version`.
+    fn wants_request(&self, _api: ApiKey, _version: i16) -> bool {
+        false
+    }
+
+    /// Whether `on_response` wants every response of `api` at `version`. A response to a
+    /// request this filter left a note on reaches it anyway.
+    fn wants_response(&self, _api: ApiKey, _version: i16) -> bool {
+        false
+    }
+
+    /// Decides what happens to a request.
+    fn on_request<'a>(&'a mut self, _cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        ready(Ok(RequestAction::Continue))
+    }
+
+    /// Reads or changes a broker's response.
+    fn on_response<'a>(&'a mut self, _cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
+        ready(Ok(()))
+    }
+
+    /// The client authenticated (SASL at the sidecar) after the connection opened: it is
+    /// `principal` from now on.
+    fn on_authenticated(&mut self, _principal: &str) {}
+
+    /// The connection ended (either side closed, or the sidecar stops).
+    fn on_connection_end(&mut self, _connection: &ConnectionInfo, _services: &dyn Services) {}
+}
+
+/// What happens to a request after a filter saw it.
+#[derive(Debug)]
+pub enum RequestAction {
+    /// Pass it on: to the next filter, then to the broker.
+    Continue,
+    /// Answer it with this response frame; neither later filters nor the broker see it.
+    Answer(Bytes),
+    /// Answer it, then close the connection once the answer is out (as a broker does after a
+    /// failed SASL exchange).
+    AnswerAndClose(Bytes),
+    /// Neither forward nor answer it: its client expects no response (an `acks=0` produce).
+    Drop,
+}
+
+/// What filters may use of the sidecar that runs them.
+pub trait Services: Send + Sync {
+    fn metrics(&self) -> &KafkaMetrics;
+    /// Where authentication and authorization outcomes are written, when configured.
+    fn audit(&self) -> Option<&AuditLog>;
+    /// Topic ids and the names they stand for, as far as learned.
+    fn topic_ids(&self) -> &Arc<TopicIds>;
+    /// Asks the cluster (as the sidecar itself) for the names of `ids` not learned yet.
+    fn resolve_topic_ids<'a>(&'a self, ids: &'a [Uuid]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// The cluster's ApiVersions, narrowed to what the sidecar handles, once it has answered.
+    fn cluster_versions(&self) -> Option<ApiVersionsResponse>;
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// The listener's name (`bootstrap`, `broker-<id>`).
+    pub listener: String,
+    /// The principal authorization and fetch sessions answer to: from the client's
+    /// certificate or the fixed principal at first, the SASL one once it authenticated.
+    pub principal: Option<String>,
+    pub opened_at: Instant,
+}
+
+/// Notes filters leave on a request for its response, by filter position.
+#[derive(Default)]
+pub(crate) struct Notes(Vec<(usize, Box<dyn Any + Send>)>);
+
+impl Notes {
+    fn take(&mut self, filter: usize) -> Option<Box<dyn Any + Send>> {
+        let at = self.0.iter().position(|(index, _)| *index == filter)?;
+        Some(self.0.swap_remove(at).1)
+    }
+}
+
+/// A client authenticated by a filter (SASL at the sidecar).
+#[derive(Debug)]
+pub(crate) struct Authenticated {
+    pub principal: String,
+}
+
+/// One request passing through the chain.
+pub struct RequestContext<'a> {
+    pub connection: &'a ConnectionInfo,
+    pub services: &'a dyn Services,
+    pub header: &'a RequestHeaderPeek,
+    frame: Bytes,
+    filter: usize,
+    notes: Notes,
+    changes_response: bool,
+    authenticated: Option<Authenticated>,
+}
+
+impl<'a> RequestContext<'a> {
+    pub(crate) fn new(
+        connection: &'a ConnectionInfo,
+        services: &'a dyn Services,
+        header: &'a RequestHeaderPeek,
+        frame: Bytes,
+    ) -> Self {
+        Self {
+            connection,
+            services,
+            header,
+            frame,
+            filter: 0,
+            notes: Notes::default(),
+            changes_response: false,
+            authenticated: None,
+        }
+    }
+
+    /// The request frame as it stands (length prefix and header included).
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The request body (after the header), as it stands.
+    pub fn body(&self) -> &[u8] {
+        self.frame.get(self.header.body_offset..).unwrap_or_default()
+    }
+
+    /// Sends this frame on instead (same header, changed body).
+    pub fn replace_frame(&mut self, frame: Bytes) {
+        self.frame = frame;
+    }
+
+    /// Leaves a note for this filter's `on_response` to this request (which then reaches it
+    /// whatever `wants_response` says). One note per filter and request.
+    pub fn remember<T: Any + Send>(&mut self, note: T) {
+        self.notes.0.push((self.filter, Box::new(note)));
+    }
+
+    /// Says that a filter will change the response: it is then read whole before it is
+    /// forwarded (never streamed as it arrives).
+    pub fn will_change_response(&mut self) {
+        self.changes_response = true;
+    }
+
+    /// The client proved it is `principal`: every filter hears of it
+    /// ([`Filter::on_authenticated`]) and the broker connection, which waited, is made.
+    pub fn authenticated(&mut self, principal: String) {
+        self.authenticated = Some(Authenticated { principal });
+    }
+}
+
+/// One broker response passing back through the chain.
+pub struct ResponseContext<'a> {
+    pub connection: &'a ConnectionInfo,
+    pub services: &'a dyn Services,
+    pub message: &'a mut ResponseMessage,
+    note: Option<Box<dyn Any + Send>>,
+}
+
+impl ResponseContext<'_> {
+    /// The note this filter left on the request, if it left one of type `T`.
+    pub fn take_note<T: Any>(&mut self) -> Option<T> {
+        let note = self.note.take()?;
+        note.downcast::<T>().ok().map(|note| *note)
+    }
+}
+
+/// Notes an authentication outcome: on success the principal goes into the connection's span
+/// (so onto every later log line) and the metrics; every outcome goes to the audit log.
+pub(crate) fn record_authentication(
+    services: &dyn Services,
+    connection: &ConnectionInfo,
+    mechanism: &str,
+    principal: Option<&str>,
+    failure: Option<&str>,
+) {
+    if failure.is_none() {
+        let name = principal.unwrap_or("");
+        tracing::Span::current().record("principal", name);
+        tracing::debug!(principal = name, mechanism, "client authenticated");
+        services.metrics().authenticated(name);
+    } else {
+        services.metrics().authentication_failed(mechanism);
+    }
+    if let Some(audit) = services.audit() {
+        audit.authentication(&AuthenticationEvent {
+            mechanism,
+            success: failure.is_none(),
+            principal,
+            client: connection.peer,
+            listener: &connection.listener,
+            reason: failure,
+        });
+    }
+}
