@@ -6,9 +6,9 @@
 //! connection limits at accept ([`admission`]), the accept loop with its connection spans
 //! ([`listener`]), connection metrics common to every listener
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
-//! termination with client identities from certificates ([`tls`]), SASL ([`sasl`], with limits
+//! termination with client identities from certificates ([`tls`], [`identity`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
-//! policy model ([`policy`]).
+//! policy model ([`policy`]); noticing changed files ([`reload`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -16,11 +16,13 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod config;
+pub mod identity;
 pub mod io;
 pub mod jwt;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod sasl;
 pub mod sasl_guard;
 pub mod shutdown;

@@ -1,9 +1,14 @@
 //! Metrics every listener has, whatever protocol it speaks.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Labels naming a listener (e.g. `bootstrap` or `broker-3`).
@@ -79,5 +84,90 @@ pub struct OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// A histogram of durations whose observations are atomic adds, never a lock: every response
+/// observes two (per api key, from every connection at once), where prometheus-client's own
+/// `Histogram` takes a mutex per observation. Exposed as a classic Prometheus histogram in
+/// seconds.
+#[derive(Clone, Debug)]
+pub struct DurationHistogram {
+    inner: Arc<HistogramCells>,
+}
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// Upper bounds in nanoseconds, ascending; one more cell than bounds counts the rest.
+    bounds: Vec<u64>,
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    /// Buckets with these upper bounds, in seconds.
+    pub fn new(bounds_seconds: impl IntoIterator<Item = f64>) -> Self {
+        let mut bounds: Vec<u64> = bounds_seconds.into_iter().map(|s| (s * 1e9) as u64).collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self { inner: Arc::new(HistogramCells { bounds, counts, sum_nanos: AtomicU64::new(0) }) }
+    }
+
+    pub fn observe(&self, duration: Duration) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let cells = &*self.inner;
+        let bucket = cells.bounds.partition_point(|bound| *bound < nanos);
+        cells.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Observations so far and their sum in seconds.
+    pub fn count_and_sum(&self) -> (u64, f64) {
+        let count = self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        (count, self.inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9)
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let cells = &*self.inner;
+        // Per-bucket counts (the encoder accumulates them), the last one open-ended.
+        let upper = cells.bounds.iter().map(|b| *b as f64 / 1e9).chain(std::iter::once(f64::INFINITY));
+        let buckets: Vec<(f64, u64)> = upper.zip(cells.counts.iter().map(|c| c.load(Ordering::Relaxed))).collect();
+        let (count, sum) = self.count_and_sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_their_bucket_and_expose_as_a_classic_histogram() {
+        let h = DurationHistogram::new([0.001, 0.01]);
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_secs(2));
+        let (count, sum) = h.count_and_sum();
+        assert_eq!(count, 4);
+        assert!((sum - 2.0065).abs() < 1e-9, "{sum}");
+        let mut registry = Registry::default();
+        registry.register("t", "test", h);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in ["t_bucket{le=\"0.001\"} 2", "t_bucket{le=\"0.01\"} 3", "t_bucket{le=\"+Inf\"} 4", "t_count 4"] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 }

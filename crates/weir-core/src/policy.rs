@@ -8,17 +8,14 @@
 //!
 //! Protocol sidecars map each request onto (resource, operation) pairs and ask a
 //! [`PrincipalPolicy`], the rules already narrowed to one connection's principal, so a
-//! decision costs a scan over a handful of rules. [`PolicyWatch`] reloads the file when it
-//! changes and hands the new policy to live connections through a `watch` channel: they pick
-//! it up at their next request, without reconnecting.
+//! decision costs a scan over a handful of rules. A sidecar re-reads the file when it changes
+//! and hands the new policy to live connections (through its configuration snapshot): they
+//! pick it up at their next request, without reconnecting.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{invalid, load_yaml_file, ConfigError};
 
@@ -251,7 +248,7 @@ impl Rule {
 }
 
 /// A parsed policy file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
 }
@@ -376,62 +373,6 @@ impl PrincipalPolicy {
     }
 }
 
-/// The current policy, reloaded from its file when it changes.
-pub struct PolicyWatch {
-    config: AuthorizationConfig,
-    current: watch::Sender<Arc<Policy>>,
-    /// The file's stamp when the current policy was read.
-    loaded_stamp: Option<(SystemTime, u64)>,
-}
-
-impl PolicyWatch {
-    /// Loads the policy once; a broken file is an error here (at startup), later only a log line.
-    pub fn load(config: AuthorizationConfig) -> Result<Arc<Self>, ConfigError> {
-        let loaded_stamp = file_stamp(&config.policy);
-        let policy = Policy::load(&config.policy)?;
-        let (current, _) = watch::channel(Arc::new(policy));
-        Ok(Arc::new(Self { config, current, loaded_stamp }))
-    }
-
-    /// A receiver for a connection: `borrow_and_update` gives the policy, `has_changed` says a
-    /// newer one arrived.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Policy>> {
-        self.current.subscribe()
-    }
-
-    /// Checks the file every `reload_interval_ms` and publishes a new policy when it changed; a
-    /// broken new file is reported and the previous policy kept.
-    pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
-        let interval = Duration::from_millis(self.config.reload_interval_ms.max(100));
-        let mut stamp = self.loaded_stamp;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let now = file_stamp(&self.config.policy);
-            if now == stamp {
-                continue;
-            }
-            stamp = now;
-            match Policy::load(&self.config.policy) {
-                Ok(policy) => {
-                    tracing::info!(file = %self.config.policy.display(), rules = policy.rule_count(), "policy reloaded");
-                    self.current.send_replace(Arc::new(policy));
-                }
-                Err(err) => {
-                    tracing::error!(%err, "policy file changed but cannot be used; keeping the previous policy")
-                }
-            }
-        }
-    }
-}
-
-/// Modification time and size: an edit within the clock's resolution still changes one.
-fn file_stamp(file: &Path) -> Option<(SystemTime, u64)> {
-    std::fs::metadata(file).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,37 +467,5 @@ rules:
         assert!(e.contains("effect"), "{e}");
         let e = err("rules:\n  - {effect: allow, principals: [], resources: [cluster], operations: [all]}\n");
         assert!(e.contains("rules[0].principals"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn reload_publishes_new_policy_and_keeps_old_on_error() {
-        let dir = std::env::temp_dir().join(format!("weir-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("policy.yaml");
-        let allow = |topic: &str| {
-            format!(
-                "rules:\n  - {{effect: allow, principals: [a], resources: ['topic:{topic}'], operations: [read]}}\n"
-            )
-        };
-        std::fs::write(&file, allow("one")).unwrap();
-        let watch = PolicyWatch::load(AuthorizationConfig { policy: file.clone(), reload_interval_ms: 100 }).unwrap();
-        let mut rx = watch.subscribe();
-        let stop = CancellationToken::new();
-        tokio::spawn(watch.clone().reload_on_change(stop.clone()));
-        let reads = |rx: &mut watch::Receiver<Arc<Policy>>, topic: &str| {
-            rx.borrow_and_update().for_principal(Some("a")).allows(ResourceType::Topic, topic, Operation::Read)
-        };
-        assert!(reads(&mut rx, "one"));
-
-        std::fs::write(&file, allow("two-longer")).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.unwrap().unwrap();
-        assert!(reads(&mut rx, "two-longer") && !reads(&mut rx, "one"));
-
-        std::fs::write(&file, "rules: [oops").unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(!rx.has_changed().unwrap(), "a broken file must not replace the policy");
-        assert!(reads(&mut rx, "two-longer"));
-        stop.cancel();
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

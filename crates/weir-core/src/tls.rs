@@ -3,8 +3,8 @@
 //! identity (principal) read from its certificate.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,7 +14,6 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_util::sync::CancellationToken;
 
 /// TLS settings of a listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -138,11 +137,12 @@ pub enum TlsError {
     HandshakeTimeout(Duration),
 }
 
-/// A TLS listener's acceptor, swapped atomically when the PEM files change; connections already
-/// open keep the configuration they started with.
+/// A TLS listener's acceptor, built from its PEM files. Immutable: when the files change a
+/// new one is built (see the sidecar's configuration snapshot); connections already open keep
+/// the one they started with.
 pub struct TlsTerminator {
     config: TlsListenerConfig,
-    current: RwLock<TlsAcceptor>,
+    acceptor: TlsAcceptor,
 }
 
 /// A client that completed the handshake.
@@ -155,14 +155,23 @@ pub struct Accepted {
 impl TlsTerminator {
     pub fn new(config: TlsListenerConfig) -> Result<Arc<Self>, TlsError> {
         let acceptor = TlsAcceptor::from(Arc::new(server_config(&config)?));
-        Ok(Arc::new(Self { config, current: RwLock::new(acceptor) }))
+        Ok(Arc::new(Self { config, acceptor }))
+    }
+
+    pub fn config(&self) -> &TlsListenerConfig {
+        &self.config
+    }
+
+    /// The PEM files it was built from.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let files = [Some(&self.config.cert), Some(&self.config.key), self.config.client_ca.as_ref()];
+        files.into_iter().flatten().cloned().collect()
     }
 
     /// Runs the handshake (bounded by `handshake_timeout_ms`) and reads the client's principal.
     pub async fn accept(&self, stream: TcpStream) -> Result<Accepted, TlsError> {
         let timeout = Duration::from_millis(self.config.handshake_timeout_ms);
-        let acceptor = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let stream = tokio::time::timeout(timeout, acceptor.accept(stream))
+        let stream = tokio::time::timeout(timeout, self.acceptor.accept(stream))
             .await
             .map_err(|_| TlsError::HandshakeTimeout(timeout))?
             .map_err(TlsError::Handshake)?;
@@ -174,83 +183,35 @@ impl TlsTerminator {
             .and_then(|leaf| principal_of(leaf, &self.config.principal_from));
         Ok(Accepted { stream, principal })
     }
-
-    /// Checks the PEM files every `reload_interval_ms` and swaps in a new configuration when
-    /// one changed; a broken new file is reported and the old configuration kept.
-    pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
-        let files = [Some(&self.config.cert), Some(&self.config.key), self.config.client_ca.as_ref()];
-        let files: Vec<PathBuf> = files.into_iter().flatten().cloned().collect();
-        let interval = Duration::from_millis(self.config.reload_interval_ms);
-        watch_files(&files, interval, stop, || {
-            let acceptor = TlsAcceptor::from(Arc::new(server_config(&self.config)?));
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-            tracing::info!(cert = %self.config.cert.display(), "TLS certificates reloaded");
-            Ok(())
-        })
-        .await
-    }
 }
 
-/// TLS towards servers (the brokers), with its PEM files reloaded when they change: a
-/// certificate renewed on disk is used by the next connection, without a restart.
+/// TLS towards servers (the brokers), built from its PEM files. Immutable like
+/// [`TlsTerminator`]: a certificate renewed on disk makes a new one, used by the next
+/// connection, without a restart.
 pub struct TlsOriginator {
     config: TlsOriginConfig,
-    current: RwLock<TlsConnector>,
+    connector: TlsConnector,
 }
 
 impl TlsOriginator {
     pub fn new(config: TlsOriginConfig) -> Result<Arc<Self>, TlsError> {
         let connector = TlsConnector::from(Arc::new(client_config(&config)?));
-        Ok(Arc::new(Self { config, current: RwLock::new(connector) }))
+        Ok(Arc::new(Self { config, connector }))
+    }
+
+    pub fn config(&self) -> &TlsOriginConfig {
+        &self.config
+    }
+
+    /// The PEM files it was built from.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let files = [Some(&self.config.ca), self.config.cert.as_ref(), self.config.key.as_ref()];
+        files.into_iter().flatten().cloned().collect()
     }
 
     /// The configuration for a new connection.
     pub fn connector(&self) -> TlsConnector {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Checks the PEM files every `reload_interval_ms` and swaps in a new configuration when
-    /// one changed; a broken new file is reported and the old configuration kept.
-    pub async fn reload_on_change(self: Arc<Self>, stop: CancellationToken) {
-        let files = [Some(&self.config.ca), self.config.cert.as_ref(), self.config.key.as_ref()];
-        let files: Vec<PathBuf> = files.into_iter().flatten().cloned().collect();
-        let interval = Duration::from_millis(self.config.reload_interval_ms);
-        watch_files(&files, interval, stop, || {
-            let connector = TlsConnector::from(Arc::new(client_config(&self.config)?));
-            *self.current.write().unwrap_or_else(|p| p.into_inner()) = connector;
-            tracing::info!(ca = %self.config.ca.display(), "upstream TLS files reloaded");
-            Ok(())
-        })
-        .await
-    }
-}
-
-/// Calls `reload` whenever the modification times of `files` change (checked every
-/// `interval`, at least 100 ms) until `stop`; a failing reload is logged and tried again at the
-/// next change, the previous configuration staying in use meanwhile.
-async fn watch_files(
-    files: &[PathBuf],
-    interval: Duration,
-    stop: CancellationToken,
-    mut reload: impl FnMut() -> Result<(), TlsError>,
-) {
-    let stamps = || -> Vec<Option<SystemTime>> {
-        files.iter().map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
-    };
-    let mut loaded = stamps();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
-        }
-        let now = stamps();
-        if now == loaded {
-            continue;
-        }
-        if let Err(err) = reload() {
-            tracing::error!(%err, "TLS files changed but cannot be loaded; keeping the previous ones");
-        }
-        loaded = now;
+        self.connector.clone()
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::protocol::StrBytes;
 use tokio::net::{TcpListener, TcpSocket};
@@ -20,7 +20,8 @@ pub struct OpenedListener {
 }
 
 pub struct BrokerDirectory {
-    brokers: Mutex<HashMap<i32, Broker>>,
+    /// Read on every address a response reveals; written only when a broker is new or moved.
+    brokers: RwLock<HashMap<i32, Broker>>,
     advertised_host: StrBytes,
     listen_ip: IpAddr,
     port_base: u16,
@@ -42,7 +43,7 @@ impl BrokerDirectory {
     ) -> (Self, mpsc::UnboundedReceiver<OpenedListener>) {
         let (opened, rx) = mpsc::unbounded_channel();
         let directory = Self {
-            brokers: Mutex::new(HashMap::new()),
+            brokers: RwLock::new(HashMap::new()),
             advertised_host: StrBytes::from_string(advertised_host),
             listen_ip,
             port_base,
@@ -54,7 +55,7 @@ impl BrokerDirectory {
 
     /// The upstream `host:port` last advertised for a broker.
     pub fn upstream_of(&self, node_id: i32) -> Option<String> {
-        self.lock().get(&node_id).map(|b| b.upstream.clone())
+        self.read().get(&node_id).map(|b| b.upstream.clone())
     }
 
     /// The sidecar port that stands for a broker.
@@ -65,16 +66,25 @@ impl BrokerDirectory {
         Ok(self.port_base + node_id as u16)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Broker>> {
-        // A panic while holding this lock leaves a plain map behind; keep using it.
-        self.brokers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    // A panic while holding this lock leaves a plain map behind; keep using it.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<i32, Broker>> {
+        self.brokers.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<i32, Broker>> {
+        self.brokers.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl AddressMap for BrokerDirectory {
     fn map(&self, node_id: i32, host: &str, port: i32) -> Result<(StrBytes, i32), RewriteError> {
         let local_port = self.port_of(node_id)?;
-        let mut brokers = self.lock();
+        let known = |b: &Broker| b.listening && same_address(&b.upstream, host, port);
+        if self.read().get(&node_id).is_some_and(known) {
+            // Every response but the first of a broker (or of its move) ends here.
+            return Ok((self.advertised_host.clone(), i32::from(local_port)));
+        }
+        let mut brokers = self.write();
         let broker = brokers.entry(node_id).or_insert_with(|| Broker { upstream: String::new(), listening: false });
         if broker.upstream.is_empty() || !same_address(&broker.upstream, host, port) {
             if !broker.upstream.is_empty() {
@@ -95,7 +105,7 @@ impl AddressMap for BrokerDirectory {
 }
 
 fn same_address(current: &str, host: &str, port: i32) -> bool {
-    current.strip_suffix(&format!(":{port}")) == Some(host)
+    current.rsplit_once(':').is_some_and(|(h, p)| h == host && p.parse() == Ok(port))
 }
 
 /// Binds a listening socket with SO_REUSEADDR, so a restarted sidecar gets its ports back

@@ -18,6 +18,7 @@ pub mod rewrite;
 pub mod session;
 pub mod shared;
 pub mod sidecar;
+pub mod snapshot;
 pub mod topic_ids;
 pub mod upstream;
 pub mod versions;

@@ -8,9 +8,15 @@ use kafka_protocol::messages::ApiKey;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
-use weir_core::metrics::ConnectionMetrics;
+use uuid::Uuid;
+use weir_core::metrics::{ConnectionMetrics, DurationHistogram};
+
+use crate::topic_ids::TopicIds;
+
+/// Topic ids a connection remembers the names of; beyond this it asks the shared map.
+const MAX_TOPICS_NAMED_BY_ID: usize = 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -79,9 +85,9 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
-fn latency_histogram() -> Histogram {
+fn latency_histogram() -> DurationHistogram {
     // 50 µs .. ~26 s
-    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+    DurationHistogram::new(exponential_buckets(0.00005, 2.0, 20))
 }
 
 /// Every Kafka metric the sidecar exports.
@@ -91,8 +97,8 @@ pub struct KafkaMetrics {
     responses: Family<ApiLabels, Counter>,
     request_bytes: Family<ApiLabels, Counter>,
     response_bytes: Family<ApiLabels, Counter>,
-    upstream_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    proxy_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    upstream_seconds: Family<ApiLabels, DurationHistogram, fn() -> DurationHistogram>,
+    proxy_seconds: Family<ApiLabels, DurationHistogram, fn() -> DurationHistogram>,
     rewrites: Family<ApiLabels, Counter>,
     response_errors: Family<ErrorLabels, Counter>,
     client_requests: Family<ClientLabels, Counter>,
@@ -115,8 +121,8 @@ pub struct ApiMetrics {
     pub responses: Counter,
     pub request_bytes: Counter,
     pub response_bytes: Counter,
-    pub upstream_seconds: Histogram,
-    pub proxy_seconds: Histogram,
+    pub upstream_seconds: DurationHistogram,
+    pub proxy_seconds: DurationHistogram,
     pub rewrites: Counter,
 }
 
@@ -271,6 +277,8 @@ pub struct TopicCache {
     direction: Direction,
     principal: TrafficPrincipal,
     handles: HashMap<String, TopicCounters>,
+    /// Names of the topic ids this connection used, so the shared id map is read once per id.
+    id_names: HashMap<[u8; 16], String>,
 }
 
 #[derive(Clone, Copy)]
@@ -281,7 +289,7 @@ pub enum Direction {
 
 impl TopicCache {
     pub fn new(direction: Direction, principal: TrafficPrincipal) -> Self {
-        Self { direction, principal, handles: HashMap::new() }
+        Self { direction, principal, handles: HashMap::new(), id_names: HashMap::new() }
     }
 
     pub fn principal(&self) -> &TrafficPrincipal {
@@ -309,6 +317,24 @@ impl TopicCache {
             counters.bytes.inc_by(bytes);
             counters.connection_records += records;
             counters.connection_bytes += bytes;
+        }
+    }
+
+    /// Counts for a topic named by id: by its name once known (until then by the id's text).
+    pub fn add_by_id(&mut self, metrics: &KafkaMetrics, ids: &TopicIds, id: [u8; 16], records: u64, bytes: u64) {
+        if let Some(name) = self.id_names.get(&id) {
+            let name = name.clone();
+            return self.add(metrics, &name, records, bytes);
+        }
+        let uuid = Uuid::from_bytes(id);
+        match ids.name(&uuid) {
+            Some(name) => {
+                self.add(metrics, &name, records, bytes);
+                if self.id_names.len() < MAX_TOPICS_NAMED_BY_ID {
+                    self.id_names.insert(id, name.to_string());
+                }
+            }
+            None => self.add(metrics, &uuid.to_string(), records, bytes),
         }
     }
 

@@ -8,15 +8,13 @@ use kafka_protocol::messages::ApiVersionsResponse;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use weir_core::audit::AuditLog;
-use weir_core::policy::PolicyWatch;
-use weir_core::sasl::SaslServer;
-use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
 use crate::directory::BrokerDirectory;
 use crate::filter::Services;
 use crate::filters::fetch_sessions::FetchSessionOwners;
 use crate::metrics::KafkaMetrics;
+use crate::snapshot::Snapshots;
 use crate::topic_ids::TopicIds;
 use crate::upstream::Connector;
 
@@ -27,14 +25,10 @@ pub struct Shared {
     pub directory: Arc<BrokerDirectory>,
     pub connector: Connector,
     pub shutdown: CancellationToken,
-    /// TLS termination for every listener of this sidecar, when configured.
-    pub tls: Option<Arc<TlsTerminator>>,
-    /// SASL terminated here: the users, token issuer keys and the mechanisms offered.
-    pub sasl: Option<Arc<SaslServer>>,
+    /// The live configuration: TLS, identity settings, SASL, the policy.
+    pub snapshots: Snapshots,
     /// Where authentication outcomes are written, when configured.
     pub audit: Option<AuditLog>,
-    /// The authorization policy, when configured (reloaded when its file changes).
-    pub policy: Option<Arc<PolicyWatch>>,
     /// Who opened each fetch session, so no one else can read it.
     pub fetch_sessions: Arc<FetchSessionOwners>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.

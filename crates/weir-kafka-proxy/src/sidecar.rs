@@ -12,9 +12,6 @@ use tokio_util::task::TaskTracker;
 use weir_core::admission::Admission;
 use weir_core::audit::AuditLog;
 use weir_core::listener::Acceptor;
-use weir_core::policy::PolicyWatch;
-use weir_core::sasl::SaslServer;
-use weir_core::tls::TlsTerminator;
 
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
@@ -22,6 +19,7 @@ use crate::metrics::KafkaMetrics;
 use crate::rewrite;
 use crate::session::{self, Target};
 use crate::shared::Shared;
+use crate::snapshot::{FileSource, Snapshot};
 use crate::upstream::Connector;
 
 /// Why the sidecar could not start.
@@ -66,6 +64,9 @@ pub struct Sidecar {
     ready: (watch::Sender<bool>, watch::Receiver<bool>),
     /// Connection limits, checked at accept.
     admission: Arc<Admission>,
+    /// Where new configuration snapshots are published, and the source that watches files.
+    publisher: watch::Sender<Arc<Snapshot>>,
+    files: FileSource,
 }
 
 impl Sidecar {
@@ -96,27 +97,16 @@ impl Sidecar {
             })?),
             None => None,
         };
-        let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SidecarError::Tls)?;
         let audit = config.audit.as_ref().map(AuditLog::open).transpose().map_err(|error| SidecarError::Audit {
             path: config.audit.as_ref().map(|a| a.path.display().to_string()).unwrap_or_default(),
             error,
         })?;
-        let policy = config.authorization.clone().map(PolicyWatch::load).transpose().map_err(SidecarError::Policy)?;
-        let sasl = match &config.sasl {
-            Some(sasl) => Some(Arc::new(SaslServer::load(sasl).await.map_err(SidecarError::Sasl)?)),
-            None => None,
-        };
-        let upstream_tls = config
-            .upstream
-            .tls
-            .as_ref()
-            .map(|tls| weir_core::tls::TlsOriginator::new(tls.clone()))
-            .transpose()
-            .map_err(SidecarError::Tls)?;
+        let files = FileSource::new(&config);
+        let (publisher, snapshots) = watch::channel(Arc::new(Snapshot::load(&config).await?));
         let connector = Connector::new(
             config.upstream.resolve.clone(),
             config.connect_timeout(),
-            upstream_tls,
+            snapshots.clone(),
             config.upstream.sasl.clone(),
             &config.upstream.sasl_by_principal,
         );
@@ -136,15 +126,23 @@ impl Sidecar {
             directory: Arc::new(directory),
             connector,
             shutdown: CancellationToken::new(),
-            tls,
-            sasl,
+            snapshots,
             audit,
-            policy,
             topic_ids: Arc::default(),
             broker_versions: RwLock::new(None),
         });
         let registry = Arc::new(registry);
-        Ok(Self { shared, bootstrap, admin, opened, registry, ready: watch::channel(false), admission })
+        Ok(Self {
+            shared,
+            bootstrap,
+            admin,
+            opened,
+            registry,
+            ready: watch::channel(false),
+            admission,
+            publisher,
+            files,
+        })
     }
 
     /// Where clients bootstrap (the bound address, useful with port 0).
@@ -159,7 +157,7 @@ impl Sidecar {
     /// Serves until `stop` is cancelled, then stops accepting, lets in-flight requests finish
     /// for at most the configured grace period, and returns.
     pub async fn run(self, stop: CancellationToken) {
-        let Sidecar { shared, bootstrap, admin, mut opened, registry, ready, admission } = self;
+        let Sidecar { shared, bootstrap, admin, mut opened, registry, ready, admission, publisher, files } = self;
         let tracker = TaskTracker::new();
         let (ready_tx, ready_rx) = ready;
         tracing::info!(listen = %shared.config.listen, bootstrap = ?shared.config.bootstrap, "sidecar started");
@@ -169,17 +167,9 @@ impl Sidecar {
             tokio::spawn(weir_core::admin::serve(admin, state, shared.shutdown.clone()));
         }
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
-        if let Some(tls) = &shared.tls {
-            tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
-        }
-        if let Some(tls) = shared.connector.tls() {
-            tokio::spawn(tls.clone().reload_on_change(shared.shutdown.clone()));
-        }
-        if let Some(tokens) = shared.sasl.as_ref().and_then(|s| s.tokens.clone()) {
+        tokio::spawn(files.run(publisher, shared.shutdown.clone()));
+        if let Some(tokens) = shared.snapshots.borrow().sasl.as_ref().and_then(|s| s.tokens.clone()) {
             tokio::spawn(tokens.reload_on_change(shared.shutdown.clone()));
-        }
-        if let Some(policy) = &shared.policy {
-            tokio::spawn(policy.clone().reload_on_change(shared.shutdown.clone()));
         }
         let acceptor =
             Acceptor::new(admission, shared.metrics.connections.clone(), shared.shutdown.clone(), tracker.clone());

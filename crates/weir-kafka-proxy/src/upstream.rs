@@ -25,6 +25,7 @@ use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
 use crate::config::{split_host_port, PrincipalSasl};
+use crate::snapshot::Snapshots;
 
 /// Frames of a SASL exchange are small; a larger one is not an answer to ours.
 const SASL_FRAME_LIMIT: usize = 1 << 20;
@@ -107,7 +108,8 @@ pub struct Probed {
 pub struct Connector {
     resolve: BTreeMap<String, IpAddr>,
     timeout: Duration,
-    tls: Option<Arc<TlsOriginator>>,
+    /// Where TLS towards the brokers comes from, if they speak it (read at each connect).
+    snapshots: Snapshots,
     sasl: Option<SaslClientConfig>,
     sasl_by_principal: Vec<(Vec<Pattern>, SaslClientConfig)>,
 }
@@ -116,7 +118,7 @@ impl Connector {
     pub fn new(
         resolve: BTreeMap<String, IpAddr>,
         timeout: Duration,
-        tls: Option<Arc<TlsOriginator>>,
+        snapshots: Snapshots,
         sasl: Option<SaslClientConfig>,
         sasl_by_principal: &[PrincipalSasl],
     ) -> Self {
@@ -124,12 +126,12 @@ impl Connector {
             .iter()
             .map(|rule| (rule.principals.iter().map(|p| Pattern::parse(p)).collect(), rule.sasl.clone()))
             .collect();
-        Self { resolve, timeout, tls, sasl, sasl_by_principal }
+        Self { resolve, timeout, snapshots, sasl, sasl_by_principal }
     }
 
-    /// TLS towards the brokers, if they speak it.
-    pub fn tls(&self) -> Option<&Arc<TlsOriginator>> {
-        self.tls.as_ref()
+    /// TLS towards the brokers, if they speak it: the current snapshot's.
+    fn tls(&self) -> Option<Arc<TlsOriginator>> {
+        self.snapshots.borrow().upstream_tls.clone()
     }
 
     /// The broker identity for a client: the first mapping that names its principal, else
@@ -216,7 +218,7 @@ impl Connector {
 
     async fn connect_transport(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
         let stream = self.connect_tcp(address).await?;
-        let Some(tls) = &self.tls else { return Ok(split_tcp(stream)) };
+        let Some(tls) = self.tls() else { return Ok(split_tcp(stream)) };
         let host = split_host_port(address).map(|(host, _)| host).unwrap_or(address);
         let name = ServerName::try_from(host.to_owned()).map_err(|_| UpstreamError::BadAddress(address.to_owned()))?;
         let stream = tokio::time::timeout(self.timeout, tls.connector().connect(name, stream))
@@ -378,7 +380,8 @@ mod tests {
         map.insert("*.weir.invalid".to_owned(), "127.0.0.2".parse().unwrap());
         map.insert("*.main.weir.invalid".to_owned(), "127.0.0.3".parse().unwrap());
         map.insert("exact.host".to_owned(), "127.0.0.4".parse().unwrap());
-        let c = Connector::new(map, Duration::from_secs(1), None, None, &[]);
+        let (_, snapshots) = tokio::sync::watch::channel(Arc::default());
+        let c = Connector::new(map, Duration::from_secs(1), snapshots, None, &[]);
         assert_eq!(c.resolve("broker-1.main.weir.invalid:9093").await.unwrap(), "127.0.0.3:9093".parse().unwrap());
         assert_eq!(c.resolve("broker-1.edge.weir.invalid:9293").await.unwrap(), "127.0.0.2:9293".parse().unwrap());
         assert_eq!(c.resolve("exact.host:1").await.unwrap(), "127.0.0.4:1".parse().unwrap());

@@ -6,6 +6,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Size of the length prefix in front of every Kafka frame.
 pub const LENGTH_PREFIX: usize = 4;
 
+/// A reader's buffer to begin with, and what it shrinks back to when released.
+const INITIAL_CAPACITY: usize = 16 * 1024;
+
 /// Why a stream could not be cut into Kafka frames.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -29,17 +32,46 @@ pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max_frame: usize,
+    /// The most the buffer held since it was last given back. (Frames taken off it keep
+    /// sharing its allocation, so its own `capacity()` understates what it holds.)
+    peak: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max_frame: usize) -> Self {
-        Self { inner, buf: BytesMut::with_capacity(16 * 1024), max_frame }
+        Self { inner, buf: BytesMut::with_capacity(INITIAL_CAPACITY), max_frame, peak: INITIAL_CAPACITY }
     }
 
     /// Changes the largest frame accepted from here on (e.g. raised once a client has
     /// authenticated).
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
+    }
+
+    /// How much memory the buffer may hold: the most it grew to (for the largest frame read)
+    /// since it was last given back.
+    pub fn capacity(&self) -> usize {
+        self.peak.max(self.buf.capacity())
+    }
+
+    /// Whether no frame is buffered and the buffer may hold more than `above` bytes: what
+    /// [`FrameReader::release_if_empty`] would give back.
+    pub fn holds_idle_memory(&self, above: usize) -> bool {
+        self.buf.is_empty() && self.capacity() > above
+    }
+
+    fn note_growth(&mut self) {
+        self.peak = self.peak.max(self.buf.capacity());
+    }
+
+    /// Gives a grown buffer back when no frame is in it, so a connection that once carried a
+    /// large frame does not keep its memory while idle. (Not after every frame: a consumer's
+    /// fetches would then allocate megabytes afresh each time.)
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() && self.capacity() > INITIAL_CAPACITY {
+            self.buf = BytesMut::with_capacity(INITIAL_CAPACITY);
+            self.peak = INITIAL_CAPACITY;
+        }
     }
 
     /// The next frame, or `None` on a clean end of stream between frames.
@@ -51,6 +83,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
             }
+            self.note_growth();
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -72,6 +105,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         loop {
             if let Some(total) = check_prefix(&self.buf, self.max_frame)? {
                 self.buf.reserve(total.saturating_sub(self.buf.len()));
+                self.note_growth();
                 return Ok(Some(total));
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
@@ -179,6 +213,24 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(&frames[0][..], b"\0\0\0\x03abc");
         assert_eq!(&frames[2][4..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_buffer_grown_by_a_large_frame_is_given_back_only_when_empty() {
+        let large = with_length_prefix(&vec![7u8; 1 << 20]);
+        let mut reader = FrameReader::new(&large[..], 2 << 20);
+        assert_eq!(reader.next_frame().await.unwrap().unwrap().len(), large.len());
+        assert!(reader.holds_idle_memory(1 << 20));
+        reader.release_if_empty();
+        assert_eq!(reader.capacity(), INITIAL_CAPACITY);
+        assert!(!reader.holds_idle_memory(INITIAL_CAPACITY));
+
+        // Part of a frame is waiting: its buffer stays.
+        let mut reader = FrameReader::new(&large[..100], 2 << 20);
+        assert_eq!(reader.next_frame_size().await.unwrap(), Some(large.len()));
+        assert!(!reader.holds_idle_memory(0), "a frame is in it");
+        reader.release_if_empty();
+        assert!(reader.capacity() >= large.len());
     }
 
     #[tokio::test]

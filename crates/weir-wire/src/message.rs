@@ -286,4 +286,57 @@ mod tests {
         let err = decode_response::<MetadataResponse>(&cut, ApiKey::Metadata, 12).unwrap_err();
         assert!(err.to_string().contains("Metadata v12"), "{err}");
     }
+
+    fn metadata_message() -> (Bytes, ResponseMessage) {
+        let body = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(1.into())
+            .with_host(StrBytes::from_static_str("broker-1"))
+            .with_port(9092)]);
+        let frame = encode_response(7, ApiKey::Metadata, 12, &body).unwrap();
+        (frame.clone(), ResponseMessage::new(frame, ApiKey::Metadata, 12))
+    }
+
+    #[test]
+    fn a_message_only_read_leaves_as_the_same_bytes() {
+        let (frame, mut message) = metadata_message();
+        assert_eq!(message.decoded::<MetadataResponse>().unwrap().brokers[0].port, 9092);
+        let body = message.body().unwrap();
+        assert_eq!(&frame[frame.len() - body.len()..], &body[..]);
+        let out = message.into_frame().unwrap();
+        assert_eq!(out.as_ptr(), frame.as_ptr(), "not a copy: the broker's very bytes");
+    }
+
+    #[test]
+    fn a_changed_message_is_encoded_again_and_walks_see_the_change() {
+        let (frame, mut message) = metadata_message();
+        message.decoded_mut::<MetadataResponse>().unwrap().brokers[0].port = 29092;
+        let body = message.body().unwrap();
+        assert_ne!(&frame[frame.len() - body.len()..], &body[..], "body() re-encodes the change first");
+        let out = message.into_frame().unwrap();
+        let (header, decoded): (_, MetadataResponse) = decode_response(&out, ApiKey::Metadata, 12).unwrap();
+        assert_eq!((header.correlation_id, decoded.brokers[0].port), (7, 29092));
+    }
+
+    #[test]
+    fn a_sent_message_cannot_be_changed_and_a_wrong_type_is_an_error() {
+        let (frame, _) = metadata_message();
+        let mut sent = ResponseMessage::already_sent(frame.clone(), ApiKey::Metadata, 12);
+        assert!(sent.decoded::<MetadataResponse>().is_ok());
+        let err = sent.decoded_mut::<MetadataResponse>().unwrap_err();
+        assert!(err.to_string().contains("already sent"), "{err}");
+        let mut message = ResponseMessage::new(frame, ApiKey::Metadata, 12);
+        message.decoded::<MetadataResponse>().unwrap();
+        let err = message.decoded::<kafka_protocol::messages::FetchResponse>().map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("FetchResponse"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_version_answer_to_api_versions_is_read_as_v0() {
+        use kafka_protocol::messages::ApiVersionsResponse;
+        let body = ApiVersionsResponse::default().with_error_code(35);
+        let frame = encode_response(3, ApiKey::ApiVersions, 0, &body).unwrap();
+        let mut message = ResponseMessage::new(frame, ApiKey::ApiVersions, 4);
+        assert_eq!(message.version(), 0);
+        assert_eq!(message.decoded::<ApiVersionsResponse>().unwrap().error_code, 35);
+    }
 }

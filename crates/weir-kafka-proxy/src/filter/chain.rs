@@ -6,6 +6,7 @@ use weir_wire::RequestHeaderPeek;
 
 use super::{Authenticated, ConnectionInfo, Filter, FilterError, Notes, RequestAction, RequestContext};
 use super::{ResponseContext, Services};
+use crate::snapshot::Snapshot;
 
 /// A connection's filters, in chain order, and what they know of the connection.
 pub(crate) struct FilterChain {
@@ -79,6 +80,13 @@ impl FilterChain {
             filter.on_response(&mut cx).await?;
         }
         Ok(())
+    }
+
+    /// Hands a new configuration snapshot to every filter.
+    pub(crate) fn on_snapshot(&mut self, snapshot: &Snapshot) {
+        for filter in &mut self.filters {
+            filter.on_snapshot(snapshot);
+        }
     }
 
     /// Tells every filter that the connection ended.

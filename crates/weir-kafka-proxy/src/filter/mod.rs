@@ -27,13 +27,17 @@
 //!     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
 //!         let answer = encode_response(cx.header.correlation_id, ApiKey::DeleteTopics,
 //!             cx.header.api_version, &DeleteTopicsResponse::default());
-//!         Box::pin(async move { Ok(RequestAction::Answer(answer.map_err(FilterError::BadRequest)?)) })
+//!         ready(answer.map(RequestAction::Answer).map_err(FilterError::BadRequest))
 //!     }
 //! }
 //! ```
 
 mod chain;
 mod error;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::any::Any;
 use std::future::Future;
@@ -53,15 +57,41 @@ pub(crate) use chain::FilterChain;
 pub use error::FilterError;
 
 use crate::metrics::KafkaMetrics;
+use crate::snapshot::Snapshot;
 use crate::topic_ids::TopicIds;
 
-/// What a hook returns: a future, so a hook may await (a password check on a blocking thread,
-/// a lookup of topic names), boxed so that filters can be kept in one list.
-pub type Hook<'a, T> = Pin<Box<dyn Future<Output = Result<T, FilterError>> + Send + 'a>>;
+/// What a hook returns: its result now ([`ready`]), or a future for a hook that must wait (a
+/// password check on a blocking thread, a lookup of topic names: [`later`]). Boxed only then,
+/// so the common hook costs no allocation; either way the chain awaits it.
+pub struct Hook<'a, T>(HookState<'a, T>);
+
+type HookFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, FilterError>> + Send + 'a>>;
+
+enum HookState<'a, T> {
+    Ready(Option<Result<T, FilterError>>),
+    Later(HookFuture<'a, T>),
+}
 
 /// A hook that has nothing to await.
-pub fn ready<'a, T: Send + 'a>(result: Result<T, FilterError>) -> Hook<'a, T> {
-    Box::pin(std::future::ready(result))
+pub fn ready<'a, T>(result: Result<T, FilterError>) -> Hook<'a, T> {
+    Hook(HookState::Ready(Some(result)))
+}
+
+/// A hook that awaits something.
+pub fn later<'a, T>(future: impl Future<Output = Result<T, FilterError>> + Send + 'a) -> Hook<'a, T> {
+    Hook(HookState::Later(Box::pin(future)))
+}
+
+impl<T: Unpin> Future for Hook<'_, T> {
+    type Output = Result<T, FilterError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        // Nothing is pinned in place: `Ready` is moved out, `Later` is boxed.
+        match &mut self.get_mut().0 {
+            HookState::Ready(result) => std::task::Poll::Ready(result.take().expect("a hook's result is taken once")),
+            HookState::Later(future) => future.as_mut().poll(cx),
+        }
+    }
 }
 
 /// One per-request policy of a connection. Every method has a no-op default.
@@ -93,6 +123,9 @@ pub trait Filter: Send {
     /// The client authenticated (SASL at the sidecar) after the connection opened: it is
     /// `principal` from now on.
     fn on_authenticated(&mut self, _principal: &str) {}
+
+    /// A new configuration snapshot was published: it applies from the next request on.
+    fn on_snapshot(&mut self, _snapshot: &Snapshot) {}
 
     /// The connection ended (either side closed, or the sidecar stops).
     fn on_connection_end(&mut self, _connection: &ConnectionInfo, _services: &dyn Services) {}

@@ -33,7 +33,7 @@ use weir_core::sasl_guard::{Source, Throttled, Ticket};
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::RequestHeaderPeek;
 
-use crate::filter::{record_authentication, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::filter::{later, record_authentication, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::versions;
 
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
@@ -335,7 +335,7 @@ impl Filter for SaslFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        Box::pin(async move {
+        later(async move {
             let authenticated = matches!(self.gate.state, State::Authenticated);
             Ok(match self.gate.check(cx.frame(), cx.header).await? {
                 // Nothing of an unauthenticated client reaches a broker: its ApiVersions is

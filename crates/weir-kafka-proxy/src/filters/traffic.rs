@@ -4,7 +4,6 @@
 //! decoded.
 
 use kafka_protocol::messages::ApiKey;
-use uuid::Uuid;
 use weir_core::audit::ConnectionEvent;
 use weir_wire::fetch::scan_fetch_response;
 use weir_wire::produce::{scan_produce, scan_produce_response};
@@ -42,7 +41,7 @@ fn count(cache: &mut TopicCache, metrics: &KafkaMetrics, ids: &TopicIds, topic: 
     let size = records.len() as u64;
     match topic {
         TopicRef::Name(name) => cache.add(metrics, name, count, size),
-        TopicRef::Id(id) => cache.add(metrics, ids.name_or_id(&Uuid::from_bytes(id)).as_str(), count, size),
+        TopicRef::Id(id) => cache.add_by_id(metrics, ids, id, count, size),
     }
 }
 

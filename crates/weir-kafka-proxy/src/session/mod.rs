@@ -11,6 +11,8 @@
 mod error;
 mod requests;
 mod responses;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Mutex};
-use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
+use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
+use weir_core::identity::{identify, Identified};
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::FrameReader;
 
 pub use error::SessionError;
@@ -30,7 +33,13 @@ use responses::ResponseHalf;
 use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
 use crate::filters;
 use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::upstream::Reauthentication;
+
+/// A reader buffer grown past this by a large frame is given back after
+/// [`RELEASE_IDLE_BUFFER_AFTER`] without traffic, so idle connections hold little memory.
+const LARGE_BUFFER: usize = 256 * 1024;
+const RELEASE_IDLE_BUFFER_AFTER: Duration = Duration::from_secs(1);
 
 /// Which upstream a listener stands for.
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +103,17 @@ struct Pending {
     changes_response: bool,
 }
 
+/// The connection's filter chain, for one hook call. Both halves run in this connection's one
+/// task and never hold the chain across a suspension they do not need, so it is almost
+/// always free: `try_lock` takes it without an await, which (unlike `lock`) costs no
+/// cooperative-scheduling budget and so never makes the half yield in the middle of a request.
+async fn lock_chain(chain: &Mutex<FilterChain>) -> MutexGuard<'_, FilterChain> {
+    match chain.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => chain.lock().await,
+    }
+}
+
 /// Serves one accepted client connection until either side closes.
 pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
     let listener = target.listener_name();
@@ -111,28 +131,23 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, tar
 /// listener has it, else the configured fixed principal, if any. Every outcome is audited.
 async fn client_streams(
     shared: &Shared,
+    snapshot: &Snapshot,
     client: TcpStream,
     connection: &ConnectionInfo,
 ) -> Result<(BoxRead, BoxWrite, Option<String>), SessionError> {
-    let fixed = shared.config.fixed_principal.as_deref();
-    let ((read, write), principal, mechanism) = match &shared.tls {
-        None => (split_tcp(client), fixed.map(str::to_owned), "fixed"),
-        Some(tls) => match tls.accept(client).await {
-            Ok(accepted) => {
-                let mechanism = if accepted.principal.is_some() { "mtls" } else { "tls" };
-                let principal = accepted.principal.or_else(|| fixed.map(str::to_owned));
-                (split_any(accepted.stream), principal, mechanism)
+    let fixed = snapshot.fixed_principal.as_deref();
+    match identify(client, snapshot.tls.as_deref(), fixed).await {
+        Ok(Identified { read, write, principal, mechanism }) => {
+            if principal.is_some() || mechanism != "fixed" {
+                record_authentication(shared, connection, mechanism, principal.as_deref(), None);
             }
-            Err(err) => {
-                record_authentication(shared, connection, "tls", None, Some(&err.to_string()));
-                return Err(SessionError::Tls(err));
-            }
-        },
-    };
-    if principal.is_some() || mechanism != "fixed" {
-        record_authentication(shared, connection, mechanism, principal.as_deref(), None);
+            Ok((read, write, principal))
+        }
+        Err(err) => {
+            record_authentication(shared, connection, "tls", None, Some(&err.to_string()));
+            Err(SessionError::Tls(err))
+        }
     }
-    Ok((read, write, principal))
 }
 
 async fn run(
@@ -144,13 +159,17 @@ async fn run(
 ) -> Result<(), SessionError> {
     let mut connection =
         ConnectionInfo { peer, listener: listener.to_owned(), principal: None, opened_at: Instant::now() };
-    let (client_read, client_write, principal) = client_streams(shared, client, &connection).await?;
+    // TLS, identity and SASL are taken from the snapshot of this moment; the filters follow
+    // every later one.
+    let mut snapshots = shared.snapshots.clone();
+    let snapshot = snapshots.borrow_and_update().clone();
+    let (client_read, client_write, principal) = client_streams(shared, &snapshot, client, &connection).await?;
     connection.principal = principal;
     // With SASL at the sidecar, nothing of a client reaches a broker before it has
     // authenticated: its frames are small (as Kafka's `sasl.server.max.receive.size`), its
     // ApiVersions is answered here, and the broker connection waits for its principal (which
     // also picks the broker credentials when they depend on it).
-    let authenticating = shared.sasl.is_some();
+    let authenticating = snapshot.sasl.is_some();
     let max_frame = shared.config.limits.max_frame_bytes;
     let first_frames = if authenticating { shared.config.limits.max_unauthenticated_frame_bytes } else { max_frame };
     let mut upstream_reauth = None;
@@ -167,11 +186,12 @@ async fn run(
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let principal = connection.principal.clone();
     let authentication_deadline = authenticating.then(|| connection.opened_at + shared.config.authentication_timeout());
-    let chain = Mutex::new(FilterChain::new(filters::for_connection(shared, &connection), connection));
+    let chain = Mutex::new(FilterChain::new(filters::for_connection(shared, &snapshot, &connection), connection));
     let outcome = {
         let requests = RequestHalf {
             shared,
             chain: &chain,
+            snapshots,
             client: FrameReader::new(client_read, first_frames),
             authentication_deadline,
             upstream: upstream_write,
@@ -201,7 +221,7 @@ async fn run(
             done = &mut responses => done,
         }
     };
-    chain.lock().await.on_connection_end(&**shared);
+    lock_chain(&chain).await.on_connection_end(&**shared);
     outcome
 }
 

@@ -14,6 +14,7 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 use super::{Deferred, InFlight, Pending, SessionError};
 use crate::filter::{FilterChain, RequestAction};
 use crate::shared::Shared;
+use crate::snapshot::Snapshots;
 use crate::upstream::{Reauthentication, RoundTrip};
 use crate::versions;
 
@@ -21,6 +22,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
     /// The connection's filters, shared with the response half (one hook runs at a time).
     pub(super) chain: &'a Mutex<FilterChain>,
+    /// The live configuration, handed to the filters when it changes.
+    pub(super) snapshots: Snapshots,
     pub(super) client: FrameReader<BoxRead>,
     /// While SASL at the sidecar has not authenticated the client: when it must have.
     pub(super) authentication_deadline: Option<Instant>,
@@ -45,9 +48,14 @@ impl RequestHalf<'_> {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(idle),
                 None => idle,
             };
+            let holds_memory = self.client.holds_idle_memory(super::LARGE_BUFFER);
             let frame = tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
+                    self.client.release_if_empty();
+                    continue;
+                }
                 read = tokio::time::timeout(wait, self.client.next_frame()) => match read {
                     Err(_) if self.authentication_deadline.is_some_and(|d| Instant::now() >= d) => {
                         return Err(SessionError::AuthenticationTimeout(self.shared.config.authentication_timeout()));
@@ -89,7 +97,12 @@ impl RequestHalf<'_> {
             if peek.api_key == ApiKey::SaslHandshake && peek.api_version == 0 {
                 return Err(SessionError::SaslHandshakeV0);
             }
-            let outcome = self.chain.lock().await.on_request(self.shared, &peek, frame).await?;
+            let mut chain = super::lock_chain(self.chain).await;
+            if self.snapshots.has_changed().unwrap_or(false) {
+                chain.on_snapshot(&self.snapshots.borrow_and_update());
+            }
+            let outcome = chain.on_request(self.shared, &peek, frame).await?;
+            drop(chain);
             if let Some(authenticated) = outcome.authenticated {
                 self.authentication_deadline = None;
                 self.client.set_max_frame(self.shared.config.limits.max_frame_bytes);
@@ -133,7 +146,7 @@ impl RequestHalf<'_> {
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {
-                api.proxy_seconds.observe(proxy_time.as_secs_f64());
+                api.proxy_seconds.observe(proxy_time);
             }
             self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;
         }

@@ -59,9 +59,14 @@ impl ResponseHalf<'_> {
             // closes the client promptly instead of at the next request.
             // Biased: an entry is always queued before its request is written, so when a
             // response is readable its entry is already here and must win the race.
+            let holds_memory = self.upstream.holds_idle_memory(super::LARGE_BUFFER);
             let entry = tokio::select! {
                 biased;
                 entry = self.pending.recv() => entry,
+                _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
+                    self.upstream.release_if_empty();
+                    continue;
+                }
                 frame = self.upstream.next_frame() => return Err(match frame {
                     Ok(Some(_)) => SessionError::Unsolicited,
                     Ok(None) => SessionError::UpstreamClosed,
@@ -109,7 +114,7 @@ impl ResponseHalf<'_> {
         let received = Instant::now();
         check_correlation(&frame, &pending)?;
         let mut message = ResponseMessage::new(frame, pending.api_key, pending.version);
-        self.chain.lock().await.on_response(self.shared, &mut message, pending.notes).await?;
+        super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         let out = message.into_frame().map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
         self.count_response(pending.api_key, pending.sent_at, pending.proxy_time, out.len(), received);
         Ok(Some(out))
@@ -154,8 +159,8 @@ impl ResponseHalf<'_> {
         let api = self.shared.metrics.api(key);
         api.responses.inc();
         api.response_bytes.inc_by(len as u64);
-        api.upstream_seconds.observe(received.duration_since(sent_at).as_secs_f64());
-        api.proxy_seconds.observe((proxy_time + received.elapsed()).as_secs_f64());
+        api.upstream_seconds.observe(received.duration_since(sent_at));
+        api.proxy_seconds.observe(proxy_time + received.elapsed());
     }
 
     /// Forwards a large Fetch response while it arrives, instead of after its last byte: for
@@ -208,7 +213,7 @@ impl ResponseHalf<'_> {
             }
         }
         let mut message = ResponseMessage::already_sent(frame, ApiKey::Fetch, pending.version);
-        self.chain.lock().await.on_response(self.shared, &mut message, pending.notes).await?;
+        super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
         self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);
         Ok(())

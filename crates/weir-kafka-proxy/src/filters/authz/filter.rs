@@ -3,7 +3,8 @@
 use kafka_protocol::messages::ApiKey;
 
 use super::{AfterResponse, AuthzEnv, AuthzError, ConnectionAuthz, Verdict};
-use crate::filter::{Filter, FilterError, Hook, RequestAction, RequestContext, ResponseContext, Services};
+use crate::filter::{later, Filter, FilterError, Hook, RequestAction, RequestContext, ResponseContext, Services};
+use crate::snapshot::Snapshot;
 
 impl<'a> AuthzEnv<'a> {
     fn of(services: &'a dyn Services) -> Self {
@@ -27,11 +28,11 @@ impl Filter for ConnectionAuthz {
     }
 
     fn wants_request(&self, _api: ApiKey, _version: i16) -> bool {
-        true
+        self.enabled()
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        Box::pin(async move {
+        later(async move {
             let env = AuthzEnv::of(cx.services);
             let mut verdict = self.check(&env, cx.frame(), cx.header, false)?;
             if let Verdict::Unresolved(ids) = &verdict {
@@ -64,7 +65,7 @@ impl Filter for ConnectionAuthz {
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        Box::pin(async move {
+        later(async move {
             let Some(after) = cx.take_note::<AfterResponse>() else { return Ok(()) };
             let topic_ids = cx.services.topic_ids();
             let mut unknown = after.topic_ids(cx.message).map_err(FilterError::BadResponse)?;
@@ -78,5 +79,9 @@ impl Filter for ConnectionAuthz {
 
     fn on_authenticated(&mut self, principal: &str) {
         self.set_principal(principal);
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+        self.set_policy(snapshot.policy.as_ref());
     }
 }

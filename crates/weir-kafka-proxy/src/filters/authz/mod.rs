@@ -9,7 +9,8 @@
 //! the topics and groups it may not describe.
 //!
 //! The policy is consulted through a [`PrincipalPolicy`] narrowed to the connection's
-//! principal; a reloaded policy reaches the connection at its next request.
+//! principal; a new policy (a new configuration snapshot) reaches the connection at its next
+//! request.
 
 mod answers;
 mod filter;
@@ -23,10 +24,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use tokio::sync::watch;
 use uuid::Uuid;
 use weir_core::audit::AuthorizationEvent;
-use weir_core::policy::{Operation, Policy, PolicyWatch, PrincipalPolicy, ResourceType, ANONYMOUS};
+use weir_core::policy::{Operation, Policy, PrincipalPolicy, ResourceType, ANONYMOUS};
 use weir_wire::message::{MessageError, ResponseMessage};
 use weir_wire::resources::{scan_request_resources, Named, RequestFacts};
 use weir_wire::scan::TopicRef;
@@ -207,8 +207,10 @@ fn cluster_need(api: ApiKey) -> Option<Operation> {
 
 /// One connection's view of the policy.
 pub(crate) struct ConnectionAuthz {
-    policies: watch::Receiver<Arc<Policy>>,
+    /// The policy of the current snapshot; none: authorization is off and every request passes.
+    policy: Option<Arc<Policy>>,
     principal: Option<String>,
+    /// `policy` narrowed to `principal`.
     view: Arc<PrincipalPolicy>,
     decided: DecisionCache,
     /// Set when the policy changed: an open fetch session may hold partitions that are now
@@ -225,11 +227,15 @@ struct Denial {
 }
 
 impl ConnectionAuthz {
-    pub(crate) fn new(watch: &PolicyWatch, principal: Option<&str>, client: SocketAddr, listener: &str) -> Self {
-        let mut policies = watch.subscribe();
-        let view = Arc::new(policies.borrow_and_update().for_principal(principal));
+    pub(crate) fn new(
+        policy: Option<Arc<Policy>>,
+        principal: Option<&str>,
+        client: SocketAddr,
+        listener: &str,
+    ) -> Self {
+        let view = Arc::new(policy.clone().unwrap_or_default().for_principal(principal));
         Self {
-            policies,
+            policy,
             principal: principal.map(str::to_owned),
             view,
             decided: DecisionCache::default(),
@@ -239,20 +245,32 @@ impl ConnectionAuthz {
         }
     }
 
+    /// Whether a policy is in force.
+    pub(crate) fn enabled(&self) -> bool {
+        self.policy.is_some()
+    }
+
     /// The client authenticated (SASL) after the connection opened.
     pub(crate) fn set_principal(&mut self, principal: &str) {
         self.principal = Some(principal.to_owned());
-        self.view = Arc::new(self.policies.borrow_and_update().for_principal(Some(principal)));
+        self.view = Arc::new(self.policy.clone().unwrap_or_default().for_principal(Some(principal)));
         self.decided = DecisionCache::default();
     }
 
-    fn refresh(&mut self) {
-        if self.policies.has_changed().unwrap_or(false) {
-            let policy = self.policies.borrow_and_update().clone();
-            self.view = Arc::new(policy.for_principal(self.principal.as_deref()));
-            self.decided = DecisionCache::default();
-            self.reset_fetch_session = true;
+    /// A new snapshot arrived: a changed policy applies from the next request on.
+    pub(crate) fn set_policy(&mut self, policy: Option<&Arc<Policy>>) {
+        let same = match (&self.policy, policy) {
+            (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
         }
+        self.policy = policy.cloned();
+        self.view = Arc::new(self.policy.clone().unwrap_or_default().for_principal(self.principal.as_deref()));
+        self.decided = DecisionCache::default();
+        self.reset_fetch_session = true;
     }
 
     /// Decides what happens to one request. A topic id whose name is unknown is never judged
@@ -265,7 +283,6 @@ impl ConnectionAuthz {
         peek: &RequestHeaderPeek,
         ids_looked_up: bool,
     ) -> Result<Verdict, AuthzError> {
-        self.refresh();
         let (api, version) = (peek.api_key, peek.api_version);
         let body = frame.get(peek.body_offset..).unwrap_or_default();
         let view = &*self.view;

@@ -5,14 +5,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
-use weir_core::policy::{AuthorizationConfig, PolicyWatch};
+use weir_core::policy::Policy;
 use weir_wire::message::{decode_response, encode_response};
 use weir_wire::RequestHeaderPeek;
 
 use super::{AuthzEnv, AuthzError, ConnectionAuthz, Verdict};
+use crate::filter::testing::request;
 use crate::metrics::KafkaMetrics;
 use crate::topic_ids::TopicIds;
 
@@ -25,22 +26,22 @@ const POLICY: &str = "rules:
 struct Setup {
     topic_ids: Arc<TopicIds>,
     metrics: KafkaMetrics,
-    watch: Arc<PolicyWatch>,
-    file: std::path::PathBuf,
+    policy: Arc<Policy>,
+}
+
+fn policy(text: &str) -> Arc<Policy> {
+    Arc::new(Policy::parse(text, std::path::Path::new("policy.yaml")).unwrap())
 }
 
 impl Setup {
-    async fn new(name: &str) -> Self {
-        let file = std::env::temp_dir().join(format!("weir-authz-{name}-{}.yaml", std::process::id()));
-        std::fs::write(&file, POLICY).unwrap();
-        let watch = PolicyWatch::load(AuthorizationConfig { policy: file.clone(), reload_interval_ms: 100 }).unwrap();
+    async fn new(_name: &str) -> Self {
         let metrics = KafkaMetrics::register(&mut prometheus_client::registry::Registry::default());
-        Self { topic_ids: Arc::default(), metrics, watch, file }
+        Self { topic_ids: Arc::default(), metrics, policy: policy(POLICY) }
     }
 
     fn connection(&self) -> ConnectionAuthz {
         let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        ConnectionAuthz::new(&self.watch, Some(PRINCIPAL), client, "bootstrap")
+        ConnectionAuthz::new(Some(self.policy.clone()), Some(PRINCIPAL), client, "bootstrap")
     }
 
     fn check<T: Encodable>(&self, conn: &mut ConnectionAuthz, key: ApiKey, version: i16, body: &T) -> Verdict {
@@ -59,25 +60,6 @@ impl Setup {
         let env = AuthzEnv { topic_ids: &self.topic_ids, metrics: &self.metrics, audit: None };
         conn.check(&env, &frame, &peek, true)
     }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.file).ok();
-    }
-}
-
-fn request<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(42)
-        .with_client_id(Some(StrBytes::from_static_str("t")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    weir_wire::frame::with_length_prefix(&buf)
 }
 
 fn decode_forwarded<T: Decodable>(frame: &Bytes) -> T {
@@ -202,30 +184,19 @@ async fn a_policy_change_closes_open_fetch_sessions() {
         .with_session_epoch(3)
         .with_topics(vec![fetch_request::FetchTopic::default().with_topic(topic("ok"))]);
     assert!(matches!(s.check(&mut conn, ApiKey::Fetch, 12, &body), Verdict::Forward));
-    std::fs::write(
-        &s.file,
-        format!("{POLICY}  - {{effect: allow, principals: [svc], resources: ['topic:x'], operations: [read]}}\n"),
-    )
-    .unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(s.watch.clone().reload_on_change(stop.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match s.check(&mut conn, ApiKey::Fetch, 12, &body) {
-            Verdict::Forward if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            Verdict::Rewritten(frame, None) => {
-                let forwarded: FetchRequest = decode_forwarded(&frame);
-                assert_eq!((forwarded.session_id, forwarded.session_epoch), (5, -1));
-                break;
-            }
-            _ => panic!("the session was not closed after the policy changed"),
-        }
-    }
+    conn.set_policy(Some(&s.policy));
+    assert!(matches!(s.check(&mut conn, ApiKey::Fetch, 12, &body), Verdict::Forward), "the same policy again");
+    let changed = policy(&format!(
+        "{POLICY}  - {{effect: allow, principals: [svc], resources: ['topic:x'], operations: [read]}}\n"
+    ));
+    conn.set_policy(Some(&changed));
+    let Verdict::Rewritten(frame, None) = s.check(&mut conn, ApiKey::Fetch, 12, &body) else {
+        panic!("the session was not closed after the policy changed");
+    };
+    let forwarded: FetchRequest = decode_forwarded(&frame);
+    assert_eq!((forwarded.session_id, forwarded.session_epoch), (5, -1));
     // Only once: the client's next (full) fetch is checked as usual.
     assert!(matches!(s.check(&mut conn, ApiKey::Fetch, 12, &body), Verdict::Forward));
-    stop.cancel();
 }
 
 #[tokio::test]

@@ -1,0 +1,201 @@
+//! The session's promises, without a network: responses in request order whatever is answered
+//! locally, `acks=0` never shifting the pairing, a broker answering out of turn closing the
+//! connection, and a streamed Fetch response arriving byte for byte. The broker here is a
+//! script on an in-memory pipe; the real-cluster tests (crates/weir/tests) prove the rest.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_util::sync::CancellationToken;
+use weir_core::io::split_any;
+use weir_wire::message::encode_response;
+use weir_wire::{FrameReader, RequestHeaderPeek};
+
+use super::requests::RequestHalf;
+use super::responses::ResponseHalf;
+use super::SessionError;
+use crate::config::SidecarConfig;
+use crate::directory::BrokerDirectory;
+use crate::filter::testing::{connection, request};
+use crate::filter::FilterChain;
+use crate::filters;
+use crate::metrics::KafkaMetrics;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use crate::upstream::Connector;
+
+fn shared() -> Shared {
+    let config = SidecarConfig::new("127.0.0.1:0".parse().unwrap(), vec!["127.0.0.1:1".into()]);
+    let (_, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let (directory, _opened) = BrokerDirectory::new("127.0.0.1".into(), "127.0.0.1".parse().unwrap(), 20000, 10);
+    Shared {
+        connector: Connector::new(Default::default(), config.connect_timeout(), snapshots.clone(), None, &[]),
+        config,
+        metrics: KafkaMetrics::register(&mut prometheus_client::registry::Registry::default()),
+        directory: Arc::new(directory),
+        shutdown: CancellationToken::new(),
+        snapshots,
+        audit: None,
+        fetch_sessions: Arc::default(),
+        topic_ids: Arc::default(),
+        broker_versions: Default::default(),
+    }
+}
+
+/// Runs a session between `client` and `broker` (the test's ends of two pipes) until either
+/// side ends; returns why it ended.
+async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), SessionError> {
+    let shared = shared();
+    let connection = connection(None);
+    let chain =
+        Mutex::new(FilterChain::new(filters::for_connection(&shared, &Snapshot::default(), &connection), connection));
+    let (client_read, client_write) = split_any(client);
+    let (upstream_read, upstream_write) = split_any(broker);
+    let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
+    let mut upstream_open = None;
+    let requests = RequestHalf {
+        shared: &shared,
+        chain: &chain,
+        snapshots: shared.snapshots.clone(),
+        client: FrameReader::new(client_read, 1 << 20),
+        authentication_deadline: None,
+        upstream: upstream_write,
+        upstream_open: &mut upstream_open,
+        queue,
+        deferred: None,
+        reauth: None,
+        principal: None,
+    };
+    let responses = ResponseHalf {
+        shared: &shared,
+        chain: &chain,
+        upstream: FrameReader::new(upstream_read, 1 << 20),
+        client: client_write,
+        connected: None,
+        pending,
+    };
+    let (requests, responses) = (requests.run(), responses.run());
+    tokio::pin!(requests, responses);
+    tokio::select! {
+        done = &mut requests => match done {
+            Ok(()) => responses.await,
+            Err(err) => Err(err),
+        },
+        done = &mut responses => done,
+    }
+}
+
+async fn read_frame(stream: &mut DuplexStream) -> Bytes {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.unwrap();
+    let mut frame = prefix.to_vec();
+    frame.resize(4 + i32::from_be_bytes(prefix) as usize, 0);
+    stream.read_exact(&mut frame[4..]).await.unwrap();
+    Bytes::from(frame)
+}
+
+fn with_correlation(frame: Bytes, correlation_id: i32) -> Bytes {
+    let mut frame = frame.to_vec();
+    frame[8..12].copy_from_slice(&correlation_id.to_be_bytes());
+    Bytes::from(frame)
+}
+
+fn correlation_of_response(frame: &[u8]) -> i32 {
+    i32::from_be_bytes(frame[4..8].try_into().unwrap())
+}
+
+fn metadata_answer(correlation_id: i32) -> Bytes {
+    encode_response(correlation_id, ApiKey::Metadata, 12, &MetadataResponse::default()).unwrap()
+}
+
+#[tokio::test]
+async fn responses_leave_in_request_order_around_local_answers_and_acks_0() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(session(client_end, broker_end));
+
+    let metadata = request(ApiKey::Metadata, 12, &MetadataRequest::default());
+    // An ApiVersions newer than the sidecar knows is answered by the sidecar itself (KIP-511).
+    let mut too_new = request(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).to_vec();
+    too_new[6..8].copy_from_slice(&99i16.to_be_bytes());
+    let too_new = Bytes::from(too_new);
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from_static(&[0; 61])))]);
+    let fire_and_forget =
+        request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(0).with_topic_data(vec![topic]));
+    for (frame, id) in [(metadata.clone(), 1), (too_new, 2), (fire_and_forget, 3), (metadata, 4)] {
+        client.write_all(&with_correlation(frame, id)).await.unwrap();
+    }
+
+    // The broker sees 1, the produce (3) and 4, unchanged; it answers 1 and 4 only.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let frame = read_frame(&mut broker).await;
+        seen.push(RequestHeaderPeek::parse(&frame).unwrap().correlation_id);
+    }
+    assert_eq!(seen, [1, 3, 4]);
+    broker.write_all(&metadata_answer(1)).await.unwrap();
+    broker.write_all(&metadata_answer(4)).await.unwrap();
+
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        answered.push(correlation_of_response(&read_frame(&mut client).await));
+    }
+    assert_eq!(answered, [1, 2, 4]);
+    drop(client);
+    drop(broker);
+    let _ = session.await;
+}
+
+#[tokio::test]
+async fn a_broker_answering_out_of_turn_closes_the_connection() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(session(client_end, broker_end));
+    client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 7)).await.unwrap();
+    read_frame(&mut broker).await;
+    broker.write_all(&metadata_answer(8)).await.unwrap();
+    let ended = session.await.unwrap();
+    assert!(matches!(ended, Err(SessionError::CorrelationMismatch { expected: 7, got: 8 })), "{ended:?}");
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing of the wrong answer reaches the client");
+}
+
+#[tokio::test]
+async fn a_large_fetch_response_is_streamed_byte_for_byte() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 16);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 16);
+    let session = tokio::spawn(session(client_end, broker_end));
+    let fetch = kafka_protocol::messages::FetchRequest::default().with_max_wait_ms(0);
+    client.write_all(&with_correlation(request(ApiKey::Fetch, 12, &fetch), 3)).await.unwrap();
+    read_frame(&mut broker).await;
+
+    // One partition carrying 600 KiB of (opaque) records: more than is ever held at once.
+    let partition = kafka_protocol::messages::fetch_response::PartitionData::default()
+        .with_records(Some(Bytes::from(vec![0x5a; 600 * 1024])));
+    let topic = kafka_protocol::messages::fetch_response::FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![partition]);
+    let answer = encode_response(3, ApiKey::Fetch, 12, &FetchResponse::default().with_responses(vec![topic])).unwrap();
+    let writer = {
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            broker.write_all(&answer).await.unwrap();
+            broker
+        })
+    };
+    let received = read_frame(&mut client).await;
+    assert_eq!(received, answer);
+    drop(client);
+    drop(writer.await.unwrap());
+    let _ = session.await;
+}
