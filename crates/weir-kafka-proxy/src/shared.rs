@@ -1,4 +1,5 @@
-//! What every connection of one sidecar shares, and the [`Services`] its filters may use.
+//! What every connection of one sidecar shares: the [`Services`] its filters may use, and the
+//! chain of filters it builds for each connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,10 +12,14 @@ use weir_core::audit::AuditLog;
 
 use crate::config::SidecarConfig;
 use crate::directory::BrokerDirectory;
-use crate::filter::Services;
-use crate::filters::fetch_sessions::FetchSessionOwners;
+use crate::filter::{ConnectionInfo, Filter, Services};
+use crate::filters::addresses::AddressFilter;
+use crate::filters::authz::ConnectionAuthz;
+use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
+use crate::filters::sasl::SaslFilter;
+use crate::filters::traffic::TrafficFilter;
 use crate::metrics::KafkaMetrics;
-use crate::snapshot::Snapshots;
+use crate::snapshot::{Snapshot, Snapshots};
 use crate::topic_ids::TopicIds;
 use crate::upstream::Connector;
 
@@ -36,6 +41,27 @@ pub struct Shared {
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
+}
+
+impl Shared {
+    /// The filters one connection runs, in chain order (see `filters`).
+    ///
+    /// SASL is set up when the connection opens (from the snapshot of that moment).
+    /// Authorization is always in the chain, passing everything while the snapshot holds no
+    /// policy, so that a policy published later applies to connections already open.
+    pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(5);
+        if let Some(server) = &snapshot.sasl {
+            chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
+        }
+        chain.push(Box::new(FetchSessionFilter::new(self.fetch_sessions.clone())));
+        let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
+        chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
+        let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
+        chain.push(Box::new(TrafficFilter::new(connection, summarize)));
+        chain.push(Box::new(AddressFilter::new(self.directory.clone())));
+        chain
+    }
 }
 
 impl Services for Shared {

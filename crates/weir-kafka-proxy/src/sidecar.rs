@@ -27,12 +27,8 @@ use crate::upstream::Connector;
 pub enum SidecarError {
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: String, error: std::io::Error },
-    #[error("cannot load the authorization policy: {0}")]
-    Policy(weir_core::config::ConfigError),
-    #[error("cannot set up SASL: {0}")]
-    Sasl(weir_core::sasl::SaslSetupError),
-    #[error("cannot set up TLS: {0}")]
-    Tls(weir_core::tls::TlsError),
+    #[error(transparent)]
+    Config(#[from] crate::snapshot::SnapshotError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind { addr: SocketAddr, what: &'static str, error: std::io::Error },
     #[error(

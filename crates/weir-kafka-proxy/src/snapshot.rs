@@ -24,7 +24,17 @@ use weir_core::sasl::SaslServer;
 use weir_core::tls::{TlsOriginator, TlsTerminator};
 
 use crate::config::SidecarConfig;
-use crate::sidecar::SidecarError;
+
+/// Why a snapshot cannot be made from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot load the authorization policy: {0}")]
+    Policy(weir_core::config::ConfigError),
+    #[error("cannot set up SASL: {0}")]
+    Sasl(weir_core::sasl::SaslSetupError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(weir_core::tls::TlsError),
+}
 
 /// The live configuration of a sidecar.
 #[derive(Clone, Default)]
@@ -48,16 +58,16 @@ pub type Snapshots = watch::Receiver<Arc<Snapshot>>;
 
 impl Snapshot {
     /// The first snapshot, from the config: any file that cannot be used is an error.
-    pub async fn load(config: &SidecarConfig) -> Result<Self, SidecarError> {
-        let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SidecarError::Tls)?;
+    pub async fn load(config: &SidecarConfig) -> Result<Self, SnapshotError> {
+        let tls = config.tls.clone().map(TlsTerminator::new).transpose().map_err(SnapshotError::Tls)?;
         let upstream_tls =
-            config.upstream.tls.clone().map(TlsOriginator::new).transpose().map_err(SidecarError::Tls)?;
+            config.upstream.tls.clone().map(TlsOriginator::new).transpose().map_err(SnapshotError::Tls)?;
         let policy = match &config.authorization {
-            Some(authorization) => Some(Arc::new(Policy::load(&authorization.policy).map_err(SidecarError::Policy)?)),
+            Some(authorization) => Some(Arc::new(Policy::load(&authorization.policy).map_err(SnapshotError::Policy)?)),
             None => None,
         };
         let sasl = match &config.sasl {
-            Some(sasl) => Some(Arc::new(SaslServer::load(sasl).await.map_err(SidecarError::Sasl)?)),
+            Some(sasl) => Some(Arc::new(SaslServer::load(sasl).await.map_err(SnapshotError::Sasl)?)),
             None => None,
         };
         Ok(Self {
@@ -125,7 +135,11 @@ impl FileSource {
     /// Publishes into `snapshots` until `stop`; a file that cannot be used is logged and the
     /// previous part kept.
     pub async fn run(mut self, snapshots: watch::Sender<Arc<Snapshot>>, stop: CancellationToken) {
-        let Some(mut next) = self.parts.iter().map(|p| p.due).min() else { return };
+        let Some(mut next) = self.parts.iter().map(|p| p.due).min() else {
+            // No files to follow; the channel stays open for other sources until the end.
+            stop.cancelled().await;
+            return;
+        };
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,

@@ -17,7 +17,7 @@
 //! connection through [`ConnectionInfo`]: they are unit-testable without sockets.
 //!
 //! How to add a filter: write a type, implement [`Filter`] (name, the api keys it wants, the
-//! hooks it needs; every hook has a no-op default), and add it to `filters::for_connection`.
+//! hooks it needs; every hook has a no-op default), and add it to `Shared::filters_for`.
 //!
 //! ```ignore
 //! struct DenyDeletes;

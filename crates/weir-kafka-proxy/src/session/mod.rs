@@ -31,7 +31,6 @@ use requests::RequestHalf;
 use responses::ResponseHalf;
 
 use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
-use crate::filters;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::Reauthentication;
@@ -186,7 +185,7 @@ async fn run(
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
     let principal = connection.principal.clone();
     let authentication_deadline = authenticating.then(|| connection.opened_at + shared.config.authentication_timeout());
-    let chain = Mutex::new(FilterChain::new(filters::for_connection(shared, &snapshot, &connection), connection));
+    let chain = Mutex::new(FilterChain::new(shared.filters_for(&snapshot, &connection), connection));
     let outcome = {
         let requests = RequestHalf {
             shared,
@@ -209,20 +208,25 @@ async fn run(
             connected,
             pending,
         };
-        let requests = requests.run();
-        let responses = responses.run();
-        tokio::pin!(requests, responses);
-        tokio::select! {
-            // The client stopped sending (closed, idle, or shutdown): deliver what is owed, then end.
-            done = &mut requests => match done {
-                Ok(()) => responses.await,
-                Err(err) => Err(err),
-            },
-            done = &mut responses => done,
-        }
+        both(requests, responses).await
     };
     lock_chain(&chain).await.on_connection_end(&**shared);
     outcome
+}
+
+/// Runs the two halves of a connection side by side until it ends.
+async fn both(requests: RequestHalf<'_>, responses: ResponseHalf<'_>) -> Result<(), SessionError> {
+    let requests = requests.run();
+    let responses = responses.run();
+    tokio::pin!(requests, responses);
+    tokio::select! {
+        // The client stopped sending (closed, idle, or shutdown): deliver what is owed, then end.
+        done = &mut requests => match done {
+            Ok(()) => responses.await,
+            Err(err) => Err(err),
+        },
+        done = &mut responses => done,
+    }
 }
 
 /// Connects to the broker behind `target`, as the broker identity mapped to `principal`.

@@ -25,7 +25,6 @@ use crate::config::SidecarConfig;
 use crate::directory::BrokerDirectory;
 use crate::filter::testing::{connection, request};
 use crate::filter::FilterChain;
-use crate::filters;
 use crate::metrics::KafkaMetrics;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
@@ -54,8 +53,7 @@ fn shared() -> Shared {
 async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), SessionError> {
     let shared = shared();
     let connection = connection(None);
-    let chain =
-        Mutex::new(FilterChain::new(filters::for_connection(&shared, &Snapshot::default(), &connection), connection));
+    let chain = Mutex::new(FilterChain::new(shared.filters_for(&Snapshot::default(), &connection), connection));
     let (client_read, client_write) = split_any(client);
     let (upstream_read, upstream_write) = split_any(broker);
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
@@ -81,15 +79,7 @@ async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), Sessi
         connected: None,
         pending,
     };
-    let (requests, responses) = (requests.run(), responses.run());
-    tokio::pin!(requests, responses);
-    tokio::select! {
-        done = &mut requests => match done {
-            Ok(()) => responses.await,
-            Err(err) => Err(err),
-        },
-        done = &mut responses => done,
-    }
+    super::both(requests, responses).await
 }
 
 async fn read_frame(stream: &mut DuplexStream) -> Bytes {
