@@ -2,9 +2,10 @@
 //!
 //! Owns what is Kafka-specific on the data path: a bootstrap listener plus one listener per
 //! broker ([`directory`]), one upstream connection per client connection with responses kept
-//! in request order ([`session`]), rewriting every broker address a response reveals
-//! ([`rewrite`]), ApiVersions negotiation ([`versions`]), topic-level authorization (`authz`), fetch sessions bound to
-//! their principal ([`fetch_sessions`]) and Kafka metrics ([`metrics`]).
+//! in request order ([`session`]), the live configuration ([`snapshot`]), the filter chain
+//! every per-request policy plugs into ([`filter`]) and the policies themselves ([`filters`]:
+//! SASL, fetch sessions bound to their principal, topic-level authorization, traffic metrics,
+//! address rewriting), and Kafka metrics ([`metrics`]).
 //!
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
