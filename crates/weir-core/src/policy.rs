@@ -1,10 +1,11 @@
 //! Authorization policy: who may do what to which resource, whatever the protocol.
 //!
 //! A policy is a list of rules, each principal pattern × resource pattern × operations →
-//! allow or deny. Deny wins; with a policy present, whatever no rule allows is denied. The
-//! model follows Kafka's own authorizer (so Kafka operators recognise it): allowing `read`,
-//! `write`, `delete` or `alter` implies `describe`, and `alter-configs` implies
-//! `describe-configs`; a deny applies to exactly the operations it names.
+//! allow or deny. Deny wins; with a policy present, whatever no rule allows is denied; an
+//! allow also grants what its operations imply, a deny applies to exactly the operations it
+//! names. The resource types, the operations and their implications are not this module's:
+//! each protocol registers its [`Vocabulary`] (the Kafka sidecar's follows Kafka's own
+//! authorizer, so Kafka operators recognise it), and a policy file is read against it.
 //!
 //! Protocol sidecars map each request onto (resource, operation) pairs and ask a
 //! [`PrincipalPolicy`], the rules already narrowed to one connection's principal, so a
@@ -37,86 +38,79 @@ fn default_reload_ms() -> u64 {
     1000
 }
 
-/// What kind of thing a rule protects.
+/// The words one protocol's policies use — its resource types, its operations, and which
+/// operations a grant implies — registered by the protocol (the Kafka sidecar registers
+/// topic, group, transactional-id and cluster; MQTT or AMQP will register theirs). The engine
+/// knows nothing else of any protocol.
+#[derive(Debug)]
+pub struct Vocabulary {
+    /// Resource type names; [`ResourceType`] `i` is the `i`-th.
+    pub resource_types: &'static [&'static str],
+    /// The resource type written without a pattern (Kafka's `cluster`), if any.
+    pub singleton: Option<ResourceType>,
+    /// Operation names (at most 16); [`Operation`] `i` is the `i`-th.
+    pub operations: &'static [&'static str],
+    /// Other words for operations (`consume` for read).
+    pub aliases: &'static [(&'static str, Operation)],
+    /// Allowing any of the first operations also allows the second.
+    pub implies: &'static [(&'static [Operation], Operation)],
+}
+
+/// What kind of thing a rule protects: an index into its [`Vocabulary`]'s resource types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceType {
-    Topic,
-    Group,
-    TransactionalId,
-    Cluster,
-}
+pub struct ResourceType(pub u8);
 
-impl ResourceType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceType::Topic => "topic",
-            ResourceType::Group => "group",
-            ResourceType::TransactionalId => "transactional-id",
-            ResourceType::Cluster => "cluster",
-        }
-    }
-}
-
-/// What a request wants to do to a resource.
+/// What a request wants to do to a resource: an index into its [`Vocabulary`]'s operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    Read,
-    Write,
-    Create,
-    Delete,
-    Alter,
-    Describe,
-    DescribeConfigs,
-    AlterConfigs,
-    IdempotentWrite,
-}
+pub struct Operation(pub u8);
 
-impl Operation {
-    const ALL: [Operation; 9] = [
-        Operation::Read,
-        Operation::Write,
-        Operation::Create,
-        Operation::Delete,
-        Operation::Alter,
-        Operation::Describe,
-        Operation::DescribeConfigs,
-        Operation::AlterConfigs,
-        Operation::IdempotentWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Read => "read",
-            Operation::Write => "write",
-            Operation::Create => "create",
-            Operation::Delete => "delete",
-            Operation::Alter => "alter",
-            Operation::Describe => "describe",
-            Operation::DescribeConfigs => "describe-configs",
-            Operation::AlterConfigs => "alter-configs",
-            Operation::IdempotentWrite => "idempotent-write",
-        }
+impl Vocabulary {
+    pub fn resource_type_name(&self, resource: ResourceType) -> &'static str {
+        self.resource_types.get(usize::from(resource.0)).copied().unwrap_or("?")
     }
 
-    fn parse(word: &str) -> Option<OperationSet> {
-        let op = match word {
-            "all" => return Some(OperationSet(u16::MAX)),
-            "read" | "consume" => Operation::Read,
-            "write" | "produce" => Operation::Write,
-            "create" => Operation::Create,
-            "delete" => Operation::Delete,
-            "alter" => Operation::Alter,
-            "describe" => Operation::Describe,
-            "describe-configs" => Operation::DescribeConfigs,
-            "alter-configs" => Operation::AlterConfigs,
-            "idempotent-write" => Operation::IdempotentWrite,
-            _ => return None,
+    pub fn operation_name(&self, operation: Operation) -> &'static str {
+        self.operations.get(usize::from(operation.0)).copied().unwrap_or("?")
+    }
+
+    fn operation(&self, word: &str) -> Option<OperationSet> {
+        if word == "all" {
+            return Some(OperationSet(u16::MAX));
+        }
+        let index = self.operations.iter().position(|name| *name == word);
+        let operation = index.map(|i| Operation(i as u8));
+        operation
+            .or_else(|| self.aliases.iter().find(|(alias, _)| *alias == word).map(|(_, op)| *op))
+            .map(OperationSet::of)
+    }
+
+    fn resource(&self, text: &str) -> Option<(ResourceType, Pattern)> {
+        if let Some(singleton) = self.singleton.filter(|s| self.resource_type_name(*s) == text) {
+            return Some((singleton, Pattern::Any));
+        }
+        let (kind, pattern) = text.split_once(':')?;
+        let index = self.resource_types.iter().position(|name| *name == kind)?;
+        (!pattern.is_empty()).then(|| (ResourceType(index as u8), Pattern::parse(pattern)))
+    }
+
+    /// The resource forms a rule may name, for error messages.
+    fn resource_forms(&self) -> String {
+        let form = |(i, name): (usize, &&str)| match self.singleton {
+            Some(s) if usize::from(s.0) == i => (*name).to_owned(),
+            _ => format!("{name}:PATTERN"),
         };
-        Some(OperationSet::of(op))
+        self.resource_types.iter().enumerate().map(form).collect::<Vec<_>>().join(", ")
     }
 
-    fn bit(self) -> u16 {
-        1 << (self as u16)
+    /// The operations an allow of `set` grants, implications included.
+    fn implied(&self, set: OperationSet) -> OperationSet {
+        let mut bits = set.0;
+        for (given, implied) in self.implies {
+            if given.iter().any(|op| set.contains(*op)) {
+                bits |= OperationSet::of(*implied).0;
+            }
+        }
+        OperationSet(bits)
     }
 }
 
@@ -126,24 +120,11 @@ struct OperationSet(u16);
 
 impl OperationSet {
     fn of(op: Operation) -> Self {
-        Self(op.bit())
+        Self(1 << op.0)
     }
 
     fn contains(self, op: Operation) -> bool {
-        self.0 & op.bit() != 0
-    }
-
-    /// The operations an allow of this set grants, implications included.
-    fn implied(self) -> Self {
-        let mut bits = self.0;
-        let implies_describe = [Operation::Read, Operation::Write, Operation::Delete, Operation::Alter];
-        if implies_describe.iter().any(|op| self.contains(*op)) {
-            bits |= Operation::Describe.bit();
-        }
-        if self.contains(Operation::AlterConfigs) {
-            bits |= Operation::DescribeConfigs.bit();
-        }
-        Self(bits)
+        self.0 & (1 << op.0) != 0
     }
 }
 
@@ -221,7 +202,7 @@ pub enum Effect {
 struct RuleFile {
     effect: Effect,
     principals: Vec<String>,
-    /// `topic:PATTERN`, `group:PATTERN`, `transactional-id:PATTERN` or `cluster`.
+    /// `TYPE:PATTERN`, or the vocabulary's singleton type alone (Kafka: `topic:orders.*`, `cluster`).
     resources: Vec<String>,
     operations: Vec<String>,
 }
@@ -255,18 +236,18 @@ pub struct Policy {
 
 impl Policy {
     /// Reads and checks a policy file; errors name the file and the rule's key.
-    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+    pub fn load(file: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {
         let parsed: PolicyFile = load_yaml_file(file)?;
-        Self::from_file(parsed, file)
+        Self::from_file(parsed, file, words)
     }
 
     /// Parses policy text (tests and tools); `file` is only used in errors.
-    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+    pub fn parse(text: &str, file: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {
         let parsed: PolicyFile = crate::config::parse_yaml(text, file)?;
-        Self::from_file(parsed, file)
+        Self::from_file(parsed, file, words)
     }
 
-    fn from_file(parsed: PolicyFile, file: &Path) -> Result<Self, ConfigError> {
+    fn from_file(parsed: PolicyFile, file: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {
         let mut rules = Vec::with_capacity(parsed.rules.len());
         for (i, rule) in parsed.rules.into_iter().enumerate() {
             let key = |field: &str| format!("rules[{i}].{field}");
@@ -275,14 +256,11 @@ impl Policy {
             }
             let mut resources = Vec::with_capacity(rule.resources.len());
             for (j, text) in rule.resources.iter().enumerate() {
-                let resource = parse_resource(text).ok_or_else(|| {
+                let resource = words.resource(text).ok_or_else(|| {
                     invalid(
                         file,
                         &format!("rules[{i}].resources[{j}]"),
-                        format!(
-                            "`{text}` is not a resource; expected topic:PATTERN, group:PATTERN, \
-                             transactional-id:PATTERN or cluster"
-                        ),
+                        format!("`{text}` is not a resource; expected one of {}", words.resource_forms()),
                     )
                 })?;
                 resources.push(resource);
@@ -292,14 +270,11 @@ impl Policy {
             }
             let mut operations = OperationSet::default();
             for (j, word) in rule.operations.iter().enumerate() {
-                let set = Operation::parse(word).ok_or_else(|| {
+                let set = words.operation(word).ok_or_else(|| {
                     invalid(
                         file,
                         &format!("rules[{i}].operations[{j}]"),
-                        format!(
-                            "unknown operation `{word}`; expected one of all, {}",
-                            Operation::ALL.map(Operation::as_str).join(", ")
-                        ),
+                        format!("unknown operation `{word}`; expected one of all, {}", words.operations.join(", ")),
                     )
                 })?;
                 operations.0 |= set.0;
@@ -308,7 +283,7 @@ impl Policy {
                 return Err(invalid(file, &key("operations"), "a rule needs at least one operation"));
             }
             if rule.effect == Effect::Allow {
-                operations = operations.implied();
+                operations = words.implied(operations);
             }
             let principals = rule.principals.iter().map(|p| Pattern::parse(p)).collect();
             rules.push(Rule { effect: rule.effect, principals, resources, operations });
@@ -326,21 +301,6 @@ impl Policy {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
-}
-
-fn parse_resource(text: &str) -> Option<(ResourceType, Pattern)> {
-    if text == "cluster" {
-        return Some((ResourceType::Cluster, Pattern::Any));
-    }
-    let (kind, pattern) = text.split_once(':')?;
-    let kind = match kind {
-        "topic" => ResourceType::Topic,
-        "group" => ResourceType::Group,
-        "transactional-id" => ResourceType::TransactionalId,
-        "cluster" => ResourceType::Cluster,
-        _ => return None,
-    };
-    (!pattern.is_empty()).then(|| (kind, Pattern::parse(pattern)))
 }
 
 /// The rules of a policy that name one principal: what a connection consults per request.
@@ -377,12 +337,29 @@ impl PrincipalPolicy {
 mod tests {
     use super::*;
 
+    // A protocol's words, as a sidecar registers them (these are Kafka's, in part).
+    const TOPIC: ResourceType = ResourceType(0);
+    const GROUP: ResourceType = ResourceType(1);
+    const TX: ResourceType = ResourceType(2);
+    const READ: Operation = Operation(0);
+    const WRITE: Operation = Operation(1);
+    const DESCRIBE: Operation = Operation(2);
+    const DESCRIBE_CONFIGS: Operation = Operation(3);
+    const ALTER_CONFIGS: Operation = Operation(4);
+    static WORDS: Vocabulary = Vocabulary {
+        resource_types: &["topic", "group", "transactional-id", "cluster"],
+        singleton: Some(ResourceType(3)),
+        operations: &["read", "write", "describe", "describe-configs", "alter-configs"],
+        aliases: &[("produce", WRITE)],
+        implies: &[(&[READ, WRITE], DESCRIBE), (&[ALTER_CONFIGS], DESCRIBE_CONFIGS)],
+    };
+
     fn policy(text: &str) -> Arc<Policy> {
-        Arc::new(Policy::parse(text, Path::new("policy.yaml")).unwrap())
+        Arc::new(Policy::parse(text, Path::new("policy.yaml"), &WORDS).unwrap())
     }
 
     fn err(text: &str) -> String {
-        Policy::parse(text, Path::new("policy.yaml")).unwrap_err().to_string()
+        Policy::parse(text, Path::new("policy.yaml"), &WORDS).unwrap_err().to_string()
     }
 
     const SHOP: &str = "
@@ -405,22 +382,22 @@ rules:
     fn allow_deny_and_default() {
         let p = policy(SHOP);
         let orders = p.for_principal(Some("spiffe://mesh/ns/shop/sa/orders"));
-        assert!(orders.allows(ResourceType::Topic, "orders", Operation::Write));
-        assert!(orders.allows(ResourceType::Topic, "orders.eu", Operation::Write));
-        assert!(!orders.allows(ResourceType::Topic, "ordersx", Operation::Write), "literal is not a prefix");
-        assert!(orders.allows(ResourceType::Topic, "payments", Operation::Read));
-        assert!(!orders.allows(ResourceType::Topic, "payments", Operation::Write), "default deny");
-        assert!(orders.allows(ResourceType::TransactionalId, "orders-1", Operation::Write));
-        assert!(!orders.allows(ResourceType::Group, "billing", Operation::Read));
-        assert!(orders.allows(ResourceType::Group, "shop-1", Operation::Read));
+        assert!(orders.allows(TOPIC, "orders", WRITE));
+        assert!(orders.allows(TOPIC, "orders.eu", WRITE));
+        assert!(!orders.allows(TOPIC, "ordersx", WRITE), "literal is not a prefix");
+        assert!(orders.allows(TOPIC, "payments", READ));
+        assert!(!orders.allows(TOPIC, "payments", WRITE), "default deny");
+        assert!(orders.allows(TX, "orders-1", WRITE));
+        assert!(!orders.allows(GROUP, "billing", READ));
+        assert!(orders.allows(GROUP, "shop-1", READ));
         // Deny wins over the prefix allow.
-        assert!(!orders.allows(ResourceType::Topic, "orders.secret", Operation::Write));
-        assert!(!orders.allows(ResourceType::Topic, "orders.secret", Operation::Describe));
+        assert!(!orders.allows(TOPIC, "orders.secret", WRITE));
+        assert!(!orders.allows(TOPIC, "orders.secret", DESCRIBE));
 
         let stranger = p.for_principal(Some("spiffe://mesh/ns/other/sa/x"));
-        assert!(!stranger.allows(ResourceType::Topic, "orders", Operation::Read));
+        assert!(!stranger.allows(TOPIC, "orders", READ));
         let anonymous = p.for_principal(None);
-        assert!(!anonymous.allows(ResourceType::Topic, "orders", Operation::Describe));
+        assert!(!anonymous.allows(TOPIC, "orders", DESCRIBE));
     }
 
     #[test]
@@ -434,14 +411,14 @@ rules:
 ",
         );
         let a = p.for_principal(Some("a"));
-        assert!(a.allows(ResourceType::Topic, "u", Operation::Describe), "write implies describe");
-        assert!(a.allows(ResourceType::Topic, "c", Operation::DescribeConfigs));
-        assert!(!a.allows(ResourceType::Topic, "c", Operation::Describe), "alter-configs does not imply describe");
+        assert!(a.allows(TOPIC, "u", DESCRIBE), "write implies describe");
+        assert!(a.allows(TOPIC, "c", DESCRIBE_CONFIGS));
+        assert!(!a.allows(TOPIC, "c", DESCRIBE), "alter-configs does not imply describe");
         // A deny of describe denies describe only.
-        assert!(!a.allows(ResourceType::Topic, "t", Operation::Describe));
-        assert!(a.allows(ResourceType::Topic, "t", Operation::Read));
-        assert!(a.allows_any(ResourceType::Topic, Operation::Write));
-        assert!(!a.allows_any(ResourceType::Group, Operation::Read));
+        assert!(!a.allows(TOPIC, "t", DESCRIBE));
+        assert!(a.allows(TOPIC, "t", READ));
+        assert!(a.allows_any(TOPIC, WRITE));
+        assert!(!a.allows_any(GROUP, READ));
     }
 
     #[test]

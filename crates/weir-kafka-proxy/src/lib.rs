@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod topic_ids;
 pub mod upstream;
 pub mod versions;
+pub mod vocabulary;
 
 pub use config::SidecarConfig;
 pub use sidecar::{Sidecar, SidecarError};

@@ -24,6 +24,7 @@ use weir_core::sasl::SaslServer;
 use weir_core::tls::{TlsOriginator, TlsTerminator};
 
 use crate::config::SidecarConfig;
+use crate::vocabulary::KAFKA;
 
 /// Why a snapshot cannot be made from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,9 @@ impl Snapshot {
         let upstream_tls =
             config.upstream.tls.clone().map(TlsOriginator::new).transpose().map_err(SnapshotError::Tls)?;
         let policy = match &config.authorization {
-            Some(authorization) => Some(Arc::new(Policy::load(&authorization.policy).map_err(SnapshotError::Policy)?)),
+            Some(authorization) => {
+                Some(Arc::new(Policy::load(&authorization.policy, &KAFKA).map_err(SnapshotError::Policy)?))
+            }
             None => None,
         };
         let sasl = match &config.sasl {
@@ -124,7 +127,7 @@ impl FileSource {
         if let Some(authorization) = config.authorization.clone() {
             let every = authorization.reload_interval_ms;
             parts.push(part(vec![authorization.policy.clone()], every, move |current| {
-                let policy = Policy::load(&authorization.policy).map_err(|e| e.to_string())?;
+                let policy = Policy::load(&authorization.policy, &KAFKA).map_err(|e| e.to_string())?;
                 tracing::info!(file = %authorization.policy.display(), rules = policy.rule_count(), "policy reloaded");
                 Ok(Snapshot { policy: Some(Arc::new(policy)), ..current.clone() })
             }));
@@ -183,7 +186,7 @@ fn part(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_core::policy::{Operation, ResourceType};
+    use crate::vocabulary::{READ, TOPIC};
 
     fn config(policy: &std::path::Path) -> SidecarConfig {
         let yaml = format!(
@@ -195,7 +198,7 @@ mod tests {
 
     fn reads(snapshot: &Snapshot, topic: &str) -> bool {
         let policy = snapshot.policy.as_ref().unwrap();
-        policy.for_principal(Some("a")).allows(ResourceType::Topic, topic, Operation::Read)
+        policy.for_principal(Some("a")).allows(TOPIC, topic, READ)
     }
 
     #[tokio::test]

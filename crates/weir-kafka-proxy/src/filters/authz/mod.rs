@@ -27,6 +27,8 @@ use kafka_protocol::messages::ApiKey;
 use uuid::Uuid;
 use weir_core::audit::AuthorizationEvent;
 use weir_core::policy::{Operation, Policy, PrincipalPolicy, ResourceType, ANONYMOUS};
+
+use crate::vocabulary::*;
 use weir_wire::message::{MessageError, ResponseMessage};
 use weir_wire::resources::{scan_request_resources, Named, RequestFacts};
 use weir_wire::scan::TopicRef;
@@ -118,33 +120,31 @@ const fn need(resource: ResourceType, operation: Operation) -> Need {
 /// The operation Kafka's authorizer checks for each resource a request names (after
 /// `KafkaApis`). `None`: the name needs no check of its own.
 pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<Need> {
+    use crate::vocabulary::{ALTER, ALTER_CONFIGS, CREATE, DELETE, DESCRIBE, DESCRIBE_CONFIGS, READ, WRITE};
+    use crate::vocabulary::{CLUSTER, GROUP as G, TOPIC as T, TRANSACTIONAL_ID as TX};
     use ApiKey::*;
-    use Operation as Op;
-    use ResourceType::{Cluster, Group as G, Topic as T, TransactionalId as Tx};
     let needed = match (api, named) {
-        (Produce, Named::Topic(_)) => need(T, Op::Write),
-        (Produce, Named::TransactionalId(_)) => need(Tx, Op::Write),
-        (Fetch | OffsetCommit | TxnOffsetCommit | DescribeProducers | OffsetDelete, Named::Topic(_)) => {
-            need(T, Op::Read)
-        }
+        (Produce, Named::Topic(_)) => need(T, WRITE),
+        (Produce, Named::TransactionalId(_)) => need(TX, WRITE),
+        (Fetch | OffsetCommit | TxnOffsetCommit | DescribeProducers | OffsetDelete, Named::Topic(_)) => need(T, READ),
         (ListOffsets | Metadata | OffsetFetch | OffsetForLeaderEpoch | DescribeTopicPartitions, Named::Topic(_)) => {
-            need(T, Op::Describe)
+            need(T, DESCRIBE)
         }
-        (ConsumerGroupHeartbeat | ShareGroupHeartbeat, Named::Topic(_)) => need(T, Op::Describe),
-        (ShareFetch | ShareAcknowledge, Named::Topic(_)) => need(T, Op::Read),
-        (ShareGroupHeartbeat | ShareFetch | ShareAcknowledge, Named::Group(_)) => need(G, Op::Read),
-        (ShareGroupDescribe, Named::Group(_)) => need(G, Op::Describe),
+        (ConsumerGroupHeartbeat | ShareGroupHeartbeat, Named::Topic(_)) => need(T, DESCRIBE),
+        (ShareFetch | ShareAcknowledge, Named::Topic(_)) => need(T, READ),
+        (ShareGroupHeartbeat | ShareFetch | ShareAcknowledge, Named::Group(_)) => need(G, READ),
+        (ShareGroupDescribe, Named::Group(_)) => need(G, DESCRIBE),
         // KIP-932 offset administration, as KafkaApis.handle{Describe,Alter,Delete}ShareGroupOffsetsRequest.
-        (DescribeShareGroupOffsets, Named::Group(_)) => need(G, Op::Describe),
-        (DescribeShareGroupOffsets, Named::Topic(_)) => need(T, Op::Describe),
-        (AlterShareGroupOffsets, Named::Group(_)) => need(G, Op::Read),
-        (DeleteShareGroupOffsets, Named::Group(_)) => need(G, Op::Delete),
-        (AlterShareGroupOffsets | DeleteShareGroupOffsets, Named::Topic(_)) => need(T, Op::Read),
-        (CreateTopics, Named::Topic(_)) => need(T, Op::Create),
-        (DeleteTopics | DeleteRecords, Named::Topic(_)) => need(T, Op::Delete),
-        (CreatePartitions, Named::Topic(_)) => need(T, Op::Alter),
-        (AddPartitionsToTxn, Named::Topic(_)) if version <= 3 => need(T, Op::Write),
-        (AddPartitionsToTxn, _) if version > 3 => need(Cluster, Op::Alter), // broker-to-broker batching
+        (DescribeShareGroupOffsets, Named::Group(_)) => need(G, DESCRIBE),
+        (DescribeShareGroupOffsets, Named::Topic(_)) => need(T, DESCRIBE),
+        (AlterShareGroupOffsets, Named::Group(_)) => need(G, READ),
+        (DeleteShareGroupOffsets, Named::Group(_)) => need(G, DELETE),
+        (AlterShareGroupOffsets | DeleteShareGroupOffsets, Named::Topic(_)) => need(T, READ),
+        (CreateTopics, Named::Topic(_)) => need(T, CREATE),
+        (DeleteTopics | DeleteRecords, Named::Topic(_)) => need(T, DELETE),
+        (CreatePartitions, Named::Topic(_)) => need(T, ALTER),
+        (AddPartitionsToTxn, Named::Topic(_)) if version <= 3 => need(T, WRITE),
+        (AddPartitionsToTxn, _) if version > 3 => need(CLUSTER, ALTER), // broker-to-broker batching
         (
             OffsetCommit
             | JoinGroup
@@ -155,21 +155,21 @@ pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<N
             | AddOffsetsToTxn
             | TxnOffsetCommit,
             Named::Group(_),
-        ) => need(G, Op::Read),
-        (OffsetFetch | DescribeGroups | ConsumerGroupDescribe, Named::Group(_)) => need(G, Op::Describe),
-        (DeleteGroups | OffsetDelete, Named::Group(_)) => need(G, Op::Delete),
+        ) => need(G, READ),
+        (OffsetFetch | DescribeGroups | ConsumerGroupDescribe, Named::Group(_)) => need(G, DESCRIBE),
+        (DeleteGroups | OffsetDelete, Named::Group(_)) => need(G, DELETE),
         (
             InitProducerId | AddPartitionsToTxn | AddOffsetsToTxn | EndTxn | TxnOffsetCommit,
             Named::TransactionalId(_),
-        ) => need(Tx, Op::Write),
-        (DescribeTransactions, Named::TransactionalId(_)) => need(Tx, Op::Describe),
-        (FindCoordinator, Named::CoordinatorKey { key_type: 1, .. }) => need(Tx, Op::Describe),
-        (FindCoordinator, Named::CoordinatorKey { .. }) => need(G, Op::Describe),
+        ) => need(TX, WRITE),
+        (DescribeTransactions, Named::TransactionalId(_)) => need(TX, DESCRIBE),
+        (FindCoordinator, Named::CoordinatorKey { key_type: 1, .. }) => need(TX, DESCRIBE),
+        (FindCoordinator, Named::CoordinatorKey { .. }) => need(G, DESCRIBE),
         (DescribeConfigs, Named::ConfigResource { resource_type, .. }) => {
-            need(config_type(*resource_type), Op::DescribeConfigs)
+            need(config_type(*resource_type), DESCRIBE_CONFIGS)
         }
         (AlterConfigs | IncrementalAlterConfigs, Named::ConfigResource { resource_type, .. }) => {
-            need(config_type(*resource_type), Op::AlterConfigs)
+            need(config_type(*resource_type), ALTER_CONFIGS)
         }
         _ => return None,
     };
@@ -179,9 +179,9 @@ pub(crate) fn need_for(api: ApiKey, version: i16, named: &Named<'_>) -> Option<N
 /// Config resource types: 2 topic, 32 group; brokers, loggers and client metrics are the cluster.
 fn config_type(resource_type: i8) -> ResourceType {
     match resource_type {
-        2 => ResourceType::Topic,
-        32 => ResourceType::Group,
-        _ => ResourceType::Cluster,
+        2 => TOPIC,
+        32 => GROUP,
+        _ => CLUSTER,
     }
 }
 
@@ -198,10 +198,10 @@ fn cluster_need(api: ApiKey) -> Option<Operation> {
         | DescribeQuorum
         | ListPartitionReassignments
         | DescribeUserScramCredentials
-        | ListTransactions => Some(Operation::Describe),
-        DescribeClientQuotas | ListConfigResources => Some(Operation::DescribeConfigs),
-        AlterClientQuotas => Some(Operation::AlterConfigs),
-        _ => Some(Operation::Alter),
+        | ListTransactions => Some(DESCRIBE),
+        DescribeClientQuotas | ListConfigResources => Some(DESCRIBE_CONFIGS),
+        AlterClientQuotas => Some(ALTER_CONFIGS),
+        _ => Some(ALTER),
     }
 }
 
@@ -318,19 +318,17 @@ impl ConnectionAuthz {
         }
         if facts.is_none() {
             if let Some(operation) = cluster_need(api) {
-                let needed = need(ResourceType::Cluster, operation);
-                if !view.allows(ResourceType::Cluster, "kafka-cluster", operation) {
-                    deny(needed, "kafka-cluster");
+                let needed = need(CLUSTER, operation);
+                if !view.allows(CLUSTER, CLUSTER_NAME, operation) {
+                    deny(needed, CLUSTER_NAME);
                 }
             }
         }
         if api == ApiKey::InitProducerId && !has_transactional_id(body, version)? {
             // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
-            let operation = Operation::IdempotentWrite;
-            if !view.allows(ResourceType::Cluster, "kafka-cluster", operation)
-                && !view.allows_any(ResourceType::Topic, Operation::Write)
-            {
-                deny(need(ResourceType::Cluster, operation), "kafka-cluster");
+            let operation = IDEMPOTENT_WRITE;
+            if !view.allows(CLUSTER, CLUSTER_NAME, operation) && !view.allows_any(TOPIC, WRITE) {
+                deny(need(CLUSTER, operation), CLUSTER_NAME);
             }
         }
         for denial in &denials {
@@ -351,15 +349,16 @@ impl ConnectionAuthz {
         answers::deny(&ctx).and_then(|verdict| {
             verdict.ok_or_else(|| AuthzError::Denied {
                 api,
-                operation: denied.need.operation.as_str(),
-                resource: format!("{}:{}", denied.need.resource.as_str(), denied.name),
+                operation: KAFKA.operation_name(denied.need.operation),
+                resource: format!("{}:{}", KAFKA.resource_type_name(denied.need.resource), denied.name),
             })
         })
     }
 
     fn record(&self, env: &AuthzEnv<'_>, api: ApiKey, denial: &Denial) {
         let principal = self.principal.as_deref().unwrap_or(ANONYMOUS);
-        let (operation, resource_type) = (denial.need.operation.as_str(), denial.need.resource.as_str());
+        let (operation, resource_type) =
+            (KAFKA.operation_name(denial.need.operation), KAFKA.resource_type_name(denial.need.resource));
         tracing::debug!(principal, ?api, operation, resource_type, resource = %denial.name, "denied by policy");
         env.metrics.denied(principal, operation, resource_type);
         if let Some(audit) = env.audit {
@@ -381,7 +380,7 @@ fn allows(view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool
     if view.allows(needed.resource, name, needed.operation) {
         return true;
     }
-    api == ApiKey::CreateTopics && view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Create)
+    api == ApiKey::CreateTopics && view.allows(CLUSTER, CLUSTER_NAME, CREATE)
 }
 
 /// The name a policy matches, or the audit shows: topic ids are resolved through the names
@@ -421,7 +420,7 @@ impl DecisionCache {
         id: &[u8; 16],
         api: ApiKey,
     ) -> Option<bool> {
-        let bit = 1u16 << (needed.operation as u16);
+        let bit = 1u16 << needed.operation.0;
         if let Some((known, allowed)) = self.topic_ids.get(id) {
             if known & bit != 0 {
                 return Some(allowed & bit != 0);
@@ -441,8 +440,8 @@ impl DecisionCache {
     }
 
     fn decide(&mut self, view: &PrincipalPolicy, needed: Need, name: &str, api: ApiKey) -> bool {
-        let map = &mut self.by_type[needed.resource as usize];
-        let bit = 1u16 << (needed.operation as u16);
+        let map = &mut self.by_type[usize::from(needed.resource.0)];
+        let bit = 1u16 << needed.operation.0;
         if let Some((known, allowed)) = map.get(name) {
             if known & bit != 0 {
                 return allowed & bit != 0;

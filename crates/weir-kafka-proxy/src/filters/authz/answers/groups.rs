@@ -151,9 +151,7 @@ pub(super) fn offset_fetch(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError>
     let after = ctx.after(move |r: &mut OffsetFetchResponse| {
         for group in &mut r.groups {
             // Groups asked for all their topics: keep only the describable ones.
-            group
-                .topics
-                .retain(|t| view.allows(ResourceType::Topic, &t.name, Operation::Describe) || t.name.is_empty());
+            group.topics.retain(|t| view.allows(TOPIC, &t.name, DESCRIBE) || t.name.is_empty());
         }
         for (id, entries) in denied_topics {
             match r.groups.iter_mut().find(|g| g.group_id == id) {

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use weir_core::policy::{Operation, PrincipalPolicy, ResourceType};
+use weir_core::policy::PrincipalPolicy;
+
+use crate::vocabulary::*;
 use weir_wire::message::{encode_request_keeping_header, encode_response, ResponseBody, ResponseMessage};
 use weir_wire::resources::{Named, RequestFacts};
 use weir_wire::scan::TopicRef;
@@ -189,10 +191,10 @@ fn str_of(s: &StrBytes) -> &str {
 pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
     match ctx.key() {
         ApiKey::Metadata => metadata(ctx),
-        ApiKey::ListGroups if !ctx.view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Describe) => {
+        ApiKey::ListGroups if !ctx.view.allows(CLUSTER, CLUSTER_NAME, DESCRIBE) => {
             let view = ctx.view.clone();
             Ok(Verdict::Filter(ctx.after(move |r: &mut ListGroupsResponse| {
-                r.groups.retain(|g| view.allows(ResourceType::Group, &g.group_id, Operation::Describe))
+                r.groups.retain(|g| view.allows(GROUP, &g.group_id, DESCRIBE))
             })))
         }
         ApiKey::DescribeTopicPartitions if ctx.facts.all_topics => {
@@ -200,7 +202,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
             Ok(Verdict::Filter(ctx.after(move |r: &mut DescribeTopicPartitionsResponse| {
                 r.topics.retain(|t| {
                     let name = t.name.as_ref().map(|n| str_of(n)).unwrap_or("");
-                    view.allows(ResourceType::Topic, name, Operation::Describe)
+                    view.allows(TOPIC, name, DESCRIBE)
                 })
             })))
         }
@@ -214,11 +216,9 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
             };
             Ok(Verdict::Filter(ctx.after_naming_ids(assigned, move |r: &mut ConsumerGroupHeartbeatResponse| {
                 if let Some(assignment) = &mut r.assignment {
-                    assignment.topic_partitions.retain(|t| {
-                        names
-                            .name(&t.topic_id)
-                            .is_some_and(|n| view.allows(ResourceType::Topic, &n, Operation::Describe))
-                    });
+                    assignment
+                        .topic_partitions
+                        .retain(|t| names.name(&t.topic_id).is_some_and(|n| view.allows(TOPIC, &n, DESCRIBE)));
                 }
             })))
         }
@@ -227,7 +227,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
         ApiKey::ConsumerGroupDescribe => {
             let view = ctx.view.clone();
             Ok(Verdict::Filter(ctx.after(move |r: &mut ConsumerGroupDescribeResponse| {
-                let describable = |name: &str| view.allows(ResourceType::Topic, name, Operation::Describe);
+                let describable = |name: &str| view.allows(TOPIC, name, DESCRIBE);
                 for group in r.groups.iter_mut().filter(|g| g.error_code == 0) {
                     let hidden = group.members.iter().any(|m| {
                         let assigned =
@@ -256,7 +256,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
         }
         ApiKey::OffsetFetch if ctx.facts.all_topics => {
             let view = ctx.view.clone();
-            let describable = move |name: &TopicName| view.allows(ResourceType::Topic, name, Operation::Describe);
+            let describable = move |name: &TopicName| view.allows(TOPIC, name, DESCRIBE);
             Ok(Verdict::Filter(ctx.after(move |r: &mut OffsetFetchResponse| {
                 r.topics.retain(|t| describable(&t.name));
                 for group in &mut r.groups {
@@ -277,7 +277,7 @@ fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
     let after = ctx.after(move |r: &mut MetadataResponse| {
         r.topics.retain_mut(|t| {
             let name = t.name.as_ref().map(|n| str_of(n)).unwrap_or("");
-            if view.allows(ResourceType::Topic, name, Operation::Describe) {
+            if view.allows(TOPIC, name, DESCRIBE) {
                 return true;
             }
             if listing {
@@ -295,10 +295,9 @@ fn metadata(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
     }
     let mut request: MetadataRequest = ctx.decode()?;
     let may_create = |t: &metadata_request::MetadataRequestTopic| {
-        t.name.as_ref().is_none_or(|name| {
-            ctx.view.allows(ResourceType::Topic, name, Operation::Create)
-                || ctx.view.allows(ResourceType::Cluster, "kafka-cluster", Operation::Create)
-        })
+        t.name
+            .as_ref()
+            .is_none_or(|name| ctx.view.allows(TOPIC, name, CREATE) || ctx.view.allows(CLUSTER, CLUSTER_NAME, CREATE))
     };
     if request.topics.iter().flatten().all(may_create) {
         return Ok(Verdict::Filter(after));

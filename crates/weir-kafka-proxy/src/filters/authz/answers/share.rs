@@ -89,7 +89,7 @@ pub(super) fn describe_share_group_offsets(ctx: &Ctx<'_>) -> Result<Option<Verdi
 /// offsets asked for in full (a null topic list).
 pub(super) fn hide_undescribable_share_offsets(view: &PrincipalPolicy, r: &mut DescribeShareGroupOffsetsResponse) {
     for group in &mut r.groups {
-        group.topics.retain(|t| view.allows(ResourceType::Topic, &t.topic_name, Operation::Describe));
+        group.topics.retain(|t| view.allows(TOPIC, &t.topic_name, DESCRIBE));
     }
 }
 

@@ -32,7 +32,7 @@ struct Setup {
 }
 
 fn policy(text: &str) -> Arc<Policy> {
-    Arc::new(Policy::parse(text, std::path::Path::new("policy.yaml")).unwrap())
+    Arc::new(Policy::parse(text, std::path::Path::new("policy.yaml"), &crate::vocabulary::KAFKA).unwrap())
 }
 
 impl Setup {
