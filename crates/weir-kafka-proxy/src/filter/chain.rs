@@ -47,7 +47,7 @@ impl FilterChain {
                 continue;
             }
             cx.filter = index;
-            action = filter.on_request(&mut cx).await?;
+            action = filter.on_request(&mut cx).await.inspect_err(|err| closing(filter.name(), err))?;
             if !matches!(action, RequestAction::Continue) {
                 break;
             }
@@ -77,7 +77,7 @@ impl FilterChain {
                 continue;
             }
             let mut cx = ResponseContext { connection: &self.connection, services, message: &mut *message, note };
-            filter.on_response(&mut cx).await?;
+            filter.on_response(&mut cx).await.inspect_err(|err| closing(filter.name(), err))?;
         }
         Ok(())
     }
@@ -95,4 +95,9 @@ impl FilterChain {
             filter.on_connection_end(&self.connection, services);
         }
     }
+}
+
+/// Which filter closed the connection; the session logs why at the level it deserves.
+fn closing(filter: &'static str, err: &FilterError) {
+    tracing::debug!(filter, %err, "a filter closes the connection");
 }
