@@ -22,6 +22,7 @@ pub mod records;
 pub mod resources;
 pub mod response_bounds;
 pub mod scan;
+pub mod schema;
 #[cfg(test)]
 mod test_support;
 mod walk;
