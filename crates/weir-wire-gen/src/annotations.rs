@@ -20,6 +20,8 @@ pub const ANNOTATIONS: &[(&str, &str, &str, &str)] = &[
     ("FetchRequest", "ForgottenTopicsData.Topic", "None", "forgotten, not read"),
     ("FetchRequest", "ForgottenTopicsData.TopicId", "None", "forgotten, not read"),
     ("ShareFetchRequest", "ForgottenTopicsData.TopicId", "None", "forgotten, not read"),
+    // Where to resume a listing; the topics listed are the ones the request names (or all).
+    ("DescribeTopicPartitionsRequest", "Cursor.TopicName", "None", "a position, not a request"),
     // The member reports what it owns; the broker authorizes the subscription, not this.
     ("ConsumerGroupHeartbeatRequest", "TopicPartitions.TopicId", "None", "owned partitions"),
 ];

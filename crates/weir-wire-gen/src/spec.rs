@@ -81,7 +81,24 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Message>, String> {
     if messages.is_empty() {
         return Err(format!("{}: no request or response specs", dir.display()));
     }
+    for (message, path, _, _) in ANNOTATIONS {
+        let found = messages.iter().find(|m| m.name == *message).is_some_and(|m| has_path(&m.fields, path));
+        if !found {
+            return Err(format!("annotations.rs names {message}.{path}, which the specs do not have"));
+        }
+    }
     Ok(messages)
+}
+
+fn has_path(fields: &[Field], path: &str) -> bool {
+    let (head, rest) = path.split_once('.').map_or((path, None), |(h, r)| (h, Some(r)));
+    fields.iter().any(|f| {
+        f.name == head
+            && match rest {
+                None => true,
+                Some(rest) => f.fields.as_deref().is_some_and(|children| has_path(children, rest)),
+            }
+    })
 }
 
 /// The spec files carry `//` comments, which JSON does not allow; a `//` inside a string stays.
@@ -122,10 +139,8 @@ fn read_message(json: &Value) -> Result<Option<Message>, String> {
     if versions.lo > versions.hi {
         return Ok(None);
     }
-    let api_key = json["apiKey"]
-        .as_i64()
-        .and_then(|k| i16::try_from(k).ok())
-        .ok_or_else(|| format!("{name}: no apiKey"))?;
+    let api_key =
+        json["apiKey"].as_i64().and_then(|k| i16::try_from(k).ok()).ok_or_else(|| format!("{name}: no apiKey"))?;
     let flexible = Versions::parse(&str_field(json, "flexibleVersions", &name)?, &name)?;
     let mut common = BTreeMap::new();
     for s in json["commonStructs"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -323,6 +338,7 @@ fn upper_snake(name: &str) -> String {
 
 /// `MetadataResponse` -> `Metadata response`, as errors name a message.
 fn label(name: &str, request: bool) -> String {
-    let (base, kind) = if request { (name.strip_suffix("Request"), "request") } else { (name.strip_suffix("Response"), "response") };
+    let (base, kind) =
+        if request { (name.strip_suffix("Request"), "request") } else { (name.strip_suffix("Response"), "response") };
     format!("{} {kind}", base.unwrap_or(name))
 }

@@ -90,9 +90,10 @@ impl RequestHeaderPeek {
     }
 }
 
-/// The versions of `key` the codec can read both ways. `ApiKey::valid_versions` (kafka-protocol
-/// 0.18) names three versions whose request types it cannot decode; those are left out, so the
-/// sidecar never lets through a request it cannot read.
+/// The versions of `key` the codec can read both ways: those kafka-protocol decodes and the
+/// schema tables walk ([`crate::schema`]). `ApiKey::valid_versions` (kafka-protocol 0.18) names
+/// three versions whose request types it cannot decode; those are left out, so the sidecar never
+/// lets through a request it cannot read. An empty range (min > max) when nothing is common.
 pub fn codec_versions(key: ApiKey) -> VersionRange {
     use kafka_protocol::messages::{InitProducerIdRequest, OffsetCommitRequest, OffsetFetchRequest};
     use kafka_protocol::protocol::Message;
@@ -103,7 +104,12 @@ pub fn codec_versions(key: ApiKey) -> VersionRange {
         ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS.max,
         _ => valid.max,
     };
-    VersionRange { min: valid.min, max: valid.max.min(decodable_max) }
+    let mut range = VersionRange { min: valid.min, max: valid.max.min(decodable_max) };
+    for spec in [crate::schema::request(key as i16), crate::schema::response(key as i16)] {
+        let walked = spec.map_or(crate::schema::Versions::NONE, |s| s.versions);
+        range = VersionRange { min: range.min.max(walked.lo), max: range.max.min(walked.hi) };
+    }
+    range
 }
 
 /// The correlation id of a response frame (the first field after the length prefix).

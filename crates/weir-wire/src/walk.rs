@@ -1,8 +1,8 @@
-//! The walker the request ([`crate::resources`]) and response ([`crate::response_bounds`]) body
-//! walks share: a [`Cursor`] with no trust in declared lengths. Every array's element count is
-//! bounded by the bytes left (every element takes at least one byte), every string is checked
-//! UTF-8 (the decoder reads strings as `StrBytes` and refuses those that are not), and tagged
-//! fields are skipped, or checked, at their exact declared size. Nothing is allocated.
+//! The reader under the schema walk ([`crate::schema::walk`]): a [`Cursor`] with no trust in
+//! declared lengths. Every array's element count is bounded by the bytes left (every element
+//! takes at least one byte), every string is checked UTF-8 (the decoder reads strings as
+//! `StrBytes` and refuses those that are not), and tagged fields are checked at their exact
+//! declared size. Nothing is allocated.
 
 use crate::scan::{Cursor, ScanError};
 
@@ -23,15 +23,6 @@ impl<'a> Walk<'a> {
 
     pub(crate) fn skip(&mut self, n: usize) -> Result<(), ScanError> {
         self.c.take(n).map(drop)
-    }
-
-    /// A fixed-width field that only some versions have.
-    pub(crate) fn skip_if(&mut self, present: bool, n: usize) -> Result<(), ScanError> {
-        if present {
-            self.skip(n)
-        } else {
-            Ok(())
-        }
     }
 
     pub(crate) fn i8(&mut self) -> Result<i8, ScanError> {
@@ -79,85 +70,6 @@ impl<'a> Walk<'a> {
         self.nullable_array()?.ok_or_else(|| self.c.err("null array"))
     }
 
-    pub(crate) fn int32s(&mut self) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.skip(n.saturating_mul(4))
-    }
-
-    pub(crate) fn nullable_int32s(&mut self) -> Result<(), ScanError> {
-        let n = self.nullable_array()?.unwrap_or(0);
-        self.skip(n.saturating_mul(4))
-    }
-
-    /// An array of strings, each handed to `each`.
-    pub(crate) fn strings(&mut self, mut each: impl FnMut(&'a str)) -> Result<(), ScanError> {
-        for _ in 0..self.array()? {
-            each(self.string()?);
-        }
-        Ok(())
-    }
-
-    /// `n` structs, each followed by its tagged fields in flexible versions.
-    pub(crate) fn each(
-        &mut self,
-        n: usize,
-        mut each: impl FnMut(&mut Self) -> Result<(), ScanError>,
-    ) -> Result<(), ScanError> {
-        for _ in 0..n {
-            each(self)?;
-            self.tags()?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn structs(&mut self, each: impl FnMut(&mut Self) -> Result<(), ScanError>) -> Result<(), ScanError> {
-        let n = self.array()?;
-        self.each(n, each)
-    }
-
-    pub(crate) fn nullable_structs(
-        &mut self,
-        each: impl FnMut(&mut Self) -> Result<(), ScanError>,
-    ) -> Result<(), ScanError> {
-        let n = self.nullable_array()?.unwrap_or(0);
-        self.each(n, each)
-    }
-
-    /// An array of structs with tagged fields the decoder reads itself, those `known` claims
-    /// walked by it (see [`Walk::tags_with`]).
-    pub(crate) fn structs_tagged(
-        &mut self,
-        mut each: impl FnMut(&mut Self) -> Result<(), ScanError>,
-        mut known: impl FnMut(u32, &mut Walk<'a>) -> Result<bool, ScanError>,
-    ) -> Result<(), ScanError> {
-        for _ in 0..self.array()? {
-            each(self)?;
-            self.tags_with(&mut known)?;
-        }
-        Ok(())
-    }
-
-    /// A nullable struct: a marker byte, the struct when it is 1 (the decoder reads any other
-    /// value as null).
-    pub(crate) fn option_struct(
-        &mut self,
-        each: impl FnOnce(&mut Self) -> Result<(), ScanError>,
-    ) -> Result<(), ScanError> {
-        if self.i8()? == 1 {
-            each(self)?;
-            self.tags()?;
-        }
-        Ok(())
-    }
-
-    /// Tagged fields (flexible versions only), none of them read by the decoder.
-    pub(crate) fn tags(&mut self) -> Result<(), ScanError> {
-        if self.flexible {
-            self.c.skip_tagged_fields()?;
-        }
-        Ok(())
-    }
-
     /// Tagged fields (flexible versions only). `known` walks the value of each tag the decoder
     /// reads as a field and says Ok(true), or Ok(false) for a tag the decoder keeps as unknown
     /// bytes. A known field must fill its declared size exactly: the decoder reads it from the
@@ -181,25 +93,16 @@ impl<'a> Walk<'a> {
                 e.offset += start;
                 e
             };
-            if known(tag, &mut field).map_err(at)? && field.c.pos() != size {
+            // A known field that runs out of bytes is shorter than the decoder would read.
+            let short = |mut e: ScanError| {
+                if e.what == "truncated" {
+                    e.what = "tagged field size disagrees with its field";
+                }
+                at(e)
+            };
+            if known(tag, &mut field).map_err(short)? && field.c.pos() != size {
                 return Err(at(field.c.err("tagged field size disagrees with its field")));
             }
-        }
-        Ok(())
-    }
-
-    /// Tagged fields (whatever the version: the caller knows it is flexible), each raw value
-    /// handed to `check`, which may refuse it; the error is then at the end of the value.
-    pub(crate) fn checked_tags(
-        &mut self,
-        mut check: impl FnMut(u32, &'a [u8]) -> Result<(), &'static str>,
-    ) -> Result<(), ScanError> {
-        let count = self.c.uvarint()?;
-        for _ in 0..count {
-            let tag = self.c.uvarint()?;
-            let size = self.c.uvarint()? as usize;
-            let value = self.c.take(size)?;
-            check(tag, value).map_err(|what| self.c.err(what))?;
         }
         Ok(())
     }

@@ -2737,7 +2737,7 @@ static DESCRIBE_TOPIC_PARTITIONS_REQUEST__TOPICS: Struct = Struct { name: "Topic
 ] };
 
 static DESCRIBE_TOPIC_PARTITIONS_REQUEST__CURSOR: Struct = Struct { name: "Cursor", fields: &[
-    Field { name: "TopicName", ty: Type::String, versions: Versions { lo: 0, hi: i16::MAX }, nullable: Versions::NONE, tag: None, entity: Entity::TopicName },
+    Field { name: "TopicName", ty: Type::String, versions: Versions { lo: 0, hi: i16::MAX }, nullable: Versions::NONE, tag: None, entity: Entity::None },
     Field { name: "PartitionIndex", ty: Type::Int32, versions: Versions { lo: 0, hi: i16::MAX }, nullable: Versions::NONE, tag: None, entity: Entity::None },
 ] };
 

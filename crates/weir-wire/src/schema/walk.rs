@@ -51,7 +51,12 @@ pub fn walk_body<'a>(
     Ok(w.c.pos())
 }
 
-fn walk_struct<'a>(w: &mut Walk<'a>, s: &'static Struct, v: i16, visitor: &mut impl Visitor<'a>) -> Result<(), ScanError> {
+fn walk_struct<'a>(
+    w: &mut Walk<'a>,
+    s: &'static Struct,
+    v: i16,
+    visitor: &mut impl Visitor<'a>,
+) -> Result<(), ScanError> {
     for f in s.fields {
         if f.tag.is_none() && f.versions.contains(v) {
             walk_field(w, f, v, visitor)?;
@@ -72,7 +77,12 @@ fn walk_struct<'a>(w: &mut Walk<'a>, s: &'static Struct, v: i16, visitor: &mut i
     Ok(())
 }
 
-fn walk_field<'a>(w: &mut Walk<'a>, f: &'static Field, v: i16, visitor: &mut impl Visitor<'a>) -> Result<(), ScanError> {
+fn walk_field<'a>(
+    w: &mut Walk<'a>,
+    f: &'static Field,
+    v: i16,
+    visitor: &mut impl Visitor<'a>,
+) -> Result<(), ScanError> {
     let nullable = f.nullable.contains(v);
     match f.ty {
         Type::Struct(s) => {
