@@ -15,5 +15,8 @@ fi
 stop() { if ((started)); then scripts/kafka.sh stop; fi; }
 trap stop EXIT
 
+# The checked-in Kafka schema tables must be what the pinned Kafka's specs give.
+scripts/regen-schema.sh --check
+
 # Two cores: more parallel scenarios than this only make each one slower.
 cargo test --workspace "$@" -- --test-threads 2

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::test_support::{encoded, gid, id, s, tn, unknown_tag, xid, Rng};
 use bytes::Bytes;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::test_support::{encoded as body, gid, id, s, tn, unknown_tag as unknown, xid, Rng};
 use bytes::Bytes;

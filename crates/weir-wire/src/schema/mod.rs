@@ -1,10 +1,11 @@
-//! Kafka's message schemas as data: every request and response body, field by field, with the
-//! versions each field exists in, where it is nullable or tagged, and which resource it names.
+//! Kafka's message schemas as data: for every request and response body at every version, a
+//! walk program (its fields in wire order, with their nullability, tags and the resources they
+//! name; fixed-width fields nobody reads merged into one skip).
 //!
-//! The tables in [`generated`] are written by `weir-wire-gen` from the JSON message specs that
+//! The programs in `generated.rs` are written by `weir-wire-gen` from the JSON message specs that
 //! ship inside Apache Kafka's `kafka-clients` jar (`scripts/regen-schema.sh` regenerates them and
 //! `--check` fails when the checked-in file differs). Nothing here is written by hand but the
-//! shapes below; [`walk`] reads any body by its table, without allocation and without trust in
+//! shapes below; [`walk`] runs a program over a body without allocation and without trust in
 //! declared lengths. Adding a Kafka version is a regeneration.
 
 #[rustfmt::skip]
@@ -29,40 +30,6 @@ impl Versions {
     }
 }
 
-/// A field's type on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Type {
-    Bool,
-    Int8,
-    Int16,
-    Uint16,
-    Int32,
-    Uint32,
-    Int64,
-    Float64,
-    Uuid,
-    String,
-    Bytes,
-    /// A record batch set: length-prefixed bytes, never read by the walk.
-    Records,
-    Struct(&'static Struct),
-    Array(&'static Type),
-}
-
-impl Type {
-    /// The width of a fixed-width type, None for the others.
-    pub const fn fixed_width(self) -> Option<usize> {
-        match self {
-            Type::Bool | Type::Int8 => Some(1),
-            Type::Int16 | Type::Uint16 => Some(2),
-            Type::Int32 | Type::Uint32 => Some(4),
-            Type::Int64 | Type::Float64 => Some(8),
-            Type::Uuid => Some(16),
-            _ => None,
-        }
-    }
-}
-
 /// What a field names, from the spec's `entityType` annotations, plus the few fields the spec
 /// does not annotate but a proxy's policy must read (listed in `weir-wire-gen`'s
 /// `annotations.rs`, with the reasons).
@@ -77,8 +44,6 @@ pub enum Entity {
     Topics,
     GroupId,
     TransactionalId,
-    BrokerId,
-    ProducerId,
     /// FindCoordinator's key and keys, whose meaning depends on the key type.
     CoordinatorKey,
     CoordinatorKeyType,
@@ -89,29 +54,56 @@ pub enum Entity {
     AutoCreateTopics,
 }
 
-/// A tagged field's tag and the versions in which it is one.
+/// One step of a walk program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tag {
+pub enum Op {
+    /// Fixed-width fields nobody reads, side by side: skipped together.
+    Skip(u32),
+    /// A fixed-width integer that names something (width 1, 2, 4 or 8).
+    Int {
+        width: u8,
+        unsigned: bool,
+        entity: Entity,
+    },
+    Bool(Entity),
+    Uuid(Entity),
+    String {
+        nullable: bool,
+        entity: Entity,
+    },
+    /// Bytes or a record batch set: length-prefixed, never read.
+    Bytes {
+        nullable: bool,
+    },
+    /// A nested struct; a nullable one is a marker byte first.
+    Struct {
+        nullable: bool,
+        program: &'static Program,
+    },
+    /// An array of `element`s (a `Skip` element: fixed-width elements skipped in one go).
+    Array {
+        nullable: bool,
+        entity: Entity,
+        element: &'static Op,
+    },
+}
+
+/// How to walk one struct at one version: its inline fields in order, then (in flexible
+/// versions) its tagged fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    pub flexible: bool,
+    pub ops: &'static [Op],
+    /// The tags the struct knows; `op: None` for a tag it has only in other versions, which
+    /// the decoder refuses.
+    pub tags: &'static [TaggedOp],
+}
+
+/// A tagged field a struct knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaggedOp {
     pub tag: u32,
-    pub versions: Versions,
-}
-
-/// One field of a struct.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    pub name: &'static str,
-    pub ty: Type,
-    pub versions: Versions,
-    pub nullable: Versions,
-    pub tag: Option<Tag>,
-    pub entity: Entity,
-}
-
-/// A struct: a message body, an array element or a nested struct.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Struct {
-    pub name: &'static str,
-    pub fields: &'static [Field],
+    pub op: Option<Op>,
 }
 
 /// Whether a message is a request or a response.
@@ -133,7 +125,16 @@ pub struct MessageSpec {
     pub versions: Versions,
     /// Versions with compact lengths and tagged fields.
     pub flexible: Versions,
-    pub body: &'static Struct,
+    /// The body's walk at each version, from `versions.lo` on.
+    pub programs: &'static [&'static Program],
+}
+
+impl MessageSpec {
+    /// The body's walk at `version`, if the spec has that version.
+    pub fn program(&self, version: i16) -> Option<&'static Program> {
+        let i = usize::try_from(version.checked_sub(self.versions.lo)?).ok()?;
+        self.programs.get(i).copied()
+    }
 }
 
 /// The Apache Kafka release whose specs the tables were generated from.
