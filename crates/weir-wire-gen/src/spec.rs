@@ -362,7 +362,7 @@ impl Programs {
         let n = self.count.entry(ident.to_owned()).or_default();
         let name = format!("{ident}_{n}");
         *n += 1;
-        let _ = write!(self.text, "static {name}: Program = Program {{ {body}\n");
+        let _ = writeln!(self.text, "static {name}: Program = Program {{ {body}");
         self.seen.insert(key, name.clone());
         Ok(name)
     }
