@@ -159,3 +159,6 @@ fn by_key(table: &'static [Option<&'static MessageSpec>], api_key: i16) -> Optio
 pub fn all() -> impl Iterator<Item = &'static MessageSpec> {
     generated::REQUESTS.iter().chain(generated::RESPONSES.iter()).copied().flatten()
 }
+
+#[cfg(test)]
+mod tests;
