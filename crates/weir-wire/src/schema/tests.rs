@@ -108,3 +108,43 @@ fn the_tables_know_which_kafka_they_came_from_and_index_by_api_key() {
     }
     assert!(request(-1).is_none() && request(i16::MAX).is_none());
 }
+
+/// The data path keeps hand-written scanners for Produce and Fetch (the programs' interpreter
+/// costs about twice as much per field; see docs/benchmarks.md). They must read what the
+/// programs read: at every version, a full body is accepted with its one topic and partition
+/// found, and every strict prefix of it refused, so the scanner read it to its last byte.
+#[test]
+fn the_data_path_scanners_read_what_the_programs_read() {
+    let body_of = |spec: &'static MessageSpec, v: i16| {
+        let mut body = Vec::new();
+        write(spec.program(v).expect("a program"), &mut body);
+        body
+    };
+    let produce = codec_versions(ApiKey::Produce);
+    for v in produce.min..=produce.max {
+        let body = body_of(request(0).unwrap(), v);
+        let mut names = Vec::new();
+        assert_eq!(crate::produce::scan_produce_names(&body, v, |n| names.push(n)), Ok(()), "Produce request v{v}");
+        assert_eq!(names.len(), 2, "Produce request v{v}: the transactional id and one topic: {names:?}");
+        for cut in 0..body.len() {
+            assert!(crate::produce::scan_produce_names(&body[..cut], v, |_| {}).is_err(), "v{v} cut at {cut}");
+        }
+        let body = body_of(response(0).unwrap(), v);
+        let mut partitions = 0;
+        let scanned = crate::produce::scan_produce_response(&body, v, |_, _, _| partitions += 1);
+        assert!(scanned.is_ok() && partitions == 1, "Produce response v{v}: {scanned:?}, {partitions}");
+        for cut in 0..body.len() {
+            assert!(crate::produce::scan_produce_response(&body[..cut], v, |_, _, _| {}).is_err(), "v{v} cut at {cut}");
+        }
+    }
+    let fetch = codec_versions(ApiKey::Fetch);
+    for v in fetch.min..=fetch.max {
+        let body = body_of(response(1).unwrap(), v);
+        let mut partitions = 0;
+        let scanned = crate::fetch::scan_fetch_response(&body, v, |_| partitions += 1);
+        assert!(scanned.is_ok() && partitions == 1, "Fetch response v{v}: {scanned:?}, {partitions}");
+        for cut in 0..body.len() {
+            assert!(crate::fetch::scan_fetch_response(&body[..cut], v, |_| {}).is_err(), "v{v} cut at {cut}");
+        }
+    }
+}
