@@ -157,15 +157,6 @@ pub(super) fn delete_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError
     ctx.strip_or_answer(&request, nothing_left, denied, |r: &mut DeleteTopicsResponse| &mut r.responses)
 }
 
-/// The authorization error for a config resource: 2 topic, 32 group, else the cluster.
-pub(super) fn config_denied_code(resource_type: i8) -> i16 {
-    match resource_type {
-        2 => TOPIC_DENIED,
-        32 => GROUP_DENIED,
-        _ => CLUSTER_DENIED,
-    }
-}
-
 /// DescribeTopicPartitions (what admin clients use to describe topics since Kafka 3.8): named
 /// topics the client may not describe come back as TOPIC_AUTHORIZATION_FAILED; a listing of
 /// all topics leaves them out.
@@ -185,18 +176,60 @@ pub(super) fn describe_topic_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>
     )
 }
 
-pub(super) fn describe_configs(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
-    let request: DescribeConfigsRequest = ctx.decode()?;
+pub(super) fn create_partitions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    let request: CreatePartitionsRequest = ctx.decode()?;
     ctx.answer_list(
         request,
-        |r| &mut r.resources,
-        |r| !ctx.permits(Named::ConfigResource { resource_type: r.resource_type, name: str_of(&r.resource_name) }),
-        |r| {
-            describe_configs_response::DescribeConfigsResult::default()
-                .with_error_code(config_denied_code(r.resource_type))
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
+            create_partitions_response::CreatePartitionsTopicResult::default()
+                .with_name(t.name)
+                .with_error_code(TOPIC_DENIED)
         },
-        |r: &mut DescribeConfigsResponse| &mut r.results,
+        |r: &mut CreatePartitionsResponse| &mut r.results,
+    )
+}
+
+pub(super) fn delete_records(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    use delete_records_response::*;
+    let request: DeleteRecordsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index)
+                            .with_low_watermark(-1)
+                            .with_error_code(TOPIC_DENIED)
+                    })
+                    .collect(),
+            )
+        },
+        |r: &mut DeleteRecordsResponse| &mut r.topics,
+    )
+}
+
+pub(super) fn describe_producers(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    use describe_producers_response::*;
+    let request: DescribeProducersRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
+            TopicResponse::default().with_name(t.name).with_partitions(
+                t.partition_indexes
+                    .iter()
+                    .map(|p| PartitionResponse::default().with_partition_index(*p).with_error_code(TOPIC_DENIED))
+                    .collect(),
+            )
+        },
+        |r: &mut DescribeProducersResponse| &mut r.topics,
     )
 }

@@ -237,3 +237,98 @@ pub(super) fn add_partitions_to_txn(ctx: &Ctx<'_>) -> Result<Option<Verdict>, Au
         .collect();
     ctx.answer(&AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results))
 }
+
+pub(super) fn delete_groups(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    let request: DeleteGroupsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.groups_names,
+        |g| !ctx.permits(Named::Group(g)),
+        |g| delete_groups_response::DeletableGroupResult::default().with_group_id(g).with_error_code(GROUP_DENIED),
+        |r: &mut DeleteGroupsResponse| &mut r.results,
+    )
+}
+
+/// As Kafka answers it: a group whose members use topics the client may not describe is not
+/// shown.
+pub(super) fn hide_groups_using_undescribable_topics(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
+    let view = ctx.view.clone();
+    Ok(Verdict::Filter(ctx.after(move |r: &mut ConsumerGroupDescribeResponse| {
+        let describable = |name: &str| view.allows(TOPIC, name, DESCRIBE);
+        for group in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+            let hidden = group.members.iter().any(|m| {
+                let assigned = [&m.assignment, &m.target_assignment].into_iter().flat_map(|a| &a.topic_partitions);
+                m.subscribed_topic_names
+                    .iter()
+                    .map(|n| str_of(n))
+                    .chain(assigned.map(|t| str_of(&t.topic_name)))
+                    .any(|name| !describable(name))
+            });
+            if hidden {
+                group.members.clear();
+                group.error_code = TOPIC_DENIED;
+                group.error_message = Some(StrBytes::from_static_str(
+                    "The described group uses topics that the client is not authorized to describe.",
+                ));
+            }
+        }
+    })))
+}
+
+/// OffsetDelete: a denied group fails the whole request; denied topics fail per partition.
+pub(super) fn offset_delete(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    use offset_delete_response::*;
+    let request: OffsetDeleteRequest = ctx.decode()?;
+    if !ctx.permits(Named::Group(&request.group_id)) {
+        return ctx.answer(&OffsetDeleteResponse::default().with_error_code(GROUP_DENIED));
+    }
+    ctx.answer_list(
+        request,
+        |r| &mut r.topics,
+        |t| !ctx.named_topic(&t.name),
+        |t| {
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(TOPIC_DENIED)
+                    })
+                    .collect(),
+            )
+        },
+        |r: &mut OffsetDeleteResponse| &mut r.topics,
+    )
+}
+
+pub(super) fn describe_transactions(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    let request: DescribeTransactionsRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.transactional_ids,
+        |id| !ctx.permits(Named::TransactionalId(id)),
+        |id| {
+            describe_transactions_response::TransactionState::default()
+                .with_transactional_id(id)
+                .with_error_code(TRANSACTIONAL_ID_DENIED)
+        },
+        |r: &mut DescribeTransactionsResponse| &mut r.transaction_states,
+    )
+}
+
+pub(super) fn consumer_group_describe(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    let request: ConsumerGroupDescribeRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.group_ids,
+        |g| !ctx.permits(Named::Group(g)),
+        |g| {
+            consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_DENIED)
+                .with_authorized_operations(i32::MIN)
+        },
+        |r: &mut ConsumerGroupDescribeResponse| &mut r.groups,
+    )
+}

@@ -21,11 +21,13 @@ use weir_wire::RequestHeaderPeek;
 use super::{allows, need_for, resource_name, AfterResponse, AuthzEnv, AuthzError, Verdict};
 
 mod cluster;
+mod configs;
 mod data;
 mod groups;
 mod share;
 
 use cluster::*;
+use configs::*;
 use data::*;
 use groups::*;
 use share::*;
@@ -222,32 +224,7 @@ pub(super) fn filter_only(ctx: &Ctx<'_>) -> Result<Verdict, AuthzError> {
                 }
             })))
         }
-        // As Kafka answers it: a group whose members use topics the client may not describe
-        // is not shown.
-        ApiKey::ConsumerGroupDescribe => {
-            let view = ctx.view.clone();
-            Ok(Verdict::Filter(ctx.after(move |r: &mut ConsumerGroupDescribeResponse| {
-                let describable = |name: &str| view.allows(TOPIC, name, DESCRIBE);
-                for group in r.groups.iter_mut().filter(|g| g.error_code == 0) {
-                    let hidden = group.members.iter().any(|m| {
-                        let assigned =
-                            [&m.assignment, &m.target_assignment].into_iter().flat_map(|a| &a.topic_partitions);
-                        m.subscribed_topic_names
-                            .iter()
-                            .map(|n| str_of(n))
-                            .chain(assigned.map(|t| str_of(&t.topic_name)))
-                            .any(|name| !describable(name))
-                    });
-                    if hidden {
-                        group.members.clear();
-                        group.error_code = TOPIC_DENIED;
-                        group.error_message = Some(StrBytes::from_static_str(
-                            "The described group uses topics that the client is not authorized to describe.",
-                        ));
-                    }
-                }
-            })))
-        }
+        ApiKey::ConsumerGroupDescribe => hide_groups_using_undescribable_topics(ctx),
         ApiKey::DescribeShareGroupOffsets if ctx.facts.all_topics => {
             let view = ctx.view.clone();
             Ok(Verdict::Filter(
@@ -377,21 +354,6 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
             let code = if ctx.permits(Named::Group(&request.group_id)) { TOPIC_DENIED } else { GROUP_DENIED };
             ctx.answer(&ShareGroupHeartbeatResponse::default().with_error_code(code))
         }
-        ApiKey::ShareGroupDescribe => {
-            let request: ShareGroupDescribeRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.group_ids,
-                |g| !ctx.permits(Named::Group(g)),
-                |g| {
-                    share_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                        .with_authorized_operations(i32::MIN)
-                },
-                |r: &mut ShareGroupDescribeResponse| &mut r.groups,
-            )
-        }
         ApiKey::DescribeShareGroupOffsets => describe_share_group_offsets(ctx),
         ApiKey::AlterShareGroupOffsets => alter_share_group_offsets(ctx),
         ApiKey::DeleteShareGroupOffsets => delete_share_group_offsets(ctx),
@@ -424,171 +386,16 @@ pub(super) fn deny(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
         ApiKey::DescribeConfigs => describe_configs(ctx),
         ApiKey::DescribeCluster => ctx.answer(&DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED)),
         ApiKey::DescribeTopicPartitions => describe_topic_partitions(ctx),
-        ApiKey::CreatePartitions => {
-            let request: CreatePartitionsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.topics,
-                |t| !ctx.named_topic(&t.name),
-                |t| {
-                    create_partitions_response::CreatePartitionsTopicResult::default()
-                        .with_name(t.name)
-                        .with_error_code(TOPIC_DENIED)
-                },
-                |r: &mut CreatePartitionsResponse| &mut r.results,
-            )
-        }
-        ApiKey::DeleteRecords => {
-            use delete_records_response::*;
-            let request: DeleteRecordsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.topics,
-                |t| !ctx.named_topic(&t.name),
-                |t| {
-                    DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                DeleteRecordsPartitionResult::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_low_watermark(-1)
-                                    .with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    )
-                },
-                |r: &mut DeleteRecordsResponse| &mut r.topics,
-            )
-        }
-        ApiKey::DeleteGroups => {
-            let request: DeleteGroupsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.groups_names,
-                |g| !ctx.permits(Named::Group(g)),
-                |g| {
-                    delete_groups_response::DeletableGroupResult::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                },
-                |r: &mut DeleteGroupsResponse| &mut r.results,
-            )
-        }
-        ApiKey::ConsumerGroupDescribe => {
-            let request: ConsumerGroupDescribeRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.group_ids,
-                |g| !ctx.permits(Named::Group(g)),
-                |g| {
-                    consumer_group_describe_response::DescribedGroup::default()
-                        .with_group_id(g)
-                        .with_error_code(GROUP_DENIED)
-                        .with_authorized_operations(i32::MIN)
-                },
-                |r: &mut ConsumerGroupDescribeResponse| &mut r.groups,
-            )
-        }
-        ApiKey::OffsetDelete => {
-            use offset_delete_response::*;
-            let request: OffsetDeleteRequest = ctx.decode()?;
-            if !ctx.permits(Named::Group(&request.group_id)) {
-                return ctx.answer(&OffsetDeleteResponse::default().with_error_code(GROUP_DENIED));
-            }
-            ctx.answer_list(
-                request,
-                |r| &mut r.topics,
-                |t| !ctx.named_topic(&t.name),
-                |t| {
-                    OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetDeleteResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    )
-                },
-                |r: &mut OffsetDeleteResponse| &mut r.topics,
-            )
-        }
-        ApiKey::DescribeProducers => {
-            use describe_producers_response::*;
-            let request: DescribeProducersRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.topics,
-                |t| !ctx.named_topic(&t.name),
-                |t| {
-                    TopicResponse::default().with_name(t.name).with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| {
-                                PartitionResponse::default().with_partition_index(*p).with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    )
-                },
-                |r: &mut DescribeProducersResponse| &mut r.topics,
-            )
-        }
-        ApiKey::DescribeTransactions => {
-            let request: DescribeTransactionsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.transactional_ids,
-                |id| !ctx.permits(Named::TransactionalId(id)),
-                |id| {
-                    describe_transactions_response::TransactionState::default()
-                        .with_transactional_id(id)
-                        .with_error_code(TRANSACTIONAL_ID_DENIED)
-                },
-                |r: &mut DescribeTransactionsResponse| &mut r.transaction_states,
-            )
-        }
-        ApiKey::AlterConfigs => {
-            let request: AlterConfigsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.resources,
-                |r| {
-                    !ctx.permits(Named::ConfigResource {
-                        resource_type: r.resource_type,
-                        name: str_of(&r.resource_name),
-                    })
-                },
-                |r| {
-                    alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_error_code(config_denied_code(r.resource_type))
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name)
-                },
-                |r: &mut AlterConfigsResponse| &mut r.responses,
-            )
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            let request: IncrementalAlterConfigsRequest = ctx.decode()?;
-            ctx.answer_list(
-                request,
-                |r| &mut r.resources,
-                |r| {
-                    !ctx.permits(Named::ConfigResource {
-                        resource_type: r.resource_type,
-                        name: str_of(&r.resource_name),
-                    })
-                },
-                |r| {
-                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_error_code(config_denied_code(r.resource_type))
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name)
-                },
-                |r: &mut IncrementalAlterConfigsResponse| &mut r.responses,
-            )
-        }
+        ApiKey::ShareGroupDescribe => share_group_describe(ctx),
+        ApiKey::CreatePartitions => create_partitions(ctx),
+        ApiKey::DeleteRecords => delete_records(ctx),
+        ApiKey::DeleteGroups => delete_groups(ctx),
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe(ctx),
+        ApiKey::OffsetDelete => offset_delete(ctx),
+        ApiKey::DescribeProducers => describe_producers(ctx),
+        ApiKey::DescribeTransactions => describe_transactions(ctx),
+        ApiKey::AlterConfigs => alter_configs(ctx),
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs(ctx),
         _ => cluster_admin(ctx),
     }
 }

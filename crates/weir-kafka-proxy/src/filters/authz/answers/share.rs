@@ -199,3 +199,19 @@ pub(super) fn share_acknowledge(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzE
         |r: &mut ShareAcknowledgeResponse| &mut r.responses,
     )
 }
+
+pub(super) fn share_group_describe(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
+    let request: ShareGroupDescribeRequest = ctx.decode()?;
+    ctx.answer_list(
+        request,
+        |r| &mut r.group_ids,
+        |g| !ctx.permits(Named::Group(g)),
+        |g| {
+            share_group_describe_response::DescribedGroup::default()
+                .with_group_id(g)
+                .with_error_code(GROUP_DENIED)
+                .with_authorized_operations(i32::MIN)
+        },
+        |r: &mut ShareGroupDescribeResponse| &mut r.groups,
+    )
+}
