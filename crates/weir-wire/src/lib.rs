@@ -3,9 +3,13 @@
 //! Owns everything about Kafka *bytes*: cutting a TCP stream into length-prefixed frames
 //! ([`frame`]), peeking at a request header without decoding the body ([`header`]), decoding and
 //! re-encoding only the messages someone asked for ([`message`]), and reading record-batch
-//! headers for counting ([`records`]). [`resources`] reads the topics, groups and transactional
-//! ids a client request names, for authorization. [`response_bounds`] checks that a broker
-//! response's declared lengths fit the frame before it is decoded.
+//! headers for counting ([`records`]). [`schema`] holds Kafka's message schemas as walk
+//! programs generated from Kafka's own JSON specs (by `weir-wire-gen`; not edited by hand), and
+//! the one walk that runs them: [`resources`] uses it to read the topics, groups and
+//! transactional ids a client request names, for authorization, and [`response_bounds`] to check
+//! that a broker response's declared lengths fit the frame before it is decoded. [`produce`] and
+//! [`fetch`] keep hand-written scanners for the per-request data path, checked against the
+//! programs.
 //!
 //! It must not touch sockets, tasks, configuration or metrics: it works on `AsyncRead` and
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes

@@ -1,6 +1,6 @@
 //! One walk for every message: runs a body's [`Program`] at its version, field by field, the
 //! way kafka-protocol's generated decoders read it (same order, same version conditions, same
-//! nullability), with no allocation and no trust in declared lengths (see [`crate::walk`]).
+//! nullability), with no allocation and no trust in declared lengths.
 //!
 //! Tagged fields the schema knows are walked inside their declared size, which they must fill
 //! exactly (the decoder reads them from the stream whatever size is declared, so a size that
