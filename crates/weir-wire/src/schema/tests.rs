@@ -148,3 +148,83 @@ fn the_data_path_scanners_read_what_the_programs_read() {
         }
     }
 }
+
+/// What a walk costs: `cargo test --release -p weir-wire walk_cost -- --ignored --nocapture`.
+/// (The figures in docs/benchmarks.md; the hand-written walkers these replaced were timed with
+/// the same bodies at commit b2d4df4.)
+#[test]
+#[ignore]
+fn walk_cost() {
+    use crate::test_support::encoded;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let tn = |s: String| TopicName(StrBytes::from_string(s));
+    let fetch = {
+        use fetch_request::*;
+        let partition =
+            |p| FetchPartition::default().with_partition(p).with_fetch_offset(100).with_partition_max_bytes(1 << 20);
+        let topic =
+            FetchTopic::default().with_topic(tn("orders".into())).with_partitions((0..3).map(partition).collect());
+        encoded(FetchRequest::default().with_max_wait_ms(500).with_topics(vec![topic]), 17)
+    };
+    let metadata = {
+        let topic = |i| metadata_request::MetadataRequestTopic::default().with_name(Some(tn(format!("topic-{i}"))));
+        encoded(MetadataRequest::default().with_topics(Some((0..5).map(topic).collect())), 12)
+    };
+    let commit = {
+        use offset_commit_request::*;
+        let partition = |p| OffsetCommitRequestPartition::default().with_partition_index(p).with_committed_offset(1000);
+        let topic = OffsetCommitRequestTopic::default()
+            .with_name(tn("orders".into()))
+            .with_partitions((0..10).map(partition).collect());
+        let group = GroupId(StrBytes::from_static_str("group"));
+        encoded(OffsetCommitRequest::default().with_group_id(group).with_topics(vec![topic]), 9)
+    };
+    let metadata_response = {
+        use metadata_response::*;
+        let broker = |i| {
+            let host = StrBytes::from_static_str("broker-1.example");
+            MetadataResponseBroker::default().with_node_id(BrokerId(i)).with_host(host).with_port(9092)
+        };
+        let partition = |p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(BrokerId(1))
+                .with_replica_nodes(vec![BrokerId(1), BrokerId(2), BrokerId(3)])
+                .with_isr_nodes(vec![BrokerId(1), BrokerId(2)])
+        };
+        let topic = |i| {
+            MetadataResponseTopic::default()
+                .with_name(Some(tn(format!("topic-{i}"))))
+                .with_partitions((0..3).map(partition).collect())
+        };
+        let response = MetadataResponse::default()
+            .with_brokers((0..3).map(broker).collect())
+            .with_topics((0..10).map(topic).collect());
+        encoded(response, 12)
+    };
+    let time = |name: &str, n: u32, f: &mut dyn FnMut() -> usize| {
+        let mut sink = 0;
+        for _ in 0..n / 10 {
+            sink += f();
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            sink += f();
+        }
+        let ns = started.elapsed().as_nanos() as f64 / f64::from(n);
+        println!("{name:45} {ns:8.1} ns ({sink})");
+    };
+    let scan = |body: &[u8], key, v| {
+        let mut found = 0;
+        crate::resources::scan_request_resources(body, key, v, |_| found += 1).unwrap();
+        found
+    };
+    time("Fetch v17 request, 1 topic x 3 partitions", 2_000_000, &mut || scan(&fetch, ApiKey::Fetch, 17));
+    time("Metadata v12 request, 5 topics", 2_000_000, &mut || scan(&metadata, ApiKey::Metadata, 12));
+    time("OffsetCommit v9 request, 1 topic x 10", 2_000_000, &mut || scan(&commit, ApiKey::OffsetCommit, 9));
+    let label = format!("Metadata v12 response ({} bytes), bounds", metadata_response.len());
+    time(&label, 500_000, &mut || {
+        crate::response_bounds::check_response_body(&metadata_response, ApiKey::Metadata, 12).unwrap() as usize
+    });
+}
