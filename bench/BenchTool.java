@@ -8,7 +8,7 @@
 //   latency BOOTSTRAP TOPIC RATE SECONDS WARMUP_SECONDS RECORD_SIZE
 //
 // `latency` measures real produce->consume latency at a FIXED rate (open loop): one
-// producer thread sends RATE records/s (acks=1, linger.ms=0), each carrying System.nanoTime()
+// producer thread sends RATE records/s (acks=1 or -Dweir.bench.acks, linger.ms=0), each carrying System.nanoTime()
 // at send; a consumer in the same JVM (assigned to every partition, positioned at the end,
 // default long-poll fetch settings) subtracts that stamp from nanoTime() on receipt. Records
 // sent during the first WARMUP_SECONDS are received but not counted. Because the producer
@@ -120,7 +120,8 @@ public class BenchTool {
         cp.put("value.deserializer", ByteArrayDeserializer.class.getName());
         Properties pp = new Properties();
         pp.put("bootstrap.servers", bootstrap);
-        pp.put("acks", "1");
+        // acks: -Dweir.bench.acks (bench/run.sh --acks), default 1.
+        pp.put("acks", System.getProperty("weir.bench.acks", "1"));
         pp.put("linger.ms", "0");
         pp.put("key.serializer", ByteArraySerializer.class.getName());
         pp.put("value.serializer", ByteArraySerializer.class.getName());

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# bench/run.sh - what does the Weir sidecar cost? Runs one workload against Kafka directly
-# and through `weir proxy`, alternating (direct, proxy, direct, proxy, ...) for N rounds in a
-# single run, then prints medians, proxy/direct ratios and the targets beside them.
+# bench/run.sh - what does the Weir sidecar cost? Runs one workload against Kafka directly,
+# through a zero-work TCP relay (HAProxy) and through `weir proxy`, alternating (direct, relay,
+# proxy, direct, ...) for N rounds in a single run, then prints medians, the sidecar's ratios to
+# direct and to the relay, and the targets beside them.
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
-#                [--latency-rate R] [--latency-seconds S] [--secure [--direct-tls]]
-#                [--direct-relay copy|splice] [--no-build]
+#                [--acks 0|1|all] [--batch-size BYTES] [--latency-rate R] [--latency-seconds S]
+#                [--secure [--direct-tls]] [--no-relay] [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
@@ -15,18 +16,24 @@
 #      Target: >= 0.85 of direct throughput.
 #   --direct-tls: with --secure, direct clients use the brokers' own mTLS listener (TLSDIRECT)
 #      with the same client certificate, so the ratios price the sidecar over Kafka's TLS.
-#   --direct-relay copy|splice: direct clients go through bench/relay.py, a TCP relay that
-#      does no work at all (copy: through user space; splice: splice(2), no copy), to the
-#      brokers' RELAY listener. The ratios then price what the sidecar does beyond the hop
-#      itself; the relay's CPU is reported beside the sidecar's.
+#   --acks, --batch-size: the producers' acks (default 1; the latency producer too) and
+#      batch.size (default Kafka's, 16 KiB). The comparison with other proxies (issue 10) uses
+#      --acks all --batch-size 65536 --records 2000000 --latency-rate 5000.
+#   relay (always, unless --no-relay): HAProxy in TCP mode, one frontend per broker, the
+#      proxy anyone can install (Debian's haproxy; the script installs it with apt-get when it
+#      is missing and it runs as root). It does no work beyond the hop, so the sidecar's ratio
+#      to it is what the sidecar costs beyond being a proxy at all. It relays plaintext to the
+#      brokers' RELAY listener (advertised at the relay's ports), also in --secure runs.
 #
-# WHAT. Each mode (direct / proxy) of each round runs, on fresh 6-partition topics:
+# WHAT. Each mode (direct / relay / proxy, in an order that rotates between rounds) of each
+# round runs, on fresh 6-partition topics:
 #   1. producer throughput: Kafka's ProducerPerformance, RECORDS records of RECORD_SIZE bytes,
-#      unthrottled, acks=1, linger.ms=5, default batch.size (16 KiB), no compression.
+#      unthrottled, acks=1 (--acks), linger.ms=5, batch.size Kafka's 16 KiB (--batch-size), no
+#      compression.
 #   2. consumer throughput: Kafka's ConsumerPerformance reading exactly those records back.
 #      Reported rates are its fetch.* columns, i.e. without the group-join time.
 #   3. end-to-end latency: bench/BenchTool.java `latency`, an open-loop producer at a FIXED
-#      rate (default 1000 records/s of RECORD_SIZE bytes, acks=1, linger.ms=0) and a consumer
+#      rate (default 1000 records/s of RECORD_SIZE bytes, acks as above, linger.ms=0) and a consumer
 #      in the same JVM; latency = consumer receipt - producer send (same clock), i.e. real
 #      produce->broker->consume latency. The first warm-up seconds are not counted.
 # Direct runs bootstrap from the brokers' PLAINTEXT listener; proxied runs from the sidecar,
@@ -70,12 +77,15 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 DIRECT_RELAY=""
+QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE=""
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
 # Targets (printed beside the results).
 T_RATIO=0.95 T_ADDED_P99_MS=0.5 T_IDLE_RSS_MB=20
+# Against the relay (issue 10): throughput at least the relay's; p50 within +0.2 ms, p99 within
+# +1 ms of the relay's.
+T_RELAY_RATIO=1.0 T_RELAY_P50_MS=0.2 T_RELAY_P99_MS=1.0
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 opt_rounds="" opt_records="" opt_lat_seconds=""
@@ -91,7 +101,9 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
-    --direct-relay) DIRECT_RELAY=${2:?}; shift 2 ;;
+    --no-relay) RELAY=0; shift ;;
+    --acks) ACKS=${2:?}; shift 2 ;;
+    --batch-size) BATCH_SIZE=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "run.sh: unknown option $1" >&2; usage ;;
   esac
@@ -102,7 +114,12 @@ for v in ROUNDS BROKERS RECORDS RECORD_SIZE LAT_RATE LAT_SECONDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $v must be a positive integer" >&2; exit 2; }
 done
 ((BROKERS <= 9)) || { echo "run.sh: --brokers must be 1..9" >&2; exit 2; }
-[[ -z $DIRECT_RELAY || $DIRECT_RELAY == copy || $DIRECT_RELAY == splice ]] || { echo "run.sh: --direct-relay takes copy or splice" >&2; exit 2; }
+[[ $ACKS == 0 || $ACKS == 1 || $ACKS == all || $ACKS == -1 ]] || { echo "run.sh: --acks takes 0, 1 or all" >&2; exit 2; }
+[[ -z $BATCH_SIZE || $BATCH_SIZE =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --batch-size must be a positive integer" >&2; exit 2; }
+MODES=(direct proxy)
+((RELAY)) && MODES=(direct relay proxy)
+PRODUCER_PROPS=("acks=$ACKS" "linger.ms=5")
+[[ -n $BATCH_SIZE ]] && PRODUCER_PROPS+=("batch.size=$BATCH_SIZE")
 RF=$((BROKERS < 3 ? BROKERS : 3))
 
 RESULTS=$ROOT/bench/results
@@ -221,7 +238,7 @@ bench_tool() {  # BenchTool on the Kafka classpath (quiet Kafka logging)
 topic() { echo "bench-$RUN_ID-r$1-$2-$3"; }  # topic ROUND MODE tp|lat
 all_topics=("$(topic 0 warm tp)")
 for ((r = 1; r <= ROUNDS; r++)); do
-  for m in direct proxy; do all_topics+=("$(topic "$r" "$m" tp)" "$(topic "$r" "$m" lat)"); done
+  for m in "${MODES[@]}"; do all_topics+=("$(topic "$r" "$m" tp)" "$(topic "$r" "$m" lat)"); done
 done
 log "creating ${#all_topics[@]} topics ($PARTITIONS partitions, replication $RF)"
 bench_tool create-topics "$DIRECT_BOOTSTRAP" "$PARTITIONS" "$RF" "${all_topics[@]}"
@@ -291,7 +308,7 @@ fi
 DIRECT_RUN_BOOTSTRAP=$DIRECT_BOOTSTRAP
 # client_config MODE: the tools' option for that mode's client settings.
 client_config() {
-  if [[ -s $PROXY_CLIENT_CONFIG && ($1 == proxy || $DIRECT_TLS == 1) ]]; then echo "--command-config $PROXY_CLIENT_CONFIG"; fi
+  if [[ -s $PROXY_CLIENT_CONFIG && ($1 == proxy || ($1 == direct && $DIRECT_TLS == 1)) ]]; then echo "--command-config $PROXY_CLIENT_CONFIG"; fi
 }
 if ((DIRECT_TLS)); then
   ((SECURE)) || die "--direct-tls needs --secure"
@@ -299,23 +316,44 @@ if ((DIRECT_TLS)); then
   for ((i = 1; i <= BROKERS; i++)); do tls_direct+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 5))"); done
   DIRECT_RUN_BOOTSTRAP=$(IFS=,; echo "${tls_direct[*]}")
 fi
-if [[ -n $DIRECT_RELAY ]]; then
-  ((SECURE)) && die "--direct-relay is for plaintext runs"
-  routes=() relayed=()
-  for ((i = 1; i <= BROKERS; i++)); do
-    routes+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))=127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 7))")
-    relayed+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))")
-  done
-  python3 "$ROOT/bench/relay.py" --mode "$DIRECT_RELAY" "${routes[@]}" > "$RUN_DIR/relay.log" 2>&1 8>&- &
+RELAY_BOOTSTRAP=""
+if ((RELAY)); then
+  if ! command -v haproxy >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      log "installing haproxy (Debian) for the relay runs"
+      { apt-get install -y -qq haproxy || { apt-get update -qq && apt-get install -y -qq haproxy; }; } >&2 ||
+        die "could not install haproxy; run with --no-relay to skip the relay"
+    else
+      die "the relay runs need haproxy (apt-get install haproxy), or run with --no-relay"
+    fi
+  fi
+  relayed=()
+  {
+    echo "# Written by bench/run.sh: a zero-work TCP relay, one frontend per broker."
+    echo "global"
+    echo "  maxconn 4096"
+    echo "defaults"
+    echo "  mode tcp"
+    echo "  timeout connect 5s"
+    echo "  timeout client 1h"
+    echo "  timeout server 1h"
+    for ((i = 1; i <= BROKERS; i++)); do
+      echo "listen broker-$i"
+      echo "  bind 127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))"
+      echo "  server broker-$i 127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 7))"
+      relayed+=("127.0.0.1:$((BASE_PORT + 10 * (i - 1) + 8))")
+    done
+  } > "$RUN_DIR/haproxy.cfg"
+  haproxy -db -f "$RUN_DIR/haproxy.cfg" > "$RUN_DIR/haproxy.log" 2>&1 8>&- &
   RELAY_PID=$!
   t0=$SECONDS
   until port_open "${relayed[0]}"; do
-    kill -0 "$RELAY_PID" 2>/dev/null || { cat "$RUN_DIR/relay.log" >&2; die "the relay exited"; }
-    ((SECONDS - t0 < 10)) || die "the relay was not listening after 10s"
+    kill -0 "$RELAY_PID" 2>/dev/null || { cat "$RUN_DIR/haproxy.log" >&2; die "haproxy exited"; }
+    ((SECONDS - t0 < 10)) || die "haproxy was not listening after 10s"
     sleep 0.1
   done
-  DIRECT_RUN_BOOTSTRAP=$(IFS=,; echo "${relayed[*]}")
-  log "direct runs go through bench/relay.py ($DIRECT_RELAY, pid $RELAY_PID)"
+  RELAY_BOOTSTRAP=$(IFS=,; echo "${relayed[*]}")
+  log "relay runs go through $(haproxy -v | head -n 1 | cut -d' ' -f1-3) (pid $RELAY_PID)"
 fi
 for ((i = 0; i < 10; i++)); do port_open "$LISTEN_HOST:$((LISTEN_PORT + 1 + i))" && die "port $((LISTEN_PORT + 1 + i)) is in use"; done
 "$WEIR" proxy --config "$RUN_DIR/weir.yaml" > "$RUN_DIR/weir.log" 2>&1 8>&- &
@@ -330,6 +368,9 @@ sleep 1
 IDLE_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
 log "sidecar ready (pid $WEIR_PID), idle RSS $((IDLE_RSS_KB * 1024 / 1000000)) MB"
 PROXY_BOOTSTRAP=$LISTEN
+bootstrap_of() {  # bootstrap_of MODE
+  case $1 in direct) echo "$DIRECT_RUN_BOOTSTRAP" ;; relay) echo "$RELAY_BOOTSTRAP" ;; proxy) echo "$PROXY_BOOTSTRAP" ;; esac
+}
 
 # ------------------------------------------------------------------ one run of each phase
 PAYLOAD_GB=$(awk -v n="$RECORDS" -v s="$RECORD_SIZE" 'BEGIN {printf "%.6f", n * s / 1e9}')
@@ -345,10 +386,10 @@ phase() {
   LOADS+=("r$r $m $name: $(loadavg)")
   local w0=0 w1=0 b0 b1 t0 t1 m0 m1 c0 c1
   local q0=(0 0 0) q1=(0 0 0)
-  # The hop between client and broker: the sidecar, or in direct runs the relay if there is one.
+  # The hop between client and broker: the sidecar or the relay.
   local hop=""
   [[ $m == proxy ]] && hop=$WEIR_PID
-  [[ $m == direct && -n $RELAY_PID ]] && hop=$RELAY_PID
+  [[ $m == relay ]] && hop=$RELAY_PID
   [[ $m == proxy ]] && read -r -a q0 <<< "$(weir_counts)"
   [[ -n $hop ]] && w0=$(cpu_ticks "$hop")
   b0=$(cpu_ticks "${BROKER_PIDS[@]}")
@@ -390,7 +431,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
   phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
-    --throughput -1 --command-property acks=1 linger.ms=5 client.id="bench-$m" --print-metrics $(client_config "$m")
+    --throughput -1 --command-property "${PRODUCER_PROPS[@]}" client.id="bench-$m" --print-metrics $(client_config "$m")
   line=$(grep 'records sent' "$PHASE_OUT" | tail -n 1)
   [[ $line == "$RECORDS records sent"* ]] || die "unexpected ProducerPerformance output: $line"
   record "$r" "$m" prod_rps "$(sed 's/.* records sent, \([0-9.]*\) records\/sec.*/\1/' <<< "$line")"
@@ -403,7 +444,7 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" machine_busy_prod "$PHASE_BUSY_PCT"
   record "$r" "$m" other_cpu_prod "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
-  [[ $m == direct && -n $RELAY_PID ]] && record "$r" "$m" relay_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
+  [[ $m == relay ]] && record "$r" "$m" relay_cpu_prod "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: consuming them"
   phase "$r" "$m" consume "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance \
@@ -422,11 +463,11 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" machine_busy_cons "$PHASE_BUSY_PCT"
   record "$r" "$m" other_cpu_cons "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
-  [[ $m == direct && -n $RELAY_PID ]] && record "$r" "$m" relay_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
+  [[ $m == relay ]] && record "$r" "$m" relay_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
 
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
-  local jvm_extra=""
-  [[ $m == proxy || $DIRECT_TLS == 1 ]] && jvm_extra="-Dweir.client.config=$PROXY_CLIENT_CONFIG"
+  local jvm_extra="-Dweir.bench.acks=$ACKS"
+  [[ $m == proxy || ($m == direct && $DIRECT_TLS == 1) ]] && jvm_extra+=" -Dweir.client.config=$PROXY_CLIENT_CONFIG"
   TOOL_EXTRA=$jvm_extra phase "$r" "$m" latency bench_tool latency "$bs" "$(topic "$r" "$m" lat)" "$LAT_RATE" "$LAT_SECONDS" "$LAT_WARMUP" "$RECORD_SIZE"
   line=$(grep '^latency ' "$PHASE_OUT" | tail -n 1)
   [[ -n $line ]] || die "no latency result in $PHASE_OUT"
@@ -445,28 +486,33 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
 # Warm-up, not measured: JIT-compile the broker's and the sidecar's paths and fault in the
 # page cache, so the first measured run (always a direct one) is not the cold one.
 WARM=$((RECORDS > 500000 ? 2 * RECORDS : 1000000))
-log "warm-up: $WARM records each way, direct and via the sidecar (not measured)"
-for mode in direct proxy; do
-  bs=$DIRECT_RUN_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+log "warm-up: $WARM records each way, ${MODES[*]} (not measured)"
+for mode in "${MODES[@]}"; do
+  bs=$(bootstrap_of "$mode")
   # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
-    --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property acks=1 linger.ms=5 $(client_config "$mode") \
+    --num-records "$WARM" --record-size "$RECORD_SIZE" --throughput -1 --command-property "${PRODUCER_PROPS[@]}" $(client_config "$mode") \
     > "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up produce failed"; }
 done
-for mode in direct proxy; do
-  bs=$DIRECT_RUN_BOOTSTRAP; [[ $mode == proxy ]] && bs=$PROXY_BOOTSTRAP
+for mode in "${MODES[@]}"; do
+  bs=$(bootstrap_of "$mode")
   # shellcheck disable=SC2046
   "$KAFKA" run org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$bs" --topic "$(topic 0 warm tp)" \
-    --num-records $((2 * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 $(client_config "$mode") \
+    --num-records $((${#MODES[@]} * WARM)) --group "bench-$RUN_ID-warm-$RANDOM" --timeout 60000 $(client_config "$mode") \
     >> "$RUN_DIR/warmup.log" 2>&1 || { tail -n 30 "$RUN_DIR/warmup.log" >&2; die "warm-up consume failed"; }
 done
 drop_topics "$(topic 0 warm tp)"
 
 log "load average before the first run: $(loadavg)"
 for ((r = 1; r <= ROUNDS; r++)); do
-  run_mode "$r" direct "$DIRECT_RUN_BOOTSTRAP"
-  run_mode "$r" proxy "$PROXY_BOOTSTRAP"
-  drop_topics "$(topic "$r" direct tp)" "$(topic "$r" proxy tp)" "$(topic "$r" direct lat)" "$(topic "$r" proxy lat)"
+  round_topics=()
+  # The order rotates between rounds, so no target always runs first (or after the same one).
+  for ((k = 0; k < ${#MODES[@]}; k++)); do
+    mode=${MODES[(k + r - 1) % ${#MODES[@]}]}
+    run_mode "$r" "$mode" "$(bootstrap_of "$mode")"
+    round_topics+=("$(topic "$r" "$mode" tp)" "$(topic "$r" "$mode" lat)")
+  done
+  drop_topics "${round_topics[@]}"
 done
 PEAK_RSS_KB=$(status_kb "$WEIR_PID" VmHWM)
 END_RSS_KB=$(status_kb "$WEIR_PID" VmRSS)
@@ -481,16 +527,17 @@ report() {
   if ((SECURE)); then
     echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones $( ((DIRECT_TLS)) && echo "mTLS to the brokers' TLSDIRECT listener" || echo plaintext)"
   fi
-  if [[ -n $DIRECT_RELAY ]]; then
-    echo "direct runs go through bench/relay.py --mode $DIRECT_RELAY (a zero-work TCP relay): \"direct\" is one bare proxy hop, and p/d is what the sidecar costs beyond it"
+  if ((RELAY)); then
+    echo "relay: $(haproxy -v | head -n 1 | cut -d' ' -f1-3) in TCP mode, plaintext, one frontend per broker (a zero-work hop); p/r is the sidecar's ratio to it"
   fi
   echo "Kafka cluster '$CLUSTER': $BROKERS broker(s) on loopback; $(nproc) CPUs shared by broker(s), sidecar and load generators"
-  echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, acks=1 linger.ms=5 (ProducerPerformance, ConsumerPerformance)"
-  echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=1 linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
+  echo "throughput: $RECORDS records x $RECORD_SIZE B per run, $PARTITIONS partitions, ${PRODUCER_PROPS[*]} (ProducerPerformance, ConsumerPerformance)"
+  echo "latency: bench/BenchTool.java, produce->consume at a fixed $LAT_RATE records/s x $RECORD_SIZE B, acks=$ACKS linger.ms=0, ${LAT_SECONDS}s measured after ${LAT_WARMUP}s warm-up"
   echo "warm-up before round 1 (not measured): $WARM records produced and consumed each way; topics deleted and disk synced between rounds"
   echo "load average (1/5/15 min): before $(cut -d: -f2- <<< "${LOADS[0]}" | sed 's/^ //'), after $LOAD_AFTER"
   echo
   awk -F'\t' -v rounds="$ROUNDS" -v t_ratio="$T_RATIO" -v t_p99="$T_ADDED_P99_MS" -v t_rss="$T_IDLE_RSS_MB" \
+      -v t_rratio="$T_RELAY_RATIO" -v t_rp50="$T_RELAY_P50_MS" -v t_rp99="$T_RELAY_P99_MS" -v relay="$RELAY" \
       -v idle_kb="$IDLE_RSS_KB" -v peak_kb="$PEAK_RSS_KB" -v end_kb="$END_RSS_KB" '
     function median(key, mode,   n, i, j, t, a) {
       n = 0
@@ -499,30 +546,55 @@ report() {
       for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    function ratio_range(key,   i, lo, hi, x) {  # min..max of per-round proxy/direct
+    function ratio_range(key, base,   i, lo, hi, x) {  # min-max of the per-round proxy/base
       lo = ""; hi = ""
-      for (i = 1; i <= rounds; i++) if ((i SUBSEP "proxy" SUBSEP key) in v && v[i, "direct", key] > 0) {
-        x = v[i, "proxy", key] / v[i, "direct", key]
+      for (i = 1; i <= rounds; i++) if ((i SUBSEP "proxy" SUBSEP key) in v && v[i, base, key] > 0) {
+        x = v[i, "proxy", key] / v[i, base, key]
         if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x
       }
-      return rounds > 1 ? sprintf("%.2f-%.2f", lo, hi) : "-"
+      return lo == "" ? "-" : (rounds > 1 ? sprintf("%.2f-%.2f", lo, hi) : sprintf("%.2f", lo))
     }
-    function row(label, key, fmt,   d, p) {
-      d = median(key, "direct"); p = median(key, "proxy")
-      printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, sprintf(fmt, d), sprintf(fmt, p),
-        sprintf("%.3f", p / d), ratio_range(key), ">= " t_ratio, (p / d >= t_ratio ? "MET" : "MISSED")
+    function worst_ratio(key, base,   i, lo, x) {  # the lowest per-round proxy/base
+      lo = ""
+      for (i = 1; i <= rounds; i++) if ((i SUBSEP "proxy" SUBSEP key) in v && v[i, base, key] > 0) {
+        x = v[i, "proxy", key] / v[i, base, key]; if (lo == "" || x < lo) lo = x
+      }
+      return lo
     }
-    function lrow(label, key,   d, p, verdict, target) {
-      d = median(key, "direct"); p = median(key, "proxy")
-      target = key == "lat_p99_ms" ? "<= +" t_p99 " ms" : ""
-      verdict = key == "lat_p99_ms" ? (p - d <= t_p99 ? "MET" : "MISSED") : ""
-      printf "%-30s %12.3f %12.3f %9s %12s %-14s %s\n", label, d, p, sprintf("%+.3f", p - d), "", target, verdict
+    function worst_added(key, base,   i, hi, x) {  # the largest per-round proxy - base
+      hi = ""
+      for (i = 1; i <= rounds; i++) if ((i SUBSEP "proxy" SUBSEP key) in v && (i SUBSEP base SUBSEP key) in v) {
+        x = v[i, "proxy", key] - v[i, base, key]; if (hi == "" || x > hi) hi = x
+      }
+      return hi
+    }
+    function cell(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+    function header() {
+      printf "%-28s %10s %10s %10s %7s %7s %11s %11s  %s\n", "median of rounds", "direct", "relay", "proxy",
+        "p/d", "p/r", "p/d rounds", "p/r rounds", "targets"
+    }
+    function row(label, key, fmt,   d, r, p, verdict) {
+      d = median(key, "direct"); r = median(key, "relay"); p = median(key, "proxy")
+      verdict = sprintf("p/d >= %s %s", t_ratio, (d > 0 && p / d >= t_ratio ? "MET" : "MISSED"))
+      if (relay) verdict = verdict sprintf("; p/r >= %s in every round %s", t_rratio,
+        (worst_ratio(key, "relay") >= t_rratio ? "MET" : "MISSED"))
+      printf "%-28s %10s %10s %10s %7s %7s %11s %11s  %s\n", label, cell(d, fmt), cell(r, fmt), cell(p, fmt),
+        (d > 0 ? sprintf("%.3f", p / d) : "-"), (r > 0 ? sprintf("%.3f", p / r) : "-"),
+        ratio_range(key, "direct"), ratio_range(key, "relay"), verdict
+    }
+    function lrow(label, key,   d, r, p, target) {
+      d = median(key, "direct"); r = median(key, "relay"); p = median(key, "proxy")
+      target = ""
+      if (key == "lat_p99_ms") target = sprintf("p-d <= +%s ms %s", t_p99, (p - d <= t_p99 ? "MET" : "MISSED"))
+      if (relay && key == "lat_p50_ms") target = sprintf("p-r <= +%s ms in every round %s", t_rp50, (worst_added(key, "relay") <= t_rp50 ? "MET" : "MISSED"))
+      if (relay && key == "lat_p99_ms") target = target sprintf("; p-r <= +%s ms in every round %s", t_rp99, (worst_added(key, "relay") <= t_rp99 ? "MET" : "MISSED"))
+      printf "%-28s %10.3f %10s %10.3f %7s %7s %11s %11s  %s\n", label, d, cell(r, "%.3f"), p,
+        sprintf("%+.3f", p - d), (r != "" ? sprintf("%+.3f", p - r) : "-"), "", "", target
     }
     function cpu_row(label, mode, what,   w) {
-      # CPU of the hop: the sidecar, or in --direct-relay runs the relay.
-      w = mode == "proxy" ? sprintf("%.2f", median("weir_cpu_" what, mode)) : \
-        ((1 SUBSEP mode SUBSEP "relay_cpu_" what) in v ? sprintf("%.2f", median("relay_cpu_" what, mode)) : "-")
-      printf "%-30s %12.2f %12s %12.2f %12.2f %11.0f%%\n", label, median("broker_cpu_" what, mode), w,
+      # CPU of the hop: the sidecar or the relay.
+      w = mode == "proxy" ? median("weir_cpu_" what, mode) : (mode == "relay" ? median("relay_cpu_" what, mode) : "")
+      printf "%-28s %10.2f %10s %10.2f %10.2f %9.0f%%\n", label, median("broker_cpu_" what, mode), cell(w, "%.2f"),
         median("machine_cpu_" what, mode), median("other_cpu_" what, mode), median("machine_busy_" what, mode)
     }
     function rest(i, mode,   x, k, n) {  # largest rest share among the runs of round i, mode
@@ -531,50 +603,56 @@ report() {
       return x
     }
     function srow(label, value, target, verdict) {
-      printf "%-30s %12s %12s %9s %12s %-14s %s\n", label, "", value, "", "", target, verdict
+      printf "%-28s %10s %10s %10s %7s %7s %11s %11s  %s %s\n", label, "", "", value, "", "", "", "", target, verdict
+    }
+    function three(i, key, fmt) {  # direct / relay / proxy of round i
+      return sprintf(fmt " / " fmt " / " fmt, v[i, "direct", key], v[i, "relay", key], v[i, "proxy", key])
     }
     { v[$1, $2, $3] = $4 }
     END {
-      printf "%-30s %12s %12s %9s %12s %-14s %s\n", "median of rounds", "direct", "proxy", "p/d", "per round", "target", ""
+      header()
       row("producer MiB/s", "prod_mibs", "%.1f")
       row("producer records/s", "prod_rps", "%.0f")
       row("consumer MiB/s", "cons_mibs", "%.1f")
       row("consumer records/s", "cons_rps", "%.0f")
-      printf "%-30s %12.0f %12.0f %9.3f\n", "  producer batch size avg (B)", median("prod_batch_bytes", "direct"),
-        median("prod_batch_bytes", "proxy"), median("prod_batch_bytes", "proxy") / median("prod_batch_bytes", "direct")
-      printf "%-30s %12.1f %12.1f %9.3f\n", "  producer records/request avg", median("prod_records_per_req", "direct"),
-        median("prod_records_per_req", "proxy"), median("prod_records_per_req", "proxy") / median("prod_records_per_req", "direct")
-      printf "%-30s %12s %12s %9s\n", "end-to-end latency (ms)", "", "", "p-d (ms)"
+      printf "%-28s %10s %10s %10s\n", "  producer batch size avg (B)", cell(median("prod_batch_bytes", "direct"), "%.0f"),
+        cell(median("prod_batch_bytes", "relay"), "%.0f"), cell(median("prod_batch_bytes", "proxy"), "%.0f")
+      printf "%-28s %10s %10s %10s\n", "  producer records/request", cell(median("prod_records_per_req", "direct"), "%.1f"),
+        cell(median("prod_records_per_req", "relay"), "%.1f"), cell(median("prod_records_per_req", "proxy"), "%.1f")
+      printf "%-28s %10s %10s %10s %7s %7s\n", "end-to-end latency (ms)", "", "", "", "p-d", "p-r"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-30s %12s %12s %12s %12s %12s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "hop", "whole box", "rest", "box busy"
-      cpu_row("  producing, direct", "direct", "prod"); cpu_row("  producing, via proxy", "proxy", "prod")
-      cpu_row("  consuming, direct", "direct", "cons"); cpu_row("  consuming, via proxy", "proxy", "cons")
-      printf "%-30s %12s %12s %12s\n", "sidecar, per run type", "produce", "consume", "latency"
-      printf "%-30s %12.1f %12.1f %12.1f\n", "  CPU us per request", median("weir_us_per_req_produce", "proxy"),
+      printf "%-28s %10s %10s %10s %10s %10s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "hop", "whole box", "rest", "box busy"
+      cpu_row("  producing, direct", "direct", "prod")
+      if (relay) cpu_row("  producing, via relay", "relay", "prod")
+      cpu_row("  producing, via proxy", "proxy", "prod")
+      cpu_row("  consuming, direct", "direct", "cons")
+      if (relay) cpu_row("  consuming, via relay", "relay", "cons")
+      cpu_row("  consuming, via proxy", "proxy", "cons")
+      printf "%-28s %10s %10s %10s\n", "sidecar, per run type", "produce", "consume", "latency"
+      printf "%-28s %10.1f %10.1f %10.1f\n", "  CPU us per request", median("weir_us_per_req_produce", "proxy"),
         median("weir_us_per_req_consume", "proxy"), median("weir_us_per_req_latency", "proxy")
-      printf "%-30s %12.0f %12.0f %12.0f\n", "  requests per run", median("weir_reqs_produce", "proxy"),
+      printf "%-28s %10.0f %10.0f %10.0f\n", "  requests per run", median("weir_reqs_produce", "proxy"),
         median("weir_reqs_consume", "proxy"), median("weir_reqs_latency", "proxy")
-      printf "%-30s %11.1f%% %11.1f%% %11.1f%%\n", "  CPU, % of one core", median("weir_pct_produce", "proxy"),
+      printf "%-28s %9.1f%% %9.1f%% %9.1f%%\n", "  CPU, % of one core", median("weir_pct_produce", "proxy"),
         median("weir_pct_consume", "proxy"), median("weir_pct_latency", "proxy")
-      printf "%-30s %12s %12.1f %12s\n", "  avg Fetch response (KiB)", "", median("fetch_kib_consume", "proxy"), ""
-      printf "%-30s %12s %12s\n", "broker CPU in latency run", "direct", "proxy"
-      printf "%-30s %11.1f%% %11.1f%%\n", "  % of one core", median("broker_pct_latency", "direct"), median("broker_pct_latency", "proxy")
+      printf "%-28s %10s %10.1f %10s\n", "  avg Fetch response (KiB)", "", median("fetch_kib_consume", "proxy"), ""
+      printf "%-28s %10s %10s %10s\n", "broker CPU in latency run", "direct", "relay", "proxy"
+      printf "%-28s %9.1f%% %10s %9.1f%%\n", "  % of one core", median("broker_pct_latency", "direct"),
+        cell(median("broker_pct_latency", "relay"), "%.1f%%"), median("broker_pct_latency", "proxy")
       srow("sidecar RSS idle (MB)", sprintf("%.1f", idle_kb * 1.024 / 1000), "< " t_rss " MB", (idle_kb * 1024 < t_rss * 1e6 ? "MET" : "MISSED"))
       srow("sidecar RSS peak (MB)", sprintf("%.1f", peak_kb * 1.024 / 1000), "", "")
       srow("sidecar RSS at end (MB)", sprintf("%.1f", end_kb * 1.024 / 1000), "", "")
       print ""
-      print "per round (direct / proxy); \"rest\" = largest share of busy CPU not used by broker, sidecar or load generator"
-      printf "  %-5s %-19s %-19s %-23s %-21s %s\n", "round", "producer MiB/s", "consumer MiB/s", "e2e p99 ms",
-        "sidecar CPU s/GB p/c", "rest % (d / p)"
+      print "per round (direct / relay / proxy); \"rest\" = largest share of busy CPU not used by broker, hop or load generator"
+      printf "  %-5s %-22s %-24s %-26s %-18s %s\n", "round", "producer MiB/s", "consumer MiB/s", "e2e p50 ms", "e2e p99 ms",
+        "sidecar CPU s/GB p/c"
       worst = 0
       for (i = 1; i <= rounds; i++) {
-        rd = rest(i, "direct"); rp = rest(i, "proxy")
-        if (rd > worst) worst = rd; if (rp > worst) worst = rp
-        printf "  %-5d %8.1f / %-8.1f %8.1f / %-8.1f %10.3f / %-10.3f %8.2f / %-8.2f %5.0f / %-5.0f\n", i,
-          v[i, "direct", "prod_mibs"], v[i, "proxy", "prod_mibs"], v[i, "direct", "cons_mibs"], v[i, "proxy", "cons_mibs"],
-          v[i, "direct", "lat_p99_ms"], v[i, "proxy", "lat_p99_ms"], v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"],
-          rd, rp
+        for (m = 1; m <= 3; m++) { mode = m == 1 ? "direct" : (m == 2 ? "relay" : "proxy"); x = rest(i, mode); if (x > worst) worst = x }
+        printf "  %-5d %-22s %-24s %-26s %-18s %.2f / %.2f\n", i, three(i, "prod_mibs", "%.1f"), three(i, "cons_mibs", "%.1f"),
+          three(i, "lat_p50_ms", "%.3f"), three(i, "lat_p99_ms", "%.1f"), v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
       }
+      printf "  rest %% (largest of any run): %.0f\n", worst
       if (worst > 15)
         printf "WARNING: up to %.0f%% of the busy CPU in some runs went to other work (see \"rest\"): other processes\n" \
           "competed with this benchmark; compare such rounds with care or rerun on a quiet machine.\n", worst

@@ -28,7 +28,8 @@
 #                               4 s, so clients must re-authenticate, KIP-368)
 #   base+10*(i-1)+7  RELAY      (PLAINTEXT advertised as 127.0.0.1:base+10*(i-1)+8, where
 #                               nothing listens unless a TCP relay is started there:
-#                               bench/relay.py gives the benchmark a zero-work proxy hop)
+#                               bench/run.sh starts HAProxy, bench/hop.sh bench/relay.py,
+#                               as a zero-work proxy hop to compare the sidecar with)
 #
 # Environment:
 #   WEIR_KAFKA_STATE          state root; cluster NAME lives in $WEIR_KAFKA_STATE/NAME
