@@ -128,16 +128,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Whether a whole frame is already buffered, so that the next [`FrameReader::next_frame`]
-    /// returns without waiting (a malformed prefix counts: it returns at once too).
-    pub fn has_whole_frame(&self) -> bool {
-        match check_prefix(&self.buf, self.max_frame) {
-            Ok(Some(total)) => self.buf.len() >= total,
-            Ok(None) => false,
-            Err(_) => true,
-        }
-    }
-
     /// What is buffered so far: the current frame's first bytes (and possibly what follows it).
     pub fn buffered(&self) -> &[u8] {
         &self.buf

@@ -17,7 +17,6 @@ mod tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir_core::io::Outbox;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -195,7 +194,6 @@ async fn run(
             client: FrameReader::new(client_read, first_frames),
             authentication_deadline,
             upstream: upstream_write,
-            outbox: Outbox::default(),
             upstream_open: &mut upstream_open,
             queue,
             deferred,
@@ -207,7 +205,6 @@ async fn run(
             chain: &chain,
             upstream: FrameReader::new(upstream_read, max_frame),
             client: client_write,
-            outbox: Outbox::default(),
             connected,
             pending,
         };

@@ -7,7 +7,7 @@ use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
-use weir_core::io::{BoxRead, BoxWrite, Outbox};
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::metrics::OpenConnection;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
@@ -28,8 +28,6 @@ pub(super) struct RequestHalf<'a> {
     /// While SASL at the sidecar has not authenticated the client: when it must have.
     pub(super) authentication_deadline: Option<Instant>,
     pub(super) upstream: BoxWrite,
-    /// Requests on their way to the broker that leave together (see [`Outbox`]).
-    pub(super) outbox: Outbox,
     /// Counts the broker connection open, once there is one.
     pub(super) upstream_open: &'a mut Option<OpenConnection>,
     pub(super) queue: mpsc::Sender<InFlight>,
@@ -43,20 +41,9 @@ pub(super) struct RequestHalf<'a> {
 
 impl RequestHalf<'_> {
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
-        self.forward().await?;
-        // Requests already forwarded are owed their responses: they leave before the half ends.
-        self.flush().await
-    }
-
-    async fn forward(&mut self) -> Result<(), SessionError> {
         let idle = self.shared.config.idle_timeout();
         let mut client_counter: Option<(Bytes, Counter)> = None;
         loop {
-            // Whatever was forwarded leaves before the half waits for the client again; while
-            // whole frames are still buffered, their requests join it first.
-            if !self.client.has_whole_frame() {
-                self.flush().await?;
-            }
             let wait = match self.authentication_deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(idle),
                 None => idle,
@@ -144,7 +131,6 @@ impl RequestHalf<'_> {
                 self.connect(deferred).await?;
             }
             if self.reauth.as_ref().is_some_and(|r| Instant::now() >= r.due) {
-                self.flush().await?;
                 self.reauthenticate().await?;
             }
             let proxy_time = started.elapsed();
@@ -162,15 +148,8 @@ impl RequestHalf<'_> {
             } else {
                 api.proxy_seconds.observe(proxy_time);
             }
-            self.outbox.push(frame);
-            if self.outbox.is_full() {
-                self.flush().await?;
-            }
+            self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), SessionError> {
-        self.outbox.flush(&mut self.upstream).await.map_err(SessionError::UpstreamIo)
     }
 
     /// Makes the broker connection that waited for the client's principal, and hands its
@@ -200,13 +179,7 @@ impl RequestHalf<'_> {
         Ok(())
     }
 
-    async fn enqueue(&mut self, entry: InFlight) -> Result<(), SessionError> {
-        // A full queue waits for responses to requests that may still be in the outbox: they
-        // leave first, or the wait would never end. (Only this half sends on the queue, so
-        // room seen here is still there at the send.)
-        if self.queue.capacity() == 0 {
-            self.flush().await?;
-        }
+    async fn enqueue(&self, entry: InFlight) -> Result<(), SessionError> {
         enqueue(&self.queue, entry).await
     }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
-use weir_core::io::{BoxRead, BoxWrite, Outbox};
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response};
 use weir_wire::message::{ResponseFrame, ResponseMessage};
 use weir_wire::{FrameError, FrameReader};
@@ -47,8 +47,6 @@ pub(super) struct ResponseHalf<'a> {
     pub(super) chain: &'a Mutex<FilterChain>,
     pub(super) upstream: FrameReader<BoxRead>,
     pub(super) client: BoxWrite,
-    /// Responses on their way to the client that leave together (see [`Outbox`]).
-    pub(super) outbox: Outbox,
     /// The broker connection's reading half, when the request half makes it later.
     pub(super) connected: Option<oneshot::Receiver<FrameReader<BoxRead>>>,
     pub(super) pending: mpsc::Receiver<InFlight>,
@@ -57,34 +55,25 @@ pub(super) struct ResponseHalf<'a> {
 impl ResponseHalf<'_> {
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
         loop {
-            // Responses ready together leave together: what the half holds goes out before it
-            // waits for the next entry.
-            let entry = match self.pending.try_recv() {
-                Ok(entry) => Some(entry),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    self.flush().await?;
-                    // While nothing is owed, still watch the broker so that its closing (a
-                    // restart, say) closes the client promptly instead of at the next request.
-                    // Biased: an entry is always queued before its request is written, so when
-                    // a response is readable its entry is already here and must win the race.
-                    let holds_memory = self.upstream.holds_idle_memory(super::LARGE_BUFFER);
-                    tokio::select! {
-                        biased;
-                        entry = self.pending.recv() => entry,
-                        _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
-                            self.upstream.release_if_empty();
-                            continue;
-                        }
-                        frame = self.upstream.next_frame() => return Err(match frame {
-                            Ok(Some(_)) => SessionError::Unsolicited,
-                            Ok(None) => SessionError::UpstreamClosed,
-                            Err(err) => SessionError::UpstreamFrame(err),
-                        }),
-                    }
+            // While nothing is owed, still watch the broker so that its closing (a restart, say)
+            // closes the client promptly instead of at the next request.
+            // Biased: an entry is always queued before its request is written, so when a
+            // response is readable its entry is already here and must win the race.
+            let holds_memory = self.upstream.holds_idle_memory(super::LARGE_BUFFER);
+            let entry = tokio::select! {
+                biased;
+                entry = self.pending.recv() => entry,
+                _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
+                    self.upstream.release_if_empty();
+                    continue;
                 }
+                frame = self.upstream.next_frame() => return Err(match frame {
+                    Ok(Some(_)) => SessionError::Unsolicited,
+                    Ok(None) => SessionError::UpstreamClosed,
+                    Err(err) => SessionError::UpstreamFrame(err),
+                }),
             };
-            let Some(entry) = entry else { return self.flush().await };
+            let Some(entry) = entry else { return Ok(()) };
             let out = match entry {
                 InFlight::Local(key, frame) => {
                     let api = self.shared.metrics.api(key);
@@ -93,32 +82,20 @@ impl ResponseHalf<'_> {
                     frame
                 }
                 InFlight::Internal { correlation_id, reply } => {
-                    self.flush().await?;
                     self.await_connected().await?;
                     self.relay_internal(correlation_id, reply).await?;
                     continue;
                 }
                 InFlight::Upstream(pending) => {
                     self.await_connected().await?;
-                    // About to wait for the broker: what is ready goes out first.
-                    if !self.upstream.has_whole_frame() {
-                        self.flush().await?;
-                    }
                     match self.relay_response(pending).await? {
                         Some(out) => out,
                         None => continue,
                     }
                 }
             };
-            self.outbox.push(out);
-            if self.outbox.is_full() {
-                self.flush().await?;
-            }
+            self.client.write_all(&out).await.map_err(SessionError::ClientIo)?;
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), SessionError> {
-        self.outbox.flush(&mut self.client).await.map_err(SessionError::ClientIo)
     }
 
     /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
@@ -197,7 +174,6 @@ impl ResponseHalf<'_> {
     /// The filters still see the whole response once it is in, read-only.
     async fn stream_fetch(&mut self, pending: Pending, total: usize) -> Result<(), SessionError> {
         tracing::debug!(bytes = total, "streaming a Fetch response");
-        self.flush().await?;
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
         let mut sent = 0;

@@ -4,7 +4,6 @@
 //! script on an in-memory pipe; the real-cluster tests (crates/weir/tests) prove the rest.
 
 use std::sync::Arc;
-use weir_core::io::Outbox;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -66,7 +65,6 @@ async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), Sessi
         client: FrameReader::new(client_read, 1 << 20),
         authentication_deadline: None,
         upstream: upstream_write,
-        outbox: Outbox::default(),
         upstream_open: &mut upstream_open,
         queue,
         deferred: None,
@@ -78,7 +76,6 @@ async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), Sessi
         chain: &chain,
         upstream: FrameReader::new(upstream_read, 1 << 20),
         client: client_write,
-        outbox: Outbox::default(),
         connected: None,
         pending,
     };
