@@ -55,6 +55,11 @@ pub struct SidecarConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Threads serving connections (at most this many cores busy at once). One by default, as
+    /// a sidecar shares its host with the service it serves: a second thread cost more CPU per
+    /// GB and did not move more (docs/benchmarks.md, issue 10). More for many busy TLS clients.
+    #[serde(default = "defaults::workers")]
+    pub workers: usize,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -174,6 +179,9 @@ mod defaults {
     pub fn shutdown_grace_ms() -> u64 {
         10_000
     }
+    pub fn workers() -> usize {
+        1
+    }
     pub fn log_level() -> String {
         "info".into()
     }
@@ -234,6 +242,7 @@ impl SidecarConfig {
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
             shutdown_grace_ms: defaults::shutdown_grace_ms(),
+            workers: defaults::workers(),
             log: LogConfig::default(),
         }
     }
@@ -249,6 +258,9 @@ impl SidecarConfig {
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         if self.bootstrap.is_empty() {
             return Err(invalid(origin, "bootstrap", "at least one bootstrap server is required"));
+        }
+        if !(1..=256).contains(&self.workers) {
+            return Err(invalid(origin, "workers", format!("must be 1 to 256, not {}", self.workers)));
         }
         for (i, server) in self.bootstrap.iter().enumerate() {
             if split_host_port(server).is_none() {

@@ -54,6 +54,9 @@ struct ProxyArgs {
     /// Log filter, RUST_LOG syntax (RUST_LOG itself wins when set).
     #[arg(long)]
     log_level: Option<String>,
+    /// Threads serving connections (default 1).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +104,9 @@ fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
     if let Some(level) = args.log_level {
         config.log.level = level;
     }
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
     config.validate(&origin)?;
     Ok(config)
 }
@@ -112,8 +118,11 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         Ok((before, after)) => tracing::info!(?before, ?after, "open descriptor limit (soft, hard)"),
         Err(err) => tracing::info!(%err, "cannot raise the open descriptor limit"),
     }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(async {
         let sidecar = Sidecar::bind(config).await?;
         let stop = CancellationToken::new();

@@ -30,8 +30,21 @@ async fn pipelined_requests_come_back_in_order_and_acks_zero_gets_no_response() 
     rd::create_topic(&sidecar.bootstrap(), &topic, 1).await;
     // The partition leader's own listener: produce must go to the leader.
     let consumer = rd::consumer(&sidecar.bootstrap(), &unique("g"), &[]);
-    let md = rdkafka::consumer::Consumer::fetch_metadata(&consumer, Some(&topic), Duration::from_secs(10)).unwrap();
-    let leader = md.topics()[0].partitions()[0].leader();
+    // A topic just created may have no leader yet (and a broker closes the connection of an
+    // acks=0 produce it cannot take): wait until its partition has one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let md = rdkafka::consumer::Consumer::fetch_metadata(&consumer, Some(&topic), Duration::from_secs(10));
+        let leader = md.ok().and_then(|md| {
+            let partition = md.topics().first()?.partitions().first()?;
+            (partition.error().is_none() && partition.leader() >= 0).then_some(partition.leader())
+        });
+        match leader {
+            Some(leader) => break leader,
+            None if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            None => panic!("topic {topic} has no leader after 30 s"),
+        }
+    };
     let mut stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
 
@@ -213,6 +226,7 @@ fn bad_config_names_file_and_key_and_exits_non_zero() {
         ("listen: 127.0.0.1:1\nbootstrap: [a:1]\nupstream: {conect_timeout_ms: 5}\n", "conect_timeout_ms"),
         ("bootstrap: [a:1]\n", "listen"),
         ("listen: 127.0.0.1:1\nbootstrap: [nothostport]\n", "bootstrap[0]"),
+        ("listen: 127.0.0.1:1\nbootstrap: [a:1]\nworkers: 0\n", "workers"),
     ];
     for (i, (yaml, key)) in cases.iter().enumerate() {
         let file = dir.join(format!("weir-bad-{}-{i}.yaml", std::process::id()));
