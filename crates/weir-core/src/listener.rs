@@ -68,7 +68,9 @@ impl Acceptor {
                     let _ = stream.set_nodelay(true);
                     let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", id, %peer, principal = tracing::field::Empty);
-                    let connection = serve(stream, peer);
+                    // Boxed: moved into the task's future and awaited there, it would be
+                    // stored twice in the task (the connection's largest allocation).
+                    let connection = Box::pin(serve(stream, peer));
                     self.tracker.spawn(
                         async move {
                             connection.await;

@@ -6,8 +6,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Size of the length prefix in front of every Kafka frame.
 pub const LENGTH_PREFIX: usize = 4;
 
-/// A reader's buffer to begin with, and what it shrinks back to when released.
-const INITIAL_CAPACITY: usize = 16 * 1024;
+/// What a reader allocates when it needs room: one page. A larger frame reserves room for
+/// itself.
+const INITIAL_CAPACITY: usize = 4 * 1024;
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
 
 /// Why a stream could not be cut into Kafka frames.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,9 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader that allocates its buffer at the first read.
     pub fn new(inner: R, max_frame: usize) -> Self {
-        Self { inner, buf: BytesMut::with_capacity(INITIAL_CAPACITY), max_frame, peak: INITIAL_CAPACITY }
+        Self { inner, buf: BytesMut::new(), max_frame, peak: 0 }
     }
 
     /// Changes the largest frame accepted from here on (e.g. raised once a client has
@@ -54,23 +58,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.peak.max(self.buf.capacity())
     }
 
-    /// Whether no frame is buffered and the buffer may hold more than `above` bytes: what
+    /// Whether no frame is buffered but memory is held: what
     /// [`FrameReader::release_if_empty`] would give back.
-    pub fn holds_idle_memory(&self, above: usize) -> bool {
-        self.buf.is_empty() && self.capacity() > above
+    pub fn holds_idle_memory(&self) -> bool {
+        self.buf.is_empty() && self.capacity() > 0
     }
 
     fn note_growth(&mut self) {
         self.peak = self.peak.max(self.buf.capacity());
     }
 
-    /// Gives a grown buffer back when no frame is in it, so a connection that once carried a
-    /// large frame does not keep its memory while idle. (Not after every frame: a consumer's
-    /// fetches would then allocate megabytes afresh each time.)
+    /// Gives the buffer back when no frame is in it, so that a connection without traffic holds
+    /// none (the next read allocates again). Called after a while without traffic, not after
+    /// every frame: a busy connection keeps its buffer.
     pub fn release_if_empty(&mut self) {
-        if self.buf.is_empty() && self.capacity() > INITIAL_CAPACITY {
-            self.buf = BytesMut::with_capacity(INITIAL_CAPACITY);
-            self.peak = INITIAL_CAPACITY;
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            self.peak = 0;
+        }
+    }
+
+    /// Room for a read of at least [`MIN_READ`] bytes.
+    fn ensure_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(INITIAL_CAPACITY);
+            self.note_growth();
         }
     }
 
@@ -80,10 +92,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = split_frame(&mut self.buf, self.max_frame)? {
                 return Ok(Some(frame));
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
-            }
+            // split_frame reserved room for the rest of a frame begun.
             self.note_growth();
+            self.ensure_room();
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -97,17 +108,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Streaming access, for frames large enough that forwarding them as they arrive (instead of
-/// after the last byte) saves a noticeable store-and-forward delay.
+/// after the last byte) saves a noticeable store-and-forward delay, and that need not be held
+/// whole: the caller reads a window at a time and [`FrameReader::discard`]s what it is done with.
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Waits for the next frame's length prefix; returns the frame's total size (prefix
-    /// included), or `None` on a clean end of stream. Room for the whole frame is reserved.
+    /// included), or `None` on a clean end of stream. Nothing is reserved for the frame yet:
+    /// [`FrameReader::whole_frame`] takes it whole, [`FrameReader::read_within`] in pieces.
     pub async fn next_frame_size(&mut self) -> Result<Option<usize>, FrameError> {
         loop {
             if let Some(total) = check_prefix(&self.buf, self.max_frame)? {
-                self.buf.reserve(total.saturating_sub(self.buf.len()));
-                self.note_growth();
                 return Ok(Some(total));
             }
+            self.ensure_room();
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -115,6 +127,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Err(FrameError::Truncated { got: self.buf.len(), expected: LENGTH_PREFIX })
                 };
             }
+        }
+    }
+
+    /// The frame of `total` bytes (prefix included) whose size [`FrameReader::next_frame_size`]
+    /// gave, once all of it is in; room for it is reserved in one allocation.
+    pub async fn whole_frame(&mut self, total: usize) -> Result<Bytes, FrameError> {
+        self.buf.reserve(total.saturating_sub(self.buf.len()));
+        self.note_growth();
+        loop {
+            if self.buf.len() >= total {
+                return Ok(self.buf.split_to(total).freeze());
+            }
+            self.read_more(total).await?;
         }
     }
 
@@ -128,22 +153,43 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// What is buffered so far: the current frame's first bytes (and possibly what follows it).
+    /// What is buffered: the rest of the current frame so far (and possibly what follows it).
     pub fn buffered(&self) -> &[u8] {
         &self.buf
     }
 
-    /// Reads more of a frame of `total` bytes; the end of the stream is a truncation.
-    pub async fn read_more(&mut self, total: usize) -> Result<(), FrameError> {
+    /// Takes the first `n` buffered bytes (at most what is buffered).
+    pub fn split_buffered(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.buf.len());
+        self.buf.split_to(n).freeze()
+    }
+
+    /// Drops the first `n` buffered bytes, which the caller has dealt with.
+    pub fn discard(&mut self, n: usize) {
+        let n = n.min(self.buf.len());
+        bytes::Buf::advance(&mut self.buf, n);
+    }
+
+    /// Reads more of a frame of `total` bytes without letting the buffer grow much past
+    /// `window`: what is buffered plus room for one read. The end of the stream is a
+    /// truncation.
+    pub async fn read_within(&mut self, total: usize, window: usize) -> Result<(), FrameError> {
+        let room = window.saturating_sub(self.buf.len()).max(MIN_READ);
+        if self.buf.capacity() - self.buf.len() < room {
+            // Reuses the allocation (moving the few bytes kept to its front) when it can.
+            self.buf.reserve(room);
+            self.note_growth();
+        }
+        self.read_more(total).await
+    }
+
+    /// Reads more of a frame of `total` bytes into the room there is; the end of the stream is
+    /// a truncation.
+    async fn read_more(&mut self, total: usize) -> Result<(), FrameError> {
         if self.inner.read_buf(&mut self.buf).await? == 0 {
             return Err(FrameError::Truncated { got: self.buf.len(), expected: total });
         }
         Ok(())
-    }
-
-    /// Takes the current frame once all `total` bytes are buffered.
-    pub fn take_frame(&mut self, total: usize) -> Option<Bytes> {
-        (self.buf.len() >= total).then(|| self.buf.split_to(total).freeze())
     }
 }
 
@@ -216,21 +262,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_buffer_grown_by_a_large_frame_is_given_back_only_when_empty() {
+    async fn a_buffer_is_given_back_only_when_empty() {
         let large = with_length_prefix(&vec![7u8; 1 << 20]);
         let mut reader = FrameReader::new(&large[..], 2 << 20);
+        assert!(!reader.holds_idle_memory(), "nothing allocated before the first read");
         assert_eq!(reader.next_frame().await.unwrap().unwrap().len(), large.len());
-        assert!(reader.holds_idle_memory(1 << 20));
+        assert!(reader.capacity() >= large.len());
+        assert!(reader.holds_idle_memory());
         reader.release_if_empty();
-        assert_eq!(reader.capacity(), INITIAL_CAPACITY);
-        assert!(!reader.holds_idle_memory(INITIAL_CAPACITY));
+        assert_eq!(reader.capacity(), 0);
+        assert!(!reader.holds_idle_memory());
 
         // Part of a frame is waiting: its buffer stays.
         let mut reader = FrameReader::new(&large[..100], 2 << 20);
         assert_eq!(reader.next_frame_size().await.unwrap(), Some(large.len()));
-        assert!(!reader.holds_idle_memory(0), "a frame is in it");
+        assert!(!reader.holds_idle_memory(), "a frame is in it");
+        let before = reader.capacity();
         reader.release_if_empty();
-        assert!(reader.capacity() >= large.len());
+        assert_eq!(reader.capacity(), before);
     }
 
     #[tokio::test]
@@ -257,17 +306,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn streams_a_frame_piece_by_piece() {
-        let mut input = with_length_prefix(&[7u8; 100_000]).to_vec();
+    async fn streams_a_frame_through_a_window_then_takes_one_whole() {
+        let mut input = with_length_prefix(&[7u8; 10_000]).to_vec();
+        input.extend_from_slice(&with_length_prefix(&[8u8; 50_000]));
         input.extend_from_slice(&with_length_prefix(b"next"));
         let mut reader = FrameReader::new(&input[..], 1 << 20);
         let total = reader.next_frame_size().await.unwrap().unwrap();
-        assert_eq!(total, 100_004);
-        while reader.buffered().len() < total {
-            reader.read_more(total).await.unwrap();
+        assert_eq!(total, 10_004);
+        let mut passed = Vec::new();
+        while passed.len() < total {
+            let have = reader.buffered().len().min(total - passed.len());
+            passed.extend_from_slice(&reader.buffered()[..have]);
+            reader.discard(have);
+            if passed.len() < total {
+                reader.read_within(total, 2 * 1024).await.unwrap();
+            }
+            assert_eq!(reader.capacity(), INITIAL_CAPACITY, "the buffer grew past the window");
         }
-        let frame = reader.take_frame(total).unwrap();
-        assert_eq!(frame.len(), 100_004);
+        assert_eq!(passed, &input[..total]);
+        let total = reader.next_frame_size().await.unwrap().unwrap();
+        assert_eq!(reader.whole_frame(total).await.unwrap().len(), 50_004);
         assert_eq!(&reader.next_frame().await.unwrap().unwrap()[4..], b"next");
         assert!(reader.next_frame_size().await.unwrap().is_none());
     }

@@ -38,13 +38,26 @@ pub fn exercise_client_bytes(data: &[u8]) {
     }
 }
 
-/// A Fetch response body as the sidecar reads every one of them: in place.
+/// A Fetch response body as the sidecar reads every one of them: in place when whole, and (a
+/// large one) piece by piece as it streams through.
 pub fn exercise_fetch_response(version: i16, data: &[u8]) {
-    let _ = crate::fetch::scan_fetch_response(data, version, |p| {
-        if let Some(records) = p.records {
-            crate::records::count_records(records);
+    let _ = crate::fetch::count_fetch_response(data, version, |_| {});
+    // As a frame (prefix, correlation id, empty header tags when flexible) in uneven pieces.
+    let mut frame = Vec::with_capacity(data.len() + 9);
+    let header: &[u8] = if version >= 12 { &[0, 0, 0, 1, 0] } else { &[0, 0, 0, 1] };
+    frame.extend_from_slice(&((header.len() + data.len()) as i32).to_be_bytes());
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(data);
+    let mut scan = crate::fetch::FetchStream::new(version, frame.len());
+    let mut kept = Vec::new();
+    for piece in frame.chunks(7) {
+        kept.extend_from_slice(piece);
+        match scan.feed(&kept) {
+            Ok(used) => drop(kept.drain(..used)),
+            Err(_) => return,
         }
-    });
+    }
+    let _ = scan.finish();
 }
 
 /// Bytes as a broker would send them in answer to `api_key` at `version`, decoded as the

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::fetch::{count_fetch_response, response_session, FetchDigest, FetchSummary, PartitionCount};
 use crate::frame::LENGTH_PREFIX;
 use crate::header::RequestHeaderPeek;
 
@@ -135,8 +136,9 @@ pub struct ResponseMessage {
     decoded: Option<Box<dyn DecodedBody>>,
     /// The decoded body was handed out for change: `frame` is stale until re-encoded.
     changed: bool,
-    /// The bytes already went to the client (a streamed response): read-only.
-    sent: bool,
+    /// A Fetch response that went to the client as it arrived: only what its scan kept is
+    /// left, read-only.
+    streamed: Option<Box<FetchDigest>>,
 }
 
 /// A decoded body of any response type, able to encode itself again.
@@ -170,12 +172,14 @@ impl ResponseMessage {
             ApiKey::ApiVersions if crate::header::api_versions_unsupported(&frame) => 0,
             _ => version,
         };
-        Self { api_key, version, frame, parsed: None, decoded: None, changed: false, sent: false }
+        Self { api_key, version, frame, parsed: None, decoded: None, changed: false, streamed: None }
     }
 
-    /// A response already forwarded to the client as it arrived: filters may read it, not change it.
-    pub fn already_sent(frame: Bytes, api_key: ApiKey, version: i16) -> Self {
-        Self { sent: true, ..Self::new(frame, api_key, version) }
+    /// A Fetch response already forwarded to the client as it arrived, of which only its
+    /// digest was kept: filters read it through [`ResponseMessage::fetch_counts`] and
+    /// [`ResponseMessage::fetch_session`], and can neither see its bytes nor change it.
+    pub fn streamed_fetch(digest: FetchDigest, version: i16) -> Self {
+        Self { streamed: Some(Box::new(digest)), ..Self::new(Bytes::new(), ApiKey::Fetch, version) }
     }
 
     pub fn api_key(&self) -> ApiKey {
@@ -188,10 +192,13 @@ impl ResponseMessage {
 
     /// Whether the bytes already went to the client.
     pub fn is_sent(&self) -> bool {
-        self.sent
+        self.streamed.is_some()
     }
 
     fn parsed(&mut self) -> Result<&ResponseFrame, MessageError> {
+        if self.streamed.is_some() {
+            return Err(self.error("read", "it was streamed to the client; only its digest was kept"));
+        }
         if self.parsed.is_none() {
             self.parsed = Some(ResponseFrame::parse(&self.frame, self.api_key, self.version)?);
         }
@@ -213,8 +220,8 @@ impl ResponseMessage {
 
     /// The decoded body, to change: it is encoded again before it leaves.
     pub fn decoded_mut<T: ResponseBody>(&mut self) -> Result<&mut T, MessageError> {
-        if self.sent {
-            return Err(MessageError::new("change", self.api_key, self.version, "it was already sent to the client"));
+        if self.is_sent() {
+            return Err(self.error("change", "it was already sent to the client"));
         }
         self.decode::<T>()?;
         let error = self.wrong_type::<T>();
@@ -233,7 +240,11 @@ impl ResponseMessage {
     }
 
     fn wrong_type<T>(&self) -> MessageError {
-        MessageError::new("decode", self.api_key, self.version, format!("not as {}", std::any::type_name::<T>()))
+        self.error("decode", format!("not as {}", std::any::type_name::<T>()))
+    }
+
+    fn error(&self, action: &'static str, reason: impl ToString) -> MessageError {
+        MessageError::new(action, self.api_key, self.version, reason)
     }
 
     fn encode_if_changed(&mut self) -> Result<(), MessageError> {
@@ -246,6 +257,26 @@ impl ResponseMessage {
         self.frame = decoded.encode_with(header, api_key, version)?;
         self.parsed = None;
         Ok(())
+    }
+
+    /// Each partition of a Fetch response with its records counted, whether the response is
+    /// whole or was streamed; returns what it says as a whole.
+    pub fn fetch_counts(&mut self, mut visit: impl FnMut(PartitionCount<'_>)) -> Result<FetchSummary, MessageError> {
+        if let Some(digest) = &self.streamed {
+            digest.partitions().for_each(visit);
+            return Ok(digest.summary.clone());
+        }
+        let body = self.body()?;
+        count_fetch_response(&body, self.version, &mut visit).map_err(|e| self.error("read", e))
+    }
+
+    /// The top-level error code and fetch session id of a Fetch response (v7+), whole or
+    /// streamed.
+    pub fn fetch_session(&mut self) -> Result<Option<(i16, i32)>, MessageError> {
+        if let Some(digest) = &self.streamed {
+            return Ok((self.version >= 7).then_some((digest.summary.error_code, digest.summary.session_id)));
+        }
+        Ok(response_session(&self.body()?, self.version))
     }
 
     /// The frame to send: the broker's very bytes unless a filter changed the message.
@@ -318,12 +349,24 @@ mod tests {
     }
 
     #[test]
-    fn a_sent_message_cannot_be_changed_and_a_wrong_type_is_an_error() {
-        let (frame, _) = metadata_message();
-        let mut sent = ResponseMessage::already_sent(frame.clone(), ApiKey::Metadata, 12);
-        assert!(sent.decoded::<MetadataResponse>().is_ok());
-        let err = sent.decoded_mut::<MetadataResponse>().unwrap_err();
+    fn a_streamed_fetch_is_read_from_its_digest_and_cannot_be_changed() {
+        use kafka_protocol::messages::FetchResponse;
+        let body = FetchResponse::default().with_session_id(44);
+        let frame = encode_response(3, ApiKey::Fetch, 12, &body).unwrap();
+        let mut scan = crate::fetch::FetchStream::new(12, frame.len());
+        assert_eq!(scan.feed(&frame).unwrap(), frame.len());
+        let mut sent = ResponseMessage::streamed_fetch(scan.finish().unwrap(), 12);
+        assert_eq!(sent.fetch_session().unwrap(), Some((0, 44)));
+        assert_eq!(sent.fetch_counts(|_| panic!("no partitions")).unwrap().session_id, 44);
+        let err = sent.body().unwrap_err();
+        assert!(err.to_string().contains("only its digest"), "{err}");
+        let err = sent.decoded_mut::<FetchResponse>().unwrap_err();
         assert!(err.to_string().contains("already sent"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error() {
+        let (frame, _) = metadata_message();
         let mut message = ResponseMessage::new(frame, ApiKey::Metadata, 12);
         message.decoded::<MetadataResponse>().unwrap();
         let err = message.decoded::<kafka_protocol::messages::FetchResponse>().map(|_| ()).unwrap_err();

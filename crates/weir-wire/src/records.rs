@@ -10,31 +10,51 @@ const ATTRIBUTES_OFFSET: usize = 21;
 const CONTROL_BATCH: u8 = 0x20;
 const RECORD_COUNT_OFFSET: usize = 57;
 const LOG_OVERHEAD: usize = 12;
+/// The bytes of a batch that [`batch_head`] reads: up to and including the v2 record count.
+pub const BATCH_HEAD: usize = RECORD_COUNT_OFFSET + 4;
 
-/// Records and bytes in a `records` blob. A trailing partial batch (which Fetch responses may
-/// carry) is ignored.
+/// What the start of a batch says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchHead {
+    /// A whole batch of `size` bytes holding `records` application records.
+    Whole { size: usize, records: u64 },
+    /// The batch does not end within the bytes left (a Fetch response may end with a partial
+    /// batch), or its length is negative: the rest is not counted.
+    Partial,
+}
+
+/// Reads the batch starting at `head`, where `left` bytes of the records field remain
+/// (`head` holds the first `min(left, BATCH_HEAD)` of them, or more).
+pub fn batch_head(head: &[u8], left: usize) -> BatchHead {
+    let Some(prefix) = head.get(..LOG_OVERHEAD) else { return BatchHead::Partial };
+    let length = i32::from_be_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+    let Ok(length) = usize::try_from(length) else { return BatchHead::Partial };
+    let size = LOG_OVERHEAD + length;
+    if size > left {
+        return BatchHead::Partial;
+    }
+    let head = &head[..head.len().min(size)];
+    let control = head.get(ATTRIBUTES_OFFSET + 1).is_some_and(|low| low & CONTROL_BATCH != 0);
+    let records = match head.get(MAGIC_OFFSET) {
+        Some(2) if control => 0,
+        Some(2) => head
+            .get(RECORD_COUNT_OFFSET..BATCH_HEAD)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]).max(0) as u64)
+            .unwrap_or(0),
+        Some(_) => 1,
+        None => 0,
+    };
+    BatchHead::Whole { size, records }
+}
+
+/// Records in a `records` blob. A trailing partial batch (which Fetch responses may carry) is
+/// ignored.
 pub fn count_records(records: &[u8]) -> u64 {
     let mut pos = 0usize;
     let mut count = 0u64;
-    while let Some(head) = records.get(pos..pos + LOG_OVERHEAD) {
-        let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
-        let Ok(length) = usize::try_from(length) else { break };
-        let end = pos + LOG_OVERHEAD + length;
-        if end > records.len() {
-            break;
-        }
-        let batch = &records[pos..end];
-        let control = batch.get(ATTRIBUTES_OFFSET + 1).is_some_and(|low| low & CONTROL_BATCH != 0);
-        count += match batch.get(MAGIC_OFFSET) {
-            Some(2) if control => 0,
-            Some(2) => batch
-                .get(RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4)
-                .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]).max(0) as u64)
-                .unwrap_or(0),
-            Some(_) => 1,
-            None => 0,
-        };
-        pos = end;
+    while let BatchHead::Whole { size, records: n } = batch_head(&records[pos..], records.len() - pos) {
+        count += n;
+        pos += size;
     }
     count
 }

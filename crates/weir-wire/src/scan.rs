@@ -54,20 +54,36 @@ pub(crate) fn node_endpoints(c: &mut Cursor<'_>, has_hints: bool) -> Result<Opti
     Ok(found)
 }
 
+/// What a [`ScanError`] says when the bytes ran out.
+pub(crate) const TRUNCATED: &str = "truncated";
+
 pub(crate) struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
     message: &'static str,
     version: i16,
+    /// Bytes of the message beyond `b` (still to arrive, when it streams).
+    more: usize,
 }
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(b: &'a [u8], message: &'static str, version: i16) -> Self {
-        Self { b, pos: 0, message, version }
+        Self { b, pos: 0, message, version, more: 0 }
+    }
+
+    /// A cursor over the part of a message that has arrived, `more` bytes of it still to come:
+    /// array lengths are checked against the whole message.
+    pub(crate) fn streaming(b: &'a [u8], message: &'static str, version: i16, more: usize) -> Self {
+        Self { more, ..Self::new(b, message, version) }
     }
 
     pub(crate) fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// Bytes of the message after the cursor, arrived or not.
+    pub(crate) fn remaining(&self) -> usize {
+        self.b.len() - self.pos + self.more
     }
 
     pub(crate) fn err(&self, what: &'static str) -> ScanError {
@@ -93,7 +109,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ScanError> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.b.len()).ok_or_else(|| self.err("truncated"))?;
+        let end = self.pos.checked_add(n).filter(|end| *end <= self.b.len()).ok_or_else(|| self.err(TRUNCATED))?;
         let out = &self.b[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -155,7 +171,7 @@ impl<'a> Cursor<'a> {
     /// least one byte), so a declared length can never outrun the frame.
     pub(crate) fn array_len(&mut self, flexible: bool) -> Result<usize, ScanError> {
         let n = self.length(flexible, false)?.unwrap_or(0);
-        if n > self.b.len() - self.pos {
+        if n > self.remaining() {
             return Err(self.err("array longer than the message"));
         }
         Ok(n)

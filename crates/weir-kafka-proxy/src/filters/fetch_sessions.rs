@@ -148,9 +148,8 @@ impl Filter for FetchSessionFilter {
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        let version = cx.message.version();
-        ready(cx.message.body().map_err(FilterError::BadResponse).map(|body| {
-            if let Some((0, session_id)) = weir_wire::fetch::response_session(&body, version) {
+        ready(cx.message.fetch_session().map_err(FilterError::BadResponse).map(|session| {
+            if let Some((0, session_id)) = session {
                 self.owners.record(session_id, owner(cx.connection));
             }
         }))

@@ -5,8 +5,8 @@
 
 use kafka_protocol::messages::ApiKey;
 use weir_core::audit::ConnectionEvent;
-use weir_wire::fetch::scan_fetch_response;
 use weir_wire::produce::{scan_produce, scan_produce_response};
+use weir_wire::records::count_records;
 use weir_wire::scan::TopicRef;
 
 use crate::filter::{ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
@@ -36,9 +36,7 @@ impl TrafficFilter {
 }
 
 /// Counts one partition's records for its topic, named by name or by id.
-fn count(cache: &mut TopicCache, metrics: &KafkaMetrics, ids: &TopicIds, topic: TopicRef<'_>, records: &[u8]) {
-    let count = weir_wire::records::count_records(records);
-    let size = records.len() as u64;
+fn count(cache: &mut TopicCache, metrics: &KafkaMetrics, ids: &TopicIds, topic: TopicRef<'_>, count: u64, size: u64) {
     match topic {
         TopicRef::Name(name) => cache.add(metrics, name, count, size),
         TopicRef::Id(id) => cache.add_by_id(metrics, ids, id, count, size),
@@ -63,7 +61,7 @@ impl Filter for TrafficFilter {
         let (metrics, ids) = (cx.services.metrics(), &**cx.services.topic_ids());
         let produced = &mut self.produced;
         let scanned = scan_produce(cx.frame(), cx.header, |topic, _partition, records| {
-            count(produced, metrics, ids, topic, records)
+            count(produced, metrics, ids, topic, count_records(records), records.len() as u64)
         });
         ready(scanned.map(|_acks| RequestAction::Continue).map_err(FilterError::BadRequestBody))
     }
@@ -94,9 +92,9 @@ impl TrafficFilter {
     fn count_response(&mut self, cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
         let (key, version) = (cx.message.api_key(), cx.message.version());
         let (metrics, ids) = (cx.services.metrics(), &**cx.services.topic_ids());
-        let body = cx.message.body().map_err(FilterError::BadResponse)?;
         match key {
             ApiKey::Produce => {
+                let body = cx.message.body().map_err(FilterError::BadResponse)?;
                 scan_produce_response(&body, version, |_, _, error| {
                     if error != 0 {
                         metrics.response_error(key, error);
@@ -106,15 +104,18 @@ impl TrafficFilter {
             }
             ApiKey::Fetch => {
                 let fetched = &mut self.fetched;
-                let summary = scan_fetch_response(&body, version, |p| {
-                    if let Some(records) = p.records.filter(|r| !r.is_empty()) {
-                        count(fetched, metrics, ids, p.topic, records);
-                    }
-                    if p.error_code != 0 {
-                        metrics.response_error(key, p.error_code);
-                    }
-                })
-                .map_err(FilterError::BadResponseBody)?;
+                // Whole, or (a large one) counted while it streamed through.
+                let summary = cx
+                    .message
+                    .fetch_counts(|p| {
+                        if p.record_bytes > 0 {
+                            count(fetched, metrics, ids, p.topic, p.records, p.record_bytes as u64);
+                        }
+                        if p.error_code != 0 {
+                            metrics.response_error(key, p.error_code);
+                        }
+                    })
+                    .map_err(FilterError::BadResponse)?;
                 if summary.error_code != 0 {
                     metrics.response_error(key, summary.error_code);
                 }

@@ -35,9 +35,8 @@ use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::Reauthentication;
 
-/// A reader buffer grown past this by a large frame is given back after
-/// [`RELEASE_IDLE_BUFFER_AFTER`] without traffic, so idle connections hold little memory.
-const LARGE_BUFFER: usize = 256 * 1024;
+/// After this long without traffic, a connection's read buffers are given back, so that idle
+/// connections hold almost no memory (the next frame allocates again).
 const RELEASE_IDLE_BUFFER_AFTER: Duration = Duration::from_secs(1);
 
 /// Which upstream a listener stands for.

@@ -43,20 +43,24 @@ impl RequestHalf<'_> {
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
         let idle = self.shared.config.idle_timeout();
         let mut client_counter: Option<(Bytes, Counter)> = None;
+        let mut last_frame = Instant::now();
         loop {
-            let wait = match self.authentication_deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(idle),
-                None => idle,
-            };
-            let holds_memory = self.client.holds_idle_memory(super::LARGE_BUFFER);
+            let now = Instant::now();
+            let mut wait = (last_frame + idle).saturating_duration_since(now);
+            if let Some(deadline) = self.authentication_deadline {
+                wait = wait.min(deadline.saturating_duration_since(now));
+            }
+            // A quiet connection gives its buffer back; the same timer serves both.
+            let release_first = self.client.holds_idle_memory() && super::RELEASE_IDLE_BUFFER_AFTER < wait;
+            let step = if release_first { super::RELEASE_IDLE_BUFFER_AFTER } else { wait };
             let frame = tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
-                    self.client.release_if_empty();
-                    continue;
-                }
-                read = tokio::time::timeout(wait, self.client.next_frame()) => match read {
+                read = tokio::time::timeout(step, self.client.next_frame()) => match read {
+                    Err(_) if release_first => {
+                        self.client.release_if_empty();
+                        continue;
+                    }
                     Err(_) if self.authentication_deadline.is_some_and(|d| Instant::now() >= d) => {
                         return Err(SessionError::AuthenticationTimeout(self.shared.config.authentication_timeout()));
                     }
@@ -73,6 +77,7 @@ impl RequestHalf<'_> {
                 },
             };
             let started = Instant::now();
+            last_frame = started;
             let peek = RequestHeaderPeek::parse(&frame)?;
             let api = self.shared.metrics.api(peek.api_key);
             api.requests.inc();
@@ -127,11 +132,13 @@ impl RequestHalf<'_> {
                 || weir_wire::produce::acks(frame.get(peek.body_offset..).unwrap_or_default(), peek.api_version)
                     .map_err(SessionError::BadRequestBody)?
                     != 0;
+            // Boxed: once per connection or rarer, and large (TLS and SASL towards the broker);
+            // inline they would size every connection's idle state.
             if let Some(deferred) = self.deferred.take() {
-                self.connect(deferred).await?;
+                Box::pin(self.connect(deferred)).await?;
             }
             if self.reauth.as_ref().is_some_and(|r| Instant::now() >= r.due) {
-                self.reauthenticate().await?;
+                Box::pin(self.reauthenticate()).await?;
             }
             let proxy_time = started.elapsed();
             if expects_response {

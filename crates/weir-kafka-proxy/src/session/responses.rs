@@ -8,8 +8,8 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_wire::fetch::{blank_node_endpoints, scan_fetch_response};
-use weir_wire::message::{ResponseFrame, ResponseMessage};
+use weir_wire::fetch::{blank_node_endpoints, FetchStream};
+use weir_wire::message::ResponseMessage;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Pending, SessionError};
@@ -18,6 +18,9 @@ use crate::shared::Shared;
 
 /// Fetch responses larger than this are streamed (see `stream_fetch`).
 const STREAM_ABOVE: usize = 256 * 1024;
+/// What a streamed response may keep buffered at once (the held tail included): with the
+/// largest responses no longer held whole, this bounds a consumer connection's memory.
+const STREAM_WINDOW: usize = 128 * 1024;
 /// How much of a streamed Fetch response (v16+) waits for the end: its top-level tagged fields,
 /// where leader hints sit. Tens of bytes per broker; 64 KiB covers a thousand brokers.
 const HELD_TAIL: usize = 64 * 1024;
@@ -59,7 +62,7 @@ impl ResponseHalf<'_> {
             // closes the client promptly instead of at the next request.
             // Biased: an entry is always queued before its request is written, so when a
             // response is readable its entry is already here and must win the race.
-            let holds_memory = self.upstream.holds_idle_memory(super::LARGE_BUFFER);
+            let holds_memory = self.upstream.holds_idle_memory();
             let entry = tokio::select! {
                 biased;
                 entry = self.pending.recv() => entry,
@@ -107,7 +110,8 @@ impl ResponseHalf<'_> {
             Err(err) => return Err(upstream_frame_error(err)),
         };
         if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE && !pending.changes_response {
-            self.stream_fetch(pending, total).await?;
+            // Boxed so that its state sizes only the connections streaming at the moment.
+            Box::pin(self.stream_fetch(pending, total)).await?;
             return Ok(None);
         }
         let frame = self.read_whole(total).await?;
@@ -147,12 +151,7 @@ impl ResponseHalf<'_> {
     }
 
     async fn read_whole(&mut self, total: usize) -> Result<Bytes, SessionError> {
-        loop {
-            if let Some(frame) = self.upstream.take_frame(total) {
-                return Ok(frame);
-            }
-            self.upstream.read_more(total).await.map_err(upstream_frame_error)?;
-        }
+        self.upstream.whole_frame(total).await.map_err(upstream_frame_error)
     }
 
     fn count_response(&self, key: ApiKey, sent_at: Instant, proxy_time: Duration, len: usize, received: Instant) {
@@ -165,54 +164,62 @@ impl ResponseHalf<'_> {
 
     /// Forwards a large Fetch response while it arrives, instead of after its last byte: for
     /// the megabytes of a busy consumer's fetch, store-and-forward would add the time to
-    /// receive them all to every fetch round trip. Only the tail is held back until the whole
-    /// response is in: from v16 it may end with leader hints (broker addresses), which cannot
-    /// be rewritten in place (the length was already sent), so they are blanked into an
-    /// unknown tagged field of the same size. Clients skip unknown tagged fields and, without
-    /// the hint, find the new leader through Metadata (as before KIP-951).
+    /// receive them all to every fetch round trip, and hold them all in memory. The response
+    /// passes through a window of [`STREAM_WINDOW`] bytes: each piece is scanned (partitions,
+    /// record counts, the session; see [`FetchStream`]), sent on, and dropped.
     ///
-    /// The filters still see the whole response once it is in, read-only.
+    /// Only the tail is held back until the whole response is in: from v16 it may end with
+    /// leader hints (broker addresses), which cannot be rewritten in place (the length was
+    /// already sent), so they are blanked into an unknown tagged field of the same size.
+    /// Clients skip unknown tagged fields and, without the hint, find the new leader through
+    /// Metadata (as before KIP-951).
+    ///
+    /// The filters see the scan's digest once the response is in, read-only.
     async fn stream_fetch(&mut self, pending: Pending, total: usize) -> Result<(), SessionError> {
         tracing::debug!(bytes = total, "streaming a Fetch response");
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
-        let mut sent = 0;
+        let mut scan = FetchStream::new(pending.version, total);
+        // Offsets in the frame: of the first byte still buffered, and of the first not yet sent.
+        let (mut kept_from, mut sent) = (0, 0);
         loop {
-            let have = self.upstream.buffered().len().min(total);
-            if sent == 0 && have >= HEADER_END {
-                check_correlation(&self.upstream.buffered()[..HEADER_END], &pending)?;
-            }
-            let upto = if have >= HEADER_END { have.min(forwardable) } else { 0 };
-            if upto > sent {
-                let chunk = &self.upstream.buffered()[sent..upto];
-                self.client.write_all(chunk).await.map_err(SessionError::ClientIo)?;
-                sent = upto;
+            let buffered = self.upstream.buffered();
+            let have = kept_from + buffered.len().min(total - kept_from);
+            if have >= HEADER_END {
+                if sent == 0 {
+                    check_correlation(&buffered[..HEADER_END], &pending)?;
+                }
+                let scanned = scan.consumed();
+                scan.feed(&buffered[scanned - kept_from..have - kept_from]).map_err(SessionError::BadResponseBody)?;
+                let upto = have.min(forwardable);
+                if upto > sent {
+                    let piece = &buffered[sent - kept_from..upto - kept_from];
+                    self.client.write_all(piece).await.map_err(SessionError::ClientIo)?;
+                    sent = upto;
+                }
+                let done_with = sent.min(scan.consumed()) - kept_from;
+                self.upstream.discard(done_with);
+                kept_from += done_with;
             }
             if have >= total {
                 break;
             }
-            self.upstream.read_more(total).await.map_err(upstream_frame_error)?;
+            self.upstream.read_within(total, STREAM_WINDOW).await.map_err(upstream_frame_error)?;
         }
         let received = Instant::now();
-        let frame = self.read_whole(total).await?;
-        let mut tail = frame.slice(sent..);
-        if pending.version >= FIRST_LEADER_HINTS {
-            let parsed =
-                ResponseFrame::parse(&frame, ApiKey::Fetch, pending.version).map_err(SessionError::BadResponse)?;
-            let body_offset = frame.len() - parsed.body().len();
-            let summary =
-                scan_fetch_response(&parsed.body(), pending.version, |_| {}).map_err(SessionError::BadResponseBody)?;
-            if let Some(at) = summary.node_endpoints {
-                let mut blanked = tail.to_vec();
-                let region_start = sent.checked_sub(body_offset).ok_or(SessionError::HintsOutsideTail)?;
-                if !blank_node_endpoints(&mut blanked, region_start, &at) {
-                    return Err(SessionError::HintsOutsideTail);
-                }
-                tail = Bytes::from(blanked);
-                tracing::debug!("leader hints in a streamed Fetch response blanked");
+        let tail_at_body = sent.checked_sub(scan.body_start()).ok_or(SessionError::HintsOutsideTail)?;
+        self.upstream.discard(sent - kept_from);
+        let mut tail = self.upstream.split_buffered(total - sent);
+        let digest = scan.finish().map_err(SessionError::BadResponseBody)?;
+        if let Some(at) = &digest.summary.node_endpoints {
+            let mut blanked = tail.to_vec();
+            if !blank_node_endpoints(&mut blanked, tail_at_body, at) {
+                return Err(SessionError::HintsOutsideTail);
             }
+            tail = Bytes::from(blanked);
+            tracing::debug!("leader hints in a streamed Fetch response blanked");
         }
-        let mut message = ResponseMessage::already_sent(frame, ApiKey::Fetch, pending.version);
+        let mut message = ResponseMessage::streamed_fetch(digest, pending.version);
         super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
         self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);

@@ -3,8 +3,14 @@
 //! response decoded in full; otherwise the broker's bytes go back untouched and this walk is
 //! the only work done on them.
 
+mod stream;
+#[cfg(test)]
+mod stream_tests;
+
+use crate::records::count_records;
 pub use crate::scan::TaggedFieldAt;
 use crate::scan::{node_endpoints, Cursor, ScanError, TopicRef};
+pub use stream::{FetchDigest, FetchStream, MAX_PIECE};
 
 const FIRST_FLEXIBLE: i16 = 12;
 const FIRST_TOPIC_ID: i16 = 13;
@@ -69,6 +75,38 @@ pub struct FetchedPartition<'a> {
     pub partition: i32,
     pub error_code: i16,
     pub records: Option<&'a [u8]>,
+}
+
+/// One partition's answer with its records counted (from the batch heads) rather than kept:
+/// what filters read of a Fetch response, whole ([`count_fetch_response`]) or streamed
+/// ([`FetchDigest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionCount<'a> {
+    pub topic: TopicRef<'a>,
+    pub partition: i32,
+    pub error_code: i16,
+    /// The size of the records field (0 when null).
+    pub record_bytes: usize,
+    /// Application records in it (transaction markers and a partial last batch not counted).
+    pub records: u64,
+}
+
+/// [`scan_fetch_response`] with each partition's records counted.
+pub fn count_fetch_response(
+    body: &[u8],
+    version: i16,
+    mut visit: impl FnMut(PartitionCount<'_>),
+) -> Result<FetchSummary, ScanError> {
+    scan_fetch_response(body, version, |p| {
+        let records = p.records.unwrap_or_default();
+        visit(PartitionCount {
+            topic: p.topic,
+            partition: p.partition,
+            error_code: p.error_code,
+            record_bytes: records.len(),
+            records: count_records(records),
+        })
+    })
 }
 
 /// A tagged-field number no Fetch response defines; clients skip fields they do not know.
