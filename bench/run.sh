@@ -6,10 +6,13 @@
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
 #                [--acks 0|1|all] [--batch-size BYTES] [--latency-rate R] [--latency-seconds S]
-#                [--secure [--direct-tls]] [--no-relay] [--no-build]
+#                [--secure [--direct-tls]] [--no-relay] [--latency-only] [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
+#   --latency-only: only the latency runs, so that many rounds fit in a run and no throughput
+#      run (and its disk write-back) lands between two latency runs; e.g. --latency-only
+#      --rounds 9 --latency-rate 5000 --latency-seconds 20 takes about 15 minutes.
 #   --secure: the sidecar terminates mTLS (client certificates from the cluster's test CA)
 #      and enforces a 100-rule authorization policy; proxied clients speak TLS to it, direct
 #      ones plaintext to the broker, so the ratios price TLS and authorization together.
@@ -77,7 +80,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE=""
+QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE="" LATENCY_ONLY=0
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -102,6 +105,7 @@ while [[ $# -gt 0 ]]; do
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
     --no-relay) RELAY=0; shift ;;
+    --latency-only) LATENCY_ONLY=1; shift ;;
     --acks) ACKS=${2:?}; shift 2 ;;
     --batch-size) BATCH_SIZE=${2:?}; shift 2 ;;
     -h | --help) usage ;;
@@ -253,7 +257,8 @@ drop_topics() {
   while :; do
     left=""
     for t in "$@"; do  # partition dirs are TOPIC-N, renamed TOPIC-N.UUID-delete until removed
-      left+=$(find "${KAFKA_DATA_DIRS[@]}" -maxdepth 1 -name "$t-*" -print -quit 2>/dev/null)
+      # (find fails when a directory vanishes under it, which is what is being waited for.)
+      left+=$(find "${KAFKA_DATA_DIRS[@]}" -maxdepth 1 -name "$t-*" -print -quit 2>/dev/null || true)
     done
     [[ -z $left ]] && break
     ((SECONDS - t0 < 60)) || { log "warning: files of deleted topics still there after 60s: $left"; break; }
@@ -428,6 +433,12 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   local tp; tp=$(topic "$r" "$m" tp)
 
   sync  # leave no dirty pages from earlier runs to be written back during this one
+  ((LATENCY_ONLY)) || throughput_runs "$r" "$m" "$bs" "$tp"
+  latency_run "$r" "$m" "$bs"
+}
+
+throughput_runs() {  # throughput_runs ROUND MODE BOOTSTRAP TOPIC
+  local r=$1 m=$2 bs=$3 tp=$4 line
   log "round $r/$ROUNDS $m: producing $RECORDS x $RECORD_SIZE B"
   phase "$r" "$m" produce "$KAFKA" run org.apache.kafka.tools.ProducerPerformance \
     --bootstrap-server "$bs" --topic "$tp" --num-records "$RECORDS" --record-size "$RECORD_SIZE" \
@@ -464,7 +475,10 @@ run_mode() {  # run_mode ROUND MODE BOOTSTRAP
   record "$r" "$m" other_cpu_cons "$(per_gb "$PHASE_OTHER_S")"
   [[ $m == proxy ]] && record "$r" "$m" weir_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
   [[ $m == relay ]] && record "$r" "$m" relay_cpu_cons "$(per_gb "$PHASE_WEIR_S")"
+}
 
+latency_run() {  # latency_run ROUND MODE BOOTSTRAP
+  local r=$1 m=$2 bs=$3 line
   log "round $r/$ROUNDS $m: latency at $LAT_RATE records/s for ${LAT_SECONDS}s (+${LAT_WARMUP}s warm-up)"
   local jvm_extra="-Dweir.bench.acks=$ACKS"
   [[ $m == proxy || ($m == direct && $DIRECT_TLS == 1) ]] && jvm_extra+=" -Dweir.client.config=$PROXY_CLIENT_CONFIG"
@@ -522,7 +536,10 @@ ELAPSED=$((SECONDS - T_START))
 
 # ------------------------------------------------------------------ report
 report() {
-  echo "Weir sidecar benchmark, run $RUN_ID ($( ((QUICK)) && echo quick || echo full) mode, $ROUNDS round(s), ${ELAPSED}s)"
+  local what=full
+  ((QUICK)) && what=quick
+  ((LATENCY_ONLY)) && what=latency-only
+  echo "Weir sidecar benchmark, run $RUN_ID ($what mode, $ROUNDS round(s), ${ELAPSED}s)"
   echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $COMMIT when the run started"
   if ((SECURE)); then
     echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones $( ((DIRECT_TLS)) && echo "mTLS to the brokers' TLSDIRECT listener" || echo plaintext)"
@@ -538,7 +555,7 @@ report() {
   echo
   awk -F'\t' -v rounds="$ROUNDS" -v t_ratio="$T_RATIO" -v t_p99="$T_ADDED_P99_MS" -v t_rss="$T_IDLE_RSS_MB" \
       -v t_rratio="$T_RELAY_RATIO" -v t_rp50="$T_RELAY_P50_MS" -v t_rp99="$T_RELAY_P99_MS" -v relay="$RELAY" \
-      -v idle_kb="$IDLE_RSS_KB" -v peak_kb="$PEAK_RSS_KB" -v end_kb="$END_RSS_KB" '
+      -v idle_kb="$IDLE_RSS_KB" -v peak_kb="$PEAK_RSS_KB" -v end_kb="$END_RSS_KB" -v lat_only="$LATENCY_ONLY" '
     function median(key, mode,   n, i, j, t, a) {
       n = 0
       for (i = 1; i <= rounds; i++) if ((i SUBSEP mode SUBSEP key) in v) a[++n] = v[i, mode, key] + 0
@@ -611,23 +628,27 @@ report() {
     { v[$1, $2, $3] = $4 }
     END {
       header()
-      row("producer MiB/s", "prod_mibs", "%.1f")
-      row("producer records/s", "prod_rps", "%.0f")
-      row("consumer MiB/s", "cons_mibs", "%.1f")
-      row("consumer records/s", "cons_rps", "%.0f")
-      printf "%-28s %10s %10s %10s\n", "  producer batch size avg (B)", cell(median("prod_batch_bytes", "direct"), "%.0f"),
-        cell(median("prod_batch_bytes", "relay"), "%.0f"), cell(median("prod_batch_bytes", "proxy"), "%.0f")
-      printf "%-28s %10s %10s %10s\n", "  producer records/request", cell(median("prod_records_per_req", "direct"), "%.1f"),
-        cell(median("prod_records_per_req", "relay"), "%.1f"), cell(median("prod_records_per_req", "proxy"), "%.1f")
+      if (!lat_only) {
+        row("producer MiB/s", "prod_mibs", "%.1f")
+        row("producer records/s", "prod_rps", "%.0f")
+        row("consumer MiB/s", "cons_mibs", "%.1f")
+        row("consumer records/s", "cons_rps", "%.0f")
+        printf "%-28s %10s %10s %10s\n", "  producer batch size avg (B)", cell(median("prod_batch_bytes", "direct"), "%.0f"),
+          cell(median("prod_batch_bytes", "relay"), "%.0f"), cell(median("prod_batch_bytes", "proxy"), "%.0f")
+        printf "%-28s %10s %10s %10s\n", "  producer records/request", cell(median("prod_records_per_req", "direct"), "%.1f"),
+          cell(median("prod_records_per_req", "relay"), "%.1f"), cell(median("prod_records_per_req", "proxy"), "%.1f")
+      }
       printf "%-28s %10s %10s %10s %7s %7s\n", "end-to-end latency (ms)", "", "", "", "p-d", "p-r"
       lrow("  p50", "lat_p50_ms"); lrow("  p99", "lat_p99_ms"); lrow("  p99.9", "lat_p999_ms"); lrow("  max", "lat_max_ms")
-      printf "%-28s %10s %10s %10s %10s %10s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "hop", "whole box", "rest", "box busy"
-      cpu_row("  producing, direct", "direct", "prod")
-      if (relay) cpu_row("  producing, via relay", "relay", "prod")
-      cpu_row("  producing, via proxy", "proxy", "prod")
-      cpu_row("  consuming, direct", "direct", "cons")
-      if (relay) cpu_row("  consuming, via relay", "relay", "cons")
-      cpu_row("  consuming, via proxy", "proxy", "cons")
+      if (!lat_only) {
+        printf "%-28s %10s %10s %10s %10s %10s\n", "CPU s per GB (1e9 B) payload", "broker(s)", "hop", "whole box", "rest", "box busy"
+        cpu_row("  producing, direct", "direct", "prod")
+        if (relay) cpu_row("  producing, via relay", "relay", "prod")
+        cpu_row("  producing, via proxy", "proxy", "prod")
+        cpu_row("  consuming, direct", "direct", "cons")
+        if (relay) cpu_row("  consuming, via relay", "relay", "cons")
+        cpu_row("  consuming, via proxy", "proxy", "cons")
+      }
       printf "%-28s %10s %10s %10s\n", "sidecar, per run type", "produce", "consume", "latency"
       printf "%-28s %10.1f %10.1f %10.1f\n", "  CPU us per request", median("weir_us_per_req_produce", "proxy"),
         median("weir_us_per_req_consume", "proxy"), median("weir_us_per_req_latency", "proxy")
@@ -649,8 +670,11 @@ report() {
       worst = 0
       for (i = 1; i <= rounds; i++) {
         for (m = 1; m <= 3; m++) { mode = m == 1 ? "direct" : (m == 2 ? "relay" : "proxy"); x = rest(i, mode); if (x > worst) worst = x }
-        printf "  %-5d %-22s %-24s %-26s %-18s %.2f / %.2f\n", i, three(i, "prod_mibs", "%.1f"), three(i, "cons_mibs", "%.1f"),
-          three(i, "lat_p50_ms", "%.3f"), three(i, "lat_p99_ms", "%.1f"), v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
+        if (lat_only)
+          printf "  %-5d %-22s %-24s %-26s %-18s\n", i, "-", "-", three(i, "lat_p50_ms", "%.3f"), three(i, "lat_p99_ms", "%.1f")
+        else
+          printf "  %-5d %-22s %-24s %-26s %-18s %.2f / %.2f\n", i, three(i, "prod_mibs", "%.1f"), three(i, "cons_mibs", "%.1f"),
+            three(i, "lat_p50_ms", "%.3f"), three(i, "lat_p99_ms", "%.1f"), v[i, "proxy", "weir_cpu_prod"], v[i, "proxy", "weir_cpu_cons"]
       }
       printf "  rest %% (largest of any run): %.0f\n", worst
       if (worst > 15)

@@ -231,19 +231,18 @@ fn bad_config_names_file_and_key_and_exits_non_zero() {
     for (i, (yaml, key)) in cases.iter().enumerate() {
         let file = dir.join(format!("weir-bad-{}-{i}.yaml", std::process::id()));
         std::fs::write(&file, yaml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_weir")).args(["proxy", "--config"]).arg(&file).output().unwrap();
+        let out = Command::new(common::weir_binary()).args(["proxy", "--config"]).arg(&file).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{yaml}");
         assert!(stderr.contains(&*file.to_string_lossy()) && stderr.contains(key), "case {i}: {stderr}");
         std::fs::remove_file(file).ok();
     }
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_weir")).args(["proxy", "--config", "/nonexistent.yaml"]).output().unwrap();
+    let out = Command::new(common::weir_binary()).args(["proxy", "--config", "/nonexistent.yaml"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
     // Broker ports in the kernel's ephemeral range could be taken by the time a broker is
     // discovered: refused at start, naming the setting.
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let out = Command::new(common::weir_binary())
         .args(["proxy", "--listen", "127.0.0.1:40000", "--bootstrap", "127.0.0.1:9"])
         .output()
         .unwrap();

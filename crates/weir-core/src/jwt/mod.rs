@@ -282,6 +282,12 @@ mod tests {
         dir: PathBuf,
     }
 
+    impl Drop for Issuer {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     impl Issuer {
         fn new(name: &str) -> Self {
             let rng = SystemRandom::new();

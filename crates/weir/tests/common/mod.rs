@@ -25,6 +25,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
+/// The `weir` binary the scenarios run: this build's, or the one `WEIR_TEST_BIN` names (to
+/// measure another build with the same scenario, e.g. an older one for before/after figures).
+pub fn weir_binary() -> PathBuf {
+    std::env::var_os("WEIR_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_weir")))
+}
+
 /// Starts (idempotently) the 3-broker `main` cluster once per test binary.
 pub fn kafka() {
     static STARTED: OnceLock<()> = OnceLock::new();
@@ -132,10 +138,10 @@ impl Sidecar {
             // prlimit execs the command, so the child's pid stays the sidecar's.
             Some((soft, hard)) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}")).arg(env!("CARGO_BIN_EXE_weir"));
+                c.arg(format!("--nofile={soft}:{hard}")).arg(weir_binary());
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_weir")),
+            None => Command::new(weir_binary()),
         };
         let mut child = command
             .args(["proxy", "--config"])
