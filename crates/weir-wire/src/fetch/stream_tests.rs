@@ -197,3 +197,19 @@ fn a_piece_longer_than_the_window_is_an_error_not_a_wait() {
     let err = streamed(&frame, version, 1).unwrap_err();
     assert_eq!(err.what, "a field longer than the streaming window");
 }
+
+#[test]
+fn a_records_length_beyond_the_frame_is_refused_at_once() {
+    let version = 4;
+    let response = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![PartitionData::default().with_records(Some(Bytes::from_static(b"0123456789")))])]);
+    let mut frame = encode_response(5, ApiKey::Fetch, version, &response).unwrap().to_vec();
+    // The records field is the last 14 bytes: its i32 length, then the ten bytes.
+    let at = frame.len() - 14;
+    assert_eq!(&frame[at..at + 4], &10i32.to_be_bytes());
+    frame[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+    let mut scan = FetchStream::new(version, frame.len());
+    let err = scan.feed(&frame).unwrap_err();
+    assert_eq!(err.what, "records longer than the message");
+}
