@@ -62,35 +62,10 @@ pub fn count_records(records: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use crate::test_support::record_batch;
 
     fn batch(n: usize) -> Vec<u8> {
-        batch_of(n, false)
-    }
-
-    fn batch_of(n: usize, control: bool) -> Vec<u8> {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: control,
-                control,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 0,
-                key: None,
-                value: Some(bytes::Bytes::from(vec![b'x'; 10])),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.to_vec()
+        record_batch(n, false)
     }
 
     #[test]
@@ -108,7 +83,7 @@ mod tests {
     #[test]
     fn transaction_markers_are_not_records() {
         let mut blob = batch(3);
-        blob.extend(batch_of(1, true));
+        blob.extend(record_batch(1, true));
         assert_eq!(count_records(&blob), 3);
     }
 }

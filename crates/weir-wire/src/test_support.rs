@@ -1,5 +1,5 @@
-//! Helpers the request and response walkers' tests share: short builders for kafka-protocol
-//! values, the table of encoded bodies, and a deterministic generator for mutations.
+//! Helpers the crate's tests share: short builders for kafka-protocol values and record
+//! batches, the table of encoded bodies, and a deterministic generator for mutations.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, GroupId, TopicName, TransactionalId};
@@ -25,6 +25,33 @@ pub(crate) fn id(n: u8) -> Uuid {
 /// An unknown tagged field (written in flexible versions only).
 pub(crate) fn unknown_tag() -> BTreeMap<i32, Bytes> {
     [(42, Bytes::from_static(b"??"))].into()
+}
+
+/// A v2 record batch of `records` records (values of 50 bytes and up), a transaction marker
+/// when `control`.
+pub(crate) fn record_batch(records: usize, control: bool) -> Vec<u8> {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: control,
+            control,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; 50 + i])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.to_vec()
 }
 
 /// `message` encoded at version `v` by the reference encoder.

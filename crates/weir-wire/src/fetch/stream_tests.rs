@@ -1,48 +1,24 @@
 //! The streaming scan against the whole-body one, on responses from the reference encoder fed
 //! in every piece size, and on broken ones.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{ApiKey, FetchResponse, TopicName};
 use kafka_protocol::protocol::{Message, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 use super::*;
 use crate::message::{encode_response, ResponseFrame};
-
-fn batch(records: usize, control: bool) -> Vec<u8> {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: control,
-            control,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 0,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; 50 + i])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.to_vec()
-}
+use crate::test_support::record_batch;
 
 /// Three batches (7 records and a transaction marker), then the first 30 bytes of another: a
 /// Fetch response may end a partition's records with a partial batch.
 fn records() -> Bytes {
-    let mut blob = batch(3, false);
-    blob.extend(batch(4, false));
-    blob.extend(batch(1, true));
-    blob.extend(&batch(2, false)[..30]);
+    let mut blob = record_batch(3, false);
+    blob.extend(record_batch(4, false));
+    blob.extend(record_batch(1, true));
+    blob.extend(&record_batch(2, false)[..30]);
     Bytes::from(blob)
 }
 
