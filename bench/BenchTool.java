@@ -114,7 +114,9 @@ public class BenchTool {
         int size = Math.max(9, Integer.parseInt(a[6]));  // 8-byte stamp + warm-up flag
 
         Properties cp = new Properties();
-        cp.put("bootstrap.servers", bootstrap);
+        // -Dweir.bench.consumer.bootstrap: the consumer through another path than the producer,
+        // to tell which direction a hop's latency comes from.
+        cp.put("bootstrap.servers", System.getProperty("weir.bench.consumer.bootstrap", bootstrap));
         cp.put("enable.auto.commit", "false");
         cp.put("key.deserializer", ByteArrayDeserializer.class.getName());
         cp.put("value.deserializer", ByteArrayDeserializer.class.getName());
