@@ -36,6 +36,19 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Con
     })
 }
 
+/// Deserializes configuration already parsed into JSON (a section of a control-plane
+/// resource); errors name `origin` and the dotted path of the offending key, as [`parse_yaml`].
+pub fn from_json<T: DeserializeOwned>(value: serde_json::Value, origin: &Path) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let key = err.path().to_string();
+        ConfigError::Invalid {
+            file: origin.to_owned(),
+            key: if key.is_empty() || key == "?" { ".".into() } else { key },
+            message: first_line(&err.into_inner().to_string()),
+        }
+    })
+}
+
 /// A configuration value that deserialized but makes no sense (a port range that overlaps the
 /// listener, say); for checks serde cannot express.
 pub fn invalid(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {

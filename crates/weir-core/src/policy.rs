@@ -196,21 +196,21 @@ pub enum Effect {
     Deny,
 }
 
-/// One rule as written in the file.
+/// One rule as written (in a policy file, or inline in a control-plane resource).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
-    effect: Effect,
-    principals: Vec<String>,
+pub struct RuleSpec {
+    pub effect: Effect,
+    pub principals: Vec<String>,
     /// `TYPE:PATTERN`, or the vocabulary's singleton type alone (Kafka: `topic:orders.*`, `cluster`).
-    resources: Vec<String>,
-    operations: Vec<String>,
+    pub resources: Vec<String>,
+    pub operations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
-    rules: Vec<RuleFile>,
+    rules: Vec<RuleSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +245,12 @@ impl Policy {
     pub fn parse(text: &str, file: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {
         let parsed: PolicyFile = crate::config::parse_yaml(text, file)?;
         Self::from_file(parsed, file, words)
+    }
+
+    /// Checks rules written inline elsewhere (a control-plane resource); errors name `origin`
+    /// and the rule's key (`rules[2].operations[0]`).
+    pub fn from_rules(rules: Vec<RuleSpec>, origin: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {
+        Self::from_file(PolicyFile { rules }, origin, words)
     }
 
     fn from_file(parsed: PolicyFile, file: &Path, words: &Vocabulary) -> Result<Self, ConfigError> {

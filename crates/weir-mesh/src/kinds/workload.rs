@@ -1,0 +1,60 @@
+//! `Workload`: one service and its sidecar — which cluster it reaches, where it listens, its
+//! limits. The sidecar started with `--workload NAME` gets the config rendered from this, its
+//! cluster and the policies that select it.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
+
+use crate::error::MeshError;
+use crate::resource::{check_name, Resource};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// The `KafkaCluster` this workload's clients reach.
+    pub cluster: String,
+    /// The service's name in its identity (`spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE`);
+    /// defaults to the workload's name.
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Where the service's clients bootstrap.
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    #[serde(default)]
+    pub advertised_host: Option<String>,
+    #[serde(default)]
+    pub broker_ports: BrokerPorts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(default)]
+    pub log: Option<LogConfig>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
+    let spec: WorkloadSpec = super::spec(resource)?;
+    check_name(&spec.cluster).map_err(|m| MeshError::invalid(resource.id(), "spec.cluster", m))?;
+    check_name(&spec.namespace).map_err(|m| MeshError::invalid(resource.id(), "spec.namespace", m))?;
+    if let Some(service) = &spec.service {
+        check_name(service).map_err(|m| MeshError::invalid(resource.id(), "spec.service", m))?;
+    }
+    if spec.workers.is_some_and(|w| !(1..=256).contains(&w)) {
+        return Err(MeshError::invalid(resource.id(), "spec.workers", "expected 1 to 256"));
+    }
+    Ok(())
+}
+
+/// The cluster a stored workload names (checked at apply, so present).
+pub(crate) fn cluster_of(resource: &Resource) -> Option<String> {
+    resource.spec.get("cluster").and_then(|c| c.as_str()).map(str::to_owned)
+}
