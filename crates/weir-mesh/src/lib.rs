@@ -19,5 +19,5 @@ pub mod state;
 
 pub use error::MeshError;
 pub use kinds::Kind;
-pub use resource::{Metadata, Resource, API_VERSION};
+pub use resource::{parse_documents, to_yaml, Metadata, Resource, API_VERSION};
 pub use state::{Change, ChangeKind, MeshState};

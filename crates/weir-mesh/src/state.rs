@@ -87,11 +87,43 @@ impl MeshState {
         if let Some(expected) = expected.filter(|e| *e != actual) {
             return Err(MeshError::Conflict { resource: id, expected: expected.to_owned(), actual });
         }
+        if kind == Kind::KafkaCluster {
+            let users: Vec<String> = self.workloads_of(name).map(Resource::id).collect();
+            if !users.is_empty() {
+                return Err(MeshError::Reference {
+                    resource: id,
+                    message: format!("in use by {} (`spec.cluster`); delete or move them first", users.join(", ")),
+                });
+            }
+        }
         let mut next = self.clone();
         next.resources.retain(|r| !(r.kind == kind.name() && r.metadata.name == name));
         next.version += 1;
         next.check_references()?;
         Ok(next)
+    }
+
+    /// The `AuthorizationPolicy` resources that select `workload`.
+    pub fn policies_for<'a>(&'a self, workload: &'a Resource) -> impl Iterator<Item = &'a Resource> + 'a {
+        self.list(Kind::AuthorizationPolicy)
+            .filter(|p| selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels))
+    }
+
+    /// The `PeerAuthentication` that selects `workload`, if any (at most one does).
+    pub fn peer_authentication_for(&self, workload: &Resource) -> Option<&Resource> {
+        self.list(Kind::PeerAuthentication)
+            .find(|p| selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels))
+    }
+
+    /// The workloads a policy-like resource (one with a `selector`) applies to.
+    pub fn selected_by<'a>(&'a self, policy: &'a Resource) -> impl Iterator<Item = &'a Resource> + 'a {
+        let selector = selector_of(policy);
+        self.list(Kind::Workload).filter(move |w| selector.selects(&w.metadata.name, &w.metadata.labels))
+    }
+
+    /// The workloads that reach a cluster.
+    pub fn workloads_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
+        self.list(Kind::Workload).filter(move |w| workload::cluster_of(w).as_deref() == Some(cluster))
     }
 
     fn sort(&mut self) {

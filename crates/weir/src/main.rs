@@ -1,5 +1,5 @@
-//! `weir`: the one binary of the mesh. Today it runs the Kafka sidecar (`weir proxy`); the
-//! control plane (`weir control`), its CLI (`weir ctl`) and the gateways join as subcommands.
+//! `weir`: the one binary of the mesh: the Kafka sidecar (`weir proxy`), the control plane
+//! (`weir control`) and its CLI (`weir ctl`); the gateways join as subcommands.
 //!
 //! This crate only turns flags and files into configuration and reports errors to a person;
 //! all behaviour lives in the library crates.
@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use weir_core::telemetry::LogFormat;
 use weir_kafka_proxy::{Sidecar, SidecarConfig};
 
+mod ctl;
+
 #[derive(Parser)]
 #[command(name = "weir", version, about = "A service mesh for event-driven microservices")]
 struct Cli {
@@ -25,6 +27,26 @@ struct Cli {
 enum Command {
     /// Run a Kafka sidecar: clients bootstrap against it and never see a broker address.
     Proxy(ProxyArgs),
+    /// Run the control plane: stores the mesh's resources and serves the API `weir ctl` uses.
+    Control(ControlArgs),
+    /// Talk to the control plane: apply, get, describe, delete, diff resources.
+    Ctl(ctl::CtlArgs),
+}
+
+#[derive(Args)]
+struct ControlArgs {
+    /// Where the mesh state and the API token live (created if missing).
+    #[arg(long, default_value = "weir-control-data")]
+    data_dir: PathBuf,
+    /// Address of the API `weir ctl` talks to.
+    #[arg(long, default_value = "127.0.0.1:15080")]
+    api: SocketAddr,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter, RUST_LOG syntax (RUST_LOG itself wins when set).
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 /// Flags override the config file; without a file, --listen and --bootstrap are required.
@@ -63,6 +85,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Proxy(args) => run_proxy(args),
+        Command::Control(args) => run_control(args),
+        Command::Ctl(args) => return ctl::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,6 +152,33 @@ fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         sidecar.run(stop).await;
+        Ok(())
+    })
+}
+
+fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    weir_core::telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let store = weir_control::FileStore::open(&args.data_dir)?;
+        let token = weir_control::api::load_or_create_token(&args.data_dir)
+            .with_context(|| format!("cannot read or create the API token in {}", args.data_dir.display()))?;
+        let plane = std::sync::Arc::new(weir_control::ControlPlane::open(store)?);
+        let listener = tokio::net::TcpListener::bind(args.api)
+            .await
+            .with_context(|| format!("cannot listen on {} for the API", args.api))?;
+        tracing::info!(
+            api = %args.api,
+            token_file = %args.data_dir.join(weir_control::api::TOKEN_FILE).display(),
+            "control plane ready"
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        weir_control::api::serve(listener, plane, token, stop).await;
         Ok(())
     })
 }

@@ -66,7 +66,10 @@ fn a_batch_is_refused_whole() {
 fn deleting_what_is_in_use_is_refused() {
     let (one, _) = MeshState::default().apply(&resources(BASE)).unwrap();
     let err = one.delete(Kind::KafkaCluster, "main", None).unwrap_err();
-    assert!(err.to_string().contains("names KafkaCluster/main, which does not exist"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "KafkaCluster/main: in use by Workload/orders (`spec.cluster`); delete or move them first"
+    );
     let two = one.delete(Kind::Workload, "orders", Some("1")).unwrap();
     assert_eq!(two.version, 2);
     assert!(two.get(Kind::Workload, "orders").is_none());

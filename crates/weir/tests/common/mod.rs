@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod control;
 pub mod raw;
 pub mod rd;
 
@@ -72,7 +73,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Ports for one sidecar: listen port, then broker ports base..base+10, then admin.
-fn port_block() -> u16 {
+pub fn port_block() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
     // Different test binaries run one after another, so blocks may repeat across binaries.

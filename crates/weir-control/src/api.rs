@@ -1,0 +1,248 @@
+//! The control plane's HTTP API, what `weir ctl` speaks (JSON; every request but `/healthz`
+//! carries `Authorization: Bearer TOKEN`):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /api/v1/resources[/KIND[/NAME]]` | `{version, items}` or one resource |
+//! | `POST /api/v1/apply[?dryRun=true]` with `{resources: [...]}` | `{version, changes}` |
+//! | `DELETE /api/v1/resources/KIND/NAME[?resourceVersion=N][&dryRun=true]` | `{version, changes}` |
+//!
+//! Refusals are `{error: {reason, message}}` with 401, 404, 409 (a stale `resourceVersion`),
+//! 413, 422 (invalid or a broken reference) or 500 (the store failed; nothing changed).
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weir_mesh::{Kind, MeshError, Resource};
+
+use crate::plane::{ControlPlane, WriteError};
+
+/// The largest request body: a whole mesh's resources, with room to spare.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The file in the data directory holding the API token.
+pub const TOKEN_FILE: &str = "ctl-token";
+
+/// Reads the API token from the data directory, making one on first start (256 random bits,
+/// readable only by the owner).
+pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
+    let file = dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| std::io::Error::other("no system randomness"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&file)?;
+    out.write_all(token.as_bytes())?;
+    out.sync_all()?;
+    Ok(token)
+}
+
+struct Api {
+    plane: Arc<ControlPlane>,
+    token: String,
+}
+
+/// Serves the API until `shutdown`.
+pub async fn serve(listener: TcpListener, plane: Arc<ControlPlane>, token: String, shutdown: CancellationToken) {
+    let api = Arc::new(Api { plane, token });
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::debug!(%err, "API accept failed");
+                    continue;
+                }
+            },
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(req).await) }
+            });
+            if let Err(err) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+            {
+                tracing::debug!(%err, %peer, "API connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A refusal: its status, a one-word reason, and the message.
+struct Refusal(StatusCode, &'static str, String);
+
+impl From<WriteError> for Refusal {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Refused(err) => Refusal::from(err),
+            WriteError::Store(err) => {
+                tracing::error!(%err, "a change could not be stored");
+                Refusal(StatusCode::INTERNAL_SERVER_ERROR, "StoreFailed", format!("{err}; nothing was changed"))
+            }
+        }
+    }
+}
+
+impl From<MeshError> for Refusal {
+    fn from(err: MeshError) -> Self {
+        let reason = match err {
+            MeshError::Invalid { .. } => "Invalid",
+            MeshError::Conflict { .. } => "Conflict",
+            MeshError::NotFound { .. } => "NotFound",
+            MeshError::Reference { .. } => "Reference",
+        };
+        let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        Refusal(status, reason, err.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, "BadRequest", message.into())
+}
+
+impl Api {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        if path == "/healthz" {
+            return respond(StatusCode::OK, json!({"status": "ok"}));
+        }
+        if !self.authorized(&req) {
+            return refuse(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "a valid `Authorization: Bearer TOKEN` is required (the token is in the control plane's data directory)".into(),
+            ));
+        }
+        let result = self.route(req).await;
+        match result {
+            Ok(body) => respond(StatusCode::OK, body),
+            Err(refusal) => {
+                tracing::debug!(%method, %path, reason = refusal.1, message = %refusal.2, "API request refused");
+                refuse(refusal)
+            }
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = given.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
+        weir_core::sasl::constant_time_eq(token.as_bytes(), self.token.as_bytes())
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<serde_json::Value, Refusal> {
+        let query = Query::parse(req.uri().query().unwrap_or_default());
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let parts: Vec<&str> = path.strip_prefix("/api/v1/").unwrap_or_default().split('/').collect();
+        match (req.method(), parts.as_slice()) {
+            (&Method::GET, ["resources"]) => Ok(self.list(None)),
+            (&Method::GET, ["resources", kind]) => Ok(self.list(Some(parse_kind(kind)?))),
+            (&Method::GET, ["resources", kind, name]) => {
+                let kind = parse_kind(kind)?;
+                let state = self.plane.current();
+                let found =
+                    state.get(kind, name).ok_or_else(|| MeshError::NotFound { resource: format!("{kind}/{name}") })?;
+                Ok(serde_json::to_value(found).unwrap_or_default())
+            }
+            (&Method::POST, ["apply"]) => {
+                let batch = read_batch(req).await?;
+                let (version, changes) = self.plane.apply(&batch, query.dry_run).await?;
+                Ok(json!({"version": version, "dryRun": query.dry_run, "changes": changes}))
+            }
+            (&Method::DELETE, ["resources", kind, name]) => {
+                let kind = parse_kind(kind)?;
+                let (version, change) =
+                    self.plane.delete(kind, name, query.resource_version.as_deref(), query.dry_run).await?;
+                Ok(json!({"version": version, "dryRun": query.dry_run, "changes": [change]}))
+            }
+            (method, _) => Err(Refusal(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no such API: {method} {path}; see `weir ctl --help`"),
+            )),
+        }
+    }
+
+    fn list(&self, kind: Option<Kind>) -> serde_json::Value {
+        let state = self.plane.current();
+        let items: Vec<&Resource> =
+            state.resources.iter().filter(|r| kind.is_none_or(|k| r.kind == k.name())).collect();
+        json!({"version": state.version, "items": items})
+    }
+}
+
+#[derive(Default)]
+struct Query {
+    dry_run: bool,
+    resource_version: Option<String>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Self {
+        let mut parsed = Query::default();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("dryRun", value)) => parsed.dry_run = value == "true",
+                Some(("resourceVersion", value)) if !value.is_empty() => {
+                    parsed.resource_version = Some(value.to_owned())
+                }
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
+fn parse_kind(text: &str) -> Result<Kind, Refusal> {
+    Kind::parse(text).ok_or_else(|| bad_request(format!("unknown kind `{text}`; expected one of {}", Kind::names())))
+}
+
+async fn read_batch(req: Request<Incoming>) -> Result<Vec<Resource>, Refusal> {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect().await.map_err(|_| {
+        Refusal(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", format!("the request body is over {MAX_BODY} bytes"))
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        resources: Vec<serde_json::Value>,
+    }
+    let batch: Batch = serde_json::from_slice(&body.to_bytes())
+        .map_err(|e| bad_request(format!("the body is not `{{\"resources\": [...]}}`: {e}")))?;
+    batch
+        .resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| serde_json::from_value(value).map_err(|e| bad_request(format!("resources[{i}]: {e}"))))
+        .collect()
+}
+
+fn respond(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn refuse(Refusal(status, reason, message): Refusal) -> Response<Full<Bytes>> {
+    respond(status, json!({"error": {"reason": reason, "message": message}}))
+}

@@ -1,0 +1,18 @@
+//! `weir control`: the mesh's control plane, and `weir ctl`, the CLI that talks to it.
+//!
+//! Owns: the store of the mesh state ([`store`]: a file in the data directory, written
+//! atomically), the one place writes are serialized and versions published ([`plane`]), the
+//! HTTP API ([`api`] server side, [`client`] client side) and what each `weir ctl` command
+//! sends and prints ([`ctl`]).
+//!
+//! Must not decide what a valid mesh is (that is `weir-mesh`, shared with the CLI so that a
+//! dry run predicts the real one) and knows nothing of Kafka's wire.
+
+pub mod api;
+pub mod client;
+pub mod ctl;
+pub mod plane;
+pub mod store;
+
+pub use plane::{ControlPlane, WriteError};
+pub use store::{FileStore, StoreError};

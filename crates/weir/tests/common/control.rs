@@ -1,0 +1,161 @@
+//! A running `weir control` with its own data directory, and `weir ctl` against it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{http_get, port_block, weir_binary};
+
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on a fresh data directory.
+    pub fn start() -> Self {
+        let api: SocketAddr = format!("127.0.0.1:{}", port_block() + 18).parse().unwrap();
+        let data_dir = std::env::temp_dir().join(format!("weir-control-{}-{}", std::process::id(), api.port()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut plane = ControlPlane { child: None, api, data_dir, logs: Arc::default() };
+        plane.restart();
+        plane
+    }
+
+    /// Starts the process again on the same directory and address (after [`Self::kill`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = self.spawn();
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let logs = self.logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http_get(self.api, "/healthz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("control plane not up within 20 s; logs:\n{}", self.logs().join("\n"));
+    }
+
+    /// Another `weir control` on the same directory (to see it refused), run to its end.
+    pub fn second_instance(&self) -> Output {
+        let port = self.api.port() + 1;
+        Command::new(weir_binary())
+            .args(["control", "--log-format", "json", "--api", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("run weir control")
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(weir_binary())
+            .args(["control", "--log-format", "json", "--api", &self.api.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir control")
+    }
+
+    /// SIGKILL: no chance to tidy up, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("ctl-token")
+    }
+
+    /// `weir ctl ARGS` against this control plane.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        self.ctl_with_stdin(args, None)
+    }
+
+    pub fn ctl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Ctl {
+        let mut command = Command::new(weir_binary());
+        command
+            .arg("ctl")
+            .args(args)
+            .env("WEIR_CONTROL", self.api.to_string())
+            .env("WEIR_CTL_TOKEN_FILE", self.token_file())
+            .env_remove("WEIR_CTL_TOKEN")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn weir ctl");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        Ctl {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Writes `text` to a file in a fresh directory and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.data_dir.with_extension("files").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_dir_all(self.data_dir.with_extension("files"));
+    }
+}
+
+/// What one `weir ctl` run printed.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ctl {
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "weir ctl failed: {}{}", self.stdout, self.stderr);
+        self.stdout
+    }
+
+    /// Asserts failure and returns stderr.
+    pub fn refused(self) -> String {
+        assert_ne!(self.code, 0, "weir ctl should have failed: {}", self.stdout);
+        self.stderr
+    }
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}

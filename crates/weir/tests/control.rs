@@ -1,0 +1,229 @@
+//! `weir control` and `weir ctl` as separate processes: resources applied, listed, diffed and
+//! deleted; invalid and conflicting changes refused whole; the state surviving a crash.
+//! (No Kafka needed: the sidecars' side of the control plane has its own scenarios.)
+
+mod common;
+
+use common::control::{path_str, ControlPlane};
+
+const CLUSTER: &str = "apiVersion: weir/v1alpha1
+kind: KafkaCluster
+metadata:
+  name: main
+spec:
+  bootstrap: ['127.0.0.1:9093']
+  upstream:
+    resolve: {'*.weir.invalid': 127.0.0.1}
+";
+
+const WORKLOAD: &str = "apiVersion: weir/v1alpha1
+kind: Workload
+metadata:
+  name: orders
+  labels: {team: shop}
+spec:
+  cluster: main
+  listen: 127.0.0.1:19092
+";
+
+const POLICY: &str = "apiVersion: weir/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: shop-topics
+spec:
+  selector: {match_labels: {team: shop}}
+  rules:
+    - {effect: allow, principals: ['*'], resources: ['topic:orders.*', 'group:*'], operations: [all]}
+";
+
+fn mesh_dir(plane: &ControlPlane) -> String {
+    plane.file("mesh/01-cluster.yaml", CLUSTER);
+    plane.file("mesh/02-workload.yml", WORKLOAD);
+    let policy = plane.file("mesh/03-policy.yaml", POLICY);
+    plane.file("mesh/README.md", "not a resource: skipped");
+    path_str(policy.parent().unwrap()).to_owned()
+}
+
+#[test]
+fn apply_get_describe_diff_delete() {
+    let plane = ControlPlane::start();
+    let dir = mesh_dir(&plane);
+    let applied = plane.ctl(&["apply", "-f", &dir]).ok();
+    assert_eq!(
+        applied,
+        "KafkaCluster/main created\nWorkload/orders created\nAuthorizationPolicy/shop-topics created\nmesh version 1\n"
+    );
+    // The same again changes nothing, not even the version.
+    let again = plane.ctl(&["apply", "-f", &dir]).ok();
+    assert!(again.contains("Workload/orders unchanged") && again.ends_with("mesh version 1\n"), "{again}");
+
+    let table = plane.ctl(&["get", "workloads"]).ok();
+    assert_eq!(table, "NAME     VERSION   CLUSTER   LABELS\norders   1         main      team=shop\n");
+    let policies = plane.ctl(&["get", "ap"]).ok();
+    assert!(
+        policies.contains("shop-topics   1         orders"),
+        "the policy selects the workload by label: {policies}"
+    );
+
+    // What `get -o yaml` prints applies back unchanged (through stdin).
+    let yaml = plane.ctl(&["get", "kc", "main", "-o", "yaml"]).ok();
+    assert!(yaml.contains("resourceVersion: \"1\""), "{yaml}");
+    let back = plane.ctl_with_stdin(&["apply", "-f", "-"], Some(&yaml)).ok();
+    assert_eq!(back, "KafkaCluster/main unchanged\nmesh version 1\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&plane.ctl(&["get", "workload", "orders", "-o", "json"]).ok()).unwrap();
+    assert_eq!(json["spec"]["listen"], "127.0.0.1:19092");
+
+    let described = plane.ctl(&["describe", "workload", "orders"]).ok();
+    assert!(described.contains("#   cluster: main"), "{described}");
+    assert!(described.contains("#   authorization policies: shop-topics"), "{described}");
+
+    // diff: nothing to change → exit 0; a change → exit 1, the line diff and what apply would do.
+    let same = plane.ctl(&["diff", "-f", &dir]);
+    assert_eq!(same.code, 0, "{same:?}");
+    let changed = plane.file("changed.yaml", &CLUSTER.replace("9093", "9103"));
+    let diff = plane.ctl(&["diff", "-f", path_str(&changed)]);
+    assert_eq!(diff.code, 1, "{diff:?}");
+    assert!(diff.stdout.contains("-   - 127.0.0.1:9093\n+   - 127.0.0.1:9103\n"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("KafkaCluster/main configured (dry run)"), "{}", diff.stdout);
+    let unchanged = plane.ctl(&["get", "kc", "main", "-o", "yaml"]).ok();
+    assert!(unchanged.contains("9093"), "diff changed nothing: {unchanged}");
+
+    // Deleting the cluster while a workload uses it is refused; in order it works.
+    let in_use = plane.ctl(&["delete", "kafkacluster", "main"]).refused();
+    assert_eq!(
+        in_use,
+        "weir ctl: KafkaCluster/main: in use by Workload/orders (`spec.cluster`); delete or move them first\n"
+    );
+    assert_eq!(plane.ctl(&["delete", "wl", "orders"]).ok(), "Workload/orders deleted\nmesh version 2\n");
+    assert_eq!(plane.ctl(&["delete", "kc", "main"]).ok(), "KafkaCluster/main deleted\nmesh version 3\n");
+    assert_eq!(plane.ctl(&["get", "wl"]).ok(), "no Workload resources (mesh version 3)\n");
+    let gone = plane.ctl(&["get", "kc", "main"]).refused();
+    assert_eq!(gone, "weir ctl: KafkaCluster/main: not found\n");
+}
+
+#[test]
+fn an_invalid_change_is_refused_whole() {
+    let plane = ControlPlane::start();
+    plane.ctl(&["apply", "-f", path_str(&plane.file("cluster.yaml", CLUSTER))]).ok();
+
+    // A typo in the second document: nothing of the first is applied either.
+    let bad = plane.file("bad.yaml", &format!("{WORKLOAD}---\n{}", POLICY.replace("operations:", "operation:")));
+    let refused = plane.ctl(&["apply", "-f", path_str(&bad)]).refused();
+    assert!(
+        refused.starts_with(&format!(
+            "weir ctl: AuthorizationPolicy/shop-topics ({}, document 2): at `spec.rules[0].operation`: unknown field `operation`",
+            bad.display()
+        )),
+        "{refused}"
+    );
+    // A reference only the whole mesh can check, refused by the control plane.
+    let orphan =
+        plane.file("orphan.yaml", &format!("{POLICY}---\n{}", WORKLOAD.replace("cluster: main", "cluster: nowhere")));
+    let refused = plane.ctl(&["apply", "-f", path_str(&orphan)]).refused();
+    assert_eq!(refused, "weir ctl: Workload/orders: `spec.cluster` names KafkaCluster/nowhere, which does not exist\n");
+    // Each refusal left the mesh as it was.
+    assert_eq!(plane.ctl(&["get", "ap"]).ok(), "no AuthorizationPolicy resources (mesh version 1)\n");
+    assert_eq!(plane.ctl(&["get", "wl"]).ok(), "no Workload resources (mesh version 1)\n");
+
+    for (text, expected) in [
+        ("kind: [unclosed\n", "at `.`:"),
+        (&CLUSTER.replace("KafkaCluster", "Kafka"), "unknown kind `Kafka`; expected one of KafkaCluster, Workload"),
+        (
+            &CLUSTER.replace("bootstrap: ['127.0.0.1:9093']", "bootstrap: []"),
+            "at `spec.bootstrap`: at least one `host:port` is required",
+        ),
+        (&WORKLOAD.replace("127.0.0.1:19092", "localhost"), "at `spec.listen`:"),
+        (
+            &POLICY.replace("topic:orders.*", "topc:orders"),
+            "at `spec.rules[0].resources[0]`: `topc:orders` is not a resource",
+        ),
+    ] {
+        let file = plane.file("broken.yaml", text);
+        let refused = plane.ctl(&["apply", "-f", path_str(&file)]).refused();
+        assert!(refused.contains(expected), "expected {expected:?} in {refused}");
+        assert!(refused.contains("broken.yaml"), "the error names the file: {refused}");
+    }
+    let empty = plane.ctl(&["apply", "-f", path_str(&plane.file("empty.yaml", "# nothing\n"))]).refused();
+    assert!(empty.contains("no resources in"), "{empty}");
+}
+
+#[test]
+fn concurrent_writers_cannot_lose_each_others_updates() {
+    let plane = ControlPlane::start();
+    plane.ctl(&["apply", "-f", path_str(&plane.file("cluster.yaml", CLUSTER))]).ok();
+
+    // Two people read version 1 and edit it; the second one to write is told, not overwritten.
+    let seen = plane.ctl(&["get", "kc", "main", "-o", "yaml"]).ok();
+    let first = plane.file("first.yaml", &seen.replace("9093", "9103"));
+    let second = plane.file("second.yaml", &seen.replace("9093", "9203"));
+    assert!(plane.ctl(&["apply", "-f", path_str(&first)]).ok().contains("KafkaCluster/main configured"));
+    let conflict = plane.ctl(&["apply", "-f", path_str(&second)]).refused();
+    assert_eq!(
+        conflict,
+        "weir ctl: KafkaCluster/main: changed since resourceVersion 1 (now 2); get it again and reapply\n"
+    );
+    assert!(plane.ctl(&["get", "kc", "main", "-o", "yaml"]).ok().contains("9103"), "the first writer's change stands");
+    let stale_delete = plane.ctl(&["delete", "kc", "main", "--resource-version", "1"]).refused();
+    assert!(stale_delete.contains("changed since resourceVersion 1 (now 2)"), "{stale_delete}");
+
+    // Many writers at once: every change lands, each with its own version.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let file = plane.file(&format!("w{i}.yaml"), &WORKLOAD.replace("name: orders", &format!("name: w{i}")));
+            let (api, token) = (plane.api.to_string(), plane.token_file());
+            std::thread::spawn(move || {
+                std::process::Command::new(common::weir_binary())
+                    .args(["ctl", "--server", &api, "--token-file", token.to_str().unwrap(), "apply", "-f"])
+                    .arg(file)
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for writer in writers {
+        let output = writer.join().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let table = plane.ctl(&["get", "wl"]).ok();
+    assert_eq!(table.lines().count(), 9, "all eight workloads: {table}");
+    let versions: std::collections::BTreeSet<&str> =
+        table.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(versions.len(), 8, "each write got its own version: {table}");
+    let json: serde_json::Value = serde_json::from_str(&plane.ctl(&["get", "wl", "-o", "json"]).ok()).unwrap();
+    assert_eq!(json["version"], 10);
+}
+
+#[test]
+fn the_state_survives_a_crash_and_one_process_owns_the_directory() {
+    let mut plane = ControlPlane::start();
+    let dir = mesh_dir(&plane);
+    plane.ctl(&["apply", "-f", &dir]).ok();
+    let before = plane.ctl(&["get", "wl", "-o", "json"]).ok();
+
+    let second = plane.second_instance();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("is in use by another `weir control`"), "{stderr}");
+
+    plane.kill();
+    plane.restart();
+    assert_eq!(plane.ctl(&["get", "wl", "-o", "json"]).ok(), before);
+    assert!(
+        plane.ctl(&["apply", "-f", &dir]).ok().ends_with("mesh version 1\n"),
+        "nothing to change after the restart"
+    );
+}
+
+#[test]
+fn the_api_needs_its_token() {
+    let plane = ControlPlane::start();
+    let wrong = plane.ctl(&["--token", "guess", "get", "kc"]).refused();
+    assert!(wrong.contains("a valid `Authorization: Bearer TOKEN` is required"), "{wrong}");
+    let (status, body) = common::http_get(plane.api, "/api/v1/resources").unwrap();
+    assert_eq!(status, 401, "{body}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(plane.token_file()).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "only the owner reads the token");
+    let unreachable = plane.ctl(&["--server", "127.0.0.1:1", "get", "kc"]).refused();
+    assert!(unreachable.contains("cannot reach the control plane at 127.0.0.1:1"), "{unreachable}");
+}
