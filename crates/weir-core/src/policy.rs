@@ -23,15 +23,31 @@ use crate::config::{invalid, load_yaml_file, ConfigError};
 /// The principal of a connection that authenticated no one (Kafka's `User:ANONYMOUS`).
 pub const ANONYMOUS: &str = "ANONYMOUS";
 
-/// Where the policy comes from (the `authorization` section of a sidecar's config).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// Where the policy comes from (the `authorization` section of a sidecar's config): a file,
+/// followed for changes, or rules written inline (what the control plane sends).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationConfig {
     /// The policy file (YAML).
-    pub policy: PathBuf,
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// The rules themselves, instead of a file.
+    #[serde(default)]
+    pub rules: Option<Vec<RuleSpec>>,
     /// How often the file is checked for changes.
     #[serde(default = "default_reload_ms")]
     pub reload_interval_ms: u64,
+}
+
+impl AuthorizationConfig {
+    /// Reads the policy from wherever this section says; `origin` names the config in errors.
+    pub fn load(&self, origin: &Path, words: &Vocabulary) -> Result<Policy, ConfigError> {
+        match (&self.policy, &self.rules) {
+            (Some(file), None) => Policy::load(file, words),
+            (None, Some(rules)) => Policy::from_rules(rules.clone(), origin, words),
+            _ => Err(invalid(origin, "authorization", "expected either `policy` (a file) or `rules`, not both")),
+        }
+    }
 }
 
 fn default_reload_ms() -> u64 {

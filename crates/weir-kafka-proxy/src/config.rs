@@ -254,6 +254,13 @@ impl SidecarConfig {
         Ok(config)
     }
 
+    /// Reads a config sent as JSON (by the control plane); `origin` names it in errors.
+    pub fn from_json(value: serde_json::Value, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = weir_core::config::from_json(value, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
     /// Checks what serde cannot; `origin` names where the config came from in errors.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         if self.bootstrap.is_empty() {

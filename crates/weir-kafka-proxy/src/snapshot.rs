@@ -13,6 +13,7 @@
 //! policy applies to open connections without reconnecting. JWKS keys are not here: they are
 //! fetched data with their own refresh (on a timer, and when a token names an unknown key).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl Snapshot {
             config.upstream.tls.clone().map(TlsOriginator::new).transpose().map_err(SnapshotError::Tls)?;
         let policy = match &config.authorization {
             Some(authorization) => {
-                Some(Arc::new(Policy::load(&authorization.policy, &KAFKA).map_err(SnapshotError::Policy)?))
+                Some(Arc::new(authorization.load(Path::new("authorization"), &KAFKA).map_err(SnapshotError::Policy)?))
             }
             None => None,
         };
@@ -124,11 +125,12 @@ impl FileSource {
                 Ok(Snapshot { upstream_tls: Some(tls), ..current.clone() })
             }));
         }
-        if let Some(authorization) = config.authorization.clone() {
-            let every = authorization.reload_interval_ms;
-            parts.push(part(vec![authorization.policy.clone()], every, move |current| {
-                let policy = Policy::load(&authorization.policy, &KAFKA).map_err(|e| e.to_string())?;
-                tracing::info!(file = %authorization.policy.display(), rules = policy.rule_count(), "policy reloaded");
+        if let Some((file, every)) =
+            config.authorization.as_ref().and_then(|a| Some((a.policy.clone()?, a.reload_interval_ms)))
+        {
+            parts.push(part(vec![file.clone()], every, move |current| {
+                let policy = Policy::load(&file, &KAFKA).map_err(|e| e.to_string())?;
+                tracing::info!(file = %file.display(), rules = policy.rule_count(), "policy reloaded");
                 Ok(Snapshot { policy: Some(Arc::new(policy)), ..current.clone() })
             }));
         }
@@ -232,5 +234,18 @@ mod tests {
         assert!(!snapshots.has_changed().unwrap(), "a broken file must not replace the policy");
         stop.cancel();
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn rules_written_inline_are_the_policy() {
+        let inline = "listen: 127.0.0.1:0\nbootstrap: [127.0.0.1:9092]\nauthorization:\n  rules: [{effect: allow, principals: [a], resources: ['topic:one'], operations: [read]}]\n";
+        let config: SidecarConfig = weir_core::config::parse_yaml(inline, Path::new("sidecar.yaml")).unwrap();
+        let snapshot = Snapshot::load(&config).await.unwrap();
+        assert!(reads(&snapshot, "one") && !reads(&snapshot, "two"));
+
+        let both = inline.replace("  rules:", "  policy: /p.yaml\n  rules:");
+        let config: SidecarConfig = weir_core::config::parse_yaml(&both, Path::new("sidecar.yaml")).unwrap();
+        let err = Snapshot::load(&config).await.err().unwrap().to_string();
+        assert!(err.contains("expected either `policy` (a file) or `rules`, not both"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Owns: parsing resources from YAML ([`resource`]), checking each kind's `spec` with errors
 //! that name the resource and the field ([`kinds`], one module and one match arm per kind), and
-//! the mesh state they form with its versions and optimistic concurrency ([`state`]).
+//! the mesh state they form with its versions and optimistic concurrency ([`state`]), and what
+//! each sidecar runs, rendered from it ([`render`]).
 //!
 //! Must not touch sockets, files or clocks: the control plane stores and serves this state, the
 //! CLI reads files into it; both share these rules so that what `weir ctl diff` predicts is
@@ -14,6 +15,7 @@
 
 pub mod error;
 pub mod kinds;
+pub mod render;
 pub mod resource;
 pub mod state;
 

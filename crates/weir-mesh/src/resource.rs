@@ -120,8 +120,10 @@ fn check_label(key: &str, value: &str) -> Result<(), String> {
 /// checks each. `origin` names the text in errors (a file name, or `-`). All or nothing: the
 /// first bad document fails the whole text, so that an apply is never half-done.
 pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<Resource>, MeshError> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| MeshError::invalid(origin, ".", first_line(&e.to_string())))?;
+    // YAML 1.2 booleans only: a principal named `y` or `no` must stay a name.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| MeshError::invalid(origin, ".", first_line(&e.to_string())))?;
     let mut resources = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
         if document.is_null() {

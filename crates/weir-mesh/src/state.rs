@@ -74,6 +74,7 @@ impl MeshState {
             next.version = version;
             next.sort();
             next.check_references()?;
+            next.check_renders()?;
         }
         Ok((next, changes))
     }
@@ -100,6 +101,7 @@ impl MeshState {
         next.resources.retain(|r| !(r.kind == kind.name() && r.metadata.name == name));
         next.version += 1;
         next.check_references()?;
+        next.check_renders()?;
         Ok(next)
     }
 

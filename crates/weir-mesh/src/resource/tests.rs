@@ -76,3 +76,10 @@ fn kinds_as_people_type_them() {
     assert_eq!(Kind::parse("ap"), Some(Kind::AuthorizationPolicy));
     assert_eq!(Kind::parse_exact("workload"), None, "a resource spells its kind exactly");
 }
+
+#[test]
+fn yaml_1_1_booleans_stay_names() {
+    let text = "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec:\n  rules: [{effect: allow, principals: [y, no, on], resources: ['topic:a'], operations: [read]}]\n";
+    let resources = parse_documents(text, "t").unwrap();
+    assert_eq!(resources[0].spec["rules"][0]["principals"], serde_json::json!(["y", "no", "on"]));
+}
