@@ -6,6 +6,7 @@
 //! | `GET /api/v1/resources[/KIND[/NAME]]` | `{version, items}` or one resource |
 //! | `POST /api/v1/apply[?dryRun=true]` with `{resources: [...]}` | `{version, changes}` |
 //! | `DELETE /api/v1/resources/KIND/NAME[?resourceVersion=N][&dryRun=true]` | `{version, changes}` |
+//! | `GET /api/v1/sidecars` | `{version, sidecars}`: every sidecar seen, with its ACK/NACK state |
 //!
 //! Refusals are `{error: {reason, message}}` with 401, 404, 409 (a stale `resourceVersion`),
 //! 413, 422 (invalid or a broken reference) or 500 (the store failed; nothing changed).
@@ -25,17 +26,20 @@ use tokio_util::sync::CancellationToken;
 use weir_mesh::{Kind, MeshError, Resource};
 
 use crate::plane::{ControlPlane, WriteError};
+use crate::sidecars::Sidecars;
 
 /// The largest request body: a whole mesh's resources, with room to spare.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// The file in the data directory holding the API token.
 pub const TOKEN_FILE: &str = "ctl-token";
+/// The file in the data directory holding the token sidecars join with.
+pub const JOIN_TOKEN_FILE: &str = "join-token";
 
-/// Reads the API token from the data directory, making one on first start (256 random bits,
-/// readable only by the owner).
-pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
-    let file = dir.join(TOKEN_FILE);
+/// Reads a secret (`TOKEN_FILE`, `JOIN_TOKEN_FILE`) from the data directory, making one on
+/// first start (256 random bits, readable only by the owner).
+pub fn load_or_create_secret(dir: &Path, name: &str) -> std::io::Result<String> {
+    let file = dir.join(name);
     match std::fs::read_to_string(&file) {
         Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
         Ok(_) => {}
@@ -56,12 +60,19 @@ pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
 
 struct Api {
     plane: Arc<ControlPlane>,
+    sidecars: Arc<Sidecars>,
     token: String,
 }
 
 /// Serves the API until `shutdown`.
-pub async fn serve(listener: TcpListener, plane: Arc<ControlPlane>, token: String, shutdown: CancellationToken) {
-    let api = Arc::new(Api { plane, token });
+pub async fn serve(
+    listener: TcpListener,
+    plane: Arc<ControlPlane>,
+    sidecars: Arc<Sidecars>,
+    token: String,
+    shutdown: CancellationToken,
+) {
+    let api = Arc::new(Api { plane, sidecars, token });
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -162,6 +173,9 @@ impl Api {
                 let found =
                     state.get(kind, name).ok_or_else(|| MeshError::NotFound { resource: format!("{kind}/{name}") })?;
                 Ok(serde_json::to_value(found).unwrap_or_default())
+            }
+            (&Method::GET, ["sidecars"]) => {
+                Ok(json!({"version": self.plane.current().version, "sidecars": self.sidecars.all()}))
             }
             (&Method::POST, ["apply"]) => {
                 let batch = read_batch(req).await?;

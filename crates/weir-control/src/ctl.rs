@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use weir_mesh::{parse_documents, to_yaml, Kind, MeshError, MeshState, Resource};
 
 use crate::client::{ApiClient, ClientError};
+use crate::sidecars::SidecarStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
@@ -207,6 +208,45 @@ pub async fn describe(client: &ApiClient, kind: Kind, name: &str) -> Result<Stri
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => {
             let _ = writeln!(out, "#   applies to workloads: {}", names(state.selected_by(resource)));
         }
+    }
+    Ok(out)
+}
+
+/// `status`: every sidecar the control plane has seen, and whether it runs its configuration.
+pub async fn status(client: &ApiClient) -> Result<String, CtlError> {
+    let answer = client.get("/api/v1/sidecars").await?;
+    let sidecars: Vec<SidecarStatus> = serde_json::from_value(answer["sidecars"].clone()).unwrap_or_default();
+    let mut out = format!("mesh version {}\n", answer["version"]);
+    if sidecars.is_empty() {
+        out.push_str("no sidecars have connected\n");
+        return Ok(out);
+    }
+    let now = crate::sidecars::now();
+    let mut rows = vec![["SIDECAR", "WORKLOAD", "ADDRESS", "STREAM", "CONFIG", "LAST SEEN"].map(str::to_owned)];
+    for s in &sidecars {
+        let config = match (&s.nack, s.acked_version == s.sent_version) {
+            (Some((version, reason)), _) => format!("NACK v{version}: {reason}"),
+            (None, true) => format!("ACK v{}", s.acked_version),
+            (None, false) => format!("v{} sent, v{} applied", s.sent_version, s.acked_version),
+        };
+        let config = if s.pending_restart.is_empty() {
+            config
+        } else {
+            format!("{config} (restart to apply: {})", s.pending_restart.join(", "))
+        };
+        rows.push([
+            s.sidecar_id.clone(),
+            s.workload.clone(),
+            s.address.clone(),
+            if s.connected { "connected".into() } else { "disconnected".into() },
+            config,
+            format!("{}s ago", now.saturating_sub(s.last_seen)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("   ").trim_end());
     }
     Ok(out)
 }

@@ -2,8 +2,9 @@
 //!
 //! Owns: the store of the mesh state ([`store`]: a file in the data directory, written
 //! atomically), the one place writes are serialized and versions published ([`plane`]), the
-//! HTTP API ([`api`] server side, [`client`] client side) and what each `weir ctl` command
-//! sends and prints ([`ctl`]).
+//! HTTP API ([`api`] server side, [`client`] client side), what each `weir ctl` command
+//! sends and prints ([`ctl`]), the sidecars' configuration streams ([`mesh`]) and what is
+//! known of each sidecar ([`sidecars`]).
 //!
 //! Must not decide what a valid mesh is (that is `weir-mesh`, shared with the CLI so that a
 //! dry run predicts the real one) and knows nothing of Kafka's wire.
@@ -11,7 +12,9 @@
 pub mod api;
 pub mod client;
 pub mod ctl;
+pub mod mesh;
 pub mod plane;
+pub mod sidecars;
 pub mod store;
 
 pub use plane::{ControlPlane, WriteError};

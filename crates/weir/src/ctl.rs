@@ -54,6 +54,9 @@ enum CtlCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Every sidecar the control plane knows: its workload, address, the configuration version
+    /// it applied (ACK) or refused (NACK, with the reason), and when it was last heard from.
+    Status,
     /// Show what applying these files would change; exits 1 when something would.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -109,6 +112,7 @@ fn run_inner(args: CtlArgs) -> anyhow::Result<ExitCode> {
                     commands::delete(&client, kind_of(&kind)?, &name, resource_version.as_deref(), dry_run).await?;
                 (text, ExitCode::SUCCESS)
             }
+            CtlCommand::Status => (commands::status(&client).await?, ExitCode::SUCCESS),
             CtlCommand::Diff { files } => {
                 let resources = commands::read_sources(&files)?;
                 let (text, changed) = commands::diff(&client, &resources).await?;

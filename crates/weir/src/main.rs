@@ -41,6 +41,9 @@ struct ControlArgs {
     /// Address of the API `weir ctl` talks to.
     #[arg(long, default_value = "127.0.0.1:15080")]
     api: SocketAddr,
+    /// Address sidecars stream their configuration from (gRPC).
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    listen: SocketAddr,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -164,21 +167,34 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        use weir_control::api::{load_or_create_secret, JOIN_TOKEN_FILE, TOKEN_FILE};
         let store = weir_control::FileStore::open(&args.data_dir)?;
-        let token = weir_control::api::load_or_create_token(&args.data_dir)
-            .with_context(|| format!("cannot read or create the API token in {}", args.data_dir.display()))?;
+        let secret = |name| {
+            load_or_create_secret(&args.data_dir, name)
+                .with_context(|| format!("cannot read or create {name} in {}", args.data_dir.display()))
+        };
+        let (token, join_token) = (secret(TOKEN_FILE)?, secret(JOIN_TOKEN_FILE)?);
         let plane = std::sync::Arc::new(weir_control::ControlPlane::open(store)?);
-        let listener = tokio::net::TcpListener::bind(args.api)
+        let sidecars = std::sync::Arc::<weir_control::sidecars::Sidecars>::default();
+        let api = tokio::net::TcpListener::bind(args.api)
             .await
             .with_context(|| format!("cannot listen on {} for the API", args.api))?;
-        tracing::info!(
-            api = %args.api,
-            token_file = %args.data_dir.join(weir_control::api::TOKEN_FILE).display(),
-            "control plane ready"
-        );
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
-        weir_control::api::serve(listener, plane, token, stop).await;
+        let mesh = weir_control::mesh::MeshService { plane: plane.clone(), sidecars: sidecars.clone(), join_token };
+        let streams = weir_control::mesh::serve(args.listen, mesh, stop.clone())
+            .await
+            .with_context(|| format!("cannot listen on {} for sidecars", args.listen))?;
+        tracing::info!(
+            api = %args.api,
+            sidecars = %args.listen,
+            token_file = %args.data_dir.join(TOKEN_FILE).display(),
+            join_token_file = %args.data_dir.join(JOIN_TOKEN_FILE).display(),
+            "control plane ready"
+        );
+        let api = tokio::spawn(weir_control::api::serve(api, plane, sidecars, token, stop.clone()));
+        streams.await.context("the sidecar stream server failed")?;
+        let _ = api.await;
         Ok(())
     })
 }

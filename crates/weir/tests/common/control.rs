@@ -12,6 +12,8 @@ use super::{http_get, port_block, weir_binary};
 pub struct ControlPlane {
     child: Option<Child>,
     pub api: SocketAddr,
+    /// Where sidecars stream from.
+    pub listen: SocketAddr,
     pub data_dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -19,10 +21,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on a fresh data directory.
     pub fn start() -> Self {
-        let api: SocketAddr = format!("127.0.0.1:{}", port_block() + 18).parse().unwrap();
+        let block = port_block();
+        let api: SocketAddr = format!("127.0.0.1:{}", block + 18).parse().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", block + 17).parse().unwrap();
         let data_dir = std::env::temp_dir().join(format!("weir-control-{}-{}", std::process::id(), api.port()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut plane = ControlPlane { child: None, api, data_dir, logs: Arc::default() };
+        let mut plane = ControlPlane { child: None, api, listen, data_dir, logs: Arc::default() };
         plane.restart();
         plane
     }
@@ -56,7 +60,8 @@ impl ControlPlane {
     pub fn second_instance(&self) -> Output {
         let port = self.api.port() + 1;
         Command::new(weir_binary())
-            .args(["control", "--log-format", "json", "--api", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["control", "--log-format", "json", "--api", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &format!("127.0.0.1:{}", port + 1), "--data-dir"])
             .arg(&self.data_dir)
             .output()
             .expect("run weir control")
@@ -64,7 +69,8 @@ impl ControlPlane {
 
     fn spawn(&self) -> Child {
         Command::new(weir_binary())
-            .args(["control", "--log-format", "json", "--api", &self.api.to_string(), "--data-dir"])
+            .args(["control", "--log-format", "json", "--api", &self.api.to_string()])
+            .args(["--listen", &self.listen.to_string(), "--data-dir"])
             .arg(&self.data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -86,6 +92,10 @@ impl ControlPlane {
 
     pub fn token_file(&self) -> PathBuf {
         self.data_dir.join("ctl-token")
+    }
+
+    pub fn join_token_file(&self) -> PathBuf {
+        self.data_dir.join("join-token")
     }
 
     /// `weir ctl ARGS` against this control plane.
