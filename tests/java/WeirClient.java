@@ -9,6 +9,10 @@
 //                [--acks all|1|0] [--idempotent] [--prefix P]
 //                  record i (0..N-1): key k-<i>, value P-<i> (P defaults to "value"),
 //                  headers dup:a and dup:b. Prints produced=N.
+//   produce-while --topic T --stop-file F [--interval-ms 100]
+//                  One producer, one record at a time until the file F exists: prints
+//                  `sent i ok` or `sent i error=<exception class>` per record as it completes,
+//                  then produce-while=done. For policies that change under a live client.
 //   consume      --topic T --count N [--group G] [--isolation read_committed|read_uncommitted]
 //                [--pattern REGEX]
 //                  From the beginning (without --group: all partitions assigned, no group).
@@ -58,6 +62,7 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.*;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
@@ -94,6 +99,7 @@ public class WeirClient {
             Args a = new Args(argv[0], Arrays.copyOfRange(argv, 1, argv.length));
             switch (argv[0]) {
                 case "produce" -> produce(a);
+                case "produce-while" -> produceWhile(a);
                 case "consume" -> consume(a);
                 case "txn" -> txn(a);
                 case "admin" -> admin(a);
@@ -137,6 +143,28 @@ public class WeirClient {
             for (Future<RecordMetadata> f : acks) f.get(a.timeoutMs(), TimeUnit.MILLISECONDS);
         }
         OUT.println("produced=" + count);
+    }
+
+    static void produceWhile(Args a) throws Exception {
+        String topic = a.req("--topic");
+        java.nio.file.Path stop = java.nio.file.Path.of(a.req("--stop-file"));
+        long interval = Long.parseLong(a.opt("--interval-ms", "100"));
+        Properties p = producerProps(a);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        a.applyProperties(p);
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            for (int i = 0; !java.nio.file.Files.exists(stop); i++) {
+                try {
+                    producer.send(record(topic, "k-" + i, "value-" + i)).get(a.timeoutMs(), TimeUnit.MILLISECONDS);
+                    OUT.println("sent " + i + " ok");
+                } catch (ExecutionException e) {
+                    OUT.println("sent " + i + " error=" + e.getCause().getClass().getSimpleName());
+                }
+                Thread.sleep(interval);
+            }
+        }
+        OUT.println("produce-while=done");
     }
 
     static void consume(Args a) throws InterruptedException {
@@ -474,6 +502,7 @@ public class WeirClient {
         static final Set<String> COMMON = Set.of("--bootstrap", "--timeout-ms", "--property");
         static final Map<String, Set<String>> ALLOWED = Map.of(
                 "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix"),
+                "produce-while", Set.of("--topic", "--stop-file", "--interval-ms"),
                 "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol", "--pattern"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
                 "admin", Set.of("--op", "--topic", "--partitions", "--replication", "--broker", "--group"),

@@ -240,7 +240,7 @@ pub async fn status(client: &ApiClient) -> Result<String, CtlError> {
             s.address.clone(),
             if s.connected { "connected".into() } else { "disconnected".into() },
             config,
-            format!("{}s ago", now.saturating_sub(s.last_seen)),
+            if s.connected { "now (streaming)".into() } else { format!("{}s ago", now.saturating_sub(s.last_seen)) },
         ]);
     }
     let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();

@@ -8,7 +8,8 @@
 //! ([`metrics`]), log setup ([`telemetry`]), graceful shutdown ([`shutdown`]) and TLS
 //! termination with client identities from certificates ([`tls`], [`identity`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
-//! policy model ([`policy`]); noticing changed files ([`reload`]).
+//! policy model ([`policy`]); noticing changed files ([`reload`]); following the control plane
+//! ([`control`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod config;
+pub mod control;
 pub mod identity;
 pub mod io;
 pub mod jwt;

@@ -141,6 +141,14 @@ impl Sidecar {
         })
     }
 
+    /// For a sidecar the control plane configures: its snapshots come from there (through the
+    /// returned sender), not from following the config's files.
+    pub fn managed(mut self) -> (Self, watch::Sender<Arc<Snapshot>>) {
+        self.files = FileSource::none();
+        let publisher = self.publisher.clone();
+        (self, publisher)
+    }
+
     /// Where clients bootstrap (the bound address, useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.bootstrap.local_addr().ok()

@@ -137,6 +137,11 @@ impl FileSource {
         Self { parts }
     }
 
+    /// A source that follows no files.
+    pub fn none() -> Self {
+        Self { parts: Vec::new() }
+    }
+
     /// Publishes into `snapshots` until `stop`; a file that cannot be used is logged and the
     /// previous part kept.
     pub async fn run(mut self, snapshots: watch::Sender<Arc<Snapshot>>, stop: CancellationToken) {

@@ -15,6 +15,7 @@ use weir_core::telemetry::LogFormat;
 use weir_kafka_proxy::{Sidecar, SidecarConfig};
 
 mod ctl;
+mod managed;
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "A service mesh for event-driven microservices")]
@@ -54,7 +55,7 @@ struct ControlArgs {
 
 /// Flags override the config file; without a file, --listen and --bootstrap are required.
 #[derive(Args)]
-struct ProxyArgs {
+pub(crate) struct ProxyArgs {
     /// YAML config file (see README for every key).
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -82,11 +83,26 @@ struct ProxyArgs {
     /// Threads serving connections (default 1).
     #[arg(long)]
     workers: Option<usize>,
+    /// Take the configuration from the control plane at this host:port (its sidecar listener)
+    /// instead of a file; needs --workload and --join-token-file.
+    #[arg(long, conflicts_with = "config")]
+    control: Option<String>,
+    /// The Workload resource this sidecar serves (with --control).
+    #[arg(long, requires = "control")]
+    workload: Option<String>,
+    /// The control plane's join token: `DATA_DIR/join-token` of `weir control` (with --control).
+    #[arg(long, requires = "control")]
+    join_token_file: Option<PathBuf>,
+    /// Where the last configuration applied is kept, to start from when the control plane is
+    /// unreachable (with --control).
+    #[arg(long, default_value = "weir-sidecar-state")]
+    state_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Proxy(args) if args.control.is_some() => managed::run(args),
         Command::Proxy(args) => run_proxy(args),
         Command::Control(args) => run_control(args),
         Command::Ctl(args) => return ctl::run(args),

@@ -169,3 +169,113 @@ impl Ctl {
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// A `weir proxy --control` process: its configuration comes from `plane`.
+pub struct ManagedSidecar {
+    child: Option<Child>,
+    pub workload: String,
+    pub state_dir: PathBuf,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    control: SocketAddr,
+    join_token_file: PathBuf,
+}
+
+impl ManagedSidecar {
+    /// Starts a sidecar for `workload` (whose Workload names `admin` as its admin address);
+    /// does not wait for it to be ready.
+    pub fn spawn(plane: &ControlPlane, workload: &str, admin: SocketAddr) -> Self {
+        let state_dir = plane.data_dir.with_extension(format!("sidecar-{workload}"));
+        let mut sidecar = ManagedSidecar {
+            child: None,
+            workload: workload.to_owned(),
+            state_dir,
+            admin,
+            logs: Arc::default(),
+            control: plane.listen,
+            join_token_file: plane.join_token_file(),
+        };
+        sidecar.restart();
+        sidecar
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new(weir_binary())
+            .args(["proxy", "--log-format", "json", "--log-level", "info,weir_kafka_proxy=debug"])
+            .args(["--control", &self.control.to_string(), "--workload", &self.workload, "--join-token-file"])
+            .arg(&self.join_token_file)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir proxy --control");
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let logs = self.logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+    }
+
+    /// Waits until the sidecar serves (its admin `/readyz`).
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = http_get(self.admin, "/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("managed sidecar not ready within 40 s; logs:\n{}", self.logs().join("\n"));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.logs().iter().any(|l| l.contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {within:?}:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fails the test on any warning the sidecar logged that `allowed` does not explain.
+    pub fn assert_quiet_except(&self, allowed: &[&str]) {
+        let unexpected = super::unexpected_warnings(self.logs(), allowed);
+        assert!(unexpected.is_empty(), "sidecar logged unexpected warnings:\n{}", unexpected.join("\n"));
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, body) = http_get(self.admin, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200);
+        super::metric_value(&body, name, labels)
+    }
+}
+
+impl Drop for ManagedSidecar {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}

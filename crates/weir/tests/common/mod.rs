@@ -200,21 +200,7 @@ impl Sidecar {
 
     /// Log lines at WARN or above that no pattern in `allowed` explains.
     pub fn unexpected_warnings(&self, allowed: &[&str]) -> Vec<String> {
-        self.logs()
-            .into_iter()
-            .filter(|line| {
-                let level = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("level").and_then(|l| l.as_str()).map(str::to_owned));
-                match level.as_deref() {
-                    Some("WARN") | Some("ERROR") => true,
-                    Some(_) => false,
-                    // Anything not JSON (a panic message, say) is suspicious too.
-                    None => true,
-                }
-            })
-            .filter(|line| !allowed.iter().any(|pattern| line.contains(pattern)))
-            .collect()
+        unexpected_warnings(self.logs(), allowed)
     }
 
     /// Fails the test if the sidecar logged any warning or error (shotover's habit: quiet logs
@@ -298,6 +284,26 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config_path);
     }
+}
+
+/// Log lines (JSON) at WARN or above that no pattern in `allowed` explains; anything not JSON
+/// (a panic message, say) counts too.
+pub fn unexpected_warnings(lines: Vec<String>, allowed: &[&str]) -> Vec<String> {
+    lines
+        .into_iter()
+        .filter(|line| {
+            let level = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("level").and_then(|l| l.as_str()).map(str::to_owned));
+            match level.as_deref() {
+                Some("WARN") | Some("ERROR") => true,
+                Some(_) => false,
+                // Anything not JSON (a panic message, say) is suspicious too.
+                None => true,
+            }
+        })
+        .filter(|line| !allowed.iter().any(|pattern| line.contains(pattern)))
+        .collect()
 }
 
 /// Writes a SASL credentials file (SCRAM entries; PLAIN is checked against them) for these

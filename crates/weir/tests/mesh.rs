@@ -1,0 +1,247 @@
+//! The mesh with real processes: `weir control`, `weir proxy --control` sidecars, a real Kafka
+//! cluster and real clients. A policy applied with `weir ctl` reaches live clients without a
+//! reconnect; a snapshot a sidecar cannot use is NACKed and changes nothing; sidecars keep
+//! serving when the control plane is down and start from their last good snapshot.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::control::{path_str, ControlPlane, ManagedSidecar};
+use common::{mesh_bootstrap, rd, unique};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureRecord;
+
+/// A mesh of one cluster and one workload `orders` (principal `orders`, from its
+/// PeerAuthentication), whose sidecar listens on its own port block.
+struct Mesh {
+    plane: ControlPlane,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    prefix: String,
+}
+
+impl Mesh {
+    fn new() -> Self {
+        common::kafka();
+        let plane = ControlPlane::start();
+        let base = common::port_block();
+        let listen: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
+        let mesh = Mesh { plane, listen, admin, prefix: unique("mesh") };
+        let bootstrap: Vec<String> = mesh_bootstrap().split(',').map(|s| format!("'{s}'")).collect();
+        let resources = format!(
+            "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {{name: main}}\nspec:\n  bootstrap: [{}]\n  upstream: {{resolve: {{'*.weir.invalid': 127.0.0.1}}}}\n---\n\
+             apiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {{name: orders, labels: {{team: shop}}}}\nspec:\n  cluster: main\n  listen: {listen}\n  admin: {admin}\n  broker_ports: {{base: {}, count: 10}}\n---\n\
+             apiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {{name: orders-identity}}\nspec: {{selector: {{workloads: [orders]}}, fixed_principal: orders}}\n",
+            bootstrap.join(", "),
+            base + 1
+        );
+        mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("mesh.yaml", &resources))]).ok();
+        mesh.policy(&["write", "describe", "create"]);
+        mesh
+    }
+
+    fn topic(&self) -> String {
+        format!("{}.orders", self.prefix)
+    }
+
+    /// Applies the workload's policy: `orders` may do `operations` on the scenario's topics.
+    fn policy(&self, operations: &[&str]) -> String {
+        let text = format!(
+            "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: orders-topics}}\nspec:\n  selector: {{match_labels: {{team: shop}}}}\n  rules:\n    - {{effect: allow, principals: [orders], resources: ['topic:{}.*'], operations: [{}]}}\n",
+            self.prefix,
+            operations.join(", ")
+        );
+        self.plane.ctl(&["apply", "-f", path_str(&self.plane.file("policy.yaml", &text))]).ok()
+    }
+
+    fn sidecar(&self) -> ManagedSidecar {
+        let sidecar = ManagedSidecar::spawn(&self.plane, "orders", self.admin);
+        sidecar.wait_ready();
+        sidecar
+    }
+
+    fn bootstrap(&self) -> String {
+        self.listen.to_string()
+    }
+
+    /// `weir ctl status` until `orders` reports `expected` in its CONFIG column.
+    fn wait_status(&self, expected: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.plane.ctl(&["status"]).ok();
+            if status.lines().any(|l| l.contains(" orders ") && l.contains(expected)) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "status never showed {expected:?}:\n{status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn send_one(producer: &rdkafka::producer::FutureProducer, topic: &str) -> Option<RDKafkaErrorCode> {
+    match producer.send(FutureRecord::<(), _>::to(topic).payload("x"), Duration::from_secs(10)).await {
+        Ok(_) => None,
+        Err((KafkaError::MessageProduction(code), _)) => Some(code),
+        Err((other, _)) => panic!("unexpected producer error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_applied_with_ctl_reaches_live_clients_without_a_reconnect() {
+    let mesh = Mesh::new();
+    let sidecar = mesh.sidecar();
+    let status = mesh.wait_status("ACK v");
+    assert!(status.contains("connected"), "{status}");
+
+    // librdkafka and the Java client, each with its connections open.
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    assert_eq!(send_one(&producer, &topic).await, None);
+    let stop_file = mesh.plane.data_dir.with_extension("stop-java");
+    let java_log = mesh.plane.data_dir.with_extension("java.log");
+    let _ = std::fs::remove_file(&stop_file);
+    let mut java = Command::new("java")
+        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", &common::classpath()])
+        .arg(common::repo_root().join("tests/java/WeirClient.java"))
+        .args([
+            "produce-while",
+            "--bootstrap",
+            &mesh.bootstrap(),
+            "--topic",
+            &topic,
+            "--stop-file",
+            path_str(&stop_file),
+        ])
+        .args(["--property", "delivery.timeout.ms=5000", "--property", "request.timeout.ms=4000"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&java_log).unwrap())
+        .spawn()
+        .expect("java");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (lines, stdout) = (lines.clone(), java.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let wait_java = |what: &str, from: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = lines.lock().unwrap().clone();
+            if let Some(at) = seen.iter().skip(from).position(|l| l.contains(what)) {
+                return from + at;
+            }
+            let log = std::fs::read_to_string(&java_log).unwrap_or_default();
+            assert!(Instant::now() < deadline, "the Java producer never printed {what:?}: {seen:?}\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first_ok = wait_java(" ok", 0);
+    let connections = sidecar.metric("weir_connections_accepted_total", &[]);
+
+    // Write is withdrawn: both clients get authorization errors on their open connections.
+    let applied = mesh.policy(&["describe", "create"]);
+    assert!(applied.contains("AuthorizationPolicy/orders-topics configured"), "{applied}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_one(&producer, &topic).await != Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+        assert!(Instant::now() < deadline, "librdkafka was not denied within 10 s of the apply");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let denied = wait_java("error=TopicAuthorizationException", first_ok);
+    // And given back.
+    mesh.policy(&["write", "describe", "create"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_one(&producer, &topic).await.is_some() {
+        assert!(Instant::now() < deadline, "librdkafka was not allowed again within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_java(" ok", denied);
+    std::fs::write(&stop_file, "").unwrap();
+    assert!(java.wait().unwrap().success());
+    reader.join().unwrap();
+    assert_eq!(
+        sidecar.metric("weir_connections_accepted_total", &[]),
+        connections,
+        "no client reconnected to pick up a policy"
+    );
+    // Versions: 1 the mesh, 2 the first policy, 3 withdrawn, 4 given back.
+    let status = mesh.wait_status("ACK v4");
+    assert!(!status.contains("NACK"), "{status}");
+    let _ = std::fs::remove_file(&stop_file);
+    let _ = std::fs::remove_file(&java_log);
+    sidecar.assert_quiet_except(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_the_sidecar_cannot_use_is_nacked_and_changes_nothing() {
+    let mesh = Mesh::new();
+    let sidecar = mesh.sidecar();
+    mesh.wait_status("ACK v");
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    assert_eq!(send_one(&producer, &topic).await, None);
+
+    // Client TLS from files that the sidecar's host does not have: valid as a resource, not
+    // usable by the sidecar.
+    let missing = mesh.plane.data_dir.with_extension("no-such-dir");
+    let tls = format!(
+        "apiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {{name: orders-identity}}\nspec:\n  selector: {{workloads: [orders]}}\n  fixed_principal: orders\n  tls: {{cert: {0}/cert.pem, key: {0}/key.pem}}\n",
+        missing.display()
+    );
+    mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("tls.yaml", &tls))]).ok();
+    let status = mesh.wait_status("NACK v3");
+    assert!(status.contains("cert.pem"), "the NACK says why: {status}");
+    // Still plaintext, still the old policy: the open producer keeps working.
+    assert_eq!(send_one(&producer, &topic).await, None);
+    assert_eq!(send_one(&rd::producer(&mesh.bootstrap(), &[]), &topic).await, None, "new connections too");
+    assert!(sidecar.logs().iter().any(|l| l.contains("configuration from the control plane refused")));
+    sidecar.assert_quiet_except(&["configuration from the control plane refused"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_serve_without_the_control_plane_and_restart_from_their_last_snapshot() {
+    let mut mesh = Mesh::new();
+    let mut sidecar = mesh.sidecar();
+    mesh.wait_status("ACK v2");
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    assert_eq!(send_one(&producer, &topic).await, None);
+
+    // The control plane dies: the sidecar keeps serving with what it has.
+    mesh.plane.kill();
+    sidecar.wait_log("control plane stream down", Duration::from_secs(10));
+    for _ in 0..5 {
+        assert_eq!(send_one(&producer, &topic).await, None);
+    }
+    // The sidecar restarts meanwhile: it starts from its last good snapshot.
+    sidecar.kill();
+    sidecar.restart();
+    sidecar.wait_ready();
+    sidecar.wait_log("starting from the last one applied", Duration::from_secs(1));
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    assert_eq!(send_one(&producer, &topic).await, None);
+    // The policy of that snapshot holds: a topic outside it is refused.
+    let outside = unique("outside");
+    assert_eq!(send_one(&producer, &outside).await, Some(RDKafkaErrorCode::TopicAuthorizationFailed));
+
+    // The control plane returns, with a change made while... it was away from the sidecar.
+    mesh.plane.restart();
+    mesh.policy(&["describe", "create"]);
+    mesh.wait_status("ACK v3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_one(&producer, &topic).await != Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+        assert!(Instant::now() < deadline, "the re-synced sidecar did not apply the new policy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
