@@ -10,6 +10,7 @@
 //! dry run predicts the real one) and knows nothing of Kafka's wire.
 
 pub mod api;
+pub mod ca;
 pub mod client;
 pub mod ctl;
 pub mod mesh;

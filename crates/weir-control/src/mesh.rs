@@ -1,7 +1,11 @@
-//! The `Mesh` gRPC service: each sidecar's stream. After its Hello (workload, join token) the
-//! sidecar is sent its rendered configuration, and again whenever a change alters what it
-//! renders to — not for changes that concern other workloads. Bursts coalesce: the stream
-//! follows the state's `watch`, so a sidecar slower than the changes gets the latest.
+//! The `Mesh` gRPC service, over TLS with the mesh's CA.
+//!
+//! `Certify`: a sidecar's certificate signing request, authenticated by the join token (its
+//! first certificate) or by its current certificate (renewal), signed for its workload's SPIFFE
+//! id only. `Stream`: a sidecar that presents its workload's certificate says Hello and is sent
+//! its rendered configuration, and again whenever a change alters what it renders to — not for
+//! changes that concern other workloads. Bursts coalesce: the stream follows the state's
+//! `watch`, so a sidecar slower than the changes gets the latest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +14,11 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_control_api::v1::mesh_server::Mesh;
-use weir_control_api::v1::{control_message, sidecar_message, ControlMessage, Hello, SidecarMessage, Snapshot};
+use weir_control_api::v1::{
+    control_message, sidecar_message, CertifyRequest, CertifyResponse, ControlMessage, Hello, SidecarMessage, Snapshot,
+};
 
+use crate::ca::{unix_seconds, CaError, MeshCa};
 use crate::plane::ControlPlane;
 use crate::sidecars::{now, Sidecars};
 
@@ -21,8 +28,26 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MeshService {
     pub plane: Arc<ControlPlane>,
     pub sidecars: Arc<Sidecars>,
-    /// What a sidecar must present to join.
+    pub ca: Arc<MeshCa>,
+    /// What a sidecar without a certificate must present to get its first.
     pub join_token: String,
+}
+
+/// The SPIFFE id of the verified client certificate on this request's connection, if any.
+/// (TLS has already checked that it chains to the trust bundle and is within its validity.)
+fn peer_identity<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    weir_core::tls::principal_of(certs.first()?, &[weir_core::tls::PrincipalSource::SpiffeUri])
+}
+
+impl MeshService {
+    /// The identity `workload` is certified as; an unknown workload is an error for the caller.
+    fn identity_of(&self, workload: &str) -> Result<String, Status> {
+        self.plane
+            .current()
+            .spiffe_id(workload, &self.ca.trust_domain)
+            .ok_or_else(|| Status::not_found(format!("Workload/{workload}: not found")))
+    }
 }
 
 #[tonic::async_trait]
@@ -34,6 +59,8 @@ impl Mesh for MeshService {
         request: Request<Streaming<SidecarMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let presented = peer_identity(&request);
+        let not_after = request.peer_certs().and_then(|certs| weir_core::tls::not_after(certs.first()?));
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(SidecarMessage { message: Some(sidecar_message::Message::Hello(hello)) }))) => hello,
@@ -41,9 +68,14 @@ impl Mesh for MeshService {
             Ok(Err(status)) => return Err(status),
             Err(_) => return Err(Status::deadline_exceeded(format!("no Hello within {HELLO_TIMEOUT:?}"))),
         };
-        if !weir_core::sasl::constant_time_eq(hello.token.as_bytes(), self.join_token.as_bytes()) {
-            tracing::warn!(%peer, workload = %hello.workload, "sidecar refused: wrong join token");
-            return Err(Status::unauthenticated("wrong join token"));
+        let identity = self.identity_of(&hello.workload)?;
+        match presented {
+            Some(presented) if presented == identity => {}
+            Some(presented) => {
+                tracing::warn!(%peer, workload = %hello.workload, %presented, "sidecar refused: its certificate is another workload's");
+                return Err(Status::permission_denied(format!("the certificate is {presented}, not {identity}")));
+            }
+            None => return Err(Status::unauthenticated("a stream needs the workload's certificate (from Certify)")),
         }
         if hello.sidecar_id.is_empty() || hello.workload.is_empty() {
             return Err(Status::invalid_argument("Hello needs workload and sidecar_id"));
@@ -61,10 +93,59 @@ impl Mesh for MeshService {
             s.connected = true;
             s.connected_since = now();
             s.acked_version = s.acked_version.max(hello.running_version);
+            if let Some(not_after) = not_after {
+                s.certificate_not_after = s.certificate_not_after.max(not_after);
+            }
         });
         let (out, receiver) = mpsc::channel(4);
         tokio::spawn(follow(hello, first, state, inbound, out, self.sidecars.clone()));
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let presented = peer_identity(&request);
+        let asked = request.into_inner();
+        let identity = self.identity_of(&asked.workload)?;
+        match presented {
+            // Renewal: the current certificate vouches for the workload.
+            Some(presented) if presented == identity => {}
+            Some(presented) => {
+                tracing::warn!(%peer, %presented, %identity, "certificate request refused: made with another workload's certificate");
+                return Err(Status::permission_denied(format!(
+                    "the certificate presented is {presented}, not {identity}"
+                )));
+            }
+            None if weir_core::sasl::constant_time_eq(asked.token.as_bytes(), self.join_token.as_bytes()) => {}
+            None => {
+                tracing::warn!(%peer, workload = %asked.workload, "certificate request refused: wrong join token");
+                return Err(Status::unauthenticated("wrong join token"));
+            }
+        }
+        let issued = self.ca.certify(&asked.csr_pem, &identity).map_err(|err| match err {
+            CaError::Refused(reason) => {
+                tracing::warn!(%peer, %identity, %reason, "certificate request refused");
+                Status::permission_denied(reason)
+            }
+            other => {
+                tracing::error!(%other, "cannot sign a certificate");
+                Status::internal("the CA failed; see the control plane's log")
+            }
+        })?;
+        let not_after = unix_seconds(issued.not_after);
+        tracing::info!(%peer, %identity, not_after, "certificate issued");
+        if !asked.sidecar_id.is_empty() {
+            self.sidecars.update(&asked.sidecar_id, |s| {
+                s.workload = asked.workload.clone();
+                s.certificate_not_after = not_after;
+            });
+        }
+        Ok(Response::new(CertifyResponse {
+            certificate_chain_pem: issued.chain_pem,
+            trust_bundle_pem: self.ca.bundle_pem().to_owned(),
+            not_after,
+            spiffe_id: identity,
+        }))
     }
 }
 
@@ -139,19 +220,94 @@ async fn follow(
     sidecars.update(&id, |s| s.connected = false);
 }
 
-/// Binds `address` and serves sidecar streams until `stop`; the returned future ends then.
+/// Binds `address` and serves sidecars over TLS until `stop` (the returned future ends then).
+/// The listener's certificate is issued by the mesh CA for `names`; client certificates are
+/// optional at the handshake (a first Certify has none) and checked against the trust bundle.
 pub async fn serve(
     address: std::net::SocketAddr,
+    names: &[String],
     service: MeshService,
     stop: tokio_util::sync::CancellationToken,
-) -> std::io::Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
+) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (chain, key) = service.ca.serving_certificate(names)?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key))
+        .client_ca_root(Certificate::from_pem(service.ca.bundle_pem()))
+        .client_auth_optional(true);
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(ServeError::Bind)?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let builder = tonic::transport::Server::builder().tls_config(tls).map_err(ServeError::Tls)?;
     let server = weir_control_api::v1::mesh_server::MeshServer::new(service);
     Ok(async move {
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .serve_with_incoming_shutdown(server, incoming, stop.cancelled_owned())
-            .await
+        let builder = builder.http2_keepalive_interval(Some(Duration::from_secs(30)));
+        builder.serve_with_incoming_shutdown(server, incoming, stop.cancelled_owned()).await
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind: {0}")]
+    Bind(std::io::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(tonic::transport::Error),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+
+    async fn service(dir: &std::path::Path) -> MeshService {
+        let plane = Arc::new(ControlPlane::open(FileStore::open(dir).unwrap()).unwrap());
+        let mesh = "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {name: main}\nspec: {bootstrap: ['b:9092']}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: orders}\nspec: {cluster: main, namespace: shop, listen: '127.0.0.1:19092'}\n";
+        plane.apply(&weir_mesh::parse_documents(mesh, "t").unwrap(), false).await.unwrap();
+        let ca = MeshCa::load_or_create(dir, None, "weir.test", Duration::from_secs(600)).unwrap();
+        MeshService { plane, sidecars: Arc::default(), ca: Arc::new(ca), join_token: "join".into() }
+    }
+
+    fn csr(uri: Option<&str>) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = uri.map(|u| rcgen::SanType::URI(u.try_into().unwrap())).into_iter().collect();
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    fn request(workload: &str, token: &str, csr: String) -> Request<CertifyRequest> {
+        Request::new(CertifyRequest {
+            workload: workload.into(),
+            token: token.into(),
+            csr_pem: csr,
+            sidecar_id: "s1".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn certify_checks_token_workload_and_identity() {
+        let dir = std::env::temp_dir().join(format!("weir-certify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let service = service(&dir).await;
+        let orders = "spiffe://weir.test/ns/shop/sa/orders";
+
+        let wrong = service.certify(request("orders", "guess", csr(None))).await.unwrap_err();
+        assert_eq!((wrong.code(), wrong.message()), (tonic::Code::Unauthenticated, "wrong join token"));
+        let unknown = service.certify(request("billing", "join", csr(None))).await.unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+        let other = service
+            .certify(request("orders", "join", csr(Some("spiffe://weir.test/ns/shop/sa/billing"))))
+            .await
+            .unwrap_err();
+        assert_eq!(other.code(), tonic::Code::PermissionDenied);
+        assert!(other.message().contains("may only be spiffe://weir.test/ns/shop/sa/orders"), "{}", other.message());
+
+        let issued = service.certify(request("orders", "join", csr(Some(orders)))).await.unwrap().into_inner();
+        assert_eq!(issued.spiffe_id, orders);
+        assert_eq!(issued.trust_bundle_pem, service.ca.bundle_pem());
+        assert!(issued.not_after > crate::sidecars::now() + 500);
+        let status = service.sidecars.all();
+        assert_eq!((status[0].workload.as_str(), status[0].certificate_not_after), ("orders", issued.not_after));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

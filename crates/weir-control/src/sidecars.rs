@@ -27,6 +27,8 @@ pub struct SidecarStatus {
     pub nack: Option<(u64, String)>,
     /// Settings that changed but need a restart of the sidecar.
     pub pending_restart: Vec<String>,
+    /// When its newest certificate expires (Unix seconds; 0: none seen).
+    pub certificate_not_after: u64,
 }
 
 /// Every sidecar seen since the control plane started.

@@ -1,19 +1,26 @@
-//! A proxy's side of the control plane: one stream to `weir control`, kept open with
-//! jittered backoff, that hands each configuration snapshot to the proxy and answers ACK or
-//! NACK with what the proxy said. The last snapshot the proxy applied is kept on disk, so a
-//! proxy that restarts while the control plane is away starts from it.
+//! A proxy's side of the control plane: its workload identity, and one stream to
+//! `weir control` kept open with jittered backoff, that hands each configuration snapshot to
+//! the proxy and answers ACK or NACK with what the proxy said.
+//!
+//! Identity: the proxy makes its key locally and asks `Certify` for a certificate (with the
+//! join token the first time), and asks again at 70 % of the certificate's lifetime with the
+//! current certificate, without dropping anything. The stream is mutual TLS with that
+//! certificate. The certificate, its key (mode 0600) and the last snapshot the proxy applied
+//! are kept in the state directory, so a proxy that restarts while the control plane is away
+//! starts from them.
 //!
 //! Protocol-neutral: the snapshot's config is opaque JSON text here; the Kafka sidecar (and
 //! the MQTT and AMQP ones to come) read it with their own config types.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use weir_control_api::v1::mesh_client::MeshClient;
-use weir_control_api::v1::{control_message, sidecar_message, Ack, Hello, Nack, SidecarMessage};
+use weir_control_api::v1::{control_message, sidecar_message, Ack, CertifyRequest, Hello, Nack, SidecarMessage};
 
 /// Where the control plane is and who this proxy is to it.
 #[derive(Debug, Clone)]
@@ -26,8 +33,170 @@ pub struct ControlSettings {
     pub sidecar_id: String,
     /// Where clients reach this proxy (shown by `weir ctl status`).
     pub proxy_address: String,
-    /// Where the last applied snapshot is kept.
+    /// Where the last applied snapshot and the workload's certificate are kept.
     pub state_dir: PathBuf,
+    /// The roots that vouch for the control plane (its `ca/bundle.pem`), until a certificate
+    /// response brings the current bundle.
+    pub ca_bundle_pem: String,
+}
+
+/// The workload's certificate: what it proves the proxy is, to the control plane and (later)
+/// to brokers and peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadIdentity {
+    pub spiffe_id: String,
+    /// The certificate, then intermediates, PEM.
+    pub chain_pem: String,
+    pub key_pem: String,
+    /// The roots the mesh trusts, PEM.
+    pub bundle_pem: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    pub not_after: u64,
+}
+
+impl WorkloadIdentity {
+    /// When to renew: at 70 % of the lifetime, as linkerd2-proxy does.
+    pub fn renew_at(&self) -> u64 {
+        self.issued_at + (self.not_after.saturating_sub(self.issued_at)) * 7 / 10
+    }
+
+    /// Still good for a while: not within the last tenth of its lifetime (at most 30 s).
+    pub fn is_valid(&self) -> bool {
+        let margin = (self.not_after.saturating_sub(self.issued_at) / 10).min(30);
+        unix_now() + margin < self.not_after
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+fn identity_file(dir: &Path, workload: &str) -> PathBuf {
+    dir.join(format!("{workload}.identity.json"))
+}
+
+/// The identity kept for `workload`, if any (valid or not).
+pub fn kept_identity(dir: &Path, workload: &str) -> Option<WorkloadIdentity> {
+    serde_json::from_slice(&std::fs::read(identity_file(dir, workload)).ok()?).ok()
+}
+
+fn keep_identity(dir: &Path, workload: &str, identity: &WorkloadIdentity) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let file = identity_file(dir, workload);
+    let temporary = file.with_extension("tmp");
+    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+    out.write_all(&serde_json::to_vec(identity).map_err(std::io::Error::other)?)?;
+    out.sync_all()?;
+    std::fs::rename(&temporary, &file)
+}
+
+/// The current identity, shared by the stream (which connects with it) and the renewal.
+pub type IdentityWatch = watch::Sender<Option<Arc<WorkloadIdentity>>>;
+
+/// A TLS channel to the control plane: verified against the mesh's roots, presenting the
+/// workload's certificate when there is one.
+async fn channel(
+    settings: &ControlSettings,
+    identity: Option<&WorkloadIdentity>,
+) -> Result<tonic::transport::Channel, StreamEnd> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let host = settings.address.rsplit_once(':').map(|(host, _)| host).unwrap_or(&settings.address);
+    let bundle = identity.map(|i| i.bundle_pem.as_str()).unwrap_or(&settings.ca_bundle_pem);
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(bundle)).domain_name(host.trim_matches(['[', ']']));
+    if let Some(identity) = identity {
+        tls = tls.identity(Identity::from_pem(&identity.chain_pem, &identity.key_pem));
+    }
+    let endpoint = Endpoint::from_shared(format!("https://{}", settings.address))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    Ok(endpoint.connect().await?)
+}
+
+/// Asks the control plane for a certificate: with `current` (renewal), or the join token.
+pub async fn certify(
+    settings: &ControlSettings,
+    current: Option<&WorkloadIdentity>,
+) -> Result<WorkloadIdentity, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("cannot make a key: {e}"))?;
+    let mut params = rcgen::CertificateParams::default();
+    if let Some(current) = current {
+        let uri = current.spiffe_id.clone().try_into().map_err(|e| format!("{e}"))?;
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri)];
+    }
+    let csr = params.serialize_request(&key).and_then(|r| r.pem()).map_err(|e| format!("cannot make a CSR: {e}"))?;
+    let channel = channel(settings, current).await.map_err(|e| e.to_string())?;
+    let request = CertifyRequest {
+        workload: settings.workload.clone(),
+        token: if current.is_some() { String::new() } else { settings.join_token.clone() },
+        csr_pem: csr,
+        sidecar_id: settings.sidecar_id.clone(),
+    };
+    let response = MeshClient::new(channel).certify(request).await.map_err(|s| s.message().to_owned())?.into_inner();
+    let identity = WorkloadIdentity {
+        spiffe_id: response.spiffe_id,
+        chain_pem: response.certificate_chain_pem,
+        key_pem: key.serialize_pem(),
+        bundle_pem: response.trust_bundle_pem,
+        issued_at: unix_now(),
+        not_after: response.not_after,
+    };
+    if let Err(err) = keep_identity(&settings.state_dir, &settings.workload, &identity) {
+        tracing::warn!(dir = %settings.state_dir.display(), %err, "cannot keep the certificate on disk");
+    }
+    tracing::info!(spiffe_id = %identity.spiffe_id, not_after = identity.not_after, "workload certificate issued");
+    Ok(identity)
+}
+
+/// A valid identity: the current one, the one kept on disk, or a new one (join token).
+pub async fn ensure_identity(
+    settings: &ControlSettings,
+    identity: &IdentityWatch,
+) -> Result<Arc<WorkloadIdentity>, String> {
+    if let Some(current) = identity.borrow().clone().filter(|i| i.is_valid()) {
+        return Ok(current);
+    }
+    let kept = kept_identity(&settings.state_dir, &settings.workload).filter(WorkloadIdentity::is_valid);
+    let fresh = match kept {
+        Some(kept) => kept,
+        None => certify(settings, None).await?,
+    };
+    let fresh = Arc::new(fresh);
+    identity.send_replace(Some(fresh.clone()));
+    Ok(fresh)
+}
+
+/// Renews the certificate at 70 % of its lifetime, with the current one, until `stop`; a
+/// failed renewal is retried with backoff while the certificate is still valid.
+pub async fn renew(settings: ControlSettings, identity: Arc<IdentityWatch>, stop: CancellationToken) {
+    let mut backoff = Backoff::for_this_process();
+    loop {
+        let current = identity.borrow().clone();
+        let wait = match &current {
+            Some(current) => Duration::from_secs(current.renew_at().saturating_sub(unix_now())),
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let Some(current) = current.filter(|c| c.renew_at() <= unix_now()) else { continue };
+        match certify(&settings, Some(&current)).await {
+            Ok(renewed) => {
+                backoff.reset();
+                identity.send_replace(Some(Arc::new(renewed)));
+            }
+            Err(reason) => {
+                let retry_in = backoff.wait();
+                tracing::warn!(%reason, ?retry_in, not_after = current.not_after, "cannot renew the workload certificate yet");
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+    }
 }
 
 /// A snapshot for the proxy to apply. Reply `Ok(settings that need a restart)` or
@@ -117,19 +286,24 @@ enum StreamEnd {
     Closed,
     #[error("the proxy stopped taking updates")]
     ProxyGone,
+    #[error("no workload certificate: {0}")]
+    Identity(String),
 }
 
 /// Follows the control plane until `stop`: every snapshot goes to `updates`, and its answer
-/// back to the control plane. `running`: the version the proxy already runs (from disk).
+/// back to the control plane. `running`: the version the proxy already runs (from disk). The
+/// certificate is renewed alongside, in `identity`.
 pub async fn follow(
     settings: ControlSettings,
+    identity: Arc<IdentityWatch>,
     mut running: u64,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
 ) {
+    tokio::spawn(renew(settings.clone(), identity.clone(), stop.clone()));
     let mut backoff = Backoff::for_this_process();
     loop {
-        let stream = one_stream(&settings, &mut running, &updates, &mut backoff);
+        let stream = one_stream(&settings, &identity, &mut running, &updates, &mut backoff);
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
             ended = stream => ended,
@@ -146,19 +320,18 @@ pub async fn follow(
     }
 }
 
-/// Opens a stream and says Hello: the sender for answers and the snapshots to come.
+/// Opens a stream (mutual TLS with the workload's certificate) and says Hello: the sender for
+/// answers and the snapshots to come.
 async fn open(
     settings: &ControlSettings,
+    identity: &IdentityWatch,
     running: u64,
 ) -> Result<(mpsc::Sender<SidecarMessage>, tonic::Streaming<weir_control_api::v1::ControlMessage>), StreamEnd> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", settings.address))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    let channel = endpoint.connect().await?;
+    let current = ensure_identity(settings, identity).await.map_err(StreamEnd::Identity)?;
+    let channel = channel(settings, Some(&current)).await?;
     let (outbound, outbound_stream) = mpsc::channel::<SidecarMessage>(4);
     let hello = Hello {
         workload: settings.workload.clone(),
-        token: settings.join_token.clone(),
         sidecar_id: settings.sidecar_id.clone(),
         weir_version: env!("CARGO_PKG_VERSION").to_owned(),
         running_version: running,
@@ -176,10 +349,11 @@ async fn open(
 /// (and returned as the error), so `weir ctl status` shows why the sidecar does not start.
 pub async fn first_snapshot(
     settings: &ControlSettings,
+    identity: &IdentityWatch,
     running: u64,
     check: impl Fn(u64, &str) -> Result<(), String>,
 ) -> Result<Applied, String> {
-    let (outbound, mut inbound) = open(settings, running).await.map_err(|e| e.to_string())?;
+    let (outbound, mut inbound) = open(settings, identity, running).await.map_err(|e| e.to_string())?;
     loop {
         let message = inbound
             .message()
@@ -204,11 +378,12 @@ pub async fn first_snapshot(
 
 async fn one_stream(
     settings: &ControlSettings,
+    identity: &IdentityWatch,
     running: &mut u64,
     updates: &mpsc::Sender<Update>,
     backoff: &mut Backoff,
 ) -> StreamEnd {
-    let (outbound, mut inbound) = match open(settings, *running).await {
+    let (outbound, mut inbound) = match open(settings, identity, *running).await {
         Ok(opened) => opened,
         Err(end) => return end,
     };
@@ -275,6 +450,20 @@ mod tests {
             (0..10).map(|_| b.wait()).collect()
         };
         assert_ne!(waits, other, "jitter differs between sidecars");
+    }
+
+    #[test]
+    fn renewal_is_due_at_seventy_percent_of_the_lifetime() {
+        let identity = WorkloadIdentity {
+            spiffe_id: "spiffe://t/ns/a/sa/b".into(),
+            chain_pem: String::new(),
+            key_pem: String::new(),
+            bundle_pem: String::new(),
+            issued_at: 1_000,
+            not_after: 1_000 + 86_400,
+        };
+        assert_eq!(identity.renew_at(), 1_000 + 60_480);
+        assert!(!identity.is_valid(), "long expired");
     }
 
     #[test]

@@ -272,6 +272,12 @@ pub fn server_config(config: &TlsListenerConfig) -> Result<ServerConfig, TlsErro
     builder.with_single_cert(certs, key).map_err(|e| TlsError::Settings(format!("certificate and key: {e}")))
 }
 
+/// When a certificate expires, in Unix seconds (none if it does not parse).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp()).ok()
+}
+
 /// Reads the principal from a (verified) client certificate.
 pub fn principal_of(cert: &CertificateDer<'_>, sources: &[PrincipalSource]) -> Option<String> {
     use x509_parser::extensions::GeneralName;

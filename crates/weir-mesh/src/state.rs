@@ -123,6 +123,11 @@ impl MeshState {
         self.list(Kind::Workload).filter(move |w| selector.selects(&w.metadata.name, &w.metadata.labels))
     }
 
+    /// The SPIFFE id a workload's sidecars are certified as.
+    pub fn spiffe_id(&self, workload: &str, trust_domain: &str) -> Option<String> {
+        self.get(Kind::Workload, workload).map(|w| workload::spiffe_id(w, trust_domain))
+    }
+
     /// The workloads that reach a cluster.
     pub fn workloads_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
         self.list(Kind::Workload).filter(move |w| workload::cluster_of(w).as_deref() == Some(cluster))

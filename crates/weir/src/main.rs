@@ -42,9 +42,28 @@ struct ControlArgs {
     /// Address of the API `weir ctl` talks to.
     #[arg(long, default_value = "127.0.0.1:15080")]
     api: SocketAddr,
-    /// Address sidecars stream their configuration from (gRPC).
+    /// Address sidecars stream their configuration from and get certificates at (gRPC over TLS).
     #[arg(long, default_value = "127.0.0.1:15012")]
     listen: SocketAddr,
+    /// The SPIFFE trust domain of workload identities (spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE).
+    #[arg(long, default_value = "weir.local")]
+    trust_domain: String,
+    /// Lifetime of workload certificates, in seconds (sidecars renew at 70 % of it; at least 10).
+    #[arg(long, default_value_t = 24 * 3600)]
+    cert_ttl_seconds: u64,
+    /// Names (DNS or IP) sidecars reach the control plane by, for its serving certificate;
+    /// repeatable (default: localhost, 127.0.0.1 and the --listen IP).
+    #[arg(long = "server-name")]
+    server_names: Vec<String>,
+    /// An intermediate CA to sign with, instead of the root made in DATA_DIR/ca (with
+    /// --ca-key and --ca-bundle).
+    #[arg(long, requires_all = ["ca_key", "ca_bundle"])]
+    ca_cert: Option<PathBuf>,
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// The roots peers trust (PEM), with --ca-cert.
+    #[arg(long, requires = "ca_cert")]
+    ca_bundle: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -93,6 +112,9 @@ pub(crate) struct ProxyArgs {
     /// The control plane's join token: `DATA_DIR/join-token` of `weir control` (with --control).
     #[arg(long, requires = "control")]
     join_token_file: Option<PathBuf>,
+    /// The roots that vouch for the control plane: `DATA_DIR/ca/bundle.pem` (with --control).
+    #[arg(long, requires = "control")]
+    control_ca: Option<PathBuf>,
     /// Where the last configuration applied is kept, to start from when the control plane is
     /// unreachable (with --control).
     #[arg(long, default_value = "weir-sidecar-state")]
@@ -192,20 +214,41 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         let (token, join_token) = (secret(TOKEN_FILE)?, secret(JOIN_TOKEN_FILE)?);
         let plane = std::sync::Arc::new(weir_control::ControlPlane::open(store)?);
         let sidecars = std::sync::Arc::<weir_control::sidecars::Sidecars>::default();
+        let supplied = match (&args.ca_cert, &args.ca_key, &args.ca_bundle) {
+            (Some(cert), Some(key), Some(bundle)) => {
+                Some(weir_control::ca::SuppliedCa { cert: cert.clone(), key: key.clone(), bundle: bundle.clone() })
+            }
+            _ => None,
+        };
+        let ttl = std::time::Duration::from_secs(args.cert_ttl_seconds.max(10));
+        let ca = weir_control::ca::MeshCa::load_or_create(&args.data_dir, supplied.as_ref(), &args.trust_domain, ttl)?;
+        let mut names = args.server_names.clone();
+        if names.is_empty() {
+            names = vec!["localhost".into(), "127.0.0.1".into()];
+            if !args.listen.ip().is_unspecified() && !names.contains(&args.listen.ip().to_string()) {
+                names.push(args.listen.ip().to_string());
+            }
+        }
         let api = tokio::net::TcpListener::bind(args.api)
             .await
             .with_context(|| format!("cannot listen on {} for the API", args.api))?;
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
-        let mesh = weir_control::mesh::MeshService { plane: plane.clone(), sidecars: sidecars.clone(), join_token };
-        let streams = weir_control::mesh::serve(args.listen, mesh, stop.clone())
+        let mesh = weir_control::mesh::MeshService {
+            plane: plane.clone(),
+            sidecars: sidecars.clone(),
+            ca: std::sync::Arc::new(ca),
+            join_token,
+        };
+        let streams = weir_control::mesh::serve(args.listen, &names, mesh, stop.clone())
             .await
-            .with_context(|| format!("cannot listen on {} for sidecars", args.listen))?;
+            .with_context(|| format!("cannot serve sidecars on {}", args.listen))?;
         tracing::info!(
             api = %args.api,
             sidecars = %args.listen,
             token_file = %args.data_dir.join(TOKEN_FILE).display(),
             join_token_file = %args.data_dir.join(JOIN_TOKEN_FILE).display(),
+            trust_domain = %args.trust_domain,
             "control plane ready"
         );
         let api = tokio::spawn(weir_control::api::serve(api, plane, sidecars, token, stop.clone()));

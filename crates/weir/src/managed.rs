@@ -7,9 +7,11 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weir_core::control::{self, Applied, Backoff, ControlSettings};
+
+use weir_core::control::{self, Applied, Backoff, ControlSettings, IdentityWatch};
 use weir_kafka_proxy::managed::{read_config, Managed};
 use weir_kafka_proxy::Sidecar;
 
@@ -23,6 +25,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let token_file = args.join_token_file.clone().context("--control needs --join-token-file FILE")?;
     let join_token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read the join token {}", token_file.display()))?;
+    let ca_file =
+        args.control_ca.clone().context("--control needs --control-ca FILE (the control plane's ca/bundle.pem)")?;
+    let ca_bundle_pem =
+        std::fs::read_to_string(&ca_file).with_context(|| format!("cannot read {}", ca_file.display()))?;
     let format = args.log_format.unwrap_or_default();
     let level = args.log_level.clone().unwrap_or_else(|| "info".into());
     weir_core::telemetry::init(format, &level).map_err(anyhow::Error::msg)?;
@@ -33,14 +39,16 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         sidecar_id: control::default_sidecar_id(),
         proxy_address: String::new(),
         state_dir: args.state_dir.clone(),
+        ca_bundle_pem,
     };
+    let identity = Arc::new(IdentityWatch::new(None));
 
     // The runtime's size is part of the configuration, so the first one is fetched before it.
     let first = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(first_configuration(&settings));
+        .block_on(first_configuration(&settings, &identity));
     let (mut config, started_with) = read_config(first.version, &first.config_json).map_err(anyhow::Error::msg)?;
     if let Some(workers) = args.workers {
         config.workers = workers;
@@ -57,19 +65,24 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let (updates, received) = mpsc::channel(1);
         tokio::spawn(Managed::new(started_with, publisher).run(received));
-        tokio::spawn(control::follow(settings, first.version, updates, stop.clone()));
+        tokio::spawn(control::follow(settings, identity, first.version, updates, stop.clone()));
         sidecar.run(stop).await;
         Ok(())
     })
 }
 
 /// The configuration to start from: the control plane's, else the last applied one.
-async fn first_configuration(settings: &ControlSettings) -> Applied {
+async fn first_configuration(settings: &ControlSettings, identity: &IdentityWatch) -> Applied {
     let mut cached = control::last_applied(&settings.state_dir, &settings.workload);
     let usable = |version: u64, json: &str| read_config(version, json).map(|_| ());
     let mut backoff = Backoff::for_this_process();
     loop {
-        let reason = match tokio::time::timeout(WAIT_FOR_CONTROL, control::first_snapshot(settings, 0, usable)).await {
+        let reason = match tokio::time::timeout(
+            WAIT_FOR_CONTROL,
+            control::first_snapshot(settings, identity, 0, usable),
+        )
+        .await
+        {
             Ok(Ok(first)) => return first,
             Ok(Err(reason)) => reason,
             Err(_) => format!("no answer within {WAIT_FOR_CONTROL:?}"),

@@ -58,3 +58,10 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
 pub(crate) fn cluster_of(resource: &Resource) -> Option<String> {
     resource.spec.get("cluster").and_then(|c| c.as_str()).map(str::to_owned)
 }
+
+/// The workload's SPIFFE id in `trust_domain`: `spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE`.
+pub fn spiffe_id(resource: &Resource, trust_domain: &str) -> String {
+    let namespace = resource.spec.get("namespace").and_then(|v| v.as_str()).unwrap_or("default");
+    let service = resource.spec.get("service").and_then(|v| v.as_str()).unwrap_or(&resource.metadata.name);
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service}")
+}

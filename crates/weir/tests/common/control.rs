@@ -205,6 +205,8 @@ impl ManagedSidecar {
             .args(["proxy", "--log-format", "json", "--log-level", "info,weir_kafka_proxy=debug"])
             .args(["--control", &self.control.to_string(), "--workload", &self.workload, "--join-token-file"])
             .arg(&self.join_token_file)
+            .arg("--control-ca")
+            .arg(self.join_token_file.with_file_name("ca").join("bundle.pem"))
             .arg("--state-dir")
             .arg(&self.state_dir)
             .stdout(Stdio::piped())
