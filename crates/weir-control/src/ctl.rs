@@ -222,7 +222,8 @@ pub async fn status(client: &ApiClient) -> Result<String, CtlError> {
         return Ok(out);
     }
     let now = crate::sidecars::now();
-    let mut rows = vec![["SIDECAR", "WORKLOAD", "ADDRESS", "STREAM", "CONFIG", "LAST SEEN"].map(str::to_owned)];
+    let mut rows =
+        vec![["SIDECAR", "WORKLOAD", "ADDRESS", "STREAM", "CONFIG", "CERTIFICATE", "LAST SEEN"].map(str::to_owned)];
     for s in &sidecars {
         let config = match (&s.nack, s.acked_version == s.sent_version) {
             (Some((version, reason)), _) => format!("NACK v{version}: {reason}"),
@@ -240,15 +241,28 @@ pub async fn status(client: &ApiClient) -> Result<String, CtlError> {
             s.address.clone(),
             if s.connected { "connected".into() } else { "disconnected".into() },
             config,
+            match s.certificate_not_after {
+                0 => "-".into(),
+                t if t <= now => format!("expired {}s ago", now - t),
+                t => format!("expires in {}", human_duration(t - now)),
+            },
             if s.connected { "now (streaming)".into() } else { format!("{}s ago", now.saturating_sub(s.last_seen)) },
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:w$}")).collect();
         let _ = writeln!(out, "{}", line.join("   ").trim_end());
     }
     Ok(out)
+}
+
+fn human_duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// `delete KIND NAME`.

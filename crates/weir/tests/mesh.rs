@@ -28,7 +28,10 @@ struct Mesh {
 impl Mesh {
     fn new() -> Self {
         common::kafka();
-        let plane = ControlPlane::start();
+        Self::with_plane(ControlPlane::start())
+    }
+
+    fn with_plane(plane: ControlPlane) -> Self {
         let base = common::port_block();
         let listen: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
@@ -244,4 +247,85 @@ async fn sidecars_serve_without_the_control_plane_and_restart_from_their_last_sn
         assert!(Instant::now() < deadline, "the re-synced sidecar did not apply the new policy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_name_the_workload_and_are_renewed_without_a_reconnect() {
+    common::kafka();
+    // Twenty-second certificates: renewed at fourteen.
+    let plane = ControlPlane::start_with(&["--cert-ttl-seconds", "20", "--trust-domain", "weir.test"]);
+    let mesh = Mesh::with_plane(plane);
+    let sidecar = mesh.sidecar();
+    let first = sidecar.kept_identity().expect("a certificate kept in the state dir");
+    assert_eq!(first["spiffe_id"], "spiffe://weir.test/ns/default/sa/orders");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sidecar.state_dir.join("orders.identity.json")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the key is the owner's only");
+    let status = mesh.wait_status("ACK v");
+    assert!(status.contains("expires in 1") || status.contains("expires in 2"), "{status}");
+
+    // Load through the renewal: a producer sending all along on its connections.
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    assert_eq!(send_one(&producer, &topic).await, None);
+    let connections = sidecar.metric("weir_connections_accepted_total", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let renewed = loop {
+        assert_eq!(send_one(&producer, &topic).await, None);
+        let kept = sidecar.kept_identity().unwrap();
+        if kept["not_after"] != first["not_after"] {
+            break kept;
+        }
+        assert!(Instant::now() < deadline, "no renewal within 30 s of a 20 s certificate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(renewed["not_after"].as_u64() > first["not_after"].as_u64());
+    assert_ne!(renewed["key_pem"], first["key_pem"], "a new key with each certificate");
+    for _ in 0..5 {
+        assert_eq!(send_one(&producer, &topic).await, None);
+    }
+    assert_eq!(sidecar.metric("weir_connections_accepted_total", &[]), connections, "no client reconnected");
+    let streams = sidecar.logs().iter().filter(|l| l.contains("following the control plane")).count();
+    assert_eq!(streams, 1, "the control stream was not reopened: {status}");
+    sidecar.assert_quiet_except(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_join_token_or_another_workloads_certificate_gets_nothing() {
+    let mesh = Mesh::new();
+    let orders = mesh.sidecar();
+    mesh.wait_status("ACK v");
+
+    // A second workload whose sidecar has a wrong token: no certificate, no configuration.
+    let base = common::port_block();
+    let billing_admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
+    let billing = format!(
+        "apiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {{name: billing}}\nspec: {{cluster: main, listen: '127.0.0.1:{base}', admin: '{billing_admin}', broker_ports: {{base: {}, count: 10}}}}\n",
+        base + 1
+    );
+    mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("billing.yaml", &billing))]).ok();
+    let wrong_token = mesh.plane.file("wrong-token", "guess");
+    let intruder = ManagedSidecar::spawn_with_token(&mesh.plane, "billing", billing_admin, &wrong_token);
+    intruder.wait_log("wrong join token", Duration::from_secs(15));
+    assert!(intruder.kept_identity().is_none());
+    assert!(common::http_get(billing_admin, "/readyz").is_err(), "it serves nothing");
+
+    // The same, holding orders' certificate as if it were billing's: refused by identity.
+    let mut impostor = intruder;
+    impostor.kill();
+    std::fs::create_dir_all(&impostor.state_dir).unwrap();
+    std::fs::copy(orders.state_dir.join("orders.identity.json"), impostor.state_dir.join("billing.identity.json"))
+        .unwrap();
+    impostor.restart();
+    impostor.wait_log(
+        "the certificate is spiffe://weir.local/ns/default/sa/orders, not spiffe://weir.local/ns/default/sa/billing",
+        Duration::from_secs(15),
+    );
+    assert!(mesh.plane.logs().iter().any(|l| l.contains("its certificate is another workload's")));
+    // The rightful sidecar is untouched.
+    let status = mesh.wait_status("ACK v");
+    assert!(!status.contains("billing"), "billing never got a configuration: {status}");
+    orders.assert_quiet_except(&[]);
 }

@@ -16,17 +16,24 @@ pub struct ControlPlane {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
+    extra_args: Vec<String>,
 }
 
 impl ControlPlane {
     /// Starts a control plane on a fresh data directory.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra `weir control` flags.
+    pub fn start_with(extra_args: &[&str]) -> Self {
         let block = port_block();
         let api: SocketAddr = format!("127.0.0.1:{}", block + 18).parse().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", block + 17).parse().unwrap();
         let data_dir = std::env::temp_dir().join(format!("weir-control-{}-{}", std::process::id(), api.port()));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut plane = ControlPlane { child: None, api, listen, data_dir, logs: Arc::default() };
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut plane = ControlPlane { child: None, api, listen, data_dir, logs: Arc::default(), extra_args };
         plane.restart();
         plane
     }
@@ -72,6 +79,7 @@ impl ControlPlane {
             .args(["control", "--log-format", "json", "--api", &self.api.to_string()])
             .args(["--listen", &self.listen.to_string(), "--data-dir"])
             .arg(&self.data_dir)
+            .args(&self.extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,12 +187,18 @@ pub struct ManagedSidecar {
     logs: Arc<Mutex<Vec<String>>>,
     control: SocketAddr,
     join_token_file: PathBuf,
+    control_ca: PathBuf,
 }
 
 impl ManagedSidecar {
     /// Starts a sidecar for `workload` (whose Workload names `admin` as its admin address);
     /// does not wait for it to be ready.
     pub fn spawn(plane: &ControlPlane, workload: &str, admin: SocketAddr) -> Self {
+        Self::spawn_with_token(plane, workload, admin, &plane.join_token_file())
+    }
+
+    /// With another join token file (a wrong one, say).
+    pub fn spawn_with_token(plane: &ControlPlane, workload: &str, admin: SocketAddr, token_file: &Path) -> Self {
         let state_dir = plane.data_dir.with_extension(format!("sidecar-{workload}"));
         let mut sidecar = ManagedSidecar {
             child: None,
@@ -193,7 +207,8 @@ impl ManagedSidecar {
             admin,
             logs: Arc::default(),
             control: plane.listen,
-            join_token_file: plane.join_token_file(),
+            join_token_file: token_file.to_owned(),
+            control_ca: plane.data_dir.join("ca").join("bundle.pem"),
         };
         sidecar.restart();
         sidecar
@@ -206,7 +221,7 @@ impl ManagedSidecar {
             .args(["--control", &self.control.to_string(), "--workload", &self.workload, "--join-token-file"])
             .arg(&self.join_token_file)
             .arg("--control-ca")
-            .arg(self.join_token_file.with_file_name("ca").join("bundle.pem"))
+            .arg(&self.control_ca)
             .arg("--state-dir")
             .arg(&self.state_dir)
             .stdout(Stdio::piped())
@@ -266,6 +281,12 @@ impl ManagedSidecar {
     pub fn assert_quiet_except(&self, allowed: &[&str]) {
         let unexpected = super::unexpected_warnings(self.logs(), allowed);
         assert!(unexpected.is_empty(), "sidecar logged unexpected warnings:\n{}", unexpected.join("\n"));
+    }
+
+    /// The workload identity the sidecar keeps (JSON: spiffe_id, chain_pem, not_after, ...).
+    pub fn kept_identity(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read(self.state_dir.join(format!("{}.identity.json", self.workload))).ok()?;
+        serde_json::from_slice(&text).ok()
     }
 
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
