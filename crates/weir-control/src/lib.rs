@@ -1,7 +1,7 @@
 //! `weir control`: the mesh's control plane, and `weir ctl`, the CLI that talks to it.
 //!
 //! Owns: the store of the mesh state ([`store`]: a file in the data directory, written
-//! atomically), the one place writes are serialized and versions published ([`plane`]), the
+//! atomically, or a compacted Kafka topic shared by replicas), the one place writes are serialized and versions published ([`plane`]), the
 //! HTTP API ([`api`] server side, [`client`] client side), what each `weir ctl` command
 //! sends and prints ([`ctl`]), the sidecars' configuration streams ([`mesh`]) and what is
 //! known of each sidecar ([`sidecars`]).

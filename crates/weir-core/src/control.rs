@@ -25,8 +25,11 @@ use weir_control_api::v1::{control_message, sidecar_message, Ack, CertifyRequest
 /// Where the control plane is and who this proxy is to it.
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
-    /// `host:port` of `weir control`'s sidecar listener.
-    pub address: String,
+    /// `host:port` of each control-plane replica's sidecar listener; a lost stream reconnects
+    /// to the next one.
+    pub addresses: Vec<String>,
+    /// Which of `addresses` is tried now.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     pub workload: String,
     pub join_token: String,
     /// Unique per process (host and pid).
@@ -38,6 +41,38 @@ pub struct ControlSettings {
     /// The roots that vouch for the control plane (its `ca/bundle.pem`), until a certificate
     /// response brings the current bundle.
     pub ca_bundle_pem: String,
+}
+
+impl ControlSettings {
+    pub fn new(
+        addresses: Vec<String>,
+        workload: String,
+        join_token: String,
+        state_dir: PathBuf,
+        ca_bundle_pem: String,
+    ) -> Self {
+        Self {
+            addresses,
+            current: Arc::default(),
+            workload,
+            join_token,
+            sidecar_id: default_sidecar_id(),
+            proxy_address: String::new(),
+            state_dir,
+            ca_bundle_pem,
+        }
+    }
+
+    /// The replica tried now.
+    pub fn address(&self) -> &str {
+        let at = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.addresses.get(at % self.addresses.len().max(1)).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Moves on to the next replica (after a failure with this one).
+    pub fn next_address(&self) {
+        self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The workload's certificate: what it proves the proxy is, to the control plane and (later)
@@ -103,14 +138,15 @@ async fn channel(
     identity: Option<&WorkloadIdentity>,
 ) -> Result<tonic::transport::Channel, StreamEnd> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-    let host = settings.address.rsplit_once(':').map(|(host, _)| host).unwrap_or(&settings.address);
+    let address = settings.address();
+    let host = address.rsplit_once(':').map(|(host, _)| host).unwrap_or(address);
     let bundle = identity.map(|i| i.bundle_pem.as_str()).unwrap_or(&settings.ca_bundle_pem);
     let mut tls =
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(bundle)).domain_name(host.trim_matches(['[', ']']));
     if let Some(identity) = identity {
         tls = tls.identity(Identity::from_pem(&identity.chain_pem, &identity.key_pem));
     }
-    let endpoint = Endpoint::from_shared(format!("https://{}", settings.address))?
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))?
         .tls_config(tls)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
@@ -129,7 +165,13 @@ pub async fn certify(
         params.subject_alt_names = vec![rcgen::SanType::URI(uri)];
     }
     let csr = params.serialize_request(&key).and_then(|r| r.pem()).map_err(|e| format!("cannot make a CSR: {e}"))?;
-    let channel = channel(settings, current).await.map_err(|e| e.to_string())?;
+    let channel = match channel(settings, current).await {
+        Ok(channel) => channel,
+        Err(err) => {
+            settings.next_address();
+            return Err(err.to_string());
+        }
+    };
     let request = CertifyRequest {
         workload: settings.workload.clone(),
         token: if current.is_some() { String::new() } else { settings.join_token.clone() },
@@ -312,7 +354,8 @@ pub async fn follow(
             return;
         }
         let wait = backoff.wait();
-        tracing::warn!(control = %settings.address, reason = %ended, retry_in = ?wait, "control plane stream down; serving the last good configuration");
+        tracing::warn!(control = %settings.address(), reason = %ended, retry_in = ?wait, "control plane stream down; serving the last good configuration");
+        settings.next_address();
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -387,7 +430,7 @@ async fn one_stream(
         Ok(opened) => opened,
         Err(end) => return end,
     };
-    tracing::info!(control = %settings.address, workload = %settings.workload, "following the control plane");
+    tracing::info!(control = %settings.address(), workload = %settings.workload, "following the control plane");
     loop {
         let message = match inbound.message().await {
             Ok(Some(message)) => message,

@@ -64,6 +64,17 @@ struct ControlArgs {
     /// The roots peers trust (PEM), with --ca-cert.
     #[arg(long, requires = "ca_cert")]
     ca_bundle: Option<PathBuf>,
+    /// Keep the mesh state in a compacted Kafka topic on these brokers (host:port,...) instead of
+    /// the data directory, so several replicas share it (each with its own data directory
+    /// holding the same CA and tokens).
+    #[arg(long)]
+    kafka_store: Option<String>,
+    /// The Kafka store's topic.
+    #[arg(long, default_value = "weir.mesh", requires = "kafka_store")]
+    kafka_store_topic: String,
+    /// A librdkafka property for the Kafka store's clients (TLS, SASL), KEY=VALUE; repeatable.
+    #[arg(long = "kafka-store-property", requires = "kafka_store")]
+    kafka_store_properties: Vec<String>,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -103,7 +114,8 @@ pub(crate) struct ProxyArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Take the configuration from the control plane at this host:port (its sidecar listener)
-    /// instead of a file; needs --workload and --join-token-file.
+    /// instead of a file; replicas comma-separated. Needs --workload, --join-token-file and
+    /// --control-ca.
     #[arg(long, conflicts_with = "config")]
     control: Option<String>,
     /// The Workload resource this sidecar serves (with --control).
@@ -212,7 +224,28 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read or create {name} in {}", args.data_dir.display()))
         };
         let (token, join_token) = (secret(TOKEN_FILE)?, secret(JOIN_TOKEN_FILE)?);
-        let plane = std::sync::Arc::new(weir_control::ControlPlane::open(store)?);
+        // With the Kafka store the data directory still holds (and stays locked for) the CA and
+        // the tokens: `_data_dir` keeps it until the end.
+        let (plane, _data_dir) = match &args.kafka_store {
+            None => (weir_control::ControlPlane::open(store)?, None),
+            Some(bootstrap) => {
+                let mut properties = Vec::new();
+                for property in &args.kafka_store_properties {
+                    let (key, value) = property
+                        .split_once('=')
+                        .with_context(|| format!("--kafka-store-property `{property}`: expected KEY=VALUE"))?;
+                    properties.push((key.to_owned(), value.to_owned()));
+                }
+                let settings = weir_control::store::KafkaSettings {
+                    bootstrap: bootstrap.clone(),
+                    topic: args.kafka_store_topic.clone(),
+                    properties,
+                    replica: weir_core::control::default_sidecar_id(),
+                };
+                (weir_control::ControlPlane::open_kafka(settings).await?, Some(store))
+            }
+        };
+        let plane = std::sync::Arc::new(plane);
         let sidecars = std::sync::Arc::<weir_control::sidecars::Sidecars>::default();
         let supplied = match (&args.ca_cert, &args.ca_key, &args.ca_bundle) {
             (Some(cert), Some(key), Some(bundle)) => {

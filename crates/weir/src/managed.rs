@@ -32,15 +32,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let format = args.log_format.unwrap_or_default();
     let level = args.log_level.clone().unwrap_or_else(|| "info".into());
     weir_core::telemetry::init(format, &level).map_err(anyhow::Error::msg)?;
-    let settings = ControlSettings {
-        address: args.control.clone().unwrap_or_default(),
-        workload,
-        join_token: join_token.trim().to_owned(),
-        sidecar_id: control::default_sidecar_id(),
-        proxy_address: String::new(),
-        state_dir: args.state_dir.clone(),
-        ca_bundle_pem,
-    };
+    let addresses: Vec<String> = args.control.iter().flat_map(|c| c.split(',')).map(|a| a.trim().to_owned()).collect();
+    let settings =
+        ControlSettings::new(addresses, workload, join_token.trim().to_owned(), args.state_dir.clone(), ca_bundle_pem);
     let identity = Arc::new(IdentityWatch::new(None));
 
     // The runtime's size is part of the configuration, so the first one is fetched before it.
@@ -53,7 +47,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
-    let settings = ControlSettings { proxy_address: config.listen.to_string(), ..settings };
+    let mut settings = settings;
+    settings.proxy_address = config.listen.to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .enable_all()
@@ -89,7 +84,7 @@ async fn first_configuration(settings: &ControlSettings, identity: &IdentityWatc
         };
         if let Some(applied) = cached.take().filter(|a| usable(a.version, &a.config_json).is_ok()) {
             tracing::warn!(
-                control = %settings.address,
+                control = %settings.address(),
                 %reason,
                 version = applied.version,
                 "no configuration from the control plane; starting from the last one applied"
@@ -97,7 +92,8 @@ async fn first_configuration(settings: &ControlSettings, identity: &IdentityWatc
             return applied;
         }
         let wait = backoff.wait();
-        tracing::warn!(control = %settings.address, workload = %settings.workload, %reason, retry_in = ?wait, "waiting for a configuration from the control plane");
+        settings.next_address();
+        tracing::warn!(control = %settings.address(), workload = %settings.workload, %reason, retry_in = ?wait, "waiting for a configuration from the control plane");
         tokio::time::sleep(wait).await;
     }
 }

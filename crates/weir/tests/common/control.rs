@@ -25,6 +25,24 @@ impl ControlPlane {
         Self::start_with(&[])
     }
 
+    /// Another replica of `first`: its own data directory and ports, the same CA and tokens
+    /// (copied, as an operator would distribute them) and the same extra flags.
+    pub fn replica_of(first: &ControlPlane) -> Self {
+        let block = port_block();
+        let api: SocketAddr = format!("127.0.0.1:{}", block + 18).parse().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", block + 17).parse().unwrap();
+        let data_dir = std::env::temp_dir().join(format!("weir-control-{}-{}", std::process::id(), api.port()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(data_dir.join("ca")).unwrap();
+        for file in ["ctl-token", "join-token", "ca/ca.pem", "ca/ca.key", "ca/bundle.pem"] {
+            std::fs::copy(first.data_dir.join(file), data_dir.join(file)).unwrap();
+        }
+        let extra_args = first.extra_args.clone();
+        let mut plane = ControlPlane { child: None, api, listen, data_dir, logs: Arc::default(), extra_args };
+        plane.restart();
+        plane
+    }
+
     /// With extra `weir control` flags.
     pub fn start_with(extra_args: &[&str]) -> Self {
         let block = port_block();
@@ -185,7 +203,7 @@ pub struct ManagedSidecar {
     pub state_dir: PathBuf,
     pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    control: SocketAddr,
+    control: String,
     join_token_file: PathBuf,
     control_ca: PathBuf,
 }
@@ -206,7 +224,7 @@ impl ManagedSidecar {
             state_dir,
             admin,
             logs: Arc::default(),
-            control: plane.listen,
+            control: plane.listen.to_string(),
             join_token_file: token_file.to_owned(),
             control_ca: plane.data_dir.join("ca").join("bundle.pem"),
         };
@@ -214,11 +232,16 @@ impl ManagedSidecar {
         sidecar
     }
 
+    /// Streams from these replicas (in this order) from its next start.
+    pub fn set_replicas(&mut self, replicas: &[&ControlPlane]) {
+        self.control = replicas.iter().map(|p| p.listen.to_string()).collect::<Vec<_>>().join(",");
+    }
+
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut child = Command::new(weir_binary())
             .args(["proxy", "--log-format", "json", "--log-level", "info,weir_kafka_proxy=debug"])
-            .args(["--control", &self.control.to_string(), "--workload", &self.workload, "--join-token-file"])
+            .args(["--control", &self.control, "--workload", &self.workload, "--join-token-file"])
             .arg(&self.join_token_file)
             .arg("--control-ca")
             .arg(&self.control_ca)

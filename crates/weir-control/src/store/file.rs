@@ -1,7 +1,6 @@
-//! Where the mesh state lives between restarts. The embedded store is one JSON file in the
-//! data directory, replaced atomically on every accepted change (write a temporary file, sync
-//! it, rename it over the old one, sync the directory), so a crash leaves the old state or the
-//! new one, never a mix.
+//! The embedded store: one JSON file in the data directory, replaced atomically on every
+//! accepted change (write a temporary file, sync it, rename it over the old one, sync the
+//! directory), so a crash leaves the old state or the new one, never a mix.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -9,22 +8,10 @@ use std::path::{Path, PathBuf};
 
 use weir_mesh::MeshState;
 
+use super::StoreError;
+
 const STATE_FILE: &str = "mesh.json";
 const LOCK_FILE: &str = "control.lock";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot use the data directory {dir}: {error}")]
-    Dir { dir: PathBuf, error: std::io::Error },
-    #[error("the data directory {dir} is in use by another `weir control` (pid {pid}); one process per directory")]
-    Locked { dir: PathBuf, pid: String },
-    #[error("cannot read {file}: {error}")]
-    Read { file: PathBuf, error: std::io::Error },
-    #[error("{file} is not a mesh state: {error}")]
-    Corrupt { file: PathBuf, error: serde_json::Error },
-    #[error("cannot write {file}: {error}")]
-    Write { file: PathBuf, error: std::io::Error },
-}
 
 /// The embedded store: owns its data directory while it lives.
 #[derive(Debug)]
