@@ -7,6 +7,8 @@
 //! | `POST /api/v1/apply[?dryRun=true]` with `{resources: [...]}` | `{version, changes}` |
 //! | `DELETE /api/v1/resources/KIND/NAME[?resourceVersion=N][&dryRun=true]` | `{version, changes}` |
 //! | `GET /api/v1/sidecars` | `{version, sidecars}`: every sidecar seen, with its ACK/NACK state |
+//! | `GET /api/v1/topology` | `{version, nodes, edges}`: who produces to and consumes from what |
+//! | `GET /ui` | the topology page (no token needed for the page; it asks the API with one) |
 //!
 //! Refusals are `{error: {reason, message}}` with 401, 404, 409 (a stale `resourceVersion`),
 //! 413, 422 (invalid or a broken reference) or 500 (the store failed; nothing changed).
@@ -27,6 +29,7 @@ use weir_mesh::{Kind, MeshError, Resource};
 
 use crate::plane::{ControlPlane, WriteError};
 use crate::sidecars::Sidecars;
+use crate::topology::Topology;
 
 /// The largest request body: a whole mesh's resources, with room to spare.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -61,18 +64,25 @@ pub fn load_or_create_secret(dir: &Path, name: &str) -> std::io::Result<String> 
 struct Api {
     plane: Arc<ControlPlane>,
     sidecars: Arc<Sidecars>,
+    topology: Arc<Topology>,
     token: String,
+}
+
+/// What the API serves besides the state: the sidecars and the topology they report.
+pub struct Observed {
+    pub sidecars: Arc<Sidecars>,
+    pub topology: Arc<Topology>,
 }
 
 /// Serves the API until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     plane: Arc<ControlPlane>,
-    sidecars: Arc<Sidecars>,
+    observed: Observed,
     token: String,
     shutdown: CancellationToken,
 ) {
-    let api = Arc::new(Api { plane, sidecars, token });
+    let api = Arc::new(Api { plane, sidecars: observed.sidecars, topology: observed.topology, token });
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -137,6 +147,16 @@ impl Api {
         if path == "/healthz" {
             return respond(StatusCode::OK, json!({"status": "ok"}));
         }
+        // The page itself holds no data; its script asks the API with the token from the
+        // address's fragment (`/ui#token=...`), which browsers never send to the server.
+        if path == "/ui" || path == "/" {
+            let mut response = Response::new(Full::new(Bytes::from_static(crate::ui::PAGE.as_bytes())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return response;
+        }
         if !self.authorized(&req) {
             return refuse(Refusal(
                 StatusCode::UNAUTHORIZED,
@@ -173,6 +193,9 @@ impl Api {
                 let found =
                     state.get(kind, name).ok_or_else(|| MeshError::NotFound { resource: format!("{kind}/{name}") })?;
                 Ok(serde_json::to_value(found).unwrap_or_default())
+            }
+            (&Method::GET, ["topology"]) => {
+                Ok(serde_json::to_value(self.topology.graph(&self.plane.current())).unwrap_or_default())
             }
             (&Method::GET, ["sidecars"]) => {
                 Ok(json!({"version": self.plane.current().version, "sidecars": self.sidecars.all()}))

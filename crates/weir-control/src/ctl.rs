@@ -265,6 +265,74 @@ fn human_duration(seconds: u64) -> String {
     }
 }
 
+/// How `topology` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologyOutput {
+    Table,
+    Json,
+    Dot,
+}
+
+/// `topology`: who produces to and consumes from which topic, with rates.
+pub async fn topology(client: &ApiClient, output: TopologyOutput) -> Result<String, CtlError> {
+    let answer = client.get("/api/v1/topology").await?;
+    let graph: crate::topology::Graph = serde_json::from_value(answer.clone()).map_err(|e| ClientError::NotTheApi {
+        address: String::new(),
+        status: 200,
+        body: e.to_string(),
+    })?;
+    let label = |id: &str| id.split_once('/').map(|(_, rest)| rest.to_owned()).unwrap_or_else(|| id.to_owned());
+    Ok(match output {
+        TopologyOutput::Json => pretty(&answer),
+        TopologyOutput::Dot => {
+            let mut out = String::from("digraph mesh {\n  rankdir=LR;\n");
+            for node in &graph.nodes {
+                let shape = if node.kind == "topic" { "box" } else { "ellipse" };
+                let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", node.id, node.name);
+            }
+            for edge in &graph.edges {
+                let style = if edge.denied > 0 { ", color=red, style=dashed" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"{}\" [label=\"{:.1} rec/s{}\"{style}];",
+                    edge.from,
+                    edge.to,
+                    edge.records_per_second,
+                    if edge.denied > 0 { format!(", {} denied", edge.denied) } else { String::new() }
+                );
+            }
+            out.push_str("}\n");
+            out
+        }
+        TopologyOutput::Table => {
+            let mut out = format!("mesh version {}\n", graph.version);
+            if graph.edges.is_empty() {
+                out.push_str("no flows reported yet\n");
+                return Ok(out);
+            }
+            let mut rows =
+                vec![["FROM", "TO", "PRINCIPAL", "RECORDS/S", "BYTES/S", "RECORDS", "DENIED"].map(str::to_owned)];
+            for e in &graph.edges {
+                rows.push([
+                    label(&e.from),
+                    label(&e.to),
+                    e.principal.clone(),
+                    format!("{:.1}", e.records_per_second),
+                    format!("{:.0}", e.bytes_per_second),
+                    e.records.to_string(),
+                    e.denied.to_string(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+            for row in rows {
+                let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:w$}")).collect();
+                let _ = writeln!(out, "{}", line.join("   ").trim_end());
+            }
+            out
+        }
+    })
+}
+
 /// `delete KIND NAME`.
 pub async fn delete(
     client: &ApiClient,

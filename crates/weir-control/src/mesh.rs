@@ -28,6 +28,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MeshService {
     pub plane: Arc<ControlPlane>,
     pub sidecars: Arc<Sidecars>,
+    pub topology: Arc<crate::topology::Topology>,
     pub ca: Arc<MeshCa>,
     /// What a sidecar without a certificate must present to get its first.
     pub join_token: String,
@@ -98,7 +99,7 @@ impl Mesh for MeshService {
             }
         });
         let (out, receiver) = mpsc::channel(4);
-        tokio::spawn(follow(hello, first, state, inbound, out, self.sidecars.clone()));
+        tokio::spawn(follow(hello, first, state, inbound, out, self.sidecars.clone(), self.topology.clone()));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
@@ -163,6 +164,7 @@ async fn follow(
     mut inbound: Streaming<SidecarMessage>,
     out: mpsc::Sender<Result<ControlMessage, Status>>,
     sidecars: Arc<Sidecars>,
+    topology: Arc<crate::topology::Topology>,
 ) {
     let id = hello.sidecar_id.clone();
     let mut sent_config = String::new();
@@ -210,6 +212,11 @@ async fn follow(
                 Ok(Some(SidecarMessage { message: Some(sidecar_message::Message::Nack(nack)) })) => {
                     tracing::warn!(sidecar = %id, version = nack.version, reason = %nack.reason, "NACK: the sidecar could not apply its configuration");
                     sidecars.update(&id, |s| s.nack = Some((nack.version, nack.reason.clone())));
+                }
+                Ok(Some(SidecarMessage { message: Some(sidecar_message::Message::Report(report)) })) => {
+                    tracing::trace!(sidecar = %id, flows = report.flows.len(), "flows reported");
+                    topology.record(&id, &hello.workload, &report.flows);
+                    sidecars.update(&id, |_| {});
                 }
                 Ok(Some(_)) => sidecars.update(&id, |_| {}),
                 Ok(None) | Err(_) => break,
@@ -265,7 +272,13 @@ mod tests {
         let mesh = "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {name: main}\nspec: {bootstrap: ['b:9092']}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: orders}\nspec: {cluster: main, namespace: shop, listen: '127.0.0.1:19092'}\n";
         plane.apply(&weir_mesh::parse_documents(mesh, "t").unwrap(), false).await.unwrap();
         let ca = MeshCa::load_or_create(dir, None, "weir.test", Duration::from_secs(600)).unwrap();
-        MeshService { plane, sidecars: Arc::default(), ca: Arc::new(ca), join_token: "join".into() }
+        MeshService {
+            plane,
+            sidecars: Arc::default(),
+            topology: Arc::default(),
+            ca: Arc::new(ca),
+            join_token: "join".into(),
+        }
     }
 
     fn csr(uri: Option<&str>) -> String {

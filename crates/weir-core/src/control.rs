@@ -75,6 +75,53 @@ impl ControlSettings {
     }
 }
 
+/// Which way a flow goes, from the proxy's clients' side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowDirection {
+    /// They write (Kafka: produce).
+    Produce,
+    /// They read (Kafka: fetch).
+    Consume,
+}
+
+/// One flow's totals since the proxy started, for the mesh's topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowTotals {
+    pub principal: String,
+    /// A topic, for Kafka.
+    pub resource: String,
+    pub direction: FlowDirection,
+    pub records: u64,
+    pub bytes: u64,
+    /// Requests the policy refused.
+    pub denied: u64,
+}
+
+/// What the proxy has seen flow, asked for every [`REPORT_EVERY`].
+pub type FlowSource = Arc<dyn Fn() -> Vec<FlowTotals> + Send + Sync>;
+
+/// How often a proxy reports its flows.
+pub const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+fn report_message(flows: Vec<FlowTotals>) -> SidecarMessage {
+    use weir_control_api::v1::{Direction, Flow, Report};
+    let flows = flows
+        .into_iter()
+        .map(|f| Flow {
+            principal: f.principal,
+            resource: f.resource,
+            direction: match f.direction {
+                FlowDirection::Produce => Direction::Produce,
+                FlowDirection::Consume => Direction::Consume,
+            } as i32,
+            records: f.records,
+            bytes: f.bytes,
+            denied: f.denied,
+        })
+        .collect();
+    SidecarMessage { message: Some(sidecar_message::Message::Report(Report { flows })) }
+}
+
 /// The workload's certificate: what it proves the proxy is, to the control plane and (later)
 /// to brokers and peers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,12 +387,13 @@ pub async fn follow(
     identity: Arc<IdentityWatch>,
     mut running: u64,
     updates: mpsc::Sender<Update>,
+    flows: Option<FlowSource>,
     stop: CancellationToken,
 ) {
     tokio::spawn(renew(settings.clone(), identity.clone(), stop.clone()));
     let mut backoff = Backoff::for_this_process();
     loop {
-        let stream = one_stream(&settings, &identity, &mut running, &updates, &mut backoff);
+        let stream = one_stream(&settings, &identity, &mut running, &updates, flows.as_ref(), &mut backoff);
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
             ended = stream => ended,
@@ -424,6 +472,7 @@ async fn one_stream(
     identity: &IdentityWatch,
     running: &mut u64,
     updates: &mpsc::Sender<Update>,
+    flows: Option<&FlowSource>,
     backoff: &mut Backoff,
 ) -> StreamEnd {
     let (outbound, mut inbound) = match open(settings, identity, *running).await {
@@ -431,8 +480,20 @@ async fn one_stream(
         Err(end) => return end,
     };
     tracing::info!(control = %settings.address(), workload = %settings.workload, "following the control plane");
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let message = match inbound.message().await {
+        let received = tokio::select! {
+            received = inbound.message() => received,
+            _ = report.tick(), if flows.is_some() => {
+                let totals = flows.map(|source| source()).unwrap_or_default();
+                if outbound.send(report_message(totals)).await.is_err() {
+                    return StreamEnd::Closed;
+                }
+                continue;
+            }
+        };
+        let message = match received {
             Ok(Some(message)) => message,
             Ok(None) => return StreamEnd::Closed,
             Err(status) => return StreamEnd::Refused(status),

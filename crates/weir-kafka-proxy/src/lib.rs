@@ -14,6 +14,7 @@ pub mod config;
 pub mod directory;
 pub mod filter;
 pub mod filters;
+pub mod flows;
 pub mod managed;
 pub mod metrics;
 pub mod rewrite;

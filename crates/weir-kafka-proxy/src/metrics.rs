@@ -93,6 +93,8 @@ fn latency_histogram() -> DurationHistogram {
 /// Every Kafka metric the sidecar exports.
 pub struct KafkaMetrics {
     pub connections: ConnectionMetrics,
+    /// Who produces to and consumes from which topic, for the control plane's topology.
+    pub flows: crate::flows::Flows,
     requests: Family<ApiLabels, Counter>,
     responses: Family<ApiLabels, Counter>,
     request_bytes: Family<ApiLabels, Counter>,
@@ -150,6 +152,7 @@ impl KafkaMetrics {
             authentication_failures: Family::default(),
             authentication_throttled: Family::default(),
             denials: Family::default(),
+            flows: Default::default(),
             per_api: Vec::new(),
         };
         kafka.register("requests", "Requests received from clients, per api key", m.requests.clone());
@@ -267,6 +270,7 @@ impl KafkaMetrics {
 pub struct TopicCounters {
     pub records: Counter,
     pub bytes: Counter,
+    flow: std::sync::Arc<crate::flows::FlowCounters>,
     connection_records: u64,
     connection_bytes: u64,
 }
@@ -304,9 +308,14 @@ impl TopicCache {
                 Direction::Produced => (&metrics.produced_records, &metrics.produced_bytes),
                 Direction::Fetched => (&metrics.fetched_records, &metrics.fetched_bytes),
             };
+            let direction = match self.direction {
+                Direction::Produced => weir_core::control::FlowDirection::Produce,
+                Direction::Fetched => weir_core::control::FlowDirection::Consume,
+            };
             let counters = TopicCounters {
                 records: records.get_or_create(&labels).clone(),
                 bytes: bytes.get_or_create(&labels).clone(),
+                flow: metrics.flows.counters(&labels.principal, topic, direction),
                 connection_records: 0,
                 connection_bytes: 0,
             };
@@ -315,6 +324,8 @@ impl TopicCache {
         if let Some(counters) = self.handles.get_mut(topic) {
             counters.records.inc_by(records);
             counters.bytes.inc_by(bytes);
+            counters.flow.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+            counters.flow.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
             counters.connection_records += records;
             counters.connection_bytes += bytes;
         }

@@ -149,6 +149,12 @@ impl Sidecar {
         (self, publisher)
     }
 
+    /// What this sidecar has seen flow (for the control plane's topology).
+    pub fn flows(&self) -> weir_core::control::FlowSource {
+        let shared = self.shared.clone();
+        Arc::new(move || shared.metrics.flows.totals())
+    }
+
     /// Where clients bootstrap (the bound address, useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.bootstrap.local_addr().ok()

@@ -57,11 +57,23 @@ enum CtlCommand {
     /// Every sidecar the control plane knows: its workload, address, the configuration version
     /// it applied (ACK) or refused (NACK, with the reason), and when it was last heard from.
     Status,
+    /// Who produces to and consumes from which topic, with rates, as the sidecars report it.
+    Topology {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: TopologyArg,
+    },
     /// Show what applying these files would change; exits 1 when something would.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TopologyArg {
+    Table,
+    Json,
+    Dot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,6 +125,14 @@ fn run_inner(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 (text, ExitCode::SUCCESS)
             }
             CtlCommand::Status => (commands::status(&client).await?, ExitCode::SUCCESS),
+            CtlCommand::Topology { output } => {
+                let output = match output {
+                    TopologyArg::Table => commands::TopologyOutput::Table,
+                    TopologyArg::Json => commands::TopologyOutput::Json,
+                    TopologyArg::Dot => commands::TopologyOutput::Dot,
+                };
+                (commands::topology(&client, output).await?, ExitCode::SUCCESS)
+            }
             CtlCommand::Diff { files } => {
                 let resources = commands::read_sources(&files)?;
                 let (text, changed) = commands::diff(&client, &resources).await?;

@@ -267,9 +267,11 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {} for the API", args.api))?;
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        let topology = std::sync::Arc::<weir_control::topology::Topology>::default();
         let mesh = weir_control::mesh::MeshService {
             plane: plane.clone(),
             sidecars: sidecars.clone(),
+            topology: topology.clone(),
             ca: std::sync::Arc::new(ca),
             join_token,
         };
@@ -282,9 +284,11 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             token_file = %args.data_dir.join(TOKEN_FILE).display(),
             join_token_file = %args.data_dir.join(JOIN_TOKEN_FILE).display(),
             trust_domain = %args.trust_domain,
+            topology_page = %format!("http://{}/ui#token=<ctl-token>", args.api),
             "control plane ready"
         );
-        let api = tokio::spawn(weir_control::api::serve(api, plane, sidecars, token, stop.clone()));
+        let observed = weir_control::api::Observed { sidecars, topology };
+        let api = tokio::spawn(weir_control::api::serve(api, plane, observed, token, stop.clone()));
         streams.await.context("the sidecar stream server failed")?;
         let _ = api.await;
         Ok(())

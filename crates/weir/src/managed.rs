@@ -56,11 +56,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let (sidecar, publisher) = Sidecar::bind(config).await?.managed();
+        let flows = sidecar.flows();
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let (updates, received) = mpsc::channel(1);
         tokio::spawn(Managed::new(started_with, publisher).run(received));
-        tokio::spawn(control::follow(settings, identity, first.version, updates, stop.clone()));
+        tokio::spawn(control::follow(settings, identity, first.version, updates, Some(flows), stop.clone()));
         sidecar.run(stop).await;
         Ok(())
     })

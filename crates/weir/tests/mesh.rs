@@ -329,3 +329,105 @@ async fn a_wrong_join_token_or_another_workloads_certificate_gets_nothing() {
     assert!(!status.contains("billing"), "billing never got a configuration: {status}");
     orders.assert_quiet_except(&[]);
 }
+
+/// The topology as `weir ctl topology -o json` prints it.
+fn topology(plane: &ControlPlane) -> serde_json::Value {
+    serde_json::from_str(&plane.ctl(&["topology", "-o", "json"]).ok()).unwrap()
+}
+
+fn edge<'a>(graph: &'a serde_json::Value, from: &str, to: &str) -> Option<&'a serde_json::Value> {
+    graph["edges"].as_array().unwrap().iter().find(|e| e["from"] == from && e["to"] == to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied() {
+    let mesh = Mesh::new();
+    mesh.policy(&["all"]);
+    let sidecar = mesh.sidecar();
+    mesh.wait_status("ACK v");
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    for _ in 0..20 {
+        assert_eq!(send_one(&producer, &topic).await, None);
+    }
+    // A topic it may see but not write: the refused produce is a denied flow.
+    let outside = format!("{}-readonly", mesh.prefix);
+    rd::create_topic(&common::direct_bootstrap(), &outside, 1).await;
+    let describe_only = format!(
+        "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: readonly}}\nspec: {{rules: [{{effect: allow, principals: [orders], resources: ['topic:{outside}'], operations: [describe]}}]}}\n"
+    );
+    let applied = mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("readonly.yaml", &describe_only))]).ok();
+    let version = applied.trim().rsplit(' ').next().unwrap().to_owned();
+    mesh.wait_status(&format!("ACK v{version}"));
+    assert_eq!(send_one(&producer, &outside).await, Some(RDKafkaErrorCode::TopicAuthorizationFailed));
+    // Assigned, not subscribed: the policy grants topics only, no group.
+    let consumer = rd::consumer(&mesh.bootstrap(), "unused", &[("enable.auto.commit", "false")]);
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning).unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &partitions).unwrap();
+    let mut consumed = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumed < 20 {
+        assert!(Instant::now() < deadline, "consumed only {consumed} of 20");
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+            consumed += 1;
+        }
+    }
+
+    let (produced_to, consumed_from) = (format!("topic/main/{topic}"), format!("topic/main/{topic}"));
+    let denied_to = format!("topic/main/{outside}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let graph = loop {
+        let graph = topology(&mesh.plane);
+        let produced = edge(&graph, "workload/orders", &produced_to).is_some_and(|e| e["records"].as_u64() >= Some(20));
+        let consumed =
+            edge(&graph, &consumed_from, "workload/orders").is_some_and(|e| e["records"].as_u64() >= Some(20));
+        let denied = edge(&graph, "workload/orders", &denied_to).is_some_and(|e| e["denied"].as_u64() >= Some(1));
+        if produced && consumed && denied {
+            break graph;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topology never showed the three flows: {graph:#}\ncontrol plane:\n{}\nsidecar:\n{}",
+            mesh.plane.logs().join("\n"),
+            sidecar.logs().iter().filter(|l| !l.contains("DEBUG")).cloned().collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let produced = edge(&graph, "workload/orders", &produced_to).unwrap();
+    assert_eq!((produced["direction"].as_str(), produced["principal"].as_str()), (Some("produce"), Some("orders")));
+    let dot = mesh.plane.ctl(&["topology", "-o", "dot"]).ok();
+    assert!(dot.contains(&format!("\"workload/orders\" -> \"{produced_to}\"")), "{dot}");
+    assert!(dot.contains("color=red, style=dashed"), "the denied flow stands out: {dot}");
+
+    // The page, in a real browser: it draws the same nodes and edges.
+    let token = std::fs::read_to_string(mesh.plane.token_file()).unwrap();
+    let url = format!("http://{}/ui#token={}", mesh.plane.api, token.trim());
+    let dom = headless_chromium(&["--dump-dom", &url]);
+    assert!(dom.contains("data-id=\"workload/orders\""), "no workload node in the page:\n{dom}");
+    assert!(
+        dom.contains(&format!("data-from=\"workload/orders\" data-to=\"{produced_to}\"")),
+        "no produce edge:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-to=\"{denied_to}\"")) && dom.contains("edge produce denied"),
+        "no denied edge:\n{dom}"
+    );
+    // A screenshot of the page for whoever wants to look (docs/topology.png is one of these).
+    if let Some(shot) = std::env::var_os("WEIR_TOPOLOGY_SCREENSHOT") {
+        headless_chromium(&["--window-size=1100,420", &format!("--screenshot={}", shot.to_string_lossy()), &url]);
+    }
+    sidecar.assert_quiet_except(&[]);
+}
+
+/// Runs Debian's chromium headless (it must be installed: `.ci/run` does) and returns stdout.
+fn headless_chromium(args: &[&str]) -> String {
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=6000"])
+        .args(args)
+        .output()
+        .expect("chromium (Debian's package) must be installed for the topology page's test");
+    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

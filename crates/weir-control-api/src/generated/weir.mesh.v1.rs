@@ -32,15 +32,15 @@ pub struct CertifyResponse {
     pub spiffe_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SidecarMessage {
-    #[prost(oneof = "sidecar_message::Message", tags = "1, 2, 3")]
+    #[prost(oneof = "sidecar_message::Message", tags = "1, 2, 3, 4")]
     pub message: ::core::option::Option<sidecar_message::Message>,
 }
 /// Nested message and enum types in `SidecarMessage`.
 pub mod sidecar_message {
     #[allow(clippy::all)]
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Message {
         #[prost(message, tag = "1")]
         Hello(super::Hello),
@@ -48,7 +48,36 @@ pub mod sidecar_message {
         Ack(super::Ack),
         #[prost(message, tag = "3")]
         Nack(super::Nack),
+        #[prost(message, tag = "4")]
+        Report(super::Report),
     }
+}
+/// What a sidecar has seen flow since it started (totals; the control plane makes rates of
+/// successive reports), sent every few seconds: the mesh's topology.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Report {
+    #[prost(message, repeated, tag = "1")]
+    pub flows: ::prost::alloc::vec::Vec<Flow>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Flow {
+    /// Who, as the sidecar's policy sees them.
+    #[prost(string, tag = "1")]
+    pub principal: ::prost::alloc::string::String,
+    /// What: a topic, for Kafka.
+    #[prost(string, tag = "2")]
+    pub resource: ::prost::alloc::string::String,
+    #[prost(enumeration = "Direction", tag = "3")]
+    pub direction: i32,
+    #[prost(uint64, tag = "4")]
+    pub records: u64,
+    #[prost(uint64, tag = "5")]
+    pub bytes: u64,
+    /// Requests the policy refused.
+    #[prost(uint64, tag = "6")]
+    pub denied: u64,
 }
 /// The first message on a stream.
 #[allow(clippy::all)]
@@ -118,6 +147,38 @@ pub struct Snapshot {
     /// The sidecar configuration as JSON, in the schema of the sidecar config file.
     #[prost(string, tag = "3")]
     pub config_json: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Direction {
+    Unspecified = 0,
+    /// The sidecar's clients write to the resource (Kafka: produce to a topic).
+    Produce = 1,
+    /// The sidecar's clients read from it (Kafka: fetch from a topic).
+    Consume = 2,
+}
+impl Direction {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "DIRECTION_UNSPECIFIED",
+            Self::Produce => "PRODUCE",
+            Self::Consume => "CONSUME",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "DIRECTION_UNSPECIFIED" => Some(Self::Unspecified),
+            "PRODUCE" => Some(Self::Produce),
+            "CONSUME" => Some(Self::Consume),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod mesh_client {

@@ -193,10 +193,7 @@ impl KafkaStore {
     /// Writes the state `change` makes of the latest committed one, serialized with every other
     /// replica by transaction fencing (see the module). Returns the new state (the same one if
     /// nothing changed) and what `change` said. Blocking: call it off the runtime's threads.
-    pub fn write<R>(
-        &self,
-        change: Change<'_, R>,
-    ) -> Result<(MeshState, R), WriteFailure> {
+    pub fn write<R>(&self, change: Change<'_, R>) -> Result<(MeshState, R), WriteFailure> {
         let mut last_error = None;
         for attempt in 1..=MAX_ATTEMPTS {
             match self.try_write(change) {
@@ -219,10 +216,7 @@ impl KafkaStore {
         Err(WriteFailure::Store(last_error.unwrap_or_else(|| self.settings.error("no attempt made"))))
     }
 
-    fn try_write<R>(
-        &self,
-        change: Change<'_, R>,
-    ) -> Result<(MeshState, R), WriteFailure> {
+    fn try_write<R>(&self, change: Change<'_, R>) -> Result<(MeshState, R), WriteFailure> {
         let store = |e: StoreError| WriteFailure::Store(e);
         let mut config = self.settings.config();
         config

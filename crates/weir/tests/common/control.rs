@@ -94,7 +94,15 @@ impl ControlPlane {
 
     fn spawn(&self) -> Child {
         Command::new(weir_binary())
-            .args(["control", "--log-format", "json", "--api", &self.api.to_string()])
+            .args([
+                "control",
+                "--log-format",
+                "json",
+                "--log-level",
+                "info,weir_control=debug",
+                "--api",
+                &self.api.to_string(),
+            ])
             .args(["--listen", &self.listen.to_string(), "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.extra_args)

@@ -361,6 +361,15 @@ impl ConnectionAuthz {
             (KAFKA.operation_name(denial.need.operation), KAFKA.resource_type_name(denial.need.resource));
         tracing::debug!(principal, ?api, operation, resource_type, resource = %denial.name, "denied by policy");
         env.metrics.denied(principal, operation, resource_type);
+        let direction = match (denial.need.resource, denial.need.operation) {
+            (TOPIC, WRITE) => Some(weir_core::control::FlowDirection::Produce),
+            (TOPIC, READ) => Some(weir_core::control::FlowDirection::Consume),
+            _ => None,
+        };
+        if let Some(direction) = direction {
+            let flow = env.metrics.flows.counters(principal, &denial.name, direction);
+            flow.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(audit) = env.audit {
             audit.authorization(&AuthorizationEvent {
                 principal,

@@ -1,0 +1,86 @@
+//! Who produces to and consumes from which topic through this sidecar, with totals: what the
+//! sidecar reports to the control plane for the mesh's topology.
+//!
+//! Connections take a flow's counters once per topic (one lock, as for a metric's labels) and
+//! then only add to atomics; the report reads them every few seconds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use weir_core::control::{FlowDirection, FlowTotals};
+
+/// Distinct flows kept; past it, new ones share one entry named `(other)`, so a client
+/// inventing topic names cannot grow the table without bound.
+const MAX_FLOWS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FlowKey {
+    principal: String,
+    topic: String,
+    direction: FlowDirection,
+}
+
+/// One flow's totals since the sidecar started.
+#[derive(Debug, Default)]
+pub struct FlowCounters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub denied: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Flows {
+    table: Mutex<HashMap<FlowKey, Arc<FlowCounters>>>,
+}
+
+impl Flows {
+    /// The counters of one flow (made on first use).
+    pub fn counters(&self, principal: &str, topic: &str, direction: FlowDirection) -> Arc<FlowCounters> {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let key = FlowKey { principal: principal.to_owned(), topic: topic.to_owned(), direction };
+        if let Some(counters) = table.get(&key) {
+            return counters.clone();
+        }
+        let key = if table.len() < MAX_FLOWS { key } else { FlowKey { topic: "(other)".into(), ..key } };
+        table.entry(key).or_default().clone()
+    }
+
+    /// Every flow's totals now.
+    pub fn totals(&self) -> Vec<FlowTotals> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table
+            .iter()
+            .map(|(key, c)| FlowTotals {
+                principal: key.principal.clone(),
+                resource: key.topic.clone(),
+                direction: key.direction,
+                records: c.records.load(Ordering::Relaxed),
+                bytes: c.bytes.load(Ordering::Relaxed),
+                denied: c.denied.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_are_counted_per_principal_topic_and_direction_and_bounded() {
+        let flows = Flows::default();
+        flows.counters("a", "t", FlowDirection::Produce).records.fetch_add(3, Ordering::Relaxed);
+        flows.counters("a", "t", FlowDirection::Produce).bytes.fetch_add(30, Ordering::Relaxed);
+        flows.counters("a", "t", FlowDirection::Consume).denied.fetch_add(1, Ordering::Relaxed);
+        let mut totals = flows.totals();
+        totals.sort_by_key(|t| t.direction as u8);
+        assert_eq!((totals[0].records, totals[0].bytes, totals[0].denied), (3, 30, 0));
+        assert_eq!((totals[1].direction, totals[1].denied), (FlowDirection::Consume, 1));
+        for i in 0..MAX_FLOWS + 5 {
+            flows.counters("b", &format!("t{i}"), FlowDirection::Produce);
+        }
+        assert!(flows.totals().len() <= MAX_FLOWS + 1);
+        assert!(flows.totals().iter().any(|t| t.resource == "(other)"));
+    }
+}
