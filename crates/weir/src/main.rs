@@ -191,22 +191,27 @@ fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let config = proxy_config(args)?;
     weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
-    match weir_core::admission::raise_descriptor_limit() {
-        Ok((before, after)) => tracing::info!(?before, ?after, "open descriptor limit (soft, hard)"),
-        Err(err) => tracing::info!(%err, "cannot raise the open descriptor limit"),
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    sidecar_runtime(config.workers)?.block_on(async {
         let sidecar = Sidecar::bind(config).await?;
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         sidecar.run(stop).await;
         Ok(())
     })
+}
+
+/// The runtime a sidecar serves on, `workers` threads, with the descriptor limit raised first
+/// (each client connection costs two descriptors).
+pub(crate) fn sidecar_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    match weir_core::admission::raise_descriptor_limit() {
+        Ok((before, after)) => tracing::info!(?before, ?after, "open descriptor limit (soft, hard)"),
+        Err(err) => tracing::info!(%err, "cannot raise the open descriptor limit"),
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
 }
 
 fn run_control(args: ControlArgs) -> anyhow::Result<()> {

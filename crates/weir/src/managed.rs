@@ -49,12 +49,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     }
     let mut settings = settings;
     settings.proxy_address = config.listen.to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(async {
+    crate::sidecar_runtime(config.workers)?.block_on(async {
         let (sidecar, publisher) = Sidecar::bind(config).await?.managed();
         let flows = sidecar.flows();
         let stop = CancellationToken::new();

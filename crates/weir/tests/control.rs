@@ -171,14 +171,7 @@ fn concurrent_writers_cannot_lose_each_others_updates() {
     let writers: Vec<_> = (0..8)
         .map(|i| {
             let file = plane.file(&format!("w{i}.yaml"), &WORKLOAD.replace("name: orders", &format!("name: w{i}")));
-            let (api, token) = (plane.api.to_string(), plane.token_file());
-            std::thread::spawn(move || {
-                std::process::Command::new(common::weir_binary())
-                    .args(["ctl", "--server", &api, "--token-file", token.to_str().unwrap(), "apply", "-f"])
-                    .arg(file)
-                    .output()
-                    .unwrap()
-            })
+            common::control::apply_in_thread(&plane, file)
         })
         .collect();
     for writer in writers {

@@ -74,14 +74,7 @@ async fn two_replicas_on_kafka_share_the_mesh_and_one_can_die() {
         .map(|i| {
             let plane = if i % 2 == 0 { &first } else { &second };
             let file = plane.file(&format!("extra-{i}.yaml"), &extra_policy(&format!("extra-{i}")));
-            let (api, token) = (plane.api.to_string(), plane.token_file());
-            std::thread::spawn(move || {
-                std::process::Command::new(common::weir_binary())
-                    .args(["ctl", "--server", &api, "--token-file", token.to_str().unwrap(), "apply", "-f"])
-                    .arg(file)
-                    .output()
-                    .unwrap()
-            })
+            common::control::apply_in_thread(plane, file)
         })
         .collect();
     for writer in writers {

@@ -223,7 +223,7 @@ impl KafkaStore {
             .set("transactional.id", format!("weir-control-{}", self.settings.topic))
             .set("enable.idempotence", "true")
             .set("transaction.timeout.ms", "30000")
-            .set("compression.type", "zstd")
+            .set("compression.type", "lz4")
             .set("message.max.bytes", "16777216");
         let producer: BaseProducer = config.create().map_err(|e| store(self.settings.error(e)))?;
         // From here on no other replica can commit: read what the last one did.

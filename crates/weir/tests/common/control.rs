@@ -1,6 +1,5 @@
 //! A running `weir control` with its own data directory, and `weir ctl` against it.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -60,16 +59,7 @@ impl ControlPlane {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut child = self.spawn();
-        for stream in
-            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-        {
-            let logs = self.logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+        super::capture_logs(&mut child, &self.logs);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -178,6 +168,18 @@ impl Drop for ControlPlane {
     }
 }
 
+/// `weir ctl apply -f FILE` against `plane` on a thread of its own, for writers at once.
+pub fn apply_in_thread(plane: &ControlPlane, file: PathBuf) -> std::thread::JoinHandle<Output> {
+    let (api, token) = (plane.api.to_string(), plane.token_file());
+    std::thread::spawn(move || {
+        Command::new(weir_binary())
+            .args(["ctl", "--server", &api, "--token-file", token.to_str().unwrap(), "apply", "-f"])
+            .arg(file)
+            .output()
+            .unwrap()
+    })
+}
+
 /// What one `weir ctl` run printed.
 #[derive(Debug)]
 pub struct Ctl {
@@ -259,16 +261,7 @@ impl ManagedSidecar {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn weir proxy --control");
-        for stream in
-            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-        {
-            let logs = self.logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+        super::capture_logs(&mut child, &self.logs);
         self.child = Some(child);
     }
 

@@ -152,17 +152,7 @@ impl Sidecar {
             .spawn()
             .expect("spawn weir");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut log_readers = Vec::new();
-        for stream in
-            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-        {
-            let logs = logs.clone();
-            log_readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            }));
-        }
+        let log_readers = capture_logs(&mut child, &logs);
         let sidecar = Sidecar { child, addr, admin, broker_port_base: base + 1, logs, log_readers, config_path };
         sidecar.wait_ready();
         sidecar
@@ -284,6 +274,26 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.config_path);
     }
+}
+
+/// Collects a child's stdout and stderr lines into `logs`, on threads that end with the pipes.
+pub fn capture_logs(child: &mut Child, logs: &Arc<Mutex<Vec<String>>>) -> Vec<std::thread::JoinHandle<()>> {
+    let streams = [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ];
+    streams
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            })
+        })
+        .collect()
 }
 
 /// Log lines (JSON) at WARN or above that no pattern in `allowed` explains; anything not JSON
