@@ -220,3 +220,14 @@ fn the_api_needs_its_token() {
     let unreachable = plane.ctl(&["--server", "127.0.0.1:1", "get", "kc"]).refused();
     assert!(unreachable.contains("cannot reach the control plane at 127.0.0.1:1"), "{unreachable}");
 }
+
+#[test]
+fn the_example_mesh_applies() {
+    let plane = ControlPlane::start();
+    let examples = common::repo_root().join("examples/mesh");
+    let applied = plane.ctl(&["apply", "-f", path_str(&examples)]).ok();
+    assert_eq!(applied.lines().filter(|l| l.ends_with(" created")).count(), 6, "{applied}");
+    let described = plane.ctl(&["describe", "workload", "billing"]).ok();
+    assert!(described.contains("#   authorization policies: orders-flow"), "{described}");
+    assert!(described.contains("#   peer authentication: billing-identity"), "{described}");
+}
