@@ -1,5 +1,5 @@
 //! The control plane's state: one writer at a time, each accepted change stored before it is
-//! published, every reader (the API, and the sidecar streams to come) following a `watch` —
+//! published, every reader (the API, the sidecars' streams) following a `watch` —
 //! which also coalesces a burst of changes into the latest for a slow reader.
 
 use std::sync::Arc;

@@ -4,13 +4,12 @@
 //! seconds), else the last one it applied (kept on disk), else it keeps asking. Then it serves,
 //! and follows the control plane for every later snapshot (applied live, ACKed; or NACKed).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
 use weir_core::control::{self, Applied, Backoff, ControlSettings, IdentityWatch};
 use weir_kafka_proxy::managed::{read_config, Managed};
 use weir_kafka_proxy::Sidecar;

@@ -76,7 +76,6 @@ pub struct KafkaStore {
     settings: KafkaSettings,
     /// Offset of the latest state record read, where a writer starts reading.
     latest_offset: std::sync::atomic::AtomicI64,
-    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl KafkaStore {
@@ -84,8 +83,7 @@ impl KafkaStore {
     /// into `publish` (a background thread). Returns the store and the state read.
     pub async fn open(settings: KafkaSettings) -> Result<(Arc<Self>, MeshState), StoreError> {
         ensure_topic(&settings).await?;
-        let store =
-            Arc::new(Self { settings, latest_offset: std::sync::atomic::AtomicI64::new(0), stop: Arc::default() });
+        let store = Arc::new(Self { settings, latest_offset: std::sync::atomic::AtomicI64::new(0) });
         let reader = store.clone();
         let state = tokio::task::spawn_blocking(move || reader.read_to_end(None))
             .await
@@ -95,7 +93,8 @@ impl KafkaStore {
         Ok((store, state))
     }
 
-    /// Follows the topic until the store is dropped, publishing every newer state.
+    /// Follows the topic for the life of the process (a thread of its own), publishing every
+    /// newer state.
     pub fn follow(self: &Arc<Self>, publish: watch::Sender<Arc<MeshState>>) {
         let store = self.clone();
         std::thread::Builder::new()
@@ -117,7 +116,7 @@ impl KafkaStore {
             tracing::error!(%err, "cannot follow the Kafka store");
             return;
         }
-        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        loop {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(message)) => {
                     let Some(state) = self.decode(message.payload(), message.offset()) else { continue };
@@ -243,12 +242,6 @@ impl KafkaStore {
         producer.commit_transaction(CALL_TIMEOUT).map_err(|e| store(self.settings.error(e)))?;
         tracing::info!(version = next.version, replica = %self.settings.replica, "mesh state written to Kafka");
         Ok((next, said))
-    }
-}
-
-impl Drop for KafkaStore {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
