@@ -34,7 +34,12 @@ for _ in $(seq 100); do
   curl -sf http://127.0.0.1:15080/healthz >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -sf http://127.0.0.1:15080/healthz >/dev/null || { cat "$DIR/control.log" >&2; echo "weir control did not start" >&2; exit 1; }
+# Answered, and by this one (not by another control plane already on the port).
+if ! curl -sf http://127.0.0.1:15080/healthz >/dev/null || ! kill -0 "${pids[0]}" 2>/dev/null; then
+  cat "$DIR/control.log" >&2
+  echo "weir control did not start (is something else on 127.0.0.1:15080 or 15012?)" >&2
+  exit 1
+fi
 export WEIR_CTL_TOKEN_FILE=$DIR/control/ctl-token
 "$WEIR" ctl apply -f examples/mesh/
 
@@ -60,7 +65,7 @@ weir: the mesh is up (state and logs in $DIR).
 Try, in another shell:
   scripts/kafka.sh run org.apache.kafka.tools.ConsoleProducer --bootstrap-server 127.0.0.1:19092 --topic orders.created
   scripts/kafka.sh run org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:19192 --topic orders.created --group billing.invoices --from-beginning
-  scripts/kafka.sh run org.apache.kafka.tools.ConsoleProducer --bootstrap-server 127.0.0.1:19192 --topic orders.created   # refused: billing may not write
+  scripts/kafka.sh run org.apache.kafka.tools.ConsoleProducer --bootstrap-server 127.0.0.1:19192 --topic orders.created   # refused: billing may write nothing (ClusterAuthorizationException)
   export WEIR_CTL_TOKEN_FILE=$DIR/control/ctl-token
   $WEIR ctl topology; $WEIR ctl status; $WEIR ctl get authorizationpolicies -o yaml
 The topology page: http://127.0.0.1:15080/ui#token=$(cat "$DIR/control/ctl-token")
