@@ -216,6 +216,10 @@ pub(crate) fn sidecar_runtime(workers: usize) -> anyhow::Result<tokio::runtime::
 
 fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     weir_core::telemetry::init(args.log_format, &args.log_level).map_err(anyhow::Error::msg)?;
+    // A stream per sidecar: thousands of descriptors for a large mesh.
+    if let Err(err) = weir_core::admission::raise_descriptor_limit() {
+        tracing::info!(%err, "cannot raise the open descriptor limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# bench/control.sh - what `weir control` costs as the mesh grows: for each fleet size N it
+# starts a fresh control plane, connects N simulated sidecars (the real control client, each
+# with its own certificate and mutual-TLS stream, ACKing every snapshot; see
+# crates/weir-control/examples/fleet.rs), applies policy changes and prints, per change, the
+# time from `apply` to the last sidecar's ACK-ready snapshot (p50, p99, max over the sidecars),
+# and the control plane's RSS and CPU.
+#
+#   bench/control.sh [N ...]      default: 100 1000 5000; CHANGES=K changes each (default 5)
+#
+# Everything runs on this machine (the fleet and the control plane share its cores). No Kafka
+# is needed: the fleet's workload names a cluster no sidecar connects to.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SIZES=("${@:-100 1000 5000}")
+read -r -a SIZES <<< "${SIZES[*]}"
+CHANGES=${CHANGES:-5}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cargo build --release -p weir -p weir-control --example fleet >&2
+WEIR=$TARGET/release/weir
+FLEET=$TARGET/release/examples/fleet
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ticks=$(getconf CLK_TCK)
+
+printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %s\n' sidecars connect_s "p50 ms" "p99 ms" "max ms" "RSS MB" "peak MB" "CPU s"
+for n in "${SIZES[@]}"; do
+  dir=$(mktemp -d /tmp/weir-bench-control.XXXXXX)
+  "$WEIR" control --data-dir "$dir" --api 127.0.0.1:25080 --listen 127.0.0.1:25012 --log-level warn > "$dir/control.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:25080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  c0=$(cpu "$pid")
+  out=$("$FLEET" --api 127.0.0.1:25080 --control 127.0.0.1:25012 --data-dir "$dir" --sidecars "$n" --changes "$CHANGES")
+  c1=$(cpu "$pid")
+  echo "$out" > "$dir/fleet.out"
+  connect=$(echo "$out" | sed -n 's/^connected .* seconds=\([0-9.]*\).*/\1/p')
+  # Medians over the changes.
+  med() { echo "$out" | sed -n "s/^change .* $1=\([0-9.]*\).*/\1/p" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %s\n' "$n" "$connect" "$(med p50_ms)" "$(med p99_ms)" "$(med max_ms)" \
+    "$(awk -v k="$(rss "$pid")" 'BEGIN {printf "%.1f", k / 1024}')" "$(awk -v k="$(hwm "$pid")" 'BEGIN {printf "%.1f", k / 1024}')" \
+    "$(awk -v t=$((c1 - c0)) -v h="$ticks" 'BEGIN {printf "%.1f", t / h}')"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+done
+echo "(p50/p99/max: medians over $CHANGES changes of the time from apply to each sidecar holding the new snapshot; RSS after the changes, peak over the run; CPU: the control plane's, connecting included)"
