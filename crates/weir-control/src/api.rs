@@ -13,7 +13,6 @@
 //! Refusals are `{error: {reason, message}}` with 401, 404, 409 (a stale `resourceVersion`),
 //! 413, 422 (invalid or a broken reference) or 500 (the store failed; nothing changed).
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +20,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -83,30 +81,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let api = Arc::new(Api { plane, sidecars: observed.sidecars, topology: observed.topology, token });
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::debug!(%err, "API accept failed");
-                    continue;
-                }
-            },
-        };
+    weir_core::admin::serve_http(listener, shutdown, "API", move |req| {
         let api = api.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(api.handle(req).await) }
-            });
-            if let Err(err) =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
-            {
-                tracing::debug!(%err, %peer, "API connection ended with an error");
-            }
-        });
-    }
+        async move { api.handle(req).await }
+    })
+    .await
 }
 
 /// A refusal: its status, a one-word reason, and the message.

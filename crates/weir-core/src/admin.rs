@@ -32,27 +32,41 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves admin requests until `shutdown` fires.
 pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+    serve_http(listener, shutdown, "admin", move |req| {
+        let response = route(&req, &state);
+        async move { response }
+    })
+    .await
+}
+
+/// Serves HTTP/1.1 on `listener` with `handle`, one task per connection, until `shutdown`
+/// (the admin endpoint here; the control plane's API too). `what` names it in logs.
+pub async fn serve_http<F, Fut>(listener: TcpListener, shutdown: CancellationToken, what: &'static str, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    tracing::debug!(%err, "admin accept failed");
+                    tracing::debug!(%err, what, "accept failed");
                     continue;
                 }
             },
         };
-        let state = state.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&req, &state)) }
+                let answer = handle(req);
+                async move { Ok::<_, Infallible>(answer.await) }
             });
             if let Err(err) =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
             {
-                tracing::debug!(%err, "admin connection ended with an error");
+                tracing::debug!(%err, %peer, what, "HTTP connection ended with an error");
             }
         });
     }
