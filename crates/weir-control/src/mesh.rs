@@ -26,12 +26,35 @@ use crate::sidecars::{now, Sidecars};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct MeshService {
-    pub plane: Arc<ControlPlane>,
-    pub sidecars: Arc<Sidecars>,
-    pub topology: Arc<crate::topology::Topology>,
-    pub ca: Arc<MeshCa>,
+    plane: Arc<ControlPlane>,
+    sidecars: Arc<Sidecars>,
+    topology: Arc<crate::topology::Topology>,
+    ca: Arc<MeshCa>,
     /// What a sidecar without a certificate must present to get its first.
-    pub join_token: String,
+    join_token: String,
+    renders: Arc<Renders>,
+}
+
+/// Each workload's rendered config at the latest version, shared by all its sidecars' streams:
+/// a change is rendered once per workload, not once per sidecar.
+#[derive(Default)]
+struct Renders {
+    by_workload: std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<str>)>>,
+}
+
+impl Renders {
+    /// The rendered config of `workload` at this state: (version, JSON text).
+    fn get(&self, state: &weir_mesh::MeshState, workload: &str) -> Result<(u64, Arc<str>), String> {
+        let mut by_workload = self.by_workload.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((version, config)) = by_workload.get(workload) {
+            if *version == state.version {
+                return Ok((*version, config.clone()));
+            }
+        }
+        let config: Arc<str> = state.sidecar_config(workload).map_err(|e| e.to_string())?.to_string().into();
+        by_workload.insert(workload.to_owned(), (state.version, config.clone()));
+        Ok((state.version, config))
+    }
 }
 
 /// The SPIFFE id of the verified client certificate on this request's connection, if any.
@@ -42,6 +65,16 @@ fn peer_identity<T>(request: &Request<T>) -> Option<String> {
 }
 
 impl MeshService {
+    pub fn new(
+        plane: Arc<ControlPlane>,
+        sidecars: Arc<Sidecars>,
+        topology: Arc<crate::topology::Topology>,
+        ca: Arc<MeshCa>,
+        join_token: String,
+    ) -> Self {
+        Self { plane, sidecars, topology, ca, join_token, renders: Arc::default() }
+    }
+
     /// The identity `workload` is certified as; an unknown workload is an error for the caller.
     fn identity_of(&self, workload: &str) -> Result<String, Status> {
         self.plane
@@ -84,7 +117,7 @@ impl Mesh for MeshService {
         // The first snapshot is rendered now, so that an unknown workload is an error the
         // sidecar sees at once (it retries: the Workload may be applied later).
         let state = self.plane.subscribe();
-        let first = render(&state.borrow(), &hello.workload).map_err(Status::not_found)?;
+        let first = self.renders.get(&state.borrow(), &hello.workload).map_err(Status::not_found)?;
         tracing::info!(%peer, workload = %hello.workload, sidecar = %hello.sidecar_id, "sidecar connected");
         self.sidecars.update(&hello.sidecar_id, |s| {
             s.workload = hello.workload.clone();
@@ -99,7 +132,9 @@ impl Mesh for MeshService {
             }
         });
         let (out, receiver) = mpsc::channel(4);
-        tokio::spawn(follow(hello, first, state, inbound, out, self.sidecars.clone(), self.topology.clone()));
+        let shared =
+            Shared { sidecars: self.sidecars.clone(), topology: self.topology.clone(), renders: self.renders.clone() };
+        tokio::spawn(follow(hello, first, state, inbound, out, shared));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
@@ -150,33 +185,34 @@ impl Mesh for MeshService {
     }
 }
 
-/// The rendered config of `workload` at this state: (version, JSON text).
-fn render(state: &weir_mesh::MeshState, workload: &str) -> Result<(u64, String), String> {
-    let config = state.sidecar_config(workload).map_err(|e| e.to_string())?;
-    Ok((state.version, config.to_string()))
+/// What every stream shares.
+struct Shared {
+    sidecars: Arc<Sidecars>,
+    topology: Arc<crate::topology::Topology>,
+    renders: Arc<Renders>,
 }
 
 /// Serves one sidecar's stream until it ends.
 async fn follow(
     hello: Hello,
-    first: (u64, String),
+    first: (u64, Arc<str>),
     mut state: tokio::sync::watch::Receiver<Arc<weir_mesh::MeshState>>,
     mut inbound: Streaming<SidecarMessage>,
     out: mpsc::Sender<Result<ControlMessage, Status>>,
-    sidecars: Arc<Sidecars>,
-    topology: Arc<crate::topology::Topology>,
+    shared: Shared,
 ) {
+    let Shared { sidecars, topology, renders } = shared;
     let id = hello.sidecar_id.clone();
-    let mut sent_config = String::new();
+    let mut sent_config: Arc<str> = Arc::from("");
     let mut pending = Some(first);
     loop {
         if let Some((version, config)) = pending.take() {
-            if config != sent_config {
+            if !Arc::ptr_eq(&config, &sent_config) && config != sent_config {
                 let message = ControlMessage {
                     message: Some(control_message::Message::Snapshot(Snapshot {
                         version,
                         workload: hello.workload.clone(),
-                        config_json: config.clone(),
+                        config_json: config.to_string(),
                     })),
                 };
                 if out.send(Ok(message)).await.is_err() {
@@ -191,7 +227,7 @@ async fn follow(
                 if changed.is_err() {
                     break;
                 }
-                let rendered = render(&state.borrow_and_update(), &hello.workload);
+                let rendered = renders.get(&state.borrow_and_update(), &hello.workload);
                 match rendered {
                     Ok(next) => pending = Some(next),
                     // The workload was deleted: the sidecar keeps what it has.
@@ -272,13 +308,7 @@ mod tests {
         let mesh = "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {name: main}\nspec: {bootstrap: ['b:9092']}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: orders}\nspec: {cluster: main, namespace: shop, listen: '127.0.0.1:19092'}\n";
         plane.apply(&weir_mesh::parse_documents(mesh, "t").unwrap(), false).await.unwrap();
         let ca = MeshCa::load_or_create(dir, None, "weir.test", Duration::from_secs(600)).unwrap();
-        MeshService {
-            plane,
-            sidecars: Arc::default(),
-            topology: Arc::default(),
-            ca: Arc::new(ca),
-            join_token: "join".into(),
-        }
+        MeshService::new(plane, Arc::default(), Arc::default(), Arc::new(ca), "join".into())
     }
 
     fn csr(uri: Option<&str>) -> String {

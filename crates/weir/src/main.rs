@@ -277,13 +277,13 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let topology = std::sync::Arc::<weir_control::topology::Topology>::default();
-        let mesh = weir_control::mesh::MeshService {
-            plane: plane.clone(),
-            sidecars: sidecars.clone(),
-            topology: topology.clone(),
-            ca: std::sync::Arc::new(ca),
+        let mesh = weir_control::mesh::MeshService::new(
+            plane.clone(),
+            sidecars.clone(),
+            topology.clone(),
+            std::sync::Arc::new(ca),
             join_token,
-        };
+        );
         let streams = weir_control::mesh::serve(args.listen, &names, mesh, stop.clone())
             .await
             .with_context(|| format!("cannot serve sidecars on {}", args.listen))?;
