@@ -116,7 +116,7 @@ impl ControlPlane {
                         Ok((version, said))
                     }
                     Err(WriteFailure::Refused(err)) => Err(err.into()),
-                    Err(WriteFailure::Store(err)) => Err(err.into()),
+                    Err(WriteFailure::Store(err) | WriteFailure::Fenced(err)) => Err(err.into()),
                 }
             }
         }

@@ -70,6 +70,8 @@ pub type Change<'a, R> = &'a dyn Fn(&MeshState) -> Result<(MeshState, R), MeshEr
 pub enum WriteFailure {
     Refused(MeshError),
     Store(StoreError),
+    /// Another replica's producer fenced this one: try again on its state.
+    Fenced(StoreError),
 }
 
 pub struct KafkaStore {
@@ -197,7 +199,7 @@ impl KafkaStore {
         for attempt in 1..=MAX_ATTEMPTS {
             match self.try_write(change) {
                 Ok(done) => return Ok(done),
-                Err(WriteFailure::Store(err)) if is_fenced(&err) => {
+                Err(WriteFailure::Fenced(err)) => {
                     tracing::info!(attempt, "another replica wrote at the same time; trying again on its state");
                     last_error = Some(err);
                     // Two replicas that keep fencing each other would never finish: wait a
@@ -217,6 +219,24 @@ impl KafkaStore {
 
     fn try_write<R>(&self, change: Change<'_, R>) -> Result<(MeshState, R), WriteFailure> {
         let store = |e: StoreError| WriteFailure::Store(e);
+        // What the producer says: fenced by another replica, or something else gone wrong.
+        let producing = |e: KafkaError| {
+            let fenced = matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::InvalidProducerEpoch
+                        | RDKafkaErrorCode::TransactionCoordinatorFenced
+                )
+            );
+            let err = self.settings.error(e);
+            if fenced {
+                WriteFailure::Fenced(err)
+            } else {
+                WriteFailure::Store(err)
+            }
+        };
         let mut config = self.settings.config();
         config
             .set("transactional.id", format!("weir-control-{}", self.settings.topic))
@@ -226,30 +246,23 @@ impl KafkaStore {
             .set("message.max.bytes", "16777216");
         let producer: BaseProducer = config.create().map_err(|e| store(self.settings.error(e)))?;
         // From here on no other replica can commit: read what the last one did.
-        producer.init_transactions(CALL_TIMEOUT).map_err(|e| store(self.settings.error(e)))?;
+        producer.init_transactions(CALL_TIMEOUT).map_err(producing)?;
         let latest = self.read_to_end(None).map_err(store)?.unwrap_or_default();
         let (next, said) = change(&latest).map_err(WriteFailure::Refused)?;
         if next.version == latest.version {
             return Ok((latest, said));
         }
         let value = serde_json::to_vec(&next).map_err(|e| store(self.settings.error(e)))?;
-        producer.begin_transaction().map_err(|e| store(self.settings.error(e)))?;
+        producer.begin_transaction().map_err(producing)?;
         let record = BaseRecord::to(&self.settings.topic).key(KEY).payload(&value);
         if let Err((err, _)) = producer.send(record) {
             let _ = producer.abort_transaction(CALL_TIMEOUT);
-            return Err(store(self.settings.error(err)));
+            return Err(producing(err));
         }
-        producer.commit_transaction(CALL_TIMEOUT).map_err(|e| store(self.settings.error(e)))?;
+        producer.commit_transaction(CALL_TIMEOUT).map_err(producing)?;
         tracing::info!(version = next.version, replica = %self.settings.replica, "mesh state written to Kafka");
         Ok((next, said))
     }
-}
-
-fn is_fenced(err: &StoreError) -> bool {
-    let text = err.to_string();
-    text.contains("fenced")
-        || text.contains("Fenced")
-        || text.contains(&format!("{:?}", RDKafkaErrorCode::ProducerFenced))
 }
 
 /// Creates the topic (one partition, compacted, replicated up to three times) if it is missing.
