@@ -17,7 +17,9 @@ SIZES=("${@:-100 1000 5000}")
 read -r -a SIZES <<< "${SIZES[*]}"
 CHANGES=${CHANGES:-5}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build --release -p weir -p weir-control --example fleet >&2
+# Two commands: naming an example builds only that target, not the `weir` binary.
+cargo build --release -p weir --bin weir >&2
+cargo build --release -p weir-control --example fleet >&2
 WEIR=$TARGET/release/weir
 FLEET=$TARGET/release/examples/fleet
 
@@ -26,7 +28,7 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ticks=$(getconf CLK_TCK)
 
-printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %s\n' sidecars connect_s "p50 ms" "p99 ms" "max ms" "RSS MB" "peak MB" "CPU s"
+printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %-8s %s\n' sidecars connect_s "p50 ms" "p99 ms" "max ms" "RSS MB" "peak MB" "CPU s" "bytes/sidecar/change"
 for n in "${SIZES[@]}"; do
   dir=$(mktemp -d /tmp/weir-bench-control.XXXXXX)
   "$WEIR" control --data-dir "$dir" --api 127.0.0.1:25080 --listen 127.0.0.1:25012 --log-level warn > "$dir/control.log" 2>&1 &
@@ -39,10 +41,10 @@ for n in "${SIZES[@]}"; do
   connect=$(echo "$out" | sed -n 's/^connected .* seconds=\([0-9.]*\).*/\1/p')
   # Medians over the changes.
   med() { echo "$out" | sed -n "s/^change .* $1=\([0-9.]*\).*/\1/p" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %s\n' "$n" "$connect" "$(med p50_ms)" "$(med p99_ms)" "$(med max_ms)" \
+  printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %-8s %s\n' "$n" "$connect" "$(med p50_ms)" "$(med p99_ms)" "$(med max_ms)" \
     "$(awk -v k="$(rss "$pid")" 'BEGIN {printf "%.1f", k / 1024}')" "$(awk -v k="$(hwm "$pid")" 'BEGIN {printf "%.1f", k / 1024}')" \
-    "$(awk -v t=$((c1 - c0)) -v h="$ticks" 'BEGIN {printf "%.1f", t / h}')"
+    "$(awk -v t=$((c1 - c0)) -v h="$ticks" 'BEGIN {printf "%.1f", t / h}')" "$(med bytes_per_sidecar)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
 done
-echo "(p50/p99/max: medians over $CHANGES changes of the time from apply to each sidecar holding the new snapshot; RSS after the changes, peak over the run; CPU: the control plane's, connecting included)"
+echo "(p50/p99/max: medians over $CHANGES changes of the time from apply to each sidecar holding the new snapshot; RSS after the changes, peak over the run; CPU: the control plane's, connecting included; bytes: median per change of what the control plane's sidecar connections sent, TLS and framing included, per sidecar)"

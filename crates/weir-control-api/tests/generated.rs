@@ -13,6 +13,7 @@ fn generated_code_is_what_the_proto_gives() {
     let generated = tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .codec_path("crate::codec::MeshCodec")
         .out_dir(&out)
         .compile_protos(&[root.join("proto/weir/mesh/v1/mesh.proto")], &[root.join("proto")]);
     if let Err(err) = generated {

@@ -4,10 +4,16 @@
 //! Kafka proxy behind it. Then policy changes are applied through the API and the time until
 //! every sidecar has the new version is measured.
 //!
-//!   fleet --api HOST:PORT --control HOST:PORT --data-dir DIR --sidecars N --changes K
+//!   fleet --api HOST:PORT --control HOST:PORT --data-dir DIR --sidecars N --changes K [--hold S]
+//!
+//! `--hold S`: keep the sidecars connected S seconds after the summary (to look at the control
+//! plane meanwhile).
 //!
 //! DIR is the control plane's data directory (tokens and CA bundle are read from it).
-//! Prints one `change` line per change and a summary.
+//! Prints one `change` line per change and a summary. A change's `bytes` are what the kernel
+//! counts as sent on the control plane's sidecar connections (`ss`'s `bytes_sent`: TLS,
+//! HTTP/2 and gRPC framing included) from the apply until half a second after the last
+//! sidecar had it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +31,7 @@ struct Args {
     data_dir: PathBuf,
     sidecars: usize,
     changes: usize,
+    hold: u64,
 }
 
 fn args() -> Args {
@@ -34,6 +41,7 @@ fn args() -> Args {
         data_dir: "weir-control-data".into(),
         sidecars: 100,
         changes: 5,
+        hold: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -44,6 +52,7 @@ fn args() -> Args {
             "--data-dir" => parsed.data_dir = value.into(),
             "--sidecars" => parsed.sidecars = value.parse().expect("--sidecars N"),
             "--changes" => parsed.changes = value.parse().expect("--changes K"),
+            "--hold" => parsed.hold = value.parse().expect("--hold SECONDS"),
             other => panic!("unknown flag {other}; see the header of examples/fleet.rs"),
         }
     }
@@ -55,6 +64,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     sorted[((sorted.len() as f64 * p / 100.0).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Bytes sent so far on the established TCP connections from local `port` (the control plane's
+/// side of every sidecar stream), from `ss`; none if `ss` cannot run.
+fn sent_bytes(port: u16) -> Option<u64> {
+    let filter = format!("( sport = :{port} )");
+    let out = std::process::Command::new("ss").args(["-tinH", "state", "established", &filter]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.split_whitespace()
+            .filter_map(|field| field.strip_prefix("bytes_sent:"))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum(),
+    )
 }
 
 fn policy(change: usize) -> serde_json::Value {
@@ -117,8 +140,10 @@ async fn main() {
     }
     println!("connected sidecars={} seconds={:.1}", args.sidecars, started.elapsed().as_secs_f64());
 
+    let port = args.control.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     let mut worst = Vec::new();
     for change in 1..=args.changes {
+        let sent_before = sent_bytes(port);
         let t0 = Instant::now();
         let answer = api.post("/api/v1/apply", &policy(change)).await.expect("apply a change");
         let version = version_of(&answer);
@@ -136,16 +161,18 @@ async fn main() {
         latencies.sort();
         let (p50, p99, max) =
             (percentile(&latencies, 50.0), percentile(&latencies, 99.0), latencies[latencies.len() - 1]);
+        // Let the ACKs land before the next change.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let bytes = sent_before.zip(sent_bytes(port)).map(|(before, after)| after.saturating_sub(before)).unwrap_or(0);
         println!(
-            "change {change} version={version} sidecars={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+            "change {change} version={version} sidecars={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} bytes={bytes} bytes_per_sidecar={}",
             latencies.len(),
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3
+            max.as_secs_f64() * 1e3,
+            bytes / args.sidecars.max(1) as u64,
         );
         worst.push(p99);
-        // Let the ACKs land before the next change.
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     worst.sort();
     println!(
@@ -154,6 +181,7 @@ async fn main() {
         args.changes,
         percentile(&worst, 50.0).as_secs_f64() * 1e3
     );
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
     stop.cancel();
     let _ = std::fs::remove_dir_all(&state_root);
 }

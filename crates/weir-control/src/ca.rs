@@ -26,6 +26,16 @@ pub enum CaError {
     Refused(String),
 }
 
+/// How far a certificate's `notBefore` lies before its issue, for peers whose clocks are a
+/// little behind.
+const CLOCK_SLACK: Duration = Duration::from_secs(60);
+
+/// When a certificate this CA signed was issued (unix s), from its `notBefore`; what a
+/// `CertificateRevocation` compares with.
+pub fn issued_at(not_before: u64) -> u64 {
+    not_before + CLOCK_SLACK.as_secs()
+}
+
 /// What a sidecar gets from [`MeshCa::certify`].
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -132,8 +142,7 @@ impl MeshCa {
             )));
         }
         let now = SystemTime::now();
-        // A minute of slack for clocks a little behind.
-        let not_before = now - Duration::from_secs(60);
+        let not_before = now - CLOCK_SLACK;
         let not_after = now + self.ttl;
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into().map_err(crypto("the SPIFFE id"))?)];

@@ -85,6 +85,26 @@ pub async fn apply(client: &ApiClient, resources: &[Resource], dry_run: bool) ->
     Ok(describe_changes(&answer, dry_run))
 }
 
+/// `revoke WORKLOAD`: a `CertificateRevocation` of what was issued to it until now.
+pub async fn revoke(client: &ApiClient, workload: &str, dry_run: bool) -> Result<String, CtlError> {
+    let now = crate::sidecars::now();
+    let revocation = serde_json::json!({
+        "apiVersion": weir_mesh::API_VERSION,
+        "kind": Kind::CertificateRevocation.name(),
+        "metadata": {"name": format!("{workload}-revoked-{now}")},
+        "spec": {
+            "workload": workload,
+            "issued_before": weir_mesh::kinds::certificate_revocation::format_time(now + 1),
+        },
+    });
+    let resource: Resource = serde_json::from_value(revocation).map_err(|e| ClientError::NotTheApi {
+        address: String::new(),
+        status: 0,
+        body: format!("cannot make the revocation: {e}"),
+    })?;
+    apply(client, &[resource], dry_run).await
+}
+
 fn describe_changes(answer: &serde_json::Value, dry_run: bool) -> String {
     let mut out = String::new();
     for change in answer["changes"].as_array().into_iter().flatten() {
@@ -162,6 +182,7 @@ fn detail_header(kind: Kind) -> &'static str {
         Kind::KafkaCluster => "BOOTSTRAP",
         Kind::Workload => "CLUSTER",
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => "WORKLOADS",
+        Kind::CertificateRevocation => "REVOKES",
     }
 }
 
@@ -173,7 +194,14 @@ fn detail(kind: Kind, resource: &Resource, state: &MeshState) -> String {
         }
         Kind::Workload => resource.spec["cluster"].as_str().unwrap_or("?").to_owned(),
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => names(state.selected_by(resource)),
+        Kind::CertificateRevocation => revoked(resource),
     }
+}
+
+fn revoked(resource: &Resource) -> String {
+    let workload = resource.spec["workload"].as_str().unwrap_or("?");
+    let before = resource.spec["issued_before"].as_str().unwrap_or("?");
+    format!("{workload}'s certificates issued before {before}")
 }
 
 fn names<'a>(resources: impl Iterator<Item = &'a Resource>) -> String {
@@ -207,6 +235,9 @@ pub async fn describe(client: &ApiClient, kind: Kind, name: &str) -> Result<Stri
         }
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => {
             let _ = writeln!(out, "#   applies to workloads: {}", names(state.selected_by(resource)));
+        }
+        Kind::CertificateRevocation => {
+            let _ = writeln!(out, "#   revokes: {}", revoked(resource));
         }
     }
     Ok(out)

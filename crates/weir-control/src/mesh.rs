@@ -22,6 +22,9 @@ use crate::ca::{unix_seconds, CaError, MeshCa};
 use crate::plane::ControlPlane;
 use crate::sidecars::{now, Sidecars};
 
+/// How a refusal for a revoked certificate begins; the sidecar's client knows it by this.
+pub use weir_control_api::REVOKED;
+
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,6 +36,7 @@ pub struct MeshService {
     /// What a sidecar without a certificate must present to get its first.
     join_token: String,
     renders: Arc<Renders>,
+    hello_timeout: Duration,
 }
 
 /// Each workload's rendered config at the latest version, shared by all its sidecars' streams:
@@ -57,11 +61,34 @@ impl Renders {
     }
 }
 
-/// The SPIFFE id of the verified client certificate on this request's connection, if any.
-/// (TLS has already checked that it chains to the trust bundle and is within its validity.)
-fn peer_identity<T>(request: &Request<T>) -> Option<String> {
+/// The verified client certificate on a request's connection: TLS has already checked that it
+/// chains to the trust bundle and is within its validity.
+struct PeerCertificate {
+    spiffe_id: String,
+    /// Unix seconds.
+    issued_at: u64,
+    not_after: u64,
+}
+
+fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
     let certs = request.peer_certs()?;
-    weir_core::tls::principal_of(certs.first()?, &[weir_core::tls::PrincipalSource::SpiffeUri])
+    let cert = certs.first()?;
+    let spiffe_id = weir_core::tls::principal_of(cert, &[weir_core::tls::PrincipalSource::SpiffeUri])?;
+    let (not_before, not_after) = weir_core::tls::validity(cert)?;
+    Some(PeerCertificate { spiffe_id, issued_at: crate::ca::issued_at(not_before), not_after })
+}
+
+/// Refuses a certificate a `CertificateRevocation` names. The status is what the sidecar
+/// takes as "get a new certificate with the join token".
+fn check_not_revoked(state: &weir_mesh::MeshState, workload: &str, issued_at: u64) -> Result<(), Status> {
+    match state.revocation_of(workload, issued_at) {
+        None => Ok(()),
+        Some(revocation) => Err(Status::unauthenticated(format!(
+            "{REVOKED}: {} (issued at {})",
+            revocation.id(),
+            weir_mesh::kinds::certificate_revocation::format_time(issued_at)
+        ))),
+    }
 }
 
 impl MeshService {
@@ -72,7 +99,12 @@ impl MeshService {
         ca: Arc<MeshCa>,
         join_token: String,
     ) -> Self {
-        Self { plane, sidecars, topology, ca, join_token, renders: Arc::default() }
+        Self { plane, sidecars, topology, ca, join_token, renders: Arc::default(), hello_timeout: HELLO_TIMEOUT }
+    }
+
+    /// How long a new stream may take to say Hello (default 10 s).
+    pub fn with_hello_timeout(self, hello_timeout: Duration) -> Self {
+        Self { hello_timeout, ..self }
     }
 
     /// The identity `workload` is certified as; an unknown workload is an error for the caller.
@@ -93,23 +125,30 @@ impl Mesh for MeshService {
         request: Request<Streaming<SidecarMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let presented = peer_identity(&request);
-        let not_after = request.peer_certs().and_then(|certs| weir_core::tls::not_after(certs.first()?));
+        let presented = peer_certificate(&request);
         let mut inbound = request.into_inner();
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+        let hello = match tokio::time::timeout(self.hello_timeout, inbound.message()).await {
             Ok(Ok(Some(SidecarMessage { message: Some(sidecar_message::Message::Hello(hello)) }))) => hello,
             Ok(Ok(_)) => return Err(Status::invalid_argument("the first message of a stream must be Hello")),
             Ok(Err(status)) => return Err(status),
-            Err(_) => return Err(Status::deadline_exceeded(format!("no Hello within {HELLO_TIMEOUT:?}"))),
+            Err(_) => {
+                tracing::warn!(%peer, "stream refused: no Hello within {:?}", self.hello_timeout);
+                return Err(Status::deadline_exceeded(format!("no Hello within {:?}", self.hello_timeout)));
+            }
         };
         let identity = self.identity_of(&hello.workload)?;
-        match presented {
-            Some(presented) if presented == identity => {}
+        let certificate = match presented {
+            Some(presented) if presented.spiffe_id == identity => presented,
             Some(presented) => {
+                let presented = presented.spiffe_id;
                 tracing::warn!(%peer, workload = %hello.workload, %presented, "sidecar refused: its certificate is another workload's");
                 return Err(Status::permission_denied(format!("the certificate is {presented}, not {identity}")));
             }
             None => return Err(Status::unauthenticated("a stream needs the workload's certificate (from Certify)")),
+        };
+        if let Err(status) = check_not_revoked(&self.plane.current(), &hello.workload, certificate.issued_at) {
+            tracing::warn!(%peer, workload = %hello.workload, reason = status.message(), "sidecar refused");
+            return Err(status);
         }
         if hello.sidecar_id.is_empty() || hello.workload.is_empty() {
             return Err(Status::invalid_argument("Hello needs workload and sidecar_id"));
@@ -127,26 +166,29 @@ impl Mesh for MeshService {
             s.connected = true;
             s.connected_since = now();
             s.acked_version = s.acked_version.max(hello.running_version);
-            if let Some(not_after) = not_after {
-                s.certificate_not_after = s.certificate_not_after.max(not_after);
-            }
+            s.certificate_not_after = s.certificate_not_after.max(certificate.not_after);
         });
         let (out, receiver) = mpsc::channel(4);
         let shared =
             Shared { sidecars: self.sidecars.clone(), topology: self.topology.clone(), renders: self.renders.clone() };
-        tokio::spawn(follow(hello, first, state, inbound, out, shared));
+        tokio::spawn(follow(hello, certificate.issued_at, first, state, inbound, out, shared));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let presented = peer_identity(&request);
+        let presented = peer_certificate(&request);
         let asked = request.into_inner();
         let identity = self.identity_of(&asked.workload)?;
-        match presented {
-            // Renewal: the current certificate vouches for the workload.
-            Some(presented) if presented == identity => {}
-            Some(presented) => {
+        match presented.map(|p| (p.spiffe_id, p.issued_at)) {
+            // Renewal: the current certificate vouches for the workload, unless revoked.
+            Some((presented, issued_at)) if presented == identity => {
+                if let Err(status) = check_not_revoked(&self.plane.current(), &asked.workload, issued_at) {
+                    tracing::warn!(%peer, %identity, reason = status.message(), "renewal refused");
+                    return Err(status);
+                }
+            }
+            Some((presented, _)) => {
                 tracing::warn!(%peer, %presented, %identity, "certificate request refused: made with another workload's certificate");
                 return Err(Status::permission_denied(format!(
                     "the certificate presented is {presented}, not {identity}"
@@ -192,9 +234,10 @@ struct Shared {
     renders: Arc<Renders>,
 }
 
-/// Serves one sidecar's stream until it ends.
+/// Serves one sidecar's stream until it ends, or until a revocation names its certificate.
 async fn follow(
     hello: Hello,
+    issued_at: u64,
     first: (u64, Arc<str>),
     mut state: tokio::sync::watch::Receiver<Arc<weir_mesh::MeshState>>,
     mut inbound: Streaming<SidecarMessage>,
@@ -227,7 +270,13 @@ async fn follow(
                 if changed.is_err() {
                     break;
                 }
-                let rendered = renders.get(&state.borrow_and_update(), &hello.workload);
+                let current = state.borrow_and_update().clone();
+                if let Err(status) = check_not_revoked(&current, &hello.workload, issued_at) {
+                    tracing::warn!(sidecar = %id, reason = status.message(), "ending a stream: its certificate is revoked");
+                    let _ = out.send(Err(status)).await;
+                    break;
+                }
+                let rendered = renders.get(&current, &hello.workload);
                 match rendered {
                     Ok(next) => pending = Some(next),
                     // The workload was deleted: the sidecar keeps what it has.
@@ -263,11 +312,11 @@ async fn follow(
     sidecars.update(&id, |s| s.connected = false);
 }
 
-/// Binds `address` and serves sidecars over TLS until `stop` (the returned future ends then).
+/// Serves sidecars on `listener` over TLS until `stop` (the returned future ends then).
 /// The listener's certificate is issued by the mesh CA for `names`; client certificates are
 /// optional at the handshake (a first Certify has none) and checked against the trust bundle.
-pub async fn serve(
-    address: std::net::SocketAddr,
+pub fn serve(
+    listener: tokio::net::TcpListener,
     names: &[String],
     service: MeshService,
     stop: tokio_util::sync::CancellationToken,
@@ -278,7 +327,6 @@ pub async fn serve(
         .identity(Identity::from_pem(chain, key))
         .client_ca_root(Certificate::from_pem(service.ca.bundle_pem()))
         .client_auth_optional(true);
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(ServeError::Bind)?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let builder = tonic::transport::Server::builder().tls_config(tls).map_err(ServeError::Tls)?;
     let server = weir_control_api::v1::mesh_server::MeshServer::new(service);
@@ -290,8 +338,6 @@ pub async fn serve(
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot bind: {0}")]
-    Bind(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(tonic::transport::Error),
     #[error(transparent)]

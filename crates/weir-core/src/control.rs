@@ -175,6 +175,17 @@ fn keep_identity(dir: &Path, workload: &str, identity: &WorkloadIdentity) -> std
     std::fs::rename(&temporary, &file)
 }
 
+/// After the control plane said the certificate is revoked: drops it (here and on disk), so
+/// that the next attempt asks for a new one with the join token.
+fn forget_if_revoked(settings: &ControlSettings, identity: &IdentityWatch, refusal: &str) {
+    if !refusal.starts_with(weir_control_api::REVOKED) {
+        return;
+    }
+    tracing::warn!(%refusal, "the workload certificate was revoked; asking for a new one with the join token");
+    identity.send_replace(None);
+    let _ = std::fs::remove_file(identity_file(&settings.state_dir, &settings.workload));
+}
+
 /// The current identity, shared by the stream (which connects with it) and the renewal.
 pub type IdentityWatch = watch::Sender<Option<Arc<WorkloadIdentity>>>;
 
@@ -280,6 +291,7 @@ pub async fn renew(settings: ControlSettings, identity: Arc<IdentityWatch>, stop
                 identity.send_replace(Some(Arc::new(renewed)));
             }
             Err(reason) => {
+                forget_if_revoked(&settings, &identity, &reason);
                 let retry_in = backoff.wait();
                 tracing::warn!(%reason, ?retry_in, not_after = current.not_after, "cannot renew the workload certificate yet");
                 tokio::time::sleep(retry_in).await;
@@ -431,8 +443,13 @@ async fn open(
     // Queued before the call, so the control plane has it with the stream's first frames.
     let _ = outbound.send(SidecarMessage { message: Some(sidecar_message::Message::Hello(hello)) }).await;
     let request = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(outbound_stream);
-    let inbound = MeshClient::new(channel).stream(request).await?.into_inner();
-    Ok((outbound, inbound))
+    match MeshClient::new(channel).stream(request).await {
+        Ok(inbound) => Ok((outbound, inbound.into_inner())),
+        Err(status) => {
+            forget_if_revoked(settings, identity, status.message());
+            Err(status.into())
+        }
+    }
 }
 
 /// The first snapshot the control plane sends, for a proxy that needs a configuration before
@@ -496,7 +513,10 @@ async fn one_stream(
         let message = match received {
             Ok(Some(message)) => message,
             Ok(None) => return StreamEnd::Closed,
-            Err(status) => return StreamEnd::Refused(status),
+            Err(status) => {
+                forget_if_revoked(settings, identity, status.message());
+                return StreamEnd::Refused(status);
+            }
         };
         backoff.reset();
         let Some(control_message::Message::Snapshot(snapshot)) = message.message else { continue };

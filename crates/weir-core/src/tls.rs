@@ -272,10 +272,12 @@ pub fn server_config(config: &TlsListenerConfig) -> Result<ServerConfig, TlsErro
     builder.with_single_cert(certs, key).map_err(|e| TlsError::Settings(format!("certificate and key: {e}")))
 }
 
-/// When a certificate expires, in Unix seconds (none if it does not parse).
-pub fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
+/// A certificate's validity, `(not before, not after)` in Unix seconds (none if it does not
+/// parse).
+pub fn validity(cert: &CertificateDer<'_>) -> Option<(u64, u64)> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    u64::try_from(cert.validity().not_after.timestamp()).ok()
+    let validity = cert.validity();
+    Some((u64::try_from(validity.not_before.timestamp()).ok()?, u64::try_from(validity.not_after.timestamp()).ok()?))
 }
 
 /// Reads the principal from a (verified) client certificate.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::MeshError;
-use crate::kinds::{workload, Kind, Selector};
+use crate::kinds::{certificate_revocation, workload, Kind, Selector};
 use crate::resource::Resource;
 
 /// Every resource of the mesh at one version.
@@ -126,6 +126,14 @@ impl MeshState {
     /// The SPIFFE id a workload's sidecars are certified as.
     pub fn spiffe_id(&self, workload: &str, trust_domain: &str) -> Option<String> {
         self.get(Kind::Workload, workload).map(|w| workload::spiffe_id(w, trust_domain))
+    }
+
+    /// The revocation, if any, of a certificate of `workload` issued at `issued_at` (unix s).
+    pub fn revocation_of(&self, workload: &str, issued_at: u64) -> Option<&Resource> {
+        self.list(Kind::CertificateRevocation).find(|r| {
+            certificate_revocation::revokes(r)
+                .is_some_and(|(revoked, before)| revoked == workload && issued_at < before)
+        })
     }
 
     /// The workloads that reach a cluster.

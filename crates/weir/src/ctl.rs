@@ -62,6 +62,13 @@ enum CtlCommand {
         #[arg(short, long, value_enum, default_value = "table")]
         output: TopologyArg,
     },
+    /// Revoke every certificate issued to a workload until now (a CertificateRevocation named
+    /// WORKLOAD-revoked-UNIXTIME): its sidecars must get new ones with the join token.
+    Revoke {
+        workload: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show what applying these files would change; exits 1 when something would.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -132,6 +139,9 @@ fn run_inner(args: CtlArgs) -> anyhow::Result<ExitCode> {
                     TopologyArg::Dot => commands::TopologyOutput::Dot,
                 };
                 (commands::topology(&client, output).await?, ExitCode::SUCCESS)
+            }
+            CtlCommand::Revoke { workload, dry_run } => {
+                (commands::revoke(&client, &workload, dry_run).await?, ExitCode::SUCCESS)
             }
             CtlCommand::Diff { files } => {
                 let resources = commands::read_sources(&files)?;

@@ -284,8 +284,10 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             std::sync::Arc::new(ca),
             join_token,
         );
-        let streams = weir_control::mesh::serve(args.listen, &names, mesh, stop.clone())
+        let listener = tokio::net::TcpListener::bind(args.listen)
             .await
+            .with_context(|| format!("cannot listen on {} for sidecars", args.listen))?;
+        let streams = weir_control::mesh::serve(listener, &names, mesh, stop.clone())
             .with_context(|| format!("cannot serve sidecars on {}", args.listen))?;
         tracing::info!(
             api = %args.api,

@@ -287,7 +287,7 @@ pub mod mesh_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::MeshCodec::default();
             let path = http::uri::PathAndQuery::from_static("/weir.mesh.v1.Mesh/Stream");
             let mut req = request.into_streaming_request();
             req.extensions_mut().insert(GrpcMethod::new("weir.mesh.v1.Mesh", "Stream"));
@@ -308,7 +308,7 @@ pub mod mesh_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::MeshCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/weir.mesh.v1.Mesh/Certify",
             );
@@ -454,7 +454,7 @@ pub mod mesh_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StreamSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::MeshCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -497,7 +497,7 @@ pub mod mesh_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CertifySvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::MeshCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,

@@ -12,6 +12,7 @@ use crate::error::MeshError;
 use crate::resource::Resource;
 
 pub mod authorization_policy;
+pub mod certificate_revocation;
 pub mod kafka_cluster;
 pub mod peer_authentication;
 pub mod workload;
@@ -27,11 +28,18 @@ pub enum Kind {
     AuthorizationPolicy,
     /// How the selected workloads' clients prove who they are (TLS, SASL, a fixed principal).
     PeerAuthentication,
+    /// Certificates of a workload issued before a moment, no longer accepted.
+    CertificateRevocation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] =
-        [Kind::KafkaCluster, Kind::Workload, Kind::AuthorizationPolicy, Kind::PeerAuthentication];
+    pub const ALL: [Kind; 5] = [
+        Kind::KafkaCluster,
+        Kind::Workload,
+        Kind::AuthorizationPolicy,
+        Kind::PeerAuthentication,
+        Kind::CertificateRevocation,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Kind {
             Kind::Workload => "Workload",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::CertificateRevocation => "CertificateRevocation",
         }
     }
 
@@ -49,6 +58,7 @@ impl Kind {
             Kind::Workload => "wl",
             Kind::AuthorizationPolicy => "ap",
             Kind::PeerAuthentication => "pa",
+            Kind::CertificateRevocation => "revocation",
         }
     }
 
@@ -78,6 +88,7 @@ impl Kind {
             Kind::Workload => workload::check(resource),
             Kind::AuthorizationPolicy => authorization_policy::check(resource),
             Kind::PeerAuthentication => peer_authentication::check(resource),
+            Kind::CertificateRevocation => certificate_revocation::check(resource),
         }
     }
 }

@@ -105,3 +105,25 @@ fn selectors() {
     assert!(by_name.selects("x", &Default::default()));
     assert!(!by_name.selects("y", &labels));
 }
+
+#[test]
+fn a_certificate_revocation_names_a_workload_and_a_time() {
+    let revocation = |before: &str| {
+        format!("apiVersion: weir/v1alpha1\nkind: CertificateRevocation\nmetadata: {{name: leak}}\nspec: {{workload: orders, issued_before: '{before}'}}\n")
+    };
+    let (base, _) = MeshState::default().apply(&resources(BASE)).unwrap();
+    let err = parse_documents(&revocation("yesterday"), "test").unwrap_err().to_string();
+    assert!(err.contains("CertificateRevocation/leak") && err.contains("spec.issued_before"), "{err}");
+    assert!(err.contains("not an RFC 3339 time"), "{err}");
+
+    let (revoked, _) = base.apply(&resources(&revocation("2026-12-02T06:00:00Z"))).unwrap();
+    let before = crate::kinds::certificate_revocation::parse_time("2026-12-02T06:00:00Z").unwrap();
+    assert_eq!(before, 1_796_191_200);
+    assert_eq!(
+        revoked.revocation_of("orders", before - 1).map(Resource::id).as_deref(),
+        Some("CertificateRevocation/leak")
+    );
+    assert!(revoked.revocation_of("orders", before).is_none(), "issued at the moment: not before it");
+    assert!(revoked.revocation_of("billing", before - 1).is_none(), "another workload's");
+    assert_eq!(crate::kinds::certificate_revocation::format_time(before), "2026-12-02T06:00:00Z");
+}

@@ -1,0 +1,180 @@
+//! The sidecar stream's refusals, against the real `Mesh` service over TLS in this process
+//! (no Kafka needed): a stream that never says Hello, an expired certificate, a revoked one.
+//! The sidecars are the real control client (`weir_core::control`) or, where a test must
+//! send what that client never would, a raw gRPC client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use weir_control::ca::MeshCa;
+use weir_control::mesh::MeshService;
+use weir_control::plane::ControlPlane;
+use weir_control::sidecars::Sidecars;
+use weir_control::store::FileStore;
+use weir_control_api::v1::mesh_client::MeshClient;
+use weir_control_api::v1::{sidecar_message, Hello, SidecarMessage};
+use weir_core::control::{certify, first_snapshot, ControlSettings, IdentityWatch, WorkloadIdentity};
+
+const MESH: &str = "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {name: main}\nspec: {bootstrap: ['b:9092']}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: orders}\nspec: {cluster: main, namespace: shop, listen: '127.0.0.1:19092'}\n";
+
+struct Running {
+    address: SocketAddr,
+    plane: Arc<ControlPlane>,
+    sidecars: Arc<Sidecars>,
+    bundle: String,
+    dir: PathBuf,
+    stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A control plane on a port of the kernel's choosing, with certificates of `ttl`.
+async fn start(name: &str, ttl: Duration, hello_timeout: Duration) -> Running {
+    let dir = std::env::temp_dir().join(format!("weir-stream-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let plane = Arc::new(ControlPlane::open(FileStore::open(&dir).unwrap()).unwrap());
+    plane.apply(&weir_mesh::parse_documents(MESH, "test").unwrap(), false).await.unwrap();
+    let ca = MeshCa::load_or_create(&dir, None, "weir.test", ttl).unwrap();
+    let bundle = ca.bundle_pem().to_owned();
+    let sidecars = Arc::<Sidecars>::default();
+    let service = MeshService::new(plane.clone(), sidecars.clone(), Arc::default(), Arc::new(ca), "join".into())
+        .with_hello_timeout(hello_timeout);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let serving = weir_control::mesh::serve(listener, &["127.0.0.1".into()], service, stop.clone()).unwrap();
+    tokio::spawn(serving);
+    Running { address, plane, sidecars, bundle, dir, stop }
+}
+
+fn settings(running: &Running, name: &str) -> ControlSettings {
+    ControlSettings::new(
+        vec![running.address.to_string()],
+        "orders".into(),
+        "join".into(),
+        running.dir.join(format!("sidecar-{name}")),
+        running.bundle.clone(),
+    )
+}
+
+/// Opens a stream presenting `identity`, saying `hello` (or nothing), as no real sidecar would.
+async fn raw_stream(
+    running: &Running,
+    identity: &WorkloadIdentity,
+    hello: Option<Hello>,
+) -> Result<(mpsc::Sender<SidecarMessage>, tonic::Streaming<weir_control_api::v1::ControlMessage>), String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&identity.bundle_pem))
+        .identity(Identity::from_pem(&identity.chain_pem, &identity.key_pem))
+        .domain_name("127.0.0.1");
+    let endpoint = Endpoint::from_shared(format!("https://{}", running.address)).unwrap().tls_config(tls).unwrap();
+    let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
+    let (outbound, receiver) = mpsc::channel(4);
+    if let Some(hello) = hello {
+        outbound.send(SidecarMessage { message: Some(sidecar_message::Message::Hello(hello)) }).await.unwrap();
+    }
+    let inbound = MeshClient::new(channel)
+        .stream(ReceiverStream::new(receiver))
+        .await
+        .map_err(|status| {
+            format!("{:?}: {} ({:?})", status.code(), status.message(), std::error::Error::source(&status))
+        })?
+        .into_inner();
+    Ok((outbound, inbound))
+}
+
+fn hello(sidecar: &str) -> Hello {
+    Hello { workload: "orders".into(), sidecar_id: sidecar.into(), ..Hello::default() }
+}
+
+fn connected(running: &Running) -> Vec<String> {
+    running.sidecars.all().into_iter().filter(|s| s.connected).map(|s| s.sidecar_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_says_hello_is_closed_at_the_limit() {
+    let running = start("hello", Duration::from_secs(600), Duration::from_millis(500)).await;
+    let identity = certify(&settings(&running, "a"), None).await.unwrap();
+    let started = std::time::Instant::now();
+    let refused = raw_stream(&running, &identity, None).await.map(|_| ()).unwrap_err();
+    assert!(refused.starts_with("DeadlineExceeded: no Hello within 500ms"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed at the limit, not later: {:?}", started.elapsed());
+    assert!(connected(&running).is_empty());
+    // The same certificate with a Hello is served: only the silence was refused.
+    let (_outbound, mut inbound) = raw_stream(&running, &identity, Some(hello("a"))).await.unwrap();
+    assert!(inbound.message().await.unwrap().is_some(), "the first snapshot");
+    assert_eq!(connected(&running), ["a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused_for_streams_and_renewals() {
+    let running = start("expired", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let settings = settings(&running, "b");
+    let identity = certify(&settings, None).await.unwrap();
+    {
+        let (_outbound, mut inbound) = raw_stream(&running, &identity, Some(hello("fresh"))).await.unwrap();
+        assert!(inbound.message().await.unwrap().is_some(), "served while valid");
+    }
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    // The same certificate, the same client, only later: the handshake is refused. (With TLS
+    // 1.3 the client may see the server's alert or only the connection closing, by timing.)
+    let refused = raw_stream(&running, &identity, Some(hello("expired"))).await.map(|_| ()).unwrap_err();
+    assert!(refused.contains("CertificateExpired") || refused.contains("connection closed"), "{refused}");
+    let renewal = certify(&settings, Some(&identity)).await.unwrap_err();
+    assert!(!renewal.is_empty());
+    assert!(!connected(&running).contains(&"expired".to_owned()));
+    // The join token still gets the workload a new certificate.
+    let renewed = certify(&settings, None).await.unwrap();
+    assert!(raw_stream(&running, &renewed, Some(hello("renewed"))).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_ends_its_stream_and_the_sidecar_gets_a_new_one() {
+    let running = start("revoked", Duration::from_secs(600), Duration::from_secs(10)).await;
+    let settings = settings(&running, "c");
+    let old = certify(&settings, None).await.unwrap();
+    let (_outbound, mut live) = raw_stream(&running, &old, Some(hello("live"))).await.unwrap();
+    assert!(live.message().await.unwrap().is_some(), "the first snapshot");
+
+    let now = weir_control::sidecars::now();
+    let revocation = format!(
+        "apiVersion: weir/v1alpha1\nkind: CertificateRevocation\nmetadata: {{name: leak}}\nspec: {{workload: orders, issued_before: '{}'}}\n",
+        weir_mesh::kinds::certificate_revocation::format_time(now + 1)
+    );
+    running.plane.apply(&weir_mesh::parse_documents(&revocation, "test").unwrap(), false).await.unwrap();
+
+    // The open stream ends, with the reason.
+    let ended = tokio::time::timeout(Duration::from_secs(5), live.message()).await.expect("ended promptly");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(status.message().starts_with("certificate revoked: CertificateRevocation/leak"), "{}", status.message());
+    // A new stream and a renewal with it are refused.
+    let refused = raw_stream(&running, &old, Some(hello("again"))).await.map(|_| ()).unwrap_err();
+    assert!(refused.starts_with("Unauthenticated: certificate revoked"), "{refused}");
+    let renewal = certify(&settings, Some(&old)).await.unwrap_err();
+    assert!(renewal.starts_with("certificate revoked"), "{renewal}");
+
+    // The real client: told its certificate is revoked, it drops it (memory and disk) and the
+    // next attempt gets a certificate issued after the revocation, with the join token.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let identity = IdentityWatch::new(Some(Arc::new(old.clone())));
+    let first = first_snapshot(&settings, &identity, 0, |_, _| Ok(())).await.unwrap_err();
+    assert!(first.starts_with("certificate revoked"), "{first}");
+    assert!(identity.borrow().is_none(), "the revoked certificate is forgotten");
+    assert!(weir_core::control::kept_identity(&settings.state_dir, "orders").is_none(), "and removed from disk");
+    let applied = first_snapshot(&settings, &identity, 0, |_, _| Ok(())).await.unwrap();
+    assert_eq!(applied.workload, "orders");
+    let renewed = identity.borrow().clone().unwrap();
+    assert_ne!(renewed.chain_pem, old.chain_pem);
+}
