@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weir_mesh::{Kind, MeshError, Resource};
 
+use crate::ca::{CaError, MeshCa};
 use crate::plane::{ControlPlane, WriteError};
 use crate::sidecars::Sidecars;
 use crate::topology::Topology;
@@ -47,10 +48,7 @@ pub fn load_or_create_secret(dir: &Path, name: &str) -> std::io::Result<String> 
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
     }
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| std::io::Error::other("no system randomness"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = new_secret()?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&file)?;
@@ -59,17 +57,44 @@ pub fn load_or_create_secret(dir: &Path, name: &str) -> std::io::Result<String> 
     Ok(token)
 }
 
+/// 256 random bits, as hex: a token.
+pub fn new_secret() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| std::io::Error::other("no system randomness"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// SHA-256 of `text`, as lowercase hex: how a workload's join token is stored.
+pub fn sha256_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 struct Api {
     plane: Arc<ControlPlane>,
     sidecars: Arc<Sidecars>,
     topology: Arc<Topology>,
+    ca: Arc<MeshCa>,
+    rotation: Rotation,
     token: String,
 }
 
-/// What the API serves besides the state: the sidecars and the topology they report.
+/// What the API serves besides the state: the sidecars and the topology they report, and the
+/// CA (whose root it rotates).
 pub struct Observed {
     pub sidecars: Arc<Sidecars>,
     pub topology: Arc<Topology>,
+    pub ca: Arc<MeshCa>,
+    pub rotation: Rotation,
+}
+
+/// Whether this control plane may rotate its root through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    Allowed,
+    /// Replicas on a shared store each hold their own copy of the CA: a rotation through one
+    /// would leave the others trusting only the old root.
+    SharedStore,
 }
 
 /// Serves the API until `shutdown`.
@@ -80,7 +105,8 @@ pub async fn serve(
     token: String,
     shutdown: CancellationToken,
 ) {
-    let api = Arc::new(Api { plane, sidecars: observed.sidecars, topology: observed.topology, token });
+    let Observed { sidecars, topology, ca, rotation } = observed;
+    let api = Arc::new(Api { plane, sidecars, topology, ca, rotation, token });
     weir_core::admin::serve_http(listener, shutdown, "API", move |req| {
         let api = api.clone();
         async move { api.handle(req).await }
@@ -190,10 +216,62 @@ impl Api {
                     self.plane.delete(kind, name, query.resource_version.as_deref(), query.dry_run).await?;
                 Ok(json!({"version": version, "dryRun": query.dry_run, "changes": [change]}))
             }
+            (&Method::GET, ["ca"]) => Ok(self.ca_status()),
+            (&Method::POST, ["ca", "rotate"]) => {
+                self.may_rotate()?;
+                self.ca.start_rotation().map_err(ca_refusal)?;
+                Ok(self.ca_status())
+            }
+            (&Method::POST, ["ca", "finish-rotation"]) => {
+                self.may_rotate()?;
+                if self.ca.status().rotation_started.is_some() {
+                    let stale = self.sidecars_on_old_certificates();
+                    if !stale.is_empty() && !query.force {
+                        return Err(Refusal(
+                            StatusCode::CONFLICT,
+                            "Conflict",
+                            format!(
+                                "{} connected sidecar(s) still hold a certificate from the old root: {}; they renew \
+                                 when they see the new bundle (see `weir ctl status`); --force drops them",
+                                stale.len(),
+                                stale.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                self.ca.finish_rotation().map_err(ca_refusal)?;
+                Ok(self.ca_status())
+            }
             (method, _) => Err(Refusal(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("no such API: {method} {path}; see `weir ctl --help`"),
+            )),
+        }
+    }
+
+    fn ca_status(&self) -> serde_json::Value {
+        let status = self.ca.status();
+        let stale = status.rotation_started.map(|_| self.sidecars_on_old_certificates());
+        json!({"ca": status, "sidecarsOnOldCertificates": stale})
+    }
+
+    /// Connected sidecars whose newest certificate the current root did not sign.
+    fn sidecars_on_old_certificates(&self) -> Vec<String> {
+        let signer = self.ca.signer();
+        let sidecars = self.sidecars.all().into_iter();
+        sidecars.filter(|s| s.connected && s.certificate_issuer != signer).map(|s| s.sidecar_id).collect()
+    }
+
+    fn may_rotate(&self) -> Result<(), Refusal> {
+        match self.rotation {
+            Rotation::Allowed => Ok(()),
+            Rotation::SharedStore => Err(Refusal(
+                StatusCode::CONFLICT,
+                "Refused",
+                "this control plane shares its store with replicas that hold their own copy of the CA: rotate \
+                 with a supplied CA (--ca-cert/--ca-key/--ca-bundle) on every replica instead"
+                    .into(),
             )),
         }
     }
@@ -206,9 +284,20 @@ impl Api {
     }
 }
 
+fn ca_refusal(err: CaError) -> Refusal {
+    match err {
+        CaError::Refused(message) => Refusal(StatusCode::CONFLICT, "Refused", message),
+        other => {
+            tracing::error!(%other, "the CA failed");
+            Refusal(StatusCode::INTERNAL_SERVER_ERROR, "CaFailed", other.to_string())
+        }
+    }
+}
+
 #[derive(Default)]
 struct Query {
     dry_run: bool,
+    force: bool,
     resource_version: Option<String>,
 }
 
@@ -218,6 +307,7 @@ impl Query {
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("dryRun", value)) => parsed.dry_run = value == "true",
+                Some(("force", value)) => parsed.force = value == "true",
                 Some(("resourceVersion", value)) if !value.is_empty() => {
                     parsed.resource_version = Some(value.to_owned())
                 }

@@ -105,6 +105,70 @@ pub async fn revoke(client: &ApiClient, workload: &str, dry_run: bool) -> Result
     apply(client, &[resource], dry_run).await
 }
 
+/// `token WORKLOAD`: gives the workload a join token of its own (stored as its SHA-256 in the
+/// `Workload`, replacing any earlier one); returns the token, to be handed to its sidecars.
+pub async fn token(client: &ApiClient, workload: &str) -> Result<String, CtlError> {
+    let state = fetch_state(client).await?;
+    let mut resource = state
+        .get(Kind::Workload, workload)
+        .cloned()
+        .ok_or(MeshError::NotFound { resource: format!("{}/{workload}", Kind::Workload) })?;
+    let secret = crate::api::new_secret().map_err(|error| CtlError::Read { path: "/dev/urandom".into(), error })?;
+    if let Some(spec) = resource.spec.as_object_mut() {
+        spec.insert("join_token_sha256".into(), crate::api::sha256_hex(&secret).into());
+    }
+    // Applied at the version read: a concurrent change to the workload makes this fail, not lose it.
+    apply(client, &[resource], false).await?;
+    Ok(format!("{secret}\n"))
+}
+
+/// What `weir ctl ca` does.
+pub enum CaAction {
+    Status,
+    Rotate,
+    FinishRotation { force: bool },
+}
+
+/// `ca status|rotate|finish-rotation`: the CA's roots and rotation, after the action.
+pub async fn ca(client: &ApiClient, action: CaAction) -> Result<String, CtlError> {
+    let answer = match action {
+        CaAction::Status => client.get("/api/v1/ca").await?,
+        CaAction::Rotate => client.post("/api/v1/ca/rotate", &serde_json::json!({})).await?,
+        CaAction::FinishRotation { force } => {
+            let path = if force { "/api/v1/ca/finish-rotation?force=true" } else { "/api/v1/ca/finish-rotation" };
+            client.post(path, &serde_json::json!({})).await?
+        }
+    };
+    let ca = &answer["ca"];
+    let mut out = String::new();
+    let origin = if ca["own_root"].as_bool() == Some(true) { "the control plane's own" } else { "supplied" };
+    let _ = writeln!(out, "root: {origin}");
+    let _ = writeln!(out, "trust bundle:");
+    for root in ca["bundle"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {}", root.as_str().unwrap_or("?"));
+    }
+    match ca["rotation_started"].as_u64() {
+        None => {
+            let _ = writeln!(out, "rotation: none in progress");
+        }
+        Some(started) => {
+            let stale: Vec<&str> = answer["sidecarsOnOldCertificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "rotation: started {}; connected sidecars still on the old root: {}",
+                weir_mesh::kinds::certificate_revocation::format_time(started),
+                if stale.is_empty() { "none (ready to finish)".to_owned() } else { stale.join(", ") }
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn describe_changes(answer: &serde_json::Value, dry_run: bool) -> String {
     let mut out = String::new();
     for change in answer["changes"].as_array().into_iter().flatten() {

@@ -68,6 +68,8 @@ struct PeerCertificate {
     /// Unix seconds.
     issued_at: u64,
     not_after: u64,
+    /// The subject of who signed it.
+    issuer: String,
 }
 
 fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
@@ -75,7 +77,8 @@ fn peer_certificate<T>(request: &Request<T>) -> Option<PeerCertificate> {
     let cert = certs.first()?;
     let spiffe_id = weir_core::tls::principal_of(cert, &[weir_core::tls::PrincipalSource::SpiffeUri])?;
     let (not_before, not_after) = weir_core::tls::validity(cert)?;
-    Some(PeerCertificate { spiffe_id, issued_at: crate::ca::issued_at(not_before), not_after })
+    let issuer = crate::ca::issuer_of(cert);
+    Some(PeerCertificate { spiffe_id, issued_at: crate::ca::issued_at(not_before), not_after, issuer })
 }
 
 /// Refuses a certificate a `CertificateRevocation` names. The status is what the sidecar
@@ -100,6 +103,20 @@ impl MeshService {
         join_token: String,
     ) -> Self {
         Self { plane, sidecars, topology, ca, join_token, renders: Arc::default(), hello_timeout: HELLO_TIMEOUT }
+    }
+
+    /// Whether `token` may get `workload` its first certificate: the workload's own join token
+    /// when it has one (`spec.join_token_sha256`), else the mesh-wide one.
+    fn join_token_accepted(&self, workload: &str, token: &str) -> bool {
+        let state = self.plane.current();
+        let own =
+            state.get(weir_mesh::Kind::Workload, workload).and_then(weir_mesh::kinds::workload::join_token_sha256);
+        match own {
+            Some(digest) => {
+                weir_core::sasl::constant_time_eq(crate::api::sha256_hex(token).as_bytes(), digest.as_bytes())
+            }
+            None => weir_core::sasl::constant_time_eq(token.as_bytes(), self.join_token.as_bytes()),
+        }
     }
 
     /// How long a new stream may take to say Hello (default 10 s).
@@ -166,11 +183,18 @@ impl Mesh for MeshService {
             s.connected = true;
             s.connected_since = now();
             s.acked_version = s.acked_version.max(hello.running_version);
+            if certificate.not_after >= s.certificate_not_after {
+                s.certificate_issuer = certificate.issuer.clone();
+            }
             s.certificate_not_after = s.certificate_not_after.max(certificate.not_after);
         });
         let (out, receiver) = mpsc::channel(4);
-        let shared =
-            Shared { sidecars: self.sidecars.clone(), topology: self.topology.clone(), renders: self.renders.clone() };
+        let shared = Shared {
+            sidecars: self.sidecars.clone(),
+            topology: self.topology.clone(),
+            renders: self.renders.clone(),
+            bundle: self.ca.subscribe_bundle(),
+        };
         tokio::spawn(follow(hello, certificate.issued_at, first, state, inbound, out, shared));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
@@ -194,7 +218,7 @@ impl Mesh for MeshService {
                     "the certificate presented is {presented}, not {identity}"
                 )));
             }
-            None if weir_core::sasl::constant_time_eq(asked.token.as_bytes(), self.join_token.as_bytes()) => {}
+            None if self.join_token_accepted(&asked.workload, &asked.token) => {}
             None => {
                 tracing::warn!(%peer, workload = %asked.workload, "certificate request refused: wrong join token");
                 return Err(Status::unauthenticated("wrong join token"));
@@ -216,25 +240,44 @@ impl Mesh for MeshService {
             self.sidecars.update(&asked.sidecar_id, |s| {
                 s.workload = asked.workload.clone();
                 s.certificate_not_after = not_after;
+                s.certificate_issuer = issued.issuer.clone();
             });
         }
         Ok(Response::new(CertifyResponse {
             certificate_chain_pem: issued.chain_pem,
-            trust_bundle_pem: self.ca.bundle_pem().to_owned(),
+            trust_bundle_pem: self.ca.bundle_pem().to_string(),
             not_after,
             spiffe_id: identity,
         }))
     }
 }
 
+fn snapshot(version: u64, workload: &str, config: &str, bundle: &str) -> ControlMessage {
+    ControlMessage {
+        message: Some(control_message::Message::Snapshot(Snapshot {
+            version,
+            workload: workload.to_owned(),
+            config_json: config.to_owned(),
+            trust_bundle_pem: bundle.to_owned(),
+        })),
+    }
+}
+
+/// How a stream ends when the bundle changed; the sidecar reconnects.
+const BUNDLE_CHANGED: &str = "the mesh's trust bundle changed (root rotation); reconnect";
+
 /// What every stream shares.
 struct Shared {
     sidecars: Arc<Sidecars>,
     topology: Arc<crate::topology::Topology>,
     renders: Arc<Renders>,
+    /// The trust bundle, sent with every snapshot.
+    bundle: tokio::sync::watch::Receiver<Arc<str>>,
 }
 
-/// Serves one sidecar's stream until it ends, or until a revocation names its certificate.
+/// Serves one sidecar's stream until it ends, until a revocation names its certificate, or
+/// until the trust bundle changes (a root rotation): then the sidecar is sent the new bundle
+/// and the stream ends, as the listener restarts with the new roots.
 async fn follow(
     hello: Hello,
     issued_at: u64,
@@ -244,28 +287,30 @@ async fn follow(
     out: mpsc::Sender<Result<ControlMessage, Status>>,
     shared: Shared,
 ) {
-    let Shared { sidecars, topology, renders } = shared;
+    let Shared { sidecars, topology, renders, mut bundle } = shared;
     let id = hello.sidecar_id.clone();
     let mut sent_config: Arc<str> = Arc::from("");
     let mut pending = Some(first);
+    let mut sent_version = 0;
     loop {
         if let Some((version, config)) = pending.take() {
             if !Arc::ptr_eq(&config, &sent_config) && config != sent_config {
-                let message = ControlMessage {
-                    message: Some(control_message::Message::Snapshot(Snapshot {
-                        version,
-                        workload: hello.workload.clone(),
-                        config_json: config.to_string(),
-                    })),
-                };
-                if out.send(Ok(message)).await.is_err() {
+                let snapshot = snapshot(version, &hello.workload, &config, &bundle.borrow_and_update());
+                if out.send(Ok(snapshot)).await.is_err() {
                     break;
                 }
-                sent_config = config;
+                (sent_config, sent_version) = (config, version);
                 sidecars.update(&id, |s| s.sent_version = version);
             }
         }
         tokio::select! {
+            Ok(()) = bundle.changed() => {
+                let new_bundle = bundle.borrow_and_update().clone();
+                tracing::info!(sidecar = %id, "sending the new trust bundle; the stream ends for the listener's restart");
+                let _ = out.send(Ok(snapshot(sent_version, &hello.workload, &sent_config, &new_bundle))).await;
+                let _ = out.send(Err(Status::unavailable(BUNDLE_CHANGED))).await;
+                break;
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     break;
@@ -315,31 +360,88 @@ async fn follow(
 /// Serves sidecars on `listener` over TLS until `stop` (the returned future ends then).
 /// The listener's certificate is issued by the mesh CA for `names`; client certificates are
 /// optional at the handshake (a first Certify has none) and checked against the trust bundle.
+/// When the bundle changes (a root rotation starts or finishes) the listener restarts with the
+/// new roots and serving certificate: streams end after sending the new bundle, and sidecars
+/// reconnect.
 pub fn serve(
     listener: tokio::net::TcpListener,
     names: &[String],
     service: MeshService,
     stop: tokio_util::sync::CancellationToken,
-) -> Result<impl std::future::Future<Output = Result<(), tonic::transport::Error>>, ServeError> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (chain, key) = service.ca.serving_certificate(names)?;
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(chain, key))
-        .client_ca_root(Certificate::from_pem(service.ca.bundle_pem()))
-        .client_auth_optional(true);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let builder = tonic::transport::Server::builder().tls_config(tls).map_err(ServeError::Tls)?;
-    let server = weir_control_api::v1::mesh_server::MeshServer::new(service);
+) -> Result<impl std::future::Future<Output = Result<(), ServeError>>, ServeError> {
+    let service = Arc::new(service);
+    let address = listener.local_addr().map_err(ServeError::Bind)?;
+    let names = names.to_vec();
+    let mut tls = tls_settings(&service.ca, &names)?;
+    let mut listener = Some(listener);
     Ok(async move {
-        let builder = builder.http2_keepalive_interval(Some(Duration::from_secs(30)));
-        builder.serve_with_incoming_shutdown(server, incoming, stop.cancelled_owned()).await
+        let mut bundle = service.ca.subscribe_bundle();
+        loop {
+            bundle.borrow_and_update();
+            let listener = match listener.take() {
+                Some(listener) => listener,
+                None => tokio::net::TcpListener::bind(address).await.map_err(ServeError::Bind)?,
+            };
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let restart = tokio_util::sync::CancellationToken::new();
+            let shutdown = {
+                let (stop, restart) = (stop.clone(), restart.clone());
+                async move {
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = restart.cancelled() => {}
+                    }
+                }
+            };
+            let serving = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .map_err(ServeError::Tls)?
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .serve_with_incoming_shutdown(
+                    weir_control_api::v1::mesh_server::MeshServer::from_arc(service.clone()),
+                    incoming,
+                    shutdown,
+                );
+            tokio::pin!(serving);
+            tokio::select! {
+                served = &mut serving => {
+                    served.map_err(ServeError::Serve)?;
+                    return Ok(());
+                }
+                Ok(()) = bundle.changed() => {
+                    restart.cancel();
+                    // Streams end by themselves on the change; a connection that lingers is
+                    // left to its task, on the old settings, until its client goes.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut serving).await;
+                    tracing::info!(%address, "the trust bundle changed: serving sidecars with the new roots");
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            tls = tls_settings(&service.ca, &names)?;
+        }
     })
+}
+
+/// The listener's TLS: a fresh serving certificate and the current bundle for clients.
+fn tls_settings(ca: &MeshCa, names: &[String]) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (chain, key) = ca.serving_certificate(names)?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key))
+        .client_ca_root(Certificate::from_pem(ca.bundle_pem().as_bytes()))
+        .client_auth_optional(true))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(tonic::transport::Error),
+    #[error("{0}")]
+    Serve(tonic::transport::Error),
     #[error(transparent)]
     Ca(#[from] CaError),
 }
@@ -393,7 +495,7 @@ mod tests {
 
         let issued = service.certify(request("orders", "join", csr(Some(orders)))).await.unwrap().into_inner();
         assert_eq!(issued.spiffe_id, orders);
-        assert_eq!(issued.trust_bundle_pem, service.ca.bundle_pem());
+        assert_eq!(issued.trust_bundle_pem, &*service.ca.bundle_pem());
         assert!(issued.not_after > crate::sidecars::now() + 500);
         let status = service.sidecars.all();
         assert_eq!((status[0].workload.as_str(), status[0].certificate_not_after), ("orders", issued.not_after));

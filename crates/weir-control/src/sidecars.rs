@@ -29,6 +29,10 @@ pub struct SidecarStatus {
     pub pending_restart: Vec<String>,
     /// When its newest certificate expires (Unix seconds; 0: none seen).
     pub certificate_not_after: u64,
+    /// Who signed its newest certificate (the issuer's subject): a root rotation is finished
+    /// only when every connected sidecar's is the new root.
+    #[serde(default)]
+    pub certificate_issuer: String,
 }
 
 /// Every sidecar seen since the control plane started.

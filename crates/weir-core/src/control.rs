@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use weir_control_api::v1::mesh_client::MeshClient;
 use weir_control_api::v1::{control_message, sidecar_message, Ack, CertifyRequest, Hello, Nack, SidecarMessage};
@@ -175,6 +175,21 @@ fn keep_identity(dir: &Path, workload: &str, identity: &WorkloadIdentity) -> std
     std::fs::rename(&temporary, &file)
 }
 
+/// Takes the trust bundle a snapshot brings: when it differs from the identity's (a root
+/// rotation started or finished), the control plane is verified with it from now on and the
+/// certificate is renewed at once, so that the current root signs it.
+fn adopt_bundle(settings: &ControlSettings, identity: &IdentityWatch, bundle_pem: &str, renew_now: &Notify) {
+    let current = identity.borrow().clone();
+    let Some(current) = current.filter(|c| !bundle_pem.is_empty() && c.bundle_pem != bundle_pem) else { return };
+    let adopted = WorkloadIdentity { bundle_pem: bundle_pem.to_owned(), ..(*current).clone() };
+    if let Err(err) = keep_identity(&settings.state_dir, &settings.workload, &adopted) {
+        tracing::warn!(dir = %settings.state_dir.display(), %err, "cannot keep the new trust bundle on disk");
+    }
+    identity.send_replace(Some(Arc::new(adopted)));
+    tracing::info!("the mesh's trust bundle changed; renewing the workload certificate now");
+    renew_now.notify_one();
+}
+
 /// After the control plane said the certificate is revoked: drops it (here and on disk), so
 /// that the next attempt asks for a new one with the join token.
 fn forget_if_revoked(settings: &ControlSettings, identity: &IdentityWatch, refusal: &str) {
@@ -270,24 +285,30 @@ pub async fn ensure_identity(
     Ok(fresh)
 }
 
-/// Renews the certificate at 70 % of its lifetime, with the current one, until `stop`; a
-/// failed renewal is retried with backoff while the certificate is still valid.
-pub async fn renew(settings: ControlSettings, identity: Arc<IdentityWatch>, stop: CancellationToken) {
+/// Renews the certificate at 70 % of its lifetime, or at once when `now` is notified (the
+/// trust bundle changed), with the current one, until `stop`; a failed renewal is retried
+/// with backoff while the certificate is still valid.
+pub async fn renew(settings: ControlSettings, identity: Arc<IdentityWatch>, now: Arc<Notify>, stop: CancellationToken) {
     let mut backoff = Backoff::for_this_process();
+    let mut forced = false;
     loop {
         let current = identity.borrow().clone();
         let wait = match &current {
             Some(current) => Duration::from_secs(current.renew_at().saturating_sub(unix_now())),
             None => Duration::from_secs(1),
         };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if !forced {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                _ = now.notified() => forced = true,
+            }
         }
-        let Some(current) = current.filter(|c| c.renew_at() <= unix_now()) else { continue };
+        let Some(current) = current.filter(|c| forced || c.renew_at() <= unix_now()) else { continue };
         match certify(&settings, Some(&current)).await {
             Ok(renewed) => {
                 backoff.reset();
+                forced = false;
                 identity.send_replace(Some(Arc::new(renewed)));
             }
             Err(reason) => {
@@ -402,10 +423,11 @@ pub async fn follow(
     flows: Option<FlowSource>,
     stop: CancellationToken,
 ) {
-    tokio::spawn(renew(settings.clone(), identity.clone(), stop.clone()));
+    let renew_now = Arc::new(Notify::new());
+    tokio::spawn(renew(settings.clone(), identity.clone(), renew_now.clone(), stop.clone()));
     let mut backoff = Backoff::for_this_process();
     loop {
-        let stream = one_stream(&settings, &identity, &mut running, &updates, flows.as_ref(), &mut backoff);
+        let stream = one_stream(&settings, &identity, &mut running, &updates, flows.as_ref(), &mut backoff, &renew_now);
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
             ended = stream => ended,
@@ -491,6 +513,7 @@ async fn one_stream(
     updates: &mpsc::Sender<Update>,
     flows: Option<&FlowSource>,
     backoff: &mut Backoff,
+    renew_now: &Notify,
 ) -> StreamEnd {
     let (outbound, mut inbound) = match open(settings, identity, *running).await {
         Ok(opened) => opened,
@@ -520,6 +543,7 @@ async fn one_stream(
         };
         backoff.reset();
         let Some(control_message::Message::Snapshot(snapshot)) = message.message else { continue };
+        adopt_bundle(settings, identity, &snapshot.trust_bundle_pem, renew_now);
         let (reply, answer) = oneshot::channel();
         let update = Update { version: snapshot.version, config_json: snapshot.config_json.clone(), reply };
         if updates.send(update).await.is_err() {

@@ -13,7 +13,7 @@ use crate::kinds::Kind;
 use crate::state::MeshState;
 
 /// Workload fields that describe the workload to the mesh, not its sidecar's settings.
-const MESH_ONLY: [&str; 3] = ["cluster", "service", "namespace"];
+const MESH_ONLY: [&str; 4] = ["cluster", "service", "namespace", "join_token_sha256"];
 
 impl MeshState {
     /// The sidecar config of `workload`, as JSON in the config file's schema.

@@ -69,10 +69,33 @@ enum CtlCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Give a workload a join token of its own (printed once; the mesh keeps only its SHA-256):
+    /// from then on its sidecars' first certificate needs it, not the mesh-wide token.
+    Token { workload: String },
+    /// The mesh's certificate authority: its roots, and rotating them.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Show what applying these files would change; exits 1 when something would.
     Diff {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// The roots in the trust bundle, and where a rotation stands.
+    Status,
+    /// Start a root rotation: a new root signs from now on, the bundle holds the old and the
+    /// new, every sidecar is sent the new bundle and renews its certificate at once.
+    Rotate,
+    /// Finish the rotation: only the new root stays in the bundle. Refused while a connected
+    /// sidecar still holds a certificate from the old root, unless --force.
+    FinishRotation {
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -142,6 +165,17 @@ fn run_inner(args: CtlArgs) -> anyhow::Result<ExitCode> {
             }
             CtlCommand::Revoke { workload, dry_run } => {
                 (commands::revoke(&client, &workload, dry_run).await?, ExitCode::SUCCESS)
+            }
+            CtlCommand::Token { workload } => (commands::token(&client, &workload).await?, ExitCode::SUCCESS),
+            CtlCommand::Ca { command } => {
+                let text = match command {
+                    CaCommand::Status => commands::ca(&client, commands::CaAction::Status).await?,
+                    CaCommand::Rotate => commands::ca(&client, commands::CaAction::Rotate).await?,
+                    CaCommand::FinishRotation { force } => {
+                        commands::ca(&client, commands::CaAction::FinishRotation { force }).await?
+                    }
+                };
+                (text, ExitCode::SUCCESS)
             }
             CtlCommand::Diff { files } => {
                 let resources = commands::read_sources(&files)?;

@@ -277,11 +277,12 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let topology = std::sync::Arc::<weir_control::topology::Topology>::default();
+        let ca = std::sync::Arc::new(ca);
         let mesh = weir_control::mesh::MeshService::new(
             plane.clone(),
             sidecars.clone(),
             topology.clone(),
-            std::sync::Arc::new(ca),
+            ca.clone(),
             join_token,
         );
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -298,7 +299,11 @@ fn run_control(args: ControlArgs) -> anyhow::Result<()> {
             topology_page = %format!("http://{}/ui#token=<ctl-token>", args.api),
             "control plane ready"
         );
-        let observed = weir_control::api::Observed { sidecars, topology };
+        let rotation = match args.kafka_store {
+            Some(_) => weir_control::api::Rotation::SharedStore,
+            None => weir_control::api::Rotation::Allowed,
+        };
+        let observed = weir_control::api::Observed { sidecars, topology, ca, rotation };
         let api = tokio::spawn(weir_control::api::serve(api, plane, observed, token, stop.clone()));
         streams.await.context("the sidecar stream server failed")?;
         let _ = api.await;

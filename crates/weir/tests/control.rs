@@ -283,3 +283,56 @@ fn bad_requests_to_the_api_get_clear_errors_and_change_nothing() {
     assert_eq!(json["version"], 1);
     assert_eq!(json["items"][0]["spec"]["bootstrap"][0], "127.0.0.1:9093");
 }
+
+#[test]
+fn ctl_token_gives_a_workload_its_own_join_token_and_ctl_revoke_stores_a_revocation() {
+    let plane = ControlPlane::start();
+    plane.ctl(&["apply", "-f", &mesh_dir(&plane)]).ok();
+    let token = plane.ctl(&["token", "orders"]).ok();
+    let token = token.trim();
+    assert!(token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    // Only its digest is stored, in the Workload.
+    let workload = plane.ctl(&["get", "wl", "orders", "-o", "json"]).ok();
+    assert!(!workload.contains(token), "the token itself is not stored");
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(workload.contains(&format!("\"join_token_sha256\": \"{digest}\"")), "{workload}");
+    let unknown = plane.ctl(&["token", "billing"]).refused();
+    assert!(unknown.contains("Workload/billing") && unknown.contains("not found"), "{unknown}");
+
+    let revoked = plane.ctl(&["revoke", "orders"]).ok();
+    assert!(revoked.starts_with("CertificateRevocation/orders-revoked-") && revoked.contains(" created"), "{revoked}");
+    let listed = plane.ctl(&["get", "revocations"]).ok();
+    assert!(listed.contains("orders's certificates issued before 20"), "{listed}");
+}
+
+#[test]
+fn ctl_ca_rotates_the_root_in_two_steps() {
+    let plane = ControlPlane::start();
+    let before = plane.ctl(&["ca", "status"]).ok();
+    assert!(
+        before.contains("root: the control plane's own") && before.contains("rotation: none in progress"),
+        "{before}"
+    );
+    assert_eq!(before.matches("CN=weir mesh root CA").count(), 1, "{before}");
+
+    let rotating = plane.ctl(&["ca", "rotate"]).ok();
+    assert_eq!(rotating.matches("CN=weir mesh root CA").count(), 2, "old and new: {rotating}");
+    assert!(rotating.contains("rotation: started") && rotating.contains("none (ready to finish)"), "{rotating}");
+    let bundle = std::fs::read_to_string(plane.data_dir.join("ca/bundle.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "the bundle on disk holds both");
+    let twice = plane.ctl(&["ca", "rotate"]).refused();
+    assert!(twice.contains("already in progress"), "{twice}");
+
+    let finished = plane.ctl(&["ca", "finish-rotation"]).ok();
+    assert_eq!(finished.matches("CN=weir mesh root CA").count(), 1, "{finished}");
+    assert!(finished.contains("rotation: none in progress"), "{finished}");
+    let new_root = std::fs::read_to_string(plane.data_dir.join("ca/ca.pem")).unwrap();
+    assert_eq!(std::fs::read_to_string(plane.data_dir.join("ca/bundle.pem")).unwrap(), new_root);
+    assert!(!plane.data_dir.join("ca/previous.pem").exists());
+    let nothing = plane.ctl(&["ca", "finish-rotation"]).refused();
+    assert!(nothing.contains("no root rotation is in progress"), "{nothing}");
+}

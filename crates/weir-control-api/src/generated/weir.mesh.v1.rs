@@ -147,6 +147,11 @@ pub struct Snapshot {
     /// The sidecar configuration as JSON, in the schema of the sidecar config file.
     #[prost(string, tag = "3")]
     pub config_json: ::prost::alloc::string::String,
+    /// The roots the mesh trusts now, PEM. A sidecar that sees it change (a root rotation)
+    /// verifies the control plane with it from then on and renews its certificate at once, so
+    /// that it is signed by the current root before the old one leaves the bundle.
+    #[prost(string, tag = "4")]
+    pub trust_bundle_pem: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -73,7 +73,7 @@ impl Kind {
         let singular = lower.strip_suffix('s').unwrap_or(&lower);
         Kind::ALL.into_iter().find(|k| {
             let name = k.name().to_ascii_lowercase();
-            lower == name || singular == name || lower == k.short_name()
+            lower == name || singular == name || lower == k.short_name() || singular == k.short_name()
         })
     }
 

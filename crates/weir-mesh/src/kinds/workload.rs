@@ -21,6 +21,11 @@ pub struct WorkloadSpec {
     pub service: Option<String>,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// SHA-256 (hex) of this workload's own join token: its sidecars' first certificate needs
+    /// that token, and the mesh-wide one is refused for it. `weir ctl token WORKLOAD` makes
+    /// one. The token itself is never stored.
+    #[serde(default)]
+    pub join_token_sha256: Option<String>,
     /// Where the service's clients bootstrap.
     pub listen: SocketAddr,
     #[serde(default)]
@@ -48,6 +53,15 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
     if let Some(service) = &spec.service {
         check_name(service).map_err(|m| MeshError::invalid(resource.id(), "spec.service", m))?;
     }
+    if let Some(digest) = &spec.join_token_sha256 {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(MeshError::invalid(
+                resource.id(),
+                "spec.join_token_sha256",
+                "expected a SHA-256 digest: 64 lowercase hex digits",
+            ));
+        }
+    }
     if spec.workers.is_some_and(|w| !(1..=256).contains(&w)) {
         return Err(MeshError::invalid(resource.id(), "spec.workers", "expected 1 to 256"));
     }
@@ -57,6 +71,11 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
 /// The cluster a stored workload names (checked at apply, so present).
 pub(crate) fn cluster_of(resource: &Resource) -> Option<String> {
     resource.spec.get("cluster").and_then(|c| c.as_str()).map(str::to_owned)
+}
+
+/// The SHA-256 (hex) of the workload's own join token, if it has one.
+pub fn join_token_sha256(resource: &Resource) -> Option<&str> {
+    resource.spec.get("join_token_sha256").and_then(|v| v.as_str())
 }
 
 /// The workload's SPIFFE id in `trust_domain`: `spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE`.
