@@ -271,7 +271,7 @@ struct Shared {
     sidecars: Arc<Sidecars>,
     topology: Arc<crate::topology::Topology>,
     renders: Arc<Renders>,
-    /// The trust bundle, sent with every snapshot.
+    /// The trust bundle, sent with a stream's first snapshot and when it changes.
     bundle: tokio::sync::watch::Receiver<Arc<str>>,
 }
 
@@ -292,14 +292,19 @@ async fn follow(
     let mut sent_config: Arc<str> = Arc::from("");
     let mut pending = Some(first);
     let mut sent_version = 0;
+    // The bundle goes with a stream's first snapshot only (and when it changes, below): the
+    // sidecar keeps it, and later snapshots stay small.
+    let mut bundle_sent = false;
     loop {
         if let Some((version, config)) = pending.take() {
             if !Arc::ptr_eq(&config, &sent_config) && config != sent_config {
-                let snapshot = snapshot(version, &hello.workload, &config, &bundle.borrow_and_update());
+                let current_bundle = bundle.borrow_and_update().clone();
+                let with_bundle = if bundle_sent { "" } else { &current_bundle };
+                let snapshot = snapshot(version, &hello.workload, &config, with_bundle);
                 if out.send(Ok(snapshot)).await.is_err() {
                     break;
                 }
-                (sent_config, sent_version) = (config, version);
+                (sent_config, sent_version, bundle_sent) = (config, version, true);
                 sidecars.update(&id, |s| s.sent_version = version);
             }
         }

@@ -147,7 +147,8 @@ pub struct Snapshot {
     /// The sidecar configuration as JSON, in the schema of the sidecar config file.
     #[prost(string, tag = "3")]
     pub config_json: ::prost::alloc::string::String,
-    /// The roots the mesh trusts now, PEM. A sidecar that sees it change (a root rotation)
+    /// The roots the mesh trusts now, PEM; in a stream's first snapshot and when it changes,
+    /// empty otherwise (nothing new). A sidecar that sees it change (a root rotation)
     /// verifies the control plane with it from then on and renews its certificate at once, so
     /// that it is signed by the current root before the old one leaves the bundle.
     #[prost(string, tag = "4")]
