@@ -7,9 +7,11 @@
 # and the control plane's RSS and CPU.
 #
 #   bench/control.sh [N ...]      default: 100 1000 5000; CHANGES=K changes each (default 5)
+#   PIN=1 bench/control.sh ...    the control plane on CPU 0, the fleet on CPU 1 (taskset), so
+#                                 that neither takes the other's core
 #
-# Everything runs on this machine (the fleet and the control plane share its cores). No Kafka
-# is needed: the fleet's workload names a cluster no sidecar connects to.
+# Everything runs on this machine (unpinned, the fleet and the control plane share its cores).
+# No Kafka is needed: the fleet's workload names a cluster no sidecar connects to.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -28,14 +30,19 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ticks=$(getconf CLK_TCK)
 
+control_cpu=() fleet_cpu=()
+if [[ ${PIN:-0} == 1 ]]; then
+  control_cpu=(taskset -c 0) fleet_cpu=(taskset -c 1)
+fi
+
 printf '%-8s %-10s %-12s %-12s %-12s %-14s %-14s %-8s %s\n' sidecars connect_s "p50 ms" "p99 ms" "max ms" "RSS MB" "peak MB" "CPU s" "bytes/sidecar/change"
 for n in "${SIZES[@]}"; do
   dir=$(mktemp -d /tmp/weir-bench-control.XXXXXX)
-  "$WEIR" control --data-dir "$dir" --api 127.0.0.1:25080 --listen 127.0.0.1:25012 --log-level warn > "$dir/control.log" 2>&1 &
+  "${control_cpu[@]}" "$WEIR" control --data-dir "$dir" --api 127.0.0.1:25080 --listen 127.0.0.1:25012 --log-level warn > "$dir/control.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:25080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   c0=$(cpu "$pid")
-  out=$("$FLEET" --api 127.0.0.1:25080 --control 127.0.0.1:25012 --data-dir "$dir" --sidecars "$n" --changes "$CHANGES")
+  out=$("${fleet_cpu[@]}" "$FLEET" --api 127.0.0.1:25080 --control 127.0.0.1:25012 --data-dir "$dir" --sidecars "$n" --changes "$CHANGES")
   c1=$(cpu "$pid")
   echo "$out" > "$dir/fleet.out"
   connect=$(echo "$out" | sed -n 's/^connected .* seconds=\([0-9.]*\).*/\1/p')
