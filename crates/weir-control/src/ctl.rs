@@ -387,9 +387,10 @@ pub async fn topology(client: &ApiClient, output: TopologyOutput) -> Result<Stri
             }
             for edge in &graph.edges {
                 let style = if edge.denied > 0 { ", color=red, style=dashed" } else { "" };
+                let group = if edge.group.is_empty() { String::new() } else { format!(" (group {})", edge.group) };
                 let _ = writeln!(
                     out,
-                    "  \"{}\" -> \"{}\" [label=\"{:.1} rec/s{}\"{style}];",
+                    "  \"{}\" -> \"{}\" [label=\"{:.1} rec/s{}{group}\"{style}];",
                     edge.from,
                     edge.to,
                     edge.records_per_second,
@@ -406,19 +407,23 @@ pub async fn topology(client: &ApiClient, output: TopologyOutput) -> Result<Stri
                 return Ok(out);
             }
             let mut rows =
-                vec![["FROM", "TO", "PRINCIPAL", "RECORDS/S", "BYTES/S", "RECORDS", "DENIED"].map(str::to_owned)];
+                vec![["FROM", "TO", "PRINCIPAL", "CLIENT", "GROUP", "RECORDS/S", "BYTES/S", "RECORDS", "DENIED"]
+                    .map(str::to_owned)];
+            let or_dash = |text: &str| if text.is_empty() { "-".to_owned() } else { text.to_owned() };
             for e in &graph.edges {
                 rows.push([
                     label(&e.from),
                     label(&e.to),
                     e.principal.clone(),
+                    or_dash(&e.client_id),
+                    or_dash(&e.group),
                     format!("{:.1}", e.records_per_second),
                     format!("{:.0}", e.bytes_per_second),
                     e.records.to_string(),
                     e.denied.to_string(),
                 ]);
             }
-            let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..9).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
             for row in rows {
                 let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:w$}")).collect();
                 let _ = writeln!(out, "{}", line.join("   ").trim_end());

@@ -1,5 +1,5 @@
-//! The mesh's topology: which workload produces to or consumes from which topic, with rates,
-//! merged from what every sidecar reports (totals every few seconds; rates are the differences
+//! The mesh's topology: which workload (principal, client id) produces to or consumes from
+//! which topic in which consumer group, with rates, merged from what every sidecar reports (totals every few seconds; rates are the differences
 //! between a sidecar's last two reports). `weir ctl topology` and the web page show it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +16,8 @@ const STALE_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct FlowId {
     principal: String,
+    client_id: String,
+    group: String,
     resource: String,
     produce: bool,
 }
@@ -57,6 +59,12 @@ pub struct Edge {
     /// `produce` (workload → topic) or `consume` (topic → workload).
     pub direction: String,
     pub principal: String,
+    /// The client id the requests carried.
+    #[serde(default)]
+    pub client_id: String,
+    /// The consumer group of that client id (consume edges; empty when none).
+    #[serde(default)]
+    pub group: String,
     pub records_per_second: f64,
     pub bytes_per_second: f64,
     pub records: u64,
@@ -82,6 +90,8 @@ impl Topology {
             .map(|f| {
                 let id = FlowId {
                     principal: f.principal.clone(),
+                    client_id: f.client_id.clone(),
+                    group: f.group.clone(),
                     resource: f.resource.clone(),
                     produce: f.direction == Direction::Produce as i32,
                 };
@@ -164,6 +174,8 @@ impl Topology {
                 to,
                 direction: if id.produce { "produce" } else { "consume" }.into(),
                 principal: id.principal,
+                client_id: id.client_id,
+                group: id.group,
                 records_per_second,
                 bytes_per_second,
                 records: totals.records,
@@ -187,6 +199,8 @@ mod tests {
             records,
             bytes: records * 100,
             denied,
+            client_id: format!("{principal}-app"),
+            group: if direction == Direction::Consume { "billing-group".into() } else { String::new() },
         }
     }
 
@@ -219,6 +233,7 @@ mod tests {
         assert!(produced.records_per_second > 10.0, "10 records in about 0.1 s: {}", produced.records_per_second);
         let consumed = graph.edges.iter().find(|e| e.direction == "consume").unwrap();
         assert_eq!((consumed.from.as_str(), consumed.to.as_str()), ("topic/main/orders.created", "workload/billing"));
+        assert_eq!((consumed.client_id.as_str(), consumed.group.as_str()), ("billing-app", "billing-group"));
         let denied = graph.edges.iter().find(|e| e.denied > 0).unwrap();
         assert_eq!((denied.to.as_str(), denied.denied), ("topic/main/secret", 3));
     }

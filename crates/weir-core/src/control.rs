@@ -88,6 +88,10 @@ pub enum FlowDirection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowTotals {
     pub principal: String,
+    /// The client id its requests carried.
+    pub client_id: String,
+    /// The consumer group that client id is a member of, if any.
+    pub group: String,
     /// A topic, for Kafka.
     pub resource: String,
     pub direction: FlowDirection,
@@ -109,6 +113,8 @@ fn report_message(flows: Vec<FlowTotals>) -> SidecarMessage {
         .into_iter()
         .map(|f| Flow {
             principal: f.principal,
+            client_id: f.client_id,
+            group: f.group,
             resource: f.resource,
             direction: match f.direction {
                 FlowDirection::Produce => Direction::Produce,

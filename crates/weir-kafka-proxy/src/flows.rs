@@ -1,5 +1,8 @@
 //! Who produces to and consumes from which topic through this sidecar, with totals: what the
-//! sidecar reports to the control plane for the mesh's topology.
+//! sidecar reports to the control plane for the mesh's topology. A flow is a principal and
+//! client id, a topic and a direction; the consumer group of a principal's client id is learned
+//! from its group requests (JoinGroup, Heartbeat, OffsetCommit, ...), which go to the group
+//! coordinator on another connection than its fetches.
 //!
 //! Connections take a flow's counters once per topic (one lock, as for a metric's labels) and
 //! then only add to atomics; the report reads them every few seconds.
@@ -17,6 +20,7 @@ const MAX_FLOWS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FlowKey {
     principal: String,
+    client_id: String,
     topic: String,
     direction: FlowDirection,
 }
@@ -32,13 +36,26 @@ pub struct FlowCounters {
 #[derive(Default)]
 pub struct Flows {
     table: Mutex<HashMap<FlowKey, Arc<FlowCounters>>>,
+    /// (principal, client id) → the consumer group it last named; bounded like the flows.
+    groups: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Flows {
     /// The counters of one flow (made on first use).
-    pub fn counters(&self, principal: &str, topic: &str, direction: FlowDirection) -> Arc<FlowCounters> {
+    pub fn counters(
+        &self,
+        principal: &str,
+        client_id: &str,
+        topic: &str,
+        direction: FlowDirection,
+    ) -> Arc<FlowCounters> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let key = FlowKey { principal: principal.to_owned(), topic: topic.to_owned(), direction };
+        let key = FlowKey {
+            principal: principal.to_owned(),
+            client_id: client_id.to_owned(),
+            topic: topic.to_owned(),
+            direction,
+        };
         if let Some(counters) = table.get(&key) {
             return counters.clone();
         }
@@ -46,13 +63,28 @@ impl Flows {
         table.entry(key).or_default().clone()
     }
 
+    /// `client_id` of `principal` is a member of `group`.
+    pub fn set_group(&self, principal: &str, client_id: &str, group: &str) {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (principal.to_owned(), client_id.to_owned());
+        if groups.get(&key).is_some_and(|known| known == group) {
+            return;
+        }
+        if groups.len() < MAX_FLOWS || groups.contains_key(&key) {
+            groups.insert(key, group.to_owned());
+        }
+    }
+
     /// Every flow's totals now.
     pub fn totals(&self) -> Vec<FlowTotals> {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table
             .iter()
             .map(|(key, c)| FlowTotals {
                 principal: key.principal.clone(),
+                client_id: key.client_id.clone(),
+                group: groups.get(&(key.principal.clone(), key.client_id.clone())).cloned().unwrap_or_default(),
                 resource: key.topic.clone(),
                 direction: key.direction,
                 records: c.records.load(Ordering::Relaxed),
@@ -70,15 +102,20 @@ mod tests {
     #[test]
     fn flows_are_counted_per_principal_topic_and_direction_and_bounded() {
         let flows = Flows::default();
-        flows.counters("a", "t", FlowDirection::Produce).records.fetch_add(3, Ordering::Relaxed);
-        flows.counters("a", "t", FlowDirection::Produce).bytes.fetch_add(30, Ordering::Relaxed);
-        flows.counters("a", "t", FlowDirection::Consume).denied.fetch_add(1, Ordering::Relaxed);
+        flows.counters("a", "app", "t", FlowDirection::Produce).records.fetch_add(3, Ordering::Relaxed);
+        flows.counters("a", "app", "t", FlowDirection::Produce).bytes.fetch_add(30, Ordering::Relaxed);
+        flows.counters("a", "app", "t", FlowDirection::Consume).denied.fetch_add(1, Ordering::Relaxed);
+        flows.set_group("a", "app", "billing");
         let mut totals = flows.totals();
         totals.sort_by_key(|t| t.direction as u8);
         assert_eq!((totals[0].records, totals[0].bytes, totals[0].denied), (3, 30, 0));
         assert_eq!((totals[1].direction, totals[1].denied), (FlowDirection::Consume, 1));
+        assert_eq!((totals[1].client_id.as_str(), totals[1].group.as_str()), ("app", "billing"));
+        flows.counters("a", "other-app", "t", FlowDirection::Consume);
+        let other = flows.totals().into_iter().find(|t| t.client_id == "other-app").unwrap();
+        assert_eq!(other.group, "", "another client id of the same principal is not in the group");
         for i in 0..MAX_FLOWS + 5 {
-            flows.counters("b", &format!("t{i}"), FlowDirection::Produce);
+            flows.counters("b", "app", &format!("t{i}"), FlowDirection::Produce);
         }
         assert!(flows.totals().len() <= MAX_FLOWS + 1);
         assert!(flows.totals().iter().any(|t| t.resource == "(other)"));

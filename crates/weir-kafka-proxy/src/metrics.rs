@@ -30,19 +30,37 @@ pub struct TopicLabels {
     pub principal: String,
 }
 
-/// The principal a connection's traffic is counted for, shared by its two halves and set
-/// once known (at connect for TLS or a fixed principal, after SASL otherwise).
+/// Who a connection's traffic is counted for, shared by its two halves: the principal, set
+/// once known (at connect for TLS or a fixed principal, after SASL otherwise), and the client
+/// id of its first counted request (for the mesh's topology).
 #[derive(Clone, Default)]
-pub struct TrafficPrincipal(Arc<OnceLock<String>>);
+pub struct TrafficPrincipal(Arc<TrafficIdentity>);
+
+#[derive(Default)]
+struct TrafficIdentity {
+    principal: OnceLock<String>,
+    client_id: OnceLock<String>,
+}
 
 impl TrafficPrincipal {
     /// The first principal set wins (a SASL login after mTLS keeps the certificate's name here).
     pub fn set(&self, principal: &str) {
-        let _ = self.0.set(principal.to_owned());
+        let _ = self.0.principal.set(principal.to_owned());
     }
 
     pub(crate) fn get(&self) -> &str {
-        self.0.get().map_or("", String::as_str)
+        self.0.principal.get().map_or("", String::as_str)
+    }
+
+    /// The first client id set wins (clients keep one per connection).
+    pub fn set_client_id(&self, client_id: &str) {
+        if self.0.client_id.get().is_none() {
+            let _ = self.0.client_id.set(client_id.to_owned());
+        }
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        self.0.client_id.get().map_or("", String::as_str)
     }
 }
 
@@ -315,7 +333,7 @@ impl TopicCache {
             let counters = TopicCounters {
                 records: records.get_or_create(&labels).clone(),
                 bytes: bytes.get_or_create(&labels).clone(),
-                flow: metrics.flows.counters(&labels.principal, topic, direction),
+                flow: metrics.flows.counters(&labels.principal, self.principal.client_id(), topic, direction),
                 connection_records: 0,
                 connection_bytes: 0,
             };

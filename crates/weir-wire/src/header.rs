@@ -73,6 +73,26 @@ impl RequestHeaderPeek {
         Ok(Self { api_key, api_version, correlation_id, client_id, body_offset: pos })
     }
 
+    /// The consumer group a group-membership request names: OffsetCommit, JoinGroup,
+    /// Heartbeat, LeaveGroup and SyncGroup all begin their body with `group_id` at every
+    /// version. `None` for other requests, or when the field does not read.
+    pub fn group_id<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
+        use ApiKey::*;
+        if !matches!(self.api_key, OffsetCommit | JoinGroup | Heartbeat | LeaveGroup | SyncGroup) {
+            return None;
+        }
+        let body = frame.get(self.body_offset..)?;
+        let known = self.api_key.valid_versions();
+        let flexible = self.api_key.request_header_version(self.api_version.clamp(known.min, known.max)) >= 2;
+        let (len, at) = if flexible {
+            let (len_plus_one, n) = read_uvarint(body)?;
+            (usize::try_from(len_plus_one.checked_sub(1)?).ok()?, n)
+        } else {
+            (usize::try_from(i16::from_be_bytes([*body.first()?, *body.get(1)?])).ok()?, 2)
+        };
+        body.get(at..at.checked_add(len)?)
+    }
+
     /// The client id as text, or `""` when absent or not UTF-8.
     pub fn client_id_str(&self) -> &str {
         self.client_id.as_deref().and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
@@ -169,6 +189,37 @@ mod tests {
         header.encode(&mut body, key.request_header_version(version)).unwrap();
         MetadataRequest::default().encode(&mut body, version).unwrap();
         crate::frame::with_length_prefix(&body)
+    }
+
+    #[test]
+    fn reads_the_group_of_group_requests_classic_and_flexible() {
+        use kafka_protocol::messages::{HeartbeatRequest, OffsetCommitRequest};
+        fn frame<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_client_id(Some(StrBytes::from_static_str("c")));
+            let mut buf = BytesMut::new();
+            header.encode(&mut buf, key.request_header_version(version)).unwrap();
+            body.encode(&mut buf, version).unwrap();
+            crate::frame::with_length_prefix(&buf)
+        }
+        let group = kafka_protocol::messages::GroupId(StrBytes::from_static_str("billing"));
+        for version in [0, 3, 4] {
+            let f = frame(ApiKey::Heartbeat, version, &HeartbeatRequest::default().with_group_id(group.clone()));
+            let peek = RequestHeaderPeek::parse(&f).unwrap();
+            assert_eq!(peek.group_id(&f), Some(&b"billing"[..]), "Heartbeat v{version}");
+        }
+        for version in [2, 8, 9] {
+            let f = frame(ApiKey::OffsetCommit, version, &OffsetCommitRequest::default().with_group_id(group.clone()));
+            let peek = RequestHeaderPeek::parse(&f).unwrap();
+            assert_eq!(peek.group_id(&f), Some(&b"billing"[..]), "OffsetCommit v{version}");
+        }
+        let metadata = frame(ApiKey::Metadata, 12, &kafka_protocol::messages::MetadataRequest::default());
+        assert_eq!(RequestHeaderPeek::parse(&metadata).unwrap().group_id(&metadata), None);
+        let cut = frame(ApiKey::Heartbeat, 4, &HeartbeatRequest::default().with_group_id(group)).slice(..20);
+        let peek = RequestHeaderPeek::parse(&cut).unwrap();
+        assert_eq!(peek.group_id(&cut), None, "a body that stops short is no group");
     }
 
     #[test]

@@ -354,26 +354,19 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     // A topic it may see but not write: the refused produce is a denied flow.
     let outside = format!("{}-readonly", mesh.prefix);
     rd::create_topic(&common::direct_bootstrap(), &outside, 1).await;
+    // The same policy lets `orders` consume in its own groups.
     let describe_only = format!(
-        "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: readonly}}\nspec: {{rules: [{{effect: allow, principals: [orders], resources: ['topic:{outside}'], operations: [describe]}}]}}\n"
+        "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: readonly}}\nspec: {{rules: [{{effect: allow, principals: [orders], resources: ['topic:{outside}'], operations: [describe]}}, {{effect: allow, principals: [orders], resources: ['group:{}.*'], operations: [all]}}]}}\n",
+        mesh.prefix
     );
     let applied = mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("readonly.yaml", &describe_only))]).ok();
     let version = applied.trim().rsplit(' ').next().unwrap().to_owned();
     mesh.wait_status(&format!("ACK v{version}"));
     assert_eq!(send_one(&producer, &outside).await, Some(RDKafkaErrorCode::TopicAuthorizationFailed));
-    // Assigned, not subscribed: the policy grants topics only, no group.
-    let consumer = rd::consumer(&mesh.bootstrap(), "unused", &[("enable.auto.commit", "false")]);
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    partitions.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning).unwrap();
-    rdkafka::consumer::Consumer::assign(&consumer, &partitions).unwrap();
-    let mut consumed = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while consumed < 20 {
-        assert!(Instant::now() < deadline, "consumed only {consumed} of 20");
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
-            consumed += 1;
-        }
-    }
+    // A consumer in a group, with a client id of its own: the edge names both.
+    let group = format!("{}.billing", mesh.prefix);
+    let consumed = rd::consume(&mesh.bootstrap(), &topic, &group, 20, &[("client.id", "billing-reader")]);
+    assert_eq!(consumed.len(), 20);
 
     let (produced_to, consumed_from) = (format!("topic/main/{topic}"), format!("topic/main/{topic}"));
     let denied_to = format!("topic/main/{outside}");
@@ -381,8 +374,12 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     let graph = loop {
         let graph = topology(&mesh.plane);
         let produced = edge(&graph, "workload/orders", &produced_to).is_some_and(|e| e["records"].as_u64() >= Some(20));
-        let consumed =
-            edge(&graph, &consumed_from, "workload/orders").is_some_and(|e| e["records"].as_u64() >= Some(20));
+        let consumed = graph["edges"].as_array().unwrap().iter().any(|e| {
+            e["from"] == consumed_from.as_str()
+                && e["group"] == group.as_str()
+                && e["client_id"] == "billing-reader"
+                && e["records"].as_u64() >= Some(20)
+        });
         let denied = edge(&graph, "workload/orders", &denied_to).is_some_and(|e| e["denied"].as_u64() >= Some(1));
         if produced && consumed && denied {
             break graph;
@@ -397,6 +394,9 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     };
     let produced = edge(&graph, "workload/orders", &produced_to).unwrap();
     assert_eq!((produced["direction"].as_str(), produced["principal"].as_str()), (Some("produce"), Some("orders")));
+    assert_eq!((produced["client_id"].as_str(), produced["group"].as_str()), (Some("rdkafka"), Some("")));
+    let table = mesh.plane.ctl(&["topology"]).ok();
+    assert!(table.contains("CLIENT") && table.contains("billing-reader") && table.contains(&group), "{table}");
     let dot = mesh.plane.ctl(&["topology", "-o", "dot"]).ok();
     assert!(dot.contains(&format!("\"workload/orders\" -> \"{produced_to}\"")), "{dot}");
     assert!(dot.contains("color=red, style=dashed"), "the denied flow stands out: {dot}");

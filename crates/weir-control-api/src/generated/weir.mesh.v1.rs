@@ -78,6 +78,13 @@ pub struct Flow {
     /// Requests the policy refused.
     #[prost(uint64, tag = "6")]
     pub denied: u64,
+    /// The client id the requests carried (Kafka's `client.id`).
+    #[prost(string, tag = "7")]
+    pub client_id: ::prost::alloc::string::String,
+    /// The consumer group that client is a member of, as its group requests named it; empty if
+    /// none.
+    #[prost(string, tag = "8")]
+    pub group: ::prost::alloc::string::String,
 }
 /// The first message on a stream.
 #[allow(clippy::all)]

@@ -17,6 +17,9 @@ use crate::topic_ids::TopicIds;
 pub(crate) struct TrafficFilter {
     produced: TopicCache,
     fetched: TopicCache,
+    /// The consumer group this connection last named, so that a Heartbeat every few seconds
+    /// costs a comparison, not a lock.
+    group: Vec<u8>,
     /// Write a summary of the connection to the audit log when it ends.
     summarize: bool,
 }
@@ -30,6 +33,7 @@ impl TrafficFilter {
         Self {
             produced: TopicCache::new(Direction::Produced, principal.clone()),
             fetched: TopicCache::new(Direction::Fetched, principal),
+            group: Vec::new(),
             summarize,
         }
     }
@@ -49,15 +53,27 @@ impl Filter for TrafficFilter {
     }
 
     fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
-        api == ApiKey::Produce
+        use ApiKey::*;
+        matches!(api, Produce | Fetch | OffsetCommit | JoinGroup | Heartbeat | LeaveGroup | SyncGroup)
     }
 
     fn wants_response(&self, api: ApiKey, _version: i16) -> bool {
         matches!(api, ApiKey::Produce | ApiKey::Fetch)
     }
 
-    /// Counts what a Produce request carries (what is left of it after authorization).
+    /// Counts what a Produce request carries (what is left of it after authorization); notes
+    /// the connection's client id and the consumer group its group requests name.
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        let traffic = self.produced.principal();
+        traffic.set_client_id(cx.header.client_id_str());
+        if cx.header.api_key != ApiKey::Produce {
+            if let Some(group) = cx.header.group_id(cx.frame()).filter(|g| *g != self.group.as_slice()) {
+                self.group = group.to_vec();
+                let group = String::from_utf8_lossy(group);
+                cx.services.metrics().flows.set_group(traffic.get(), traffic.client_id(), &group);
+            }
+            return ready(Ok(RequestAction::Continue));
+        }
         let (metrics, ids) = (cx.services.metrics(), &**cx.services.topic_ids());
         let produced = &mut self.produced;
         let scanned = scan_produce(cx.frame(), cx.header, |topic, _partition, records| {

@@ -332,7 +332,7 @@ impl ConnectionAuthz {
             }
         }
         for denial in &denials {
-            self.record(env, api, denial);
+            self.record(env, api, peek.client_id_str(), denial);
         }
         let facts = facts.unwrap_or_default();
         let ctx = answers::Ctx { env, frame, peek, view: &self.view, facts };
@@ -355,7 +355,7 @@ impl ConnectionAuthz {
         })
     }
 
-    fn record(&self, env: &AuthzEnv<'_>, api: ApiKey, denial: &Denial) {
+    fn record(&self, env: &AuthzEnv<'_>, api: ApiKey, client_id: &str, denial: &Denial) {
         let principal = self.principal.as_deref().unwrap_or(ANONYMOUS);
         let (operation, resource_type) =
             (KAFKA.operation_name(denial.need.operation), KAFKA.resource_type_name(denial.need.resource));
@@ -367,7 +367,7 @@ impl ConnectionAuthz {
             _ => None,
         };
         if let Some(direction) = direction {
-            let flow = env.metrics.flows.counters(principal, &denial.name, direction);
+            let flow = env.metrics.flows.counters(principal, client_id, &denial.name, direction);
             flow.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(audit) = env.audit {
