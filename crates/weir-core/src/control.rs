@@ -164,21 +164,35 @@ fn identity_file(dir: &Path, workload: &str) -> PathBuf {
     dir.join(format!("{workload}.identity.json"))
 }
 
+/// Where the current workload certificate (chain) and its key are kept as PEM files, for TLS
+/// that reads files (towards the brokers): `(certificate, key)`.
+pub fn identity_pem_files(dir: &Path, workload: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{workload}.cert.pem")), dir.join(format!("{workload}.key.pem")))
+}
+
 /// The identity kept for `workload`, if any (valid or not).
 pub fn kept_identity(dir: &Path, workload: &str) -> Option<WorkloadIdentity> {
     serde_json::from_slice(&std::fs::read(identity_file(dir, workload)).ok()?).ok()
 }
 
+/// Keeps the identity (JSON, for restarts) and its certificate and key as PEM files; the key
+/// file is written before the certificate, and each replaces the old one whole.
 fn keep_identity(dir: &Path, workload: &str, identity: &WorkloadIdentity) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (cert, key) = identity_pem_files(dir, workload);
+    replace_private(&key, identity.key_pem.as_bytes())?;
+    replace_private(&cert, identity.chain_pem.as_bytes())?;
+    replace_private(&identity_file(dir, workload), &serde_json::to_vec(identity).map_err(std::io::Error::other)?)
+}
+
+fn replace_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir)?;
-    let file = identity_file(dir, workload);
     let temporary = file.with_extension("tmp");
     let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
-    out.write_all(&serde_json::to_vec(identity).map_err(std::io::Error::other)?)?;
+    out.write_all(bytes)?;
     out.sync_all()?;
-    std::fs::rename(&temporary, &file)
+    std::fs::rename(&temporary, file)
 }
 
 /// Takes the trust bundle a snapshot brings: when it differs from the identity's (a root
@@ -283,7 +297,13 @@ pub async fn ensure_identity(
     }
     let kept = kept_identity(&settings.state_dir, &settings.workload).filter(WorkloadIdentity::is_valid);
     let fresh = match kept {
-        Some(kept) => kept,
+        Some(kept) => {
+            // The PEM files too: a state directory from before they were kept has none.
+            if let Err(err) = keep_identity(&settings.state_dir, &settings.workload, &kept) {
+                tracing::warn!(dir = %settings.state_dir.display(), %err, "cannot keep the certificate on disk");
+            }
+            kept
+        }
         None => certify(settings, None).await?,
     };
     let fresh = Arc::new(fresh);

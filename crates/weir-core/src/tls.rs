@@ -89,10 +89,21 @@ pub struct TlsOriginConfig {
     /// How often the files are checked for changes (new connections use new files).
     #[serde(default = "default_reload_ms")]
     pub reload_interval_ms: u64,
+    /// Present the mesh's workload certificate (instead of `cert`/`key`): a sidecar managed by
+    /// `weir control` fills in the files of its current certificate, renewed as it renews.
+    #[serde(default)]
+    pub workload_identity: bool,
 }
 
 /// Builds the rustls client configuration for connections to servers.
 pub fn client_config(config: &TlsOriginConfig) -> Result<rustls::ClientConfig, TlsError> {
+    if config.workload_identity {
+        return Err(TlsError::Settings(
+            "`workload_identity` needs a sidecar managed by the control plane (weir proxy --control), which \
+             holds a workload certificate"
+                .into(),
+        ));
+    }
     let mut roots = RootCertStore::empty();
     for cert in read_certs(&config.ca, "CA certificates")? {
         roots.add(cert).map_err(|e| TlsError::Pem {

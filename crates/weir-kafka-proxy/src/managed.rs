@@ -6,13 +6,17 @@
 //! What a snapshot can change live is what [`Snapshot`] holds: client TLS, SASL, the fixed
 //! principal, the policy, and TLS towards the brokers. Other settings (where to listen, the
 //! brokers, limits) take effect when the sidecar restarts; the sidecar says which in its ACK.
+//!
+//! TLS towards the brokers may present the workload's own certificate
+//! (`upstream.tls.workload_identity`): its files are filled in here, and each renewal applies
+//! the configuration again, so new broker connections present the new certificate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use weir_core::control::Update;
+use weir_core::control::{Update, WorkloadIdentity};
 
 use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
@@ -30,29 +34,77 @@ pub fn read_config(version: u64, config_json: &str) -> Result<(SidecarConfig, Va
     Ok((config, value))
 }
 
+/// The files of the workload's current certificate and key (PEM), kept by the control client.
+#[derive(Debug, Clone)]
+pub struct WorkloadCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Points `upstream.tls` at the workload certificate's files when it asks for them.
+pub fn use_workload_certificate(config: &mut SidecarConfig, files: &WorkloadCertificate) {
+    if let Some(tls) = config.upstream.tls.as_mut().filter(|tls| tls.workload_identity) {
+        tls.workload_identity = false;
+        tls.cert = Some(files.cert.clone());
+        tls.key = Some(files.key.clone());
+    }
+}
+
 /// Applies snapshots from the control plane to a running sidecar.
 pub struct Managed {
     /// The config the sidecar was started with: what restart-only settings are compared to.
     started_with: Value,
     publisher: watch::Sender<Arc<Snapshot>>,
+    certificate: Option<WorkloadCertificate>,
 }
 
 impl Managed {
     pub fn new(started_with: Value, publisher: watch::Sender<Arc<Snapshot>>) -> Self {
-        Self { started_with, publisher }
+        Self { started_with, publisher, certificate: None }
     }
 
-    /// Applies each update until the control client stops.
-    pub async fn run(self, mut updates: mpsc::Receiver<Update>) {
-        while let Some(update) = updates.recv().await {
-            let answer = self.apply(update.version, &update.config_json).await;
-            let _ = update.reply.send(answer);
+    /// Fills `upstream.tls.workload_identity` in with these files.
+    pub fn with_workload_certificate(self, certificate: WorkloadCertificate) -> Self {
+        Self { certificate: Some(certificate), ..self }
+    }
+
+    /// Applies each update until the control client stops; and the last one again whenever
+    /// the workload certificate is renewed (`renewed`), so TLS towards the brokers takes it.
+    pub async fn run(
+        self,
+        mut updates: mpsc::Receiver<Update>,
+        mut renewed: watch::Receiver<Option<Arc<WorkloadIdentity>>>,
+        (mut version, mut applied): (u64, String),
+    ) {
+        loop {
+            tokio::select! {
+                update = updates.recv() => {
+                    let Some(update) = update else { return };
+                    let answer = self.apply(update.version, &update.config_json).await;
+                    if answer.is_ok() {
+                        (version, applied) = (update.version, update.config_json);
+                    }
+                    let _ = update.reply.send(answer);
+                }
+                Ok(()) = renewed.changed() => {
+                    renewed.borrow_and_update();
+                    if self.certificate.is_some() && applied.contains("workload_identity") {
+                        match self.apply(version, &applied).await {
+                            Ok(_) => tracing::info!("the renewed workload certificate is used for new broker connections"),
+                            Err(err) => tracing::warn!(%err, "cannot use the renewed workload certificate towards the brokers"),
+                        }
+                    }
+                }
+            }
         }
     }
 
     /// Builds and publishes the snapshot; `Ok` lists the changed settings that need a restart.
     pub async fn apply(&self, version: u64, config_json: &str) -> Result<Vec<String>, String> {
-        let (config, value) = read_config(version, config_json)?;
+        let (mut config, value) = read_config(version, config_json)?;
+        if let Some(files) = &self.certificate {
+            use_workload_certificate(&mut config, files);
+        }
         let next = Snapshot::load(&config).await.map_err(|e| e.to_string())?;
         let pending_restart = restart_only_changes(&self.started_with, &value);
         let current = self.publisher.borrow().clone();
@@ -101,6 +153,21 @@ mod tests {
         let moved =
             json!({"listen": "127.0.0.1:2", "bootstrap": ["b:1"], "workers": 2, "upstream": {"connect_timeout_ms": 6}});
         assert_eq!(restart_only_changes(&running, &moved), ["listen", "upstream.connect_timeout_ms", "workers"]);
+    }
+
+    #[test]
+    fn workload_identity_towards_the_brokers_is_filled_in_with_the_certificate_files() {
+        let asked = json!({"listen": "127.0.0.1:1", "bootstrap": ["b:1"], "upstream": {"tls": {"ca": "/ca.pem", "workload_identity": true}}});
+        let (mut config, _) = read_config(1, &asked.to_string()).unwrap();
+        let files = WorkloadCertificate { cert: "/state/orders.cert.pem".into(), key: "/state/orders.key.pem".into() };
+        use_workload_certificate(&mut config, &files);
+        let tls = config.upstream.tls.as_ref().unwrap();
+        assert_eq!((tls.cert.as_deref(), tls.key.as_deref()), (Some(files.cert.as_path()), Some(files.key.as_path())));
+        assert!(!tls.workload_identity);
+        // A file-configured sidecar has no workload certificate: a clear error, not plaintext.
+        let (file_config, _) = read_config(1, &asked.to_string()).unwrap();
+        let err = weir_core::tls::client_config(file_config.upstream.tls.as_ref().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("needs a sidecar managed by the control plane"), "{err}");
     }
 
     #[tokio::test]

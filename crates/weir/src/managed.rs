@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_core::control::{self, Applied, Backoff, ControlSettings, IdentityWatch};
-use weir_kafka_proxy::managed::{read_config, Managed};
+use weir_kafka_proxy::managed::{read_config, use_workload_certificate, Managed, WorkloadCertificate};
 use weir_kafka_proxy::Sidecar;
 
 use crate::ProxyArgs;
@@ -43,6 +43,9 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?
         .block_on(first_configuration(&settings, &identity));
     let (mut config, started_with) = read_config(first.version, &first.config_json).map_err(anyhow::Error::msg)?;
+    let (cert, key) = control::identity_pem_files(&settings.state_dir, &settings.workload);
+    let certificate = WorkloadCertificate { cert, key };
+    use_workload_certificate(&mut config, &certificate);
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
@@ -54,7 +57,8 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let (updates, received) = mpsc::channel(1);
-        tokio::spawn(Managed::new(started_with, publisher).run(received));
+        let managed = Managed::new(started_with, publisher).with_workload_certificate(certificate);
+        tokio::spawn(managed.run(received, identity.subscribe(), (first.version, first.config_json.clone())));
         tokio::spawn(control::follow(settings, identity, first.version, updates, Some(flows), stop.clone()));
         sidecar.run(stop).await;
         Ok(())

@@ -431,3 +431,93 @@ fn headless_chromium(args: &[&str]) -> String {
     assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A CA for the mesh signed by the test cluster's CA, as an operator would supply one (brokers
+/// already trust the cluster's CA): `(certificate, key)` files.
+fn mesh_intermediate_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let pki = common::cluster_tls_dir();
+    let root_key = KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).unwrap()).unwrap();
+    let root = Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.join("ca.pem")).unwrap(), root_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "weir mesh intermediate (test)");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let cert = params.signed_by(&key, &root).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_file, key_file) = (dir.join("intermediate.pem"), dir.join("intermediate.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (cert_file, key_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_presents_its_workload_certificate_to_the_brokers() {
+    common::kafka();
+    let pki = common::cluster_tls_dir();
+    let dir = std::env::temp_dir().join(format!("weir-mesh-ca-{}", std::process::id()));
+    let (cert, key) = mesh_intermediate_ca(&dir);
+    let bundle = pki.join("ca.pem");
+    // Ten-second certificates (the shortest allowed): renewed at 7 s, during the test.
+    let plane = ControlPlane::start_with(&[
+        "--ca-cert",
+        path_str(&cert),
+        "--ca-key",
+        path_str(&key),
+        "--ca-bundle",
+        path_str(&bundle),
+        "--cert-ttl-seconds",
+        "10",
+    ]);
+    let mesh = Mesh::with_plane(plane);
+    // The brokers' TLS listener that requires a client certificate from the cluster's CA; the
+    // sidecar has no certificate file of its own, only its workload certificate.
+    let tls_bootstrap: Vec<String> = (0..3).map(|i| format!("'127.0.0.1:{}'", 9096 + 10 * i)).collect();
+    let cluster = format!(
+        "apiVersion: weir/v1alpha1\nkind: KafkaCluster\nmetadata: {{name: main}}\nspec:\n  bootstrap: [{}]\n  upstream: {{resolve: {{'*.weir.invalid': 127.0.0.1}}, tls: {{ca: '{}', workload_identity: true}}}}\n",
+        tls_bootstrap.join(", "),
+        bundle.display()
+    );
+    mesh.plane.ctl(&["apply", "-f", path_str(&mesh.plane.file("tls-cluster.yaml", &cluster))]).ok();
+    // Sidecars verify the control plane with the supplied bundle (where the harness looks).
+    std::fs::create_dir_all(mesh.plane.data_dir.join("ca")).unwrap();
+    std::fs::copy(&bundle, mesh.plane.data_dir.join("ca/bundle.pem")).unwrap();
+    let sidecar = mesh.sidecar();
+    mesh.wait_status("ACK v");
+    let topic = mesh.topic();
+    rd::create_topic(&mesh.bootstrap(), &topic, 1).await;
+    let producer = rd::producer(&mesh.bootstrap(), &[]);
+    for _ in 0..10 {
+        assert_eq!(send_one(&producer, &topic).await, None);
+    }
+    // What it presented is its workload certificate, chained to the cluster's CA through the
+    // mesh's intermediate.
+    let presented = std::fs::read_to_string(sidecar.state_dir.join("orders.cert.pem")).unwrap();
+    assert_eq!(presented.matches("BEGIN CERTIFICATE").count(), 2, "leaf and intermediate: {presented}");
+    assert!(presented.contains(&std::fs::read_to_string(&cert).unwrap().trim().to_owned()));
+
+    // Renewed: new broker connections present the new certificate, open ones carry on.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(sidecar.state_dir.join("orders.cert.pem")).unwrap() == presented {
+        assert!(Instant::now() < deadline, "the workload certificate was not renewed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sidecar.logs().iter().any(|l| l.contains("renewed workload certificate is used for new broker connections"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the renewal did not reach TLS towards the brokers:\n{}",
+            sidecar.logs().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(send_one(&producer, &topic).await, None, "the open connections carry on");
+    let fresh = rd::producer(&mesh.bootstrap(), &[]);
+    for _ in 0..10 {
+        assert_eq!(send_one(&fresh, &topic).await, None, "new connections use the new certificate");
+    }
+    sidecar.assert_quiet_except(&[]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

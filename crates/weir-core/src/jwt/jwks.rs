@@ -82,6 +82,7 @@ async fn fetch_url(url: &str, ca: &Path) -> Result<String, String> {
         cert: None,
         key: None,
         reload_interval_ms: 0,
+        workload_identity: false,
     })
     .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
