@@ -49,11 +49,7 @@ pub fn load_or_create_secret(dir: &Path, name: &str) -> std::io::Result<String> 
         Err(err) => return Err(err),
     }
     let token = new_secret()?;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&file)?;
-    out.write_all(token.as_bytes())?;
-    out.sync_all()?;
+    weir_core::fs::write_private(&file, token.as_bytes())?;
     Ok(token)
 }
 

@@ -121,19 +121,9 @@ fn crypto(what: &str) -> impl FnOnce(rcgen::Error) -> CaError + '_ {
     move |error| CaError::Crypto { what: what.to_owned(), error }
 }
 
+/// Writes a file only the control plane's user reads, replacing it whole.
 fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_error = |error| CaError::File { path: path.to_owned(), error };
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_error)?;
-    out.write_all(text.as_bytes()).map_err(file_error)?;
-    out.sync_all().map_err(file_error)
+    weir_core::fs::write_private(path, text.as_bytes()).map_err(|error| CaError::File { path: path.to_owned(), error })
 }
 
 impl MeshCa {
@@ -228,9 +218,9 @@ impl MeshCa {
         write_private(&dir.join(PREVIOUS_KEY), &old_key)?;
         write_private(&dir.join(PREVIOUS_CERT), &old.cert_pem)?;
         let bundle = format!("{}{}", self.bundle_pem(), cert_pem);
-        replace_private(&dir.join(BUNDLE), &bundle)?;
-        replace_private(&dir.join(KEY), &key_pem)?;
-        replace_private(&dir.join(CERT), &cert_pem)?;
+        write_private(&dir.join(BUNDLE), &bundle)?;
+        write_private(&dir.join(KEY), &key_pem)?;
+        write_private(&dir.join(CERT), &cert_pem)?;
         *signers = Signers { current: Arc::new(Signer::load(cert_pem, &key_pem, false)?), previous: Some(old) };
         drop(signers);
         self.bundle.send_replace(bundle.into());
@@ -247,7 +237,7 @@ impl MeshCa {
             return Err(CaError::Refused("no root rotation is in progress".into()));
         }
         let bundle = signers.current.cert_pem.clone();
-        replace_private(&dir.join(BUNDLE), &bundle)?;
+        write_private(&dir.join(BUNDLE), &bundle)?;
         for file in [PREVIOUS_CERT, PREVIOUS_KEY] {
             let path = dir.join(file);
             std::fs::remove_file(&path).map_err(|error| CaError::File { path, error })?;
@@ -351,13 +341,6 @@ fn new_root(trust_domain: &str) -> Result<(String, String), CaError> {
     params.not_after = (now + Duration::from_secs(10 * 365 * 24 * 3600)).into();
     let cert = params.self_signed(&key).map_err(crypto("the root CA"))?;
     Ok((cert.pem(), key.serialize_pem()))
-}
-
-/// `replace` = write a temporary file, then rename over: readers see the old or the new.
-fn replace_private(path: &Path, text: &str) -> Result<(), CaError> {
-    let temporary = path.with_extension("tmp");
-    write_private(&temporary, text)?;
-    std::fs::rename(&temporary, path).map_err(|error| CaError::File { path: path.to_owned(), error })
 }
 
 fn pem_certificates(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {

@@ -180,19 +180,10 @@ pub fn kept_identity(dir: &Path, workload: &str) -> Option<WorkloadIdentity> {
 fn keep_identity(dir: &Path, workload: &str, identity: &WorkloadIdentity) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let (cert, key) = identity_pem_files(dir, workload);
-    replace_private(&key, identity.key_pem.as_bytes())?;
-    replace_private(&cert, identity.chain_pem.as_bytes())?;
-    replace_private(&identity_file(dir, workload), &serde_json::to_vec(identity).map_err(std::io::Error::other)?)
-}
-
-fn replace_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = file.with_extension("tmp");
-    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temporary, file)
+    crate::fs::write_private(&key, identity.key_pem.as_bytes())?;
+    crate::fs::write_private(&cert, identity.chain_pem.as_bytes())?;
+    let json = serde_json::to_vec(identity).map_err(std::io::Error::other)?;
+    crate::fs::write_private(&identity_file(dir, workload), &json)
 }
 
 /// Takes the trust bundle a snapshot brings: when it differs from the identity's (a root

@@ -18,6 +18,7 @@ pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod fs;
 pub mod identity;
 pub mod io;
 pub mod jwt;
