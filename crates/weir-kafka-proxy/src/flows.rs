@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use weir_core::control::{FlowDirection, FlowTotals};
 
 /// Distinct flows kept; past it, new ones share one entry named `(other)`, so a client
-/// inventing topic names cannot grow the table without bound.
+/// inventing topic names or client ids cannot grow the table without bound.
 const MAX_FLOWS: usize = 10_000;
+/// The topic and client id of the shared entry.
+const OTHER: &str = "(other)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -59,7 +61,9 @@ impl Flows {
         if let Some(counters) = table.get(&key) {
             return counters.clone();
         }
-        let key = if table.len() < MAX_FLOWS { key } else { FlowKey { topic: "(other)".into(), ..key } };
+        // Past the bound, a client inventing topic names or client ids shares one entry.
+        let key =
+            if table.len() < MAX_FLOWS { key } else { FlowKey { topic: OTHER.into(), client_id: OTHER.into(), ..key } };
         table.entry(key).or_default().clone()
     }
 
@@ -117,6 +121,13 @@ mod tests {
         for i in 0..MAX_FLOWS + 5 {
             flows.counters("b", "app", &format!("t{i}"), FlowDirection::Produce);
         }
+        for i in 0..100 {
+            flows.counters("b", &format!("client-{i}"), "t0", FlowDirection::Produce);
+        }
+        for i in 0..MAX_FLOWS + 5 {
+            flows.set_group("b", &format!("client-{i}"), "g");
+        }
+        assert!(flows.groups.lock().unwrap().len() <= MAX_FLOWS);
         assert!(flows.totals().len() <= MAX_FLOWS + 1);
         assert!(flows.totals().iter().any(|t| t.resource == "(other)"));
     }
