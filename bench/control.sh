@@ -7,6 +7,7 @@
 # and the control plane's RSS and CPU.
 #
 #   bench/control.sh [N ...]      default: 100 1000 5000; CHANGES=K changes each (default 5)
+#   WEIR=PATH bench/control.sh    another `weir` binary (a paired A/B against an older build)
 #   PIN=1 bench/control.sh ...    the control plane on CPU 0, the fleet on CPU 1 (taskset), so
 #                                 that neither takes the other's core
 #
@@ -22,7 +23,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 # Two commands: naming an example builds only that target, not the `weir` binary.
 cargo build --release -p weir --bin weir >&2
 cargo build --release -p weir-control --example fleet >&2
-WEIR=$TARGET/release/weir
+WEIR=${WEIR:-$TARGET/release/weir}
 FLEET=$TARGET/release/examples/fleet
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
