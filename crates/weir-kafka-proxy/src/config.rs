@@ -46,6 +46,10 @@ pub struct SidecarConfig {
     /// Topic-level authorization by a policy file; every request is allowed when absent.
     #[serde(default)]
     pub authorization: Option<AuthorizationConfig>,
+    /// Byte-rate quotas per principal (and client id), with Kafka's throttling semantics;
+    /// changes apply live. None by default.
+    #[serde(default)]
+    pub quotas: Vec<crate::quota::QuotaRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -238,6 +242,7 @@ impl SidecarConfig {
             audit: None,
             tls: None,
             authorization: None,
+            quotas: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -272,6 +277,16 @@ impl SidecarConfig {
         for (i, server) in self.bootstrap.iter().enumerate() {
             if split_host_port(server).is_none() {
                 return Err(invalid(origin, &format!("bootstrap[{i}]"), format!("`{server}` is not host:port")));
+            }
+        }
+        for (i, rule) in self.quotas.iter().enumerate() {
+            rule.validate(origin, &format!("quotas[{i}]"))?;
+            if let Some(j) = self.quotas[..i].iter().position(|other| other.name == rule.name) {
+                return Err(invalid(
+                    origin,
+                    &format!("quotas[{i}].name"),
+                    format!("`{}` is also quotas[{j}]'s name", rule.name),
+                ));
             }
         }
         let (first, last) = self.broker_port_range();

@@ -17,6 +17,7 @@ pub mod filters;
 pub mod flows;
 pub mod managed;
 pub mod metrics;
+pub mod quota;
 pub mod rewrite;
 pub mod session;
 pub mod shared;

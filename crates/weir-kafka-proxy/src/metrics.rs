@@ -2,6 +2,7 @@
 //! handles once per connection, so counting a request never hashes a label or allocates.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::messages::ApiKey;
@@ -99,6 +100,12 @@ pub struct DenialLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    pub quota: String,
+    pub traffic: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -131,6 +138,9 @@ pub struct KafkaMetrics {
     authentication_failures: Family<MechanismLabels, Counter>,
     authentication_throttled: Family<BudgetLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
+    throttled: Family<ApiLabels, Counter>,
+    throttle_seconds: Family<ApiLabels, Counter<f64, AtomicU64>>,
+    quota_throttled: Family<QuotaLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -169,6 +179,9 @@ impl KafkaMetrics {
             authenticated: Family::default(),
             authentication_failures: Family::default(),
             authentication_throttled: Family::default(),
+            throttled: Family::default(),
+            throttle_seconds: Family::default(),
+            quota_throttled: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -228,6 +241,21 @@ impl KafkaMetrics {
             "Requests or parts of requests the policy denied, per principal, operation and resource type",
             m.denials.clone(),
         );
+        kafka.register(
+            "throttled_responses",
+            "Responses that told their client to back off (a quota; throttle_time_ms), per api key",
+            m.throttled.clone(),
+        );
+        kafka.register(
+            "throttle_seconds",
+            "Time clients were told to back off (quotas), summed, per api key",
+            m.throttle_seconds.clone(),
+        );
+        kafka.register(
+            "quota_throttled_requests",
+            "Requests over a quota, per quota rule and traffic (produce, fetch)",
+            m.quota_throttled.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -276,6 +304,18 @@ impl KafkaMetrics {
     pub fn denied(&self, principal: &str, operation: &'static str, resource_type: &'static str) {
         let labels = DenialLabels { principal: principal.to_owned(), operation, resource_type };
         self.denials.get_or_create(&labels).inc();
+    }
+
+    /// A response told its client to back off for `wait`.
+    pub fn throttled(&self, api: ApiKey, wait: std::time::Duration) {
+        let labels = ApiLabels { api: format!("{api:?}") };
+        self.throttled.get_or_create(&labels).inc();
+        self.throttle_seconds.get_or_create(&labels).inc_by(wait.as_secs_f64());
+    }
+
+    /// A request went over the quota `rule`.
+    pub fn over_quota(&self, rule: &str, traffic: &'static str) {
+        self.quota_throttled.get_or_create(&QuotaLabels { quota: rule.to_owned(), traffic }).inc();
     }
 
     pub fn closed(&self, reason: &str) {

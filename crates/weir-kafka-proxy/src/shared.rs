@@ -16,9 +16,11 @@ use crate::filter::{ConnectionInfo, Filter, Services};
 use crate::filters::addresses::AddressFilter;
 use crate::filters::authz::ConnectionAuthz;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
+use crate::filters::quota::QuotaFilter;
 use crate::filters::sasl::SaslFilter;
 use crate::filters::traffic::TrafficFilter;
 use crate::metrics::KafkaMetrics;
+use crate::quota::QuotaMeters;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::topic_ids::TopicIds;
 use crate::upstream::Connector;
@@ -36,6 +38,8 @@ pub struct Shared {
     pub audit: Option<AuditLog>,
     /// Who opened each fetch session, so no one else can read it.
     pub fetch_sessions: Arc<FetchSessionOwners>,
+    /// Quota meters, shared by all connections of a principal.
+    pub quotas: Arc<QuotaMeters>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
     pub topic_ids: Arc<TopicIds>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
@@ -50,13 +54,14 @@ impl Shared {
     /// Authorization is always in the chain, passing everything while the snapshot holds no
     /// policy, so that a policy published later applies to connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(5);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(6);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
         chain.push(Box::new(FetchSessionFilter::new(self.fetch_sessions.clone())));
         let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
         chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
+        chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));
         chain.push(Box::new(AddressFilter::new(self.directory.clone())));

@@ -117,6 +117,7 @@ impl Sidecar {
         let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
         let shared = Arc::new(Shared {
             fetch_sessions: Arc::default(),
+            quotas: Arc::default(),
             config,
             metrics,
             directory: Arc::new(directory),

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub sasl: Option<Arc<SaslServer>>,
     /// The authorization policy; every request is allowed without one.
     pub policy: Option<Arc<Policy>>,
+    /// Byte-rate quotas; none limit anyone when empty.
+    pub quotas: Arc<[crate::quota::QuotaRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -81,6 +83,7 @@ impl Snapshot {
             fixed_principal: config.fixed_principal.as_deref().map(Arc::from),
             sasl,
             policy,
+            quotas: config.quotas.clone().into(),
         })
     }
 }

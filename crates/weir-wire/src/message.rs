@@ -6,7 +6,7 @@
 use std::any::Any;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::fetch::{count_fetch_response, response_session, FetchDigest, FetchSummary, PartitionCount};
@@ -279,6 +279,31 @@ impl ResponseMessage {
         Ok(response_session(&self.body()?, self.version))
     }
 
+    /// Raises the response's `throttle_time_ms` to at least `ms` (a quota at the sidecar), for
+    /// the responses byte quotas apply to: Produce and Fetch from v1 (v0 has no such field).
+    /// Returns whether the response could say it; it is encoded again only if it changed.
+    pub fn raise_throttle_time_ms(&mut self, ms: i32) -> Result<bool, MessageError> {
+        fn raise(field: &mut i32, ms: i32) {
+            *field = (*field).max(ms);
+        }
+        if self.version < 1 {
+            return Ok(false);
+        }
+        let current = match self.api_key {
+            ApiKey::Produce => self.decoded::<ProduceResponse>()?.throttle_time_ms,
+            ApiKey::Fetch => self.decoded::<FetchResponse>()?.throttle_time_ms,
+            _ => return Ok(false),
+        };
+        if current >= ms {
+            return Ok(true);
+        }
+        match self.api_key {
+            ApiKey::Produce => raise(&mut self.decoded_mut::<ProduceResponse>()?.throttle_time_ms, ms),
+            _ => raise(&mut self.decoded_mut::<FetchResponse>()?.throttle_time_ms, ms),
+        }
+        Ok(true)
+    }
+
     /// The frame to send: the broker's very bytes unless a filter changed the message.
     pub fn into_frame(mut self) -> Result<Bytes, MessageError> {
         self.encode_if_changed()?;
@@ -307,6 +332,32 @@ mod tests {
             assert_eq!(header.correlation_id, 7);
             assert_eq!(decoded, body);
         }
+    }
+
+    #[test]
+    fn a_throttle_is_raised_never_lowered_and_v0_cannot_say_it() {
+        for (version, api) in [(3, ApiKey::Produce), (11, ApiKey::Produce), (4, ApiKey::Fetch), (17, ApiKey::Fetch)] {
+            let frame = match api {
+                ApiKey::Produce => {
+                    encode_response(5, api, version, &ProduceResponse::default().with_throttle_time_ms(20))
+                }
+                _ => encode_response(5, api, version, &FetchResponse::default().with_throttle_time_ms(20)),
+            }
+            .unwrap();
+            let mut message = ResponseMessage::new(frame.clone(), api, version);
+            assert!(message.raise_throttle_time_ms(10).unwrap());
+            assert_eq!(message.into_frame().unwrap(), frame, "a lower throttle leaves the broker's bytes");
+            let mut message = ResponseMessage::new(frame, api, version);
+            assert!(message.raise_throttle_time_ms(1500).unwrap());
+            let out = message.into_frame().unwrap();
+            let said = match api {
+                ApiKey::Produce => decode_response::<ProduceResponse>(&out, api, version).unwrap().1.throttle_time_ms,
+                _ => decode_response::<FetchResponse>(&out, api, version).unwrap().1.throttle_time_ms,
+            };
+            assert_eq!((said, crate::header::response_correlation_id(&out)), (1500, Some(5)), "{api:?} v{version}");
+        }
+        let (_, mut metadata) = metadata_message();
+        assert!(!metadata.raise_throttle_time_ms(100).unwrap(), "byte quotas do not throttle Metadata");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Runs a connection's filters over each request and each response.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use weir_wire::message::ResponseMessage;
 use weir_wire::RequestHeaderPeek;
@@ -25,6 +27,8 @@ pub(crate) struct RequestOutcome {
     pub changes_response: bool,
     /// The client authenticated with this request.
     pub authenticated: Option<Authenticated>,
+    /// How long the client must back off (a quota), zero for not at all.
+    pub throttle: Duration,
 }
 
 impl FilterChain {
@@ -52,34 +56,37 @@ impl FilterChain {
                 break;
             }
         }
-        let RequestContext { frame, notes, changes_response, authenticated, .. } = cx;
+        let RequestContext { frame, notes, changes_response, authenticated, throttle, .. } = cx;
         if let Some(Authenticated { principal }) = &authenticated {
             self.connection.principal = Some(principal.clone());
             for filter in &mut self.filters {
                 filter.on_authenticated(principal);
             }
         }
-        Ok(RequestOutcome { action, frame, notes, changes_response, authenticated })
+        Ok(RequestOutcome { action, frame, notes, changes_response, authenticated, throttle })
     }
 
     /// Passes a broker's response back through the filters that want it or left a note on its
-    /// request, in reverse order.
+    /// request, in reverse order. Returns how long the client must back off.
     pub(crate) async fn on_response(
         &mut self,
         services: &dyn Services,
         message: &mut ResponseMessage,
         mut notes: Notes,
-    ) -> Result<(), FilterError> {
+    ) -> Result<Duration, FilterError> {
         let (api, version) = (message.api_key(), message.version());
+        let mut throttle = Duration::ZERO;
         for (index, filter) in self.filters.iter_mut().enumerate().rev() {
             let note = notes.take(index);
             if note.is_none() && !filter.wants_response(api, version) {
                 continue;
             }
-            let mut cx = ResponseContext { connection: &self.connection, services, message: &mut *message, note };
+            let mut cx =
+                ResponseContext { connection: &self.connection, services, message: &mut *message, note, throttle };
             filter.on_response(&mut cx).await.inspect_err(|err| closing(filter.name(), err))?;
+            throttle = cx.throttle;
         }
-        Ok(())
+        Ok(throttle)
     }
 
     /// Hands a new configuration snapshot to every filter.

@@ -44,7 +44,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -197,6 +197,7 @@ pub struct RequestContext<'a> {
     notes: Notes,
     changes_response: bool,
     authenticated: Option<Authenticated>,
+    throttle: Duration,
 }
 
 impl<'a> RequestContext<'a> {
@@ -215,6 +216,7 @@ impl<'a> RequestContext<'a> {
             notes: Notes::default(),
             changes_response: false,
             authenticated: None,
+            throttle: Duration::ZERO,
         }
     }
 
@@ -245,6 +247,13 @@ impl<'a> RequestContext<'a> {
         self.changes_response = true;
     }
 
+    /// Tells the client to back off for `wait` (a quota): its response says so in
+    /// `throttle_time_ms`, and the connection reads no more requests meanwhile (KIP-219). The
+    /// longest wait any filter asks for wins.
+    pub fn throttle(&mut self, wait: Duration) {
+        self.throttle = self.throttle.max(wait);
+    }
+
     /// The client proved it is `principal`: every filter hears of it
     /// ([`Filter::on_authenticated`]) and the broker connection, which waited, is made.
     pub fn authenticated(&mut self, principal: String) {
@@ -258,9 +267,15 @@ pub struct ResponseContext<'a> {
     pub services: &'a dyn Services,
     pub message: &'a mut ResponseMessage,
     note: Option<Box<dyn Any + Send>>,
+    throttle: Duration,
 }
 
 impl ResponseContext<'_> {
+    /// As [`RequestContext::throttle`], for what only the response tells (a fetch's size).
+    pub fn throttle(&mut self, wait: Duration) {
+        self.throttle = self.throttle.max(wait);
+    }
+
     /// The note this filter left on the request, if it left one of type `T`.
     pub fn take_note<T: Any>(&mut self) -> Option<T> {
         let note = self.note.take()?;

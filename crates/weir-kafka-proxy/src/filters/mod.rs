@@ -7,11 +7,13 @@
 //!    reaches a broker.
 //! 2. [`fetch_sessions`]: a fetch session serves only the principal that opened it.
 //! 3. [`authz`]: topic-level authorization, with partial answers.
-//! 4. [`traffic`]: records, bytes and errors per topic and principal.
-//! 5. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 4. [`quota`]: byte rates per principal; a client over its quota is told to back off.
+//! 5. [`traffic`]: records, bytes and errors per topic and principal.
+//! 6. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod authz;
 pub mod fetch_sessions;
+pub(crate) mod quota;
 pub(crate) mod sasl;
 pub(crate) mod traffic;

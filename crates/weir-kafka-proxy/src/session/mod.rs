@@ -99,6 +99,37 @@ struct Pending {
     notes: Notes,
     /// A filter will change the response: it is read whole, never streamed as it arrives.
     changes_response: bool,
+    /// How long the client must back off, as the request's filters decided (a quota).
+    throttle: Duration,
+}
+
+/// Until when a throttled client is not read (KIP-219: a broker mutes a throttled client's
+/// connection once the response is out). The response half sets it, the request half obeys.
+#[derive(Default)]
+struct Muted(std::sync::Mutex<Option<tokio::time::Instant>>);
+
+impl Muted {
+    fn until(&self, until: tokio::time::Instant) {
+        let mut muted = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *muted = Some(muted.map_or(until, |current| current.max(until)));
+    }
+
+    /// When reading may go on, if it must wait.
+    fn take(&self) -> Option<tokio::time::Instant> {
+        let until = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        until.filter(|until| *until > tokio::time::Instant::now())
+    }
+}
+
+/// Whether a client knows to wait by itself when a response says `throttle_time_ms`
+/// (KIP-219): then the response goes at once. Older clients get it late instead, as a broker
+/// delays its response to them.
+fn client_side_throttling(api: ApiKey, version: i16) -> bool {
+    match api {
+        ApiKey::Produce => version >= 6,
+        ApiKey::Fetch => version >= 8,
+        _ => false,
+    }
 }
 
 /// The connection's filter chain, for one hook call. Both halves run in this connection's one
@@ -185,6 +216,7 @@ async fn run(
     let principal = connection.principal.clone();
     let authentication_deadline = authenticating.then(|| connection.opened_at + shared.config.authentication_timeout());
     let chain = Mutex::new(FilterChain::new(shared.filters_for(&snapshot, &connection), connection));
+    let muted = Muted::default();
     let outcome = {
         let requests = RequestHalf {
             shared,
@@ -198,6 +230,7 @@ async fn run(
             deferred,
             reauth: upstream_reauth,
             principal,
+            muted: &muted,
         };
         let responses = ResponseHalf {
             shared,
@@ -206,6 +239,7 @@ async fn run(
             client: client_write,
             connected,
             pending,
+            muted: &muted,
         };
         both(requests, responses).await
     };

@@ -11,7 +11,7 @@ use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::metrics::OpenConnection;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::{Deferred, InFlight, Pending, SessionError};
+use super::{Deferred, InFlight, Muted, Pending, SessionError};
 use crate::filter::{FilterChain, RequestAction};
 use crate::shared::Shared;
 use crate::snapshot::Snapshots;
@@ -37,6 +37,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) reauth: Option<Reauthentication>,
     /// Who the client is, which picks the broker credentials when they depend on it.
     pub(super) principal: Option<String>,
+    /// Set while the client must back off (a quota): nothing is read from it meanwhile.
+    pub(super) muted: &'a Muted,
 }
 
 impl RequestHalf<'_> {
@@ -76,6 +78,15 @@ impl RequestHalf<'_> {
                     Ok(Err(err)) => return Err(SessionError::ClientFrame(err)),
                 },
             };
+            // A throttled client's next request waits out the throttle (the wait may have
+            // begun while this read was pending).
+            if let Some(until) = self.muted.take() {
+                tokio::select! {
+                    biased;
+                    _ = self.shared.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+            }
             let started = Instant::now();
             last_frame = started;
             let peek = RequestHeaderPeek::parse(&frame)?;
@@ -150,10 +161,17 @@ impl RequestHalf<'_> {
                     proxy_time,
                     notes: outcome.notes,
                     changes_response: outcome.changes_response,
+                    throttle: outcome.throttle,
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {
                 api.proxy_seconds.observe(proxy_time);
+                // No response to say it in (acks=0): the client is only not read for a while,
+                // as a broker does.
+                if !outcome.throttle.is_zero() {
+                    self.shared.metrics.throttled(peek.api_key, outcome.throttle);
+                    self.muted.until(tokio::time::Instant::now() + outcome.throttle);
+                }
             }
             self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;
         }

@@ -12,7 +12,7 @@ use weir_wire::fetch::{blank_node_endpoints, FetchStream};
 use weir_wire::message::ResponseMessage;
 use weir_wire::{FrameError, FrameReader};
 
-use super::{InFlight, Pending, SessionError};
+use super::{InFlight, Muted, Pending, SessionError};
 use crate::filter::{FilterChain, FilterError};
 use crate::shared::Shared;
 
@@ -53,6 +53,8 @@ pub(super) struct ResponseHalf<'a> {
     /// The broker connection's reading half, when the request half makes it later.
     pub(super) connected: Option<oneshot::Receiver<FrameReader<BoxRead>>>,
     pub(super) pending: mpsc::Receiver<InFlight>,
+    /// Set when a response tells the client to back off.
+    pub(super) muted: &'a Muted,
 }
 
 impl ResponseHalf<'_> {
@@ -118,10 +120,31 @@ impl ResponseHalf<'_> {
         let received = Instant::now();
         check_correlation(&frame, &pending)?;
         let mut message = ResponseMessage::new(frame, pending.api_key, pending.version);
-        super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
+        let throttle =
+            super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
+        let throttle = throttle.max(pending.throttle);
+        if !throttle.is_zero() {
+            let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX).max(1);
+            message.raise_throttle_time_ms(ms).map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
+        }
         let out = message.into_frame().map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
         self.count_response(pending.api_key, pending.sent_at, pending.proxy_time, out.len(), received);
+        self.back_off(pending.api_key, pending.version, throttle).await;
         Ok(Some(out))
+    }
+
+    /// Makes a throttled client wait: a client that reads `throttle_time_ms` gets its response
+    /// now and is not read until the time is up; an older one gets its response late.
+    async fn back_off(&self, api: ApiKey, version: i16, throttle: Duration) {
+        if throttle.is_zero() {
+            return;
+        }
+        self.shared.metrics.throttled(api, throttle);
+        if super::client_side_throttling(api, version) {
+            self.muted.until(tokio::time::Instant::now() + throttle);
+        } else {
+            tokio::time::sleep(throttle).await;
+        }
     }
 
     /// Takes over the broker connection the request half made after authentication, if any.
@@ -220,9 +243,13 @@ impl ResponseHalf<'_> {
             tracing::debug!("leader hints in a streamed Fetch response blanked");
         }
         let mut message = ResponseMessage::streamed_fetch(digest, pending.version);
-        super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
+        let throttle =
+            super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
         self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);
+        // Already sent, the response cannot say it: the client is only not read for a while.
+        // (A quota on fetches reads responses whole, so that they can.)
+        self.back_off(ApiKey::Fetch, pending.version, throttle.max(pending.throttle)).await;
         Ok(())
     }
 }

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+    ApiKey, ApiVersionsRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 use weir_core::io::split_any;
-use weir_wire::message::encode_response;
+use weir_wire::message::{decode_response, encode_response};
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::requests::RequestHalf;
@@ -43,6 +44,7 @@ fn shared() -> Shared {
         snapshots,
         audit: None,
         fetch_sessions: Arc::default(),
+        quotas: Arc::default(),
         topic_ids: Arc::default(),
         broker_versions: Default::default(),
     }
@@ -51,9 +53,14 @@ fn shared() -> Shared {
 /// Runs a session between `client` and `broker` (the test's ends of two pipes) until either
 /// side ends; returns why it ended.
 async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), SessionError> {
+    session_with(Snapshot::default(), client, broker).await
+}
+
+async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexStream) -> Result<(), SessionError> {
     let shared = shared();
     let connection = connection(None);
-    let chain = Mutex::new(FilterChain::new(shared.filters_for(&Snapshot::default(), &connection), connection));
+    let chain = Mutex::new(FilterChain::new(shared.filters_for(&snapshot, &connection), connection));
+    let muted = super::Muted::default();
     let (client_read, client_write) = split_any(client);
     let (upstream_read, upstream_write) = split_any(broker);
     let (queue, pending) = mpsc::channel(shared.config.limits.max_in_flight);
@@ -70,6 +77,7 @@ async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), Sessi
         deferred: None,
         reauth: None,
         principal: None,
+        muted: &muted,
     };
     let responses = ResponseHalf {
         shared: &shared,
@@ -78,6 +86,7 @@ async fn session(client: DuplexStream, broker: DuplexStream) -> Result<(), Sessi
         client: client_write,
         connected: None,
         pending,
+        muted: &muted,
     };
     super::both(requests, responses).await
 }
@@ -187,5 +196,49 @@ async fn a_large_fetch_response_is_streamed_byte_for_byte() {
     assert_eq!(received, answer);
     drop(client);
     drop(writer.await.unwrap());
+    let _ = session.await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
+    let rule = crate::quota::QuotaRule {
+        name: "everyone".into(),
+        principals: vec!["*".into()],
+        client_ids: vec![],
+        per: Default::default(),
+        produce_bytes_per_second: Some(1000.0),
+        fetch_bytes_per_second: None,
+    };
+    let snapshot = Snapshot { quotas: vec![rule].into(), ..Snapshot::default() };
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(session_with(snapshot, client_end, broker_end));
+
+    // About 3 KB against 1,000 bytes/s with one second of credit: about 2 s to wait.
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from(vec![0; 3000])))]);
+    let produce = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(1).with_topic_data(vec![topic]));
+    let expected_wait = (produce.len() - 1000) as i32;
+    client.write_all(&with_correlation(produce, 1)).await.unwrap();
+    read_frame(&mut broker).await;
+    let answered_at = tokio::time::Instant::now();
+    let answer = ProduceResponse::default().with_throttle_time_ms(0);
+    broker.write_all(&encode_response(1, ApiKey::Produce, 9, &answer).unwrap()).await.unwrap();
+    let response = read_frame(&mut client).await;
+    let (_, said): (_, ProduceResponse) = decode_response(&response, ApiKey::Produce, 9).unwrap();
+    assert!(
+        (said.throttle_time_ms - expected_wait).abs() <= 1,
+        "{} ms, expected {expected_wait}",
+        said.throttle_time_ms
+    );
+
+    // The next request is not read before the wait is over.
+    client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 2)).await.unwrap();
+    read_frame(&mut broker).await;
+    let waited = answered_at.elapsed().as_millis() as i32;
+    assert!(waited >= expected_wait - 1, "read after {waited} ms");
+    drop(client);
+    drop(broker);
     let _ = session.await;
 }
