@@ -6,9 +6,11 @@
 // Commands (results on stdout as `key=value` lines, diagnostics on stderr,
 // exit 0 on success, 1 on any failure, 2 on bad usage):
 //   produce      --topic T --count N [--compression none|gzip|snappy|lz4|zstd]
-//                [--acks all|1|0] [--idempotent] [--prefix P]
-//                  record i (0..N-1): key k-<i>, value P-<i> (P defaults to "value"),
-//                  headers dup:a and dup:b. Prints produced=N.
+//                [--acks all|1|0] [--idempotent] [--prefix P] [--pad BYTES] [--throttle-metrics]
+//                  record i (0..N-1): key k-<i>, value P-<i> (P defaults to "value"; --pad
+//                  appends that many '.'), headers dup:a and dup:b. Prints produced=N;
+//                  --throttle-metrics then prints the producer's produce-throttle-time-avg
+//                  and -max (ms) as throttle-avg-ms=<x> throttle-max-ms=<y>.
 //   produce-while --topic T --stop-file F [--interval-ms 100]
 //                  One producer, one record at a time until the file F exists: prints
 //                  `sent i ok` or `sent i error=<exception class>` per record as it completes,
@@ -129,20 +131,34 @@ public class WeirClient {
         int count = a.reqInt("--count");
         String prefix = a.opt("--prefix", "value");
         boolean idempotent = a.flag("--idempotent");
+        String pad = ".".repeat(Integer.parseInt(a.opt("--pad", "0")));
         Properties p = producerProps(a);
         p.put(ProducerConfig.ACKS_CONFIG, a.opt("--acks", "all"));
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, a.opt("--compression", "none"));
         p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, Boolean.toString(idempotent));
         a.applyProperties(p);
+        String throttle = null;
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             List<Future<RecordMetadata>> acks = new ArrayList<>();
             for (int i = 0; i < count; i++) {
-                acks.add(producer.send(record(topic, "k-" + i, prefix + "-" + i)));
+                acks.add(producer.send(record(topic, "k-" + i, prefix + "-" + i + pad)));
             }
             producer.flush();
             for (Future<RecordMetadata> f : acks) f.get(a.timeoutMs(), TimeUnit.MILLISECONDS);
+            if (a.flag("--throttle-metrics")) {
+                double avg = Double.NaN, max = Double.NaN;
+                for (var e : producer.metrics().entrySet()) {
+                    if (!e.getKey().group().equals("producer-metrics")) continue;
+                    Object v = e.getValue().metricValue();
+                    if (!(v instanceof Double d)) continue;
+                    if (e.getKey().name().equals("produce-throttle-time-avg")) avg = d;
+                    if (e.getKey().name().equals("produce-throttle-time-max")) max = d;
+                }
+                throttle = "throttle-avg-ms=" + avg + " throttle-max-ms=" + max;
+            }
         }
         OUT.println("produced=" + count);
+        if (throttle != null) OUT.println(throttle);
     }
 
     static void produceWhile(Args a) throws Exception {
@@ -501,7 +517,7 @@ public class WeirClient {
     static final class Args {
         static final Set<String> COMMON = Set.of("--bootstrap", "--timeout-ms", "--property");
         static final Map<String, Set<String>> ALLOWED = Map.of(
-                "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix"),
+                "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix", "--pad", "--throttle-metrics"),
                 "produce-while", Set.of("--topic", "--stop-file", "--interval-ms"),
                 "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol", "--pattern"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
@@ -519,7 +535,7 @@ public class WeirClient {
                 if (!COMMON.contains(k) && !allowed.contains(k)) {
                     throw new UsageException("unknown option for " + command + ": " + k);
                 }
-                if (k.equals("--idempotent") || k.equals("--from-beginning")) { flags.add(k); continue; }
+                if (k.equals("--idempotent") || k.equals("--from-beginning") || k.equals("--throttle-metrics")) { flags.add(k); continue; }
                 if (i + 1 >= argv.length) throw new UsageException(k + " needs a value");
                 String v = argv[++i];
                 if (k.equals("--property")) properties.add(v); else values.put(k, v);

@@ -1,0 +1,143 @@
+//! Byte-rate quotas through a real sidecar in front of the real cluster: clients over their
+//! quota are told to back off (`throttle_time_ms`), see it in their own statistics, and still
+//! deliver and read everything without an error; clients the quota does not name are never
+//! throttled. The achieved rates are measured by bench/quota.sh, not here.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{java_client, rd, unique, Sidecar, SidecarOptions};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::Message;
+
+/// 100 KB/s produced and 300 KB/s fetched for the two limited client ids; the other clients are not limited.
+const QUOTAS: &str = r#"quotas:
+  - name: slow-writer
+    principals: ["*"]
+    client_ids: [limited-writer]
+    produce_bytes_per_second: 100000
+  - name: slow-reader
+    principals: ["*"]
+    client_ids: [limited-reader]
+    fetch_bytes_per_second: 300000
+"#;
+
+/// Keeps the largest broker throttle librdkafka reports in its statistics.
+#[derive(Clone, Default)]
+struct ThrottleSeen(Arc<AtomicI64>);
+
+impl ClientContext for ThrottleSeen {
+    fn stats(&self, statistics: Statistics) {
+        for broker in statistics.brokers.values() {
+            if let Some(throttle) = &broker.throttle {
+                self.0.fetch_max(throttle.max, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ThrottleSeen {}
+
+fn throttled(sidecar: &Sidecar, api: &str) -> f64 {
+    sidecar.metric("weir_kafka_throttled_responses_total", &[("api", api)])
+}
+
+async fn produce(producer: &FutureProducer<ThrottleSeen>, topic: &str, count: usize) {
+    let value = vec![b'x'; 1000];
+    let futures: Vec<_> = (0..count)
+        .map(|i| {
+            let key = format!("k-{i}");
+            producer.send_result(FutureRecord::to(topic).key(&key).payload(&value)).expect("enqueue")
+        })
+        .collect();
+    for f in futures {
+        f.await.expect("delivery future").unwrap_or_else(|(e, _)| panic!("delivery failed: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_over_a_quota_are_throttled_without_errors_and_others_are_not() {
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: QUOTAS.into(), ..Default::default() });
+    let bs = sidecar.bootstrap();
+    let topic = unique("quota");
+    rd::create_topic(&bs, &topic, 1).await;
+
+    // An unlimited producer and consumer first: nothing is throttled.
+    let unlimited: FutureProducer<ThrottleSeen> = rd::config(&bs)
+        .set("client.id", "free-writer")
+        .set("linger.ms", "5")
+        .create_with_context(ThrottleSeen::default())
+        .unwrap();
+    produce(&unlimited, &topic, 400).await;
+    assert_eq!(throttled(&sidecar, "Produce"), 0.0, "a client no quota names is not throttled");
+
+    // librdkafka over its produce quota: ~400 KB at 100 KB/s.
+    let seen = ThrottleSeen::default();
+    let limited: FutureProducer<ThrottleSeen> = rd::config(&bs)
+        .set("client.id", "limited-writer")
+        .set("linger.ms", "5")
+        .set("statistics.interval.ms", "200")
+        .create_with_context(seen.clone())
+        .unwrap();
+    produce(&limited, &topic, 400).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(throttled(&sidecar, "Produce") > 0.0, "the sidecar throttled the limited producer");
+    assert!(
+        sidecar
+            .metric("weir_kafka_quota_throttled_requests_total", &[("quota", "slow-writer"), ("traffic", "produce")])
+            > 0.0
+    );
+    assert!(seen.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms in its produce responses");
+
+    // The Java client's own metric shows the throttle too.
+    let lines = java_client(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "300",
+        "--pad",
+        "1000",
+        "--throttle-metrics",
+        "--property",
+        "client.id=limited-writer",
+    ]);
+    let line = lines.iter().find(|l| l.starts_with("throttle-avg-ms=")).expect("throttle metrics printed");
+    let max: f64 = line.split("throttle-max-ms=").nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    assert!(max > 0.0, "produce-throttle-time-max of the Java producer: {line}");
+
+    // A consumer over its fetch quota (~1.2 MB at 300 KB/s) reads every record (1,100 written above) all the same.
+    let before = throttled(&sidecar, "Fetch");
+    let reader = ThrottleSeen::default();
+    let consumer: BaseConsumer<ThrottleSeen> = rd::config(&bs)
+        .set("client.id", "limited-reader")
+        .set("group.id", unique("quota-readers"))
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "200")
+        .create_with_context(reader.clone())
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while read < 1100 {
+        assert!(std::time::Instant::now() < deadline, "read {read} of 1100 records");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("no consumer error");
+            assert!(message.payload().is_some());
+            read += 1;
+        }
+    }
+    // One more poll round for the statistics.
+    let _ = consumer.poll(Duration::from_millis(500));
+    assert!(throttled(&sidecar, "Fetch") > before, "the sidecar throttled the limited consumer");
+    assert!(reader.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms in its fetch responses");
+    sidecar.assert_quiet();
+}
