@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 4] = ["tls", "sasl", "fixed_principal", "authorization"];
+const LIVE: [&str; 5] = ["tls", "sasl", "fixed_principal", "authorization", "quotas"];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];
 
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn only_settings_that_cannot_change_live_are_reported() {
         let running = json!({"listen": "127.0.0.1:1", "bootstrap": ["b:1"], "upstream": {"tls": {"ca": "a"}, "connect_timeout_ms": 5}});
-        let same_but_live = json!({"listen": "127.0.0.1:1", "bootstrap": ["b:1"], "fixed_principal": "x", "authorization": {"rules": []}, "upstream": {"tls": {"ca": "b"}, "connect_timeout_ms": 5}});
+        let same_but_live = json!({"listen": "127.0.0.1:1", "bootstrap": ["b:1"], "fixed_principal": "x", "authorization": {"rules": []}, "quotas": [], "upstream": {"tls": {"ca": "b"}, "connect_timeout_ms": 5}});
         assert!(restart_only_changes(&running, &same_but_live).is_empty());
         let moved =
             json!({"listen": "127.0.0.1:2", "bootstrap": ["b:1"], "workers": 2, "upstream": {"connect_timeout_ms": 6}});

@@ -108,4 +108,16 @@ mod tests {
             "Workload/orders: its sidecar config is not valid at `broker_ports.base`: range 19090-19099 contains the listen port 19092"
         );
     }
+
+    #[test]
+    fn quotas_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
+        let quota = "quotas: [{name: slow, principals: ['*'], produce_bytes_per_second: 5000000}]";
+        let with_quota = MESH.replace("workers: 2", quota);
+        let (state, _) = MeshState::default().apply(&parse_documents(&with_quota, "t").unwrap()).unwrap();
+        let rendered = state.sidecar_config("orders").unwrap();
+        assert_eq!(rendered["quotas"][0]["produce_bytes_per_second"], 5000000);
+        let negative = MESH.replace("workers: 2", &quota.replace("5000000", "-1"));
+        let err = state.apply(&parse_documents(&negative, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains("quotas[0].produce_bytes_per_second"), "{err}");
+    }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
+use weir_kafka_proxy::quota::QuotaRule;
 
 use crate::error::MeshError;
 use crate::resource::{check_name, Resource};
@@ -36,6 +37,9 @@ pub struct WorkloadSpec {
     pub broker_ports: BrokerPorts,
     #[serde(default)]
     pub limits: Limits,
+    /// Byte-rate quotas of this workload's sidecar (docs/traffic-policy.md); applied live.
+    #[serde(default)]
+    pub quotas: Vec<QuotaRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]
