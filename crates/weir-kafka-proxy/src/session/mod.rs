@@ -15,6 +15,7 @@ mod responses;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,17 +107,25 @@ struct Pending {
 /// Until when a throttled client is not read (KIP-219: a broker mutes a throttled client's
 /// connection once the response is out). The response half sets it, the request half obeys.
 #[derive(Default)]
-struct Muted(std::sync::Mutex<Option<tokio::time::Instant>>);
+struct Muted {
+    /// Whether `until` may hold a time: every request reads this, a throttle rarely sets it.
+    set: AtomicBool,
+    until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
 
 impl Muted {
     fn until(&self, until: tokio::time::Instant) {
-        let mut muted = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut muted = self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *muted = Some(muted.map_or(until, |current| current.max(until)));
+        self.set.store(true, Ordering::Release);
     }
 
     /// When reading may go on, if it must wait.
     fn take(&self) -> Option<tokio::time::Instant> {
-        let until = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if !self.set.swap(false, Ordering::Acquire) {
+            return None;
+        }
+        let until = self.until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         until.filter(|until| *until > tokio::time::Instant::now())
     }
 }
