@@ -4,6 +4,7 @@
 //! script on an in-memory pipe; the real-cluster tests (crates/weir/tests) prove the rest.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -238,6 +239,40 @@ async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
     read_frame(&mut broker).await;
     let waited = answered_at.elapsed().as_millis() as i32;
     assert!(waited >= expected_wait - 1, "read after {waited} ms");
+    drop(client);
+    drop(broker);
+    let _ = session.await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acks_0_producer_over_its_quota_is_not_read_for_the_wait() {
+    let rule = crate::quota::QuotaRule {
+        name: "everyone".into(),
+        principals: vec!["*".into()],
+        client_ids: vec![],
+        per: Default::default(),
+        produce_bytes_per_second: Some(1000.0),
+        fetch_bytes_per_second: None,
+    };
+    let snapshot = Snapshot { quotas: vec![rule].into(), ..Snapshot::default() };
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(session_with(snapshot, client_end, broker_end));
+
+    // No response will say it: the connection alone is held.
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from(vec![0; 3000])))]);
+    let produce = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(0).with_topic_data(vec![topic]));
+    let expected_wait = Duration::from_millis((produce.len() - 1000) as u64);
+    client.write_all(&with_correlation(produce, 1)).await.unwrap();
+    client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 2)).await.unwrap();
+    read_frame(&mut broker).await;
+    let forwarded_at = tokio::time::Instant::now();
+    let next = read_frame(&mut broker).await;
+    assert_eq!(RequestHeaderPeek::parse(&next).unwrap().correlation_id, 2);
+    let waited = forwarded_at.elapsed();
+    assert!(waited + Duration::from_millis(2) >= expected_wait, "read after {waited:?}, expected {expected_wait:?}");
     drop(client);
     drop(broker);
     let _ = session.await;
