@@ -200,8 +200,8 @@ async fn a_large_fetch_response_is_streamed_byte_for_byte() {
     let _ = session.await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
+/// A snapshot whose one quota holds every principal to 1,000 produced bytes per second.
+fn everyone_at_1000_bytes_per_second() -> Snapshot {
     let rule = crate::quota::QuotaRule {
         name: "everyone".into(),
         principals: vec!["*".into()],
@@ -210,16 +210,25 @@ async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
         produce_bytes_per_second: Some(1000.0),
         fetch_bytes_per_second: None,
     };
-    let snapshot = Snapshot { quotas: vec![rule].into(), ..Snapshot::default() };
-    let (mut client, client_end) = tokio::io::duplex(1 << 20);
-    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
-    let session = tokio::spawn(session_with(snapshot, client_end, broker_end));
+    Snapshot { quotas: vec![rule].into(), ..Snapshot::default() }
+}
 
-    // About 3 KB against 1,000 bytes/s with one second of credit: about 2 s to wait.
+/// A Produce v9 request with 3,000 bytes of (opaque) records.
+fn produce_3000_bytes(acks: i16) -> Bytes {
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_static_str("t")))
         .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from(vec![0; 3000])))]);
-    let produce = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(1).with_topic_data(vec![topic]));
+    request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(acks).with_topic_data(vec![topic]))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let session = tokio::spawn(session_with(everyone_at_1000_bytes_per_second(), client_end, broker_end));
+
+    // About 3 KB against 1,000 bytes/s with one second of credit: about 2 s to wait.
+    let produce = produce_3000_bytes(1);
     let expected_wait = (produce.len() - 1000) as i32;
     client.write_all(&with_correlation(produce, 1)).await.unwrap();
     read_frame(&mut broker).await;
@@ -246,24 +255,12 @@ async fn a_client_over_its_quota_is_told_to_wait_and_not_read_meanwhile() {
 
 #[tokio::test(start_paused = true)]
 async fn an_acks_0_producer_over_its_quota_is_not_read_for_the_wait() {
-    let rule = crate::quota::QuotaRule {
-        name: "everyone".into(),
-        principals: vec!["*".into()],
-        client_ids: vec![],
-        per: Default::default(),
-        produce_bytes_per_second: Some(1000.0),
-        fetch_bytes_per_second: None,
-    };
-    let snapshot = Snapshot { quotas: vec![rule].into(), ..Snapshot::default() };
     let (mut client, client_end) = tokio::io::duplex(1 << 20);
     let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
-    let session = tokio::spawn(session_with(snapshot, client_end, broker_end));
+    let session = tokio::spawn(session_with(everyone_at_1000_bytes_per_second(), client_end, broker_end));
 
     // No response will say it: the connection alone is held.
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_partition_data(vec![PartitionProduceData::default().with_records(Some(Bytes::from(vec![0; 3000])))]);
-    let produce = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(0).with_topic_data(vec![topic]));
+    let produce = produce_3000_bytes(0);
     let expected_wait = Duration::from_millis((produce.len() - 1000) as u64);
     client.write_all(&with_correlation(produce, 1)).await.unwrap();
     client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 2)).await.unwrap();
