@@ -207,6 +207,14 @@ fn entity(json: &Value, message: &str, path: &str, ty: &str, fields: Option<&[Fi
         Some("brokerId" | "producerId") => "None",
         Some(other) => return Err(format!("{message}.{path}: unknown entityType {other:?}")),
         None if ty == "uuid" && name == "TopicId" => "TopicId",
+        // Fault injection sets a response's error codes in place (`weir_wire::errors`).
+        None if ty == "int16" && name == "ErrorCode" && message.ends_with("Response") => {
+            if path.contains('.') {
+                "ErrorCode"
+            } else {
+                "TopLevelErrorCode"
+            }
+        }
         None if ty.starts_with("[]") && fields.is_some_and(names_a_topic) => "Topics",
         None => "None",
     })

@@ -7,7 +7,8 @@
 //! programs generated from Kafka's own JSON specs (by `weir-wire-gen`; not edited by hand), and
 //! the one walk that runs them: [`resources`] uses it to read the topics, groups and
 //! transactional ids a client request names, for authorization, and [`response_bounds`] to check
-//! that a broker response's declared lengths fit the frame before it is decoded. [`produce`] and
+//! that a broker response's declared lengths fit the frame before it is decoded, and [`errors`]
+//! to set a response's error codes in place. [`produce`] and
 //! [`fetch`] keep hand-written scanners for the per-request data path, checked against the
 //! programs.
 //!
@@ -15,6 +16,7 @@
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
 //! stay the very `Bytes` that were read.
 
+pub mod errors;
 pub mod fetch;
 pub mod frame;
 #[doc(hidden)]

@@ -304,6 +304,23 @@ impl ResponseMessage {
         Ok(true)
     }
 
+    /// Sets the response's error codes to `code`, in place (see [`crate::errors`]). Returns
+    /// how many it set; zero when the response has no error code.
+    pub fn set_error_codes(&mut self, code: i16) -> Result<usize, MessageError> {
+        if self.is_sent() {
+            return Err(self.error("change", "it was already sent to the client"));
+        }
+        let body_len = self.body()?.len();
+        let start = self.frame.len() - body_len;
+        let mut frame = bytes::BytesMut::from(&self.frame[..]);
+        let set = crate::errors::set_error_codes(&mut frame[start..], self.api_key, self.version, code)
+            .map_err(|e| self.error("change", e))?;
+        self.frame = frame.freeze();
+        self.parsed = None;
+        self.decoded = None;
+        Ok(set)
+    }
+
     /// The frame to send: the broker's very bytes unless a filter changed the message.
     pub fn into_frame(mut self) -> Result<Bytes, MessageError> {
         self.encode_if_changed()?;

@@ -619,7 +619,9 @@ static PRODUCE_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(22), // Index, ErrorCode, BaseOffset, LogAppendTimeMs
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // BaseOffset, LogAppendTimeMs
 ], tags: &[
 ] };
 
@@ -636,7 +638,9 @@ static PRODUCE_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(30), // Index, ErrorCode, BaseOffset, LogAppendTimeMs, LogStartOffset
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // BaseOffset, LogAppendTimeMs, LogStartOffset
 ], tags: &[
 ] };
 
@@ -659,7 +663,9 @@ static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__RECORD_ERRORS_0: Progra
 ] };
 
 static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(30), // Index, ErrorCode, BaseOffset, LogAppendTimeMs, LogStartOffset
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // BaseOffset, LogAppendTimeMs, LogStartOffset
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__RECORD_ERRORS_0 } }, // RecordErrors
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -684,7 +690,9 @@ static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__RECORD_ERRORS_1: Progra
 ] };
 
 static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(30), // Index, ErrorCode, BaseOffset, LogAppendTimeMs, LogStartOffset
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // BaseOffset, LogAppendTimeMs, LogStartOffset
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__RECORD_ERRORS_1 } }, // RecordErrors
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -710,7 +718,9 @@ static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__CURRENT_LEADER_0: Progr
 ] };
 
 static PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(30), // Index, ErrorCode, BaseOffset, LogAppendTimeMs, LogStartOffset
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // BaseOffset, LogAppendTimeMs, LogStartOffset
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES__PARTITION_RESPONSES__RECORD_ERRORS_1 } }, // RecordErrors
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -942,7 +952,9 @@ static FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_0: Program = 
 ] };
 
 static FETCH_RESPONSE__RESPONSES__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(22), // PartitionIndex, ErrorCode, HighWatermark, LastStableOffset
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // HighWatermark, LastStableOffset
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_0 } }, // AbortedTransactions
     Op::Bytes { nullable: true }, // Records
 ], tags: &[
@@ -961,7 +973,9 @@ static FETCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE__RESPONSES__PARTITIONS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(30), // PartitionIndex, ErrorCode, HighWatermark, LastStableOffset, LogStartOffset
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // HighWatermark, LastStableOffset, LogStartOffset
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_0 } }, // AbortedTransactions
     Op::Bytes { nullable: true }, // Records
 ], tags: &[
@@ -980,13 +994,17 @@ static FETCH_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, SessionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_1 } }, // Responses
 ], tags: &[
 ] };
 
 static FETCH_RESPONSE__RESPONSES__PARTITIONS_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(30), // PartitionIndex, ErrorCode, HighWatermark, LastStableOffset, LogStartOffset
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // HighWatermark, LastStableOffset, LogStartOffset
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_0 } }, // AbortedTransactions
     Op::Skip(4), // PreferredReadReplica
     Op::Bytes { nullable: true }, // Records
@@ -1000,7 +1018,9 @@ static FETCH_RESPONSE__RESPONSES_2: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, SessionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_2 } }, // Responses
 ], tags: &[
 ] };
@@ -1026,7 +1046,9 @@ static FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_1: Program = 
 ] };
 
 static FETCH_RESPONSE__RESPONSES__PARTITIONS_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(30), // PartitionIndex, ErrorCode, HighWatermark, LastStableOffset, LogStartOffset
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(24), // HighWatermark, LastStableOffset, LogStartOffset
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES__PARTITIONS__ABORTED_TRANSACTIONS_1 } }, // AbortedTransactions
     Op::Skip(4), // PreferredReadReplica
     Op::Bytes { nullable: true }, // Records
@@ -1043,7 +1065,9 @@ static FETCH_RESPONSE__RESPONSES_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static FETCH_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, SessionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_3 } }, // Responses
 ], tags: &[
     TaggedOp { tag: 0, op: None }, // NodeEndpoints, not at this version
@@ -1056,7 +1080,9 @@ static FETCH_RESPONSE__RESPONSES_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static FETCH_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, SessionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_4 } }, // Responses
 ], tags: &[
     TaggedOp { tag: 0, op: None }, // NodeEndpoints, not at this version
@@ -1071,7 +1097,9 @@ static FETCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: true, ops
 ] };
 
 static FETCH_RESPONSE_6: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, SessionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_4 } }, // Responses
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
@@ -1142,7 +1170,9 @@ static LIST_OFFSETS_REQUEST_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static LIST_OFFSETS_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(22), // PartitionIndex, ErrorCode, Timestamp, Offset
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // Timestamp, Offset
 ], tags: &[
 ] };
 
@@ -1164,7 +1194,9 @@ static LIST_OFFSETS_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static LIST_OFFSETS_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(26), // PartitionIndex, ErrorCode, Timestamp, Offset, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(20), // Timestamp, Offset, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -1181,7 +1213,9 @@ static LIST_OFFSETS_RESPONSE_2: Program = Program { flexible: false, ops: &[
 ] };
 
 static LIST_OFFSETS_RESPONSE__TOPICS__PARTITIONS_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(26), // PartitionIndex, ErrorCode, Timestamp, Offset, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(20), // Timestamp, Offset, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -1265,14 +1299,15 @@ static METADATA_RESPONSE__BROKERS_0: Program = Program { flexible: false, ops: &
 ] };
 
 static METADATA_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ErrorCode, PartitionIndex, LeaderId
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // PartitionIndex, LeaderId
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // ReplicaNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // IsrNodes
 ], tags: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_0 } }, // Partitions
 ], tags: &[
@@ -1293,7 +1328,7 @@ static METADATA_RESPONSE__BROKERS_1: Program = Program { flexible: false, ops: &
 ] };
 
 static METADATA_RESPONSE__TOPICS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Skip(1), // IsInternal
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_0 } }, // Partitions
@@ -1325,7 +1360,8 @@ static METADATA_RESPONSE_3: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ErrorCode, PartitionIndex, LeaderId
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // PartitionIndex, LeaderId
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // ReplicaNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // IsrNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // OfflineReplicas
@@ -1333,7 +1369,7 @@ static METADATA_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: fa
 ] };
 
 static METADATA_RESPONSE__TOPICS_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Skip(1), // IsInternal
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_1 } }, // Partitions
@@ -1350,7 +1386,8 @@ static METADATA_RESPONSE_4: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS__PARTITIONS_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // ErrorCode, PartitionIndex, LeaderId, LeaderEpoch
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(12), // PartitionIndex, LeaderId, LeaderEpoch
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // ReplicaNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // IsrNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // OfflineReplicas
@@ -1358,7 +1395,7 @@ static METADATA_RESPONSE__TOPICS__PARTITIONS_2: Program = Program { flexible: fa
 ] };
 
 static METADATA_RESPONSE__TOPICS_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Skip(1), // IsInternal
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_2 } }, // Partitions
@@ -1375,7 +1412,7 @@ static METADATA_RESPONSE_5: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS_4: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Skip(1), // IsInternal
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_2 } }, // Partitions
@@ -1402,7 +1439,8 @@ static METADATA_RESPONSE__BROKERS_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS__PARTITIONS_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // ErrorCode, PartitionIndex, LeaderId, LeaderEpoch
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(12), // PartitionIndex, LeaderId, LeaderEpoch
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // ReplicaNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // IsrNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // OfflineReplicas
@@ -1410,7 +1448,7 @@ static METADATA_RESPONSE__TOPICS__PARTITIONS_3: Program = Program { flexible: tr
 ] };
 
 static METADATA_RESPONSE__TOPICS_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Skip(1), // IsInternal
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS__PARTITIONS_3 } }, // Partitions
@@ -1429,7 +1467,7 @@ static METADATA_RESPONSE_7: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS_6: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Uuid(Entity::TopicId), // TopicId
     Op::Skip(1), // IsInternal
@@ -1458,7 +1496,7 @@ static METADATA_RESPONSE_9: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE__TOPICS_7: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::TopicName }, // Name
     Op::Uuid(Entity::TopicId), // TopicId
     Op::Skip(1), // IsInternal
@@ -1482,7 +1520,7 @@ static METADATA_RESPONSE_11: Program = Program { flexible: true, ops: &[
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__TOPICS_7 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1581,7 +1619,8 @@ static OFFSET_COMMIT_REQUEST_5: Program = Program { flexible: true, ops: &[
 ] };
 
 static OFFSET_COMMIT_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1603,7 +1642,8 @@ static OFFSET_COMMIT_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static OFFSET_COMMIT_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1723,7 +1763,7 @@ static OFFSET_FETCH_REQUEST_6: Program = Program { flexible: true, ops: &[
 static OFFSET_FETCH_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
     Op::Skip(12), // PartitionIndex, CommittedOffset
     Op::String { nullable: true, entity: Entity::None }, // Metadata
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1740,21 +1780,21 @@ static OFFSET_FETCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
 
 static OFFSET_FETCH_RESPONSE_1: Program = Program { flexible: false, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_0 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static OFFSET_FETCH_RESPONSE_2: Program = Program { flexible: false, ops: &[
     Op::Skip(4), // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_0 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static OFFSET_FETCH_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: false, ops: &[
     Op::Skip(16), // PartitionIndex, CommittedOffset, CommittedLeaderEpoch
     Op::String { nullable: true, entity: Entity::None }, // Metadata
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1767,14 +1807,14 @@ static OFFSET_FETCH_RESPONSE__TOPICS_1: Program = Program { flexible: false, ops
 static OFFSET_FETCH_RESPONSE_3: Program = Program { flexible: false, ops: &[
     Op::Skip(4), // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_1 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static OFFSET_FETCH_RESPONSE__TOPICS__PARTITIONS_2: Program = Program { flexible: true, ops: &[
     Op::Skip(16), // PartitionIndex, CommittedOffset, CommittedLeaderEpoch
     Op::String { nullable: true, entity: Entity::None }, // Metadata
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1787,14 +1827,14 @@ static OFFSET_FETCH_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops:
 static OFFSET_FETCH_RESPONSE_4: Program = Program { flexible: true, ops: &[
     Op::Skip(4), // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_2 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static OFFSET_FETCH_RESPONSE__GROUPS__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
     Op::Skip(16), // PartitionIndex, CommittedOffset, CommittedLeaderEpoch
     Op::String { nullable: true, entity: Entity::None }, // Metadata
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1807,7 +1847,7 @@ static OFFSET_FETCH_RESPONSE__GROUPS__TOPICS_0: Program = Program { flexible: tr
 static OFFSET_FETCH_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__GROUPS__TOPICS_0 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1826,7 +1866,7 @@ static OFFSET_FETCH_RESPONSE__GROUPS__TOPICS_1: Program = Program { flexible: tr
 static OFFSET_FETCH_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__GROUPS__TOPICS_1 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -1860,14 +1900,16 @@ static FIND_COORDINATOR_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static FIND_COORDINATOR_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ErrorCode, NodeId
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // NodeId
     Op::String { nullable: false, entity: Entity::None }, // Host
     Op::Skip(4), // Port
 ], tags: &[
 ] };
 
 static FIND_COORDINATOR_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // NodeId
     Op::String { nullable: false, entity: Entity::None }, // Host
@@ -1876,7 +1918,8 @@ static FIND_COORDINATOR_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static FIND_COORDINATOR_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // NodeId
     Op::String { nullable: false, entity: Entity::None }, // Host
@@ -1888,7 +1931,8 @@ static FIND_COORDINATOR_RESPONSE__COORDINATORS_0: Program = Program { flexible: 
     Op::String { nullable: false, entity: Entity::None }, // Key
     Op::Skip(4), // NodeId
     Op::String { nullable: false, entity: Entity::None }, // Host
-    Op::Skip(6), // Port, ErrorCode
+    Op::Skip(4), // Port
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -1967,7 +2011,8 @@ static JOIN_GROUP_RESPONSE__MEMBERS_0: Program = Program { flexible: false, ops:
 ] };
 
 static JOIN_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ErrorCode, GenerationId
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -1976,7 +2021,9 @@ static JOIN_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, GenerationId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -1992,7 +2039,9 @@ static JOIN_GROUP_RESPONSE__MEMBERS_1: Program = Program { flexible: false, ops:
 ] };
 
 static JOIN_GROUP_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, GenerationId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -2008,7 +2057,9 @@ static JOIN_GROUP_RESPONSE__MEMBERS_2: Program = Program { flexible: true, ops: 
 ] };
 
 static JOIN_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, GenerationId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -2017,7 +2068,9 @@ static JOIN_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, GenerationId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
     Op::String { nullable: true, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
@@ -2027,7 +2080,9 @@ static JOIN_GROUP_RESPONSE_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(10), // ThrottleTimeMs, ErrorCode, GenerationId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // GenerationId
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
     Op::String { nullable: true, entity: Entity::None }, // ProtocolName
     Op::String { nullable: false, entity: Entity::None }, // Leader
@@ -2061,17 +2116,19 @@ static HEARTBEAT_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static HEARTBEAT_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static HEARTBEAT_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static HEARTBEAT_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -2119,24 +2176,26 @@ static LEAVE_GROUP_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE__MEMBERS_0: Program = Program { flexible: false, ops: &[
     Op::String { nullable: false, entity: Entity::None }, // MemberId
     Op::String { nullable: true, entity: Entity::None }, // GroupInstanceId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LEAVE_GROUP_RESPONSE__MEMBERS_0 } }, // Members
 ], tags: &[
 ] };
@@ -2144,12 +2203,13 @@ static LEAVE_GROUP_RESPONSE_2: Program = Program { flexible: false, ops: &[
 static LEAVE_GROUP_RESPONSE__MEMBERS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::None }, // MemberId
     Op::String { nullable: true, entity: Entity::None }, // GroupInstanceId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LEAVE_GROUP_RESPONSE__MEMBERS_1 } }, // Members
 ], tags: &[
 ] };
@@ -2204,25 +2264,28 @@ static SYNC_GROUP_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Bytes { nullable: false }, // Assignment
 ], tags: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Bytes { nullable: false }, // Assignment
 ], tags: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Bytes { nullable: false }, // Assignment
 ], tags: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
     Op::String { nullable: true, entity: Entity::None }, // ProtocolName
     Op::Bytes { nullable: false }, // Assignment
@@ -2256,7 +2319,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS__MEMBERS_0: Program = Program { flexible
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE__GROUPS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
     Op::String { nullable: false, entity: Entity::None }, // ProtocolType
@@ -2277,7 +2340,7 @@ static DESCRIBE_GROUPS_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE__GROUPS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
     Op::String { nullable: false, entity: Entity::None }, // ProtocolType
@@ -2304,7 +2367,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS__MEMBERS_1: Program = Program { flexible
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE__GROUPS_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
     Op::String { nullable: false, entity: Entity::None }, // ProtocolType
@@ -2331,7 +2394,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS__MEMBERS_2: Program = Program { flexible
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE__GROUPS_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
     Op::String { nullable: false, entity: Entity::None }, // ProtocolType
@@ -2348,7 +2411,7 @@ static DESCRIBE_GROUPS_RESPONSE_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE__GROUPS_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -2391,13 +2454,14 @@ static LIST_GROUPS_RESPONSE__GROUPS_0: Program = Program { flexible: false, ops:
 ] };
 
 static LIST_GROUPS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
 
 static LIST_GROUPS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -2409,7 +2473,8 @@ static LIST_GROUPS_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -2422,7 +2487,8 @@ static LIST_GROUPS_RESPONSE__GROUPS_2: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_2 } }, // Groups
 ], tags: &[
 ] };
@@ -2436,7 +2502,8 @@ static LIST_GROUPS_RESPONSE__GROUPS_3: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_3 } }, // Groups
 ], tags: &[
 ] };
@@ -2447,7 +2514,7 @@ static SASL_HANDSHAKE_REQUEST_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static SASL_HANDSHAKE_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::String { nullable: false, entity: Entity::None } }, // Mechanisms
 ], tags: &[
 ] };
@@ -2476,13 +2543,13 @@ static API_VERSIONS_RESPONSE__API_KEYS_0: Program = Program { flexible: false, o
 ] };
 
 static API_VERSIONS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__API_KEYS_0 } }, // ApiKeys
 ], tags: &[
 ] };
 
 static API_VERSIONS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__API_KEYS_0 } }, // ApiKeys
     Op::Skip(4), // ThrottleTimeMs
 ], tags: &[
@@ -2506,7 +2573,7 @@ static API_VERSIONS_RESPONSE__FINALIZED_FEATURES_0: Program = Program { flexible
 ] };
 
 static API_VERSIONS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__API_KEYS_1 } }, // ApiKeys
     Op::Skip(4), // ThrottleTimeMs
 ], tags: &[
@@ -2570,7 +2637,7 @@ static CREATE_TOPICS_REQUEST_1: Program = Program { flexible: true, ops: &[
 
 static CREATE_TOPICS_RESPONSE__TOPICS_0: Program = Program { flexible: false, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -2590,7 +2657,7 @@ static CREATE_TOPICS_RESPONSE__TOPICS__CONFIGS_0: Program = Program { flexible: 
 
 static CREATE_TOPICS_RESPONSE__TOPICS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(6), // NumPartitions, ReplicationFactor
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CREATE_TOPICS_RESPONSE__TOPICS__CONFIGS_0 } }, // Configs
@@ -2607,7 +2674,7 @@ static CREATE_TOPICS_RESPONSE_1: Program = Program { flexible: true, ops: &[
 static CREATE_TOPICS_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
     Op::Uuid(Entity::TopicId), // TopicId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(6), // NumPartitions, ReplicationFactor
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CREATE_TOPICS_RESPONSE__TOPICS__CONFIGS_0 } }, // Configs
@@ -2647,7 +2714,7 @@ static DELETE_TOPICS_REQUEST_2: Program = Program { flexible: true, ops: &[
 
 static DELETE_TOPICS_RESPONSE__RESPONSES_0: Program = Program { flexible: false, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -2659,7 +2726,7 @@ static DELETE_TOPICS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 
 static DELETE_TOPICS_RESPONSE__RESPONSES_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -2671,7 +2738,7 @@ static DELETE_TOPICS_RESPONSE_1: Program = Program { flexible: true, ops: &[
 
 static DELETE_TOPICS_RESPONSE__RESPONSES_2: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -2685,7 +2752,7 @@ static DELETE_TOPICS_RESPONSE_2: Program = Program { flexible: true, ops: &[
 static DELETE_TOPICS_RESPONSE__RESPONSES_3: Program = Program { flexible: true, ops: &[
     Op::String { nullable: true, entity: Entity::TopicName }, // Name
     Op::Uuid(Entity::TopicId), // TopicId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -2731,7 +2798,8 @@ static DELETE_RECORDS_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static DELETE_RECORDS_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // PartitionIndex, LowWatermark, ErrorCode
+    Op::Skip(12), // PartitionIndex, LowWatermark
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -2748,7 +2816,8 @@ static DELETE_RECORDS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static DELETE_RECORDS_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // PartitionIndex, LowWatermark, ErrorCode
+    Op::Skip(12), // PartitionIndex, LowWatermark
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -2789,17 +2858,23 @@ static INIT_PRODUCER_ID_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(16), // ThrottleTimeMs, ErrorCode, ProducerId, ProducerEpoch
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(16), // ThrottleTimeMs, ErrorCode, ProducerId, ProducerEpoch
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(26), // ThrottleTimeMs, ErrorCode, ProducerId, ProducerEpoch, OngoingTxnProducerId, OngoingTxnProducerEpoch
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(20), // ProducerId, ProducerEpoch, OngoingTxnProducerId, OngoingTxnProducerEpoch
 ], tags: &[
 ] };
 
@@ -2843,7 +2918,8 @@ static OFFSET_FOR_LEADER_EPOCH_REQUEST_2: Program = Program { flexible: true, op
 ] };
 
 static OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(18), // ErrorCode, Partition, LeaderEpoch, EndOffset
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // Partition, LeaderEpoch, EndOffset
 ], tags: &[
 ] };
 
@@ -2860,7 +2936,8 @@ static OFFSET_FOR_LEADER_EPOCH_RESPONSE_0: Program = Program { flexible: false, 
 ] };
 
 static OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(18), // ErrorCode, Partition, LeaderEpoch, EndOffset
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // Partition, LeaderEpoch, EndOffset
 ], tags: &[
 ] };
 
@@ -2972,7 +3049,8 @@ static ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TRANSACTION_0: Program = Progr
 ] };
 
 static ADD_PARTITIONS_TO_TXN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TRANSACTION_0 } }, // ResultsByTransaction
 ], tags: &[
 ] };
@@ -2992,12 +3070,14 @@ static ADD_OFFSETS_TO_TXN_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ADD_OFFSETS_TO_TXN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static ADD_OFFSETS_TO_TXN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3014,17 +3094,21 @@ static END_TXN_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static END_TXN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static END_TXN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static END_TXN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(16), // ThrottleTimeMs, ErrorCode, ProducerId, ProducerEpoch
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
 ] };
 
@@ -3059,7 +3143,8 @@ static WRITE_TXN_MARKERS_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static WRITE_TXN_MARKERS_RESPONSE__MARKERS__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3159,7 +3244,8 @@ static TXN_OFFSET_COMMIT_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static TXN_OFFSET_COMMIT_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3176,7 +3262,8 @@ static TXN_OFFSET_COMMIT_RESPONSE_0: Program = Program { flexible: false, ops: &
 ] };
 
 static TXN_OFFSET_COMMIT_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3240,7 +3327,8 @@ static DESCRIBE_ACLS_RESPONSE__RESOURCES_0: Program = Program { flexible: false,
 ] };
 
 static DESCRIBE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_ACLS_RESPONSE__RESOURCES_0 } }, // Resources
 ], tags: &[
@@ -3262,7 +3350,8 @@ static DESCRIBE_ACLS_RESPONSE__RESOURCES_1: Program = Program { flexible: true, 
 ] };
 
 static DESCRIBE_ACLS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_ACLS_RESPONSE__RESOURCES_1 } }, // Resources
 ], tags: &[
@@ -3299,7 +3388,7 @@ static CREATE_ACLS_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static CREATE_ACLS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -3311,7 +3400,7 @@ static CREATE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static CREATE_ACLS_RESPONSE__RESULTS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -3353,7 +3442,7 @@ static DELETE_ACLS_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3365,7 +3454,7 @@ static DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_0: Program = Program 
 ] };
 
 static DELETE_ACLS_RESPONSE__FILTER_RESULTS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_0 } }, // MatchingAcls
 ], tags: &[
@@ -3378,7 +3467,7 @@ static DELETE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3390,7 +3479,7 @@ static DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_1: Program = Program 
 ] };
 
 static DELETE_ACLS_RESPONSE__FILTER_RESULTS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_ACLS_RESPONSE__FILTER_RESULTS__MATCHING_ACLS_1 } }, // MatchingAcls
 ], tags: &[
@@ -3450,7 +3539,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS__CONFIGS_0: Program = Program { flexib
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3475,7 +3564,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS__CONFIGS_1: Program = Program { flexib
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE__RESULTS_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3507,7 +3596,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS__CONFIGS_2: Program = Program { flexib
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE__RESULTS_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3560,7 +3649,7 @@ static ALTER_CONFIGS_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ALTER_CONFIGS_RESPONSE__RESPONSES_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3574,7 +3663,7 @@ static ALTER_CONFIGS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static ALTER_CONFIGS_RESPONSE__RESPONSES_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -3622,7 +3711,8 @@ static ALTER_REPLICA_LOG_DIRS_REQUEST_1: Program = Program { flexible: true, ops
 ] };
 
 static ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3639,7 +3729,8 @@ static ALTER_REPLICA_LOG_DIRS_RESPONSE_0: Program = Program { flexible: false, o
 ] };
 
 static ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -3689,7 +3780,7 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_0: Program = Program { flexib
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // LogDir
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_0 } }, // Topics
 ], tags: &[
@@ -3713,7 +3804,7 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_1: Program = Program { flexib
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // LogDir
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_1 } }, // Topics
 ], tags: &[
@@ -3726,13 +3817,14 @@ static DESCRIBE_LOG_DIRS_RESPONSE_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // LogDir
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_1 } }, // Topics
     Op::Skip(16), // TotalBytes, UsableBytes
@@ -3740,13 +3832,14 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_2: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_2 } }, // Results
 ], tags: &[
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // LogDir
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS__TOPICS_1 } }, // Topics
     Op::Skip(17), // TotalBytes, UsableBytes, IsCordoned
@@ -3754,7 +3847,8 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_3: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_3 } }, // Results
 ], tags: &[
 ] };
@@ -3770,14 +3864,14 @@ static SASL_AUTHENTICATE_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static SASL_AUTHENTICATE_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Bytes { nullable: false }, // AuthBytes
 ], tags: &[
 ] };
 
 static SASL_AUTHENTICATE_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Bytes { nullable: false }, // AuthBytes
     Op::Skip(8), // SessionLifetimeMs
@@ -3785,7 +3879,7 @@ static SASL_AUTHENTICATE_RESPONSE_1: Program = Program { flexible: false, ops: &
 ] };
 
 static SASL_AUTHENTICATE_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Bytes { nullable: false }, // AuthBytes
     Op::Skip(8), // SessionLifetimeMs
@@ -3830,7 +3924,7 @@ static CREATE_PARTITIONS_REQUEST_1: Program = Program { flexible: true, ops: &[
 
 static CREATE_PARTITIONS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -3843,7 +3937,7 @@ static CREATE_PARTITIONS_RESPONSE_0: Program = Program { flexible: false, ops: &
 
 static CREATE_PARTITIONS_RESPONSE__RESULTS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // Name
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -3887,7 +3981,7 @@ static CREATE_DELEGATION_TOKEN_REQUEST_2: Program = Program { flexible: true, op
 ] };
 
 static CREATE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // PrincipalType
     Op::String { nullable: false, entity: Entity::None }, // PrincipalName
     Op::Skip(24), // IssueTimestampMs, ExpiryTimestampMs, MaxTimestampMs
@@ -3898,7 +3992,7 @@ static CREATE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, 
 ] };
 
 static CREATE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // PrincipalType
     Op::String { nullable: false, entity: Entity::None }, // PrincipalName
     Op::Skip(24), // IssueTimestampMs, ExpiryTimestampMs, MaxTimestampMs
@@ -3909,7 +4003,7 @@ static CREATE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, o
 ] };
 
 static CREATE_DELEGATION_TOKEN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::None }, // PrincipalType
     Op::String { nullable: false, entity: Entity::None }, // PrincipalName
     Op::String { nullable: false, entity: Entity::None }, // TokenRequesterPrincipalType
@@ -3934,12 +4028,14 @@ static RENEW_DELEGATION_TOKEN_REQUEST_1: Program = Program { flexible: true, ops
 ] };
 
 static RENEW_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // ErrorCode, ExpiryTimestampMs, ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
 ], tags: &[
 ] };
 
 static RENEW_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // ErrorCode, ExpiryTimestampMs, ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -3956,12 +4052,14 @@ static EXPIRE_DELEGATION_TOKEN_REQUEST_1: Program = Program { flexible: true, op
 ] };
 
 static EXPIRE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // ErrorCode, ExpiryTimestampMs, ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
 ], tags: &[
 ] };
 
 static EXPIRE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // ErrorCode, ExpiryTimestampMs, ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4004,7 +4102,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_0: Program = Program { flexibl
 ] };
 
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_0 } }, // Tokens
     Op::Skip(4), // ThrottleTimeMs
 ], tags: &[
@@ -4027,7 +4125,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_1: Program = Program { flexibl
 ] };
 
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_1 } }, // Tokens
     Op::Skip(4), // ThrottleTimeMs
 ], tags: &[
@@ -4046,7 +4144,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_2: Program = Program { flexibl
 ] };
 
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_2 } }, // Tokens
     Op::Skip(4), // ThrottleTimeMs
 ], tags: &[
@@ -4064,7 +4162,7 @@ static DELETE_GROUPS_REQUEST_1: Program = Program { flexible: true, ops: &[
 
 static DELETE_GROUPS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -4076,7 +4174,7 @@ static DELETE_GROUPS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 
 static DELETE_GROUPS_RESPONSE__RESULTS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -4088,7 +4186,7 @@ static DELETE_GROUPS_RESPONSE_1: Program = Program { flexible: true, ops: &[
 
 static DELETE_GROUPS_RESPONSE__RESULTS_2: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -4132,7 +4230,8 @@ static ELECT_LEADERS_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS__PARTITION_RESULT_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // PartitionId, ErrorCode
+    Op::Skip(4), // PartitionId
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -4150,13 +4249,15 @@ static ELECT_LEADERS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static ELECT_LEADERS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_0 } }, // ReplicaElectionResults
 ], tags: &[
 ] };
 
 static ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS__PARTITION_RESULT_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionId, ErrorCode
+    Op::Skip(4), // PartitionId
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -4168,7 +4269,8 @@ static ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_1: Program = Program { f
 ] };
 
 static ELECT_LEADERS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_1 } }, // ReplicaElectionResults
 ], tags: &[
 ] };
@@ -4214,7 +4316,7 @@ static INCREMENTAL_ALTER_CONFIGS_REQUEST_1: Program = Program { flexible: true, 
 ] };
 
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -4228,7 +4330,7 @@ static INCREMENTAL_ALTER_CONFIGS_RESPONSE_0: Program = Program { flexible: false
 ] };
 
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // ResourceType
     Op::String { nullable: false, entity: Entity::None }, // ResourceName
@@ -4266,7 +4368,8 @@ static ALTER_PARTITION_REASSIGNMENTS_REQUEST_1: Program = Program { flexible: tr
 ] };
 
 static ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -4278,14 +4381,16 @@ static ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0: Program = Program { 
 ] };
 
 static ALTER_PARTITION_REASSIGNMENTS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
 ] };
 
 static ALTER_PARTITION_REASSIGNMENTS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(7), // ThrottleTimeMs, AllowReplicationFactorChange, ErrorCode
+    Op::Skip(5), // ThrottleTimeMs, AllowReplicationFactorChange
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
@@ -4318,7 +4423,8 @@ static LIST_PARTITION_REASSIGNMENTS_RESPONSE__TOPICS_0: Program = Program { flex
 ] };
 
 static LIST_PARTITION_REASSIGNMENTS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &LIST_PARTITION_REASSIGNMENTS_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
@@ -4342,7 +4448,8 @@ static OFFSET_DELETE_REQUEST_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static OFFSET_DELETE_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -4353,7 +4460,8 @@ static OFFSET_DELETE_RESPONSE__TOPICS_0: Program = Program { flexible: false, op
 ] };
 
 static OFFSET_DELETE_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ErrorCode, ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_DELETE_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -4403,7 +4511,8 @@ static DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_0: Program = Program { flexible:
 ] };
 
 static DESCRIBE_CLIENT_QUOTAS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_0 } }, // Entries
 ], tags: &[
@@ -4428,7 +4537,8 @@ static DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_1: Program = Program { flexible:
 ] };
 
 static DESCRIBE_CLIENT_QUOTAS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_1 } }, // Entries
 ], tags: &[
@@ -4489,7 +4599,7 @@ static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES__ENTITY_0: Program = Program { flex
 ] };
 
 static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES__ENTITY_0 } }, // Entity
 ], tags: &[
@@ -4508,7 +4618,7 @@ static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES__ENTITY_1: Program = Program { flex
 ] };
 
 static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES__ENTITY_1 } }, // Entity
 ], tags: &[
@@ -4537,14 +4647,15 @@ static DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS__CREDENTIAL_INFOS_0: Pr
 
 static DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::None }, // User
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS__CREDENTIAL_INFOS_0 } }, // CredentialInfos
 ], tags: &[
 ] };
 
 static DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
@@ -4572,7 +4683,7 @@ static ALTER_USER_SCRAM_CREDENTIALS_REQUEST_0: Program = Program { flexible: tru
 
 static ALTER_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::None }, // User
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -4637,7 +4748,9 @@ static VOTE_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static VOTE_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(15), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch, VoteGranted
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(9), // LeaderId, LeaderEpoch, VoteGranted
 ], tags: &[
 ] };
 
@@ -4648,7 +4761,7 @@ static VOTE_RESPONSE__TOPICS_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static VOTE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &VOTE_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: None }, // NodeEndpoints, not at this version
@@ -4662,7 +4775,7 @@ static VOTE_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: true, ops:
 ] };
 
 static VOTE_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &VOTE_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &VOTE_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
@@ -4712,7 +4825,9 @@ static BEGIN_QUORUM_EPOCH_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static BEGIN_QUORUM_EPOCH_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // LeaderId, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -4723,13 +4838,15 @@ static BEGIN_QUORUM_EPOCH_RESPONSE__TOPICS_0: Program = Program { flexible: fals
 ] };
 
 static BEGIN_QUORUM_EPOCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &BEGIN_QUORUM_EPOCH_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
 
 static BEGIN_QUORUM_EPOCH_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // LeaderId, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -4747,7 +4864,7 @@ static BEGIN_QUORUM_EPOCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexib
 ] };
 
 static BEGIN_QUORUM_EPOCH_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &BEGIN_QUORUM_EPOCH_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &BEGIN_QUORUM_EPOCH_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
@@ -4803,7 +4920,9 @@ static END_QUORUM_EPOCH_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static END_QUORUM_EPOCH_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(14), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // LeaderId, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -4814,13 +4933,15 @@ static END_QUORUM_EPOCH_RESPONSE__TOPICS_0: Program = Program { flexible: false,
 ] };
 
 static END_QUORUM_EPOCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &END_QUORUM_EPOCH_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
 
 static END_QUORUM_EPOCH_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // LeaderId, LeaderEpoch
 ], tags: &[
 ] };
 
@@ -4838,7 +4959,7 @@ static END_QUORUM_EPOCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible
 ] };
 
 static END_QUORUM_EPOCH_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &END_QUORUM_EPOCH_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &END_QUORUM_EPOCH_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
@@ -4871,7 +4992,9 @@ static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__OBSERVERS_0: Program = Prog
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(22), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch, HighWatermark
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // LeaderId, LeaderEpoch, HighWatermark
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__CURRENT_VOTERS_0 } }, // CurrentVoters
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__OBSERVERS_0 } }, // Observers
 ], tags: &[
@@ -4884,7 +5007,7 @@ static DESCRIBE_QUORUM_RESPONSE__TOPICS_0: Program = Program { flexible: true, o
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -4900,7 +5023,9 @@ static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__OBSERVERS_1: Program = Prog
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(22), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch, HighWatermark
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(16), // LeaderId, LeaderEpoch, HighWatermark
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__CURRENT_VOTERS_1 } }, // CurrentVoters
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__OBSERVERS_1 } }, // Observers
 ], tags: &[
@@ -4913,7 +5038,7 @@ static DESCRIBE_QUORUM_RESPONSE__TOPICS_1: Program = Program { flexible: true, o
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -4929,7 +5054,8 @@ static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__OBSERVERS_2: Program = Prog
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(16), // LeaderId, LeaderEpoch, HighWatermark
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS__PARTITIONS__CURRENT_VOTERS_2 } }, // CurrentVoters
@@ -4957,7 +5083,7 @@ static DESCRIBE_QUORUM_RESPONSE__NODES_0: Program = Program { flexible: true, op
 ] };
 
 static DESCRIBE_QUORUM_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__TOPICS_2 } }, // Topics
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_QUORUM_RESPONSE__NODES_0 } }, // Nodes
@@ -5008,7 +5134,9 @@ static ALTER_PARTITION_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ALTER_PARTITION_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // PartitionIndex, ErrorCode, LeaderId, LeaderEpoch
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(8), // LeaderId, LeaderEpoch
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // Isr
     Op::Skip(5), // LeaderRecoveryState, PartitionEpoch
 ], tags: &[
@@ -5021,7 +5149,8 @@ static ALTER_PARTITION_RESPONSE__TOPICS_0: Program = Program { flexible: true, o
 ] };
 
 static ALTER_PARTITION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -5053,20 +5182,22 @@ static UPDATE_FEATURES_REQUEST_1: Program = Program { flexible: true, ops: &[
 
 static UPDATE_FEATURES_RESPONSE__RESULTS_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::None }, // Feature
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
 
 static UPDATE_FEATURES_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &UPDATE_FEATURES_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
 
 static UPDATE_FEATURES_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -5080,7 +5211,7 @@ static ENVELOPE_REQUEST_0: Program = Program { flexible: true, ops: &[
 
 static ENVELOPE_RESPONSE_0: Program = Program { flexible: true, ops: &[
     Op::Bytes { nullable: true }, // ResponseData
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -5142,7 +5273,8 @@ static FETCH_SNAPSHOT_RESPONSE__TOPICS__PARTITIONS__CURRENT_LEADER_0: Program = 
 ] };
 
 static FETCH_SNAPSHOT_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Index, ErrorCode
+    Op::Skip(4), // Index
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__TOPICS__PARTITIONS__SNAPSHOT_ID_0 }, // SnapshotId
     Op::Skip(16), // Size, Position
     Op::Bytes { nullable: true }, // UnalignedRecords
@@ -5157,7 +5289,8 @@ static FETCH_SNAPSHOT_RESPONSE__TOPICS_0: Program = Program { flexible: true, op
 ] };
 
 static FETCH_SNAPSHOT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: None }, // NodeEndpoints, not at this version
@@ -5171,7 +5304,8 @@ static FETCH_SNAPSHOT_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: 
 ] };
 
 static FETCH_SNAPSHOT_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
@@ -5201,7 +5335,8 @@ static DESCRIBE_CLUSTER_RESPONSE__BROKERS_0: Program = Program { flexible: true,
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -5211,7 +5346,8 @@ static DESCRIBE_CLUSTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // EndpointType
     Op::String { nullable: false, entity: Entity::None }, // ClusterId
@@ -5231,7 +5367,8 @@ static DESCRIBE_CLUSTER_RESPONSE__BROKERS_1: Program = Program { flexible: true,
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // EndpointType
     Op::String { nullable: false, entity: Entity::None }, // ClusterId
@@ -5258,7 +5395,8 @@ static DESCRIBE_PRODUCERS_RESPONSE__TOPICS__PARTITIONS__ACTIVE_PRODUCERS_0: Prog
 ] };
 
 static DESCRIBE_PRODUCERS_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_PRODUCERS_RESPONSE__TOPICS__PARTITIONS__ACTIVE_PRODUCERS_0 } }, // ActiveProducers
 ], tags: &[
@@ -5336,7 +5474,9 @@ static BROKER_REGISTRATION_REQUEST_3: Program = Program { flexible: true, ops: &
 ] };
 
 static BROKER_REGISTRATION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // ThrottleTimeMs, ErrorCode, BrokerEpoch
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(8), // BrokerEpoch
 ], tags: &[
 ] };
 
@@ -5362,7 +5502,9 @@ static BROKER_HEARTBEAT_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static BROKER_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(9), // ThrottleTimeMs, ErrorCode, IsCaughtUp, IsFenced, ShouldShutDown
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(3), // IsCaughtUp, IsFenced, ShouldShutDown
 ], tags: &[
 ] };
 
@@ -5372,7 +5514,8 @@ static UNREGISTER_BROKER_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static UNREGISTER_BROKER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -5389,7 +5532,7 @@ static DESCRIBE_TRANSACTIONS_RESPONSE__TRANSACTION_STATES__TOPICS_0: Program = P
 ] };
 
 static DESCRIBE_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: false, entity: Entity::TransactionalId }, // TransactionalId
     Op::String { nullable: false, entity: Entity::None }, // TransactionState
     Op::Skip(22), // TransactionTimeoutMs, TransactionStartTimeMs, ProducerId, ProducerEpoch
@@ -5432,7 +5575,8 @@ static LIST_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0: Program = Program { fle
 ] };
 
 static LIST_TRANSACTIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::String { nullable: false, entity: Entity::None } }, // UnknownStateFilters
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0 } }, // TransactionStates
 ], tags: &[
@@ -5444,7 +5588,9 @@ static ALLOCATE_PRODUCER_IDS_REQUEST_0: Program = Program { flexible: true, ops:
 ] };
 
 static ALLOCATE_PRODUCER_IDS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(18), // ThrottleTimeMs, ErrorCode, ProducerIdStart, ProducerIdLen
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(12), // ProducerIdStart, ProducerIdLen
 ], tags: &[
 ] };
 
@@ -5493,7 +5639,8 @@ static CONSUMER_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT_0: Program = Program { flex
 ] };
 
 static CONSUMER_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: true, entity: Entity::None }, // MemberId
     Op::Skip(8), // MemberEpoch, HeartbeatIntervalMs
@@ -5546,7 +5693,7 @@ static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS__MEMBERS_0: Program = Program { 
 ] };
 
 static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -5579,7 +5726,7 @@ static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS__MEMBERS_1: Program = Program { 
 ] };
 
 static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -5617,7 +5764,8 @@ static CONTROLLER_REGISTRATION_REQUEST_0: Program = Program { flexible: true, op
 ] };
 
 static CONTROLLER_REGISTRATION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -5628,7 +5776,9 @@ static GET_TELEMETRY_SUBSCRIPTIONS_REQUEST_0: Program = Program { flexible: true
 ] };
 
 static GET_TELEMETRY_SUBSCRIPTIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(26), // ThrottleTimeMs, ErrorCode, ClientInstanceId, SubscriptionId
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
+    Op::Skip(20), // ClientInstanceId, SubscriptionId
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(1) }, // AcceptedCompressionTypes
     Op::Skip(9), // PushIntervalMs, TelemetryMaxBytes, DeltaTemporality
     Op::Array { nullable: false, entity: Entity::None, element: &Op::String { nullable: false, entity: Entity::None } }, // RequestedMetrics
@@ -5642,7 +5792,8 @@ static PUSH_TELEMETRY_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static PUSH_TELEMETRY_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -5670,7 +5821,8 @@ static ASSIGN_REPLICAS_TO_DIRS_REQUEST_0: Program = Program { flexible: true, op
 ] };
 
 static ASSIGN_REPLICAS_TO_DIRS_RESPONSE__DIRECTORIES__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
@@ -5687,7 +5839,8 @@ static ASSIGN_REPLICAS_TO_DIRS_RESPONSE__DIRECTORIES_0: Program = Program { flex
 ] };
 
 static ASSIGN_REPLICAS_TO_DIRS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ASSIGN_REPLICAS_TO_DIRS_RESPONSE__DIRECTORIES_0 } }, // Directories
 ], tags: &[
 ] };
@@ -5707,7 +5860,8 @@ static LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_0: Program = Program { f
 ] };
 
 static LIST_CONFIG_RESOURCES_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_0 } }, // ConfigResources
 ], tags: &[
 ] };
@@ -5719,7 +5873,8 @@ static LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_1: Program = Program { f
 ] };
 
 static LIST_CONFIG_RESOURCES_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_1 } }, // ConfigResources
 ], tags: &[
 ] };
@@ -5743,7 +5898,8 @@ static DESCRIBE_TOPIC_PARTITIONS_REQUEST_0: Program = Program { flexible: true, 
 ] };
 
 static DESCRIBE_TOPIC_PARTITIONS_RESPONSE__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(14), // ErrorCode, PartitionIndex, LeaderId, LeaderEpoch
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
+    Op::Skip(12), // PartitionIndex, LeaderId, LeaderEpoch
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // ReplicaNodes
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(4) }, // IsrNodes
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Skip(4) }, // EligibleLeaderReplicas
@@ -5753,7 +5909,7 @@ static DESCRIBE_TOPIC_PARTITIONS_RESPONSE__TOPICS__PARTITIONS_0: Program = Progr
 ] };
 
 static DESCRIBE_TOPIC_PARTITIONS_RESPONSE__TOPICS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::TopicName }, // Name
     Op::Uuid(Entity::TopicId), // TopicId
     Op::Skip(1), // IsInternal
@@ -5796,7 +5952,8 @@ static SHARE_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT_0: Program = Program { flexibl
 ] };
 
 static SHARE_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: true, entity: Entity::None }, // MemberId
     Op::Skip(8), // MemberEpoch, HeartbeatIntervalMs
@@ -5834,7 +5991,7 @@ static SHARE_GROUP_DESCRIBE_RESPONSE__GROUPS__MEMBERS_0: Program = Program { fle
 ] };
 
 static SHARE_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -5904,7 +6061,8 @@ static SHARE_FETCH_RESPONSE__RESPONSES__PARTITIONS__ACQUIRED_RECORDS_0: Program 
 ] };
 
 static SHARE_FETCH_RESPONSE__RESPONSES__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(2), // AcknowledgeErrorCode
     Op::String { nullable: true, entity: Entity::None }, // AcknowledgeErrorMessage
@@ -5929,7 +6087,8 @@ static SHARE_FETCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: tru
 ] };
 
 static SHARE_FETCH_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // AcquisitionLockTimeoutMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &SHARE_FETCH_RESPONSE__RESPONSES_0 } }, // Responses
@@ -5977,7 +6136,8 @@ static SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES__PARTITIONS__CURRENT_LEADER_0: Prog
 ] };
 
 static SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Struct { nullable: false, program: &SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES__PARTITIONS__CURRENT_LEADER_0 }, // CurrentLeader
 ], tags: &[
@@ -5998,7 +6158,8 @@ static SHARE_ACKNOWLEDGE_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexibl
 ] };
 
 static SHARE_ACKNOWLEDGE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES_0 } }, // Responses
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &SHARE_ACKNOWLEDGE_RESPONSE__NODE_ENDPOINTS_0 } }, // NodeEndpoints
@@ -6006,7 +6167,8 @@ static SHARE_ACKNOWLEDGE_RESPONSE_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static SHARE_ACKNOWLEDGE_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // AcquisitionLockTimeoutMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES_0 } }, // Responses
@@ -6037,7 +6199,8 @@ static ADD_RAFT_VOTER_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ADD_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6049,7 +6212,8 @@ static REMOVE_RAFT_VOTER_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static REMOVE_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6082,7 +6246,8 @@ static UPDATE_RAFT_VOTER_RESPONSE__CURRENT_LEADER_0: Program = Program { flexibl
 ] };
 
 static UPDATE_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Struct { nullable: false, program: &UPDATE_RAFT_VOTER_RESPONSE__CURRENT_LEADER_0 }) }, // CurrentLeader
 ] };
@@ -6105,7 +6270,8 @@ static INITIALIZE_SHARE_GROUP_STATE_REQUEST_0: Program = Program { flexible: tru
 ] };
 
 static INITIALIZE_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6144,7 +6310,8 @@ static READ_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS__STATE_BATCHES_0: Pr
 ] };
 
 static READ_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(12), // StateEpoch, StartOffset
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &READ_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS__STATE_BATCHES_0 } }, // StateBatches
@@ -6204,7 +6371,8 @@ static WRITE_SHARE_GROUP_STATE_REQUEST_1: Program = Program { flexible: true, op
 ] };
 
 static WRITE_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6238,7 +6406,8 @@ static DELETE_SHARE_GROUP_STATE_REQUEST_0: Program = Program { flexible: true, o
 ] };
 
 static DELETE_SHARE_GROUP_STATE_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6272,7 +6441,8 @@ static READ_SHARE_GROUP_STATE_SUMMARY_REQUEST_0: Program = Program { flexible: t
 ] };
 
 static READ_SHARE_GROUP_STATE_SUMMARY_RESPONSE__RESULTS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(16), // StateEpoch, LeaderEpoch, StartOffset
 ], tags: &[
@@ -6290,7 +6460,8 @@ static READ_SHARE_GROUP_STATE_SUMMARY_RESPONSE_0: Program = Program { flexible: 
 ] };
 
 static READ_SHARE_GROUP_STATE_SUMMARY_RESPONSE__RESULTS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // Partition, ErrorCode
+    Op::Skip(4), // Partition
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(20), // StateEpoch, LeaderEpoch, StartOffset, DeliveryCompleteCount
 ], tags: &[
@@ -6469,7 +6640,8 @@ static STREAMS_GROUP_HEARTBEAT_RESPONSE__PARTITIONS_BY_USER_ENDPOINT_0: Program 
 ] };
 
 static STREAMS_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // MemberId
     Op::Skip(16), // MemberEpoch, HeartbeatIntervalMs, AcceptableRecoveryLagLegacy, TaskOffsetIntervalMs
@@ -6483,7 +6655,8 @@ static STREAMS_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, o
 ] };
 
 static STREAMS_GROUP_HEARTBEAT_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // MemberId
     Op::Skip(20), // MemberEpoch, HeartbeatIntervalMs, TaskOffsetIntervalMs, AcceptableRecoveryLag
@@ -6643,7 +6816,7 @@ static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS__MEMBERS_0: Program = Program { f
 ] };
 
 static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -6709,7 +6882,7 @@ static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS__TOPOLOGY_DESCRIPTION_0: Program 
 ] };
 
 static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::String { nullable: false, entity: Entity::None }, // GroupState
@@ -6747,7 +6920,8 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_REQUEST_0: Program = Program { flexible: tru
 ] };
 
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(18), // PartitionIndex, StartOffset, LeaderEpoch, ErrorCode
+    Op::Skip(16), // PartitionIndex, StartOffset, LeaderEpoch
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6762,7 +6936,7 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS_0: Program = Progra
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS_0 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6774,7 +6948,8 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: tr
 ] };
 
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS__PARTITIONS_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(26), // PartitionIndex, StartOffset, LeaderEpoch, Lag, ErrorCode
+    Op::Skip(24), // PartitionIndex, StartOffset, LeaderEpoch, Lag
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6789,7 +6964,7 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS_1: Program = Progra
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::GroupId }, // GroupId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS__TOPICS_1 } }, // Topics
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6818,7 +6993,8 @@ static ALTER_SHARE_GROUP_OFFSETS_REQUEST_0: Program = Program { flexible: true, 
 ] };
 
 static ALTER_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES__PARTITIONS_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // PartitionIndex, ErrorCode
+    Op::Skip(4), // PartitionIndex
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6831,7 +7007,8 @@ static ALTER_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0: Program = Program { flex
 ] };
 
 static ALTER_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
@@ -6851,13 +7028,14 @@ static DELETE_SHARE_GROUP_OFFSETS_REQUEST_0: Program = Program { flexible: true,
 static DELETE_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0: Program = Program { flexible: true, ops: &[
     Op::String { nullable: false, entity: Entity::TopicName }, // TopicName
     Op::Uuid(Entity::TopicId), // TopicId
-    Op::Skip(2), // ErrorCode
+    Op::Int { width: 2, unsigned: false, entity: Entity::ErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
 
 static DELETE_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
@@ -6920,7 +7098,8 @@ static STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE_REQUEST_0: Program = Program { 
 ] };
 
 static STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };
@@ -6931,7 +7110,8 @@ static UNREGISTER_CONTROLLER_REQUEST_0: Program = Program { flexible: true, ops:
 ] };
 
 static UNREGISTER_CONTROLLER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(6), // ThrottleTimeMs, ErrorCode
+    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
 ] };

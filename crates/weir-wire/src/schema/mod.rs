@@ -52,6 +52,10 @@ pub enum Entity {
     ConfigResourceName,
     /// Metadata: whether the broker may create the topics it is asked about.
     AutoCreateTopics,
+    /// A response's `ErrorCode` inside an entry (a topic, a partition, a member, ...).
+    ErrorCode,
+    /// A response's `ErrorCode` of the whole body.
+    TopLevelErrorCode,
 }
 
 /// One step of a walk program.

@@ -28,6 +28,10 @@ pub trait Visitor<'a> {
     /// A field with an [`Entity`] other than `None`, or one element of such an array of
     /// primitives.
     fn value(&mut self, _entity: Entity, _value: Value<'a>) {}
+    /// An integer field with an [`Entity`], with its bytes in the body (for changes in place).
+    fn int_field(&mut self, entity: Entity, value: i64, _raw: &'a [u8]) {
+        self.value(entity, Value::Int(value));
+    }
     /// The end of a struct (an array element, a nested struct or the body).
     fn end_struct(&mut self) {}
 }
@@ -104,7 +108,7 @@ fn step<'a>(w: &mut Walk<'a>, op: &'static Op, visitor: &mut impl Visitor<'a>) -
             // Sign-extend the signed ones from their width.
             let shift = 64 - 8 * u32::from(width);
             let n = if unsigned || shift == 0 { raw } else { (raw << shift) >> shift };
-            visitor.value(entity, Value::Int(n));
+            visitor.int_field(entity, n, b);
             Ok(())
         }
         Op::Bool(entity) => {
