@@ -50,6 +50,9 @@ pub struct SidecarConfig {
     /// changes apply live. None by default.
     #[serde(default)]
     pub quotas: Vec<crate::quota::QuotaRule>,
+    /// Fault injection (chaos) rules; off when empty, the default. Changes apply live.
+    #[serde(default)]
+    pub faults: Vec<crate::fault::FaultRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -243,6 +246,7 @@ impl SidecarConfig {
             tls: None,
             authorization: None,
             quotas: Vec::new(),
+            faults: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -264,6 +268,19 @@ impl SidecarConfig {
         let config: Self = weir_core::config::from_json(value, origin)?;
         config.validate(origin)?;
         Ok(config)
+    }
+
+    /// The fault rules, checked and compiled; two with one name are refused.
+    pub fn fault_plans(&self, origin: &Path) -> Result<Vec<crate::fault::FaultPlan>, ConfigError> {
+        let mut plans = Vec::with_capacity(self.faults.len());
+        for (i, rule) in self.faults.iter().enumerate() {
+            plans.push(rule.compile(origin, &format!("faults[{i}]"))?);
+            if let Some(j) = self.faults[..i].iter().position(|other| other.name == rule.name) {
+                let why = format!("`{}` is also faults[{j}]'s name", rule.name);
+                return Err(invalid(origin, &format!("faults[{i}].name"), why));
+            }
+        }
+        Ok(plans)
     }
 
     /// Checks what serde cannot; `origin` names where the config came from in errors.
@@ -289,6 +306,7 @@ impl SidecarConfig {
                 ));
             }
         }
+        self.fault_plans(origin)?;
         let (first, last) = self.broker_port_range();
         if u32::from(first) + u32::from(self.broker_ports.count) > 65536 {
             return Err(invalid(

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod directory;
+pub mod fault;
 pub mod filter;
 pub mod filters;
 pub mod flows;

@@ -106,6 +106,12 @@ pub struct QuotaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub rule: String,
+    pub fault: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -141,6 +147,7 @@ pub struct KafkaMetrics {
     throttled: Family<ApiLabels, Counter>,
     throttle_seconds: Family<ApiLabels, Counter<f64, AtomicU64>>,
     quota_throttled: Family<QuotaLabels, Counter>,
+    faults_injected: Family<FaultLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -182,6 +189,7 @@ impl KafkaMetrics {
             throttled: Family::default(),
             throttle_seconds: Family::default(),
             quota_throttled: Family::default(),
+            faults_injected: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -256,6 +264,11 @@ impl KafkaMetrics {
             "Requests over a quota, per quota rule and traffic (produce, fetch)",
             m.quota_throttled.clone(),
         );
+        kafka.register(
+            "faults_injected",
+            "Faults injected into requests and responses (fault injection rules), per rule and fault",
+            m.faults_injected.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -316,6 +329,11 @@ impl KafkaMetrics {
     /// A request went over the quota `rule`.
     pub fn over_quota(&self, rule: &str, traffic: &'static str) {
         self.quota_throttled.get_or_create(&QuotaLabels { quota: rule.to_owned(), traffic }).inc();
+    }
+
+    /// The fault injection rule `rule` injected `fault`.
+    pub fn fault_injected(&self, rule: &str, fault: &'static str) {
+        self.faults_injected.get_or_create(&FaultLabels { rule: rule.to_owned(), fault }).inc();
     }
 
     pub fn closed(&self, reason: &str) {

@@ -121,9 +121,13 @@ impl QuotaRule {
 
     /// Whether the rule covers this client.
     pub fn applies_to(&self, principal: &str, client_id: &str) -> bool {
-        let any_or = |list: &[String], name: &str| list.is_empty() || list.iter().any(|p| p == "*" || p == name);
-        !self.principals.is_empty() && any_or(&self.principals, principal) && any_or(&self.client_ids, client_id)
+        !self.principals.is_empty() && covers(&self.principals, principal) && covers(&self.client_ids, client_id)
     }
+}
+
+/// Whether a rule's list of names covers `name`: it is empty, holds `*`, or holds `name`.
+pub(crate) fn covers(list: &[String], name: &str) -> bool {
+    list.is_empty() || list.iter().any(|p| p == "*" || p == name)
 }
 
 /// One bucket: credit in bytes, refilled at `rate` up to one second's worth.

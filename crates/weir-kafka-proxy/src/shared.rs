@@ -15,6 +15,7 @@ use crate::directory::BrokerDirectory;
 use crate::filter::{ConnectionInfo, Filter, Services};
 use crate::filters::addresses::AddressFilter;
 use crate::filters::authz::ConnectionAuthz;
+use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
 use crate::filters::sasl::SaslFilter;
@@ -54,7 +55,7 @@ impl Shared {
     /// Authorization is always in the chain, passing everything while the snapshot holds no
     /// policy, so that a policy published later applies to connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(6);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(7);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -64,6 +65,7 @@ impl Shared {
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));
+        chain.push(Box::new(FaultFilter::new(snapshot, connection)));
         chain.push(Box::new(AddressFilter::new(self.directory.clone())));
         chain
     }

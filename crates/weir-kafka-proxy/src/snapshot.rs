@@ -36,6 +36,8 @@ pub enum SnapshotError {
     Sasl(weir_core::sasl::SaslSetupError),
     #[error("cannot set up TLS: {0}")]
     Tls(weir_core::tls::TlsError),
+    #[error("bad fault rule: {0}")]
+    Faults(weir_core::config::ConfigError),
 }
 
 /// The live configuration of a sidecar.
@@ -55,6 +57,8 @@ pub struct Snapshot {
     pub policy: Option<Arc<Policy>>,
     /// Byte-rate quotas; none limit anyone when empty.
     pub quotas: Arc<[crate::quota::QuotaRule]>,
+    /// Fault injection; off when empty.
+    pub faults: Arc<[crate::fault::FaultPlan]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -76,6 +80,14 @@ impl Snapshot {
             Some(sasl) => Some(Arc::new(SaslServer::load(sasl).await.map_err(SnapshotError::Sasl)?)),
             None => None,
         };
+        let faults = config.fault_plans(Path::new("faults")).map_err(SnapshotError::Faults)?;
+        if !faults.is_empty() {
+            let rules: Vec<&str> = faults.iter().map(|plan| &*plan.name).collect();
+            tracing::warn!(
+                ?rules,
+                "FAULT INJECTION IS ON: clients of this sidecar get injected delays, errors and drops"
+            );
+        }
         Ok(Self {
             generation: 1,
             tls,
@@ -84,6 +96,7 @@ impl Snapshot {
             sasl,
             policy,
             quotas: config.quotas.clone().into(),
+            faults: faults.into(),
         })
     }
 }

@@ -120,4 +120,16 @@ mod tests {
         let err = state.apply(&parse_documents(&negative, "t").unwrap()).unwrap_err().to_string();
         assert!(err.contains("Workload/orders") && err.contains("quotas[0].produce_bytes_per_second"), "{err}");
     }
+
+    #[test]
+    fn faults_render_into_the_sidecar_config_and_an_unknown_error_is_refused_with_its_field() {
+        let fault = "faults: [{name: nl, api_keys: [Produce], rate: 0.1, inject: {error: NOT_LEADER_OR_FOLLOWER}}]";
+        let (state, _) =
+            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", fault), "t").unwrap()).unwrap();
+        let rendered = state.sidecar_config("orders").unwrap();
+        assert_eq!(rendered["faults"][0]["inject"]["error"], "NOT_LEADER_OR_FOLLOWER");
+        let unknown = MESH.replace("workers: 2", &fault.replace("NOT_LEADER_OR_FOLLOWER", "NOT_A_LEADER"));
+        let err = state.apply(&parse_documents(&unknown, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains("faults[0].inject.error"), "{err}");
+    }
 }

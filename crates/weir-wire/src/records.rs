@@ -47,6 +47,29 @@ pub fn batch_head(head: &[u8], left: usize) -> BatchHead {
     BatchHead::Whole { size, records }
 }
 
+/// The records blob with its first whole batch sent twice (fault injection: a client must
+/// skip what it already has); None when it holds no whole batch.
+pub fn duplicate_first_batch(records: &[u8]) -> Option<bytes::Bytes> {
+    let BatchHead::Whole { size, .. } = batch_head(records, records.len()) else { return None };
+    let mut out = bytes::BytesMut::with_capacity(records.len() + size);
+    out.extend_from_slice(&records[..size]);
+    out.extend_from_slice(records);
+    Some(out.freeze())
+}
+
+/// The records blob with the stored CRC of its first whole v2 batch inverted, so that the
+/// batch fails a client's CRC check (fault injection); None when it holds no whole v2 batch.
+pub fn corrupt_first_batch(records: &[u8]) -> Option<bytes::Bytes> {
+    const CRC_OFFSET: usize = MAGIC_OFFSET + 1;
+    let BatchHead::Whole { size, .. } = batch_head(records, records.len()) else { return None };
+    if size < ATTRIBUTES_OFFSET || records[MAGIC_OFFSET] != 2 {
+        return None;
+    }
+    let mut out = bytes::BytesMut::from(records);
+    out[CRC_OFFSET..ATTRIBUTES_OFFSET].iter_mut().for_each(|b| *b = !*b);
+    Some(out.freeze())
+}
+
 /// Records in a `records` blob. A trailing partial batch (which Fetch responses may carry) is
 /// ignored.
 pub fn count_records(records: &[u8]) -> u64 {
@@ -78,6 +101,31 @@ mod tests {
         assert_eq!(count_records(&blob), 8);
         assert_eq!(count_records(&[]), 0);
         assert_eq!(count_records(&[0xff; 11]), 0);
+    }
+
+    #[test]
+    fn a_duplicated_batch_decodes_twice_and_a_corrupted_one_fails_its_crc() {
+        use kafka_protocol::records::RecordBatchDecoder;
+        let mut blob = batch(3);
+        blob.extend(batch(2));
+        let partial = batch(4);
+        blob.extend_from_slice(&partial[..20]);
+        let whole = blob.len() - 20;
+
+        let doubled = duplicate_first_batch(&blob).unwrap();
+        assert_eq!(count_records(&doubled), 3 + 3 + 2);
+        let sets = RecordBatchDecoder::decode_all(&mut doubled.slice(..doubled.len() - 20)).unwrap();
+        let offsets: Vec<Vec<i64>> = sets.iter().map(|s| s.records.iter().map(|r| r.offset).collect()).collect();
+        assert_eq!(offsets, [vec![0, 1, 2], vec![0, 1, 2], vec![0, 1]]);
+
+        let corrupt = corrupt_first_batch(&blob).unwrap();
+        assert_eq!(corrupt.len(), blob.len());
+        let err = RecordBatchDecoder::decode(&mut corrupt.slice(..whole)).unwrap_err();
+        assert!(err.to_string().contains("Cyclic redundancy check failed"), "{err}");
+        assert!(RecordBatchDecoder::decode(&mut bytes::Bytes::from(blob[..whole].to_vec())).is_ok());
+
+        assert!(duplicate_first_batch(&partial[..20]).is_none());
+        assert!(corrupt_first_batch(&[]).is_none());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum FilterError {
     SessionExpired(String),
     #[error("the upstream cluster has not answered the sidecar yet; an unauthenticated client's ApiVersions is not forwarded")]
     UpstreamNotReady,
+    #[error("fault injection rule `{0}` drops the connection")]
+    FaultInjected(std::sync::Arc<str>),
 }
 
 impl FilterError {
@@ -43,13 +45,14 @@ impl FilterError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::SessionExpired(_) => "session_expired",
             Self::UpstreamNotReady => "upstream_unreachable",
+            Self::FaultInjected(_) => "fault_injected",
         }
     }
 
     /// Policy at work (already audited), or noise before authentication nobody answers for:
     /// news, not a fault.
     pub fn is_policy(&self) -> bool {
-        matches!(self, Self::Denied { .. } | Self::SessionExpired(_) | Self::UpstreamNotReady)
+        matches!(self, Self::Denied { .. } | Self::SessionExpired(_) | Self::UpstreamNotReady | Self::FaultInjected(_))
     }
 
     /// A fault of the sidecar itself rather than of a peer.

@@ -20,12 +20,23 @@ use crate::topic_ids::TopicIds;
 pub(crate) struct TestServices {
     pub metrics: KafkaMetrics,
     pub topic_ids: Arc<TopicIds>,
+    registry: prometheus_client::registry::Registry,
 }
 
 impl Default for TestServices {
     fn default() -> Self {
-        let metrics = KafkaMetrics::register(&mut prometheus_client::registry::Registry::default());
-        Self { metrics, topic_ids: Arc::default() }
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = KafkaMetrics::register(&mut registry);
+        Self { metrics, topic_ids: Arc::default(), registry }
+    }
+}
+
+impl TestServices {
+    /// The metrics as `/metrics` shows them.
+    pub(crate) fn exposition(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("metrics encode");
+        text
     }
 }
 

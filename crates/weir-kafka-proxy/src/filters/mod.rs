@@ -9,10 +9,13 @@
 //! 3. [`authz`]: topic-level authorization, with partial answers.
 //! 4. [`quota`]: byte rates per principal; a client over its quota is told to back off.
 //! 5. [`traffic`]: records, bytes and errors per topic and principal.
-//! 6. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 6. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//!    traffic counts the responses as the faults left them: what clients were told.
+//! 7. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod authz;
+pub(crate) mod fault;
 pub mod fetch_sessions;
 pub(crate) mod quota;
 pub(crate) mod sasl;

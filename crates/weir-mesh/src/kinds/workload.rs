@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
+use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
 
 use crate::error::MeshError;
@@ -40,6 +41,10 @@ pub struct WorkloadSpec {
     /// Byte-rate quotas of this workload's sidecar (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub quotas: Vec<QuotaRule>,
+    /// Fault injection (chaos) in this workload's sidecar (docs/traffic-policy.md); applied
+    /// live, off when empty.
+    #[serde(default)]
+    pub faults: Vec<FaultRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

@@ -1,0 +1,309 @@
+//! Fault injection (see [`crate::fault`]): delays, error codes, dropped connections and
+//! damaged fetches, on a share of the requests its rules pick.
+//!
+//! Whether a rule fires is drawn when the request arrives. A request delay waits then (this
+//! connection's next requests wait behind it; other connections do not); every other fault
+//! is owed to the response, which is then read whole: the broker serves the request, and what
+//! the client hears is changed (an error code), late, damaged, or never arrives (the
+//! connection is dropped). An `acks=0` produce has no response: only delays reach it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, FetchResponse};
+use weir_wire::resources::{scan_request_resources, Named};
+use weir_wire::scan::TopicRef;
+
+use crate::fault::{DelayOn, FaultAction, FaultPlan};
+use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::filter::{ResponseContext, Services};
+use crate::quota::{covers, ANONYMOUS};
+use crate::snapshot::Snapshot;
+
+pub(crate) struct FaultFilter {
+    plans: Arc<[FaultPlan]>,
+    /// The plans whose principals cover this connection's.
+    mine: Vec<usize>,
+    principal: String,
+}
+
+/// A fault owed to a request's response.
+struct OwedFault {
+    rule: Arc<str>,
+    action: FaultAction,
+    /// The rule's topics: a damaged fetch damages one of them (any, when empty).
+    topics: Vec<String>,
+}
+
+struct Owed(Vec<OwedFault>);
+
+impl FaultFilter {
+    pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo) -> Self {
+        let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
+        let mut filter = Self { plans: snapshot.faults.clone(), mine: Vec::new(), principal };
+        filter.choose();
+        filter
+    }
+
+    fn choose(&mut self) {
+        self.mine = (0..self.plans.len()).filter(|&i| covers(&self.plans[i].principals, &self.principal)).collect();
+    }
+}
+
+/// Whether a request names one of `topics` (a topic named by id counts once the sidecar
+/// knows its name).
+fn names_a_topic(cx: &RequestContext<'_>, topics: &[String]) -> Result<bool, FilterError> {
+    let (api, version) = (cx.header.api_key, cx.header.api_version);
+    let ids = cx.services.topic_ids();
+    let mut named = false;
+    let mut visit = |n: Named<'_>| {
+        named |= match n {
+            Named::Topic(TopicRef::Name(name)) => topics.iter().any(|t| t == name),
+            Named::Topic(TopicRef::Id(id)) => {
+                ids.name(&uuid::Uuid::from_bytes(id)).is_some_and(|name| topics.iter().any(|t| **t == *name))
+            }
+            _ => false,
+        }
+    };
+    if api == ApiKey::Produce {
+        weir_wire::produce::scan_produce_names(cx.body(), version, &mut visit)
+    } else {
+        scan_request_resources(cx.body(), api, version, &mut visit).map(drop)
+    }
+    .map_err(FilterError::BadRequestBody)?;
+    Ok(named)
+}
+
+fn injected(services: &dyn Services, rule: &str, action: FaultAction, api: ApiKey) {
+    tracing::debug!(rule, fault = action.label(), ?api, "fault injected");
+    services.metrics().fault_injected(rule, action.label());
+}
+
+impl Filter for FaultFilter {
+    fn name(&self) -> &'static str {
+        "fault"
+    }
+
+    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
+        self.mine.iter().any(|&i| self.plans[i].wants(api))
+    }
+
+    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        let api = cx.header.api_key;
+        let no_response = api == ApiKey::Produce
+            && weir_wire::produce::acks(cx.body(), cx.header.api_version).is_ok_and(|acks| acks == 0);
+        let mut delay = Duration::ZERO;
+        let mut owed = Vec::new();
+        for plan in self.mine.iter().map(|&i| &self.plans[i]) {
+            if !plan.wants(api) || !plan.fires() {
+                continue;
+            }
+            match names_a_topic(cx, &plan.topics) {
+                Ok(false) if !plan.topics.is_empty() => continue,
+                Err(err) => return ready(Err(err)),
+                _ => {}
+            }
+            match plan.action {
+                FaultAction::Delay { min, max, on: DelayOn::Request } => {
+                    injected(cx.services, &plan.name, plan.action, api);
+                    delay += FaultPlan::delay(min, max);
+                }
+                _ if no_response => {}
+                action => owed.push(OwedFault { rule: plan.name.clone(), action, topics: plan.topics.clone() }),
+            }
+        }
+        if !owed.is_empty() {
+            cx.will_change_response();
+            cx.remember(Owed(owed));
+        }
+        if delay.is_zero() {
+            return ready(Ok(RequestAction::Continue));
+        }
+        later(async move {
+            tokio::time::sleep(delay).await;
+            Ok(RequestAction::Continue)
+        })
+    }
+
+    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
+        let Some(Owed(owed)) = cx.take_note::<Owed>() else { return ready(Ok(())) };
+        let api = cx.message.api_key();
+        let mut delay = Duration::ZERO;
+        for OwedFault { rule, action, topics } in owed {
+            let applied = match action {
+                FaultAction::Delay { min, max, .. } => {
+                    delay += FaultPlan::delay(min, max);
+                    true
+                }
+                FaultAction::Error(code) => match cx.message.set_error_codes(code) {
+                    Ok(set) => set > 0,
+                    Err(err) => return ready(Err(FilterError::BadResponse(err))),
+                },
+                FaultAction::DropConnection => {
+                    injected(cx.services, &rule, action, api);
+                    return ready(Err(FilterError::FaultInjected(rule)));
+                }
+                FaultAction::DuplicateBatches | FaultAction::CorruptBatch => match damage_fetch(cx, action, &topics) {
+                    Ok(damaged) => damaged,
+                    Err(err) => return ready(Err(err)),
+                },
+            };
+            if applied {
+                injected(cx.services, &rule, action, api);
+            }
+        }
+        if delay.is_zero() {
+            return ready(Ok(()));
+        }
+        later(async move {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        })
+    }
+
+    fn on_authenticated(&mut self, principal: &str) {
+        principal.clone_into(&mut self.principal);
+        self.choose();
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+        if !Arc::ptr_eq(&self.plans, &snapshot.faults) {
+            self.plans = snapshot.faults.clone();
+            self.choose();
+        }
+    }
+}
+
+/// Duplicates or corrupts the first record batch of the first partition (of one of `topics`,
+/// unless empty) that has one. Returns whether there was one.
+fn damage_fetch(cx: &mut ResponseContext<'_>, action: FaultAction, topics: &[String]) -> Result<bool, FilterError> {
+    let damage = |records: &Bytes| match action {
+        FaultAction::DuplicateBatches => weir_wire::records::duplicate_first_batch(records),
+        _ => weir_wire::records::corrupt_first_batch(records),
+    };
+    // Read first, so that a response with nothing to damage is not encoded again.
+    let response: &FetchResponse = cx.message.decoded().map_err(FilterError::BadResponse)?;
+    let ids = cx.services.topic_ids();
+    let chosen = |topic: &kafka_protocol::messages::fetch_response::FetchableTopicResponse| {
+        let name = if topic.topic.0.is_empty() { ids.name(&topic.topic_id) } else { Some(topic.topic.0.clone()) };
+        topics.is_empty() || name.is_some_and(|name| topics.iter().any(|t| **t == *name))
+    };
+    let found = response.responses.iter().enumerate().filter(|(_, topic)| chosen(topic)).find_map(|(t, topic)| {
+        topic
+            .partitions
+            .iter()
+            .enumerate()
+            .find_map(|(p, partition)| partition.records.as_ref().and_then(&damage).map(|damaged| (t, p, damaged)))
+    });
+    let Some((t, p, damaged)) = found else { return Ok(false) };
+    let response: &mut FetchResponse = cx.message.decoded_mut().map_err(FilterError::BadResponse)?;
+    response.responses[t].partitions[p].records = Some(damaged);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use weir_wire::message::{decode_response, encode_response, ResponseMessage};
+    use weir_wire::RequestHeaderPeek;
+
+    use super::*;
+    use crate::config::SidecarConfig;
+    use crate::filter::testing::{connection, request, TestServices};
+    use crate::filter::FilterChain;
+
+    fn chain(faults: &str, principal: &str) -> FilterChain {
+        let yaml = format!("listen: 127.0.0.1:1\nbootstrap: [b:1]\nfaults: {faults}");
+        let config: SidecarConfig = weir_core::config::parse_yaml(&yaml, Path::new("t")).unwrap();
+        let snapshot = Snapshot { faults: config.fault_plans(Path::new("t")).unwrap().into(), ..Snapshot::default() };
+        let connection = connection(Some(principal));
+        FilterChain::new(vec![Box::new(FaultFilter::new(&snapshot, &connection))], connection)
+    }
+
+    fn name(topic: &'static str) -> TopicName {
+        TopicName(StrBytes::from_static_str(topic))
+    }
+
+    fn produce(topic: &'static str, acks: i16) -> (RequestHeaderPeek, Bytes) {
+        let data = TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0)]);
+        let frame = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(acks).with_topic_data(vec![data]));
+        (RequestHeaderPeek::parse(&frame).unwrap(), frame)
+    }
+
+    fn produced(topic: &'static str) -> ResponseMessage {
+        let body = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(name(topic))
+            .with_partition_responses(vec![PartitionProduceResponse::default().with_base_offset(5)])]);
+        ResponseMessage::new(encode_response(42, ApiKey::Produce, 9, &body).unwrap(), ApiKey::Produce, 9)
+    }
+
+    fn error_code(message: ResponseMessage) -> i16 {
+        let (_, body): (_, ProduceResponse) =
+            decode_response(&message.into_frame().unwrap(), ApiKey::Produce, 9).unwrap();
+        body.responses[0].partition_responses[0].error_code
+    }
+
+    const NOT_LEADER: &str =
+        "[{name: nl, api_keys: [Produce], topics: [orders], rate: 1, inject: {error: NOT_LEADER_OR_FOLLOWER}}]";
+
+    #[tokio::test]
+    async fn an_error_rule_sets_the_code_in_the_brokers_answer_for_its_topics_only() {
+        let services = TestServices::default();
+        let mut chain = chain(NOT_LEADER, "User:app");
+        let (peek, frame) = produce("orders", -1);
+        let outcome = chain.on_request(&services, &peek, frame).await.unwrap();
+        assert!(outcome.changes_response, "the answer is read whole to be changed");
+        let mut answer = produced("orders");
+        chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
+        assert_eq!(error_code(answer), 6);
+        let metrics = services.exposition();
+        assert!(metrics.contains(r#"weir_kafka_faults_injected_total{rule="nl",fault="error"} 1"#), "{metrics}");
+
+        let (peek, frame) = produce("payments", -1);
+        let outcome = chain.on_request(&services, &peek, frame).await.unwrap();
+        assert!(!outcome.changes_response);
+        let mut answer = produced("payments");
+        chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
+        assert_eq!(error_code(answer), 0);
+    }
+
+    #[tokio::test]
+    async fn rules_for_other_principals_and_acks_0_produces_are_left_alone() {
+        let services = TestServices::default();
+        let for_other = NOT_LEADER.replace("rate: 1", "principals: ['User:other'], rate: 1");
+        let (peek, frame) = produce("orders", -1);
+        assert!(!chain(&for_other, "User:app").on_request(&services, &peek, frame).await.unwrap().changes_response);
+        let (peek, frame) = produce("orders", 0);
+        assert!(!chain(NOT_LEADER, "User:app").on_request(&services, &peek, frame).await.unwrap().changes_response);
+    }
+
+    #[tokio::test]
+    async fn a_drop_rule_closes_the_connection_once_the_broker_answered() {
+        let services = TestServices::default();
+        let mut chain = chain("[{name: cut, rate: 1, inject: drop_connection}]", "User:app");
+        let (peek, frame) = produce("orders", -1);
+        let outcome = chain.on_request(&services, &peek, frame).await.unwrap();
+        assert!(matches!(outcome.action, RequestAction::Continue), "the broker still gets the request");
+        let err = chain.on_response(&services, &mut produced("orders"), outcome.notes).await.unwrap_err();
+        assert!(matches!(&err, FilterError::FaultInjected(rule) if &**rule == "cut"), "{err}");
+        assert_eq!(err.reason(), "fault_injected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_delay_holds_the_request_for_its_time() {
+        let services = TestServices::default();
+        let mut chain = chain("[{name: slow, rate: 1, inject: {delay: {ms: 250}}}]", "User:app");
+        let (peek, frame) = produce("orders", -1);
+        let start = tokio::time::Instant::now();
+        chain.on_request(&services, &peek, frame).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+}
