@@ -44,8 +44,9 @@ pub struct FaultRule {
 pub enum Fault {
     /// Holds the request (or its response) back.
     Delay(Delay),
-    /// The broker serves the request; its answer carries this error code instead (a Kafka
-    /// error name such as `NOT_LEADER_OR_FOLLOWER`, or the number).
+    /// The client is told this error (a Kafka error name such as `NOT_LEADER_OR_FOLLOWER`, or
+    /// the number). A produce is answered by the sidecar, nothing written, as a broker fails a
+    /// write; any other request is served by the broker and its answer carries the code.
     Error(ErrorName),
     /// The broker serves the request; the client's connection is closed before the answer
     /// reaches it.

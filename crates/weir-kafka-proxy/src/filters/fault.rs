@@ -2,16 +2,19 @@
 //! damaged fetches, on a share of the requests its rules pick.
 //!
 //! Whether a rule fires is drawn when the request arrives. A request delay waits then (this
-//! connection's next requests wait behind it; other connections do not); every other fault
-//! is owed to the response, which is then read whole: the broker serves the request, and what
-//! the client hears is changed (an error code), late, damaged, or never arrives (the
-//! connection is dropped). An `acks=0` produce has no response: only delays reach it.
+//! connection's next requests wait behind it; other connections do not). An error on Produce
+//! is answered here, every partition failed and nothing written, as a broker fails a write.
+//! Every other fault is owed to the response, which is then read whole: the broker serves the
+//! request, and what the client hears is changed (an error code), late, damaged, or never
+//! arrives (the connection is dropped). An `acks=0` produce has no response: only delays
+//! reach it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, FetchResponse};
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, ProduceResponse};
+use weir_wire::message::{decode_request, encode_response};
 use weir_wire::resources::{scan_request_resources, Named};
 use weir_wire::scan::TopicRef;
 
@@ -75,6 +78,18 @@ fn names_a_topic(cx: &RequestContext<'_>, topics: &[String]) -> Result<bool, Fil
     Ok(named)
 }
 
+/// The answer of a broker that failed every partition of the produce request with `code`.
+fn failed_produce(cx: &RequestContext<'_>, code: i16) -> Result<Bytes, FilterError> {
+    let (header, body) = (cx.header, cx.body());
+    // Walked first: the decoder would allocate whatever lengths the request declares.
+    scan_request_resources(body, ApiKey::Produce, header.api_version, |_| {}).map_err(FilterError::BadRequestBody)?;
+    let request: ProduceRequest = decode_request(cx.frame(), header).map_err(FilterError::BadRequest)?;
+    let response =
+        ProduceResponse::default().with_responses(crate::answers::failed_produce(request.topic_data, |_| code));
+    encode_response(header.correlation_id, ApiKey::Produce, header.api_version, &response)
+        .map_err(FilterError::BadRequest)
+}
+
 fn injected(services: &dyn Services, rule: &str, action: FaultAction, api: ApiKey) {
     tracing::debug!(rule, fault = action.label(), ?api, "fault injected");
     services.metrics().fault_injected(rule, action.label());
@@ -95,6 +110,7 @@ impl Filter for FaultFilter {
             && weir_wire::produce::acks(cx.body(), cx.header.api_version).is_ok_and(|acks| acks == 0);
         let mut delay = Duration::ZERO;
         let mut owed = Vec::new();
+        let mut answer = None;
         for plan in self.mine.iter().map(|&i| &self.plans[i]) {
             if !plan.wants(api) || !plan.fires() {
                 continue;
@@ -110,19 +126,34 @@ impl Filter for FaultFilter {
                     delay += FaultPlan::delay(min, max);
                 }
                 _ if no_response => {}
+                // A broker that fails a produce has written nothing: so the request never
+                // reaches one (were it written, a client would rightly count it lost and
+                // write it again).
+                FaultAction::Error(code) if api == ApiKey::Produce => {
+                    injected(cx.services, &plan.name, plan.action, api);
+                    answer = Some(code);
+                    break;
+                }
                 action => owed.push(OwedFault { rule: plan.name.clone(), action, topics: plan.topics.clone() }),
             }
         }
-        if !owed.is_empty() {
-            cx.will_change_response();
-            cx.remember(Owed(owed));
-        }
+        let action = match answer.map(|code| failed_produce(cx, code)) {
+            Some(Ok(frame)) => RequestAction::Answer(frame),
+            Some(Err(err)) => return ready(Err(err)),
+            None => {
+                if !owed.is_empty() {
+                    cx.will_change_response();
+                    cx.remember(Owed(owed));
+                }
+                RequestAction::Continue
+            }
+        };
         if delay.is_zero() {
-            return ready(Ok(RequestAction::Continue));
+            return ready(Ok(action));
         }
         later(async move {
             tokio::time::sleep(delay).await;
-            Ok(RequestAction::Continue)
+            Ok(action)
         })
     }
 
@@ -208,9 +239,9 @@ mod tests {
 
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    use weir_wire::message::{decode_response, encode_response, ResponseMessage};
+    use weir_wire::message::{decode_response, ResponseMessage};
     use weir_wire::RequestHeaderPeek;
 
     use super::*;
@@ -255,24 +286,40 @@ mod tests {
         "[{name: nl, api_keys: [Produce], topics: [orders], rate: 1, inject: {error: NOT_LEADER_OR_FOLLOWER}}]";
 
     #[tokio::test]
-    async fn an_error_rule_sets_the_code_in_the_brokers_answer_for_its_topics_only() {
+    async fn a_produce_error_is_answered_here_for_the_rules_topics_only_and_nothing_is_forwarded() {
         let services = TestServices::default();
         let mut chain = chain(NOT_LEADER, "User:app");
         let (peek, frame) = produce("orders", -1);
         let outcome = chain.on_request(&services, &peek, frame).await.unwrap();
-        assert!(outcome.changes_response, "the answer is read whole to be changed");
-        let mut answer = produced("orders");
-        chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
-        assert_eq!(error_code(answer), 6);
+        let RequestAction::Answer(answer) = outcome.action else { panic!("{:?}", outcome.action) };
+        let (header, body): (_, ProduceResponse) = decode_response(&answer, ApiKey::Produce, 9).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        let partition = &body.responses[0].partition_responses[0];
+        assert_eq!((body.responses[0].name.0.as_str(), partition.error_code, partition.base_offset), ("orders", 6, -1));
         let metrics = services.exposition();
         assert!(metrics.contains(r#"weir_kafka_faults_injected_total{rule="nl",fault="error"} 1"#), "{metrics}");
 
         let (peek, frame) = produce("payments", -1);
         let outcome = chain.on_request(&services, &peek, frame).await.unwrap();
-        assert!(!outcome.changes_response);
+        assert!(matches!(outcome.action, RequestAction::Continue) && !outcome.changes_response);
         let mut answer = produced("payments");
         chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
         assert_eq!(error_code(answer), 0);
+    }
+
+    #[tokio::test]
+    async fn an_error_on_another_api_is_set_in_the_brokers_answer() {
+        let services = TestServices::default();
+        let mut chain = chain("[{name: rebalance, api_keys: [Heartbeat], rate: 1, inject: {error: 27}}]", "User:app");
+        let frame = request(ApiKey::Heartbeat, 4, &HeartbeatRequest::default());
+        let outcome = chain.on_request(&services, &RequestHeaderPeek::parse(&frame).unwrap(), frame).await.unwrap();
+        assert!(matches!(outcome.action, RequestAction::Continue) && outcome.changes_response);
+        let served = encode_response(42, ApiKey::Heartbeat, 4, &HeartbeatResponse::default()).unwrap();
+        let mut answer = ResponseMessage::new(served, ApiKey::Heartbeat, 4);
+        chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
+        let (_, body): (_, HeartbeatResponse) =
+            decode_response(&answer.into_frame().unwrap(), ApiKey::Heartbeat, 4).unwrap();
+        assert_eq!(body.error_code, 27);
     }
 
     #[tokio::test]
@@ -282,7 +329,8 @@ mod tests {
         let (peek, frame) = produce("orders", -1);
         assert!(!chain(&for_other, "User:app").on_request(&services, &peek, frame).await.unwrap().changes_response);
         let (peek, frame) = produce("orders", 0);
-        assert!(!chain(NOT_LEADER, "User:app").on_request(&services, &peek, frame).await.unwrap().changes_response);
+        let outcome = chain(NOT_LEADER, "User:app").on_request(&services, &peek, frame).await.unwrap();
+        assert!(matches!(outcome.action, RequestAction::Continue) && !outcome.changes_response);
     }
 
     #[tokio::test]

@@ -19,28 +19,17 @@ pub(super) fn produce(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError> {
             ctx.forward(&request, None).map(Some)
         };
     }
-    let denied = denied
-        .into_iter()
-        .map(|t| {
-            let code = if code == TOPIC_DENIED { ctx.topic_error(&t.topic_id) } else { code };
-            produce_response::TopicProduceResponse::default()
-                .with_name(t.name)
-                .with_topic_id(t.topic_id)
-                .with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| {
-                            produce_response::PartitionProduceResponse::default()
-                                .with_index(p.index)
-                                .with_error_code(code)
-                                .with_base_offset(-1)
-                                .with_log_append_time_ms(-1)
-                                .with_log_start_offset(-1)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
+    let denied =
+        crate::answers::failed_produce(
+            denied,
+            |t| {
+                if code == TOPIC_DENIED {
+                    ctx.topic_error(&t.topic_id)
+                } else {
+                    code
+                }
+            },
+        );
     ctx.strip_or_answer(&request, request.topic_data.is_empty(), denied, |r: &mut ProduceResponse| &mut r.responses)
 }
 
