@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `/metrics` (OpenMetrics), `/healthz` (the process runs) and
-//! `/readyz` (the upstream answered). Kept on hyper directly: three routes do not need a router.
+//! The admin HTTP endpoint: `/metrics` (OpenMetrics), `/healthz` (the process runs),
+//! `/readyz` (the upstream answered), and the JSON reports a proxy adds (`/upstreams`). Kept
+//! on hyper directly: a handful of routes do not need a router.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,12 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A JSON report served at a path of its own, made when asked.
+pub type Report = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What the admin endpoint reports on.
 #[derive(Clone)]
 pub struct AdminState {
     pub registry: Arc<Registry>,
     /// `true` once the proxy can serve (its upstream answered).
     pub ready: watch::Receiver<bool>,
+    /// Live state beyond the metrics, by path (`/upstreams`: the brokers' health).
+    pub reports: Vec<(&'static str, Report)>,
 }
 
 /// Binds the admin listener; serve it with [`serve`].
@@ -90,7 +96,13 @@ fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if *state.ready.borrow() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: upstream has not answered yet\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n"),
+        path => match state.reports.iter().find(|(at, _)| *at == path) {
+            Some((_, report)) => Response::builder()
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(report())))
+                .unwrap_or_default(),
+            None => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz or /readyz\n"),
+        },
     }
 }
 

@@ -108,6 +108,10 @@ pub struct UpstreamConfig {
     /// certificate or `fixed_principal`); the first rule that matches wins, else `sasl`.
     #[serde(default)]
     pub sasl_by_principal: Vec<PrincipalSasl>,
+    /// Brokers that fail to connect several times in a row are ejected for a while (on by
+    /// default; `consecutive_failures: 0` turns it off).
+    #[serde(default)]
+    pub outlier_detection: crate::outlier::OutlierDetection,
 }
 
 /// One mapping from client principals to the broker identity the sidecar uses for them.
@@ -204,6 +208,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             connect_timeout_ms: defaults::connect_timeout_ms(),
+            outlier_detection: Default::default(),
             idle_timeout_ms: defaults::idle_timeout_ms(),
             resolve: BTreeMap::new(),
             tls: None,
@@ -307,6 +312,9 @@ impl SidecarConfig {
             }
         }
         self.fault_plans(origin)?;
+        if let Err((field, why)) = self.upstream.outlier_detection.validate() {
+            return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
+        }
         let (first, last) = self.broker_port_range();
         if u32::from(first) + u32::from(self.broker_ports.count) > 65536 {
             return Err(invalid(

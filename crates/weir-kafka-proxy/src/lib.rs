@@ -19,6 +19,7 @@ pub mod filters;
 pub mod flows;
 pub mod managed;
 pub mod metrics;
+pub mod outlier;
 pub mod quota;
 pub mod rewrite;
 pub mod session;

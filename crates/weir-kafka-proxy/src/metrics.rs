@@ -106,6 +106,11 @@ pub struct QuotaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLabels {
+    pub broker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FaultLabels {
     pub rule: String,
     pub fault: &'static str,
@@ -148,6 +153,9 @@ pub struct KafkaMetrics {
     throttle_seconds: Family<ApiLabels, Counter<f64, AtomicU64>>,
     quota_throttled: Family<QuotaLabels, Counter>,
     faults_injected: Family<FaultLabels, Counter>,
+    connect_failures: Family<BrokerLabels, Counter>,
+    ejections: Family<BrokerLabels, Counter>,
+    ejected: Family<BrokerLabels, prometheus_client::metrics::gauge::Gauge>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -190,6 +198,9 @@ impl KafkaMetrics {
             throttle_seconds: Family::default(),
             quota_throttled: Family::default(),
             faults_injected: Family::default(),
+            connect_failures: Family::default(),
+            ejections: Family::default(),
+            ejected: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -269,6 +280,21 @@ impl KafkaMetrics {
             "Faults injected into requests and responses (fault injection rules), per rule and fault",
             m.faults_injected.clone(),
         );
+        kafka.register(
+            "upstream_connect_failures",
+            "Connects to a broker that failed (refused or timed out), per broker address",
+            m.connect_failures.clone(),
+        );
+        kafka.register(
+            "upstream_ejections",
+            "Times a broker was ejected after failed connects in a row (outlier detection)",
+            m.ejections.clone(),
+        );
+        kafka.register(
+            "upstream_ejected",
+            "1 from a broker's ejection until a connect to it succeeds again",
+            m.ejected.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -334,6 +360,22 @@ impl KafkaMetrics {
     /// The fault injection rule `rule` injected `fault`.
     pub fn fault_injected(&self, rule: &str, fault: &'static str) {
         self.faults_injected.get_or_create(&FaultLabels { rule: rule.to_owned(), fault }).inc();
+    }
+
+    pub fn connect_failed(&self, broker: &str) {
+        self.connect_failures.get_or_create(&BrokerLabels { broker: broker.to_owned() }).inc();
+    }
+
+    /// Outlier detection ejected `broker`.
+    pub fn ejected(&self, broker: &str) {
+        let labels = BrokerLabels { broker: broker.to_owned() };
+        self.ejections.get_or_create(&labels).inc();
+        self.ejected.get_or_create(&labels).set(1);
+    }
+
+    /// A broker with failures on record connected again.
+    pub fn broker_back(&self, broker: &str) {
+        self.ejected.get_or_create(&BrokerLabels { broker: broker.to_owned() }).set(0);
     }
 
     pub fn closed(&self, reason: &str) {

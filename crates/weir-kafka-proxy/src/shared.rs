@@ -41,6 +41,8 @@ pub struct Shared {
     pub fetch_sessions: Arc<FetchSessionOwners>,
     /// Quota meters, shared by all connections of a principal.
     pub quotas: Arc<QuotaMeters>,
+    /// Brokers that failed to connect, and those ejected for it.
+    pub outliers: Arc<crate::outlier::Outliers>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
     pub topic_ids: Arc<TopicIds>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness

@@ -16,6 +16,7 @@ use weir_core::listener::Acceptor;
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
 use crate::metrics::KafkaMetrics;
+use crate::outlier::Outliers;
 use crate::rewrite;
 use crate::session::{self, Target};
 use crate::shared::Shared;
@@ -118,6 +119,7 @@ impl Sidecar {
         let shared = Arc::new(Shared {
             fetch_sessions: Arc::default(),
             quotas: Arc::default(),
+            outliers: Arc::new(Outliers::new(config.upstream.outlier_detection.clone())),
             config,
             metrics,
             directory: Arc::new(directory),
@@ -174,7 +176,13 @@ impl Sidecar {
         tracing::info!(listen = %shared.config.listen, bootstrap = ?shared.config.bootstrap, "sidecar started");
 
         if let Some(admin) = admin {
-            let state = weir_core::admin::AdminState { registry, ready: ready_rx };
+            let outliers = shared.outliers.clone();
+            let upstreams: weir_core::admin::Report = Arc::new(move || {
+                let brokers = outliers.states(std::time::Instant::now());
+                serde_json::json!({ "brokers_with_failures": brokers }).to_string()
+            });
+            let reports = vec![("/upstreams", upstreams)];
+            let state = weir_core::admin::AdminState { registry, ready: ready_rx, reports };
             tokio::spawn(weir_core::admin::serve(admin, state, shared.shutdown.clone()));
         }
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));

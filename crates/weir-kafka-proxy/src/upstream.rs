@@ -53,6 +53,14 @@ pub enum UpstreamError {
     Probe { addr: String, reason: String },
 }
 
+impl UpstreamError {
+    /// The broker could not be reached at all (refused, timed out): what outlier detection
+    /// counts. TLS and SASL failures are configuration, not a broker's health.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::ConnectTimeout { .. } | Self::Connect { .. })
+    }
+}
+
 /// A broker connection the sidecar authenticated with its own SASL credentials, in a cluster
 /// that ends sessions (KIP-368): it must authenticate again on the same connection before
 /// `due` (85 % of the lifetime the broker announced), or the broker closes it.

@@ -41,6 +41,10 @@ pub enum SessionError {
     UnknownBroker(i32),
     #[error(transparent)]
     Connect(#[from] UpstreamError),
+    #[error(
+        "broker {address} is ejected for {left:?} more after failed connects; the client should refresh its metadata"
+    )]
+    Ejected { address: String, left: std::time::Duration },
     #[error(transparent)]
     Tls(weir_core::tls::TlsError),
     #[error("frame of {size} bytes before authentication exceeds limits.max_unauthenticated_frame_bytes ({limit})")]
@@ -70,6 +74,7 @@ impl SessionError {
             | Self::CorrelationMismatch { .. } => "bad_response",
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
+            Self::Ejected { .. } => "upstream_ejected",
             Self::AuthenticationTimeout(_) => "authentication_timeout",
             Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
             Self::HintsOutsideTail => "rewrite_failed",
@@ -96,6 +101,8 @@ impl SessionError {
             Self::Filter(err) if err.is_policy() => tracing::info!(error = %self, "closing connection"),
             Self::Filter(err) if err.is_internal() => tracing::error!(error = %self, "closing connection"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
+            // The ejection itself was a warning; each client told of it is not.
+            Self::Ejected { .. } => tracing::debug!(error = %self, "closing client connection"),
             Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")
             }

@@ -32,6 +32,7 @@ use requests::RequestHalf;
 use responses::ResponseHalf;
 
 use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
+use crate::outlier::Failure;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::Reauthentication;
@@ -272,6 +273,8 @@ async fn both(requests: RequestHalf<'_>, responses: ResponseHalf<'_>) -> Result<
 }
 
 /// Connects to the broker behind `target`, as the broker identity mapped to `principal`.
+/// An ejected broker is not tried (see [`crate::outlier`]); the bootstrap listener tries the
+/// servers that are not ejected, in order.
 async fn connect_upstream(
     shared: &Shared,
     target: Target,
@@ -280,18 +283,46 @@ async fn connect_upstream(
     match target {
         Target::Broker(node_id) => {
             let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;
-            Ok(shared.connector.connect_session(&address, principal).await?)
+            connect_unless_ejected(shared, &address, principal).await
         }
         Target::Bootstrap => {
             let mut last = None;
             for address in &shared.config.bootstrap {
-                match shared.connector.connect_session(address, principal).await {
+                match connect_unless_ejected(shared, address, principal).await {
                     Ok(stream) => return Ok(stream),
                     Err(err) => last = Some(err),
                 }
             }
             // validate() guarantees at least one bootstrap server, so `last` is set.
-            Err(last.map(SessionError::Connect).unwrap_or(SessionError::UnknownBroker(-1)))
+            Err(last.unwrap_or(SessionError::UnknownBroker(-1)))
         }
+    }
+}
+
+async fn connect_unless_ejected(
+    shared: &Shared,
+    address: &str,
+    principal: Option<&str>,
+) -> Result<(BoxRead, BoxWrite, Option<Reauthentication>), SessionError> {
+    if let Some(left) = shared.outliers.ejected(address, Instant::now()) {
+        return Err(SessionError::Ejected { address: address.to_owned(), left });
+    }
+    match shared.connector.connect_session(address, principal).await {
+        Ok(stream) => {
+            if shared.outliers.succeeded(address) {
+                shared.metrics.broker_back(address);
+                tracing::info!(broker = address, "broker reachable again");
+            }
+            Ok(stream)
+        }
+        Err(err) if err.is_unreachable() => {
+            shared.metrics.connect_failed(address);
+            if let Failure::Ejected(ejection) = shared.outliers.failed(address, Instant::now()) {
+                shared.metrics.ejected(address);
+                tracing::warn!(broker = address, ?ejection, %err, "broker ejected after failed connects in a row");
+            }
+            Err(err.into())
+        }
+        Err(err) => Err(err.into()),
     }
 }

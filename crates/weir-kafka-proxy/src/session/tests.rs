@@ -46,6 +46,7 @@ fn shared() -> Shared {
         audit: None,
         fetch_sessions: Arc::default(),
         quotas: Arc::default(),
+        outliers: Arc::default(),
         topic_ids: Arc::default(),
         broker_versions: Default::default(),
     }
