@@ -1,8 +1,25 @@
 //! Answers the sidecar gives in a broker's stead, in the shapes brokers use: shared by the
 //! filters that answer requests themselves (authorization, fault injection).
 
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use weir_wire::message::{decode_request, encode_response};
+use weir_wire::resources::scan_request_resources;
+use weir_wire::RequestHeaderPeek;
+
+use crate::filter::FilterError;
+
+/// The answer of a broker that failed every partition of a produce request with `code`.
+pub(crate) fn failed_produce_answer(frame: &Bytes, peek: &RequestHeaderPeek, code: i16) -> Result<Bytes, FilterError> {
+    let body = frame.get(peek.body_offset..).unwrap_or_default();
+    // Walked first: the decoder would allocate whatever lengths the request declares.
+    scan_request_resources(body, ApiKey::Produce, peek.api_version, |_| {}).map_err(FilterError::BadRequestBody)?;
+    let request: ProduceRequest = decode_request(frame, peek).map_err(FilterError::BadRequest)?;
+    let response = ProduceResponse::default().with_responses(failed_produce(request.topic_data, |_| code));
+    encode_response(peek.correlation_id, ApiKey::Produce, peek.api_version, &response).map_err(FilterError::BadRequest)
+}
 
 /// Produce answers for `topics`, every partition failed with the code `code` gives its topic,
 /// nothing written (offsets -1, as a broker fills them for a failed partition).

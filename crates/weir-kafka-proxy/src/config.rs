@@ -112,6 +112,9 @@ pub struct UpstreamConfig {
     /// default; `consecutive_failures: 0` turns it off).
     #[serde(default)]
     pub outlier_detection: crate::outlier::OutlierDetection,
+    /// At most so many requests in flight to one broker (none by default).
+    #[serde(default)]
+    pub circuit_breaker: crate::breaker::CircuitBreaker,
 }
 
 /// One mapping from client principals to the broker identity the sidecar uses for them.
@@ -209,6 +212,7 @@ impl Default for UpstreamConfig {
         Self {
             connect_timeout_ms: defaults::connect_timeout_ms(),
             outlier_detection: Default::default(),
+            circuit_breaker: Default::default(),
             idle_timeout_ms: defaults::idle_timeout_ms(),
             resolve: BTreeMap::new(),
             tls: None,
@@ -314,6 +318,9 @@ impl SidecarConfig {
         self.fault_plans(origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
+        }
+        if let Err((field, why)) = self.upstream.circuit_breaker.validate() {
+            return Err(invalid(origin, &format!("upstream.circuit_breaker.{field}"), why));
         }
         let (first, last) = self.broker_port_range();
         if u32::from(first) + u32::from(self.broker_ports.count) > 65536 {

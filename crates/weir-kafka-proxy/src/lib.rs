@@ -11,6 +11,7 @@
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
 
 mod answers;
+pub mod breaker;
 pub mod config;
 pub mod directory;
 pub mod fault;

@@ -111,6 +111,12 @@ pub struct BrokerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLimitLabels {
+    pub broker: String,
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FaultLabels {
     pub rule: String,
     pub fault: &'static str,
@@ -156,6 +162,7 @@ pub struct KafkaMetrics {
     connect_failures: Family<BrokerLabels, Counter>,
     ejections: Family<BrokerLabels, Counter>,
     ejected: Family<BrokerLabels, prometheus_client::metrics::gauge::Gauge>,
+    over_broker_limit: Family<BrokerLimitLabels, Counter>,
     per_api: Vec<OnceLock<ApiMetrics>>,
 }
 
@@ -201,6 +208,7 @@ impl KafkaMetrics {
             connect_failures: Family::default(),
             ejections: Family::default(),
             ejected: Family::default(),
+            over_broker_limit: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -295,6 +303,11 @@ impl KafkaMetrics {
             "1 from a broker's ejection until a connect to it succeeds again",
             m.ejected.clone(),
         );
+        kafka.register(
+            "upstream_requests_over_limit",
+            "Requests that found their broker's request limit reached (circuit breaking), per broker and action (queued, rejected)",
+            m.over_broker_limit.clone(),
+        );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();
         m
@@ -371,6 +384,11 @@ impl KafkaMetrics {
         let labels = BrokerLabels { broker: broker.to_owned() };
         self.ejections.get_or_create(&labels).inc();
         self.ejected.get_or_create(&labels).set(1);
+    }
+
+    /// A request found `broker`'s request limit reached, and was `action` (queued, rejected).
+    pub fn over_broker_limit(&self, broker: &str, action: &'static str) {
+        self.over_broker_limit.get_or_create(&BrokerLimitLabels { broker: broker.to_owned(), action }).inc();
     }
 
     /// A broker with failures on record connected again.

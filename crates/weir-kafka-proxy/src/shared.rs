@@ -43,6 +43,8 @@ pub struct Shared {
     pub quotas: Arc<QuotaMeters>,
     /// Brokers that failed to connect, and those ejected for it.
     pub outliers: Arc<crate::outlier::Outliers>,
+    /// Request slots per broker (circuit breaking).
+    pub slots: Arc<crate::breaker::BrokerSlots>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
     pub topic_ids: Arc<TopicIds>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness

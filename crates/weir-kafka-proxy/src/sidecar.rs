@@ -13,6 +13,7 @@ use weir_core::admission::Admission;
 use weir_core::audit::AuditLog;
 use weir_core::listener::Acceptor;
 
+use crate::breaker::BrokerSlots;
 use crate::config::SidecarConfig;
 use crate::directory::{self, BrokerDirectory, OpenedListener};
 use crate::metrics::KafkaMetrics;
@@ -120,6 +121,7 @@ impl Sidecar {
             fetch_sessions: Arc::default(),
             quotas: Arc::default(),
             outliers: Arc::new(Outliers::new(config.upstream.outlier_detection.clone())),
+            slots: Arc::new(BrokerSlots::new(config.upstream.circuit_breaker.clone())),
             config,
             metrics,
             directory: Arc::new(directory),
@@ -176,10 +178,11 @@ impl Sidecar {
         tracing::info!(listen = %shared.config.listen, bootstrap = ?shared.config.bootstrap, "sidecar started");
 
         if let Some(admin) = admin {
-            let outliers = shared.outliers.clone();
+            let (outliers, slots) = (shared.outliers.clone(), shared.slots.clone());
             let upstreams: weir_core::admin::Report = Arc::new(move || {
                 let brokers = outliers.states(std::time::Instant::now());
-                serde_json::json!({ "brokers_with_failures": brokers }).to_string()
+                let in_flight = slots.states();
+                serde_json::json!({ "brokers_with_failures": brokers, "requests_in_flight": in_flight }).to_string()
             });
             let reports = vec![("/upstreams", upstreams)];
             let state = weir_core::admin::AdminState { registry, ready: ready_rx, reports };

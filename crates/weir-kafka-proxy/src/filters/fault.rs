@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, ProduceResponse};
-use weir_wire::message::{decode_request, encode_response};
+use kafka_protocol::messages::{ApiKey, FetchResponse};
 use weir_wire::resources::{scan_request_resources, Named};
 use weir_wire::scan::TopicRef;
 
@@ -78,18 +77,6 @@ fn names_a_topic(cx: &RequestContext<'_>, topics: &[String]) -> Result<bool, Fil
     Ok(named)
 }
 
-/// The answer of a broker that failed every partition of the produce request with `code`.
-fn failed_produce(cx: &RequestContext<'_>, code: i16) -> Result<Bytes, FilterError> {
-    let (header, body) = (cx.header, cx.body());
-    // Walked first: the decoder would allocate whatever lengths the request declares.
-    scan_request_resources(body, ApiKey::Produce, header.api_version, |_| {}).map_err(FilterError::BadRequestBody)?;
-    let request: ProduceRequest = decode_request(cx.frame(), header).map_err(FilterError::BadRequest)?;
-    let response =
-        ProduceResponse::default().with_responses(crate::answers::failed_produce(request.topic_data, |_| code));
-    encode_response(header.correlation_id, ApiKey::Produce, header.api_version, &response)
-        .map_err(FilterError::BadRequest)
-}
-
 fn injected(services: &dyn Services, rule: &str, action: FaultAction, api: ApiKey) {
     tracing::debug!(rule, fault = action.label(), ?api, "fault injected");
     services.metrics().fault_injected(rule, action.label());
@@ -137,7 +124,7 @@ impl Filter for FaultFilter {
                 action => owed.push(OwedFault { rule: plan.name.clone(), action, topics: plan.topics.clone() }),
             }
         }
-        let action = match answer.map(|code| failed_produce(cx, code)) {
+        let action = match answer.map(|code| crate::answers::failed_produce_answer(cx.frame(), cx.header, code)) {
             Some(Ok(frame)) => RequestAction::Answer(frame),
             Some(Err(err)) => return ready(Err(err)),
             None => {
@@ -239,9 +226,9 @@ mod tests {
 
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-    use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, TopicName};
+    use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, ProduceRequest, ProduceResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    use weir_wire::message::{decode_response, ResponseMessage};
+    use weir_wire::message::{decode_response, encode_response, ResponseMessage};
     use weir_wire::RequestHeaderPeek;
 
     use super::*;

@@ -71,6 +71,20 @@ enum InFlight {
     Internal { correlation_id: i32, reply: oneshot::Sender<Bytes> },
 }
 
+/// A broker connection made.
+struct Upstream {
+    read: BoxRead,
+    write: BoxWrite,
+    reauth: Option<Reauthentication>,
+    slots: Option<BrokerSlot>,
+}
+
+/// The request slots of the broker a connection reaches, when they are limited.
+struct BrokerSlot {
+    slots: Arc<tokio::sync::Semaphore>,
+    broker: Arc<str>,
+}
+
 /// A broker connection still to be made (see `run`): where to, and how to hand its reading
 /// half to the response half.
 struct Deferred {
@@ -103,6 +117,8 @@ struct Pending {
     changes_response: bool,
     /// How long the client must back off, as the request's filters decided (a quota).
     throttle: Duration,
+    /// The request's slot at its broker (circuit breaking), given back with the response.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Until when a throttled client is not read (KIP-219: a broker mutes a throttled client's
@@ -212,13 +228,16 @@ async fn run(
     let max_frame = shared.config.limits.max_frame_bytes;
     let first_frames = if authenticating { shared.config.limits.max_unauthenticated_frame_bytes } else { max_frame };
     let mut upstream_reauth = None;
+    let mut broker_slots = None;
     let mut upstream_open = None;
     let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if authenticating {
         let (sender, receiver) = oneshot::channel();
         (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
     } else {
-        let (read, write, reauth) = connect_upstream(shared, target, connection.principal.as_deref()).await?;
+        let Upstream { read, write, reauth, slots } =
+            connect_upstream(shared, target, connection.principal.as_deref()).await?;
         upstream_reauth = reauth;
+        broker_slots = slots;
         upstream_open = Some(shared.metrics.connections.upstream_opened());
         (read, write, None, None)
     };
@@ -241,6 +260,7 @@ async fn run(
             reauth: upstream_reauth,
             principal,
             muted: &muted,
+            slots: broker_slots,
         };
         let responses = ResponseHalf {
             shared,
@@ -275,11 +295,7 @@ async fn both(requests: RequestHalf<'_>, responses: ResponseHalf<'_>) -> Result<
 /// Connects to the broker behind `target`, as the broker identity mapped to `principal`.
 /// An ejected broker is not tried (see [`crate::outlier`]); the bootstrap listener tries the
 /// servers that are not ejected, in order.
-async fn connect_upstream(
-    shared: &Shared,
-    target: Target,
-    principal: Option<&str>,
-) -> Result<(BoxRead, BoxWrite, Option<Reauthentication>), SessionError> {
+async fn connect_upstream(shared: &Shared, target: Target, principal: Option<&str>) -> Result<Upstream, SessionError> {
     match target {
         Target::Broker(node_id) => {
             let address = shared.directory.upstream_of(node_id).ok_or(SessionError::UnknownBroker(node_id))?;
@@ -303,17 +319,18 @@ async fn connect_unless_ejected(
     shared: &Shared,
     address: &str,
     principal: Option<&str>,
-) -> Result<(BoxRead, BoxWrite, Option<Reauthentication>), SessionError> {
+) -> Result<Upstream, SessionError> {
     if let Some(left) = shared.outliers.ejected(address, Instant::now()) {
         return Err(SessionError::Ejected { address: address.to_owned(), left });
     }
     match shared.connector.connect_session(address, principal).await {
-        Ok(stream) => {
+        Ok((read, write, reauth)) => {
             if shared.outliers.succeeded(address) {
                 shared.metrics.broker_back(address);
                 tracing::info!(broker = address, "broker reachable again");
             }
-            Ok(stream)
+            let slots = shared.slots.of(address).map(|slots| BrokerSlot { slots, broker: Arc::from(address) });
+            Ok(Upstream { read, write, reauth, slots })
         }
         Err(err) if err.is_unreachable() => {
             shared.metrics.connect_failed(address);

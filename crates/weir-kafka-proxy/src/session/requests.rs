@@ -11,12 +11,17 @@ use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::metrics::OpenConnection;
 use weir_wire::{FrameReader, RequestHeaderPeek};
 
-use super::{Deferred, InFlight, Muted, Pending, SessionError};
+use super::{BrokerSlot, Deferred, InFlight, Muted, Pending, SessionError};
+use crate::breaker::WhenFull;
 use crate::filter::{FilterChain, RequestAction};
 use crate::shared::Shared;
 use crate::snapshot::Snapshots;
 use crate::upstream::{Reauthentication, RoundTrip};
 use crate::versions;
+
+/// What a produce over its broker's request limit is told under `reject`: retriable, and
+/// nothing was written.
+const REQUEST_TIMED_OUT: i16 = kafka_protocol::error::ResponseError::RequestTimedOut.code();
 
 pub(super) struct RequestHalf<'a> {
     pub(super) shared: &'a Shared,
@@ -39,6 +44,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) principal: Option<String>,
     /// Set while the client must back off (a quota): nothing is read from it meanwhile.
     pub(super) muted: &'a Muted,
+    /// The broker's request slots, when circuit breaking limits them.
+    pub(super) slots: Option<BrokerSlot>,
 }
 
 impl RequestHalf<'_> {
@@ -151,6 +158,13 @@ impl RequestHalf<'_> {
             if self.reauth.as_ref().is_some_and(|r| Instant::now() >= r.due) {
                 Box::pin(self.reauthenticate()).await?;
             }
+            let slot = match &self.slots {
+                None => None,
+                Some(slots) => match self.take_slot(slots, &peek, &frame, expects_response).await? {
+                    Some(slot) => Some(slot),
+                    None => continue,
+                },
+            };
             let proxy_time = started.elapsed();
             if expects_response {
                 let pending = Pending {
@@ -162,6 +176,7 @@ impl RequestHalf<'_> {
                     notes: outcome.notes,
                     changes_response: outcome.changes_response,
                     throttle: outcome.throttle,
+                    _slot: slot,
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {
@@ -181,7 +196,9 @@ impl RequestHalf<'_> {
     /// reading half to the response half (before any response is owed on it).
     async fn connect(&mut self, deferred: Deferred) -> Result<(), SessionError> {
         let principal = self.principal.as_deref();
-        let (read, write, reauth) = super::connect_upstream(self.shared, deferred.target, principal).await?;
+        let super::Upstream { read, write, reauth, slots } =
+            super::connect_upstream(self.shared, deferred.target, principal).await?;
+        self.slots = slots;
         *self.upstream_open = Some(self.shared.metrics.connections.upstream_opened());
         let max_frame = self.shared.config.limits.max_frame_bytes;
         deferred.sender.send(FrameReader::new(read, max_frame)).map_err(|_| SessionError::UpstreamClosed)?;
@@ -202,6 +219,35 @@ impl RequestHalf<'_> {
         self.reauth = self.shared.connector.reauthenticate(&due, &mut channel, i32::MAX - 3).await?;
         tracing::debug!(broker = %due.address, "re-authenticated to the broker (KIP-368)");
         Ok(())
+    }
+
+    /// A slot for this request at its broker: at once when one is free; else, a produce
+    /// under `reject` is failed here and anything else waits for one. None: not to be
+    /// forwarded (answered here, or the sidecar stops).
+    async fn take_slot(
+        &self,
+        slot: &BrokerSlot,
+        peek: &RequestHeaderPeek,
+        frame: &Bytes,
+        expects_response: bool,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SessionError> {
+        if let Ok(permit) = slot.slots.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        let metrics = &self.shared.metrics;
+        if self.shared.slots.when_full() == WhenFull::Reject && peek.api_key == ApiKey::Produce && expects_response {
+            metrics.over_broker_limit(&slot.broker, "rejected");
+            let answer = crate::answers::failed_produce_answer(frame, peek, REQUEST_TIMED_OUT)?;
+            self.enqueue(InFlight::Local(peek.api_key, answer)).await?;
+            return Ok(None);
+        }
+        metrics.over_broker_limit(&slot.broker, "queued");
+        tokio::select! {
+            biased;
+            // Stopping: the request goes nowhere; the loop ends at its next read.
+            _ = self.shared.shutdown.cancelled() => Ok(None),
+            permit = slot.slots.clone().acquire_owned() => Ok(permit.ok()),
+        }
     }
 
     async fn enqueue(&self, entry: InFlight) -> Result<(), SessionError> {

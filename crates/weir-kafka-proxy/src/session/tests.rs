@@ -47,6 +47,7 @@ fn shared() -> Shared {
         fetch_sessions: Arc::default(),
         quotas: Arc::default(),
         outliers: Arc::default(),
+        slots: Arc::default(),
         topic_ids: Arc::default(),
         broker_versions: Default::default(),
     }
@@ -80,6 +81,7 @@ async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexSt
         reauth: None,
         principal: None,
         muted: &muted,
+        slots: None,
     };
     let responses = ResponseHalf {
         shared: &shared,
