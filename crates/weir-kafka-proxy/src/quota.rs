@@ -54,6 +54,13 @@ pub struct QuotaRule {
     /// Fetched, bytes per second (the response's size).
     #[serde(default)]
     pub fetch_bytes_per_second: Option<f64>,
+    /// Connections open at once, per principal; one more is closed as it opens.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// New connections per second, per principal; one past the rate is served late (as
+    /// Kafka's connection creation quota, KIP-612, delays it).
+    #[serde(default)]
+    pub connections_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -69,6 +76,8 @@ pub enum QuotaScope {
 pub enum Metered {
     Produce,
     Fetch,
+    /// New connections (one unit each).
+    ConnectionRate,
 }
 
 impl Metered {
@@ -76,6 +85,7 @@ impl Metered {
         match self {
             Metered::Produce => "produce",
             Metered::Fetch => "fetch",
+            Metered::ConnectionRate => "connection_rate",
         }
     }
 }
@@ -102,12 +112,25 @@ impl QuotaRule {
                 }
             }
         }
-        if self.produce_bytes_per_second.is_none() && self.fetch_bytes_per_second.is_none() {
-            return Err(invalid(
-                origin,
-                at,
-                format!("quota `{}` limits nothing: set produce_bytes_per_second or fetch_bytes_per_second", self.name),
-            ));
+        if let Some(rate) = self.connections_per_second {
+            if !rate.is_finite() || rate <= 0.0 {
+                let why = format!("expected a rate above 0 connections per second, not {rate}");
+                return Err(invalid(origin, &format!("{at}.connections_per_second"), why));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(invalid(origin, &format!("{at}.max_connections"), "must be at least 1"));
+        }
+        if self.produce_bytes_per_second.is_none()
+            && self.fetch_bytes_per_second.is_none()
+            && self.max_connections.is_none()
+            && self.connections_per_second.is_none()
+        {
+            let why = format!(
+                "quota `{}` limits nothing: set produce_bytes_per_second, fetch_bytes_per_second, max_connections or connections_per_second",
+                self.name
+            );
+            return Err(invalid(origin, at, why));
         }
         Ok(())
     }
@@ -116,6 +139,7 @@ impl QuotaRule {
         match metered {
             Metered::Produce => self.produce_bytes_per_second,
             Metered::Fetch => self.fetch_bytes_per_second,
+            Metered::ConnectionRate => self.connections_per_second,
         }
     }
 
@@ -173,6 +197,42 @@ struct MeterKey {
 #[derive(Debug, Default)]
 pub struct QuotaMeters {
     buckets: Mutex<HashMap<MeterKey, Bucket>>,
+    /// Connections open per (rule, principal), under rules with `max_connections`.
+    open: Mutex<HashMap<RuleAndPrincipal, u32>>,
+}
+
+/// A `max_connections` rule's name and a principal it counts.
+type RuleAndPrincipal = (Arc<str>, Arc<str>);
+
+/// A connection counted against `max_connections` rules: uncounted when dropped.
+#[derive(Debug)]
+pub struct CountedConnection {
+    meters: Arc<QuotaMeters>,
+    keys: Vec<RuleAndPrincipal>,
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut open = self.meters.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in &self.keys {
+            if let Some(n) = open.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// A connection one `max_connections` rule does not admit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooManyConnections {
+    pub rule: Arc<str>,
+    pub max: u32,
 }
 
 /// The meters one client (principal, client id) is under, for one kind of traffic.
@@ -238,6 +298,30 @@ impl QuotaMeters {
         (wait.min(MAX_THROTTLE), by)
     }
 
+    /// Counts a new connection of `principal` against the `max_connections` rules that cover
+    /// it (connection limits are per principal: its client id is not known yet).
+    pub fn admit_connection(
+        self: &Arc<Self>,
+        rules: &[QuotaRule],
+        principal: &str,
+    ) -> Result<CountedConnection, TooManyConnections> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let limits: Vec<(RuleAndPrincipal, u32)> = rules
+            .iter()
+            .filter(|rule| {
+                !rule.principals.is_empty() && covers(&rule.principals, principal) && covers(&rule.client_ids, "")
+            })
+            .filter_map(|rule| Some(((Arc::from(rule.name.as_str()), Arc::from(principal)), rule.max_connections?)))
+            .collect();
+        if let Some(((rule, _), max)) = limits.iter().find(|(key, max)| open.get(key).is_some_and(|n| n >= max)) {
+            return Err(TooManyConnections { rule: rule.clone(), max: *max });
+        }
+        for (key, _) in &limits {
+            *open.entry(key.clone()).or_default() += 1;
+        }
+        Ok(CountedConnection { meters: self.clone(), keys: limits.into_iter().map(|(key, _)| key).collect() })
+    }
+
     /// Forgets the meters of rules no longer configured.
     pub fn retain_rules(&self, rules: &[QuotaRule]) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -266,6 +350,8 @@ mod tests {
             per: QuotaScope::Principal,
             produce_bytes_per_second: Some(produce),
             fetch_bytes_per_second: None,
+            max_connections: None,
+            connections_per_second: None,
         }
     }
 
@@ -337,5 +423,29 @@ mod tests {
         nothing.produce_bytes_per_second = None;
         let nothing = nothing.validate(origin, "quotas[1]").unwrap_err().to_string();
         assert!(nothing.contains("limits nothing"), "{nothing}");
+    }
+
+    #[test]
+    fn a_principal_gets_at_most_its_connections_and_a_closed_one_frees_its_place() {
+        let meters = Arc::new(QuotaMeters::default());
+        let rules = [QuotaRule { max_connections: Some(2), produce_bytes_per_second: None, ..rule(1.0) }];
+        let first = meters.admit_connection(&rules, "User:orders").unwrap();
+        let _second = meters.admit_connection(&rules, "User:orders").unwrap();
+        let over = meters.admit_connection(&rules, "User:orders").unwrap_err();
+        assert_eq!(over, TooManyConnections { rule: Arc::from("orders"), max: 2 });
+        assert!(meters.admit_connection(&rules, "User:other").is_ok(), "the rule names one principal");
+        drop(first);
+        assert!(meters.admit_connection(&rules, "User:orders").is_ok());
+    }
+
+    #[test]
+    fn new_connections_past_their_rate_are_told_to_wait() {
+        let meters = QuotaMeters::default();
+        let rules = [QuotaRule { connections_per_second: Some(2.0), produce_bytes_per_second: None, ..rule(1.0) }];
+        let rate = QuotaMeters::for_client(&rules, Metered::ConnectionRate, "User:orders", "");
+        let now = Instant::now();
+        assert_eq!(meters.record(&rate, 1, now).0, Duration::ZERO);
+        assert_eq!(meters.record(&rate, 1, now).0, Duration::ZERO, "one second of credit: two connections");
+        assert_eq!(meters.record(&rate, 1, now).0, Duration::from_millis(500));
     }
 }

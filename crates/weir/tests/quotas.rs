@@ -1,7 +1,8 @@
 //! Byte-rate quotas through a real sidecar in front of the real cluster: clients over their
 //! quota are told to back off (`throttle_time_ms`), see it in their own statistics, and still
 //! deliver and read everything without an error; clients the quota does not name are never
-//! throttled. The achieved rates are measured by bench/quota.sh, not here.
+//! throttled. The achieved rates are measured by bench/quota.sh, not here. Connection quotas
+//! refuse a principal's connection too many and serve late those past their rate.
 
 mod common;
 
@@ -139,5 +140,63 @@ async fn clients_over_a_quota_are_throttled_without_errors_and_others_are_not() 
     let _ = consumer.poll(Duration::from_millis(500));
     assert!(throttled(&sidecar, "Fetch") > before, "the sidecar throttled the limited consumer");
     assert!(reader.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms in its fetch responses");
+    sidecar.assert_quiet();
+}
+
+/// Connection quotas: `max_connections` closes the one connection too many of a principal as
+/// it opens (the others keep working, and a closed one frees its place); with
+/// `connections_per_second`, a real client's connections past the rate are served late and
+/// it still delivers everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_principal_past_its_connection_quota_is_refused_or_served_late() {
+    use common::raw::{api_versions_request, call, closed_by_peer};
+    use std::net::TcpStream;
+    use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+    let quota = "quotas: [{name: three, principals: ['*'], max_connections: 3}]\n";
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: quota.into(), ..Default::default() });
+    let connect = || {
+        let stream = TcpStream::connect(sidecar.bootstrap()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+    };
+    let served = |stream: &mut TcpStream| {
+        let answer: ApiVersionsResponse = call(stream, ApiKey::ApiVersions, 3, &api_versions_request());
+        assert_eq!(answer.error_code, 0);
+    };
+    let mut open: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+    open.iter_mut().for_each(served);
+    let mut fourth = connect();
+    use std::io::Write;
+    let _ = fourth.write_all(&common::raw::request(ApiKey::ApiVersions, 3, 1, &api_versions_request()));
+    assert!(closed_by_peer(&mut fourth), "a fourth connection of one principal is closed");
+    open.iter_mut().for_each(served);
+    drop(open.pop());
+    // The closed connection's place is free once the sidecar saw it close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = connect();
+        let _ = again.write_all(&common::raw::request(ApiKey::ApiVersions, 3, 2, &api_versions_request()));
+        match common::raw::read_frame(&mut again) {
+            Ok(_) => break,
+            Err(_) => assert!(std::time::Instant::now() < deadline, "no place freed by a closed connection"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        sidecar.metric("weir_kafka_quota_throttled_requests_total", &[("quota", "three"), ("traffic", "connections")])
+            >= 1.0
+    );
+    assert!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "connection_quota")]) >= 1.0);
+    sidecar.assert_quiet();
+
+    let rate = "quotas: [{name: slow-connects, principals: ['*'], connections_per_second: 1}]\n";
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: rate.into(), ..Default::default() });
+    let topic = unique("conn-rate");
+    rd::create_topic(&common::direct_bootstrap(), &topic, 3).await;
+    // librdkafka opens the bootstrap connection and one to each partition leader at once.
+    rd::produce(&rd::producer(&sidecar.bootstrap(), &[]), &topic, "v", 30).await;
+    let late = ("traffic", "connection_rate");
+    assert!(sidecar.metric("weir_kafka_quota_throttled_requests_total", &[("quota", "slow-connects"), late]) >= 1.0);
     sidecar.assert_quiet();
 }

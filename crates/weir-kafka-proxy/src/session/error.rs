@@ -41,6 +41,8 @@ pub enum SessionError {
     UnknownBroker(i32),
     #[error(transparent)]
     Connect(#[from] UpstreamError),
+    #[error("{principal} already has {max} connections open, the most quota `{rule}` allows")]
+    ConnectionQuota { rule: std::sync::Arc<str>, principal: String, max: u32 },
     #[error(
         "broker {address} is ejected for {left:?} more after failed connects; the client should refresh its metadata"
     )]
@@ -75,6 +77,7 @@ impl SessionError {
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::Ejected { .. } => "upstream_ejected",
+            Self::ConnectionQuota { .. } => "connection_quota",
             Self::AuthenticationTimeout(_) => "authentication_timeout",
             Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
             Self::HintsOutsideTail => "rewrite_failed",
@@ -99,6 +102,7 @@ impl SessionError {
                 tracing::info!(error = %self, "closing connection")
             }
             Self::Filter(err) if err.is_policy() => tracing::info!(error = %self, "closing connection"),
+            Self::ConnectionQuota { .. } => tracing::info!(error = %self, "closing connection"),
             Self::Filter(err) if err.is_internal() => tracing::error!(error = %self, "closing connection"),
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
             // The ejection itself was a warning; each client told of it is not.

@@ -33,6 +33,7 @@ use responses::ResponseHalf;
 
 use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
 use crate::outlier::Failure;
+use crate::quota::{CountedConnection, Metered, QuotaMeters, ANONYMOUS};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::Reauthentication;
@@ -227,6 +228,17 @@ async fn run(
     let authenticating = snapshot.sasl.is_some();
     let max_frame = shared.config.limits.max_frame_bytes;
     let first_frames = if authenticating { shared.config.limits.max_unauthenticated_frame_bytes } else { max_frame };
+    // Connection quotas count the client once its principal is known: now, or after SASL.
+    let counted = match authenticating {
+        false => {
+            let (counted, wait) = admit_connection(shared, &snapshot, connection.principal.as_deref())?;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            Some(counted)
+        }
+        true => None,
+    };
     let mut upstream_reauth = None;
     let mut broker_slots = None;
     let mut upstream_open = None;
@@ -261,6 +273,7 @@ async fn run(
             principal,
             muted: &muted,
             slots: broker_slots,
+            counted,
         };
         let responses = ResponseHalf {
             shared,
@@ -290,6 +303,30 @@ async fn both(requests: RequestHalf<'_>, responses: ResponseHalf<'_>) -> Result<
         },
         done = &mut responses => done,
     }
+}
+
+/// Counts a connection of `principal` against the connection quotas of `snapshot`: an error
+/// when one more is too many, else how long to wait before serving it (its creation rate).
+fn admit_connection(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    principal: Option<&str>,
+) -> Result<(CountedConnection, Duration), SessionError> {
+    let principal = principal.unwrap_or(ANONYMOUS);
+    let counted = shared.quotas.admit_connection(&snapshot.quotas, principal).map_err(|over| {
+        shared.metrics.over_quota(&over.rule, "connections");
+        SessionError::ConnectionQuota { rule: over.rule, principal: principal.to_owned(), max: over.max }
+    })?;
+    let rate = QuotaMeters::for_client(&snapshot.quotas, Metered::ConnectionRate, principal, "");
+    if rate.is_empty() {
+        return Ok((counted, Duration::ZERO));
+    }
+    let (wait, by) = shared.quotas.record(&rate, 1, Instant::now());
+    if let Some(rule) = by.filter(|_| !wait.is_zero()) {
+        shared.metrics.over_quota(&rule, Metered::ConnectionRate.as_str());
+        tracing::debug!(?wait, quota = %rule, "connection over its creation rate: served late");
+    }
+    Ok((counted, wait))
 }
 
 /// Connects to the broker behind `target`, as the broker identity mapped to `principal`.

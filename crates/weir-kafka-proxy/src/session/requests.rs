@@ -46,6 +46,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) muted: &'a Muted,
     /// The broker's request slots, when circuit breaking limits them.
     pub(super) slots: Option<BrokerSlot>,
+    /// This connection, counted against connection quotas once its principal is known.
+    pub(super) counted: Option<crate::quota::CountedConnection>,
 }
 
 impl RequestHalf<'_> {
@@ -129,6 +131,12 @@ impl RequestHalf<'_> {
             if let Some(authenticated) = outcome.authenticated {
                 self.authentication_deadline = None;
                 self.client.set_max_frame(self.shared.config.limits.max_frame_bytes);
+                let snapshot = self.snapshots.borrow().clone();
+                let (counted, wait) = super::admit_connection(self.shared, &snapshot, Some(&authenticated.principal))?;
+                self.counted = Some(counted);
+                if !wait.is_zero() {
+                    self.muted.until(tokio::time::Instant::now() + wait);
+                }
                 self.principal = Some(authenticated.principal);
             }
             match outcome.action {

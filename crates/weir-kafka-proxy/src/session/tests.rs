@@ -82,6 +82,7 @@ async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexSt
         principal: None,
         muted: &muted,
         slots: None,
+        counted: None,
     };
     let responses = ResponseHalf {
         shared: &shared,
@@ -212,6 +213,8 @@ fn everyone_at_1000_bytes_per_second() -> Snapshot {
         per: Default::default(),
         produce_bytes_per_second: Some(1000.0),
         fetch_bytes_per_second: None,
+        max_connections: None,
+        connections_per_second: None,
     };
     Snapshot { quotas: vec![rule].into(), ..Snapshot::default() }
 }
