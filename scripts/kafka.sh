@@ -7,6 +7,8 @@
 #   scripts/kafka.sh stop [--cluster NAME]
 #   scripts/kafka.sh stop-broker I [--cluster NAME]
 #   scripts/kafka.sh start-broker I [--cluster NAME]
+#   scripts/kafka.sh pause-broker I [--cluster NAME]   (SIGSTOP: connections open, nothing answered)
+#   scripts/kafka.sh resume-broker I [--cluster NAME]  (SIGCONT)
 #   scripts/kafka.sh status [--cluster NAME]     (exit 0 only if all nodes are up)
 #   scripts/kafka.sh bootstrap [--cluster NAME] [--brokers N] [--mesh]
 #   scripts/kafka.sh classpath
@@ -444,7 +446,7 @@ CLUSTER=main OPT_BROKERS="" OPT_BASE="" NODE="" MESH=0
 case $CMD in
   classpath) classpath; exit 0 ;;
   run) [[ $# -ge 1 ]] || usage; TOOL_OPTS=${WEIR_KAFKA_TOOL_OPTS:--Xmx1g} run_tool "$@"; exit ;;
-  stop-broker | start-broker) NODE=${1:-}; [[ -n $NODE ]] || usage; shift ;;
+  stop-broker | start-broker | pause-broker | resume-broker) NODE=${1:-}; [[ -n $NODE ]] || usage; shift ;;
 esac
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -466,6 +468,8 @@ case $CMD in
   stop) cmd_stop ;;
   stop-broker) cmd_stop_broker ;;
   start-broker) cmd_start_broker ;;
+  pause-broker) node_arg; kill -STOP "$(node_pid "$NODE")" && log "paused node $NODE of cluster $CLUSTER" ;;
+  resume-broker) node_arg; kill -CONT "$(node_pid "$NODE")" && log "resumed node $NODE of cluster $CLUSTER" ;;
   status) cmd_status ;;
   bootstrap)
     [[ -z $OPT_BROKERS ]] || BROKERS=$OPT_BROKERS

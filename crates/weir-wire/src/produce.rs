@@ -38,6 +38,14 @@ pub fn acks(body: &[u8], version: i16) -> Result<i16, ScanError> {
     c.i16()
 }
 
+/// Reads `acks` and `timeout_ms` (how long the broker may wait for replication) of a Produce
+/// request body: fixed fields after the transactional id, so this is no walk.
+pub fn acks_and_timeout_ms(body: &[u8], version: i16) -> Result<(i16, i32), ScanError> {
+    let mut c = Cursor::new(body, "Produce request", version);
+    c.nullable_string(version >= FIRST_FLEXIBLE)?;
+    Ok((c.i16()?, c.i32()?))
+}
+
 /// Reads the resources a Produce request body names, for authorization: its transactional id
 /// and each topic once.
 pub fn scan_produce_names<'a>(body: &'a [u8], version: i16, mut visit: impl FnMut(Named<'a>)) -> Result<(), ScanError> {
@@ -159,6 +167,16 @@ mod tests {
             .unwrap();
         request.encode(&mut buf, version).unwrap();
         crate::frame::with_length_prefix(&buf)
+    }
+
+    #[test]
+    fn acks_and_timeout_are_read_at_every_version() {
+        for version in 3..=13 {
+            let body = ProduceRequest::default().with_acks(-1).with_timeout_ms(4321);
+            let frame = frame(version, &body);
+            let peek = RequestHeaderPeek::parse(&frame).unwrap();
+            assert_eq!(acks_and_timeout_ms(&frame[peek.body_offset..], version).unwrap(), (-1, 4321), "v{version}");
+        }
     }
 
     fn request() -> ProduceRequest {

@@ -1,6 +1,7 @@
 //! A broker restart in the middle of a stream: the sidecar reconnects, the clients recover, and
-//! nothing acknowledged is lost or duplicated. Its own test binary, because stopping a broker
-//! would disturb scenarios running in parallel.
+//! nothing acknowledged is lost or duplicated. A broker that stops answering (paused): with a
+//! request timeout, its clients' connections are closed instead of hanging. Its own test
+//! binary, because stopping a broker would disturb scenarios running in parallel.
 
 mod common;
 
@@ -10,8 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{rd, repo_root, unique, Sidecar};
+use common::raw::{api_versions_request, call, closed_by_peer, request};
+use common::{rd, repo_root, unique, Sidecar, SidecarOptions};
 use rdkafka::producer::FutureRecord;
+use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
 /// Restarts the broker when dropped, so a failing test does not leave the cluster degraded.
 struct BrokerStopped(u32);
@@ -88,4 +91,38 @@ async fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
 
     // Expected noise while broker 2 is down: connections to it fail and are closed.
     sidecar.assert_quiet_except(&["cannot connect to", "broker closed the connection", "Connection reset"]);
+}
+
+/// Resumes the broker when dropped.
+struct BrokerPaused(u32);
+
+impl BrokerPaused {
+    fn pause(node: u32) -> Self {
+        kafka_sh(&["pause-broker", &node.to_string()]);
+        Self(node)
+    }
+}
+
+impl Drop for BrokerPaused {
+    fn drop(&mut self) {
+        kafka_sh(&["resume-broker", &self.0.to_string()]);
+    }
+}
+
+#[test]
+fn a_broker_that_stops_answering_has_its_client_connections_closed_after_the_request_timeout() {
+    use std::io::Write;
+    let upstream_yaml = "  circuit_breaker: {request_timeout_ms: 2000}\n".to_owned();
+    let sidecar = Sidecar::start_with(SidecarOptions { upstream_yaml, ..Default::default() });
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + 2)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let answer: ApiVersionsResponse = call(&mut stream, ApiKey::ApiVersions, 3, &api_versions_request());
+    assert_eq!(answer.error_code, 0, "broker 2 answers while it runs");
+
+    let paused = BrokerPaused::pause(2);
+    stream.write_all(&request(ApiKey::ApiVersions, 3, 7, &api_versions_request())).unwrap();
+    assert!(closed_by_peer(&mut stream), "the connection is closed, not left hanging");
+    drop(paused);
+    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "upstream_timeout")]), 1.0);
+    sidecar.assert_quiet_except(&["did not answer ApiVersions within 2s"]);
 }

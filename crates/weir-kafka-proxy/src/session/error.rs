@@ -41,6 +41,8 @@ pub enum SessionError {
     UnknownBroker(i32),
     #[error(transparent)]
     Connect(#[from] UpstreamError),
+    #[error("the broker did not answer {api:?} within {after:?} (upstream.circuit_breaker.request_timeout_ms); the client should retry")]
+    UpstreamTimeout { api: ApiKey, after: std::time::Duration },
     #[error("{principal} already has {max} connections open, the most quota `{rule}` allows")]
     ConnectionQuota { rule: std::sync::Arc<str>, principal: String, max: u32 },
     #[error(
@@ -78,6 +80,7 @@ impl SessionError {
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::Ejected { .. } => "upstream_ejected",
             Self::ConnectionQuota { .. } => "connection_quota",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::AuthenticationTimeout(_) => "authentication_timeout",
             Self::UnauthenticatedFrameTooLarge { .. } => "unauthenticated",
             Self::HintsOutsideTail => "rewrite_failed",

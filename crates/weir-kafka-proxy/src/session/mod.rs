@@ -120,6 +120,8 @@ struct Pending {
     throttle: Duration,
     /// The request's slot at its broker (circuit breaking), given back with the response.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// How long after `sent_at` the broker must have begun to answer (circuit breaking).
+    timeout: Option<Duration>,
 }
 
 /// Until when a throttled client is not read (KIP-219: a broker mutes a throttled client's

@@ -1,6 +1,6 @@
 //! The request half: client frames in, the same bytes out to the broker.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -185,6 +185,11 @@ impl RequestHalf<'_> {
                     changes_response: outcome.changes_response,
                     throttle: outcome.throttle,
                     _slot: slot,
+                    timeout: self.shared.config.upstream.circuit_breaker.request_timeout_ms.and_then(|ms| {
+                        let body = frame.get(peek.body_offset..).unwrap_or_default();
+                        let waits = crate::breaker::answer_may_wait(peek.api_key, peek.api_version, body)?;
+                        Some(Duration::from_millis(ms) + waits)
+                    }),
                 };
                 self.enqueue(InFlight::Upstream(pending)).await?;
             } else {

@@ -106,7 +106,17 @@ impl ResponseHalf<'_> {
     /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
     /// large Fetch response was already streamed to the client.
     async fn relay_response(&mut self, pending: Pending) -> Result<Option<Bytes>, SessionError> {
-        let total = match self.upstream.next_frame_size().await {
+        let next = self.upstream.next_frame_size();
+        let next = match pending.timeout {
+            Some(timeout) => {
+                let deadline = tokio::time::Instant::from_std(pending.sent_at) + timeout;
+                tokio::time::timeout_at(deadline, next)
+                    .await
+                    .map_err(|_| SessionError::UpstreamTimeout { api: pending.api_key, after: timeout })?
+            }
+            None => next.await,
+        };
+        let total = match next {
             Ok(Some(total)) => total,
             Ok(None) => return Err(SessionError::UpstreamClosed),
             Err(err) => return Err(upstream_frame_error(err)),

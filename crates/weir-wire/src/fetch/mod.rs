@@ -57,6 +57,13 @@ pub fn request_session(body: &[u8], version: i16) -> Option<FetchSessionRef> {
     Some(FetchSessionRef { session_id: int(offset)?, epoch: int(offset + 4)?, offset })
 }
 
+/// Reads `max_wait_ms` of a Fetch request body (how long the broker may hold the answer for
+/// data to arrive): a fixed field, after `replica_id` before v15. `None` when too short.
+pub fn request_max_wait_ms(body: &[u8], version: i16) -> Option<i32> {
+    let at = if version <= 14 { 4 } else { 0 };
+    body.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The top-level error code and fetch session id of a Fetch response body (v7+): fixed
 /// fields after `throttle_time_ms`, so no walk is needed. `None` before v7 or when too short.
 pub fn response_session(body: &[u8], version: i16) -> Option<(i16, i32)> {
@@ -191,6 +198,15 @@ mod tests {
     };
     use kafka_protocol::messages::{FetchResponse, TopicName};
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
+
+    #[test]
+    fn max_wait_is_read_at_every_version() {
+        for version in 4..=17 {
+            let mut body = BytesMut::new();
+            kafka_protocol::messages::FetchRequest::default().with_max_wait_ms(777).encode(&mut body, version).unwrap();
+            assert_eq!(request_max_wait_ms(&body, version), Some(777), "v{version}");
+        }
+    }
 
     /// A response using every field the version has (the encoder refuses others).
     fn response(version: i16, with_endpoints: bool) -> FetchResponse {
