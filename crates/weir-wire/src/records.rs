@@ -70,6 +70,29 @@ pub fn corrupt_first_batch(records: &[u8]) -> Option<bytes::Bytes> {
     Some(out.freeze())
 }
 
+/// Who wrote the first batch of a records blob and where it stands in that producer's
+/// sequence: an idempotent producer's id, epoch and the batch's base sequence (v2 batches);
+/// None for a producer that is not idempotent (id -1) or a blob too short.
+pub fn producer_sequence(records: &[u8]) -> Option<ProducerSequence> {
+    const PRODUCER_ID: usize = 43;
+    if records.get(MAGIC_OFFSET) != Some(&2) {
+        return None;
+    }
+    let b = records.get(PRODUCER_ID..RECORD_COUNT_OFFSET)?;
+    let producer_id = i64::from_be_bytes(b[..8].try_into().ok()?);
+    let epoch = i16::from_be_bytes([b[8], b[9]]);
+    let base_sequence = i32::from_be_bytes([b[10], b[11], b[12], b[13]]);
+    (producer_id >= 0).then_some(ProducerSequence { producer_id, epoch, base_sequence })
+}
+
+/// See [`producer_sequence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSequence {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
 /// Records in a `records` blob. A trailing partial batch (which Fetch responses may carry) is
 /// ignored.
 pub fn count_records(records: &[u8]) -> u64 {
@@ -126,6 +149,33 @@ mod tests {
 
         assert!(duplicate_first_batch(&partial[..20]).is_none());
         assert!(corrupt_first_batch(&[]).is_none());
+    }
+
+    #[test]
+    fn an_idempotent_batch_says_its_producer_and_sequence() {
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let record = |offset: i64, sequence: i32| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 77,
+            producer_epoch: 3,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence,
+            timestamp: 0,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut buf, &[record(0, 40), record(1, 41)], &options).unwrap();
+        let expected = ProducerSequence { producer_id: 77, epoch: 3, base_sequence: 40 };
+        assert_eq!(producer_sequence(&buf), Some(expected));
+        assert_eq!(producer_sequence(&batch(2)), None, "a producer that is not idempotent (id -1)");
+        assert_eq!(producer_sequence(&buf[..50]), None);
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! arrives (the connection is dropped). An `acks=0` produce has no response: only delays
 //! reach it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, FetchResponse};
+use weir_wire::records::ProducerSequence;
 use weir_wire::resources::{scan_request_resources, Named};
 use weir_wire::scan::TopicRef;
 
@@ -28,6 +30,46 @@ pub(crate) struct FaultFilter {
     /// The plans whose principals cover this connection's.
     mine: Vec<usize>,
     principal: String,
+    /// Partitions whose idempotent writes this connection failed, until the producer sends
+    /// the failed batch again.
+    held: HashMap<PartitionKey, Held>,
+}
+
+/// A partition a produce names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PartitionKey {
+    Name(String, i32),
+    Id([u8; 16], i32),
+}
+
+/// Why a partition's writes fail until its failed batch comes again. A broker that answers
+/// NOT_LEADER_OR_FOLLOWER answers so to every write of the partition until the producer has
+/// looked for the leader and starts again from the failed batch; a failure that let the
+/// batches behind it through would show the broker a gap in the producer's sequence, which
+/// no broker shows (and which left the Java producer retrying OUT_OF_ORDER_SEQUENCE_NUMBER
+/// until its delivery timeout).
+struct Held {
+    writer: ProducerSequence,
+    code: i16,
+    rule: Arc<str>,
+    since: Instant,
+}
+
+/// How long a hold lasts at most, should the producer never send the batch again.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
+/// A produce request's partitions, each with where its batch stands (idempotent producers).
+fn produced_partitions(cx: &RequestContext<'_>) -> Result<Vec<(PartitionKey, Option<ProducerSequence>)>, FilterError> {
+    let mut partitions = Vec::new();
+    weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, index, records| {
+        let key = match topic {
+            TopicRef::Name(name) => PartitionKey::Name(name.to_owned(), index),
+            TopicRef::Id(id) => PartitionKey::Id(id, index),
+        };
+        partitions.push((key, weir_wire::records::producer_sequence(records)));
+    })
+    .map_err(FilterError::BadRequestBody)?;
+    Ok(partitions)
 }
 
 /// A fault owed to a request's response.
@@ -43,9 +85,54 @@ struct Owed(Vec<OwedFault>);
 impl FaultFilter {
     pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo) -> Self {
         let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
-        let mut filter = Self { plans: snapshot.faults.clone(), mine: Vec::new(), principal };
+        let mut filter = Self { plans: snapshot.faults.clone(), mine: Vec::new(), principal, held: HashMap::new() };
         filter.choose();
         filter
+    }
+
+    /// Lets a held partition's failed batch through again, and forgets holds that no longer
+    /// apply (another producer or epoch, or too old). The error and rule that fail this
+    /// request, when it writes a held partition past its failed batch.
+    fn release_or_hold(&mut self, partitions: &[(PartitionKey, Option<ProducerSequence>)]) -> Option<(i16, Arc<str>)> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let mut fail = None;
+        for (key, writer) in partitions {
+            let Some(held) = self.held.get(key) else { continue };
+            let same_producer =
+                writer.is_some_and(|w| (w.producer_id, w.epoch) == (held.writer.producer_id, held.writer.epoch));
+            match writer {
+                Some(w)
+                    if same_producer
+                        && w.base_sequence > held.writer.base_sequence
+                        && held.since.elapsed() < MAX_HOLD =>
+                {
+                    fail = Some((held.code, held.rule.clone()));
+                }
+                // An earlier batch, retried: it goes through, the hold stays.
+                Some(w) if same_producer && w.base_sequence < held.writer.base_sequence => {}
+                // The failed batch again, or a producer that started over.
+                _ => {
+                    self.held.remove(key);
+                }
+            }
+        }
+        fail
+    }
+
+    /// Holds every idempotently written partition of a request this filter failed.
+    fn hold(&mut self, partitions: &[(PartitionKey, Option<ProducerSequence>)], code: i16, rule: &Arc<str>) {
+        for (key, writer) in partitions {
+            if let Some(writer) = writer {
+                self.held.entry(key.clone()).or_insert_with(|| Held {
+                    writer: *writer,
+                    code,
+                    rule: rule.clone(),
+                    since: Instant::now(),
+                });
+            }
+        }
     }
 
     fn choose(&mut self) {
@@ -88,7 +175,9 @@ impl Filter for FaultFilter {
     }
 
     fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
-        self.mine.iter().any(|&i| self.plans[i].wants(api))
+        // Holds outlive the rule that made them: a producer must find its failed batch's
+        // partition failing until it sends that batch again, even once injection is off.
+        self.mine.iter().any(|&i| self.plans[i].wants(api)) || (api == ApiKey::Produce && !self.held.is_empty())
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
@@ -98,6 +187,14 @@ impl Filter for FaultFilter {
         let mut delay = Duration::ZERO;
         let mut owed = Vec::new();
         let mut answer = None;
+        let partitions = match api == ApiKey::Produce && !no_response {
+            true => match produced_partitions(cx) {
+                Ok(partitions) => partitions,
+                Err(err) => return ready(Err(err)),
+            },
+            false => Vec::new(),
+        };
+        let mut held_back = self.release_or_hold(&partitions);
         for plan in self.mine.iter().map(|&i| &self.plans[i]) {
             if !plan.wants(api) || !plan.fires() {
                 continue;
@@ -117,12 +214,16 @@ impl Filter for FaultFilter {
                 // reaches one (were it written, a client would rightly count it lost and
                 // write it again).
                 FaultAction::Error(code) if api == ApiKey::Produce => {
-                    injected(cx.services, &plan.name, plan.action, api);
-                    answer = Some(code);
+                    held_back = Some((code, plan.name.clone()));
                     break;
                 }
                 action => owed.push(OwedFault { rule: plan.name.clone(), action, topics: plan.topics.clone() }),
             }
+        }
+        if let Some((code, rule)) = held_back {
+            injected(cx.services, &rule, FaultAction::Error(code), api);
+            self.hold(&partitions, code, &rule);
+            answer = Some(code);
         }
         let action = match answer.map(|code| crate::answers::failed_produce_answer(cx.frame(), cx.header, code)) {
             Some(Ok(frame)) => RequestAction::Answer(frame),
@@ -292,6 +393,52 @@ mod tests {
         let mut answer = produced("payments");
         chain.on_response(&services, &mut answer, outcome.notes).await.unwrap();
         assert_eq!(error_code(answer), 0);
+    }
+
+    /// A produce to `orders` partition 0 of one idempotent batch at `sequence`.
+    fn idempotent_produce(sequence: i32) -> (RequestHeaderPeek, Bytes) {
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 9,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence,
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut records = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut records, &[record], &options).unwrap();
+        let data = TopicProduceData::default().with_name(name("orders")).with_partition_data(vec![
+            PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
+        ]);
+        let frame = request(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(-1).with_topic_data(vec![data]));
+        (RequestHeaderPeek::parse(&frame).unwrap(), frame)
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_idempotent_write_the_partition_fails_until_that_batch_comes_again() {
+        async fn outcome(chain: &mut FilterChain, services: &TestServices, sequence: i32) -> RequestAction {
+            let (peek, frame) = idempotent_produce(sequence);
+            chain.on_request(services, &peek, frame).await.unwrap().action
+        }
+        let services = TestServices::default();
+        let mut chain = chain(NOT_LEADER, "User:app");
+        assert!(matches!(outcome(&mut chain, &services, 0).await, RequestAction::Answer(_)), "the rule fires");
+        // The rule is gone, yet the batch behind the failed one is failed too: a broker that
+        // said NOT_LEADER_OR_FOLLOWER says it until the producer starts again from there.
+        chain.on_snapshot(&Snapshot::default());
+        assert!(matches!(outcome(&mut chain, &services, 10).await, RequestAction::Answer(_)));
+        let again = outcome(&mut chain, &services, 0).await;
+        assert!(matches!(again, RequestAction::Continue), "the failed batch again");
+        assert!(matches!(outcome(&mut chain, &services, 10).await, RequestAction::Continue));
     }
 
     #[tokio::test]
