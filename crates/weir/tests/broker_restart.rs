@@ -16,19 +16,24 @@ use common::{rd, repo_root, unique, Sidecar, SidecarOptions};
 use rdkafka::producer::FutureRecord;
 use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
-/// Restarts the broker when dropped, so a failing test does not leave the cluster degraded.
-struct BrokerStopped(u32);
+/// A change to one broker, undone when dropped (`stop-broker` by `start-broker`,
+/// `pause-broker` by `resume-broker`), so that a failing test does not leave the cluster
+/// degraded.
+struct BrokerChanged {
+    node: u32,
+    undo: &'static str,
+}
 
-impl BrokerStopped {
-    fn stop(node: u32) -> Self {
-        kafka_sh(&["stop-broker", &node.to_string()]);
-        Self(node)
+impl BrokerChanged {
+    fn by(change: &str, undo: &'static str, node: u32) -> Self {
+        kafka_sh(&[change, &node.to_string()]);
+        Self { node, undo }
     }
 }
 
-impl Drop for BrokerStopped {
+impl Drop for BrokerChanged {
     fn drop(&mut self) {
-        kafka_sh(&["start-broker", &self.0.to_string()]);
+        kafka_sh(&[self.undo, &self.node.to_string()]);
     }
 }
 
@@ -75,7 +80,7 @@ async fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
     };
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let stopped = BrokerStopped::stop(2);
+    let stopped = BrokerChanged::by("stop-broker", "start-broker", 2);
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(stopped); // starts broker 2 again
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -93,22 +98,6 @@ async fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
     sidecar.assert_quiet_except(&["cannot connect to", "broker closed the connection", "Connection reset"]);
 }
 
-/// Resumes the broker when dropped.
-struct BrokerPaused(u32);
-
-impl BrokerPaused {
-    fn pause(node: u32) -> Self {
-        kafka_sh(&["pause-broker", &node.to_string()]);
-        Self(node)
-    }
-}
-
-impl Drop for BrokerPaused {
-    fn drop(&mut self) {
-        kafka_sh(&["resume-broker", &self.0.to_string()]);
-    }
-}
-
 #[test]
 fn a_broker_that_stops_answering_has_its_client_connections_closed_after_the_request_timeout() {
     use std::io::Write;
@@ -119,7 +108,7 @@ fn a_broker_that_stops_answering_has_its_client_connections_closed_after_the_req
     let answer: ApiVersionsResponse = call(&mut stream, ApiKey::ApiVersions, 3, &api_versions_request());
     assert_eq!(answer.error_code, 0, "broker 2 answers while it runs");
 
-    let paused = BrokerPaused::pause(2);
+    let paused = BrokerChanged::by("pause-broker", "resume-broker", 2);
     stream.write_all(&request(ApiKey::ApiVersions, 3, 7, &api_versions_request())).unwrap();
     assert!(closed_by_peer(&mut stream), "the connection is closed, not left hanging");
     drop(paused);
