@@ -57,6 +57,9 @@ struct Held {
 
 /// How long a hold lasts at most, should the producer never send the batch again.
 const MAX_HOLD: Duration = Duration::from_secs(30);
+/// Partitions one connection holds at most: a client naming ever more partitions under
+/// injected errors cannot grow the table past this (those past it are not held).
+const MAX_HELD: usize = 10_000;
 
 /// A produce request's partitions, each with where its batch stands (idempotent producers).
 fn produced_partitions(cx: &RequestContext<'_>) -> Result<Vec<(PartitionKey, Option<ProducerSequence>)>, FilterError> {
@@ -124,6 +127,9 @@ impl FaultFilter {
     /// Holds every idempotently written partition of a request this filter failed.
     fn hold(&mut self, partitions: &[(PartitionKey, Option<ProducerSequence>)], code: i16, rule: &Arc<str>) {
         for (key, writer) in partitions {
+            if self.held.len() >= MAX_HELD {
+                return;
+            }
             if let Some(writer) = writer {
                 self.held.entry(key.clone()).or_insert_with(|| Held {
                     writer: *writer,
