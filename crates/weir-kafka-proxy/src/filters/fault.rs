@@ -447,6 +447,18 @@ mod tests {
         assert!(matches!(outcome(&mut chain, &services, 10).await, RequestAction::Continue));
     }
 
+    #[test]
+    fn a_client_naming_ever_more_partitions_cannot_grow_the_holds_past_the_bound() {
+        let connection = connection(Some("User:app"));
+        let mut filter = FaultFilter::new(&Snapshot::default(), &connection);
+        let writer = ProducerSequence { producer_id: 9, epoch: 0, base_sequence: 0 };
+        let partitions: Vec<_> =
+            (0..MAX_HELD as i32 + 5_000).map(|i| (PartitionKey::Name("orders".into(), i), Some(writer))).collect();
+        filter.hold(&partitions, 6, &Arc::from("nl"));
+        filter.hold(&partitions, 6, &Arc::from("nl"));
+        assert_eq!(filter.held.len(), MAX_HELD);
+    }
+
     #[tokio::test]
     async fn an_error_on_another_api_is_set_in_the_brokers_answer() {
         let services = TestServices::default();
