@@ -53,6 +53,10 @@ pub struct SidecarConfig {
     /// Fault injection (chaos) rules; off when empty, the default. Changes apply live.
     #[serde(default)]
     pub faults: Vec<crate::fault::FaultRule>,
+    /// Traffic shadowing: writes to a topic copied to a shadow topic; none by default.
+    /// Changes apply live.
+    #[serde(default)]
+    pub shadows: Vec<crate::shadow::ShadowRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -256,6 +260,7 @@ impl SidecarConfig {
             authorization: None,
             quotas: Vec::new(),
             faults: Vec::new(),
+            shadows: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -316,6 +321,7 @@ impl SidecarConfig {
             }
         }
         self.fault_plans(origin)?;
+        crate::shadow::validate_rules(&self.shadows, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

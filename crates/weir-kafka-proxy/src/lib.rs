@@ -4,8 +4,8 @@
 //! broker ([`directory`]), one upstream connection per client connection with responses kept
 //! in request order ([`session`]), the live configuration ([`snapshot`]), the filter chain
 //! every per-request policy plugs into ([`filter`]) and the policies themselves ([`filters`]:
-//! SASL, fetch sessions bound to their principal, topic-level authorization, traffic metrics,
-//! address rewriting), and Kafka metrics ([`metrics`]).
+//! SASL, fetch sessions bound to their principal, topic-level authorization, quotas, fault
+//! injection, shadowing, traffic metrics, address rewriting), and Kafka metrics ([`metrics`]).
 //!
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
@@ -24,6 +24,7 @@ pub mod outlier;
 pub mod quota;
 pub mod rewrite;
 pub mod session;
+pub mod shadow;
 pub mod shared;
 pub mod sidecar;
 pub mod snapshot;

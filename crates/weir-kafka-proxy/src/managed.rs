@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 6] = ["tls", "sasl", "fixed_principal", "authorization", "quotas", "faults"];
+const LIVE: [&str; 7] = ["tls", "sasl", "fixed_principal", "authorization", "quotas", "faults", "shadows"];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];
 

@@ -123,6 +123,17 @@ pub struct FaultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowDropLabels {
+    pub rule: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -163,7 +174,45 @@ pub struct KafkaMetrics {
     ejections: Family<BrokerLabels, Counter>,
     ejected: Family<BrokerLabels, prometheus_client::metrics::gauge::Gauge>,
     over_broker_limit: Family<BrokerLimitLabels, Counter>,
+    /// What shadow rules wrote and dropped.
+    pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
+}
+
+/// The shadow rules' metric families: shared with the shadow writers, which outlive no
+/// sidecar but are made long after its metrics.
+#[derive(Clone, Default)]
+pub struct ShadowFamilies {
+    written: Family<RuleLabels, Counter>,
+    dropped: Family<ShadowDropLabels, Counter>,
+    queued: Family<RuleLabels, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl ShadowFamilies {
+    /// The handles of one rule, resolved once per writer.
+    pub fn rule(&self, rule: &str) -> ShadowMetrics {
+        let labels = RuleLabels { rule: rule.to_owned() };
+        let dropped = |reason| self.dropped.get_or_create(&ShadowDropLabels { rule: rule.to_owned(), reason }).clone();
+        ShadowMetrics {
+            written: self.written.get_or_create(&labels).clone(),
+            queue_full: dropped("queue_full"),
+            unreachable: dropped("unreachable"),
+            refused: dropped("refused"),
+            stopped: dropped("stopped"),
+            queued_bytes: self.queued.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// Handles for one shadow rule.
+#[derive(Clone)]
+pub struct ShadowMetrics {
+    pub written: Counter,
+    pub queue_full: Counter,
+    pub unreachable: Counter,
+    pub refused: Counter,
+    pub stopped: Counter,
+    pub queued_bytes: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Handles for one api key.
@@ -209,6 +258,7 @@ impl KafkaMetrics {
             ejections: Family::default(),
             ejected: Family::default(),
             over_broker_limit: Family::default(),
+            shadows: ShadowFamilies::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -307,6 +357,21 @@ impl KafkaMetrics {
             "upstream_requests_over_limit",
             "Requests that found their broker's request limit reached (circuit breaking), per broker and action (queued, rejected)",
             m.over_broker_limit.clone(),
+        );
+        kafka.register(
+            "shadow_records",
+            "Records a shadow rule wrote to its shadow topic, per rule",
+            m.shadows.written.clone(),
+        );
+        kafka.register(
+            "shadow_dropped_records",
+            "Records a shadow rule did not write (queue_full, unreachable, refused, stopped), per rule and reason",
+            m.shadows.dropped.clone(),
+        );
+        kafka.register(
+            "shadow_queue_bytes",
+            "Record bytes waiting to be written to a shadow topic, per rule",
+            m.shadows.queued.clone(),
         );
         let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0) as usize;
         m.per_api = (0..=max_key).map(|_| OnceLock::new()).collect();

@@ -19,6 +19,7 @@ use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
 use crate::filters::sasl::SaslFilter;
+use crate::filters::shadow::ShadowFilter;
 use crate::filters::traffic::TrafficFilter;
 use crate::metrics::KafkaMetrics;
 use crate::quota::QuotaMeters;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub outliers: Arc<crate::outlier::Outliers>,
     /// Request slots per broker (circuit breaking).
     pub slots: Arc<crate::breaker::BrokerSlots>,
+    /// The writers of the shadow rules in use.
+    pub shadows: Arc<crate::shadow::ShadowWriters>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
     pub topic_ids: Arc<TopicIds>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
@@ -59,7 +62,7 @@ impl Shared {
     /// Authorization is always in the chain, passing everything while the snapshot holds no
     /// policy, so that a policy published later applies to connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(7);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(8);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -70,6 +73,9 @@ impl Shared {
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));
         chain.push(Box::new(FaultFilter::new(snapshot, connection)));
+        if !snapshot.shadows.is_empty() {
+            chain.push(Box::new(ShadowFilter::new(snapshot, self.shadows.clone(), connection)));
+        }
         chain.push(Box::new(AddressFilter::new(self.directory.clone())));
         chain
     }

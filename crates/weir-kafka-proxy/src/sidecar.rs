@@ -117,7 +117,15 @@ impl Sidecar {
             );
         }
         let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
+        let shutdown = CancellationToken::new();
+        let shadows = crate::shadow::ShadowWriters::new(
+            connector.clone(),
+            config.bootstrap.clone(),
+            metrics.shadows.clone(),
+            shutdown.clone(),
+        );
         let shared = Arc::new(Shared {
+            shadows: Arc::new(shadows),
             fetch_sessions: Arc::default(),
             quotas: Arc::default(),
             outliers: Arc::new(Outliers::new(config.upstream.outlier_detection.clone())),
@@ -126,7 +134,7 @@ impl Sidecar {
             metrics,
             directory: Arc::new(directory),
             connector,
-            shutdown: CancellationToken::new(),
+            shutdown,
             snapshots,
             audit,
             topic_ids: Arc::default(),

@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub quotas: Arc<[crate::quota::QuotaRule]>,
     /// Fault injection; off when empty.
     pub faults: Arc<[crate::fault::FaultPlan]>,
+    /// Traffic shadowing; none when empty.
+    pub shadows: Arc<[crate::shadow::ShadowRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -97,6 +99,7 @@ impl Snapshot {
             policy,
             quotas: config.quotas.clone().into(),
             faults: faults.into(),
+            shadows: config.shadows.clone().into(),
         })
     }
 }

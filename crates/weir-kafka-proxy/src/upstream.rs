@@ -340,6 +340,38 @@ impl Connector {
     }
 }
 
+/// A broker connection of the sidecar's own (not a client's), authenticated with its default
+/// broker credentials, for requests it makes itself (a shadow's writes).
+pub(crate) struct OwnConnection {
+    reader: FrameReader<BoxRead>,
+    write: BoxWrite,
+    correlation_id: i32,
+}
+
+impl Connector {
+    /// Connects to `address` for the sidecar's own requests; answers larger than `max_frame`
+    /// are refused.
+    pub(crate) async fn own_connection(&self, address: &str, max_frame: usize) -> Result<OwnConnection, UpstreamError> {
+        let (read, write) = self.connect(address, None).await?;
+        Ok(OwnConnection { reader: FrameReader::new(read, max_frame), write, correlation_id: 0 })
+    }
+}
+
+impl OwnConnection {
+    /// One request and its answer, which must come within `timeout`.
+    pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, String> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let mut direct = Direct { reader: &mut self.reader, write: &mut self.write, timeout };
+        call(&mut direct, key, version, self.correlation_id, request).await.map(|(_, answer)| answer)
+    }
+}
+
 /// One SaslAuthenticate (v2) round trip; the broker's answer, which must not be an error.
 async fn sasl_round(
     channel: &mut impl RoundTrip,

@@ -132,4 +132,16 @@ mod tests {
         let err = state.apply(&parse_documents(&unknown, "t").unwrap()).unwrap_err().to_string();
         assert!(err.contains("Workload/orders") && err.contains("faults[0].inject.error"), "{err}");
     }
+
+    #[test]
+    fn shadows_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
+        let shadow = "shadows: [{name: s, topic: orders, to: orders.shadow}]";
+        let (state, _) =
+            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", shadow), "t").unwrap()).unwrap();
+        let rendered = state.sidecar_config("orders").unwrap();
+        assert_eq!(rendered["shadows"][0]["to"], "orders.shadow");
+        let onto_itself = MESH.replace("workers: 2", &shadow.replace("orders.shadow", "orders"));
+        let err = state.apply(&parse_documents(&onto_itself, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains("shadows[0].to"), "{err}");
+    }
 }

@@ -85,6 +85,40 @@ pub fn producer_sequence(records: &[u8]) -> Option<ProducerSequence> {
     (producer_id >= 0).then_some(ProducerSequence { producer_id, epoch, base_sequence })
 }
 
+/// A copy of a records blob that any producer may write anywhere: each v2 batch loses its
+/// producer id, epoch and sequence (-1) and its transactional flag, and gets its CRC again;
+/// control batches are left out, as is a trailing partial batch. What a shadow writes: the
+/// original producer's sequence means nothing on another topic, and a transaction marker is
+/// not the shadowing sidecar's to write. Returns the copy and how many records it holds.
+pub fn plain_copy(records: &[u8]) -> (bytes::Bytes, u64) {
+    const CRC_OFFSET: usize = MAGIC_OFFSET + 1;
+    const PRODUCER_ID: usize = 43;
+    const TRANSACTIONAL: u8 = 0x10;
+    let mut out = bytes::BytesMut::with_capacity(records.len());
+    let (mut pos, mut count) = (0usize, 0u64);
+    while let BatchHead::Whole { size, records: n } = batch_head(&records[pos..], records.len() - pos) {
+        let batch = &records[pos..pos + size];
+        pos += size;
+        if batch.get(MAGIC_OFFSET) != Some(&2) {
+            out.extend_from_slice(batch);
+            count += n;
+            continue;
+        }
+        if size < BATCH_HEAD || batch[ATTRIBUTES_OFFSET + 1] & CONTROL_BATCH != 0 {
+            continue;
+        }
+        let start = out.len();
+        out.extend_from_slice(batch);
+        let copy = &mut out[start..];
+        copy[ATTRIBUTES_OFFSET + 1] &= !TRANSACTIONAL;
+        copy[PRODUCER_ID..RECORD_COUNT_OFFSET].fill(0xff);
+        let crc = crc32c::crc32c(&copy[ATTRIBUTES_OFFSET..]);
+        copy[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+        count += n;
+    }
+    (out.freeze(), count)
+}
+
 /// See [`producer_sequence`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerSequence {
@@ -176,6 +210,51 @@ mod tests {
         assert_eq!(producer_sequence(&buf), Some(expected));
         assert_eq!(producer_sequence(&batch(2)), None, "a producer that is not idempotent (id -1)");
         assert_eq!(producer_sequence(&buf[..50]), None);
+    }
+
+    #[test]
+    fn a_plain_copy_has_no_producer_no_transaction_no_marker_and_a_good_crc() {
+        use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder};
+        use kafka_protocol::records::{RecordEncodeOptions, TimestampType};
+        let record = |offset: i64| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: 77,
+            producer_epoch: 3,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: 40 + offset as i32,
+            timestamp: 1_700_000_000_000 + offset,
+            key: Some(bytes::Bytes::from(format!("k{offset}"))),
+            value: Some(bytes::Bytes::from(format!("v{offset}"))),
+            headers: [("h".into(), Some(bytes::Bytes::from_static(b"x")))].into_iter().collect(),
+        };
+        let mut blob = bytes::BytesMut::new();
+        for _ in 0..2 {
+            let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+            RecordBatchEncoder::encode(&mut blob, &[record(0), record(1)], &options).unwrap();
+        }
+        blob.extend(record_batch(1, true));
+        blob.extend_from_slice(&batch(4)[..30]);
+
+        let (copy, records) = plain_copy(&blob);
+        assert_eq!(records, 4);
+        assert_eq!(producer_sequence(&copy), None);
+        let sets = RecordBatchDecoder::decode_all(&mut copy.clone()).expect("CRCs hold");
+        assert_eq!(sets.len(), 2, "two data batches; the marker and the partial tail are left out");
+        for set in &sets {
+            for (i, r) in set.records.iter().enumerate() {
+                assert!(!r.transactional && !r.control);
+                assert_eq!((r.producer_id, r.producer_epoch), (-1, -1));
+                assert_eq!(r.key.as_deref(), Some(format!("k{i}").as_bytes()));
+                assert_eq!(r.value.as_deref(), Some(format!("v{i}").as_bytes()));
+                assert_eq!(r.timestamp, 1_700_000_000_000 + i as i64);
+                assert_eq!(r.headers.len(), 1);
+            }
+        }
+        assert_eq!(plain_copy(&[]).1, 0);
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! 5. [`traffic`]: records, bytes and errors per topic and principal.
 //! 6. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!    traffic counts the responses as the faults left them: what clients were told.
-//! 7. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 7. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//!    fault, so that it sees only writes that reached the broker, and the broker's answer
+//!    before a fault changes it.
+//! 8. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod authz;
@@ -19,4 +22,5 @@ pub(crate) mod fault;
 pub mod fetch_sessions;
 pub(crate) mod quota;
 pub(crate) mod sasl;
+pub(crate) mod shadow;
 pub(crate) mod traffic;

@@ -28,6 +28,7 @@ use crate::directory::BrokerDirectory;
 use crate::filter::testing::{connection, request};
 use crate::filter::FilterChain;
 use crate::metrics::KafkaMetrics;
+use crate::shadow::ShadowWriters;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::Connector;
@@ -36,10 +37,13 @@ fn shared() -> Shared {
     let config = SidecarConfig::new("127.0.0.1:0".parse().unwrap(), vec!["127.0.0.1:1".into()]);
     let (_, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (directory, _opened) = BrokerDirectory::new("127.0.0.1".into(), "127.0.0.1".parse().unwrap(), 20000, 10);
+    let connector = Connector::new(Default::default(), config.connect_timeout(), snapshots.clone(), None, &[]);
+    let metrics = KafkaMetrics::register(&mut prometheus_client::registry::Registry::default());
     Shared {
-        connector: Connector::new(Default::default(), config.connect_timeout(), snapshots.clone(), None, &[]),
+        connector: connector.clone(),
+        shadows: Arc::new(ShadowWriters::new(connector, vec![], metrics.shadows.clone(), CancellationToken::new())),
         config,
-        metrics: KafkaMetrics::register(&mut prometheus_client::registry::Registry::default()),
+        metrics,
         directory: Arc::new(directory),
         shutdown: CancellationToken::new(),
         snapshots,

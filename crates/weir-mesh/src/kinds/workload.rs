@@ -8,6 +8,7 @@ use serde::Deserialize;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
+use weir_kafka_proxy::shadow::ShadowRule;
 
 use crate::error::MeshError;
 use crate::resource::{check_name, Resource};
@@ -45,6 +46,9 @@ pub struct WorkloadSpec {
     /// live, off when empty.
     #[serde(default)]
     pub faults: Vec<FaultRule>,
+    /// Traffic shadowing from this workload's sidecar (docs/traffic-policy.md); applied live.
+    #[serde(default)]
+    pub shadows: Vec<ShadowRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]
