@@ -25,6 +25,7 @@ pub mod header;
 pub mod message;
 pub mod produce;
 pub mod records;
+pub mod rename;
 pub mod resources;
 pub mod response_bounds;
 pub mod scan;

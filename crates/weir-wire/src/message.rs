@@ -321,6 +321,22 @@ impl ResponseMessage {
         Ok(set)
     }
 
+    /// Renames the topics the body names (see [`crate::rename`]); returns whether it named
+    /// any to rename. The body is copied only then.
+    pub fn rename_topics(&mut self, rename: &impl Fn(&str) -> Option<String>) -> Result<bool, MessageError> {
+        if self.is_sent() {
+            return Err(self.error("change", "it was already sent to the client"));
+        }
+        let body = self.body()?;
+        let spec = crate::schema::response(self.api_key as i16);
+        let renamed = crate::rename::rename_topics(&body, spec, self.version, rename);
+        let Some(renamed) = renamed.map_err(|e| self.error("rename", e))? else { return Ok(false) };
+        self.frame = crate::rename::with_header(&self.frame[..self.frame.len() - body.len()], &renamed);
+        self.parsed = None;
+        self.decoded = None;
+        Ok(true)
+    }
+
     /// The frame to send: the broker's very bytes unless a filter changed the message.
     pub fn into_frame(mut self) -> Result<Bytes, MessageError> {
         self.encode_if_changed()?;
@@ -334,6 +350,29 @@ mod tests {
     use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
     use kafka_protocol::messages::MetadataResponse;
     use kafka_protocol::protocol::StrBytes;
+
+    #[test]
+    fn a_renamed_response_keeps_its_header_and_the_rest_of_its_body() {
+        use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+        use kafka_protocol::messages::{ProduceResponse, TopicName};
+        let produce = |name: &'static str| {
+            ProduceResponse::default().with_throttle_time_ms(3).with_responses(vec![TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_partition_responses(vec![PartitionProduceResponse::default().with_base_offset(41)])])
+        };
+        let back = |n: &str| (n == "orders-v2").then(|| "orders".to_owned());
+        for version in [3, 9, 11] {
+            let frame = encode_response(9, ApiKey::Produce, version, &produce("orders-v2")).unwrap();
+            let mut message = ResponseMessage::new(frame.clone(), ApiKey::Produce, version);
+            assert!(message.rename_topics(&back).unwrap(), "v{version}");
+            let (header, decoded): (_, ProduceResponse) =
+                decode_response(&message.into_frame().unwrap(), ApiKey::Produce, version).unwrap();
+            assert_eq!((header.correlation_id, decoded), (9, produce("orders")), "v{version}");
+            let mut untouched = ResponseMessage::new(frame.clone(), ApiKey::Produce, version);
+            assert!(!untouched.rename_topics(&|_: &str| None).unwrap());
+            assert_eq!(untouched.into_frame().unwrap(), frame, "the broker's very bytes");
+        }
+    }
 
     #[test]
     fn response_round_trip_keeps_correlation_and_body() {

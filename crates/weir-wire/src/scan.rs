@@ -77,6 +77,11 @@ impl<'a> Cursor<'a> {
         Self { more, ..Self::new(b, message, version) }
     }
 
+    /// The bytes read since position `start`.
+    pub(crate) fn since(&self, start: usize) -> &'a [u8] {
+        self.b.get(start..self.pos).unwrap_or_default()
+    }
+
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }

@@ -32,6 +32,14 @@ pub trait Visitor<'a> {
     fn int_field(&mut self, entity: Entity, value: i64, _raw: &'a [u8]) {
         self.value(entity, Value::Int(value));
     }
+    /// A string field with an [`Entity`], with its bytes in the body, length prefix included
+    /// (for changes).
+    fn string_field(&mut self, entity: Entity, value: Option<&'a str>, _raw: &'a [u8]) {
+        self.value(entity, Value::Str(value));
+    }
+    /// The walk enters (`true`) or leaves (`false`) the value of a tagged field, whose size
+    /// is declared before it.
+    fn tagged_field(&mut self, _inside: bool) {}
     /// The end of a struct (an array element, a nested struct or the body).
     fn end_struct(&mut self) {}
 }
@@ -62,7 +70,12 @@ fn run<'a>(w: &mut Walk<'a>, program: &'static Program, visitor: &mut impl Visit
         w.tags_with(|tag, value| match program.tags.iter().find(|t| t.tag == tag) {
             None => Ok(false),
             Some(TaggedOp { op: None, .. }) => Err(value.c.err("tag not valid at this version")),
-            Some(TaggedOp { op: Some(op), .. }) => step(value, op, visitor).map(|()| true),
+            Some(TaggedOp { op: Some(op), .. }) => {
+                visitor.tagged_field(true);
+                let walked = step(value, op, visitor).map(|()| true);
+                visitor.tagged_field(false);
+                walked
+            }
         })?;
     }
     visitor.end_struct();
@@ -73,9 +86,10 @@ fn step<'a>(w: &mut Walk<'a>, op: &'static Op, visitor: &mut impl Visitor<'a>) -
     match *op {
         Op::Skip(n) => w.skip(n as usize),
         Op::String { nullable, entity } => {
+            let start = w.c.pos();
             let s = if nullable { w.nullable_string()? } else { Some(w.string()?) };
             if entity != Entity::None {
-                visitor.value(entity, Value::Str(s));
+                visitor.string_field(entity, s, w.c.since(start));
             }
             Ok(())
         }
