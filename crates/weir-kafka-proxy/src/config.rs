@@ -57,6 +57,10 @@ pub struct SidecarConfig {
     /// Changes apply live.
     #[serde(default)]
     pub shadows: Vec<crate::shadow::ShadowRule>,
+    /// Topic aliases: a topic clients name is another topic of the cluster; none by
+    /// default. Changes apply live.
+    #[serde(default)]
+    pub topic_aliases: Vec<crate::alias::TopicAlias>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -261,6 +265,7 @@ impl SidecarConfig {
             quotas: Vec::new(),
             faults: Vec::new(),
             shadows: Vec::new(),
+            topic_aliases: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -322,6 +327,7 @@ impl SidecarConfig {
         }
         self.fault_plans(origin)?;
         crate::shadow::validate_rules(&self.shadows, origin)?;
+        crate::alias::validate_aliases(&self.topic_aliases, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

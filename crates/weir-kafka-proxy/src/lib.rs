@@ -10,6 +10,7 @@
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
 
+pub mod alias;
 mod answers;
 pub mod breaker;
 pub mod config;

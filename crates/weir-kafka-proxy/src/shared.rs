@@ -14,6 +14,7 @@ use crate::config::SidecarConfig;
 use crate::directory::BrokerDirectory;
 use crate::filter::{ConnectionInfo, Filter, Services};
 use crate::filters::addresses::AddressFilter;
+use crate::filters::alias::AliasFilter;
 use crate::filters::authz::ConnectionAuthz;
 use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
@@ -59,23 +60,23 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization is always in the chain, passing everything while the snapshot holds no
-    /// policy, so that a policy published later applies to connections already open.
+    /// Authorization, aliases, quotas, faults and shadows are always in the chain, passing
+    /// everything while the snapshot configures none, so that one published later applies to
+    /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(8);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(9);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
         chain.push(Box::new(FetchSessionFilter::new(self.fetch_sessions.clone())));
+        chain.push(Box::new(AliasFilter::new(snapshot, connection)));
         let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
         chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));
         chain.push(Box::new(FaultFilter::new(snapshot, connection)));
-        if !snapshot.shadows.is_empty() {
-            chain.push(Box::new(ShadowFilter::new(snapshot, self.shadows.clone(), connection)));
-        }
+        chain.push(Box::new(ShadowFilter::new(snapshot, self.shadows.clone(), connection)));
         chain.push(Box::new(AddressFilter::new(self.directory.clone())));
         chain
     }

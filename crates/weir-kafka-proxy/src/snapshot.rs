@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub faults: Arc<[crate::fault::FaultPlan]>,
     /// Traffic shadowing; none when empty.
     pub shadows: Arc<[crate::shadow::ShadowRule]>,
+    /// Topic aliases; none when empty.
+    pub topic_aliases: Arc<[crate::alias::TopicAlias]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -100,6 +102,7 @@ impl Snapshot {
             quotas: config.quotas.clone().into(),
             faults: faults.into(),
             shadows: config.shadows.clone().into(),
+            topic_aliases: config.topic_aliases.clone().into(),
         })
     }
 }

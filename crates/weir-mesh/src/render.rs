@@ -144,4 +144,15 @@ mod tests {
         let err = state.apply(&parse_documents(&onto_itself, "t").unwrap()).unwrap_err().to_string();
         assert!(err.contains("Workload/orders") && err.contains("shadows[0].to"), "{err}");
     }
+
+    #[test]
+    fn topic_aliases_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
+        let alias = "topic_aliases: [{topic: orders, to: orders-v2}]";
+        let (state, _) =
+            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", alias), "t").unwrap()).unwrap();
+        assert_eq!(state.sidecar_config("orders").unwrap()["topic_aliases"][0]["to"], "orders-v2");
+        let bad = MESH.replace("workers: 2", &alias.replace("orders-v2", "'orders v2'"));
+        let err = state.apply(&parse_documents(&bad, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains("topic_aliases[0].to"), "{err}");
+    }
 }

@@ -30,6 +30,8 @@ pub enum FilterError {
     SessionExpired(String),
     #[error("the upstream cluster has not answered the sidecar yet; an unauthenticated client's ApiVersions is not forwarded")]
     UpstreamNotReady,
+    #[error("cannot rename the topics of an alias: {0}")]
+    Rename(weir_wire::rename::RenameError),
     #[error("fault injection rule `{0}` drops the connection")]
     FaultInjected(std::sync::Arc<str>),
 }
@@ -38,7 +40,7 @@ impl FilterError {
     /// A short label for the `closed_connections` metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) | Self::BadRequestBody(_) => "bad_request",
+            Self::BadRequest(_) | Self::BadRequestBody(_) | Self::Rename(_) => "bad_request",
             Self::BadResponse(_) | Self::BadResponseBody(_) => "bad_response",
             Self::Rewrite(_) => "rewrite_failed",
             Self::Denied { .. } | Self::UnresolvedTopicIds => "denied",

@@ -6,17 +6,20 @@
 //! 1. [`sasl`]: SASL terminated at the sidecar; until a client authenticated nothing of it
 //!    reaches a broker.
 //! 2. [`fetch_sessions`]: a fetch session serves only the principal that opened it.
-//! 3. [`authz`]: topic-level authorization, with partial answers.
-//! 4. [`quota`]: byte rates per principal; a client over its quota is told to back off.
-//! 5. [`traffic`]: records, bytes and errors per topic and principal.
-//! 6. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 3. [`alias`]: topic aliases; the client's names become the cluster's here, so that every
+//!    policy after it speaks of the topics really read and written.
+//! 4. [`authz`]: topic-level authorization, with partial answers.
+//! 5. [`quota`]: byte rates per principal; a client over its quota is told to back off.
+//! 6. [`traffic`]: records, bytes and errors per topic and principal.
+//! 7. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!    traffic counts the responses as the faults left them: what clients were told.
-//! 7. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 8. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!    fault, so that it sees only writes that reached the broker, and the broker's answer
 //!    before a fault changes it.
-//! 8. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 9. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
+pub(crate) mod alias;
 pub(crate) mod authz;
 pub(crate) mod fault;
 pub mod fetch_sessions;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use serde::Deserialize;
+use weir_kafka_proxy::alias::TopicAlias;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
@@ -49,6 +50,10 @@ pub struct WorkloadSpec {
     /// Traffic shadowing from this workload's sidecar (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub shadows: Vec<ShadowRule>,
+    /// Topic aliases in this workload's sidecar: the topic its code names is another topic
+    /// (docs/traffic-policy.md); applied live.
+    #[serde(default)]
+    pub topic_aliases: Vec<TopicAlias>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]
