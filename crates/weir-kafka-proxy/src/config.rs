@@ -61,6 +61,10 @@ pub struct SidecarConfig {
     /// default. Changes apply live.
     #[serde(default)]
     pub topic_aliases: Vec<crate::alias::TopicAlias>,
+    /// Canary routing: a share of a topic's partitions written to another topic; none by
+    /// default. Changes apply live.
+    #[serde(default)]
+    pub canaries: Vec<crate::canary::CanaryRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -266,6 +270,7 @@ impl SidecarConfig {
             faults: Vec::new(),
             shadows: Vec::new(),
             topic_aliases: Vec::new(),
+            canaries: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -328,6 +333,7 @@ impl SidecarConfig {
         self.fault_plans(origin)?;
         crate::shadow::validate_rules(&self.shadows, origin)?;
         crate::alias::validate_aliases(&self.topic_aliases, origin)?;
+        crate::canary::validate_rules(&self.canaries, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

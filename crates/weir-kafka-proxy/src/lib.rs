@@ -13,6 +13,7 @@
 pub mod alias;
 mod answers;
 pub mod breaker;
+pub mod canary;
 pub mod config;
 pub mod directory;
 pub mod fault;
@@ -27,6 +28,7 @@ pub mod rewrite;
 pub mod session;
 pub mod shadow;
 pub mod shared;
+pub mod side;
 pub mod sidecar;
 pub mod snapshot;
 pub mod topic_ids;

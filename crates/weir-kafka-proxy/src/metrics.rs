@@ -174,6 +174,7 @@ pub struct KafkaMetrics {
     ejections: Family<BrokerLabels, Counter>,
     ejected: Family<BrokerLabels, prometheus_client::metrics::gauge::Gauge>,
     over_broker_limit: Family<BrokerLimitLabels, Counter>,
+    canary_records: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -259,6 +260,7 @@ impl KafkaMetrics {
             ejected: Family::default(),
             over_broker_limit: Family::default(),
             shadows: ShadowFamilies::default(),
+            canary_records: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -359,6 +361,11 @@ impl KafkaMetrics {
             m.over_broker_limit.clone(),
         );
         kafka.register(
+            "canary_records",
+            "Records a canary rule wrote to its canary topic instead of the split topic, per rule",
+            m.canary_records.clone(),
+        );
+        kafka.register(
             "shadow_records",
             "Records a shadow rule wrote to its shadow topic, per rule",
             m.shadows.written.clone(),
@@ -438,6 +445,11 @@ impl KafkaMetrics {
     /// The fault injection rule `rule` injected `fault`.
     pub fn fault_injected(&self, rule: &str, fault: &'static str) {
         self.faults_injected.get_or_create(&FaultLabels { rule: rule.to_owned(), fault }).inc();
+    }
+
+    /// A canary rule wrote `records` to its canary topic.
+    pub fn canary_routed(&self, rule: &str, records: u64) {
+        self.canary_records.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
     }
 
     pub fn connect_failed(&self, broker: &str) {

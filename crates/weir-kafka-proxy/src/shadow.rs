@@ -16,10 +16,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -28,7 +26,8 @@ use weir_core::config::{invalid, ConfigError};
 
 use crate::config::split_host_port;
 use crate::metrics::{ShadowFamilies, ShadowMetrics};
-use crate::upstream::{Connector, OwnConnection};
+use crate::side::{error_name, is_retriable, ClusterAccess, TopicWriter};
+use crate::upstream::Connector;
 
 /// One rule of `shadows:`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -106,28 +105,16 @@ pub fn validate_rules(rules: &[ShadowRule], origin: &Path) -> Result<(), ConfigE
 /// rule copies. A writer lives as long as some connection's filter holds it; a rule that
 /// changed gets a new writer (the old one writes what it queued, then ends).
 pub struct ShadowWriters {
-    own: ClusterAccess,
+    own: Arc<ClusterAccess>,
     families: ShadowFamilies,
     shutdown: CancellationToken,
     writers: Mutex<HashMap<String, Weak<ShadowWriter>>>,
 }
 
-/// How a writer reaches its cluster.
-#[derive(Clone)]
-struct ClusterAccess {
-    connector: Connector,
-    bootstrap: Vec<String>,
-}
-
 impl ShadowWriters {
-    /// `connector` and `bootstrap` reach the sidecar's own cluster.
-    pub fn new(
-        connector: Connector,
-        bootstrap: Vec<String>,
-        families: ShadowFamilies,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self { own: ClusterAccess { connector, bootstrap }, families, shutdown, writers: Mutex::default() }
+    /// `own` reaches the sidecar's own cluster.
+    pub fn new(own: Arc<ClusterAccess>, families: ShadowFamilies, shutdown: CancellationToken) -> Self {
+        Self { own, families, shutdown, writers: Mutex::default() }
     }
 
     /// The writers of `rules`, started where none runs. Needs a Tokio runtime.
@@ -152,25 +139,22 @@ impl ShadowWriters {
 
     fn start(&self, rule: ShadowRule) -> Arc<ShadowWriter> {
         let access = if rule.bootstrap.is_empty() {
-            self.own.clone()
+            (*self.own).clone()
         } else {
             let (_, plain) = tokio::sync::watch::channel(Arc::default());
             let connector = Connector::new(BTreeMap::new(), self.own.connector.timeout(), plain, None, &[]);
-            ClusterAccess { connector, bootstrap: rule.bootstrap.clone() }
+            ClusterAccess::new(connector, rule.bootstrap.clone())
         };
         let (queue, copies) = mpsc::unbounded_channel();
         let metrics = self.families.rule(&rule.name);
         let queued = Arc::new(AtomicUsize::new(0));
         let task = WriterTask {
             name: rule.name.clone(),
-            topic: rule.to.clone(),
-            access,
+            writer: access.writer(&rule.to),
             copies,
             queued: queued.clone(),
             metrics: metrics.clone(),
             shutdown: self.shutdown.clone(),
-            target: None,
-            connections: HashMap::new(),
             warned: None,
             refusals: HashSet::new(),
         };
@@ -224,32 +208,19 @@ const ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(200);
 /// How long the shadow's broker may take to replicate a write (acks=all).
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Answers of the shadow's brokers larger than this are not answers to the writer.
-const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// Produce v8: per-record errors, and served by every broker since Kafka 2.4.
 const PRODUCE_VERSION: i16 = 8;
-const METADATA_VERSION: i16 = 12;
 /// A writer that keeps failing says so at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// Where the shadow topic's partitions lead.
-struct Target {
-    /// Leader node of each partition, by index (-1: none now).
-    leaders: Vec<i32>,
-    brokers: HashMap<i32, String>,
-}
 
 /// One rule's writing task.
 struct WriterTask {
     name: String,
-    topic: String,
-    access: ClusterAccess,
+    writer: TopicWriter,
     copies: mpsc::UnboundedReceiver<Copy>,
     queued: Arc<AtomicUsize>,
     metrics: ShadowMetrics,
     shutdown: CancellationToken,
-    target: Option<Target>,
-    connections: HashMap<i32, OwnConnection>,
     warned: Option<Instant>,
     /// Error codes the shadow's brokers refused copies with, each logged once.
     refusals: HashSet<i16>,
@@ -310,47 +281,48 @@ impl WriterTask {
             if attempt > 0 {
                 tokio::time::sleep(BACKOFF * attempt).await;
             }
-            if self.target.is_none() {
-                match self.lookup().await {
-                    Ok(target) => self.target = Some(target),
-                    Err(why) => {
-                        last = why;
-                        continue;
-                    }
-                }
-            }
-            pending = self.write_once(pending, &mut last).await;
-            if pending.is_empty() {
-                return;
-            }
+            pending = match self.write_once(pending, &mut last).await {
+                Ok(retry) if retry.is_empty() => return,
+                Ok(retry) | Err(retry) => retry,
+            };
             // Leadership may have moved: look again before the next attempt.
-            self.target = None;
+            self.writer.forget_leaders();
         }
         let lost: u64 = pending.iter().map(|(_, _, count)| count).sum();
         self.metrics.unreachable.inc_by(lost);
         if self.warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             self.warned = Some(Instant::now());
-            tracing::warn!(rule = %self.name, shadow = %self.topic, records = lost, reason = %last,
+            tracing::warn!(rule = %self.name, shadow = %self.writer.topic(), records = lost, reason = %last,
                 "shadow copies dropped: the shadow topic cannot be written");
         }
     }
 
-    /// One attempt: each leader gets one produce request. Returns what should be tried again
-    /// (no leader, unreachable, or a retriable error).
-    async fn write_once(&mut self, pending: Vec<(i32, Bytes, u64)>, last: &mut String) -> Vec<(i32, Bytes, u64)> {
-        let Some(target) = &self.target else { return pending };
-        let partitions = target.leaders.len() as i32;
+    /// One attempt: each leader gets one produce request per round. Returns what should be
+    /// tried again (no leader, unreachable, or a retriable error); Err when the leaders are
+    /// not known.
+    async fn write_once(
+        &mut self,
+        pending: Vec<(i32, Bytes, u64)>,
+        last: &mut String,
+    ) -> Result<Vec<(i32, Bytes, u64)>, Vec<(i32, Bytes, u64)>> {
+        let leaders = match self.writer.leaders().await {
+            Ok(known) => known.leaders.clone(),
+            Err(why) => {
+                *last = why;
+                return Err(pending);
+            }
+        };
         let mut by_leader: BTreeMap<i32, BTreeMap<i32, VecDeque<(Bytes, u64)>>> = BTreeMap::new();
         let mut retry = Vec::new();
         for (partition, records, count) in pending {
-            let to = partition.rem_euclid(partitions);
-            match target.leaders[to as usize] {
+            let to = partition.rem_euclid(leaders.len() as i32);
+            match leaders[to as usize] {
                 -1 => retry.push((partition, records, count)),
                 leader => by_leader.entry(leader).or_default().entry(to).or_default().push_back((records, count)),
             }
         }
         if !retry.is_empty() {
-            *last = format!("a partition of `{}` has no leader", self.topic);
+            *last = format!("a partition of `{}` has no leader", self.writer.topic());
         }
         let rest = |to: i32, copies: VecDeque<(Bytes, u64)>| copies.into_iter().map(move |(r, n)| (to, r, n));
         for (leader, mut parts) in by_leader {
@@ -369,8 +341,6 @@ impl WriterTask {
                         }
                     }
                     Err(why) => {
-                        // The connection may be half-used: a new one next time.
-                        self.connections.remove(&leader);
                         *last = why;
                         retry.extend(round);
                         retry.extend(std::mem::take(&mut parts).into_iter().flat_map(|(to, q)| rest(to, q)));
@@ -378,13 +348,12 @@ impl WriterTask {
                 }
             }
         }
-        retry
+        Ok(retry)
     }
 
     /// Writes one batch to each of one leader's partitions; returns the partitions that failed
     /// with a retriable error.
     async fn produce(&mut self, leader: i32, round: &[(i32, Bytes, u64)]) -> Result<Vec<(i32, i16)>, String> {
-        let address = self.target.as_ref().and_then(|t| t.brokers.get(&leader)).cloned().unwrap_or_default();
         let partition_data = round
             .iter()
             .map(|(to, records, _)| PartitionProduceData::default().with_index(*to).with_records(Some(records.clone())))
@@ -393,20 +362,9 @@ impl WriterTask {
             .with_acks(-1)
             .with_timeout_ms(PRODUCE_TIMEOUT.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_name(TopicName(StrBytes::from_string(self.writer.topic().to_owned())))
                 .with_partition_data(partition_data)]);
-        let wait = PRODUCE_TIMEOUT + self.access.connector.timeout();
-        let connection = match self.connections.entry(leader) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let connection = self.access.connector.own_connection(&address, MAX_ANSWER_BYTES).await;
-                entry.insert(connection.map_err(|e| e.to_string())?)
-            }
-        };
-        let answer: ProduceResponse = connection
-            .call(ApiKey::Produce, PRODUCE_VERSION, &request, wait)
-            .await
-            .map_err(|why| format!("broker {address}: {why}"))?;
+        let answer = self.writer.produce(leader, PRODUCE_VERSION, &request, PRODUCE_TIMEOUT).await?;
         let mut failed = Vec::new();
         for partition in answer.responses.iter().flat_map(|topic| &topic.partition_responses) {
             let count: u64 = round.iter().filter(|(to, _, _)| *to == partition.index).map(|(_, _, n)| n).sum();
@@ -419,7 +377,7 @@ impl WriterTask {
                     self.metrics.refused.inc_by(count);
                     if self.refusals.insert(code) {
                         let detail = partition.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                        tracing::warn!(rule = %self.name, shadow = %self.topic, partition = partition.index,
+                        tracing::warn!(rule = %self.name, shadow = %self.writer.topic(), partition = partition.index,
                             error = error_name(code), %detail, "the shadow topic's broker refused copies");
                     }
                 }
@@ -427,59 +385,6 @@ impl WriterTask {
         }
         Ok(failed)
     }
-
-    /// Asks a bootstrap server of the shadow's cluster where the shadow topic's partitions lead.
-    async fn lookup(&mut self) -> Result<Target, String> {
-        let request = MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(self.topic.clone()))))
-            ]))
-            .with_allow_auto_topic_creation(false);
-        let timeout = self.access.connector.timeout();
-        let mut last = String::from("no bootstrap server");
-        for address in &self.access.bootstrap {
-            let answer: Result<MetadataResponse, String> = async {
-                let mut connection =
-                    self.access.connector.own_connection(address, MAX_ANSWER_BYTES).await.map_err(|e| e.to_string())?;
-                connection.call(ApiKey::Metadata, METADATA_VERSION, &request, timeout).await
-            }
-            .await;
-            match answer {
-                Ok(answer) => return target_of(&answer, &self.topic),
-                Err(why) => last = format!("bootstrap {address}: {why}"),
-            }
-        }
-        Err(last)
-    }
-}
-
-/// The leaders of `topic`'s partitions in a Metadata answer.
-fn target_of(answer: &MetadataResponse, topic: &str) -> Result<Target, String> {
-    let found = answer.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic));
-    let Some(found) = found else { return Err(format!("the answer does not name `{topic}`")) };
-    if found.error_code != 0 {
-        return Err(format!("`{topic}`: {}", error_name(found.error_code)));
-    }
-    let count = found.partitions.iter().map(|p| p.partition_index + 1).max().unwrap_or(0);
-    if count <= 0 {
-        return Err(format!("`{topic}` has no partitions"));
-    }
-    let mut leaders = vec![-1; count as usize];
-    for partition in &found.partitions {
-        if let Some(slot) = usize::try_from(partition.partition_index).ok().and_then(|i| leaders.get_mut(i)) {
-            *slot = if partition.error_code == 0 { partition.leader_id.0 } else { -1 };
-        }
-    }
-    let brokers = answer.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
-    Ok(Target { leaders, brokers })
-}
-
-fn is_retriable(code: i16) -> bool {
-    ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
-}
-
-fn error_name(code: i16) -> String {
-    ResponseError::try_from_code(code).map_or_else(|| format!("error code {code}"), |e| format!("{e:?}"))
 }
 
 #[cfg(test)]
@@ -507,34 +412,5 @@ mod tests {
         // Onto itself is fine on another cluster.
         let other = rules("[{name: a, topic: orders, to: orders, bootstrap: ['staging:9092']}]");
         assert!(validate_rules(&other, origin).is_ok());
-    }
-
-    #[test]
-    fn the_target_maps_every_partition_to_its_leader() {
-        use kafka_protocol::messages::metadata_response::*;
-        use kafka_protocol::messages::BrokerId;
-        let partition = |index: i32, leader: i32, error_code: i16| {
-            MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(BrokerId(leader))
-                .with_error_code(error_code)
-        };
-        let answer = MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default()
-                .with_node_id(BrokerId(2))
-                .with_host(StrBytes::from_static_str("b2"))
-                .with_port(9092)])
-            .with_topics(vec![MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_static_str("s"))))
-                .with_partitions(vec![partition(1, 2, 0), partition(0, 2, 0), partition(2, 1, 5)])]);
-        let target = target_of(&answer, "s").unwrap();
-        assert_eq!(target.leaders, vec![2, 2, -1]);
-        assert_eq!(target.brokers[&2], "b2:9092");
-        assert!(target_of(&answer, "other").is_err());
-        let missing = MetadataResponse::default().with_topics(vec![MetadataResponseTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_static_str("s"))))
-            .with_error_code(3)]);
-        let err = target_of(&missing, "s").err().unwrap();
-        assert!(err.contains("UnknownTopicOrPartition"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use crate::filter::{ConnectionInfo, Filter, Services};
 use crate::filters::addresses::AddressFilter;
 use crate::filters::alias::AliasFilter;
 use crate::filters::authz::ConnectionAuthz;
+use crate::filters::canary::CanaryFilter;
 use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub outliers: Arc<crate::outlier::Outliers>,
     /// Request slots per broker (circuit breaking).
     pub slots: Arc<crate::breaker::BrokerSlots>,
+    /// How the sidecar reaches its cluster for writes of its own (shadows, canaries).
+    pub own_cluster: Arc<crate::side::ClusterAccess>,
     /// The writers of the shadow rules in use.
     pub shadows: Arc<crate::shadow::ShadowWriters>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
@@ -60,11 +63,11 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization, aliases, quotas, faults and shadows are always in the chain, passing
+    /// Authorization, aliases, quotas, faults, shadows and canaries are always in the chain, passing
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(9);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(10);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -77,6 +80,7 @@ impl Shared {
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));
         chain.push(Box::new(FaultFilter::new(snapshot, connection)));
         chain.push(Box::new(ShadowFilter::new(snapshot, self.shadows.clone(), connection)));
+        chain.push(Box::new(CanaryFilter::new(snapshot, self.own_cluster.clone(), connection)));
         chain.push(Box::new(AddressFilter::new(self.directory.clone())));
         chain
     }

@@ -118,13 +118,10 @@ impl Sidecar {
         }
         let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
         let shutdown = CancellationToken::new();
-        let shadows = crate::shadow::ShadowWriters::new(
-            connector.clone(),
-            config.bootstrap.clone(),
-            metrics.shadows.clone(),
-            shutdown.clone(),
-        );
+        let own_cluster = Arc::new(crate::side::ClusterAccess::new(connector.clone(), config.bootstrap.clone()));
+        let shadows = crate::shadow::ShadowWriters::new(own_cluster.clone(), metrics.shadows.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
+            own_cluster,
             shadows: Arc::new(shadows),
             fetch_sessions: Arc::default(),
             quotas: Arc::default(),

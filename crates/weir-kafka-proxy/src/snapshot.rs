@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub shadows: Arc<[crate::shadow::ShadowRule]>,
     /// Topic aliases; none when empty.
     pub topic_aliases: Arc<[crate::alias::TopicAlias]>,
+    /// Canary routing; none when empty.
+    pub canaries: Arc<[crate::canary::CanaryRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -103,6 +105,7 @@ impl Snapshot {
             faults: faults.into(),
             shadows: config.shadows.clone().into(),
             topic_aliases: config.topic_aliases.clone().into(),
+            canaries: config.canaries.clone().into(),
         })
     }
 }

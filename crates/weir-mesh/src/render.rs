@@ -146,6 +146,17 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_share_of_one_and_a_half_is_refused_with_its_field() {
+        let canary = "canaries: [{name: c, topic: orders, to: orders-canary, share: 0.1}]";
+        let (state, _) =
+            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", canary), "t").unwrap()).unwrap();
+        assert_eq!(state.sidecar_config("orders").unwrap()["canaries"][0]["share"], 0.1);
+        let bad = MESH.replace("workers: 2", &canary.replace("0.1", "1.5"));
+        let err = state.apply(&parse_documents(&bad, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains("canaries[0].share"), "{err}");
+    }
+
+    #[test]
     fn topic_aliases_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
         let alias = "topic_aliases: [{topic: orders, to: orders-v2}]";
         let (state, _) =

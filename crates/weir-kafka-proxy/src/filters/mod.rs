@@ -16,11 +16,15 @@
 //! 8. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!    fault, so that it sees only writes that reached the broker, and the broker's answer
 //!    before a fault changes it.
-//! 9. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 9. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//!    shadow, whose copies of a split topic's writes include the canary's; before addresses,
+//!    which must see the answer the client gets.
+//! 10. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
 pub(crate) mod authz;
+pub(crate) mod canary;
 pub(crate) mod fault;
 pub mod fetch_sessions;
 pub(crate) mod quota;

@@ -30,6 +30,7 @@ use crate::filter::FilterChain;
 use crate::metrics::KafkaMetrics;
 use crate::shadow::ShadowWriters;
 use crate::shared::Shared;
+use crate::side::ClusterAccess;
 use crate::snapshot::Snapshot;
 use crate::upstream::Connector;
 
@@ -39,9 +40,11 @@ fn shared() -> Shared {
     let (directory, _opened) = BrokerDirectory::new("127.0.0.1".into(), "127.0.0.1".parse().unwrap(), 20000, 10);
     let connector = Connector::new(Default::default(), config.connect_timeout(), snapshots.clone(), None, &[]);
     let metrics = KafkaMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let own_cluster = Arc::new(ClusterAccess::new(connector.clone(), vec![]));
     Shared {
         connector: connector.clone(),
-        shadows: Arc::new(ShadowWriters::new(connector, vec![], metrics.shadows.clone(), CancellationToken::new())),
+        own_cluster: own_cluster.clone(),
+        shadows: Arc::new(ShadowWriters::new(own_cluster, metrics.shadows.clone(), CancellationToken::new())),
         config,
         metrics,
         directory: Arc::new(directory),

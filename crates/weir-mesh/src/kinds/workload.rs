@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 use weir_kafka_proxy::alias::TopicAlias;
+use weir_kafka_proxy::canary::CanaryRule;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
@@ -54,6 +55,10 @@ pub struct WorkloadSpec {
     /// (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub topic_aliases: Vec<TopicAlias>,
+    /// Canary routing in this workload's sidecar: a share of a topic's partitions written to
+    /// a canary topic (docs/traffic-policy.md); applied live.
+    #[serde(default)]
+    pub canaries: Vec<CanaryRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]
