@@ -6,7 +6,7 @@
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
 #                [--acks 0|1|all] [--batch-size BYTES] [--latency-rate R] [--latency-seconds S]
-#                [--secure [--direct-tls]] [--no-relay] [--latency-only] [--no-build]
+#                [--secure [--direct-tls] | --policies] [--no-relay] [--latency-only] [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
@@ -17,6 +17,10 @@
 #      and enforces a 100-rule authorization policy; proxied clients speak TLS to it, direct
 #      ones plaintext to the broker, so the ratios price TLS and authorization together.
 #      Target: >= 0.85 of direct throughput.
+#   --policies: plaintext, but the sidecar enforces the same 100-rule policy on a fixed
+#      principal and meters every client under a quota rule too high to throttle, so the
+#      ratios price the filter chain's policies alone (issue 12's target: >= 0.95 of the run
+#      without them).
 #   --direct-tls: with --secure, direct clients use the brokers' own mTLS listener (TLSDIRECT)
 #      with the same client certificate, so the ratios price the sidecar over Kafka's TLS.
 #   --acks, --batch-size: the producers' acks (default 1; the latency producer too) and
@@ -80,7 +84,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE="" LATENCY_ONLY=0
+QUICK=0 BUILD=1 SECURE=0 POLICIES=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE="" LATENCY_ONLY=0
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -103,6 +107,7 @@ while [[ $# -gt 0 ]]; do
     --latency-seconds) opt_lat_seconds=${2:?}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
+    --policies) POLICIES=1; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
     --no-relay) RELAY=0; shift ;;
     --latency-only) LATENCY_ONLY=1; shift ;;
@@ -283,20 +288,35 @@ EOF
 # Client settings for the proxied runs; empty unless --secure.
 PROXY_CLIENT_CONFIG=$RUN_DIR/proxy-client.properties
 : > "$PROXY_CLIENT_CONFIG"
-if ((SECURE)); then
-  PKI=${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER/tls
-  [[ -f $PKI/ca.pem && -f $PKI/client.pem ]] || die "no test PKI in $PKI (made by scripts/kafka.sh start)"
-  # 100 rules: 97 for other teams' principals and topics, 3 that grant this benchmark's client
-  # (principal: the first DNS name of the cluster's client certificate) its topics and groups.
+# write_policy PRINCIPAL: 100 rules, 97 for other teams' principals and topics, 3 that grant
+# this benchmark's client (PRINCIPAL, a pattern) its topics and groups.
+write_policy() {
   {
     echo "rules:"
     for ((i = 1; i <= 97; i++)); do
       printf -- "- {effect: allow, principals: ['spiffe://weir.bench/ns/team-%d/*'], resources: ['topic:team-%d.*', 'group:team-%d-*'], operations: [read, write]}\n" "$i" "$i" "$i"
     done
-    echo "- {effect: allow, principals: ['*.$CLUSTER.weir.invalid'], resources: ['topic:bench-*'], operations: [read, write, describe]}"
-    echo "- {effect: allow, principals: ['*.$CLUSTER.weir.invalid'], resources: ['group:bench-*'], operations: [read, describe]}"
+    echo "- {effect: allow, principals: ['$1'], resources: ['topic:bench-*'], operations: [read, write, describe]}"
+    echo "- {effect: allow, principals: ['$1'], resources: ['group:bench-*'], operations: [read, describe]}"
     echo "- {effect: deny, principals: ['*'], resources: ['topic:*.pii'], operations: [all]}"
   } > "$RUN_DIR/policy.yaml"
+}
+((SECURE && POLICIES)) && die "--secure already enforces the policy; --policies is its plaintext form"
+if ((POLICIES)); then
+  write_policy bench-client
+  # 10 GB/s each way: metered on every request, never reached here.
+  cat >> "$RUN_DIR/weir.yaml" <<EOF
+fixed_principal: bench-client
+authorization: {policy: $RUN_DIR/policy.yaml}
+quotas:
+  - {name: bench, principals: ['*'], produce_bytes_per_second: 10000000000, fetch_bytes_per_second: 10000000000}
+EOF
+fi
+if ((SECURE)); then
+  PKI=${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER/tls
+  [[ -f $PKI/ca.pem && -f $PKI/client.pem ]] || die "no test PKI in $PKI (made by scripts/kafka.sh start)"
+  # The client's principal: the first DNS name of the cluster's client certificate.
+  write_policy "*.$CLUSTER.weir.invalid"
   cat >> "$RUN_DIR/weir.yaml" <<EOF
 tls: {cert: $PKI/broker.crt, key: $PKI/broker.key, client_ca: $PKI/ca.pem}
 authorization: {policy: $RUN_DIR/policy.yaml}
@@ -544,6 +564,9 @@ report() {
   echo "binary: $WEIR (built $(date -r "$WEIR" '+%F %T')); repository at $COMMIT when the run started"
   if ((SECURE)); then
     echo "secure: the sidecar terminates mTLS and enforces a 100-rule policy; proxied clients use TLS, direct ones $( ((DIRECT_TLS)) && echo "mTLS to the brokers' TLSDIRECT listener" || echo plaintext)"
+  fi
+  if ((POLICIES)); then
+    echo "policies: plaintext; the sidecar enforces a 100-rule policy on a fixed principal and meters every client under a quota rule too high to throttle"
   fi
   if ((RELAY)); then
     echo "relay: $(haproxy -v | head -n 1 | cut -d' ' -f1-3) in TCP mode, plaintext, one frontend per broker (a zero-work hop); p/r is the sidecar's ratio to it"

@@ -130,6 +130,8 @@ impl CanaryFilter {
         if !any {
             return Ok(None);
         }
+        // Decoded only after the bounds-checked walk read it whole: no array length it
+        // declares is larger than its bytes.
         let mut request: ProduceRequest =
             weir_wire::message::decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
         if request.transactional_id.is_some() {
