@@ -1,6 +1,8 @@
 //! Who may open a connection: limits on connections in total and per source address, checked
-//! at accept before a connection costs anything more than its socket, and the process's
-//! descriptor limit raised so those limits, not the kernel's, are what a flood runs into.
+//! at accept before a connection costs anything more than its socket; the pace at which new
+//! connections are accepted at all (as Kafka's `max.connection.creation.rate`, a burst of one
+//! second's worth, then late rather than refused); and the process's descriptor limit raised
+//! so those limits, not the kernel's, are what a flood runs into.
 //!
 //! Shared by every listener whatever its protocol; a refused connection is closed at once and
 //! counted by the caller.
@@ -8,6 +10,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +38,28 @@ pub struct Admission {
     max_total: usize,
     max_per_source: usize,
     counts: Mutex<Counts>,
+    pace: Option<Mutex<Pace>>,
+}
+
+/// New connections a second: credit refilled at `rate`, up to one second's worth.
+struct Pace {
+    rate: f64,
+    credit: f64,
+    at: Instant,
+}
+
+impl Pace {
+    /// Takes one connection's credit; how long until the credit it took was there.
+    fn reserve(&mut self, now: Instant) -> Duration {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.credit = (self.credit + refill).min(self.rate.max(1.0)) - 1.0;
+        self.at = now;
+        if self.credit >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.credit / self.rate)
+        }
+    }
 }
 
 #[derive(Default)]
@@ -43,7 +70,21 @@ struct Counts {
 
 impl Admission {
     pub fn new(max_total: usize, max_per_source: usize) -> Arc<Self> {
-        Arc::new(Self { max_total, max_per_source, counts: Mutex::default() })
+        Self::with_creation_rate(max_total, max_per_source, None)
+    }
+
+    /// As [`Admission::new`], accepting at most `per_second` new connections a second (after
+    /// a burst of one second's worth) when set.
+    pub fn with_creation_rate(max_total: usize, max_per_source: usize, per_second: Option<f64>) -> Arc<Self> {
+        let pace = per_second.map(|rate| Mutex::new(Pace { rate, credit: rate.max(1.0), at: Instant::now() }));
+        Arc::new(Self { max_total, max_per_source, counts: Mutex::default(), pace })
+    }
+
+    /// How long a connection just accepted must wait before it is served, so that the
+    /// sidecar's creation rate holds (zero without one). Its place in the pace is taken now.
+    pub fn pace(&self) -> Duration {
+        let Some(pace) = &self.pace else { return Duration::ZERO };
+        pace.lock().unwrap_or_else(|p| p.into_inner()).reserve(Instant::now())
     }
 
     /// Admits one more connection from `source`, or says which limit it would break. The
@@ -132,6 +173,19 @@ pub fn raise_descriptor_limit() -> std::io::Result<((u64, u64), (u64, u64))> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_creation_rate_lets_a_burst_through_then_paces_the_rest() {
+        let admission = Admission::with_creation_rate(0, 0, Some(4.0));
+        let waits: Vec<Duration> = (0..8).map(|_| admission.pace()).collect();
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, vec![0, 0, 0, 0, 250, 500, 750, 1000], "a second's worth at once, then one every 250 ms");
+        // A second later the credit is back to one second's worth, no more.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let again: Vec<u128> = (0..5).map(|_| admission.pace().as_millis()).collect();
+        assert_eq!(again, vec![0, 0, 0, 0, 250]);
+        assert_eq!(Admission::new(0, 0).pace(), Duration::ZERO);
+    }
 
     #[test]
     fn limits_per_source_and_in_total_and_frees_places() {

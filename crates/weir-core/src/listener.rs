@@ -55,6 +55,16 @@ impl Acceptor {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
+                    // Over the creation rate: this connection waits, and so do those behind
+                    // it in the listener's backlog (as Kafka's acceptor does).
+                    let wait = self.admission.pace();
+                    if !wait.is_zero() {
+                        self.metrics.delayed(&name);
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
                     // Refused before the connection costs more than its socket: no task, no
                     // buffers, no upstream connection.
                     let admitted = match self.admission.admit(peer.ip()) {

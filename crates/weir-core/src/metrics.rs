@@ -30,6 +30,7 @@ pub struct ConnectionMetrics {
     pub open: Family<ListenerLabels, Gauge>,
     pub accepted: Family<ListenerLabels, Counter>,
     pub refused: Family<RefusedLabels, Counter>,
+    pub delayed: Family<ListenerLabels, Counter>,
     pub upstream_open: Gauge,
 }
 
@@ -48,6 +49,11 @@ impl ConnectionMetrics {
             metrics.refused.clone(),
         );
         registry.register(
+            "weir_connections_delayed",
+            "Client connections served late because the connection creation rate was reached, per listener",
+            metrics.delayed.clone(),
+        );
+        registry.register(
             "weir_upstream_connections_open",
             "Connections to the upstream service (brokers) open now on behalf of clients",
             metrics.upstream_open.clone(),
@@ -58,6 +64,11 @@ impl ConnectionMetrics {
     /// Counts a connection refused at accept.
     pub fn refused(&self, listener: &str, reason: &'static str) {
         self.refused.get_or_create(&RefusedLabels { listener: listener.to_owned(), reason }).inc();
+    }
+
+    /// Counts a connection served late by the creation rate.
+    pub fn delayed(&self, listener: &str) {
+        self.delayed.get_or_create(&ListenerLabels { listener: listener.to_owned() }).inc();
     }
 
     /// Counts an upstream connection made for a client; the guard counts it closed when dropped.

@@ -1,5 +1,7 @@
-//! Circuit breaking per broker: at most so many requests of all the sidecar's clients in
-//! flight to one broker. Past the limit a request waits for a slot (`queue`, the default, as a
+//! Circuit breaking per broker: at most so many connections of the sidecar's clients to one
+//! broker (past it a client's connection waits for one to close under `queue`, or is closed at
+//! once under `reject`, and the client reconnects), and at most so many requests of all the
+//! sidecar's clients in flight to one broker. Past the limit a request waits for a slot (`queue`, the default, as a
 //! broker at its `queued.max.requests` stops reading), or a produce is failed at once with a
 //! retriable REQUEST_TIMED_OUT and nothing written (`reject`), so that producers retry rather
 //! than pile up; other requests wait in either mode. A broker that does not answer within
@@ -22,6 +24,9 @@ pub struct CircuitBreaker {
     /// Requests in flight to one broker, across all clients; absent: no limit.
     #[serde(default)]
     pub max_requests_per_broker: Option<usize>,
+    /// Connections to one broker on behalf of clients; absent: no limit.
+    #[serde(default)]
+    pub max_connections_per_broker: Option<usize>,
     #[serde(default)]
     pub when_full: WhenFull,
     /// How long a broker may take to answer, beyond what the request lets it wait by design
@@ -66,11 +71,17 @@ impl CircuitBreaker {
         if self.request_timeout_ms == Some(0) {
             return Err(("request_timeout_ms", "must be at least 1".into()));
         }
-        match self.max_requests_per_broker {
-            Some(0) => Err(("max_requests_per_broker", "must be at least 1".into())),
-            Some(n) if n > Semaphore::MAX_PERMITS => Err(("max_requests_per_broker", format!("{n} is too many"))),
-            _ => Ok(()),
+        for (field, limit) in [
+            ("max_requests_per_broker", self.max_requests_per_broker),
+            ("max_connections_per_broker", self.max_connections_per_broker),
+        ] {
+            match limit {
+                Some(0) => return Err((field, "must be at least 1".into())),
+                Some(n) if n > Semaphore::MAX_PERMITS => return Err((field, format!("{n} is too many"))),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 
@@ -87,11 +98,12 @@ pub struct InFlightState {
 pub struct BrokerSlots {
     config: CircuitBreaker,
     brokers: Mutex<HashMap<String, Arc<Semaphore>>>,
+    connections: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl BrokerSlots {
     pub fn new(config: CircuitBreaker) -> Self {
-        Self { config, brokers: Mutex::default() }
+        Self { config, brokers: Mutex::default(), connections: Mutex::default() }
     }
 
     pub fn when_full(&self) -> WhenFull {
@@ -103,6 +115,14 @@ impl BrokerSlots {
         let limit = self.config.max_requests_per_broker?;
         let mut brokers = self.brokers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Some(brokers.entry(address.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone())
+    }
+
+    /// The connection slots of the broker at `address`, and their number; none without a
+    /// limit.
+    pub fn connections_of(&self, address: &str) -> Option<(Arc<Semaphore>, usize)> {
+        let limit = self.config.max_connections_per_broker?;
+        let mut brokers = self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some((brokers.entry(address.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(limit))).clone(), limit))
     }
 
     pub fn states(&self) -> Vec<InFlightState> {
@@ -131,7 +151,7 @@ mod tests {
     #[test]
     fn a_brokers_slots_are_shared_by_its_connections_and_counted_in_flight() {
         let config =
-            CircuitBreaker { max_requests_per_broker: Some(2), when_full: WhenFull::Reject, request_timeout_ms: None };
+            CircuitBreaker { max_requests_per_broker: Some(2), when_full: WhenFull::Reject, ..Default::default() };
         let slots = BrokerSlots::new(config);
         let (a, b) = (slots.of("b1:9092").unwrap(), slots.of("b1:9092").unwrap());
         let _held = a.clone().try_acquire_owned().unwrap();

@@ -162,6 +162,11 @@ pub struct Limits {
     /// Client connections held at once from one IP address; 0: no limit.
     #[serde(default = "defaults::max_connections_per_source")]
     pub max_connections_per_source: usize,
+    /// New client connections the sidecar serves a second, after a burst of one second's
+    /// worth; those past it are served late (they wait in the listener's backlog). Absent:
+    /// no limit.
+    #[serde(default)]
+    pub connections_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +248,7 @@ impl Default for Limits {
             authentication_timeout_ms: defaults::authentication_timeout_ms(),
             max_connections: defaults::max_connections(),
             max_connections_per_source: defaults::max_connections_per_source(),
+            connections_per_second: None,
         }
     }
 }
@@ -331,6 +337,9 @@ impl SidecarConfig {
             }
         }
         self.fault_plans(origin)?;
+        if let Some(rate) = self.limits.connections_per_second.filter(|rate| rate.is_nan() || *rate < 1.0) {
+            return Err(invalid(origin, "limits.connections_per_second", format!("must be at least 1, not {rate}")));
+        }
         crate::shadow::validate_rules(&self.shadows, origin)?;
         crate::alias::validate_aliases(&self.topic_aliases, origin)?;
         crate::canary::validate_rules(&self.canaries, origin)?;
@@ -451,6 +460,12 @@ mod tests {
         assert!(e.contains("`limits.max_in_flight`"), "{e}");
         let e = parse("listen: nowhere\nbootstrap: [a:1]\n").unwrap_err();
         assert!(e.contains("`listen`"), "{e}");
+        let e = parse("listen: 127.0.0.1:1\nbootstrap: [a:1]\nlimits: {connections_per_second: 0.5}\n").unwrap_err();
+        assert!(e.contains("`limits.connections_per_second`") && e.contains("0.5"), "{e}");
+        let e = parse(
+            "listen: 127.0.0.1:1\nbootstrap: [a:1]\nupstream: {circuit_breaker: {max_connections_per_broker: 0}}\n",
+        );
+        assert!(e.unwrap_err().contains("`upstream.circuit_breaker.max_connections_per_broker`"));
     }
 
     #[test]

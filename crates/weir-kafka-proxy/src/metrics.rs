@@ -174,6 +174,7 @@ pub struct KafkaMetrics {
     ejections: Family<BrokerLabels, Counter>,
     ejected: Family<BrokerLabels, prometheus_client::metrics::gauge::Gauge>,
     over_broker_limit: Family<BrokerLimitLabels, Counter>,
+    over_connection_limit: Family<BrokerLimitLabels, Counter>,
     canary_records: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
@@ -259,6 +260,7 @@ impl KafkaMetrics {
             ejections: Family::default(),
             ejected: Family::default(),
             over_broker_limit: Family::default(),
+            over_connection_limit: Family::default(),
             shadows: ShadowFamilies::default(),
             canary_records: Family::default(),
             denials: Family::default(),
@@ -359,6 +361,11 @@ impl KafkaMetrics {
             "upstream_requests_over_limit",
             "Requests that found their broker's request limit reached (circuit breaking), per broker and action (queued, rejected)",
             m.over_broker_limit.clone(),
+        );
+        kafka.register(
+            "upstream_connections_over_limit",
+            "Client connections that found their broker's connection limit reached, per broker and action",
+            m.over_connection_limit.clone(),
         );
         kafka.register(
             "canary_records",
@@ -464,6 +471,11 @@ impl KafkaMetrics {
     }
 
     /// A request found `broker`'s request limit reached, and was `action` (queued, rejected).
+    /// A client connection found `broker`'s connection limit reached: `queued` or `rejected`.
+    pub fn over_connection_limit(&self, broker: &str, action: &'static str) {
+        self.over_connection_limit.get_or_create(&BrokerLimitLabels { broker: broker.to_owned(), action }).inc();
+    }
+
     pub fn over_broker_limit(&self, broker: &str, action: &'static str) {
         self.over_broker_limit.get_or_create(&BrokerLimitLabels { broker: broker.to_owned(), action }).inc();
     }

@@ -116,7 +116,11 @@ impl Sidecar {
                 "the descriptor limit allows fewer connections than limits.max_connections; using the lower"
             );
         }
-        let admission = Admission::new(max_connections, config.limits.max_connections_per_source);
+        let admission = Admission::with_creation_rate(
+            max_connections,
+            config.limits.max_connections_per_source,
+            config.limits.connections_per_second,
+        );
         let shutdown = CancellationToken::new();
         let own_cluster = Arc::new(crate::side::ClusterAccess::new(connector.clone(), config.bootstrap.clone()));
         let shadows = crate::shadow::ShadowWriters::new(own_cluster.clone(), metrics.shadows.clone(), shutdown.clone());

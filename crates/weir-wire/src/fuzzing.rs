@@ -15,8 +15,8 @@ use crate::produce::scan_produce;
 pub const FUZZ_MAX_FRAME: usize = 1 << 20;
 
 /// Bytes as a client would send them, through exactly what the proxy does with them: split
-/// into frames, peek each header, read the resources each request names, scan Produce
-/// requests.
+/// into frames, peek each header, read the resources each request names, rename its topics
+/// (a topic alias), scan Produce requests and copy their batches (a shadow).
 pub fn exercise_client_bytes(data: &[u8]) {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = split_frame(&mut buf, FUZZ_MAX_FRAME) {
@@ -29,10 +29,12 @@ pub fn exercise_client_bytes(data: &[u8]) {
         // they accept decodes in full).
         let body = frame.get(peek.body_offset..).unwrap_or_default();
         let _ = crate::resources::scan_request_resources(body, peek.api_key, peek.api_version, |_| {});
+        let _ = crate::rename::rename_request_topics(&frame, &peek, &|name| Some(format!("{name}-alias")));
         if peek.api_key == ApiKey::Produce {
             let _ = crate::produce::scan_produce_names(body, peek.api_version, |_| {});
             let _ = scan_produce(&frame, &peek, |_, _, records| {
                 crate::records::count_records(records);
+                crate::records::plain_copy(records);
             });
         }
     }
@@ -77,6 +79,9 @@ pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
         if crate::response_bounds::check_response_body(&parsed.body(), api_key, version) == Ok(true) {
             let _ = ResponseKind::decode(api_key, &mut parsed.body(), version);
         }
+        // A topic alias names every topic of the answer back.
+        let mut message = crate::message::ResponseMessage::new(frame.clone(), api_key, version);
+        let _ = message.rename_topics(&|name| Some(format!("{name}-alias")));
     }
     let _ = crate::records::count_records(data);
 }

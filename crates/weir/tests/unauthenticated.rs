@@ -154,6 +154,25 @@ async fn idle_unauthenticated_connections_hold_no_broker_connection_and_end_at_t
     sidecar.assert_quiet();
 }
 
+/// Past the creation rate, connections are served late, not refused: every one of a burst
+/// is answered, and those past the first second's worth are counted as delayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_creation_rate_are_served_late() {
+    let sidecar = Sidecar::start_with(SidecarOptions {
+        extra_yaml: "limits: {connections_per_second: 2}\n".into(),
+        ..Default::default()
+    });
+    let mut burst: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(sidecar.addr).unwrap()).collect();
+    for (i, stream) in burst.iter_mut().enumerate() {
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        assert_eq!(api_versions(stream, i as i32).error_code, 0, "connection {i} was served");
+    }
+    let delayed = sidecar.metric("weir_connections_delayed_total", &[("listener", "bootstrap")]);
+    assert!(delayed >= 3.0, "two a second after a burst of two: 4 of 6 wait (3 if one came late); counted {delayed}");
+    assert_eq!(sidecar.metric("weir_connections_refused_total", &[]), 0.0);
+    sidecar.assert_quiet();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_limits_are_refused_at_accept() {
     let sidecar = Sidecar::start_with(SidecarOptions {

@@ -49,6 +49,8 @@ pub enum SessionError {
         "broker {address} is ejected for {left:?} more after failed connects; the client should refresh its metadata"
     )]
     Ejected { address: String, left: std::time::Duration },
+    #[error("broker {address} holds its maximum of {limit} client connections (upstream.circuit_breaker.max_connections_per_broker); the client should connect again")]
+    BrokerConnectionLimit { address: String, limit: usize },
     #[error(transparent)]
     Tls(weir_core::tls::TlsError),
     #[error("frame of {size} bytes before authentication exceeds limits.max_unauthenticated_frame_bytes ({limit})")]
@@ -79,6 +81,7 @@ impl SessionError {
             Self::UpstreamClosed | Self::UpstreamIo(_) => "upstream_closed",
             Self::UnknownBroker(_) | Self::Connect(_) => "upstream_unreachable",
             Self::Ejected { .. } => "upstream_ejected",
+            Self::BrokerConnectionLimit { .. } => "upstream_connection_limit",
             Self::ConnectionQuota { .. } => "connection_quota",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::AuthenticationTimeout(_) => "authentication_timeout",
@@ -110,6 +113,8 @@ impl SessionError {
             Self::UpstreamClosed | Self::UpstreamIo(_) => tracing::info!(error = %self, "closing client connection"),
             // The ejection itself was a warning; each client told of it is not.
             Self::Ejected { .. } => tracing::debug!(error = %self, "closing client connection"),
+            // Counted per broker; each client it closes is policy at work.
+            Self::BrokerConnectionLimit { .. } => tracing::debug!(error = %self, "closing client connection"),
             Self::HintsOutsideTail | Self::CorrelationMismatch { .. } => {
                 tracing::error!(error = %self, "closing connection")
             }

@@ -31,6 +31,7 @@ pub use error::SessionError;
 use requests::RequestHalf;
 use responses::ResponseHalf;
 
+use crate::breaker::WhenFull;
 use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
 use crate::outlier::Failure;
 use crate::quota::{CountedConnection, Metered, QuotaMeters, ANONYMOUS};
@@ -78,6 +79,8 @@ struct Upstream {
     write: BoxWrite,
     reauth: Option<Reauthentication>,
     slots: Option<BrokerSlot>,
+    /// This connection's place under the broker's connection limit, if it has one.
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The request slots of the broker a connection reaches, when they are limited.
@@ -243,15 +246,17 @@ async fn run(
     };
     let mut upstream_reauth = None;
     let mut broker_slots = None;
+    let mut broker_place = None;
     let mut upstream_open = None;
     let (upstream_read, upstream_write, deferred, connected): (BoxRead, BoxWrite, _, _) = if authenticating {
         let (sender, receiver) = oneshot::channel();
         (Box::new(NotConnected), Box::new(tokio::io::sink()), Some(Deferred { target, sender }), Some(receiver))
     } else {
-        let Upstream { read, write, reauth, slots } =
+        let Upstream { read, write, reauth, slots, place } =
             connect_upstream(shared, target, connection.principal.as_deref()).await?;
         upstream_reauth = reauth;
         broker_slots = slots;
+        broker_place = place;
         upstream_open = Some(shared.metrics.connections.upstream_opened());
         (read, write, None, None)
     };
@@ -275,6 +280,7 @@ async fn run(
             principal,
             muted: &muted,
             slots: broker_slots,
+            place: broker_place,
             counted,
         };
         let responses = ResponseHalf {
@@ -362,6 +368,24 @@ async fn connect_unless_ejected(
     if let Some(left) = shared.outliers.ejected(address, Instant::now()) {
         return Err(SessionError::Ejected { address: address.to_owned(), left });
     }
+    let place = match shared.slots.connections_of(address) {
+        None => None,
+        Some((places, limit)) => Some(match places.clone().try_acquire_owned() {
+            Ok(place) => place,
+            Err(_) if shared.slots.when_full() == WhenFull::Reject => {
+                shared.metrics.over_connection_limit(address, "rejected");
+                return Err(SessionError::BrokerConnectionLimit { address: address.to_owned(), limit });
+            }
+            Err(_) => {
+                shared.metrics.over_connection_limit(address, "queued");
+                tokio::select! {
+                    biased;
+                    _ = shared.shutdown.cancelled() => return Err(SessionError::UpstreamClosed),
+                    place = places.acquire_owned() => place.map_err(|_| SessionError::UpstreamClosed)?,
+                }
+            }
+        }),
+    };
     match shared.connector.connect_session(address, principal).await {
         Ok((read, write, reauth)) => {
             if shared.outliers.succeeded(address) {
@@ -369,7 +393,7 @@ async fn connect_unless_ejected(
                 tracing::info!(broker = address, "broker reachable again");
             }
             let slots = shared.slots.of(address).map(|slots| BrokerSlot { slots, broker: Arc::from(address) });
-            Ok(Upstream { read, write, reauth, slots })
+            Ok(Upstream { read, write, reauth, slots, place })
         }
         Err(err) if err.is_unreachable() => {
             shared.metrics.connect_failed(address);

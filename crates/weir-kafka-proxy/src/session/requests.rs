@@ -46,6 +46,8 @@ pub(super) struct RequestHalf<'a> {
     pub(super) muted: &'a Muted,
     /// The broker's request slots, when circuit breaking limits them.
     pub(super) slots: Option<BrokerSlot>,
+    /// This connection's place under the broker's connection limit, held while it lasts.
+    pub(super) place: Option<tokio::sync::OwnedSemaphorePermit>,
     /// This connection, counted against connection quotas once its principal is known.
     pub(super) counted: Option<crate::quota::CountedConnection>,
 }
@@ -209,9 +211,10 @@ impl RequestHalf<'_> {
     /// reading half to the response half (before any response is owed on it).
     async fn connect(&mut self, deferred: Deferred) -> Result<(), SessionError> {
         let principal = self.principal.as_deref();
-        let super::Upstream { read, write, reauth, slots } =
+        let super::Upstream { read, write, reauth, slots, place } =
             super::connect_upstream(self.shared, deferred.target, principal).await?;
         self.slots = slots;
+        self.place = place;
         *self.upstream_open = Some(self.shared.metrics.connections.upstream_opened());
         let max_frame = self.shared.config.limits.max_frame_bytes;
         deferred.sender.send(FrameReader::new(read, max_frame)).map_err(|_| SessionError::UpstreamClosed)?;

@@ -89,6 +89,7 @@ async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexSt
         principal: None,
         muted: &muted,
         slots: None,
+        place: None,
         counted: None,
     };
     let responses = ResponseHalf {
