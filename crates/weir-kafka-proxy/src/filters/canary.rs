@@ -23,8 +23,8 @@ use uuid::Uuid;
 use weir_wire::scan::TopicRef;
 
 use crate::canary::CanaryRule;
+use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
-use crate::filter::{ResponseContext, Services};
 use crate::quota::{covers, ANONYMOUS};
 use crate::side::{is_retriable, ClusterAccess, TopicWriter};
 use crate::snapshot::Snapshot;
@@ -240,8 +240,6 @@ impl Filter for CanaryFilter {
         self.rules = snapshot.canaries.clone();
         self.choose();
     }
-
-    fn on_connection_end(&mut self, _connection: &ConnectionInfo, _services: &dyn Services) {}
 }
 
 fn failed(partition: i32, code: i16) -> PartitionProduceResponse {

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use weir_wire::scan::TopicRef;
 
+use crate::filter::ResponseContext;
 use crate::filter::{ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
-use crate::filter::{ResponseContext, Services};
 use crate::quota::{covers, ANONYMOUS};
 use crate::shadow::{ShadowWriter, ShadowWriters};
 use crate::snapshot::Snapshot;
@@ -150,6 +150,4 @@ impl Filter for ShadowFilter {
         self.all = self.writers.for_rules(&snapshot.shadows);
         self.choose();
     }
-
-    fn on_connection_end(&mut self, _connection: &ConnectionInfo, _services: &dyn Services) {}
 }
