@@ -199,6 +199,7 @@ impl Sidecar {
         }
         tokio::spawn(probe_until_ready(shared.clone(), ready_tx));
         tokio::spawn(files.run(publisher, shared.shutdown.clone()));
+        tokio::spawn(forget_removed_quota_meters(shared.clone()));
         if let Some(tokens) = shared.snapshots.borrow().sasl.as_ref().and_then(|s| s.tokens.clone()) {
             tokio::spawn(tokens.reload_on_change(shared.shutdown.clone()));
         }
@@ -228,6 +229,20 @@ impl Sidecar {
             tracing::warn!("grace period over with requests still in flight; closing them");
         }
         tracing::info!("sidecar stopped");
+    }
+}
+
+/// Drops the meters of quota rules a new snapshot no longer has, so that rules removed over a
+/// sidecar's life do not keep their meters (one per principal or client id they metered).
+async fn forget_removed_quota_meters(shared: Arc<Shared>) {
+    let mut snapshots = shared.snapshots.clone();
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+        let rules = snapshots.borrow_and_update().quotas.clone();
+        shared.quotas.retain_rules(&rules);
     }
 }
 
