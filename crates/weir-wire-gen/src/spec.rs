@@ -215,6 +215,8 @@ fn entity(json: &Value, message: &str, path: &str, ty: &str, fields: Option<&[Fi
                 "TopLevelErrorCode"
             }
         }
+        // Quotas raise a response's throttle time in place (`weir_wire::throttle`).
+        None if ty == "int32" && path == "ThrottleTimeMs" && message.ends_with("Response") => "ThrottleTime",
         None if ty.starts_with("[]") && fields.is_some_and(names_a_topic) => "Topics",
         None => "None",
     })

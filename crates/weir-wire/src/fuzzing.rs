@@ -82,6 +82,9 @@ pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
         // A topic alias names every topic of the answer back.
         let mut message = crate::message::ResponseMessage::new(frame.clone(), api_key, version);
         let _ = message.rename_topics(&|name| Some(format!("{name}-alias")));
+        // A quota raises any answer's throttle time.
+        let mut message = crate::message::ResponseMessage::new(frame.clone(), api_key, version);
+        let _ = message.raise_throttle_time_ms(1000);
     }
     let _ = crate::records::count_records(data);
 }

@@ -30,6 +30,7 @@ pub mod resources;
 pub mod response_bounds;
 pub mod scan;
 pub mod schema;
+pub mod throttle;
 #[cfg(test)]
 mod test_support;
 mod walk;

@@ -6,7 +6,7 @@
 use std::any::Any;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::fetch::{count_fetch_response, response_session, FetchDigest, FetchSummary, PartitionCount};
@@ -279,28 +279,26 @@ impl ResponseMessage {
         Ok(response_session(&self.body()?, self.version))
     }
 
-    /// Raises the response's `throttle_time_ms` to at least `ms` (a quota at the sidecar), for
-    /// the responses byte quotas apply to: Produce and Fetch from v1 (v0 has no such field).
-    /// Returns whether the response could say it; it is encoded again only if it changed.
+    /// Raises the response's `throttle_time_ms` to at least `ms` (a quota at the sidecar), in
+    /// place (see [`crate::throttle`]). Returns whether the response could say it (v0 of most
+    /// apis has no such field); the frame is copied only when the value rises.
     pub fn raise_throttle_time_ms(&mut self, ms: i32) -> Result<bool, MessageError> {
-        fn raise(field: &mut i32, ms: i32) {
-            *field = (*field).max(ms);
+        if self.is_sent() {
+            return Err(self.error("change", "it was already sent to the client"));
         }
-        if self.version < 1 {
-            return Ok(false);
-        }
-        let current = match self.api_key {
-            ApiKey::Produce => self.decoded::<ProduceResponse>()?.throttle_time_ms,
-            ApiKey::Fetch => self.decoded::<FetchResponse>()?.throttle_time_ms,
-            _ => return Ok(false),
-        };
+        let body = self.body()?;
+        let at = crate::throttle::throttle_time_at(&body, self.api_key, self.version);
+        let Some(at) = at.map_err(|e| self.error("read", e))? else { return Ok(false) };
+        let current = i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
         if current >= ms {
             return Ok(true);
         }
-        match self.api_key {
-            ApiKey::Produce => raise(&mut self.decoded_mut::<ProduceResponse>()?.throttle_time_ms, ms),
-            _ => raise(&mut self.decoded_mut::<FetchResponse>()?.throttle_time_ms, ms),
-        }
+        let at = self.frame.len() - body.len() + at;
+        let mut frame = BytesMut::from(&self.frame[..]);
+        crate::throttle::raise_at(&mut frame[at..at + 4], ms);
+        self.frame = frame.freeze();
+        self.parsed = None;
+        self.decoded = None;
         Ok(true)
     }
 
@@ -392,6 +390,7 @@ mod tests {
 
     #[test]
     fn a_throttle_is_raised_never_lowered_and_v0_cannot_say_it() {
+        use kafka_protocol::messages::{FetchResponse, ProduceResponse};
         for (version, api) in [(3, ApiKey::Produce), (11, ApiKey::Produce), (4, ApiKey::Fetch), (17, ApiKey::Fetch)] {
             let frame = match api {
                 ApiKey::Produce => {
@@ -413,7 +412,11 @@ mod tests {
             assert_eq!((said, crate::header::response_correlation_id(&out)), (1500, Some(5)), "{api:?} v{version}");
         }
         let (_, mut metadata) = metadata_message();
-        assert!(!metadata.raise_throttle_time_ms(100).unwrap(), "byte quotas do not throttle Metadata");
+        assert!(metadata.raise_throttle_time_ms(100).unwrap(), "request quotas throttle any api");
+        let out = metadata.into_frame().unwrap();
+        assert_eq!(decode_response::<MetadataResponse>(&out, ApiKey::Metadata, 12).unwrap().1.throttle_time_ms, 100);
+        let v0 = encode_response(7, ApiKey::Metadata, 0, &MetadataResponse::default()).unwrap();
+        assert!(!ResponseMessage::new(v0, ApiKey::Metadata, 0).raise_throttle_time_ms(100).unwrap());
     }
 
     #[test]

@@ -633,7 +633,7 @@ static PRODUCE_RESPONSE__RESPONSES_0: Program = Program { flexible: false, ops: 
 
 static PRODUCE_RESPONSE_0: Program = Program { flexible: false, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_0 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -652,7 +652,7 @@ static PRODUCE_RESPONSE__RESPONSES_1: Program = Program { flexible: false, ops: 
 
 static PRODUCE_RESPONSE_1: Program = Program { flexible: false, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_1 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -679,7 +679,7 @@ static PRODUCE_RESPONSE__RESPONSES_2: Program = Program { flexible: false, ops: 
 
 static PRODUCE_RESPONSE_2: Program = Program { flexible: false, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_2 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -707,7 +707,7 @@ static PRODUCE_RESPONSE__RESPONSES_3: Program = Program { flexible: true, ops: &
 
 static PRODUCE_RESPONSE_3: Program = Program { flexible: true, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_3 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
     TaggedOp { tag: 0, op: None }, // NodeEndpoints, not at this version
 ] };
@@ -743,7 +743,7 @@ static PRODUCE_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: true, o
 
 static PRODUCE_RESPONSE_4: Program = Program { flexible: true, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_4 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
 ] };
@@ -756,7 +756,7 @@ static PRODUCE_RESPONSE__RESPONSES_5: Program = Program { flexible: true, ops: &
 
 static PRODUCE_RESPONSE_5: Program = Program { flexible: true, ops: &[
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__RESPONSES_5 } }, // Responses
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &PRODUCE_RESPONSE__NODE_ENDPOINTS_0 } }) }, // NodeEndpoints
 ] };
@@ -967,7 +967,7 @@ static FETCH_RESPONSE__RESPONSES_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
 ] };
@@ -988,13 +988,13 @@ static FETCH_RESPONSE__RESPONSES_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_1 } }, // Responses
 ], tags: &[
 ] };
 
 static FETCH_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_1 } }, // Responses
@@ -1018,7 +1018,7 @@ static FETCH_RESPONSE__RESPONSES_2: Program = Program { flexible: false, ops: &[
 ] };
 
 static FETCH_RESPONSE_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_2 } }, // Responses
@@ -1065,7 +1065,7 @@ static FETCH_RESPONSE__RESPONSES_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static FETCH_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_3 } }, // Responses
@@ -1080,7 +1080,7 @@ static FETCH_RESPONSE__RESPONSES_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static FETCH_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_4 } }, // Responses
@@ -1097,7 +1097,7 @@ static FETCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: true, ops
 ] };
 
 static FETCH_RESPONSE_6: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // SessionId
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_RESPONSE__RESPONSES_4 } }, // Responses
@@ -1188,7 +1188,7 @@ static LIST_OFFSETS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static LIST_OFFSETS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &LIST_OFFSETS_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -1207,7 +1207,7 @@ static LIST_OFFSETS_RESPONSE__TOPICS_1: Program = Program { flexible: false, ops
 ] };
 
 static LIST_OFFSETS_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &LIST_OFFSETS_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -1226,7 +1226,7 @@ static LIST_OFFSETS_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops:
 ] };
 
 static LIST_OFFSETS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &LIST_OFFSETS_RESPONSE__TOPICS_2 } }, // Topics
 ], tags: &[
 ] };
@@ -1351,7 +1351,7 @@ static METADATA_RESPONSE_2: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_1 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1377,7 +1377,7 @@ static METADATA_RESPONSE__TOPICS_2: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE_4: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_1 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1403,7 +1403,7 @@ static METADATA_RESPONSE__TOPICS_3: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE_5: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_1 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1421,7 +1421,7 @@ static METADATA_RESPONSE__TOPICS_4: Program = Program { flexible: false, ops: &[
 ] };
 
 static METADATA_RESPONSE_6: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_1 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1457,7 +1457,7 @@ static METADATA_RESPONSE__TOPICS_5: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE_7: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_2 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1477,7 +1477,7 @@ static METADATA_RESPONSE__TOPICS_6: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE_8: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_2 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1487,7 +1487,7 @@ static METADATA_RESPONSE_8: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE_9: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_2 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1506,7 +1506,7 @@ static METADATA_RESPONSE__TOPICS_7: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE_10: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_2 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1515,7 +1515,7 @@ static METADATA_RESPONSE_10: Program = Program { flexible: true, ops: &[
 ] };
 
 static METADATA_RESPONSE_11: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &METADATA_RESPONSE__BROKERS_2 } }, // Brokers
     Op::String { nullable: true, entity: Entity::None }, // ClusterId
     Op::Skip(4), // ControllerId
@@ -1636,7 +1636,7 @@ static OFFSET_COMMIT_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static OFFSET_COMMIT_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_COMMIT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -1654,7 +1654,7 @@ static OFFSET_COMMIT_RESPONSE__TOPICS_1: Program = Program { flexible: true, ops
 ] };
 
 static OFFSET_COMMIT_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_COMMIT_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -1666,7 +1666,7 @@ static OFFSET_COMMIT_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops
 ] };
 
 static OFFSET_COMMIT_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_COMMIT_RESPONSE__TOPICS_2 } }, // Topics
 ], tags: &[
 ] };
@@ -1785,7 +1785,7 @@ static OFFSET_FETCH_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static OFFSET_FETCH_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_0 } }, // Topics
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
@@ -1805,7 +1805,7 @@ static OFFSET_FETCH_RESPONSE__TOPICS_1: Program = Program { flexible: false, ops
 ] };
 
 static OFFSET_FETCH_RESPONSE_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_1 } }, // Topics
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
@@ -1825,7 +1825,7 @@ static OFFSET_FETCH_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops:
 ] };
 
 static OFFSET_FETCH_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__TOPICS_2 } }, // Topics
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
@@ -1852,7 +1852,7 @@ static OFFSET_FETCH_RESPONSE__GROUPS_0: Program = Program { flexible: true, ops:
 ] };
 
 static OFFSET_FETCH_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -1871,7 +1871,7 @@ static OFFSET_FETCH_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops:
 ] };
 
 static OFFSET_FETCH_RESPONSE_6: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &OFFSET_FETCH_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -1908,7 +1908,7 @@ static FIND_COORDINATOR_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static FIND_COORDINATOR_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // NodeId
@@ -1918,7 +1918,7 @@ static FIND_COORDINATOR_RESPONSE_1: Program = Program { flexible: false, ops: &[
 ] };
 
 static FIND_COORDINATOR_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // NodeId
@@ -1938,7 +1938,7 @@ static FIND_COORDINATOR_RESPONSE__COORDINATORS_0: Program = Program { flexible: 
 ] };
 
 static FIND_COORDINATOR_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &FIND_COORDINATOR_RESPONSE__COORDINATORS_0 } }, // Coordinators
 ], tags: &[
 ] };
@@ -2021,7 +2021,7 @@ static JOIN_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
@@ -2039,7 +2039,7 @@ static JOIN_GROUP_RESPONSE__MEMBERS_1: Program = Program { flexible: false, ops:
 ] };
 
 static JOIN_GROUP_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
@@ -2057,7 +2057,7 @@ static JOIN_GROUP_RESPONSE__MEMBERS_2: Program = Program { flexible: true, ops: 
 ] };
 
 static JOIN_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // GenerationId
     Op::String { nullable: false, entity: Entity::None }, // ProtocolName
@@ -2068,7 +2068,7 @@ static JOIN_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // GenerationId
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
@@ -2080,7 +2080,7 @@ static JOIN_GROUP_RESPONSE_4: Program = Program { flexible: true, ops: &[
 ] };
 
 static JOIN_GROUP_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(4), // GenerationId
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
@@ -2121,13 +2121,13 @@ static HEARTBEAT_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static HEARTBEAT_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static HEARTBEAT_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
@@ -2181,7 +2181,7 @@ static LEAVE_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static LEAVE_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
@@ -2194,7 +2194,7 @@ static LEAVE_GROUP_RESPONSE__MEMBERS_0: Program = Program { flexible: false, ops
 ] };
 
 static LEAVE_GROUP_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LEAVE_GROUP_RESPONSE__MEMBERS_0 } }, // Members
 ], tags: &[
@@ -2208,7 +2208,7 @@ static LEAVE_GROUP_RESPONSE__MEMBERS_1: Program = Program { flexible: true, ops:
 ] };
 
 static LEAVE_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LEAVE_GROUP_RESPONSE__MEMBERS_1 } }, // Members
 ], tags: &[
@@ -2270,21 +2270,21 @@ static SYNC_GROUP_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Bytes { nullable: false }, // Assignment
 ], tags: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Bytes { nullable: false }, // Assignment
 ], tags: &[
 ] };
 
 static SYNC_GROUP_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ProtocolType
     Op::String { nullable: true, entity: Entity::None }, // ProtocolName
@@ -2334,7 +2334,7 @@ static DESCRIBE_GROUPS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_GROUPS_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -2351,7 +2351,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS_1: Program = Program { flexible: false, 
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE_2: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_GROUPS_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -2378,7 +2378,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS_2: Program = Program { flexible: false, 
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE_3: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_GROUPS_RESPONSE__GROUPS_2 } }, // Groups
 ], tags: &[
 ] };
@@ -2405,7 +2405,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS_3: Program = Program { flexible: true, o
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_GROUPS_RESPONSE__GROUPS_3 } }, // Groups
 ], tags: &[
 ] };
@@ -2423,7 +2423,7 @@ static DESCRIBE_GROUPS_RESPONSE__GROUPS_4: Program = Program { flexible: true, o
 ] };
 
 static DESCRIBE_GROUPS_RESPONSE_5: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_GROUPS_RESPONSE__GROUPS_4 } }, // Groups
 ], tags: &[
 ] };
@@ -2460,7 +2460,7 @@ static LIST_GROUPS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 ] };
 
 static LIST_GROUPS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
@@ -2473,7 +2473,7 @@ static LIST_GROUPS_RESPONSE__GROUPS_1: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
@@ -2487,7 +2487,7 @@ static LIST_GROUPS_RESPONSE__GROUPS_2: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_2 } }, // Groups
 ], tags: &[
@@ -2502,7 +2502,7 @@ static LIST_GROUPS_RESPONSE__GROUPS_3: Program = Program { flexible: true, ops: 
 ] };
 
 static LIST_GROUPS_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_GROUPS_RESPONSE__GROUPS_3 } }, // Groups
 ], tags: &[
@@ -2551,7 +2551,7 @@ static API_VERSIONS_RESPONSE_0: Program = Program { flexible: false, ops: &[
 static API_VERSIONS_RESPONSE_1: Program = Program { flexible: false, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__API_KEYS_0 } }, // ApiKeys
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -2575,7 +2575,7 @@ static API_VERSIONS_RESPONSE__FINALIZED_FEATURES_0: Program = Program { flexible
 static API_VERSIONS_RESPONSE_2: Program = Program { flexible: true, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__API_KEYS_1 } }, // ApiKeys
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &API_VERSIONS_RESPONSE__SUPPORTED_FEATURES_0 } }) }, // SupportedFeatures
     TaggedOp { tag: 1, op: Some(Op::Skip(8)) }, // FinalizedFeaturesEpoch
@@ -2643,7 +2643,7 @@ static CREATE_TOPICS_RESPONSE__TOPICS_0: Program = Program { flexible: false, op
 ] };
 
 static CREATE_TOPICS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &CREATE_TOPICS_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -2666,7 +2666,7 @@ static CREATE_TOPICS_RESPONSE__TOPICS_1: Program = Program { flexible: true, ops
 ] };
 
 static CREATE_TOPICS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &CREATE_TOPICS_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -2683,7 +2683,7 @@ static CREATE_TOPICS_RESPONSE__TOPICS_2: Program = Program { flexible: true, ops
 ] };
 
 static CREATE_TOPICS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &CREATE_TOPICS_RESPONSE__TOPICS_2 } }, // Topics
 ], tags: &[
 ] };
@@ -2719,7 +2719,7 @@ static DELETE_TOPICS_RESPONSE__RESPONSES_0: Program = Program { flexible: false,
 ] };
 
 static DELETE_TOPICS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_TOPICS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
 ] };
@@ -2731,7 +2731,7 @@ static DELETE_TOPICS_RESPONSE__RESPONSES_1: Program = Program { flexible: true, 
 ] };
 
 static DELETE_TOPICS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_TOPICS_RESPONSE__RESPONSES_1 } }, // Responses
 ], tags: &[
 ] };
@@ -2744,7 +2744,7 @@ static DELETE_TOPICS_RESPONSE__RESPONSES_2: Program = Program { flexible: true, 
 ] };
 
 static DELETE_TOPICS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_TOPICS_RESPONSE__RESPONSES_2 } }, // Responses
 ], tags: &[
 ] };
@@ -2758,7 +2758,7 @@ static DELETE_TOPICS_RESPONSE__RESPONSES_3: Program = Program { flexible: true, 
 ] };
 
 static DELETE_TOPICS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_TOPICS_RESPONSE__RESPONSES_3 } }, // Responses
 ], tags: &[
 ] };
@@ -2810,7 +2810,7 @@ static DELETE_RECORDS_RESPONSE__TOPICS_0: Program = Program { flexible: false, o
 ] };
 
 static DELETE_RECORDS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_RECORDS_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -2828,7 +2828,7 @@ static DELETE_RECORDS_RESPONSE__TOPICS_1: Program = Program { flexible: true, op
 ] };
 
 static DELETE_RECORDS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_RECORDS_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -2858,21 +2858,21 @@ static INIT_PRODUCER_ID_REQUEST_3: Program = Program { flexible: true, ops: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
 ] };
 
 static INIT_PRODUCER_ID_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(20), // ProducerId, ProducerEpoch, OngoingTxnProducerId, OngoingTxnProducerEpoch
 ], tags: &[
@@ -2930,7 +2930,7 @@ static OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS_0: Program = Program { flexible:
 ] };
 
 static OFFSET_FOR_LEADER_EPOCH_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -2948,7 +2948,7 @@ static OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS_1: Program = Program { flexible:
 ] };
 
 static OFFSET_FOR_LEADER_EPOCH_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_FOR_LEADER_EPOCH_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -3009,7 +3009,7 @@ static ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TOPIC_V3_AND_BELOW_0: Program 
 ] };
 
 static ADD_PARTITIONS_TO_TXN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TOPIC_V3_AND_BELOW_0 } }, // ResultsByTopicV3AndBelow
 ], tags: &[
 ] };
@@ -3026,7 +3026,7 @@ static ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TOPIC_V3_AND_BELOW_1: Program 
 ] };
 
 static ADD_PARTITIONS_TO_TXN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TOPIC_V3_AND_BELOW_1 } }, // ResultsByTopicV3AndBelow
 ], tags: &[
 ] };
@@ -3049,7 +3049,7 @@ static ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TRANSACTION_0: Program = Progr
 ] };
 
 static ADD_PARTITIONS_TO_TXN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ADD_PARTITIONS_TO_TXN_RESPONSE__RESULTS_BY_TRANSACTION_0 } }, // ResultsByTransaction
 ], tags: &[
@@ -3070,13 +3070,13 @@ static ADD_OFFSETS_TO_TXN_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ADD_OFFSETS_TO_TXN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static ADD_OFFSETS_TO_TXN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
@@ -3094,19 +3094,19 @@ static END_TXN_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static END_TXN_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static END_TXN_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
 
 static END_TXN_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(10), // ProducerId, ProducerEpoch
 ], tags: &[
@@ -3256,7 +3256,7 @@ static TXN_OFFSET_COMMIT_RESPONSE__TOPICS_0: Program = Program { flexible: false
 ] };
 
 static TXN_OFFSET_COMMIT_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &TXN_OFFSET_COMMIT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -3274,7 +3274,7 @@ static TXN_OFFSET_COMMIT_RESPONSE__TOPICS_1: Program = Program { flexible: true,
 ] };
 
 static TXN_OFFSET_COMMIT_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &TXN_OFFSET_COMMIT_RESPONSE__TOPICS_1 } }, // Topics
 ], tags: &[
 ] };
@@ -3286,7 +3286,7 @@ static TXN_OFFSET_COMMIT_RESPONSE__TOPICS_2: Program = Program { flexible: true,
 ] };
 
 static TXN_OFFSET_COMMIT_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &TXN_OFFSET_COMMIT_RESPONSE__TOPICS_2 } }, // Topics
 ], tags: &[
 ] };
@@ -3327,7 +3327,7 @@ static DESCRIBE_ACLS_RESPONSE__RESOURCES_0: Program = Program { flexible: false,
 ] };
 
 static DESCRIBE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_ACLS_RESPONSE__RESOURCES_0 } }, // Resources
@@ -3350,7 +3350,7 @@ static DESCRIBE_ACLS_RESPONSE__RESOURCES_1: Program = Program { flexible: true, 
 ] };
 
 static DESCRIBE_ACLS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_ACLS_RESPONSE__RESOURCES_1 } }, // Resources
@@ -3394,7 +3394,7 @@ static CREATE_ACLS_RESPONSE__RESULTS_0: Program = Program { flexible: false, ops
 ] };
 
 static CREATE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CREATE_ACLS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -3406,7 +3406,7 @@ static CREATE_ACLS_RESPONSE__RESULTS_1: Program = Program { flexible: true, ops:
 ] };
 
 static CREATE_ACLS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CREATE_ACLS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
@@ -3461,7 +3461,7 @@ static DELETE_ACLS_RESPONSE__FILTER_RESULTS_0: Program = Program { flexible: fal
 ] };
 
 static DELETE_ACLS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_ACLS_RESPONSE__FILTER_RESULTS_0 } }, // FilterResults
 ], tags: &[
 ] };
@@ -3486,7 +3486,7 @@ static DELETE_ACLS_RESPONSE__FILTER_RESULTS_1: Program = Program { flexible: tru
 ] };
 
 static DELETE_ACLS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_ACLS_RESPONSE__FILTER_RESULTS_1 } }, // FilterResults
 ], tags: &[
 ] };
@@ -3548,7 +3548,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS_0: Program = Program { flexible: false
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CONFIGS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -3573,7 +3573,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS_1: Program = Program { flexible: false
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CONFIGS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
@@ -3605,7 +3605,7 @@ static DESCRIBE_CONFIGS_RESPONSE__RESULTS_2: Program = Program { flexible: true,
 ] };
 
 static DESCRIBE_CONFIGS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CONFIGS_RESPONSE__RESULTS_2 } }, // Results
 ], tags: &[
 ] };
@@ -3657,7 +3657,7 @@ static ALTER_CONFIGS_RESPONSE__RESPONSES_0: Program = Program { flexible: false,
 ] };
 
 static ALTER_CONFIGS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CONFIGS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
 ] };
@@ -3671,7 +3671,7 @@ static ALTER_CONFIGS_RESPONSE__RESPONSES_1: Program = Program { flexible: true, 
 ] };
 
 static ALTER_CONFIGS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CONFIGS_RESPONSE__RESPONSES_1 } }, // Responses
 ], tags: &[
 ] };
@@ -3723,7 +3723,7 @@ static ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS_0: Program = Program { flexible:
 ] };
 
 static ALTER_REPLICA_LOG_DIRS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -3741,7 +3741,7 @@ static ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS_1: Program = Program { flexible:
 ] };
 
 static ALTER_REPLICA_LOG_DIRS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_REPLICA_LOG_DIRS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
@@ -3787,7 +3787,7 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_0: Program = Program { flexible: fals
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -3811,13 +3811,13 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_1: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
@@ -3832,7 +3832,7 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_2: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_3: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_2 } }, // Results
 ], tags: &[
@@ -3847,7 +3847,7 @@ static DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_3: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_LOG_DIRS_RESPONSE_4: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_LOG_DIRS_RESPONSE__RESULTS_3 } }, // Results
 ], tags: &[
@@ -3930,7 +3930,7 @@ static CREATE_PARTITIONS_RESPONSE__RESULTS_0: Program = Program { flexible: fals
 ] };
 
 static CREATE_PARTITIONS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &CREATE_PARTITIONS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -3943,7 +3943,7 @@ static CREATE_PARTITIONS_RESPONSE__RESULTS_1: Program = Program { flexible: true
 ] };
 
 static CREATE_PARTITIONS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &CREATE_PARTITIONS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
@@ -3987,7 +3987,7 @@ static CREATE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, 
     Op::Skip(24), // IssueTimestampMs, ExpiryTimestampMs, MaxTimestampMs
     Op::String { nullable: false, entity: Entity::None }, // TokenId
     Op::Bytes { nullable: false }, // Hmac
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -3998,7 +3998,7 @@ static CREATE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, o
     Op::Skip(24), // IssueTimestampMs, ExpiryTimestampMs, MaxTimestampMs
     Op::String { nullable: false, entity: Entity::None }, // TokenId
     Op::Bytes { nullable: false }, // Hmac
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4011,7 +4011,7 @@ static CREATE_DELEGATION_TOKEN_RESPONSE_2: Program = Program { flexible: true, o
     Op::Skip(24), // IssueTimestampMs, ExpiryTimestampMs, MaxTimestampMs
     Op::String { nullable: false, entity: Entity::None }, // TokenId
     Op::Bytes { nullable: false }, // Hmac
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4029,13 +4029,15 @@ static RENEW_DELEGATION_TOKEN_REQUEST_1: Program = Program { flexible: true, ops
 
 static RENEW_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
-    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
+    Op::Skip(8), // ExpiryTimestampMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
 static RENEW_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
-    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
+    Op::Skip(8), // ExpiryTimestampMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4053,13 +4055,15 @@ static EXPIRE_DELEGATION_TOKEN_REQUEST_1: Program = Program { flexible: true, op
 
 static EXPIRE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
-    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
+    Op::Skip(8), // ExpiryTimestampMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
 static EXPIRE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
-    Op::Skip(12), // ExpiryTimestampMs, ThrottleTimeMs
+    Op::Skip(8), // ExpiryTimestampMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4104,7 +4108,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_0: Program = Program { flexibl
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_0: Program = Program { flexible: false, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_0 } }, // Tokens
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4127,7 +4131,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_1: Program = Program { flexibl
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_1: Program = Program { flexible: true, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_1 } }, // Tokens
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4146,7 +4150,7 @@ static DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_2: Program = Program { flexibl
 static DESCRIBE_DELEGATION_TOKEN_RESPONSE_2: Program = Program { flexible: true, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_DELEGATION_TOKEN_RESPONSE__TOKENS_2 } }, // Tokens
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
 ], tags: &[
 ] };
 
@@ -4167,7 +4171,7 @@ static DELETE_GROUPS_RESPONSE__RESULTS_0: Program = Program { flexible: false, o
 ] };
 
 static DELETE_GROUPS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_GROUPS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -4179,7 +4183,7 @@ static DELETE_GROUPS_RESPONSE__RESULTS_1: Program = Program { flexible: true, op
 ] };
 
 static DELETE_GROUPS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_GROUPS_RESPONSE__RESULTS_1 } }, // Results
 ], tags: &[
 ] };
@@ -4192,7 +4196,7 @@ static DELETE_GROUPS_RESPONSE__RESULTS_2: Program = Program { flexible: true, op
 ] };
 
 static DELETE_GROUPS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DELETE_GROUPS_RESPONSE__RESULTS_2 } }, // Results
 ], tags: &[
 ] };
@@ -4243,13 +4247,13 @@ static ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_0: Program = Program { f
 ] };
 
 static ELECT_LEADERS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_0 } }, // ReplicaElectionResults
 ], tags: &[
 ] };
 
 static ELECT_LEADERS_RESPONSE_1: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_0 } }, // ReplicaElectionResults
 ], tags: &[
@@ -4269,7 +4273,7 @@ static ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_1: Program = Program { f
 ] };
 
 static ELECT_LEADERS_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ELECT_LEADERS_RESPONSE__REPLICA_ELECTION_RESULTS_1 } }, // ReplicaElectionResults
 ], tags: &[
@@ -4324,7 +4328,7 @@ static INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_0: Program = Program { flex
 ] };
 
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_0 } }, // Responses
 ], tags: &[
 ] };
@@ -4338,7 +4342,7 @@ static INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_1: Program = Program { flex
 ] };
 
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &INCREMENTAL_ALTER_CONFIGS_RESPONSE__RESPONSES_1 } }, // Responses
 ], tags: &[
 ] };
@@ -4381,7 +4385,7 @@ static ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0: Program = Program { 
 ] };
 
 static ALTER_PARTITION_REASSIGNMENTS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0 } }, // Responses
@@ -4389,7 +4393,8 @@ static ALTER_PARTITION_REASSIGNMENTS_RESPONSE_0: Program = Program { flexible: t
 ] };
 
 static ALTER_PARTITION_REASSIGNMENTS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(5), // ThrottleTimeMs, AllowReplicationFactorChange
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
+    Op::Skip(1), // AllowReplicationFactorChange
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_REASSIGNMENTS_RESPONSE__RESPONSES_0 } }, // Responses
@@ -4423,7 +4428,7 @@ static LIST_PARTITION_REASSIGNMENTS_RESPONSE__TOPICS_0: Program = Program { flex
 ] };
 
 static LIST_PARTITION_REASSIGNMENTS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &LIST_PARTITION_REASSIGNMENTS_RESPONSE__TOPICS_0 } }, // Topics
@@ -4461,7 +4466,7 @@ static OFFSET_DELETE_RESPONSE__TOPICS_0: Program = Program { flexible: false, op
 
 static OFFSET_DELETE_RESPONSE_0: Program = Program { flexible: false, ops: &[
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &OFFSET_DELETE_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -4511,7 +4516,7 @@ static DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_0: Program = Program { flexible:
 ] };
 
 static DESCRIBE_CLIENT_QUOTAS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_0 } }, // Entries
@@ -4537,7 +4542,7 @@ static DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_1: Program = Program { flexible:
 ] };
 
 static DESCRIBE_CLIENT_QUOTAS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: true, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_CLIENT_QUOTAS_RESPONSE__ENTRIES_1 } }, // Entries
@@ -4606,7 +4611,7 @@ static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_0: Program = Program { flexible: fa
 ] };
 
 static ALTER_CLIENT_QUOTAS_RESPONSE_0: Program = Program { flexible: false, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_0 } }, // Entries
 ], tags: &[
 ] };
@@ -4625,7 +4630,7 @@ static ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_1: Program = Program { flexible: tr
 ] };
 
 static ALTER_CLIENT_QUOTAS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_CLIENT_QUOTAS_RESPONSE__ENTRIES_1 } }, // Entries
 ], tags: &[
 ] };
@@ -4654,7 +4659,7 @@ static DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0: Program = Program { 
 ] };
 
 static DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0 } }, // Results
@@ -4689,7 +4694,7 @@ static ALTER_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0: Program = Program { fle
 ] };
 
 static ALTER_USER_SCRAM_CREDENTIALS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ALTER_USER_SCRAM_CREDENTIALS_RESPONSE__RESULTS_0 } }, // Results
 ], tags: &[
 ] };
@@ -5149,7 +5154,7 @@ static ALTER_PARTITION_RESPONSE__TOPICS_0: Program = Program { flexible: true, o
 ] };
 
 static ALTER_PARTITION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_PARTITION_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
@@ -5188,7 +5193,7 @@ static UPDATE_FEATURES_RESPONSE__RESULTS_0: Program = Program { flexible: true, 
 ] };
 
 static UPDATE_FEATURES_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &UPDATE_FEATURES_RESPONSE__RESULTS_0 } }, // Results
@@ -5196,7 +5201,7 @@ static UPDATE_FEATURES_RESPONSE_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static UPDATE_FEATURES_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -5289,7 +5294,7 @@ static FETCH_SNAPSHOT_RESPONSE__TOPICS_0: Program = Program { flexible: true, op
 ] };
 
 static FETCH_SNAPSHOT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
@@ -5304,7 +5309,7 @@ static FETCH_SNAPSHOT_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: 
 ] };
 
 static FETCH_SNAPSHOT_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &FETCH_SNAPSHOT_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
@@ -5335,7 +5340,7 @@ static DESCRIBE_CLUSTER_RESPONSE__BROKERS_0: Program = Program { flexible: true,
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // ClusterId
@@ -5346,7 +5351,7 @@ static DESCRIBE_CLUSTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // EndpointType
@@ -5367,7 +5372,7 @@ static DESCRIBE_CLUSTER_RESPONSE__BROKERS_1: Program = Program { flexible: true,
 ] };
 
 static DESCRIBE_CLUSTER_RESPONSE_2: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(1), // EndpointType
@@ -5409,7 +5414,7 @@ static DESCRIBE_PRODUCERS_RESPONSE__TOPICS_0: Program = Program { flexible: true
 ] };
 
 static DESCRIBE_PRODUCERS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_PRODUCERS_RESPONSE__TOPICS_0 } }, // Topics
 ], tags: &[
 ] };
@@ -5474,7 +5479,7 @@ static BROKER_REGISTRATION_REQUEST_3: Program = Program { flexible: true, ops: &
 ] };
 
 static BROKER_REGISTRATION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(8), // BrokerEpoch
 ], tags: &[
@@ -5502,7 +5507,7 @@ static BROKER_HEARTBEAT_REQUEST_2: Program = Program { flexible: true, ops: &[
 ] };
 
 static BROKER_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(3), // IsCaughtUp, IsFenced, ShouldShutDown
 ], tags: &[
@@ -5514,7 +5519,7 @@ static UNREGISTER_BROKER_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static UNREGISTER_BROKER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -5541,7 +5546,7 @@ static DESCRIBE_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0: Program = Program {
 ] };
 
 static DESCRIBE_TRANSACTIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0 } }, // TransactionStates
 ], tags: &[
 ] };
@@ -5575,7 +5580,7 @@ static LIST_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0: Program = Program { fle
 ] };
 
 static LIST_TRANSACTIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::String { nullable: false, entity: Entity::None } }, // UnknownStateFilters
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_TRANSACTIONS_RESPONSE__TRANSACTION_STATES_0 } }, // TransactionStates
@@ -5588,7 +5593,7 @@ static ALLOCATE_PRODUCER_IDS_REQUEST_0: Program = Program { flexible: true, ops:
 ] };
 
 static ALLOCATE_PRODUCER_IDS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(12), // ProducerIdStart, ProducerIdLen
 ], tags: &[
@@ -5639,7 +5644,7 @@ static CONSUMER_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT_0: Program = Program { flex
 ] };
 
 static CONSUMER_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: true, entity: Entity::None }, // MemberId
@@ -5705,7 +5710,7 @@ static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible:
 ] };
 
 static CONSUMER_GROUP_DESCRIBE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -5738,7 +5743,7 @@ static CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_1: Program = Program { flexible:
 ] };
 
 static CONSUMER_GROUP_DESCRIBE_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &CONSUMER_GROUP_DESCRIBE_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -5764,7 +5769,7 @@ static CONTROLLER_REGISTRATION_REQUEST_0: Program = Program { flexible: true, op
 ] };
 
 static CONTROLLER_REGISTRATION_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -5776,7 +5781,7 @@ static GET_TELEMETRY_SUBSCRIPTIONS_REQUEST_0: Program = Program { flexible: true
 ] };
 
 static GET_TELEMETRY_SUBSCRIPTIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Skip(20), // ClientInstanceId, SubscriptionId
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Skip(1) }, // AcceptedCompressionTypes
@@ -5792,7 +5797,7 @@ static PUSH_TELEMETRY_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static PUSH_TELEMETRY_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
 ] };
@@ -5839,7 +5844,7 @@ static ASSIGN_REPLICAS_TO_DIRS_RESPONSE__DIRECTORIES_0: Program = Program { flex
 ] };
 
 static ASSIGN_REPLICAS_TO_DIRS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &ASSIGN_REPLICAS_TO_DIRS_RESPONSE__DIRECTORIES_0 } }, // Directories
 ], tags: &[
@@ -5860,7 +5865,7 @@ static LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_0: Program = Program { f
 ] };
 
 static LIST_CONFIG_RESOURCES_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_0 } }, // ConfigResources
 ], tags: &[
@@ -5873,7 +5878,7 @@ static LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_1: Program = Program { f
 ] };
 
 static LIST_CONFIG_RESOURCES_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &LIST_CONFIG_RESOURCES_RESPONSE__CONFIG_RESOURCES_1 } }, // ConfigResources
 ], tags: &[
@@ -5925,7 +5930,7 @@ static DESCRIBE_TOPIC_PARTITIONS_RESPONSE__NEXT_CURSOR_0: Program = Program { fl
 ] };
 
 static DESCRIBE_TOPIC_PARTITIONS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DESCRIBE_TOPIC_PARTITIONS_RESPONSE__TOPICS_0 } }, // Topics
     Op::Struct { nullable: true, program: &DESCRIBE_TOPIC_PARTITIONS_RESPONSE__NEXT_CURSOR_0 }, // NextCursor
 ], tags: &[
@@ -5952,7 +5957,7 @@ static SHARE_GROUP_HEARTBEAT_RESPONSE__ASSIGNMENT_0: Program = Program { flexibl
 ] };
 
 static SHARE_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: true, entity: Entity::None }, // MemberId
@@ -6003,7 +6008,7 @@ static SHARE_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible: tr
 ] };
 
 static SHARE_GROUP_DESCRIBE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &SHARE_GROUP_DESCRIBE_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -6087,7 +6092,7 @@ static SHARE_FETCH_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexible: tru
 ] };
 
 static SHARE_FETCH_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // AcquisitionLockTimeoutMs
@@ -6158,7 +6163,7 @@ static SHARE_ACKNOWLEDGE_RESPONSE__NODE_ENDPOINTS_0: Program = Program { flexibl
 ] };
 
 static SHARE_ACKNOWLEDGE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &SHARE_ACKNOWLEDGE_RESPONSE__RESPONSES_0 } }, // Responses
@@ -6167,7 +6172,7 @@ static SHARE_ACKNOWLEDGE_RESPONSE_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static SHARE_ACKNOWLEDGE_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Skip(4), // AcquisitionLockTimeoutMs
@@ -6199,7 +6204,7 @@ static ADD_RAFT_VOTER_REQUEST_1: Program = Program { flexible: true, ops: &[
 ] };
 
 static ADD_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -6212,7 +6217,7 @@ static REMOVE_RAFT_VOTER_REQUEST_0: Program = Program { flexible: true, ops: &[
 ] };
 
 static REMOVE_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -6246,7 +6251,7 @@ static UPDATE_RAFT_VOTER_RESPONSE__CURRENT_LEADER_0: Program = Program { flexibl
 ] };
 
 static UPDATE_RAFT_VOTER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
 ], tags: &[
     TaggedOp { tag: 0, op: Some(Op::Struct { nullable: false, program: &UPDATE_RAFT_VOTER_RESPONSE__CURRENT_LEADER_0 }) }, // CurrentLeader
@@ -6640,7 +6645,7 @@ static STREAMS_GROUP_HEARTBEAT_RESPONSE__PARTITIONS_BY_USER_ENDPOINT_0: Program 
 ] };
 
 static STREAMS_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -6655,7 +6660,7 @@ static STREAMS_GROUP_HEARTBEAT_RESPONSE_0: Program = Program { flexible: true, o
 ] };
 
 static STREAMS_GROUP_HEARTBEAT_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::String { nullable: false, entity: Entity::None }, // MemberId
@@ -6828,7 +6833,7 @@ static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_0: Program = Program { flexible: 
 ] };
 
 static STREAMS_GROUP_DESCRIBE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -6897,7 +6902,7 @@ static STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_1: Program = Program { flexible: 
 ] };
 
 static STREAMS_GROUP_DESCRIBE_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &STREAMS_GROUP_DESCRIBE_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -6942,7 +6947,7 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_0: Program = Program { flex
 ] };
 
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_0 } }, // Groups
 ], tags: &[
 ] };
@@ -6970,7 +6975,7 @@ static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_1: Program = Program { flex
 ] };
 
 static DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE_1: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Array { nullable: false, entity: Entity::None, element: &Op::Struct { nullable: false, program: &DESCRIBE_SHARE_GROUP_OFFSETS_RESPONSE__GROUPS_1 } }, // Groups
 ], tags: &[
 ] };
@@ -7007,7 +7012,7 @@ static ALTER_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0: Program = Program { flex
 ] };
 
 static ALTER_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &ALTER_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0 } }, // Responses
@@ -7034,7 +7039,7 @@ static DELETE_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0: Program = Program { fle
 ] };
 
 static DELETE_SHARE_GROUP_OFFSETS_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
     Op::Array { nullable: false, entity: Entity::Topics, element: &Op::Struct { nullable: false, program: &DELETE_SHARE_GROUP_OFFSETS_RESPONSE__RESPONSES_0 } }, // Responses
@@ -7098,7 +7103,7 @@ static STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE_REQUEST_0: Program = Program { 
 ] };
 
 static STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[
@@ -7110,7 +7115,7 @@ static UNREGISTER_CONTROLLER_REQUEST_0: Program = Program { flexible: true, ops:
 ] };
 
 static UNREGISTER_CONTROLLER_RESPONSE_0: Program = Program { flexible: true, ops: &[
-    Op::Skip(4), // ThrottleTimeMs
+    Op::Int { width: 4, unsigned: false, entity: Entity::ThrottleTime }, // ThrottleTimeMs
     Op::Int { width: 2, unsigned: false, entity: Entity::TopLevelErrorCode }, // ErrorCode
     Op::String { nullable: true, entity: Entity::None }, // ErrorMessage
 ], tags: &[

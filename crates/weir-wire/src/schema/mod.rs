@@ -56,6 +56,8 @@ pub enum Entity {
     ErrorCode,
     /// A response's `ErrorCode` of the whole body.
     TopLevelErrorCode,
+    /// A response's `ThrottleTimeMs` (always of the whole body).
+    ThrottleTime,
 }
 
 /// One step of a walk program.
