@@ -106,6 +106,11 @@ pub struct QuotaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaRuleLabels {
+    pub quota: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BrokerLabels {
     pub broker: String,
 }
@@ -169,6 +174,7 @@ pub struct KafkaMetrics {
     throttled: Family<ApiLabels, Counter>,
     throttle_seconds: Family<ApiLabels, Counter<f64, AtomicU64>>,
     quota_throttled: Family<QuotaLabels, Counter>,
+    quota_request_seconds: Family<QuotaRuleLabels, Counter<f64, AtomicU64>>,
     faults_injected: Family<FaultLabels, Counter>,
     connect_failures: Family<BrokerLabels, Counter>,
     ejections: Family<BrokerLabels, Counter>,
@@ -255,6 +261,7 @@ impl KafkaMetrics {
             throttled: Family::default(),
             throttle_seconds: Family::default(),
             quota_throttled: Family::default(),
+            quota_request_seconds: Family::default(),
             faults_injected: Family::default(),
             connect_failures: Family::default(),
             ejections: Family::default(),
@@ -334,8 +341,13 @@ impl KafkaMetrics {
         );
         kafka.register(
             "quota_throttled_requests",
-            "Requests over a quota, per quota rule and traffic (produce, fetch)",
+            "Requests over a quota, per quota rule and traffic (produce, fetch, request, connections, connection_rate)",
             m.quota_throttled.clone(),
+        );
+        kafka.register(
+            "quota_request_seconds",
+            "Time inside the sidecar metered against request quotas (request_percentage), per quota rule",
+            m.quota_request_seconds.clone(),
         );
         kafka.register(
             "faults_injected",
@@ -447,6 +459,13 @@ impl KafkaMetrics {
     /// A request went over the quota `rule`.
     pub fn over_quota(&self, rule: &str, traffic: &'static str) {
         self.quota_throttled.get_or_create(&QuotaLabels { quota: rule.to_owned(), traffic }).inc();
+    }
+
+    /// Time a request quota rule metered.
+    pub fn request_time_metered(&self, rule: &str, spent: std::time::Duration) {
+        self.quota_request_seconds
+            .get_or_create(&QuotaRuleLabels { quota: rule.to_owned() })
+            .inc_by(spent.as_secs_f64());
     }
 
     /// The fault injection rule `rule` injected `fault`.

@@ -1,5 +1,6 @@
-//! Byte-rate quotas with Kafka's semantics (KIP-13, KIP-219): what a principal may produce
-//! and fetch per second, accounted across all its connections to this sidecar.
+//! Quotas with Kafka's semantics (KIP-13, KIP-124, KIP-219): what a principal may produce and
+//! fetch per second, and what share of the sidecar's time its requests may take, accounted
+//! across all its connections to this sidecar.
 //!
 //! A quota never refuses: a client over its rate is told to wait (`throttle_time_ms` in the
 //! response) and the sidecar reads nothing more from that connection meanwhile, as a broker
@@ -28,6 +29,10 @@ const MAX_METERS: usize = 10_000;
 /// The principal of the shared meter past the bound.
 const OTHER: &str = "(other)";
 
+/// The largest `request_percentage`: all of 64 threads (Kafka too allows more than 100, up to
+/// its threads' count times 100).
+const MAX_REQUEST_PERCENTAGE: f64 = 6_400.0;
+
 /// The principal that stands for a client no authentication named.
 pub const ANONYMOUS: &str = "ANONYMOUS";
 
@@ -54,6 +59,12 @@ pub struct QuotaRule {
     /// Fetched, bytes per second (the response's size).
     #[serde(default)]
     pub fetch_bytes_per_second: Option<f64>,
+    /// The share of one sidecar thread's time its requests may take, in percent (Kafka's
+    /// `request_percentage`, KIP-124, with the sidecar's time for the broker threads'): the
+    /// time each request and its response spend inside the sidecar, as
+    /// `weir_kafka_proxy_latency_seconds` measures it. Every api counts.
+    #[serde(default)]
+    pub request_percentage: Option<f64>,
     /// Connections open at once, per principal; one more is closed as it opens.
     #[serde(default)]
     pub max_connections: Option<u32>,
@@ -76,6 +87,8 @@ pub enum QuotaScope {
 pub enum Metered {
     Produce,
     Fetch,
+    /// Time inside the sidecar, in microseconds.
+    Request,
     /// New connections (one unit each).
     ConnectionRate,
 }
@@ -85,6 +98,7 @@ impl Metered {
         match self {
             Metered::Produce => "produce",
             Metered::Fetch => "fetch",
+            Metered::Request => "request",
             Metered::ConnectionRate => "connection_rate",
         }
     }
@@ -112,6 +126,14 @@ impl QuotaRule {
                 }
             }
         }
+        if let Some(share) = self.request_percentage {
+            if !share.is_finite() || share <= 0.0 || share > MAX_REQUEST_PERCENTAGE {
+                let why = format!(
+                    "expected a share of one thread's time above 0 and at most {MAX_REQUEST_PERCENTAGE} percent, not {share}"
+                );
+                return Err(invalid(origin, &format!("{at}.request_percentage"), why));
+            }
+        }
         if let Some(rate) = self.connections_per_second {
             if !rate.is_finite() || rate <= 0.0 {
                 let why = format!("expected a rate above 0 connections per second, not {rate}");
@@ -123,11 +145,12 @@ impl QuotaRule {
         }
         if self.produce_bytes_per_second.is_none()
             && self.fetch_bytes_per_second.is_none()
+            && self.request_percentage.is_none()
             && self.max_connections.is_none()
             && self.connections_per_second.is_none()
         {
             let why = format!(
-                "quota `{}` limits nothing: set produce_bytes_per_second, fetch_bytes_per_second, max_connections or connections_per_second",
+                "quota `{}` limits nothing: set produce_bytes_per_second, fetch_bytes_per_second, request_percentage, max_connections or connections_per_second",
                 self.name
             );
             return Err(invalid(origin, at, why));
@@ -139,6 +162,8 @@ impl QuotaRule {
         match metered {
             Metered::Produce => self.produce_bytes_per_second,
             Metered::Fetch => self.fetch_bytes_per_second,
+            // Metered in microseconds: one percent is 10 ms per second.
+            Metered::Request => self.request_percentage.map(|share| share * 10_000.0),
             Metered::ConnectionRate => self.connections_per_second,
         }
     }
@@ -350,6 +375,7 @@ mod tests {
             per: QuotaScope::Principal,
             produce_bytes_per_second: Some(produce),
             fetch_bytes_per_second: None,
+            request_percentage: None,
             max_connections: None,
             connections_per_second: None,
         }
@@ -436,6 +462,30 @@ mod tests {
         assert!(meters.admit_connection(&rules, "User:other").is_ok(), "the rule names one principal");
         drop(first);
         assert!(meters.admit_connection(&rules, "User:orders").is_ok());
+    }
+
+    #[test]
+    fn a_request_share_is_time_per_second_and_bad_shares_are_refused() {
+        let meters = QuotaMeters::default();
+        let rules = [QuotaRule { request_percentage: Some(5.0), produce_bytes_per_second: None, ..rule(1.0) }];
+        let quotas = QuotaMeters::for_client(&rules, Metered::Request, "User:orders", "app");
+        let start = Instant::now();
+        let mut now = start;
+        let mut used = Duration::ZERO;
+        // 2 ms of sidecar time per request, each sent as soon as the previous wait is over.
+        while now < start + Duration::from_secs(30) {
+            let (wait, _) = meters.record(&quotas, 2_000, now);
+            used += Duration::from_millis(2);
+            now += wait + Duration::from_millis(2);
+        }
+        let share = used.as_secs_f64() / now.duration_since(start).as_secs_f64();
+        assert!((share / 0.05 - 1.0).abs() < 0.05, "share {share}");
+        let origin = std::path::Path::new("sidecar.yaml");
+        for bad in [0.0, -1.0, f64::NAN, 6_401.0] {
+            let rule = QuotaRule { request_percentage: Some(bad), ..rule(1.0) };
+            let err = rule.validate(origin, "quotas[0]").unwrap_err().to_string();
+            assert!(err.contains("quotas[0].request_percentage"), "{err}");
+        }
     }
 
     #[test]

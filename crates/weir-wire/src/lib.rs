@@ -30,9 +30,9 @@ pub mod resources;
 pub mod response_bounds;
 pub mod scan;
 pub mod schema;
-pub mod throttle;
 #[cfg(test)]
 mod test_support;
+pub mod throttle;
 mod walk;
 
 pub use frame::{FrameError, FrameReader};

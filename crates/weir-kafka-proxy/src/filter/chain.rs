@@ -7,7 +7,7 @@ use weir_wire::message::ResponseMessage;
 use weir_wire::RequestHeaderPeek;
 
 use super::{Authenticated, ConnectionInfo, Filter, FilterError, Notes, RequestAction, RequestContext};
-use super::{ResponseContext, Services};
+use super::{Meter, ResponseContext, Services, Usage};
 use crate::snapshot::Snapshot;
 
 /// A connection's filters, in chain order, and what they know of the connection.
@@ -29,6 +29,19 @@ pub(crate) struct RequestOutcome {
     pub authenticated: Option<Authenticated>,
     /// How long the client must back off (a quota), zero for not at all.
     pub throttle: Duration,
+    /// What meters what the request uses.
+    pub meters: Meters,
+}
+
+/// A request's meters (see [`Meter`]), empty (and unallocated) for most requests.
+#[derive(Default)]
+pub(crate) struct Meters(Vec<Meter>);
+
+impl Meters {
+    /// Tells every meter of `usage`; the longest wait any asks for.
+    pub(crate) fn tell(&mut self, usage: Usage, services: &dyn Services) -> Duration {
+        self.0.iter_mut().map(|meter| meter(usage, services)).max().unwrap_or_default()
+    }
 }
 
 impl FilterChain {
@@ -56,14 +69,14 @@ impl FilterChain {
                 break;
             }
         }
-        let RequestContext { frame, notes, changes_response, authenticated, throttle, .. } = cx;
+        let RequestContext { frame, notes, changes_response, authenticated, throttle, meters, .. } = cx;
         if let Some(Authenticated { principal }) = &authenticated {
             self.connection.principal = Some(principal.clone());
             for filter in &mut self.filters {
                 filter.on_authenticated(principal);
             }
         }
-        Ok(RequestOutcome { action, frame, notes, changes_response, authenticated, throttle })
+        Ok(RequestOutcome { action, frame, notes, changes_response, authenticated, throttle, meters: Meters(meters) })
     }
 
     /// Passes a broker's response back through the filters that want it or left a note on its

@@ -53,7 +53,7 @@ use weir_core::audit::{AuditLog, AuthenticationEvent};
 use weir_wire::message::ResponseMessage;
 use weir_wire::RequestHeaderPeek;
 
-pub(crate) use chain::FilterChain;
+pub(crate) use chain::{FilterChain, Meters};
 pub use error::FilterError;
 
 use crate::metrics::KafkaMetrics;
@@ -187,6 +187,23 @@ pub(crate) struct Authenticated {
     pub principal: String,
 }
 
+/// What a request and its response used of the sidecar, as a [`Meter`] is told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// The response's size in bytes, before any of it is forwarded (even a streamed Fetch
+    /// response can then still say how long to wait).
+    ResponseBytes(usize),
+    /// How long the request and its response spent inside the sidecar (not at the broker, and
+    /// not waiting out a throttle): told once the response is in, or once the request is out
+    /// when no response comes (`acks=0`).
+    SidecarTime(Duration),
+}
+
+/// Accounts what a request used (a quota) without holding up its response: it answers how
+/// long the client must back off, zero for not at all. Called by the session, not in chain
+/// order, and never after the connection ended.
+pub type Meter = Box<dyn FnMut(Usage, &dyn Services) -> Duration + Send>;
+
 /// One request passing through the chain.
 pub struct RequestContext<'a> {
     pub connection: &'a ConnectionInfo,
@@ -198,6 +215,7 @@ pub struct RequestContext<'a> {
     changes_response: bool,
     authenticated: Option<Authenticated>,
     throttle: Duration,
+    meters: Vec<Meter>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -217,6 +235,7 @@ impl<'a> RequestContext<'a> {
             changes_response: false,
             authenticated: None,
             throttle: Duration::ZERO,
+            meters: Vec::new(),
         }
     }
 
@@ -252,6 +271,13 @@ impl<'a> RequestContext<'a> {
     /// longest wait any filter asks for wins.
     pub fn throttle(&mut self, wait: Duration) {
         self.throttle = self.throttle.max(wait);
+    }
+
+    /// Has `meter` told what this request and its response use (see [`Usage`]); whatever wait
+    /// it answers is added to the throttle as by [`RequestContext::throttle`]. Unlike a note,
+    /// a meter does not make the response be read whole.
+    pub fn meter(&mut self, meter: Meter) {
+        self.meters.push(meter);
     }
 
     /// The client proved it is `principal`: every filter hears of it

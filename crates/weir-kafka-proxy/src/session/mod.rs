@@ -32,7 +32,7 @@ use requests::RequestHalf;
 use responses::ResponseHalf;
 
 use crate::breaker::WhenFull;
-use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Notes};
+use crate::filter::{record_authentication, ConnectionInfo, FilterChain, Meters, Notes};
 use crate::outlier::Failure;
 use crate::quota::{CountedConnection, Metered, QuotaMeters, ANONYMOUS};
 use crate::shared::Shared;
@@ -121,6 +121,8 @@ struct Pending {
     changes_response: bool,
     /// How long the client must back off, as the request's filters decided (a quota).
     throttle: Duration,
+    /// What meters what the request and its response use (a quota).
+    meters: Meters,
     /// The request's slot at its broker (circuit breaking), given back with the response.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// How long after `sent_at` the broker must have begun to answer (circuit breaking).
@@ -153,14 +155,15 @@ impl Muted {
     }
 }
 
-/// Whether a client knows to wait by itself when a response says `throttle_time_ms`
-/// (KIP-219): then the response goes at once. Older clients get it late instead, as a broker
-/// delays its response to them.
-fn client_side_throttling(api: ApiKey, version: i16) -> bool {
+/// Whether a throttled response goes out at once, the connection then not read until the wait
+/// is over (KIP-219). Only Produce and Fetch responses older than KIP-219 are held back
+/// instead, as a broker holds them for the clients of its time that relied on it. Any other
+/// response goes at once: the muted connection enforces the wait whatever the client does.
+fn sent_before_throttling(api: ApiKey, version: i16) -> bool {
     match api {
         ApiKey::Produce => version >= 6,
         ApiKey::Fetch => version >= 8,
-        _ => false,
+        _ => true,
     }
 }
 

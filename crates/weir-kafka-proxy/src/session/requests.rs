@@ -13,7 +13,7 @@ use weir_wire::{FrameReader, RequestHeaderPeek};
 
 use super::{BrokerSlot, Deferred, InFlight, Muted, Pending, SessionError};
 use crate::breaker::WhenFull;
-use crate::filter::{FilterChain, RequestAction};
+use crate::filter::{FilterChain, RequestAction, Usage};
 use crate::shared::Shared;
 use crate::snapshot::Snapshots;
 use crate::upstream::{Reauthentication, RoundTrip};
@@ -155,7 +155,7 @@ impl RequestHalf<'_> {
                 }
                 RequestAction::Drop => continue,
             }
-            let frame = outcome.frame;
+            let (frame, mut meters) = (outcome.frame, outcome.meters);
             let expects_response = peek.api_key != ApiKey::Produce
                 || weir_wire::produce::acks(frame.get(peek.body_offset..).unwrap_or_default(), peek.api_version)
                     .map_err(SessionError::BadRequestBody)?
@@ -186,6 +186,7 @@ impl RequestHalf<'_> {
                     notes: outcome.notes,
                     changes_response: outcome.changes_response,
                     throttle: outcome.throttle,
+                    meters,
                     _slot: slot,
                     timeout: self.shared.config.upstream.circuit_breaker.request_timeout_ms.and_then(|ms| {
                         let body = frame.get(peek.body_offset..).unwrap_or_default();
@@ -198,9 +199,10 @@ impl RequestHalf<'_> {
                 api.proxy_seconds.observe(proxy_time);
                 // No response to say it in (acks=0): the client is only not read for a while,
                 // as a broker does.
-                if !outcome.throttle.is_zero() {
-                    self.shared.metrics.throttled(peek.api_key, outcome.throttle);
-                    self.muted.until(tokio::time::Instant::now() + outcome.throttle);
+                let throttle = outcome.throttle.max(meters.tell(Usage::SidecarTime(proxy_time), self.shared));
+                if !throttle.is_zero() {
+                    self.shared.metrics.throttled(peek.api_key, throttle);
+                    self.muted.until(tokio::time::Instant::now() + throttle);
                 }
             }
             self.upstream.write_all(&frame).await.map_err(SessionError::UpstreamIo)?;

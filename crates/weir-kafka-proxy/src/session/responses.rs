@@ -13,7 +13,7 @@ use weir_wire::message::ResponseMessage;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Muted, Pending, SessionError};
-use crate::filter::{FilterChain, FilterError};
+use crate::filter::{FilterChain, FilterError, Usage};
 use crate::shared::Shared;
 
 /// Fetch responses larger than this are streamed (see `stream_fetch`).
@@ -35,6 +35,11 @@ fn check_correlation(frame: &[u8], pending: &Pending) -> Result<(), SessionError
         return Err(SessionError::CorrelationMismatch { expected: pending.correlation_id, got });
     }
     Ok(())
+}
+
+/// A wait as `throttle_time_ms` says it: whole milliseconds, at least one.
+fn throttle_ms(wait: Duration) -> i32 {
+    i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1)
 }
 
 fn upstream_frame_error(err: FrameError) -> SessionError {
@@ -105,7 +110,7 @@ impl ResponseHalf<'_> {
 
     /// Relays the broker's next response. Returns it for the caller to write, or `None` when a
     /// large Fetch response was already streamed to the client.
-    async fn relay_response(&mut self, pending: Pending) -> Result<Option<Bytes>, SessionError> {
+    async fn relay_response(&mut self, mut pending: Pending) -> Result<Option<Bytes>, SessionError> {
         let next = self.upstream.next_frame_size();
         let next = match pending.timeout {
             Some(timeout) => {
@@ -121,9 +126,11 @@ impl ResponseHalf<'_> {
             Ok(None) => return Err(SessionError::UpstreamClosed),
             Err(err) => return Err(upstream_frame_error(err)),
         };
+        // Known before any byte goes, so that even a streamed response can say it.
+        let said = pending.throttle.max(pending.meters.tell(Usage::ResponseBytes(total), self.shared));
         if pending.api_key == ApiKey::Fetch && total > STREAM_ABOVE && !pending.changes_response {
             // Boxed so that its state sizes only the connections streaming at the moment.
-            Box::pin(self.stream_fetch(pending, total)).await?;
+            Box::pin(self.stream_fetch(pending, total, said)).await?;
             return Ok(None);
         }
         let frame = self.read_whole(total).await?;
@@ -132,10 +139,12 @@ impl ResponseHalf<'_> {
         let mut message = ResponseMessage::new(frame, pending.api_key, pending.version);
         let throttle =
             super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
-        let throttle = throttle.max(pending.throttle);
+        let spent = Usage::SidecarTime(pending.proxy_time + received.elapsed());
+        let throttle = throttle.max(said).max(pending.meters.tell(spent, self.shared));
         if !throttle.is_zero() {
-            let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX).max(1);
-            message.raise_throttle_time_ms(ms).map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
+            message
+                .raise_throttle_time_ms(throttle_ms(throttle))
+                .map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
         }
         let out = message.into_frame().map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
         self.count_response(pending.api_key, pending.sent_at, pending.proxy_time, out.len(), received);
@@ -150,7 +159,7 @@ impl ResponseHalf<'_> {
             return;
         }
         self.shared.metrics.throttled(api, throttle);
-        if super::client_side_throttling(api, version) {
+        if super::sent_before_throttling(api, version) {
             self.muted.until(tokio::time::Instant::now() + throttle);
         } else {
             tokio::time::sleep(throttle).await;
@@ -207,9 +216,13 @@ impl ResponseHalf<'_> {
     /// Clients skip unknown tagged fields and, without the hint, find the new leader through
     /// Metadata (as before KIP-951).
     ///
-    /// The filters see the scan's digest once the response is in, read-only.
-    async fn stream_fetch(&mut self, pending: Pending, total: usize) -> Result<(), SessionError> {
+    /// The filters see the scan's digest once the response is in, read-only. A throttle known
+    /// before the first byte (`said`: a fetch quota metered by the response's size) is written
+    /// into its `throttle_time_ms` as the head goes out; one known only later mutes the client.
+    async fn stream_fetch(&mut self, mut pending: Pending, total: usize, said: Duration) -> Result<(), SessionError> {
         tracing::debug!(bytes = total, "streaming a Fetch response");
+        // Fetch v1+ carries `throttle_time_ms` first in the body.
+        let mut raise_to = (pending.version >= 1 && !said.is_zero()).then(|| throttle_ms(said));
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
         let mut scan = FetchStream::new(pending.version, total);
@@ -225,6 +238,23 @@ impl ResponseHalf<'_> {
                 let scanned = scan.consumed();
                 scan.feed(&buffered[scanned - kept_from..have - kept_from]).map_err(SessionError::BadResponseBody)?;
                 let upto = have.min(forwardable);
+                if let Some(ms) = raise_to.take() {
+                    let at = scan.body_start();
+                    if at > 0 && upto >= at + 4 {
+                        // Nothing was sent or discarded yet: the buffer starts at the frame's start.
+                        let mut head = buffered[..at + 4].to_vec();
+                        weir_wire::throttle::raise_at(&mut head[at..], ms);
+                        self.client.write_all(&head).await.map_err(SessionError::ClientIo)?;
+                        sent = at + 4;
+                        continue;
+                    }
+                    // Until the head is in, nothing goes out.
+                    if have < total {
+                        raise_to = Some(ms);
+                        self.upstream.read_within(total, STREAM_WINDOW).await.map_err(upstream_frame_error)?;
+                        continue;
+                    }
+                }
                 if upto > sent {
                     let piece = &buffered[sent - kept_from..upto - kept_from];
                     self.client.write_all(piece).await.map_err(SessionError::ClientIo)?;
@@ -257,9 +287,10 @@ impl ResponseHalf<'_> {
             super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
         self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);
-        // Already sent, the response cannot say it: the client is only not read for a while.
-        // (A quota on fetches reads responses whole, so that they can.)
-        self.back_off(ApiKey::Fetch, pending.version, throttle.max(pending.throttle)).await;
+        let spent = Usage::SidecarTime(pending.proxy_time + received.elapsed());
+        // Beyond what the response said, the client is only not read for a while.
+        self.back_off(ApiKey::Fetch, pending.version, throttle.max(said).max(pending.meters.tell(spent, self.shared)))
+            .await;
         Ok(())
     }
 }

@@ -212,19 +212,29 @@ async fn a_large_fetch_response_is_streamed_byte_for_byte() {
     let _ = session.await;
 }
 
-/// A snapshot whose one quota holds every principal to 1,000 produced bytes per second.
-fn everyone_at_1000_bytes_per_second() -> Snapshot {
-    let rule = crate::quota::QuotaRule {
+/// A snapshot whose one quota holds every principal to `rule`'s limits.
+fn everyone_under(rule: crate::quota::QuotaRule) -> Snapshot {
+    Snapshot { quotas: vec![rule].into(), ..Snapshot::default() }
+}
+
+/// A quota rule for every principal that limits nothing yet.
+fn quota_for_everyone() -> crate::quota::QuotaRule {
+    crate::quota::QuotaRule {
         name: "everyone".into(),
         principals: vec!["*".into()],
         client_ids: vec![],
         per: Default::default(),
-        produce_bytes_per_second: Some(1000.0),
+        produce_bytes_per_second: None,
         fetch_bytes_per_second: None,
+        request_percentage: None,
         max_connections: None,
         connections_per_second: None,
-    };
-    Snapshot { quotas: vec![rule].into(), ..Snapshot::default() }
+    }
+}
+
+/// A snapshot whose one quota holds every principal to 1,000 produced bytes per second.
+fn everyone_at_1000_bytes_per_second() -> Snapshot {
+    everyone_under(crate::quota::QuotaRule { produce_bytes_per_second: Some(1000.0), ..quota_for_everyone() })
 }
 
 /// A Produce v9 request with 3,000 bytes of (opaque) records.
@@ -284,6 +294,81 @@ async fn an_acks_0_producer_over_its_quota_is_not_read_for_the_wait() {
     assert_eq!(RequestHeaderPeek::parse(&next).unwrap().correlation_id, 2);
     let waited = forwarded_at.elapsed();
     assert!(waited + Duration::from_millis(2) >= expected_wait, "read after {waited:?}, expected {expected_wait:?}");
+    drop(client);
+    drop(broker);
+    let _ = session.await;
+}
+
+/// A large Fetch response under a fetch quota is still streamed (its first bytes reach the
+/// client before the broker sent the rest), and says the wait its size asks for.
+#[tokio::test]
+async fn a_large_fetch_response_under_a_fetch_quota_streams_and_says_the_wait() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 16);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 16);
+    let quota =
+        everyone_under(crate::quota::QuotaRule { fetch_bytes_per_second: Some(100_000.0), ..quota_for_everyone() });
+    let session = tokio::spawn(session_with(quota, client_end, broker_end));
+    let fetch = kafka_protocol::messages::FetchRequest::default().with_max_wait_ms(0);
+    client.write_all(&with_correlation(request(ApiKey::Fetch, 12, &fetch), 3)).await.unwrap();
+    read_frame(&mut broker).await;
+
+    let partition = kafka_protocol::messages::fetch_response::PartitionData::default()
+        .with_records(Some(Bytes::from(vec![0x5a; 600 * 1024])));
+    let topic = kafka_protocol::messages::fetch_response::FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![partition]);
+    let body = FetchResponse::default().with_throttle_time_ms(0).with_responses(vec![topic]);
+    let answer = encode_response(3, ApiKey::Fetch, 12, &body).unwrap();
+    // The broker sends half and waits: a response read whole would give the client nothing.
+    let (first, rest) = answer.split_at(300 * 1024);
+    let (first, rest) = (first.to_vec(), rest.to_vec());
+    let (more, go_on) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        broker.write_all(&first).await.unwrap();
+        go_on.await.unwrap();
+        broker.write_all(&rest).await.unwrap();
+        broker
+    });
+    let mut head = vec![0; 100 * 1024];
+    tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut head))
+        .await
+        .expect("the head of the response reached the client before its end left the broker")
+        .unwrap();
+    more.send(()).unwrap();
+    let mut tail = vec![0; answer.len() - head.len()];
+    client.read_exact(&mut tail).await.unwrap();
+    let received = Bytes::from([head, tail].concat());
+    // About 600 KB against 100 KB/s with one second of credit: about 5.1 s.
+    let (_, said): (_, FetchResponse) = decode_response(&received, ApiKey::Fetch, 12).unwrap();
+    let expected = ((answer.len() - 100_000) / 100) as i32;
+    assert!((said.throttle_time_ms - expected).abs() <= 1, "{} ms, expected {expected}", said.throttle_time_ms);
+    assert_eq!(said, body.with_throttle_time_ms(said.throttle_time_ms), "only the throttle changed");
+    drop(client);
+    drop(writer.await.unwrap());
+    let _ = session.await;
+}
+
+/// Under a request quota any api's answer says the wait, and the next request is not read
+/// before it is over. (The share is so small that any request exceeds it: the wait is the
+/// longest a quota asks for.)
+#[tokio::test(start_paused = true)]
+async fn a_client_over_its_request_quota_is_told_to_wait_whatever_the_api() {
+    let (mut client, client_end) = tokio::io::duplex(1 << 20);
+    let (mut broker, broker_end) = tokio::io::duplex(1 << 20);
+    let quota = everyone_under(crate::quota::QuotaRule { request_percentage: Some(1e-5), ..quota_for_everyone() });
+    let session = tokio::spawn(session_with(quota, client_end, broker_end));
+
+    client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 1)).await.unwrap();
+    read_frame(&mut broker).await;
+    broker.write_all(&metadata_answer(1)).await.unwrap();
+    let response = read_frame(&mut client).await;
+    let answered_at = tokio::time::Instant::now();
+    let (_, said): (_, MetadataResponse) = decode_response(&response, ApiKey::Metadata, 12).unwrap();
+    assert_eq!(said.throttle_time_ms, crate::quota::MAX_THROTTLE.as_millis() as i32);
+
+    client.write_all(&with_correlation(request(ApiKey::Metadata, 12, &MetadataRequest::default()), 2)).await.unwrap();
+    read_frame(&mut broker).await;
+    assert!(answered_at.elapsed() + Duration::from_millis(2) >= crate::quota::MAX_THROTTLE, "read too early");
     drop(client);
     drop(broker);
     let _ = session.await;
