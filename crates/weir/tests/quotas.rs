@@ -200,3 +200,88 @@ async fn a_principal_past_its_connection_quota_is_refused_or_served_late() {
     assert!(sidecar.metric("weir_kafka_quota_throttled_requests_total", &[("quota", "slow-connects"), late]) >= 1.0);
     sidecar.assert_quiet();
 }
+
+/// Request quotas (`request_percentage`): a client that sends one small request after
+/// another takes more of the sidecar's time than its share, is told to back off in its
+/// responses (librdkafka's statistics and the Java producer's `produce-throttle-time-max` show
+/// it), loses nothing, and is held to its share; a client beside it that no rule names is
+/// never throttled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chatty_client_over_its_request_quota_is_held_to_its_share_and_others_are_not() {
+    /// The share: 1 ms of sidecar time per second.
+    const SHARE: f64 = 0.001;
+    let quota = "quotas: [{name: chatty, principals: ['*'], client_ids: [chatty], request_percentage: 0.1}]\n";
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: quota.into(), ..Default::default() });
+    let bs = sidecar.bootstrap();
+    let topic = unique("request-quota");
+    rd::create_topic(&bs, &topic, 1).await;
+    let sequential = |client_id: &str, seen: &ThrottleSeen| -> FutureProducer<ThrottleSeen> {
+        rd::config(&bs)
+            .set("client.id", client_id)
+            .set("linger.ms", "0")
+            .set("statistics.interval.ms", "200")
+            .create_with_context(seen.clone())
+            .unwrap()
+    };
+    // One record per request, each after the last was acknowledged, for a while: how many
+    // go depends on the build's speed, not how long the test takes.
+    async fn one_by_one(producer: &FutureProducer<ThrottleSeen>, topic: &str, until: std::time::Instant) -> usize {
+        let mut sent = 0;
+        while std::time::Instant::now() < until {
+            let key = format!("k-{sent}");
+            producer
+                .send(FutureRecord::to(topic).key(&key).payload("v"), Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("delivery {sent} failed: {e}"));
+            sent += 1;
+        }
+        sent
+    }
+    let (chatty_seen, free_seen) = (ThrottleSeen::default(), ThrottleSeen::default());
+    let (chatty, free) = (sequential("chatty", &chatty_seen), sequential("free", &free_seen));
+    let started = std::time::Instant::now();
+    let until = started + Duration::from_secs(6);
+    let (chatty_sent, free_sent) = tokio::join!(one_by_one(&chatty, &topic, until), one_by_one(&free, &topic, until));
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let used = sidecar.metric("weir_kafka_quota_request_seconds_total", &[("quota", "chatty")]);
+    let over =
+        sidecar.metric("weir_kafka_quota_throttled_requests_total", &[("quota", "chatty"), ("traffic", "request")]);
+    // Held to its share: one second of credit, then the share of the time it ran.
+    let allowed = SHARE * (elapsed + 1.0);
+    eprintln!(
+        "request quota: {used:.4} s of sidecar time in {elapsed:.1} s (allowed {allowed:.4} s); \
+         {chatty_sent} requests held, {free_sent} free"
+    );
+    assert!(over > 0.0, "the chatty client went over its share");
+    assert!(chatty_seen.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms");
+    assert_eq!(free_seen.0.load(Ordering::Relaxed), 0, "a client no rule names is not throttled");
+    assert!(used <= allowed * 1.2, "held to its share");
+    assert!(chatty_sent * 3 < free_sent, "the held client sent fewer requests than the free one");
+
+    // The Java producer's own metric shows the throttle too.
+    let lines = java_client(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &topic,
+        "--count",
+        "20",
+        "--throttle-metrics",
+        "--property",
+        "client.id=chatty",
+        "--property",
+        "linger.ms=0",
+        "--property",
+        "max.in.flight.requests.per.connection=1",
+    ]);
+    let line = lines.iter().find(|l| l.starts_with("throttle-avg-ms=")).expect("throttle metrics printed");
+    let max: f64 = line.split("throttle-max-ms=").nth(1).and_then(|v| v.parse().ok()).expect("a number");
+    assert!(max > 0.0, "produce-throttle-time-max of the Java producer: {line}");
+    let written = chatty_sent + free_sent + 20;
+    let read = rd::consume(&common::direct_bootstrap(), &topic, &unique("request-quota-check"), written, &[]);
+    assert_eq!(read.len(), written, "every record written once");
+    sidecar.assert_quiet();
+}
