@@ -45,6 +45,17 @@ impl ClientContext for ThrottleSeen {
 
 impl ConsumerContext for ThrottleSeen {}
 
+/// Runs the Java producer (`count` records, `extra` arguments) and returns the largest throttle
+/// it reports (`produce-throttle-time-max`, ms).
+fn java_throttle_max(bootstrap: &str, topic: &str, count: usize, extra: &[&str]) -> f64 {
+    let count = count.to_string();
+    let mut args = vec!["produce", "--bootstrap", bootstrap, "--topic", topic, "--count", &count, "--throttle-metrics"];
+    args.extend_from_slice(extra);
+    let lines = java_client(&args);
+    let line = lines.iter().find(|l| l.starts_with("throttle-avg-ms=")).expect("throttle metrics printed");
+    line.split("throttle-max-ms=").nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("a number: {line}"))
+}
+
 fn throttled(sidecar: &Sidecar, api: &str) -> f64 {
     sidecar.metric("weir_kafka_throttled_responses_total", &[("api", api)])
 }
@@ -97,23 +108,8 @@ async fn clients_over_a_quota_are_throttled_without_errors_and_others_are_not() 
     assert!(seen.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms in its produce responses");
 
     // The Java client's own metric shows the throttle too.
-    let lines = java_client(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--count",
-        "300",
-        "--pad",
-        "1000",
-        "--throttle-metrics",
-        "--property",
-        "client.id=limited-writer",
-    ]);
-    let line = lines.iter().find(|l| l.starts_with("throttle-avg-ms=")).expect("throttle metrics printed");
-    let max: f64 = line.split("throttle-max-ms=").nth(1).and_then(|v| v.parse().ok()).expect("a number");
-    assert!(max > 0.0, "produce-throttle-time-max of the Java producer: {line}");
+    let max = java_throttle_max(&bs, &topic, 300, &["--pad", "1000", "--property", "client.id=limited-writer"]);
+    assert!(max > 0.0, "produce-throttle-time-max of the Java producer: {max}");
 
     // A consumer over its fetch quota (~1.2 MB at 300 KB/s) reads every record (1,100 written above) all the same.
     let before = throttled(&sidecar, "Fetch");
@@ -241,7 +237,19 @@ async fn a_chatty_client_over_its_request_quota_is_held_to_its_share_and_others_
     let (chatty, free) = (sequential("chatty", &chatty_seen), sequential("free", &free_seen));
     let started = std::time::Instant::now();
     let until = started + Duration::from_secs(6);
+    // Meanwhile, the Java producer as the same client id (sharing its meter): one record per
+    // request too (one-byte batches, one request in flight).
+    let java = tokio::task::spawn_blocking({
+        let (bs, topic) = (bs.clone(), topic.clone());
+        move || {
+            let properties = ["linger.ms=0", "batch.size=1", "max.in.flight.requests.per.connection=1"];
+            let mut args = vec!["--property", "client.id=chatty"];
+            properties.iter().for_each(|p| args.extend(["--property", p]));
+            java_throttle_max(&bs, &topic, 20, &args)
+        }
+    });
     let (chatty_sent, free_sent) = tokio::join!(one_by_one(&chatty, &topic, until), one_by_one(&free, &topic, until));
+    let java_max = java.await.unwrap();
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -257,29 +265,12 @@ async fn a_chatty_client_over_its_request_quota_is_held_to_its_share_and_others_
     assert!(over > 0.0, "the chatty client went over its share");
     assert!(chatty_seen.0.load(Ordering::Relaxed) > 0, "librdkafka saw throttle_time_ms");
     assert_eq!(free_seen.0.load(Ordering::Relaxed), 0, "a client no rule names is not throttled");
-    assert!(used <= allowed * 1.2, "held to its share");
+    // (Beyond it: the debt of the last requests, not yet waited out when the run ends.)
+    assert!(used <= allowed * 1.5, "held to its share");
     assert!(chatty_sent * 3 < free_sent, "the held client sent fewer requests than the free one");
 
     // The Java producer's own metric shows the throttle too.
-    let lines = java_client(&[
-        "produce",
-        "--bootstrap",
-        &bs,
-        "--topic",
-        &topic,
-        "--count",
-        "20",
-        "--throttle-metrics",
-        "--property",
-        "client.id=chatty",
-        "--property",
-        "linger.ms=0",
-        "--property",
-        "max.in.flight.requests.per.connection=1",
-    ]);
-    let line = lines.iter().find(|l| l.starts_with("throttle-avg-ms=")).expect("throttle metrics printed");
-    let max: f64 = line.split("throttle-max-ms=").nth(1).and_then(|v| v.parse().ok()).expect("a number");
-    assert!(max > 0.0, "produce-throttle-time-max of the Java producer: {line}");
+    assert!(java_max > 0.0, "produce-throttle-time-max of the Java producer: {java_max}");
     let written = chatty_sent + free_sent + 20;
     let read = rd::consume(&common::direct_bootstrap(), &topic, &unique("request-quota-check"), written, &[]);
     assert_eq!(read.len(), written, "every record written once");

@@ -182,6 +182,17 @@ async fn a_broker_answering_out_of_turn_closes_the_connection() {
     assert!(rest.is_empty(), "nothing of the wrong answer reaches the client");
 }
 
+/// A Fetch response with one partition carrying 600 KiB of (opaque) records: more than is
+/// ever held at once.
+fn fetch_of_600_kib() -> FetchResponse {
+    let partition = kafka_protocol::messages::fetch_response::PartitionData::default()
+        .with_records(Some(Bytes::from(vec![0x5a; 600 * 1024])));
+    let topic = kafka_protocol::messages::fetch_response::FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![partition]);
+    FetchResponse::default().with_responses(vec![topic])
+}
+
 #[tokio::test]
 async fn a_large_fetch_response_is_streamed_byte_for_byte() {
     let (mut client, client_end) = tokio::io::duplex(1 << 16);
@@ -191,13 +202,7 @@ async fn a_large_fetch_response_is_streamed_byte_for_byte() {
     client.write_all(&with_correlation(request(ApiKey::Fetch, 12, &fetch), 3)).await.unwrap();
     read_frame(&mut broker).await;
 
-    // One partition carrying 600 KiB of (opaque) records: more than is ever held at once.
-    let partition = kafka_protocol::messages::fetch_response::PartitionData::default()
-        .with_records(Some(Bytes::from(vec![0x5a; 600 * 1024])));
-    let topic = kafka_protocol::messages::fetch_response::FetchableTopicResponse::default()
-        .with_topic(TopicName(StrBytes::from_static_str("t")))
-        .with_partitions(vec![partition]);
-    let answer = encode_response(3, ApiKey::Fetch, 12, &FetchResponse::default().with_responses(vec![topic])).unwrap();
+    let answer = encode_response(3, ApiKey::Fetch, 12, &fetch_of_600_kib()).unwrap();
     let writer = {
         let answer = answer.clone();
         tokio::spawn(async move {
@@ -312,12 +317,7 @@ async fn a_large_fetch_response_under_a_fetch_quota_streams_and_says_the_wait() 
     client.write_all(&with_correlation(request(ApiKey::Fetch, 12, &fetch), 3)).await.unwrap();
     read_frame(&mut broker).await;
 
-    let partition = kafka_protocol::messages::fetch_response::PartitionData::default()
-        .with_records(Some(Bytes::from(vec![0x5a; 600 * 1024])));
-    let topic = kafka_protocol::messages::fetch_response::FetchableTopicResponse::default()
-        .with_topic(TopicName(StrBytes::from_static_str("t")))
-        .with_partitions(vec![partition]);
-    let body = FetchResponse::default().with_throttle_time_ms(0).with_responses(vec![topic]);
+    let body = fetch_of_600_kib();
     let answer = encode_response(3, ApiKey::Fetch, 12, &body).unwrap();
     // The broker sends half and waits: a response read whole would give the client nothing.
     let (first, rest) = answer.split_at(300 * 1024);
