@@ -17,12 +17,12 @@
 # tail excluded), printed as a ratio to RATE; the Java producer's produce-throttle-time-avg
 # too. The unlimited producer's rate is ProducerPerformance's own.
 #
-#   bench/quota.sh            RATE=5000000 SHARE=1 SECONDS_PER_RUN=30 [WEIR=PATH] [ONLY=requests]
+#   bench/quota.sh            RATE=5000000 SHARE=0.2 SECONDS_PER_RUN=30 [WEIR=PATH] [ONLY=requests]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 RATE=${RATE:-5000000}
-SHARE=${SHARE:-1}
+SHARE=${SHARE:-0.2}
 SECS=${SECONDS_PER_RUN:-30}
 RECORD=1024
 KAFKA=$ROOT/scripts/kafka.sh
