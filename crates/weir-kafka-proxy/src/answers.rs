@@ -2,9 +2,11 @@
 //! filters that answer requests themselves (authorization, fault injection).
 
 use bytes::Bytes;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use weir_wire::message::{decode_request, encode_response};
 use weir_wire::resources::scan_request_resources;
 use weir_wire::RequestHeaderPeek;
@@ -49,4 +51,21 @@ pub(crate) fn failed_produce(
                 .with_partition_responses(partitions)
         })
         .collect()
+}
+
+/// A CreateTopics answer for one topic not created, with `code` and `message`, shaped for
+/// `version` (v5+ says the partition count and factor, unknown: -1).
+pub(crate) fn refused_topic_creation(
+    name: TopicName,
+    code: i16,
+    message: Option<StrBytes>,
+    version: i16,
+) -> CreatableTopicResult {
+    let unknown = if version >= 5 { -1 } else { 0 };
+    CreatableTopicResult::default()
+        .with_name(name)
+        .with_error_code(code)
+        .with_error_message(message)
+        .with_num_partitions(unknown)
+        .with_replication_factor(unknown as i16)
 }

@@ -65,6 +65,10 @@ pub struct SidecarConfig {
     /// default. Changes apply live.
     #[serde(default)]
     pub canaries: Vec<crate::canary::CanaryRule>,
+    /// Topic creation limits: topics created or grown outside them are refused; none by
+    /// default. Changes apply live.
+    #[serde(default)]
+    pub topic_creation: Vec<crate::topic_limits::TopicCreationRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -277,6 +281,7 @@ impl SidecarConfig {
             shadows: Vec::new(),
             topic_aliases: Vec::new(),
             canaries: Vec::new(),
+            topic_creation: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -343,6 +348,7 @@ impl SidecarConfig {
         crate::shadow::validate_rules(&self.shadows, origin)?;
         crate::alias::validate_aliases(&self.topic_aliases, origin)?;
         crate::canary::validate_rules(&self.canaries, origin)?;
+        crate::topic_limits::validate_rules(&self.topic_creation, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

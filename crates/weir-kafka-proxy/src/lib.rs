@@ -32,6 +32,7 @@ pub mod side;
 pub mod sidecar;
 pub mod snapshot;
 pub mod topic_ids;
+pub mod topic_limits;
 pub mod upstream;
 pub mod versions;
 pub mod vocabulary;

@@ -22,8 +22,18 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 9] =
-    ["tls", "sasl", "fixed_principal", "authorization", "quotas", "faults", "shadows", "topic_aliases", "canaries"];
+const LIVE: [&str; 10] = [
+    "tls",
+    "sasl",
+    "fixed_principal",
+    "authorization",
+    "quotas",
+    "faults",
+    "shadows",
+    "topic_aliases",
+    "canaries",
+    "topic_creation",
+];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];
 

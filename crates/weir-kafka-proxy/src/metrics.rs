@@ -182,6 +182,7 @@ pub struct KafkaMetrics {
     over_broker_limit: Family<BrokerLimitLabels, Counter>,
     over_connection_limit: Family<BrokerLimitLabels, Counter>,
     canary_records: Family<RuleLabels, Counter>,
+    topic_creation_refused: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -270,6 +271,7 @@ impl KafkaMetrics {
             over_connection_limit: Family::default(),
             shadows: ShadowFamilies::default(),
             canary_records: Family::default(),
+            topic_creation_refused: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -385,6 +387,11 @@ impl KafkaMetrics {
             m.canary_records.clone(),
         );
         kafka.register(
+            "topic_creation_refused",
+            "Topics a topic_creation rule refused to create or grow, per rule",
+            m.topic_creation_refused.clone(),
+        );
+        kafka.register(
             "shadow_records",
             "Records a shadow rule wrote to its shadow topic, per rule",
             m.shadows.written.clone(),
@@ -471,6 +478,11 @@ impl KafkaMetrics {
     /// The fault injection rule `rule` injected `fault`.
     pub fn fault_injected(&self, rule: &str, fault: &'static str) {
         self.faults_injected.get_or_create(&FaultLabels { rule: rule.to_owned(), fault }).inc();
+    }
+
+    /// A topic creation rule refused a topic (created or grown).
+    pub fn topic_creation_refused(&self, rule: &str) {
+        self.topic_creation_refused.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc();
     }
 
     /// A canary rule wrote `records` to its canary topic.

@@ -22,6 +22,7 @@ use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
 use crate::filters::sasl::SaslFilter;
 use crate::filters::shadow::ShadowFilter;
+use crate::filters::topic_limits::TopicLimitsFilter;
 use crate::filters::traffic::TrafficFilter;
 use crate::metrics::KafkaMetrics;
 use crate::quota::QuotaMeters;
@@ -63,11 +64,11 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization, aliases, quotas, faults, shadows and canaries are always in the chain, passing
+    /// Authorization, aliases, topic limits, quotas, faults, shadows and canaries are always in the chain, passing
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(10);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(12);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -75,6 +76,7 @@ impl Shared {
         chain.push(Box::new(AliasFilter::new(snapshot, connection)));
         let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
         chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
+        chain.push(Box::new(TopicLimitsFilter::new(snapshot, connection)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

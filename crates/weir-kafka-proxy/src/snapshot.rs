@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub topic_aliases: Arc<[crate::alias::TopicAlias]>,
     /// Canary routing; none when empty.
     pub canaries: Arc<[crate::canary::CanaryRule]>,
+    /// Topic creation limits; none when empty.
+    pub topic_creation: Arc<[crate::topic_limits::TopicCreationRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -106,6 +108,7 @@ impl Snapshot {
             shadows: config.shadows.clone().into(),
             topic_aliases: config.topic_aliases.clone().into(),
             canaries: config.canaries.clone().into(),
+            topic_creation: config.topic_creation.clone().into(),
         })
     }
 }

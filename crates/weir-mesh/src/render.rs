@@ -121,49 +121,33 @@ mod tests {
         assert!(err.contains("Workload/orders") && err.contains("quotas[0].produce_bytes_per_second"), "{err}");
     }
 
+    /// A Workload setting `spec` renders into its sidecar's config (`expected` at the JSON
+    /// pointer `at`), and the same setting with `good` replaced by `bad` is refused at apply
+    /// time with the workload and `field` named.
+    fn renders_and_refuses(spec: &str, at: &str, expected: serde_json::Value, (good, bad): (&str, &str), field: &str) {
+        let (state, _) =
+            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", spec), "t").unwrap()).unwrap();
+        assert_eq!(state.sidecar_config("orders").unwrap().pointer(at), Some(&expected), "{spec}");
+        let refused = MESH.replace("workers: 2", &spec.replace(good, bad));
+        let err = state.apply(&parse_documents(&refused, "t").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Workload/orders") && err.contains(field), "{err}");
+    }
+
     #[test]
-    fn faults_render_into_the_sidecar_config_and_an_unknown_error_is_refused_with_its_field() {
+    fn traffic_and_event_policies_render_into_the_sidecar_config_and_bad_ones_are_refused_with_their_field() {
         let fault = "faults: [{name: nl, api_keys: [Produce], rate: 0.1, inject: {error: NOT_LEADER_OR_FOLLOWER}}]";
-        let (state, _) =
-            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", fault), "t").unwrap()).unwrap();
-        let rendered = state.sidecar_config("orders").unwrap();
-        assert_eq!(rendered["faults"][0]["inject"]["error"], "NOT_LEADER_OR_FOLLOWER");
-        let unknown = MESH.replace("workers: 2", &fault.replace("NOT_LEADER_OR_FOLLOWER", "NOT_A_LEADER"));
-        let err = state.apply(&parse_documents(&unknown, "t").unwrap()).unwrap_err().to_string();
-        assert!(err.contains("Workload/orders") && err.contains("faults[0].inject.error"), "{err}");
-    }
-
-    #[test]
-    fn shadows_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
+        let error = ("NOT_LEADER_OR_FOLLOWER", "NOT_A_LEADER");
+        renders_and_refuses(fault, "/faults/0/inject/error", error.0.into(), error, "faults[0].inject.error");
         let shadow = "shadows: [{name: s, topic: orders, to: orders.shadow}]";
-        let (state, _) =
-            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", shadow), "t").unwrap()).unwrap();
-        let rendered = state.sidecar_config("orders").unwrap();
-        assert_eq!(rendered["shadows"][0]["to"], "orders.shadow");
-        let onto_itself = MESH.replace("workers: 2", &shadow.replace("orders.shadow", "orders"));
-        let err = state.apply(&parse_documents(&onto_itself, "t").unwrap()).unwrap_err().to_string();
-        assert!(err.contains("Workload/orders") && err.contains("shadows[0].to"), "{err}");
-    }
-
-    #[test]
-    fn a_canary_share_of_one_and_a_half_is_refused_with_its_field() {
+        let onto_itself = ("orders.shadow", "orders");
+        renders_and_refuses(shadow, "/shadows/0/to", "orders.shadow".into(), onto_itself, "shadows[0].to");
         let canary = "canaries: [{name: c, topic: orders, to: orders-canary, share: 0.1}]";
-        let (state, _) =
-            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", canary), "t").unwrap()).unwrap();
-        assert_eq!(state.sidecar_config("orders").unwrap()["canaries"][0]["share"], 0.1);
-        let bad = MESH.replace("workers: 2", &canary.replace("0.1", "1.5"));
-        let err = state.apply(&parse_documents(&bad, "t").unwrap()).unwrap_err().to_string();
-        assert!(err.contains("Workload/orders") && err.contains("canaries[0].share"), "{err}");
-    }
-
-    #[test]
-    fn topic_aliases_render_into_the_sidecar_config_and_a_bad_one_is_refused_with_its_field() {
+        renders_and_refuses(canary, "/canaries/0/share", 0.1.into(), ("0.1", "1.5"), "canaries[0].share");
         let alias = "topic_aliases: [{topic: orders, to: orders-v2}]";
-        let (state, _) =
-            MeshState::default().apply(&parse_documents(&MESH.replace("workers: 2", alias), "t").unwrap()).unwrap();
-        assert_eq!(state.sidecar_config("orders").unwrap()["topic_aliases"][0]["to"], "orders-v2");
-        let bad = MESH.replace("workers: 2", &alias.replace("orders-v2", "'orders v2'"));
-        let err = state.apply(&parse_documents(&bad, "t").unwrap()).unwrap_err().to_string();
-        assert!(err.contains("Workload/orders") && err.contains("topic_aliases[0].to"), "{err}");
+        let spaced = ("orders-v2", "'orders v2'");
+        renders_and_refuses(alias, "/topic_aliases/0/to", "orders-v2".into(), spaced, "topic_aliases[0].to");
+        let limits = "topic_creation: [{name: small, max_partitions: 12}]";
+        let at = "/topic_creation/0/max_partitions";
+        renders_and_refuses(limits, at, 12.into(), ("12", "0"), "topic_creation[0].max_partitions");
     }
 }

@@ -9,17 +9,20 @@
 //! 3. [`alias`]: topic aliases; the client's names become the cluster's here, so that every
 //!    policy after it speaks of the topics really read and written.
 //! 4. [`authz`]: topic-level authorization, with partial answers.
-//! 5. [`quota`]: byte rates per principal; a client over its quota is told to back off.
-//! 6. [`traffic`]: records, bytes and errors per topic and principal.
-//! 7. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 5. [`topic_limits`]: topics created or grown outside the limits refused (POLICY_VIOLATION).
+//!    After authorization, so that a topic the principal may not create is refused as such.
+//! 6. [`quota`]: byte rates and request time per principal; a client over its quota is told
+//!    to back off.
+//! 7. [`traffic`]: records, bytes and errors per topic and principal.
+//! 8. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!    traffic counts the responses as the faults left them: what clients were told.
-//! 8. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 9. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!    fault, so that it sees only writes that reached the broker, and the broker's answer
 //!    before a fault changes it.
-//! 9. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
-//!    shadow, whose copies of a split topic's writes include the canary's; before addresses,
-//!    which must see the answer the client gets.
-//! 10. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 10. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
+//!     which must see the answer the client gets.
+//! 11. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
@@ -30,4 +33,5 @@ pub mod fetch_sessions;
 pub(crate) mod quota;
 pub(crate) mod sasl;
 pub(crate) mod shadow;
+pub(crate) mod topic_limits;
 pub(crate) mod traffic;

@@ -11,6 +11,7 @@ use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
 use weir_kafka_proxy::shadow::ShadowRule;
+use weir_kafka_proxy::topic_limits::TopicCreationRule;
 
 use crate::error::MeshError;
 use crate::resource::{check_name, Resource};
@@ -59,6 +60,10 @@ pub struct WorkloadSpec {
     /// a canary topic (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub canaries: Vec<CanaryRule>,
+    /// Limits on the topics this workload creates or grows (docs/event-policies.md); applied
+    /// live.
+    #[serde(default)]
+    pub topic_creation: Vec<TopicCreationRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

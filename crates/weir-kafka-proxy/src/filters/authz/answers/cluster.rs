@@ -122,14 +122,9 @@ pub(super) fn create_topics(ctx: &Ctx<'_>) -> Result<Option<Verdict>, AuthzError
     let denied = take_denied(&mut request.topics, |t| !ctx.named_topic(&t.name))
         .into_iter()
         .map(|t| {
-            create_topics_response::CreatableTopicResult::default()
-                .with_name(t.name)
-                .with_error_code(TOPIC_DENIED)
-                .with_error_message(Some(StrBytes::from_static_str("Authorization failed.")))
-                .with_num_partitions(-1)
-                .with_replication_factor(-1)
+            let message = Some(StrBytes::from_static_str("Authorization failed."));
+            crate::answers::refused_topic_creation(t.name, TOPIC_DENIED, message, ctx.version())
         })
-        .map(|r| if ctx.version() >= 5 { r } else { r.with_num_partitions(0).with_replication_factor(0) })
         .collect();
     ctx.strip_or_answer(&request, request.topics.is_empty(), denied, |r: &mut CreateTopicsResponse| &mut r.topics)
 }
