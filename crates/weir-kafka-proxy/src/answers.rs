@@ -33,24 +33,40 @@ pub(crate) fn failed_produce(
         .into_iter()
         .map(|t| {
             let code = code(&t);
-            let partitions = t
-                .partition_data
-                .iter()
-                .map(|p| {
-                    PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_error_code(code)
-                        .with_base_offset(-1)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(-1)
-                })
-                .collect();
+            let partitions = t.partition_data.iter().map(|p| failed_partition(p.index, code)).collect();
             TopicProduceResponse::default()
                 .with_name(t.name)
                 .with_topic_id(t.topic_id)
                 .with_partition_responses(partitions)
         })
         .collect()
+}
+
+/// The answer for one partition a produce did not write: `code`, offsets -1 (as a broker
+/// fills them for a failed partition).
+pub(crate) fn failed_partition(index: i32, code: i16) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+/// Adds answers for partitions the broker was not asked about to its produce answer: into the
+/// entry of their topic when it has one (named as the request named it: by name, or by id
+/// from v13), else as entries of their own.
+pub(crate) fn merge_produce_answers(
+    answers: &mut Vec<TopicProduceResponse>,
+    topics: impl IntoIterator<Item = TopicProduceResponse>,
+) {
+    for topic in topics {
+        let same = |entry: &&mut TopicProduceResponse| entry.name == topic.name && entry.topic_id == topic.topic_id;
+        match answers.iter_mut().find(same) {
+            Some(entry) => entry.partition_responses.extend(topic.partition_responses),
+            None => answers.push(topic),
+        }
+    }
 }
 
 /// A CreateTopics answer for one topic not created, with `code` and `message`, shaped for

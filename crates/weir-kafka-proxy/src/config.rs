@@ -69,6 +69,10 @@ pub struct SidecarConfig {
     /// default. Changes apply live.
     #[serde(default)]
     pub topic_creation: Vec<crate::topic_limits::TopicCreationRule>,
+    /// Produce safeguards: writes to guarded topics that break a rule are refused; none by
+    /// default. Changes apply live.
+    #[serde(default)]
+    pub produce_safeguards: Vec<crate::safeguard::ProduceSafeguard>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -282,6 +286,7 @@ impl SidecarConfig {
             topic_aliases: Vec::new(),
             canaries: Vec::new(),
             topic_creation: Vec::new(),
+            produce_safeguards: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -349,6 +354,7 @@ impl SidecarConfig {
         crate::alias::validate_aliases(&self.topic_aliases, origin)?;
         crate::canary::validate_rules(&self.canaries, origin)?;
         crate::topic_limits::validate_rules(&self.topic_creation, origin)?;
+        crate::safeguard::validate_rules(&self.produce_safeguards, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

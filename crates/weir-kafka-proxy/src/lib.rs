@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod outlier;
 pub mod quota;
 pub mod rewrite;
+pub mod safeguard;
 pub mod session;
 pub mod shadow;
 pub mod shared;

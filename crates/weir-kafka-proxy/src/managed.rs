@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 10] = [
+const LIVE: [&str; 11] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -33,6 +33,7 @@ const LIVE: [&str; 10] = [
     "topic_aliases",
     "canaries",
     "topic_creation",
+    "produce_safeguards",
 ];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];

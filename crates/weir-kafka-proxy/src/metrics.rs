@@ -106,6 +106,12 @@ pub struct QuotaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub rule: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuotaRuleLabels {
     pub quota: String,
 }
@@ -183,6 +189,7 @@ pub struct KafkaMetrics {
     over_connection_limit: Family<BrokerLimitLabels, Counter>,
     canary_records: Family<RuleLabels, Counter>,
     topic_creation_refused: Family<RuleLabels, Counter>,
+    produce_refused: Family<RefusalLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -272,6 +279,7 @@ impl KafkaMetrics {
             shadows: ShadowFamilies::default(),
             canary_records: Family::default(),
             topic_creation_refused: Family::default(),
+            produce_refused: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -392,6 +400,11 @@ impl KafkaMetrics {
             m.topic_creation_refused.clone(),
         );
         kafka.register(
+            "produce_refused_records",
+            "Records a produce safeguard refused, per rule and reason (read_only, client_id, acks, compression, batch_size)",
+            m.produce_refused.clone(),
+        );
+        kafka.register(
             "shadow_records",
             "Records a shadow rule wrote to its shadow topic, per rule",
             m.shadows.written.clone(),
@@ -478,6 +491,11 @@ impl KafkaMetrics {
     /// The fault injection rule `rule` injected `fault`.
     pub fn fault_injected(&self, rule: &str, fault: &'static str) {
         self.faults_injected.get_or_create(&FaultLabels { rule: rule.to_owned(), fault }).inc();
+    }
+
+    /// A produce safeguard refused a partition's `records` for `reason`.
+    pub fn produce_refused(&self, rule: &str, reason: &'static str, records: u64) {
+        self.produce_refused.get_or_create(&RefusalLabels { rule: rule.to_owned(), reason }).inc_by(records);
     }
 
     /// A topic creation rule refused a topic (created or grown).

@@ -20,6 +20,7 @@ use crate::filters::canary::CanaryFilter;
 use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
+use crate::filters::safeguard::SafeguardFilter;
 use crate::filters::sasl::SaslFilter;
 use crate::filters::shadow::ShadowFilter;
 use crate::filters::topic_limits::TopicLimitsFilter;
@@ -64,11 +65,11 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization, aliases, topic limits, quotas, faults, shadows and canaries are always in the chain, passing
+    /// Authorization, aliases, topic limits, safeguards, quotas, faults, shadows and canaries are always in the chain, passing
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(12);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(13);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -77,6 +78,7 @@ impl Shared {
         let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
         chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
         chain.push(Box::new(TopicLimitsFilter::new(snapshot, connection)));
+        chain.push(Box::new(SafeguardFilter::new(snapshot, connection)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

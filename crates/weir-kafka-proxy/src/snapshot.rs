@@ -65,6 +65,8 @@ pub struct Snapshot {
     pub topic_aliases: Arc<[crate::alias::TopicAlias]>,
     /// Canary routing; none when empty.
     pub canaries: Arc<[crate::canary::CanaryRule]>,
+    /// Produce safeguards; none when empty.
+    pub produce_safeguards: Arc<[crate::safeguard::ProduceSafeguard]>,
     /// Topic creation limits; none when empty.
     pub topic_creation: Arc<[crate::topic_limits::TopicCreationRule]>,
 }
@@ -109,6 +111,7 @@ impl Snapshot {
             topic_aliases: config.topic_aliases.clone().into(),
             canaries: config.canaries.clone().into(),
             topic_creation: config.topic_creation.clone().into(),
+            produce_safeguards: config.produce_safeguards.clone().into(),
         })
     }
 }

@@ -127,6 +127,32 @@ pub struct ProducerSequence {
     pub base_sequence: i32,
 }
 
+/// One whole batch of a `records` blob, as its header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Its size in bytes, header included (as written: compressed).
+    pub size: usize,
+    /// Its attributes (compression codec in the low three bits), for a v2 batch; None for
+    /// legacy message sets.
+    pub attributes: Option<i16>,
+}
+
+/// The whole batches of a `records` blob, in order, read from their headers; a trailing
+/// partial batch is left out.
+pub fn batches(records: &[u8]) -> impl Iterator<Item = BatchInfo> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let BatchHead::Whole { size, .. } = batch_head(&records[pos..], records.len() - pos) else { return None };
+        let batch = &records[pos..pos + size];
+        pos += size;
+        let attributes = match (batch.get(MAGIC_OFFSET), batch.get(ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2)) {
+            (Some(2), Some(a)) => Some(i16::from_be_bytes([a[0], a[1]])),
+            _ => None,
+        };
+        Some(BatchInfo { size, attributes })
+    })
+}
+
 /// Records in a `records` blob. A trailing partial batch (which Fetch responses may carry) is
 /// ignored.
 pub fn count_records(records: &[u8]) -> u64 {
@@ -143,6 +169,23 @@ pub fn count_records(records: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use crate::test_support::record_batch;
+
+    #[test]
+    fn batches_are_read_from_their_headers_and_a_partial_one_is_left_out() {
+        let (one, two) = (record_batch(1, true), record_batch(3, false));
+        let mut blob = [one.clone(), two.clone()].concat();
+        blob.extend_from_slice(&two[..20]);
+        let seen: Vec<BatchInfo> = batches(&blob).collect();
+        let attributes = |b: &[u8]| Some(i16::from_be_bytes([b[21], b[22]]));
+        assert_eq!(
+            seen,
+            [
+                BatchInfo { size: one.len(), attributes: attributes(&one) },
+                BatchInfo { size: two.len(), attributes: attributes(&two) }
+            ]
+        );
+        assert_eq!(batches(&[]).count(), 0);
+    }
 
     fn batch(n: usize) -> Vec<u8> {
         record_batch(n, false)

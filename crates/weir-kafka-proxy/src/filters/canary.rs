@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use weir_wire::scan::TopicRef;
 
+use crate::answers::failed_partition;
 use crate::canary::CanaryRule;
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
@@ -75,13 +76,6 @@ enum Topic {
 }
 
 impl Topic {
-    fn is(&self, entry: &TopicProduceResponse) -> bool {
-        match self {
-            Topic::Name(name) => entry.name == *name,
-            Topic::Id(id) => entry.topic_id == *id,
-        }
-    }
-
     fn entry(&self) -> TopicProduceResponse {
         match self {
             Topic::Name(name) => TopicProduceResponse::default().with_name(name.clone()),
@@ -209,9 +203,9 @@ impl Filter for CanaryFilter {
             let mut answers = Vec::with_capacity(routed.len());
             for Routed { rule, topic, partitions, answer } in routed {
                 // The side writer is gone only if the sidecar stops: the client may retry.
-                let parts = answer
-                    .await
-                    .unwrap_or_else(|_| partitions.iter().map(|(p, _)| failed(*p, NETWORK_EXCEPTION)).collect());
+                let parts = answer.await.unwrap_or_else(|_| {
+                    partitions.iter().map(|(p, _)| failed_partition(*p, NETWORK_EXCEPTION)).collect()
+                });
                 let written: u64 = parts
                     .iter()
                     .filter(|a| a.error_code == 0)
@@ -221,12 +215,8 @@ impl Filter for CanaryFilter {
                 answers.push((topic, parts));
             }
             let response = cx.message.decoded_mut::<ProduceResponse>().map_err(FilterError::BadResponse)?;
-            for (topic, parts) in answers {
-                match response.responses.iter_mut().find(|entry| topic.is(entry)) {
-                    Some(entry) => entry.partition_responses.extend(parts),
-                    None => response.responses.push(topic.entry().with_partition_responses(parts)),
-                }
-            }
+            let answers = answers.into_iter().map(|(topic, parts)| topic.entry().with_partition_responses(parts));
+            crate::answers::merge_produce_answers(&mut response.responses, answers);
             Ok(())
         })
     }
@@ -240,10 +230,6 @@ impl Filter for CanaryFilter {
         self.rules = snapshot.canaries.clone();
         self.choose();
     }
-}
-
-fn failed(partition: i32, code: i16) -> PartitionProduceResponse {
-    PartitionProduceResponse::default().with_index(partition).with_error_code(code).with_base_offset(-1)
 }
 
 /// A connection's side writer: writes each split request's canary part in turn.
@@ -272,7 +258,7 @@ async fn write_canary(writer: &mut TopicWriter, write: &SideWrite) -> Vec<Partit
         Ok(known) => (known.leaders.clone(), known.topic_id),
         Err(why) => {
             tracing::debug!(canary = %write.to, %why, "the canary topic's leaders are not known");
-            return write.partitions.iter().map(|p| failed(p.index, LEADER_NOT_AVAILABLE)).collect();
+            return write.partitions.iter().map(|p| failed_partition(p.index, LEADER_NOT_AVAILABLE)).collect();
         }
     };
     let mut answers = Vec::with_capacity(write.partitions.len());
@@ -280,8 +266,8 @@ async fn write_canary(writer: &mut TopicWriter, write: &SideWrite) -> Vec<Partit
     for partition in &write.partitions {
         let leader = usize::try_from(partition.index).ok().and_then(|i| leaders.get(i)).copied();
         match leader {
-            None => answers.push(failed(partition.index, UNKNOWN_TOPIC_OR_PARTITION)),
-            Some(-1) => answers.push(failed(partition.index, LEADER_NOT_AVAILABLE)),
+            None => answers.push(failed_partition(partition.index, UNKNOWN_TOPIC_OR_PARTITION)),
+            Some(-1) => answers.push(failed_partition(partition.index, LEADER_NOT_AVAILABLE)),
             Some(leader) => match by_leader.iter_mut().find(|(l, _)| *l == leader) {
                 Some((_, parts)) => parts.push(partition.clone()),
                 None => by_leader.push((leader, vec![partition.clone()])),
@@ -312,7 +298,7 @@ async fn write_canary(writer: &mut TopicWriter, write: &SideWrite) -> Vec<Partit
             }
             Err(why) => {
                 tracing::debug!(canary = %write.to, %why, "writing to the canary topic failed");
-                answers.extend(indexes.into_iter().map(|p| failed(p, NETWORK_EXCEPTION)));
+                answers.extend(indexes.into_iter().map(|p| failed_partition(p, NETWORK_EXCEPTION)));
             }
         }
     }

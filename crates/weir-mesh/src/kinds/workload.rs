@@ -10,6 +10,7 @@ use weir_kafka_proxy::canary::CanaryRule;
 use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
+use weir_kafka_proxy::safeguard::ProduceSafeguard;
 use weir_kafka_proxy::shadow::ShadowRule;
 use weir_kafka_proxy::topic_limits::TopicCreationRule;
 
@@ -64,6 +65,9 @@ pub struct WorkloadSpec {
     /// live.
     #[serde(default)]
     pub topic_creation: Vec<TopicCreationRule>,
+    /// Produce safeguards on what this workload writes (docs/event-policies.md); applied live.
+    #[serde(default)]
+    pub produce_safeguards: Vec<ProduceSafeguard>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

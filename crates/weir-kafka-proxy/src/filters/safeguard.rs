@@ -1,0 +1,198 @@
+//! Produce safeguards (see [`crate::safeguard`]): the partitions of a produce request that
+//! break a rule of their topic are taken out of it and answered here with the error a broker
+//! would give (and, from Produce v8, a message naming the rule); the rest go to the broker,
+//! whose answer gets the refused partitions added. Judged from the request and the batch
+//! headers as they are, without decoding; a request breaking nothing goes on as the same
+//! bytes.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::TopicProduceResponse;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+use weir_wire::message::{decode_request, encode_request_keeping_header, encode_response};
+use weir_wire::scan::TopicRef;
+
+use crate::answers::{failed_partition, merge_produce_answers};
+use crate::filter::ResponseContext;
+use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::quota::{covers, ANONYMOUS};
+use crate::safeguard::{BatchFacts, Codec, ProduceSafeguard, Refusal};
+use crate::snapshot::Snapshot;
+
+/// The first Produce version whose partition answers carry a message.
+const FIRST_ERROR_MESSAGE: i16 = 8;
+
+pub(crate) struct SafeguardFilter {
+    rules: Arc<[ProduceSafeguard]>,
+    /// The rules whose principals cover this connection's.
+    mine: Vec<ProduceSafeguard>,
+    principal: String,
+}
+
+/// A topic as the request names it.
+#[derive(Clone, PartialEq, Eq)]
+enum Topic {
+    Name(String),
+    Id(Uuid),
+}
+
+/// The refused partitions, added to the broker's answer.
+struct Refused(Vec<TopicProduceResponse>);
+
+impl SafeguardFilter {
+    pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo) -> Self {
+        let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
+        let mut filter = Self { rules: snapshot.produce_safeguards.clone(), mine: Vec::new(), principal };
+        filter.choose();
+        filter
+    }
+
+    fn choose(&mut self) {
+        let principal = &self.principal;
+        self.mine = self.rules.iter().filter(|r| covers(&r.principals, principal)).cloned().collect();
+    }
+
+    /// The topic ids the request names that the sidecar cannot name yet.
+    fn unknown_ids(&self, cx: &RequestContext<'_>) -> Result<Vec<Uuid>, FilterError> {
+        let ids = cx.services.topic_ids();
+        let mut unknown = Vec::new();
+        weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, _, _| {
+            if let TopicRef::Id(id) = topic {
+                let id = Uuid::from_bytes(id);
+                if ids.name(&id).is_none() && !unknown.contains(&id) {
+                    unknown.push(id);
+                }
+            }
+        })
+        .map_err(FilterError::BadRequestBody)?;
+        Ok(unknown)
+    }
+
+    /// Every partition the rules refuse, with the first refusal of each.
+    fn refusals(&self, cx: &RequestContext<'_>) -> Result<Vec<(Topic, i32, Refusal, u64)>, FilterError> {
+        let ids = cx.services.topic_ids();
+        let acks = weir_wire::produce::acks(cx.body(), cx.header.api_version).map_err(FilterError::BadRequestBody)?;
+        let client_id = cx.header.client_id_str();
+        let mut refused = Vec::new();
+        weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
+            let (name, topic) = match topic {
+                TopicRef::Name(name) => (Some(name.to_owned()), Topic::Name(name.to_owned())),
+                TopicRef::Id(id) => {
+                    let id = Uuid::from_bytes(id);
+                    (ids.name(&id).map(|n| n.to_string()), Topic::Id(id))
+                }
+            };
+            // An id the cluster cannot name is no topic: the broker refuses it as such.
+            let Some(name) = name else { return };
+            let refusal = self.mine.iter().filter(|rule| rule.covers(&self.principal, &name)).find_map(|rule| {
+                rule.refuses_request(&name, client_id, acks).or_else(|| {
+                    weir_wire::records::batches(records).find_map(|batch| {
+                        let codec = batch.attributes.and_then(Codec::of_attributes);
+                        rule.refuses_batch(&BatchFacts { size: batch.size, codec })
+                    })
+                })
+            });
+            if let Some(refusal) = refusal {
+                refused.push((topic, partition, refusal, weir_wire::records::count_records(records)));
+            }
+        })
+        .map_err(FilterError::BadRequestBody)?;
+        Ok(refused)
+    }
+
+    fn guard(&self, cx: &mut RequestContext<'_>) -> Result<RequestAction, FilterError> {
+        let refused = self.refusals(cx)?;
+        if refused.is_empty() {
+            return Ok(RequestAction::Continue);
+        }
+        let version = cx.header.api_version;
+        let mut answers: Vec<TopicProduceResponse> = Vec::new();
+        for (topic, partition, refusal, records) in &refused {
+            cx.services.metrics().produce_refused(&refusal.rule, refusal.breach.as_str(), *records);
+            tracing::debug!(partition, rule = refusal.rule, reason = refusal.message, "produce refused");
+            let mut answer = failed_partition(*partition, refusal.breach.error_code());
+            if version >= FIRST_ERROR_MESSAGE {
+                answer = answer.with_error_message(Some(StrBytes::from_string(refusal.message.clone())));
+            }
+            let entry = match topic {
+                Topic::Name(name) => {
+                    TopicProduceResponse::default().with_name(StrBytes::from_string(name.clone()).into())
+                }
+                Topic::Id(id) => TopicProduceResponse::default().with_topic_id(*id),
+            };
+            merge_produce_answers(&mut answers, [entry.with_partition_responses(vec![answer])]);
+        }
+        // Decoded only after the bounds-checked walk read it whole.
+        let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
+        for topic in &mut request.topic_data {
+            let named =
+                if topic.topic_id.is_nil() { Topic::Name(topic.name.to_string()) } else { Topic::Id(topic.topic_id) };
+            topic.partition_data.retain(|p| !refused.iter().any(|(t, i, _, _)| *t == named && *i == p.index));
+        }
+        request.topic_data.retain(|t| !t.partition_data.is_empty());
+        let nothing_left = request.topic_data.is_empty();
+        let header = cx.header;
+        if request.acks == 0 {
+            // No answer is expected: the refused records are dropped (and counted).
+            if nothing_left {
+                return Ok(RequestAction::Drop);
+            }
+        } else if nothing_left {
+            let response = ProduceResponse::default().with_responses(answers);
+            let frame = encode_response(header.correlation_id, ApiKey::Produce, version, &response)
+                .map_err(FilterError::BadRequest)?;
+            return Ok(RequestAction::Answer(frame));
+        } else {
+            cx.remember(Refused(answers));
+        }
+        let frame = encode_request_keeping_header(cx.frame(), header, &request).map_err(FilterError::BadRequest)?;
+        cx.replace_frame(frame);
+        Ok(RequestAction::Continue)
+    }
+}
+
+impl Filter for SafeguardFilter {
+    fn name(&self) -> &'static str {
+        "safeguard"
+    }
+
+    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
+        api == ApiKey::Produce && !self.mine.is_empty()
+    }
+
+    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        let unknown = match self.unknown_ids(cx) {
+            Ok(unknown) => unknown,
+            Err(err) => return ready(Err(err)),
+        };
+        if unknown.is_empty() {
+            return ready(self.guard(cx));
+        }
+        // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
+        later(async move {
+            cx.services.resolve_topic_ids(&unknown).await;
+            self.guard(cx)
+        })
+    }
+
+    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
+        let Some(Refused(answers)) = cx.take_note::<Refused>() else { return ready(Ok(())) };
+        let merged =
+            cx.message.decoded_mut::<ProduceResponse>().map(|r| merge_produce_answers(&mut r.responses, answers));
+        ready(merged.map_err(FilterError::BadResponse))
+    }
+
+    fn on_authenticated(&mut self, principal: &str) {
+        principal.clone_into(&mut self.principal);
+        self.choose();
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+        if !Arc::ptr_eq(&self.rules, &snapshot.produce_safeguards) {
+            self.rules = snapshot.produce_safeguards.clone();
+            self.choose();
+        }
+    }
+}
