@@ -1,0 +1,138 @@
+//! Produce safeguards (`produce_safeguards:`) through a real sidecar in front of the real
+//! cluster, with librdkafka and Java producers: writes that break a rule fail with the error a
+//! broker would give (INVALID_REQUIRED_ACKS, POLICY_VIOLATION, MESSAGE_TOO_LARGE) and never
+//! reach the broker; writes that keep the rules (an idempotent Java producer among them) are
+//! written; a request mixing both is served in part, the refusal naming its rule.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::raw::{read_frame, record_batch, request};
+use common::{direct_bootstrap, java_client, rd, unique, Sidecar, SidecarOptions};
+use rdkafka::consumer::Consumer;
+use rdkafka::types::RDKafkaErrorCode;
+use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use weir_wire::kafka_protocol::protocol::StrBytes;
+use weir_wire::message::decode_response;
+
+fn safeguards(prefix: &str) -> String {
+    format!(
+        "produce_safeguards:
+  - {{name: durable, topics: ['{prefix}-guarded'], require_acks_all: true, compression: [lz4, zstd]}}
+  - {{name: small-batches, topics: ['{prefix}-small'], max_batch_bytes: 20000}}
+  - {{name: archive, topics: ['{prefix}-archive*'], read_only: true}}
+  - {{name: billing-only, topics: ['{prefix}-billing'], client_ids: ['billing-*']}}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_that_break_a_safeguard_are_refused_with_the_brokers_error_and_the_rest_are_written() {
+    let prefix = unique("guard");
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: safeguards(&prefix), ..Default::default() });
+    let bs = sidecar.bootstrap();
+    let topic = |name: &str| format!("{prefix}-{name}");
+    for name in ["guarded", "small", "archive", "billing", "free"] {
+        rd::create_topic(&direct_bootstrap(), &topic(name), 1).await;
+    }
+
+    // acks=all and lz4 or zstd on the guarded topic.
+    let guarded = topic("guarded");
+    let refused = rd::produce_refused(&bs, &guarded, &[("acks", "1"), ("compression.type", "lz4")]).await;
+    assert_eq!(refused.delivery, RDKafkaErrorCode::InvalidRequiredAcks);
+    let refused = rd::produce_refused(&bs, &guarded, &[("acks", "all"), ("compression.type", "none")]).await;
+    assert_eq!(refused.delivery, RDKafkaErrorCode::PolicyViolation);
+    let keeps = rd::producer(&bs, &[("acks", "all"), ("compression.type", "zstd")]);
+    rd::produce(&keeps, &guarded, "kept", 50).await;
+    // The Java client, idempotent, lz4, acks=all: every record written.
+    let lines = java_client(&[
+        "produce",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        &guarded,
+        "--count",
+        "200",
+        "--idempotent",
+        "--compression",
+        "lz4",
+        "--acks",
+        "all",
+    ]);
+    assert!(lines.iter().any(|l| l == "produced=200"), "{lines:?}");
+    let written = rd::consume(&direct_bootstrap(), &guarded, &unique("check"), 250, &[]);
+    assert_eq!(written.len(), 250, "only what keeps the rules was written");
+
+    // Batches over 20,000 bytes are too large; librdkafka's smaller ones go through.
+    let small = topic("small");
+    let big_batches = [("batch.size", "1000000"), ("linger.ms", "200"), ("compression.type", "none")];
+    let big = rd::producer(&bs, &big_batches);
+    let value = vec![b'x'; 2000];
+    let sends: Vec<_> = (0..50)
+        .map(|_| big.send_result(rdkafka::producer::FutureRecord::<(), _>::to(&small).payload(&value)).unwrap())
+        .collect();
+    for send in sends {
+        let (error, _) = send.await.unwrap().expect_err("a 100 KB batch is over the limit");
+        assert_eq!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge));
+    }
+    let fitting = rd::producer(&bs, &[("batch.size", "16000"), ("compression.type", "none")]);
+    rd::produce(&fitting, &small, "fits", 20).await;
+
+    // Read-only: no write, but reading goes on.
+    let archive = topic("archive");
+    rd::produce(&rd::producer(&direct_bootstrap(), &[]), &archive, "old", 3).await;
+    let refused = rd::produce_refused(&bs, &archive, &[]).await;
+    assert_eq!(refused.delivery, RDKafkaErrorCode::PolicyViolation);
+    assert_eq!(rd::consume(&bs, &archive, &unique("reader"), 3, &[]).len(), 3);
+
+    // Only billing client ids may write to the billing topic.
+    let billing = topic("billing");
+    let refused = rd::produce_refused(&bs, &billing, &[("client.id", "orders-api")]).await;
+    assert_eq!(refused.delivery, RDKafkaErrorCode::PolicyViolation);
+    rd::produce(&rd::producer(&bs, &[("client.id", "billing-api")]), &billing, "bill", 5).await;
+
+    // One request, a refused topic and a free one: served in part, the refusal named.
+    let free = topic("free");
+    let metadata = rd::consumer(&bs, &unique("g"), &[]);
+    let md = metadata.fetch_metadata(Some(&free), Duration::from_secs(10)).unwrap();
+    let leader = md.topics()[0].partitions()[0].leader();
+    let mut stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let part = |topic: &str, value: &'static [u8]| {
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_owned()))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(0).with_records(Some(record_batch(value)))],
+        )
+    };
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![part(&archive, b"must-not-land"), part(&free, b"mixed-ok")]);
+    stream.write_all(&request(ApiKey::Produce, 9, 7, &produce)).unwrap();
+    let (_, response): (_, ProduceResponse) =
+        decode_response(&read_frame(&mut stream).unwrap(), ApiKey::Produce, 9).unwrap();
+    let answer = |name: &str| {
+        let entry = response.responses.iter().find(|t| t.name.as_str() == name);
+        entry.unwrap_or_else(|| panic!("no entry for {name}: {response:?}")).partition_responses[0].clone()
+    };
+    assert_eq!(answer(&free).error_code, 0, "the free topic's write was served");
+    let refusal = answer(&archive);
+    assert_eq!(refusal.error_code, 44);
+    assert_eq!(
+        refusal.error_message.as_deref(),
+        Some(format!("topic `{archive}` is read-only (rule `archive`)").as_str())
+    );
+    let direct = rd::consume(&direct_bootstrap(), &archive, &unique("check"), 3, &[]);
+    assert!(direct.iter().all(|r| r.value.starts_with("old")), "a refused write reached the broker: {direct:?}");
+
+    let refused = |rule: &str, reason: &str| {
+        sidecar.metric("weir_kafka_produce_refused_records_total", &[("rule", rule), ("reason", reason)])
+    };
+    assert!(refused("durable", "acks") >= 1.0 && refused("durable", "compression") >= 1.0);
+    assert_eq!(refused("small-batches", "batch_size"), 50.0);
+    assert!(refused("archive", "read_only") >= 2.0 && refused("billing-only", "client_id") >= 1.0);
+    sidecar.assert_quiet();
+}
