@@ -19,8 +19,8 @@
 //! 9. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!    traffic counts the responses as the faults left them: what clients were told.
 //! 10. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
-//!    fault, so that it sees only writes that reached the broker, and the broker's answer
-//!    before a fault changes it.
+//!     fault, so that it sees only writes that reached the broker, and the broker's answer
+//!     before a fault changes it.
 //! 11. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
 //!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
 //!     which must see the answer the client gets.
