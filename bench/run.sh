@@ -6,7 +6,8 @@
 #
 #   bench/run.sh [--quick] [--rounds N] [--brokers N] [--records N] [--record-size BYTES]
 #                [--acks 0|1|all] [--batch-size BYTES] [--latency-rate R] [--latency-seconds S]
-#                [--secure [--direct-tls] | --policies] [--no-relay] [--latency-only] [--no-build]
+#                [--secure [--direct-tls] | --policies [--safeguards]] [--no-relay] [--latency-only]
+#                [--no-build]
 #
 #   default: 3 rounds, 1 broker, 1,000,000 records of 1 KiB, latency 30 s at 1000 records/s
 #   --quick: 1 round, 200,000 records, latency 10 s (a smoke test, about 2 minutes)
@@ -21,6 +22,9 @@
 #      principal and meters every client under a quota rule too high to throttle, so the
 #      ratios price the filter chain's policies alone (issue 12's target: >= 0.95 of the run
 #      without them).
+#   --safeguards: with --policies, also a produce safeguard on every topic that every batch
+#      passes (compression any codec, batch size under 100 MB), so that each Produce request
+#      is read for its batch headers: the price of issue 13's safeguards on a guarded topic.
 #   --direct-tls: with --secure, direct clients use the brokers' own mTLS listener (TLSDIRECT)
 #      with the same client certificate, so the ratios price the sidecar over Kafka's TLS.
 #   --acks, --batch-size: the producers' acks (default 1; the latency producer too) and
@@ -84,7 +88,7 @@ CLUSTER=bench
 BASE_PORT=9492
 
 ROUNDS=3 BROKERS=1 RECORDS=1000000 RECORD_SIZE=1024 LAT_RATE=1000 LAT_SECONDS=30 LAT_WARMUP=5
-QUICK=0 BUILD=1 SECURE=0 POLICIES=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE="" LATENCY_ONLY=0
+QUICK=0 BUILD=1 SECURE=0 POLICIES=0 SAFEGUARDS=0 DIRECT_TLS=0 RELAY=1 ACKS=1 BATCH_SIZE="" LATENCY_ONLY=0
 PARTITIONS=6
 LISTEN=${WEIR_BENCH_LISTEN:-127.0.0.1:29092}
 ADMIN=${WEIR_BENCH_ADMIN:-127.0.0.1:29901}
@@ -108,6 +112,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --secure) SECURE=1; T_RATIO=0.85; shift ;;
     --policies) POLICIES=1; shift ;;
+    --safeguards) SAFEGUARDS=1; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
     --no-relay) RELAY=0; shift ;;
     --latency-only) LATENCY_ONLY=1; shift ;;
@@ -311,7 +316,14 @@ authorization: {policy: $RUN_DIR/policy.yaml}
 quotas:
   - {name: bench, principals: ['*'], produce_bytes_per_second: 10000000000, fetch_bytes_per_second: 10000000000}
 EOF
+  if ((SAFEGUARDS)); then
+    cat >> "$RUN_DIR/weir.yaml" <<EOF
+produce_safeguards:
+  - {name: bench, topics: ['*'], compression: [none, gzip, snappy, lz4, zstd], max_batch_bytes: 100000000}
+EOF
+  fi
 fi
+if ((SAFEGUARDS && !POLICIES)); then die "--safeguards goes with --policies"; fi
 if ((SECURE)); then
   PKI=${WEIR_KAFKA_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/kafka}/$CLUSTER/tls
   [[ -f $PKI/ca.pem && -f $PKI/client.pem ]] || die "no test PKI in $PKI (made by scripts/kafka.sh start)"
@@ -567,6 +579,7 @@ report() {
   fi
   if ((POLICIES)); then
     echo "policies: plaintext; the sidecar enforces a 100-rule policy on a fixed principal and meters every client under a quota rule too high to throttle"
+    if ((SAFEGUARDS)); then echo "safeguards: a produce safeguard on every topic reads every batch header (all pass)"; fi
   fi
   if ((RELAY)); then
     echo "relay: $(haproxy -v | head -n 1 | cut -d' ' -f1-3) in TCP mode, plaintext, one frontend per broker (a zero-work hop); p/r is the sidecar's ratio to it"
