@@ -154,9 +154,9 @@ impl ProduceSafeguard {
         Ok(())
     }
 
-    /// Whether the rule covers writes of `principal` to `topic`.
-    pub fn covers(&self, principal: &str, topic: &str) -> bool {
-        covers(&self.principals, principal) && self.topics.iter().any(|p| Pattern::parse(p).matches(topic))
+    /// Whether the rule covers writes of `principal`.
+    pub fn covers_principal(&self, principal: &str) -> bool {
+        covers(&self.principals, principal)
     }
 
     fn refuse(&self, breach: Breach, message: String) -> Option<Refusal> {
@@ -164,11 +164,11 @@ impl ProduceSafeguard {
     }
 
     /// Why the rule refuses every write of this request to `topic`, if it does.
-    pub fn refuses_request(&self, topic: &str, client_id: &str, acks: i16) -> Option<Refusal> {
+    fn refuses_request(&self, topic: &str, client_id: &str, acks: i16, client_ids: &[Pattern]) -> Option<Refusal> {
         if self.read_only {
             return self.refuse(Breach::ReadOnly, format!("topic `{topic}` is read-only"));
         }
-        if !self.client_ids.is_empty() && !self.client_ids.iter().any(|p| Pattern::parse(p).matches(client_id)) {
+        if !client_ids.is_empty() && !client_ids.iter().any(|p| p.matches(client_id)) {
             let allowed = self.client_ids.join(", ");
             return self
                 .refuse(Breach::ClientId, format!("client id `{client_id}` may not write to `{topic}` ({allowed})"));
@@ -180,7 +180,7 @@ impl ProduceSafeguard {
     }
 
     /// Why the rule refuses a batch, if it does.
-    pub fn refuses_batch(&self, batch: &BatchFacts) -> Option<Refusal> {
+    fn refuses_batch(&self, batch: &BatchFacts) -> Option<Refusal> {
         if !self.compression.is_empty() {
             let allowed = |codec| self.compression.contains(&codec);
             if !batch.codec.is_some_and(allowed) {
@@ -193,6 +193,35 @@ impl ProduceSafeguard {
             return self.refuse(Breach::BatchSize, format!("a batch of {} bytes; at most {max}", batch.size));
         }
         None
+    }
+}
+
+/// A rule with its name patterns parsed, as the filter applies it.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    rule: ProduceSafeguard,
+    topics: Vec<Pattern>,
+    client_ids: Vec<Pattern>,
+}
+
+impl Guard {
+    pub fn new(rule: &ProduceSafeguard) -> Self {
+        let parse = |list: &[String]| list.iter().map(|p| Pattern::parse(p)).collect();
+        Self { topics: parse(&rule.topics), client_ids: parse(&rule.client_ids), rule: rule.clone() }
+    }
+
+    pub fn guards(&self, topic: &str) -> bool {
+        self.topics.iter().any(|p| p.matches(topic))
+    }
+
+    /// Why the rule refuses every write of this request to `topic`, if it does.
+    pub fn refuses_request(&self, topic: &str, client_id: &str, acks: i16) -> Option<Refusal> {
+        self.rule.refuses_request(topic, client_id, acks, &self.client_ids)
+    }
+
+    /// Why the rule refuses a batch, if it does.
+    pub fn refuses_batch(&self, batch: &BatchFacts) -> Option<Refusal> {
+        self.rule.refuses_batch(batch)
     }
 }
 
@@ -222,12 +251,14 @@ mod tests {
 
     #[test]
     fn each_safeguard_refuses_with_the_error_a_broker_would_give_and_names_the_rule() {
-        let rule = &rules(
-            "[{name: orders, topics: ['orders*'], require_acks_all: true, compression: [lz4, zstd],
-               max_batch_bytes: 1000, client_ids: ['orders-*']}]",
-        )
-        .unwrap()[0];
-        assert!(rule.covers("User:any", "orders.v2") && !rule.covers("User:any", "payments"));
+        let rule = &Guard::new(
+            &rules(
+                "[{name: orders, topics: ['orders*'], require_acks_all: true, compression: [lz4, zstd],
+                   max_batch_bytes: 1000, client_ids: ['orders-*']}]",
+            )
+            .unwrap()[0],
+        );
+        assert!(rule.guards("orders.v2") && !rule.guards("payments"));
         assert_eq!(rule.refuses_request("orders", "orders-api", -1), None);
         let acks = rule.refuses_request("orders", "orders-api", 1).unwrap();
         assert_eq!(
@@ -244,7 +275,7 @@ mod tests {
         let big = rule.refuses_batch(&BatchFacts { size: 1001, ..lz4 }).unwrap();
         assert_eq!((big.breach, big.breach.error_code()), (Breach::BatchSize, 10));
         assert_eq!(rule.refuses_batch(&BatchFacts { codec: None, ..lz4 }).unwrap().breach, Breach::Compression);
-        let read_only = &rules("[{name: ro, topics: [audit], read_only: true}]").unwrap()[0];
+        let read_only = Guard::new(&rules("[{name: ro, topics: [audit], read_only: true}]").unwrap()[0]);
         assert_eq!(read_only.refuses_request("audit", "x", -1).unwrap().breach, Breach::ReadOnly);
     }
 

@@ -37,6 +37,11 @@ impl Drop for BrokerChanged {
     }
 }
 
+/// Held by each test while it changes a broker: the tests of this file run side by side, and
+/// a broker one of them pauses would fail the other's requests (a topic creation retried
+/// after a timeout finds its topic already made).
+static CHANGING_THE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn kafka_sh(args: &[&str]) {
     let status = Command::new(repo_root().join("scripts/kafka.sh")).args(args).status().expect("kafka.sh");
     assert!(status.success(), "kafka.sh {args:?} failed");
@@ -44,6 +49,7 @@ fn kafka_sh(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
+    let _alone = CHANGING_THE_CLUSTER.lock().await;
     let sidecar = Sidecar::start();
     let bs = sidecar.bootstrap();
     let topic = unique("restart");
@@ -100,6 +106,7 @@ async fn broker_restart_mid_stream_loses_and_duplicates_nothing() {
 
 #[test]
 fn a_broker_that_stops_answering_has_its_client_connections_closed_after_the_request_timeout() {
+    let _alone = CHANGING_THE_CLUSTER.blocking_lock();
     use std::io::Write;
     let upstream_yaml = "  circuit_breaker: {request_timeout_ms: 2000}\n".to_owned();
     let sidecar = Sidecar::start_with(SidecarOptions { upstream_yaml, ..Default::default() });

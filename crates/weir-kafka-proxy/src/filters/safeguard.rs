@@ -5,6 +5,7 @@
 //! headers as they are, without decoding; a request breaking nothing goes on as the same
 //! bytes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use kafka_protocol::messages::produce_response::TopicProduceResponse;
@@ -17,22 +18,24 @@ use weir_wire::scan::TopicRef;
 use crate::answers::{failed_partition, merge_produce_answers};
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
-use crate::quota::{covers, ANONYMOUS};
-use crate::safeguard::{BatchFacts, Codec, ProduceSafeguard, Refusal};
+use crate::quota::ANONYMOUS;
+use crate::safeguard::{BatchFacts, Codec, Guard, ProduceSafeguard, Refusal};
 use crate::snapshot::Snapshot;
 
 /// The first Produce version whose partition answers carry a message.
 const FIRST_ERROR_MESSAGE: i16 = 8;
+/// The first Produce version that names topics by id.
+const FIRST_BY_ID: i16 = 13;
 
 pub(crate) struct SafeguardFilter {
     rules: Arc<[ProduceSafeguard]>,
     /// The rules whose principals cover this connection's.
-    mine: Vec<ProduceSafeguard>,
+    mine: Vec<Guard>,
     principal: String,
 }
 
 /// A topic as the request names it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Topic {
     Name(String),
     Id(Uuid),
@@ -51,7 +54,7 @@ impl SafeguardFilter {
 
     fn choose(&mut self) {
         let principal = &self.principal;
-        self.mine = self.rules.iter().filter(|r| covers(&r.principals, principal)).cloned().collect();
+        self.mine = self.rules.iter().filter(|r| r.covers_principal(principal)).map(Guard::new).collect();
     }
 
     /// The topic ids the request names that the sidecar cannot name yet.
@@ -77,24 +80,31 @@ impl SafeguardFilter {
         let client_id = cx.header.client_id_str();
         let mut refused = Vec::new();
         weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
-            let (name, topic) = match topic {
-                TopicRef::Name(name) => (Some(name.to_owned()), Topic::Name(name.to_owned())),
-                TopicRef::Id(id) => {
-                    let id = Uuid::from_bytes(id);
-                    (ids.name(&id).map(|n| n.to_string()), Topic::Id(id))
-                }
+            let learned;
+            let name = match topic {
+                TopicRef::Name(name) => name,
+                // An id the cluster cannot name is no topic: the broker refuses it as such.
+                TopicRef::Id(id) => match ids.name(&Uuid::from_bytes(id)) {
+                    Some(name) => {
+                        learned = name;
+                        &*learned
+                    }
+                    None => return,
+                },
             };
-            // An id the cluster cannot name is no topic: the broker refuses it as such.
-            let Some(name) = name else { return };
-            let refusal = self.mine.iter().filter(|rule| rule.covers(&self.principal, &name)).find_map(|rule| {
-                rule.refuses_request(&name, client_id, acks).or_else(|| {
+            let refusal = self.mine.iter().filter(|guard| guard.guards(name)).find_map(|guard| {
+                guard.refuses_request(name, client_id, acks).or_else(|| {
                     weir_wire::records::batches(records).find_map(|batch| {
                         let codec = batch.attributes.and_then(Codec::of_attributes);
-                        rule.refuses_batch(&BatchFacts { size: batch.size, codec })
+                        guard.refuses_batch(&BatchFacts { size: batch.size, codec })
                     })
                 })
             });
             if let Some(refusal) = refusal {
+                let topic = match topic {
+                    TopicRef::Name(name) => Topic::Name(name.to_owned()),
+                    TopicRef::Id(id) => Topic::Id(Uuid::from_bytes(id)),
+                };
                 refused.push((topic, partition, refusal, weir_wire::records::count_records(records)));
             }
         })
@@ -126,10 +136,12 @@ impl SafeguardFilter {
         }
         // Decoded only after the bounds-checked walk read it whole.
         let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
+        let refused: HashSet<(Topic, i32)> =
+            refused.into_iter().map(|(topic, partition, ..)| (topic, partition)).collect();
         for topic in &mut request.topic_data {
             let named =
                 if topic.topic_id.is_nil() { Topic::Name(topic.name.to_string()) } else { Topic::Id(topic.topic_id) };
-            topic.partition_data.retain(|p| !refused.iter().any(|(t, i, _, _)| *t == named && *i == p.index));
+            topic.partition_data.retain(|p| !refused.contains(&(named.clone(), p.index)));
         }
         request.topic_data.retain(|t| !t.partition_data.is_empty());
         let nothing_left = request.topic_data.is_empty();
@@ -163,7 +175,8 @@ impl Filter for SafeguardFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        let unknown = match self.unknown_ids(cx) {
+        let by_id = cx.header.api_version >= FIRST_BY_ID;
+        let unknown = match if by_id { self.unknown_ids(cx) } else { Ok(Vec::new()) } {
             Ok(unknown) => unknown,
             Err(err) => return ready(Err(err)),
         };
