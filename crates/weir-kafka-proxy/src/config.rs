@@ -315,11 +315,8 @@ impl SidecarConfig {
         let mut plans = Vec::with_capacity(self.faults.len());
         for (i, rule) in self.faults.iter().enumerate() {
             plans.push(rule.compile(origin, &format!("faults[{i}]"))?);
-            if let Some(j) = self.faults[..i].iter().position(|other| other.name == rule.name) {
-                let why = format!("`{}` is also faults[{j}]'s name", rule.name);
-                return Err(invalid(origin, &format!("faults[{i}].name"), why));
-            }
         }
+        unique_names(self.faults.iter().map(|rule| rule.name.as_str()), "faults", origin)?;
         Ok(plans)
     }
 
@@ -338,14 +335,8 @@ impl SidecarConfig {
         }
         for (i, rule) in self.quotas.iter().enumerate() {
             rule.validate(origin, &format!("quotas[{i}]"))?;
-            if let Some(j) = self.quotas[..i].iter().position(|other| other.name == rule.name) {
-                return Err(invalid(
-                    origin,
-                    &format!("quotas[{i}].name"),
-                    format!("`{}` is also quotas[{j}]'s name", rule.name),
-                ));
-            }
         }
+        unique_names(self.quotas.iter().map(|rule| rule.name.as_str()), "quotas", origin)?;
         self.fault_plans(origin)?;
         if let Some(rate) = self.limits.connections_per_second.filter(|rate| rate.is_nan() || *rate < 1.0) {
             return Err(invalid(origin, "limits.connections_per_second", format!("must be at least 1, not {rate}")));
@@ -441,6 +432,24 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
         return None;
     }
     Some((host, port.parse().ok()?))
+}
+
+/// Refuses the first rule of the config list `list` whose name (`names`, in order) an earlier
+/// rule has: names stand for rules in metrics, logs and refusals.
+pub(crate) fn unique_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    list: &str,
+    origin: &Path,
+) -> Result<(), ConfigError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if let Some(j) = seen.iter().position(|earlier| *earlier == name) {
+            let why = format!("`{name}` is also {list}[{j}]'s name");
+            return Err(invalid(origin, &format!("{list}[{i}].name"), why));
+        }
+        seen.push(name);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -228,14 +228,9 @@ impl Guard {
 /// Checks `produce_safeguards:`: each rule named, unique, guarding some topics and something.
 pub fn validate_rules(rules: &[ProduceSafeguard], origin: &Path) -> Result<(), ConfigError> {
     for (i, rule) in rules.iter().enumerate() {
-        let at = format!("produce_safeguards[{i}]");
-        rule.validate(origin, &at)?;
-        if let Some(j) = rules[..i].iter().position(|other| other.name == rule.name) {
-            let why = format!("`{}` is also produce_safeguards[{j}]'s name", rule.name);
-            return Err(invalid(origin, &format!("{at}.name"), why));
-        }
+        rule.validate(origin, &format!("produce_safeguards[{i}]"))?;
     }
-    Ok(())
+    crate::config::unique_names(rules.iter().map(|rule| rule.name.as_str()), "produce_safeguards", origin)
 }
 
 #[cfg(test)]

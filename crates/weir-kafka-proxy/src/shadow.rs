@@ -93,11 +93,8 @@ impl ShadowRule {
 pub fn validate_rules(rules: &[ShadowRule], origin: &Path) -> Result<(), ConfigError> {
     for (i, rule) in rules.iter().enumerate() {
         rule.validate(origin, &format!("shadows[{i}]"))?;
-        if let Some(j) = rules[..i].iter().position(|other| other.name == rule.name) {
-            let why = format!("`{}` is also shadows[{j}]'s name", rule.name);
-            return Err(invalid(origin, &format!("shadows[{i}].name"), why));
-        }
     }
+    crate::config::unique_names(rules.iter().map(|rule| rule.name.as_str()), "shadows", origin)?;
     Ok(())
 }
 

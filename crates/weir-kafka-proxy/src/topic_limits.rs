@@ -140,17 +140,9 @@ impl TopicCreationRule {
 /// numbers.
 pub fn validate_rules(rules: &[TopicCreationRule], origin: &Path) -> Result<(), ConfigError> {
     for (i, rule) in rules.iter().enumerate() {
-        let at = format!("topic_creation[{i}]");
-        rule.validate(origin, &at)?;
-        if let Some(j) = rules[..i].iter().position(|other| other.name == rule.name) {
-            return Err(invalid(
-                origin,
-                &format!("{at}.name"),
-                format!("`{}` is also topic_creation[{j}]'s name", rule.name),
-            ));
-        }
+        rule.validate(origin, &format!("topic_creation[{i}]"))?;
     }
-    Ok(())
+    crate::config::unique_names(rules.iter().map(|rule| rule.name.as_str()), "topic_creation", origin)
 }
 
 /// The first refusal of `ask` by a rule of `rules` covering `principal`, if any.

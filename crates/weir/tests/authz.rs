@@ -7,20 +7,17 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::raw::{read_frame, record_batch, request};
+use common::raw::{partition_zero, read_frame, request, to_leader_of};
 use common::{direct_bootstrap, java_client_output, rd, unique, Sidecar, SidecarOptions};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use weir_wire::kafka_protocol::protocol::StrBytes;
+use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use weir_wire::message::decode_response;
 
 const PRINCIPAL: &str = "spiffe://weir.test/ns/shop/sa/orders";
@@ -215,17 +212,8 @@ async fn a_request_mixing_allowed_and_denied_topics_is_served_in_part() {
     let sidecar = s.sidecar();
     let (allowed, readonly) = (s.topic("allowed"), s.topic("readonly"));
     // Produce must reach the allowed partition's leader; the denied part never leaves the sidecar.
-    let consumer = rd::consumer(&sidecar.bootstrap(), &unique("g"), &[]);
-    let md = consumer.fetch_metadata(Some(&allowed), Duration::from_secs(10)).unwrap();
-    let leader = md.topics()[0].partitions()[0].leader();
-    let mut stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-
-    let part = |topic: &str, value: &'static [u8]| {
-        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_owned()))).with_partition_data(
-            vec![PartitionProduceData::default().with_index(0).with_records(Some(record_batch(value)))],
-        )
-    };
+    let mut stream = to_leader_of(&sidecar, &allowed);
+    let part = partition_zero;
     let produce = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)

@@ -7,16 +7,11 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::time::Duration;
 
-use common::raw::{read_frame, record_batch, request};
+use common::raw::{partition_zero, read_frame, request, to_leader_of};
 use common::{direct_bootstrap, java_client, rd, unique, Sidecar, SidecarOptions};
-use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
-use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use weir_wire::kafka_protocol::protocol::StrBytes;
+use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use weir_wire::message::decode_response;
 
 fn safeguards(prefix: &str) -> String {
@@ -97,16 +92,8 @@ async fn writes_that_break_a_safeguard_are_refused_with_the_brokers_error_and_th
 
     // One request, a refused topic and a free one: served in part, the refusal named.
     let free = topic("free");
-    let metadata = rd::consumer(&bs, &unique("g"), &[]);
-    let md = metadata.fetch_metadata(Some(&free), Duration::from_secs(10)).unwrap();
-    let leader = md.topics()[0].partitions()[0].leader();
-    let mut stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let part = |topic: &str, value: &'static [u8]| {
-        TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_owned()))).with_partition_data(
-            vec![PartitionProduceData::default().with_index(0).with_records(Some(record_batch(value)))],
-        )
-    };
+    let mut stream = to_leader_of(&sidecar, &free);
+    let part = partition_zero;
     let produce = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)

@@ -111,3 +111,27 @@ pub fn sasl_plain(stream: &mut TcpStream, user: &str, password: &str) {
         call(stream, ApiKey::SaslAuthenticate, 2, &SaslAuthenticateRequest::default().with_auth_bytes(token));
     assert_eq!(answer.error_code, 0, "{user} not authenticated: {:?}", answer.error_message);
 }
+
+/// Produce data for partition 0 of `topic`: one record with this value.
+pub fn partition_zero(
+    topic: &str,
+    value: &'static [u8],
+) -> weir_wire::kafka_protocol::messages::produce_request::TopicProduceData {
+    use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use weir_wire::kafka_protocol::messages::TopicName;
+    TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.to_owned()))).with_partition_data(vec![
+        PartitionProduceData::default().with_index(0).with_records(Some(record_batch(value))),
+    ])
+}
+
+/// A raw connection to the sidecar's listener for the leader of `topic`'s partition 0 (a
+/// produce must reach the leader), with a 10 s read timeout.
+pub fn to_leader_of(sidecar: &super::Sidecar, topic: &str) -> TcpStream {
+    use rdkafka::consumer::Consumer;
+    let consumer = super::rd::consumer(&sidecar.bootstrap(), &super::unique("leader-lookup"), &[]);
+    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
+    let leader = metadata.topics()[0].partitions()[0].leader();
+    let stream = TcpStream::connect(("127.0.0.1", sidecar.broker_port_base + leader as u16)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    stream
+}
