@@ -8,10 +8,13 @@ mod common;
 
 use std::io::Write;
 
-use common::raw::{partition_zero, read_frame, request, to_leader_of};
+use common::raw::{partition_zero, read_frame, record_batch, request, to_leader_of};
 use common::{direct_bootstrap, java_client, rd, unique, Sidecar, SidecarOptions};
+use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
-use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use weir_wire::kafka_protocol::protocol::StrBytes;
 use weir_wire::message::decode_response;
 
 fn safeguards(prefix: &str) -> String {
@@ -114,6 +117,25 @@ async fn writes_that_break_a_safeguard_are_refused_with_the_brokers_error_and_th
     );
     let direct = rd::consume(&direct_bootstrap(), &archive, &unique("check"), 3, &[]);
     assert!(direct.iter().all(|r| r.value.starts_with("old")), "a refused write reached the broker: {direct:?}");
+
+    // A batch whose header lies about its length (longer than the bytes sent) cannot be judged
+    // from its header: it goes on, and the broker refuses it as corrupt. Nothing is written,
+    // nothing slips past the rule, and the connection goes on serving.
+    let mut lying = record_batch(b"lies").to_vec();
+    lying[8..12].copy_from_slice(&(1_000_000i32).to_be_bytes());
+    let mut stream = to_leader_of(&sidecar, &guarded);
+    let part = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(guarded.clone())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(lying.into()))]);
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![part]);
+    stream.write_all(&request(ApiKey::Produce, 9, 8, &produce)).unwrap();
+    let (_, response): (_, ProduceResponse) =
+        decode_response(&read_frame(&mut stream).unwrap(), ApiKey::Produce, 9).unwrap();
+    let code = response.responses[0].partition_responses[0].error_code;
+    assert_ne!(code, 0, "a batch that lies about its length is not written");
+    let direct = rd::consumer(&direct_bootstrap(), &unique("check"), &[]);
+    let (_, end) = direct.fetch_watermarks(&guarded, 0, std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(end, 250, "the partition still ends after the 250 records written above");
 
     let refused = |rule: &str, reason: &str| {
         sidecar.metric("weir_kafka_produce_refused_records_total", &[("rule", rule), ("reason", reason)])
