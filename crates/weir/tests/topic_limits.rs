@@ -96,3 +96,46 @@ async fn topics_outside_the_limits_are_refused_with_policy_violation_and_the_res
     assert_eq!(sidecar.metric("weir_kafka_topic_creation_refused_total", &[("rule", "team-a")]), 6.0);
     sidecar.assert_quiet();
 }
+
+/// A CreateTopics request that declares a million topics in a few bytes is refused before
+/// anything is allocated for them: only its connection is closed, with a warning that says
+/// what was wrong and where; another connection is served.
+#[test]
+fn a_create_topics_request_whose_counts_lie_closes_only_its_connection() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    use common::raw;
+    use weir_wire::kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse, CreateTopicsRequest, TopicName};
+    use weir_wire::kafka_protocol::protocol::StrBytes;
+
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: LIMITS.into(), ..Default::default() });
+    let topic =
+        CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("team-a.x"))).with_num_partitions(1);
+    let create = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(1000);
+    let mut frame = raw::request(ApiKey::CreateTopics, 7, 1, &create);
+    // v7 is flexible: the topics array's length is a varint (n + 1) right after the header,
+    // 2 here; make it say a million.
+    let header_end = frame.len() - weir_wire::kafka_protocol::protocol::Encodable::compute_size(&create, 7).unwrap();
+    assert_eq!(frame[header_end], 2);
+    frame.splice(header_end..header_end + 1, [0xc1, 0x84, 0x3d]); // 1_000_001 as a varint
+    let length = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+
+    let mut bad = TcpStream::connect(sidecar.addr).unwrap();
+    let mut good = TcpStream::connect(sidecar.addr).unwrap();
+    for stream in [&bad, &good] {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    bad.write_all(&frame).unwrap();
+    assert!(raw::closed_by_peer(&mut bad), "the lying request was answered");
+    let answer: ApiVersionsResponse = raw::call(&mut good, ApiKey::ApiVersions, 3, &raw::api_versions_request());
+    assert_eq!(answer.error_code, 0, "the other connection is served");
+    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]), 1.0);
+    let warnings = sidecar.unexpected_warnings(&[]);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("malformed CreateTopics request v7"),
+        "one warning naming the request: {warnings:?}"
+    );
+}
