@@ -46,7 +46,7 @@ pub struct SidecarConfig {
     /// Topic-level authorization by a policy file; every request is allowed when absent.
     #[serde(default)]
     pub authorization: Option<AuthorizationConfig>,
-    /// Byte-rate quotas per principal (and client id), with Kafka's throttling semantics;
+    /// Quotas per principal (and client id): byte rates, request time and connections, with Kafka's throttling semantics;
     /// changes apply live. None by default.
     #[serde(default)]
     pub quotas: Vec<crate::quota::QuotaRule>,

@@ -55,7 +55,7 @@ pub struct Snapshot {
     pub sasl: Option<Arc<SaslServer>>,
     /// The authorization policy; every request is allowed without one.
     pub policy: Option<Arc<Policy>>,
-    /// Byte-rate quotas; none limit anyone when empty.
+    /// Quotas (byte rates, request time, connections); none limit anyone when empty.
     pub quotas: Arc<[crate::quota::QuotaRule]>,
     /// Fault injection; off when empty.
     pub faults: Arc<[crate::fault::FaultPlan]>,

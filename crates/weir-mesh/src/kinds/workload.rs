@@ -43,7 +43,7 @@ pub struct WorkloadSpec {
     pub broker_ports: BrokerPorts,
     #[serde(default)]
     pub limits: Limits,
-    /// Byte-rate quotas of this workload's sidecar (docs/traffic-policy.md); applied live.
+    /// Quotas of this workload's sidecar: byte rates, request time, connections (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub quotas: Vec<QuotaRule>,
     /// Fault injection (chaos) in this workload's sidecar (docs/traffic-policy.md); applied
