@@ -87,6 +87,10 @@ pub fn exercise_broker_bytes(api_key: ApiKey, version: i16, data: &[u8]) {
         let _ = message.raise_throttle_time_ms(1000);
     }
     let _ = crate::records::count_records(data);
+    // Records read in place, as a record policy reads them: every item visited, headers too.
+    for record in crate::record_view::records(data, i32::MAX).flatten() {
+        let _ = record.headers().count();
+    }
 }
 
 #[cfg(test)]

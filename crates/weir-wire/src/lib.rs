@@ -24,6 +24,7 @@ pub mod fuzzing;
 pub mod header;
 pub mod message;
 pub mod produce;
+pub mod record_view;
 pub mod records;
 pub mod rename;
 pub mod resources;
