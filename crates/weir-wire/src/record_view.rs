@@ -178,16 +178,17 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use kafka_protocol::indexmap::IndexMap;
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::Record;
 
     use super::*;
     use crate::records::BATCH_HEAD;
+    use crate::test_support::{encode_batch, plain_record};
 
     fn record(
-        i: i64,
+        i: usize,
         key: Option<&'static [u8]>,
         value: Option<&'static [u8]>,
         headers: &[(&'static str, &'static [u8])],
@@ -196,31 +197,21 @@ mod tests {
         for (k, v) in headers {
             map.insert(StrBytes::from_static_str(k), Some(Bytes::from_static(v)));
         }
+        let timestamp = 1_700_000_000_000 + i as i64;
         Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            // Offset minus sequence constant: the encoder keeps such records in one batch.
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i,
             key: key.map(Bytes::from_static),
             value: value.map(Bytes::from_static),
             headers: map,
+            timestamp,
+            ..plain_record(i)
         }
     }
 
     /// A batch as a client's encoder writes it: its records section and declared count.
     fn section(records: &[Record]) -> (Vec<u8>, i32) {
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut buf, records, &options).unwrap();
-        let declared = i32::from_be_bytes(buf[BATCH_HEAD - 4..BATCH_HEAD].try_into().unwrap());
-        (buf[BATCH_HEAD..].to_vec(), declared)
+        let batch = encode_batch(records);
+        let declared = i32::from_be_bytes(batch[BATCH_HEAD - 4..BATCH_HEAD].try_into().unwrap());
+        (batch[BATCH_HEAD..].to_vec(), declared)
     }
 
     #[test]

@@ -27,31 +27,47 @@ pub(crate) fn unknown_tag() -> BTreeMap<i32, Bytes> {
     [(42, Bytes::from_static(b"??"))].into()
 }
 
+/// A record at offset (and sequence) `i` with no key, value or headers: the encoder keeps
+/// consecutive ones in one batch.
+pub(crate) fn plain_record(i: usize) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: i as i64,
+        sequence: i as i32,
+        timestamp: 0,
+        key: None,
+        value: None,
+        headers: Default::default(),
+    }
+}
+
+/// `records` as an uncompressed v2 batch, by the reference encoder.
+pub(crate) fn encode_batch(records: &[kafka_protocol::records::Record]) -> Vec<u8> {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.to_vec()
+}
+
 /// A v2 record batch of `records` records (values of 50 bytes and up), a transaction marker
 /// when `control`.
 pub(crate) fn record_batch(records: usize, control: bool) -> Vec<u8> {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
+    let records: Vec<_> = (0..records)
+        .map(|i| kafka_protocol::records::Record {
             transactional: control,
             control,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 0,
-            key: None,
             value: Some(Bytes::from(vec![b'v'; 50 + i])),
-            headers: Default::default(),
+            ..plain_record(i)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.to_vec()
+    encode_batch(&records)
 }
 
 /// `message` encoded at version `v` by the reference encoder.

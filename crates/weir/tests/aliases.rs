@@ -147,12 +147,9 @@ async fn a_producer_pointed_at_another_topic_writes_there_and_its_offsets_are_wh
 /// connection (the rename's walk refuses it) and no other.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_request_from_an_aliased_client_closes_only_its_connection() {
-    use std::io::Write;
-    use std::net::TcpStream;
-
     use common::raw;
     use weir_wire::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest, TopicName};
+    use weir_wire::kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
     use weir_wire::kafka_protocol::protocol::StrBytes;
 
     let sidecar = Sidecar::start_with(SidecarOptions {
@@ -167,16 +164,7 @@ async fn a_malformed_request_from_an_aliased_client_closes_only_its_connection()
     let length = (frame.len() - 4) as i32;
     frame[..4].copy_from_slice(&length.to_be_bytes());
 
-    let mut bad = TcpStream::connect(sidecar.addr).unwrap();
-    let mut good = TcpStream::connect(sidecar.addr).unwrap();
-    for stream in [&bad, &good] {
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    }
-    bad.write_all(&frame).unwrap();
-    assert!(raw::closed_by_peer(&mut bad), "the malformed request was answered");
-    let answer: ApiVersionsResponse = raw::call(&mut good, ApiKey::ApiVersions, 3, &raw::api_versions_request());
-    assert_eq!(answer.error_code, 0, "the other connection is served");
-    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]), 1.0);
+    raw::assert_closes_only_its_connection(&sidecar, &frame);
     // The one warning says what was wrong and where.
     sidecar.assert_quiet_except(&["malformed Metadata request v12 at byte 25 of the body: truncated"]);
 }

@@ -102,12 +102,9 @@ async fn topics_outside_the_limits_are_refused_with_policy_violation_and_the_res
 /// what was wrong and where; another connection is served.
 #[test]
 fn a_create_topics_request_whose_counts_lie_closes_only_its_connection() {
-    use std::io::Write;
-    use std::net::TcpStream;
-
     use common::raw;
     use weir_wire::kafka_protocol::messages::create_topics_request::CreatableTopic;
-    use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsResponse, CreateTopicsRequest, TopicName};
+    use weir_wire::kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
     use weir_wire::kafka_protocol::protocol::StrBytes;
 
     let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml: LIMITS.into(), ..Default::default() });
@@ -123,16 +120,7 @@ fn a_create_topics_request_whose_counts_lie_closes_only_its_connection() {
     let length = (frame.len() - 4) as i32;
     frame[..4].copy_from_slice(&length.to_be_bytes());
 
-    let mut bad = TcpStream::connect(sidecar.addr).unwrap();
-    let mut good = TcpStream::connect(sidecar.addr).unwrap();
-    for stream in [&bad, &good] {
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    }
-    bad.write_all(&frame).unwrap();
-    assert!(raw::closed_by_peer(&mut bad), "the lying request was answered");
-    let answer: ApiVersionsResponse = raw::call(&mut good, ApiKey::ApiVersions, 3, &raw::api_versions_request());
-    assert_eq!(answer.error_code, 0, "the other connection is served");
-    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]), 1.0);
+    raw::assert_closes_only_its_connection(&sidecar, &frame);
     let warnings = sidecar.unexpected_warnings(&[]);
     assert!(
         warnings.len() == 1 && warnings[0].contains("malformed CreateTopics request v7"),

@@ -135,3 +135,21 @@ pub fn to_leader_of(sidecar: &super::Sidecar, topic: &str) -> TcpStream {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     stream
 }
+
+/// Sends `frame` on a connection of its own and asserts that the sidecar closes only that
+/// connection, without an answer: another connection opened beside it is served, and one
+/// connection is counted closed for a bad request.
+pub fn assert_closes_only_its_connection(sidecar: &super::Sidecar, frame: &[u8]) {
+    use std::io::Write;
+    use weir_wire::kafka_protocol::messages::ApiVersionsResponse;
+    let mut bad = TcpStream::connect(sidecar.addr).unwrap();
+    let mut good = TcpStream::connect(sidecar.addr).unwrap();
+    for stream in [&bad, &good] {
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    }
+    bad.write_all(frame).unwrap();
+    assert!(closed_by_peer(&mut bad), "the malformed request was answered");
+    let answer: ApiVersionsResponse = call(&mut good, ApiKey::ApiVersions, 3, &api_versions_request());
+    assert_eq!(answer.error_code, 0, "the other connection is served");
+    assert_eq!(sidecar.metric("weir_kafka_closed_connections_total", &[("reason", "bad_request")]), 1.0);
+}
