@@ -175,6 +175,12 @@ pub struct Limits {
     /// no limit.
     #[serde(default)]
     pub connections_per_second: Option<f64>,
+    /// The most a compressed record batch may decompress to when a rule must read its
+    /// records (a produce safeguard on record size or headers); a batch that grows larger is
+    /// refused unread (POLICY_VIOLATION), so a small batch cannot make the sidecar hold a
+    /// large one.
+    #[serde(default = "defaults::max_decompressed_batch_bytes")]
+    pub max_decompressed_batch_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +205,9 @@ mod defaults {
     }
     pub fn max_frame_bytes() -> usize {
         100 * 1024 * 1024
+    }
+    pub fn max_decompressed_batch_bytes() -> usize {
+        64 * 1024 * 1024
     }
     pub fn max_in_flight() -> usize {
         1024
@@ -257,6 +266,7 @@ impl Default for Limits {
             max_connections: defaults::max_connections(),
             max_connections_per_source: defaults::max_connections_per_source(),
             connections_per_second: None,
+            max_decompressed_batch_bytes: defaults::max_decompressed_batch_bytes(),
         }
     }
 }
@@ -369,6 +379,10 @@ impl SidecarConfig {
         }
         if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
             return Err(invalid(origin, "limits.max_frame_bytes", "expected between 1024 and 2147483647"));
+        }
+        let decompressed = self.limits.max_decompressed_batch_bytes;
+        if !(1024..=i32::MAX as usize).contains(&decompressed) {
+            return Err(invalid(origin, "limits.max_decompressed_batch_bytes", "expected between 1024 and 2147483647"));
         }
         if self.limits.max_in_flight == 0 {
             return Err(invalid(origin, "limits.max_in_flight", "expected at least 1"));

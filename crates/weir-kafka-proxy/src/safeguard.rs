@@ -1,15 +1,20 @@
 //! Produce safeguards: the rules of the sidecar's `produce_safeguards:` config. What a client
 //! writes to a guarded topic must be acknowledged by all replicas, compressed with an allowed
-//! codec, in batches no larger than a limit, from an allowed client id, or not written at all
-//! (a read-only topic). Each is judged from the request and the record batches' headers
-//! alone: nothing is decompressed. The safeguard filter ([`crate::filters::safeguard`])
-//! refuses the partitions that break a rule with the error a broker would give.
+//! codec, in batches no larger than a limit, from an allowed client id, of records no larger
+//! than a limit and carrying the required headers, or not written at all (a read-only topic).
+//! The request and batch headers are judged as they are; the records themselves are read (a
+//! compressed batch decompressed within `limits.max_decompressed_batch_bytes`) only for a
+//! rule about records. The safeguard filter ([`crate::filters::safeguard`]) refuses the
+//! partitions that break a rule with the error a broker would give.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer};
 use weir_core::config::{invalid, ConfigError};
 use weir_core::policy::Pattern;
+use weir_wire::compression::Codec;
+use weir_wire::compression::DecompressError;
+use weir_wire::record_view::{batch_records, BatchError, RecordView};
 
 use crate::quota::covers;
 
@@ -28,7 +33,7 @@ pub struct ProduceSafeguard {
     #[serde(default)]
     pub require_acks_all: bool,
     /// The codecs batches may be compressed with (`none` for uncompressed); absent: any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "codecs")]
     pub compression: Vec<Codec>,
     /// The largest record batch, in bytes as written (compressed).
     #[serde(default)]
@@ -39,42 +44,25 @@ pub struct ProduceSafeguard {
     /// Nobody it covers may write to the topics at all.
     #[serde(default)]
     pub read_only: bool,
+    /// The largest record: key, value and headers as the record is written, uncompressed.
+    #[serde(default)]
+    pub max_record_bytes: Option<u32>,
+    /// Header keys every record must carry (with any value, null included).
+    #[serde(default)]
+    pub required_headers: Vec<String>,
 }
 
-/// A record batch's compression codec (the low three bits of its attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Codec {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Codec {
-    /// The codec of a v2 batch whose attributes are `attributes`; None for one Kafka does not
-    /// define (the broker refuses it).
-    pub fn of_attributes(attributes: i16) -> Option<Codec> {
-        Some(match attributes & 0x07 {
-            0 => Codec::None,
-            1 => Codec::Gzip,
-            2 => Codec::Snappy,
-            3 => Codec::Lz4,
-            4 => Codec::Zstd,
-            _ => return None,
+/// `compression:` as Kafka's `compression.type` names codecs.
+fn codecs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Codec>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    names
+        .iter()
+        .map(|name| {
+            Codec::named(name).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown codec `{name}`, expected none, gzip, snappy, lz4 or zstd"))
+            })
         })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Codec::None => "none",
-            Codec::Gzip => "gzip",
-            Codec::Snappy => "snappy",
-            Codec::Lz4 => "lz4",
-            Codec::Zstd => "zstd",
-        }
-    }
+        .collect()
 }
 
 /// Why a write is refused: what the metrics count and the error the client gets.
@@ -85,6 +73,13 @@ pub enum Breach {
     Acks,
     Compression,
     BatchSize,
+    RecordSize,
+    MissingHeader,
+    /// The records of a batch a rule must read cannot be read: malformed, or compressed data
+    /// that is corrupt (what a broker refuses too).
+    Unreadable,
+    /// A batch a rule must read decompresses to more than the sidecar reads.
+    TooLargeToRead,
 }
 
 impl Breach {
@@ -95,6 +90,10 @@ impl Breach {
             Breach::Acks => "acks",
             Breach::Compression => "compression",
             Breach::BatchSize => "batch_size",
+            Breach::RecordSize => "record_size",
+            Breach::MissingHeader => "missing_header",
+            Breach::Unreadable => "unreadable",
+            Breach::TooLargeToRead => "too_large_to_read",
         }
     }
 
@@ -103,8 +102,11 @@ impl Breach {
         use kafka_protocol::error::ResponseError;
         match self {
             Breach::Acks => ResponseError::InvalidRequiredAcks.code(),
-            Breach::BatchSize => ResponseError::MessageTooLarge.code(),
-            Breach::ReadOnly | Breach::ClientId | Breach::Compression => ResponseError::PolicyViolation.code(),
+            Breach::BatchSize | Breach::RecordSize => ResponseError::MessageTooLarge.code(),
+            Breach::MissingHeader | Breach::Unreadable => ResponseError::InvalidRecord.code(),
+            Breach::ReadOnly | Breach::ClientId | Breach::Compression | Breach::TooLargeToRead => {
+                ResponseError::PolicyViolation.code()
+            }
         }
     }
 }
@@ -115,7 +117,14 @@ pub struct Refusal {
     pub rule: String,
     pub breach: Breach,
     pub message: String,
+    /// The records that broke the rule (index in the batch, why), for Produce v8+'s
+    /// `record_errors`; at most [`MAX_RECORD_ERRORS`].
+    pub record_errors: Vec<(i32, String)>,
 }
+
+/// The most records one refusal names: a batch of a million bad records is not answered with
+/// a million messages.
+pub const MAX_RECORD_ERRORS: usize = 100;
 
 /// What one record batch's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +145,12 @@ impl ProduceSafeguard {
         if self.max_batch_bytes == Some(0) {
             return Err(invalid(origin, &field("max_batch_bytes"), "must be at least 1"));
         }
+        if self.max_record_bytes == Some(0) {
+            return Err(invalid(origin, &field("max_record_bytes"), "must be at least 1"));
+        }
+        if self.required_headers.iter().any(String::is_empty) {
+            return Err(invalid(origin, &field("required_headers"), "a header key is not empty"));
+        }
         if self.client_ids.iter().any(String::is_empty) {
             return Err(invalid(origin, &field("client_ids"), "an empty pattern matches no client id"));
         }
@@ -143,10 +158,12 @@ impl ProduceSafeguard {
             && self.compression.is_empty()
             && self.max_batch_bytes.is_none()
             && self.client_ids.is_empty()
-            && !self.read_only;
+            && !self.read_only
+            && !self.reads_records();
         if guards_nothing {
             let why = format!(
-                "rule `{}` guards nothing: set require_acks_all, compression, max_batch_bytes, client_ids or read_only",
+                "rule `{}` guards nothing: set require_acks_all, compression, max_batch_bytes, client_ids, \
+                 max_record_bytes, required_headers or read_only",
                 self.name
             );
             return Err(invalid(origin, at, why));
@@ -159,8 +176,61 @@ impl ProduceSafeguard {
         covers(&self.principals, principal)
     }
 
+    /// Whether the rule judges the records themselves (and so must read them).
+    pub fn reads_records(&self) -> bool {
+        self.max_record_bytes.is_some() || !self.required_headers.is_empty()
+    }
+
     fn refuse(&self, breach: Breach, message: String) -> Option<Refusal> {
-        Some(Refusal { rule: self.name.clone(), breach, message: format!("{message} (rule `{}`)", self.name) })
+        let message = format!("{message} (rule `{}`)", self.name);
+        Some(Refusal { rule: self.name.clone(), breach, message, record_errors: Vec::new() })
+    }
+
+    /// Why the rule refuses the records of a whole v2 `batch`, if it does; a compressed batch
+    /// is decompressed into `scratch`, to at most `limit` bytes.
+    fn refuses_records(&self, batch: &[u8], limit: usize, scratch: &mut Vec<u8>) -> Option<Refusal> {
+        if !self.reads_records() {
+            return None;
+        }
+        let records = match batch_records(batch, limit, scratch) {
+            Ok(records) => records,
+            Err(BatchError::Decompress(DecompressError::TooLarge { .. })) => {
+                let why = format!("a batch that decompresses to more than {limit} bytes cannot be checked");
+                return self.refuse(Breach::TooLargeToRead, why);
+            }
+            Err(err) => return self.refuse(Breach::Unreadable, err.to_string()),
+        };
+        let (mut first, mut errors, mut count) = (None, Vec::new(), 0usize);
+        for (index, record) in records.enumerate() {
+            let record = match record {
+                Ok(record) => record,
+                Err(err) => return self.refuse(Breach::Unreadable, err.to_string()),
+            };
+            let breach = self.record_breach(&record, index);
+            if let Some((breach, why)) = breach {
+                count += 1;
+                first.get_or_insert(breach);
+                if errors.len() < MAX_RECORD_ERRORS {
+                    errors.push((index as i32, format!("{why} (rule `{}`)", self.name)));
+                }
+            }
+        }
+        let breach = first?;
+        let (_, first_why) = &errors[0];
+        let message = match count {
+            1 => first_why.clone(),
+            n => format!("{first_why}; {} more record(s) of the batch break the rule", n - 1),
+        };
+        Some(Refusal { rule: self.name.clone(), breach, message, record_errors: errors })
+    }
+
+    /// How one record breaks the rule, if it does.
+    fn record_breach(&self, record: &RecordView<'_>, index: usize) -> Option<(Breach, String)> {
+        if let Some(max) = self.max_record_bytes.filter(|max| record.size > *max as usize) {
+            return Some((Breach::RecordSize, format!("record {index} is {} bytes; at most {max}", record.size)));
+        }
+        let missing = self.required_headers.iter().find(|key| !record.headers().any(|(k, _)| k == key.as_bytes()))?;
+        Some((Breach::MissingHeader, format!("record {index} has no header `{missing}`")))
     }
 
     /// Why the rule refuses every write of this request to `topic`, if it does.
@@ -223,6 +293,12 @@ impl Guard {
     pub fn refuses_batch(&self, batch: &BatchFacts) -> Option<Refusal> {
         self.rule.refuses_batch(batch)
     }
+
+    /// Why the rule refuses the records of a whole v2 `batch`, if it does: see
+    /// [`ProduceSafeguard::reads_records`].
+    pub fn refuses_records(&self, batch: &[u8], limit: usize, scratch: &mut Vec<u8>) -> Option<Refusal> {
+        self.rule.refuses_records(batch, limit, scratch)
+    }
 }
 
 /// Checks `produce_safeguards:`: each rule named, unique, guarding some topics and something.
@@ -274,13 +350,88 @@ mod tests {
         assert_eq!(read_only.refuses_request("audit", "x", -1).unwrap().breach, Breach::ReadOnly);
     }
 
+    /// An uncompressed batch of records with these values and header keys.
+    fn batch(records: &[(usize, &[&'static str])]) -> Vec<u8> {
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (value, headers))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: 0,
+                key: None,
+                value: Some(vec![b'v'; *value].into()),
+                headers: headers
+                    .iter()
+                    .map(|k| (kafka_protocol::protocol::StrBytes::from_static_str(k), None))
+                    .collect(),
+            })
+            .collect();
+        let mut out = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn record_rules_name_each_record_that_breaks_them() {
+        let rule = &Guard::new(
+            &rules("[{name: traced, topics: [t], required_headers: [trace], max_record_bytes: 100}]").unwrap()[0],
+        );
+        let mut scratch = Vec::new();
+        let mut judge = |batch: &[u8]| rule.refuses_records(batch, 1 << 20, &mut scratch);
+        assert_eq!(judge(&batch(&[(10, &["trace"]), (80, &["x", "trace"])])), None);
+        let refusal = judge(&batch(&[(10, &["trace"]), (10, &["x"]), (200, &["trace"]), (10, &[])])).unwrap();
+        assert_eq!((refusal.breach, refusal.breach.error_code()), (Breach::MissingHeader, 87), "the first one found");
+        assert_eq!(
+            refusal.message,
+            "record 1 has no header `trace` (rule `traced`); 2 more record(s) of the batch break the rule"
+        );
+        let errors: Vec<(i32, &str)> = refusal.record_errors.iter().map(|(i, why)| (*i, why.as_str())).collect();
+        assert_eq!(errors[0], (1, "record 1 has no header `trace` (rule `traced`)"));
+        assert!(
+            errors[1].1.starts_with("record 2 is 2") && errors[1].1.ends_with("bytes; at most 100 (rule `traced`)")
+        );
+        assert_eq!(errors[2], (3, "record 3 has no header `trace` (rule `traced`)"));
+        let big = judge(&batch(&[(500, &["trace"])])).unwrap();
+        assert_eq!((big.breach.error_code(), big.record_errors.len()), (10, 1));
+
+        let many: Vec<(usize, &[&str])> = (0..150).map(|_| (1, &[][..])).collect();
+        let refusal = judge(&batch(&many)).unwrap();
+        assert_eq!(refusal.record_errors.len(), MAX_RECORD_ERRORS, "a million bad records are not a million messages");
+        assert!(refusal.message.ends_with("149 more record(s) of the batch break the rule"));
+
+        let mut cut = batch(&[(10, &["trace"])]);
+        cut.truncate(cut.len() - 3);
+        let unreadable = judge(&cut).unwrap();
+        assert_eq!((unreadable.breach, unreadable.breach.error_code()), (Breach::Unreadable, 87));
+        assert!(unreadable.message.starts_with("malformed record 0"), "{}", unreadable.message);
+        let mut unknown = batch(&[(10, &["trace"])]);
+        unknown[22] |= 0x07;
+        assert_eq!(judge(&unknown).unwrap().message, "compression codec 7 is not one Kafka defines (rule `traced`)");
+        let nothing = Guard::new(&rules("[{name: ro, topics: [t], read_only: true}]").unwrap()[0]);
+        assert_eq!(nothing.refuses_records(&cut, 1 << 20, &mut scratch), None, "a rule not about records reads none");
+    }
+
     #[test]
     fn bad_rules_are_refused_with_the_field_named() {
         let err = |yaml: &str| rules(yaml).unwrap_err();
         assert!(err("[{name: x, topics: [], read_only: true}]").contains("produce_safeguards[0].topics"));
         assert!(err("[{name: x, topics: [a]}]").contains("guards nothing"));
         assert!(err("[{name: x, topics: [a], max_batch_bytes: 0}]").contains("produce_safeguards[0].max_batch_bytes"));
-        assert!(err("[{name: x, topics: [a], compression: [brotli]}]").contains("unknown variant"));
+        assert!(err("[{name: x, topics: [a], compression: [brotli]}]").contains("unknown codec `brotli`"));
+        assert!(err("[{name: x, topics: [a], max_record_bytes: 0}]").contains("produce_safeguards[0].max_record_bytes"));
+        assert!(
+            err("[{name: x, topics: [a], required_headers: ['']}]").contains("produce_safeguards[0].required_headers")
+        );
         assert!(err("[{name: x, topics: [a], read_only: true}, {name: x, topics: [b], read_only: true}]")
             .contains("produce_safeguards[1].name"));
     }

@@ -78,7 +78,8 @@ impl Shared {
         let (policy, principal) = (snapshot.policy.clone(), connection.principal.as_deref());
         chain.push(Box::new(ConnectionAuthz::new(policy, principal, connection.peer, &connection.listener)));
         chain.push(Box::new(TopicLimitsFilter::new(snapshot, connection)));
-        chain.push(Box::new(SafeguardFilter::new(snapshot, connection)));
+        let decompressed = self.config.limits.max_decompressed_batch_bytes;
+        chain.push(Box::new(SafeguardFilter::new(snapshot, connection, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

@@ -16,9 +16,11 @@ pub const FUZZ_MAX_FRAME: usize = 1 << 20;
 
 /// Bytes as a client would send them, through exactly what the proxy does with them: split
 /// into frames, peek each header, read the resources each request names, rename its topics
-/// (a topic alias), scan Produce requests and copy their batches (a shadow).
+/// (a topic alias), scan Produce requests and copy their batches (a shadow), and read each
+/// batch's records, decompressed (a record policy).
 pub fn exercise_client_bytes(data: &[u8]) {
     let mut buf = BytesMut::from(data);
+    let mut scratch = Vec::new();
     while let Ok(Some(frame)) = split_frame(&mut buf, FUZZ_MAX_FRAME) {
         let Ok(peek) = RequestHeaderPeek::parse(&frame) else { continue };
         let _ = peek.client_id_str();
@@ -35,6 +37,13 @@ pub fn exercise_client_bytes(data: &[u8]) {
             let _ = scan_produce(&frame, &peek, |_, _, records| {
                 crate::records::count_records(records);
                 crate::records::plain_copy(records);
+                for batch in crate::records::batches(records) {
+                    if let Ok(records) = crate::record_view::batch_records(batch.bytes, FUZZ_MAX_FRAME, &mut scratch) {
+                        records.flatten().for_each(|record| {
+                            record.headers().count();
+                        });
+                    }
+                }
             });
         }
     }

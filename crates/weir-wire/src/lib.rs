@@ -3,7 +3,8 @@
 //! Owns everything about Kafka *bytes*: cutting a TCP stream into length-prefixed frames
 //! ([`frame`]), peeking at a request header without decoding the body ([`header`]), decoding and
 //! re-encoding only the messages someone asked for ([`message`]), and reading record-batch
-//! headers for counting ([`records`]). [`schema`] holds Kafka's message schemas as walk
+//! headers for counting ([`records`]), and the records inside a batch, decompressed within a
+//! limit ([`compression`]) and read in place ([`record_view`]). [`schema`] holds Kafka's message schemas as walk
 //! programs generated from Kafka's own JSON specs (by `weir-wire-gen`; not edited by hand), and
 //! the one walk that runs them: [`resources`] uses it to read the topics, groups and
 //! transactional ids a client request names, for authorization, and [`response_bounds`] to check
@@ -16,6 +17,7 @@
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
 //! stay the very `Bytes` that were read.
 
+pub mod compression;
 pub mod errors;
 pub mod fetch;
 pub mod frame;

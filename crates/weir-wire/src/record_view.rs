@@ -3,8 +3,9 @@
 //! is allocated from a count a client declares, and the batch's bytes are only borrowed, so
 //! the batch can be forwarded exactly as it came.
 //!
-//! This reads the records section as it is: an uncompressed batch's, or a compressed batch's
-//! once decompressed (decompression is not here). A record (KIP-98):
+//! [`records`] reads a records section as it is; [`batch_records`] takes a whole batch and
+//! decompresses its section first when the batch is compressed (within a limit, see
+//! [`crate::compression`]). A record (KIP-98):
 //!
 //! ```text
 //! length varint, attributes int8, timestampDelta varlong, offsetDelta varint,
@@ -13,6 +14,9 @@
 //! ```
 //!
 //! Varints are zigzag-encoded; a length of -1 is null (header keys never are).
+
+use crate::compression::{decompress, Codec, DecompressError};
+use crate::records::{ATTRIBUTES_OFFSET, BATCH_HEAD, MAGIC_OFFSET};
 
 /// A record the bytes do not hold as Kafka writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +27,40 @@ pub struct RecordError {
     /// Where in the records section the fault is.
     pub at: usize,
     pub what: &'static str,
+}
+
+/// Why the records of a batch cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("a batch of magic {0}: only v2 batches hold records that can be read")]
+    NotV2(u8),
+    #[error("a batch of {0} bytes, shorter than a v2 batch header")]
+    Short(usize),
+    #[error("compression codec {0} is not one Kafka defines")]
+    UnknownCodec(i16),
+    #[error(transparent)]
+    Decompress(#[from] DecompressError),
+}
+
+/// The records of one whole v2 `batch` (as [`crate::records::batches`] cuts them), its section
+/// decompressed into `scratch` first when the batch is compressed, to at most `limit` bytes.
+pub fn batch_records<'a>(batch: &'a [u8], limit: usize, scratch: &'a mut Vec<u8>) -> Result<Records<'a>, BatchError> {
+    let head = batch.get(..BATCH_HEAD).ok_or(BatchError::Short(batch.len()))?;
+    if head[MAGIC_OFFSET] != 2 {
+        return Err(BatchError::NotV2(head[MAGIC_OFFSET]));
+    }
+    let attributes = i16::from_be_bytes([head[ATTRIBUTES_OFFSET], head[ATTRIBUTES_OFFSET + 1]]);
+    let declared =
+        i32::from_be_bytes([head[BATCH_HEAD - 4], head[BATCH_HEAD - 3], head[BATCH_HEAD - 2], head[BATCH_HEAD - 1]]);
+    let section = &batch[BATCH_HEAD..];
+    match Codec::of_attributes(attributes) {
+        Some(Codec::None) => Ok(records(section, declared)),
+        Some(codec) => {
+            decompress(codec, section, limit, scratch)?;
+            Ok(records(scratch, declared))
+        }
+        None => Err(BatchError::UnknownCodec(attributes & 0x07)),
+    }
 }
 
 /// One record, borrowed from the records section.
@@ -185,7 +223,7 @@ mod tests {
 
     use super::*;
     use crate::records::BATCH_HEAD;
-    use crate::test_support::{encode_batch, plain_record};
+    use crate::test_support::{encode_batch, gzip, lz4, plain_record, snappy_raw, snappy_xerial, zstd};
 
     fn record(
         i: usize,
@@ -270,5 +308,44 @@ mod tests {
         trailing[0] += 2; // the record claims one more byte (zigzag +1)
         trailing.push(0);
         assert_eq!(fault(&trailing), Some("bytes after the record's last header"));
+    }
+
+    #[test]
+    fn a_compressed_batch_is_read_after_decompression_within_the_limit() {
+        let written = [
+            record(0, Some(b"k0"), Some(b"a value that compresses, a value that compresses"), &[("h", b"1")]),
+            record(1, None, Some(b"v1"), &[]),
+        ];
+        let plain = encode_batch(&written);
+        let mut scratch = Vec::new();
+        let keys = |batch: &[u8], scratch: &mut Vec<u8>| -> Result<Vec<Option<Vec<u8>>>, BatchError> {
+            let records = batch_records(batch, 1 << 16, scratch)?;
+            Ok(records.map(|r| r.unwrap().key.map(<[u8]>::to_vec)).collect())
+        };
+        let expected = vec![Some(b"k0".to_vec()), None];
+        assert_eq!(keys(&plain, &mut scratch).unwrap(), expected);
+        assert!(scratch.is_empty(), "an uncompressed batch is read in place");
+        let section = &plain[BATCH_HEAD..];
+        for (codec, compressed) in [
+            (1u8, gzip(section)),
+            (2, snappy_raw(section)),
+            (2, snappy_xerial(section, 16)),
+            (3, lz4(section)),
+            (4, zstd(section)),
+        ] {
+            let mut batch = plain[..BATCH_HEAD].to_vec();
+            batch[ATTRIBUTES_OFFSET + 1] |= codec;
+            batch.extend_from_slice(&compressed);
+            assert_eq!(keys(&batch, &mut scratch).unwrap(), expected, "codec {codec}");
+            let err = batch_records(&batch, section.len() - 1, &mut scratch).err().unwrap();
+            assert!(matches!(err, BatchError::Decompress(DecompressError::TooLarge { .. })), "codec {codec}: {err}");
+        }
+        let mut unknown = plain.clone();
+        unknown[ATTRIBUTES_OFFSET + 1] |= 6;
+        assert_eq!(batch_records(&unknown, 1 << 16, &mut scratch).err(), Some(BatchError::UnknownCodec(6)));
+        let mut legacy = plain.clone();
+        legacy[MAGIC_OFFSET] = 1;
+        assert_eq!(batch_records(&legacy, 1 << 16, &mut scratch).err(), Some(BatchError::NotV2(1)));
+        assert_eq!(batch_records(&plain[..60], 1 << 16, &mut scratch).err(), Some(BatchError::Short(60)));
     }
 }

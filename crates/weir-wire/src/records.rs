@@ -4,8 +4,8 @@
 //! at byte 57. Legacy (v0/v1) message sets count one record per entry. Nothing is decompressed.
 //! Control batches (transaction markers) are not the application's records and are not counted.
 
-const MAGIC_OFFSET: usize = 16;
-const ATTRIBUTES_OFFSET: usize = 21;
+pub(crate) const MAGIC_OFFSET: usize = 16;
+pub(crate) const ATTRIBUTES_OFFSET: usize = 21;
 /// The `isControlBatch` bit of a v2 batch's attributes.
 const CONTROL_BATCH: u8 = 0x20;
 const RECORD_COUNT_OFFSET: usize = 57;
@@ -129,7 +129,9 @@ pub struct ProducerSequence {
 
 /// One whole batch of a `records` blob, as its header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
+pub struct BatchInfo<'a> {
+    /// Its bytes, header included, as written (compressed).
+    pub bytes: &'a [u8],
     /// Its size in bytes, header included (as written: compressed).
     pub size: usize,
     /// Its attributes (compression codec in the low three bits), for a v2 batch; None for
@@ -139,7 +141,7 @@ pub struct BatchInfo {
 
 /// The whole batches of a `records` blob, in order, read from their headers; a trailing
 /// partial batch is left out.
-pub fn batches(records: &[u8]) -> impl Iterator<Item = BatchInfo> + '_ {
+pub fn batches(records: &[u8]) -> impl Iterator<Item = BatchInfo<'_>> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
         let BatchHead::Whole { size, .. } = batch_head(&records[pos..], records.len() - pos) else { return None };
@@ -149,7 +151,7 @@ pub fn batches(records: &[u8]) -> impl Iterator<Item = BatchInfo> + '_ {
             (Some(2), Some(a)) => Some(i16::from_be_bytes([a[0], a[1]])),
             _ => None,
         };
-        Some(BatchInfo { size, attributes })
+        Some(BatchInfo { bytes: batch, size, attributes })
     })
 }
 
@@ -180,8 +182,8 @@ mod tests {
         assert_eq!(
             seen,
             [
-                BatchInfo { size: one.len(), attributes: attributes(&one) },
-                BatchInfo { size: two.len(), attributes: attributes(&two) }
+                BatchInfo { bytes: &one, size: one.len(), attributes: attributes(&one) },
+                BatchInfo { bytes: &two, size: two.len(), attributes: attributes(&two) }
             ]
         );
         assert_eq!(batches(&[]).count(), 0);

@@ -115,3 +115,42 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// `data` gzip-compressed, as a Kafka client writes it.
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `data` in one LZ4 frame.
+pub(crate) fn lz4(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `data` in one zstd frame.
+pub(crate) fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+/// `data` as one raw snappy block, as librdkafka writes snappy.
+pub(crate) fn snappy_raw(data: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(data).unwrap()
+}
+
+/// `data` as the Java client writes snappy: xerial framing, blocks of at most `block` bytes.
+pub(crate) fn snappy_xerial(data: &[u8], block: usize) -> Vec<u8> {
+    let mut out = b"\x82SNAPPY\0".to_vec();
+    out.extend_from_slice(&1i32.to_be_bytes());
+    out.extend_from_slice(&1i32.to_be_bytes());
+    for chunk in data.chunks(block) {
+        let compressed = snappy_raw(chunk);
+        out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&compressed);
+    }
+    out
+}

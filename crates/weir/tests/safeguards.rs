@@ -2,14 +2,17 @@
 //! cluster, with librdkafka and Java producers: writes that break a rule fail with the error a
 //! broker would give (INVALID_REQUIRED_ACKS, POLICY_VIOLATION, MESSAGE_TOO_LARGE) and never
 //! reach the broker; writes that keep the rules (an idempotent Java producer among them) are
-//! written; a request mixing both is served in part, the refusal naming its rule.
+//! written; a request mixing both is served in part, the refusal naming its rule. Rules about
+//! records (size, required headers) read the records of batches of every codec both clients
+//! write, name each bad record in `record_errors`, and refuse a batch that decompresses to more
+//! than the sidecar reads.
 
 mod common;
 
 use std::io::Write;
 
-use common::raw::{partition_zero, read_frame, record_batch, request, to_leader_of};
-use common::{direct_bootstrap, java_client, rd, unique, Sidecar, SidecarOptions};
+use common::raw::{batch_of, partition_zero, read_frame, record_batch, request, to_leader_of};
+use common::{direct_bootstrap, java_client, java_client_output, rd, unique, Sidecar, SidecarOptions};
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -143,5 +146,83 @@ async fn writes_that_break_a_safeguard_are_refused_with_the_brokers_error_and_th
     assert!(refused("durable", "acks") >= 1.0 && refused("durable", "compression") >= 1.0);
     assert_eq!(refused("small-batches", "batch_size"), 50.0);
     assert!(refused("archive", "read_only") >= 2.0 && refused("billing-only", "client_id") >= 1.0);
+    sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_rules_read_batches_of_every_codec_and_name_each_bad_record() {
+    let prefix = unique("records");
+    let traced = format!("{prefix}-traced");
+    let extra_yaml = format!(
+        "limits: {{max_decompressed_batch_bytes: 1048576}}
+produce_safeguards:
+  - {{name: traced, topics: ['{traced}'], required_headers: [dup], max_record_bytes: 1000}}
+"
+    );
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml, ..Default::default() });
+    let bs = sidecar.bootstrap();
+    rd::create_topic(&direct_bootstrap(), &traced, 1).await;
+
+    // librdkafka, every codec (snappy as one raw block): records carrying the header are
+    // written, one without it is refused as an invalid record.
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let producer = rd::producer(&bs, &[("compression.type", codec), ("linger.ms", "50")]);
+        rd::produce(&producer, &traced, codec, 20).await;
+        let refused = rd::produce_refused(&bs, &traced, &[("compression.type", codec)]).await;
+        assert_eq!(refused.delivery, RDKafkaErrorCode::InvalidRecord, "{codec}");
+    }
+    // The Java client, idempotent, snappy in xerial framing and zstd: written.
+    for codec in ["snappy", "zstd"] {
+        let args = ["produce", "--bootstrap", &bs, "--topic", &traced, "--count", "100", "--idempotent"];
+        let lines = java_client(&[&args[..], &["--compression", codec]].concat());
+        assert!(lines.iter().any(|l| l == "produced=100"), "{codec}: {lines:?}");
+    }
+    // A record over 1,000 bytes: the Java client is told which and why.
+    let args = ["produce", "--bootstrap", &bs, "--topic", &traced, "--count", "1", "--pad", "2000"];
+    let output = java_client_output(&[&args[..], &["--compression", "gzip", "--timeout-ms", "20000"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a 2 KB record was written");
+    assert!(stderr.contains("record 0 is 20") && stderr.contains("at most 1000 (rule `traced`)"), "{stderr}");
+
+    // A batch of three whose middle record lacks the header: the batch is refused, and
+    // `record_errors` names that record.
+    let mut stream = to_leader_of(&sidecar, &traced);
+    let batch = batch_of(&[(b"first", &[("dup", b"a")]), (b"second", &[("other", b"x")]), (b"third", &[("dup", b"")])]);
+    let part = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(traced.clone())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]);
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![part]);
+    stream.write_all(&request(ApiKey::Produce, 9, 11, &produce)).unwrap();
+    let (_, response): (_, ProduceResponse) =
+        decode_response(&read_frame(&mut stream).unwrap(), ApiKey::Produce, 9).unwrap();
+    let answer = &response.responses[0].partition_responses[0];
+    let why = "record 1 has no header `dup` (rule `traced`)";
+    assert_eq!((answer.error_code, answer.error_message.as_deref()), (87, Some(why)));
+    let named: Vec<(i32, Option<&str>)> =
+        answer.record_errors.iter().map(|e| (e.batch_index, e.batch_index_error_message.as_deref())).collect();
+    assert_eq!(named, [(1, Some(why))]);
+
+    // Four megabytes of zeros compress to a few kilobytes; read, they would be four times the
+    // sidecar's limit: refused unread.
+    let bomb = rd::producer(&bs, &[("compression.type", "zstd"), ("message.max.bytes", "10000000")]);
+    let zeros = vec![0u8; 4 << 20];
+    let record = rdkafka::producer::FutureRecord::<(), _>::to(&traced).payload(&zeros);
+    let (error, _) = bomb.send(record, std::time::Duration::from_secs(10)).await.expect_err("the bomb was written");
+    assert_eq!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PolicyViolation));
+
+    // Exactly what kept the rule is in the log, header and all.
+    let written = rd::consume(&direct_bootstrap(), &traced, &unique("check"), 300, &[]);
+    assert_eq!(written.len(), 300);
+    assert!(written.iter().all(|r| r.headers.iter().any(|(k, _)| k == "dup")), "a record without the header");
+    let direct = rd::consumer(&direct_bootstrap(), &unique("check"), &[]);
+    let (_, end) = direct.fetch_watermarks(&traced, 0, std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(end, 300, "nothing refused reached the broker");
+
+    let refused = |reason: &str| {
+        sidecar.metric("weir_kafka_produce_refused_records_total", &[("rule", "traced"), ("reason", reason)])
+    };
+    assert!(refused("missing_header") >= 6.0, "{}", refused("missing_header"));
+    assert!(refused("record_size") >= 1.0);
+    assert!(refused("too_large_to_read") >= 1.0);
     sidecar.assert_quiet();
 }

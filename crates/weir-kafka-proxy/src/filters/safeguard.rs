@@ -1,14 +1,15 @@
 //! Produce safeguards (see [`crate::safeguard`]): the partitions of a produce request that
 //! break a rule of their topic are taken out of it and answered here with the error a broker
-//! would give (and, from Produce v8, a message naming the rule); the rest go to the broker,
-//! whose answer gets the refused partitions added. Judged from the request and the batch
-//! headers as they are, without decoding; a request breaking nothing goes on as the same
-//! bytes.
+//! would give (and, from Produce v8, a message naming the rule and `record_errors` naming the
+//! records that broke it); the rest go to the broker, whose answer gets the refused
+//! partitions added. Judged from the request and the batch headers as they are; the records
+//! are read in place (decompressed into a scratch buffer when compressed) only for a rule
+//! about records. A request breaking nothing goes on as the same bytes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::TopicProduceResponse;
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -19,8 +20,9 @@ use crate::answers::{failed_partition, merge_produce_answers};
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::quota::ANONYMOUS;
-use crate::safeguard::{BatchFacts, Codec, Guard, ProduceSafeguard, Refusal};
+use crate::safeguard::{BatchFacts, Guard, ProduceSafeguard, Refusal};
 use crate::snapshot::Snapshot;
+use weir_wire::compression::Codec;
 
 /// The first Produce version whose partition answers carry a message.
 const FIRST_ERROR_MESSAGE: i16 = 8;
@@ -32,7 +34,14 @@ pub(crate) struct SafeguardFilter {
     /// The rules whose principals cover this connection's.
     mine: Vec<Guard>,
     principal: String,
+    /// The most a compressed batch may grow to when read (`limits.max_decompressed_batch_bytes`).
+    decompressed_limit: usize,
+    /// Where compressed batches are decompressed, kept between requests while small.
+    scratch: Vec<u8>,
 }
+
+/// Scratch space kept between requests; more is given back after the request that needed it.
+const SCRATCH_KEPT: usize = 1 << 20;
 
 /// A topic as the request names it.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -45,9 +54,10 @@ enum Topic {
 struct Refused(Vec<TopicProduceResponse>);
 
 impl SafeguardFilter {
-    pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo) -> Self {
+    pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo, decompressed_limit: usize) -> Self {
         let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
-        let mut filter = Self { rules: snapshot.produce_safeguards.clone(), mine: Vec::new(), principal };
+        let rules = snapshot.produce_safeguards.clone();
+        let mut filter = Self { rules, mine: Vec::new(), principal, decompressed_limit, scratch: Vec::new() };
         filter.choose();
         filter
     }
@@ -74,11 +84,12 @@ impl SafeguardFilter {
     }
 
     /// Every partition the rules refuse, with the first refusal of each.
-    fn refusals(&self, cx: &RequestContext<'_>) -> Result<Vec<(Topic, i32, Refusal, u64)>, FilterError> {
+    fn refusals(&mut self, cx: &RequestContext<'_>) -> Result<Vec<(Topic, i32, Refusal, u64)>, FilterError> {
         let ids = cx.services.topic_ids();
         let acks = weir_wire::produce::acks(cx.body(), cx.header.api_version).map_err(FilterError::BadRequestBody)?;
         let client_id = cx.header.client_id_str();
         let mut refused = Vec::new();
+        let (mine, limit, scratch) = (&self.mine, self.decompressed_limit, &mut self.scratch);
         weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
             let learned;
             let name = match topic {
@@ -92,11 +103,13 @@ impl SafeguardFilter {
                     None => return,
                 },
             };
-            let refusal = self.mine.iter().filter(|guard| guard.guards(name)).find_map(|guard| {
+            let refusal = mine.iter().filter(|guard| guard.guards(name)).find_map(|guard| {
                 guard.refuses_request(name, client_id, acks).or_else(|| {
                     weir_wire::records::batches(records).find_map(|batch| {
                         let codec = batch.attributes.and_then(Codec::of_attributes);
-                        guard.refuses_batch(&BatchFacts { size: batch.size, codec })
+                        guard
+                            .refuses_batch(&BatchFacts { size: batch.size, codec })
+                            .or_else(|| guard.refuses_records(batch.bytes, limit, scratch))
                     })
                 })
             });
@@ -109,10 +122,13 @@ impl SafeguardFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
         Ok(refused)
     }
 
-    fn guard(&self, cx: &mut RequestContext<'_>) -> Result<RequestAction, FilterError> {
+    fn guard(&mut self, cx: &mut RequestContext<'_>) -> Result<RequestAction, FilterError> {
         let refused = self.refusals(cx)?;
         if refused.is_empty() {
             return Ok(RequestAction::Continue);
@@ -124,7 +140,14 @@ impl SafeguardFilter {
             tracing::debug!(partition, rule = refusal.rule, reason = refusal.message, "produce refused");
             let mut answer = failed_partition(*partition, refusal.breach.error_code());
             if version >= FIRST_ERROR_MESSAGE {
-                answer = answer.with_error_message(Some(StrBytes::from_string(refusal.message.clone())));
+                let record_errors = refusal.record_errors.iter().map(|(index, why)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(why.clone())))
+                });
+                answer = answer
+                    .with_error_message(Some(StrBytes::from_string(refusal.message.clone())))
+                    .with_record_errors(record_errors.collect());
             }
             let entry = match topic {
                 Topic::Name(name) => {

@@ -55,28 +55,36 @@ pub fn one_record_batch() -> Bytes {
 
 /// A record batch holding one record with this value.
 pub fn record_batch(value: &'static [u8]) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 0,
-        key: None,
-        value: Some(Bytes::from_static(value)),
-        headers: Default::default(),
-    };
+    batch_of(&[(value, &[])])
+}
+
+/// A record's headers: (key, value) in order.
+pub type Headers<'a> = &'a [(&'static str, &'static [u8])];
+
+/// An uncompressed record batch of records with these values and headers, in order.
+pub fn batch_of(records: &[(&'static [u8], Headers<'_>)]) -> Bytes {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (value, headers))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32, // the encoder keeps a run of sequences in one batch
+            timestamp: 0,
+            key: None,
+            value: Some(Bytes::from_static(value)),
+            headers: headers.iter().map(|(k, v)| (StrBytes::from_static_str(k), Some(Bytes::from_static(v)))).collect(),
+        })
+        .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
     buf.freeze()
 }
 
