@@ -1,5 +1,6 @@
 //! Answers the sidecar gives in a broker's stead, in the shapes brokers use: shared by the
-//! filters that answer requests themselves (authorization, fault injection).
+//! filters that answer requests themselves (authorization, fault injection, safeguards,
+//! schema validation).
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -11,7 +12,15 @@ use weir_wire::message::{decode_request, encode_response};
 use weir_wire::resources::scan_request_resources;
 use weir_wire::RequestHeaderPeek;
 
-use crate::filter::FilterError;
+use kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage;
+use uuid::Uuid;
+use weir_wire::message::encode_request_keeping_header;
+use weir_wire::scan::TopicRef;
+
+use crate::filter::{FilterError, RequestAction, RequestContext, ResponseContext};
+
+/// The first Produce version whose partition answers carry a message and `record_errors`.
+const PRODUCE_ERROR_MESSAGE: i16 = 8;
 
 /// The answer of a broker that failed every partition of a produce request with `code`.
 pub(crate) fn failed_produce_answer(frame: &Bytes, peek: &RequestHeaderPeek, code: i16) -> Result<Bytes, FilterError> {
@@ -84,4 +93,105 @@ pub(crate) fn refused_topic_creation(
         .with_error_message(message)
         .with_num_partitions(unknown)
         .with_replication_factor(unknown as i16)
+}
+
+/// A topic as a produce request names it: by name, or by id (v13 on).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ProduceTopic {
+    Name(String),
+    Id(Uuid),
+}
+
+impl ProduceTopic {
+    pub(crate) fn of(topic: TopicRef<'_>) -> Self {
+        match topic {
+            TopicRef::Name(name) => ProduceTopic::Name(name.to_owned()),
+            TopicRef::Id(id) => ProduceTopic::Id(Uuid::from_bytes(id)),
+        }
+    }
+}
+
+/// A partition of a produce request that a filter refuses, and what its client is told.
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionRefusal {
+    pub topic: ProduceTopic,
+    pub partition: i32,
+    pub code: i16,
+    /// The partition's error message (Produce v8 on).
+    pub message: String,
+    /// The records that caused it: index in the batch, why (Produce v8 on).
+    pub record_errors: Vec<(i32, String)>,
+}
+
+/// The answers for the refused partitions of a request that went on, for its response.
+struct RefusedAnswers(Vec<TopicProduceResponse>);
+
+/// Takes the `refused` partitions out of a produce request and answers them as a broker
+/// would have refused them: when nothing is left, the sidecar answers the request (or, for
+/// acks=0, drops it); otherwise the rest goes on and [`add_refused_answers`] adds the refused
+/// partitions to the broker's answer. Nothing refused reaches a broker.
+pub(crate) fn refuse_produce_partitions(
+    cx: &mut RequestContext<'_>,
+    refused: &[PartitionRefusal],
+) -> Result<RequestAction, FilterError> {
+    let version = cx.header.api_version;
+    let mut answers: Vec<TopicProduceResponse> = Vec::new();
+    for refusal in refused {
+        let mut answer = failed_partition(refusal.partition, refusal.code);
+        if version >= PRODUCE_ERROR_MESSAGE {
+            let record_errors = refusal.record_errors.iter().map(|(index, why)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(why.clone())))
+            });
+            answer = answer
+                .with_error_message(Some(StrBytes::from_string(refusal.message.clone())))
+                .with_record_errors(record_errors.collect());
+        }
+        let entry = match &refusal.topic {
+            ProduceTopic::Name(name) => {
+                TopicProduceResponse::default().with_name(StrBytes::from_string(name.clone()).into())
+            }
+            ProduceTopic::Id(id) => TopicProduceResponse::default().with_topic_id(*id),
+        };
+        merge_produce_answers(&mut answers, [entry.with_partition_responses(vec![answer])]);
+    }
+    // Decoded only after the bounds-checked walk (the filter's scan) read it whole.
+    let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
+    for topic in &mut request.topic_data {
+        let named = if topic.topic_id.is_nil() {
+            ProduceTopic::Name(topic.name.to_string())
+        } else {
+            ProduceTopic::Id(topic.topic_id)
+        };
+        topic.partition_data.retain(|p| !refused.iter().any(|r| r.topic == named && r.partition == p.index));
+    }
+    request.topic_data.retain(|t| !t.partition_data.is_empty());
+    let nothing_left = request.topic_data.is_empty();
+    let header = cx.header;
+    if request.acks == 0 {
+        // No answer is expected: the refused records are dropped.
+        if nothing_left {
+            return Ok(RequestAction::Drop);
+        }
+    } else if nothing_left {
+        let response = ProduceResponse::default().with_responses(answers);
+        let frame = encode_response(header.correlation_id, ApiKey::Produce, version, &response)
+            .map_err(FilterError::BadRequest)?;
+        return Ok(RequestAction::Answer(frame));
+    } else {
+        cx.remember(RefusedAnswers(answers));
+    }
+    let frame = encode_request_keeping_header(cx.frame(), header, &request).map_err(FilterError::BadRequest)?;
+    cx.replace_frame(frame);
+    Ok(RequestAction::Continue)
+}
+
+/// Adds the answers [`refuse_produce_partitions`] kept for this response (if it kept any) to
+/// the broker's produce answer.
+pub(crate) fn add_refused_answers(cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
+    let Some(RefusedAnswers(answers)) = cx.take_note::<RefusedAnswers>() else { return Ok(()) };
+    let response = cx.message.decoded_mut::<ProduceResponse>().map_err(FilterError::BadResponse)?;
+    merge_produce_answers(&mut response.responses, answers);
+    Ok(())
 }

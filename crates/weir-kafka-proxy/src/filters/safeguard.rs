@@ -6,26 +6,20 @@
 //! are read in place (decompressed into a scratch buffer when compressed) only for a rule
 //! about records. A request breaking nothing goes on as the same bytes.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiKey;
 use uuid::Uuid;
-use weir_wire::message::{decode_request, encode_request_keeping_header, encode_response};
+use weir_wire::compression::Codec;
 use weir_wire::scan::TopicRef;
 
-use crate::answers::{failed_partition, merge_produce_answers};
+use crate::answers::{add_refused_answers, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::quota::ANONYMOUS;
 use crate::safeguard::{BatchFacts, Guard, ProduceSafeguard, Refusal};
 use crate::snapshot::Snapshot;
-use weir_wire::compression::Codec;
 
-/// The first Produce version whose partition answers carry a message.
-const FIRST_ERROR_MESSAGE: i16 = 8;
 /// The first Produce version that names topics by id.
 const FIRST_BY_ID: i16 = 13;
 
@@ -42,16 +36,6 @@ pub(crate) struct SafeguardFilter {
 
 /// Scratch space kept between requests; more is given back after the request that needed it.
 const SCRATCH_KEPT: usize = 1 << 20;
-
-/// A topic as the request names it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Topic {
-    Name(String),
-    Id(Uuid),
-}
-
-/// The refused partitions, added to the broker's answer.
-struct Refused(Vec<TopicProduceResponse>);
 
 impl SafeguardFilter {
     pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo, decompressed_limit: usize) -> Self {
@@ -84,7 +68,7 @@ impl SafeguardFilter {
     }
 
     /// Every partition the rules refuse, with the first refusal of each.
-    fn refusals(&mut self, cx: &RequestContext<'_>) -> Result<Vec<(Topic, i32, Refusal, u64)>, FilterError> {
+    fn refusals(&mut self, cx: &RequestContext<'_>) -> Result<Vec<(ProduceTopic, i32, Refusal, u64)>, FilterError> {
         let ids = cx.services.topic_ids();
         let acks = weir_wire::produce::acks(cx.body(), cx.header.api_version).map_err(FilterError::BadRequestBody)?;
         let client_id = cx.header.client_id_str();
@@ -114,11 +98,8 @@ impl SafeguardFilter {
                 })
             });
             if let Some(refusal) = refusal {
-                let topic = match topic {
-                    TopicRef::Name(name) => Topic::Name(name.to_owned()),
-                    TopicRef::Id(id) => Topic::Id(Uuid::from_bytes(id)),
-                };
-                refused.push((topic, partition, refusal, weir_wire::records::count_records(records)));
+                let records = weir_wire::records::count_records(records);
+                refused.push((ProduceTopic::of(topic), partition, refusal, records));
             }
         })
         .map_err(FilterError::BadRequestBody)?;
@@ -133,58 +114,17 @@ impl SafeguardFilter {
         if refused.is_empty() {
             return Ok(RequestAction::Continue);
         }
-        let version = cx.header.api_version;
-        let mut answers: Vec<TopicProduceResponse> = Vec::new();
-        for (topic, partition, refusal, records) in &refused {
-            cx.services.metrics().produce_refused(&refusal.rule, refusal.breach.as_str(), *records);
-            tracing::debug!(partition, rule = refusal.rule, reason = refusal.message, "produce refused");
-            let mut answer = failed_partition(*partition, refusal.breach.error_code());
-            if version >= FIRST_ERROR_MESSAGE {
-                let record_errors = refusal.record_errors.iter().map(|(index, why)| {
-                    BatchIndexAndErrorMessage::default()
-                        .with_batch_index(*index)
-                        .with_batch_index_error_message(Some(StrBytes::from_string(why.clone())))
-                });
-                answer = answer
-                    .with_error_message(Some(StrBytes::from_string(refusal.message.clone())))
-                    .with_record_errors(record_errors.collect());
-            }
-            let entry = match topic {
-                Topic::Name(name) => {
-                    TopicProduceResponse::default().with_name(StrBytes::from_string(name.clone()).into())
-                }
-                Topic::Id(id) => TopicProduceResponse::default().with_topic_id(*id),
-            };
-            merge_produce_answers(&mut answers, [entry.with_partition_responses(vec![answer])]);
-        }
-        // Decoded only after the bounds-checked walk read it whole.
-        let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
-        let refused: HashSet<(Topic, i32)> =
-            refused.into_iter().map(|(topic, partition, ..)| (topic, partition)).collect();
-        for topic in &mut request.topic_data {
-            let named =
-                if topic.topic_id.is_nil() { Topic::Name(topic.name.to_string()) } else { Topic::Id(topic.topic_id) };
-            topic.partition_data.retain(|p| !refused.contains(&(named.clone(), p.index)));
-        }
-        request.topic_data.retain(|t| !t.partition_data.is_empty());
-        let nothing_left = request.topic_data.is_empty();
-        let header = cx.header;
-        if request.acks == 0 {
-            // No answer is expected: the refused records are dropped (and counted).
-            if nothing_left {
-                return Ok(RequestAction::Drop);
-            }
-        } else if nothing_left {
-            let response = ProduceResponse::default().with_responses(answers);
-            let frame = encode_response(header.correlation_id, ApiKey::Produce, version, &response)
-                .map_err(FilterError::BadRequest)?;
-            return Ok(RequestAction::Answer(frame));
-        } else {
-            cx.remember(Refused(answers));
-        }
-        let frame = encode_request_keeping_header(cx.frame(), header, &request).map_err(FilterError::BadRequest)?;
-        cx.replace_frame(frame);
-        Ok(RequestAction::Continue)
+        let refused: Vec<PartitionRefusal> = refused
+            .into_iter()
+            .map(|(topic, partition, refusal, records)| {
+                cx.services.metrics().produce_refused(&refusal.rule, refusal.breach.as_str(), records);
+                tracing::debug!(partition, rule = refusal.rule, reason = refusal.message, "produce refused");
+                let code = refusal.breach.error_code();
+                let Refusal { message, record_errors, .. } = refusal;
+                PartitionRefusal { topic, partition, code, message, record_errors }
+            })
+            .collect();
+        refuse_produce_partitions(cx, &refused)
     }
 }
 
@@ -214,10 +154,7 @@ impl Filter for SafeguardFilter {
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        let Some(Refused(answers)) = cx.take_note::<Refused>() else { return ready(Ok(())) };
-        let merged =
-            cx.message.decoded_mut::<ProduceResponse>().map(|r| merge_produce_answers(&mut r.responses, answers));
-        ready(merged.map_err(FilterError::BadResponse))
+        ready(add_refused_answers(cx))
     }
 
     fn on_authenticated(&mut self, principal: &str) {
