@@ -9,7 +9,7 @@
 //! termination with client identities from certificates ([`tls`], [`identity`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
 //! policy model ([`policy`]); noticing changed files ([`reload`]); following the control plane
-//! ([`control`]).
+//! ([`control`]); one bounded HTTP GET to the services a proxy depends on ([`http_get`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -19,6 +19,7 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod fs;
+pub mod http_get;
 pub mod identity;
 pub mod io;
 pub mod jwt;

@@ -11,8 +11,6 @@ pub struct JwksError {
     pub message: String,
 }
 
-/// The system's CA bundle (Debian, Ubuntu, Alpine), for https JWKS URLs.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// A JWKS larger than this is not one.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +42,7 @@ impl JwtConfig {
         let text = match (&self.jwks, &self.jwks_url) {
             (Some(file), _) => std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?,
             (None, Some(url)) => {
-                let ca = self.jwks_ca.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+                let ca = crate::http_get::ca_or_system(self.jwks_ca.as_deref());
                 tokio::time::timeout(FETCH_TIMEOUT, fetch_url(url, &ca))
                     .await
                     .map_err(|_| err(format!("no answer within {FETCH_TIMEOUT:?}")))?
@@ -56,64 +54,13 @@ impl JwtConfig {
     }
 }
 
-/// GET over HTTP/1.1, plain or TLS (checked against `ca`); the body as text.
+/// The JWKS at `url`, as text.
 async fn fetch_url(url: &str, ca: &Path) -> Result<String, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err("the URL must start with https:// or http://".into()),
-    };
-    let host = uri.host().ok_or("the URL has no host")?.trim_matches(|c| c == '[' || c == ']').to_owned();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
-        .header(hyper::header::ACCEPT, "application/json")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let tcp =
-        tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("cannot connect: {e}"))?;
-    if !https {
-        return get(tcp, request).await;
+    let answer = crate::http_get::get(url, "application/json", ca, MAX_JWKS_BYTES).await.map_err(|e| e.0)?;
+    if !answer.status.is_success() {
+        return Err(format!("answered HTTP {}", answer.status));
     }
-    let tls = crate::tls::client_config(&crate::tls::TlsOriginConfig {
-        ca: ca.to_owned(),
-        cert: None,
-        key: None,
-        reload_interval_ms: 0,
-        workload_identity: false,
-    })
-    .map_err(|e| e.to_string())?;
-    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    get(stream, request).await
-}
-
-async fn get<S>(stream: S, request: hyper::Request<http_body_util::Empty<bytes::Bytes>>) -> Result<String, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use http_body_util::BodyExt;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    let connection = tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body failed: {e}"))?
-        .to_bytes();
-    connection.abort();
-    if !status.is_success() {
-        return Err(format!("answered HTTP {status}"));
-    }
-    String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".into())
+    String::from_utf8(answer.body.to_vec()).map_err(|_| "the body is not UTF-8".into())
 }
 
 #[derive(Debug)]

@@ -1,0 +1,98 @@
+//! One HTTP GET to a service the sidecar depends on (a JWKS issuer, a schema registry): over
+//! HTTP/1.1, plain or TLS, its answer bounded in size. One connection per request: what calls
+//! it caches the answers. The caller bounds the time (`tokio::time::timeout`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The system's CA bundle (Debian, Ubuntu, Alpine), for https URLs without a CA of their own.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Why a GET got no answer to read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GetError(pub String);
+
+/// An answer: its status and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: hyper::StatusCode,
+    pub body: Bytes,
+}
+
+/// The CA `ca` names, or the system's.
+pub fn ca_or_system(ca: Option<&Path>) -> PathBuf {
+    ca.map_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE), Path::to_owned)
+}
+
+/// GET `url` (`http://` or `https://`, the server checked against `ca`), accepting `accept`;
+/// a body longer than `max_body` is an error.
+pub async fn get(url: &str, accept: &str, ca: &Path, max_body: usize) -> Result<Answer, GetError> {
+    let fail = |what: String| GetError(what);
+    let uri: hyper::Uri = url.parse().map_err(|e| fail(format!("not a URL: {e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(fail("the URL must start with https:// or http://".into())),
+    };
+    let host = uri.host().ok_or_else(|| fail("the URL has no host".into()))?;
+    let host = host.trim_matches(|c| c == '[' || c == ']').to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(hyper::header::ACCEPT, accept)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    if !https {
+        return exchange(tcp, request, max_body).await;
+    }
+    let tls = crate::tls::client_config(&crate::tls::TlsOriginConfig {
+        ca: ca.to_owned(),
+        cert: None,
+        key: None,
+        reload_interval_ms: 0,
+        workload_identity: false,
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| fail(format!("bad host name: {e}")))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| fail(format!("TLS handshake failed: {e}")))?;
+    exchange(stream, request, max_body).await
+}
+
+async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<http_body_util::Empty<Bytes>>,
+    max_body: usize,
+) -> Result<Answer, GetError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let fail = |what: String| GetError(what);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(format!("HTTP handshake failed: {e}")))?;
+    let connection = tokio::spawn(connection);
+    let outcome = async {
+        let response = sender.send_request(request).await.map_err(|e| fail(format!("request failed: {e}")))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), max_body)
+            .collect()
+            .await
+            .map_err(|e| fail(format!("reading the body failed: {e}")))?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+    .await;
+    connection.abort();
+    outcome
+}
