@@ -15,8 +15,10 @@
 #                                           Apicurio content ids: global, shared by subjects)
 #   http://127.0.0.1:PORT/apis/registry/v3  Apicurio's own API
 #   http://127.0.0.1:PORT/health/ready      readiness (200 once it serves)
-# Deleting subjects and versions is enabled. Apicurio sets no compatibility rule by default
-# (GET /config says NONE), unlike Confluent's BACKWARD: set it with PUT /config if needed.
+# Deleting is enabled in Apicurio's own API too (ccompat deletes work either way).
+# Apicurio has no compatibility rule by default (GET /config says NONE), unlike Confluent's
+# BACKWARD: set one with PUT /config, or start with WEIR_REGISTRY_JVM_OPTS=
+# -Dapicurio.rules.global.compatibility=BACKWARD (enforced, though GET /config still says NONE).
 #
 # Environment:
 #   WEIR_REGISTRY_PORT           HTTP port (default 28080)
@@ -81,7 +83,7 @@ ensure_dist() {
     rm -rf "$tmp" ${copy:+"$copy"}; die "cannot extract $tgz (no $JAR in it?)"
   fi
   [[ -z $copy ]] || rm -rf "$copy"
-  touch "$tmp/.extracted"
+  touch "$tmp/.extracted"; chmod 755 "$tmp"
   rm -rf "$DIST"
   mv "$tmp" "$DIST"
   exec 8>&-
@@ -111,7 +113,6 @@ registry_pid() {
 launched_alive() { [[ -f $PID_FILE ]] && kill -0 "$(<"$PID_FILE")" 2>/dev/null; }
 
 ready() { curl -fsS -o /dev/null --max-time 5 "$BASE_URL/health/ready" 2>/dev/null; }
-healthy() { registry_pid >/dev/null && ready; }
 
 launch() {
   mkdir -p "$RUN_DIR"

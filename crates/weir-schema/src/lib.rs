@@ -10,5 +10,6 @@
 //! say what to do with its verdict. Hostile input (payloads and schemas alike: anyone may
 //! register a schema) gets an error, never a panic, a hang or an allocation it chose.
 
+pub mod avro;
 pub mod registry;
 pub mod wire;
