@@ -110,7 +110,8 @@ fn hostile_payloads_are_errors_not_loops_or_allocations() {
     let err = nulls.validate(&long(1 << 62)).unwrap_err();
     assert_eq!(err.what, "more items than a payload of this size can hold");
     let strings = AvroSchema::parse(r#"{"type": "array", "items": "string"}"#).unwrap();
-    assert_eq!(strings.validate(&[long(1), long(i64::MAX)].concat()).unwrap_err().what.contains("wanted"), true);
+    let huge = strings.validate(&[long(1), long(i64::MAX)].concat()).unwrap_err();
+    assert_eq!(huge.what, "9223372036854775807 bytes wanted, 0 left");
     assert_eq!(strings.validate(&[long(1), long(-5)].concat()).unwrap_err().what, "a length of -5");
     let int = AvroSchema::parse(r#""int""#).unwrap();
     assert_eq!(int.validate(&long(1 << 40)).unwrap_err().what, "an int of 1099511627776, beyond 32 bits");
