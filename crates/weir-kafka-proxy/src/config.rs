@@ -73,6 +73,14 @@ pub struct SidecarConfig {
     /// default. Changes apply live.
     #[serde(default)]
     pub produce_safeguards: Vec<crate::safeguard::ProduceSafeguard>,
+    /// The schema registry that schema validation asks (its Confluent-compatible API); none
+    /// by default. Read at start.
+    #[serde(default)]
+    pub schema_registry: Option<weir_schema::registry::RegistryConfig>,
+    /// Schema validation: records written to covered topics that are not of the rule's
+    /// format and schema are refused; none by default. Changes apply live.
+    #[serde(default)]
+    pub schema_validation: Vec<crate::schema_rules::SchemaRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -297,6 +305,8 @@ impl SidecarConfig {
             canaries: Vec::new(),
             topic_creation: Vec::new(),
             produce_safeguards: Vec::new(),
+            schema_registry: None,
+            schema_validation: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -356,6 +366,10 @@ impl SidecarConfig {
         crate::canary::validate_rules(&self.canaries, origin)?;
         crate::topic_limits::validate_rules(&self.topic_creation, origin)?;
         crate::safeguard::validate_rules(&self.produce_safeguards, origin)?;
+        if let Some(Err((field, why))) = self.schema_registry.as_ref().map(|registry| registry.check()) {
+            return Err(invalid(origin, &format!("schema_registry.{field}"), why));
+        }
+        crate::schema_rules::validate_rules(&self.schema_validation, self.schema_registry.is_some(), origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

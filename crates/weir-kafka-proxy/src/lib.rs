@@ -5,7 +5,7 @@
 //! in request order ([`session`]), the live configuration ([`snapshot`]), the filter chain
 //! every per-request policy plugs into ([`filter`]) and the policies themselves ([`filters`]:
 //! SASL, fetch sessions bound to their principal, topic-level authorization, quotas, fault
-//! injection, shadowing, traffic metrics, address rewriting), and Kafka metrics ([`metrics`]).
+//! injection, shadowing, event policies, traffic metrics, address rewriting), and Kafka metrics ([`metrics`]).
 //!
 //! It must not own what other protocols share (config file loading, the admin endpoint, log
 //! setup, shutdown signals: those live in `weir-core`) nor the bytes-level codec (`weir-wire`).
@@ -26,6 +26,7 @@ pub mod outlier;
 pub mod quota;
 pub mod rewrite;
 pub mod safeguard;
+pub mod schema_rules;
 pub mod session;
 pub mod shadow;
 pub mod shared;

@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 11] = [
+const LIVE: [&str; 12] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -34,6 +34,7 @@ const LIVE: [&str; 11] = [
     "canaries",
     "topic_creation",
     "produce_safeguards",
+    "schema_validation",
 ];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];

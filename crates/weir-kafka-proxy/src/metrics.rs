@@ -112,6 +112,12 @@ pub struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub rule: String,
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuotaRuleLabels {
     pub quota: String,
 }
@@ -190,6 +196,8 @@ pub struct KafkaMetrics {
     canary_records: Family<RuleLabels, Counter>,
     topic_creation_refused: Family<RuleLabels, Counter>,
     produce_refused: Family<RefusalLabels, Counter>,
+    schema_records: Family<VerdictLabels, Counter>,
+    schema_refused: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -280,6 +288,8 @@ impl KafkaMetrics {
             canary_records: Family::default(),
             topic_creation_refused: Family::default(),
             produce_refused: Family::default(),
+            schema_records: Family::default(),
+            schema_refused: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -401,8 +411,18 @@ impl KafkaMetrics {
         );
         kafka.register(
             "produce_refused_records",
-            "Records a produce safeguard refused, per rule and reason (read_only, client_id, acks, compression, batch_size)",
+            "Records a produce safeguard refused, per rule and reason (read_only, client_id, acks, compression, batch_size, record_size, missing_header, unreadable, too_large_to_read)",
             m.produce_refused.clone(),
+        );
+        kafka.register(
+            "schema_records",
+            "Records a schema_validation rule judged, per rule and verdict (valid, not_framed, unknown_schema, wrong_subject, wrong_type, unusable_schema, invalid, unchecked)",
+            m.schema_records.clone(),
+        );
+        kafka.register(
+            "schema_refused_records",
+            "Records not written because their batch held a record a schema_validation rule refused (or the registry could not judge), per rule",
+            m.schema_refused.clone(),
         );
         kafka.register(
             "shadow_records",
@@ -496,6 +516,16 @@ impl KafkaMetrics {
     /// A produce safeguard refused a partition's `records` for `reason`.
     pub fn produce_refused(&self, rule: &str, reason: &'static str, records: u64) {
         self.produce_refused.get_or_create(&RefusalLabels { rule: rule.to_owned(), reason }).inc_by(records);
+    }
+
+    /// A schema validation rule judged `records` records with this verdict.
+    pub fn schema_records(&self, rule: &str, verdict: &'static str, records: u64) {
+        self.schema_records.get_or_create(&VerdictLabels { rule: rule.to_owned(), verdict }).inc_by(records);
+    }
+
+    /// A schema validation rule refused a partition's `records`.
+    pub fn schema_refused(&self, rule: &str, records: u64) {
+        self.schema_refused.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
     }
 
     /// A topic creation rule refused a topic (created or grown).

@@ -22,6 +22,7 @@ use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::quota::QuotaFilter;
 use crate::filters::safeguard::SafeguardFilter;
 use crate::filters::sasl::SaslFilter;
+use crate::filters::schema::SchemaFilter;
 use crate::filters::shadow::ShadowFilter;
 use crate::filters::topic_limits::TopicLimitsFilter;
 use crate::filters::traffic::TrafficFilter;
@@ -56,6 +57,8 @@ pub struct Shared {
     pub shadows: Arc<crate::shadow::ShadowWriters>,
     /// Topic ids and their names, learned from Metadata and asked of the cluster.
     pub topic_ids: Arc<TopicIds>,
+    /// The schema registry schema validation asks, when one is configured.
+    pub schema_registry: Option<Arc<weir_schema::judge::SchemaRegistry>>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
@@ -65,11 +68,12 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization, aliases, topic limits, safeguards, quotas, faults, shadows and canaries are always in the chain, passing
+    /// Authorization, aliases, topic limits, safeguards, schema validation, quotas, faults,
+    /// shadows and canaries are always in the chain, passing
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(13);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(14);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -80,6 +84,8 @@ impl Shared {
         chain.push(Box::new(TopicLimitsFilter::new(snapshot, connection)));
         let decompressed = self.config.limits.max_decompressed_batch_bytes;
         chain.push(Box::new(SafeguardFilter::new(snapshot, connection, decompressed)));
+        let registry = self.schema_registry.clone();
+        chain.push(Box::new(SchemaFilter::new(snapshot, connection, registry, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

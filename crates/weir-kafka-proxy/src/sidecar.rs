@@ -124,7 +124,12 @@ impl Sidecar {
         let shutdown = CancellationToken::new();
         let own_cluster = Arc::new(crate::side::ClusterAccess::new(connector.clone(), config.bootstrap.clone()));
         let shadows = crate::shadow::ShadowWriters::new(own_cluster.clone(), metrics.shadows.clone(), shutdown.clone());
+        let schema_registry = config
+            .schema_registry
+            .clone()
+            .map(|registry| Arc::new(weir_schema::judge::SchemaRegistry::new(registry, weir_schema::judge::compile)));
         let shared = Arc::new(Shared {
+            schema_registry,
             own_cluster,
             shadows: Arc::new(shadows),
             fetch_sessions: Arc::default(),

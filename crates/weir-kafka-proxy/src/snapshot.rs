@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub produce_safeguards: Arc<[crate::safeguard::ProduceSafeguard]>,
     /// Topic creation limits; none when empty.
     pub topic_creation: Arc<[crate::topic_limits::TopicCreationRule]>,
+    /// Schema validation; none when empty.
+    pub schema_validation: Arc<[crate::schema_rules::SchemaRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -112,6 +114,7 @@ impl Snapshot {
             canaries: config.canaries.clone().into(),
             topic_creation: config.topic_creation.clone().into(),
             produce_safeguards: config.produce_safeguards.clone().into(),
+            schema_validation: config.schema_validation.clone().into(),
         })
     }
 }

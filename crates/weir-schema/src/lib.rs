@@ -11,5 +11,6 @@
 //! register a schema) gets an error, never a panic, a hang or an allocation it chose.
 
 pub mod avro;
+pub mod judge;
 pub mod registry;
 pub mod wire;

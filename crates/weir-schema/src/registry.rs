@@ -106,6 +106,19 @@ pub struct Known<T> {
     subjects: Mutex<(Vec<String>, Instant)>,
 }
 
+impl<T> Known<T> {
+    /// Whether it is a version of `subject` as far as the registry said lately: None when it
+    /// was not, and the registry said so long enough ago to be asked again
+    /// ([`Registry::is_version_of`]).
+    pub fn is_version_of_cached(&self, subject: &str) -> Option<bool> {
+        let subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
+        if subjects.0.iter().any(|s| s == subject) {
+            return Some(true);
+        }
+        (subjects.1.elapsed() < SUBJECTS_FRESH).then_some(false)
+    }
+}
+
 /// Why the registry gave no schema for an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -159,24 +172,22 @@ impl<T: Send + Sync + 'static> Registry<T> {
         outcome.clone()
     }
 
-    /// The schema with this id if it is cached and known; no wait.
-    pub fn cached(&self, id: u32) -> Option<Arc<Known<T>>> {
+    /// What asking about this id gave, if it was asked and the answer still stands (a failure
+    /// stands for `retry_after_ms`); no wait.
+    pub fn cached_outcome(&self, id: u32) -> Option<Result<Arc<Known<T>>, LookupError>> {
+        let retry_after = Duration::from_millis(self.config.retry_after_ms);
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(&id).and_then(|lookup| lookup.get()).and_then(|(outcome, _)| outcome.as_ref().ok().cloned())
+        match entries.get(&id)?.get()? {
+            (Err(_), at) if at.elapsed() >= retry_after => None,
+            (outcome, _) => Some(outcome.clone()),
+        }
     }
 
     /// Whether `known` is a version of `subject`; the registry is asked again (at most every
     /// few seconds) before saying no.
     pub async fn is_version_of(&self, known: &Known<T>, subject: &str) -> Result<bool, LookupError> {
-        let stale = {
-            let subjects = known.subjects.lock().unwrap_or_else(|e| e.into_inner());
-            if subjects.0.iter().any(|s| s == subject) {
-                return Ok(true);
-            }
-            subjects.1.elapsed() >= SUBJECTS_FRESH
-        };
-        if !stale {
-            return Ok(false);
+        if let Some(answer) = known.is_version_of_cached(subject) {
+            return Ok(answer);
         }
         let subjects = self.subjects(known.id).await?;
         let found = subjects.iter().any(|s| s == subject);

@@ -20,9 +20,6 @@ use crate::quota::ANONYMOUS;
 use crate::safeguard::{BatchFacts, Guard, ProduceSafeguard, Refusal};
 use crate::snapshot::Snapshot;
 
-/// The first Produce version that names topics by id.
-const FIRST_BY_ID: i16 = 13;
-
 pub(crate) struct SafeguardFilter {
     rules: Arc<[ProduceSafeguard]>,
     /// The rules whose principals cover this connection's.
@@ -49,22 +46,6 @@ impl SafeguardFilter {
     fn choose(&mut self) {
         let principal = &self.principal;
         self.mine = self.rules.iter().filter(|r| r.covers_principal(principal)).map(Guard::new).collect();
-    }
-
-    /// The topic ids the request names that the sidecar cannot name yet.
-    fn unknown_ids(&self, cx: &RequestContext<'_>) -> Result<Vec<Uuid>, FilterError> {
-        let ids = cx.services.topic_ids();
-        let mut unknown = Vec::new();
-        weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, _, _| {
-            if let TopicRef::Id(id) = topic {
-                let id = Uuid::from_bytes(id);
-                if ids.name(&id).is_none() && !unknown.contains(&id) {
-                    unknown.push(id);
-                }
-            }
-        })
-        .map_err(FilterError::BadRequestBody)?;
-        Ok(unknown)
     }
 
     /// Every partition the rules refuse, with the first refusal of each.
@@ -138,8 +119,7 @@ impl Filter for SafeguardFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        let by_id = cx.header.api_version >= FIRST_BY_ID;
-        let unknown = match if by_id { self.unknown_ids(cx) } else { Ok(Vec::new()) } {
+        let unknown = match crate::filters::unknown_produce_topic_ids(cx) {
             Ok(unknown) => unknown,
             Err(err) => return ready(Err(err)),
         };

@@ -57,6 +57,7 @@ fn shared() -> Shared {
         slots: Arc::default(),
         topic_ids: Arc::default(),
         broker_versions: Default::default(),
+        schema_registry: None,
     }
 }
 

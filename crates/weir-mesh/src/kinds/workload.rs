@@ -11,6 +11,7 @@ use weir_kafka_proxy::config::{BrokerPorts, Limits, LogConfig};
 use weir_kafka_proxy::fault::FaultRule;
 use weir_kafka_proxy::quota::QuotaRule;
 use weir_kafka_proxy::safeguard::ProduceSafeguard;
+use weir_kafka_proxy::schema_rules::{RegistryConfig, SchemaRule};
 use weir_kafka_proxy::shadow::ShadowRule;
 use weir_kafka_proxy::topic_limits::TopicCreationRule;
 
@@ -68,6 +69,13 @@ pub struct WorkloadSpec {
     /// Produce safeguards on what this workload writes (docs/event-policies.md); applied live.
     #[serde(default)]
     pub produce_safeguards: Vec<ProduceSafeguard>,
+    /// The schema registry this workload's sidecar asks (docs/event-policies.md); read at
+    /// its start.
+    #[serde(default)]
+    pub schema_registry: Option<RegistryConfig>,
+    /// Schema validation of what this workload writes (docs/event-policies.md); applied live.
+    #[serde(default)]
+    pub schema_validation: Vec<SchemaRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

@@ -92,7 +92,8 @@ async fn a_schema_is_asked_once_however_many_want_it_at_once() {
     }
     assert_eq!(asked.count("/api/schemas/ids/1"), 1);
     assert_eq!(asked.count("/api/schemas/ids/1/versions"), 1);
-    assert_eq!(registry.cached(1).map(|k| k.id), Some(1));
+    assert_eq!(registry.cached_outcome(1).map(|k| k.unwrap().id), Some(1));
+    assert!(registry.cached_outcome(9).is_none(), "never asked");
     let json = registry.schema(5).await.unwrap();
     assert_eq!(json.kind, SchemaKind::Json);
     assert!(registry.is_version_of(&json, "b-value").await.unwrap());
@@ -107,6 +108,7 @@ async fn failures_are_named_bounded_in_time_and_remembered_for_a_while() {
     assert_eq!(registry.schema(2).await.unwrap_err(), LookupError::NotFound(2));
     assert_eq!(registry.schema(2).await.unwrap_err(), LookupError::NotFound(2));
     assert_eq!(asked.count("/api/schemas/ids/2"), 1, "a missing id is remembered");
+    assert_eq!(registry.cached_outcome(2).map(|o| o.unwrap_err()), Some(LookupError::NotFound(2)));
 
     let started = Instant::now();
     let slow = registry.schema(3).await.unwrap_err();
@@ -123,6 +125,7 @@ async fn failures_are_named_bounded_in_time_and_remembered_for_a_while() {
         format!("the schema registry did not answer about schema 4: {url}/schemas/ids/4 answered HTTP 500")
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(registry.cached_outcome(4).is_none(), "a failure stands for retry_after_ms only");
     let _ = registry.schema(4).await;
     assert_eq!(asked.count("/api/schemas/ids/4"), 2, "asked again after retry_after_ms");
 
