@@ -10,7 +10,7 @@
 #                                 http://127.0.0.1:PORT/apis/ccompat/v7)
 #   scripts/registry.sh fetch    (only download and extract the distribution)
 #
-# Port contract: HTTP on 127.0.0.1:28080 (WEIR_REGISTRY_PORT), one registry per port.
+# Port contract: HTTP on 127.0.0.1:18080 (WEIR_REGISTRY_PORT), one registry per port.
 #   http://127.0.0.1:PORT/apis/ccompat/v7   Confluent Schema Registry API (schema ids are
 #                                           Apicurio content ids: global, shared by subjects)
 #   http://127.0.0.1:PORT/apis/registry/v3  Apicurio's own API
@@ -21,7 +21,7 @@
 # -Dapicurio.rules.global.compatibility=BACKWARD (enforced, though GET /config still says NONE).
 #
 # Environment:
-#   WEIR_REGISTRY_PORT           HTTP port (default 28080)
+#   WEIR_REGISTRY_PORT           HTTP port (default 18080)
 #   WEIR_REGISTRY_STATE          state root: the extracted distribution, and per port a
 #                                directory port-PORT with pid and registry.log
 #                                (default ${XDG_CACHE_HOME:-$HOME/.cache}/weir/registry)
@@ -42,7 +42,7 @@ JAR=apicurio-registry-app-$VERSION-runner.jar
 STATE_ROOT=${WEIR_REGISTRY_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/registry}
 DIST=$STATE_ROOT/apicurio-registry-app-$VERSION
 M2_REPO=${WEIR_REGISTRY_M2_REPO:-$HOME/.m2/repository}
-PORT=${WEIR_REGISTRY_PORT:-28080}
+PORT=${WEIR_REGISTRY_PORT:-18080}
 HEAP=${WEIR_REGISTRY_HEAP_OPTS:--Xms64m -Xmx384m}
 START_TIMEOUT=${WEIR_REGISTRY_START_TIMEOUT:-60}
 STOP_TIMEOUT=${WEIR_REGISTRY_STOP_TIMEOUT:-20}

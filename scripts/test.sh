@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # scripts/test.sh - Weir's whole test suite: starts a real 3-broker Kafka cluster
-# (scripts/kafka.sh), runs every cargo test against it, then stops the cluster it
-# started. This is the README's test command, and .ci/run calls it too.
+# (scripts/kafka.sh) and a schema registry (scripts/registry.sh), makes the Python
+# clients' venv (scripts/python-env.sh), runs every cargo test against them, then
+# stops what it started. This is the README's test command, and .ci/run calls it too.
 #
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -p weir-wire).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started=0
+started=0 registry_started=0
+stop() {
+  if ((registry_started)); then scripts/registry.sh stop; fi
+  if ((started)); then scripts/kafka.sh stop; fi
+}
+trap stop EXIT
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start --brokers 3
   started=1
 fi
-stop() { if ((started)); then scripts/kafka.sh stop; fi; }
-trap stop EXIT
+if ! scripts/registry.sh status >/dev/null 2>&1; then
+  scripts/registry.sh start
+  registry_started=1
+fi
+scripts/python-env.sh >/dev/null
 
 # The checked-in Kafka schema tables must be what the pinned Kafka's specs give.
 scripts/regen-schema.sh --check

@@ -7,8 +7,10 @@
 // exit 0 on success, 1 on any failure, 2 on bad usage):
 //   produce      --topic T --count N [--compression none|gzip|snappy|lz4|zstd]
 //                [--acks all|1|0] [--idempotent] [--prefix P] [--pad BYTES] [--throttle-metrics]
+//                [--json-values]
 //                  record i (0..N-1): key k-<i>, value P-<i> (P defaults to "value"; --pad
-//                  appends that many '.'), headers dup:a and dup:b. Prints produced=N;
+//                  appends that many '.'; --json-values makes it {"n":<i>,"value":"P-<i>"}),
+//                  headers dup:a and dup:b. Prints produced=N;
 //                  --throttle-metrics then prints the producer's produce-throttle-time-avg
 //                  and -max (ms) as throttle-avg-ms=<x> throttle-max-ms=<y>.
 //   produce-while --topic T --stop-file F [--interval-ms 100]
@@ -132,6 +134,7 @@ public class WeirClient {
         String prefix = a.opt("--prefix", "value");
         boolean idempotent = a.flag("--idempotent");
         String pad = ".".repeat(Integer.parseInt(a.opt("--pad", "0")));
+        boolean json = a.flag("--json-values");
         Properties p = producerProps(a);
         p.put(ProducerConfig.ACKS_CONFIG, a.opt("--acks", "all"));
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, a.opt("--compression", "none"));
@@ -141,7 +144,9 @@ public class WeirClient {
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             List<Future<RecordMetadata>> acks = new ArrayList<>();
             for (int i = 0; i < count; i++) {
-                acks.add(producer.send(record(topic, "k-" + i, prefix + "-" + i + pad)));
+                String value = prefix + "-" + i + pad;
+                if (json) value = "{\"n\":" + i + ",\"value\":\"" + value + "\"}";
+                acks.add(producer.send(record(topic, "k-" + i, value)));
             }
             producer.flush();
             for (Future<RecordMetadata> f : acks) f.get(a.timeoutMs(), TimeUnit.MILLISECONDS);
@@ -516,8 +521,9 @@ public class WeirClient {
     /** `--name value` options, `--flag` switches and repeatable `--property k=v`. */
     static final class Args {
         static final Set<String> COMMON = Set.of("--bootstrap", "--timeout-ms", "--property");
+        static final Set<String> FLAGS = Set.of("--idempotent", "--from-beginning", "--throttle-metrics", "--json-values");
         static final Map<String, Set<String>> ALLOWED = Map.of(
-                "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix", "--pad", "--throttle-metrics"),
+                "produce", Set.of("--topic", "--count", "--compression", "--acks", "--idempotent", "--prefix", "--pad", "--throttle-metrics", "--json-values"),
                 "produce-while", Set.of("--topic", "--stop-file", "--interval-ms"),
                 "consume", Set.of("--topic", "--count", "--group", "--isolation", "--group-protocol", "--pattern"),
                 "txn", Set.of("--topic", "--transactional-id", "--commit-count", "--abort-count"),
@@ -535,7 +541,7 @@ public class WeirClient {
                 if (!COMMON.contains(k) && !allowed.contains(k)) {
                     throw new UsageException("unknown option for " + command + ": " + k);
                 }
-                if (k.equals("--idempotent") || k.equals("--from-beginning") || k.equals("--throttle-metrics")) { flags.add(k); continue; }
+                if (FLAGS.contains(k)) { flags.add(k); continue; }
                 if (i + 1 >= argv.length) throw new UsageException(k + " needs a value");
                 String v = argv[++i];
                 if (k.equals("--property")) properties.add(v); else values.put(k, v);

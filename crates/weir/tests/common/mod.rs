@@ -44,6 +44,37 @@ pub fn kafka() {
     });
 }
 
+/// Starts (idempotently) the schema registry once per test binary (scripts/registry.sh:
+/// Apicurio, in memory); the URL of its Confluent-compatible API.
+pub fn registry_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let script = repo_root().join("scripts/registry.sh");
+        let status = Command::new(&script).arg("start").status().expect("run scripts/registry.sh");
+        assert!(status.success(), "scripts/registry.sh start failed");
+        let url = Command::new(&script).arg("url").output().expect("scripts/registry.sh url");
+        String::from_utf8(url.stdout).unwrap().trim().to_owned()
+    })
+    .clone()
+}
+
+/// Runs tests/python/schema_client.py (Confluent's Python client and serializers) in the
+/// tests' venv (scripts/python-env.sh), from `dir` (where generated Protobuf modules are).
+pub fn python_client(dir: &Path, args: &[&str]) -> std::process::Output {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/python-env.sh")).output().expect("run scripts/python-env.sh");
+        assert!(out.status.success(), "scripts/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    });
+    Command::new(python)
+        .arg(repo_root().join("tests/python/schema_client.py"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run schema_client.py")
+}
+
 /// Bootstrap servers of the MESH listeners (addresses only the sidecar can follow).
 pub fn mesh_bootstrap() -> String {
     (0..BROKERS).map(|i| format!("127.0.0.1:{}", 9093 + 10 * i)).collect::<Vec<_>>().join(",")
