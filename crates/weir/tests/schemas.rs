@@ -117,7 +117,7 @@ schema_validation:
     // One batch: a valid record, one cut short, one of a schema of another subject. The
     // batch is refused, each bad record named.
     std::fs::write(
-        &dir.join("other.avsc"),
+        dir.join("other.avsc"),
         r#"{"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]}"#,
     )
     .unwrap();
