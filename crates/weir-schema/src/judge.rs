@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::avro::AvroSchema;
+use crate::json_schema::JsonSchema;
 use crate::registry::{Fetched, Known, LookupError, Registry, SchemaKind};
 use crate::wire::{framed, message_indexes};
 
@@ -56,6 +57,7 @@ pub type Compiled = Result<Validator, String>;
 #[derive(Debug)]
 pub enum Validator {
     Avro(AvroSchema),
+    JsonSchema(JsonSchema),
 }
 
 /// What the registry keeps per schema id.
@@ -68,6 +70,7 @@ pub fn compile(fetched: &Fetched) -> Compiled {
     }
     match fetched.kind {
         SchemaKind::Avro => AvroSchema::parse(&fetched.text).map(Validator::Avro).map_err(|e| e.to_string()),
+        SchemaKind::Json => JsonSchema::parse(&fetched.text).map(Validator::JsonSchema).map_err(|e| e.to_string()),
         kind => Err(format!("{} schemas are not supported yet", kind.as_str())),
     }
 }
@@ -161,6 +164,7 @@ pub fn judge(format: Format, payload: &[u8], subject: &str, schemas: &impl Schem
     };
     let checked = match validator {
         Validator::Avro(schema) => schema.validate(framed.payload).map_err(|e| e.to_string()),
+        Validator::JsonSchema(schema) => schema.validate_text(framed.payload).map_err(|e| e.to_string()),
     };
     let _ = message_indexes;
     match checked {

@@ -11,6 +11,7 @@
 //! register a schema) gets an error, never a panic, a hang or an allocation it chose.
 
 pub mod avro;
+pub mod json_schema;
 pub mod judge;
 pub mod registry;
 pub mod wire;
