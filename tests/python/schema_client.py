@@ -6,9 +6,9 @@ schema registry serializers, as an application uses them.
       prints `id=N`
   produce --bootstrap B --registry URL --topic T --format avro|json_schema|protobuf
           --schema-file F --count N [--idempotent] [--transactional-id X]
-          [--compression C] [--proto-module M --proto-message NAME]
+          [--compression C] [--proto-module M --proto-message NAME] [--json-keys]
       values {"id": i, "name": "record-i", "tags": [...]} serialized (the schema registered
-      under T-value by the serializer); prints `delivered=N failed=M`, then per failure
+      under T-value by the serializer), keys k-<i> (--json-keys: {"k": i}); prints `delivered=N failed=M`, then per failure
       `failed <i> <error name> <error text>`
   produce-raw --bootstrap B --topic T --value-hex HEX [--count N]
       the same bytes as each value, no serializer; output as produce
@@ -82,7 +82,8 @@ def send_all(args, values):
         return done
 
     for i, v in enumerate(values):
-        p.produce(args.topic, key=f"k-{i}".encode(), value=v, on_delivery=report(i))
+        key = json.dumps({"k": i}) if args.json_keys else f"k-{i}"
+        p.produce(args.topic, key=key.encode(), value=v, on_delivery=report(i))
         p.poll(0)
     p.flush(args.timeout_ms / 1000 + 10)
     failed = {i: e for i, e in outcomes.items() if e is not None}
@@ -108,6 +109,7 @@ def main():
     ap.add_argument("--schema-file")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--idempotent", action="store_true")
+    ap.add_argument("--json-keys", action="store_true")
     ap.add_argument("--transactional-id")
     ap.add_argument("--compression", default="none")
     ap.add_argument("--proto-module")

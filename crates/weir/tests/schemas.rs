@@ -171,6 +171,55 @@ schema_validation:
     sidecar.assert_quiet();
 }
 
+const JSON_SCHEMA: &str = r#"{"$schema": "http://json-schema.org/draft-07/schema#", "title": "Rec", "type": "object",
+  "required": ["id", "name"],
+  "properties": {"id": {"type": "integer"}, "name": {"type": "string", "maxLength": 20},
+                 "tags": {"type": "array", "items": {"type": "string"}}}}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_schema_documents_are_validated_against_the_registered_schema() {
+    let registry = registry_url();
+    let topic = format!("{}-events", unique("jsonschema"));
+    let extra_yaml = format!(
+        "schema_registry: {{url: '{registry}'}}
+schema_validation:
+  - {{name: events, topics: ['{topic}'], value: json_schema, key: json}}
+"
+    );
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml, ..Default::default() });
+    let bs = sidecar.bootstrap();
+    rd::create_topic(&direct_bootstrap(), &topic, 1).await;
+    let dir = scratch_dir();
+    std::fs::write(dir.join("rec.json"), JSON_SCHEMA).unwrap();
+    let serialized =
+        ["--registry", &registry, "--topic", &topic, "--format", "json_schema", "--schema-file", "rec.json"];
+    // Keys `k-<i>` are not JSON: the key rule refuses them, whatever the values.
+    let args = [&["produce", "--bootstrap", &bs][..], &serialized, &["--count", "5", "--timeout-ms", "5000"]];
+    let lines = python(&dir, &args.concat());
+    assert_eq!(lines[0], "delivered=0 failed=5", "{lines:?}");
+    assert!(lines[1].starts_with("failed 0 INVALID_RECORD"), "{lines:?}");
+    // JSON keys, an idempotent gzip producer: written.
+    let args = [&["produce", "--bootstrap", &bs][..], &serialized, &["--count", "30", "--json-keys", "--idempotent"]];
+    let lines = python(&dir, &[&args.concat()[..], &["--compression", "gzip"]].concat());
+    assert_eq!(lines, ["delivered=30 failed=0"]);
+
+    let subject = format!("{topic}-value");
+    let register =
+        ["register", "--registry", &registry, "--type", "JSON", "--schema-file", "rec.json", "--subject", &subject];
+    let id: u32 = python(&dir, &register)[0].replace("id=", "").parse().unwrap();
+    let valid = framed(id, br#"{"id": 1, "name": "one", "tags": ["a"]}"#);
+    let answer = produce_raw(&sidecar, &topic, &[valid.clone(), framed(id, br#"{"id": "x", "name": "two"}"#)]);
+    assert_eq!(answer.error_code, 87);
+    assert_eq!(
+        record_errors(&answer),
+        [(1, format!("value of record 1: not a value of schema {id}: a string where integer is wanted at /id (rule `events`)"))]
+    );
+    // Keyless records (the raw batches carry none) are not judged by the key rule.
+    assert_eq!(produce_raw(&sidecar, &topic, &[valid.clone(), valid]).error_code, 0);
+    assert_eq!(end_offset(&topic), 32);
+    sidecar.assert_quiet();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_values_are_checked_for_the_java_client_and_a_registry_down_fails_closed_or_open_by_rule() {
     let prefix = unique("json");
