@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::avro::AvroSchema;
 use crate::json_schema::JsonSchema;
+use crate::protobuf::ProtobufSchema;
 use crate::registry::{Fetched, Known, LookupError, Registry, SchemaKind};
 use crate::wire::{framed, message_indexes};
 
@@ -58,6 +59,7 @@ pub type Compiled = Result<Validator, String>;
 pub enum Validator {
     Avro(AvroSchema),
     JsonSchema(JsonSchema),
+    Protobuf(ProtobufSchema),
 }
 
 /// What the registry keeps per schema id.
@@ -71,7 +73,9 @@ pub fn compile(fetched: &Fetched) -> Compiled {
     match fetched.kind {
         SchemaKind::Avro => AvroSchema::parse(&fetched.text).map(Validator::Avro).map_err(|e| e.to_string()),
         SchemaKind::Json => JsonSchema::parse(&fetched.text).map(Validator::JsonSchema).map_err(|e| e.to_string()),
-        kind => Err(format!("{} schemas are not supported yet", kind.as_str())),
+        SchemaKind::Protobuf => {
+            ProtobufSchema::parse(&fetched.text).map(Validator::Protobuf).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -165,8 +169,11 @@ pub fn judge(format: Format, payload: &[u8], subject: &str, schemas: &impl Schem
     let checked = match validator {
         Validator::Avro(schema) => schema.validate(framed.payload).map_err(|e| e.to_string()),
         Validator::JsonSchema(schema) => schema.validate_text(framed.payload).map_err(|e| e.to_string()),
+        Validator::Protobuf(schema) => match message_indexes(framed.payload) {
+            Ok((indexes, message)) => schema.validate(&indexes, message).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     };
-    let _ = message_indexes;
     match checked {
         Ok(()) => Verdict::Valid,
         Err(why) => Verdict::Refused(Fault::Invalid, format!("not a value of schema {id}: {why}")),

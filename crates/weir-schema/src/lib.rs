@@ -13,5 +13,6 @@
 pub mod avro;
 pub mod json_schema;
 pub mod judge;
+pub mod protobuf;
 pub mod registry;
 pub mod wire;

@@ -222,9 +222,14 @@ impl<T: Send + Sync + 'static> Registry<T> {
         let (schema, subjects) = tokio::join!(self.schema_text(id), self.subjects(id));
         let fetched = schema?;
         let subjects = subjects?;
-        let compiled = (self.compile)(&fetched);
-        tracing::debug!(id, kind = fetched.kind.as_str(), ?subjects, "schema fetched from the registry");
-        Ok(Arc::new(Known { id, kind: fetched.kind, compiled, subjects: Mutex::new((subjects, Instant::now())) }))
+        let kind = fetched.kind;
+        tracing::debug!(id, kind = kind.as_str(), ?subjects, "schema fetched from the registry");
+        // Compiling a large schema may take a while: not on the runtime's threads.
+        let compile = self.compile;
+        let compiled = tokio::task::spawn_blocking(move || compile(&fetched))
+            .await
+            .map_err(|e| LookupError::Unavailable { id, why: format!("compiling the schema failed: {e}") })?;
+        Ok(Arc::new(Known { id, kind, compiled, subjects: Mutex::new((subjects, Instant::now())) }))
     }
 
     /// GET `path` of the API: the body of a 2xx answer, None for a 404.
