@@ -21,6 +21,7 @@ Exit status 0 unless the arguments or the client itself failed (failed deliverie
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -98,6 +99,8 @@ def send_all(args, values):
 
 
 def main():
+    # Generated Protobuf modules are in the directory the client runs in.
+    sys.path.insert(0, os.getcwd())
     ap = argparse.ArgumentParser()
     ap.add_argument("command")
     ap.add_argument("--bootstrap")

@@ -6,6 +6,10 @@
 //! as Protobuf allows them). Decoding is bounded by the payload (lengths are checked before
 //! use) and by prost's recursion limit (100 nested messages).
 //!
+//! The registry may hold the schema as `.proto` text, or (as Confluent's Python serializer
+//! registers it, and Apicurio gives it back unchanged) as a base64-encoded
+//! `FileDescriptorProto`: both are read.
+//!
 //! A schema may import Google's well-known types (`google/protobuf/timestamp.proto`, …);
 //! imports of other registered schemas (registry references) are not fetched yet. A schema
 //! whose braces nest deeper than [`MAX_NESTING`] is refused before it is parsed, so that a
@@ -35,27 +39,49 @@ pub struct ProtobufSchemaError(pub String);
 #[error("{0}")]
 pub struct ProtobufError(pub String);
 
-/// The registered text, and Google's well-known types beside it.
-struct Registered(String);
+/// The registered schema, as text or as a descriptor, under [`SCHEMA_FILE`].
+enum Registered {
+    Text(String),
+    Descriptor(prost_types::FileDescriptorProto),
+}
 
 impl FileResolver for Registered {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == SCHEMA_FILE {
-            File::from_source(name, &self.0)
-        } else {
-            Err(protox::Error::file_not_found(name))
+        match self {
+            _ if name != SCHEMA_FILE => Err(protox::Error::file_not_found(name)),
+            Registered::Text(text) => File::from_source(name, text),
+            Registered::Descriptor(descriptor) => Ok(File::from_file_descriptor_proto(descriptor.clone())),
         }
     }
 }
 
-impl ProtobufSchema {
-    /// Compiles the schema's `.proto` text.
-    pub fn parse(text: &str) -> Result<Self, ProtobufSchemaError> {
+impl Registered {
+    /// The schema as the registry gave it: a base64 `FileDescriptorProto`, or `.proto` text.
+    fn read(text: &str) -> Result<Registered, ProtobufSchemaError> {
+        use base64::Engine;
+        use prost::Message;
+        let trimmed = text.trim();
+        let looks_encoded = !trimmed.is_empty() && !trimmed.contains(|c: char| c.is_whitespace() || c == ';');
+        if looks_encoded {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed) {
+                let mut descriptor = prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                    .map_err(|e| ProtobufSchemaError(format!("base64 that is not a FileDescriptorProto: {e}")))?;
+                descriptor.name = Some(SCHEMA_FILE.to_owned());
+                return Ok(Registered::Descriptor(descriptor));
+            }
+        }
         if max_nesting(text) > MAX_NESTING {
             return Err(ProtobufSchemaError(format!("braces nest deeper than {MAX_NESTING}")));
         }
+        Ok(Registered::Text(text.to_owned()))
+    }
+}
+
+impl ProtobufSchema {
+    /// Compiles the schema: `.proto` text, or a base64 `FileDescriptorProto`.
+    pub fn parse(text: &str) -> Result<Self, ProtobufSchemaError> {
         let mut resolver = ChainFileResolver::new();
-        resolver.add(Registered(text.to_owned()));
+        resolver.add(Registered::read(text)?);
         resolver.add(GoogleFileResolver::new());
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_imports(true);

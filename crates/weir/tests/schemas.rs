@@ -220,6 +220,85 @@ schema_validation:
     sidecar.assert_quiet();
 }
 
+const PROTO: &str = r#"syntax = "proto3";
+package weir.test;
+message Rec {
+  int64 id = 1;
+  string name = 2;
+  repeated string tags = 3;
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protobuf_messages_are_decoded_as_the_message_their_indexes_name() {
+    let registry = registry_url();
+    let topic = format!("{}-recs", unique("proto"));
+    let extra_yaml = format!(
+        "schema_registry: {{url: '{registry}'}}
+schema_validation:
+  - {{name: recs, topics: ['{topic}'], value: protobuf}}
+"
+    );
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml, ..Default::default() });
+    let bs = sidecar.bootstrap();
+    rd::create_topic(&direct_bootstrap(), &topic, 1).await;
+    let dir = scratch_dir();
+    std::fs::write(dir.join("rec.proto"), PROTO).unwrap();
+    let protoc = std::process::Command::new("protoc").args(["--python_out=.", "rec.proto"]).current_dir(&dir).status();
+    assert!(protoc.expect("run protoc (Debian's protobuf-compiler)").success());
+    let serialized = ["--registry", &registry, "--topic", &topic, "--format", "protobuf"];
+    let message = ["--proto-module", "rec_pb2", "--proto-message", "Rec"];
+    let args = [&["produce", "--bootstrap", &bs][..], &serialized, &message, &["--count", "20", "--idempotent"]];
+    assert_eq!(python(&dir, &args.concat()), ["delivered=20 failed=0"]);
+    let direct = direct_bootstrap();
+    let args = [&["consume", "--bootstrap", &direct][..], &serialized, &message, &["--count", "20"]];
+    let lines = python(&dir, &args.concat());
+    assert_eq!(
+        (lines[0].as_str(), lines[2].as_str()),
+        ("consumed=20", r#"{"id": 1, "name": "record-1", "tags": ["a"]}"#)
+    );
+
+    let subject = format!("{topic}-value");
+    let register = [
+        "register",
+        "--registry",
+        &registry,
+        "--type",
+        "PROTOBUF",
+        "--schema-file",
+        "rec.proto",
+        "--subject",
+        &subject,
+    ];
+    let id: u32 = python(&dir, &register)[0].replace("id=", "").parse().unwrap();
+    // Message indexes [0] (one zero byte), then id 1 and name "x"; then the same cut short,
+    // and a message index the schema does not have.
+    let rec = [0, 0x08, 0x01, 0x12, 0x01, b'x'];
+    let answer =
+        produce_raw(&sidecar, &topic, &[framed(id, &rec), framed(id, &rec[..4]), framed(id, &[2, 10, 0x08, 0x01])]);
+    assert_eq!(answer.error_code, 87);
+    let errors = record_errors(&answer);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0]
+            .1
+            .starts_with(&format!("value of record 1: not a value of schema {id}: not a weir.test.Rec message: ")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[1],
+        (
+            2,
+            format!(
+                "value of record 2: not a value of schema {id}: the schema has no message at indexes [5] (rule `recs`)"
+            )
+        )
+    );
+    assert_eq!(produce_raw(&sidecar, &topic, &[framed(id, &rec)]).error_code, 0);
+    assert_eq!(end_offset(&topic), 21);
+    sidecar.assert_quiet();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_values_are_checked_for_the_java_client_and_a_registry_down_fails_closed_or_open_by_rule() {
     let prefix = unique("json");

@@ -77,6 +77,36 @@ fn a_message_the_indexes_name_is_decoded_and_faults_named() {
 }
 
 #[test]
+fn a_schema_registered_as_a_base64_descriptor_is_read() {
+    use base64::Engine;
+    use prost::Message;
+    // What Confluent's Python serializer registers for `message Rec { int64 id = 1; }`.
+    let descriptor = prost_types::FileDescriptorProto {
+        name: Some("rec.proto".into()),
+        package: Some("weir.test".into()),
+        syntax: Some("proto3".into()),
+        message_type: vec![prost_types::DescriptorProto {
+            name: Some("Rec".into()),
+            field: vec![prost_types::FieldDescriptorProto {
+                name: Some("id".into()),
+                number: Some(1),
+                label: Some(1),
+                r#type: Some(3),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let text = base64::engine::general_purpose::STANDARD.encode(descriptor.encode_to_vec());
+    let schema = ProtobufSchema::parse(&text).unwrap();
+    assert_eq!(schema.validate(&[0], &[key(1, 0), varint(7)].concat()), Ok(()));
+    assert!(schema.validate(&[0], &[key(1, 2), varint(1), vec![0]].concat()).is_err());
+    let garbage = base64::engine::general_purpose::STANDARD.encode([0xff; 7]);
+    assert!(ProtobufSchema::parse(&garbage).unwrap_err().0.starts_with("base64 that is not a FileDescriptorProto"));
+}
+
+#[test]
 fn hostile_schemas_and_payloads_are_errors() {
     let deep = format!("syntax = \"proto3\"; {} {}", "message M { ".repeat(100), "}".repeat(100));
     assert_eq!(ProtobufSchema::parse(&deep).unwrap_err().0, format!("braces nest deeper than {MAX_NESTING}"));
