@@ -42,7 +42,7 @@ pub struct ProtobufError(pub String);
 /// The registered schema, as text or as a descriptor, under [`SCHEMA_FILE`].
 enum Registered {
     Text(String),
-    Descriptor(prost_types::FileDescriptorProto),
+    Descriptor(Box<prost_types::FileDescriptorProto>),
 }
 
 impl FileResolver for Registered {
@@ -50,7 +50,7 @@ impl FileResolver for Registered {
         match self {
             _ if name != SCHEMA_FILE => Err(protox::Error::file_not_found(name)),
             Registered::Text(text) => File::from_source(name, text),
-            Registered::Descriptor(descriptor) => Ok(File::from_file_descriptor_proto(descriptor.clone())),
+            Registered::Descriptor(descriptor) => Ok(File::from_file_descriptor_proto((**descriptor).clone())),
         }
     }
 }
@@ -67,7 +67,7 @@ impl Registered {
                 let mut descriptor = prost_types::FileDescriptorProto::decode(bytes.as_slice())
                     .map_err(|e| ProtobufSchemaError(format!("base64 that is not a FileDescriptorProto: {e}")))?;
                 descriptor.name = Some(SCHEMA_FILE.to_owned());
-                return Ok(Registered::Descriptor(descriptor));
+                return Ok(Registered::Descriptor(Box::new(descriptor)));
             }
         }
         if max_nesting(text) > MAX_NESTING {
