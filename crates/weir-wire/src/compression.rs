@@ -97,6 +97,30 @@ pub fn decompress(codec: Codec, input: &[u8], limit: usize, out: &mut Vec<u8>) -
     }
 }
 
+/// `input` compressed with `codec` as Kafka's clients write it (snappy as one raw block, as
+/// librdkafka does: Java readers accept it too), for batches the sidecar writes itself.
+pub fn compress(codec: Codec, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    // Writing into a Vec cannot fail; the encoders' errors are for other writers.
+    let written = match codec {
+        Codec::None => Ok(input.to_vec()),
+        Codec::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(input).and_then(|()| encoder.finish())
+        }
+        Codec::Snappy => snap::raw::Encoder::new().compress_vec(input).map_err(std::io::Error::other),
+        Codec::Lz4 => {
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            encoder
+                .write_all(input)
+                .map_err(std::io::Error::other)
+                .and_then(|()| encoder.finish().map_err(std::io::Error::other))
+        }
+        Codec::Zstd => zstd::stream::encode_all(input, 3),
+    };
+    written.unwrap_or_else(|_| input.to_vec())
+}
+
 /// Reads `reader` to its end into `out`, failing once it yields more than `limit` bytes.
 fn read_within(codec: Codec, reader: impl Read, limit: usize, out: &mut Vec<u8>) -> Result<(), DecompressError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);

@@ -17,6 +17,7 @@
 //! `Bytes` so the proxy core, gateways and fuzz targets can all use it. Frames nobody decodes
 //! stay the very `Bytes` that were read.
 
+pub mod batch;
 pub mod compression;
 pub mod errors;
 pub mod fetch;

@@ -118,28 +118,22 @@ impl Rng {
 
 /// `data` gzip-compressed, as a Kafka client writes it.
 pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
+    crate::compression::compress(crate::compression::Codec::Gzip, data)
 }
 
 /// `data` in one LZ4 frame.
 pub(crate) fn lz4(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
+    crate::compression::compress(crate::compression::Codec::Lz4, data)
 }
 
 /// `data` in one zstd frame.
 pub(crate) fn zstd(data: &[u8]) -> Vec<u8> {
-    zstd::stream::encode_all(data, 3).unwrap()
+    crate::compression::compress(crate::compression::Codec::Zstd, data)
 }
 
 /// `data` as one raw snappy block, as librdkafka writes snappy.
 pub(crate) fn snappy_raw(data: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(data).unwrap()
+    crate::compression::compress(crate::compression::Codec::Snappy, data)
 }
 
 /// `data` as the Java client writes snappy: xerial framing, blocks of at most `block` bytes.

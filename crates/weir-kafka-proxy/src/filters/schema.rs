@@ -162,32 +162,44 @@ impl SchemaFilter {
         Ok(judged)
     }
 
-    async fn validate(&mut self, cx: &mut RequestContext<'_>) -> Result<RequestAction, FilterError> {
-        for round in 1..=MAX_ROUNDS {
-            let judged = self.judge_request(cx, round == MAX_ROUNDS)?;
-            if judged.needs.is_empty() {
-                let metrics = cx.services.metrics();
-                for (rule, verdict, n) in &judged.verdicts {
-                    metrics.schema_records(rule, verdict, *n);
+    /// Asks the registry what `judged` needs, and judges again, until every record is
+    /// judged (the last round counts what is still not cached as unchecked).
+    async fn validate(
+        &mut self,
+        cx: &mut RequestContext<'_>,
+        mut judged: Judged,
+    ) -> Result<RequestAction, FilterError> {
+        for round in 2..=MAX_ROUNDS {
+            if let Some(registry) = self.registry.clone() {
+                // Outcomes are cached, failures included: the next round judges with them.
+                for (id, subject) in std::mem::take(&mut judged.needs) {
+                    if let Ok(known) = registry.schema(id).await {
+                        let _ = registry.is_version_of(&known, &subject).await;
+                    }
                 }
-                for (rule, n) in &judged.refused_records {
-                    metrics.schema_refused(rule, *n);
-                }
-                if judged.refused.is_empty() {
-                    return Ok(RequestAction::Continue);
-                }
-                return refuse_produce_partitions(cx, &judged.refused);
             }
-            // Outcomes are cached, failures included: the next round judges with them.
-            let Some(registry) = self.registry.clone() else { continue };
-            for (id, subject) in judged.needs {
-                if let Ok(known) = registry.schema(id).await {
-                    let _ = registry.is_version_of(&known, &subject).await;
-                }
+            judged = self.judge_request(cx, round == MAX_ROUNDS)?;
+            if judged.needs.is_empty() {
+                break;
             }
         }
-        unreachable!("the last round settles every record")
+        settle(cx, judged)
     }
+}
+
+/// Acts on a judgement of every record: counts it, and refuses what it refused.
+fn settle(cx: &mut RequestContext<'_>, judged: Judged) -> Result<RequestAction, FilterError> {
+    let metrics = cx.services.metrics();
+    for (rule, verdict, n) in &judged.verdicts {
+        metrics.schema_records(rule, verdict, *n);
+    }
+    for (rule, n) in &judged.refused_records {
+        metrics.schema_refused(rule, *n);
+    }
+    if judged.refused.is_empty() {
+        return Ok(RequestAction::Continue);
+    }
+    refuse_produce_partitions(cx, &judged.refused)
 }
 
 /// Judges one partition's records by `rule`, each record's verdict tallied: None when it
@@ -301,13 +313,29 @@ impl Filter for SchemaFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        later(async move {
-            let unknown = crate::filters::unknown_produce_topic_ids(cx)?;
-            if !unknown.is_empty() {
-                // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
-                cx.services.resolve_topic_ids(&unknown).await;
+        let unknown = match crate::filters::unknown_produce_topic_ids(cx) {
+            Ok(unknown) => unknown,
+            Err(err) => return ready(Err(err)),
+        };
+        if unknown.is_empty() {
+            // The common case, without a wait: every schema the records name is cached.
+            let judged = match self.judge_request(cx, false) {
+                Ok(judged) => judged,
+                Err(err) => return ready(Err(err)),
+            };
+            if judged.needs.is_empty() {
+                return ready(settle(cx, judged));
             }
-            self.validate(cx).await
+            return later(self.validate(cx, judged));
+        }
+        later(async move {
+            // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
+            cx.services.resolve_topic_ids(&unknown).await;
+            let judged = self.judge_request(cx, false)?;
+            if judged.needs.is_empty() {
+                return settle(cx, judged);
+            }
+            self.validate(cx, judged).await
         })
     }
 
