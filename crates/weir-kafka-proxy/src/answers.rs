@@ -123,22 +123,36 @@ pub(crate) struct PartitionRefusal {
     pub record_errors: Vec<(i32, String)>,
 }
 
-/// The answers for the refused partitions of a request that went on, for its response.
-struct RefusedAnswers(Vec<TopicProduceResponse>);
+/// What the sidecar changes in the broker's answer to a request that went on: the answers of
+/// the partitions it took out, and the partitions whose records it rewrote (their offsets are
+/// not the client's records' offsets, so the answer does not say them).
+struct Amendments {
+    added: Vec<TopicProduceResponse>,
+    offsets_unknown: Vec<(ProduceTopic, i32)>,
+}
 
 /// Takes the `refused` partitions out of a produce request and answers them as a broker
-/// would have refused them: when nothing is left, the sidecar answers the request (or, for
-/// acks=0, drops it); otherwise the rest goes on and [`add_refused_answers`] adds the refused
-/// partitions to the broker's answer. Nothing refused reaches a broker.
+/// would have refused them (a refusal of code 0 answers a partition written elsewhere: no
+/// error, no offset): when nothing is left, the sidecar answers the request (or, for acks=0,
+/// drops it); otherwise the rest goes on and [`amend_produce_answer`] adds the refused
+/// partitions to the broker's answer, and unsays the offsets of the `rewritten` partitions.
+/// Nothing refused reaches a broker.
 pub(crate) fn refuse_produce_partitions(
     cx: &mut RequestContext<'_>,
     refused: &[PartitionRefusal],
+    rewritten: Vec<(ProduceTopic, i32)>,
 ) -> Result<RequestAction, FilterError> {
+    if refused.is_empty() {
+        if !rewritten.is_empty() {
+            cx.remember(Amendments { added: Vec::new(), offsets_unknown: rewritten });
+        }
+        return Ok(RequestAction::Continue);
+    }
     let version = cx.header.api_version;
     let mut answers: Vec<TopicProduceResponse> = Vec::new();
     for refusal in refused {
         let mut answer = failed_partition(refusal.partition, refusal.code);
-        if version >= PRODUCE_ERROR_MESSAGE {
+        if version >= PRODUCE_ERROR_MESSAGE && refusal.code != 0 {
             let record_errors = refusal.record_errors.iter().map(|(index, why)| {
                 BatchIndexAndErrorMessage::default()
                     .with_batch_index(*index)
@@ -180,18 +194,30 @@ pub(crate) fn refuse_produce_partitions(
             .map_err(FilterError::BadRequest)?;
         return Ok(RequestAction::Answer(frame));
     } else {
-        cx.remember(RefusedAnswers(answers));
+        cx.remember(Amendments { added: answers, offsets_unknown: rewritten });
     }
     let frame = encode_request_keeping_header(cx.frame(), header, &request).map_err(FilterError::BadRequest)?;
     cx.replace_frame(frame);
     Ok(RequestAction::Continue)
 }
 
-/// Adds the answers [`refuse_produce_partitions`] kept for this response (if it kept any) to
-/// the broker's produce answer.
-pub(crate) fn add_refused_answers(cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
-    let Some(RefusedAnswers(answers)) = cx.take_note::<RefusedAnswers>() else { return Ok(()) };
+/// Changes the broker's produce answer as [`refuse_produce_partitions`] noted (if it noted
+/// anything for this response).
+pub(crate) fn amend_produce_answer(cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
+    let Some(Amendments { added, offsets_unknown }) = cx.take_note::<Amendments>() else { return Ok(()) };
     let response = cx.message.decoded_mut::<ProduceResponse>().map_err(FilterError::BadResponse)?;
-    merge_produce_answers(&mut response.responses, answers);
+    for topic in &mut response.responses {
+        let named = if topic.topic_id.is_nil() {
+            ProduceTopic::Name(topic.name.to_string())
+        } else {
+            ProduceTopic::Id(topic.topic_id)
+        };
+        for partition in &mut topic.partition_responses {
+            if offsets_unknown.iter().any(|(t, p)| *t == named && *p == partition.index) && partition.error_code == 0 {
+                partition.base_offset = -1;
+            }
+        }
+    }
+    merge_produce_answers(&mut response.responses, added);
     Ok(())
 }

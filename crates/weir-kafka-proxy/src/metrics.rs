@@ -198,6 +198,7 @@ pub struct KafkaMetrics {
     produce_refused: Family<RefusalLabels, Counter>,
     schema_records: Family<VerdictLabels, Counter>,
     schema_refused: Family<RuleLabels, Counter>,
+    schema_dead_lettered: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -290,6 +291,7 @@ impl KafkaMetrics {
             produce_refused: Family::default(),
             schema_records: Family::default(),
             schema_refused: Family::default(),
+            schema_dead_lettered: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -425,6 +427,11 @@ impl KafkaMetrics {
             m.schema_refused.clone(),
         );
         kafka.register(
+            "schema_dead_lettered_records",
+            "Invalid records a schema_validation rule wrote to its dead-letter topic, per rule",
+            m.schema_dead_lettered.clone(),
+        );
+        kafka.register(
             "shadow_records",
             "Records a shadow rule wrote to its shadow topic, per rule",
             m.shadows.written.clone(),
@@ -526,6 +533,11 @@ impl KafkaMetrics {
     /// A schema validation rule refused a partition's `records`.
     pub fn schema_refused(&self, rule: &str, records: u64) {
         self.schema_refused.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
+    }
+
+    /// A schema validation rule wrote `records` invalid records to its dead-letter topic.
+    pub fn schema_dead_lettered(&self, rule: &str, records: u64) {
+        self.schema_dead_lettered.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
     }
 
     /// A topic creation rule refused a topic (created or grown).

@@ -34,6 +34,26 @@ pub struct SchemaRule {
     /// What to do when the registry cannot say whether a record is valid (down, slow).
     #[serde(default)]
     pub on_registry_unavailable: WhenUnavailable,
+    /// What to do with a batch holding invalid records: refuse it whole (the default), or
+    /// write the invalid records to `dead_letter_topic` and the others to their topic.
+    #[serde(default)]
+    pub on_invalid: OnInvalid,
+    /// Where invalid records go under `on_invalid: dead_letter` (an existing topic).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// What a rule does with a batch holding invalid records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    /// Refuse the batch with INVALID_RECORD, naming each invalid record.
+    #[default]
+    Refuse,
+    /// Write the invalid records to the dead-letter topic (with headers saying why) and the
+    /// valid ones to their topic; a batch of an idempotent or transactional producer is
+    /// refused instead (taking records out of it would break the producer's sequence).
+    DeadLetter,
 }
 
 /// What a rule does with records the registry cannot judge.
@@ -59,6 +79,27 @@ impl SchemaRule {
         if self.key.is_none() && self.value.is_none() {
             let why = format!("rule `{}` checks nothing: set key, value or both", self.name);
             return Err(invalid(origin, at, why));
+        }
+        match (self.on_invalid, &self.dead_letter_topic) {
+            (OnInvalid::DeadLetter, None) => {
+                return Err(invalid(origin, &field("dead_letter_topic"), "on_invalid: dead_letter needs a topic"));
+            }
+            (_, Some(topic)) if topic.is_empty() => {
+                return Err(invalid(origin, &field("dead_letter_topic"), "an empty topic name"));
+            }
+            (OnInvalid::Refuse, Some(_)) => {
+                let why = "records go to a dead-letter topic only under `on_invalid: dead_letter`";
+                return Err(invalid(origin, &field("dead_letter_topic"), why));
+            }
+            _ => {}
+        }
+        if self
+            .dead_letter_topic
+            .as_ref()
+            .is_some_and(|dead| self.topics.iter().any(|t| Pattern::parse(t).matches(dead)))
+        {
+            let why = "the dead-letter topic is one of the topics the rule covers: its records would be judged again";
+            return Err(invalid(origin, &field("dead_letter_topic"), why));
         }
         for (part, format) in [("key", self.key), ("value", self.value)] {
             if format.is_some_and(|f| f.schema_kind().is_some()) && !has_registry {
@@ -124,11 +165,19 @@ mod tests {
         let err = |yaml: &str| rules(yaml, false).unwrap_err();
         assert!(err("[{name: x, topics: [a]}]").contains("checks nothing"));
         assert!(err("[{name: x, topics: [a], value: avro}]")
-            .contains("schema_validation[0].value: avro needs a schema registry"));
+            .contains("at `schema_validation[0].value`: avro needs a schema registry"));
         assert!(rules("[{name: x, topics: [a], value: json}]", false).is_ok(), "json needs no registry");
         assert!(err("[{name: x, topics: [a], value: xml}]").contains("unknown variant"));
         assert!(err("[{name: x, topics: [], value: json}]").contains("schema_validation[0].topics"));
         assert!(err("[{name: x, topics: [a], value: json}, {name: x, topics: [b], value: json}]")
             .contains("schema_validation[1].name"));
+        let dead =
+            rules("[{name: x, topics: [a], value: json, on_invalid: dead_letter, dead_letter_topic: a.dlq}]", false);
+        assert_eq!(dead.unwrap()[0].on_invalid, OnInvalid::DeadLetter);
+        assert!(err("[{name: x, topics: [a], value: json, on_invalid: dead_letter}]")
+            .contains("at `schema_validation[0].dead_letter_topic`: on_invalid: dead_letter needs a topic"));
+        assert!(err("[{name: x, topics: [a], value: json, dead_letter_topic: b}]").contains("only under"));
+        assert!(err("[{name: x, topics: ['a*'], value: json, on_invalid: dead_letter, dead_letter_topic: a.dlq}]")
+            .contains("judged again"));
     }
 }

@@ -85,7 +85,8 @@ impl Shared {
         let decompressed = self.config.limits.max_decompressed_batch_bytes;
         chain.push(Box::new(SafeguardFilter::new(snapshot, connection, decompressed)));
         let registry = self.schema_registry.clone();
-        chain.push(Box::new(SchemaFilter::new(snapshot, connection, registry, decompressed)));
+        let cluster = self.own_cluster.clone();
+        chain.push(Box::new(SchemaFilter::new(snapshot, connection, registry, cluster, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

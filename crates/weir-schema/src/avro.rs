@@ -2,10 +2,10 @@
 //! checked to be exactly one value of it in Avro's binary encoding.
 //!
 //! Checked, not decoded: nothing is built from the payload, and nothing is allocated from a
-//! length or count it declares. Arrays and maps are read block by block; every item costs
-//! from a budget set by the payload's size, so a block claiming 2^62 nulls in ten bytes ends
-//! as an error, not a loop. Values nest at most [`MAX_DEPTH`] deep (a recursive schema can ask
-//! for more).
+//! length or count it declares. Every value checked costs a step from a budget set by the
+//! payload's size, so neither a block claiming 2^62 nulls in ten bytes nor a schema whose
+//! records of records (of zero-byte fields) would take exponential work ends other than as an
+//! error. Values nest at most [`MAX_DEPTH`] deep (a recursive schema can ask for more).
 //!
 //! Supported: every primitive, records (and errors), enums, arrays, maps, unions, fixed, named
 //! references (namespaces resolved as Avro's specification says), logical types (checked as
@@ -18,6 +18,10 @@ use serde_json::Value;
 
 /// How deep values may nest.
 pub const MAX_DEPTH: usize = 64;
+/// Values a payload may hold: a base, and more for each of its bytes (a value of a zero-byte
+/// type, `null` or an empty record, is still a step).
+const BASE_STEPS: usize = 4_096;
+const STEPS_PER_BYTE: usize = 8;
 
 /// A compiled Avro schema.
 #[derive(Debug, Clone)]
@@ -82,7 +86,8 @@ impl AvroSchema {
 
     /// Whether `payload` is exactly one value of the schema.
     pub fn validate(&self, payload: &[u8]) -> Result<(), AvroError> {
-        let mut reader = Reader { bytes: payload, pos: 0, budget: payload.len().saturating_mul(2) + 1024 };
+        let budget = payload.len().saturating_mul(STEPS_PER_BYTE).saturating_add(BASE_STEPS);
+        let mut reader = Reader { bytes: payload, pos: 0, budget };
         let mut path = Vec::new();
         let checked = self.check(self.root, &mut reader, 0, &mut path);
         let fail = |what: String, at: usize, path: &[Segment]| AvroError { path: render(path), at, what };
@@ -96,10 +101,20 @@ impl AvroSchema {
     }
 
     /// Checks one value of `node`; on error, `path` is left saying where.
-    fn check(&self, node: usize, r: &mut Reader<'_>, depth: usize, path: &mut Vec<Segment>) -> Result<(), String> {
+    fn check<'s>(
+        &'s self,
+        node: usize,
+        r: &mut Reader<'_>,
+        depth: usize,
+        path: &mut Vec<Segment<'s>>,
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("values nested deeper than {MAX_DEPTH}"));
         }
+        if r.budget == 0 {
+            return Err("more values than a payload of this size can hold".into());
+        }
+        r.budget -= 1;
         match &self.nodes[node] {
             Node::Null => Ok(()),
             Node::Boolean => match r.byte()? {
@@ -131,10 +146,10 @@ impl AvroSchema {
             }
             Node::Record { name, fields } => {
                 if path.is_empty() {
-                    path.push(Segment::Name(name.clone()));
+                    path.push(Segment::Name(name));
                 }
                 for (field, node) in fields {
-                    path.push(Segment::Field(field.clone()));
+                    path.push(Segment::Field(field));
                     self.check(*node, r, depth + 1, path)?;
                     path.pop();
                 }
@@ -151,11 +166,11 @@ impl AvroSchema {
     }
 
     /// The blocks of an array or map, each item checked by `item`.
-    fn blocks(
-        &self,
+    fn blocks<'s>(
+        &'s self,
         r: &mut Reader<'_>,
-        path: &mut Vec<Segment>,
-        item: impl Fn(&Self, &mut Reader<'_>, &mut Vec<Segment>) -> Result<(), String>,
+        path: &mut Vec<Segment<'s>>,
+        item: impl Fn(&'s Self, &mut Reader<'_>, &mut Vec<Segment<'s>>) -> Result<(), String>,
     ) -> Result<(), String> {
         let mut index = 0u64;
         loop {
@@ -172,9 +187,8 @@ impl AvroSchema {
             }
             for _ in 0..count.unsigned_abs() {
                 if r.budget == 0 {
-                    return Err("more items than a payload of this size can hold".into());
+                    return Err("more values than a payload of this size can hold".into());
                 }
-                r.budget -= 1;
                 path.push(Segment::Index(index));
                 item(self, r, path)?;
                 path.pop();
@@ -184,14 +198,14 @@ impl AvroSchema {
     }
 }
 
-/// A step of the path to a fault.
-enum Segment {
-    Name(String),
-    Field(String),
+/// A step of the path to a fault, borrowed from the schema (built into text only on a fault).
+enum Segment<'s> {
+    Name(&'s str),
+    Field(&'s str),
     Index(u64),
 }
 
-fn render(path: &[Segment]) -> String {
+fn render(path: &[Segment<'_>]) -> String {
     let mut out = String::new();
     for segment in path {
         match segment {
@@ -212,7 +226,7 @@ fn render(path: &[Segment]) -> String {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
-    /// Array and map items left to read.
+    /// Values left to read.
     budget: usize,
 }
 

@@ -18,9 +18,12 @@
 //!
 //! Bounded: documents nest at most 128 deep (serde_json's own limit while parsing), a
 //! schema's references at most [`MAX_DEPTH`] deep while judging (a schema that refers to itself
-//! without end is an error, not a loop), patterns compile within a size limit and match in
-//! linear time.
+//! without end is an error, not a loop), and judging a document takes at most a number of
+//! steps proportional to its size (a schema whose `anyOf`/`allOf` of references would take
+//! exponential work is an error, not a hang). A schema compiles at most [`MAX_PATTERNS`]
+//! patterns, each within a size limit, matching in linear time.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use regex::Regex;
@@ -28,8 +31,15 @@ use serde_json::{Map, Number, Value};
 
 /// How deep judging may go, document nesting and schema references together.
 pub const MAX_DEPTH: usize = 256;
-/// The most a compiled pattern may take.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// The most a compiled pattern may take (its program, and its lazy DFA's cache).
+const PATTERN_SIZE_LIMIT: usize = 64 << 10;
+/// The most patterns one schema may compile, so that their memory stays bounded too.
+pub const MAX_PATTERNS: usize = 256;
+/// Steps (schema nodes applied to document values) judging a document may take: a base, and
+/// more for each byte of the document. `anyOf`/`allOf` chains of references can ask for work
+/// exponential in the schema's size; this is where that ends, as an error.
+const BASE_STEPS: usize = 10_000;
+const STEPS_PER_BYTE: usize = 64;
 
 /// A compiled JSON Schema.
 #[derive(Debug)]
@@ -162,7 +172,7 @@ impl JsonSchema {
     /// Compiles a schema's JSON text.
     pub fn parse(text: &str) -> Result<Self, JsonSchemaError> {
         let root: Value = serde_json::from_str(text).map_err(|e| JsonSchemaError(format!("not JSON: {e}")))?;
-        let mut compiler = Compiler { root: &root, nodes: Vec::new(), by_pointer: HashMap::new() };
+        let mut compiler = Compiler { root: &root, nodes: Vec::new(), patterns: 0, by_pointer: HashMap::new() };
         compiler.compile_at("")?;
         Ok(JsonSchema { nodes: compiler.nodes })
     }
@@ -171,26 +181,60 @@ impl JsonSchema {
     pub fn validate_text(&self, text: &[u8]) -> Result<(), JsonError> {
         let document: Value = serde_json::from_slice(text)
             .map_err(|e| JsonError { path: String::new(), what: format!("not JSON: {e}") })?;
-        self.validate(&document)
+        self.judge(&document, BASE_STEPS.saturating_add(text.len().saturating_mul(STEPS_PER_BYTE)))
     }
 
     /// Whether `document` is valid.
     pub fn validate(&self, document: &Value) -> Result<(), JsonError> {
-        let mut path = Vec::new();
-        self.check(0, document, 0, &mut path).map_err(|what| JsonError { path: render(&path), what })
+        let size = document.to_string().len();
+        self.judge(document, BASE_STEPS.saturating_add(size.saturating_mul(STEPS_PER_BYTE)))
     }
 
+    fn judge(&self, document: &Value, steps: usize) -> Result<(), JsonError> {
+        let mut path = Vec::new();
+        let walk = Walk { steps: Cell::new(steps), budget: steps, exhausted: Cell::new(false) };
+        walk.check(self, 0, document, 0, &mut path).map_err(|what| JsonError { path: render(&path), what })
+    }
+}
+
+/// One document's judging: the steps it has left.
+struct Walk {
+    steps: Cell<usize>,
+    budget: usize,
+    /// Set once the steps ran out: every check fails from then on, and says why.
+    exhausted: Cell<bool>,
+}
+
+impl Walk {
     /// Checks `value` against node `id`; on error, `path` says where in the document.
-    fn check<'v>(&self, id: Id, value: &'v Value, depth: usize, path: &mut Vec<Step<'v>>) -> Result<(), String> {
+    fn check<'v>(
+        &self,
+        schema: &JsonSchema,
+        id: Id,
+        value: &'v Value,
+        depth: usize,
+        path: &mut Vec<Step<'v>>,
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("the schema refers to itself more than {MAX_DEPTH} deep"));
         }
-        let node = &self.nodes[id];
+        match self.steps.get().checked_sub(1) {
+            Some(left) => self.steps.set(left),
+            None => {
+                self.exhausted.set(true);
+                return Err(format!(
+                    "judging took more than {} steps: the schema is too costly to judge a document of this size by",
+                    self.budget
+                ));
+            }
+        }
+        let this = schema;
+        let node = &this.nodes[id];
         if node.never {
             return Err("no value is allowed here".into());
         }
         if let Some(target) = node.reference {
-            self.check(target, value, depth + 1, path)?;
+            self.check(this, target, value, depth + 1, path)?;
         }
         if let Some(types) = &node.types {
             if !types.iter().any(|kind| kind.admits(value)) {
@@ -211,39 +255,58 @@ impl JsonSchema {
         match value {
             Value::Number(n) => self.check_number(node, n)?,
             Value::String(s) => self.check_string(node, s)?,
-            Value::Array(items) => self.check_array(node, items, depth, path)?,
-            Value::Object(object) => self.check_object(node, value, object, depth, path)?,
+            Value::Array(items) => self.check_array(this, node, items, depth, path)?,
+            Value::Object(object) => self.check_object(this, node, value, object, depth, path)?,
             Value::Null | Value::Bool(_) => {}
         }
         for &sub in &node.all_of {
-            self.check(sub, value, depth + 1, path)?;
+            self.check(this, sub, value, depth + 1, path)?;
         }
-        if !node.any_of.is_empty() && !node.any_of.iter().any(|&sub| self.passes(sub, value, depth)) {
+        if !node.any_of.is_empty() && !self.any(this, &node.any_of, value, depth)? {
             return Err("matches none of anyOf".into());
         }
         if !node.one_of.is_empty() {
-            let matching = node.one_of.iter().filter(|&&sub| self.passes(sub, value, depth)).count();
+            let mut matching = 0;
+            for &sub in &node.one_of {
+                matching += usize::from(self.passes(this, sub, value, depth)?);
+            }
             if matching != 1 {
                 return Err(format!("matches {matching} of oneOf, not exactly one"));
             }
         }
         if let Some(not) = node.not {
-            if self.passes(not, value, depth) {
+            if self.passes(this, not, value, depth)? {
                 return Err("matches the schema of `not`".into());
             }
         }
         if let Some((condition, then, otherwise)) = node.if_then_else {
-            let branch = if self.passes(condition, value, depth) { then } else { otherwise };
+            let branch = if self.passes(this, condition, value, depth)? { then } else { otherwise };
             if let Some(branch) = branch {
-                self.check(branch, value, depth + 1, path)?;
+                self.check(this, branch, value, depth + 1, path)?;
             }
         }
         Ok(())
     }
 
     /// Whether `value` passes node `id` (its faults not kept).
-    fn passes(&self, id: Id, value: &Value, depth: usize) -> bool {
-        self.check(id, value, depth + 1, &mut Vec::new()).is_ok()
+    /// Whether `value` passes node `id` (its faults not kept); an error only when the step
+    /// budget ran out, which ends the whole judgement.
+    fn passes(&self, schema: &JsonSchema, id: Id, value: &Value, depth: usize) -> Result<bool, String> {
+        match self.check(schema, id, value, depth + 1, &mut Vec::new()) {
+            Ok(()) => Ok(true),
+            Err(why) if self.exhausted.get() => Err(why),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Whether `value` passes any of `ids`.
+    fn any(&self, schema: &JsonSchema, ids: &[Id], value: &Value, depth: usize) -> Result<bool, String> {
+        for &id in ids {
+            if self.passes(schema, id, value, depth)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn check_number(&self, node: &Node, n: &Number) -> Result<(), String> {
@@ -287,6 +350,7 @@ impl JsonSchema {
 
     fn check_array<'v>(
         &self,
+        this: &JsonSchema,
         node: &Node,
         items: &'v [Value],
         depth: usize,
@@ -304,12 +368,15 @@ impl JsonSchema {
                 node.prefix_items.get(i).copied().or(if i >= node.prefix_items.len() { node.rest_items } else { None });
             if let Some(schema) = schema {
                 path.push(Step::Index(i));
-                self.check(schema, item, depth + 1, path)?;
+                self.check(this, schema, item, depth + 1, path)?;
                 path.pop();
             }
         }
         if let Some(contains) = node.contains {
-            let found = items.iter().filter(|item| self.passes(contains, item, depth)).count() as u64;
+            let mut found = 0u64;
+            for item in items {
+                found += u64::from(self.passes(this, contains, item, depth)?);
+            }
             let min = node.min_contains.unwrap_or(1);
             if found < min {
                 return Err(format!("{found} items match `contains`; at least {min} must"));
@@ -328,6 +395,7 @@ impl JsonSchema {
 
     fn check_object<'v>(
         &self,
+        this: &JsonSchema,
         node: &Node,
         value: &'v Value,
         object: &'v Map<String, Value>,
@@ -353,13 +421,13 @@ impl JsonSchema {
         }
         for (name, schema) in &node.dependent_schemas {
             if object.contains_key(name) {
-                self.check(*schema, value, depth + 1, path)?;
+                self.check(this, *schema, value, depth + 1, path)?;
             }
         }
         for (name, member) in object {
             if let Some(names) = node.property_names {
                 let key = Value::String(name.clone());
-                if !self.passes(names, &key, depth) {
+                if !self.passes(this, names, &key, depth)? {
                     return Err(format!("the property name `{name}` is not allowed by propertyNames"));
                 }
             }
@@ -367,18 +435,18 @@ impl JsonSchema {
             path.push(Step::Key(name));
             for (_, schema) in node.properties.iter().filter(|(n, _)| n == name) {
                 matched = true;
-                self.check(*schema, member, depth + 1, path)?;
+                self.check(this, *schema, member, depth + 1, path)?;
             }
             for (_, schema) in node.pattern_properties.iter().filter(|(p, _)| p.is_match(name)) {
                 matched = true;
-                self.check(*schema, member, depth + 1, path)?;
+                self.check(this, *schema, member, depth + 1, path)?;
             }
             if !matched {
                 if let Some(additional) = node.additional_properties {
-                    if self.nodes[additional].never {
+                    if this.nodes[additional].never {
                         return Err(format!("the property `{name}` is not allowed (additionalProperties)"));
                     }
-                    self.check(additional, member, depth + 1, path)?;
+                    self.check(this, additional, member, depth + 1, path)?;
                 }
             }
             path.pop();
@@ -481,6 +549,7 @@ fn canonical(value: &Value) -> String {
 struct Compiler<'s> {
     root: &'s Value,
     nodes: Vec<Node>,
+    patterns: usize,
     /// Nodes compiled, by the JSON pointer of their schema: each once, so references (cycles
     /// included) share them.
     by_pointer: HashMap<String, Id>,
@@ -502,6 +571,14 @@ impl<'s> Compiler<'s> {
         let node = self.node(schema, pointer)?;
         self.nodes[id] = node;
         Ok(id)
+    }
+
+    fn regex(&mut self, pattern: &str) -> Result<Regex, String> {
+        self.patterns += 1;
+        if self.patterns > MAX_PATTERNS {
+            return Err(format!("more than {MAX_PATTERNS} patterns"));
+        }
+        regex(pattern)
     }
 
     fn sub(&mut self, pointer: &str, key: &str) -> Result<Id, JsonSchemaError> {
@@ -570,7 +647,7 @@ impl<'s> Compiler<'s> {
         node.min_length = count("minLength")?;
         if let Some(pattern) = object.get("pattern") {
             let pattern = pattern.as_str().ok_or_else(|| fault("`pattern` must be a string".into()))?;
-            node.pattern = Some(regex(pattern).map_err(fault)?);
+            node.pattern = Some(self.regex(pattern).map_err(fault)?);
         }
         // Arrays: 2020-12 spells a tuple `prefixItems` (then `items` is the rest); earlier
         // drafts spell it `items: [...]` (then `additionalItems` is the rest).
@@ -614,7 +691,7 @@ impl<'s> Compiler<'s> {
         if let Some(patterns) = object.get("patternProperties") {
             let patterns = patterns.as_object().ok_or_else(|| fault("`patternProperties` must be an object".into()))?;
             for pattern in patterns.keys() {
-                let compiled = regex(pattern).map_err(fault)?;
+                let compiled = self.regex(pattern).map_err(fault)?;
                 node.pattern_properties.push((compiled, self.sub(&format!("{at}/patternProperties"), pattern)?));
             }
         }

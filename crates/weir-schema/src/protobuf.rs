@@ -11,9 +11,12 @@
 //! `FileDescriptorProto`: both are read.
 //!
 //! A schema may import Google's well-known types (`google/protobuf/timestamp.proto`, …);
-//! imports of other registered schemas (registry references) are not fetched yet. A schema
-//! whose braces nest deeper than [`MAX_NESTING`] is refused before it is parsed, so that a
-//! hostile registration cannot exhaust the parser's stack.
+//! imports of other registered schemas (registry references) are not fetched yet.
+//!
+//! The parsers recurse (prost-reflect's reading of option values without a limit), so a
+//! hostile registration is refused before it reaches them: `.proto` text whose brackets
+//! (`{`, `<`, `[`) nest deeper than [`MAX_NESTING`], and descriptors that carry options not
+//! yet interpreted (a compiled descriptor, as serializers register, has none).
 
 use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
@@ -66,12 +69,16 @@ impl Registered {
             if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed) {
                 let mut descriptor = prost_types::FileDescriptorProto::decode(bytes.as_slice())
                     .map_err(|e| ProtobufSchemaError(format!("base64 that is not a FileDescriptorProto: {e}")))?;
+                if has_uninterpreted_options(&descriptor) {
+                    let why = "a descriptor with options not yet interpreted (uninterpreted_option)";
+                    return Err(ProtobufSchemaError(why.into()));
+                }
                 descriptor.name = Some(SCHEMA_FILE.to_owned());
                 return Ok(Registered::Descriptor(Box::new(descriptor)));
             }
         }
         if max_nesting(text) > MAX_NESTING {
-            return Err(ProtobufSchemaError(format!("braces nest deeper than {MAX_NESTING}")));
+            return Err(ProtobufSchemaError(format!("brackets nest deeper than {MAX_NESTING}")));
         }
         Ok(Registered::Text(text.to_owned()))
     }
@@ -118,7 +125,36 @@ impl ProtobufSchema {
     }
 }
 
-/// How deep `{` nests in `text`, outside strings and comments.
+/// Whether any options of the file, its messages, fields, oneofs, enums, values, services or
+/// methods are left uninterpreted (text still to be parsed).
+fn has_uninterpreted_options(file: &prost_types::FileDescriptorProto) -> bool {
+    fn message(m: &prost_types::DescriptorProto) -> bool {
+        m.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty())
+            || m.field
+                .iter()
+                .chain(&m.extension)
+                .any(|f| f.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+            || m.oneof_decl.iter().any(|o| o.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+            || m.extension_range.iter().any(|r| r.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+            || m.enum_type.iter().any(enumeration)
+            || m.nested_type.iter().any(message)
+    }
+    fn enumeration(e: &prost_types::EnumDescriptorProto) -> bool {
+        e.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty())
+            || e.value.iter().any(|v| v.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+    }
+    file.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty())
+        || file.message_type.iter().any(message)
+        || file.enum_type.iter().any(enumeration)
+        || file.extension.iter().any(|f| f.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+        || file.service.iter().any(|s| {
+            s.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty())
+                || s.method.iter().any(|m| m.options.as_ref().is_some_and(|o| !o.uninterpreted_option.is_empty()))
+        })
+}
+
+/// How deep brackets (`{`, `<`, `[`: messages, and option values in the text format) nest in
+/// `text`, outside strings and comments.
 fn max_nesting(text: &str) -> usize {
     let bytes = text.as_bytes();
     let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
@@ -142,11 +178,11 @@ fn max_nesting(text: &str) -> usize {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
             }
-            b'{' => {
+            b'{' | b'<' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            b'}' => depth = depth.saturating_sub(1),
+            b'}' | b'>' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
         i += 1;

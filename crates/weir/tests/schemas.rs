@@ -43,9 +43,14 @@ fn framed(id: u32, payload: &[u8]) -> Vec<u8> {
 fn produce_raw(sidecar: &Sidecar, topic: &str, values: &[Vec<u8>]) -> PartitionProduceResponse {
     let values: Vec<(&'static [u8], Headers<'static>)> =
         values.iter().map(|v| (&*Vec::leak(v.clone()), &[][..])).collect();
+    produce_batch(sidecar, topic, batch_of(&values))
+}
+
+/// Produces `batch` to partition 0 of `topic` with a raw Produce v9; the partition's answer.
+fn produce_batch(sidecar: &Sidecar, topic: &str, batch: bytes::Bytes) -> PartitionProduceResponse {
     let part = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch_of(&values)))]);
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch))]);
     let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![part]);
     let mut stream = to_leader_of(sidecar, topic);
     stream.write_all(&request(ApiKey::Produce, 9, 21, &produce)).unwrap();
@@ -346,6 +351,87 @@ schema_validation:
     let unchecked = sidecar.metric("weir_kafka_schema_records_total", &[("rule", "open"), ("verdict", "unchecked")]);
     assert_eq!(unchecked, 1.0);
     sidecar.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_rule_writes_invalid_records_aside_and_the_valid_ones_on() {
+    let prefix = unique("dlq");
+    let (orders, dead, lost) = (format!("{prefix}-orders"), format!("{prefix}-dead"), format!("{prefix}-lost"));
+    let extra_yaml = format!(
+        "schema_validation:
+  - {{name: orders, topics: ['{orders}'], value: json, on_invalid: dead_letter, dead_letter_topic: '{dead}'}}
+  - {{name: lost, topics: ['{lost}'], value: json, on_invalid: dead_letter, dead_letter_topic: '{prefix}-missing'}}
+"
+    );
+    let sidecar = Sidecar::start_with(SidecarOptions { extra_yaml, ..Default::default() });
+    let bs = sidecar.bootstrap();
+    for topic in [&orders, &dead, &lost] {
+        rd::create_topic(&direct_bootstrap(), topic, 1).await;
+    }
+
+    // One batch: valid, invalid (with repeated header keys), valid. The valid two are
+    // written, the invalid one goes to the dead-letter topic; the client is told its records
+    // were written, without an offset (they are not where its batch said).
+    // (Written by weir-wire's batch writer: the reference encoder merges repeated header keys.)
+    use weir_wire::batch::{write_batch, NewRecord};
+    let record = |value: &'static [u8], headers: Vec<(&'static [u8], Option<&'static [u8]>)>| NewRecord {
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(value),
+        headers,
+    };
+    let batch = write_batch(
+        &[
+            record(b"{\"a\": 1}", vec![]),
+            record(b"nope", vec![(b"dup", Some(b"x")), (b"dup", Some(b"y"))]),
+            record(b"{\"a\": 2}", vec![]),
+        ],
+        weir_wire::compression::Codec::None,
+        None,
+    )
+    .freeze();
+    let answer = produce_batch(&sidecar, &orders, batch);
+    assert_eq!((answer.error_code, answer.base_offset), (0, -1), "{answer:?}");
+    let written = rd::consume(&direct_bootstrap(), &orders, &unique("check"), 2, &[]);
+    let values: Vec<&str> = written.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(values, [r#"{"a": 1}"#, r#"{"a": 2}"#]);
+    let letters = rd::consume(&direct_bootstrap(), &dead, &unique("check"), 1, &[]);
+    assert_eq!(letters[0].value, "nope");
+    let header =
+        |name: &str| letters[0].headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    assert_eq!(header("dup"), ["x", "y"], "the record's own headers, repeated keys kept");
+    assert_eq!(
+        header("weir.dlq.reason"),
+        ["value of record 1: not JSON: expected ident at line 1 column 2 (rule `orders`)"]
+    );
+    assert_eq!(header("weir.dlq.topic"), [orders.as_str()]);
+    assert_eq!(header("weir.dlq.partition"), ["0"]);
+    assert_eq!(header("weir.dlq.rule"), ["orders"]);
+    assert_eq!(header("weir.dlq.client.id"), ["wire-test"]);
+
+    // librdkafka, not idempotent, lz4: every record invalid, all dead-lettered, delivered.
+    let dir = scratch_dir();
+    let raw = ["produce-raw", "--bootstrap", &bs, "--topic", &orders, "--value-hex", "6e6f7065", "--count", "3"];
+    assert_eq!(python(&dir, &[&raw[..], &["--compression", "lz4"]].concat()), ["delivered=3 failed=0"]);
+    // An idempotent producer's batch cannot lose records: refused whole.
+    let lines = python(&dir, &[&raw[..], &["--idempotent", "--timeout-ms", "5000"]].concat());
+    assert_eq!(lines[0], "delivered=0 failed=3", "{lines:?}");
+    assert!(lines[1].starts_with("failed 0 INVALID_RECORD"), "{lines:?}");
+    assert_eq!((end_offset(&orders), end_offset(&dead)), (2, 4));
+
+    // A dead-letter topic that does not exist: nothing is written, the producer may retry.
+    let answer = produce_raw(&sidecar, &lost, &[b"nope".to_vec()]);
+    assert_eq!(answer.error_code, 7, "REQUEST_TIMED_OUT: {answer:?}");
+    let message = answer.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("the dead-letter topic `{prefix}-missing` could not be written (")),
+        "{message}"
+    );
+    assert!(message.ends_with("nothing of the batch was written (rule `lost`)"), "{message}");
+    assert_eq!(end_offset(&lost), 0);
+    let dead_lettered = sidecar.metric("weir_kafka_schema_dead_lettered_records_total", &[("rule", "orders")]);
+    assert_eq!(dead_lettered, 4.0);
+    sidecar.assert_quiet_except(&["cannot write to the dead-letter topic"]);
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use weir_wire::compression::Codec;
 use weir_wire::scan::TopicRef;
 
-use crate::answers::{add_refused_answers, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
+use crate::answers::{amend_produce_answer, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::quota::ANONYMOUS;
@@ -105,7 +105,7 @@ impl SafeguardFilter {
                 PartitionRefusal { topic, partition, code, message, record_errors }
             })
             .collect();
-        refuse_produce_partitions(cx, &refused)
+        refuse_produce_partitions(cx, &refused, Vec::new())
     }
 }
 
@@ -134,7 +134,7 @@ impl Filter for SafeguardFilter {
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        ready(add_refused_answers(cx))
+        ready(amend_produce_answer(cx))
     }
 
     fn on_authenticated(&mut self, principal: &str) {

@@ -108,7 +108,7 @@ fn hostile_payloads_are_errors_not_loops_or_allocations() {
     let nulls = AvroSchema::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
     // 2^62 nulls claimed in ten bytes.
     let err = nulls.validate(&long(1 << 62)).unwrap_err();
-    assert_eq!(err.what, "more items than a payload of this size can hold");
+    assert_eq!(err.what, "more values than a payload of this size can hold");
     let strings = AvroSchema::parse(r#"{"type": "array", "items": "string"}"#).unwrap();
     let huge = strings.validate(&[long(1), long(i64::MAX)].concat()).unwrap_err();
     assert_eq!(huge.what, "9223372036854775807 bytes wanted, 0 left");
@@ -126,6 +126,20 @@ fn hostile_payloads_are_errors_not_loops_or_allocations() {
     assert_eq!(list.validate(&deep).unwrap_err().what, format!("values nested deeper than {MAX_DEPTH}"));
     let shallow: Vec<u8> = std::iter::repeat_n(2u8, 10).chain([0]).collect();
     assert_eq!(list.validate(&shallow), Ok(()));
+
+    // Records of two records of the previous level, 30 levels deep, their leaves empty
+    // records: 2^30 values in zero bytes. An error within the step budget, at once.
+    let mut fields = String::from(r#"{"type": "record", "name": "L0", "fields": []}"#);
+    for i in 1..30 {
+        fields = format!(
+            r#"{{"type": "record", "name": "L{i}", "fields": [{{"name": "a", "type": {fields}}}, {{"name": "b", "type": "L{}"}}]}}"#,
+            i - 1
+        );
+    }
+    let doubling = AvroSchema::parse(&fields).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(doubling.validate(&[]).unwrap_err().what, "more values than a payload of this size can hold");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -160,6 +160,34 @@ fn hostile_schemas_and_documents_are_errors_not_hangs() {
         "items 5 and 10000 are equal; items must be unique at the document's root"
     );
 
+    // References that double the work at each of 40 levels: exponential work ends, as an
+    // error, within the document's step budget.
+    for combinator in ["anyOf", "allOf"] {
+        let mut defs = Map::new();
+        defs.insert("d0".into(), json!({"type": "integer"}));
+        for i in 1..40 {
+            let previous = format!("#/$defs/d{}", i - 1);
+            defs.insert(format!("d{i}"), json!({combinator: [{"$ref": previous}, {"$ref": previous}]}));
+        }
+        let costly = schema(json!({"$defs": defs, "$ref": "#/$defs/d39"}));
+        let started = std::time::Instant::now();
+        // A string fails every branch of anyOf (so each is tried); an integer passes every
+        // branch of allOf (so each is checked).
+        let document = if combinator == "anyOf" { b"\"x\"".to_vec() } else { b"1".to_vec() };
+        let err = costly.validate_text(&document).unwrap_err();
+        assert!(
+            err.what.starts_with("judging took more than ") && err.what.contains("too costly"),
+            "{combinator}: {err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{combinator}: {:?}", started.elapsed());
+    }
+    let many: Map<String, Value> =
+        (0..MAX_PATTERNS + 1).map(|i| (format!("p{i}"), json!({"pattern": format!("a{i}")}))).collect();
+    assert!(JsonSchema::parse(&json!({"properties": many}).to_string())
+        .unwrap_err()
+        .0
+        .contains("more than 256 patterns"));
+
     let unusable = |value: Value| JsonSchema::parse(&value.to_string()).unwrap_err().0;
     assert!(
         unusable(json!({"pattern": "(a)\\1"})).starts_with("the pattern \"(a)\\\\1\" cannot be used: "),

@@ -102,6 +102,17 @@ fn a_schema_registered_as_a_base64_descriptor_is_read() {
     let schema = ProtobufSchema::parse(&text).unwrap();
     assert_eq!(schema.validate(&[0], &[key(1, 0), varint(7)].concat()), Ok(()));
     assert!(schema.validate(&[0], &[key(1, 2), varint(1), vec![0]].concat()).is_err());
+    // Options still to be interpreted (text prost-reflect would parse) are refused.
+    let mut uninterpreted = descriptor.clone();
+    uninterpreted.message_type[0].field[0].options = Some(prost_types::FieldOptions {
+        uninterpreted_option: vec![prost_types::UninterpretedOption {
+            aggregate_value: Some("a: <".repeat(5000)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let text = base64::engine::general_purpose::STANDARD.encode(uninterpreted.encode_to_vec());
+    assert!(ProtobufSchema::parse(&text).unwrap_err().0.contains("uninterpreted_option"));
     let garbage = base64::engine::general_purpose::STANDARD.encode([0xff; 7]);
     assert!(ProtobufSchema::parse(&garbage).unwrap_err().0.starts_with("base64 that is not a FileDescriptorProto"));
 }
@@ -109,7 +120,15 @@ fn a_schema_registered_as_a_base64_descriptor_is_read() {
 #[test]
 fn hostile_schemas_and_payloads_are_errors() {
     let deep = format!("syntax = \"proto3\"; {} {}", "message M { ".repeat(100), "}".repeat(100));
-    assert_eq!(ProtobufSchema::parse(&deep).unwrap_err().0, format!("braces nest deeper than {MAX_NESTING}"));
+    assert_eq!(ProtobufSchema::parse(&deep).unwrap_err().0, format!("brackets nest deeper than {MAX_NESTING}"));
+    // An option value nested in the text format's angle brackets, deep enough to exhaust the
+    // option parser's stack were it reached.
+    let option = format!(
+        "syntax = \"proto3\"; import \"google/protobuf/descriptor.proto\"; message M {{ int32 a = 1 [(x) = {}{}]; }}",
+        "a: <".repeat(5000),
+        ">".repeat(5000)
+    );
+    assert_eq!(ProtobufSchema::parse(&option).unwrap_err().0, format!("brackets nest deeper than {MAX_NESTING}"));
     let comment = format!("syntax = \"proto3\"; // {}\nmessage M {{ int32 a = 1; }}", "{".repeat(100));
     assert!(ProtobufSchema::parse(&comment).is_ok(), "braces in comments do not count");
     assert!(ProtobufSchema::parse("syntax = \"proto3\"; message {").is_err());
