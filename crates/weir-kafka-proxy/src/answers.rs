@@ -103,6 +103,15 @@ pub(crate) enum ProduceTopic {
 }
 
 impl ProduceTopic {
+    /// The topic of a request's or answer's entry: by id when it has one (v13 on).
+    pub(crate) fn of_entry(name: &TopicName, id: Uuid) -> Self {
+        if id.is_nil() {
+            ProduceTopic::Name(name.to_string())
+        } else {
+            ProduceTopic::Id(id)
+        }
+    }
+
     pub(crate) fn of(topic: TopicRef<'_>) -> Self {
         match topic {
             TopicRef::Name(name) => ProduceTopic::Name(name.to_owned()),
@@ -173,11 +182,7 @@ pub(crate) fn refuse_produce_partitions(
     // Decoded only after the bounds-checked walk (the filter's scan) read it whole.
     let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
     for topic in &mut request.topic_data {
-        let named = if topic.topic_id.is_nil() {
-            ProduceTopic::Name(topic.name.to_string())
-        } else {
-            ProduceTopic::Id(topic.topic_id)
-        };
+        let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);
         topic.partition_data.retain(|p| !refused.iter().any(|r| r.topic == named && r.partition == p.index));
     }
     request.topic_data.retain(|t| !t.partition_data.is_empty());
@@ -207,11 +212,7 @@ pub(crate) fn amend_produce_answer(cx: &mut ResponseContext<'_>) -> Result<(), F
     let Some(Amendments { added, offsets_unknown }) = cx.take_note::<Amendments>() else { return Ok(()) };
     let response = cx.message.decoded_mut::<ProduceResponse>().map_err(FilterError::BadResponse)?;
     for topic in &mut response.responses {
-        let named = if topic.topic_id.is_nil() {
-            ProduceTopic::Name(topic.name.to_string())
-        } else {
-            ProduceTopic::Id(topic.topic_id)
-        };
+        let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);
         for partition in &mut topic.partition_responses {
             if offsets_unknown.iter().any(|(t, p)| *t == named && *p == partition.index) && partition.error_code == 0 {
                 partition.base_offset = -1;

@@ -350,35 +350,21 @@ mod tests {
         assert_eq!(read_only.refuses_request("audit", "x", -1).unwrap().breach, Breach::ReadOnly);
     }
 
-    /// An uncompressed batch of records with these values and header keys.
+    /// An uncompressed batch of records with values of these sizes and these header keys.
     fn batch(records: &[(usize, &[&'static str])]) -> Vec<u8> {
-        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-        let records: Vec<Record> = records
+        use weir_wire::batch::{write_batch, NewRecord};
+        let values: Vec<Vec<u8>> = records.iter().map(|(size, _)| vec![b'v'; *size]).collect();
+        let records: Vec<NewRecord<'_>> = records
             .iter()
-            .enumerate()
-            .map(|(i, (value, headers))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
+            .zip(&values)
+            .map(|((_, headers), value)| NewRecord {
                 timestamp: 0,
                 key: None,
-                value: Some(vec![b'v'; *value].into()),
-                headers: headers
-                    .iter()
-                    .map(|k| (kafka_protocol::protocol::StrBytes::from_static_str(k), None))
-                    .collect(),
+                value: Some(value),
+                headers: headers.iter().map(|k| (k.as_bytes(), None)).collect(),
             })
             .collect();
-        let mut out = bytes::BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
-        out.to_vec()
+        write_batch(&records, Codec::None, None).to_vec()
     }
 
     #[test]

@@ -372,24 +372,7 @@ async fn a_dead_letter_rule_writes_invalid_records_aside_and_the_valid_ones_on()
     // One batch: valid, invalid (with repeated header keys), valid. The valid two are
     // written, the invalid one goes to the dead-letter topic; the client is told its records
     // were written, without an offset (they are not where its batch said).
-    // (Written by weir-wire's batch writer: the reference encoder merges repeated header keys.)
-    use weir_wire::batch::{write_batch, NewRecord};
-    let record = |value: &'static [u8], headers: Vec<(&'static [u8], Option<&'static [u8]>)>| NewRecord {
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(value),
-        headers,
-    };
-    let batch = write_batch(
-        &[
-            record(b"{\"a\": 1}", vec![]),
-            record(b"nope", vec![(b"dup", Some(b"x")), (b"dup", Some(b"y"))]),
-            record(b"{\"a\": 2}", vec![]),
-        ],
-        weir_wire::compression::Codec::None,
-        None,
-    )
-    .freeze();
+    let batch = batch_of(&[(b"{\"a\": 1}", &[]), (b"nope", &[("dup", b"x"), ("dup", b"y")]), (b"{\"a\": 2}", &[])]);
     let answer = produce_batch(&sidecar, &orders, batch);
     assert_eq!((answer.error_code, answer.base_offset), (0, -1), "{answer:?}");
     let written = rd::consume(&direct_bootstrap(), &orders, &unique("check"), 2, &[]);

@@ -6,7 +6,6 @@ use std::net::TcpStream;
 use bytes::{Bytes, BytesMut};
 use weir_wire::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
 use weir_wire::kafka_protocol::protocol::{Encodable, StrBytes};
-use weir_wire::kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// A request frame (length prefix included) with client id `wire-test`.
 pub fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
@@ -61,31 +60,21 @@ pub fn record_batch(value: &'static [u8]) -> Bytes {
 /// A record's headers: (key, value) in order.
 pub type Headers<'a> = &'a [(&'static str, &'static [u8])];
 
-/// An uncompressed record batch of records with these values and headers, in order.
+/// An uncompressed record batch of records with these values and headers, in order
+/// (repeated header keys kept: weir-wire's writer, not the reference encoder, which merges
+/// them).
 pub fn batch_of(records: &[(&'static [u8], Headers<'_>)]) -> Bytes {
-    let records: Vec<Record> = records
+    use weir_wire::batch::{write_batch, NewRecord};
+    let records: Vec<NewRecord<'static>> = records
         .iter()
-        .enumerate()
-        .map(|(i, (value, headers))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32, // the encoder keeps a run of sequences in one batch
+        .map(|(value, headers)| NewRecord {
             timestamp: 0,
             key: None,
-            value: Some(Bytes::from_static(value)),
-            headers: headers.iter().map(|(k, v)| (StrBytes::from_static_str(k), Some(Bytes::from_static(v)))).collect(),
+            value: Some(value),
+            headers: headers.iter().map(|(k, v)| (k.as_bytes(), Some(*v))).collect(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+    write_batch(&records, weir_wire::compression::Codec::None, None).freeze()
 }
 
 /// Sends `body` and reads the answer, decoded at `version` (the correlation id checked).

@@ -129,11 +129,7 @@ impl DeadLetters {
         if !replacements.is_empty() {
             let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
             for topic in &mut request.topic_data {
-                let named = if topic.topic_id.is_nil() {
-                    ProduceTopic::Name(topic.name.to_string())
-                } else {
-                    ProduceTopic::Id(topic.topic_id)
-                };
+                let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);
                 for partition in &mut topic.partition_data {
                     let replacement = replacements.iter().find(|(t, p, _)| *t == named && *p == partition.index);
                     if let Some((_, _, kept)) = replacement {
