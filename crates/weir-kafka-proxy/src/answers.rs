@@ -206,6 +206,27 @@ pub(crate) fn refuse_produce_partitions(
     Ok(RequestAction::Continue)
 }
 
+/// Puts new records in place of the records of these partitions of a produce request (by a
+/// filter that rewrote their batches); the request's other bytes are kept.
+pub(crate) fn replace_produce_records(
+    cx: &mut RequestContext<'_>,
+    replacements: &[(ProduceTopic, i32, Bytes)],
+) -> Result<(), FilterError> {
+    let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
+    for topic in &mut request.topic_data {
+        let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);
+        for partition in &mut topic.partition_data {
+            let replacement = replacements.iter().find(|(t, p, _)| *t == named && *p == partition.index);
+            if let Some((_, _, records)) = replacement {
+                partition.records = Some(records.clone());
+            }
+        }
+    }
+    let frame = encode_request_keeping_header(cx.frame(), cx.header, &request).map_err(FilterError::BadRequest)?;
+    cx.replace_frame(frame);
+    Ok(())
+}
+
 /// Changes the broker's produce answer as [`refuse_produce_partitions`] noted (if it noted
 /// anything for this response).
 pub(crate) fn amend_produce_answer(cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {

@@ -81,6 +81,10 @@ pub struct SidecarConfig {
     /// format and schema are refused; none by default. Changes apply live.
     #[serde(default)]
     pub schema_validation: Vec<crate::schema_rules::SchemaRule>,
+    /// Record transformation: headers of records written to covered topics removed and added
+    /// (lineage); none by default. Changes apply live.
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -307,6 +311,7 @@ impl SidecarConfig {
             produce_safeguards: Vec::new(),
             schema_registry: None,
             schema_validation: Vec::new(),
+            transforms: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -370,6 +375,7 @@ impl SidecarConfig {
             return Err(invalid(origin, &format!("schema_registry.{field}"), why));
         }
         crate::schema_rules::validate_rules(&self.schema_validation, self.schema_registry.is_some(), origin)?;
+        crate::transform::validate_rules(&self.transforms, origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

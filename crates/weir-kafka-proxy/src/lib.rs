@@ -35,6 +35,7 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod topic_ids;
 pub mod topic_limits;
+pub mod transform;
 pub mod upstream;
 pub mod versions;
 pub mod vocabulary;

@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 12] = [
+const LIVE: [&str; 13] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -35,6 +35,7 @@ const LIVE: [&str; 12] = [
     "topic_creation",
     "produce_safeguards",
     "schema_validation",
+    "transforms",
 ];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];

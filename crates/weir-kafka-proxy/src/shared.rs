@@ -26,6 +26,7 @@ use crate::filters::schema::SchemaFilter;
 use crate::filters::shadow::ShadowFilter;
 use crate::filters::topic_limits::TopicLimitsFilter;
 use crate::filters::traffic::TrafficFilter;
+use crate::filters::transform::TransformFilter;
 use crate::metrics::KafkaMetrics;
 use crate::quota::QuotaMeters;
 use crate::snapshot::{Snapshot, Snapshots};
@@ -68,12 +69,12 @@ impl Shared {
     /// The filters one connection runs, in chain order (see `filters`).
     ///
     /// SASL is set up when the connection opens (from the snapshot of that moment).
-    /// Authorization, aliases, topic limits, safeguards, schema validation, quotas, faults,
-    /// shadows and canaries are always in the chain, passing
+    /// Authorization, aliases, topic limits, safeguards, schema validation, transforms,
+    /// quotas, faults, shadows and canaries are always in the chain, passing
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(14);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(15);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -87,6 +88,7 @@ impl Shared {
         let registry = self.schema_registry.clone();
         let cluster = self.own_cluster.clone();
         chain.push(Box::new(SchemaFilter::new(snapshot, connection, registry, cluster, decompressed)));
+        chain.push(Box::new(TransformFilter::new(snapshot, connection, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

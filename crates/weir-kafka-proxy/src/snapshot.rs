@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub topic_creation: Arc<[crate::topic_limits::TopicCreationRule]>,
     /// Schema validation; none when empty.
     pub schema_validation: Arc<[crate::schema_rules::SchemaRule]>,
+    /// Record transformation; none when empty.
+    pub transforms: Arc<[crate::transform::TransformRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -115,6 +117,7 @@ impl Snapshot {
             topic_creation: config.topic_creation.clone().into(),
             produce_safeguards: config.produce_safeguards.clone().into(),
             schema_validation: config.schema_validation.clone().into(),
+            transforms: config.transforms.clone().into(),
         })
     }
 }

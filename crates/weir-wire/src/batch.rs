@@ -107,29 +107,54 @@ impl<'a> NewRecord<'a> {
 pub fn write_batch(records: &[NewRecord<'_>], codec: Codec, like: Option<&BatchHeader>) -> BytesMut {
     let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(-1);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let timestamp_type = like.map_or(0, |h| h.attributes & LOG_APPEND_TIME);
+    let header = BatchHeader {
+        partition_leader_epoch: -1,
+        attributes: codec_bits(codec) | timestamp_type,
+        base_timestamp,
+        max_timestamp,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        records: records.len() as i32,
+    };
+    encode(records, codec, &header)
+}
+
+/// A client's batch written again with other records in place of its own, one for one: its
+/// header kept whole (producer id, epoch and base sequence, so an idempotent or transactional
+/// producer's sequence holds; transactional flag, timestamps, codec), its records re-encoded
+/// and compressed again with its codec. For changing records (their headers), never their
+/// number.
+pub fn rewrite_batch(header: &BatchHeader, records: &[NewRecord<'_>]) -> BytesMut {
+    let codec = header.codec().unwrap_or(Codec::None);
+    let attributes = (header.attributes & !0x07) | codec_bits(codec);
+    encode(records, codec, &BatchHeader { attributes, records: records.len() as i32, ..*header })
+}
+
+/// The batch of `records` under `header` (its record count is the records').
+fn encode(records: &[NewRecord<'_>], codec: Codec, header: &BatchHeader) -> BytesMut {
     let mut section = Vec::new();
     for (i, record) in records.iter().enumerate() {
-        write_record(&mut section, record, i as i32, base_timestamp);
+        write_record(&mut section, record, i as i32, header.base_timestamp);
     }
     let section = match codec {
         Codec::None => section,
         codec => compress(codec, &section),
     };
-    let timestamp_type = like.map_or(0, |h| h.attributes & LOG_APPEND_TIME);
-    let attributes = codec_bits(codec) | timestamp_type;
     let mut out = BytesMut::with_capacity(BATCH_HEAD + section.len());
     out.put_i64(0); // baseOffset: the broker assigns it
     out.put_i32((BATCH_HEAD - 12 + section.len()) as i32);
-    out.put_i32(-1); // partitionLeaderEpoch
+    out.put_i32(header.partition_leader_epoch);
     out.put_u8(2);
     out.put_u32(0); // crc, below
-    out.put_i16(attributes);
+    out.put_i16(header.attributes);
     out.put_i32(records.len().saturating_sub(1) as i32);
-    out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(-1);
-    out.put_i16(-1);
-    out.put_i32(-1);
+    out.put_i64(header.base_timestamp);
+    out.put_i64(header.max_timestamp);
+    out.put_i64(header.producer_id);
+    out.put_i16(header.producer_epoch);
+    out.put_i32(header.base_sequence);
     out.put_i32(records.len() as i32);
     out.put_slice(&section);
     let crc = crc32c::crc32c(&out[21..]);
@@ -227,6 +252,27 @@ mod tests {
                 assert_eq!(decoded.records[1].offset, 1);
             }
         }
+    }
+
+    #[test]
+    fn a_rewritten_batch_keeps_the_clients_header_whole() {
+        let mut client = write_batch(&records(), Codec::Lz4, None).to_vec();
+        client[43..51].copy_from_slice(&7i64.to_be_bytes()); // producer id
+        client[51..53].copy_from_slice(&3i16.to_be_bytes()); // epoch
+        client[53..57].copy_from_slice(&41i32.to_be_bytes()); // base sequence
+        client[22] |= 0x10; // transactional
+        let header = BatchHeader::read(&client).unwrap();
+        let mut changed = records();
+        changed[0].headers.push((b"added", Some(b"yes")));
+        let rewritten = rewrite_batch(&header, &changed);
+        let again = BatchHeader::read(&rewritten).unwrap();
+        assert_eq!(again, header, "producer id, epoch, sequence, flags, timestamps, codec: all kept");
+        let mut scratch = Vec::new();
+        let read: Vec<NewRecord<'_>> = batch_records(&rewritten, 1 << 20, &mut scratch)
+            .unwrap()
+            .map(|r| NewRecord::from_view(&r.unwrap(), again.base_timestamp))
+            .collect();
+        assert_eq!(read, changed);
     }
 
     #[test]

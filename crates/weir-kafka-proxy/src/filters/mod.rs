@@ -16,18 +16,20 @@
 //!    authorization, like topic limits.
 //! 7. [`schema`]: records whose key or value is not of the rule's format and schema refused,
 //!    per partition. After the safeguards, whose checks cost less than a schema's.
-//! 8. [`quota`]: byte rates and request time per principal; a client over its quota is told
+//! 8. [`transform`]: records' headers changed on produce (lineage added, some removed).
+//!    After the checks, which judge what the client sent; before quotas, which meter it.
+//! 9. [`quota`]: byte rates and request time per principal; a client over its quota is told
 //!    to back off.
-//! 9. [`traffic`]: records, bytes and errors per topic and principal.
-//! 10. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 10. [`traffic`]: records, bytes and errors per topic and principal.
+//! 11. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!     traffic counts the responses as the faults left them: what clients were told.
-//! 11. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 12. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!     fault, so that it sees only writes that reached the broker, and the broker's answer
 //!     before a fault changes it.
-//! 12. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//! 13. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
 //!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
 //!     which must see the answer the client gets.
-//! 13. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 14. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
@@ -42,6 +44,7 @@ pub(crate) mod schema;
 pub(crate) mod shadow;
 pub(crate) mod topic_limits;
 pub(crate) mod traffic;
+pub(crate) mod transform;
 
 /// The topic ids a produce request names that the sidecar cannot name yet (none before
 /// Produce v13, which names topics by name): what a filter judging topics by name must learn

@@ -76,6 +76,10 @@ pub struct WorkloadSpec {
     /// Schema validation of what this workload writes (docs/event-policies.md); applied live.
     #[serde(default)]
     pub schema_validation: Vec<SchemaRule>,
+    /// Record transformation of what this workload writes (docs/event-policies.md); applied
+    /// live.
+    #[serde(default)]
+    pub transforms: Vec<weir_kafka_proxy::transform::TransformRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

@@ -23,10 +23,9 @@ use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use weir_wire::batch::{write_batch, BatchHeader, NewRecord};
 use weir_wire::compression::Codec;
-use weir_wire::message::{decode_request, encode_request_keeping_header};
 use weir_wire::record_view::batch_records;
 
-use crate::answers::{PartitionRefusal, ProduceTopic};
+use crate::answers::{replace_produce_records, PartitionRefusal, ProduceTopic};
 use crate::filter::{FilterError, RequestContext};
 use crate::schema_rules::SchemaRule;
 use crate::side::{error_name, ClusterAccess, TopicWriter};
@@ -127,19 +126,7 @@ impl DeadLetters {
             }
         }
         if !replacements.is_empty() {
-            let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
-            for topic in &mut request.topic_data {
-                let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);
-                for partition in &mut topic.partition_data {
-                    let replacement = replacements.iter().find(|(t, p, _)| *t == named && *p == partition.index);
-                    if let Some((_, _, kept)) = replacement {
-                        partition.records = Some(kept.clone());
-                    }
-                }
-            }
-            let frame =
-                encode_request_keeping_header(cx.frame(), cx.header, &request).map_err(FilterError::BadRequest)?;
-            cx.replace_frame(frame);
+            replace_produce_records(cx, &replacements)?;
             diverted.rewritten = replacements.into_iter().map(|(topic, partition, _)| (topic, partition)).collect();
         }
         Ok(diverted)
