@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# bench/schemas.sh - what does schema validation cost a producer? (issue 13)
+# bench/schemas.sh - what do schema validation and record transformation cost a producer?
+# (issue 13)
 #
 # Two `weir proxy` (release build) in front of the test cluster `main` (started if needed):
-# `bare` with no schema_validation at all, `rules` with a JSON Schema rule on one topic
-# (`checked`) and none on another (`plain`). A registry (scripts/registry.sh) holds the
-# schema. Kafka's ProducerPerformance sends the same RECORDS records to each of
+# `bare` with no event policy at all, `rules` with a JSON Schema rule on one topic
+# (`checked`), a transform adding three lineage headers on another (`lineage`), and none on a
+# third (`plain`). A registry (scripts/registry.sh) holds the schema. Kafka's
+# ProducerPerformance sends the same RECORDS records to each of
 #
-#   bare/plain     the sidecar as it is without the feature
-#   rules/plain    a topic no rule covers, through a sidecar whose rules cover another
+#   bare/plain     the sidecar as it is without the features
+#   rules/plain    a topic no rule covers, through a sidecar whose rules cover others
 #   rules/checked  every record judged against the JSON Schema
+#   rules/lineage  every batch rewritten with three headers more per record
 #
 # in rotating order for ROUNDS rounds. Records are ~1 KiB JSON documents in the registry wire
 # format (magic byte, schema id), each valid against the schema, 1,000 different ones taken
@@ -17,7 +20,7 @@
 #
 # Prints per run the producer's MB/s and the sidecar's CPU time per record (utime+stime from
 # /proc), then medians, the ratios to bare/plain (issue 13's target: rules/checked >= 0.80)
-# and the validation's CPU cost per record (rules/checked minus rules/plain).
+# and each policy's CPU cost per record (rules/checked or rules/lineage minus rules/plain).
 #
 #   bench/schemas.sh      ROUNDS=3 RECORDS=500000 [WEIR=PATH]
 set -euo pipefail
@@ -36,11 +39,11 @@ BOOTSTRAP=$("$KAFKA" bootstrap --mesh)
 bootstrap_yaml=$(sed 's/[^,]*/"&"/g' <<< "$BOOTSTRAP")
 
 dir=$(mktemp -d /tmp/weir-bench-schemas.XXXXXX)
-plain=schema-bench-plain-$$ checked=schema-bench-checked-$$
+plain=schema-bench-plain-$$ checked=schema-bench-checked-$$ lineage=schema-bench-lineage-$$
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-  for t in "$plain" "$checked"; do
+  for t in "$plain" "$checked" "$lineage"; do
     "$KAFKA" run org.apache.kafka.tools.TopicCommand --bootstrap-server "${BOOTSTRAP%%,*}" --delete --topic "$t" >/dev/null 2>&1 || true
   done
   rm -rf "$dir"
@@ -100,9 +103,11 @@ EOF
 start_sidecar bare 26300 ""
 start_sidecar rules 26400 "schema_registry: {url: '$REGISTRY'}
 schema_validation:
-  - {name: orders, topics: ['$checked'], value: json_schema}"
+  - {name: orders, topics: ['$checked'], value: json_schema}
+transforms:
+  - {name: lineage, topics: ['$lineage'], produce: {add_headers: {weir-producer: '{principal}', weir-client: '{client_id}', weir-at: '{time}'}}}"
 
-for t in "$plain" "$checked"; do
+for t in "$plain" "$checked" "$lineage"; do
   "$KAFKA" run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:26300 --create --topic "$t" \
     --partitions 6 --replication-factor 1 >/dev/null 2>&1
 done
@@ -129,17 +134,17 @@ run() {  # run CONFIG TOPIC: one producer run; appends "config topic MB/s us-per
 echo "schema validation: $RECORDS records of ~1 KiB per run, $ROUNDS rounds, $(nproc) cores, $(date -u +%FT%TZ)"
 # Warm-up, unmeasured: JIT of broker and tools, the registry lookup, page cache.
 run bare "$plain" >/dev/null; run rules "$checked" >/dev/null; : > "$dir/results"
-configs=("bare $plain" "rules $plain" "rules $checked")
+configs=("bare $plain" "rules $plain" "rules $checked" "rules $lineage")
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
-  for k in 0 1 2; do
-    run ${configs[$(((k + round) % 3))]}
+  for k in 0 1 2 3; do
+    run ${configs[$(((k + round) % 4))]}
   done
 done
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 stat() { awk -v c="$1" -v t="$2" -v f="$3" '$1 == c && $2 == t {print $f}' "$dir/results" | median; }
 base=$(stat bare plain 3)
-for pair in "bare plain" "rules plain" "rules checked"; do
+for pair in "bare plain" "rules plain" "rules checked" "rules lineage"; do
   set -- $pair
   mbs=$(stat "$1" "$2" 3) us=$(stat "$1" "$2" 4)
   printf '%-14s %8.1f MB/s  %.3f of bare/plain  sidecar CPU %6.2f us/record\n' "$1/$2" "$mbs" \
@@ -147,4 +152,6 @@ for pair in "bare plain" "rules plain" "rules checked"; do
 done
 printf 'validation cost: %.2f us of sidecar CPU per record (rules/checked - rules/plain)\n' \
   "$(awk -v a="$(stat rules checked 4)" -v b="$(stat rules plain 4)" 'BEGIN {print a - b}')"
+printf 'transformation cost: %.2f us of sidecar CPU per record (rules/lineage - rules/plain)\n' \
+  "$(awk -v a="$(stat rules lineage 4)" -v b="$(stat rules plain 4)" 'BEGIN {print a - b}')"
 echo "records judged valid: $(curl -s http://127.0.0.1:26499/metrics | awk '$1 ~ /^weir_kafka_schema_records_total[{].*verdict="valid"/ {print $2}')"
