@@ -70,3 +70,16 @@ pub(crate) fn unknown_produce_topic_ids(
     .map_err(crate::filter::FilterError::BadRequestBody)?;
     Ok(unknown)
 }
+
+/// The name of a topic a produce request names: as it is, or (from Produce v13) the name the
+/// sidecar learned for its id; None for an id the cluster cannot name, which is no topic (the
+/// broker refuses it as such).
+pub(crate) fn produce_topic_name<'a>(
+    ids: &crate::topic_ids::TopicIds,
+    topic: weir_wire::scan::TopicRef<'a>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    match topic {
+        weir_wire::scan::TopicRef::Name(name) => Some(std::borrow::Cow::Borrowed(name)),
+        weir_wire::scan::TopicRef::Id(id) => ids.name(&uuid::Uuid::from_bytes(id)).map(|n| n.to_string().into()),
+    }
+}

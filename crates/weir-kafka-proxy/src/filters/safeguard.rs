@@ -9,9 +9,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
-use uuid::Uuid;
 use weir_wire::compression::Codec;
-use weir_wire::scan::TopicRef;
 
 use crate::answers::{amend_produce_answer, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
 use crate::filter::ResponseContext;
@@ -56,18 +54,8 @@ impl SafeguardFilter {
         let mut refused = Vec::new();
         let (mine, limit, scratch) = (&self.mine, self.decompressed_limit, &mut self.scratch);
         weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
-            let learned;
-            let name = match topic {
-                TopicRef::Name(name) => name,
-                // An id the cluster cannot name is no topic: the broker refuses it as such.
-                TopicRef::Id(id) => match ids.name(&Uuid::from_bytes(id)) {
-                    Some(name) => {
-                        learned = name;
-                        &*learned
-                    }
-                    None => return,
-                },
-            };
+            let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
+            let name = &*name;
             let refusal = mine.iter().filter(|guard| guard.guards(name)).find_map(|guard| {
                 guard.refuses_request(name, client_id, acks).or_else(|| {
                     weir_wire::records::batches(records).find_map(|batch| {

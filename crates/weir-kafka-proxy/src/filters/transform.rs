@@ -12,10 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
-use uuid::Uuid;
 use weir_wire::batch::{rewrite_batch, BatchHeader, NewRecord};
 use weir_wire::record_view::batch_records;
-use weir_wire::scan::TopicRef;
 
 use crate::answers::{
     amend_produce_answer, refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic,
@@ -63,18 +61,8 @@ impl TransformFilter {
         let mut replacements: Vec<(ProduceTopic, i32, Bytes)> = Vec::new();
         let mut refused = Vec::new();
         weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
-            let learned;
-            let name = match topic {
-                TopicRef::Name(name) => name,
-                // An id the cluster cannot name is no topic: the broker refuses it as such.
-                TopicRef::Id(id) => match ids.name(&Uuid::from_bytes(id)) {
-                    Some(name) => {
-                        learned = name;
-                        &*learned
-                    }
-                    None => return,
-                },
-            };
+            let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
+            let name = &*name;
             let rules: Vec<&CompiledTransform> = mine.iter().filter(|rule| rule.covers(name)).collect();
             if rules.is_empty() {
                 return;
@@ -113,6 +101,11 @@ fn rewrite(
 ) -> Result<Bytes, String> {
     let added: Vec<(Vec<u8>, Vec<u8>)> = rules.iter().flat_map(|rule| rule.added(lineage)).collect();
     let mut out = BytesMut::with_capacity(records.len() + records.len() / 8);
+    let whole: usize = weir_wire::records::batches(records).map(|batch| batch.size).sum();
+    if whole != records.len() {
+        // The broker would refuse them; a rewrite must not drop them and write the rest.
+        return Err(format!("{} bytes after the last whole record batch", records.len() - whole));
+    }
     for batch in weir_wire::records::batches(records) {
         let header = BatchHeader::read(batch.bytes).ok_or("only v2 record batches can be transformed")?;
         if header.is_control() {

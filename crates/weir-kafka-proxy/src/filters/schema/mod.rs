@@ -20,12 +20,10 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
-use uuid::Uuid;
 use weir_schema::judge::{judge, Compiled, SchemaRegistry, Schemas, Verdict};
 use weir_schema::registry::{Known, LookupError};
 use weir_wire::batch::BatchHeader;
 use weir_wire::record_view::batch_records;
-use weir_wire::scan::TopicRef;
 
 use crate::answers::{amend_produce_answer, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
 use crate::filter::{
@@ -162,18 +160,8 @@ impl SchemaFilter {
         let schemas = Lookups { registry: self.registry.as_deref(), last: RefCell::new(None) };
         let frame = cx.frame();
         weir_wire::produce::scan_produce(frame, cx.header, |topic, partition, records| {
-            let learned;
-            let name = match topic {
-                TopicRef::Name(name) => name,
-                // An id the cluster cannot name is no topic: the broker refuses it as such.
-                TopicRef::Id(id) => match ids.name(&Uuid::from_bytes(id)) {
-                    Some(name) => {
-                        learned = name;
-                        &*learned
-                    }
-                    None => return,
-                },
-            };
+            let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
+            let name = &*name;
             for rule in mine.iter().filter(|rule| rule.covers(name)).map(|covered| &covered.rule) {
                 let mut tally = Tally::default();
                 let mut judge = Judge { rule, topic: name, limit, schemas: &schemas, settle, needs: &mut judged.needs };
