@@ -45,6 +45,8 @@ const STEPS_PER_BYTE: usize = 64;
 #[derive(Debug)]
 pub struct JsonSchema {
     nodes: Vec<Node>,
+    /// Per node: whether a value can be judged by it while the document is parsed.
+    streamable: Vec<bool>,
 }
 
 /// Why a schema cannot be used.
@@ -174,11 +176,17 @@ impl JsonSchema {
         let root: Value = serde_json::from_str(text).map_err(|e| JsonSchemaError(format!("not JSON: {e}")))?;
         let mut compiler = Compiler { root: &root, nodes: Vec::new(), patterns: 0, by_pointer: HashMap::new() };
         compiler.compile_at("")?;
-        Ok(JsonSchema { nodes: compiler.nodes })
+        let streamable = streaming::streamable(&compiler.nodes);
+        Ok(JsonSchema { nodes: compiler.nodes, streamable })
     }
 
     /// Whether the document `text` is valid.
     pub fn validate_text(&self, text: &[u8]) -> Result<(), JsonError> {
+        // Most documents are valid: judged while parsed when the schema allows it; any other
+        // (and any the fast path cannot pass) on the parsed value, which names the fault.
+        if streaming::passes(self, text) {
+            return Ok(());
+        }
         let document: Value = serde_json::from_slice(text)
             .map_err(|e| JsonError { path: String::new(), what: format!("not JSON: {e}") })?;
         self.judge(&document, BASE_STEPS.saturating_add(text.len().saturating_mul(STEPS_PER_BYTE)))
@@ -253,8 +261,8 @@ impl Walk {
             }
         }
         match value {
-            Value::Number(n) => self.check_number(node, n)?,
-            Value::String(s) => self.check_string(node, s)?,
+            Value::Number(n) => check_number(node, n)?,
+            Value::String(s) => check_string(node, s)?,
             Value::Array(items) => self.check_array(this, node, items, depth, path)?,
             Value::Object(object) => self.check_object(this, node, value, object, depth, path)?,
             Value::Null | Value::Bool(_) => {}
@@ -307,45 +315,6 @@ impl Walk {
             }
         }
         Ok(false)
-    }
-
-    fn check_number(&self, node: &Node, n: &Number) -> Result<(), String> {
-        let x = n.as_f64().unwrap_or(f64::NAN);
-        if let Some(m) = node.multiple_of {
-            let quotient = x / m;
-            if !quotient.is_finite() || (quotient - quotient.round()).abs() > 1e-9 {
-                return Err(format!("{n} is not a multiple of {m}"));
-            }
-        }
-        if let Some(Bound { value, exclusive }) = node.maximum {
-            if x > value || (exclusive && x == value) {
-                let than = if exclusive { "less than" } else { "at most" };
-                return Err(format!("{n} is more than allowed (must be {than} {value})"));
-            }
-        }
-        if let Some(Bound { value, exclusive }) = node.minimum {
-            if x < value || (exclusive && x == value) {
-                let than = if exclusive { "more than" } else { "at least" };
-                return Err(format!("{n} is less than allowed (must be {than} {value})"));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_string(&self, node: &Node, s: &str) -> Result<(), String> {
-        if node.max_length.is_some() || node.min_length.is_some() {
-            let length = s.chars().count() as u64;
-            if let Some(max) = node.max_length.filter(|max| length > *max) {
-                return Err(format!("a string of {length} characters; at most {max}"));
-            }
-            if let Some(min) = node.min_length.filter(|min| length < *min) {
-                return Err(format!("a string of {length} characters; at least {min}"));
-            }
-        }
-        if let Some(pattern) = node.pattern.as_ref().filter(|p| !p.is_match(s)) {
-            return Err(format!("{} does not match the pattern {}", shown_str(s), pattern.as_str()));
-        }
-        Ok(())
     }
 
     fn check_array<'v>(
@@ -453,6 +422,45 @@ impl Walk {
         }
         Ok(())
     }
+}
+
+fn check_number(node: &Node, n: &Number) -> Result<(), String> {
+    let x = n.as_f64().unwrap_or(f64::NAN);
+    if let Some(m) = node.multiple_of {
+        let quotient = x / m;
+        if !quotient.is_finite() || (quotient - quotient.round()).abs() > 1e-9 {
+            return Err(format!("{n} is not a multiple of {m}"));
+        }
+    }
+    if let Some(Bound { value, exclusive }) = node.maximum {
+        if x > value || (exclusive && x == value) {
+            let than = if exclusive { "less than" } else { "at most" };
+            return Err(format!("{n} is more than allowed (must be {than} {value})"));
+        }
+    }
+    if let Some(Bound { value, exclusive }) = node.minimum {
+        if x < value || (exclusive && x == value) {
+            let than = if exclusive { "more than" } else { "at least" };
+            return Err(format!("{n} is less than allowed (must be {than} {value})"));
+        }
+    }
+    Ok(())
+}
+
+fn check_string(node: &Node, s: &str) -> Result<(), String> {
+    if node.max_length.is_some() || node.min_length.is_some() {
+        let length = s.chars().count() as u64;
+        if let Some(max) = node.max_length.filter(|max| length > *max) {
+            return Err(format!("a string of {length} characters; at most {max}"));
+        }
+        if let Some(min) = node.min_length.filter(|min| length < *min) {
+            return Err(format!("a string of {length} characters; at least {min}"));
+        }
+    }
+    if let Some(pattern) = node.pattern.as_ref().filter(|p| !p.is_match(s)) {
+        return Err(format!("{} does not match the pattern {}", shown_str(s), pattern.as_str()));
+    }
+    Ok(())
 }
 
 /// A step into the document.
@@ -798,6 +806,8 @@ fn percent_decoded(fragment: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+mod streaming;
 
 #[cfg(test)]
 mod tests;

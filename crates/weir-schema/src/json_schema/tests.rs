@@ -214,3 +214,77 @@ fn hostile_schemas_and_documents_are_errors_not_hangs() {
         "a pattern beyond the size limit"
     );
 }
+
+/// The bench's schema: every keyword one the fast path judges while parsing.
+fn streamable_schema() -> JsonSchema {
+    schema(json!({
+        "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+        "required": ["id", "customer", "status", "lines"], "additionalProperties": false,
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "customer": {"type": "string", "maxLength": 16, "pattern": "^[a-z0-9-]+$"},
+            "status": {"enum": ["NEW", "PAID", null, 3]},
+            "lines": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"$ref": "#/definitions/line"}},
+            "point": {"type": "array", "items": [{"type": "number"}, {"const": "x"}]},
+            "note": {"type": ["string", "null"]}
+        },
+        "patternProperties": {"^x-": {"type": "boolean"}},
+        "definitions": {"line": {"type": "object", "required": ["sku", "qty"],
+            "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "maximum": 10, "multipleOf": 1}}}}
+    }))
+}
+
+#[test]
+fn judging_while_parsing_passes_only_what_the_value_path_passes() {
+    let s = streamable_schema();
+    assert!(s.streamable[0], "the bench's kind of schema is judged while parsed");
+    assert!(!order_schema().streamable[0], "uniqueItems needs the whole value");
+    let valid = br#"{"id": 7, "customer": "ann-1", "status": "PAID", "lines": [{"sku": "a", "qty": 2}], "point": [1.5, "x"], "note": null, "x-flag": true, "other\u0041": 1}"#;
+    // (`otherA` is not allowed: additionalProperties false; the escaped name must be read.)
+    assert!(!streaming::passes(&s, valid));
+    let valid = br#"{"id": 7, "customer": "ann-1", "status": "PAID", "lines": [{"sku": "a", "qty": 2}], "point": [1.5, "x"], "note": null, "x-flag": true}"#;
+    assert!(streaming::passes(&s, valid), "a valid document passes without building a value");
+    // Mutations of the valid document, each byte changed to each of a few characters and
+    // pieces cut out: whatever the fast path passes, the value path must pass too.
+    let mut passed = 0;
+    let text = valid.to_vec();
+    let replacements = [b'0', b'9', b'"', b'x', b'-', b'{', b']', b' ', b'.', b'e'];
+    let mut candidates: Vec<Vec<u8>> = Vec::new();
+    for at in 0..text.len() {
+        for r in replacements {
+            let mut m = text.clone();
+            m[at] = r;
+            candidates.push(m);
+        }
+        let mut cut = text.clone();
+        cut.remove(at);
+        candidates.push(cut);
+    }
+    for (document, expected_valid) in [
+        (&br#"{"id": 0, "customer": "a", "status": "NEW", "lines": [{"sku": "a", "qty": 1}]}"#[..], false),
+        (br#"{"id": 1, "customer": "A", "status": "NEW", "lines": [{"sku": "a", "qty": 1}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": "LOST", "lines": [{"sku": "a", "qty": 1}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": 3.0, "lines": [{"sku": "a", "qty": 1}]}"#, true),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": []}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a", "qty": 11}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a", "qty": 1.5}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a"}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a", "qty": 1}], "x-a": 1}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a", "qty": 1}], "point": [1, "y"]}"#, false),
+        (br#"{"id": 1, "customer": "abcdefghijklmnopq", "status": null, "lines": [{"sku": "a", "qty": 1}]}"#, false),
+        (br#"{"id": 1, "customer": "a", "status": null, "lines": [{"sku": "a", "qty": 1}]} x"#, false),
+    ] {
+        let value_path = serde_json::from_slice::<Value>(document).is_ok_and(|v| s.validate(&v).is_ok());
+        assert_eq!(value_path, expected_valid, "{}", String::from_utf8_lossy(document));
+        assert_eq!(streaming::passes(&s, document), expected_valid, "{}", String::from_utf8_lossy(document));
+        candidates.push(document.to_vec());
+    }
+    for document in &candidates {
+        if streaming::passes(&s, document) {
+            passed += 1;
+            let value: Value = serde_json::from_slice(document).expect("passed, so it is JSON");
+            assert_eq!(s.validate(&value), Ok(()), "{}", String::from_utf8_lossy(document));
+        }
+    }
+    assert!(passed > 50, "the mutations include valid documents too ({passed})");
+}
