@@ -83,3 +83,66 @@ pub(crate) fn produce_topic_name<'a>(
         weir_wire::scan::TopicRef::Id(id) => ids.name(&uuid::Uuid::from_bytes(id)).map(|n| n.to_string().into()),
     }
 }
+
+/// What the produce policies (safeguards, schema validation, transforms) are, beside the
+/// judging that makes each one: rules chosen for the connection's principal, again when it
+/// authenticates or a snapshot changes them; produce requests wanted only while some rule
+/// covers the principal; topics named by id learned before judging; the broker's answer
+/// amended for partitions a policy took out or rewrote ([`crate::answers`]).
+pub(crate) trait ProducePolicy: Send {
+    fn name(&self) -> &'static str;
+    /// Whether any rule covers this connection's principal.
+    fn has_rules(&self) -> bool;
+    /// Judges a produce request whose topic ids are all learned.
+    fn judge<'a>(
+        &'a mut self,
+        cx: &'a mut crate::filter::RequestContext<'_>,
+    ) -> crate::filter::Hook<'a, crate::filter::RequestAction>;
+    /// The connection's principal is `principal` from now on: choose the rules again.
+    fn principal_changed(&mut self, principal: &str);
+    /// A snapshot was published: take its rules, if they changed.
+    fn snapshot_changed(&mut self, snapshot: &crate::snapshot::Snapshot);
+}
+
+/// A [`ProducePolicy`] in the chain.
+pub(crate) struct ProduceFilter<P>(pub(crate) P);
+
+impl<P: ProducePolicy> crate::filter::Filter for ProduceFilter<P> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn wants_request(&self, api: kafka_protocol::messages::ApiKey, _version: i16) -> bool {
+        api == kafka_protocol::messages::ApiKey::Produce && self.0.has_rules()
+    }
+
+    fn on_request<'a>(
+        &'a mut self,
+        cx: &'a mut crate::filter::RequestContext<'_>,
+    ) -> crate::filter::Hook<'a, crate::filter::RequestAction> {
+        let unknown = match unknown_produce_topic_ids(cx) {
+            Ok(unknown) => unknown,
+            Err(err) => return crate::filter::ready(Err(err)),
+        };
+        if unknown.is_empty() {
+            return self.0.judge(cx);
+        }
+        crate::filter::later(async move {
+            // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
+            cx.services.resolve_topic_ids(&unknown).await;
+            self.0.judge(cx).await
+        })
+    }
+
+    fn on_response<'a>(&'a mut self, cx: &'a mut crate::filter::ResponseContext<'_>) -> crate::filter::Hook<'a, ()> {
+        crate::filter::ready(crate::answers::amend_produce_answer(cx))
+    }
+
+    fn on_authenticated(&mut self, principal: &str) {
+        self.0.principal_changed(principal);
+    }
+
+    fn on_snapshot(&mut self, snapshot: &crate::snapshot::Snapshot) {
+        self.0.snapshot_changed(snapshot);
+    }
+}

@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::ApiKey;
 use weir_wire::compression::Codec;
 
-use crate::answers::{amend_produce_answer, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
-use crate::filter::ResponseContext;
-use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::answers::{refuse_produce_partitions, PartitionRefusal, ProduceTopic};
+use crate::filter::{ready, ConnectionInfo, FilterError, Hook, RequestAction, RequestContext};
+use crate::filters::ProducePolicy;
 use crate::quota::ANONYMOUS;
 use crate::safeguard::{BatchFacts, Guard, ProduceSafeguard, Refusal};
 use crate::snapshot::Snapshot;
@@ -97,40 +96,25 @@ impl SafeguardFilter {
     }
 }
 
-impl Filter for SafeguardFilter {
+impl ProducePolicy for SafeguardFilter {
     fn name(&self) -> &'static str {
         "safeguard"
     }
 
-    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
-        api == ApiKey::Produce && !self.mine.is_empty()
+    fn has_rules(&self) -> bool {
+        !self.mine.is_empty()
     }
 
-    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        let unknown = match crate::filters::unknown_produce_topic_ids(cx) {
-            Ok(unknown) => unknown,
-            Err(err) => return ready(Err(err)),
-        };
-        if unknown.is_empty() {
-            return ready(self.guard(cx));
-        }
-        // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
-        later(async move {
-            cx.services.resolve_topic_ids(&unknown).await;
-            self.guard(cx)
-        })
+    fn judge<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        ready(self.guard(cx))
     }
 
-    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        ready(amend_produce_answer(cx))
-    }
-
-    fn on_authenticated(&mut self, principal: &str) {
+    fn principal_changed(&mut self, principal: &str) {
         principal.clone_into(&mut self.principal);
         self.choose();
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) {
         if !Arc::ptr_eq(&self.rules, &snapshot.produce_safeguards) {
             self.rules = snapshot.produce_safeguards.clone();
             self.choose();

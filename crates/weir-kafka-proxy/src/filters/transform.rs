@@ -11,16 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ApiKey;
 use weir_wire::batch::{rewrite_batch, BatchHeader, NewRecord};
 use weir_wire::record_view::batch_records;
 
-use crate::answers::{
-    amend_produce_answer, refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic,
-};
-use crate::filter::{
-    later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext, ResponseContext,
-};
+use crate::answers::{refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic};
+use crate::filter::{ready, ConnectionInfo, FilterError, Hook, RequestAction, RequestContext};
+use crate::filters::ProducePolicy;
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 use crate::transform::{CompiledTransform, Lineage, TransformRule};
@@ -125,40 +121,25 @@ fn rewrite(
     Ok(out.freeze())
 }
 
-impl Filter for TransformFilter {
+impl ProducePolicy for TransformFilter {
     fn name(&self) -> &'static str {
         "transform"
     }
 
-    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
-        api == ApiKey::Produce && !self.mine.is_empty()
+    fn has_rules(&self) -> bool {
+        !self.mine.is_empty()
     }
 
-    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        let unknown = match crate::filters::unknown_produce_topic_ids(cx) {
-            Ok(unknown) => unknown,
-            Err(err) => return ready(Err(err)),
-        };
-        if unknown.is_empty() {
-            return ready(self.transform(cx));
-        }
-        later(async move {
-            // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
-            cx.services.resolve_topic_ids(&unknown).await;
-            self.transform(cx)
-        })
+    fn judge<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        ready(self.transform(cx))
     }
 
-    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        ready(amend_produce_answer(cx))
-    }
-
-    fn on_authenticated(&mut self, principal: &str) {
+    fn principal_changed(&mut self, principal: &str) {
         principal.clone_into(&mut self.principal);
         self.choose();
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) {
         if !Arc::ptr_eq(&self.rules, &snapshot.transforms) {
             self.rules = snapshot.transforms.clone();
             self.choose();

@@ -19,16 +19,14 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ApiKey;
 use weir_schema::judge::{judge, Compiled, SchemaRegistry, Schemas, Verdict};
 use weir_schema::registry::{Known, LookupError};
 use weir_wire::batch::BatchHeader;
 use weir_wire::record_view::batch_records;
 
-use crate::answers::{amend_produce_answer, refuse_produce_partitions, PartitionRefusal, ProduceTopic};
-use crate::filter::{
-    later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext, ResponseContext,
-};
+use crate::answers::{refuse_produce_partitions, PartitionRefusal, ProduceTopic};
+use crate::filter::{later, ready, ConnectionInfo, FilterError, Hook, RequestAction, RequestContext};
+use crate::filters::ProducePolicy;
 use crate::quota::ANONYMOUS;
 use crate::safeguard::MAX_RECORD_ERRORS;
 use crate::schema_rules::{CoveredTopics, OnInvalid, SchemaRule, WhenUnavailable};
@@ -357,49 +355,33 @@ impl Judge<'_, '_> {
     }
 }
 
-impl Filter for SchemaFilter {
+impl ProducePolicy for SchemaFilter {
     fn name(&self) -> &'static str {
         "schema"
     }
 
-    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
-        api == ApiKey::Produce && !self.mine.is_empty()
+    fn has_rules(&self) -> bool {
+        !self.mine.is_empty()
     }
 
-    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        let unknown = match crate::filters::unknown_produce_topic_ids(cx) {
-            Ok(unknown) => unknown,
+    fn judge<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        // The common case, without a wait: every schema the records name is cached.
+        let judged = match self.judge_request(cx, false) {
+            Ok(judged) => judged,
             Err(err) => return ready(Err(err)),
         };
-        if unknown.is_empty() {
-            // The common case, without a wait: every schema the records name is cached.
-            let judged = match self.judge_request(cx, false) {
-                Ok(judged) => judged,
-                Err(err) => return ready(Err(err)),
-            };
-            if judged.needs.is_empty() && judged.dead_letter.is_empty() {
-                return ready(settle(cx, judged, Vec::new()));
-            }
-            return later(self.validate(cx, judged));
+        if judged.needs.is_empty() && judged.dead_letter.is_empty() {
+            return ready(settle(cx, judged, Vec::new()));
         }
-        later(async move {
-            // Named only by ids not learned yet: learn them, so that no topic escapes its rules.
-            cx.services.resolve_topic_ids(&unknown).await;
-            let judged = self.judge_request(cx, false)?;
-            self.validate(cx, judged).await
-        })
+        later(self.validate(cx, judged))
     }
 
-    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        ready(amend_produce_answer(cx))
-    }
-
-    fn on_authenticated(&mut self, principal: &str) {
+    fn principal_changed(&mut self, principal: &str) {
         principal.clone_into(&mut self.principal);
         self.choose();
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) {
         if !Arc::ptr_eq(&self.rules, &snapshot.schema_validation) {
             self.rules = snapshot.schema_validation.clone();
             self.choose();
