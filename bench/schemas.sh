@@ -50,17 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-schema='{"$schema": "http://json-schema.org/draft-07/schema#", "title": "Order", "type": "object",
- "required": ["id", "customer", "status", "lines", "note"], "additionalProperties": false,
- "properties": {
-  "id": {"type": "integer", "minimum": 1},
-  "customer": {"type": "string", "maxLength": 64, "pattern": "^[a-z0-9-]+$"},
-  "status": {"enum": ["NEW", "PAID", "SHIPPED"]},
-  "lines": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"$ref": "#/definitions/line"}},
-  "note": {"type": "string", "maxLength": 2000}},
- "definitions": {"line": {"type": "object", "required": ["sku", "qty", "price"],
-  "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1},
-                 "price": {"type": "number", "minimum": 0}}}}}'
+# The schema: bench/order-schema.json (weir-schema's judge_cost example judges by it too).
+schema=$(<"$ROOT/bench/order-schema.json")
 body=$(python3 -c 'import json, sys; print(json.dumps({"schemaType": "JSON", "schema": sys.argv[1]}))' "$schema")
 id=$(curl -fsS -X POST -H 'Content-Type: application/vnd.schemaregistry.v1+json' -d "$body" \
   "$REGISTRY/subjects/$checked-value/versions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')

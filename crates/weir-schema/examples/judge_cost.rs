@@ -5,17 +5,8 @@ use std::time::Instant;
 
 use weir_schema::json_schema::JsonSchema;
 
-const SCHEMA: &str = r##"{"$schema": "http://json-schema.org/draft-07/schema#", "title": "Order", "type": "object",
- "required": ["id", "customer", "status", "lines", "note"], "additionalProperties": false,
- "properties": {
-  "id": {"type": "integer", "minimum": 1},
-  "customer": {"type": "string", "maxLength": 64, "pattern": "^[a-z0-9-]+$"},
-  "status": {"enum": ["NEW", "PAID", "SHIPPED"]},
-  "lines": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"$ref": "#/definitions/line"}},
-  "note": {"type": "string", "maxLength": 2000}},
- "definitions": {"line": {"type": "object", "required": ["sku", "qty", "price"],
-  "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1},
-                 "price": {"type": "number", "minimum": 0}}}}}"##;
+/// The schema bench/schemas.sh registers.
+const SCHEMA: &str = include_str!("../../../bench/order-schema.json");
 
 fn main() {
     let schema = JsonSchema::parse(SCHEMA).unwrap();
