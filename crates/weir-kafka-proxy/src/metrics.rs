@@ -145,6 +145,12 @@ pub struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub rule: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShadowDropLabels {
     pub rule: String,
     pub reason: &'static str,
@@ -199,6 +205,7 @@ pub struct KafkaMetrics {
     schema_records: Family<VerdictLabels, Counter>,
     schema_refused: Family<RuleLabels, Counter>,
     schema_dead_lettered: Family<RuleLabels, Counter>,
+    fetch_transformed: Family<OutcomeLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -292,6 +299,7 @@ impl KafkaMetrics {
             schema_records: Family::default(),
             schema_refused: Family::default(),
             schema_dead_lettered: Family::default(),
+            fetch_transformed: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -432,6 +440,11 @@ impl KafkaMetrics {
             m.schema_dead_lettered.clone(),
         );
         kafka.register(
+            "fetch_transformed_records",
+            "Records of topics a fetch transform covers, as served, per rule (the first covering the topic) and outcome (unchanged, changed, dropped, unreadable: taken out because a mask could not read the value)",
+            m.fetch_transformed.clone(),
+        );
+        kafka.register(
             "shadow_records",
             "Records a shadow rule wrote to its shadow topic, per rule",
             m.shadows.written.clone(),
@@ -538,6 +551,16 @@ impl KafkaMetrics {
     /// A schema validation rule wrote `records` invalid records to its dead-letter topic.
     pub fn schema_dead_lettered(&self, rule: &str, records: u64) {
         self.schema_dead_lettered.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
+    }
+
+    /// What fetch transforms (`rule` the first covering the topic) did to a partition's records.
+    pub fn fetch_transformed(&self, rule: &str, tally: &crate::transform::fetch::Tally) {
+        let counts = [("unchanged", tally.kept), ("changed", tally.changed), ("dropped", tally.dropped)];
+        for (outcome, records) in counts.into_iter().chain([("unreadable", tally.unreadable)]) {
+            if records > 0 {
+                self.fetch_transformed.get_or_create(&OutcomeLabels { rule: rule.to_owned(), outcome }).inc_by(records);
+            }
+        }
     }
 
     /// A topic creation rule refused a topic (created or grown).

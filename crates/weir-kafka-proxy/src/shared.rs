@@ -26,6 +26,7 @@ use crate::filters::schema::SchemaFilter;
 use crate::filters::shadow::ShadowFilter;
 use crate::filters::topic_limits::TopicLimitsFilter;
 use crate::filters::traffic::TrafficFilter;
+use crate::filters::fetch_transform::FetchTransformFilter;
 use crate::filters::transform::TransformFilter;
 use crate::filters::ProduceFilter;
 use crate::metrics::KafkaMetrics;
@@ -75,7 +76,7 @@ impl Shared {
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(15);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(16);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -90,6 +91,7 @@ impl Shared {
         let cluster = self.own_cluster.clone();
         chain.push(Box::new(ProduceFilter(SchemaFilter::new(snapshot, connection, registry, cluster, decompressed))));
         chain.push(Box::new(ProduceFilter(TransformFilter::new(snapshot, connection, decompressed))));
+        chain.push(Box::new(FetchTransformFilter::new(snapshot, connection, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

@@ -28,8 +28,13 @@ const LOG_APPEND_TIME: i16 = 0x08;
 /// What a v2 batch's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// The first record's offset: the broker's, in a batch it serves; 0 in a client's.
+    pub base_offset: i64,
     pub partition_leader_epoch: i32,
     pub attributes: i16,
+    /// The last record's offset less the first's, kept when records are removed (by
+    /// compaction, or a policy): a consumer goes on after it.
+    pub last_offset_delta: i32,
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub producer_id: i64,
@@ -50,8 +55,10 @@ impl BatchHeader {
         let i32_at = |at: usize| i32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         let i64_at = |at: usize| i64::from_be_bytes(h[at..at + 8].try_into().unwrap_or_default());
         Some(BatchHeader {
+            base_offset: i64_at(0),
             partition_leader_epoch: i32_at(12),
             attributes: i16_at(21),
+            last_offset_delta: i32_at(23),
             base_timestamp: i64_at(27),
             max_timestamp: i64_at(35),
             producer_id: i64_at(43),
@@ -109,8 +116,10 @@ pub fn write_batch(records: &[NewRecord<'_>], codec: Codec, like: Option<&BatchH
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
     let timestamp_type = like.map_or(0, |h| h.attributes & LOG_APPEND_TIME);
     let header = BatchHeader {
+        base_offset: 0,
         partition_leader_epoch: -1,
         attributes: codec_bits(codec) | timestamp_type,
+        last_offset_delta: records.len().saturating_sub(1) as i32,
         base_timestamp,
         max_timestamp,
         producer_id: -1,
@@ -118,7 +127,7 @@ pub fn write_batch(records: &[NewRecord<'_>], codec: Codec, like: Option<&BatchH
         base_sequence: -1,
         records: records.len() as i32,
     };
-    encode(records, codec, &header)
+    encode(records, |i| i as i32, codec, &header)
 }
 
 /// A client's batch written again with other records in place of its own, one for one: its
@@ -129,27 +138,44 @@ pub fn write_batch(records: &[NewRecord<'_>], codec: Codec, like: Option<&BatchH
 pub fn rewrite_batch(header: &BatchHeader, records: &[NewRecord<'_>]) -> BytesMut {
     let codec = header.codec().unwrap_or(Codec::None);
     let attributes = (header.attributes & !0x07) | codec_bits(codec);
-    encode(records, codec, &BatchHeader { attributes, records: records.len() as i32, ..*header })
+    let last_offset_delta = records.len().saturating_sub(1) as i32;
+    let header = BatchHeader { attributes, last_offset_delta, records: records.len() as i32, ..*header };
+    encode(records, |i| i as i32, codec, &header)
 }
 
-/// The batch of `records` under `header` (its record count is the records').
-fn encode(records: &[NewRecord<'_>], codec: Codec, header: &BatchHeader) -> BytesMut {
+/// A batch a broker served, written again with some of its records (changed or not) in
+/// their places: each record keeps its offset (`offset_deltas[i]` for `records[i]`, as read),
+/// and the batch its base offset and last offset delta, so that a consumer's positions,
+/// commits and seeks stay true and it goes on after the batch even when its last records are
+/// gone (as after compaction; no record at all is an empty batch, which Kafka also serves).
+/// Producer id, epoch, sequence, flags and timestamps are kept; the records are written with
+/// `codec`.
+pub fn refill_batch(header: &BatchHeader, records: &[NewRecord<'_>], offset_deltas: &[i32], codec: Codec) -> BytesMut {
+    debug_assert_eq!(records.len(), offset_deltas.len());
+    let attributes = (header.attributes & !0x07) | codec_bits(codec);
+    let header = BatchHeader { attributes, records: records.len() as i32, ..*header };
+    encode(records, |i| offset_deltas[i], codec, &header)
+}
+
+/// The batch of `records` under `header` (its record count is the records'), the record at
+/// `i` written with offset delta `offset_delta(i)`.
+fn encode(records: &[NewRecord<'_>], offset_delta: impl Fn(usize) -> i32, codec: Codec, header: &BatchHeader) -> BytesMut {
     let mut section = Vec::new();
     for (i, record) in records.iter().enumerate() {
-        write_record(&mut section, record, i as i32, header.base_timestamp);
+        write_record(&mut section, record, offset_delta(i), header.base_timestamp);
     }
     let section = match codec {
         Codec::None => section,
         codec => compress(codec, &section),
     };
     let mut out = BytesMut::with_capacity(BATCH_HEAD + section.len());
-    out.put_i64(0); // baseOffset: the broker assigns it
+    out.put_i64(header.base_offset);
     out.put_i32((BATCH_HEAD - 12 + section.len()) as i32);
     out.put_i32(header.partition_leader_epoch);
     out.put_u8(2);
     out.put_u32(0); // crc, below
     out.put_i16(header.attributes);
-    out.put_i32(records.len().saturating_sub(1) as i32);
+    out.put_i32(header.last_offset_delta);
     out.put_i64(header.base_timestamp);
     out.put_i64(header.max_timestamp);
     out.put_i64(header.producer_id);
@@ -273,6 +299,30 @@ mod tests {
             .map(|r| NewRecord::from_view(&r.unwrap(), again.base_timestamp))
             .collect();
         assert_eq!(read, changed);
+    }
+
+    #[test]
+    fn a_refilled_batch_keeps_every_records_offset_and_the_batchs_last() {
+        let mut served = write_batch(&records(), Codec::Zstd, None).to_vec();
+        served[..8].copy_from_slice(&1_000i64.to_be_bytes()); // the broker's base offset
+        let crc = crc32c::crc32c(&served[21..]);
+        served[17..21].copy_from_slice(&crc.to_be_bytes());
+        let header = BatchHeader::read(&served).unwrap();
+        assert_eq!((header.base_offset, header.last_offset_delta), (1_000, 1));
+        // The first record removed: the second keeps offset 1001, the batch still ends there.
+        let kept = &records()[1..];
+        let refilled = refill_batch(&header, kept, &[1], Codec::None);
+        let mut bytes = refilled.clone().freeze();
+        let decoded = RecordBatchDecoder::decode(&mut bytes).unwrap();
+        assert_eq!(decoded.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [1_001]);
+        let again = BatchHeader::read(&refilled).unwrap();
+        assert_eq!(again, BatchHeader { attributes: header.attributes & !0x07, records: 1, ..header });
+        // Every record removed: an empty batch that still spans offsets 1000..=1001.
+        let empty = refill_batch(&header, &[], &[], Codec::None);
+        let again = BatchHeader::read(&empty).unwrap();
+        assert_eq!((again.base_offset, again.last_offset_delta, again.records), (1_000, 1, 0));
+        assert_eq!(empty.len(), crate::records::BATCH_HEAD);
+        assert_eq!(crc32c::crc32c(&empty[21..]).to_be_bytes(), empty[17..21]);
     }
 
     #[test]

@@ -18,18 +18,21 @@
 //!    per partition. After the safeguards, whose checks cost less than a schema's.
 //! 8. [`transform`]: records' headers changed on produce (lineage added, some removed).
 //!    After the checks, which judge what the client sent; before quotas, which meter it.
-//! 9. [`quota`]: byte rates and request time per principal; a client over its quota is told
-//!    to back off.
-//! 10. [`traffic`]: records, bytes and errors per topic and principal.
-//! 11. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 9. [`fetch_transform`]: what a consumer reads changed per principal (headers removed, JSON
+//!    fields masked, records taken out, offsets kept). Responses pass it before authorization
+//!    and aliases, so it sees the cluster's topic names and only partitions that are served.
+//! 10. [`quota`]: byte rates and request time per principal; a client over its quota is told
+//!     to back off.
+//! 11. [`traffic`]: records, bytes and errors per topic and principal.
+//! 12. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!     traffic counts the responses as the faults left them: what clients were told.
-//! 12. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 13. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!     fault, so that it sees only writes that reached the broker, and the broker's answer
 //!     before a fault changes it.
-//! 13. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//! 14. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
 //!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
 //!     which must see the answer the client gets.
-//! 14. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 15. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
@@ -37,6 +40,7 @@ pub(crate) mod authz;
 pub(crate) mod canary;
 pub(crate) mod fault;
 pub mod fetch_sessions;
+pub(crate) mod fetch_transform;
 pub(crate) mod quota;
 pub(crate) mod safeguard;
 pub(crate) mod sasl;

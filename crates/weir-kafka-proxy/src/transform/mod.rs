@@ -1,9 +1,18 @@
-//! Record transformation: the rules of the sidecar's `transforms:` config. On produce, a
-//! rule removes headers from every record written to its topics and adds headers of its own
-//! (lineage: who wrote it, through which client, when), replacing any the client sent under
-//! the same keys, so that a client cannot forge them. The transform filter
+//! Record transformation: the rules of the sidecar's `transforms:` config.
+//!
+//! On produce, a rule removes headers from every record written to its topics and adds
+//! headers of its own (lineage: who wrote it, through which client, when), replacing any the
+//! client sent under the same keys, so that a client cannot forge them. The transform filter
 //! ([`crate::filters::transform`]) rewrites the batches; records keep their number, order,
 //! keys, values and timestamps, and batches their producer's sequence.
+//!
+//! On fetch ([`fetch`]), a rule changes what its principals read of its topics: headers
+//! removed, JSON fields masked ([`json_path`]), records matching a predicate ([`expr`])
+//! taken out. Every record kept keeps its offset; see [`crate::filters::fetch_transform`].
+
+pub mod expr;
+pub mod fetch;
+pub mod json_path;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,19 +25,66 @@ use crate::quota::covers;
 
 /// One rule of `transforms:`. Every rule that covers a topic and the principal applies, in
 /// order.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformRule {
     /// Its name, in metrics and logs.
     pub name: String,
     /// The topics it covers: literal, `prefix*` or globs with `*` and `?`.
     pub topics: Vec<String>,
-    /// Whose writes (principals as authorization names them; absent or `*`: everyone's).
+    /// Whose writes and reads (principals as authorization names them; absent or `*`:
+    /// everyone's).
     #[serde(default)]
     pub principals: Vec<String>,
     /// What happens to records written to the topics.
     #[serde(default)]
     pub produce: Option<ProduceTransform>,
+    /// What the principals read of records fetched from the topics.
+    #[serde(default)]
+    pub fetch: Option<FetchTransform>,
+}
+
+/// What a rule does to records its principals fetch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchTransform {
+    /// Header keys removed (every header of each key).
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    /// JSON fields of the value replaced, by path.
+    #[serde(default)]
+    pub mask: Vec<MaskRule>,
+    /// Records for which this predicate holds are taken out (their offsets become gaps).
+    #[serde(default)]
+    pub drop_if: Option<String>,
+}
+
+/// One masked JSON field: replaced by a JSON value, or by its hash.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRule {
+    /// `$.field.inner`, `$.list[*].field`, `$['odd key']`, `$.list[0]`.
+    pub path: String,
+    /// The JSON value written in its place (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    pub replace: Option<serde_json::Value>,
+    /// Replace it by `"sha256:<hex>"` of its JSON text as written.
+    #[serde(default)]
+    pub hash: bool,
+}
+
+/// A field that is present is `Some`, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// The JSON document of a value: after the five bytes of the schema registry's framing
+/// (magic byte 0, schema id) when it has them (a JSON document never starts with a 0 byte).
+pub fn json_document(value: &[u8]) -> &[u8] {
+    match value {
+        [0, rest @ ..] if rest.len() >= 4 => &rest[4..],
+        _ => value,
+    }
 }
 
 /// What a rule does to records on produce.
@@ -173,9 +229,14 @@ impl TransformRule {
         if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
             return Err(invalid(origin, &field("topics"), "name the topics it covers (`*` for every topic)"));
         }
-        let Some(produce) = &self.produce else {
-            return Err(invalid(origin, at, format!("rule `{}` transforms nothing: set produce", self.name)));
-        };
+        if self.produce.is_none() && self.fetch.is_none() {
+            let why = format!("rule `{}` transforms nothing: set produce, fetch or both", self.name);
+            return Err(invalid(origin, at, why));
+        }
+        if let Some(fetch) = &self.fetch {
+            fetch.validate(origin, &field("fetch"))?;
+        }
+        let Some(produce) = &self.produce else { return Ok(()) };
         if produce.remove_headers.is_empty() && produce.add_headers.is_empty() {
             let why = "set remove_headers, add_headers or both";
             return Err(invalid(origin, &field("produce"), why));
@@ -192,6 +253,28 @@ impl TransformRule {
     /// Whether the rule covers writes of `principal`.
     pub fn covers_principal(&self, principal: &str) -> bool {
         covers(&self.principals, principal)
+    }
+}
+
+impl FetchTransform {
+    fn validate(&self, origin: &Path, at: &str) -> Result<(), ConfigError> {
+        if self.remove_headers.is_empty() && self.mask.is_empty() && self.drop_if.is_none() {
+            return Err(invalid(origin, at, "set remove_headers, mask, drop_if or several"));
+        }
+        if self.remove_headers.iter().any(String::is_empty) {
+            return Err(invalid(origin, &format!("{at}.remove_headers"), "a header key is not empty"));
+        }
+        for (i, mask) in self.mask.iter().enumerate() {
+            let at = format!("{at}.mask[{i}]");
+            json_path::JsonPath::parse(&mask.path).map_err(|why| invalid(origin, &format!("{at}.path"), why))?;
+            if mask.replace.is_some() == mask.hash {
+                return Err(invalid(origin, &at, "set one of replace (a JSON value) or hash: true"));
+            }
+        }
+        if let Some(predicate) = &self.drop_if {
+            expr::Expr::parse(predicate).map_err(|why| invalid(origin, &format!("{at}.drop_if"), why))?;
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +328,15 @@ mod tests {
     fn bad_rules_are_refused_with_the_field_named() {
         let err = |yaml: &str| rules(yaml).unwrap_err();
         assert!(err("[{name: x, topics: [a]}]").contains("transforms nothing"));
+        assert!(err("[{name: x, topics: [a], fetch: {}}]").contains("at `transforms[0].fetch`"));
+        assert!(err("[{name: x, topics: [a], fetch: {mask: [{path: '$.a'}]}}]")
+            .contains("at `transforms[0].fetch.mask[0]`: set one of replace"));
+        assert!(err("[{name: x, topics: [a], fetch: {mask: [{path: 'a', hash: true}]}}]")
+            .contains("at `transforms[0].fetch.mask[0].path`: a JSON path starts with `$`"));
+        assert!(err("[{name: x, topics: [a], fetch: {drop_if: 'key = 1'}}]")
+            .contains("at `transforms[0].fetch.drop_if`: `=` at column 5: compare with `==`"));
+        let ok = rules("[{name: x, topics: [a], fetch: {mask: [{path: '$.a', replace: null}, {path: '$.b', hash: true}]}}]");
+        assert_eq!(ok.unwrap()[0].fetch.as_ref().unwrap().mask[0].replace, Some(serde_json::Value::Null));
         assert!(err("[{name: x, topics: [a], produce: {}}]").contains("at `transforms[0].produce`"));
         assert!(err("[{name: x, topics: [a], produce: {add_headers: {h: '{user}'}}}]")
             .contains("at `transforms[0].produce.add_headers.h`: `{user}` is not a placeholder"));
