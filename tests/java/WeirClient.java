@@ -20,11 +20,12 @@
 //   consume      --topic T --count N [--group G] [--isolation read_committed|read_uncommitted]
 //                [--pattern REGEX]
 //                  From the beginning (without --group: all partitions assigned, no group).
-//                  Prints `record key=<k> value=<v> headers=<k1:v1,k2:v2>` per record, then
-//                  consumed=N. Fewer than N records before the timeout is a failure.
+//                  Prints `record partition=<p> offset=<o> key=<k> value=<v> headers=<k1:v1,k2:v2>`
+//                  per record, then consumed=N; with --group, commits exactly the records
+//                  printed. Fewer than N records before the timeout is a failure.
 //                  --pattern (with --group and --group-protocol consumer) subscribes to the
 //                  topics matching REGEX, resolved by the broker (KIP-848), instead of --topic,
-//                  and prints `record topic=<t> key=...`.
+//                  and prints `record topic=<t> partition=...`.
 //   txn          --topic T --transactional-id ID --commit-count N --abort-count M
 //                  Commits values committed-<i>, then aborts values aborted-<i>.
 //                  Prints committed=N aborted=M.
@@ -219,7 +220,7 @@ public class WeirClient {
             while (got < count && System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
                     if (got == count) break;
-                    OUT.println("record " + (pattern != null ? "topic=" + r.topic() + " " : "") + "key=" + nz(r.key()) + " value=" + nz(r.value()) + " headers=" + headers(r));
+                    OUT.println("record " + (pattern != null ? "topic=" + r.topic() + " " : "") + "partition=" + r.partition() + " offset=" + r.offset() + " key=" + nz(r.key()) + " value=" + nz(r.value()) + " headers=" + headers(r));
                     done.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
                     got++;
                 }

@@ -159,7 +159,12 @@ pub fn refill_batch(header: &BatchHeader, records: &[NewRecord<'_>], offset_delt
 
 /// The batch of `records` under `header` (its record count is the records'), the record at
 /// `i` written with offset delta `offset_delta(i)`.
-fn encode(records: &[NewRecord<'_>], offset_delta: impl Fn(usize) -> i32, codec: Codec, header: &BatchHeader) -> BytesMut {
+fn encode(
+    records: &[NewRecord<'_>],
+    offset_delta: impl Fn(usize) -> i32,
+    codec: Codec,
+    header: &BatchHeader,
+) -> BytesMut {
     let mut section = Vec::new();
     for (i, record) in records.iter().enumerate() {
         write_record(&mut section, record, offset_delta(i), header.base_timestamp);

@@ -21,7 +21,7 @@ fn dup_headers() -> Vec<(String, String)> {
     vec![("dup".into(), "a".into()), ("dup".into(), "b".into())]
 }
 
-/// Parses `record key=.. value=.. headers=..` lines printed by the Java client.
+/// Parses `record partition=.. offset=.. key=.. value=.. headers=..` lines printed by the Java client.
 fn java_records(lines: &[String]) -> Vec<(String, String)> {
     lines
         .iter()

@@ -94,3 +94,154 @@ transforms:
     assert!(plain[0].headers.is_empty(), "{plain:?}");
     sidecar.assert_quiet();
 }
+
+/// A record of the fetch test: every third from offset 0 is from the US, and every fifth
+/// carries `test: yes`; all carry a secret header and personal fields.
+fn order_value(i: usize) -> String {
+    let region = if i.is_multiple_of(3) { "us" } else { "eu" };
+    let pad = ".".repeat(900);
+    format!(
+        r#"{{"n":{i},"region":"{region}","email":"user{i}@example.com","card":{{"number":"4111-{i}","cvc":"{i}"}},"pad":"{pad}"}}"#
+    )
+}
+
+/// Whether the analysts' rule keeps record `i`.
+fn analysts_read(i: usize) -> bool {
+    !i.is_multiple_of(3) && !i.is_multiple_of(5)
+}
+
+/// Reads `count` records from `topic` as group `group` (librdkafka), committing the last one
+/// read; returns (offset, value, headers) of each.
+fn rd_read_and_commit(bootstrap: &str, topic: &str, group: &str, count: usize) -> Vec<(i64, String, Vec<String>)> {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer = rd::consumer(bootstrap, group, &[("enable.auto.commit", "false")]);
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(std::time::Instant::now() < deadline, "read only {} of {count}", out.len());
+        let Some(message) = consumer.poll(std::time::Duration::from_millis(200)) else { continue };
+        let message = message.expect("a record");
+        let headers = message.headers().map(|h| h.iter().map(|h| h.key.to_owned()).collect()).unwrap_or_default();
+        let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+        out.push((message.offset(), value, headers));
+        if out.len() == count {
+            consumer.commit_message(&message, CommitMode::Sync).unwrap();
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_read_masked_filtered_records_at_their_offsets_and_resume_from_commits() {
+    let topic = unique("fetch-view");
+    let extra = |principal: &str| {
+        format!(
+            "fixed_principal: '{principal}'
+transforms:
+  - name: analysts
+    topics: ['{topic}']
+    principals: ['User:analyst']
+    fetch:
+      remove_headers: [secret]
+      mask:
+        - {{path: '$.card', replace: {{number: '****'}}}}
+        - {{path: '$.email', hash: true}}
+      drop_if: 'json(\"$.region\") == \"us\" || header(\"test\") == \"yes\"'
+"
+        )
+    };
+    let analyst = Sidecar::start_with(SidecarOptions { extra_yaml: extra("User:analyst"), ..Default::default() });
+    let owner = Sidecar::start_with(SidecarOptions { extra_yaml: extra("User:owner"), ..Default::default() });
+    rd::create_topic(&direct_bootstrap(), &topic, 1).await;
+
+    // 598 records of ~1 KiB written directly, lz4, in batches of many: the last one (597) is
+    // taken out, so the analysts' view of the log ends in a gap.
+    const COUNT: usize = 598;
+    let producer = rd::producer(&direct_bootstrap(), &[("compression.type", "lz4"), ("linger.ms", "50")]);
+    let futures: Vec<_> = (0..COUNT)
+        .map(|i| {
+            use rdkafka::message::{Header, OwnedHeaders};
+            let (value, key) = (order_value(i), format!("k-{i}"));
+            let mut headers = OwnedHeaders::new()
+                .insert(Header { key: "secret", value: Some(format!("s-{i}").as_str()) })
+                .insert(Header { key: "trace", value: Some("t") });
+            if i.is_multiple_of(5) {
+                headers = headers.insert(Header { key: "test", value: Some("yes") });
+            }
+            producer
+                .send_result(rdkafka::producer::FutureRecord::to(&topic).key(&key).payload(&value).headers(headers))
+                .unwrap()
+        })
+        .collect();
+    for f in futures {
+        f.await.unwrap().unwrap();
+    }
+    let kept: Vec<i64> = (0..COUNT).filter(|&i| analysts_read(i)).map(|i| i as i64).collect();
+    let email_hash = |i: i64| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, format!("\"user{i}@example.com\"").as_bytes());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let expected_value = |i: i64| {
+        let pad = ".".repeat(900);
+        format!(
+            r#"{{"n":{i},"region":"eu","email":"sha256:{}","card":{{"number":"****"}},"pad":"{pad}"}}"#,
+            email_hash(i)
+        )
+    };
+
+    // librdkafka: 100 records, committed; a new consumer of the group resumes after them.
+    let group = unique("rd-analysts");
+    let first = rd_read_and_commit(&analyst.bootstrap(), &topic, &group, 100);
+    let rest = rd_read_and_commit(&analyst.bootstrap(), &topic, &group, kept.len() - 100);
+    let read: Vec<&(i64, String, Vec<String>)> = first.iter().chain(&rest).collect();
+    assert_eq!(read.iter().map(|r| r.0).collect::<Vec<_>>(), kept, "every kept record once, at its own offset");
+    for (offset, value, headers) in &read {
+        assert_eq!(value, &expected_value(*offset));
+        assert_eq!(headers, &["trace"], "the secret header removed");
+    }
+
+    // Java: 150 records committed, then the rest from the commit.
+    let parse = |lines: Vec<String>| -> Vec<(i64, String)> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("record partition=0 offset="))
+            .map(|l| {
+                let (offset, rest) = l.split_once(' ').unwrap();
+                let value = rest.split(" value=").nth(1).unwrap().split(" headers=").next().unwrap();
+                (offset.parse().unwrap(), value.to_owned())
+            })
+            .collect()
+    };
+    let group = unique("java-analysts");
+    let java = |count: usize| {
+        let count = count.to_string();
+        java_client(&[
+            "consume",
+            "--bootstrap",
+            &analyst.bootstrap(),
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--count",
+            &count,
+        ])
+    };
+    let mut read = parse(java(150));
+    read.extend(parse(java(kept.len() - 150)));
+    assert_eq!(read.iter().map(|r| r.0).collect::<Vec<_>>(), kept, "Java: every kept record once, at its offset");
+    assert!(read.iter().all(|(offset, value)| *value == expected_value(*offset)));
+
+    // Another principal reads the log as it was written.
+    let all = rd_read_and_commit(&owner.bootstrap(), &topic, &unique("owners"), COUNT);
+    assert_eq!(all.iter().map(|r| r.0).collect::<Vec<_>>(), (0..COUNT as i64).collect::<Vec<_>>());
+    assert!(all.iter().all(|(i, value, headers)| *value == order_value(*i as usize) && headers[0] == "secret"));
+
+    let dropped =
+        analyst.metric("weir_kafka_fetch_transformed_records_total", &[("rule", "analysts"), ("outcome", "dropped")]);
+    assert!(dropped >= (COUNT - kept.len()) as f64, "{dropped}");
+    analyst.assert_quiet();
+    owner.assert_quiet();
+}

@@ -17,8 +17,8 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use uuid::Uuid;
 use weir_wire::message::decode_request;
 
-use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::filter::ResponseContext;
+use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 use crate::transform::fetch::{CompiledFetchTransform, FetchPlan, Tally};
@@ -52,8 +52,12 @@ impl FetchTransformFilter {
 
     fn choose(&mut self) {
         let principal = &self.principal;
-        self.mine =
-            self.rules.iter().filter(|r| r.covers_principal(principal)).filter_map(CompiledFetchTransform::new).collect();
+        self.mine = self
+            .rules
+            .iter()
+            .filter(|r| r.covers_principal(principal))
+            .filter_map(CompiledFetchTransform::new)
+            .collect();
     }
 
     /// Whether the response to this Fetch may carry a covered topic.

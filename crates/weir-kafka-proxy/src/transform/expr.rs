@@ -221,13 +221,16 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, String> {
             let end = text[at + 1..]
                 .find(|d: char| !(d.is_ascii_digit() || d == '.' || d == 'e' || d == 'E'))
                 .map_or(text.len(), |e| at + 1 + e);
-            let number = text[at..end].parse().map_err(|_| format!("`{}` at column {column} is not a number", &text[at..end]))?;
+            let number = text[at..end]
+                .parse()
+                .map_err(|_| format!("`{}` at column {column} is not a number", &text[at..end]))?;
             tokens.push((column, Token::Number(number)));
             while chars.peek().is_some_and(|&(i, _)| i < end) {
                 chars.next();
             }
         } else if c.is_ascii_alphabetic() || c == '_' {
-            let end = text[at..].find(|d: char| !(d.is_ascii_alphanumeric() || d == '_')).map_or(text.len(), |e| at + e);
+            let end =
+                text[at..].find(|d: char| !(d.is_ascii_alphanumeric() || d == '_')).map_or(text.len(), |e| at + e);
             tokens.push((column, Token::Word(text[at..end].to_owned())));
             while chars.peek().is_some_and(|&(i, _)| i < end) {
                 chars.next();

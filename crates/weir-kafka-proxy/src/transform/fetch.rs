@@ -107,7 +107,13 @@ impl<'r> FetchPlan<'r> {
     /// bytes) is left out of a changed answer: its records would escape the rules, and the
     /// consumer reads it whole at its next fetch. Fails when a batch cannot be read: then
     /// none of the partition's records may go.
-    pub fn apply(&self, records: &[u8], limit: usize, scratch: &mut Vec<u8>, tally: &mut Tally) -> Result<Option<Bytes>, String> {
+    pub fn apply(
+        &self,
+        records: &[u8],
+        limit: usize,
+        scratch: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Result<Option<Bytes>, String> {
         let mut out: Option<BytesMut> = None;
         let mut done = 0;
         for batch in weir_wire::records::batches(records) {
@@ -146,8 +152,10 @@ impl<'r> FetchPlan<'r> {
         scratch: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> Result<Option<BytesMut>, String> {
-        let views: Vec<RecordView<'_>> =
-            batch_records(batch, limit, scratch).map_err(|e| e.to_string())?.collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let views: Vec<RecordView<'_>> = batch_records(batch, limit, scratch)
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         // Per record: None taken out, Some(None) value kept, Some(Some(v)) value masked to v.
         let mut fates: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(views.len());
         let mut changed = false;
@@ -306,7 +314,11 @@ mod tests {
             Codec::Lz4,
         );
         // A second batch, all of it taken out: an empty batch spanning 103..=104 is left.
-        records.extend(served(103, &[record("d", r#"{"region": "us"}"#, vec![]), record("e", "{}", vec![])], Codec::None));
+        records.extend(served(
+            103,
+            &[record("d", r#"{"region": "us"}"#, vec![]), record("e", "{}", vec![])],
+            Codec::None,
+        ));
         let (mut scratch, mut tally) = (Vec::new(), Tally::default());
         let out = plan.apply(&records, 1 << 20, &mut scratch, &mut tally).unwrap().unwrap();
         let got = decoded(&out);
@@ -330,7 +342,8 @@ mod tests {
                 {path: '$.email', hash: true}, {path: '$.lines[*].note', replace: null}]}}]"#,
         );
         let plan = FetchPlan::for_topic(&rules, "orders.eu").unwrap();
-        let value = r#"{"email":"ann@example.com", "card": {"number": 4111, "cvc": 1}, "lines": [{"note": "x"}, {"sku": 1}]}"#;
+        let value =
+            r#"{"email":"ann@example.com", "card": {"number": 4111, "cvc": 1}, "lines": [{"note": "x"}, {"sku": 1}]}"#;
         let records = served(7, &[record("k", value, vec![]), record("k2", "not json", vec![])], Codec::Zstd);
         let (mut scratch, mut tally) = (Vec::new(), Tally::default());
         let out = plan.apply(&records, 1 << 20, &mut scratch, &mut tally).unwrap().unwrap();

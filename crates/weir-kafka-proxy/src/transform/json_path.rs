@@ -42,9 +42,10 @@ impl JsonPath {
                     at = end;
                 }
                 b'[' => {
-                    let end = rest[at..].find(']').map(|e| at + e).ok_or_else(|| {
-                        format!("a `[` at column {} has no `]`", column(at))
-                    })?;
+                    let end = rest[at..]
+                        .find(']')
+                        .map(|e| at + e)
+                        .ok_or_else(|| format!("a `[` at column {} has no `]`", column(at)))?;
                     let inside = &rest[at + 1..end];
                     let quoted = inside.len() >= 2
                         && ((inside.starts_with('\'') && inside.ends_with('\''))
@@ -239,7 +240,8 @@ impl Scanner<'_> {
                     match escaped {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 2,
                         Some(b'u') => {
-                            let hex = self.doc.get(self.at + 2..self.at + 6).ok_or_else(|| self.fault("a cut `\\u`"))?;
+                            let hex =
+                                self.doc.get(self.at + 2..self.at + 6).ok_or_else(|| self.fault("a cut `\\u`"))?;
                             if !hex.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(self.fault("a `\\u` without four hex digits"));
                             }

@@ -335,7 +335,8 @@ mod tests {
             .contains("at `transforms[0].fetch.mask[0].path`: a JSON path starts with `$`"));
         assert!(err("[{name: x, topics: [a], fetch: {drop_if: 'key = 1'}}]")
             .contains("at `transforms[0].fetch.drop_if`: `=` at column 5: compare with `==`"));
-        let ok = rules("[{name: x, topics: [a], fetch: {mask: [{path: '$.a', replace: null}, {path: '$.b', hash: true}]}}]");
+        let ok =
+            rules("[{name: x, topics: [a], fetch: {mask: [{path: '$.a', replace: null}, {path: '$.b', hash: true}]}}]");
         assert_eq!(ok.unwrap()[0].fetch.as_ref().unwrap().mask[0].replace, Some(serde_json::Value::Null));
         assert!(err("[{name: x, topics: [a], produce: {}}]").contains("at `transforms[0].produce`"));
         assert!(err("[{name: x, topics: [a], produce: {add_headers: {h: '{user}'}}}]")
