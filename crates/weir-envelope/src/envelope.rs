@@ -104,7 +104,11 @@ pub(crate) fn seal_into(key: &LessSafeKey, head: &[u8], nonce: [u8; NONCE_LEN], 
 }
 
 /// Opens an envelope whose data key `key_for` knows, appending the plaintext to `out`.
-pub fn open(bytes: &[u8], key_for: impl FnOnce(&[u8]) -> Option<std::sync::Arc<LessSafeKey>>, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+pub fn open(
+    bytes: &[u8],
+    key_for: impl FnOnce(&[u8]) -> Option<std::sync::Arc<LessSafeKey>>,
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
     let envelope = Envelope::read(bytes)?;
     let key = key_for(envelope.head).ok_or(EnvelopeError::KeyNotLearned)?;
     envelope.open_into(&key, out)

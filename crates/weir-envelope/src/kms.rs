@@ -168,7 +168,8 @@ impl Kms for LocalKms {
             let (nonce, sealed) = wrapped.bytes.split_at_checked(NONCE_LEN).ok_or_else(bad)?;
             let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
             let mut bytes = sealed.to_vec();
-            let plain = kek.open_in_place(nonce, Aad::from(wrapped.kek_id.as_bytes()), &mut bytes).map_err(|_| bad())?;
+            let plain =
+                kek.open_in_place(nonce, Aad::from(wrapped.kek_id.as_bytes()), &mut bytes).map_err(|_| bad())?;
             plain.try_into().map_err(|_| bad())
         }))
     }

@@ -85,6 +85,13 @@ pub struct SidecarConfig {
     /// (lineage); none by default. Changes apply live.
     #[serde(default)]
     pub transforms: Vec<crate::transform::TransformRule>,
+    /// Where encryption's key-encryption keys are; none by default. Read at start.
+    #[serde(default)]
+    pub kms: Option<crate::encryption::KmsConfig>,
+    /// Envelope encryption: records written to covered topics sealed, opened on fetch for
+    /// the principals a rule names; none by default. Changes apply live.
+    #[serde(default)]
+    pub encryption: Vec<crate::encryption::EncryptionRule>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -312,6 +319,8 @@ impl SidecarConfig {
             schema_registry: None,
             schema_validation: Vec::new(),
             transforms: Vec::new(),
+            kms: None,
+            encryption: Vec::new(),
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -376,6 +385,7 @@ impl SidecarConfig {
         }
         crate::schema_rules::validate_rules(&self.schema_validation, self.schema_registry.is_some(), origin)?;
         crate::transform::validate_rules(&self.transforms, origin)?;
+        crate::encryption::validate_rules(&self.encryption, self.kms.is_some(), origin)?;
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 13] = [
+const LIVE: [&str; 14] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -36,6 +36,7 @@ const LIVE: [&str; 13] = [
     "produce_safeguards",
     "schema_validation",
     "transforms",
+    "encryption",
 ];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];

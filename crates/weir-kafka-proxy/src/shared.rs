@@ -17,6 +17,7 @@ use crate::filters::addresses::AddressFilter;
 use crate::filters::alias::AliasFilter;
 use crate::filters::authz::ConnectionAuthz;
 use crate::filters::canary::CanaryFilter;
+use crate::filters::encryption::{DecryptFilter, EncryptFilter};
 use crate::filters::fault::FaultFilter;
 use crate::filters::fetch_sessions::{FetchSessionFilter, FetchSessionOwners};
 use crate::filters::fetch_transform::FetchTransformFilter;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub topic_ids: Arc<TopicIds>,
     /// The schema registry schema validation asks, when one is configured.
     pub schema_registry: Option<Arc<weir_schema::judge::SchemaRegistry>>,
+    /// Encryption's data keys, when a KMS is configured.
+    pub data_keys: Option<Arc<weir_envelope::DataKeys>>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
@@ -76,7 +79,7 @@ impl Shared {
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(16);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(18);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -92,6 +95,9 @@ impl Shared {
         chain.push(Box::new(ProduceFilter(SchemaFilter::new(snapshot, connection, registry, cluster, decompressed))));
         chain.push(Box::new(ProduceFilter(TransformFilter::new(snapshot, connection, decompressed))));
         chain.push(Box::new(FetchTransformFilter::new(snapshot, connection, decompressed)));
+        let keys = self.data_keys.clone();
+        chain.push(Box::new(ProduceFilter(EncryptFilter::new(snapshot, keys.clone(), decompressed))));
+        chain.push(Box::new(DecryptFilter::new(snapshot, connection, keys, decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

@@ -128,8 +128,10 @@ impl Sidecar {
             .schema_registry
             .clone()
             .map(|registry| Arc::new(weir_schema::judge::SchemaRegistry::new(registry, weir_schema::judge::compile)));
+        let data_keys = config.kms.as_ref().map(|kms| Arc::new(weir_envelope::DataKeys::new(kms.kms())));
         let shared = Arc::new(Shared {
             schema_registry,
+            data_keys,
             own_cluster,
             shadows: Arc::new(shadows),
             fetch_sessions: Arc::default(),

@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub schema_validation: Arc<[crate::schema_rules::SchemaRule]>,
     /// Record transformation; none when empty.
     pub transforms: Arc<[crate::transform::TransformRule]>,
+    /// Envelope encryption; none when empty.
+    pub encryption: Arc<[crate::encryption::EncryptionRule]>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -118,6 +120,7 @@ impl Snapshot {
             produce_safeguards: config.produce_safeguards.clone().into(),
             schema_validation: config.schema_validation.clone().into(),
             transforms: config.transforms.clone().into(),
+            encryption: config.encryption.clone().into(),
         })
     }
 }

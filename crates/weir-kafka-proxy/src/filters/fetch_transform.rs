@@ -13,19 +13,16 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
-use uuid::Uuid;
-use weir_wire::message::decode_request;
+use kafka_protocol::messages::{ApiKey, FetchResponse};
 
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_ids};
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 use crate::transform::fetch::{CompiledFetchTransform, FetchPlan, Tally};
 use crate::transform::TransformRule;
 
-/// The first Fetch version that names topics by id.
-const FIRST_FETCH_BY_ID: i16 = 13;
 /// Scratch space kept between responses; more is given back after the one that needed it.
 const SCRATCH_KEPT: usize = 1 << 20;
 
@@ -60,28 +57,6 @@ impl FetchTransformFilter {
             .collect();
     }
 
-    /// Whether the response to this Fetch may carry a covered topic.
-    fn may_carry_covered(&self, cx: &RequestContext<'_>) -> Result<bool, FilterError> {
-        let session = weir_wire::fetch::request_session(cx.body(), cx.header.api_version);
-        if session.is_some_and(|s| s.epoch > 0) {
-            return Ok(true);
-        }
-        let request: FetchRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
-        let ids = cx.services.topic_ids();
-        Ok(request.topics.iter().any(|topic| {
-            let name = if cx.header.api_version >= FIRST_FETCH_BY_ID {
-                match ids.name(&topic.topic_id) {
-                    Some(name) => name.to_string(),
-                    // Learned when the response comes; until then, it may be covered.
-                    None => return true,
-                }
-            } else {
-                topic.topic.to_string()
-            };
-            self.mine.iter().any(|rule| rule.covers(&name))
-        }))
-    }
-
     /// The response's covered partitions transformed.
     fn transform(&mut self, cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
         let version = cx.message.version();
@@ -89,13 +64,8 @@ impl FetchTransformFilter {
         let (mine, limit, scratch) = (&self.mine, self.decompressed_limit, &mut self.scratch);
         let response: &mut FetchResponse = cx.message.decoded_mut().map_err(FilterError::BadResponse)?;
         for topic in &mut response.responses {
-            let name = if version >= FIRST_FETCH_BY_ID {
-                ids.name(&topic.topic_id).map(|n| n.to_string())
-            } else {
-                Some(topic.topic.to_string())
-            };
             // An id the cluster cannot name is no topic the broker serves records of.
-            let Some(name) = name else { continue };
+            let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
             let Some(plan) = FetchPlan::for_topic(mine, &name) else { continue };
             let mut tally = Tally::default();
             for partition in &mut topic.partitions {
@@ -124,19 +94,6 @@ impl FetchTransformFilter {
     }
 }
 
-/// The topic ids of a Fetch response (v13+) not learned yet.
-fn unknown_ids(cx: &mut ResponseContext<'_>) -> Result<Vec<Uuid>, FilterError> {
-    if cx.message.version() < FIRST_FETCH_BY_ID {
-        return Ok(Vec::new());
-    }
-    let ids = cx.services.topic_ids().clone();
-    let response: &FetchResponse = cx.message.decoded().map_err(FilterError::BadResponse)?;
-    let mut unknown: Vec<Uuid> =
-        response.responses.iter().map(|t| t.topic_id).filter(|id| ids.name(id).is_none()).collect();
-    unknown.dedup();
-    Ok(unknown)
-}
-
 impl Filter for FetchTransformFilter {
     fn name(&self) -> &'static str {
         "fetch_transform"
@@ -147,7 +104,8 @@ impl Filter for FetchTransformFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        ready(self.may_carry_covered(cx).map(|covered| {
+        let mine = &self.mine;
+        ready(fetch_may_carry(cx, |topic| mine.iter().any(|rule| rule.covers(topic))).map(|covered| {
             if covered {
                 cx.remember(Transform);
                 cx.will_change_response();
@@ -160,7 +118,7 @@ impl Filter for FetchTransformFilter {
         if cx.take_note::<Transform>().is_none() {
             return ready(Ok(()));
         }
-        let unknown = match unknown_ids(cx) {
+        let unknown = match unknown_fetch_topic_ids(cx) {
             Ok(unknown) => unknown,
             Err(err) => return ready(Err(err)),
         };

@@ -21,23 +21,27 @@
 //! 9. [`fetch_transform`]: what a consumer reads changed per principal (headers removed, JSON
 //!    fields masked, records taken out, offsets kept). Responses pass it before authorization
 //!    and aliases, so it sees the cluster's topic names and only partitions that are served.
-//! 10. [`quota`]: byte rates and request time per principal; a client over its quota is told
+//! 10. [`encryption`]: records of covered topics sealed on produce (after every filter that
+//!     reads or changes them in plaintext), opened on fetch for the principals a rule names
+//!     (before any that reads them: responses pass it before `fetch_transform`).
+//! 11. [`quota`]: byte rates and request time per principal; a client over its quota is told
 //!     to back off.
-//! 11. [`traffic`]: records, bytes and errors per topic and principal.
-//! 12. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 12. [`traffic`]: records, bytes and errors per topic and principal.
+//! 13. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!     traffic counts the responses as the faults left them: what clients were told.
-//! 13. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 14. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!     fault, so that it sees only writes that reached the broker, and the broker's answer
 //!     before a fault changes it.
-//! 14. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//! 15. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
 //!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
 //!     which must see the answer the client gets.
-//! 15. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 16. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
 pub(crate) mod authz;
 pub(crate) mod canary;
+pub(crate) mod encryption;
 pub(crate) mod fault;
 pub mod fetch_sessions;
 pub(crate) mod fetch_transform;
@@ -49,6 +53,62 @@ pub(crate) mod shadow;
 pub(crate) mod topic_limits;
 pub(crate) mod traffic;
 pub(crate) mod transform;
+
+/// The first Fetch version that names topics by id.
+pub(crate) const FIRST_FETCH_BY_ID: i16 = 13;
+
+/// Whether the response to a Fetch request may carry a topic `covered` says yes to: one the
+/// request names (by name, or by an id not learned yet, which may be any), and any at all
+/// for an incremental request, whose session holds partitions it does not name. What a
+/// filter that changes fetched records asks to have the response read whole.
+pub(crate) fn fetch_may_carry(
+    cx: &crate::filter::RequestContext<'_>,
+    covered: impl Fn(&str) -> bool,
+) -> Result<bool, crate::filter::FilterError> {
+    let session = weir_wire::fetch::request_session(cx.body(), cx.header.api_version);
+    if session.is_some_and(|s| s.epoch > 0) {
+        return Ok(true);
+    }
+    let request: kafka_protocol::messages::FetchRequest =
+        weir_wire::message::decode_request(cx.frame(), cx.header).map_err(crate::filter::FilterError::BadRequest)?;
+    let ids = cx.services.topic_ids();
+    Ok(request.topics.iter().any(|topic| {
+        if cx.header.api_version < FIRST_FETCH_BY_ID {
+            return covered(topic.topic.as_str());
+        }
+        ids.name(&topic.topic_id).is_none_or(|name| covered(name.as_str()))
+    }))
+}
+
+/// The topic ids a Fetch response (v13+) names that the sidecar cannot name yet.
+pub(crate) fn unknown_fetch_topic_ids(
+    cx: &mut crate::filter::ResponseContext<'_>,
+) -> Result<Vec<uuid::Uuid>, crate::filter::FilterError> {
+    if cx.message.version() < FIRST_FETCH_BY_ID {
+        return Ok(Vec::new());
+    }
+    let ids = cx.services.topic_ids().clone();
+    let response: &kafka_protocol::messages::FetchResponse =
+        cx.message.decoded().map_err(crate::filter::FilterError::BadResponse)?;
+    let mut unknown: Vec<uuid::Uuid> =
+        response.responses.iter().map(|t| t.topic_id).filter(|id| ids.name(id).is_none()).collect();
+    unknown.dedup();
+    Ok(unknown)
+}
+
+/// The name of a topic in a Fetch response: as it is, or (from v13) the name learned for its
+/// id; None for an id the cluster cannot name.
+pub(crate) fn fetched_topic_name(
+    ids: &crate::topic_ids::TopicIds,
+    version: i16,
+    topic: &kafka_protocol::messages::fetch_response::FetchableTopicResponse,
+) -> Option<String> {
+    if version >= FIRST_FETCH_BY_ID {
+        ids.name(&topic.topic_id).map(|n| n.to_string())
+    } else {
+        Some(topic.topic.to_string())
+    }
+}
 
 /// The topic ids a produce request names that the sidecar cannot name yet (none before
 /// Produce v13, which names topics by name): what a filter judging topics by name must learn

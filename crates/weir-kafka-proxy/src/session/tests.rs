@@ -58,6 +58,7 @@ fn shared() -> Shared {
         topic_ids: Arc::default(),
         broker_versions: Default::default(),
         schema_registry: None,
+        data_keys: None,
     }
 }
 

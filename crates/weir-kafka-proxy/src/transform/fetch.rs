@@ -1,22 +1,17 @@
 //! Transformation on fetch: what a rule's principals read of its topics. Per record, in this
 //! order: a record for which any rule's `drop_if` holds is taken out; headers of the keys
-//! removed go; masked JSON fields are replaced. Batches are written again with each record
-//! kept at its own offset and the batch spanning the offsets it spanned
-//! ([`weir_wire::batch::refill_batch`]): positions, commits and seeks stay true, a record
-//! taken out is a gap (as after compaction), a batch left with no record is an empty batch
-//! that the consumer steps over. Rewritten batches are written uncompressed: they go to the
-//! local client beside the sidecar, and compressing them again would cost more than the
-//! bytes saved. A batch no rule changes, and control batches, go on as the same bytes.
+//! removed go; masked JSON fields are replaced. Batches are refilled by
+//! [`crate::fetched::refill_partition`], every record kept at its own offset: positions,
+//! commits and seeks stay true, a record taken out is a gap (as after compaction).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use weir_core::policy::Pattern;
-use weir_wire::batch::{refill_batch, BatchHeader, NewRecord};
-use weir_wire::compression::Codec;
-use weir_wire::record_view::{batch_records, RecordView};
+use weir_wire::record_view::RecordView;
 
 use super::expr::{Expr, RecordFacts};
 use super::json_path::{select, JsonPath};
 use super::{json_document, TransformRule};
+use crate::fetched::{refill_partition, Fate, Rewritten};
 
 /// What a masked field becomes.
 #[derive(Debug, Clone)]
@@ -102,11 +97,9 @@ impl<'r> FetchPlan<'r> {
         &self.rules[0].rule
     }
 
-    /// A partition's fetched `records`, transformed: None when nothing changed (the same
-    /// bytes go on). A trailing partial batch (which a broker may send at the end of a fetch's
-    /// bytes) is left out of a changed answer: its records would escape the rules, and the
-    /// consumer reads it whole at its next fetch. Fails when a batch cannot be read: then
-    /// none of the partition's records may go.
+    /// A partition's fetched `records`, transformed (see [`crate::fetched`]): None when
+    /// nothing changed (the same bytes go on). Fails when a batch cannot be read: then none
+    /// of the partition's records may go.
     pub fn apply(
         &self,
         records: &[u8],
@@ -114,93 +107,31 @@ impl<'r> FetchPlan<'r> {
         scratch: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> Result<Option<Bytes>, String> {
-        let mut out: Option<BytesMut> = None;
-        let mut done = 0;
-        for batch in weir_wire::records::batches(records) {
-            let header = BatchHeader::read(batch.bytes).ok_or("a batch of a message format before v2")?;
-            let rewritten = if header.is_control() || header.records == 0 {
-                None
-            } else {
-                self.batch(batch.bytes, &header, limit, scratch, tally)
-                    .map_err(|why| format!("the batch at offset {}: {why}", header.base_offset))?
-            };
-            match (rewritten, &mut out) {
-                (Some(rewritten), None) => {
-                    let mut started = BytesMut::with_capacity(records.len());
-                    started.extend_from_slice(&records[..done]);
-                    started.extend_from_slice(&rewritten);
-                    out = Some(started);
-                }
-                (Some(rewritten), Some(out)) => out.extend_from_slice(&rewritten),
-                (None, Some(out)) => out.extend_from_slice(batch.bytes),
-                (None, None) => {}
-            }
-            done += batch.size;
-        }
-        if out.is_none() && done != records.len() {
-            out = Some(BytesMut::from(&records[..done]));
-        }
-        Ok(out.map(BytesMut::freeze))
+        refill_partition(records, limit, scratch, |view| Ok(self.fate(view, tally)))
     }
 
-    /// One batch transformed; None when no record changed.
-    fn batch(
-        &self,
-        batch: &[u8],
-        header: &BatchHeader,
-        limit: usize,
-        scratch: &mut Vec<u8>,
-        tally: &mut Tally,
-    ) -> Result<Option<BytesMut>, String> {
-        let views: Vec<RecordView<'_>> = batch_records(batch, limit, scratch)
-            .map_err(|e| e.to_string())?
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        // Per record: None taken out, Some(None) value kept, Some(Some(v)) value masked to v.
-        let mut fates: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(views.len());
-        let mut changed = false;
-        for view in &views {
-            let facts = Facts(view);
-            if self.rules.iter().any(|r| r.drop_if.as_ref().is_some_and(|p| p.holds(&facts))) {
-                tally.dropped += 1;
-                fates.push(None);
-                changed = true;
-                continue;
-            }
-            let fate = match self.mask(view.value) {
-                Ok(masked) => Some(masked),
-                Err(()) => {
-                    tally.unreadable += 1;
-                    None
-                }
-            };
-            let headers_go = view.headers().any(|(key, _)| self.removes(key));
-            if fate.is_none() || headers_go || fate.as_ref().is_some_and(Option::is_some) {
-                changed = true;
-                if fate.is_some() {
-                    tally.changed += 1;
-                }
-            } else {
-                tally.kept += 1;
-            }
-            fates.push(fate);
+    /// What becomes of one record: taken out by a `drop_if`, or as masked and stripped.
+    fn fate(&self, view: &RecordView<'_>, tally: &mut Tally) -> Fate {
+        let facts = Facts(view);
+        if self.rules.iter().any(|r| r.drop_if.as_ref().is_some_and(|p| p.holds(&facts))) {
+            tally.dropped += 1;
+            return Fate::Dropped;
         }
-        if !changed {
-            return Ok(None);
+        let Ok(masked) = self.mask(view.value) else {
+            // A value a mask cannot read is not served: it would escape the mask.
+            tally.unreadable += 1;
+            return Fate::Dropped;
+        };
+        let headers_go = view.headers().any(|(key, _)| self.removes(key));
+        if masked.is_none() && !headers_go {
+            tally.kept += 1;
+            return Fate::Unchanged;
         }
-        let mut kept = Vec::with_capacity(views.len());
-        let mut deltas = Vec::with_capacity(views.len());
-        for (view, fate) in views.iter().zip(&fates) {
-            let Some(masked) = fate else { continue };
-            let mut record = NewRecord::from_view(view, header.base_timestamp);
-            record.headers.retain(|(key, _)| !self.removes(key));
-            if let Some(masked) = masked {
-                record.value = Some(masked.as_slice());
-            }
-            kept.push(record);
-            deltas.push(view.offset_delta);
-        }
-        Ok(Some(refill_batch(header, &kept, &deltas, Codec::None)))
+        tally.changed += 1;
+        let mut rewritten = Rewritten::of(view);
+        rewritten.headers.retain(|(key, _)| !self.removes(key));
+        rewritten.value = masked.map(Some);
+        Fate::Changed(rewritten)
     }
 
     fn removes(&self, key: &[u8]) -> bool {
@@ -260,7 +191,8 @@ impl RecordFacts for Facts<'_, '_> {
 #[cfg(test)]
 mod tests {
     use kafka_protocol::records::RecordBatchDecoder;
-    use weir_wire::batch::write_batch;
+    use weir_wire::batch::{write_batch, BatchHeader, NewRecord};
+    use weir_wire::compression::Codec;
 
     use super::*;
 

@@ -80,6 +80,14 @@ pub struct WorkloadSpec {
     /// live.
     #[serde(default)]
     pub transforms: Vec<weir_kafka_proxy::transform::TransformRule>,
+    /// Where this workload's sidecar takes encryption keys from (docs/event-policies.md);
+    /// read at its start.
+    #[serde(default)]
+    pub kms: Option<weir_kafka_proxy::encryption::KmsConfig>,
+    /// Envelope encryption of what this workload writes and reads (docs/event-policies.md);
+    /// applied live.
+    #[serde(default)]
+    pub encryption: Vec<weir_kafka_proxy::encryption::EncryptionRule>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]

@@ -85,15 +85,41 @@ pub fn direct_bootstrap() -> String {
     (0..BROKERS).map(|i| format!("127.0.0.1:{}", 9092 + 10 * i)).collect::<Vec<_>>().join(",")
 }
 
-/// The test cluster's PKI (made by scripts/kafka.sh): `ca.pem`, `client.crt`, `client.key`.
-pub fn cluster_tls_dir() -> PathBuf {
+/// Where scripts/kafka.sh keeps the test cluster: its PKI, its brokers' data.
+fn cluster_state() -> PathBuf {
     let root = std::env::var_os("WEIR_KAFKA_STATE").map(PathBuf::from).unwrap_or_else(|| {
         let cache = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
         cache.join("weir/kafka")
     });
-    root.join("main/tls")
+    root.join("main")
+}
+
+/// The test cluster's PKI (made by scripts/kafka.sh): `ca.pem`, `client.crt`, `client.key`.
+pub fn cluster_tls_dir() -> PathBuf {
+    cluster_state().join("tls")
+}
+
+/// The bytes of every log segment of `topic` on every broker: what the brokers store, read
+/// from their disks.
+pub fn topic_log_bytes(topic: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for node in std::fs::read_dir(cluster_state()).expect("the cluster's state").flatten() {
+        let Ok(partitions) = std::fs::read_dir(node.path().join("data")) else { continue };
+        for partition in partitions.flatten() {
+            let name = partition.file_name().to_string_lossy().into_owned();
+            if name.rsplit_once('-').is_none_or(|(t, p)| t != topic || p.parse::<u32>().is_err()) {
+                continue;
+            }
+            for segment in std::fs::read_dir(partition.path()).unwrap().flatten() {
+                if segment.path().extension().is_some_and(|e| e == "log") {
+                    bytes.extend(std::fs::read(segment.path()).unwrap());
+                }
+            }
+        }
+    }
+    bytes
 }
 
 /// A unique name for a test's topics and groups.

@@ -1,0 +1,120 @@
+//! A partition's fetched records rewritten record by record, every record kept at its own
+//! offset: what every policy that changes what a consumer reads (fetch transforms,
+//! decryption) shares. A policy judges each record ([`Fate`]); batches where none changes,
+//! control batches and empty ones go on as the same bytes; the others are refilled
+//! ([`weir_wire::batch::refill_batch`]): records taken out leave gaps, a batch left with none
+//! is an empty batch spanning its offsets, and rewritten batches are written uncompressed
+//! (they go to the local client beside the sidecar). A partial batch at the end (cut by the
+//! fetch's byte limit) is left out of a changed answer, so that none of its bytes escapes the
+//! policy; the consumer reads it whole at its next fetch.
+
+use bytes::{Bytes, BytesMut};
+use weir_wire::batch::{refill_batch, BatchHeader, NewRecord};
+use weir_wire::compression::Codec;
+use weir_wire::record_view::{batch_records, RecordView};
+
+/// What becomes of one fetched record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    Unchanged,
+    /// Taken out: its offset becomes a gap.
+    Dropped,
+    Changed(Rewritten),
+}
+
+/// A record's new value and headers (its key and timestamp stay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The value in its place; None keeps it.
+    pub value: Option<Option<Vec<u8>>>,
+    /// Every header it keeps or gets, in order.
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Rewritten {
+    /// A record with its own headers, and a value to change.
+    pub fn of(view: &RecordView<'_>) -> Self {
+        Rewritten {
+            value: None,
+            headers: view.headers().map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec))).collect(),
+        }
+    }
+}
+
+/// `records` (a partition's, as fetched) with each record's fate applied; None when every
+/// record is unchanged and there is no partial tail (the same bytes go on). Fails when a
+/// batch cannot be read: then none of the partition's records may go.
+pub fn refill_partition(
+    records: &[u8],
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    mut judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
+) -> Result<Option<Bytes>, String> {
+    let mut out: Option<BytesMut> = None;
+    let mut done = 0;
+    for batch in weir_wire::records::batches(records) {
+        let header = BatchHeader::read(batch.bytes).ok_or("a batch of a message format before v2")?;
+        let refilled = if header.is_control() || header.records == 0 {
+            None
+        } else {
+            refill(batch.bytes, &header, limit, scratch, &mut judge)
+                .map_err(|why| format!("the batch at offset {}: {why}", header.base_offset))?
+        };
+        match (refilled, &mut out) {
+            (Some(refilled), None) => {
+                let mut started = BytesMut::with_capacity(records.len());
+                started.extend_from_slice(&records[..done]);
+                started.extend_from_slice(&refilled);
+                out = Some(started);
+            }
+            (Some(refilled), Some(out)) => out.extend_from_slice(&refilled),
+            (None, Some(out)) => out.extend_from_slice(batch.bytes),
+            (None, None) => {}
+        }
+        done += batch.size;
+    }
+    if out.is_none() && done != records.len() {
+        out = Some(BytesMut::from(&records[..done]));
+    }
+    Ok(out.map(BytesMut::freeze))
+}
+
+/// One batch with its records' fates applied; None when none changed.
+fn refill(
+    batch: &[u8],
+    header: &BatchHeader,
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    judge: &mut impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
+) -> Result<Option<BytesMut>, String> {
+    let views: Vec<RecordView<'_>> = batch_records(batch, limit, scratch)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut fates = Vec::with_capacity(views.len());
+    for view in &views {
+        fates.push(judge(view)?);
+    }
+    if fates.iter().all(|fate| *fate == Fate::Unchanged) {
+        return Ok(None);
+    }
+    let mut kept = Vec::with_capacity(views.len());
+    let mut deltas = Vec::with_capacity(views.len());
+    for (view, fate) in views.iter().zip(&fates) {
+        let record = match fate {
+            Fate::Dropped => continue,
+            Fate::Unchanged => NewRecord::from_view(view, header.base_timestamp),
+            Fate::Changed(rewritten) => {
+                let mut record = NewRecord::from_view(view, header.base_timestamp);
+                if let Some(value) = &rewritten.value {
+                    record.value = value.as_deref();
+                }
+                record.headers = rewritten.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                record
+            }
+        };
+        kept.push(record);
+        deltas.push(view.offset_delta);
+    }
+    Ok(Some(refill_batch(header, &kept, &deltas, Codec::None)))
+}

@@ -1,0 +1,415 @@
+//! Envelope encryption as two filters (see [`crate::encryption`]).
+//!
+//! [`EncryptFilter`] (a [`ProducePolicy`]): every record written to a covered topic, whoever
+//! writes it, is stored sealed under the topic's current data key. A batch is written again
+//! with the client's header kept (producer id, epoch, sequence: idempotent and transactional
+//! producers' sequences hold), uncompressed (sealed bytes do not compress). When the KMS
+//! cannot give a data key, the partition is refused (REQUEST_TIMED_OUT while the KMS is
+//! unavailable, which producers retry; POLICY_VIOLATION otherwise) and nothing is written:
+//! never a record unsealed.
+//!
+//! [`DecryptFilter`]: a principal the rule names reads covered topics opened (data keys of
+//! envelopes unwrapped once each through the KMS, retired ones included); one a `refuse` rule
+//! does not name gets TOPIC_AUTHORIZATION_FAILED for them; others get the records as stored.
+//! An envelope that does not open (KMS lost, damaged record) fails its partition with
+//! UNKNOWN_SERVER_ERROR and a warning in the sidecar's log: never a wrong value.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, FetchResponse};
+use weir_envelope::{DataKey, DataKeys, KmsError};
+use weir_wire::batch::{refill_batch, BatchHeader, NewRecord};
+use weir_wire::compression::Codec;
+use weir_wire::record_view::batch_records;
+
+use crate::answers::{refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic};
+use crate::encryption::{envelopes, CompiledEncryption, EncryptionRule, Others, HEADER};
+use crate::fetched::{refill_partition, Fate, Rewritten};
+use crate::filter::ResponseContext;
+use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
+use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_ids, ProducePolicy};
+use crate::quota::ANONYMOUS;
+use crate::snapshot::Snapshot;
+
+/// Scratch space kept between requests; more is given back after the one that needed it.
+const SCRATCH_KEPT: usize = 1 << 20;
+
+fn compile(rules: &[EncryptionRule]) -> Vec<CompiledEncryption> {
+    rules.iter().map(CompiledEncryption::new).collect()
+}
+
+/// The first rule covering `topic`.
+fn rule_for<'r>(rules: &'r [CompiledEncryption], topic: &str) -> Option<&'r CompiledEncryption> {
+    rules.iter().find(|rule| rule.covers(topic))
+}
+
+pub(crate) struct EncryptFilter {
+    rules: Arc<[EncryptionRule]>,
+    compiled: Vec<CompiledEncryption>,
+    keys: Option<Arc<DataKeys>>,
+    decompressed_limit: usize,
+    scratch: Vec<u8>,
+}
+
+impl EncryptFilter {
+    pub(crate) fn new(snapshot: &Snapshot, keys: Option<Arc<DataKeys>>, decompressed_limit: usize) -> Self {
+        let rules = snapshot.encryption.clone();
+        Self { compiled: compile(&rules), rules, keys, decompressed_limit, scratch: Vec::new() }
+    }
+
+    /// The covered topics of the request (by name), with their rules.
+    fn covered(&self, cx: &RequestContext<'_>) -> Result<Vec<String>, FilterError> {
+        let ids = cx.services.topic_ids();
+        let mut topics = Vec::new();
+        weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, _, _| {
+            let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
+            if rule_for(&self.compiled, &name).is_some() && !topics.iter().any(|t| t == &*name) {
+                topics.push(name.into_owned());
+            }
+        })
+        .map_err(FilterError::BadRequestBody)?;
+        Ok(topics)
+    }
+
+    async fn encrypt(&mut self, cx: &mut RequestContext<'_>) -> Result<RequestAction, FilterError> {
+        let topics = self.covered(cx)?;
+        if topics.is_empty() {
+            return Ok(RequestAction::Continue);
+        }
+        // Each topic's data key, a new one from the KMS where needed.
+        let mut keys: Vec<(String, Result<Arc<DataKey>, KmsError>)> = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let rule = rule_for(&self.compiled, &topic).expect("covered");
+            let key = match &self.keys {
+                Some(keys) => keys.current(&topic, &rule.rotation).await,
+                None => Err(KmsError::Unavailable("no kms is configured (it is read at start)".into())),
+            };
+            keys.push((topic, key));
+        }
+        let ids = cx.services.topic_ids();
+        let (compiled, limit, scratch) = (&self.compiled, self.decompressed_limit, &mut self.scratch);
+        let mut replacements: Vec<(ProduceTopic, i32, Bytes)> = Vec::new();
+        let mut refused = Vec::new();
+        weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
+            let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
+            let Some(rule) = rule_for(compiled, &name) else { return };
+            let key = keys.iter().find(|(t, _)| t == &*name).map(|(_, key)| key).expect("looked up");
+            let outcome = match key {
+                Ok(key) => {
+                    seal_records(records, rule, key, limit, scratch).map_err(|why| (ResponseError::InvalidRecord, why))
+                }
+                Err(err) if err.is_retriable() => Err((ResponseError::RequestTimedOut, err.to_string())),
+                Err(err) => Err((ResponseError::PolicyViolation, err.to_string())),
+            };
+            match outcome {
+                Ok(sealed) => replacements.push((ProduceTopic::of(topic), partition, sealed)),
+                Err((code, why)) => refused.push(PartitionRefusal {
+                    topic: ProduceTopic::of(topic),
+                    partition,
+                    code: code.code(),
+                    message: format!("encryption rule `{}`: {why}; nothing was written", rule.rule),
+                    record_errors: Vec::new(),
+                }),
+            }
+        })
+        .map_err(FilterError::BadRequestBody)?;
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
+        if !replacements.is_empty() {
+            replace_produce_records(cx, &replacements)?;
+        }
+        refuse_produce_partitions(cx, &refused, Vec::new())
+    }
+}
+
+/// A partition's batches with every value sealed and marked, each batch's header kept.
+fn seal_records(
+    records: &[u8],
+    rule: &CompiledEncryption,
+    key: &DataKey,
+    limit: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<Bytes, String> {
+    let whole: usize = weir_wire::records::batches(records).map(|batch| batch.size).sum();
+    if whole != records.len() {
+        return Err(format!("{} bytes after the last whole record batch", records.len() - whole));
+    }
+    let mut out = BytesMut::with_capacity(records.len() + records.len() / 4);
+    for batch in weir_wire::records::batches(records) {
+        let header = BatchHeader::read(batch.bytes).ok_or("only v2 record batches can be sealed")?;
+        if header.is_control() {
+            out.extend_from_slice(batch.bytes);
+            continue;
+        }
+        let views: Vec<_> = batch_records(batch.bytes, limit, scratch)
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut sealed = Vec::with_capacity(views.len());
+        for (i, view) in views.iter().enumerate() {
+            let value =
+                view.value.map(|v| rule.seal(key, v)).transpose().map_err(|why| format!("record {i}: {why}"))?;
+            sealed.push(value);
+        }
+        let mut changed = Vec::with_capacity(views.len());
+        for (view, value) in views.iter().zip(&sealed) {
+            let mut record = NewRecord::from_view(view, header.base_timestamp);
+            // A client's own marker would claim a seal the value does not have.
+            record.headers.retain(|(k, _)| *k != HEADER.as_bytes());
+            if let Some(value) = value {
+                record.value = Some(value);
+                record.headers.push((HEADER.as_bytes(), Some(rule.marker())));
+            }
+            changed.push(record);
+        }
+        let deltas: Vec<i32> = (0..changed.len() as i32).collect();
+        out.extend_from_slice(&refill_batch(&header, &changed, &deltas, Codec::None));
+    }
+    Ok(out.freeze())
+}
+
+impl ProducePolicy for EncryptFilter {
+    fn name(&self) -> &'static str {
+        "encrypt"
+    }
+
+    fn has_rules(&self) -> bool {
+        !self.compiled.is_empty()
+    }
+
+    fn judge<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        later(self.encrypt(cx))
+    }
+
+    fn principal_changed(&mut self, _principal: &str) {}
+
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) {
+        if !Arc::ptr_eq(&self.rules, &snapshot.encryption) {
+            self.rules = snapshot.encryption.clone();
+            self.compiled = compile(&self.rules);
+        }
+    }
+}
+
+/// Left on a Fetch request whose response is opened or refused.
+struct Open;
+
+pub(crate) struct DecryptFilter {
+    rules: Arc<[EncryptionRule]>,
+    compiled: Vec<CompiledEncryption>,
+    principal: String,
+    keys: Option<Arc<DataKeys>>,
+    decompressed_limit: usize,
+    scratch: Vec<u8>,
+}
+
+/// What this connection's principal gets of a covered topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Plaintext,
+    Refused,
+    AsStored,
+}
+
+impl DecryptFilter {
+    pub(crate) fn new(
+        snapshot: &Snapshot,
+        connection: &ConnectionInfo,
+        keys: Option<Arc<DataKeys>>,
+        decompressed_limit: usize,
+    ) -> Self {
+        let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
+        let rules = snapshot.encryption.clone();
+        Self { compiled: compile(&rules), rules, principal, keys, decompressed_limit, scratch: Vec::new() }
+    }
+
+    /// Whether any rule changes what this principal reads.
+    fn acts(&self) -> bool {
+        self.compiled.iter().any(|rule| reading(rule, &self.principal) != Reading::AsStored)
+    }
+
+    fn acts_on(&self, topic: &str) -> bool {
+        rule_for(&self.compiled, topic).is_some_and(|rule| reading(rule, &self.principal) != Reading::AsStored)
+    }
+
+    async fn open(&mut self, cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
+        let unknown = unknown_fetch_topic_ids(cx)?;
+        if !unknown.is_empty() {
+            cx.services.resolve_topic_ids(&unknown).await;
+        }
+        let version = cx.message.version();
+        let ids = cx.services.topic_ids().clone();
+        // First the data keys of envelopes not opened before, each unwrapped once.
+        let mut failed: Vec<(String, i32, String)> = Vec::new();
+        if let Some(keys) = &self.keys {
+            let response: &FetchResponse = cx.message.decoded().map_err(FilterError::BadResponse)?;
+            let mut to_learn: Vec<(String, i32, Vec<u8>)> = Vec::new();
+            for topic in &response.responses {
+                let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
+                if !rule_for(&self.compiled, &name).is_some_and(|r| reading(r, &self.principal) == Reading::Plaintext) {
+                    continue;
+                }
+                for partition in &topic.partitions {
+                    let Some(records) = partition.records.as_ref() else { continue };
+                    let outcome = unknown_heads(records, keys, self.decompressed_limit, &mut self.scratch);
+                    match outcome {
+                        Ok(envelopes) => {
+                            to_learn.extend(envelopes.into_iter().map(|e| (name.clone(), partition.partition_index, e)))
+                        }
+                        Err(why) => failed.push((name.clone(), partition.partition_index, why)),
+                    }
+                }
+            }
+            for (topic, partition, envelope) in to_learn {
+                if let Err(err) = keys.learn(&envelope).await {
+                    failed.push((topic, partition, err.to_string()));
+                }
+            }
+        }
+        let keys = self.keys.clone();
+        let (compiled, limit, scratch) = (&self.compiled, self.decompressed_limit, &mut self.scratch);
+        let principal = &self.principal;
+        let response: &mut FetchResponse = cx.message.decoded_mut().map_err(FilterError::BadResponse)?;
+        for topic in &mut response.responses {
+            let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
+            let Some(rule) = rule_for(compiled, &name) else { continue };
+            let reading = reading(rule, principal);
+            for partition in &mut topic.partitions {
+                let fail = |partition: &mut kafka_protocol::messages::fetch_response::PartitionData,
+                            code: ResponseError| {
+                    partition.records = Some(Bytes::new());
+                    partition.error_code = code.code();
+                };
+                match reading {
+                    Reading::AsStored => {}
+                    Reading::Refused => fail(partition, ResponseError::TopicAuthorizationFailed),
+                    Reading::Plaintext => {
+                        let index = partition.partition_index;
+                        let earlier =
+                            failed.iter().find(|(t, p, _)| *t == name && *p == index).map(|(_, _, w)| w.clone());
+                        let outcome = match (earlier, &keys) {
+                            (Some(why), _) => Err(why),
+                            (None, None) => Err("no kms is configured (it is read at start)".to_owned()),
+                            (None, Some(keys)) => match partition.records.as_ref().filter(|r| !r.is_empty()) {
+                                None => Ok(None),
+                                Some(records) => {
+                                    refill_partition(records, limit, scratch, |view| open_record(keys, view))
+                                }
+                            },
+                        };
+                        match outcome {
+                            Ok(None) => {}
+                            Ok(Some(opened)) => partition.records = Some(opened),
+                            Err(why) => {
+                                tracing::warn!(
+                                    topic = %name,
+                                    partition = index,
+                                    rule = %rule.rule,
+                                    "sealed records not served: {why}"
+                                );
+                                fail(partition, ResponseError::UnknownServerError);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+fn reading(rule: &CompiledEncryption, principal: &str) -> Reading {
+    if rule.decrypts_for(principal) {
+        Reading::Plaintext
+    } else if rule.others == Others::Refuse {
+        Reading::Refused
+    } else {
+        Reading::AsStored
+    }
+}
+
+/// One envelope for each data key in `records` not unwrapped yet.
+fn unknown_heads(records: &[u8], keys: &DataKeys, limit: usize, scratch: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let mut heads: Vec<Vec<u8>> = Vec::new();
+    for batch in weir_wire::records::batches(records) {
+        let Some(header) = BatchHeader::read(batch.bytes) else { continue };
+        if header.is_control() || header.records == 0 {
+            continue;
+        }
+        for view in batch_records(batch.bytes, limit, scratch).map_err(|e| e.to_string())? {
+            let view = view.map_err(|e| e.to_string())?;
+            let Some(marker) = view.headers().find(|(k, _)| *k == HEADER.as_bytes()).and_then(|(_, v)| v) else {
+                continue;
+            };
+            let Some(value) = view.value else { continue };
+            for sealed in envelopes(marker, value)? {
+                let head = weir_envelope::Envelope::read(&sealed.envelope).map_err(|e| e.to_string())?.head.to_vec();
+                if keys.opener(&head).is_none() && !heads.contains(&head) {
+                    heads.push(head);
+                    found.push(sealed.envelope);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A fetched record opened: its value as written, its marker gone. Records without a marker
+/// (written before the rule, or not through a sidecar) are served as they are.
+fn open_record(keys: &DataKeys, view: &weir_wire::record_view::RecordView<'_>) -> Result<Fate, String> {
+    let Some(marker) = view.headers().find(|(k, _)| *k == HEADER.as_bytes()).and_then(|(_, v)| v) else {
+        return Ok(Fate::Unchanged);
+    };
+    let Some(value) = view.value else { return Ok(Fate::Unchanged) };
+    let sealed = envelopes(marker, value)?;
+    let opened = crate::encryption::open(keys, value, &sealed)?;
+    let mut rewritten = Rewritten::of(view);
+    rewritten.headers.retain(|(k, _)| k != HEADER.as_bytes());
+    rewritten.value = Some(Some(opened));
+    Ok(Fate::Changed(rewritten))
+}
+
+impl Filter for DecryptFilter {
+    fn name(&self) -> &'static str {
+        "decrypt"
+    }
+
+    fn wants_request(&self, api: ApiKey, _version: i16) -> bool {
+        api == ApiKey::Fetch && self.acts()
+    }
+
+    fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
+        ready(fetch_may_carry(cx, |topic| self.acts_on(topic)).map(|covered| {
+            if covered {
+                cx.remember(Open);
+                cx.will_change_response();
+            }
+            RequestAction::Continue
+        }))
+    }
+
+    fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
+        if cx.take_note::<Open>().is_none() {
+            return ready(Ok(()));
+        }
+        later(self.open(cx))
+    }
+
+    fn on_authenticated(&mut self, principal: &str) {
+        principal.clone_into(&mut self.principal);
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+        if !Arc::ptr_eq(&self.rules, &snapshot.encryption) {
+            self.rules = snapshot.encryption.clone();
+            self.compiled = compile(&self.rules);
+        }
+    }
+}

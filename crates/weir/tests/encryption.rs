@@ -1,0 +1,184 @@
+//! Envelope encryption (`kms:`, `encryption:`) through real sidecars in front of the real
+//! cluster: what librdkafka and Java producers write is stored sealed (the brokers' log
+//! segments, read from disk, hold no plaintext), data keys rotate and key-encryption keys
+//! change while old records still open for the principal the rule names; another principal
+//! reads ciphertext, or is refused; a lost KMS writes nothing and serves nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{direct_bootstrap, java_client, rd, topic_log_bytes, unique, Sidecar, SidecarOptions};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Headers, Message};
+
+fn key_file(name: &str, current: &str, keys: &[(&str, [u8; 32])]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-test-kms-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.json");
+    std::fs::write(&path, weir_envelope::LocalKms::key_file(current, keys)).unwrap();
+    path
+}
+
+fn sidecar(principal: &str, key_file: &Path, payments: &str, cards: &str) -> Sidecar {
+    let extra_yaml = format!(
+        "fixed_principal: '{principal}'
+kms: {{local: {{key_file: '{}', reread_after_ms: 200}}}}
+encryption:
+  - name: payments
+    topics: ['{payments}']
+    decrypt_for: ['User:billing']
+    rotate_after_records: 50
+  - name: cards
+    topics: ['{cards}']
+    fields: ['$.card']
+    decrypt_for: ['User:billing']
+    others: refuse
+",
+        key_file.display()
+    );
+    Sidecar::start_with(SidecarOptions { extra_yaml, ..Default::default() })
+}
+
+/// (value, `weir.encryption` header) of every record of `topic`, read directly from the brokers.
+fn stored(topic: &str, count: usize) -> Vec<(Vec<u8>, Option<String>)> {
+    let consumer = rd::consumer(&direct_bootstrap(), &unique("raw"), &[]);
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(Instant::now() < deadline, "read only {} of {count} from {topic}", out.len());
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message.unwrap();
+        let marker = message.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == "weir.encryption")
+                .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
+        });
+        out.push((message.payload().unwrap_or_default().to_vec(), marker));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_are_stored_sealed_and_open_only_for_the_principals_named() {
+    let prefix = unique("sealed");
+    let (payments, cards) = (format!("{prefix}-payments"), format!("{prefix}-cards"));
+    let keys = key_file(&prefix, "kek-1", &[("kek-1", [11; 32])]);
+    let billing = sidecar("User:billing", &keys, &payments, &cards);
+    let analyst = sidecar("User:analyst", &keys, &payments, &cards);
+    for topic in [&payments, &cards] {
+        rd::create_topic(&direct_bootstrap(), topic, 1).await;
+    }
+
+    // librdkafka (lz4) and an idempotent Java producer (zstd) write through the sidecar.
+    // Batches of 10: a data key is judged spent between requests, not within one.
+    let producer = rd::producer(&billing.bootstrap(), &[("compression.type", "lz4"), ("batch.num.messages", "10")]);
+    rd::produce(&producer, &payments, "plaintext-rd", 120).await;
+    let args = ["produce", "--bootstrap", &billing.bootstrap(), "--topic", &payments, "--count", "100"];
+    let lines =
+        java_client(&[&args[..], &["--idempotent", "--compression", "zstd", "--prefix", "plaintext-java"]].concat());
+    assert!(lines.iter().any(|l| l == "produced=100"), "{lines:?}");
+    // The key-encryption key changes; kek-1 stays to open what it wrapped.
+    std::fs::write(&keys, weir_envelope::LocalKms::key_file("kek-2", &[("kek-1", [11; 32]), ("kek-2", [22; 32])]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    rd::produce(&rd::producer(&billing.bootstrap(), &[]), &payments, "plaintext-late", 30).await;
+
+    // What the brokers hold: sealed values, marked, under several data keys and both keks.
+    let raw = stored(&payments, 250);
+    assert!(raw.iter().all(|(value, marker)| marker.as_deref() == Some("v1") && !value.starts_with(b"plaintext")));
+    let heads: std::collections::BTreeSet<Vec<u8>> = raw.iter().map(|(v, _)| v[..2 + 5 + 1 + 60].to_vec()).collect();
+    // rd: keys for 0..50, 50..100, 100..; Java's one request the third too; the late records a fourth.
+    assert!(heads.len() >= 4, "a data key per 50 records: {} heads", heads.len());
+    assert!(raw.iter().any(|(v, _)| v[2..7] == *b"kek-1") && raw.iter().any(|(v, _)| v[2..7] == *b"kek-2"));
+    let disk = topic_log_bytes(&payments);
+    assert!(disk.len() > 250 * 60, "the segments were read ({} bytes)", disk.len());
+    assert!(!disk.windows(9).any(|w| w == b"plaintext"), "plaintext in a log segment on disk");
+
+    // Billing reads every record as written, under retired data keys and the old kek too.
+    let read = rd::consume(&billing.bootstrap(), &payments, &unique("billing"), 250, &[]);
+    let values = rd::values(&read);
+    assert!((0..120).all(|i| values.contains(&format!("plaintext-rd-{i}"))));
+    assert!((0..100).all(|i| values.contains(&format!("plaintext-java-{i}"))), "the idempotent producer's records");
+    assert!((0..30).all(|i| values.contains(&format!("plaintext-late-{i}"))));
+    assert!(read.iter().all(|r| !r.headers.iter().any(|(k, _)| k == "weir.encryption")), "the marker is the sidecar's");
+    assert!(
+        read.iter().filter(|r| r.value.starts_with("plaintext-rd")).all(|r| r.headers.len() == 2),
+        "own headers kept"
+    );
+    let java = java_client(&["consume", "--bootstrap", &billing.bootstrap(), "--topic", &payments, "--count", "250"]);
+    assert_eq!(java.iter().filter(|l| l.contains(" value=plaintext-")).count(), 250, "{java:?}");
+
+    // Another principal reads what is stored.
+    let sealed = rd::consume(&analyst.bootstrap(), &payments, &unique("analyst"), 250, &[]);
+    assert!(sealed
+        .iter()
+        .all(|r| !r.value.contains("plaintext") && r.headers.iter().any(|(k, v)| k == "weir.encryption" && v == "v1")));
+
+    // Fields: only `$.card` is sealed; others are refused the topic.
+    let card = |i: usize| format!(r#"{{"card": {{"number": "4111-{i}", "cvc": "{i}"}}, "amount": {i}}}"#);
+    let cards_out = rd::producer(&billing.bootstrap(), &[]);
+    for i in 0..20 {
+        let value = card(i);
+        let record = rdkafka::producer::FutureRecord::to(&cards).key("k").payload(&value);
+        cards_out.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    let raw = stored(&cards, 20);
+    for (i, (value, marker)) in raw.iter().enumerate() {
+        let text = String::from_utf8(value.clone()).unwrap();
+        assert_eq!(marker.as_deref(), Some("v1;$.card"));
+        assert!(!text.contains("4111") && text.ends_with(&format!(r#", "amount": {i}}}"#)), "{text}");
+    }
+    assert!(!topic_log_bytes(&cards).windows(4).any(|w| w == b"4111"));
+    let opened = rd::consume(&billing.bootstrap(), &cards, &unique("billing"), 20, &[]);
+    assert_eq!(rd::values(&opened), (0..20).map(card).collect());
+    let refused = rd::consumer(&analyst.bootstrap(), &unique("analyst"), &[]);
+    refused.subscribe(&[&cards]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let heard = loop {
+        assert!(Instant::now() < deadline, "the analyst was never refused");
+        match refused.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => panic!("the analyst read a record of {cards}: {:?}", m.payload_view::<str>()),
+            Some(Err(e)) => break e,
+            None => {}
+        }
+    };
+    assert_eq!(heard.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "{heard}");
+    billing.assert_quiet();
+    analyst.assert_quiet();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_its_kms_a_sidecar_writes_nothing_and_serves_no_sealed_record() {
+    let prefix = unique("no-kms");
+    let (payments, cards) = (format!("{prefix}-payments"), format!("{prefix}-cards"));
+    let keys = key_file(&prefix, "kek-1", &[("kek-1", [33; 32])]);
+    let writer = sidecar("User:billing", &keys, &payments, &cards);
+    rd::create_topic(&direct_bootstrap(), &payments, 1).await;
+    rd::produce(&rd::producer(&writer.bootstrap(), &[]), &payments, "plaintext", 10).await;
+
+    let lost = sidecar("User:billing", Path::new("/nonexistent/weir/keys.json"), &payments, &cards);
+    let refusal = rd::produce_refused(&lost.bootstrap(), &payments, &[]).await;
+    assert_eq!(refusal.delivery, rdkafka::types::RDKafkaErrorCode::MessageTimedOut, "{refusal:?}");
+    assert_eq!(stored(&payments, 10).len(), 10);
+    assert!(!topic_log_bytes(&payments).windows(9).any(|w| w == b"plaintext"));
+
+    // Nor does it read what is sealed: the partition fails, the sidecar says why.
+    let consumer = rd::consumer(&lost.bootstrap(), &unique("billing"), &[]);
+    consumer.subscribe(&[&payments]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lost
+        .logs()
+        .iter()
+        .any(|l| l.contains("sealed records not served") && l.contains("/nonexistent/weir/keys.json"))
+    {
+        assert!(Instant::now() < deadline, "no warning: {:?}", lost.logs());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            panic!("a record was served without its key: {:?}", m.payload_view::<str>());
+        }
+    }
+    writer.assert_quiet();
+    lost.assert_quiet_except(&["sealed records not served"]);
+}
