@@ -206,6 +206,8 @@ pub struct KafkaMetrics {
     schema_refused: Family<RuleLabels, Counter>,
     schema_dead_lettered: Family<RuleLabels, Counter>,
     fetch_transformed: Family<OutcomeLabels, Counter>,
+    sealed: Family<RuleLabels, Counter>,
+    opened: Family<RuleLabels, Counter>,
     /// What shadow rules wrote and dropped.
     pub shadows: ShadowFamilies,
     per_api: Vec<OnceLock<ApiMetrics>>,
@@ -300,6 +302,8 @@ impl KafkaMetrics {
             schema_refused: Family::default(),
             schema_dead_lettered: Family::default(),
             fetch_transformed: Family::default(),
+            sealed: Family::default(),
+            opened: Family::default(),
             denials: Family::default(),
             flows: Default::default(),
             per_api: Vec::new(),
@@ -440,6 +444,16 @@ impl KafkaMetrics {
             m.schema_dead_lettered.clone(),
         );
         kafka.register(
+            "sealed_records",
+            "Record values an encryption rule sealed on produce (whole or by field), per rule",
+            m.sealed.clone(),
+        );
+        kafka.register(
+            "opened_records",
+            "Sealed records an encryption rule opened on fetch for a principal it names, per rule",
+            m.opened.clone(),
+        );
+        kafka.register(
             "fetch_transformed_records",
             "Records of topics a fetch transform covers, as served, per rule (the first covering the topic) and outcome (unchanged, changed, dropped, unreadable: taken out because a mask could not read the value)",
             m.fetch_transformed.clone(),
@@ -561,6 +575,16 @@ impl KafkaMetrics {
                 self.fetch_transformed.get_or_create(&OutcomeLabels { rule: rule.to_owned(), outcome }).inc_by(records);
             }
         }
+    }
+
+    /// An encryption rule sealed `records` values.
+    pub fn sealed(&self, rule: &str, records: u64) {
+        self.sealed.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
+    }
+
+    /// An encryption rule opened `records` sealed records.
+    pub fn opened(&self, rule: &str, records: u64) {
+        self.opened.get_or_create(&RuleLabels { rule: rule.to_owned() }).inc_by(records);
     }
 
     /// A topic creation rule refused a topic (created or grown).

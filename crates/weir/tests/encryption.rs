@@ -109,6 +109,9 @@ async fn records_are_stored_sealed_and_open_only_for_the_principals_named() {
         "own headers kept"
     );
     let java = java_client(&["consume", "--bootstrap", &billing.bootstrap(), "--topic", &payments, "--count", "250"]);
+    let metric = |name: &str| billing.metric(name, &[("rule", "payments")]);
+    assert_eq!(metric("weir_kafka_sealed_records_total"), 250.0);
+    assert!(metric("weir_kafka_opened_records_total") >= 250.0);
     assert_eq!(java.iter().filter(|l| l.contains(" value=plaintext-")).count(), 250, "{java:?}");
 
     // Another principal reads what is stored.

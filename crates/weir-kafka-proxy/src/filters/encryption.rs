@@ -97,9 +97,12 @@ impl EncryptFilter {
             let Some(rule) = rule_for(compiled, &name) else { return };
             let key = keys.iter().find(|(t, _)| t == &*name).map(|(_, key)| key).expect("looked up");
             let outcome = match key {
-                Ok(key) => {
-                    seal_records(records, rule, key, limit, scratch).map_err(|why| (ResponseError::InvalidRecord, why))
-                }
+                Ok(key) => seal_records(records, rule, key, limit, scratch)
+                    .map(|(sealed, count)| {
+                        cx.services.metrics().sealed(&rule.rule, count);
+                        sealed
+                    })
+                    .map_err(|why| (ResponseError::InvalidRecord, why)),
                 Err(err) if err.is_retriable() => Err((ResponseError::RequestTimedOut, err.to_string())),
                 Err(err) => Err((ResponseError::PolicyViolation, err.to_string())),
             };
@@ -125,14 +128,16 @@ impl EncryptFilter {
     }
 }
 
-/// A partition's batches with every value sealed and marked, each batch's header kept.
+/// A partition's batches with every value sealed and marked, each batch's header kept; and
+/// how many values were sealed.
 fn seal_records(
     records: &[u8],
     rule: &CompiledEncryption,
     key: &DataKey,
     limit: usize,
     scratch: &mut Vec<u8>,
-) -> Result<Bytes, String> {
+) -> Result<(Bytes, u64), String> {
+    let mut count = 0;
     let whole: usize = weir_wire::records::batches(records).map(|batch| batch.size).sum();
     if whole != records.len() {
         return Err(format!("{} bytes after the last whole record batch", records.len() - whole));
@@ -160,6 +165,7 @@ fn seal_records(
             // A client's own marker would claim a seal the value does not have.
             record.headers.retain(|(k, _)| *k != HEADER.as_bytes());
             if let Some(value) = value {
+                count += 1;
                 record.value = Some(value);
                 record.headers.push((HEADER.as_bytes(), Some(rule.marker())));
             }
@@ -168,7 +174,7 @@ fn seal_records(
         let deltas: Vec<i32> = (0..changed.len() as i32).collect();
         out.extend_from_slice(&refill_batch(&header, &changed, &deltas, Codec::None));
     }
-    Ok(out.freeze())
+    Ok((out.freeze(), count))
 }
 
 impl ProducePolicy for EncryptFilter {
@@ -296,7 +302,16 @@ impl DecryptFilter {
                             (None, Some(keys)) => match partition.records.as_ref().filter(|r| !r.is_empty()) {
                                 None => Ok(None),
                                 Some(records) => {
-                                    refill_partition(records, limit, scratch, |view| open_record(keys, view))
+                                    let mut opened = 0;
+                                    let outcome = refill_partition(records, limit, scratch, |view| {
+                                        let fate = open_record(keys, view)?;
+                                        opened += u64::from(fate != Fate::Unchanged);
+                                        Ok(fate)
+                                    });
+                                    if opened > 0 {
+                                        cx.services.metrics().opened(&rule.rule, opened);
+                                    }
+                                    outcome
                                 }
                             },
                         };
