@@ -1,6 +1,7 @@
-//! One HTTP GET to a service the sidecar depends on (a JWKS issuer, a schema registry): over
-//! HTTP/1.1, plain or TLS, its answer bounded in size. One connection per request: what calls
-//! it caches the answers. The caller bounds the time (`tokio::time::timeout`).
+//! One HTTP request to a service the sidecar depends on (a GET to a JWKS issuer or a schema
+//! registry, a POST of spans to a trace collector): over HTTP/1.1, plain or TLS, its answer
+//! bounded in size. One connection per request: what calls it caches the answers, or batches
+//! what it sends. The caller bounds the time (`tokio::time::timeout`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,22 @@ pub fn ca_or_system(ca: Option<&Path>) -> PathBuf {
 /// GET `url` (`http://` or `https://`, the server checked against `ca`), accepting `accept`;
 /// a body longer than `max_body` is an error.
 pub async fn get(url: &str, accept: &str, ca: &Path, max_body: usize) -> Result<Answer, GetError> {
+    send(hyper::Method::GET, url, (hyper::header::ACCEPT, accept), Bytes::new(), ca, max_body).await
+}
+
+/// POST `body` of `content_type` to `url`, as [`get`] does a GET.
+pub async fn post(url: &str, content_type: &str, body: Bytes, ca: &Path, max_body: usize) -> Result<Answer, GetError> {
+    send(hyper::Method::POST, url, (hyper::header::CONTENT_TYPE, content_type), body, ca, max_body).await
+}
+
+async fn send(
+    method: hyper::Method,
+    url: &str,
+    (header, value): (hyper::header::HeaderName, &str),
+    body: Bytes,
+    ca: &Path,
+    max_body: usize,
+) -> Result<Answer, GetError> {
     let fail = |what: String| GetError(what);
     let uri: hyper::Uri = url.parse().map_err(|e| fail(format!("not a URL: {e}")))?;
     let https = match uri.scheme_str() {
@@ -41,10 +58,12 @@ pub async fn get(url: &str, accept: &str, ca: &Path, max_body: usize) -> Result<
     let host = host.trim_matches(|c| c == '[' || c == ']').to_owned();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = hyper::Request::get(path)
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
-        .header(hyper::header::ACCEPT, accept)
-        .body(http_body_util::Empty::<Bytes>::new())
+        .header(header, value)
+        .body(http_body_util::Full::new(body))
         .map_err(|e| fail(e.to_string()))?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
@@ -70,7 +89,7 @@ pub async fn get(url: &str, accept: &str, ca: &Path, max_body: usize) -> Result<
 
 async fn exchange<S>(
     stream: S,
-    request: hyper::Request<http_body_util::Empty<Bytes>>,
+    request: hyper::Request<http_body_util::Full<Bytes>>,
     max_body: usize,
 ) -> Result<Answer, GetError>
 where

@@ -9,7 +9,8 @@
 //! termination with client identities from certificates ([`tls`], [`identity`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
 //! policy model ([`policy`]); noticing changed files ([`reload`]); following the control plane
-//! ([`control`]); one bounded HTTP GET to the services a proxy depends on ([`http_get`]).
+//! ([`control`]); one bounded HTTP request to the services a proxy depends on ([`http_get`]);
+//! W3C trace context and spans exported over OTLP ([`otlp`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
 
@@ -25,6 +26,7 @@ pub mod io;
 pub mod jwt;
 pub mod listener;
 pub mod metrics;
+pub mod otlp;
 pub mod policy;
 pub mod reload;
 pub mod sasl;

@@ -67,13 +67,23 @@ impl<'a> Envelope<'a> {
         Ok(WrappedKey { kek_id: kek_id.to_owned(), bytes: self.wrapped.to_vec() })
     }
 
-    /// The plaintext, opened with `key` (the data key its head names), appended to `out`.
+    /// The plaintext, opened with `key` (the data key its head names), appended to `out`
+    /// (opened in place there: one copy). On failure `out` is as it was.
     pub fn open_into(&self, key: &LessSafeKey, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
         let nonce = Nonce::try_assume_unique_for_key(self.nonce).map_err(|_| EnvelopeError::Tampered)?;
-        let mut buffer = self.sealed.to_vec();
-        let plain = key.open_in_place(nonce, Aad::from(self.head), &mut buffer).map_err(|_| EnvelopeError::Tampered)?;
-        out.extend_from_slice(plain);
-        Ok(())
+        let start = out.len();
+        out.extend_from_slice(self.sealed);
+        match key.open_in_place(nonce, Aad::from(self.head), &mut out[start..]) {
+            Ok(plain) => {
+                let len = plain.len();
+                out.truncate(start + len);
+                Ok(())
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(EnvelopeError::Tampered)
+            }
+        }
     }
 }
 
@@ -101,15 +111,4 @@ pub(crate) fn seal_into(key: &LessSafeKey, head: &[u8], nonce: [u8; NONCE_LEN], 
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(head), &mut out[start..])
         .expect("AES-GCM seals any input shorter than 64 GiB");
     out.extend_from_slice(tag.as_ref());
-}
-
-/// Opens an envelope whose data key `key_for` knows, appending the plaintext to `out`.
-pub fn open(
-    bytes: &[u8],
-    key_for: impl FnOnce(&[u8]) -> Option<std::sync::Arc<LessSafeKey>>,
-    out: &mut Vec<u8>,
-) -> Result<(), EnvelopeError> {
-    let envelope = Envelope::read(bytes)?;
-    let key = key_for(envelope.head).ok_or(EnvelopeError::KeyNotLearned)?;
-    envelope.open_into(&key, out)
 }

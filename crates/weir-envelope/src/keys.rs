@@ -148,7 +148,34 @@ impl DataKeys {
 
     /// Opens an envelope whose data key is known, appending the plaintext to `out`.
     pub fn open_into(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
-        crate::envelope::open(envelope, |head| self.opener(head), out)
+        Opener::new(self).open_into(envelope, out)
+    }
+}
+
+/// Opens envelopes with [`DataKeys`]' known keys, remembering the last one used: records
+/// next to each other mostly share a data key, which is then not looked up again.
+pub struct Opener<'k> {
+    keys: &'k DataKeys,
+    last: Option<(Vec<u8>, Arc<LessSafeKey>)>,
+}
+
+impl<'k> Opener<'k> {
+    pub fn new(keys: &'k DataKeys) -> Self {
+        Opener { keys, last: None }
+    }
+
+    /// Opens an envelope whose data key is known, appending the plaintext to `out`.
+    pub fn open_into(&mut self, envelope: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+        let envelope = Envelope::read(envelope)?;
+        let key = match &self.last {
+            Some((head, key)) if head.as_slice() == envelope.head => key.clone(),
+            _ => {
+                let key = self.keys.opener(envelope.head).ok_or(EnvelopeError::KeyNotLearned)?;
+                self.last = Some((envelope.head.to_vec(), key.clone()));
+                key
+            }
+        };
+        envelope.open_into(&key, out)
     }
 }
 

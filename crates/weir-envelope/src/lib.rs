@@ -15,6 +15,6 @@ pub mod envelope;
 pub mod keys;
 pub mod kms;
 
-pub use envelope::{open, Envelope, EnvelopeError};
-pub use keys::{DataKey, DataKeys, LearnError, Rotation};
+pub use envelope::{Envelope, EnvelopeError};
+pub use keys::{DataKey, DataKeys, LearnError, Opener, Rotation};
 pub use kms::{Kms, KmsError, LocalKms, WrappedKey};

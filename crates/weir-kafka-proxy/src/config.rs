@@ -92,6 +92,12 @@ pub struct SidecarConfig {
     /// the principals a rule names; none by default. Changes apply live.
     #[serde(default)]
     pub encryption: Vec<crate::encryption::EncryptionRule>,
+    /// Where spans are exported (OTLP/HTTP); none by default. Read at start.
+    #[serde(default)]
+    pub otlp: Option<weir_core::otlp::OtlpConfig>,
+    /// Tracing through record headers; off by default. Changes apply live.
+    #[serde(default)]
+    pub traces: Option<crate::traces::TraceRules>,
     #[serde(default)]
     pub broker_ports: BrokerPorts,
     #[serde(default)]
@@ -321,6 +327,8 @@ impl SidecarConfig {
             transforms: Vec::new(),
             kms: None,
             encryption: Vec::new(),
+            otlp: None,
+            traces: None,
             broker_ports: BrokerPorts::default(),
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
@@ -386,6 +394,12 @@ impl SidecarConfig {
         crate::schema_rules::validate_rules(&self.schema_validation, self.schema_registry.is_some(), origin)?;
         crate::transform::validate_rules(&self.transforms, origin)?;
         crate::encryption::validate_rules(&self.encryption, self.kms.is_some(), origin)?;
+        if let Some(Err((field, why))) = self.otlp.as_ref().map(|otlp| otlp.check()) {
+            return Err(invalid(origin, &format!("otlp.{field}"), why));
+        }
+        if let Some(traces) = &self.traces {
+            traces.validate(origin, self.otlp.is_some())?;
+        }
         if let Err((field, why)) = self.upstream.outlier_detection.validate() {
             return Err(invalid(origin, &format!("upstream.outlier_detection.{field}"), why));
         }

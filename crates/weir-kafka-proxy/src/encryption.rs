@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::policy::Pattern;
-use weir_envelope::{DataKey, DataKeys, Rotation};
+use weir_envelope::{DataKey, Opener, Rotation};
 
 use crate::quota::covers;
 use crate::transform::json_document;
@@ -218,7 +218,7 @@ impl CompiledEncryption {
 /// The envelopes in a sealed record's value, as its marker says: the value itself, or each
 /// sealed field's (decoded). Fails on a marker this sidecar does not read, or fields that are
 /// not sealed strings.
-pub fn envelopes(marker: &[u8], value: &[u8]) -> Result<Vec<Sealed>, String> {
+pub fn envelopes<'v>(marker: &[u8], value: &'v [u8]) -> Result<Vec<Sealed<'v>>, String> {
     let marker = std::str::from_utf8(marker).map_err(|_| "a `weir.encryption` header that is not text".to_owned())?;
     let mut parts = marker.split(';');
     if parts.next() != Some(WHOLE) {
@@ -226,7 +226,7 @@ pub fn envelopes(marker: &[u8], value: &[u8]) -> Result<Vec<Sealed>, String> {
     }
     let paths: Vec<JsonPath> = parts.map(JsonPath::parse).collect::<Result<_, _>>()?;
     if paths.is_empty() {
-        return Ok(vec![Sealed { span: 0..value.len(), envelope: value.to_vec() }]);
+        return Ok(vec![Sealed { span: 0..value.len(), envelope: std::borrow::Cow::Borrowed(value) }]);
     }
     let doc = json_document(value);
     let framing = value.len() - doc.len();
@@ -240,25 +240,26 @@ pub fn envelopes(marker: &[u8], value: &[u8]) -> Result<Vec<Sealed>, String> {
             let envelope = base64::engine::general_purpose::STANDARD
                 .decode(text)
                 .map_err(|_| format!("a sealed field at byte {} is not base64", span.start))?;
-            Ok(Sealed { span: span.start + framing..span.end + framing, envelope })
+            Ok(Sealed { span: span.start + framing..span.end + framing, envelope: envelope.into() })
         })
         .collect()
 }
 
 /// One envelope of a record's value, and where in the value it stands.
 #[derive(Debug)]
-pub struct Sealed {
+pub struct Sealed<'v> {
     pub span: std::ops::Range<usize>,
-    pub envelope: Vec<u8>,
+    /// The value itself, or a field's envelope decoded from base64.
+    pub envelope: std::borrow::Cow<'v, [u8]>,
 }
 
 /// `value` with every sealed part opened (the keys learned already).
-pub fn open(keys: &DataKeys, value: &[u8], sealed: &[Sealed]) -> Result<Vec<u8>, String> {
+pub fn open(opener: &mut Opener<'_>, value: &[u8], sealed: &[Sealed<'_>]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(value.len());
     let mut copied = 0;
     for part in sealed {
         out.extend_from_slice(&value[copied..part.span.start]);
-        keys.open_into(&part.envelope, &mut out).map_err(|e| e.to_string())?;
+        opener.open_into(&part.envelope, &mut out).map_err(|e| e.to_string())?;
         copied = part.span.end;
     }
     out.extend_from_slice(&value[copied..]);
@@ -278,12 +279,12 @@ mod tests {
         Ok(rules)
     }
 
-    fn keys() -> DataKeys {
+    fn keys() -> weir_envelope::DataKeys {
         let dir = std::env::temp_dir().join(format!("weir-encryption-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keys.json");
         std::fs::write(&path, weir_envelope::LocalKms::key_file("k1", &[("k1", [5; 32])])).unwrap();
-        DataKeys::new(Arc::new(weir_envelope::LocalKms::new(&path)))
+        weir_envelope::DataKeys::new(Arc::new(weir_envelope::LocalKms::new(&path)))
     }
 
     #[tokio::test]
@@ -302,7 +303,7 @@ mod tests {
             let sealed = rule.seal(&key, value).unwrap();
             assert!(!sealed.windows(4).any(|w| w == b"4111") && !sealed.windows(5).any(|w| w == b"plain"));
             let parts = envelopes(rule.marker(), &sealed).unwrap();
-            assert_eq!(open(&keys, &sealed, &parts).unwrap(), value, "{yaml}");
+            assert_eq!(open(&mut Opener::new(&keys), &sealed, &parts).unwrap(), value, "{yaml}");
         }
         let fields = CompiledEncryption::new(&rules("[{name: f, topics: [t], fields: ['$.a']}]", true).unwrap()[0]);
         assert_eq!(fields.marker(), b"v1;$.a");

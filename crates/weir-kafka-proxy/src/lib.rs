@@ -37,6 +37,7 @@ pub mod sidecar;
 pub mod snapshot;
 pub mod topic_ids;
 pub mod topic_limits;
+pub mod traces;
 pub mod transform;
 pub mod upstream;
 pub mod versions;

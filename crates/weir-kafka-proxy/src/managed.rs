@@ -22,7 +22,7 @@ use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
 /// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 14] = [
+const LIVE: [&str; 15] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -37,6 +37,7 @@ const LIVE: [&str; 14] = [
     "schema_validation",
     "transforms",
     "encryption",
+    "traces",
 ];
 /// Settings under `upstream` that apply live.
 const LIVE_UPSTREAM: [&str; 1] = ["tls"];

@@ -27,6 +27,7 @@ use crate::filters::sasl::SaslFilter;
 use crate::filters::schema::SchemaFilter;
 use crate::filters::shadow::ShadowFilter;
 use crate::filters::topic_limits::TopicLimitsFilter;
+use crate::filters::trace::TraceFilter;
 use crate::filters::traffic::TrafficFilter;
 use crate::filters::transform::TransformFilter;
 use crate::filters::ProduceFilter;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub schema_registry: Option<Arc<weir_schema::judge::SchemaRegistry>>,
     /// Encryption's data keys, when a KMS is configured.
     pub data_keys: Option<Arc<weir_envelope::DataKeys>>,
+    /// Where spans go, when an OTLP endpoint is configured.
+    pub spans: Option<Arc<weir_core::otlp::SpanSink>>,
     /// The cluster's ApiVersions (narrowed to what the sidecar handles), from the readiness
     /// probe: answers a client's ApiVersions before its upstream connection exists.
     pub broker_versions: RwLock<Option<ApiVersionsResponse>>,
@@ -79,7 +82,7 @@ impl Shared {
     /// everything while the snapshot configures none, so that one published later applies to
     /// connections already open.
     pub(crate) fn filters_for(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Vec<Box<dyn Filter>> {
-        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(18);
+        let mut chain: Vec<Box<dyn Filter>> = Vec::with_capacity(19);
         if let Some(server) = &snapshot.sasl {
             chain.push(Box::new(SaslFilter::new(server.clone(), connection.peer)));
         }
@@ -98,6 +101,7 @@ impl Shared {
         let keys = self.data_keys.clone();
         chain.push(Box::new(ProduceFilter(EncryptFilter::new(snapshot, keys.clone(), decompressed))));
         chain.push(Box::new(DecryptFilter::new(snapshot, connection, keys, decompressed)));
+        chain.push(Box::new(TraceFilter::new(snapshot, connection, self.spans.clone(), decompressed)));
         chain.push(Box::new(QuotaFilter::new(snapshot, self.quotas.clone(), connection)));
         let summarize = self.config.audit.as_ref().is_some_and(|audit| audit.connection_summaries);
         chain.push(Box::new(TrafficFilter::new(connection, summarize)));

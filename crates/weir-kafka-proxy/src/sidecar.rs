@@ -129,9 +129,14 @@ impl Sidecar {
             .clone()
             .map(|registry| Arc::new(weir_schema::judge::SchemaRegistry::new(registry, weir_schema::judge::compile)));
         let data_keys = config.kms.as_ref().map(|kms| Arc::new(weir_envelope::DataKeys::new(kms.kms())));
+        let spans = config.otlp.clone().map(|otlp| {
+            let resource = vec![("weir.listen".to_owned(), config.listen.to_string())];
+            weir_core::otlp::SpanSink::start(otlp, resource)
+        });
         let shared = Arc::new(Shared {
             schema_registry,
             data_keys,
+            spans,
             own_cluster,
             shadows: Arc::new(shadows),
             fetch_sessions: Arc::default(),

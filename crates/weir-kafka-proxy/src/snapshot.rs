@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub transforms: Arc<[crate::transform::TransformRule]>,
     /// Envelope encryption; none when empty.
     pub encryption: Arc<[crate::encryption::EncryptionRule]>,
+    /// Tracing through record headers, when on.
+    pub traces: Option<Arc<crate::traces::TraceRules>>,
 }
 
 /// What connections hold to read the current snapshot.
@@ -121,6 +123,7 @@ impl Snapshot {
             schema_validation: config.schema_validation.clone().into(),
             transforms: config.transforms.clone().into(),
             encryption: config.encryption.clone().into(),
+            traces: config.traces.clone().map(Arc::new),
         })
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, FetchResponse};
-use weir_envelope::{DataKey, DataKeys, KmsError};
+use weir_envelope::{DataKey, DataKeys, KmsError, Opener};
 use weir_wire::batch::{refill_batch, BatchHeader, NewRecord};
 use weir_wire::compression::Codec;
 use weir_wire::record_view::batch_records;
@@ -302,9 +302,9 @@ impl DecryptFilter {
                             (None, Some(keys)) => match partition.records.as_ref().filter(|r| !r.is_empty()) {
                                 None => Ok(None),
                                 Some(records) => {
-                                    let mut opened = 0;
+                                    let (mut opened, mut opener) = (0, Opener::new(keys));
                                     let outcome = refill_partition(records, limit, scratch, |view| {
-                                        let fate = open_record(keys, view)?;
+                                        let fate = open_record(&mut opener, view)?;
                                         opened += u64::from(fate != Fate::Unchanged);
                                         Ok(fate)
                                     });
@@ -353,6 +353,7 @@ fn reading(rule: &CompiledEncryption, principal: &str) -> Reading {
 fn unknown_heads(records: &[u8], keys: &DataKeys, limit: usize, scratch: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
     let mut found: Vec<Vec<u8>> = Vec::new();
     let mut heads: Vec<Vec<u8>> = Vec::new();
+    let mut last: Option<Vec<u8>> = None;
     for batch in weir_wire::records::batches(records) {
         let Some(header) = BatchHeader::read(batch.bytes) else { continue };
         if header.is_control() || header.records == 0 {
@@ -365,10 +366,15 @@ fn unknown_heads(records: &[u8], keys: &DataKeys, limit: usize, scratch: &mut Ve
             };
             let Some(value) = view.value else { continue };
             for sealed in envelopes(marker, value)? {
-                let head = weir_envelope::Envelope::read(&sealed.envelope).map_err(|e| e.to_string())?.head.to_vec();
-                if keys.opener(&head).is_none() && !heads.contains(&head) {
-                    heads.push(head);
-                    found.push(sealed.envelope);
+                let head = weir_envelope::Envelope::read(&sealed.envelope).map_err(|e| e.to_string())?.head;
+                // Records next to each other mostly share a data key: looked up once.
+                if last.as_deref() == Some(head) {
+                    continue;
+                }
+                last = Some(head.to_vec());
+                if keys.opener(head).is_none() && !heads.iter().any(|h| h == head) {
+                    heads.push(head.to_vec());
+                    found.push(sealed.envelope.into_owned());
                 }
             }
         }
@@ -378,13 +384,13 @@ fn unknown_heads(records: &[u8], keys: &DataKeys, limit: usize, scratch: &mut Ve
 
 /// A fetched record opened: its value as written, its marker gone. Records without a marker
 /// (written before the rule, or not through a sidecar) are served as they are.
-fn open_record(keys: &DataKeys, view: &weir_wire::record_view::RecordView<'_>) -> Result<Fate, String> {
+fn open_record(opener: &mut Opener<'_>, view: &weir_wire::record_view::RecordView<'_>) -> Result<Fate, String> {
     let Some(marker) = view.headers().find(|(k, _)| *k == HEADER.as_bytes()).and_then(|(_, v)| v) else {
         return Ok(Fate::Unchanged);
     };
     let Some(value) = view.value else { return Ok(Fate::Unchanged) };
     let sealed = envelopes(marker, value)?;
-    let opened = crate::encryption::open(keys, value, &sealed)?;
+    let opened = crate::encryption::open(opener, value, &sealed)?;
     let mut rewritten = Rewritten::of(view);
     rewritten.headers.retain(|(k, _)| k != HEADER.as_bytes());
     rewritten.value = Some(Some(opened));

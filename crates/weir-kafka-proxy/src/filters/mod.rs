@@ -24,18 +24,21 @@
 //! 10. [`encryption`]: records of covered topics sealed on produce (after every filter that
 //!     reads or changes them in plaintext), opened on fetch for the principals a rule names
 //!     (before any that reads them: responses pass it before `fetch_transform`).
-//! 11. [`quota`]: byte rates and request time per principal; a client over its quota is told
+//! 11. [`trace`]: spans for produced and fetched records that carry a sampled `traceparent`
+//!     (added where a sampled trace starts). Last of the record filters on produce, so the
+//!     header it adds is written; first on fetch, reading what the broker served.
+//! 12. [`quota`]: byte rates and request time per principal; a client over its quota is told
 //!     to back off.
-//! 12. [`traffic`]: records, bytes and errors per topic and principal.
-//! 13. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
+//! 13. [`traffic`]: records, bytes and errors per topic and principal.
+//! 14. [`fault`]: fault injection (chaos), off unless configured. After traffic, so that
 //!     traffic counts the responses as the faults left them: what clients were told.
-//! 14. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
+//! 15. [`shadow`]: accepted writes to shadowed topics copied to their shadow topics. After
 //!     fault, so that it sees only writes that reached the broker, and the broker's answer
 //!     before a fault changes it.
-//! 15. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
+//! 16. [`canary`]: a share of a topic's partitions written to a canary topic instead. After
 //!     shadow, whose copies of a split topic's writes include the canary's; before addresses,
 //!     which must see the answer the client gets.
-//! 16. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
+//! 17. [`addresses`]: broker addresses rewritten to the sidecar's, ApiVersions narrowed.
 
 pub(crate) mod addresses;
 pub(crate) mod alias;
@@ -51,6 +54,7 @@ pub(crate) mod sasl;
 pub(crate) mod schema;
 pub(crate) mod shadow;
 pub(crate) mod topic_limits;
+pub(crate) mod trace;
 pub(crate) mod traffic;
 pub(crate) mod transform;
 

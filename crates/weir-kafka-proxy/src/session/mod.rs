@@ -294,6 +294,7 @@ async fn run(
             connected,
             pending,
             muted: &muted,
+            ids: Default::default(),
         };
         both(requests, responses).await
     };

@@ -60,6 +60,8 @@ pub(super) struct ResponseHalf<'a> {
     pub(super) pending: mpsc::Receiver<InFlight>,
     /// Set when a response tells the client to back off.
     pub(super) muted: &'a Muted,
+    /// Ids and sampling for the sidecar's own request spans.
+    pub(super) ids: weir_core::otlp::Ids,
 }
 
 impl ResponseHalf<'_> {
@@ -148,6 +150,7 @@ impl ResponseHalf<'_> {
         }
         let out = message.into_frame().map_err(|e| SessionError::Filter(FilterError::BadResponse(e)))?;
         self.count_response(pending.api_key, pending.sent_at, pending.proxy_time, out.len(), received);
+        self.request_span(pending.api_key, pending.version, pending.sent_at, pending.proxy_time, received, out.len());
         self.back_off(pending.api_key, pending.version, throttle).await;
         Ok(Some(out))
     }
@@ -202,6 +205,45 @@ impl ResponseHalf<'_> {
         api.response_bytes.inc_by(len as u64);
         api.upstream_seconds.observe(received.duration_since(sent_at));
         api.proxy_seconds.observe(proxy_time + received.elapsed());
+    }
+
+    /// A span of the sidecar's own for this request, when `traces.request_spans` samples it:
+    /// how long it spent at the broker and in the sidecar.
+    fn request_span(
+        &self,
+        api: ApiKey,
+        version: i16,
+        sent_at: Instant,
+        proxy_time: Duration,
+        received: Instant,
+        bytes: usize,
+    ) {
+        let Some(sink) = &self.shared.spans else { return };
+        let ratio = self.shared.snapshots.borrow().traces.as_ref().map_or(0.0, |t| t.request_spans);
+        if ratio <= 0.0 || !self.ids.sample(ratio) {
+            return;
+        }
+        let upstream = received.duration_since(sent_at);
+        let sidecar = proxy_time + received.elapsed();
+        let end = std::time::SystemTime::now();
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        sink.send(weir_core::otlp::Span {
+            trace_id: self.ids.trace_id(),
+            span_id: self.ids.span_id(),
+            parent: None,
+            name: format!("kafka {api:?}"),
+            kind: weir_core::otlp::SpanKind::Server,
+            start: end.checked_sub(upstream + sidecar).unwrap_or(end),
+            end,
+            attributes: vec![
+                ("weir.api_version", i64::from(version).into()),
+                ("weir.upstream_us", micros(upstream).into()),
+                ("weir.sidecar_us", micros(sidecar).into()),
+                ("weir.response_bytes", i64::try_from(bytes).unwrap_or(i64::MAX).into()),
+            ],
+            links: Vec::new(),
+            error: None,
+        });
     }
 
     /// Forwards a large Fetch response while it arrives, instead of after its last byte: for
@@ -287,6 +329,7 @@ impl ResponseHalf<'_> {
             super::lock_chain(self.chain).await.on_response(self.shared, &mut message, pending.notes).await?;
         self.client.write_all(&tail).await.map_err(SessionError::ClientIo)?;
         self.count_response(ApiKey::Fetch, pending.sent_at, pending.proxy_time, total, received);
+        self.request_span(ApiKey::Fetch, pending.version, pending.sent_at, pending.proxy_time, received, total);
         let spent = Usage::SidecarTime(pending.proxy_time + received.elapsed());
         // Beyond what the response said, the client is only not read for a while.
         self.back_off(ApiKey::Fetch, pending.version, throttle.max(said).max(pending.meters.tell(spent, self.shared)))

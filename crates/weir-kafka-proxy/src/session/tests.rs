@@ -59,6 +59,7 @@ fn shared() -> Shared {
         broker_versions: Default::default(),
         schema_registry: None,
         data_keys: None,
+        spans: None,
     }
 }
 
@@ -102,6 +103,7 @@ async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexSt
         connected: None,
         pending,
         muted: &muted,
+        ids: Default::default(),
     };
     super::both(requests, responses).await
 }

@@ -88,6 +88,14 @@ pub struct WorkloadSpec {
     /// applied live.
     #[serde(default)]
     pub encryption: Vec<weir_kafka_proxy::encryption::EncryptionRule>,
+    /// Where this workload's sidecar exports spans (OTLP/HTTP, docs/event-policies.md); read
+    /// at its start.
+    #[serde(default)]
+    pub otlp: Option<weir_core::otlp::OtlpConfig>,
+    /// Tracing through record headers in this workload's sidecar (docs/event-policies.md);
+    /// applied live.
+    #[serde(default)]
+    pub traces: Option<weir_kafka_proxy::traces::TraceRules>,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default)]
