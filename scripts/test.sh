@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - Weir's whole test suite: starts a real 3-broker Kafka cluster
-# (scripts/kafka.sh) and a schema registry (scripts/registry.sh), makes the Python
+# (scripts/kafka.sh), a schema registry (scripts/registry.sh) and a trace backend
+# (scripts/jaeger.sh; built from the Go module proxy the first time), makes the Python
 # clients' venv (scripts/python-env.sh), runs every cargo test against them, then
 # stops what it started. This is the README's test command, and .ci/run calls it too.
 #
@@ -8,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started=0 registry_started=0
+started=0 registry_started=0 jaeger_started=0
 stop() {
+  if ((jaeger_started)); then scripts/jaeger.sh stop; fi
   if ((registry_started)); then scripts/registry.sh stop; fi
   if ((started)); then scripts/kafka.sh stop; fi
 }
@@ -21,6 +23,10 @@ fi
 if ! scripts/registry.sh status >/dev/null 2>&1; then
   scripts/registry.sh start
   registry_started=1
+fi
+if ! scripts/jaeger.sh status >/dev/null 2>&1; then
+  scripts/jaeger.sh start
+  jaeger_started=1
 fi
 scripts/python-env.sh >/dev/null
 

@@ -58,6 +58,23 @@ pub fn registry_url() -> String {
     .clone()
 }
 
+/// Starts (idempotently) Jaeger once per test binary (scripts/jaeger.sh: all in one, in
+/// memory); (its OTLP/HTTP base URL, its query API's base URL).
+pub fn jaeger() -> (String, String) {
+    static URLS: OnceLock<(String, String)> = OnceLock::new();
+    URLS.get_or_init(|| {
+        let script = repo_root().join("scripts/jaeger.sh");
+        let status = Command::new(&script).arg("start").status().expect("run scripts/jaeger.sh");
+        assert!(status.success(), "scripts/jaeger.sh start failed");
+        let url = |command: &str| {
+            let out = Command::new(&script).arg(command).output().expect("scripts/jaeger.sh");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        (url("url"), url("query-url"))
+    })
+    .clone()
+}
+
 /// Runs tests/python/schema_client.py (Confluent's Python client and serializers) in the
 /// tests' venv (scripts/python-env.sh), from `dir` (where generated Protobuf modules are).
 pub fn python_client(dir: &Path, args: &[&str]) -> std::process::Output {
