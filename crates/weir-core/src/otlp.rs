@@ -4,10 +4,13 @@
 //! path, never holding a request up (a full queue drops spans, and counts them).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -250,42 +253,42 @@ impl OtlpConfig {
 /// The most spans in one export.
 const BATCH: usize = 512;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
 /// Where a proxy hands its finished spans: a bounded queue to the exporter task.
 pub struct SpanSink {
     queue: mpsc::Sender<Span>,
-    dropped: AtomicU64,
-    exported: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    /// `weir_otlp_spans_total{outcome}`: exported, dropped (queue full), failed (export failed).
+    counts: Family<Outcome, Counter>,
 }
 
 impl SpanSink {
     /// Queues a span for export; drops it when the queue is full.
     pub fn send(&self, span: Span) {
         if self.queue.try_send(span).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.get_or_create(&Outcome { outcome: "dropped" }).inc();
         }
     }
 
-    /// Spans dropped (queue full), exported, and lost to failed exports, so far.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        (
-            self.dropped.load(Ordering::Relaxed),
-            self.exported.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+    /// Spans with this outcome so far: `exported`, `dropped`, `failed`.
+    pub fn count(&self, outcome: &'static str) -> u64 {
+        self.counts.get_or_create(&Outcome { outcome }).get()
     }
 
     /// Starts the exporter task (on the current runtime): spans are sent every
-    /// `interval_ms`, or as soon as a batch is full.
-    pub fn start(config: OtlpConfig, resource: Vec<(String, String)>) -> Arc<SpanSink> {
+    /// `interval_ms`, or as soon as a batch is full. Its counts go into `registry`.
+    pub fn start(config: OtlpConfig, resource: Vec<(String, String)>, registry: &mut Registry) -> Arc<SpanSink> {
         let (queue, mut spans) = mpsc::channel(config.max_queued_spans);
-        let (exported, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let sink = Arc::new(SpanSink {
-            queue,
-            dropped: AtomicU64::new(0),
-            exported: exported.clone(),
-            failed: failed.clone(),
-        });
+        let counts = Family::<Outcome, Counter>::default();
+        registry.register(
+            "weir_otlp_spans",
+            "Spans handed to the OTLP exporter, by outcome (exported, dropped: the queue was full, failed: the export failed)",
+            counts.clone(),
+        );
+        let sink = Arc::new(SpanSink { queue, counts: counts.clone() });
         let mut resource = resource;
         resource.insert(0, ("service.name".into(), config.service_name.clone()));
         let url = format!("{}/v1/traces", config.endpoint.trim_end_matches('/'));
@@ -315,15 +318,16 @@ impl SpanSink {
                     Ok(Err(err)) => Err(format!("{url}: {err}")),
                     Err(_) => Err(format!("{url} did not answer within {timeout:?}")),
                 };
+                let spent = batch.len() as u64;
                 match outcome {
-                    Ok(()) => exported.fetch_add(batch.len() as u64, Ordering::Relaxed),
+                    Ok(()) => counts.get_or_create(&Outcome { outcome: "exported" }).inc_by(spent),
                     Err(why) => {
                         // Once a minute at most: a collector down must not flood the log.
                         if warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                             tracing::warn!("spans not exported: {why}");
                             warned_at = Some(std::time::Instant::now());
                         }
-                        failed.fetch_add(batch.len() as u64, Ordering::Relaxed)
+                        counts.get_or_create(&Outcome { outcome: "failed" }).inc_by(spent)
                     }
                 };
                 batch.clear();

@@ -207,11 +207,15 @@ pub(crate) fn refuse_produce_partitions(
 }
 
 /// Puts new records in place of the records of these partitions of a produce request (by a
-/// filter that rewrote their batches); the request's other bytes are kept.
+/// filter that rewrote their batches); the request's other bytes are kept. None: nothing
+/// changes.
 pub(crate) fn replace_produce_records(
     cx: &mut RequestContext<'_>,
     replacements: &[(ProduceTopic, i32, Bytes)],
 ) -> Result<(), FilterError> {
+    if replacements.is_empty() {
+        return Ok(());
+    }
     let mut request: ProduceRequest = decode_request(cx.frame(), cx.header).map_err(FilterError::BadRequest)?;
     for topic in &mut request.topic_data {
         let named = ProduceTopic::of_entry(&topic.name, topic.topic_id);

@@ -131,7 +131,7 @@ impl Sidecar {
         let data_keys = config.kms.as_ref().map(|kms| Arc::new(weir_envelope::DataKeys::new(kms.kms())));
         let spans = config.otlp.clone().map(|otlp| {
             let resource = vec![("weir.listen".to_owned(), config.listen.to_string())];
-            weir_core::otlp::SpanSink::start(otlp, resource)
+            weir_core::otlp::SpanSink::start(otlp, resource, &mut registry)
         });
         let shared = Arc::new(Shared {
             schema_registry,

@@ -146,6 +146,8 @@ async fn one_trace_shows_the_producers_span_and_the_consumers_fetch_as_its_child
         assert!(Instant::now() < deadline, "no request span for {service}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert!(producer_side.metric("weir_otlp_spans_total", &[("outcome", "exported")]) >= 3.0);
+    assert_eq!(producer_side.metric("weir_otlp_spans_total", &[("outcome", "failed")]), 0.0);
     producer_side.assert_quiet();
     consumer_side.assert_quiet();
 }

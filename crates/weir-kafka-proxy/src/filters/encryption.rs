@@ -33,9 +33,6 @@ use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_id
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 
-/// Scratch space kept between requests; more is given back after the one that needed it.
-const SCRATCH_KEPT: usize = 1 << 20;
-
 fn compile(rules: &[EncryptionRule]) -> Vec<CompiledEncryption> {
     rules.iter().map(CompiledEncryption::new).collect()
 }
@@ -118,12 +115,8 @@ impl EncryptFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
-        if !replacements.is_empty() {
-            replace_produce_records(cx, &replacements)?;
-        }
+        crate::filters::release_scratch(&mut self.scratch);
+        replace_produce_records(cx, &replacements)?;
         refuse_produce_partitions(cx, &refused, Vec::new())
     }
 }
@@ -332,9 +325,7 @@ impl DecryptFilter {
                 }
             }
         }
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
+        crate::filters::release_scratch(&mut self.scratch);
         Ok(())
     }
 }

@@ -23,9 +23,6 @@ use crate::snapshot::Snapshot;
 use crate::transform::fetch::{CompiledFetchTransform, FetchPlan, Tally};
 use crate::transform::TransformRule;
 
-/// Scratch space kept between responses; more is given back after the one that needed it.
-const SCRATCH_KEPT: usize = 1 << 20;
-
 /// Left on a Fetch request whose response is transformed.
 struct Transform;
 
@@ -87,9 +84,7 @@ impl FetchTransformFilter {
             }
             cx.services.metrics().fetch_transformed(plan.rule(), &tally);
         }
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
+        crate::filters::release_scratch(&mut self.scratch);
         Ok(())
     }
 }

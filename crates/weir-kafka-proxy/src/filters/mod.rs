@@ -58,6 +58,17 @@ pub(crate) mod trace;
 pub(crate) mod traffic;
 pub(crate) mod transform;
 
+/// Scratch space (decompressed batches) a filter keeps between requests; more is given
+/// back after the request that needed it.
+const SCRATCH_KEPT: usize = 1 << 20;
+
+/// Gives back a filter's scratch space if a request grew it past [`SCRATCH_KEPT`].
+pub(crate) fn release_scratch(scratch: &mut Vec<u8>) {
+    if scratch.capacity() > SCRATCH_KEPT {
+        *scratch = Vec::new();
+    }
+}
+
 /// The first Fetch version that names topics by id.
 pub(crate) const FIRST_FETCH_BY_ID: i16 = 13;
 

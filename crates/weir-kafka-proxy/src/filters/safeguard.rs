@@ -28,9 +28,6 @@ pub(crate) struct SafeguardFilter {
     scratch: Vec<u8>,
 }
 
-/// Scratch space kept between requests; more is given back after the request that needed it.
-const SCRATCH_KEPT: usize = 1 << 20;
-
 impl SafeguardFilter {
     pub(crate) fn new(snapshot: &Snapshot, connection: &ConnectionInfo, decompressed_limit: usize) -> Self {
         let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
@@ -71,9 +68,7 @@ impl SafeguardFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
+        crate::filters::release_scratch(&mut self.scratch);
         Ok(refused)
     }
 

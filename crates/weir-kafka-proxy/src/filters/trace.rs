@@ -230,12 +230,8 @@ impl TraceFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
-        if self.scratch.capacity() > 1 << 20 {
-            self.scratch = Vec::new();
-        }
-        if !replacements.is_empty() {
-            replace_produce_records(cx, &replacements)?;
-        }
+        crate::filters::release_scratch(&mut self.scratch);
+        replace_produce_records(cx, &replacements)?;
         let note = ProduceNote { start: SystemTime::now(), spans };
         if note.spans.is_empty() {
             return Ok(RequestAction::Continue);
@@ -351,9 +347,7 @@ impl TraceFilter {
             span.attributes.push(("weir.record_bytes", bytes.into()));
             sink.send(span);
         }
-        if self.scratch.capacity() > 1 << 20 {
-            self.scratch = Vec::new();
-        }
+        crate::filters::release_scratch(&mut self.scratch);
         Ok(())
     }
 }

@@ -21,9 +21,6 @@ use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 use crate::transform::{CompiledTransform, Lineage, TransformRule};
 
-/// Scratch space kept between requests; more is given back after the request that needed it.
-const SCRATCH_KEPT: usize = 1 << 20;
-
 pub(crate) struct TransformFilter {
     rules: Arc<[TransformRule]>,
     /// The produce transforms of the rules whose principals cover this connection's.
@@ -76,12 +73,8 @@ impl TransformFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
-        if !replacements.is_empty() {
-            replace_produce_records(cx, &replacements)?;
-        }
+        crate::filters::release_scratch(&mut self.scratch);
+        replace_produce_records(cx, &replacements)?;
         // Rewritten batches keep their records' number: the broker's offsets stay true.
         refuse_produce_partitions(cx, &refused, Vec::new())
     }

@@ -34,8 +34,6 @@ use crate::side::ClusterAccess;
 use crate::snapshot::Snapshot;
 use dead_letter::{DeadLetterPlan, DeadLetters};
 
-/// Scratch space kept between requests; more is given back after the request that needed it.
-const SCRATCH_KEPT: usize = 1 << 20;
 /// Rounds of asking the registry for one request: the schemas one round fetched are judged
 /// with in the next; a third round means the cache forgot them meanwhile.
 const MAX_ROUNDS: usize = 3;
@@ -193,9 +191,7 @@ impl SchemaFilter {
             }
         })
         .map_err(FilterError::BadRequestBody)?;
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
+        crate::filters::release_scratch(&mut self.scratch);
         Ok(judged)
     }
 
