@@ -1,0 +1,487 @@
+//! The packets an MQTT policy reads, viewed in place over a packet's bytes (fixed header
+//! included), each field checked against the bytes that are there; and the answers a sidecar
+//! writes in a broker's stead.
+
+use crate::frame::{write_varint, FixedHeader, PacketType};
+use crate::MqttError;
+
+/// Which MQTT a connection speaks, from its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Version {
+    /// 3.1 (protocol name `MQIsdp`, level 3).
+    V31,
+    /// 3.1.1 (level 4).
+    V311,
+    /// 5.0 (level 5).
+    V5,
+}
+
+/// The MQTT 5 property Topic Alias (a two-byte integer).
+const TOPIC_ALIAS: u8 = 0x23;
+
+/// Reads a packet's fields in order, every length checked.
+struct Reader<'a> {
+    packet: &'static str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn fault(&self, what: &'static str) -> MqttError {
+        MqttError::Malformed { packet: self.packet, what, at: self.at }
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], MqttError> {
+        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(|| self.fault(what))?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, MqttError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, MqttError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn binary(&mut self, what: &'static str) -> Result<&'a [u8], MqttError> {
+        let len = self.u16(what)?;
+        self.take(usize::from(len), what)
+    }
+
+    /// A UTF-8 string as MQTT defines it: well-formed, no U+0000.
+    fn string(&mut self, what: &'static str) -> Result<&'a str, MqttError> {
+        let start = self.at;
+        let bytes = self.binary(what)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| MqttError::Malformed {
+            packet: self.packet,
+            what: "a string that is not UTF-8",
+            at: start,
+        })?;
+        if text.contains('\0') {
+            return Err(MqttError::Malformed { packet: self.packet, what: "a string holding U+0000", at: start });
+        }
+        Ok(text)
+    }
+
+    fn varint(&mut self, what: &'static str) -> Result<usize, MqttError> {
+        match crate::frame::read_varint(&self.bytes[self.at..]) {
+            Ok(Some((value, len))) => {
+                self.at += len;
+                Ok(value)
+            }
+            _ => Err(self.fault(what)),
+        }
+    }
+
+    /// An MQTT 5 property block: its bytes.
+    fn properties(&mut self) -> Result<&'a [u8], MqttError> {
+        let len = self.varint("a malformed property length")?;
+        self.take(len, "properties longer than the packet")
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.at..]
+    }
+}
+
+/// The value of a two-byte-integer property `id` in an MQTT 5 property block, if there.
+/// Properties of other types are stepped over by their type; an unknown id is an error (the
+/// spec makes it a malformed packet).
+fn two_byte_property(block: &[u8], id: u8, packet: &'static str) -> Result<Option<u16>, MqttError> {
+    let mut r = Reader { packet, bytes: block, at: 0 };
+    let mut found = None;
+    while !r.rest().is_empty() {
+        let property = r.varint("a malformed property id")?;
+        let property = u8::try_from(property).map_err(|_| r.fault("an unknown property"))?;
+        match property {
+            // Byte.
+            0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2a => {
+                r.u8("a cut property")?;
+            }
+            // Two-byte integer.
+            0x13 | 0x21 | 0x22 | 0x23 => {
+                let value = r.u16("a cut property")?;
+                if property == id {
+                    found = Some(value);
+                }
+            }
+            // Four-byte integer.
+            0x02 | 0x11 | 0x18 | 0x27 => {
+                r.take(4, "a cut property")?;
+            }
+            // Variable byte integer.
+            0x0b => {
+                r.varint("a cut property")?;
+            }
+            // UTF-8 string or binary data.
+            0x03 | 0x08 | 0x09 | 0x12 | 0x15 | 0x16 | 0x1a | 0x1c | 0x1f => {
+                r.binary("a cut property")?;
+            }
+            // String pair.
+            0x26 => {
+                r.binary("a cut property")?;
+                r.binary("a cut property")?;
+            }
+            _ => return Err(r.fault("an unknown property")),
+        }
+    }
+    Ok(found)
+}
+
+/// A will message: published by the broker when the client goes without DISCONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will<'a> {
+    pub topic: &'a str,
+    pub qos: u8,
+    pub retain: bool,
+    pub payload: &'a [u8],
+}
+
+/// A CONNECT packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect<'a> {
+    pub version: Version,
+    /// Clean session (3.1.1) or clean start (5).
+    pub clean_start: bool,
+    pub keep_alive: u16,
+    pub client_id: &'a str,
+    pub will: Option<Will<'a>>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    /// Where in the packet the username (or, without one, the password; or the end) starts:
+    /// what a sidecar replacing the credentials keeps before it.
+    pub credentials_at: usize,
+}
+
+impl<'a> Connect<'a> {
+    /// Reads a whole CONNECT packet.
+    pub fn read(packet: &'a [u8], header: &FixedHeader) -> Result<Self, MqttError> {
+        debug_assert_eq!(header.kind, PacketType::Connect);
+        let mut r = Reader { packet: "CONNECT", bytes: &packet[..header.packet_len()], at: header.header_len };
+        let name = r.string("a cut protocol name")?;
+        let level = r.u8("no protocol level")?;
+        let version = match (name, level) {
+            ("MQIsdp", 3) => Version::V31,
+            ("MQTT", 4) => Version::V311,
+            ("MQTT", 5) => Version::V5,
+            _ => return Err(MqttError::UnknownProtocol { name: name.to_owned(), level }),
+        };
+        let flags_at = r.at;
+        let flags = r.u8("no connect flags")?;
+        let bad_flags = |what| MqttError::Malformed { packet: "CONNECT", what, at: flags_at };
+        if flags & 0x01 != 0 {
+            return Err(bad_flags("the reserved connect flag is set"));
+        }
+        let has_will = flags & 0x04 != 0;
+        let will_qos = (flags >> 3) & 0x03;
+        let will_retain = flags & 0x20 != 0;
+        if will_qos == 3 || (!has_will && (will_qos != 0 || will_retain)) {
+            return Err(bad_flags("will QoS or retain set wrongly"));
+        }
+        let (has_password, has_username) = (flags & 0x40 != 0, flags & 0x80 != 0);
+        if version < Version::V5 && has_password && !has_username {
+            return Err(bad_flags("a password without a username"));
+        }
+        let keep_alive = r.u16("no keep alive")?;
+        if version == Version::V5 {
+            r.properties()?;
+        }
+        let client_id = r.string("a cut client id")?;
+        let will = if has_will {
+            if version == Version::V5 {
+                r.properties()?;
+            }
+            let topic = r.string("a cut will topic")?;
+            let payload = r.binary("a cut will payload")?;
+            Some(Will { topic, qos: will_qos, retain: will_retain, payload })
+        } else {
+            None
+        };
+        let credentials_at = r.at;
+        let username = has_username.then(|| r.string("a cut username")).transpose()?;
+        let password = has_password.then(|| r.binary("a cut password")).transpose()?;
+        if !r.rest().is_empty() {
+            return Err(r.fault("bytes after the last field"));
+        }
+        let clean_start = flags & 0x02 != 0;
+        Ok(Connect { version, clean_start, keep_alive, client_id, will, username, password, credentials_at })
+    }
+}
+
+/// A PUBLISH packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish<'a> {
+    /// Empty when an MQTT 5 client names the topic by its alias only.
+    pub topic: &'a str,
+    pub qos: u8,
+    pub retain: bool,
+    pub dup: bool,
+    pub packet_id: Option<u16>,
+    /// MQTT 5's Topic Alias property.
+    pub topic_alias: Option<u16>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Publish<'a> {
+    pub fn read(packet: &'a [u8], header: &FixedHeader, version: Version) -> Result<Self, MqttError> {
+        debug_assert_eq!(header.kind, PacketType::Publish);
+        let mut r = Reader { packet: "PUBLISH", bytes: &packet[..header.packet_len()], at: header.header_len };
+        let (qos, retain, dup) = ((header.flags >> 1) & 0x03, header.flags & 0x01 != 0, header.flags & 0x08 != 0);
+        if qos == 0 && dup {
+            return Err(MqttError::BadFlags { packet: "PUBLISH", flags: header.flags });
+        }
+        let topic_at = r.at;
+        let topic = r.string("a cut topic name")?;
+        if topic.contains(['+', '#']) {
+            return Err(MqttError::Malformed { packet: "PUBLISH", what: "a wildcard in a topic name", at: topic_at });
+        }
+        let packet_id = if qos > 0 {
+            let id = r.u16("no packet identifier")?;
+            if id == 0 {
+                return Err(r.fault("packet identifier 0"));
+            }
+            Some(id)
+        } else {
+            None
+        };
+        let topic_alias =
+            if version == Version::V5 { two_byte_property(r.properties()?, TOPIC_ALIAS, "PUBLISH")? } else { None };
+        if topic.is_empty() && topic_alias.is_none() {
+            return Err(MqttError::Malformed {
+                packet: "PUBLISH",
+                what: "no topic name and no topic alias",
+                at: topic_at,
+            });
+        }
+        Ok(Publish { topic, qos, retain, dup, packet_id, topic_alias, payload: r.rest() })
+    }
+}
+
+/// One topic filter of a SUBSCRIBE, and its options byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription<'a> {
+    pub filter: &'a str,
+    /// The maximum QoS asked for.
+    pub qos: u8,
+    pub options: u8,
+}
+
+/// A SUBSCRIBE packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe<'a> {
+    pub packet_id: u16,
+    pub subscriptions: Vec<Subscription<'a>>,
+}
+
+/// The most filters one SUBSCRIBE may carry here (each is 3 bytes at least, so a packet of
+/// the default 1 MiB limit could carry ~350,000): beyond, it is refused as malformed.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
+impl<'a> Subscribe<'a> {
+    pub fn read(packet: &'a [u8], header: &FixedHeader, version: Version) -> Result<Self, MqttError> {
+        debug_assert_eq!(header.kind, PacketType::Subscribe);
+        let mut r = Reader { packet: "SUBSCRIBE", bytes: &packet[..header.packet_len()], at: header.header_len };
+        let packet_id = r.u16("no packet identifier")?;
+        if packet_id == 0 {
+            return Err(r.fault("packet identifier 0"));
+        }
+        if version == Version::V5 {
+            r.properties()?;
+        }
+        let mut subscriptions = Vec::new();
+        while !r.rest().is_empty() {
+            if subscriptions.len() == MAX_SUBSCRIPTIONS {
+                return Err(r.fault("more than 1024 topic filters"));
+            }
+            let at = r.at;
+            let filter = r.string("a cut topic filter")?;
+            crate::topic::check_filter(filter).map_err(|what| MqttError::Malformed {
+                packet: "SUBSCRIBE",
+                what,
+                at,
+            })?;
+            let options = r.u8("no subscription options")?;
+            let reserved = if version == Version::V5 { 0xc0 } else { 0xfc };
+            if options & reserved != 0 || options & 0x03 == 3 || (version == Version::V5 && options & 0x30 == 0x30) {
+                return Err(MqttError::Malformed {
+                    packet: "SUBSCRIBE",
+                    what: "bad subscription options",
+                    at: r.at - 1,
+                });
+            }
+            subscriptions.push(Subscription { filter, qos: options & 0x03, options });
+        }
+        if subscriptions.is_empty() {
+            return Err(r.fault("no topic filter"));
+        }
+        Ok(Subscribe { packet_id, subscriptions })
+    }
+}
+
+/// SUBACK reason codes a sidecar answers with.
+pub mod reason {
+    /// MQTT 3.1.1's only failure code (0x80), and MQTT 5's Unspecified error.
+    pub const FAILURE: u8 = 0x80;
+    /// MQTT 5's Not authorized.
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+}
+
+/// A SUBACK for `packet_id` with one return code per filter (granted QoS, or a failure).
+pub fn suback(packet_id: u16, codes: &[u8], version: Version) -> Vec<u8> {
+    let v5 = version == Version::V5;
+    let remaining = 2 + usize::from(v5) + codes.len();
+    let mut out = Vec::with_capacity(5 + remaining);
+    out.push((PacketType::Suback as u8) << 4);
+    write_varint(&mut out, remaining);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    if v5 {
+        out.push(0); // no properties
+    }
+    out.extend_from_slice(codes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packet of `kind` with `flags` and `body`.
+    fn packet(kind: PacketType, flags: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![(kind as u8) << 4 | flags];
+        write_varint(&mut out, body.len());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn string(s: &str) -> Vec<u8> {
+        let mut out = (s.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(s.as_bytes());
+        out
+    }
+
+    fn header(bytes: &[u8]) -> FixedHeader {
+        FixedHeader::read(bytes, 1 << 20).unwrap().unwrap()
+    }
+
+    #[test]
+    fn connect_packets_of_each_version_are_read_with_their_credentials() {
+        // 3.1.1, clean, will QoS 1 retained, username and password.
+        let mut body = string("MQTT");
+        body.extend([4, 0b1110_1110, 0, 60]);
+        body.extend(string("client-1"));
+        body.extend(string("will/topic"));
+        body.extend(string("bye"));
+        let credentials = body.len() + 2;
+        body.extend(string("ann"));
+        body.extend(string("secret"));
+        let bytes = packet(PacketType::Connect, 0, &body);
+        let connect = Connect::read(&bytes, &header(&bytes)).unwrap();
+        assert_eq!(connect.version, Version::V311);
+        assert!(connect.clean_start);
+        assert_eq!((connect.keep_alive, connect.client_id), (60, "client-1"));
+        assert_eq!(connect.will, Some(Will { topic: "will/topic", qos: 1, retain: true, payload: b"bye" }));
+        assert_eq!((connect.username, connect.password), (Some("ann"), Some(&b"secret"[..])));
+        assert_eq!(connect.credentials_at, credentials);
+
+        // 5.0 with properties, a password and no username (allowed in 5 only).
+        let mut body = string("MQTT");
+        body.extend([5, 0b0100_0000, 0, 10, 5, 0x11, 0, 0, 0, 30]);
+        body.extend(string(""));
+        body.extend(string("token"));
+        let bytes = packet(PacketType::Connect, 0, &body);
+        let connect = Connect::read(&bytes, &header(&bytes)).unwrap();
+        assert_eq!((connect.version, connect.client_id, connect.username), (Version::V5, "", None));
+        assert_eq!(connect.password, Some(&b"token"[..]));
+    }
+
+    #[test]
+    fn bad_connects_say_what_is_wrong() {
+        let connect = |level: u8, flags: u8, rest: &[u8]| {
+            let mut body = string("MQTT");
+            body.extend([level, flags, 0, 0]);
+            body.extend_from_slice(rest);
+            let bytes = packet(PacketType::Connect, 0, &body);
+            Connect::read(&bytes, &header(&bytes)).unwrap_err().to_string()
+        };
+        let id = string("c");
+        assert!(connect(6, 0, &id).contains("level 6 is not MQTT"));
+        assert!(connect(4, 1, &id).contains("the reserved connect flag is set at byte 9"));
+        assert!(connect(4, 0b0001_0000, &id).contains("will QoS or retain set wrongly"));
+        assert!(connect(4, 0b0100_0000, &id).contains("a password without a username"));
+        assert!(connect(4, 0, &[0, 5, b'a']).contains("a cut client id"));
+        assert!(connect(4, 0, &[0, 1, 0]).contains("U+0000"));
+        assert!(connect(4, 0, &[0, 1, 0xff]).contains("not UTF-8"));
+        assert!(connect(4, 0, &[0, 1, b'a', 9]).contains("bytes after the last field"));
+    }
+
+    #[test]
+    fn publish_packets_give_topic_ids_and_aliases() {
+        let mut body = string("sensors/1/temp");
+        body.extend([0, 7]);
+        body.extend(b"21.5");
+        let bytes = packet(PacketType::Publish, 0b0011, &body);
+        let publish = Publish::read(&bytes, &header(&bytes), Version::V311).unwrap();
+        assert_eq!(
+            (publish.topic, publish.qos, publish.retain, publish.packet_id),
+            ("sensors/1/temp", 1, true, Some(7))
+        );
+        assert_eq!(publish.payload, b"21.5");
+
+        // 5.0: an alias only, after a user property and a content type.
+        let mut body = string("");
+        let props = [&[0x26][..], &string("k"), &string("v"), &[0x03], &string("text/plain"), &[0x23, 0, 9]].concat();
+        body.push(props.len() as u8);
+        body.extend(props);
+        body.extend(b"x");
+        let bytes = packet(PacketType::Publish, 0, &body);
+        let publish = Publish::read(&bytes, &header(&bytes), Version::V5).unwrap();
+        assert_eq!((publish.topic, publish.topic_alias, publish.payload), ("", Some(9), &b"x"[..]));
+
+        let bad = |flags: u8, body: &[u8], version| {
+            let bytes = packet(PacketType::Publish, flags, body);
+            Publish::read(&bytes, &header(&bytes), version).unwrap_err().to_string()
+        };
+        assert!(bad(0, &string("a/+"), Version::V311).contains("a wildcard in a topic name"));
+        assert!(bad(2, &[&string("a")[..], &[0, 0]].concat(), Version::V311).contains("packet identifier 0"));
+        assert!(bad(0, &[&string("")[..], &[0]].concat(), Version::V5).contains("no topic name and no topic alias"));
+        assert!(bad(0, &[&string("a")[..], &[2, 0x7f, 0]].concat(), Version::V5).contains("an unknown property"));
+        assert!(
+            bad(0, &[&string("a")[..], &[9, 0x23]].concat(), Version::V5).contains("properties longer than the packet")
+        );
+        assert!(bad(0b1000, &string("a"), Version::V311).contains("flags"));
+    }
+
+    #[test]
+    fn subscribe_packets_list_filters_and_a_suback_answers_each() {
+        let mut body = vec![0, 42];
+        body.extend(string("sensors/+/temp"));
+        body.push(1);
+        body.extend(string("#"));
+        body.push(0);
+        let bytes = packet(PacketType::Subscribe, 2, &body);
+        let subscribe = Subscribe::read(&bytes, &header(&bytes), Version::V311).unwrap();
+        assert_eq!(subscribe.packet_id, 42);
+        let filters: Vec<(&str, u8)> = subscribe.subscriptions.iter().map(|s| (s.filter, s.qos)).collect();
+        assert_eq!(filters, [("sensors/+/temp", 1), ("#", 0)]);
+        assert_eq!(suback(42, &[1, reason::FAILURE], Version::V311), [0x90, 4, 0, 42, 1, 0x80]);
+        assert_eq!(suback(42, &[reason::NOT_AUTHORIZED], Version::V5), [0x90, 4, 0, 42, 0, 0x87]);
+
+        let bad = |body: &[u8], version| {
+            let bytes = packet(PacketType::Subscribe, 2, body);
+            Subscribe::read(&bytes, &header(&bytes), version).unwrap_err().to_string()
+        };
+        assert!(bad(&[0, 1], Version::V311).contains("no topic filter"));
+        assert!(bad(&[&[0, 1][..], &string("a/#/b"), &[0]].concat(), Version::V311).contains("`#` not last"));
+        assert!(bad(&[&[0, 1][..], &string("a"), &[4]].concat(), Version::V311).contains("bad subscription options"));
+        assert!(
+            bad(&[&[0, 1][..], &[0], &string("a"), &[0x34]].concat(), Version::V5).contains("bad subscription options")
+        );
+        assert!(bad(&[&[0, 1][..], &string("a")].concat(), Version::V311).contains("no subscription options"));
+        let many: Vec<u8> = [&[0, 1][..], &[&string("a")[..], &[0]].concat().repeat(1025)].concat();
+        assert!(bad(&many, Version::V311).contains("more than 1024"));
+    }
+}
