@@ -158,8 +158,9 @@ impl<'r> FetchPlan<'r> {
                 Replacement::Hash => {
                     let digest = ring::digest::digest(&ring::digest::SHA256, &doc[span.clone()]);
                     out.extend_from_slice(b"\"sha256:");
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
                     for byte in digest.as_ref() {
-                        out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                        out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0x0f)]]);
                     }
                     out.push(b'"');
                 }
