@@ -41,6 +41,26 @@ impl Rewritten {
     }
 }
 
+/// As [`refill_partition`], the section kept its original size: a rewritten section that
+/// came out smaller ends with [`weir_wire::batch::filler`], which clients read as a batch cut
+/// short and skip. For policies whose rewrites never grow a section (opening sealed values);
+/// one that did grow is returned as it is.
+pub fn refill_partition_same_size(
+    records: &[u8],
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
+) -> Result<Option<Bytes>, String> {
+    let Some(refilled) = refill_partition(records, limit, scratch, judge)? else { return Ok(None) };
+    if refilled.len() >= records.len() {
+        return Ok(Some(refilled));
+    }
+    let mut out = BytesMut::with_capacity(records.len());
+    out.extend_from_slice(&refilled);
+    out.extend_from_slice(&weir_wire::batch::filler(records.len() - refilled.len()));
+    Ok(Some(out.freeze()))
+}
+
 /// `records` (a partition's, as fetched) with each record's fate applied; None when every
 /// record is unchanged and there is no partial tail (the same bytes go on). Fails when a
 /// batch cannot be read: then none of the partition's records may go.

@@ -157,6 +157,25 @@ pub fn refill_batch(header: &BatchHeader, records: &[NewRecord<'_>], offset_delt
     encode(records, |i| offset_deltas[i], codec, &header)
 }
 
+/// `len` bytes that every client reads as the start of a batch cut short, as a broker's
+/// last batch may be at a fetch's byte limit: what keeps a partition's records section its
+/// size when a policy rewrote its batches smaller, so that lengths already sent stay true.
+/// Fewer than 12 bytes are too short to hold a batch's length; from 12, the length
+/// says 1 GiB (more than any section holds, and far from overflowing a client's `int` when
+/// it adds the 12 bytes before it) and, from 17, the magic byte is 2, which the Java client
+/// checks before it sees the batch does not end.
+pub fn filler(len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    if len >= 12 {
+        out[..8].copy_from_slice(&(-1i64).to_be_bytes());
+        out[8..12].copy_from_slice(&(1i32 << 30).to_be_bytes());
+    }
+    if len > crate::records::MAGIC_OFFSET {
+        out[crate::records::MAGIC_OFFSET] = 2;
+    }
+    out
+}
+
 /// The batch of `records` under `header` (its record count is the records'), the record at
 /// `i` written with offset delta `offset_delta(i)`.
 fn encode(
@@ -328,6 +347,22 @@ mod tests {
         assert_eq!((again.base_offset, again.last_offset_delta, again.records), (1_000, 1, 0));
         assert_eq!(empty.len(), crate::records::BATCH_HEAD);
         assert_eq!(crc32c::crc32c(&empty[21..]).to_be_bytes(), empty[17..21]);
+    }
+
+    #[test]
+    fn filler_after_whole_batches_is_read_as_a_batch_cut_short() {
+        let batch = write_batch(&records(), Codec::None, None);
+        for len in [0, 1, 11, 12, 16, 17, 60, 4096] {
+            let mut section = batch.to_vec();
+            section.extend(filler(len));
+            assert_eq!(crate::records::count_records(&section), 2, "{len}");
+            assert_eq!(crate::records::batches(&section).count(), 1, "{len}");
+            // The reference decoder reads the whole batch and stops at the filler.
+            let mut bytes = bytes::Bytes::from(section);
+            let decoded = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            assert_eq!(decoded.records.len(), 2);
+            assert_eq!(bytes.len(), len, "the filler is left unread");
+        }
     }
 
     #[test]

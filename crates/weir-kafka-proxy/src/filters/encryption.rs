@@ -26,7 +26,7 @@ use weir_wire::record_view::batch_records;
 
 use crate::answers::{refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic};
 use crate::encryption::{envelopes, CompiledEncryption, EncryptionRule, Others, HEADER};
-use crate::fetched::{refill_partition, Fate, Rewritten};
+use crate::fetched::{refill_partition_same_size, Fate, Rewritten};
 use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
 use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_ids, ProducePolicy};
@@ -296,7 +296,9 @@ impl DecryptFilter {
                                 None => Ok(None),
                                 Some(records) => {
                                     let (mut opened, mut opener) = (0, Opener::new(keys));
-                                    let outcome = refill_partition(records, limit, scratch, |view| {
+                                    // The section keeps its size (opened values are smaller): what
+                                    // a response opened while it streams will need.
+                                    let outcome = refill_partition_same_size(records, limit, scratch, |view| {
                                         let fate = open_record(&mut opener, view)?;
                                         opened += u64::from(fate != Fate::Unchanged);
                                         Ok(fate)
