@@ -40,7 +40,14 @@ pub enum BatchError {
     UnknownCodec(i16),
     #[error(transparent)]
     Decompress(#[from] DecompressError),
+    #[error("a batch declaring {0} records, more than the {MAX_BATCH_RECORDS} a policy reads")]
+    TooManyRecords(i32),
 }
+
+/// The most records a batch may declare for its records to be read: policies that rewrite a
+/// batch hold a view of each record (tens of bytes), and a compressed batch of a megabyte can
+/// hold tens of millions of empty records. No producer's batch comes near it.
+pub const MAX_BATCH_RECORDS: i32 = 1 << 20;
 
 /// The records of one whole v2 `batch` (as [`crate::records::batches`] cuts them), its section
 /// decompressed into `scratch` first when the batch is compressed, to at most `limit` bytes.
@@ -52,6 +59,9 @@ pub fn batch_records<'a>(batch: &'a [u8], limit: usize, scratch: &'a mut Vec<u8>
     let attributes = i16::from_be_bytes([head[ATTRIBUTES_OFFSET], head[ATTRIBUTES_OFFSET + 1]]);
     let declared =
         i32::from_be_bytes([head[BATCH_HEAD - 4], head[BATCH_HEAD - 3], head[BATCH_HEAD - 2], head[BATCH_HEAD - 1]]);
+    if declared > MAX_BATCH_RECORDS {
+        return Err(BatchError::TooManyRecords(declared));
+    }
     let section = &batch[BATCH_HEAD..];
     match Codec::of_attributes(attributes) {
         Some(Codec::None) => Ok(records(section, declared)),
@@ -308,6 +318,17 @@ mod tests {
         trailing[0] += 2; // the record claims one more byte (zigzag +1)
         trailing.push(0);
         assert_eq!(fault(&trailing), Some("bytes after the record's last header"));
+    }
+
+    #[test]
+    fn a_batch_declaring_more_records_than_a_policy_reads_is_refused_before_any_is_read() {
+        let mut batch = encode_batch(&[record(0, Some(b"k"), Some(b"v"), &[])]).to_vec();
+        batch[BATCH_HEAD - 4..BATCH_HEAD].copy_from_slice(&(MAX_BATCH_RECORDS + 1).to_be_bytes());
+        let error = batch_records(&batch, 1 << 16, &mut Vec::new()).err().unwrap();
+        assert_eq!(error, BatchError::TooManyRecords(MAX_BATCH_RECORDS + 1));
+        assert!(error.to_string().contains("more than the 1048576 a policy reads"));
+        batch[BATCH_HEAD - 4..BATCH_HEAD].copy_from_slice(&MAX_BATCH_RECORDS.to_be_bytes());
+        assert!(batch_records(&batch, 1 << 16, &mut Vec::new()).is_ok(), "at the cap: read (and found short)");
     }
 
     #[test]
