@@ -151,3 +151,42 @@ async fn one_trace_shows_the_producers_span_and_the_consumers_fetch_as_its_child
     producer_side.assert_quiet();
     consumer_side.assert_quiet();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_of_several_batches_is_refused_whole_not_cut_to_its_first() {
+    use bytes::BytesMut;
+    use common::raw::{batch_of, call, to_leader_of};
+    use weir_wire::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use weir_wire::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    use weir_wire::kafka_protocol::protocol::StrBytes;
+
+    let topic = unique("traced-batches");
+    let sidecar = sidecar("User:orders-svc", &format!("{topic}-orders"), &topic, "");
+    rd::create_topic(&direct_bootstrap(), &topic, 1).await;
+    let produce = |batches: Vec<bytes::Bytes>| {
+        let part =
+            TopicProduceData::default().with_name(TopicName(StrBytes::from_string(topic.clone()))).with_partition_data(
+                vec![PartitionProduceData::default().with_index(0).with_records(Some(batches.concat().into()))],
+            );
+        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![part]);
+        let answer: ProduceResponse = call(&mut to_leader_of(&sidecar, &topic), ApiKey::Produce, 9, &request);
+        answer.responses[0].partition_responses[0].error_code
+    };
+    // One partition, two batches: one without context (the sidecar rewrites it), then one
+    // that declares two records and holds one (tracing cannot read it and lets it go on).
+    // Kafka takes one batch per partition and refuses the request with INVALID_RECORD; the
+    // sidecar must pass both on, rather than cut the request to the batch it rewrote and have
+    // that one acknowledged while the client's other batch is lost.
+    let mut unreadable = BytesMut::from(&batch_of(&[(b"second", &[])])[..]);
+    unreadable[57..61].copy_from_slice(&2i32.to_be_bytes());
+    let refused = produce(vec![batch_of(&[(b"first", &[])]), unreadable.freeze()]);
+    assert_ne!(refused, 0, "the broker refuses what it was sent, as without the sidecar");
+    assert_eq!(produce(vec![batch_of(&[(b"after", &[("h", b"x")])])]), 0);
+
+    // Nothing of the refused request was written: the one record there is the last one.
+    let read = rd::consume(&direct_bootstrap(), &topic, &unique("check"), 1, &[]);
+    assert_eq!(read[0].value, "after");
+    assert_eq!(read[0].headers[0], ("h".to_owned(), "x".to_owned()), "the record's own headers kept");
+    assert_eq!(read[0].headers[1].0, "traceparent", "and a context added");
+    sidecar.assert_quiet();
+}

@@ -125,81 +125,78 @@ impl TraceFilter {
             let mut index = 0i64;
             let mut done = 0;
             for batch in weir_wire::records::batches(records) {
-                let Some(header) = BatchHeader::read(batch.bytes).filter(|h| !h.is_control()) else {
-                    done += batch.size;
-                    continue;
-                };
-                // Unreadable records go on unread: tracing refuses nothing.
-                let Ok(views) = batch_records(batch.bytes, limit, scratch)
-                    .map(|records| records.collect::<Result<Vec<RecordView<'_>>, _>>())
-                else {
-                    done += batch.size;
-                    continue;
-                };
-                let Ok(views) = views else {
-                    done += batch.size;
-                    continue;
-                };
-                let mut new_trace: Option<(TraceContext, usize)> = None;
-                for view in &views {
-                    let context = view.headers().find(|(k, _)| *k == TRACEPARENT.as_bytes()).and_then(|(_, v)| v);
-                    match context.and_then(TraceContext::parse) {
-                        Some(context) if context.sampled => {
-                            let found = spans.iter().position(|s| {
-                                s.trace_id == context.trace_id
-                                    && s.parent == Some(context.span_id)
-                                    && s.partition == partition
-                                    && s.name == *name
-                            });
-                            match found {
-                                Some(at) => {
+                // The batch written again with `traceparent` added, or None: it goes on as it is.
+                let rewritten: Option<BytesMut> = 'batch: {
+                    let Some(header) = BatchHeader::read(batch.bytes).filter(|h| !h.is_control()) else {
+                        break 'batch None;
+                    };
+                    // Unreadable records go on unread: tracing refuses nothing.
+                    let Ok(Ok(views)) = batch_records(batch.bytes, limit, scratch)
+                        .map(|records| records.collect::<Result<Vec<RecordView<'_>>, _>>())
+                    else {
+                        index += i64::from(header.records.max(0));
+                        break 'batch None;
+                    };
+                    let mut new_trace: Option<(TraceContext, usize)> = None;
+                    for view in &views {
+                        let context = view.headers().find(|(k, _)| *k == TRACEPARENT.as_bytes()).and_then(|(_, v)| v);
+                        match context.and_then(TraceContext::parse) {
+                            Some(context) if context.sampled => {
+                                let found = spans.iter().position(|s| {
+                                    s.trace_id == context.trace_id
+                                        && s.parent == Some(context.span_id)
+                                        && s.partition == partition
+                                        && s.name == *name
+                                });
+                                match found {
+                                    Some(at) => {
+                                        spans[at].records += 1;
+                                        spans[at].bytes += view.size as i64;
+                                    }
+                                    None if spans.len() < MAX_SPANS => spans.push(ProduceSpan {
+                                        topic: ProduceTopic::of(topic),
+                                        name: name.to_string(),
+                                        partition,
+                                        trace_id: context.trace_id,
+                                        span_id: tracer.span_id(),
+                                        parent: Some(context.span_id),
+                                        records: 1,
+                                        bytes: view.size as i64,
+                                        first: index,
+                                    }),
+                                    None => {}
+                                }
+                            }
+                            Some(_) => {}
+                            None => {
+                                if new_trace.is_none() && spans.len() < MAX_SPANS && tracer.sample(ratio) {
+                                    let context = TraceContext {
+                                        trace_id: tracer.trace_id(),
+                                        span_id: tracer.span_id(),
+                                        sampled: true,
+                                    };
+                                    spans.push(ProduceSpan {
+                                        topic: ProduceTopic::of(topic),
+                                        name: name.to_string(),
+                                        partition,
+                                        trace_id: context.trace_id,
+                                        span_id: context.span_id,
+                                        parent: None,
+                                        records: 0,
+                                        bytes: 0,
+                                        first: index,
+                                    });
+                                    new_trace = Some((context, spans.len() - 1));
+                                }
+                                if let Some((_, at)) = new_trace {
                                     spans[at].records += 1;
                                     spans[at].bytes += view.size as i64;
                                 }
-                                None if spans.len() < MAX_SPANS => spans.push(ProduceSpan {
-                                    topic: ProduceTopic::of(topic),
-                                    name: name.to_string(),
-                                    partition,
-                                    trace_id: context.trace_id,
-                                    span_id: tracer.span_id(),
-                                    parent: Some(context.span_id),
-                                    records: 1,
-                                    bytes: view.size as i64,
-                                    first: index,
-                                }),
-                                None => {}
                             }
                         }
-                        Some(_) => {}
-                        None => {
-                            if new_trace.is_none() && spans.len() < MAX_SPANS && tracer.sample(ratio) {
-                                let context = TraceContext {
-                                    trace_id: tracer.trace_id(),
-                                    span_id: tracer.span_id(),
-                                    sampled: true,
-                                };
-                                spans.push(ProduceSpan {
-                                    topic: ProduceTopic::of(topic),
-                                    name: name.to_string(),
-                                    partition,
-                                    trace_id: context.trace_id,
-                                    span_id: context.span_id,
-                                    parent: None,
-                                    records: 0,
-                                    bytes: 0,
-                                    first: index,
-                                });
-                                new_trace = Some((context, spans.len() - 1));
-                            }
-                            if let Some((_, at)) = new_trace {
-                                spans[at].records += 1;
-                                spans[at].bytes += view.size as i64;
-                            }
-                        }
+                        index += 1;
                     }
-                    index += 1;
-                }
-                if let Some((context, _)) = new_trace {
+                    let Some((context, _)) = new_trace else { break 'batch None };
                     let value = context.traceparent();
                     let changed: Vec<NewRecord<'_>> = views
                         .iter()
@@ -213,14 +210,20 @@ impl TraceFilter {
                             record
                         })
                         .collect();
-                    let out = out.get_or_insert_with(|| {
-                        let mut out = BytesMut::with_capacity(records.len() + records.len() / 8);
-                        out.extend_from_slice(&records[..done]);
-                        out
-                    });
-                    out.extend_from_slice(&rewrite_batch(&header, &changed));
-                } else if let Some(out) = out.as_mut() {
-                    out.extend_from_slice(batch.bytes);
+                    Some(rewrite_batch(&header, &changed))
+                };
+                // Batches before the first rewritten one are copied when it comes; every one
+                // after it is copied (rewritten or not): none may be left out.
+                match (rewritten, &mut out) {
+                    (Some(rewritten), None) => {
+                        let mut started = BytesMut::with_capacity(records.len() + records.len() / 8);
+                        started.extend_from_slice(&records[..done]);
+                        started.extend_from_slice(&rewritten);
+                        out = Some(started);
+                    }
+                    (Some(rewritten), Some(out)) => out.extend_from_slice(&rewritten),
+                    (None, Some(out)) => out.extend_from_slice(batch.bytes),
+                    (None, None) => {}
                 }
                 done += batch.size;
             }
