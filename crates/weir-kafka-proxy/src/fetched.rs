@@ -41,10 +41,11 @@ impl Rewritten {
     }
 }
 
-/// As [`refill_partition`], the section kept its original size: a rewritten section that
-/// came out smaller ends with [`weir_wire::batch::filler`], which clients read as a batch cut
-/// short and skip. For policies whose rewrites never grow a section (opening sealed values);
-/// one that did grow is returned as it is.
+/// As [`refill_partition`], the section kept its original size (what a response rewritten
+/// while it streams needs: its length went out first). A rewritten section that came out
+/// smaller ends with [`weir_wire::batch::filler`], which clients read as a batch cut short and
+/// skip; one that grew keeps the whole batches that fit, then filler (the consumer fetches the
+/// rest from the next offset). Fails when not even the first batch fits.
 pub fn refill_partition_same_size(
     records: &[u8],
     limit: usize,
@@ -52,12 +53,28 @@ pub fn refill_partition_same_size(
     judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
 ) -> Result<Option<Bytes>, String> {
     let Some(refilled) = refill_partition(records, limit, scratch, judge)? else { return Ok(None) };
-    if refilled.len() >= records.len() {
-        return Ok(Some(refilled));
+    let fits: usize = if refilled.len() <= records.len() {
+        refilled.len()
+    } else {
+        weir_wire::records::batches(&refilled)
+            .scan(0, |end, batch| {
+                *end += batch.size;
+                Some(*end)
+            })
+            .take_while(|end| *end <= records.len())
+            .last()
+            .unwrap_or(0)
+    };
+    if fits == 0 && !refilled.is_empty() {
+        return Err(format!(
+            "its first batch rewritten is longer than the {} bytes fetched ({} rewritten in all)",
+            records.len(),
+            refilled.len()
+        ));
     }
     let mut out = BytesMut::with_capacity(records.len());
-    out.extend_from_slice(&refilled);
-    out.extend_from_slice(&weir_wire::batch::filler(records.len() - refilled.len()));
+    out.extend_from_slice(&refilled[..fits]);
+    out.extend_from_slice(&weir_wire::batch::filler(records.len() - fits));
     Ok(Some(out.freeze()))
 }
 
@@ -137,4 +154,63 @@ fn refill(
         deltas.push(view.offset_delta);
     }
     Ok(Some(refill_batch(header, &kept, &deltas, Codec::None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_wire::batch::write_batch;
+
+    fn batch(values: &[&[u8]]) -> BytesMut {
+        let records: Vec<NewRecord<'_>> = values
+            .iter()
+            .map(|value| NewRecord { timestamp: 0, key: None, value: Some(value), headers: Vec::new() })
+            .collect();
+        write_batch(&records, Codec::None, None)
+    }
+
+    /// Each value replaced by `to(value)`.
+    fn rewritten(records: &[u8], to: impl Fn(&[u8]) -> Vec<u8>) -> Result<Option<Bytes>, String> {
+        refill_partition_same_size(records, 1 << 20, &mut Vec::new(), |view| {
+            let mut rewritten = Rewritten::of(view);
+            rewritten.value = Some(view.value.map(&to));
+            Ok(Fate::Changed(rewritten))
+        })
+    }
+
+    /// The values of the whole batches in `records`, and the bytes after them.
+    fn values(records: &[u8]) -> (Vec<Vec<u8>>, usize) {
+        let mut out = Vec::new();
+        let mut whole = 0;
+        for b in weir_wire::records::batches(records) {
+            whole += b.size;
+            for view in batch_records(b.bytes, 1 << 20, &mut Vec::new()).unwrap() {
+                out.push(view.unwrap().value.unwrap().to_vec());
+            }
+        }
+        (out, records.len() - whole)
+    }
+
+    #[test]
+    fn a_rewritten_section_keeps_its_size_whether_it_shrank_or_grew() {
+        let mut records = batch(&[b"aaaaaaaaaa", b"bbbbbbbbbb"]);
+        records.extend_from_slice(&batch(&[b"cccccccccc"]));
+        let records = records.freeze();
+
+        let shrunk = rewritten(&records, |v| v[..2].to_vec()).unwrap().unwrap();
+        assert_eq!(shrunk.len(), records.len());
+        assert_eq!(values(&shrunk).0, [b"aa".to_vec(), b"bb".to_vec(), b"cc".to_vec()]);
+
+        // Grown by 30 bytes a value: the first batch still fits, the second no longer does and
+        // is left for the next fetch, its place filled.
+        let grown = rewritten(&records, |v| [v, &[b'+'; 30]].concat()).unwrap().unwrap();
+        assert_eq!(grown.len(), records.len());
+        let (kept, rest) = values(&grown);
+        assert_eq!(kept.len(), 2, "the first batch's two records");
+        assert!(rest > 0);
+
+        // Not even the first batch fits: an error, never a cut batch.
+        let err = rewritten(&records, |v| [v, &[b'+'; 200]].concat()).unwrap_err();
+        assert!(err.contains("first batch"), "{err}");
+    }
 }

@@ -158,6 +158,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.buf
     }
 
+    /// The buffered bytes, to be rewritten in place (a response's records, keeping their size).
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
     /// Takes the first `n` buffered bytes (at most what is buffered).
     pub fn split_buffered(&mut self, n: usize) -> Bytes {
         let n = n.min(self.buf.len());

@@ -188,3 +188,87 @@ async fn without_its_kms_a_sidecar_writes_nothing_and_serves_no_sealed_record() 
     writer.assert_quiet();
     lost.assert_quiet_except(&["sealed records not served"]);
 }
+
+/// Whether the sidecar streamed a Fetch response through its records passes (its debug log).
+fn streamed_through_passes(sidecar: &Sidecar) -> bool {
+    sidecar.logs().iter().any(|l| l.contains("a Fetch response streamed through its records passes"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_fetches_are_opened_refused_or_failed_while_they_stream() {
+    let prefix = unique("streamed");
+    let (payments, cards) = (format!("{prefix}-payments"), format!("{prefix}-cards"));
+    let keys = key_file(&prefix, "kek-1", &[("kek-1", [44; 32])]);
+    let billing = sidecar("User:billing", &keys, &payments, &cards);
+    rd::create_topic(&direct_bootstrap(), &payments, 3).await;
+    rd::create_topic(&direct_bootstrap(), &cards, 2).await;
+
+    // 3 MB of sealed records: fetch responses of up to a megabyte per partition, far above
+    // what the sidecar reads whole, so they stream with each partition opened on the way.
+    let count = 3000;
+    let value = |i: usize| format!("plaintext-big-{i}-{}", "x".repeat(1000));
+    // Batches well below the broker's 1 MiB limit: sealing adds ~100 bytes a record.
+    let producer = rd::producer(&billing.bootstrap(), &[("linger.ms", "20"), ("batch.size", "262144")]);
+    let sent: Vec<_> = (0..count)
+        .map(|i| {
+            let (key, value) = (format!("k-{i}"), value(i));
+            producer.send_result(rdkafka::producer::FutureRecord::to(&payments).key(&key).payload(&value)).unwrap()
+        })
+        .collect();
+    for delivery in sent {
+        delivery.await.unwrap().unwrap();
+    }
+    let raw = stored(&payments, count);
+    assert!(raw.iter().all(|(value, marker)| marker.as_deref() == Some("v1") && !value.starts_with(b"plaintext")));
+
+    let read = rd::consume(&billing.bootstrap(), &payments, &unique("billing"), count, &[]);
+    assert_eq!(rd::values(&read), (0..count).map(value).collect(), "librdkafka read every record opened");
+    assert!(read.iter().all(|r| r.headers.is_empty()), "the marker is the sidecar's");
+    assert!(streamed_through_passes(&billing), "the responses streamed");
+    let java = java_client(&["consume", "--bootstrap", &billing.bootstrap(), "--topic", &payments, "--count", "3000"]);
+    let opened = java.iter().filter(|l| l.contains(" value=plaintext-big-")).count();
+    assert_eq!(opened, count, "the Java client read every record opened");
+
+    // A principal the cards rule refuses hears TOPIC_AUTHORIZATION_FAILED in a streamed
+    // response too, and reads nothing of it.
+    let card = |i: usize| format!(r#"{{"card": {{"number": "4111-{i}"}}, "note": "{}"}}"#, "n".repeat(1000));
+    let cards_out = rd::producer(&billing.bootstrap(), &[("linger.ms", "20"), ("batch.size", "262144")]);
+    let sent: Vec<_> = (0..1000)
+        .map(|i| {
+            let value = card(i);
+            cards_out.send_result(rdkafka::producer::FutureRecord::to(&cards).key("k").payload(&value)).unwrap()
+        })
+        .collect();
+    for delivery in sent {
+        delivery.await.unwrap().unwrap();
+    }
+    let analyst = sidecar("User:analyst", &keys, &payments, &cards);
+    let refused = rd::consumer(&analyst.bootstrap(), &unique("analyst"), &[]);
+    refused.subscribe(&[&cards]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let heard = loop {
+        assert!(Instant::now() < deadline, "the analyst was never refused");
+        match refused.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => panic!("the analyst read a record of {cards}: {:?}", m.payload_view::<str>()),
+            Some(Err(e)) => break e,
+            None => {}
+        }
+    };
+    assert_eq!(heard.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "{heard}");
+    assert!(streamed_through_passes(&analyst), "the refusal streamed");
+
+    // A sidecar that lost its key file fails each partition it cannot open, and serves none.
+    let lost = sidecar("User:billing", Path::new("/nonexistent/weir/streamed.json"), &payments, &cards);
+    let consumer = rd::consumer(&lost.bootstrap(), &unique("billing"), &[]);
+    consumer.subscribe(&[&payments]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(streamed_through_passes(&lost) && lost.logs().iter().any(|l| l.contains("sealed records not served"))) {
+        assert!(Instant::now() < deadline, "no warning: {:?}", lost.logs());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            panic!("a record was served without its key: {:?}", m.payload_view::<str>());
+        }
+    }
+    billing.assert_quiet();
+    analyst.assert_quiet();
+    lost.assert_quiet_except(&["sealed records not served"]);
+}

@@ -34,6 +34,7 @@
 
 mod chain;
 mod error;
+mod records_pass;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -55,6 +56,8 @@ use weir_wire::RequestHeaderPeek;
 
 pub(crate) use chain::{FilterChain, Meters};
 pub use error::FilterError;
+pub(crate) use records_pass::PassNote;
+pub use records_pass::{pass_whole_response, PassOutcome, RecordsPass};
 
 use crate::metrics::KafkaMetrics;
 use crate::snapshot::Snapshot;

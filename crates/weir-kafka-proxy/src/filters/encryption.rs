@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, FetchResponse};
+use kafka_protocol::messages::ApiKey;
 use weir_envelope::{DataKey, DataKeys, KmsError, Opener};
 use weir_wire::batch::{refill_batch, BatchHeader, NewRecord};
 use weir_wire::compression::Codec;
@@ -27,9 +27,9 @@ use weir_wire::record_view::batch_records;
 use crate::answers::{refuse_produce_partitions, replace_produce_records, PartitionRefusal, ProduceTopic};
 use crate::encryption::{envelopes, CompiledEncryption, EncryptionRule, Others, HEADER};
 use crate::fetched::{refill_partition_same_size, Fate, Rewritten};
-use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
-use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_ids, ProducePolicy};
+use crate::filter::{pass_whole_response, PassNote, PassOutcome, RecordsPass, ResponseContext, Services};
+use crate::filters::{fetch_may_carry, ProducePolicy};
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 
@@ -193,16 +193,12 @@ impl ProducePolicy for EncryptFilter {
     }
 }
 
-/// Left on a Fetch request whose response is opened or refused.
-struct Open;
-
 pub(crate) struct DecryptFilter {
     rules: Arc<[EncryptionRule]>,
-    compiled: Vec<CompiledEncryption>,
+    compiled: Arc<[CompiledEncryption]>,
     principal: String,
     keys: Option<Arc<DataKeys>>,
     decompressed_limit: usize,
-    scratch: Vec<u8>,
 }
 
 /// What this connection's principal gets of a covered topic.
@@ -222,7 +218,7 @@ impl DecryptFilter {
     ) -> Self {
         let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
         let rules = snapshot.encryption.clone();
-        Self { compiled: compile(&rules), rules, principal, keys, decompressed_limit, scratch: Vec::new() }
+        Self { compiled: compile(&rules).into(), rules, principal, keys, decompressed_limit }
     }
 
     /// Whether any rule changes what this principal reads.
@@ -230,106 +226,100 @@ impl DecryptFilter {
         self.compiled.iter().any(|rule| reading(rule, &self.principal) != Reading::AsStored)
     }
 
-    fn acts_on(&self, topic: &str) -> bool {
-        rule_for(&self.compiled, topic).is_some_and(|rule| reading(rule, &self.principal) != Reading::AsStored)
+    fn pass(&self) -> DecryptPass {
+        DecryptPass {
+            compiled: self.compiled.clone(),
+            principal: self.principal.clone(),
+            keys: self.keys.clone(),
+            decompressed_limit: self.decompressed_limit,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// One Fetch response's covered partitions opened (or refused), as the rules stood when the
+/// request went out.
+struct DecryptPass {
+    compiled: Arc<[CompiledEncryption]>,
+    principal: String,
+    keys: Option<Arc<DataKeys>>,
+    decompressed_limit: usize,
+    scratch: Vec<u8>,
+}
+
+impl DecryptPass {
+    async fn partition(
+        &mut self,
+        services: &dyn Services,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+    ) -> Result<PassOutcome, FilterError> {
+        let compiled = self.compiled.clone();
+        let Some(rule) = rule_for(&compiled, topic) else { return Ok(PassOutcome::Same) };
+        match reading(rule, &self.principal) {
+            Reading::AsStored => Ok(PassOutcome::Same),
+            Reading::Refused => Ok(PassOutcome::Failed(ResponseError::TopicAuthorizationFailed)),
+            Reading::Plaintext => match self.open(services, rule, records).await {
+                Ok(None) => Ok(PassOutcome::Same),
+                Ok(Some(opened)) => Ok(PassOutcome::Rewritten(opened)),
+                Err(why) => {
+                    tracing::warn!(topic, partition, rule = %rule.rule, "sealed records not served: {why}");
+                    Ok(PassOutcome::Failed(ResponseError::UnknownServerError))
+                }
+            },
+        }
     }
 
-    async fn open(&mut self, cx: &mut ResponseContext<'_>) -> Result<(), FilterError> {
-        let unknown = unknown_fetch_topic_ids(cx)?;
-        if !unknown.is_empty() {
-            cx.services.resolve_topic_ids(&unknown).await;
+    /// `records` with every envelope opened, in as many bytes; None when none was sealed.
+    async fn open(
+        &mut self,
+        services: &dyn Services,
+        rule: &CompiledEncryption,
+        records: &[u8],
+    ) -> Result<Option<Bytes>, String> {
+        if records.is_empty() {
+            return Ok(None);
         }
-        let version = cx.message.version();
-        let ids = cx.services.topic_ids().clone();
-        // First the data keys of envelopes not opened before, each unwrapped once.
-        let mut failed: Vec<(String, i32, String)> = Vec::new();
-        if let Some(keys) = &self.keys {
-            let response: &FetchResponse = cx.message.decoded().map_err(FilterError::BadResponse)?;
-            let mut to_learn: Vec<(String, i32, Vec<u8>)> = Vec::new();
-            for topic in &response.responses {
-                let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
-                if !rule_for(&self.compiled, &name).is_some_and(|r| reading(r, &self.principal) == Reading::Plaintext) {
-                    continue;
-                }
-                for partition in &topic.partitions {
-                    let Some(records) = partition.records.as_ref() else { continue };
-                    let outcome = unknown_heads(records, keys, self.decompressed_limit, &mut self.scratch);
-                    match outcome {
-                        Ok(envelopes) => {
-                            to_learn.extend(envelopes.into_iter().map(|e| (name.clone(), partition.partition_index, e)))
-                        }
-                        Err(why) => failed.push((name.clone(), partition.partition_index, why)),
-                    }
-                }
-            }
-            for (topic, partition, envelope) in to_learn {
-                if let Err(err) = keys.learn(&envelope).await {
-                    failed.push((topic, partition, err.to_string()));
-                }
-            }
+        let keys = self.keys.as_ref().ok_or("no kms is configured (it is read at start)")?;
+        let limit = self.decompressed_limit;
+        // The data keys of envelopes not opened before, each unwrapped once.
+        for envelope in unknown_heads(records, keys, limit, &mut self.scratch)? {
+            keys.learn(&envelope).await.map_err(|err| err.to_string())?;
         }
-        let keys = self.keys.clone();
-        let (compiled, limit, scratch) = (&self.compiled, self.decompressed_limit, &mut self.scratch);
-        let principal = &self.principal;
-        let response: &mut FetchResponse = cx.message.decoded_mut().map_err(FilterError::BadResponse)?;
-        for topic in &mut response.responses {
-            let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
-            let Some(rule) = rule_for(compiled, &name) else { continue };
-            let reading = reading(rule, principal);
-            for partition in &mut topic.partitions {
-                let fail = |partition: &mut kafka_protocol::messages::fetch_response::PartitionData,
-                            code: ResponseError| {
-                    partition.records = Some(Bytes::new());
-                    partition.error_code = code.code();
-                };
-                match reading {
-                    Reading::AsStored => {}
-                    Reading::Refused => fail(partition, ResponseError::TopicAuthorizationFailed),
-                    Reading::Plaintext => {
-                        let index = partition.partition_index;
-                        let earlier =
-                            failed.iter().find(|(t, p, _)| *t == name && *p == index).map(|(_, _, w)| w.clone());
-                        let outcome = match (earlier, &keys) {
-                            (Some(why), _) => Err(why),
-                            (None, None) => Err("no kms is configured (it is read at start)".to_owned()),
-                            (None, Some(keys)) => match partition.records.as_ref().filter(|r| !r.is_empty()) {
-                                None => Ok(None),
-                                Some(records) => {
-                                    let (mut opened, mut opener) = (0, Opener::new(keys));
-                                    // The section keeps its size (opened values are smaller): what
-                                    // a response opened while it streams will need.
-                                    let outcome = refill_partition_same_size(records, limit, scratch, |view| {
-                                        let fate = open_record(&mut opener, view)?;
-                                        opened += u64::from(fate != Fate::Unchanged);
-                                        Ok(fate)
-                                    });
-                                    if opened > 0 {
-                                        cx.services.metrics().opened(&rule.rule, opened);
-                                    }
-                                    outcome
-                                }
-                            },
-                        };
-                        match outcome {
-                            Ok(None) => {}
-                            Ok(Some(opened)) => partition.records = Some(opened),
-                            Err(why) => {
-                                tracing::warn!(
-                                    topic = %name,
-                                    partition = index,
-                                    rule = %rule.rule,
-                                    "sealed records not served: {why}"
-                                );
-                                fail(partition, ResponseError::UnknownServerError);
-                            }
-                        }
-                    }
-                }
-            }
+        let (mut opened, mut opener) = (0, Opener::new(keys));
+        // The section keeps its size (opened values are smaller), as a streamed response needs.
+        let outcome = refill_partition_same_size(records, limit, &mut self.scratch, |view| {
+            let fate = open_record(&mut opener, view)?;
+            opened += u64::from(fate != Fate::Unchanged);
+            Ok(fate)
+        });
+        if opened > 0 {
+            services.metrics().opened(&rule.rule, opened);
         }
-        crate::filters::release_scratch(&mut self.scratch);
-        Ok(())
+        outcome
     }
+}
+
+impl RecordsPass for DecryptPass {
+    fn covers(&self, topic: &str) -> bool {
+        changes(&self.compiled, &self.principal, topic)
+    }
+
+    fn partition<'a>(
+        &'a mut self,
+        services: &'a dyn Services,
+        topic: &'a str,
+        partition: i32,
+        records: &'a [u8],
+    ) -> Hook<'a, PassOutcome> {
+        later(DecryptPass::partition(self, services, topic, partition, records))
+    }
+}
+
+/// Whether what `principal` reads of `topic` is not what is stored.
+fn changes(rules: &[CompiledEncryption], principal: &str, topic: &str) -> bool {
+    rule_for(rules, topic).is_some_and(|rule| reading(rule, principal) != Reading::AsStored)
 }
 
 fn reading(rule: &CompiledEncryption, principal: &str) -> Reading {
@@ -400,20 +390,17 @@ impl Filter for DecryptFilter {
     }
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
-        ready(fetch_may_carry(cx, |topic| self.acts_on(topic)).map(|covered| {
+        ready(fetch_may_carry(cx, |topic| changes(&self.compiled, &self.principal, topic)).map(|covered| {
             if covered {
-                cx.remember(Open);
-                cx.will_change_response();
+                cx.pass_records(Box::new(self.pass()));
             }
             RequestAction::Continue
         }))
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        if cx.take_note::<Open>().is_none() {
-            return ready(Ok(()));
-        }
-        later(self.open(cx))
+        let Some(PassNote(mut pass)) = cx.take_note::<PassNote>() else { return ready(Ok(())) };
+        later(async move { pass_whole_response(cx, pass.as_mut()).await })
     }
 
     fn on_authenticated(&mut self, principal: &str) {
@@ -423,7 +410,7 @@ impl Filter for DecryptFilter {
     fn on_snapshot(&mut self, snapshot: &Snapshot) {
         if !Arc::ptr_eq(&self.rules, &snapshot.encryption) {
             self.rules = snapshot.encryption.clone();
-            self.compiled = compile(&self.rules);
+            self.compiled = compile(&self.rules).into();
         }
     }
 }

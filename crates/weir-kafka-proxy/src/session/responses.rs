@@ -4,16 +4,18 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_wire::fetch::{blank_node_endpoints, FetchStream};
 use weir_wire::message::ResponseMessage;
+use weir_wire::scan::TopicRef;
 use weir_wire::{FrameError, FrameReader};
 
 use super::{InFlight, Muted, Pending, SessionError};
-use crate::filter::{FilterChain, FilterError, Usage};
+use crate::filter::{FilterChain, FilterError, PassOutcome, RecordsPass, Services, Usage};
 use crate::shared::Shared;
 
 /// Fetch responses larger than this are streamed (see `stream_fetch`).
@@ -267,7 +269,11 @@ impl ResponseHalf<'_> {
         let mut raise_to = (pending.version >= 1 && !said.is_zero()).then(|| throttle_ms(said));
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
+        let mut passes = StreamedPasses::new(pending.notes.take_passes());
         let mut scan = FetchStream::new(pending.version, total);
+        if passes.active() {
+            scan = scan.keep_spans();
+        }
         // Offsets in the frame: of the first byte still buffered, and of the first not yet sent.
         let (mut kept_from, mut sent) = (0, 0);
         loop {
@@ -279,7 +285,11 @@ impl ResponseHalf<'_> {
                 }
                 let scanned = scan.consumed();
                 scan.feed(&buffered[scanned - kept_from..have - kept_from]).map_err(SessionError::BadResponseBody)?;
-                let upto = have.min(forwardable);
+                if passes.active() {
+                    passes.apply(&mut scan, &mut self.upstream, kept_from, self.shared).await?;
+                }
+                let buffered = self.upstream.buffered();
+                let upto = have.min(forwardable).min(passes.hold(&scan));
                 if let Some(ms) = raise_to.take() {
                     let at = scan.body_start();
                     if at > 0 && upto >= at + 4 {
@@ -316,6 +326,9 @@ impl ResponseHalf<'_> {
         self.upstream.discard(sent - kept_from);
         let mut tail = self.upstream.split_buffered(total - sent);
         let digest = scan.finish().map_err(SessionError::BadResponseBody)?;
+        if passes.active() {
+            tracing::debug!("a Fetch response streamed through its records passes");
+        }
         if let Some(at) = &digest.summary.node_endpoints {
             let mut blanked = tail.to_vec();
             if !blank_node_endpoints(&mut blanked, tail_at_body, at) {
@@ -334,6 +347,102 @@ impl ResponseHalf<'_> {
         // Beyond what the response said, the client is only not read for a while.
         self.back_off(ApiKey::Fetch, pending.version, throttle.max(said).max(pending.meters.tell(spent, self.shared)))
             .await;
+        Ok(())
+    }
+}
+
+/// The records passes of a streamed Fetch response (see `crate::filter::RecordsPass`): which
+/// topics they cover, and each covered partition given to them once its records are in.
+struct StreamedPasses {
+    passes: Vec<Box<dyn RecordsPass>>,
+    /// Per topic of the response so far: its name when some pass covers it.
+    covered: Vec<Option<String>>,
+}
+
+impl StreamedPasses {
+    fn new(passes: Vec<Box<dyn RecordsPass>>) -> Self {
+        Self { passes, covered: Vec::new() }
+    }
+
+    fn active(&self) -> bool {
+        !self.passes.is_empty()
+    }
+
+    /// How far the response may be forwarded: everything without passes; with them, what was
+    /// scanned, short of a covered partition whose records are not all in (its error code,
+    /// before them, may still change).
+    fn hold(&self, scan: &FetchStream) -> usize {
+        if !self.active() {
+            return usize::MAX;
+        }
+        match scan.partition_in_progress() {
+            Some((topic, start)) if self.covered.get(topic).is_some_and(Option::is_some) => start,
+            _ => scan.consumed(),
+        }
+    }
+
+    /// Learns the topics read since the last call, then gives the passes each covered
+    /// partition read whole, writing their answers into the buffered frame in place.
+    /// `kept_from` is the frame offset of the first buffered byte.
+    async fn apply(
+        &mut self,
+        scan: &mut FetchStream,
+        upstream: &mut FrameReader<BoxRead>,
+        kept_from: usize,
+        services: &Shared,
+    ) -> Result<(), SessionError> {
+        while self.covered.len() < scan.topics_read() {
+            let name = match scan.topic(self.covered.len()) {
+                Some(TopicRef::Name(name)) => Some(name.to_owned()),
+                Some(TopicRef::Id(id)) => {
+                    let id = uuid::Uuid::from_bytes(id);
+                    if services.topic_ids().name(&id).is_none() {
+                        services.resolve_topic_ids(&[id]).await;
+                    }
+                    services.topic_ids().name(&id).map(|name| name.to_string())
+                }
+                None => None,
+            };
+            let covered = name.filter(|name| self.passes.iter().any(|pass| pass.covers(name)));
+            self.covered.push(covered);
+        }
+        for span in scan.take_spans() {
+            let Some(topic) = self.covered.get(span.topic).and_then(Option::as_deref) else { continue };
+            let records = span.records.start - kept_from..span.records.end - kept_from;
+            for pass in &mut self.passes {
+                if !pass.covers(topic) {
+                    continue;
+                }
+                let fetched = &upstream.buffered()[records.clone()];
+                let outcome = pass.partition(services, topic, span.partition, fetched).await?;
+                let buffer = upstream.buffered_mut();
+                let failed = match outcome {
+                    PassOutcome::Same => None,
+                    PassOutcome::Rewritten(bytes) if bytes.len() == records.len() => {
+                        buffer[records.clone()].copy_from_slice(&bytes);
+                        None
+                    }
+                    PassOutcome::Rewritten(bytes) => {
+                        tracing::warn!(
+                            topic,
+                            partition = span.partition,
+                            "records rewritten to {} bytes where {} were fetched: not served",
+                            bytes.len(),
+                            records.len()
+                        );
+                        Some(ResponseError::UnknownServerError)
+                    }
+                    PassOutcome::Failed(error) => Some(error),
+                };
+                if let Some(error) = failed {
+                    // No records: the section keeps its length, as filler clients skip.
+                    let code_at = span.error_code_at - kept_from;
+                    buffer[code_at..code_at + 2].copy_from_slice(&error.code().to_be_bytes());
+                    buffer[records.clone()].copy_from_slice(&weir_wire::batch::filler(records.len()));
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 }

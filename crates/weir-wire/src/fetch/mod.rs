@@ -10,7 +10,7 @@ mod stream_tests;
 use crate::records::count_records;
 pub use crate::scan::TaggedFieldAt;
 use crate::scan::{node_endpoints, Cursor, ScanError, TopicRef};
-pub use stream::{FetchDigest, FetchStream, MAX_PIECE};
+pub use stream::{FetchDigest, FetchStream, PartitionSpan, MAX_PIECE};
 
 const FIRST_FLEXIBLE: i16 = 12;
 const FIRST_TOPIC_ID: i16 = 13;

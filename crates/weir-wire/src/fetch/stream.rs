@@ -67,6 +67,19 @@ impl FetchDigest {
     }
 }
 
+/// Where one partition sits in the frame: what a caller that rewrites records in place needs
+/// (see [`FetchStream::keep_spans`]). Offsets are the frame's, length prefix included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpan {
+    /// Index of its topic among those read so far ([`FetchStream::topic`]).
+    pub topic: usize,
+    pub partition: i32,
+    /// Where its error code (an i16) is.
+    pub error_code_at: usize,
+    /// Its records section (without the length before it).
+    pub records: std::ops::Range<usize>,
+}
+
 /// Which piece of the response comes next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Piece {
@@ -108,6 +121,11 @@ pub struct FetchStream {
     /// Bytes of the current batch (or partial tail) still to pass over.
     skip: usize,
     current: CountedPartition,
+    /// Frame offsets of the current partition's first byte and of its records section.
+    partition_start: usize,
+    records_start: usize,
+    /// Partitions read since the caller last took them; None unless asked for.
+    spans: Option<Vec<PartitionSpan>>,
     digest: FetchDigest,
 }
 
@@ -127,12 +145,44 @@ impl FetchStream {
             records_left: 0,
             skip: 0,
             current: CountedPartition { topic: 0, partition: 0, error_code: 0, record_bytes: 0, records: 0 },
+            partition_start: 0,
+            records_start: 0,
+            spans: None,
             digest: FetchDigest {
                 summary: FetchSummary { error_code: 0, session_id: 0, node_endpoints: None },
                 topics: Vec::new(),
                 partitions: Vec::new(),
             },
         }
+    }
+
+    /// Keeps where each partition sits ([`FetchStream::take_spans`]), for a caller that
+    /// rewrites records in place.
+    pub fn keep_spans(mut self) -> Self {
+        self.spans = Some(Vec::new());
+        self
+    }
+
+    /// The partitions read whole since the last call (only with [`FetchStream::keep_spans`]).
+    pub fn take_spans(&mut self) -> Vec<PartitionSpan> {
+        self.spans.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// How many topics were read so far (the last one may still be being read).
+    pub fn topics_read(&self) -> usize {
+        self.digest.topics.len()
+    }
+
+    /// The topic at `index` in response order, once read.
+    pub fn topic(&self, index: usize) -> Option<TopicRef<'_>> {
+        self.digest.topics.get(index).map(TopicKey::as_ref)
+    }
+
+    /// The partition being read, if the scan is inside one: its topic's index and the frame
+    /// offset of its first byte.
+    pub fn partition_in_progress(&self) -> Option<(usize, usize)> {
+        matches!(self.next, Piece::Aborted | Piece::RecordsLength | Piece::Records | Piece::PartitionTags)
+            .then_some((self.current.topic, self.partition_start))
     }
 
     /// How many bytes of the frame were fed and read so far.
@@ -219,6 +269,7 @@ impl FetchStream {
                 self.next = if self.partitions_left > 0 { Piece::Partition } else { self.after_partitions() };
             }
             Piece::Partition => {
+                self.partition_start = self.at;
                 let partition = c.i32()?;
                 let error_code = c.i16()?;
                 c.i64()?; // high_watermark
@@ -251,6 +302,7 @@ impl FetchStream {
                     return Err(c.err(TRUNCATED_FIELD));
                 }
                 (self.current.record_bytes, self.records_left) = (length, length);
+                self.records_start = self.at + c.pos();
                 self.next = Piece::Records;
             }
             Piece::Records => return Ok(self.pass_records(rest)),
@@ -311,6 +363,14 @@ impl FetchStream {
     }
 
     fn end_partition(&mut self) {
+        if let Some(spans) = &mut self.spans {
+            spans.push(PartitionSpan {
+                topic: self.current.topic,
+                partition: self.current.partition,
+                error_code_at: self.partition_start + 4,
+                records: self.records_start..self.records_start + self.current.record_bytes,
+            });
+        }
         self.digest.partitions.push(self.current.clone());
         self.partitions_left -= 1;
         self.next = if self.partitions_left > 0 { Piece::Partition } else { self.after_partitions() };

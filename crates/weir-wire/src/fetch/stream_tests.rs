@@ -6,7 +6,7 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{ApiKey, FetchResponse, TopicName};
-use kafka_protocol::protocol::{Message, StrBytes};
+use kafka_protocol::protocol::{Decodable, Message, StrBytes};
 
 use super::*;
 use crate::message::{encode_response, ResponseFrame};
@@ -188,4 +188,52 @@ fn a_records_length_beyond_the_frame_is_refused_at_once() {
     let mut scan = FetchStream::new(version, frame.len());
     let err = scan.feed(&frame).unwrap_err();
     assert_eq!(err.what, "records longer than the message");
+}
+
+#[test]
+fn spans_locate_each_partitions_error_code_and_records_for_rewriting_in_place() {
+    for version in FetchResponse::VERSIONS.min..=FetchResponse::VERSIONS.max {
+        let frame = frame(version, true);
+        for piece in [1, 7, 100, frame.len()] {
+            let mut scan = FetchStream::new(version, frame.len()).keep_spans();
+            let (mut spans, mut kept, mut start) = (Vec::new(), Vec::new(), 0);
+            for chunk in frame.chunks(piece) {
+                kept.extend_from_slice(chunk);
+                let used = scan.feed(&kept).unwrap();
+                kept.drain(..used);
+                start += used;
+                // A partition in progress starts where the scan has read to, or before.
+                if let Some((_, at)) = scan.partition_in_progress() {
+                    assert!(at <= start, "v{version}");
+                }
+                spans.extend(scan.take_spans());
+            }
+            let names: Vec<String> = spans.iter().map(|s| key(scan.topic(s.topic).unwrap())).collect();
+            let want: Vec<String> = if version >= 13 {
+                [[1u8; 16], [1; 16], [2; 16], [2; 16]].iter().map(|id| format!("{id:?}")).collect()
+            } else {
+                ["orders", "orders", "audit", "audit"].map(str::to_owned).to_vec()
+            };
+            assert_eq!(names, want, "v{version} in pieces of {piece}");
+            assert_eq!(spans.iter().map(|s| s.partition).collect::<Vec<_>>(), [0, 1, 4, 5]);
+            let mut rewritten = frame.to_vec();
+            for span in &spans {
+                let code = i16::from_be_bytes([frame[span.error_code_at], frame[span.error_code_at + 1]]);
+                assert_eq!(code, if span.partition == 1 { 6 } else { 0 }, "v{version} p{}", span.partition);
+                let expected = if matches!(span.partition, 0 | 5) { records() } else { Bytes::new() };
+                assert_eq!(&frame[span.records.clone()], &expected[..], "v{version} p{}", span.partition);
+                // Rewritten in place, the frame reads as a response with those changes.
+                rewritten[span.error_code_at..span.error_code_at + 2].copy_from_slice(&29i16.to_be_bytes());
+                rewritten[span.records.clone()].fill(0xAB);
+            }
+            let body = ResponseFrame::parse(&Bytes::from(rewritten), ApiKey::Fetch, version).unwrap().body();
+            let decoded = FetchResponse::decode(&mut &body[..], version).unwrap();
+            let partitions = decoded.responses.iter().flat_map(|t| &t.partitions);
+            for p in partitions {
+                assert_eq!(p.error_code, 29);
+                let records = p.records.clone().unwrap_or_default();
+                assert!(records.iter().all(|b| *b == 0xAB), "v{version}");
+            }
+        }
+    }
 }
