@@ -41,8 +41,10 @@ impl Rewritten {
     }
 }
 
-/// As [`refill_partition`], the section kept its original size (what a response rewritten
-/// while it streams needs: its length went out first). A rewritten section that came out
+/// As [`refill_partition`], into `out` (cleared first; a buffer the caller keeps, so that a
+/// megabyte section costs no fresh allocation), the section kept its original size (what a
+/// response rewritten while it streams needs: its length went out first). Returns whether
+/// anything changed; only then does `out` hold the section. A rewritten section that came out
 /// smaller ends with [`weir_wire::batch::filler`], which clients read as a batch cut short and
 /// skip; one that grew keeps the whole batches that fit, then filler (the consumer fetches the
 /// rest from the next offset). Fails when not even the first batch fits.
@@ -50,13 +52,16 @@ pub fn refill_partition_same_size(
     records: &[u8],
     limit: usize,
     scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
     judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
-) -> Result<Option<Bytes>, String> {
-    let Some(refilled) = refill_partition(records, limit, scratch, judge)? else { return Ok(None) };
-    let fits: usize = if refilled.len() <= records.len() {
-        refilled.len()
+) -> Result<bool, String> {
+    if !refill_partition_into(records, limit, scratch, out, judge)? {
+        return Ok(false);
+    }
+    let fits: usize = if out.len() <= records.len() {
+        out.len()
     } else {
-        weir_wire::records::batches(&refilled)
+        weir_wire::records::batches(out)
             .scan(0, |end, batch| {
                 *end += batch.size;
                 Some(*end)
@@ -65,17 +70,16 @@ pub fn refill_partition_same_size(
             .last()
             .unwrap_or(0)
     };
-    if fits == 0 && !refilled.is_empty() {
+    if fits == 0 && !out.is_empty() {
         return Err(format!(
             "its first batch rewritten is longer than the {} bytes fetched ({} rewritten in all)",
             records.len(),
-            refilled.len()
+            out.len()
         ));
     }
-    let mut out = BytesMut::with_capacity(records.len());
-    out.extend_from_slice(&refilled[..fits]);
-    out.extend_from_slice(&weir_wire::batch::filler(records.len() - fits));
-    Ok(Some(out.freeze()))
+    out.resize(records.len(), 0);
+    weir_wire::batch::fill(&mut out[fits..]);
+    Ok(true)
 }
 
 /// `records` (a partition's, as fetched) with each record's fate applied; None when every
@@ -85,9 +89,22 @@ pub fn refill_partition(
     records: &[u8],
     limit: usize,
     scratch: &mut Vec<u8>,
-    mut judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
+    judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
 ) -> Result<Option<Bytes>, String> {
-    let mut out: Option<BytesMut> = None;
+    let mut out = Vec::new();
+    Ok(refill_partition_into(records, limit, scratch, &mut out, judge)?.then(|| Bytes::from(out)))
+}
+
+/// As [`refill_partition`], into `out` (cleared first): whether anything changed.
+fn refill_partition_into(
+    records: &[u8],
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    mut judge: impl FnMut(&RecordView<'_>) -> Result<Fate, String>,
+) -> Result<bool, String> {
+    out.clear();
+    let mut changed = false;
     let mut done = 0;
     for batch in weir_wire::records::batches(records) {
         let header = BatchHeader::read(batch.bytes).ok_or("a batch of a message format before v2")?;
@@ -97,23 +114,25 @@ pub fn refill_partition(
             refill(batch.bytes, &header, limit, scratch, &mut judge)
                 .map_err(|why| format!("the batch at offset {}: {why}", header.base_offset))?
         };
-        match (refilled, &mut out) {
-            (Some(refilled), None) => {
-                let mut started = BytesMut::with_capacity(records.len());
-                started.extend_from_slice(&records[..done]);
-                started.extend_from_slice(&refilled);
-                out = Some(started);
+        match refilled {
+            Some(refilled) => {
+                if !changed {
+                    out.reserve(records.len());
+                    out.extend_from_slice(&records[..done]);
+                    changed = true;
+                }
+                out.extend_from_slice(&refilled);
             }
-            (Some(refilled), Some(out)) => out.extend_from_slice(&refilled),
-            (None, Some(out)) => out.extend_from_slice(batch.bytes),
-            (None, None) => {}
+            None if changed => out.extend_from_slice(batch.bytes),
+            None => {}
         }
         done += batch.size;
     }
-    if out.is_none() && done != records.len() {
-        out = Some(BytesMut::from(&records[..done]));
+    if !changed && done != records.len() {
+        out.extend_from_slice(&records[..done]);
+        changed = true;
     }
-    Ok(out.map(BytesMut::freeze))
+    Ok(changed)
 }
 
 /// One batch with its records' fates applied; None when none changed.
@@ -170,12 +189,14 @@ mod tests {
     }
 
     /// Each value replaced by `to(value)`.
-    fn rewritten(records: &[u8], to: impl Fn(&[u8]) -> Vec<u8>) -> Result<Option<Bytes>, String> {
-        refill_partition_same_size(records, 1 << 20, &mut Vec::new(), |view| {
+    fn rewritten(records: &[u8], to: impl Fn(&[u8]) -> Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        let mut out = vec![7; 3];
+        let changed = refill_partition_same_size(records, 1 << 20, &mut Vec::new(), &mut out, |view| {
             let mut rewritten = Rewritten::of(view);
             rewritten.value = Some(view.value.map(&to));
             Ok(Fate::Changed(rewritten))
-        })
+        })?;
+        Ok(changed.then_some(out))
     }
 
     /// The values of the whole batches in `records`, and the bytes after them.

@@ -166,14 +166,20 @@ pub fn refill_batch(header: &BatchHeader, records: &[NewRecord<'_>], offset_delt
 /// checks before it sees the batch does not end.
 pub fn filler(len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    if len >= 12 {
-        out[..8].copy_from_slice(&(-1i64).to_be_bytes());
-        out[8..12].copy_from_slice(&(1i32 << 30).to_be_bytes());
-    }
-    if len > crate::records::MAGIC_OFFSET {
-        out[crate::records::MAGIC_OFFSET] = 2;
-    }
+    fill(&mut out);
     out
+}
+
+/// Overwrites `region` with [`filler`] of its length.
+pub fn fill(region: &mut [u8]) {
+    region.fill(0);
+    if region.len() >= 12 {
+        region[..8].copy_from_slice(&(-1i64).to_be_bytes());
+        region[8..12].copy_from_slice(&(1i32 << 30).to_be_bytes());
+    }
+    if region.len() > crate::records::MAGIC_OFFSET {
+        region[crate::records::MAGIC_OFFSET] = 2;
+    }
 }
 
 /// The batch of `records` under `header` (its record count is the records'), the record at

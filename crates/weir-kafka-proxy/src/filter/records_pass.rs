@@ -21,9 +21,9 @@ use super::{FilterError, Hook, Notes, RequestContext, ResponseContext, Services}
 pub enum PassOutcome {
     /// Forwarded as they are.
     Same,
-    /// Forwarded as these bytes instead: as many as the records were (see
-    /// `crate::fetched::refill_partition_same_size`). Others fail the partition.
-    Rewritten(Bytes),
+    /// Forwarded as the pass wrote them into `out`: as many bytes as the records were (see
+    /// `crate::fetched::refill_partition_same_size`); any other length fails the partition.
+    Rewritten,
     /// The partition answers this error and no records.
     Failed(ResponseError),
 }
@@ -34,13 +34,16 @@ pub trait RecordsPass: Send {
     /// [`RecordsPass::partition`]; the session holds back only those.
     fn covers(&self, topic: &str) -> bool;
 
-    /// One partition of a covered topic: its records section as fetched (possibly empty).
+    /// One partition of a covered topic: its records section as fetched (possibly empty);
+    /// `out` is a buffer the caller keeps for [`PassOutcome::Rewritten`] (its contents are
+    /// the pass's to replace).
     fn partition<'a>(
         &'a mut self,
         services: &'a dyn Services,
         topic: &'a str,
         partition: i32,
         records: &'a [u8],
+        out: &'a mut Vec<u8>,
     ) -> Hook<'a, PassOutcome>;
 }
 
@@ -87,6 +90,7 @@ pub async fn pass_whole_response(cx: &mut ResponseContext<'_>, pass: &mut dyn Re
     let version = cx.message.version();
     let ids = cx.services.topic_ids().clone();
     let services = cx.services;
+    let mut out = Vec::new();
     let response: &mut FetchResponse = cx.message.decoded_mut().map_err(FilterError::BadResponse)?;
     for topic in &mut response.responses {
         let Some(name) = crate::filters::fetched_topic_name(&ids, version, topic) else { continue };
@@ -95,15 +99,17 @@ pub async fn pass_whole_response(cx: &mut ResponseContext<'_>, pass: &mut dyn Re
         }
         for partition in &mut topic.partitions {
             let records = partition.records.clone().unwrap_or_default();
-            match pass.partition(services, &name, partition.partition_index, &records).await? {
+            match pass.partition(services, &name, partition.partition_index, &records, &mut out).await? {
                 PassOutcome::Same => {}
-                PassOutcome::Rewritten(bytes) if bytes.len() == records.len() => partition.records = Some(bytes),
-                PassOutcome::Rewritten(bytes) => {
+                PassOutcome::Rewritten if out.len() == records.len() => {
+                    partition.records = Some(Bytes::from(std::mem::take(&mut out)));
+                }
+                PassOutcome::Rewritten => {
                     tracing::warn!(
                         topic = %name,
                         partition = partition.partition_index,
                         "records rewritten to {} bytes where {} were fetched: not served",
-                        bytes.len(),
+                        out.len(),
                         records.len()
                     );
                     fail(partition, ResponseError::UnknownServerError);

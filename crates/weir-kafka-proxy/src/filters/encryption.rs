@@ -254,15 +254,16 @@ impl DecryptPass {
         topic: &str,
         partition: i32,
         records: &[u8],
+        out: &mut Vec<u8>,
     ) -> Result<PassOutcome, FilterError> {
         let compiled = self.compiled.clone();
         let Some(rule) = rule_for(&compiled, topic) else { return Ok(PassOutcome::Same) };
         match reading(rule, &self.principal) {
             Reading::AsStored => Ok(PassOutcome::Same),
             Reading::Refused => Ok(PassOutcome::Failed(ResponseError::TopicAuthorizationFailed)),
-            Reading::Plaintext => match self.open(services, rule, records).await {
-                Ok(None) => Ok(PassOutcome::Same),
-                Ok(Some(opened)) => Ok(PassOutcome::Rewritten(opened)),
+            Reading::Plaintext => match self.open(services, rule, records, out).await {
+                Ok(false) => Ok(PassOutcome::Same),
+                Ok(true) => Ok(PassOutcome::Rewritten),
                 Err(why) => {
                     tracing::warn!(topic, partition, rule = %rule.rule, "sealed records not served: {why}");
                     Ok(PassOutcome::Failed(ResponseError::UnknownServerError))
@@ -271,15 +272,17 @@ impl DecryptPass {
         }
     }
 
-    /// `records` with every envelope opened, in as many bytes; None when none was sealed.
+    /// `records` with every envelope opened, in as many bytes, into `out`; false when none
+    /// was sealed (then `out` holds nothing of use).
     async fn open(
         &mut self,
         services: &dyn Services,
         rule: &CompiledEncryption,
         records: &[u8],
-    ) -> Result<Option<Bytes>, String> {
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
         if records.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let keys = self.keys.as_ref().ok_or("no kms is configured (it is read at start)")?;
         let limit = self.decompressed_limit;
@@ -289,7 +292,7 @@ impl DecryptPass {
         }
         let (mut opened, mut opener) = (0, Opener::new(keys));
         // The section keeps its size (opened values are smaller), as a streamed response needs.
-        let outcome = refill_partition_same_size(records, limit, &mut self.scratch, |view| {
+        let outcome = refill_partition_same_size(records, limit, &mut self.scratch, out, |view| {
             let fate = open_record(&mut opener, view)?;
             opened += u64::from(fate != Fate::Unchanged);
             Ok(fate)
@@ -312,8 +315,9 @@ impl RecordsPass for DecryptPass {
         topic: &'a str,
         partition: i32,
         records: &'a [u8],
+        out: &'a mut Vec<u8>,
     ) -> Hook<'a, PassOutcome> {
-        later(DecryptPass::partition(self, services, topic, partition, records))
+        later(DecryptPass::partition(self, services, topic, partition, records, out))
     }
 }
 

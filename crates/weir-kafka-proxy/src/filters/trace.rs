@@ -8,23 +8,25 @@
 //! on as the same bytes. Produce spans end when the broker answers, with the offset it gave.
 //! On fetch, each distinct sampled `traceparent` in the records fetched of covered topics
 //! gets a fetch span, a child of the span it names: the producer's, so the consumer's fetch
-//! joins the producer's trace. At most [`MAX_SPANS`] spans per request.
+//! joins the producer's trace. The fetched records are read as a records pass (the response
+//! streams on; each partition's spans go once it has passed). At most [`MAX_SPANS`] spans per
+//! request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use weir_core::otlp::{Attribute, Ids, Span, SpanKind, SpanSink, TraceContext};
 use weir_core::policy::Pattern;
 use weir_wire::batch::{rewrite_batch, BatchHeader, NewRecord};
 use weir_wire::record_view::{batch_records, RecordView};
 
 use crate::answers::{replace_produce_records, ProduceTopic};
-use crate::filter::ResponseContext;
 use crate::filter::{later, ready, ConnectionInfo, Filter, FilterError, Hook, RequestAction, RequestContext};
-use crate::filters::{fetch_may_carry, fetched_topic_name, unknown_fetch_topic_ids, unknown_produce_topic_ids};
+use crate::filter::{pass_whole_response, PassNote, PassOutcome, RecordsPass, ResponseContext, Services};
+use crate::filters::{fetch_may_carry, unknown_produce_topic_ids};
 use crate::quota::ANONYMOUS;
 use crate::snapshot::Snapshot;
 use crate::traces::{TraceRules, TRACEPARENT};
@@ -32,9 +34,8 @@ use crate::traces::{TraceRules, TRACEPARENT};
 /// The most spans one request makes.
 pub const MAX_SPANS: usize = 64;
 
-/// What a fetch span is of: a trace context (trace, the producer's span) in one partition;
-/// counted as records, bytes and the first record's offset.
-type Fetched = ([u8; 16], [u8; 8], String, i32);
+/// What a fetch span is of: a trace context (trace, the producer's span) in one partition.
+type Fetched = ([u8; 16], [u8; 8]);
 
 /// A produce span waiting for the broker's answer.
 struct ProduceSpan {
@@ -55,15 +56,12 @@ struct ProduceNote {
     spans: Vec<ProduceSpan>,
 }
 
-/// Left on a request for its answer (one note per filter and request: one type).
-enum Note {
-    Produce(ProduceNote, String),
-    Fetch { start: SystemTime, client_id: String },
-}
+/// Left on a Produce request for its answer (a Fetch request leaves a [`FetchSpans`] pass).
+struct Note(ProduceNote, String);
 
 pub(crate) struct TraceFilter {
     rules: Option<Arc<TraceRules>>,
-    topics: Vec<Pattern>,
+    topics: Arc<[Pattern]>,
     sink: Option<Arc<SpanSink>>,
     principal: String,
     ids: Ids,
@@ -81,7 +79,7 @@ impl TraceFilter {
         let principal = connection.principal.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
         let mut filter = Self {
             rules: None,
-            topics: Vec::new(),
+            topics: Arc::new([]),
             sink,
             principal,
             ids: Ids::default(),
@@ -93,18 +91,8 @@ impl TraceFilter {
     }
 
     fn take(&mut self, snapshot: &Snapshot) {
-        self.topics = snapshot.traces.as_ref().map(|rules| rules.patterns()).unwrap_or_default();
+        self.topics = snapshot.traces.as_ref().map(|rules| rules.patterns()).unwrap_or_default().into();
         self.rules = snapshot.traces.clone();
-    }
-
-    fn covers(&self, topic: &str) -> bool {
-        self.topics.iter().any(|p| p.matches(topic))
-    }
-
-    fn common(&self, span: &mut Span, client_id: &str) {
-        span.attributes.push(("messaging.system", "kafka".into()));
-        span.attributes.push(("messaging.client.id", client_id.into()));
-        span.attributes.push(("weir.principal", self.principal.as_str().into()));
     }
 
     /// Reads the produced records of covered topics, adds `traceparent` where a sampled new
@@ -118,7 +106,7 @@ impl TraceFilter {
         let mut replacements: Vec<(ProduceTopic, i32, Bytes)> = Vec::new();
         let acks = weir_wire::produce::scan_produce(cx.frame(), cx.header, |topic, partition, records| {
             let Some(name) = crate::filters::produce_topic_name(ids, topic) else { return };
-            if !topics.iter().any(|p| p.matches(&name)) {
+            if !traced(topics, &name) {
                 return;
             }
             let mut out: Option<BytesMut> = None;
@@ -244,7 +232,7 @@ impl TraceFilter {
             self.finish_produce(note, None, cx.header.client_id_str());
         } else {
             let client_id = cx.header.client_id_str().to_owned();
-            cx.remember(Note::Produce(note, client_id));
+            cx.remember(Note(note, client_id));
         }
         Ok(RequestAction::Continue)
     }
@@ -265,7 +253,7 @@ impl TraceFilter {
                 links: Vec::new(),
                 error: None,
             };
-            self.common(&mut span, client_id);
+            common(&mut span, client_id, &self.principal);
             span.attributes.push(("messaging.operation.type", "send".into()));
             span.attributes.push(("messaging.destination.name", pending.name.clone().into()));
             span.attributes.push(("messaging.destination.partition.id", pending.partition.to_string().into()));
@@ -291,68 +279,6 @@ impl TraceFilter {
             sink.send(span);
         }
     }
-
-    fn fetched(&mut self, cx: &mut ResponseContext<'_>, start: SystemTime, client_id: &str) -> Result<(), FilterError> {
-        let Some(sink) = self.sink.clone() else { return Ok(()) };
-        let version = cx.message.version();
-        let ids = cx.services.topic_ids().clone();
-        let response: &FetchResponse = cx.message.decoded().map_err(FilterError::BadResponse)?;
-        let mut found: HashMap<Fetched, (i64, i64, i64)> = HashMap::new();
-        for topic in &response.responses {
-            let Some(name) = fetched_topic_name(&ids, version, topic) else { continue };
-            if !self.covers(&name) {
-                continue;
-            }
-            for partition in &topic.partitions {
-                let Some(records) = partition.records.as_ref() else { continue };
-                for batch in weir_wire::records::batches(records) {
-                    let Some(header) = BatchHeader::read(batch.bytes).filter(|h| !h.is_control()) else { continue };
-                    let Ok(views) = batch_records(batch.bytes, self.decompressed_limit, &mut self.scratch) else {
-                        continue;
-                    };
-                    for view in views.map_while(Result::ok) {
-                        let context = view.headers().find(|(k, _)| *k == TRACEPARENT.as_bytes()).and_then(|(_, v)| v);
-                        let Some(context) = context.and_then(TraceContext::parse).filter(|c| c.sampled) else {
-                            continue;
-                        };
-                        let key = (context.trace_id, context.span_id, name.clone(), partition.partition_index);
-                        if !found.contains_key(&key) && found.len() >= MAX_SPANS {
-                            continue;
-                        }
-                        let offset = header.base_offset + i64::from(view.offset_delta);
-                        let entry = found.entry(key).or_insert((0, 0, offset));
-                        entry.0 += 1;
-                        entry.1 += view.size as i64;
-                    }
-                }
-            }
-        }
-        let end = SystemTime::now();
-        for ((trace_id, parent, topic, partition), (records, bytes, first)) in found {
-            let mut span = Span {
-                trace_id,
-                span_id: self.ids.span_id(),
-                parent: Some(parent),
-                name: format!("fetch {topic}"),
-                kind: SpanKind::Consumer,
-                start,
-                end,
-                attributes: Vec::with_capacity(10),
-                links: Vec::new(),
-                error: None,
-            };
-            self.common(&mut span, client_id);
-            span.attributes.push(("messaging.operation.type", "receive".into()));
-            span.attributes.push(("messaging.destination.name", Attribute::Text(topic)));
-            span.attributes.push(("messaging.destination.partition.id", partition.to_string().into()));
-            span.attributes.push(("messaging.kafka.offset", first.into()));
-            span.attributes.push(("messaging.batch.message_count", records.into()));
-            span.attributes.push(("weir.record_bytes", bytes.into()));
-            sink.send(span);
-        }
-        crate::filters::release_scratch(&mut self.scratch);
-        Ok(())
-    }
 }
 
 impl Filter for TraceFilter {
@@ -366,12 +292,21 @@ impl Filter for TraceFilter {
 
     fn on_request<'a>(&'a mut self, cx: &'a mut RequestContext<'_>) -> Hook<'a, RequestAction> {
         if cx.header.api_key == ApiKey::Fetch {
+            let Some(sink) = self.sink.clone() else { return ready(Ok(RequestAction::Continue)) };
             let topics = &self.topics;
-            return ready(fetch_may_carry(cx, |t| topics.iter().any(|p| p.matches(t))).map(|covered| {
+            return ready(fetch_may_carry(cx, |t| traced(topics, t)).map(|covered| {
                 if covered {
-                    let client_id = cx.header.client_id_str().to_owned();
-                    cx.remember(Note::Fetch { start: SystemTime::now(), client_id });
-                    cx.will_change_response();
+                    cx.pass_records(Box::new(FetchSpans {
+                        topics: self.topics.clone(),
+                        sink,
+                        principal: self.principal.clone(),
+                        client_id: cx.header.client_id_str().to_owned(),
+                        start: SystemTime::now(),
+                        ids: Ids::default(),
+                        spans_left: MAX_SPANS,
+                        decompressed_limit: self.decompressed_limit,
+                        scratch: Vec::new(),
+                    }));
                 }
                 RequestAction::Continue
             }));
@@ -390,25 +325,15 @@ impl Filter for TraceFilter {
     }
 
     fn on_response<'a>(&'a mut self, cx: &'a mut ResponseContext<'_>) -> Hook<'a, ()> {
-        let (start, client_id) = match cx.take_note::<Note>() {
-            None => return ready(Ok(())),
-            Some(Note::Produce(note, client_id)) => {
-                let answer = cx.message.decoded::<ProduceResponse>().ok();
-                self.finish_produce(note, answer, &client_id);
-                return ready(Ok(()));
-            }
-            Some(Note::Fetch { start, client_id }) => (start, client_id),
-        };
-        let unknown = match unknown_fetch_topic_ids(cx) {
-            Ok(unknown) => unknown,
-            Err(err) => return ready(Err(err)),
-        };
-        later(async move {
-            if !unknown.is_empty() {
-                cx.services.resolve_topic_ids(&unknown).await;
-            }
-            self.fetched(cx, start, &client_id)
-        })
+        if cx.message.api_key() == ApiKey::Fetch {
+            let Some(PassNote(mut pass)) = cx.take_note::<PassNote>() else { return ready(Ok(())) };
+            return later(async move { pass_whole_response(cx, pass.as_mut()).await });
+        }
+        if let Some(Note(note, client_id)) = cx.take_note::<Note>() {
+            let answer = cx.message.decoded::<ProduceResponse>().ok();
+            self.finish_produce(note, answer, &client_id);
+        }
+        ready(Ok(()))
     }
 
     fn on_authenticated(&mut self, principal: &str) {
@@ -417,5 +342,97 @@ impl Filter for TraceFilter {
 
     fn on_snapshot(&mut self, snapshot: &Snapshot) {
         self.take(snapshot);
+    }
+}
+
+/// Whether the rules' topic patterns cover `topic`.
+fn traced(topics: &[Pattern], topic: &str) -> bool {
+    topics.iter().any(|p| p.matches(topic))
+}
+
+fn common(span: &mut Span, client_id: &str, principal: &str) {
+    span.attributes.push(("messaging.system", "kafka".into()));
+    span.attributes.push(("messaging.client.id", client_id.into()));
+    span.attributes.push(("weir.principal", principal.into()));
+}
+
+/// One Fetch response's traced records: each distinct sampled context in a partition gets a
+/// fetch span, sent once the partition has passed (the response may still be streaming).
+/// Reads only; never changes or fails a partition.
+struct FetchSpans {
+    topics: Arc<[Pattern]>,
+    sink: Arc<SpanSink>,
+    principal: String,
+    client_id: String,
+    start: SystemTime,
+    ids: Ids,
+    /// How many more spans this response may make.
+    spans_left: usize,
+    decompressed_limit: usize,
+    scratch: Vec<u8>,
+}
+
+impl FetchSpans {
+    fn partition(&mut self, topic: &str, partition: i32, records: &[u8]) {
+        // Per context: records, bytes and the first record's offset.
+        let mut found: HashMap<Fetched, (i64, i64, i64)> = HashMap::new();
+        for batch in weir_wire::records::batches(records) {
+            let Some(header) = BatchHeader::read(batch.bytes).filter(|h| !h.is_control()) else { continue };
+            let Ok(views) = batch_records(batch.bytes, self.decompressed_limit, &mut self.scratch) else { continue };
+            for view in views.map_while(Result::ok) {
+                let context = view.headers().find(|(k, _)| *k == TRACEPARENT.as_bytes()).and_then(|(_, v)| v);
+                let Some(context) = context.and_then(TraceContext::parse).filter(|c| c.sampled) else { continue };
+                let key = (context.trace_id, context.span_id);
+                if !found.contains_key(&key) && found.len() >= self.spans_left {
+                    continue;
+                }
+                let offset = header.base_offset + i64::from(view.offset_delta);
+                let entry = found.entry(key).or_insert((0, 0, offset));
+                entry.0 += 1;
+                entry.1 += view.size as i64;
+            }
+        }
+        self.spans_left -= found.len();
+        let end = SystemTime::now();
+        for ((trace_id, parent), (records, bytes, first)) in found {
+            let mut span = Span {
+                trace_id,
+                span_id: self.ids.span_id(),
+                parent: Some(parent),
+                name: format!("fetch {topic}"),
+                kind: SpanKind::Consumer,
+                start: self.start,
+                end,
+                attributes: Vec::with_capacity(10),
+                links: Vec::new(),
+                error: None,
+            };
+            common(&mut span, &self.client_id, &self.principal);
+            span.attributes.push(("messaging.operation.type", "receive".into()));
+            span.attributes.push(("messaging.destination.name", Attribute::Text(topic.to_owned())));
+            span.attributes.push(("messaging.destination.partition.id", partition.to_string().into()));
+            span.attributes.push(("messaging.kafka.offset", first.into()));
+            span.attributes.push(("messaging.batch.message_count", records.into()));
+            span.attributes.push(("weir.record_bytes", bytes.into()));
+            self.sink.send(span);
+        }
+    }
+}
+
+impl RecordsPass for FetchSpans {
+    fn covers(&self, topic: &str) -> bool {
+        traced(&self.topics, topic)
+    }
+
+    fn partition<'a>(
+        &'a mut self,
+        _services: &'a dyn Services,
+        topic: &'a str,
+        partition: i32,
+        records: &'a [u8],
+        _out: &'a mut Vec<u8>,
+    ) -> Hook<'a, PassOutcome> {
+        FetchSpans::partition(self, topic, partition, records);
+        ready(Ok(PassOutcome::Same))
     }
 }

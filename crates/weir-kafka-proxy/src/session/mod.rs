@@ -295,6 +295,7 @@ async fn run(
             pending,
             muted: &muted,
             ids: Default::default(),
+            pass_out: Vec::new(),
         };
         both(requests, responses).await
     };

@@ -64,6 +64,9 @@ pub(super) struct ResponseHalf<'a> {
     pub(super) muted: &'a Muted,
     /// Ids and sampling for the sidecar's own request spans.
     pub(super) ids: weir_core::otlp::Ids,
+    /// Where records passes write partitions anew, kept between streamed responses (a
+    /// consumer's are alike) and given back when the connection is idle.
+    pub(super) pass_out: Vec<u8>,
 }
 
 impl ResponseHalf<'_> {
@@ -73,12 +76,13 @@ impl ResponseHalf<'_> {
             // closes the client promptly instead of at the next request.
             // Biased: an entry is always queued before its request is written, so when a
             // response is readable its entry is already here and must win the race.
-            let holds_memory = self.upstream.holds_idle_memory();
+            let holds_memory = self.upstream.holds_idle_memory() || self.pass_out.capacity() > 0;
             let entry = tokio::select! {
                 biased;
                 entry = self.pending.recv() => entry,
                 _ = tokio::time::sleep(super::RELEASE_IDLE_BUFFER_AFTER), if holds_memory => {
                     self.upstream.release_if_empty();
+                    self.pass_out = Vec::new();
                     continue;
                 }
                 frame = self.upstream.next_frame() => return Err(match frame {
@@ -269,7 +273,7 @@ impl ResponseHalf<'_> {
         let mut raise_to = (pending.version >= 1 && !said.is_zero()).then(|| throttle_ms(said));
         let held = if pending.version >= FIRST_LEADER_HINTS { HELD_TAIL.min(total) } else { 0 };
         let forwardable = total - held;
-        let mut passes = StreamedPasses::new(pending.notes.take_passes());
+        let mut passes = StreamedPasses::new(pending.notes.take_passes(), std::mem::take(&mut self.pass_out));
         let mut scan = FetchStream::new(pending.version, total);
         if passes.active() {
             scan = scan.keep_spans();
@@ -329,6 +333,7 @@ impl ResponseHalf<'_> {
         if passes.active() {
             tracing::debug!("a Fetch response streamed through its records passes");
         }
+        self.pass_out = passes.out;
         if let Some(at) = &digest.summary.node_endpoints {
             let mut blanked = tail.to_vec();
             if !blank_node_endpoints(&mut blanked, tail_at_body, at) {
@@ -357,11 +362,13 @@ struct StreamedPasses {
     passes: Vec<Box<dyn RecordsPass>>,
     /// Per topic of the response so far: its name when some pass covers it.
     covered: Vec<Option<String>>,
+    /// Where passes write a partition's records anew (the connection's, kept between responses).
+    out: Vec<u8>,
 }
 
 impl StreamedPasses {
-    fn new(passes: Vec<Box<dyn RecordsPass>>) -> Self {
-        Self { passes, covered: Vec::new() }
+    fn new(passes: Vec<Box<dyn RecordsPass>>, out: Vec<u8>) -> Self {
+        Self { passes, covered: Vec::new(), out }
     }
 
     fn active(&self) -> bool {
@@ -414,20 +421,20 @@ impl StreamedPasses {
                     continue;
                 }
                 let fetched = &upstream.buffered()[records.clone()];
-                let outcome = pass.partition(services, topic, span.partition, fetched).await?;
+                let outcome = pass.partition(services, topic, span.partition, fetched, &mut self.out).await?;
                 let buffer = upstream.buffered_mut();
                 let failed = match outcome {
                     PassOutcome::Same => None,
-                    PassOutcome::Rewritten(bytes) if bytes.len() == records.len() => {
-                        buffer[records.clone()].copy_from_slice(&bytes);
+                    PassOutcome::Rewritten if self.out.len() == records.len() => {
+                        buffer[records.clone()].copy_from_slice(&self.out);
                         None
                     }
-                    PassOutcome::Rewritten(bytes) => {
+                    PassOutcome::Rewritten => {
                         tracing::warn!(
                             topic,
                             partition = span.partition,
                             "records rewritten to {} bytes where {} were fetched: not served",
-                            bytes.len(),
+                            self.out.len(),
                             records.len()
                         );
                         Some(ResponseError::UnknownServerError)
@@ -438,7 +445,7 @@ impl StreamedPasses {
                     // No records: the section keeps its length, as filler clients skip.
                     let code_at = span.error_code_at - kept_from;
                     buffer[code_at..code_at + 2].copy_from_slice(&error.code().to_be_bytes());
-                    buffer[records.clone()].copy_from_slice(&weir_wire::batch::filler(records.len()));
+                    weir_wire::batch::fill(&mut buffer[records.clone()]);
                     break;
                 }
             }

@@ -104,6 +104,7 @@ async fn session_with(snapshot: Snapshot, client: DuplexStream, broker: DuplexSt
         pending,
         muted: &muted,
         ids: Default::default(),
+        pass_out: Vec::new(),
     };
     super::both(requests, responses).await
 }
