@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::policy::Pattern;
-use weir_envelope::{DataKey, Opener, Rotation};
+use weir_envelope::{DataKey, EnvelopeError, Opener, Rotation};
 
 use crate::quota::covers;
 use crate::transform::json_document;
@@ -254,12 +254,12 @@ pub struct Sealed<'v> {
 }
 
 /// `value` with every sealed part opened (the keys learned already).
-pub fn open(opener: &mut Opener<'_>, value: &[u8], sealed: &[Sealed<'_>]) -> Result<Vec<u8>, String> {
+pub fn open(opener: &mut Opener<'_>, value: &[u8], sealed: &[Sealed<'_>]) -> Result<Vec<u8>, EnvelopeError> {
     let mut out = Vec::with_capacity(value.len());
     let mut copied = 0;
     for part in sealed {
         out.extend_from_slice(&value[copied..part.span.start]);
-        opener.open_into(&part.envelope, &mut out).map_err(|e| e.to_string())?;
+        opener.open_into(&part.envelope, &mut out)?;
         copied = part.span.end;
     }
     out.extend_from_slice(&value[copied..]);

@@ -284,23 +284,32 @@ impl DecryptPass {
         if records.is_empty() {
             return Ok(false);
         }
-        let keys = self.keys.as_ref().ok_or("no kms is configured (it is read at start)")?;
+        let keys = self.keys.clone().ok_or("no kms is configured (it is read at start)")?;
         let limit = self.decompressed_limit;
-        // The data keys of envelopes not opened before, each unwrapped once.
-        for envelope in unknown_heads(records, keys, limit, &mut self.scratch)? {
-            keys.learn(&envelope).await.map_err(|err| err.to_string())?;
+        let mut learned = false;
+        loop {
+            let (mut opened, mut unlearned, mut opener) = (0, false, Opener::new(&keys));
+            // The section keeps its size (opened values are smaller), as a streamed response needs.
+            let outcome = refill_partition_same_size(records, limit, &mut self.scratch, out, |view| {
+                let fate = open_record(&mut opener, view).map_err(|err| {
+                    unlearned |= err == OpenError::Envelope(weir_envelope::EnvelopeError::KeyNotLearned);
+                    err.to_string()
+                })?;
+                opened += u64::from(fate != Fate::Unchanged);
+                Ok(fate)
+            });
+            if !unlearned || learned {
+                if opened > 0 && outcome.is_ok() {
+                    services.metrics().opened(&rule.rule, opened);
+                }
+                return outcome;
+            }
+            // Data keys not unwrapped before: each learned once (a KMS call), then again.
+            for envelope in unknown_heads(records, &keys, limit, &mut self.scratch)? {
+                keys.learn(&envelope).await.map_err(|err| err.to_string())?;
+            }
+            learned = true;
         }
-        let (mut opened, mut opener) = (0, Opener::new(keys));
-        // The section keeps its size (opened values are smaller), as a streamed response needs.
-        let outcome = refill_partition_same_size(records, limit, &mut self.scratch, out, |view| {
-            let fate = open_record(&mut opener, view)?;
-            opened += u64::from(fate != Fate::Unchanged);
-            Ok(fate)
-        });
-        if opened > 0 {
-            services.metrics().opened(&rule.rule, opened);
-        }
-        outcome
     }
 }
 
@@ -369,15 +378,24 @@ fn unknown_heads(records: &[u8], keys: &DataKeys, limit: usize, scratch: &mut Ve
     Ok(found)
 }
 
+/// Why a fetched record did not open.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum OpenError {
+    #[error("{0}")]
+    Marker(String),
+    #[error(transparent)]
+    Envelope(#[from] weir_envelope::EnvelopeError),
+}
+
 /// A fetched record opened: its value as written, its marker gone. Records without a marker
 /// (written before the rule, or not through a sidecar) are served as they are.
-fn open_record(opener: &mut Opener<'_>, view: &weir_wire::record_view::RecordView<'_>) -> Result<Fate, String> {
+fn open_record(opener: &mut Opener<'_>, view: &weir_wire::record_view::RecordView<'_>) -> Result<Fate, OpenError> {
     let Some(marker) = view.headers().find(|(k, _)| *k == HEADER.as_bytes()).and_then(|(_, v)| v) else {
         return Ok(Fate::Unchanged);
     };
     let Some(value) = view.value else { return Ok(Fate::Unchanged) };
-    let sealed = envelopes(marker, value)?;
-    let opened = crate::encryption::open(opener, value, &sealed)?;
+    let sealed = envelopes(marker, value).map_err(OpenError::Marker)?;
+    let opened = crate::encryption::open(opener, value, &sealed).map_err(OpenError::Envelope)?;
     let mut rewritten = Rewritten::of(view);
     rewritten.headers.retain(|(k, _)| k != HEADER.as_bytes());
     rewritten.value = Some(Some(opened));
