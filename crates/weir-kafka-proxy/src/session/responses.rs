@@ -446,6 +446,7 @@ impl StreamedPasses {
                     let code_at = span.error_code_at - kept_from;
                     buffer[code_at..code_at + 2].copy_from_slice(&error.code().to_be_bytes());
                     weir_wire::batch::fill(&mut buffer[records.clone()]);
+                    scan.fail_partition(span.index, error.code());
                     break;
                 }
             }

@@ -71,6 +71,8 @@ impl FetchDigest {
 /// (see [`FetchStream::keep_spans`]). Offsets are the frame's, length prefix included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionSpan {
+    /// Its position among the response's partitions ([`FetchStream::fail_partition`]).
+    pub index: usize,
     /// Index of its topic among those read so far ([`FetchStream::topic`]).
     pub topic: usize,
     pub partition: i32,
@@ -166,6 +168,14 @@ impl FetchStream {
     /// The partitions read whole since the last call (only with [`FetchStream::keep_spans`]).
     pub fn take_spans(&mut self) -> Vec<PartitionSpan> {
         self.spans.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Records that the caller failed the partition at `index` (see [`PartitionSpan`]) with
+    /// `error_code` and served none of its records: what the digest then says of it.
+    pub fn fail_partition(&mut self, index: usize, error_code: i16) {
+        if let Some(partition) = self.digest.partitions.get_mut(index) {
+            (partition.error_code, partition.records, partition.record_bytes) = (error_code, 0, 0);
+        }
     }
 
     /// How many topics were read so far (the last one may still be being read).
@@ -365,6 +375,7 @@ impl FetchStream {
     fn end_partition(&mut self) {
         if let Some(spans) = &mut self.spans {
             spans.push(PartitionSpan {
+                index: self.digest.partitions.len(),
                 topic: self.current.topic,
                 partition: self.current.partition,
                 error_code_at: self.partition_start + 4,

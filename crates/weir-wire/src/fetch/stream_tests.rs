@@ -216,6 +216,7 @@ fn spans_locate_each_partitions_error_code_and_records_for_rewriting_in_place() 
             };
             assert_eq!(names, want, "v{version} in pieces of {piece}");
             assert_eq!(spans.iter().map(|s| s.partition).collect::<Vec<_>>(), [0, 1, 4, 5]);
+            assert_eq!(spans.iter().map(|s| s.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
             let mut rewritten = frame.to_vec();
             for span in &spans {
                 let code = i16::from_be_bytes([frame[span.error_code_at], frame[span.error_code_at + 1]]);
@@ -226,6 +227,11 @@ fn spans_locate_each_partitions_error_code_and_records_for_rewriting_in_place() 
                 rewritten[span.error_code_at..span.error_code_at + 2].copy_from_slice(&29i16.to_be_bytes());
                 rewritten[span.records.clone()].fill(0xAB);
             }
+            // The digest says what was served.
+            scan.fail_partition(3, 29);
+            let digest = scan.finish().unwrap();
+            let last = digest.partitions().last().unwrap();
+            assert_eq!((last.partition, last.error_code, last.records, last.record_bytes), (5, 29, 0, 0));
             let body = ResponseFrame::parse(&Bytes::from(rewritten), ApiKey::Fetch, version).unwrap().body();
             let decoded = FetchResponse::decode(&mut &body[..], version).unwrap();
             let partitions = decoded.responses.iter().flat_map(|t| &t.partitions);
