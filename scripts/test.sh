@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh - Weir's whole test suite: starts a real 3-broker Kafka cluster
-# (scripts/kafka.sh), a schema registry (scripts/registry.sh) and a trace backend
-# (scripts/jaeger.sh; built from the Go module proxy the first time), makes the Python
+# (scripts/kafka.sh), a schema registry (scripts/registry.sh), a trace backend
+# (scripts/jaeger.sh; built from the Go module proxy the first time) and a KMS speaking AWS
+# KMS's API (scripts/kms.sh, moto's server from the Python venv), makes the Python
 # clients' venv (scripts/python-env.sh), runs every cargo test against them, then
 # stops what it started. This is the README's test command, and .ci/run calls it too.
 #
@@ -9,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started=0 registry_started=0 jaeger_started=0
+started=0 registry_started=0 jaeger_started=0 kms_started=0
 stop() {
+  if ((kms_started)); then scripts/kms.sh stop; fi
   if ((jaeger_started)); then scripts/jaeger.sh stop; fi
   if ((registry_started)); then scripts/registry.sh stop; fi
   if ((started)); then scripts/kafka.sh stop; fi
@@ -29,6 +31,10 @@ if ! scripts/jaeger.sh status >/dev/null 2>&1; then
   jaeger_started=1
 fi
 scripts/python-env.sh >/dev/null
+if ! scripts/kms.sh status >/dev/null 2>&1; then
+  scripts/kms.sh start
+  kms_started=1
+fi
 
 # The checked-in Kafka schema tables must be what the pinned Kafka's specs give.
 scripts/regen-schema.sh --check

@@ -31,18 +31,36 @@ pub fn ca_or_system(ca: Option<&Path>) -> PathBuf {
 /// GET `url` (`http://` or `https://`, the server checked against `ca`), accepting `accept`;
 /// a body longer than `max_body` is an error.
 pub async fn get(url: &str, accept: &str, ca: &Path, max_body: usize) -> Result<Answer, GetError> {
-    send(hyper::Method::GET, url, (hyper::header::ACCEPT, accept), Bytes::new(), ca, max_body).await
+    send(hyper::Method::GET, url, &[("accept", accept)], Bytes::new(), ca, max_body).await
 }
 
 /// POST `body` of `content_type` to `url`, as [`get`] does a GET.
 pub async fn post(url: &str, content_type: &str, body: Bytes, ca: &Path, max_body: usize) -> Result<Answer, GetError> {
-    send(hyper::Method::POST, url, (hyper::header::CONTENT_TYPE, content_type), body, ca, max_body).await
+    send(hyper::Method::POST, url, &[("content-type", content_type)], body, ca, max_body).await
+}
+
+/// POST `body` to `url` with these headers (a signed API call), as [`post`] does.
+pub async fn post_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    ca: &Path,
+    max_body: usize,
+) -> Result<Answer, GetError> {
+    send(hyper::Method::POST, url, headers, body, ca, max_body).await
+}
+
+/// What a request to `url` sends as its `Host` header (the host, and the port if the URL
+/// names one): what a signature over the request's headers must cover.
+pub fn host_header(url: &str) -> Result<String, GetError> {
+    let uri: hyper::Uri = url.parse().map_err(|e| GetError(format!("not a URL: {e}")))?;
+    uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| GetError("the URL has no host".into()))
 }
 
 async fn send(
     method: hyper::Method,
     url: &str,
-    (header, value): (hyper::header::HeaderName, &str),
+    headers: &[(&str, &str)],
     body: Bytes,
     ca: &Path,
     max_body: usize,
@@ -58,13 +76,14 @@ async fn send(
     let host = host.trim_matches(|c| c == '[' || c == ']').to_owned();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
-        .header(header, value)
-        .body(http_body_util::Full::new(body))
-        .map_err(|e| fail(e.to_string()))?;
+        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Full::new(body)).map_err(|e| fail(e.to_string()))?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| fail(format!("cannot connect: {e}")))?;

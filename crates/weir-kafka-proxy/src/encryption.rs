@@ -28,10 +28,33 @@ const WHOLE: &str = "v1";
 
 /// Where the key-encryption keys are: one KMS per sidecar, read at start.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KmsConfig {
+#[serde(rename_all = "snake_case")]
+pub enum KmsConfig {
     /// Keys in a local JSON file: `{"current": "<id>", "keys": {"<id>": "<base64 of 32 bytes>"}}`.
-    pub local: LocalKmsConfig,
+    Local(LocalKmsConfig),
+    /// AWS KMS (or anything speaking its API): data keys wrapped by `Encrypt` under `key_id`.
+    Aws(AwsKmsConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsConfig {
+    pub region: String,
+    /// A key id, its ARN or `alias/<name>`.
+    pub key_id: String,
+    /// Default: `https://kms.<region>.amazonaws.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// How long one KMS call may take before the KMS counts as unavailable.
+    #[serde(default = "default_kms_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The CA an `https` endpoint is checked against (default: the system's).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+fn default_kms_timeout_ms() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -49,10 +72,30 @@ fn default_reread_ms() -> u64 {
 }
 
 impl KmsConfig {
-    /// The KMS this config names.
-    pub fn kms(&self) -> std::sync::Arc<dyn weir_envelope::Kms> {
-        let reread = Duration::from_millis(self.local.reread_after_ms);
-        std::sync::Arc::new(weir_envelope::LocalKms::with_reread(&self.local.key_file, reread))
+    /// The KMS this config names; an AWS one takes its credentials from the standard
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) variables.
+    pub fn kms(&self) -> Result<std::sync::Arc<dyn weir_envelope::Kms>, String> {
+        match self {
+            KmsConfig::Local(local) => {
+                let reread = Duration::from_millis(local.reread_after_ms);
+                Ok(std::sync::Arc::new(weir_envelope::LocalKms::with_reread(&local.key_file, reread)))
+            }
+            KmsConfig::Aws(aws) => {
+                let credentials = weir_envelope::AwsCredentials::from_env()?;
+                let settings = weir_envelope::AwsKmsSettings {
+                    endpoint: aws
+                        .endpoint
+                        .clone()
+                        .unwrap_or_else(|| format!("https://kms.{}.amazonaws.com", aws.region)),
+                    region: aws.region.clone(),
+                    key_id: aws.key_id.clone(),
+                    credentials,
+                    timeout: Duration::from_millis(aws.timeout_ms),
+                    ca: weir_core::http_get::ca_or_system(aws.ca.as_deref()),
+                };
+                Ok(std::sync::Arc::new(weir_envelope::AwsKms::new(settings)?))
+            }
+        }
     }
 }
 
@@ -108,7 +151,11 @@ impl EncryptionRule {
             return Err(invalid(origin, &field("topics"), "name the topics it covers (`*` for every topic)"));
         }
         if !has_kms {
-            return Err(invalid(origin, at, "encryption needs a KMS: set `kms` (local: {key_file: PATH})"));
+            return Err(invalid(
+                origin,
+                at,
+                "encryption needs a KMS: set `kms` ({local: {key_file: PATH}} or {aws: {region, key_id}})",
+            ));
         }
         for (i, path) in self.fields.iter().enumerate() {
             let at = format!("{at}.fields[{i}]");
@@ -311,6 +358,19 @@ mod tests {
         assert!(fields.seal(&key, b"not json").unwrap_err().contains("cannot be sealed"));
         assert!(envelopes(b"v9", b"x").unwrap_err().contains("not a version"));
         assert!(envelopes(b"v1;$.a", br#"{"a": 3}"#).unwrap_err().contains("not a string"));
+    }
+
+    #[test]
+    fn a_kms_is_a_local_key_file_or_aws_kms_never_both() {
+        let origin = Path::new("sidecar.yaml");
+        let parse = |yaml: &str| weir_core::config::parse_yaml::<KmsConfig>(yaml, origin).map_err(|e| e.to_string());
+        let aws = parse("{aws: {region: eu-west-1, key_id: alias/weir}}").unwrap();
+        let KmsConfig::Aws(aws) = aws else { panic!("{aws:?}") };
+        assert_eq!((aws.endpoint, aws.timeout_ms), (None, 5_000));
+        assert!(matches!(parse("{local: {key_file: /k.json}}").unwrap(), KmsConfig::Local(_)));
+        assert!(parse("{local: {key_file: /k.json}, aws: {region: r, key_id: k}}").is_err());
+        assert!(parse("{aws: {region: r}}").unwrap_err().contains("key_id"));
+        assert!(parse("{vault: {}}").unwrap_err().contains("vault"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::upstream::Connector;
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
+    #[error("kms: {0}")]
+    Kms(String),
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: String, error: std::io::Error },
     #[error(transparent)]
@@ -128,7 +130,10 @@ impl Sidecar {
             .schema_registry
             .clone()
             .map(|registry| Arc::new(weir_schema::judge::SchemaRegistry::new(registry, weir_schema::judge::compile)));
-        let data_keys = config.kms.as_ref().map(|kms| Arc::new(weir_envelope::DataKeys::new(kms.kms())));
+        let data_keys = match &config.kms {
+            Some(kms) => Some(Arc::new(weir_envelope::DataKeys::new(kms.kms().map_err(SidecarError::Kms)?))),
+            None => None,
+        };
         let spans = config.otlp.clone().map(|otlp| {
             let resource = vec![("weir.listen".to_owned(), config.listen.to_string())];
             weir_core::otlp::SpanSink::start(otlp, resource, &mut registry)

@@ -272,3 +272,84 @@ async fn large_fetches_are_opened_refused_or_failed_while_they_stream() {
     analyst.assert_quiet();
     lost.assert_quiet_except(&["sealed records not served"]);
 }
+
+/// The tests' AWS-KMS-speaking service (scripts/kms.sh), started if needed; its endpoint.
+fn aws_kms() -> String {
+    let script = common::repo_root().join("scripts/kms.sh");
+    let status = std::process::Command::new(&script).arg("start").status().expect("run scripts/kms.sh");
+    assert!(status.success(), "scripts/kms.sh start failed");
+    let out = std::process::Command::new(&script).arg("url").output().expect("scripts/kms.sh url");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs tests/python/kms_admin.py against `endpoint`.
+fn kms_admin(endpoint: &str, command: &str, alias: &str) {
+    let out = common::python_script("kms_admin.py", &[endpoint, command, alias]);
+    assert!(out.status.success(), "kms_admin.py {command} {alias}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn aws_sidecar(principal: &str, endpoint: &str, alias: &str, topic: &str) -> Sidecar {
+    let extra_yaml = format!(
+        "fixed_principal: '{principal}'
+kms: {{aws: {{region: us-east-1, key_id: 'alias/{alias}', endpoint: '{endpoint}', timeout_ms: 2000}}}}
+encryption:
+  - {{name: payments, topics: ['{topic}'], decrypt_for: ['User:billing'], rotate_after_records: 40}}
+"
+    );
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_owned(), "weir-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "weir-test-secret".to_owned()),
+    ];
+    Sidecar::start_with(SidecarOptions { extra_yaml, env, ..Default::default() })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_kms_wraps_the_data_keys_and_a_missing_or_lost_one_stops_both_ways() {
+    let endpoint = aws_kms();
+    let alias = unique("weir-kms");
+    kms_admin(&endpoint, "create", &alias);
+    let topic = format!("{alias}-payments");
+    let writer = aws_sidecar("User:billing", &endpoint, &alias, &topic);
+    rd::create_topic(&direct_bootstrap(), &topic, 2).await;
+    let producer = rd::producer(&writer.bootstrap(), &[("batch.num.messages", "10")]);
+    rd::produce(&producer, &topic, "plaintext-aws", 100).await;
+
+    // Stored sealed, each envelope naming the KMS key it was wrapped under.
+    let raw = stored(&topic, 100);
+    let kek = format!("alias/{alias}");
+    assert!(raw.iter().all(|(value, marker)| marker.as_deref() == Some("v1")
+        && !value.windows(9).any(|w| w == b"plaintext")
+        && value.windows(kek.len()).any(|w| w == kek.as_bytes())));
+    assert!(!topic_log_bytes(&topic).windows(9).any(|w| w == b"plaintext"));
+
+    // Another sidecar (nothing cached) opens every record through the KMS.
+    let reader = aws_sidecar("User:billing", &endpoint, &alias, &topic);
+    let read = rd::consume(&reader.bootstrap(), &topic, &unique("billing"), 100, &[]);
+    assert_eq!(rd::values(&read), (0..100).map(|i| format!("plaintext-aws-{i}")).collect());
+
+    // The key's name gone from the KMS: a sidecar that needs a new data key writes nothing,
+    // one that must unwrap serves nothing; each says why.
+    kms_admin(&endpoint, "forget", &alias);
+    let late = aws_sidecar("User:billing", &endpoint, &alias, &topic);
+    let refusal = rd::produce_refused(&late.bootstrap(), &topic, &[]).await;
+    assert_eq!(refusal.delivery, rdkafka::types::RDKafkaErrorCode::PolicyViolation, "{refusal:?}");
+    let consumer = rd::consumer(&late.bootstrap(), &unique("billing"), &[]);
+    consumer.subscribe(&[&topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !late.logs().iter().any(|l| l.contains("sealed records not served") && l.contains("NotFoundException")) {
+        assert!(Instant::now() < deadline, "no warning: {:?}", late.logs());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            panic!("a record was served under a key the KMS no longer has: {:?}", m.payload_view::<str>());
+        }
+    }
+
+    // A KMS that does not answer: writes are refused as retriable and time out in the client.
+    let lost = aws_sidecar("User:billing", "http://127.0.0.1:9", &alias, &topic);
+    let refusal = rd::produce_refused(&lost.bootstrap(), &topic, &[]).await;
+    assert_eq!(refusal.delivery, rdkafka::types::RDKafkaErrorCode::MessageTimedOut, "{refusal:?}");
+    assert_eq!(stored(&topic, 100).len(), 100, "nothing more was written");
+    writer.assert_quiet();
+    reader.assert_quiet();
+    late.assert_quiet_except(&["sealed records not served"]);
+    lost.assert_quiet_except(&[]);
+}

@@ -75,21 +75,30 @@ pub fn jaeger() -> (String, String) {
     .clone()
 }
 
-/// Runs tests/python/schema_client.py (Confluent's Python client and serializers) in the
-/// tests' venv (scripts/python-env.sh), from `dir` (where generated Protobuf modules are).
-pub fn python_client(dir: &Path, args: &[&str]) -> std::process::Output {
+/// The tests' venv's python (scripts/python-env.sh makes it).
+fn venv_python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
-    let python = PYTHON.get_or_init(|| {
+    PYTHON.get_or_init(|| {
         let out = Command::new(repo_root().join("scripts/python-env.sh")).output().expect("run scripts/python-env.sh");
         assert!(out.status.success(), "scripts/python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    });
-    Command::new(python)
+    })
+}
+
+/// Runs tests/python/schema_client.py (Confluent's Python client and serializers) in the
+/// tests' venv (scripts/python-env.sh), from `dir` (where generated Protobuf modules are).
+pub fn python_client(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(venv_python())
         .arg(repo_root().join("tests/python/schema_client.py"))
         .args(args)
         .current_dir(dir)
         .output()
         .expect("run schema_client.py")
+}
+
+/// Runs tests/python/`script` in the tests' venv.
+pub fn python_script(script: &str, args: &[&str]) -> std::process::Output {
+    Command::new(venv_python()).arg(repo_root().join("tests/python").join(script)).args(args).output().expect(script)
 }
 
 /// Bootstrap servers of the MESH listeners (addresses only the sidecar can follow).
@@ -174,6 +183,8 @@ pub struct SidecarOptions {
     pub upstream_yaml: String,
     /// The open-descriptor limit (soft, hard) the sidecar starts with.
     pub descriptor_limit: Option<(u64, u64)>,
+    /// Environment variables the sidecar starts with (beyond the test's own).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SidecarOptions {
@@ -183,6 +194,7 @@ impl Default for SidecarOptions {
             extra_yaml: String::new(),
             upstream_yaml: String::new(),
             descriptor_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -219,6 +231,7 @@ impl Sidecar {
             None => Command::new(weir_binary()),
         };
         let mut child = command
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .args(["proxy", "--config"])
             .arg(&config_path)
             .stdout(Stdio::piped())
