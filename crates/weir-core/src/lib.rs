@@ -34,3 +34,4 @@ pub mod sasl_guard;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod utc;

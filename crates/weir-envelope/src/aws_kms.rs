@@ -195,7 +195,7 @@ struct Signed {
 
 /// Signs a POST of `body` to `/` of `host` with `x-amz-target: target`, at `now`.
 fn sign(settings: &AwsKmsSettings, host: &str, target: &str, body: &[u8], now: SystemTime) -> Signed {
-    let amz_date = amz_date(now);
+    let amz_date = weir_core::utc::Utc::of(now).basic();
     let date = &amz_date[..8];
     let token = settings.credentials.session_token.as_deref();
     let mut canonical_headers = format!("content-type:{CONTENT_TYPE}\nhost:{host}\nx-amz-date:{amz_date}\n");
@@ -233,35 +233,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `now` as `YYYYMMDD'T'HHMMSS'Z'` (UTC).
-fn amz_date(now: SystemTime) -> String {
-    let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_written_as_signature_v4_wants_them() {
-        let at = |secs: u64| amz_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "19700101T000000Z");
-        assert_eq!(at(951_782_400), "20000229T000000Z");
-        assert_eq!(at(1_440_938_160), "20150830T123600Z");
-        assert_eq!(at(4_102_444_799), "20991231T235959Z");
-    }
 
     /// The signing key of AWS's published example (General Reference, "Calculate the
     /// signature": the example secret, 20120215, us-east-1, iam).

@@ -61,6 +61,36 @@ fn stored(topic: &str, count: usize) -> Vec<(Vec<u8>, Option<String>)> {
     out
 }
 
+/// A consumer of `topic` through `sidecar` hears TOPIC_AUTHORIZATION_FAILED and reads nothing.
+fn assert_refused(sidecar: &Sidecar, topic: &str) {
+    let consumer = rd::consumer(&sidecar.bootstrap(), &unique("refused"), &[]);
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let heard = loop {
+        assert!(Instant::now() < deadline, "never refused {topic}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => panic!("a record of {topic} was read: {:?}", m.payload_view::<str>()),
+            Some(Err(e)) => break e,
+            None => {}
+        }
+    };
+    assert_eq!(heard.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "{heard}");
+}
+
+/// A consumer of `topic` through `sidecar` reads nothing until the sidecar has logged that
+/// sealed records were not served, in a line `says` accepts.
+fn serves_nothing_until_it_says(sidecar: &Sidecar, topic: &str, says: impl Fn(&str) -> bool) {
+    let consumer = rd::consumer(&sidecar.bootstrap(), &unique("billing"), &[]);
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sidecar.logs().iter().any(|l| l.contains("sealed records not served") && says(l)) {
+        assert!(Instant::now() < deadline, "no warning: {:?}", sidecar.logs());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            panic!("a record was served that could not be opened: {:?}", m.payload_view::<str>());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn records_are_stored_sealed_and_open_only_for_the_principals_named() {
     let prefix = unique("sealed");
@@ -140,18 +170,7 @@ async fn records_are_stored_sealed_and_open_only_for_the_principals_named() {
     assert!(!topic_log_bytes(&cards).windows(4).any(|w| w == b"4111"));
     let opened = rd::consume(&billing.bootstrap(), &cards, &unique("billing"), 20, &[]);
     assert_eq!(rd::values(&opened), (0..20).map(card).collect());
-    let refused = rd::consumer(&analyst.bootstrap(), &unique("analyst"), &[]);
-    refused.subscribe(&[&cards]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let heard = loop {
-        assert!(Instant::now() < deadline, "the analyst was never refused");
-        match refused.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => panic!("the analyst read a record of {cards}: {:?}", m.payload_view::<str>()),
-            Some(Err(e)) => break e,
-            None => {}
-        }
-    };
-    assert_eq!(heard.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "{heard}");
+    assert_refused(&analyst, &cards);
     billing.assert_quiet();
     analyst.assert_quiet();
 }
@@ -172,19 +191,7 @@ async fn without_its_kms_a_sidecar_writes_nothing_and_serves_no_sealed_record() 
     assert!(!topic_log_bytes(&payments).windows(9).any(|w| w == b"plaintext"));
 
     // Nor does it read what is sealed: the partition fails, the sidecar says why.
-    let consumer = rd::consumer(&lost.bootstrap(), &unique("billing"), &[]);
-    consumer.subscribe(&[&payments]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lost
-        .logs()
-        .iter()
-        .any(|l| l.contains("sealed records not served") && l.contains("/nonexistent/weir/keys.json"))
-    {
-        assert!(Instant::now() < deadline, "no warning: {:?}", lost.logs());
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            panic!("a record was served without its key: {:?}", m.payload_view::<str>());
-        }
-    }
+    serves_nothing_until_it_says(&lost, &payments, |l| l.contains("/nonexistent/weir/keys.json"));
     writer.assert_quiet();
     lost.assert_quiet_except(&["sealed records not served"]);
 }
@@ -243,31 +250,13 @@ async fn large_fetches_are_opened_refused_or_failed_while_they_stream() {
         delivery.await.unwrap().unwrap();
     }
     let analyst = sidecar("User:analyst", &keys, &payments, &cards);
-    let refused = rd::consumer(&analyst.bootstrap(), &unique("analyst"), &[]);
-    refused.subscribe(&[&cards]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let heard = loop {
-        assert!(Instant::now() < deadline, "the analyst was never refused");
-        match refused.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => panic!("the analyst read a record of {cards}: {:?}", m.payload_view::<str>()),
-            Some(Err(e)) => break e,
-            None => {}
-        }
-    };
-    assert_eq!(heard.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed), "{heard}");
+    assert_refused(&analyst, &cards);
     assert!(streamed_through_passes(&analyst), "the refusal streamed");
 
     // A sidecar that lost its key file fails each partition it cannot open, and serves none.
     let lost = sidecar("User:billing", Path::new("/nonexistent/weir/streamed.json"), &payments, &cards);
-    let consumer = rd::consumer(&lost.bootstrap(), &unique("billing"), &[]);
-    consumer.subscribe(&[&payments]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !(streamed_through_passes(&lost) && lost.logs().iter().any(|l| l.contains("sealed records not served"))) {
-        assert!(Instant::now() < deadline, "no warning: {:?}", lost.logs());
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            panic!("a record was served without its key: {:?}", m.payload_view::<str>());
-        }
-    }
+    serves_nothing_until_it_says(&lost, &payments, |l| l.contains("streamed.json"));
+    assert!(streamed_through_passes(&lost), "the failure streamed");
     billing.assert_quiet();
     analyst.assert_quiet();
     lost.assert_quiet_except(&["sealed records not served"]);
@@ -333,15 +322,7 @@ async fn an_external_kms_wraps_the_data_keys_and_a_missing_or_lost_one_stops_bot
     let late = aws_sidecar("User:billing", &endpoint, &alias, &topic);
     let refusal = rd::produce_refused(&late.bootstrap(), &topic, &[]).await;
     assert_eq!(refusal.delivery, rdkafka::types::RDKafkaErrorCode::PolicyViolation, "{refusal:?}");
-    let consumer = rd::consumer(&late.bootstrap(), &unique("billing"), &[]);
-    consumer.subscribe(&[&topic]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !late.logs().iter().any(|l| l.contains("sealed records not served") && l.contains("NotFoundException")) {
-        assert!(Instant::now() < deadline, "no warning: {:?}", late.logs());
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            panic!("a record was served under a key the KMS no longer has: {:?}", m.payload_view::<str>());
-        }
-    }
+    serves_nothing_until_it_says(&late, &topic, |l| l.contains("NotFoundException"));
 
     // A KMS that does not answer: writes are refused as retriable and time out in the client.
     let lost = aws_sidecar("User:billing", "http://127.0.0.1:9", &alias, &topic);
