@@ -150,6 +150,7 @@ impl OperationSet {
 pub enum Pattern {
     Any,
     Literal(String),
+    /// As written: the prefix and its trailing `*`.
     Prefix(String),
     Glob(String),
 }
@@ -160,9 +161,18 @@ impl Pattern {
             return Pattern::Any;
         }
         match text.strip_suffix('*') {
-            Some(prefix) if !prefix.contains(['*', '?']) => Pattern::Prefix(prefix.to_owned()),
+            Some(prefix) if !prefix.contains(['*', '?']) => Pattern::Prefix(text.to_owned()),
             _ if text.contains(['*', '?']) => Pattern::Glob(text.to_owned()),
             _ => Pattern::Literal(text.to_owned()),
+        }
+    }
+
+    /// The pattern as written: what a protocol whose names are not globs (MQTT topic
+    /// filters) judges itself ([`PrincipalPolicy::allows_judged`]).
+    pub fn text(&self) -> &str {
+        match self {
+            Pattern::Any => "*",
+            Pattern::Literal(text) | Pattern::Prefix(text) | Pattern::Glob(text) => text,
         }
     }
 
@@ -170,7 +180,7 @@ impl Pattern {
         match self {
             Pattern::Any => true,
             Pattern::Literal(literal) => literal == name,
-            Pattern::Prefix(prefix) => name.starts_with(prefix.as_str()),
+            Pattern::Prefix(text) => name.starts_with(&text[..text.len() - 1]),
             Pattern::Glob(glob) => glob_matches(glob.as_bytes(), name.as_bytes()),
         }
     }
@@ -239,8 +249,9 @@ struct Rule {
 }
 
 impl Rule {
-    fn covers(&self, resource: ResourceType, name: &str, op: Operation) -> bool {
-        self.operations.contains(op) && self.resources.iter().any(|(t, p)| *t == resource && p.matches(name))
+    /// Whether the rule speaks of `op` on a resource of this type whose pattern `hit` accepts.
+    fn covers(&self, resource: ResourceType, op: Operation, hit: impl Fn(&Pattern) -> bool) -> bool {
+        self.operations.contains(op) && self.resources.iter().any(|(t, p)| *t == resource && hit(p))
     }
 }
 
@@ -323,6 +334,14 @@ impl Policy {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+
+    /// Every pattern the rules give resources of this type, with the rule's index: what a
+    /// protocol whose names are not globs checks are its own kind of pattern (MQTT filters).
+    pub fn patterns(&self, resource: ResourceType) -> impl Iterator<Item = (usize, &Pattern)> {
+        self.rules.iter().enumerate().flat_map(move |(i, rule)| {
+            rule.resources.iter().filter(move |(t, _)| *t == resource).map(move |(_, p)| (i, p))
+        })
+    }
 }
 
 /// The rules of a policy that name one principal: what a connection consults per request.
@@ -334,13 +353,25 @@ pub struct PrincipalPolicy {
 impl PrincipalPolicy {
     /// Whether `op` on the resource is allowed: some allow rule covers it and no deny rule does.
     pub fn allows(&self, resource: ResourceType, name: &str, op: Operation) -> bool {
+        self.allows_judged(resource, op, |pattern| pattern.matches(name), |pattern| pattern.matches(name))
+    }
+
+    /// As [`PrincipalPolicy::allows`], for a protocol that judges its own patterns (MQTT: a
+    /// rule's pattern is a topic filter): allowed when `allow` accepts the pattern of some
+    /// allow rule for `op` and `deny` accepts that of no deny rule.
+    pub fn allows_judged(
+        &self,
+        resource: ResourceType,
+        op: Operation,
+        allow: impl Fn(&Pattern) -> bool,
+        deny: impl Fn(&Pattern) -> bool,
+    ) -> bool {
         let mut allowed = false;
         for rule in &self.rules {
-            if rule.covers(resource, name, op) {
-                match rule.effect {
-                    Effect::Deny => return false,
-                    Effect::Allow => allowed = true,
-                }
+            match rule.effect {
+                Effect::Deny if rule.covers(resource, op, &deny) => return false,
+                Effect::Allow if !allowed => allowed = rule.covers(resource, op, &allow),
+                _ => {}
             }
         }
         allowed

@@ -1,7 +1,8 @@
 //! MQTT topic names and filters: what a name and a filter may be, whether a filter matches a
-//! name, and whether one filter is within another (every name the inner one matches, the
-//! outer one matches too): how a sidecar decides that a subscription is no wider than what a
-//! policy allows.
+//! name, whether one filter is within another (every name the inner one matches, the outer
+//! one matches too: how a sidecar decides that a subscription is no wider than what a policy
+//! allows) and whether two overlap (some name matches both: how a deny rule reaches a
+//! subscription).
 //!
 //! The spec's rules: levels are separated by `/` (empty levels count); `+` matches exactly one
 //! level and `#` any number of levels (zero included, so `a/#` matches `a`), each standing
@@ -89,6 +90,33 @@ pub fn within(outer: &str, inner: &str) -> bool {
     inner_levels.len() == outer_levels.len()
 }
 
+/// Whether some topic name matches both filters: a subscription to `a` could receive what a
+/// rule about `b` speaks of (how a deny rule reaches a subscription wider than it). Both must
+/// be valid filters.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    // A name matched by a filter starting with a wildcard does not start with `$`; one
+    // starting with a literal `$…` level matches only names that do.
+    let wildcard_first = |f: &str| f.starts_with(['+', '#']);
+    if (a.starts_with('$') && wildcard_first(b)) || (b.starts_with('$') && wildcard_first(a)) {
+        return false;
+    }
+    let (mut a_levels, mut b_levels) = (a.split('/'), b.split('/'));
+    loop {
+        match (a_levels.next(), b_levels.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (None, None) => return true,
+            // One is longer: only a `#` (matching zero levels) where the other ends lets a
+            // name of the shorter's length match both.
+            (None, Some(level)) | (Some(level), None) => {
+                return level == "#";
+            }
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(x), Some(y)) if x != y => return false,
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +198,28 @@ mod tests {
                 if within(outer, inner) {
                     assert!(!escapes, "{inner} said within {outer}, but a name escapes");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn filters_overlap_exactly_when_some_small_name_matches_both() {
+        let levels = ["a", "b", "", "$x"];
+        let mut names: Vec<String> = Vec::new();
+        let mut current: Vec<String> = levels.iter().map(|l| (*l).to_owned()).collect();
+        for _ in 0..4 {
+            names.extend(current.iter().cloned());
+            current = current
+                .iter()
+                .flat_map(|p| levels.iter().filter(|l| !l.starts_with('$')).map(move |l| format!("{p}/{l}")))
+                .collect();
+        }
+        let filters =
+            ["#", "+", "a", "a/#", "a/+", "+/b", "+/+", "a/+/#", "+/#", "$x/#", "$x/+", "a/b", "/+", "+/+/+", "b/#"];
+        for a in filters {
+            for b in filters {
+                let shared = names.iter().any(|n| matches(a, n) && matches(b, n));
+                assert_eq!(overlaps(a, b), shared, "{a} and {b}");
             }
         }
     }
