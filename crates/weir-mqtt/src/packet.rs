@@ -268,6 +268,9 @@ pub struct Subscription<'a> {
     /// The maximum QoS asked for.
     pub qos: u8,
     pub options: u8,
+    /// The filter and its options as they are in the packet (what a SUBSCRIBE cut to some of
+    /// its filters keeps of each).
+    pub bytes: &'a [u8],
 }
 
 /// A SUBSCRIBE packet.
@@ -275,6 +278,8 @@ pub struct Subscription<'a> {
 pub struct Subscribe<'a> {
     pub packet_id: u16,
     pub subscriptions: Vec<Subscription<'a>>,
+    /// The packet identifier and (MQTT 5) properties, as they are in the packet.
+    pub head: &'a [u8],
 }
 
 /// The most filters one SUBSCRIBE may carry here (each is 3 bytes at least, so a packet of
@@ -285,6 +290,7 @@ impl<'a> Subscribe<'a> {
     pub fn read(packet: &'a [u8], header: &FixedHeader, version: Version) -> Result<Self, MqttError> {
         debug_assert_eq!(header.kind, PacketType::Subscribe);
         let mut r = Reader { packet: "SUBSCRIBE", bytes: &packet[..header.packet_len()], at: header.header_len };
+        let head_at = r.at;
         let packet_id = r.u16("no packet identifier")?;
         if packet_id == 0 {
             return Err(r.fault("packet identifier 0"));
@@ -292,6 +298,7 @@ impl<'a> Subscribe<'a> {
         if version == Version::V5 {
             r.properties()?;
         }
+        let head = &r.bytes[head_at..r.at];
         let mut subscriptions = Vec::new();
         while !r.rest().is_empty() {
             if subscriptions.len() == MAX_SUBSCRIPTIONS {
@@ -313,12 +320,27 @@ impl<'a> Subscribe<'a> {
                     at: r.at - 1,
                 });
             }
-            subscriptions.push(Subscription { filter, qos: options & 0x03, options });
+            subscriptions.push(Subscription { filter, qos: options & 0x03, options, bytes: &r.bytes[at..r.at] });
         }
         if subscriptions.is_empty() {
             return Err(r.fault("no topic filter"));
         }
-        Ok(Subscribe { packet_id, subscriptions })
+        Ok(Subscribe { packet_id, subscriptions, head })
+    }
+
+    /// This SUBSCRIBE with only the filters `keep` says yes to (same packet identifier,
+    /// properties and options): what goes to the broker when a policy refuses the others.
+    pub fn keeping(&self, keep: impl Fn(&Subscription<'_>) -> bool) -> Vec<u8> {
+        let kept: Vec<&[u8]> = self.subscriptions.iter().filter(|s| keep(s)).map(|s| s.bytes).collect();
+        let remaining = self.head.len() + kept.iter().map(|b| b.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(5 + remaining);
+        out.push((PacketType::Subscribe as u8) << 4 | 0x02);
+        write_varint(&mut out, remaining);
+        out.extend_from_slice(self.head);
+        for bytes in kept {
+            out.extend_from_slice(bytes);
+        }
+        out
     }
 }
 
@@ -328,6 +350,74 @@ pub mod reason {
     pub const FAILURE: u8 = 0x80;
     /// MQTT 5's Not authorized.
     pub const NOT_AUTHORIZED: u8 = 0x87;
+}
+
+/// The broker's SUBACK to a SUBSCRIBE cut to some of its filters ([`Subscribe::keeping`]),
+/// made whole again for the client: `refused` has one entry per filter the client asked
+/// for, `Some(code)` where the sidecar refused it, `None` where the broker's next code goes.
+/// The broker's packet identifier and properties are kept.
+pub fn suback_merged(
+    broker: &[u8],
+    header: &FixedHeader,
+    version: Version,
+    refused: &[Option<u8>],
+) -> Result<Vec<u8>, MqttError> {
+    debug_assert_eq!(header.kind, PacketType::Suback);
+    let mut r = Reader { packet: "SUBACK", bytes: &broker[..header.packet_len()], at: header.header_len };
+    r.u16("no packet identifier")?;
+    if version == Version::V5 {
+        r.properties()?;
+    }
+    let head = &r.bytes[header.header_len..r.at];
+    let mut theirs = r.rest().iter();
+    let mut codes = Vec::with_capacity(refused.len());
+    for entry in refused {
+        codes.push(match entry {
+            Some(code) => *code,
+            None => *theirs.next().ok_or_else(|| r.fault("fewer return codes than filters forwarded"))?,
+        });
+    }
+    if theirs.next().is_some() {
+        return Err(r.fault("more return codes than filters forwarded"));
+    }
+    let mut out = Vec::with_capacity(5 + head.len() + codes.len());
+    out.push((PacketType::Suback as u8) << 4);
+    write_varint(&mut out, head.len() + codes.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&codes);
+    Ok(out)
+}
+
+/// Why a sidecar refuses a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The username or password is wrong (3.1.1: 4; 5: 0x86).
+    BadCredentials,
+    /// The client may not connect, or not with its will (3.1.1: 5; 5: 0x87).
+    NotAuthorized,
+}
+
+/// The CONNACK that refuses a connection, in the client's version.
+pub fn connack_refused(version: Version, why: Refusal) -> Vec<u8> {
+    match (version, why) {
+        (Version::V5, Refusal::BadCredentials) => vec![0x20, 3, 0, 0x86, 0],
+        (Version::V5, Refusal::NotAuthorized) => vec![0x20, 3, 0, reason::NOT_AUTHORIZED, 0],
+        (_, Refusal::BadCredentials) => vec![0x20, 2, 0, 4],
+        (_, Refusal::NotAuthorized) => vec![0x20, 2, 0, 5],
+    }
+}
+
+/// A PUBACK, PUBREC or PUBCOMP for `packet_id` that a sidecar sends in the broker's stead:
+/// in MQTT 5 with `reason` (Not authorized, say), in 3.1.1 plain (it has no way to say no).
+pub fn ack(kind: PacketType, packet_id: u16, version: Version, reason: u8) -> Vec<u8> {
+    debug_assert!(matches!(kind, PacketType::Puback | PacketType::Pubrec | PacketType::Pubcomp));
+    let id = packet_id.to_be_bytes();
+    if version == Version::V5 && reason != 0 {
+        // Without properties the property length may be left out (remaining length 3).
+        vec![(kind as u8) << 4, 3, id[0], id[1], reason]
+    } else {
+        vec![(kind as u8) << 4, 2, id[0], id[1]]
+    }
 }
 
 /// A SUBACK for `packet_id` with one return code per filter (granted QoS, or a failure).
@@ -483,5 +573,51 @@ mod tests {
         assert!(bad(&[&[0, 1][..], &string("a")].concat(), Version::V311).contains("no subscription options"));
         let many: Vec<u8> = [&[0, 1][..], &[&string("a")[..], &[0]].concat().repeat(1025)].concat();
         assert!(bad(&many, Version::V311).contains("more than 1024"));
+    }
+
+    #[test]
+    fn a_subscribe_cut_to_its_allowed_filters_and_its_suback_made_whole_again() {
+        for version in [Version::V311, Version::V5] {
+            // Packet id 7, (v5: a subscription identifier property), three filters.
+            let mut body = vec![0, 7];
+            if version == Version::V5 {
+                body.extend([2, 0x0b, 5]);
+            }
+            for (filter, options) in [("a/+", 1u8), ("secret/#", 2), ("b", 0)] {
+                body.extend(string(filter));
+                body.push(options);
+            }
+            let bytes = packet(PacketType::Subscribe, 2, &body);
+            let subscribe = Subscribe::read(&bytes, &header(&bytes), version).unwrap();
+            let cut = subscribe.keeping(|s| !s.filter.starts_with("secret"));
+            let read = Subscribe::read(&cut, &header(&cut), version).unwrap();
+            assert_eq!(read.packet_id, 7);
+            assert_eq!(read.head, subscribe.head, "properties kept");
+            let kept: Vec<(&str, u8)> = read.subscriptions.iter().map(|s| (s.filter, s.options)).collect();
+            assert_eq!(kept, [("a/+", 1), ("b", 0)]);
+
+            // The broker grants QoS 1 and 0 to the two it saw.
+            let broker = suback(7, &[1, 0], version);
+            let merged = suback_merged(&broker, &header(&broker), version, &[None, Some(0x87), None]).unwrap();
+            assert_eq!(merged, suback(7, &[1, 0x87, 0], version));
+            let short = suback(7, &[1], version);
+            assert!(suback_merged(&short, &header(&short), version, &[None, Some(0x87), None]).is_err());
+        }
+    }
+
+    #[test]
+    fn refusals_and_acks_are_written_in_each_version() {
+        assert_eq!(connack_refused(Version::V311, Refusal::BadCredentials), [0x20, 2, 0, 4]);
+        assert_eq!(connack_refused(Version::V31, Refusal::NotAuthorized), [0x20, 2, 0, 5]);
+        assert_eq!(connack_refused(Version::V5, Refusal::NotAuthorized), [0x20, 3, 0, 0x87, 0]);
+        assert_eq!(ack(PacketType::Puback, 258, Version::V311, reason::NOT_AUTHORIZED), [0x40, 2, 1, 2]);
+        assert_eq!(ack(PacketType::Puback, 258, Version::V5, reason::NOT_AUTHORIZED), [0x40, 3, 1, 2, 0x87]);
+        assert_eq!(ack(PacketType::Pubcomp, 9, Version::V5, 0), [0x70, 2, 0, 9]);
+        for bytes in
+            [ack(PacketType::Pubrec, 9, Version::V5, 0x87), connack_refused(Version::V5, Refusal::BadCredentials)]
+        {
+            let h = header(&bytes);
+            assert_eq!(h.packet_len(), bytes.len(), "the length says what follows");
+        }
     }
 }
