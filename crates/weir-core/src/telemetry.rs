@@ -22,6 +22,27 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// A sidecar's `log` section.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: default_level() }
+    }
+}
+
 /// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (e.g. `info,weir=debug`);
 /// the `RUST_LOG` environment variable wins when set.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {

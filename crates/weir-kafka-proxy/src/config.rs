@@ -12,7 +12,7 @@ use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, ConfigError};
 use weir_core::policy::AuthorizationConfig;
 use weir_core::sasl::{SaslClientConfig, SaslServerConfig};
-use weir_core::telemetry::LogFormat;
+pub use weir_core::telemetry::LogConfig;
 use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
 
 /// A Kafka sidecar.
@@ -208,16 +208,6 @@ pub struct Limits {
     pub max_decompressed_batch_bytes: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    #[serde(default)]
-    pub format: LogFormat,
-    /// A `RUST_LOG`-style filter.
-    #[serde(default = "defaults::log_level")]
-    pub level: String,
-}
-
 mod defaults {
     pub fn port_count() -> u16 {
         100
@@ -255,9 +245,6 @@ mod defaults {
     pub fn workers() -> usize {
         1
     }
-    pub fn log_level() -> String {
-        "info".into()
-    }
 }
 
 impl Default for BrokerPorts {
@@ -293,12 +280,6 @@ impl Default for Limits {
             connections_per_second: None,
             max_decompressed_batch_bytes: defaults::max_decompressed_batch_bytes(),
         }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { format: LogFormat::Text, level: defaults::log_level() }
     }
 }
 

@@ -83,12 +83,20 @@ struct ControlArgs {
     log_level: String,
 }
 
-/// Flags override the config file; without a file, --listen and --bootstrap are required.
+/// Flags override the config file; without a file, --listen and --bootstrap (Kafka) or
+/// --upstream (MQTT) are required.
 #[derive(Args)]
 pub(crate) struct ProxyArgs {
+    /// The protocol of the clients and the server behind: kafka, or mqtt (3.1.1 and 5.0, in
+    /// front of an MQTT broker).
+    #[arg(long, default_value = "kafka")]
+    protocol: Protocol,
     /// YAML config file (see README for every key).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// The MQTT broker, host:port (with --protocol mqtt).
+    #[arg(long)]
+    upstream: Option<String>,
     /// Address clients bootstrap against, e.g. 127.0.0.1:19092.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -133,9 +141,16 @@ pub(crate) struct ProxyArgs {
     state_dir: PathBuf,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Kafka,
+    Mqtt,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Proxy(args) if args.protocol == Protocol::Mqtt => run_mqtt_proxy(args),
         Command::Proxy(args) if args.control.is_some() => managed::run(args),
         Command::Proxy(args) => run_proxy(args),
         Command::Control(args) => run_control(args),
@@ -151,6 +166,7 @@ fn main() -> ExitCode {
 }
 
 fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
+    anyhow::ensure!(args.upstream.is_none(), "--upstream is for --protocol mqtt; a Kafka sidecar takes --bootstrap");
     let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
     let mut config = match &args.config {
         Some(file) => SidecarConfig::from_file(file)?,
@@ -186,6 +202,41 @@ fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
     }
     config.validate(&origin)?;
     Ok(config)
+}
+
+fn run_mqtt_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.control.is_none(), "--control is for the Kafka sidecar yet; give the MQTT sidecar --config");
+    anyhow::ensure!(args.bootstrap.is_empty(), "--bootstrap is Kafka's; the MQTT sidecar's broker is --upstream");
+    let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
+    let mut config = match &args.config {
+        Some(file) => weir_mqtt_proxy::MqttConfig::from_file(file)?,
+        None => {
+            let listen = args.listen.context("--listen is required without --config")?;
+            let upstream = args.upstream.clone().context("--upstream is required without --config")?;
+            weir_mqtt_proxy::MqttConfig::new(listen, upstream)
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(upstream) = args.upstream {
+        config.upstream = upstream;
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    if let Some(level) = args.log_level {
+        config.log.level = level;
+    }
+    config.validate(&origin)?;
+    weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    sidecar_runtime(args.workers.unwrap_or(1))?.block_on(async {
+        let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        sidecar.run(stop).await;
+        Ok(())
+    })
 }
 
 fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {

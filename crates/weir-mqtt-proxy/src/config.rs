@@ -1,0 +1,122 @@
+//! The MQTT sidecar's configuration file (or `weir proxy --protocol mqtt` flags).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use weir_core::config::{invalid, load_yaml_file, ConfigError};
+use weir_core::policy::AuthorizationConfig;
+use weir_core::telemetry::LogConfig;
+
+/// ```yaml
+/// listen: 127.0.0.1:1884          # clients connect here
+/// upstream: 127.0.0.1:1883        # the MQTT broker
+/// credentials: /etc/weir/users.yaml   # CONNECT username/password checked (Kafka SASL's file)
+/// authorization: {policy: /etc/weir/mqtt-policy.yaml}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub listen: SocketAddr,
+    /// The broker, `host:port`.
+    pub upstream: String,
+    /// Users and passwords CONNECT is checked against: the same file as the Kafka sidecar's
+    /// `sasl.credentials` (SCRAM entries). Without it, clients are not authenticated and
+    /// act as `fixed_principal` (or `User:ANONYMOUS`).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// The principal of every connection when there is no `credentials`.
+    #[serde(default)]
+    pub fixed_principal: Option<String>,
+    /// Who may publish and subscribe to which topics (MQTT's words: see `authz`); without it
+    /// everything is allowed.
+    #[serde(default)]
+    pub authorization: Option<AuthorizationConfig>,
+    #[serde(default)]
+    pub limits: MqttLimits,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttLimits {
+    /// How long a new connection has to send its CONNECT.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The largest CONNECT (what arrives before authentication).
+    #[serde(default = "default_max_connect_bytes")]
+    pub max_connect_bytes: usize,
+    /// The largest packet after it, either way.
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: usize,
+    /// How long connecting to the broker may take.
+    #[serde(default = "default_upstream_connect_timeout_ms")]
+    pub upstream_connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connect_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_packet_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_upstream_connect_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for MqttLimits {
+    fn default() -> Self {
+        MqttLimits {
+            connect_timeout_ms: default_connect_timeout_ms(),
+            max_connect_bytes: default_max_connect_bytes(),
+            max_packet_bytes: default_max_packet_bytes(),
+            upstream_connect_timeout_ms: default_upstream_connect_timeout_ms(),
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn new(listen: SocketAddr, upstream: String) -> Self {
+        MqttConfig {
+            listen,
+            upstream,
+            credentials: None,
+            fixed_principal: None,
+            authorization: None,
+            limits: MqttLimits::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    pub fn from_file(file: &Path) -> Result<Self, ConfigError> {
+        load_yaml_file(file)
+    }
+
+    /// Checks what the types cannot; `origin` names the file (or the command line) in errors.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        if !self.upstream.contains(':') {
+            return Err(invalid(origin, "upstream", format!("`{}` is not host:port", self.upstream)));
+        }
+        if self.credentials.is_some() && self.fixed_principal.is_some() {
+            return Err(invalid(origin, "fixed_principal", "clients authenticate with `credentials`: not both"));
+        }
+        // MQTT's largest packet is 256 MiB; a CONNECT needs at least its fixed header.
+        let limits = &self.limits;
+        if !(16..=limits.max_packet_bytes).contains(&limits.max_connect_bytes) || limits.max_packet_bytes > 268_435_460
+        {
+            return Err(invalid(
+                origin,
+                "limits",
+                "expected 16 <= max_connect_bytes <= max_packet_bytes <= 268435460 (MQTT's largest packet)",
+            ));
+        }
+        if limits.connect_timeout_ms == 0 {
+            return Err(invalid(origin, "limits.connect_timeout_ms", "expected more than 0"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,358 @@
+//! One client connection: its CONNECT read (bounded in size and time) and authenticated, then
+//! packets passed both ways as the same bytes, except where the policy acts:
+//!
+//! - a PUBLISH to a topic the principal may not publish is not forwarded: QoS 0 is dropped,
+//!   QoS 1 answered with PUBACK and QoS 2 with PUBREC by the sidecar — with reason Not
+//!   authorized (0x87) in MQTT 5, plainly in 3.1.1, which has no way to say no (as brokers
+//!   do with messages their ACLs deny); a 3.1.1 client's PUBREL for it is answered with
+//!   PUBCOMP here. MQTT 5 topic aliases are followed, so an alias cannot hide a topic.
+//! - a SUBSCRIBE goes to the broker with only the filters the principal may subscribe; the
+//!   broker's SUBACK comes back with the refused ones in their places (0x87 in MQTT 5, 0x80 in
+//!   3.1.1); if none is allowed the sidecar answers alone.
+//! - a will message is judged as a publish: one the principal may not publish refuses the
+//!   CONNECT (Not authorized).
+//!
+//! Packets from the broker go to the client as they come; the sidecar's own answers join them
+//! through the same writer, so each reaches the client whole.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use weir_core::policy::Policy;
+use weir_core::sasl::Credentials;
+use weir_mqtt::packet::{
+    ack, connack_refused, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
+};
+use weir_mqtt::{FixedHeader, MqttError, PacketType};
+
+use crate::authz::MqttAuthz;
+use crate::config::MqttConfig;
+
+/// What every connection of a sidecar shares.
+pub struct Shared {
+    pub config: MqttConfig,
+    pub credentials: Option<Credentials>,
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no CONNECT within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("the first packet was {0}, not CONNECT")]
+    NotConnect(&'static str),
+    #[error("malformed packet from the {side}: {error}")]
+    Malformed { side: &'static str, error: MqttError },
+    #[error("the {0} closed the connection in the middle of a packet")]
+    Cut(&'static str),
+    #[error("CONNECT refused: {0}")]
+    Refused(String),
+    #[error("PUBLISH with topic alias {0}, which this connection never set")]
+    UnknownAlias(u16),
+    #[error("cannot reach the broker {upstream}: {error}")]
+    Upstream { upstream: String, error: String },
+    #[error("{side} connection: {error}")]
+    Io { side: &'static str, error: std::io::Error },
+}
+
+/// Serves one client until either side closes.
+pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    match run(&shared, client).await {
+        Ok(()) => tracing::debug!(%peer, "MQTT connection closed"),
+        Err(error) => tracing::info!(%peer, %error, "MQTT connection closed"),
+    }
+}
+
+/// Reads whole MQTT packets off a stream, each bounded by `limit`.
+struct Packets<R> {
+    inner: R,
+    buf: BytesMut,
+    limit: usize,
+    side: &'static str,
+}
+
+impl<R: AsyncRead + Unpin> Packets<R> {
+    fn new(inner: R, limit: usize, side: &'static str) -> Self {
+        Packets { inner, buf: BytesMut::new(), limit, side }
+    }
+
+    /// The next packet and its header; None when the stream ends between packets.
+    async fn next(&mut self) -> Result<Option<(FixedHeader, Bytes)>, SessionError> {
+        loop {
+            let header = FixedHeader::read(&self.buf, self.limit)
+                .map_err(|error| SessionError::Malformed { side: self.side, error })?;
+            if let Some(header) = header {
+                if self.buf.len() >= header.packet_len() {
+                    return Ok(Some((header, self.buf.split_to(header.packet_len()).freeze())));
+                }
+                self.buf.reserve(header.packet_len() - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            let read = self
+                .inner
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|error| SessionError::Io { side: self.side, error })?;
+            if read == 0 {
+                return if self.buf.is_empty() { Ok(None) } else { Err(SessionError::Cut(self.side)) };
+            }
+        }
+    }
+}
+
+async fn write(out: &mut (impl AsyncWrite + Unpin), side: &'static str, bytes: &[u8]) -> Result<(), SessionError> {
+    out.write_all(bytes).await.map_err(|error| SessionError::Io { side, error })
+}
+
+async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
+    let limits = &shared.config.limits;
+    let (client_read, mut client_write) = client.into_split();
+    let mut from_client = Packets::new(client_read, limits.max_connect_bytes, "client");
+    let wait = Duration::from_millis(limits.connect_timeout_ms);
+    let first =
+        tokio::time::timeout(wait, from_client.next()).await.map_err(|_| SessionError::ConnectTimeout(wait))??;
+    let Some((header, packet)) = first else { return Ok(()) };
+    if header.kind != PacketType::Connect {
+        return Err(SessionError::NotConnect(header.kind.name()));
+    }
+    let connect = Connect::read(&packet, &header).map_err(|error| SessionError::Malformed { side: "client", error })?;
+    let version = connect.version;
+    let principal = match authenticate(shared, &connect).await {
+        Ok(principal) => principal,
+        Err(why) => {
+            let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::BadCredentials)).await;
+            return Err(SessionError::Refused(why));
+        }
+    };
+    let authz = shared.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
+    if let (Some(will), Some(authz)) = (&connect.will, &authz) {
+        if !authz.may_publish(will.topic) {
+            let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::NotAuthorized)).await;
+            let who = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
+            return Err(SessionError::Refused(format!("{who} may not publish its will to `{}`", will.topic)));
+        }
+    }
+    tracing::debug!(client_id = connect.client_id, principal = principal.as_deref(), "MQTT client connected");
+
+    let upstream = &shared.config.upstream;
+    let broker =
+        tokio::time::timeout(Duration::from_millis(limits.upstream_connect_timeout_ms), TcpStream::connect(upstream))
+            .await
+            .map_err(|_| SessionError::Upstream { upstream: upstream.clone(), error: "timed out".into() })?
+            .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error: error.to_string() })?;
+    let _ = broker.set_nodelay(true);
+    let (broker_read, mut broker_write) = broker.into_split();
+    write(&mut broker_write, "broker", &packet).await?;
+    from_client.limit = limits.max_packet_bytes;
+    let from_broker = Packets::new(broker_read, limits.max_packet_bytes, "broker");
+
+    // Everything for the client goes through one writer, so that the sidecar's own answers
+    // and the broker's packets reach it each whole.
+    let (to_client, mut outbox) = mpsc::channel::<Bytes>(64);
+    let writer = async move {
+        while let Some(bytes) = outbox.recv().await {
+            write(&mut client_write, "client", &bytes).await?;
+        }
+        Ok::<(), SessionError>(())
+    };
+    let merges = Arc::new(Mutex::new(HashMap::new()));
+    let mut upward = Upward {
+        authz,
+        principal,
+        version,
+        aliases: HashMap::new(),
+        answered_qos2: HashSet::new(),
+        merges: merges.clone(),
+    };
+    let up = upward.pump(from_client, broker_write, to_client.clone());
+    let down = downward(from_broker, to_client, version, merges);
+    // Whichever side ends first ends the connection.
+    tokio::select! {
+        result = up => result,
+        result = down => result,
+        result = writer => result,
+    }
+}
+
+/// Who the client is: checked against the credentials when there are some.
+async fn authenticate(shared: &Shared, connect: &Connect<'_>) -> Result<Option<String>, String> {
+    let Some(credentials) = &shared.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+    let (Some(user), Some(password)) = (connect.username, connect.password) else {
+        return Err("no username and password".into());
+    };
+    let password = std::str::from_utf8(password).map_err(|_| format!("user {user}: a password that is not UTF-8"))?;
+    // PBKDF2: off the runtime's workers.
+    let check = credentials.password_check(user, password);
+    let verified = tokio::task::spawn_blocking(move || check.verify()).await.unwrap_or(false);
+    if verified {
+        Ok(Some(format!("User:{user}")))
+    } else {
+        Err(format!("user {user}: wrong username or password"))
+    }
+}
+
+/// SUBSCRIBEs cut to their allowed filters, by packet identifier: the codes the sidecar
+/// puts into the broker's SUBACK (see `suback_merged`).
+type Merges = Arc<Mutex<HashMap<u16, Vec<Option<u8>>>>>;
+
+/// The client → broker direction and what it learns on the way.
+struct Upward {
+    authz: Option<MqttAuthz>,
+    principal: Option<String>,
+    version: Version,
+    /// MQTT 5 topic aliases the client set.
+    aliases: HashMap<u16, String>,
+    /// QoS 2 publishes the sidecar refused and acknowledged itself (3.1.1): their PUBREL is
+    /// answered here too.
+    answered_qos2: HashSet<u16>,
+    merges: Merges,
+}
+
+impl Upward {
+    async fn pump(
+        &mut self,
+        mut from_client: Packets<tokio::net::tcp::OwnedReadHalf>,
+        mut broker: tokio::net::tcp::OwnedWriteHalf,
+        to_client: mpsc::Sender<Bytes>,
+    ) -> Result<(), SessionError> {
+        let malformed = |error| SessionError::Malformed { side: "client", error };
+        while let Some((header, packet)) = from_client.next().await? {
+            let answer = match header.kind {
+                PacketType::Publish => {
+                    let publish = Publish::read(&packet, &header, self.version).map_err(malformed)?;
+                    self.judge_publish(&publish)?
+                }
+                PacketType::Subscribe if self.authz.is_some() => {
+                    let subscribe = Subscribe::read(&packet, &header, self.version).map_err(malformed)?;
+                    match self.judge_subscribe(&subscribe) {
+                        Judged::Forward => None,
+                        Judged::Answer(answer) => Some(answer),
+                        Judged::Cut(cut) => {
+                            write(&mut broker, "broker", &cut).await?;
+                            continue;
+                        }
+                    }
+                }
+                PacketType::Pubrel => {
+                    let id = packet_id(&packet, &header).map_err(malformed)?;
+                    self.answered_qos2.remove(&id).then(|| ack(PacketType::Pubcomp, id, self.version, 0))
+                }
+                _ => None,
+            };
+            match answer {
+                // A refused QoS 0 publish: nothing goes anywhere.
+                Some(answer) if answer.is_empty() => {}
+                Some(answer) => {
+                    if to_client.send(answer.into()).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                None => write(&mut broker, "broker", &packet).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// None to forward the PUBLISH; else the sidecar's answer in the broker's stead (empty
+    /// for a refused QoS 0 publish, which has none).
+    fn judge_publish(&mut self, publish: &Publish<'_>) -> Result<Option<Vec<u8>>, SessionError> {
+        let topic = if publish.topic.is_empty() {
+            let alias = publish.topic_alias.unwrap_or_default();
+            self.aliases.get(&alias).ok_or(SessionError::UnknownAlias(alias))?.clone()
+        } else {
+            if let Some(alias) = publish.topic_alias {
+                self.aliases.insert(alias, publish.topic.to_owned());
+            }
+            publish.topic.to_owned()
+        };
+        let Some(authz) = &self.authz else { return Ok(None) };
+        if authz.may_publish(&topic) {
+            return Ok(None);
+        }
+        let who = self.principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
+        tracing::info!(principal = who, topic, qos = publish.qos, "MQTT publish denied");
+        Ok(Some(match (publish.qos, publish.packet_id) {
+            (1, Some(id)) => ack(PacketType::Puback, id, self.version, reason::NOT_AUTHORIZED),
+            (2, Some(id)) => {
+                if self.version != Version::V5 {
+                    self.answered_qos2.insert(id);
+                }
+                ack(PacketType::Pubrec, id, self.version, reason::NOT_AUTHORIZED)
+            }
+            _ => Vec::new(),
+        }))
+    }
+
+    fn judge_subscribe(&mut self, subscribe: &Subscribe<'_>) -> Judged {
+        let Some(authz) = &self.authz else { return Judged::Forward };
+        let refused_code = if self.version == Version::V5 { reason::NOT_AUTHORIZED } else { reason::FAILURE };
+        let refused: Vec<Option<u8>> =
+            subscribe.subscriptions.iter().map(|s| (!authz.may_subscribe(s.filter)).then_some(refused_code)).collect();
+        if refused.iter().all(Option::is_none) {
+            return Judged::Forward;
+        }
+        let who = self.principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
+        for (subscription, _) in subscribe.subscriptions.iter().zip(&refused).filter(|(_, r)| r.is_some()) {
+            tracing::info!(principal = who, filter = subscription.filter, "MQTT subscription denied");
+        }
+        if refused.iter().all(Option::is_some) {
+            let codes: Vec<u8> = refused.iter().flatten().copied().collect();
+            return Judged::Answer(suback(subscribe.packet_id, &codes, self.version));
+        }
+        let cut = subscribe.keeping(|s| authz.may_subscribe(s.filter));
+        self.merges.lock().unwrap_or_else(|p| p.into_inner()).insert(subscribe.packet_id, refused);
+        Judged::Cut(cut)
+    }
+}
+
+/// What becomes of a SUBSCRIBE.
+enum Judged {
+    Forward,
+    /// Answered by the sidecar (every filter refused).
+    Answer(Vec<u8>),
+    /// This goes to the broker instead (some filters refused).
+    Cut(Vec<u8>),
+}
+
+/// The broker → client direction: the same bytes, but a SUBACK to a cut SUBSCRIBE made
+/// whole again.
+async fn downward(
+    mut from_broker: Packets<tokio::net::tcp::OwnedReadHalf>,
+    to_client: mpsc::Sender<Bytes>,
+    version: Version,
+    merges: Merges,
+) -> Result<(), SessionError> {
+    let malformed = |error| SessionError::Malformed { side: "broker", error };
+    while let Some((header, packet)) = from_broker.next().await? {
+        let mut out = packet;
+        if header.kind == PacketType::Suback {
+            let id = packet_id(&out, &header).map_err(malformed)?;
+            let refused = merges.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            if let Some(refused) = refused {
+                out = suback_merged(&out, &header, version, &refused).map_err(malformed)?.into();
+            }
+        }
+        if to_client.send(out).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The packet identifier right after the fixed header (PUBREL, SUBACK).
+fn packet_id(packet: &[u8], header: &FixedHeader) -> Result<u16, MqttError> {
+    let at = header.header_len;
+    match packet.get(at..at + 2) {
+        Some(id) => Ok(u16::from_be_bytes([id[0], id[1]])),
+        None => Err(MqttError::Malformed { packet: header.kind.name(), what: "no packet identifier", at }),
+    }
+}
