@@ -158,10 +158,26 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     // Everything for the client goes through one writer, so that the sidecar's own answers
     // and the broker's packets reach it each whole.
     let (to_client, mut outbox) = mpsc::channel::<Bytes>(64);
+    let (broker_done, mut broker_gone) = tokio::sync::oneshot::channel::<()>();
     let writer = async move {
-        while let Some(bytes) = outbox.recv().await {
-            write(&mut client_write, "client", &bytes).await?;
+        loop {
+            tokio::select! {
+                biased;
+                bytes = outbox.recv() => match bytes {
+                    Some(bytes) => write(&mut client_write, "client", &bytes).await?,
+                    None => break,
+                },
+                // The broker closed: what it sent before (an MQTT 5 DISCONNECT with its
+                // reason, say) still reaches the client, then the connection ends.
+                _ = &mut broker_gone => {
+                    while let Ok(bytes) = outbox.try_recv() {
+                        write(&mut client_write, "client", &bytes).await?;
+                    }
+                    break;
+                }
+            }
         }
+        let _ = client_write.shutdown().await;
         Ok::<(), SessionError>(())
     };
     let merges = Arc::new(Mutex::new(HashMap::new()));
@@ -174,12 +190,20 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
         merges: merges.clone(),
     };
     let up = upward.pump(from_client, broker_write, to_client.clone());
-    let down = downward(from_broker, to_client, version, merges);
-    // Whichever side ends first ends the connection.
+    let down = async move {
+        let result = downward(from_broker, to_client, version, merges).await;
+        let _ = broker_done.send(());
+        result
+    };
+    let down_then_written = async {
+        let (down, written) = tokio::join!(down, writer);
+        down.and(written)
+    };
+    // The client leaving ends the connection at once; the broker leaving, once what it sent
+    // before is written to the client.
     tokio::select! {
         result = up => result,
-        result = down => result,
-        result = writer => result,
+        result = down_then_written => result,
     }
 }
 
@@ -227,7 +251,7 @@ impl Upward {
         let malformed = |error| SessionError::Malformed { side: "client", error };
         while let Some((header, packet)) = from_client.next().await? {
             let answer = match header.kind {
-                PacketType::Publish => {
+                PacketType::Publish if self.authz.is_some() => {
                     let publish = Publish::read(&packet, &header, self.version).map_err(malformed)?;
                     self.judge_publish(&publish)?
                 }
@@ -265,21 +289,21 @@ impl Upward {
     /// None to forward the PUBLISH; else the sidecar's answer in the broker's stead (empty
     /// for a refused QoS 0 publish, which has none).
     fn judge_publish(&mut self, publish: &Publish<'_>) -> Result<Option<Vec<u8>>, SessionError> {
-        let topic = if publish.topic.is_empty() {
+        let topic: std::borrow::Cow<'_, str> = if publish.topic.is_empty() {
             let alias = publish.topic_alias.unwrap_or_default();
-            self.aliases.get(&alias).ok_or(SessionError::UnknownAlias(alias))?.clone()
+            self.aliases.get(&alias).ok_or(SessionError::UnknownAlias(alias))?.clone().into()
         } else {
             if let Some(alias) = publish.topic_alias {
                 self.aliases.insert(alias, publish.topic.to_owned());
             }
-            publish.topic.to_owned()
+            publish.topic.into()
         };
         let Some(authz) = &self.authz else { return Ok(None) };
         if authz.may_publish(&topic) {
             return Ok(None);
         }
         let who = self.principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
-        tracing::info!(principal = who, topic, qos = publish.qos, "MQTT publish denied");
+        tracing::info!(principal = who, topic = &*topic, qos = publish.qos, "MQTT publish denied");
         Ok(Some(match (publish.qos, publish.packet_id) {
             (1, Some(id)) => ack(PacketType::Puback, id, self.version, reason::NOT_AUTHORIZED),
             (2, Some(id)) => {
