@@ -31,9 +31,14 @@ struct MqttSidecar {
 }
 
 impl MqttSidecar {
-    /// A sidecar with users `sensor`, `dash` and `admin` (password: the name reversed) and
-    /// `policy` (the rules' YAML).
+    /// A sidecar in front of the tests' Mosquitto with users `sensor`, `dash` and `admin`
+    /// (password: the name reversed) and `policy` (the rules' YAML).
     fn start(policy: &str) -> Self {
+        Self::start_with(policy, &mosquitto())
+    }
+
+    /// As [`MqttSidecar::start`], in front of the broker at `upstream`.
+    fn start_with(policy: &str, upstream: &str) -> Self {
         let dir = std::env::temp_dir().join(unique("weir-mqtt"));
         std::fs::create_dir_all(&dir).unwrap();
         let users = sasl_users_file(
@@ -52,7 +57,7 @@ impl MqttSidecar {
             format!(
                 "listen: {addr}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
                  log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n",
-                mosquitto(),
+                upstream,
                 users.display(),
                 dir.join("policy.yaml").display()
             ),
@@ -224,5 +229,85 @@ fn a_will_the_principal_may_not_publish_refuses_the_connect() {
     assert!(!published, "{stderr}");
     assert!(stderr.to_lowercase().contains("not authori"), "{stderr}");
     assert!(sidecar.logged(&["may not publish its will"]), "{:?}", sidecar.logs());
+    sidecar.assert_quiet();
+}
+
+/// A Mosquitto of this test's own (scripts/mosquitto.sh on another port, starting empty), to
+/// restart without disturbing other tests; stopped when dropped.
+struct OwnMosquitto {
+    port: u16,
+}
+
+impl OwnMosquitto {
+    fn start(port: u16) -> Self {
+        let broker = OwnMosquitto { port };
+        broker.script("start", &[("WEIR_MOSQUITTO_CLEAN", "1")]);
+        broker
+    }
+
+    fn script(&self, command: &str, env: &[(&str, &str)]) {
+        let status = Command::new(repo_root().join("scripts/mosquitto.sh"))
+            .arg(command)
+            .env("WEIR_MOSQUITTO_PORT", self.port.to_string())
+            .envs(env.iter().copied())
+            .status()
+            .expect("run scripts/mosquitto.sh");
+        assert!(status.success(), "scripts/mosquitto.sh {command} on port {} failed", self.port);
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnMosquitto {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/mosquitto.sh"))
+            .arg("stop")
+            .env("WEIR_MOSQUITTO_PORT", self.port.to_string())
+            .status();
+    }
+}
+
+/// Runs tests/python/mqtt_client.py (paho-mqtt) and returns its output lines.
+fn paho(args: &[&str]) -> Vec<String> {
+    let out = common::python_script("mqtt_client.py", args);
+    assert!(out.status.success(), "mqtt_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn persistent_sessions_survive_a_broker_restart_with_nothing_acknowledged_lost() {
+    let broker = OwnMosquitto::start(11893);
+    let root = unique("mqtt-persist");
+    let sidecar = MqttSidecar::start_with(&POLICY.replace("T/", &format!("{root}/")), &broker.addr());
+    let port = sidecar.addr.port().to_string();
+    for (version, qos, cli_version) in [("3.1.1", "1", "mqttv311"), ("5", "2", "mqttv5")] {
+        // The dashboard (paho-mqtt) subscribes with a persistent session, and leaves.
+        let client_id = unique("dash");
+        let topic = format!("{root}/sensors/7/temp");
+        let said = paho(&["subscribe", &port, "dash", "hsad", &client_id, version, &topic, qos]);
+        assert_eq!(said, [format!("granted={qos}")], "MQTT {version}");
+
+        // While it is away, the sensor publishes 40 messages at that QoS through the sidecar;
+        // the broker queues them in the session.
+        let messages: Vec<String> = (0..40).map(|i| format!("{version}-reading-{i}")).collect();
+        let mut args = sidecar.client("sensor", cli_version);
+        args.extend(["-t", &topic, "-q", qos, "-l"].map(str::to_owned));
+        let mut publisher = Command::new("mosquitto_pub").args(&args).stdin(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        publisher.stdin.take().unwrap().write_all((messages.join("\n") + "\n").as_bytes()).unwrap();
+        assert!(publisher.wait().unwrap().success(), "MQTT {version}: the sensor's publishes");
+
+        // The broker restarts (its persistence keeps the session and what it holds); the
+        // dashboard comes back to its session through the same sidecar and gets every
+        // message, once.
+        broker.script("restart", &[]);
+        let said = paho(&["drain", &port, "dash", "hsad", &client_id, version, "40", "20"]);
+        let received: Vec<String> =
+            said.iter().filter_map(|l| l.strip_prefix(&format!("message {topic} "))).map(str::to_owned).collect();
+        assert_eq!(said.last().map(String::as_str), Some("received=40"), "MQTT {version}: {said:?}");
+        assert_eq!(received, messages, "MQTT {version}: every message, in order, once");
+    }
     sidecar.assert_quiet();
 }
