@@ -20,6 +20,9 @@ pub struct MqttConfig {
     pub listen: SocketAddr,
     /// The broker, `host:port`.
     pub upstream: String,
+    /// Admin HTTP: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
     /// Users and passwords CONNECT is checked against: the same file as the Kafka sidecar's
     /// `sasl.credentials` (SCRAM entries). Without it, clients are not authenticated and
     /// act as `fixed_principal` (or `User:ANONYMOUS`).
@@ -53,6 +56,13 @@ pub struct MqttLimits {
     /// How long connecting to the broker may take.
     #[serde(default = "default_upstream_connect_timeout_ms")]
     pub upstream_connect_timeout_ms: u64,
+    /// How many distinct topic names get metric series of their own (the rest: `_other`).
+    #[serde(default = "default_max_metric_topics")]
+    pub max_metric_topics: usize,
+}
+
+fn default_max_metric_topics() -> usize {
+    1000
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -75,6 +85,7 @@ impl Default for MqttLimits {
             max_connect_bytes: default_max_connect_bytes(),
             max_packet_bytes: default_max_packet_bytes(),
             upstream_connect_timeout_ms: default_upstream_connect_timeout_ms(),
+            max_metric_topics: default_max_metric_topics(),
         }
     }
 }
@@ -84,6 +95,7 @@ impl MqttConfig {
         MqttConfig {
             listen,
             upstream,
+            admin: None,
             credentials: None,
             fixed_principal: None,
             authorization: None,

@@ -33,12 +33,14 @@ use weir_mqtt::{FixedHeader, MqttError, PacketType};
 
 use crate::authz::MqttAuthz;
 use crate::config::MqttConfig;
+use crate::metrics::MqttMetrics;
 
 /// What every connection of a sidecar shares.
 pub struct Shared {
     pub config: MqttConfig,
     pub credentials: Option<Credentials>,
     pub policy: Option<Arc<Policy>>,
+    pub metrics: Arc<MqttMetrics>,
 }
 
 /// Why a connection ended early.
@@ -129,15 +131,19 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     let principal = match authenticate(shared, &connect).await {
         Ok(principal) => principal,
         Err(why) => {
+            let who: Arc<str> =
+                connect.username.map_or(weir_core::policy::ANONYMOUS.into(), |u| format!("User:{u}").into());
+            shared.metrics.denied("connect", &who);
             let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::BadCredentials)).await;
             return Err(SessionError::Refused(why));
         }
     };
+    let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
     let authz = shared.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
     if let (Some(will), Some(authz)) = (&connect.will, &authz) {
         if !authz.may_publish(will.topic) {
+            shared.metrics.denied("connect", &who);
             let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::NotAuthorized)).await;
-            let who = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
             return Err(SessionError::Refused(format!("{who} may not publish its will to `{}`", will.topic)));
         }
     }
@@ -183,7 +189,8 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     let merges = Arc::new(Mutex::new(HashMap::new()));
     let mut upward = Upward {
         authz,
-        principal,
+        who: who.clone(),
+        metrics: shared.metrics.clone(),
         version,
         aliases: HashMap::new(),
         answered_qos2: HashSet::new(),
@@ -191,7 +198,8 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     };
     let up = upward.pump(from_client, broker_write, to_client.clone());
     let down = async move {
-        let result = downward(from_broker, to_client, version, merges).await;
+        let result =
+            downward(from_broker, to_client, version, merges, Deliveries::new(shared.metrics.clone(), who)).await;
         let _ = broker_done.send(());
         result
     };
@@ -231,7 +239,9 @@ type Merges = Arc<Mutex<HashMap<u16, Vec<Option<u8>>>>>;
 /// The client → broker direction and what it learns on the way.
 struct Upward {
     authz: Option<MqttAuthz>,
-    principal: Option<String>,
+    /// The principal as metrics and logs name it.
+    who: Arc<str>,
+    metrics: Arc<MqttMetrics>,
     version: Version,
     /// MQTT 5 topic aliases the client set.
     aliases: HashMap<u16, String>,
@@ -251,7 +261,7 @@ impl Upward {
         let malformed = |error| SessionError::Malformed { side: "client", error };
         while let Some((header, packet)) = from_client.next().await? {
             let answer = match header.kind {
-                PacketType::Publish if self.authz.is_some() => {
+                PacketType::Publish => {
                     let publish = Publish::read(&packet, &header, self.version).map_err(malformed)?;
                     self.judge_publish(&publish)?
                 }
@@ -298,12 +308,12 @@ impl Upward {
             }
             publish.topic.into()
         };
-        let Some(authz) = &self.authz else { return Ok(None) };
-        if authz.may_publish(&topic) {
+        if self.authz.as_ref().is_none_or(|authz| authz.may_publish(&topic)) {
+            self.metrics.message("publish", &topic, &self.who, publish.payload.len());
             return Ok(None);
         }
-        let who = self.principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
-        tracing::info!(principal = who, topic = &*topic, qos = publish.qos, "MQTT publish denied");
+        self.metrics.denied("publish", &self.who);
+        tracing::info!(principal = &*self.who, topic = &*topic, qos = publish.qos, "MQTT publish denied");
         Ok(Some(match (publish.qos, publish.packet_id) {
             (1, Some(id)) => ack(PacketType::Puback, id, self.version, reason::NOT_AUTHORIZED),
             (2, Some(id)) => {
@@ -324,9 +334,9 @@ impl Upward {
         if refused.iter().all(Option::is_none) {
             return Judged::Forward;
         }
-        let who = self.principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS);
         for (subscription, _) in subscribe.subscriptions.iter().zip(&refused).filter(|(_, r)| r.is_some()) {
-            tracing::info!(principal = who, filter = subscription.filter, "MQTT subscription denied");
+            self.metrics.denied("subscribe", &self.who);
+            tracing::info!(principal = &*self.who, filter = subscription.filter, "MQTT subscription denied");
         }
         if refused.iter().all(Option::is_some) {
             let codes: Vec<u8> = refused.iter().flatten().copied().collect();
@@ -347,6 +357,34 @@ enum Judged {
     Cut(Vec<u8>),
 }
 
+/// Counts what the broker delivers, by topic (following the broker's own MQTT 5 aliases).
+struct Deliveries {
+    metrics: Arc<MqttMetrics>,
+    who: Arc<str>,
+    aliases: HashMap<u16, String>,
+}
+
+impl Deliveries {
+    fn new(metrics: Arc<MqttMetrics>, who: Arc<str>) -> Self {
+        Deliveries { metrics, who, aliases: HashMap::new() }
+    }
+
+    fn count(&mut self, publish: &Publish<'_>) {
+        let topic = if publish.topic.is_empty() {
+            match publish.topic_alias.and_then(|alias| self.aliases.get(&alias)) {
+                Some(topic) => topic.as_str(),
+                None => return,
+            }
+        } else {
+            if let Some(alias) = publish.topic_alias {
+                self.aliases.insert(alias, publish.topic.to_owned());
+            }
+            publish.topic
+        };
+        self.metrics.message("deliver", topic, &self.who, publish.payload.len());
+    }
+}
+
 /// The broker → client direction: the same bytes, but a SUBACK to a cut SUBSCRIBE made
 /// whole again.
 async fn downward(
@@ -354,10 +392,14 @@ async fn downward(
     to_client: mpsc::Sender<Bytes>,
     version: Version,
     merges: Merges,
+    mut deliveries: Deliveries,
 ) -> Result<(), SessionError> {
     let malformed = |error| SessionError::Malformed { side: "broker", error };
     while let Some((header, packet)) = from_broker.next().await? {
         let mut out = packet;
+        if header.kind == PacketType::Publish {
+            deliveries.count(&Publish::read(&out, &header, version).map_err(malformed)?);
+        }
         if header.kind == PacketType::Suback {
             let id = packet_id(&out, &header).map_err(malformed)?;
             let refused = merges.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);

@@ -10,7 +10,9 @@ use weir_core::sasl::Credentials;
 
 use crate::authz::{check_policy, MQTT};
 use crate::config::MqttConfig;
+use crate::metrics::MqttMetrics;
 use crate::session::{serve, Shared};
+use prometheus_client::registry::Registry;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,7 @@ pub enum MqttSidecarError {
 pub struct MqttSidecar {
     shared: Arc<Shared>,
     listener: TcpListener,
+    admin: Option<(TcpListener, Arc<Registry>)>,
 }
 
 impl MqttSidecar {
@@ -41,7 +44,16 @@ impl MqttSidecar {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|error| MqttSidecarError::Bind { addr: config.listen, error })?;
-        Ok(MqttSidecar { shared: Arc::new(Shared { config, credentials, policy }), listener })
+        let admin = match config.admin {
+            Some(addr) => {
+                Some(weir_core::admin::bind(addr).await.map_err(|error| MqttSidecarError::Bind { addr, error })?)
+            }
+            None => None,
+        };
+        let mut registry = Registry::default();
+        let metrics = MqttMetrics::new(&mut registry, config.limits.max_metric_topics);
+        let shared = Arc::new(Shared { config, credentials, policy, metrics });
+        Ok(MqttSidecar { shared, listener, admin: admin.map(|listener| (listener, Arc::new(registry))) })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -50,6 +62,12 @@ impl MqttSidecar {
 
     /// Serves clients until `stop`; connections open then end with the process.
     pub async fn run(self, stop: CancellationToken) {
+        if let Some((listener, registry)) = self.admin {
+            // Ready once listening: the broker is reached per connection.
+            let (_ready, ready) = tokio::sync::watch::channel(true);
+            let state = weir_core::admin::AdminState { registry, ready, reports: Vec::new() };
+            tokio::spawn(weir_core::admin::serve(listener, state, stop.clone()));
+        }
         tracing::info!(
             listen = %self.shared.config.listen,
             upstream = %self.shared.config.upstream,
@@ -64,6 +82,7 @@ impl MqttSidecar {
             };
             match accepted {
                 Ok((client, peer)) => {
+                    self.shared.metrics.connection();
                     tokio::spawn(serve(self.shared.clone(), client, peer));
                 }
                 Err(error) => {

@@ -26,6 +26,7 @@ fn mosquitto() -> String {
 struct MqttSidecar {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: PathBuf,
 }
@@ -50,12 +51,14 @@ impl MqttSidecar {
             ],
         );
         std::fs::write(dir.join("policy.yaml"), policy).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", port_block()).parse().unwrap();
+        let base = port_block();
+        let addr: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
         let config = dir.join("mqtt.yaml");
         std::fs::write(
             &config,
             format!(
-                "listen: {addr}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
+                "listen: {addr}\nadmin: {admin}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
                  log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n",
                 upstream,
                 users.display(),
@@ -72,7 +75,7 @@ impl MqttSidecar {
             .expect("spawn weir");
         let logs = Arc::new(Mutex::new(Vec::new()));
         capture_logs(&mut child, &logs);
-        let sidecar = MqttSidecar { child, addr, logs, _dir: dir };
+        let sidecar = MqttSidecar { child, addr, admin, logs, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "the MQTT sidecar did not listen: {:?}", sidecar.logs());
@@ -95,6 +98,13 @@ impl MqttSidecar {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// One sample of the sidecar's `/metrics`.
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, body) = common::http_get(self.admin, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200);
+        common::metric_value(&body, name, labels)
     }
 
     fn assert_quiet(&self) {
@@ -187,6 +197,17 @@ fn publishes_and_subscriptions_are_judged_by_topic_with_mqtts_wildcards() {
         assert!(sidecar.logged(&["MQTT subscription denied", &topic("#")]));
         assert!(sidecar.logged(&["MQTT publish denied", "humidity"]));
     }
+
+    // Counted per topic, direction and principal: 3 QoS levels in 2 versions each way.
+    let sensors = topic("sensors/7/temp");
+    let published = [("direction", "publish"), ("topic", sensors.as_str()), ("principal", "User:sensor")];
+    assert_eq!(sidecar.metric("weir_mqtt_messages_total", &published), 6.0);
+    let delivered = [("direction", "deliver"), ("topic", sensors.as_str()), ("principal", "User:dash")];
+    assert_eq!(sidecar.metric("weir_mqtt_messages_total", &delivered), 6.0);
+    let payloads = 3 * ("mqttv311-q0".len() + "mqttv5-q0".len());
+    assert_eq!(sidecar.metric("weir_mqtt_payload_bytes_total", &delivered), payloads as f64);
+    let denied = [("operation", "publish"), ("principal", "User:sensor")];
+    assert_eq!(sidecar.metric("weir_mqtt_denied_total", &denied), 6.0);
 
     // A subscription that is all refused is answered by the sidecar: mosquitto_sub says so.
     let mut args = sidecar.client("sensor", "mqttv311");

@@ -1,0 +1,125 @@
+//! The MQTT sidecar's metrics (`weir_mqtt_*` at the admin endpoint's `/metrics`).
+//!
+//! Messages and payload bytes per topic, direction and principal. MQTT topic names can be
+//! unbounded (`devices/<serial>/state`), so at most `max_topics` distinct names get a series
+//! of their own; the rest are counted under `topic="_other"`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Where the topics beyond the limit are counted.
+pub const OTHER_TOPICS: &str = "_other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// `publish` (client to broker) or `deliver` (broker to client).
+    pub direction: &'static str,
+    pub topic: Arc<str>,
+    /// The client's principal (`User:ANONYMOUS` when none).
+    pub principal: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    /// `publish`, `subscribe` or `connect` (credentials, or a will).
+    pub operation: &'static str,
+    pub principal: Arc<str>,
+}
+
+pub struct MqttMetrics {
+    messages: Family<MessageLabels, Counter>,
+    bytes: Family<MessageLabels, Counter>,
+    denied: Family<DeniedLabels, Counter>,
+    connections: Counter,
+    /// Topic names that have series of their own.
+    named: Mutex<HashSet<Arc<str>>>,
+    max_topics: usize,
+}
+
+impl MqttMetrics {
+    pub fn new(registry: &mut Registry, max_topics: usize) -> Arc<Self> {
+        let metrics = Arc::new(MqttMetrics {
+            messages: Family::default(),
+            bytes: Family::default(),
+            denied: Family::default(),
+            connections: Counter::default(),
+            named: Mutex::new(HashSet::new()),
+            max_topics,
+        });
+        let mqtt = registry.sub_registry_with_prefix("weir_mqtt");
+        mqtt.register(
+            "messages",
+            "PUBLISH packets passed, per direction, topic and principal",
+            metrics.messages.clone(),
+        );
+        mqtt.register(
+            "payload_bytes",
+            "PUBLISH payload bytes passed, per direction, topic and principal",
+            metrics.bytes.clone(),
+        );
+        mqtt.register(
+            "denied",
+            "Operations the policy or the credentials refused, per operation and principal",
+            metrics.denied.clone(),
+        );
+        mqtt.register("connections", "Client connections accepted", metrics.connections.clone());
+        metrics
+    }
+
+    /// A PUBLISH passed in `direction`.
+    pub fn message(&self, direction: &'static str, topic: &str, principal: &Arc<str>, payload: usize) {
+        let topic = self.topic_label(topic);
+        let labels = MessageLabels { direction, topic, principal: principal.clone() };
+        self.messages.get_or_create(&labels).inc();
+        self.bytes.get_or_create(&labels).inc_by(payload as u64);
+    }
+
+    pub fn denied(&self, operation: &'static str, principal: &Arc<str>) {
+        self.denied.get_or_create(&DeniedLabels { operation, principal: principal.clone() }).inc();
+    }
+
+    pub fn connection(&self) {
+        self.connections.inc();
+    }
+
+    fn topic_label(&self, topic: &str) -> Arc<str> {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = named.get(topic) {
+            return known.clone();
+        }
+        if named.len() >= self.max_topics {
+            return Arc::from(OTHER_TOPICS);
+        }
+        let label: Arc<str> = Arc::from(topic);
+        named.insert(label.clone());
+        label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_beyond_the_limit_are_counted_together() {
+        let mut registry = Registry::default();
+        let metrics = MqttMetrics::new(&mut registry, 2);
+        let who: Arc<str> = Arc::from("User:a");
+        for topic in ["a", "b", "c", "d", "a"] {
+            metrics.message("publish", topic, &who, 10);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"weir_mqtt_messages_total{direction="publish",topic="a",principal="User:a"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"weir_mqtt_messages_total{direction="publish",topic="_other",principal="User:a"} 2"#));
+        assert!(text.contains(r#"weir_mqtt_payload_bytes_total{direction="publish",topic="b",principal="User:a"} 10"#));
+    }
+}
