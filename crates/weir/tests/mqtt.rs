@@ -59,6 +59,7 @@ impl MqttSidecar {
             &config,
             format!(
                 "listen: {addr}\nadmin: {admin}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
+                 limits: {{connect_timeout_ms: 1500}}\n\
                  log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n",
                 upstream,
                 users.display(),
@@ -330,5 +331,44 @@ fn persistent_sessions_survive_a_broker_restart_with_nothing_acknowledged_lost()
         assert_eq!(said.last().map(String::as_str), Some("received=40"), "MQTT {version}: {said:?}");
         assert_eq!(received, messages, "MQTT {version}: every message, in order, once");
     }
+    sidecar.assert_quiet();
+}
+
+#[test]
+fn hostile_first_packets_close_only_their_connection_with_a_reason() {
+    use std::io::{Read, Write};
+    let root = unique("mqtt-hostile");
+    let sidecar = MqttSidecar::start(&POLICY.replace("T/", &format!("{root}/")));
+    // Each sends these bytes first; the sidecar must close at once (or, silent, after the
+    // CONNECT timeout) and log why.
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "a PUBLISH before CONNECT",
+            vec![0x30, 0x05, 0x00, 0x01, b'a', b'x', b'y'],
+            "the first packet was PUBLISH, not CONNECT",
+        ),
+        ("a remaining length of five bytes", vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x7f], "malformed remaining length"),
+        ("a CONNECT declaring 1 MiB", vec![0x10, 0x80, 0x80, 0x40], "over the limit of 65536"),
+        ("nothing", vec![], "no CONNECT within"),
+    ];
+    for (what, bytes, logged) in cases {
+        let mut stream = TcpStream::connect(sidecar.addr).unwrap();
+        stream.write_all(&bytes).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let read = stream.read(&mut buf);
+        assert!(
+            matches!(read, Ok(0)) || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{what}: not closed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4), "{what}: closed only after {:?}", started.elapsed());
+        assert!(sidecar.logged(&["MQTT connection closed", logged]), "{what}: {:?}", sidecar.logs());
+    }
+    // Others are served all along.
+    let mut args = sidecar.client("sensor", "mqttv311");
+    args.extend(["-t", &format!("{root}/sensors/1/temp"), "-m", "fine", "-q", "1"].map(str::to_owned));
+    let (published, stderr) = publish(&args);
+    assert!(published, "{stderr}");
     sidecar.assert_quiet();
 }
