@@ -31,6 +31,10 @@ pub struct MqttConfig {
     /// The principal of every connection when there is no `credentials`.
     #[serde(default)]
     pub fixed_principal: Option<String>,
+    /// What the sidecar logs in to the broker with, in every client's stead: the clients'
+    /// own credentials then never reach the broker.
+    #[serde(default)]
+    pub broker_credentials: Option<BrokerCredentials>,
     /// Who may publish and subscribe to which topics (MQTT's words: see `authz`); without it
     /// everything is allowed.
     #[serde(default)]
@@ -39,6 +43,19 @@ pub struct MqttConfig {
     pub limits: MqttLimits,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCredentials").field("username", &self.username).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +115,7 @@ impl MqttConfig {
             admin: None,
             credentials: None,
             fixed_principal: None,
+            broker_credentials: None,
             authorization: None,
             limits: MqttLimits::default(),
             log: LogConfig::default(),

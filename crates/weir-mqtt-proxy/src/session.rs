@@ -157,7 +157,14 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
             .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error: error.to_string() })?;
     let _ = broker.set_nodelay(true);
     let (broker_read, mut broker_write) = broker.into_split();
-    write(&mut broker_write, "broker", &packet).await?;
+    match &shared.config.broker_credentials {
+        // The client's own credentials stay here.
+        Some(broker) => {
+            let connect = connect.with_credentials(&packet, &header, &broker.username, broker.password.as_bytes());
+            write(&mut broker_write, "broker", &connect).await?;
+        }
+        None => write(&mut broker_write, "broker", &packet).await?,
+    }
     from_client.limit = limits.max_packet_bytes;
     let from_broker = Packets::new(broker_read, limits.max_packet_bytes, "broker");
 

@@ -155,6 +155,8 @@ pub struct Connect<'a> {
     /// Where in the packet the username (or, without one, the password; or the end) starts:
     /// what a sidecar replacing the credentials keeps before it.
     pub credentials_at: usize,
+    /// Where the connect flags byte is.
+    pub flags_at: usize,
 }
 
 impl<'a> Connect<'a> {
@@ -208,7 +210,25 @@ impl<'a> Connect<'a> {
             return Err(r.fault("bytes after the last field"));
         }
         let clean_start = flags & 0x02 != 0;
-        Ok(Connect { version, clean_start, keep_alive, client_id, will, username, password, credentials_at })
+        Ok(Connect { version, clean_start, keep_alive, client_id, will, username, password, credentials_at, flags_at })
+    }
+
+    /// `packet` (this CONNECT) with the client's credentials replaced by `username` and
+    /// `password`: what a sidecar that holds the broker's credentials sends on. Everything
+    /// else (version, flags, keep alive, properties, client id, will) is kept.
+    pub fn with_credentials(&self, packet: &[u8], header: &FixedHeader, username: &str, password: &[u8]) -> Vec<u8> {
+        let mut body = packet[header.header_len..self.credentials_at].to_vec();
+        body[self.flags_at - header.header_len] |= 0xc0; // username and password present
+        for field in [username.as_bytes(), password] {
+            let len = u16::try_from(field.len()).unwrap_or(u16::MAX);
+            body.extend_from_slice(&len.to_be_bytes());
+            body.extend_from_slice(&field[..usize::from(len)]);
+        }
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(packet[0]);
+        write_varint(&mut out, body.len());
+        out.extend_from_slice(&body);
+        out
     }
 }
 
@@ -486,6 +506,35 @@ mod tests {
         let connect = Connect::read(&bytes, &header(&bytes)).unwrap();
         assert_eq!((connect.version, connect.client_id, connect.username), (Version::V5, "", None));
         assert_eq!(connect.password, Some(&b"token"[..]));
+    }
+
+    #[test]
+    fn a_connect_gets_the_sidecars_credentials_and_keeps_everything_else() {
+        for (version, level, name) in [(Version::V311, 4u8, "MQTT"), (Version::V5, 5, "MQTT")] {
+            let mut body = string(name);
+            // Will (QoS 1), clean, no credentials.
+            body.extend([level, 0b0000_1110, 0, 30]);
+            if version == Version::V5 {
+                body.extend([0]);
+            }
+            body.extend(string("client-9"));
+            if version == Version::V5 {
+                body.extend([0]);
+            }
+            body.extend(string("will/t"));
+            body.extend(string("bye"));
+            let bytes = packet(PacketType::Connect, 0, &body);
+            let connect = Connect::read(&bytes, &header(&bytes)).unwrap();
+            assert_eq!((connect.username, connect.password), (None, None));
+            let replaced = connect.with_credentials(&bytes, &header(&bytes), "broker-user", b"s3cret");
+            let again = Connect::read(&replaced, &header(&replaced)).unwrap();
+            assert_eq!((again.username, again.password), (Some("broker-user"), Some(&b"s3cret"[..])));
+            assert_eq!(
+                (again.version, again.client_id, again.keep_alive, again.clean_start),
+                (version, "client-9", 30, true)
+            );
+            assert_eq!(again.will, connect.will);
+        }
     }
 
     #[test]

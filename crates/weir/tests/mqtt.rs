@@ -35,11 +35,11 @@ impl MqttSidecar {
     /// A sidecar in front of the tests' Mosquitto with users `sensor`, `dash` and `admin`
     /// (password: the name reversed) and `policy` (the rules' YAML).
     fn start(policy: &str) -> Self {
-        Self::start_with(policy, &mosquitto())
+        Self::start_with(policy, &mosquitto(), "")
     }
 
-    /// As [`MqttSidecar::start`], in front of the broker at `upstream`.
-    fn start_with(policy: &str, upstream: &str) -> Self {
+    /// As [`MqttSidecar::start`], in front of the broker at `upstream`, with `extra` YAML.
+    fn start_with(policy: &str, upstream: &str, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(unique("weir-mqtt"));
         std::fs::create_dir_all(&dir).unwrap();
         let users = sasl_users_file(
@@ -60,7 +60,7 @@ impl MqttSidecar {
             format!(
                 "listen: {addr}\nadmin: {admin}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
                  limits: {{connect_timeout_ms: 1500}}\n\
-                 log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n",
+                 log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n{extra}",
                 upstream,
                 users.display(),
                 dir.join("policy.yaml").display()
@@ -262,8 +262,13 @@ struct OwnMosquitto {
 
 impl OwnMosquitto {
     fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Started with these scripts/mosquitto.sh settings (users, say).
+    fn start_with(port: u16, env: &[(&str, &str)]) -> Self {
         let broker = OwnMosquitto { port };
-        broker.script("start", &[("WEIR_MOSQUITTO_CLEAN", "1")]);
+        broker.script("start", &[&[("WEIR_MOSQUITTO_CLEAN", "1")], env].concat());
         broker
     }
 
@@ -302,7 +307,7 @@ fn paho(args: &[&str]) -> Vec<String> {
 fn persistent_sessions_survive_a_broker_restart_with_nothing_acknowledged_lost() {
     let broker = OwnMosquitto::start(11893);
     let root = unique("mqtt-persist");
-    let sidecar = MqttSidecar::start_with(&POLICY.replace("T/", &format!("{root}/")), &broker.addr());
+    let sidecar = MqttSidecar::start_with(&POLICY.replace("T/", &format!("{root}/")), &broker.addr(), "");
     let port = sidecar.addr.port().to_string();
     for (version, qos, cli_version) in [("3.1.1", "1", "mqttv311"), ("5", "2", "mqttv5")] {
         // The dashboard (paho-mqtt) subscribes with a persistent session, and leaves.
@@ -370,5 +375,30 @@ fn hostile_first_packets_close_only_their_connection_with_a_reason() {
     args.extend(["-t", &format!("{root}/sensors/1/temp"), "-m", "fine", "-q", "1"].map(str::to_owned));
     let (published, stderr) = publish(&args);
     assert!(published, "{stderr}");
+    sidecar.assert_quiet();
+}
+
+#[test]
+fn the_sidecar_logs_in_to_the_broker_with_its_own_credentials() {
+    // A broker that knows one user, the sidecar's, and refuses anonymous clients.
+    let broker = OwnMosquitto::start_with(11894, &[("WEIR_MOSQUITTO_PASSWORDS", "weir-sidecar:broker-secret")]);
+    let root = unique("mqtt-creds");
+    let extra = "broker_credentials: {username: weir-sidecar, password: broker-secret}\n";
+    let sidecar = MqttSidecar::start_with(&POLICY.replace("T/", &format!("{root}/")), &broker.addr(), extra);
+    let topic = format!("{root}/sensors/3/temp");
+    let mut args = sidecar.client("dash", "mqttv5");
+    args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned));
+    let dash = subscriber(&args);
+    let mut args = sidecar.client("sensor", "mqttv5");
+    args.extend(["-t", &topic, "-m", "21.5", "-q", "1"].map(str::to_owned));
+    let (published, stderr) = publish(&args);
+    assert!(published, "{stderr}");
+    let (lines, stderr) = stopped(dash);
+    assert_eq!(lines, [format!("{topic} 21.5")], "{stderr}");
+    // The clients' own credentials mean nothing to the broker.
+    let port = broker.port.to_string();
+    let direct = ["-h", "127.0.0.1", "-p", &port, "-u", "sensor", "-P", "rosnes", "-t", &topic, "-m", "x"];
+    let out = Command::new("mosquitto_pub").args(direct).output().unwrap();
+    assert!(!out.status.success(), "the broker took the client's own credentials");
     sidecar.assert_quiet();
 }
