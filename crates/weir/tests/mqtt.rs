@@ -402,3 +402,48 @@ fn the_sidecar_logs_in_to_the_broker_with_its_own_credentials() {
     assert!(!out.status.success(), "the broker took the client's own credentials");
     sidecar.assert_quiet();
 }
+
+#[test]
+fn large_payloads_and_mqtt5_properties_pass_through_unchanged() {
+    let root = unique("mqtt-large");
+    let sidecar = MqttSidecar::start(&POLICY.replace("T/", &format!("{root}/")));
+    let topic = format!("{root}/sensors/9/temp");
+    // 2 MiB of a pattern that would show any byte moved, with a user property and a
+    // content type (MQTT 5 properties the sidecar does not read).
+    let payload: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let file = std::env::temp_dir().join(format!("{root}.bin"));
+    std::fs::write(&file, &payload).unwrap();
+    let mut args = sidecar.client("dash", "mqttv5");
+    args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "20", "-N", "-F", "%l %P|%p"].map(str::to_owned));
+    let dash = Command::new("mosquitto_sub").args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut args = sidecar.client("sensor", "mqttv5");
+    args.extend(["-t", &topic, "-q", "1", "-f"].map(str::to_owned));
+    args.push(file.display().to_string());
+    args.extend(
+        [
+            "-D",
+            "publish",
+            "user-property",
+            "origin",
+            "line-7",
+            "-D",
+            "publish",
+            "content-type",
+            "application/octet-stream",
+        ]
+        .map(str::to_owned),
+    );
+    let (published, stderr) = publish(&args);
+    assert!(published, "{stderr}");
+    let out = dash.wait_with_output().unwrap();
+    let head = format!("{} origin:line-7|", payload.len());
+    assert!(
+        out.stdout.starts_with(head.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout[..80.min(out.stdout.len())])
+    );
+    assert!(out.stdout[head.len()..] == payload[..], "the payload arrived changed");
+    let _ = std::fs::remove_file(&file);
+    sidecar.assert_quiet();
+}
