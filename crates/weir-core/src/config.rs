@@ -60,6 +60,21 @@ fn first_line(message: &str) -> String {
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
+/// What a sidecar logs in to its broker with in every client's stead (MQTT's CONNECT, AMQP's
+/// PLAIN login), so that the clients' own credentials never reach the broker.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCredentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

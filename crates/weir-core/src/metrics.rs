@@ -159,6 +159,37 @@ impl EncodeMetric for DurationHistogram {
     }
 }
 
+/// Label values for names clients choose (MQTT topics, AMQP queues): the first `max` distinct
+/// names get series of their own, the rest share [`CappedNames::OTHER`], so a client cannot
+/// grow the metrics without bound.
+pub struct CappedNames {
+    named: std::sync::Mutex<std::collections::HashSet<Arc<str>>>,
+    max: usize,
+}
+
+impl CappedNames {
+    /// Where the names beyond the limit are counted.
+    pub const OTHER: &'static str = "_other";
+
+    pub fn new(max: usize) -> Self {
+        CappedNames { named: Default::default(), max }
+    }
+
+    /// The label value for `name`.
+    pub fn label(&self, name: &str) -> Arc<str> {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = named.get(name) {
+            return known.clone();
+        }
+        if named.len() >= self.max {
+            return Arc::from(Self::OTHER);
+        }
+        let label: Arc<str> = Arc::from(name);
+        named.insert(label.clone());
+        label
+    }
+}
+
 #[cfg(test)]
 mod histogram_tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weir_core::config::{invalid, load_yaml_file, ConfigError};
+use weir_core::config::{invalid, load_yaml_file, BrokerCredentials, ConfigError};
 use weir_core::policy::AuthorizationConfig;
 use weir_core::telemetry::LogConfig;
 
@@ -43,19 +43,6 @@ pub struct MqttConfig {
     pub limits: MqttLimits,
     #[serde(default)]
     pub log: LogConfig,
-}
-
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerCredentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BrokerCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerCredentials").field("username", &self.username).finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

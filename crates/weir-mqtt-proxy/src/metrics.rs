@@ -4,16 +4,13 @@
 //! unbounded (`devices/<serial>/state`), so at most `max_topics` distinct names get a series
 //! of their own; the rest are counted under `topic="_other"`.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-
-/// Where the topics beyond the limit are counted.
-pub const OTHER_TOPICS: &str = "_other";
+use weir_core::metrics::CappedNames;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabels {
@@ -36,9 +33,7 @@ pub struct MqttMetrics {
     bytes: Family<MessageLabels, Counter>,
     denied: Family<DeniedLabels, Counter>,
     connections: Counter,
-    /// Topic names that have series of their own.
-    named: Mutex<HashSet<Arc<str>>>,
-    max_topics: usize,
+    topics: CappedNames,
 }
 
 impl MqttMetrics {
@@ -48,8 +43,7 @@ impl MqttMetrics {
             bytes: Family::default(),
             denied: Family::default(),
             connections: Counter::default(),
-            named: Mutex::new(HashSet::new()),
-            max_topics,
+            topics: CappedNames::new(max_topics),
         });
         let mqtt = registry.sub_registry_with_prefix("weir_mqtt");
         mqtt.register(
@@ -73,7 +67,7 @@ impl MqttMetrics {
 
     /// A PUBLISH passed in `direction`.
     pub fn message(&self, direction: &'static str, topic: &str, principal: &Arc<str>, payload: usize) {
-        let topic = self.topic_label(topic);
+        let topic = self.topics.label(topic);
         let labels = MessageLabels { direction, topic, principal: principal.clone() };
         self.messages.get_or_create(&labels).inc();
         self.bytes.get_or_create(&labels).inc_by(payload as u64);
@@ -85,19 +79,6 @@ impl MqttMetrics {
 
     pub fn connection(&self) {
         self.connections.inc();
-    }
-
-    fn topic_label(&self, topic: &str) -> Arc<str> {
-        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(known) = named.get(topic) {
-            return known.clone();
-        }
-        if named.len() >= self.max_topics {
-            return Arc::from(OTHER_TOPICS);
-        }
-        let label: Arc<str> = Arc::from(topic);
-        named.insert(label.clone());
-        label
     }
 }
 

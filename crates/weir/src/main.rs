@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use weir_core::telemetry::LogFormat;
+use weir_core::telemetry::{LogConfig, LogFormat};
 use weir_kafka_proxy::{Sidecar, SidecarConfig};
 
 mod ctl;
@@ -87,14 +87,14 @@ struct ControlArgs {
 /// --upstream (MQTT) are required.
 #[derive(Args)]
 pub(crate) struct ProxyArgs {
-    /// The protocol of the clients and the server behind: kafka, or mqtt (3.1.1 and 5.0, in
-    /// front of an MQTT broker).
+    /// The protocol of the clients and the server behind: kafka, mqtt (3.1.1 and 5.0, in
+    /// front of an MQTT broker) or amqp (0.9.1, in front of RabbitMQ).
     #[arg(long, default_value = "kafka")]
     protocol: Protocol,
     /// YAML config file (see README for every key).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// The MQTT broker, host:port (with --protocol mqtt).
+    /// The MQTT or AMQP broker, host:port (with --protocol mqtt or amqp).
     #[arg(long)]
     upstream: Option<String>,
     /// Address clients bootstrap against, e.g. 127.0.0.1:19092.
@@ -145,12 +145,14 @@ pub(crate) struct ProxyArgs {
 enum Protocol {
     Kafka,
     Mqtt,
+    Amqp,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Proxy(args) if args.protocol == Protocol::Mqtt => run_mqtt_proxy(args),
+        Command::Proxy(args) if args.protocol == Protocol::Amqp => run_amqp_proxy(args),
         Command::Proxy(args) if args.control.is_some() => managed::run(args),
         Command::Proxy(args) => run_proxy(args),
         Command::Control(args) => run_control(args),
@@ -166,7 +168,10 @@ fn main() -> ExitCode {
 }
 
 fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
-    anyhow::ensure!(args.upstream.is_none(), "--upstream is for --protocol mqtt; a Kafka sidecar takes --bootstrap");
+    anyhow::ensure!(
+        args.upstream.is_none(),
+        "--upstream is for --protocol mqtt and amqp; a Kafka sidecar takes --bootstrap"
+    );
     let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
     let mut config = match &args.config {
         Some(file) => SidecarConfig::from_file(file)?,
@@ -204,34 +209,73 @@ fn proxy_config(args: ProxyArgs) -> anyhow::Result<SidecarConfig> {
     Ok(config)
 }
 
-fn run_mqtt_proxy(args: ProxyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.control.is_none(), "--control is for the Kafka sidecar yet; give the MQTT sidecar --config");
-    anyhow::ensure!(args.bootstrap.is_empty(), "--bootstrap is Kafka's; the MQTT sidecar's broker is --upstream");
+/// The config of a sidecar in front of one broker (MQTT, AMQP): the file's, or `--listen`
+/// and `--upstream`, with the flags given overriding it. `fields` lends what flags override.
+fn broker_proxy_config<C>(
+    args: &ProxyArgs,
+    from_file: impl FnOnce(&std::path::Path) -> Result<C, weir_core::config::ConfigError>,
+    new: impl FnOnce(SocketAddr, String) -> C,
+    fields: impl FnOnce(&mut C) -> (&mut SocketAddr, &mut String, &mut Option<SocketAddr>, &mut LogConfig),
+) -> anyhow::Result<(C, PathBuf)> {
+    let name = match args.protocol {
+        Protocol::Mqtt => "MQTT",
+        _ => "AMQP",
+    };
+    anyhow::ensure!(args.control.is_none(), "--control is for the Kafka sidecar yet; give the {name} sidecar --config");
+    anyhow::ensure!(args.bootstrap.is_empty(), "--bootstrap is Kafka's; the {name} sidecar's broker is --upstream");
     let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
     let mut config = match &args.config {
-        Some(file) => weir_mqtt_proxy::MqttConfig::from_file(file)?,
+        Some(file) => from_file(file)?,
         None => {
             let listen = args.listen.context("--listen is required without --config")?;
             let upstream = args.upstream.clone().context("--upstream is required without --config")?;
-            weir_mqtt_proxy::MqttConfig::new(listen, upstream)
+            new(listen, upstream)
         }
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
+    let (listen, upstream, admin, log) = fields(&mut config);
+    if let Some(flag) = args.listen {
+        *listen = flag;
     }
-    if let Some(upstream) = args.upstream {
-        config.upstream = upstream;
+    if let Some(flag) = &args.upstream {
+        upstream.clone_from(flag);
+    }
+    if args.admin.is_some() {
+        *admin = args.admin;
     }
     if let Some(format) = args.log_format {
-        config.log.format = format;
+        log.format = format;
     }
-    if let Some(level) = args.log_level {
-        config.log.level = level;
+    if let Some(level) = &args.log_level {
+        log.level.clone_from(level);
     }
+    Ok((config, origin))
+}
+
+fn run_mqtt_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    use weir_mqtt_proxy::MqttConfig;
+    let (config, origin) = broker_proxy_config(&args, MqttConfig::from_file, MqttConfig::new, |c| {
+        (&mut c.listen, &mut c.upstream, &mut c.admin, &mut c.log)
+    })?;
     config.validate(&origin)?;
     weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
     sidecar_runtime(args.workers.unwrap_or(1))?.block_on(async {
         let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        sidecar.run(stop).await;
+        Ok(())
+    })
+}
+
+fn run_amqp_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    use weir_amqp_proxy::AmqpConfig;
+    let (config, origin) = broker_proxy_config(&args, AmqpConfig::from_file, AmqpConfig::new, |c| {
+        (&mut c.listen, &mut c.upstream, &mut c.admin, &mut c.log)
+    })?;
+    config.validate(&origin)?;
+    weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    sidecar_runtime(args.workers.unwrap_or(1))?.block_on(async {
+        let sidecar = weir_amqp_proxy::AmqpSidecar::bind(config, &origin).await?;
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         sidecar.run(stop).await;

@@ -1,0 +1,735 @@
+//! One client connection: its protocol header and login read (bounded in size and time) and
+//! authenticated before anything of the client's reaches the broker, then frames passed
+//! both ways as the same bytes, except where the policy acts:
+//!
+//! - a method the principal may not use (see `authz`) is not forwarded: the client's channel
+//!   is closed with 403 ACCESS_REFUSED and a reason, as RabbitMQ closes it, and the sidecar
+//!   closes the broker's side of the channel itself (its close-ok goes no further). Until the
+//!   client answers the close, its frames on that channel (a refused publish's content, say)
+//!   are dropped, as AMQP says; a channel.open reusing the number waits for the broker's
+//!   close-ok, so the broker never sees a channel opened twice.
+//! - a failed login is answered with connection.close 403 ACCESS_REFUSED.
+//!
+//! Each direction reads into one buffer and writes every run of frames it passes unchanged
+//! with one write. The sidecar's own frames join the same writers, each whole.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use weir_amqp::method::{body_size, close, close_ok, ids, reply, start_ok_as, Method, MethodId};
+use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
+use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::policy::Policy;
+use weir_core::sasl::Credentials;
+
+use crate::authz::{default_exchange, AmqpAuthz, SERVER_NAMED_QUEUE};
+use crate::config::AmqpConfig;
+use crate::metrics::{AmqpMetrics, MessageLabels};
+
+/// The listener's name in logs, metrics and audit lines.
+pub const LISTENER: &str = "amqp";
+
+/// What every connection of a sidecar shares.
+pub struct Shared {
+    pub config: AmqpConfig,
+    pub credentials: Option<Credentials>,
+    pub policy: Option<Arc<Policy>>,
+    pub metrics: Arc<AmqpMetrics>,
+    pub audit: Option<AuditLog>,
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no protocol header and login within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("not AMQP 0.9.1: the connection began with {0:?}")]
+    NotAmqp(String),
+    #[error("expected connection.start-ok on channel 0, got {0}")]
+    NotLogin(String),
+    #[error("malformed frame from the {side}: {error}")]
+    Malformed { side: &'static str, error: AmqpError },
+    #[error("the {0} closed the connection in the middle of a frame")]
+    Cut(&'static str),
+    #[error("login refused: {0}")]
+    Refused(String),
+    #[error("the broker did not begin with connection.start: {0}")]
+    Broker(String),
+    #[error("cannot reach the broker {upstream}: {error}")]
+    Upstream { upstream: String, error: String },
+    #[error("{side} connection: {error}")]
+    Io { side: &'static str, error: std::io::Error },
+}
+
+/// Serves one client until either side closes.
+pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
+    match run(&shared, client, peer).await {
+        Ok(()) => tracing::debug!(%peer, "AMQP connection closed"),
+        Err(error) => tracing::info!(%peer, %error, "AMQP connection closed"),
+    }
+}
+
+/// Frames read off one side into one buffer.
+struct Frames<R> {
+    inner: R,
+    buf: BytesMut,
+    limit: usize,
+    side: &'static str,
+}
+
+impl<R: AsyncRead + Unpin> Frames<R> {
+    fn new(inner: R, limit: usize, side: &'static str) -> Self {
+        Frames { inner, buf: BytesMut::with_capacity(16 * 1024), limit, side }
+    }
+
+    fn malformed(&self, error: AmqpError) -> SessionError {
+        SessionError::Malformed { side: self.side, error }
+    }
+
+    /// The header of the frame at `at` when the whole frame is in the buffer.
+    fn whole_at(&self, at: usize) -> Result<Option<FrameHeader>, SessionError> {
+        let header = FrameHeader::read(&self.buf[at..], self.limit).map_err(|e| self.malformed(e))?;
+        Ok(header.filter(|h| self.buf.len() - at >= h.frame_len()))
+    }
+
+    /// Reads more; false when the stream ends between frames.
+    async fn fill(&mut self) -> Result<bool, SessionError> {
+        let wanted = match FrameHeader::read(&self.buf, self.limit).map_err(|e| self.malformed(e))? {
+            Some(header) => header.frame_len().saturating_sub(self.buf.len()).max(4096),
+            None => 16 * 1024,
+        };
+        if self.buf.capacity() - self.buf.len() < wanted {
+            self.buf.reserve(wanted);
+        }
+        let read =
+            self.inner.read_buf(&mut self.buf).await.map_err(|error| SessionError::Io { side: self.side, error })?;
+        if read == 0 {
+            return if self.buf.is_empty() { Ok(false) } else { Err(SessionError::Cut(self.side)) };
+        }
+        Ok(true)
+    }
+
+    /// The next whole frame, taken out of the buffer (the handshake's).
+    async fn next(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, SessionError> {
+        loop {
+            if let Some(header) = self.whole_at(0)? {
+                let frame = self.buf.split_to(header.frame_len());
+                header.payload(&frame).map_err(|e| self.malformed(e))?;
+                return Ok(Some((header, frame)));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// One side's writer, shared by the direction that forwards to it and the sidecar's own
+/// answers from the other direction.
+struct Writer {
+    half: tokio::sync::Mutex<OwnedWriteHalf>,
+    side: &'static str,
+}
+
+impl Writer {
+    async fn write(&self, bytes: &[u8]) -> Result<(), SessionError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut half = self.half.lock().await;
+        half.write_all(bytes).await.map_err(|error| SessionError::Io { side: self.side, error })
+    }
+
+    async fn shutdown(&self) {
+        let _ = self.half.lock().await.shutdown().await;
+    }
+}
+
+async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
+    let limits = &shared.config.limits;
+    let wait = Duration::from_millis(limits.handshake_timeout_ms);
+    let deadline = Instant::now() + wait;
+    let (client_read, client_write) = client.into_split();
+    let client_writer = Writer { half: tokio::sync::Mutex::new(client_write), side: "client" };
+    let mut from_client = Frames::new(client_read, limits.max_login_bytes, "client");
+
+    tokio::time::timeout_at(deadline, protocol_header(&mut from_client, &client_writer))
+        .await
+        .map_err(|_| SessionError::HandshakeTimeout(wait))??;
+
+    // The broker hears only the sidecar's own protocol header until the client has logged in.
+    let upstream = &shared.config.upstream;
+    let unreachable = |error: String| SessionError::Upstream { upstream: upstream.clone(), error };
+    let connect_wait = Duration::from_millis(limits.upstream_connect_timeout_ms);
+    let broker = tokio::time::timeout(connect_wait, TcpStream::connect(upstream))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = broker.set_nodelay(true);
+    let (broker_read, broker_write) = broker.into_split();
+    let broker_writer = Writer { half: tokio::sync::Mutex::new(broker_write), side: "broker" };
+    let mut from_broker = Frames::new(broker_read, limits.max_frame_bytes, "broker");
+    broker_writer.write(PROTOCOL_HEADER).await?;
+    let start = tokio::time::timeout(connect_wait, from_broker.next())
+        .await
+        .map_err(|_| unreachable("no connection.start in time".into()))??;
+    let Some((header, start)) = start else { return Err(SessionError::Broker("it closed the connection".into())) };
+    let id = method_id(&header, &start);
+    if id != Some(ids::CONNECTION_START) {
+        return Err(SessionError::Broker(id.map_or("a frame that is no method".into(), |id| id.name().into())));
+    }
+    client_writer.write(&start).await?;
+
+    let login = tokio::time::timeout_at(deadline, from_client.next())
+        .await
+        .map_err(|_| SessionError::HandshakeTimeout(wait))??;
+    let Some((header, login)) = login else { return Ok(()) };
+    let payload = header.payload(&login).map_err(|error| SessionError::Malformed { side: "client", error })?;
+    let start_ok = match Method::read(payload) {
+        Ok((_, Method::StartOk(start_ok))) if header.channel == 0 => start_ok,
+        other => {
+            let got = match other {
+                Ok((id, _)) => format!("{} on channel {}", id.name(), header.channel),
+                Err(error) => error.to_string(),
+            };
+            let why = format!("expected connection.start-ok, got {got}");
+            let _ = client_writer.write(&close(0, reply::UNEXPECTED_FRAME, &why, ids::CONNECTION_START_OK)).await;
+            return Err(SessionError::NotLogin(got));
+        }
+    };
+    let principal = match authenticate(shared, &start_ok).await {
+        Ok(principal) => principal,
+        Err(why) => {
+            let who = start_ok.credentials().ok().flatten().map(|(user, _)| format!("User:{user}"));
+            let who: Arc<str> = who.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
+            shared.metrics.denied(ids::CONNECTION_START_OK.name(), &who);
+            audit_login(shared, start_ok.mechanism, Some(&who), peer, Some(&why));
+            let text = format!(
+                "ACCESS_REFUSED - Login was refused using authentication mechanism {}. For details see the sidecar's log.",
+                start_ok.mechanism
+            );
+            let _ = client_writer.write(&close(0, reply::ACCESS_REFUSED, &text, ids::CONNECTION_START_OK)).await;
+            return Err(SessionError::Refused(why));
+        }
+    };
+    let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
+    if shared.credentials.is_some() {
+        audit_login(shared, start_ok.mechanism, Some(&who), peer, None);
+    }
+    tracing::Span::current().record("principal", &*who);
+    match &shared.config.broker_credentials {
+        // The client's own credentials stay here.
+        Some(broker) => broker_writer.write(&start_ok_as(&start_ok, &broker.username, &broker.password)).await?,
+        None => broker_writer.write(&login).await?,
+    }
+    from_client.limit = limits.max_frame_bytes;
+
+    let channels = Arc::new(Channels::default());
+    let mut upward = Upward {
+        authz: shared.policy.as_ref().map(|policy| AmqpAuthz::new(policy, principal.as_deref())),
+        who: who.clone(),
+        peer,
+        shared,
+        channels: channels.clone(),
+        publishing: HashMap::new(),
+        last_publish: None,
+    };
+    let mut downward = Downward { metrics: shared.metrics.clone(), who, channels, delivering: HashMap::new() };
+    let up = pump(&mut from_client, &broker_writer, &client_writer, |h, f| upward.judge(h, f));
+    let down = pump(&mut from_broker, &client_writer, &broker_writer, |h, f| downward.judge(h, f));
+    // Either side leaving ends the connection; what the other sent before is written already.
+    let result = tokio::select! {
+        result = up => result,
+        result = down => result,
+    };
+    client_writer.shutdown().await;
+    broker_writer.shutdown().await;
+    result
+}
+
+/// Reads the client's eight-byte protocol header; anything else is answered with the one
+/// this sidecar speaks, as AMQP says, and ends the connection.
+async fn protocol_header(from_client: &mut Frames<OwnedReadHalf>, client: &Writer) -> Result<(), SessionError> {
+    loop {
+        let seen = from_client.buf.len().min(PROTOCOL_HEADER.len());
+        if from_client.buf[..seen] != PROTOCOL_HEADER[..seen] {
+            let _ = client.write(PROTOCOL_HEADER).await;
+            let start = String::from_utf8_lossy(&from_client.buf[..seen]).into_owned();
+            return Err(SessionError::NotAmqp(start));
+        }
+        if seen == PROTOCOL_HEADER.len() {
+            from_client.buf.advance(seen);
+            return Ok(());
+        }
+        let read = from_client.inner.read_buf(&mut from_client.buf).await;
+        match read.map_err(|error| SessionError::Io { side: "client", error })? {
+            0 => return Err(SessionError::Cut("client")),
+            _ => continue,
+        }
+    }
+}
+
+fn method_id(header: &FrameHeader, frame: &[u8]) -> Option<MethodId> {
+    if header.kind != FrameType::Method {
+        return None;
+    }
+    let payload = header.payload(frame).ok()?;
+    Method::read(payload).ok().map(|(id, _)| id)
+}
+
+/// Who the client is: its login checked against the credentials when there are some.
+async fn authenticate(shared: &Shared, start_ok: &weir_amqp::method::StartOk<'_>) -> Result<Option<String>, String> {
+    let Some(credentials) = &shared.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+    let (user, password) = match start_ok.credentials() {
+        Ok(Some(login)) => login,
+        Ok(None) => return Err(format!("mechanism {} without a username and password", start_ok.mechanism)),
+        Err(error) => return Err(error.to_string()),
+    };
+    // PBKDF2: off the runtime's workers.
+    let check = credentials.password_check(user, password);
+    let verified = tokio::task::spawn_blocking(move || check.verify()).await.unwrap_or(false);
+    if verified {
+        Ok(Some(format!("User:{user}")))
+    } else {
+        Err(format!("user {user}: wrong username or password"))
+    }
+}
+
+fn audit_login(shared: &Shared, mechanism: &str, principal: Option<&str>, client: SocketAddr, reason: Option<&str>) {
+    if let Some(audit) = &shared.audit {
+        audit.authentication(&AuthenticationEvent {
+            mechanism,
+            success: reason.is_none(),
+            principal,
+            client,
+            listener: LISTENER,
+            reason,
+        });
+    }
+}
+
+/// What becomes of one frame.
+enum Action {
+    Forward,
+    /// Not forwarded; `back` (if any) answers the side it came from.
+    Drop {
+        back: Option<Vec<u8>>,
+    },
+    /// `onward` goes on in its place and `back` answers the side it came from.
+    Replace {
+        onward: Vec<u8>,
+        back: Vec<u8>,
+    },
+    /// Forwarded once the broker has answered the sidecar's close of this channel.
+    ForwardAfterClose(Arc<Channels>, u16),
+    Fail(SessionError),
+}
+
+/// Passes frames from one side to the other until it closes; a frame that is not AMQP ends
+/// the connection with connection.close FRAME_ERROR to the client (whichever side sent it).
+async fn pump(
+    from: &mut Frames<OwnedReadHalf>,
+    onward: &Writer,
+    back: &Writer,
+    judge: impl FnMut(&FrameHeader, &[u8]) -> Action,
+) -> Result<(), SessionError> {
+    let result = pump_frames(from, onward, back, judge).await;
+    if let Err(SessionError::Malformed { side, error }) = &result {
+        let client = if *side == "client" { back } else { onward };
+        let text = format!("FRAME_ERROR - weir: a malformed frame from the {side}: {error}");
+        let _ = client.write(&close(0, reply::FRAME_ERROR, &text, MethodId::new(0, 0))).await;
+    }
+    result
+}
+
+/// Runs of forwarded frames in one write each, the others as `judge` says.
+async fn pump_frames(
+    from: &mut Frames<OwnedReadHalf>,
+    onward: &Writer,
+    back: &Writer,
+    mut judge: impl FnMut(&FrameHeader, &[u8]) -> Action,
+) -> Result<(), SessionError> {
+    loop {
+        let (mut at, mut run_start) = (0, 0);
+        while let Some(header) = from.whole_at(at)? {
+            let frame = &from.buf[at..at + header.frame_len()];
+            let action = judge(&header, frame);
+            if !matches!(action, Action::Forward) {
+                onward.write(&from.buf[run_start..at]).await?;
+                run_start = at + header.frame_len();
+            }
+            match action {
+                Action::Forward => {}
+                Action::Drop { back: answer } => back.write(answer.as_deref().unwrap_or_default()).await?,
+                Action::Replace { onward: instead, back: answer } => {
+                    onward.write(&instead).await?;
+                    back.write(&answer).await?;
+                }
+                Action::ForwardAfterClose(channels, channel) => {
+                    channels.broker_closed(channel).await;
+                    onward.write(&from.buf[at..at + header.frame_len()]).await?;
+                }
+                Action::Fail(error) => return Err(error),
+            }
+            at += header.frame_len();
+        }
+        onward.write(&from.buf[run_start..at]).await?;
+        from.buf.advance(at);
+        if !from.fill().await? {
+            return Ok(());
+        }
+    }
+}
+
+/// What the sidecar knows of each channel, learned from both directions.
+#[derive(Default)]
+pub struct Channels {
+    by_number: Mutex<HashMap<u16, Channel>>,
+    /// Bumped whenever the broker answers a close of the sidecar's.
+    broker_closes: tokio::sync::watch::Sender<u64>,
+    /// Set at the first refusal: until then content frames need no look at the channels.
+    any_refused: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Channel {
+    /// Set while the sidecar's refusal closes the channel.
+    refused: Option<Refused>,
+    /// What an empty queue name means: the last queue declared, as the broker named it.
+    current_queue: Option<Arc<str>>,
+    /// Queue declarations the broker has not answered yet, as declared (a server-named one
+    /// as [`SERVER_NAMED_QUEUE`]): an empty name means the last of them once they succeed.
+    declares: VecDeque<Arc<str>>,
+    /// The queues of consumes and gets not answered yet.
+    consumes: VecDeque<Arc<str>>,
+    gets: VecDeque<Arc<str>>,
+    /// Consumer tag to queue.
+    consumers: HashMap<Arc<str>, Arc<str>>,
+}
+
+/// A channel the sidecar closed on both sides; it is free once both have answered.
+#[derive(Default)]
+struct Refused {
+    client_done: bool,
+    broker_done: bool,
+}
+
+impl Channels {
+    fn with<T>(&self, channel: u16, f: impl FnOnce(&mut Channel) -> T) -> T {
+        let mut channels = self.by_number.lock().unwrap_or_else(|p| p.into_inner());
+        f(channels.entry(channel).or_default())
+    }
+
+    fn refused(&self, channel: u16) -> bool {
+        self.any_refused.load(std::sync::atomic::Ordering::Relaxed) && self.with(channel, |c| c.refused.is_some())
+    }
+
+    /// Waits (at most a few seconds) until the broker has answered the close of `channel`.
+    async fn broker_closed(&self, channel: u16) {
+        let mut closes = self.broker_closes.subscribe();
+        let waiting = async {
+            loop {
+                let done = self.with(channel, |c| c.refused.as_ref().is_none_or(|r| r.broker_done));
+                if done || closes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        self.with(channel, |c| c.refused = None);
+    }
+}
+
+impl Channel {
+    /// The queue an empty name stands for now.
+    fn queue(&self) -> Option<Arc<str>> {
+        self.declares.back().or(self.current_queue.as_ref()).cloned()
+    }
+
+    fn resolve(&self, queue: &str) -> Arc<str> {
+        if queue.is_empty() {
+            self.queue().unwrap_or_else(|| Arc::from(""))
+        } else {
+            Arc::from(queue)
+        }
+    }
+}
+
+/// The client → broker direction.
+struct Upward<'s> {
+    authz: Option<AmqpAuthz>,
+    who: Arc<str>,
+    peer: SocketAddr,
+    shared: &'s Shared,
+    channels: Arc<Channels>,
+    /// Channels whose publish's content header is next, with the message's labels.
+    publishing: HashMap<u16, MessageLabels>,
+    /// The last exchange and routing key published to, allowed: most publishers repeat them.
+    last_publish: Option<(String, String, MessageLabels)>,
+}
+
+impl Upward<'_> {
+    fn judge(&mut self, header: &FrameHeader, frame: &[u8]) -> Action {
+        let channel = header.channel;
+        match header.kind {
+            FrameType::Heartbeat => return Action::Forward,
+            FrameType::Body => {
+                return if self.refused(channel) { Action::Drop { back: None } } else { Action::Forward };
+            }
+            FrameType::Header => {
+                if self.refused(channel) {
+                    return Action::Drop { back: None };
+                }
+                if let Some(labels) = self.publishing.remove(&channel) {
+                    let size = header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
+                    self.shared.metrics.message(&labels, size);
+                }
+                return Action::Forward;
+            }
+            FrameType::Method => {}
+        }
+        let payload = match header.payload(frame) {
+            Ok(payload) => payload,
+            Err(error) => return Action::Fail(SessionError::Malformed { side: "client", error }),
+        };
+        let (id, method) = match Method::read(payload) {
+            Ok(read) => read,
+            Err(error) => return Action::Fail(SessionError::Malformed { side: "client", error }),
+        };
+        // Channel methods on channel 0 are the broker's to refuse (as connection errors).
+        if channel == 0 {
+            return Action::Forward;
+        }
+        if let Some(action) = self.on_refused_channel(channel, id) {
+            return action;
+        }
+        if let Method::Publish { exchange, routing_key } = method {
+            return self.publish(channel, id, &method, exchange, routing_key);
+        }
+        if let Some(authz) = &self.authz {
+            let missing = self.channels.with(channel, |c| authz.missing(id, &method, || c.queue()));
+            if let Some(need) = missing {
+                return self.refuse(channel, id, &need);
+            }
+        }
+        self.learn(channel, &method);
+        Action::Forward
+    }
+
+    fn refused(&self, channel: u16) -> bool {
+        channel != 0 && self.channels.refused(channel)
+    }
+
+    /// What becomes of a method on a channel the sidecar refused, if it was.
+    fn on_refused_channel(&mut self, channel: u16, id: MethodId) -> Option<Action> {
+        self.channels
+            .with(channel, |c| {
+                let refused = c.refused.as_mut()?;
+                if refused.client_done {
+                    // The client has the channel back: it may reopen it once the broker has too.
+                    return (id == ids::CHANNEL_OPEN && !refused.broker_done)
+                        .then(|| Action::ForwardAfterClose(self.channels.clone(), channel));
+                }
+                Some(match id {
+                    ids::CHANNEL_CLOSE_OK => {
+                        refused.client_done = true;
+                        if refused.broker_done {
+                            c.refused = None;
+                        }
+                        Action::Drop { back: None }
+                    }
+                    // It closed the channel as the sidecar did: the two closes cross.
+                    ids::CHANNEL_CLOSE => {
+                        refused.client_done = true;
+                        if refused.broker_done {
+                            c.refused = None;
+                        }
+                        Action::Drop { back: Some(close_ok(channel)) }
+                    }
+                    // AMQP: after sending channel.close, discard everything but close and close-ok.
+                    _ => Action::Drop { back: None },
+                })
+            })
+            .or_else(|| {
+                // A channel opened afresh forgets what the old one declared.
+                if id == ids::CHANNEL_OPEN {
+                    self.channels.with(channel, |c| *c = Channel::default());
+                }
+                None
+            })
+    }
+
+    fn publish(&mut self, channel: u16, id: MethodId, method: &Method<'_>, exchange: &str, key: &str) -> Action {
+        if let Some((last_exchange, last_key, labels)) = &self.last_publish {
+            if last_exchange == exchange && last_key == key {
+                self.publishing.insert(channel, labels.clone());
+                return Action::Forward;
+            }
+        }
+        if let Some(authz) = &self.authz {
+            if let Some(need) = authz.missing(id, method, || None) {
+                return self.refuse(channel, id, &need);
+            }
+        }
+        let labels = self.shared.metrics.labels("publish", default_exchange(exchange), "", &self.who);
+        self.publishing.insert(channel, labels.clone());
+        self.last_publish = Some((exchange.to_owned(), key.to_owned(), labels));
+        Action::Forward
+    }
+
+    /// Closes the channel on both sides for a method the principal may not use.
+    fn refuse(&mut self, channel: u16, id: MethodId, need: &crate::authz::Need<'_>) -> Action {
+        let (operation, resource_type) = (need.operation_name(), need.resource_type());
+        tracing::info!(
+            principal = &*self.who,
+            method = id.name(),
+            operation,
+            resource = %format_args!("{resource_type}:{}", need.name),
+            "AMQP method denied"
+        );
+        self.shared.metrics.denied(id.name(), &self.who);
+        if let Some(audit) = &self.shared.audit {
+            audit.authorization(&AuthorizationEvent {
+                principal: &self.who,
+                api: id.name(),
+                operation,
+                resource_type,
+                resource: &need.name,
+                client: self.peer,
+                listener: LISTENER,
+            });
+        }
+        self.publishing.remove(&channel);
+        self.channels.any_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.channels.with(channel, |c| c.refused = Some(Refused::default()));
+        let text = format!(
+            "ACCESS_REFUSED - {operation} access to {resource_type} '{}' refused for {} by the mesh's policy",
+            need.name, self.who
+        );
+        Action::Replace {
+            onward: close(channel, reply::SUCCESS, "weir: access refused", id),
+            back: close(channel, reply::ACCESS_REFUSED, &text, id),
+        }
+    }
+
+    /// Remembers what later methods and the broker's answers refer to.
+    fn learn(&mut self, channel: u16, method: &Method<'_>) {
+        match *method {
+            Method::QueueDeclare { queue, no_wait, .. } => self.channels.with(channel, |c| {
+                let name: Arc<str> = Arc::from(if queue.is_empty() { SERVER_NAMED_QUEUE } else { queue });
+                if no_wait {
+                    c.current_queue = Some(name);
+                } else {
+                    c.declares.push_back(name);
+                }
+            }),
+            Method::Consume { queue, consumer_tag, no_wait } => self.channels.with(channel, |c| {
+                let queue = c.resolve(queue);
+                if no_wait {
+                    c.consumers.insert(Arc::from(consumer_tag), queue);
+                } else {
+                    c.consumes.push_back(queue);
+                }
+            }),
+            Method::Get { queue } => self.channels.with(channel, |c| {
+                let queue = c.resolve(queue);
+                c.gets.push_back(queue);
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// The broker → client direction.
+struct Downward {
+    metrics: Arc<AmqpMetrics>,
+    who: Arc<str>,
+    channels: Arc<Channels>,
+    /// Channels whose delivery's content header is next, with the message's labels.
+    delivering: HashMap<u16, MessageLabels>,
+}
+
+impl Downward {
+    fn judge(&mut self, header: &FrameHeader, frame: &[u8]) -> Action {
+        let channel = header.channel;
+        match header.kind {
+            FrameType::Heartbeat => return Action::Forward,
+            FrameType::Body | FrameType::Header if channel != 0 && self.refused(channel) => {
+                return Action::Drop { back: None };
+            }
+            FrameType::Body => return Action::Forward,
+            FrameType::Header => {
+                if let Some(labels) = self.delivering.remove(&channel) {
+                    let size = header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
+                    self.metrics.message(&labels, size);
+                }
+                return Action::Forward;
+            }
+            FrameType::Method => {}
+        }
+        let read = header.payload(frame).and_then(Method::read);
+        let (id, method) = match read {
+            Ok(read) => read,
+            Err(error) => return Action::Fail(SessionError::Malformed { side: "broker", error }),
+        };
+        if channel == 0 {
+            return Action::Forward;
+        }
+        let channels = self.channels.clone();
+        channels.with(channel, |c| {
+            if let Some(refused) = c.refused.as_mut() {
+                let back = match id {
+                    ids::CHANNEL_CLOSE_OK => None,
+                    // The broker closed it too (for a reason of its own): it wants an answer.
+                    ids::CHANNEL_CLOSE => Some(close_ok(channel)),
+                    _ => return Action::Drop { back: None },
+                };
+                refused.broker_done = true;
+                if refused.client_done {
+                    c.refused = None;
+                }
+                channels.broker_closes.send_modify(|n| *n += 1);
+                return Action::Drop { back };
+            }
+            match method {
+                Method::QueueDeclareOk { queue } => {
+                    c.declares.pop_front();
+                    c.current_queue = Some(Arc::from(queue));
+                }
+                Method::ConsumeOk { consumer_tag } => {
+                    let queue = c.consumes.pop_front().unwrap_or_else(|| Arc::from(""));
+                    c.consumers.insert(Arc::from(consumer_tag), queue);
+                }
+                Method::Cancel { consumer_tag } => {
+                    c.consumers.remove(consumer_tag);
+                }
+                Method::Deliver { consumer_tag, exchange } => {
+                    let queue = c.consumers.get(consumer_tag).map_or("", |q| q);
+                    let labels = self.metrics.labels("deliver", default_exchange(exchange), queue, &self.who);
+                    self.delivering.insert(channel, labels);
+                }
+                Method::GetOk { exchange } => {
+                    let queue = c.gets.pop_front().unwrap_or_else(|| Arc::from(""));
+                    let labels = self.metrics.labels("deliver", default_exchange(exchange), &queue, &self.who);
+                    self.delivering.insert(channel, labels);
+                }
+                _ if id == ids::BASIC_GET_EMPTY => {
+                    c.gets.pop_front();
+                }
+                _ => {}
+            }
+            Action::Forward
+        })
+    }
+
+    fn refused(&self, channel: u16) -> bool {
+        self.channels.refused(channel)
+    }
+}

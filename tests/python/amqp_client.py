@@ -1,0 +1,116 @@
+"""An AMQP 0.9.1 client for the AMQP sidecar's tests (pika): one connection, steps in order.
+
+    amqp_client.py PORT USER PASSWORD STEP...
+
+Each step prints one line: `STEP ok [DETAIL]`, or `STEP refused CODE TEXT` when the broker
+(or the sidecar in its stead) closed the channel; the next step then gets a new channel on
+the same connection. Steps:
+
+    exchange:NAME:TYPE          declare a durable exchange
+    queue:NAME                  declare a durable queue ("" for a server-named one: DETAIL
+                                is its name)
+    bind:QUEUE:EXCHANGE:KEY     bind a queue
+    publish:EXCHANGE:KEY:COUNT  publish COUNT persistent messages `KEY-i` with publisher
+                                confirms (DETAIL: confirmed=COUNT)
+    consume:QUEUE:COUNT         consume (acking each) until COUNT arrived or 10 s passed
+                                (DETAIL: received=N then the bodies, comma-separated)
+    get:QUEUE                   basic.get one message (DETAIL: the body, or `empty`)
+    purge:QUEUE                 purge a queue
+    delete:QUEUE                delete a queue
+
+A refused login prints `login refused CODE TEXT` and exits 0. The host is 127.0.0.1; the
+credentials go as PLAIN, or as AMQPLAIN when USER starts with `amqplain:`.
+"""
+import sys
+
+import pika
+import pika.credentials
+import pika.exceptions
+
+
+class AmqPlain(pika.credentials.PlainCredentials):
+    """AMQPLAIN: LOGIN and PASSWORD in a field table (pika itself speaks only PLAIN)."""
+
+    TYPE = "AMQPLAIN"
+
+    def response_for(self, start):
+        if self.TYPE.encode() not in start.mechanisms.split():
+            return None, None
+        from pika import data
+
+        table = []
+        data.encode_table(table, {"LOGIN": self.username, "PASSWORD": self.password})
+        # The response is the table's fields without the table's own length.
+        return self.TYPE, b"".join(table)[4:]
+
+
+def main():
+    port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if user.startswith("amqplain:"):
+        credentials = AmqPlain(user[len("amqplain:"):], password)
+    else:
+        credentials = pika.PlainCredentials(user, password)
+    params = pika.ConnectionParameters(
+        "127.0.0.1", port, "/", credentials, connection_attempts=1, socket_timeout=10, blocked_connection_timeout=30
+    )
+    try:
+        connection = pika.BlockingConnection(params)
+    except (pika.exceptions.ProbableAccessDeniedError, pika.exceptions.ProbableAuthenticationError) as e:
+        print(f"login refused {e}", flush=True)
+        return
+    except pika.exceptions.ConnectionClosedByBroker as e:
+        print(f"login refused {e.reply_code} {e.reply_text}", flush=True)
+        return
+    channel = None
+    for step in sys.argv[4:]:
+        if channel is None or not channel.is_open:
+            channel = connection.channel()
+            channel.confirm_delivery()
+        try:
+            print(f"{step} ok {run(channel, connection, step)}".rstrip(), flush=True)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            print(f"{step} refused {e.reply_code} {e.reply_text}", flush=True)
+            channel = None
+    connection.close()
+
+
+def run(channel, connection, step):
+    kind, *args = step.split(":")
+    if kind == "exchange":
+        channel.exchange_declare(args[0], args[1], durable=True)
+    elif kind == "queue":
+        return channel.queue_declare(args[0], durable=args[0] != "", exclusive=args[0] == "").method.queue
+    elif kind == "bind":
+        channel.queue_bind(args[0], args[1], routing_key=args[2])
+    elif kind == "publish":
+        exchange, key, count = args[0], args[1], int(args[2])
+        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+        for i in range(count):
+            channel.basic_publish(exchange, key, f"{key}-{i}".encode(), props)
+        return f"confirmed={count}"
+    elif kind == "consume":
+        queue, count = args[0], int(args[1])
+        bodies = []
+        for method, _props, body in channel.consume(queue, inactivity_timeout=10):
+            if method is None:
+                break
+            bodies.append(body.decode())
+            channel.basic_ack(method.delivery_tag)
+            if len(bodies) >= count:
+                break
+        channel.cancel()
+        return f"received={len(bodies)} {','.join(bodies)}"
+    elif kind == "get":
+        method, _props, body = channel.basic_get(args[0], auto_ack=True)
+        return "empty" if method is None else body.decode()
+    elif kind == "purge":
+        channel.queue_purge(args[0])
+    elif kind == "delete":
+        channel.queue_delete(args[0])
+    else:
+        sys.exit(f"unknown step {step}")
+    return ""
+
+
+if __name__ == "__main__":
+    main()
