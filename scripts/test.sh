@@ -2,8 +2,9 @@
 # scripts/test.sh - Weir's whole test suite: starts a real 3-broker Kafka cluster
 # (scripts/kafka.sh), a schema registry (scripts/registry.sh), a trace backend
 # (scripts/jaeger.sh; built from the Go module proxy the first time) and a KMS speaking AWS
-# KMS's API (scripts/kms.sh, moto's server from the Python venv) and an MQTT broker
-# (scripts/mosquitto.sh: Debian's Mosquitto), makes the Python
+# KMS's API (scripts/kms.sh, moto's server from the Python venv), an MQTT broker
+# (scripts/mosquitto.sh: Debian's Mosquitto) and RabbitMQ (scripts/rabbitmq.sh: Debian's
+# rabbitmq-server), makes the Python
 # clients' venv (scripts/python-env.sh), runs every cargo test against them, then
 # stops what it started. This is the README's test command, and .ci/run calls it too.
 #
@@ -11,8 +12,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started=0 registry_started=0 jaeger_started=0 kms_started=0 mosquitto_started=0
+started=0 registry_started=0 jaeger_started=0 kms_started=0 mosquitto_started=0 rabbitmq_started=0
 stop() {
+  if ((rabbitmq_started)); then scripts/rabbitmq.sh stop; fi
   if ((mosquitto_started)); then scripts/mosquitto.sh stop; fi
   if ((kms_started)); then scripts/kms.sh stop; fi
   if ((jaeger_started)); then scripts/jaeger.sh stop; fi
@@ -40,6 +42,10 @@ fi
 if ! scripts/mosquitto.sh status >/dev/null 2>&1; then
   scripts/mosquitto.sh start
   mosquitto_started=1
+fi
+if ! scripts/rabbitmq.sh status >/dev/null 2>&1; then
+  scripts/rabbitmq.sh start
+  rabbitmq_started=1
 fi
 
 # The checked-in Kafka schema tables must be what the pinned Kafka's specs give.

@@ -21,6 +21,7 @@ the same connection. Steps:
 A refused login prints `login refused CODE TEXT` and exits 0. The host is 127.0.0.1; the
 credentials go as PLAIN, or as AMQPLAIN when USER starts with `amqplain:`.
 """
+import re
 import sys
 
 import pika
@@ -55,11 +56,19 @@ def main():
     )
     try:
         connection = pika.BlockingConnection(params)
-    except (pika.exceptions.ProbableAccessDeniedError, pika.exceptions.ProbableAuthenticationError) as e:
-        print(f"login refused {e}", flush=True)
-        return
-    except pika.exceptions.ConnectionClosedByBroker as e:
-        print(f"login refused {e.reply_code} {e.reply_text}", flush=True)
+    except (
+        pika.exceptions.ProbableAccessDeniedError,
+        pika.exceptions.ProbableAuthenticationError,
+        pika.exceptions.ConnectionClosedByBroker,
+    ) as e:
+        # pika words the broker's connection.close into its guess at the cause:
+        # `ConnectionClosedByBroker: (403) 'TEXT'`.
+        if hasattr(e, "reply_code"):
+            reason = f"{e.reply_code} {e.reply_text}"
+        else:
+            words = re.search(r"\((\d+)\) ['\"](.*)['\"]$", str(e))
+            reason = f"{words[1]} {words[2]}" if words else str(e)
+        print(f"login refused {reason}", flush=True)
         return
     channel = None
     for step in sys.argv[4:]:

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{capture_logs, port_block, repo_root, sasl_users_file, unexpected_warnings, unique, weir_binary};
+use common::broker_sidecar::BrokerSidecar;
+use common::{repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
 
 /// The tests' Mosquitto, started if needed: its address.
@@ -23,12 +22,14 @@ fn mosquitto() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-struct MqttSidecar {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-    _dir: PathBuf,
+/// The MQTT sidecar, with the clients' arguments to reach it.
+struct MqttSidecar(BrokerSidecar);
+
+impl std::ops::Deref for MqttSidecar {
+    type Target = BrokerSidecar;
+    fn deref(&self) -> &BrokerSidecar {
+        &self.0
+    }
 }
 
 impl MqttSidecar {
@@ -51,66 +52,14 @@ impl MqttSidecar {
             ],
         );
         std::fs::write(dir.join("policy.yaml"), policy).unwrap();
-        let base = port_block();
-        let addr: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
-        let config = dir.join("mqtt.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: {addr}\nadmin: {admin}\nupstream: {}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
-                 limits: {{connect_timeout_ms: 1500}}\n\
-                 log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n{extra}",
-                upstream,
-                users.display(),
-                dir.join("policy.yaml").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(weir_binary())
-            .args(["proxy", "--protocol", "mqtt", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn weir");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        capture_logs(&mut child, &logs);
-        let sidecar = MqttSidecar { child, addr, admin, logs, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the MQTT sidecar did not listen: {:?}", sidecar.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        sidecar
-    }
-
-    fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
-
-    /// Whether a log line containing every one of `words` appears within a few seconds.
-    fn logged(&self, words: &[&str]) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.logs().iter().any(|l| words.iter().all(|w| l.contains(w))) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// One sample of the sidecar's `/metrics`.
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let (status, body) = common::http_get(self.admin, "/metrics").expect("GET /metrics");
-        assert_eq!(status, 200);
-        common::metric_value(&body, name, labels)
-    }
-
-    fn assert_quiet(&self) {
-        let unexpected = unexpected_warnings(self.logs(), &[]);
-        assert!(unexpected.is_empty(), "unexpected warnings: {unexpected:?}");
+        let config = format!(
+            "upstream: {upstream}\ncredentials: {}\nauthorization: {{policy: {}}}\n\
+             limits: {{connect_timeout_ms: 1500}}\n\
+             log: {{format: json, level: \"info,weir_mqtt_proxy=debug\"}}\n{extra}",
+            users.display(),
+            dir.join("policy.yaml").display()
+        );
+        MqttSidecar(BrokerSidecar::start("mqtt", dir, &config))
     }
 
     /// mosquitto_pub/mosquitto_sub arguments reaching this sidecar as `user`.
@@ -119,13 +68,6 @@ impl MqttSidecar {
         ["-h", "127.0.0.1", "-p", &self.addr.port().to_string(), "-u", user, "-P", &password, "-V", version]
             .map(str::to_owned)
             .to_vec()
-    }
-}
-
-impl Drop for MqttSidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

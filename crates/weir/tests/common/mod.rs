@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod broker_sidecar;
 pub mod control;
 pub mod raw;
 pub mod rd;
@@ -76,7 +77,7 @@ pub fn jaeger() -> (String, String) {
 }
 
 /// The tests' venv's python (scripts/python-env.sh makes it).
-fn venv_python() -> &'static str {
+pub fn venv_python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let out = Command::new(repo_root().join("scripts/python-env.sh")).output().expect("run scripts/python-env.sh");
