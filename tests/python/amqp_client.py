@@ -19,9 +19,13 @@ the same connection. Steps:
     delete:QUEUE                delete a queue
 
 A refused login prints `login refused CODE TEXT` and exits 0. The host is 127.0.0.1; the
-credentials go as PLAIN, or as AMQPLAIN when USER starts with `amqplain:`.
+credentials go as PLAIN, or as AMQPLAIN when USER starts with `amqplain:`. With AMQP_TLS_CA
+set, the connection is TLS (server name localhost) trusting that CA, presenting the client
+certificate AMQP_TLS_CERT with its key AMQP_TLS_KEY when those are set.
 """
+import os
 import re
+import ssl
 import sys
 
 import pika
@@ -51,8 +55,21 @@ def main():
         credentials = AmqPlain(user[len("amqplain:"):], password)
     else:
         credentials = pika.PlainCredentials(user, password)
+    tls = None
+    if os.environ.get("AMQP_TLS_CA"):
+        context = ssl.create_default_context(cafile=os.environ["AMQP_TLS_CA"])
+        if os.environ.get("AMQP_TLS_CERT"):
+            context.load_cert_chain(os.environ["AMQP_TLS_CERT"], os.environ["AMQP_TLS_KEY"])
+        tls = pika.SSLOptions(context, "localhost")
     params = pika.ConnectionParameters(
-        "127.0.0.1", port, "/", credentials, connection_attempts=1, socket_timeout=10, blocked_connection_timeout=30
+        "127.0.0.1",
+        port,
+        "/",
+        credentials,
+        connection_attempts=1,
+        socket_timeout=10,
+        blocked_connection_timeout=30,
+        ssl_options=tls,
     )
     try:
         connection = pika.BlockingConnection(params)

@@ -8,6 +8,7 @@ use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, load_yaml_file, BrokerCredentials, ConfigError};
 use weir_core::policy::AuthorizationConfig;
 use weir_core::telemetry::LogConfig;
+use weir_core::tls::TlsListenerConfig;
 
 /// ```yaml
 /// listen: 127.0.0.1:5673          # clients connect here
@@ -24,6 +25,10 @@ pub struct AmqpConfig {
     /// Admin HTTP: `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+    /// TLS towards clients (AMQPS); with `client_ca`, a client certificate names the principal
+    /// (the Kafka sidecar's `tls:` keys).
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
     /// Users and passwords logins are checked against: the same file as the Kafka sidecar's
     /// `sasl.credentials` (SCRAM entries). Without it, logins are not checked here (the
     /// broker still checks them) and connections act as `fixed_principal` (or
@@ -114,6 +119,7 @@ impl AmqpConfig {
             listen,
             upstream,
             admin: None,
+            tls: None,
             credentials: None,
             fixed_principal: None,
             broker_credentials: None,

@@ -20,14 +20,16 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use weir_amqp::method::{body_size, close, close_ok, ids, reply, start_ok_as, Method, MethodId};
 use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::identity::identify;
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::policy::Policy;
 use weir_core::sasl::Credentials;
+use weir_core::tls::TlsTerminator;
 
 use crate::authz::{default_exchange, AmqpAuthz, SERVER_NAMED_QUEUE};
 use crate::config::AmqpConfig;
@@ -43,6 +45,8 @@ pub struct Shared {
     pub policy: Option<Arc<Policy>>,
     pub metrics: Arc<AmqpMetrics>,
     pub audit: Option<AuditLog>,
+    /// TLS towards clients; a client certificate names the principal.
+    pub tls: Option<Arc<TlsTerminator>>,
 }
 
 /// Why a connection ended early.
@@ -66,6 +70,8 @@ pub enum SessionError {
     Upstream { upstream: String, error: String },
     #[error("{side} connection: {error}")]
     Io { side: &'static str, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] weir_core::tls::TlsError),
 }
 
 /// Serves one client until either side closes.
@@ -134,7 +140,7 @@ impl<R: AsyncRead + Unpin> Frames<R> {
 /// One side's writer, shared by the direction that forwards to it and the sidecar's own
 /// answers from the other direction.
 struct Writer {
-    half: tokio::sync::Mutex<OwnedWriteHalf>,
+    half: tokio::sync::Mutex<BoxWrite>,
     side: &'static str,
 }
 
@@ -154,10 +160,12 @@ impl Writer {
 
 async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
     let limits = &shared.config.limits;
+    // TLS first (bounded by its own handshake timeout): a certificate names the client.
+    let client = identify(client, shared.tls.as_deref(), None).await?;
+    let (client_read, certified) = (client.read, client.principal);
     let wait = Duration::from_millis(limits.handshake_timeout_ms);
     let deadline = Instant::now() + wait;
-    let (client_read, client_write) = client.into_split();
-    let client_writer = Writer { half: tokio::sync::Mutex::new(client_write), side: "client" };
+    let client_writer = Writer { half: tokio::sync::Mutex::new(client.write), side: "client" };
     let mut from_client = Frames::new(client_read, limits.max_login_bytes, "client");
 
     tokio::time::timeout_at(deadline, protocol_header(&mut from_client, &client_writer))
@@ -173,7 +181,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         .map_err(|_| unreachable("timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = broker.set_nodelay(true);
-    let (broker_read, broker_write) = broker.into_split();
+    let (broker_read, broker_write) = weir_core::io::split_tcp(broker);
     let broker_writer = Writer { half: tokio::sync::Mutex::new(broker_write), side: "broker" };
     let mut from_broker = Frames::new(broker_read, limits.max_frame_bytes, "broker");
     broker_writer.write(PROTOCOL_HEADER).await?;
@@ -204,13 +212,19 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
             return Err(SessionError::NotLogin(got));
         }
     };
-    let principal = match authenticate(shared, &start_ok).await {
+    let mechanism = if certified.is_some() { "mtls" } else { start_ok.mechanism };
+    let principal = match certified {
+        // The certificate names the client; its login is the broker's business.
+        Some(certified) => Ok(Some(certified)),
+        None => authenticate(shared, &start_ok).await,
+    };
+    let principal = match principal {
         Ok(principal) => principal,
         Err(why) => {
             let who = start_ok.credentials().ok().flatten().map(|(user, _)| format!("User:{user}"));
             let who: Arc<str> = who.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
             shared.metrics.denied(ids::CONNECTION_START_OK.name(), &who);
-            audit_login(shared, start_ok.mechanism, Some(&who), peer, Some(&why));
+            audit_login(shared, mechanism, Some(&who), peer, Some(&why));
             let text = format!(
                 "ACCESS_REFUSED - Login was refused using authentication mechanism {}. For details see the sidecar's log.",
                 start_ok.mechanism
@@ -220,8 +234,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         }
     };
     let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
-    if shared.credentials.is_some() {
-        audit_login(shared, start_ok.mechanism, Some(&who), peer, None);
+    if shared.credentials.is_some() || mechanism == "mtls" {
+        audit_login(shared, mechanism, Some(&who), peer, None);
     }
     tracing::Span::current().record("principal", &*who);
     match &shared.config.broker_credentials {
@@ -256,7 +270,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
 
 /// Reads the client's eight-byte protocol header; anything else is answered with the one
 /// this sidecar speaks, as AMQP says, and ends the connection.
-async fn protocol_header(from_client: &mut Frames<OwnedReadHalf>, client: &Writer) -> Result<(), SessionError> {
+async fn protocol_header(from_client: &mut Frames<BoxRead>, client: &Writer) -> Result<(), SessionError> {
     loop {
         let seen = from_client.buf.len().min(PROTOCOL_HEADER.len());
         if from_client.buf[..seen] != PROTOCOL_HEADER[..seen] {
@@ -335,7 +349,7 @@ enum Action {
 /// Passes frames from one side to the other until it closes; a frame that is not AMQP ends
 /// the connection with connection.close FRAME_ERROR to the client (whichever side sent it).
 async fn pump(
-    from: &mut Frames<OwnedReadHalf>,
+    from: &mut Frames<BoxRead>,
     onward: &Writer,
     back: &Writer,
     judge: impl FnMut(&FrameHeader, &[u8]) -> Action,
@@ -351,7 +365,7 @@ async fn pump(
 
 /// Runs of forwarded frames in one write each, the others as `judge` says.
 async fn pump_frames(
-    from: &mut Frames<OwnedReadHalf>,
+    from: &mut Frames<BoxRead>,
     onward: &Writer,
     back: &Writer,
     mut judge: impl FnMut(&FrameHeader, &[u8]) -> Action,

@@ -14,6 +14,7 @@ use weir_core::config::ConfigError;
 use weir_core::listener::Acceptor;
 use weir_core::metrics::ConnectionMetrics;
 use weir_core::sasl::Credentials;
+use weir_core::tls::TlsTerminator;
 
 use crate::authz::{check_policy, AMQP};
 use crate::config::AmqpConfig;
@@ -27,6 +28,8 @@ pub enum AmqpSidecarError {
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: std::net::SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] weir_core::tls::TlsError),
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: std::path::PathBuf, error: std::io::Error },
 }
@@ -56,6 +59,7 @@ impl AmqpSidecar {
             ),
             None => None,
         };
+        let tls = config.tls.clone().map(TlsTerminator::new).transpose()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|error| AmqpSidecarError::Bind { addr: config.listen, error })?;
@@ -68,7 +72,7 @@ impl AmqpSidecar {
         let mut registry = Registry::default();
         let connections = ConnectionMetrics::register(&mut registry);
         let metrics = AmqpMetrics::new(&mut registry, config.limits.max_metric_names);
-        let shared = Arc::new(Shared { config, credentials, policy, metrics, audit });
+        let shared = Arc::new(Shared { config, credentials, policy, metrics, audit, tls });
         let admin = admin.map(|listener| (listener, Arc::new(registry)));
         Ok(AmqpSidecar { shared, listener, connections, admin })
     }
@@ -89,6 +93,7 @@ impl AmqpSidecar {
         tracing::info!(
             listen = %config.listen,
             upstream = %config.upstream,
+            tls = self.shared.tls.is_some(),
             authenticated = self.shared.credentials.is_some(),
             authorized = self.shared.policy.is_some(),
             "AMQP sidecar ready"

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, load_yaml_file, BrokerCredentials, ConfigError};
 use weir_core::policy::AuthorizationConfig;
 use weir_core::telemetry::LogConfig;
+use weir_core::tls::TlsListenerConfig;
 
 /// ```yaml
 /// listen: 127.0.0.1:1884          # clients connect here
@@ -23,6 +25,10 @@ pub struct MqttConfig {
     /// Admin HTTP: `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+    /// TLS towards clients (MQTTS); with `client_ca`, a client certificate names the principal
+    /// (the Kafka sidecar's `tls:` keys).
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
     /// Users and passwords CONNECT is checked against: the same file as the Kafka sidecar's
     /// `sasl.credentials` (SCRAM entries). Without it, clients are not authenticated and
     /// act as `fixed_principal` (or `User:ANONYMOUS`).
@@ -39,6 +45,9 @@ pub struct MqttConfig {
     /// everything is allowed.
     #[serde(default)]
     pub authorization: Option<AuthorizationConfig>,
+    /// Logins and denials, one JSON line each.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub limits: MqttLimits,
     #[serde(default)]
@@ -63,6 +72,15 @@ pub struct MqttLimits {
     /// How many distinct topic names get metric series of their own (the rest: `_other`).
     #[serde(default = "default_max_metric_topics")]
     pub max_metric_topics: usize,
+    /// Client connections at once (0: no limit), and from one address.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub max_connections_per_source: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
 }
 
 fn default_max_metric_topics() -> usize {
@@ -90,6 +108,8 @@ impl Default for MqttLimits {
             max_packet_bytes: default_max_packet_bytes(),
             upstream_connect_timeout_ms: default_upstream_connect_timeout_ms(),
             max_metric_topics: default_max_metric_topics(),
+            max_connections: default_max_connections(),
+            max_connections_per_source: 0,
         }
     }
 }
@@ -100,10 +120,12 @@ impl MqttConfig {
             listen,
             upstream,
             admin: None,
+            tls: None,
             credentials: None,
             fixed_principal: None,
             broker_credentials: None,
             authorization: None,
+            audit: None,
             limits: MqttLimits::default(),
             log: LogConfig::default(),
         }

@@ -32,7 +32,6 @@ pub struct MqttMetrics {
     messages: Family<MessageLabels, Counter>,
     bytes: Family<MessageLabels, Counter>,
     denied: Family<DeniedLabels, Counter>,
-    connections: Counter,
     topics: CappedNames,
 }
 
@@ -42,7 +41,6 @@ impl MqttMetrics {
             messages: Family::default(),
             bytes: Family::default(),
             denied: Family::default(),
-            connections: Counter::default(),
             topics: CappedNames::new(max_topics),
         });
         let mqtt = registry.sub_registry_with_prefix("weir_mqtt");
@@ -61,7 +59,6 @@ impl MqttMetrics {
             "Operations the policy or the credentials refused, per operation and principal",
             metrics.denied.clone(),
         );
-        mqtt.register("connections", "Client connections accepted", metrics.connections.clone());
         metrics
     }
 
@@ -75,10 +72,6 @@ impl MqttMetrics {
 
     pub fn denied(&self, operation: &'static str, principal: &Arc<str>) {
         self.denied.get_or_create(&DeniedLabels { operation, principal: principal.clone() }).inc();
-    }
-
-    pub fn connection(&self) {
-        self.connections.inc();
     }
 }
 

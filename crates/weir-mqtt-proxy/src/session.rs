@@ -24,8 +24,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::identity::identify;
+use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::policy::Policy;
 use weir_core::sasl::Credentials;
+use weir_core::tls::TlsTerminator;
 use weir_mqtt::packet::{
     ack, connack_refused, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
 };
@@ -41,7 +45,13 @@ pub struct Shared {
     pub credentials: Option<Credentials>,
     pub policy: Option<Arc<Policy>>,
     pub metrics: Arc<MqttMetrics>,
+    pub audit: Option<AuditLog>,
+    /// TLS towards clients; a client certificate names the principal.
+    pub tls: Option<Arc<TlsTerminator>>,
 }
+
+/// The listener's name in logs, metrics and audit lines.
+pub const LISTENER: &str = "mqtt";
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +72,13 @@ pub enum SessionError {
     Upstream { upstream: String, error: String },
     #[error("{side} connection: {error}")]
     Io { side: &'static str, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] weir_core::tls::TlsError),
 }
 
 /// Serves one client until either side closes.
 pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_nodelay(true);
-    match run(&shared, client).await {
+    match run(&shared, client, peer).await {
         Ok(()) => tracing::debug!(%peer, "MQTT connection closed"),
         Err(error) => tracing::info!(%peer, %error, "MQTT connection closed"),
     }
@@ -115,9 +126,11 @@ async fn write(out: &mut (impl AsyncWrite + Unpin), side: &'static str, bytes: &
     out.write_all(bytes).await.map_err(|error| SessionError::Io { side, error })
 }
 
-async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
+async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
     let limits = &shared.config.limits;
-    let (client_read, mut client_write) = client.into_split();
+    // TLS first (bounded by its own handshake timeout): a certificate names the client.
+    let client = identify(client, shared.tls.as_deref(), None).await?;
+    let (client_read, mut client_write, certified) = (client.read, client.write, client.principal);
     let mut from_client = Packets::new(client_read, limits.max_connect_bytes, "client");
     let wait = Duration::from_millis(limits.connect_timeout_ms);
     let first =
@@ -128,21 +141,33 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     }
     let connect = Connect::read(&packet, &header).map_err(|error| SessionError::Malformed { side: "client", error })?;
     let version = connect.version;
-    let principal = match authenticate(shared, &connect).await {
+    let mechanism = if certified.is_some() { "mtls" } else { "password" };
+    let principal = match certified {
+        // The certificate names the client; CONNECT's credentials are the broker's business.
+        Some(certified) => Ok(Some(certified)),
+        None => authenticate(shared, &connect).await,
+    };
+    let principal = match principal {
         Ok(principal) => principal,
         Err(why) => {
             let who: Arc<str> =
                 connect.username.map_or(weir_core::policy::ANONYMOUS.into(), |u| format!("User:{u}").into());
             shared.metrics.denied("connect", &who);
+            audit_login(shared, mechanism, &who, peer, Some(&why));
             let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::BadCredentials)).await;
             return Err(SessionError::Refused(why));
         }
     };
     let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
+    if shared.credentials.is_some() || mechanism == "mtls" {
+        audit_login(shared, mechanism, &who, peer, None);
+    }
+    tracing::Span::current().record("principal", &*who);
     let authz = shared.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
+    let denied = Denials { shared, who: who.clone(), peer };
     if let (Some(will), Some(authz)) = (&connect.will, &authz) {
         if !authz.may_publish(will.topic) {
-            shared.metrics.denied("connect", &who);
+            denied.record("connect", "publish", will.topic);
             let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::NotAuthorized)).await;
             return Err(SessionError::Refused(format!("{who} may not publish its will to `{}`", will.topic)));
         }
@@ -156,7 +181,7 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
             .map_err(|_| SessionError::Upstream { upstream: upstream.clone(), error: "timed out".into() })?
             .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error: error.to_string() })?;
     let _ = broker.set_nodelay(true);
-    let (broker_read, mut broker_write) = broker.into_split();
+    let (broker_read, mut broker_write) = weir_core::io::split_tcp(broker);
     match &shared.config.broker_credentials {
         // The client's own credentials stay here.
         Some(broker) => {
@@ -197,6 +222,7 @@ async fn run(shared: &Shared, client: TcpStream) -> Result<(), SessionError> {
     let mut upward = Upward {
         authz,
         who: who.clone(),
+        denied,
         metrics: shared.metrics.clone(),
         version,
         aliases: HashMap::new(),
@@ -239,15 +265,50 @@ async fn authenticate(shared: &Shared, connect: &Connect<'_>) -> Result<Option<S
     }
 }
 
+fn audit_login(shared: &Shared, mechanism: &str, who: &str, client: SocketAddr, reason: Option<&str>) {
+    if let Some(audit) = &shared.audit {
+        let principal = Some(who);
+        let event =
+            AuthenticationEvent { mechanism, success: reason.is_none(), principal, client, listener: LISTENER, reason };
+        audit.authentication(&event);
+    }
+}
+
+/// Where a connection's denials are counted and audited.
+struct Denials<'s> {
+    shared: &'s Shared,
+    who: Arc<str>,
+    peer: SocketAddr,
+}
+
+impl Denials<'_> {
+    /// `packet` (`publish`, `subscribe`, `connect` for a will) was refused `operation` on `topic`.
+    fn record(&self, packet: &'static str, operation: &str, topic: &str) {
+        self.shared.metrics.denied(packet, &self.who);
+        if let Some(audit) = &self.shared.audit {
+            audit.authorization(&AuthorizationEvent {
+                principal: &self.who,
+                api: packet,
+                operation,
+                resource_type: "topic",
+                resource: topic,
+                client: self.peer,
+                listener: LISTENER,
+            });
+        }
+    }
+}
+
 /// SUBSCRIBEs cut to their allowed filters, by packet identifier: the codes the sidecar
 /// puts into the broker's SUBACK (see `suback_merged`).
 type Merges = Arc<Mutex<HashMap<u16, Vec<Option<u8>>>>>;
 
 /// The client → broker direction and what it learns on the way.
-struct Upward {
+struct Upward<'s> {
     authz: Option<MqttAuthz>,
     /// The principal as metrics and logs name it.
     who: Arc<str>,
+    denied: Denials<'s>,
     metrics: Arc<MqttMetrics>,
     version: Version,
     /// MQTT 5 topic aliases the client set.
@@ -258,11 +319,11 @@ struct Upward {
     merges: Merges,
 }
 
-impl Upward {
+impl Upward<'_> {
     async fn pump(
         &mut self,
-        mut from_client: Packets<tokio::net::tcp::OwnedReadHalf>,
-        mut broker: tokio::net::tcp::OwnedWriteHalf,
+        mut from_client: Packets<BoxRead>,
+        mut broker: BoxWrite,
         to_client: mpsc::Sender<Bytes>,
     ) -> Result<(), SessionError> {
         let malformed = |error| SessionError::Malformed { side: "client", error };
@@ -319,7 +380,7 @@ impl Upward {
             self.metrics.message("publish", &topic, &self.who, publish.payload.len());
             return Ok(None);
         }
-        self.metrics.denied("publish", &self.who);
+        self.denied.record("publish", "publish", &topic);
         tracing::info!(principal = &*self.who, topic = &*topic, qos = publish.qos, "MQTT publish denied");
         Ok(Some(match (publish.qos, publish.packet_id) {
             (1, Some(id)) => ack(PacketType::Puback, id, self.version, reason::NOT_AUTHORIZED),
@@ -342,7 +403,7 @@ impl Upward {
             return Judged::Forward;
         }
         for (subscription, _) in subscribe.subscriptions.iter().zip(&refused).filter(|(_, r)| r.is_some()) {
-            self.metrics.denied("subscribe", &self.who);
+            self.denied.record("subscribe", "subscribe", subscription.filter);
             tracing::info!(principal = &*self.who, filter = subscription.filter, "MQTT subscription denied");
         }
         if refused.iter().all(Option::is_some) {
@@ -395,7 +456,7 @@ impl Deliveries {
 /// The broker → client direction: the same bytes, but a SUBACK to a cut SUBSCRIBE made
 /// whole again.
 async fn downward(
-    mut from_broker: Packets<tokio::net::tcp::OwnedReadHalf>,
+    mut from_broker: Packets<BoxRead>,
     to_client: mpsc::Sender<Bytes>,
     version: Version,
     merges: Merges,

@@ -1,18 +1,25 @@
-//! The MQTT sidecar's listener: accepts clients and serves each (see `session`).
+//! The MQTT sidecar's listener: accepts clients (within the connection limits) and serves
+//! each (see `session`).
 
 use std::path::Path;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weir_core::admission::Admission;
+use weir_core::audit::AuditLog;
 use weir_core::config::ConfigError;
+use weir_core::listener::Acceptor;
+use weir_core::metrics::ConnectionMetrics;
 use weir_core::sasl::Credentials;
+use weir_core::tls::TlsTerminator;
 
 use crate::authz::{check_policy, MQTT};
 use crate::config::MqttConfig;
 use crate::metrics::MqttMetrics;
-use crate::session::{serve, Shared};
-use prometheus_client::registry::Registry;
+use crate::session::{serve, Shared, LISTENER};
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,16 +28,22 @@ pub enum MqttSidecarError {
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: std::net::SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] weir_core::tls::TlsError),
+    #[error("cannot open the audit log {path}: {error}")]
+    Audit { path: std::path::PathBuf, error: std::io::Error },
 }
 
 pub struct MqttSidecar {
     shared: Arc<Shared>,
     listener: TcpListener,
+    connections: ConnectionMetrics,
     admin: Option<(TcpListener, Arc<Registry>)>,
 }
 
 impl MqttSidecar {
-    /// Reads the credentials and the policy, and binds the listener.
+    /// Reads the credentials, the policy and the TLS files, opens the audit log and binds the
+    /// listener.
     pub async fn bind(config: MqttConfig, origin: &Path) -> Result<Self, MqttSidecarError> {
         let credentials = config.credentials.as_deref().map(Credentials::load).transpose()?;
         let policy = match &config.authorization {
@@ -41,6 +54,13 @@ impl MqttSidecar {
             }
             None => None,
         };
+        let audit = match &config.audit {
+            Some(audit) => Some(
+                AuditLog::open(audit).map_err(|error| MqttSidecarError::Audit { path: audit.path.clone(), error })?,
+            ),
+            None => None,
+        };
+        let tls = config.tls.clone().map(TlsTerminator::new).transpose()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|error| MqttSidecarError::Bind { addr: config.listen, error })?;
@@ -51,9 +71,11 @@ impl MqttSidecar {
             None => None,
         };
         let mut registry = Registry::default();
+        let connections = ConnectionMetrics::register(&mut registry);
         let metrics = MqttMetrics::new(&mut registry, config.limits.max_metric_topics);
-        let shared = Arc::new(Shared { config, credentials, policy, metrics });
-        Ok(MqttSidecar { shared, listener, admin: admin.map(|listener| (listener, Arc::new(registry))) })
+        let shared = Arc::new(Shared { config, credentials, policy, metrics, audit, tls });
+        let admin = admin.map(|listener| (listener, Arc::new(registry)));
+        Ok(MqttSidecar { shared, listener, connections, admin })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -68,29 +90,28 @@ impl MqttSidecar {
             let state = weir_core::admin::AdminState { registry, ready, reports: Vec::new() };
             tokio::spawn(weir_core::admin::serve(listener, state, stop.clone()));
         }
+        let config = &self.shared.config;
         tracing::info!(
-            listen = %self.shared.config.listen,
-            upstream = %self.shared.config.upstream,
+            listen = %config.listen,
+            upstream = %config.upstream,
+            tls = self.shared.tls.is_some(),
             authenticated = self.shared.credentials.is_some(),
             authorized = self.shared.policy.is_some(),
             "MQTT sidecar ready"
         );
-        loop {
-            let accepted = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = self.listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((client, peer)) => {
-                    self.shared.metrics.connection();
-                    tokio::spawn(serve(self.shared.clone(), client, peer));
+        let limits = &config.limits;
+        let admission = Admission::new(limits.max_connections, limits.max_connections_per_source);
+        let acceptor = Acceptor::new(admission, self.connections.clone(), stop, TaskTracker::new());
+        let (shared, connections) = (self.shared.clone(), self.connections.clone());
+        acceptor
+            .run(self.listener, LISTENER.to_owned(), move |client, peer| {
+                let open = connections.opened(LISTENER);
+                let shared = shared.clone();
+                async move {
+                    serve(shared, client, peer).await;
+                    drop(open);
                 }
-                Err(error) => {
-                    // Out of descriptors, say: wait a little rather than spin.
-                    tracing::warn!(%error, "accepting an MQTT connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
+            })
+            .await;
     }
 }

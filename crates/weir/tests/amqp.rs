@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
-use common::{audit_lines, python_script, repo_root, sasl_users_file, unique};
+use common::pki::{server_sans, Pki};
+use common::{audit_lines_when, python_script, repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
 
 /// The AMQP port of the tests' shared RabbitMQ node, started if needed.
@@ -55,11 +56,20 @@ fn sidecar(policy: &str, broker_port: u16, extra: &str) -> BrokerSidecar {
 /// Runs pika through `port` as `user` (password: the name reversed) with `steps`; the lines
 /// it printed.
 fn pika(port: u16, user: &str, steps: &[String]) -> Vec<String> {
+    pika_with(port, user, steps, &[])
+}
+
+/// As [`pika`], with environment variables (AMQP_TLS_CA, AMQP_TLS_CERT, AMQP_TLS_KEY).
+fn pika_with(port: u16, user: &str, steps: &[String], env: &[(&str, PathBuf)]) -> Vec<String> {
     let password: String = user.trim_start_matches("amqplain:").chars().rev().collect();
     let mut args = vec![port.to_string(), user.to_owned(), password];
     args.extend(steps.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = python_script("amqp_client.py", &args);
+    let out = Command::new(common::venv_python())
+        .arg(repo_root().join("tests/python/amqp_client.py"))
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("amqp_client.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "amqp_client.py {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout.lines().map(str::to_owned).collect()
@@ -215,7 +225,7 @@ fn methods_are_judged_with_rabbitmqs_permissions_and_a_refusal_closes_only_its_c
             "{method} {who}"
         );
     }
-    let audit = audit_lines(&sidecar.dir.join("audit.jsonl"));
+    let audit = audit_lines_when(&sidecar.dir.join("audit.jsonl"), |lines| lines.len() >= 8);
     let denial = audit
         .iter()
         .find(|line| line["event"] == "authorization" && line["api"] == "basic.consume")
@@ -279,7 +289,7 @@ fn logins_are_checked_before_anything_reaches_rabbitmq() {
     let denied =
         |who| sidecar.metric("weir_amqp_denied_total", &[("method", "connection.start-ok"), ("principal", who)]);
     assert_eq!((denied("User:app"), denied("User:nobody")), (1.0, 1.0));
-    let audit = audit_lines(&sidecar.dir.join("audit.jsonl"));
+    let audit = audit_lines_when(&sidecar.dir.join("audit.jsonl"), |lines| lines.iter().any(|l| l["success"] == false));
     let failed = audit.iter().find(|l| l["event"] == "authentication" && l["success"] == false).expect("audit line");
     assert_eq!(failed["reason"], "user app: wrong username or password");
 
@@ -296,6 +306,69 @@ fn logins_are_checked_before_anything_reaches_rabbitmq() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("queue:{p}.q ok {p}.q"));
     let out = python_script("amqp_client.py", &[&direct.addr.port().to_string(), "weir", "wrong", "queue:x"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("login refused"), "{out:?}");
+    sidecar.assert_quiet();
+}
+
+#[test]
+fn a_client_certificate_names_the_principal_over_tls() {
+    let p = unique("amqp-tls");
+    let pki = Pki::new("amqp");
+    pki.issue("server", server_sans(), false);
+    let orders = "spiffe://weir.test/ns/shop/sa/orders";
+    pki.issue("orders", vec![rcgen::SanType::URI(orders.try_into().unwrap())], false);
+    let policy = format!(
+        "{}  - {{effect: allow, principals: [\"{orders}\"], resources: [\"exchange:{p}.orders\"], operations: [configure, write]}}\n",
+        POLICY.replace("P.", &format!("{p}."))
+    );
+    let tls = format!(
+        "tls: {{cert: {}, key: {}, client_ca: {}, require_client_cert: false}}\n{BROKER_LOGIN}",
+        pki.path("server.crt").display(),
+        pki.path("server.key").display(),
+        pki.path("ca.pem").display()
+    );
+    let sidecar = sidecar(&policy, rabbitmq(), &tls);
+    let port = sidecar.addr.port();
+    let ca = [("AMQP_TLS_CA", pki.path("ca.pem"))];
+    let with_cert =
+        [ca[0].clone(), ("AMQP_TLS_CERT", pki.path("orders.crt")), ("AMQP_TLS_KEY", pki.path("orders.key"))];
+
+    // The certificate names the client, whatever its login says (here: a user no file knows).
+    let lines = pika_with(
+        port,
+        "anyone",
+        &steps(&p, &["exchange:P.orders:topic", "publish:P.orders:k:1", "queue:P.q"]),
+        &with_cert,
+    );
+    let refused = format!(
+        "refused 403 ACCESS_REFUSED - configure access to queue '{p}.q' refused for {orders} by the mesh's policy"
+    );
+    assert_eq!(
+        lines,
+        steps(
+            &p,
+            &["exchange:P.orders:topic ok", "publish:P.orders:k:1 ok confirmed=1", &format!("queue:P.q {refused}")]
+        )
+    );
+    // Without a certificate the login is checked, over TLS just the same.
+    assert_eq!(pika_with(port, "app", &steps(&p, &["queue:P.q"]), &ca), steps(&p, &["queue:P.q ok P.q"]));
+    let out = Command::new(common::venv_python())
+        .arg(repo_root().join("tests/python/amqp_client.py"))
+        .args([&port.to_string(), "app", "wrong"])
+        .envs(ca.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("login refused 403"), "{out:?}");
+    // Plain AMQP to a TLS listener gets no AMQP at all.
+    let mut plain = TcpStream::connect(sidecar.addr).unwrap();
+    plain.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
+    let answer = read_to_close(&mut plain, Duration::from_secs(12)).expect("still open");
+    assert!(!answer.starts_with(b"AMQP") && !answer.windows(4).any(|w| w == b"\x00\x0a\x00\x0a"), "{answer:?}");
+    let audit =
+        audit_lines_when(&sidecar.dir.join("audit.jsonl"), |lines| lines.iter().any(|l| l["mechanism"] == "mtls"));
+    assert!(
+        audit.iter().any(|l| l["event"] == "authentication" && l["mechanism"] == "mtls" && l["principal"] == orders),
+        "{audit:?}"
+    );
     sidecar.assert_quiet();
 }
 

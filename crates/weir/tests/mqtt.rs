@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
-use common::{repo_root, sasl_users_file, unique};
+use common::pki::{server_sans, Pki};
+use common::{audit_lines_when, repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
 
 /// The tests' Mosquitto, started if needed: its address.
@@ -193,6 +194,87 @@ fn a_will_the_principal_may_not_publish_refuses_the_connect() {
     assert!(!published, "{stderr}");
     assert!(stderr.to_lowercase().contains("not authori"), "{stderr}");
     assert!(sidecar.logged(&["may not publish its will"]), "{:?}", sidecar.logs());
+    sidecar.assert_quiet();
+}
+
+#[test]
+fn a_client_certificate_names_the_principal_over_tls_and_denials_are_audited() {
+    let root = unique("mqtt-tls");
+    let pki = Pki::new("mqtt");
+    pki.issue("server", server_sans(), false);
+    let sensor = "spiffe://weir.test/ns/iot/sa/sensor";
+    pki.issue("sensor", vec![rcgen::SanType::URI(sensor.try_into().unwrap())], false);
+    let policy = format!(
+        "{}  - {{effect: allow, principals: [\"{sensor}\"], resources: [\"topic:{root}/sensors/+/temp\"], operations: [publish]}}\n",
+        POLICY.replace("T/", &format!("{root}/"))
+    );
+    let audit = std::env::temp_dir().join(format!("{root}-audit.jsonl"));
+    let extra = format!(
+        "tls: {{cert: {}, key: {}, client_ca: {}, require_client_cert: false}}\naudit: {{path: {}}}\n",
+        pki.path("server.crt").display(),
+        pki.path("server.key").display(),
+        pki.path("ca.pem").display(),
+        audit.display()
+    );
+    let sidecar = MqttSidecar::start_with(&policy, &mosquitto(), &extra);
+    let port = sidecar.addr.port().to_string();
+    let ca = pki.path("ca.pem").display().to_string();
+    let over_tls = |args: &[&str]| -> Vec<String> {
+        ["-h", "localhost", "-p", &port, "--cafile", &ca, "-V", "mqttv5"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    // The dashboard logs in with its password over TLS (no certificate).
+    let dash = subscriber(&over_tls(&[
+        "-u",
+        "dash",
+        "-P",
+        "hsad",
+        "-t",
+        &format!("{root}/sensors/#"),
+        "-t",
+        &format!("{root}/sensors/7/#"),
+        "-q",
+        "1",
+        "-v",
+    ]));
+    let (cert, key) = (pki.path("sensor.crt").display().to_string(), pki.path("sensor.key").display().to_string());
+    let as_sensor = |topic: &str, message: &str| {
+        publish(&over_tls(&[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            &format!("{root}/{topic}"),
+            "-m",
+            message,
+            "-q",
+            "1",
+        ]))
+    };
+    let (published, stderr) = as_sensor("sensors/7/temp", "21.5");
+    assert!(published, "{stderr}");
+    let _ = as_sensor("sensors/7/humidity", "leak");
+    let (lines, stderr) = stopped(dash);
+    assert_eq!(lines, [format!("{root}/sensors/7/temp 21.5")], "{stderr}");
+
+    let audit = audit_lines_when(&audit, |lines| lines.len() >= 4);
+    let denied = |api: &str, resource: &str, principal: &str| {
+        audit.iter().any(|l| {
+            l["event"] == "authorization" && l["api"] == api && l["resource"] == resource && l["principal"] == principal
+        })
+    };
+    assert!(denied("publish", &format!("{root}/sensors/7/humidity"), sensor), "{audit:?}");
+    assert!(denied("subscribe", &format!("{root}/sensors/#"), "User:dash"), "{audit:?}");
+    assert!(audit
+        .iter()
+        .any(|l| l["event"] == "authentication" && l["mechanism"] == "mtls" && l["principal"] == sensor));
+    assert!(audit
+        .iter()
+        .any(|l| l["event"] == "authentication" && l["mechanism"] == "password" && l["principal"] == "User:dash"));
     sidecar.assert_quiet();
 }
 

@@ -10,6 +10,7 @@
 
 pub mod broker_sidecar;
 pub mod control;
+pub mod pki;
 pub mod raw;
 pub mod rd;
 
@@ -473,6 +474,19 @@ pub fn audit_lines(file: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
         .collect()
+}
+
+/// The audit log's lines once `ready` holds for them (the log is written by a thread of its
+/// own), or as they are after five seconds.
+pub fn audit_lines_when(file: &Path, ready: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = audit_lines(file);
+        if ready(&lines) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs `tests/java/WeirClient.java` with the Kafka classpath; returns stdout lines.
