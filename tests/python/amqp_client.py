@@ -17,6 +17,7 @@ the same connection. Steps:
     get:QUEUE                   basic.get one message (DETAIL: the body, or `empty`)
     purge:QUEUE                 purge a queue
     delete:QUEUE                delete a queue
+    sleep:SECONDS               wait (the connection and channel stay open)
 
 A refused login prints `login refused CODE TEXT` and exits 0. The host is 127.0.0.1; the
 credentials go as PLAIN, or as AMQPLAIN when USER starts with `amqplain:`. With AMQP_TLS_CA
@@ -133,6 +134,8 @@ def run(channel, connection, step):
         channel.queue_purge(args[0])
     elif kind == "delete":
         channel.queue_delete(args[0])
+    elif kind == "sleep":
+        connection.sleep(float(args[0]))
     else:
         sys.exit(f"unknown step {step}")
     return ""

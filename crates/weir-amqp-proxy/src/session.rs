@@ -27,8 +27,7 @@ use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_core::policy::Policy;
-use weir_core::sasl::Credentials;
+use weir_core::rules::{CurrentRules, Rules};
 use weir_core::tls::TlsTerminator;
 
 use crate::authz::{default_exchange, AmqpAuthz, SERVER_NAMED_QUEUE};
@@ -41,8 +40,8 @@ pub const LISTENER: &str = "amqp";
 /// What every connection of a sidecar shares.
 pub struct Shared {
     pub config: AmqpConfig,
-    pub credentials: Option<Credentials>,
-    pub policy: Option<Arc<Policy>>,
+    /// The credentials and policy, current (see weir-core's `rules`).
+    pub rules: CurrentRules,
     pub metrics: Arc<AmqpMetrics>,
     pub audit: Option<AuditLog>,
     /// TLS towards clients; a client certificate names the principal.
@@ -212,11 +211,13 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
             return Err(SessionError::NotLogin(got));
         }
     };
+    let mut rules = shared.rules.clone();
+    let current = rules.borrow_and_update().clone();
     let mechanism = if certified.is_some() { "mtls" } else { start_ok.mechanism };
     let principal = match certified {
         // The certificate names the client; its login is the broker's business.
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(shared, &start_ok).await,
+        None => authenticate(shared, &current, &start_ok).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -234,7 +235,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         }
     };
     let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
-    if shared.credentials.is_some() || mechanism == "mtls" {
+    if current.credentials.is_some() || mechanism == "mtls" {
         audit_login(shared, mechanism, Some(&who), peer, None);
     }
     tracing::Span::current().record("principal", &*who);
@@ -247,7 +248,9 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
 
     let channels = Arc::new(Channels::default());
     let mut upward = Upward {
-        authz: shared.policy.as_ref().map(|policy| AmqpAuthz::new(policy, principal.as_deref())),
+        authz: current.policy.as_ref().map(|policy| AmqpAuthz::new(policy, principal.as_deref())),
+        rules,
+        principal,
         who: who.clone(),
         peer,
         shared,
@@ -299,8 +302,12 @@ fn method_id(header: &FrameHeader, frame: &[u8]) -> Option<MethodId> {
 }
 
 /// Who the client is: its login checked against the credentials when there are some.
-async fn authenticate(shared: &Shared, start_ok: &weir_amqp::method::StartOk<'_>) -> Result<Option<String>, String> {
-    let Some(credentials) = &shared.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+async fn authenticate(
+    shared: &Shared,
+    rules: &Rules,
+    start_ok: &weir_amqp::method::StartOk<'_>,
+) -> Result<Option<String>, String> {
+    let Some(credentials) = &rules.credentials else { return Ok(shared.config.fixed_principal.clone()) };
     let (user, password) = match start_ok.credentials() {
         Ok(Some(login)) => login,
         Ok(None) => return Err(format!("mechanism {} without a username and password", start_ok.mechanism)),
@@ -479,6 +486,9 @@ impl Channel {
 /// The client → broker direction.
 struct Upward<'s> {
     authz: Option<AmqpAuthz>,
+    /// Followed: a new policy applies from the next method on.
+    rules: CurrentRules,
+    principal: Option<String>,
     who: Arc<str>,
     peer: SocketAddr,
     shared: &'s Shared,
@@ -520,6 +530,11 @@ impl Upward<'_> {
         // Channel methods on channel 0 are the broker's to refuse (as connection errors).
         if channel == 0 {
             return Action::Forward;
+        }
+        if self.rules.has_changed().unwrap_or(false) {
+            let rules = self.rules.borrow_and_update().clone();
+            self.authz = rules.policy.as_ref().map(|policy| AmqpAuthz::new(policy, self.principal.as_deref()));
+            self.last_publish = None;
         }
         if let Some(action) = self.on_refused_channel(channel, id) {
             return action;

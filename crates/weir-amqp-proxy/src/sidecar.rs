@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weir_core::admission::Admission;
@@ -13,7 +14,7 @@ use weir_core::audit::AuditLog;
 use weir_core::config::ConfigError;
 use weir_core::listener::Acceptor;
 use weir_core::metrics::ConnectionMetrics;
-use weir_core::sasl::Credentials;
+use weir_core::rules::{RuleSources, Rules};
 use weir_core::tls::TlsTerminator;
 
 use crate::authz::{check_policy, AMQP};
@@ -36,23 +37,25 @@ pub enum AmqpSidecarError {
 
 pub struct AmqpSidecar {
     shared: Arc<Shared>,
+    /// Followed for changes while the sidecar runs.
+    rule_sources: (RuleSources, watch::Sender<Arc<Rules>>),
     listener: TcpListener,
     connections: ConnectionMetrics,
     admin: Option<(TcpListener, Arc<Registry>)>,
 }
 
 impl AmqpSidecar {
-    /// Reads the credentials and the policy, opens the audit log and binds the listener.
+    /// Reads the credentials, the policy and the TLS files, opens the audit log and binds the
+    /// listener.
     pub async fn bind(config: AmqpConfig, origin: &Path) -> Result<Self, AmqpSidecarError> {
-        let credentials = config.credentials.as_deref().map(Credentials::load).transpose()?;
-        let policy = match &config.authorization {
-            Some(authorization) => {
-                let policy = authorization.load(origin, &AMQP)?;
-                check_policy(&policy, authorization.policy.as_deref().unwrap_or(origin))?;
-                Some(Arc::new(policy))
-            }
-            None => None,
+        let sources = RuleSources {
+            credentials: config.credentials.clone(),
+            authorization: config.authorization.clone(),
+            origin: origin.to_owned(),
+            words: &AMQP,
+            check: check_policy,
         };
+        let (rules_tx, rules) = sources.watch()?;
         let audit = match &config.audit {
             Some(audit) => Some(
                 AuditLog::open(audit).map_err(|error| AmqpSidecarError::Audit { path: audit.path.clone(), error })?,
@@ -72,9 +75,9 @@ impl AmqpSidecar {
         let mut registry = Registry::default();
         let connections = ConnectionMetrics::register(&mut registry);
         let metrics = AmqpMetrics::new(&mut registry, config.limits.max_metric_names);
-        let shared = Arc::new(Shared { config, credentials, policy, metrics, audit, tls });
+        let shared = Arc::new(Shared { config, rules, metrics, audit, tls });
         let admin = admin.map(|listener| (listener, Arc::new(registry)));
-        Ok(AmqpSidecar { shared, listener, connections, admin })
+        Ok(AmqpSidecar { shared, rule_sources: (sources, rules_tx), listener, connections, admin })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -89,13 +92,16 @@ impl AmqpSidecar {
             let state = weir_core::admin::AdminState { registry, ready, reports: Vec::new() };
             tokio::spawn(weir_core::admin::serve(listener, state, stop.clone()));
         }
+        let (sources, rules) = self.rule_sources;
+        tokio::spawn(sources.follow(rules, stop.clone()));
         let config = &self.shared.config;
+        let current = self.shared.rules.borrow().clone();
         tracing::info!(
             listen = %config.listen,
             upstream = %config.upstream,
             tls = self.shared.tls.is_some(),
-            authenticated = self.shared.credentials.is_some(),
-            authorized = self.shared.policy.is_some(),
+            authenticated = current.credentials.is_some(),
+            authorized = current.policy.is_some(),
             "AMQP sidecar ready"
         );
         let limits = &config.limits;

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod policy;
 pub mod reload;
+pub mod rules;
 pub mod sasl;
 pub mod sasl_guard;
 pub mod shutdown;

@@ -153,6 +153,12 @@ impl MqttConfig {
                 "expected 16 <= max_connect_bytes <= max_packet_bytes <= 268435460 (MQTT's largest packet)",
             ));
         }
+        if let Some(broker) = &self.broker_credentials {
+            // MQTT strings carry at most 65,535 bytes.
+            if broker.username.len() > 65_535 || broker.password.len() > 65_535 {
+                return Err(invalid(origin, "broker_credentials", "a username or password over 65535 bytes"));
+            }
+        }
         if limits.connect_timeout_ms == 0 {
             return Err(invalid(origin, "limits.connect_timeout_ms", "expected more than 0"));
         }

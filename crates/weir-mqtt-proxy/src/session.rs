@@ -27,8 +27,7 @@ use tokio::sync::mpsc;
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
-use weir_core::policy::Policy;
-use weir_core::sasl::Credentials;
+use weir_core::rules::{CurrentRules, Rules};
 use weir_core::tls::TlsTerminator;
 use weir_mqtt::packet::{
     ack, connack_refused, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
@@ -42,8 +41,8 @@ use crate::metrics::MqttMetrics;
 /// What every connection of a sidecar shares.
 pub struct Shared {
     pub config: MqttConfig,
-    pub credentials: Option<Credentials>,
-    pub policy: Option<Arc<Policy>>,
+    /// The credentials and policy, current (see weir-core's `rules`).
+    pub rules: CurrentRules,
     pub metrics: Arc<MqttMetrics>,
     pub audit: Option<AuditLog>,
     /// TLS towards clients; a client certificate names the principal.
@@ -141,11 +140,13 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     }
     let connect = Connect::read(&packet, &header).map_err(|error| SessionError::Malformed { side: "client", error })?;
     let version = connect.version;
+    let mut rules = shared.rules.clone();
+    let current = rules.borrow_and_update().clone();
     let mechanism = if certified.is_some() { "mtls" } else { "password" };
     let principal = match certified {
         // The certificate names the client; CONNECT's credentials are the broker's business.
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(shared, &connect).await,
+        None => authenticate(shared, &current, &connect).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -159,11 +160,11 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         }
     };
     let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
-    if shared.credentials.is_some() || mechanism == "mtls" {
+    if current.credentials.is_some() || mechanism == "mtls" {
         audit_login(shared, mechanism, &who, peer, None);
     }
     tracing::Span::current().record("principal", &*who);
-    let authz = shared.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
+    let authz = current.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
     let denied = Denials { shared, who: who.clone(), peer };
     if let (Some(will), Some(authz)) = (&connect.will, &authz) {
         if !authz.may_publish(will.topic) {
@@ -221,6 +222,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let merges = Arc::new(Mutex::new(HashMap::new()));
     let mut upward = Upward {
         authz,
+        rules,
+        principal,
         who: who.clone(),
         denied,
         metrics: shared.metrics.clone(),
@@ -249,8 +252,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
 }
 
 /// Who the client is: checked against the credentials when there are some.
-async fn authenticate(shared: &Shared, connect: &Connect<'_>) -> Result<Option<String>, String> {
-    let Some(credentials) = &shared.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+async fn authenticate(shared: &Shared, rules: &Rules, connect: &Connect<'_>) -> Result<Option<String>, String> {
+    let Some(credentials) = &rules.credentials else { return Ok(shared.config.fixed_principal.clone()) };
     let (Some(user), Some(password)) = (connect.username, connect.password) else {
         return Err("no username and password".into());
     };
@@ -306,6 +309,9 @@ type Merges = Arc<Mutex<HashMap<u16, Vec<Option<u8>>>>>;
 /// The client → broker direction and what it learns on the way.
 struct Upward<'s> {
     authz: Option<MqttAuthz>,
+    /// Followed: a new policy applies from the next packet on.
+    rules: CurrentRules,
+    principal: Option<String>,
     /// The principal as metrics and logs name it.
     who: Arc<str>,
     denied: Denials<'s>,
@@ -328,6 +334,10 @@ impl Upward<'_> {
     ) -> Result<(), SessionError> {
         let malformed = |error| SessionError::Malformed { side: "client", error };
         while let Some((header, packet)) = from_client.next().await? {
+            if self.rules.has_changed().unwrap_or(false) {
+                let rules = self.rules.borrow_and_update().clone();
+                self.authz = rules.policy.as_ref().map(|policy| MqttAuthz::new(policy, self.principal.as_deref()));
+            }
             let answer = match header.kind {
                 PacketType::Publish => {
                     let publish = Publish::read(&packet, &header, self.version).map_err(malformed)?;

@@ -372,6 +372,44 @@ fn a_client_certificate_names_the_principal_over_tls() {
     sidecar.assert_quiet();
 }
 
+#[test]
+fn a_changed_policy_applies_to_connections_already_open() {
+    let p = unique("amqp-reload");
+    let policy = POLICY.replace("P.", &format!("{p}."));
+    let sidecar = sidecar(&policy, rabbitmq(), BROKER_LOGIN);
+    let port = sidecar.addr.port();
+    let open = std::thread::spawn(move || {
+        pika(port, "app", &steps(&p, &["queue:P.r", "publish::P.r:1", "sleep:4", "publish::P.r:1", "get:P.r"]))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // `app` loses the default exchange.
+    std::fs::write(sidecar.dir.join("policy.yaml"), policy.replace(", \"exchange:amq.default\"", "")).unwrap();
+    assert!(sidecar.logged(&["credentials and policy reloaded"]), "{:?}", sidecar.logs());
+    let lines = open.join().unwrap();
+    let p = lines[0].trim_start_matches("queue:").split('.').next().unwrap().to_owned();
+    let refused =
+        "refused 403 ACCESS_REFUSED - write access to exchange 'amq.default' refused for User:app by the mesh's policy";
+    assert_eq!(
+        lines,
+        steps(
+            &p,
+            &[
+                "queue:P.r ok P.r",
+                "publish::P.r:1 ok confirmed=1",
+                "sleep:4 ok",
+                &format!("publish::P.r:1 {refused}"),
+                "get:P.r ok P.r-0"
+            ]
+        )
+    );
+    // A policy that does not load leaves the last good one in force.
+    std::fs::write(sidecar.dir.join("policy.yaml"), "rules: [{effect: maybe}]").unwrap();
+    assert!(sidecar.logged(&["do not load", "last good ones stay"]), "{:?}", sidecar.logs());
+    assert_eq!(pika(port, "app", &steps(&p, &["publish::P.r:1"])), steps(&p, &[&format!("publish::P.r:1 {refused}")]));
+    let unexpected = common::unexpected_warnings(sidecar.logs(), &["last good ones stay"]);
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+}
+
 /// Reads what the server sends until it closes (or `within` passes: then None).
 fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
     stream.set_read_timeout(Some(within)).unwrap();
