@@ -68,6 +68,9 @@ def main():
         "/",
         credentials,
         connection_attempts=1,
+        # Heartbeats every 2 s: a sidecar that held them back would lose the connection within
+        # a few seconds of quiet (the `sleep` step).
+        heartbeat=2,
         socket_timeout=10,
         blocked_connection_timeout=30,
         ssl_options=tls,

@@ -379,7 +379,8 @@ fn a_changed_policy_applies_to_connections_already_open() {
     let sidecar = sidecar(&policy, rabbitmq(), BROKER_LOGIN);
     let port = sidecar.addr.port();
     let open = std::thread::spawn(move || {
-        pika(port, "app", &steps(&p, &["queue:P.r", "publish::P.r:1", "sleep:4", "publish::P.r:1", "get:P.r"]))
+        // Quiet for 6 s with heartbeats every 2 s (amqp_client.py): they pass through both ways.
+        pika(port, "app", &steps(&p, &["queue:P.r", "publish::P.r:1", "sleep:6", "publish::P.r:1", "get:P.r"]))
     });
     std::thread::sleep(Duration::from_millis(1500));
     // `app` loses the default exchange.
@@ -396,7 +397,7 @@ fn a_changed_policy_applies_to_connections_already_open() {
             &[
                 "queue:P.r ok P.r",
                 "publish::P.r:1 ok confirmed=1",
-                "sleep:4 ok",
+                "sleep:6 ok",
                 &format!("publish::P.r:1 {refused}"),
                 "get:P.r ok P.r-0"
             ]
