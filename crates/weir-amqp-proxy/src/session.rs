@@ -18,8 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use bytes::Buf;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use weir_amqp::method::{body_size, close, close_ok, ids, reply, start_ok_as, Method, MethodId};
@@ -27,6 +26,7 @@ use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
+use weir_core::relay::{self, RelayError};
 use weir_core::rules::{CurrentRules, Rules};
 use weir_core::tls::TlsTerminator;
 
@@ -57,18 +57,14 @@ pub enum SessionError {
     NotAmqp(String),
     #[error("expected connection.start-ok on channel 0, got {0}")]
     NotLogin(String),
-    #[error("malformed frame from the {side}: {error}")]
-    Malformed { side: &'static str, error: AmqpError },
-    #[error("the {0} closed the connection in the middle of a frame")]
-    Cut(&'static str),
+    #[error(transparent)]
+    Relay(#[from] RelayError<AmqpError>),
     #[error("login refused: {0}")]
     Refused(String),
     #[error("the broker did not begin with connection.start: {0}")]
     Broker(String),
     #[error("cannot reach the broker {upstream}: {error}")]
     Upstream { upstream: String, error: String },
-    #[error("{side} connection: {error}")]
-    Io { side: &'static str, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] weir_core::tls::TlsError),
 }
@@ -81,80 +77,22 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// Frames read off one side into one buffer.
-struct Frames<R> {
-    inner: R,
-    buf: BytesMut,
-    limit: usize,
-    side: &'static str,
+type Frames = relay::Frames<BoxRead, AmqpError>;
+type Writer = relay::Writer<BoxWrite>;
+type Action = relay::Action<SessionError>;
+
+/// Where an AMQP frame ends, from its seven header bytes.
+fn frame_len(buf: &[u8], limit: usize) -> Result<Option<usize>, AmqpError> {
+    Ok(FrameHeader::read(buf, limit)?.map(|header| header.frame_len()))
 }
 
-impl<R: AsyncRead + Unpin> Frames<R> {
-    fn new(inner: R, limit: usize, side: &'static str) -> Self {
-        Frames { inner, buf: BytesMut::with_capacity(16 * 1024), limit, side }
-    }
-
-    fn malformed(&self, error: AmqpError) -> SessionError {
-        SessionError::Malformed { side: self.side, error }
-    }
-
-    /// The header of the frame at `at` when the whole frame is in the buffer.
-    fn whole_at(&self, at: usize) -> Result<Option<FrameHeader>, SessionError> {
-        let header = FrameHeader::read(&self.buf[at..], self.limit).map_err(|e| self.malformed(e))?;
-        Ok(header.filter(|h| self.buf.len() - at >= h.frame_len()))
-    }
-
-    /// Reads more; false when the stream ends between frames.
-    async fn fill(&mut self) -> Result<bool, SessionError> {
-        let wanted = match FrameHeader::read(&self.buf, self.limit).map_err(|e| self.malformed(e))? {
-            Some(header) => header.frame_len().saturating_sub(self.buf.len()).max(4096),
-            None => 16 * 1024,
-        };
-        if self.buf.capacity() - self.buf.len() < wanted {
-            self.buf.reserve(wanted);
-        }
-        let read =
-            self.inner.read_buf(&mut self.buf).await.map_err(|error| SessionError::Io { side: self.side, error })?;
-        if read == 0 {
-            return if self.buf.is_empty() { Ok(false) } else { Err(SessionError::Cut(self.side)) };
-        }
-        Ok(true)
-    }
-
-    /// The next whole frame, taken out of the buffer (the handshake's).
-    async fn next(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, SessionError> {
-        loop {
-            if let Some(header) = self.whole_at(0)? {
-                let frame = self.buf.split_to(header.frame_len());
-                header.payload(&frame).map_err(|e| self.malformed(e))?;
-                return Ok(Some((header, frame)));
-            }
-            if !self.fill().await? {
-                return Ok(None);
-            }
-        }
-    }
+/// Writes `bytes` to one side, naming it in the error.
+async fn write(to: &Writer, side: &'static str, bytes: &[u8]) -> Result<(), SessionError> {
+    to.write(bytes).await.map_err(|error| RelayError::Io { side, error }.into())
 }
 
-/// One side's writer, shared by the direction that forwards to it and the sidecar's own
-/// answers from the other direction.
-struct Writer {
-    half: tokio::sync::Mutex<BoxWrite>,
-    side: &'static str,
-}
-
-impl Writer {
-    async fn write(&self, bytes: &[u8]) -> Result<(), SessionError> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let mut half = self.half.lock().await;
-        half.write_all(bytes).await.map_err(|error| SessionError::Io { side: self.side, error })
-    }
-
-    async fn shutdown(&self) {
-        let _ = self.half.lock().await.shutdown().await;
-    }
+fn malformed(side: &'static str, error: AmqpError) -> SessionError {
+    RelayError::Malformed { side, error }.into()
 }
 
 async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
@@ -164,8 +102,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let (client_read, certified) = (client.read, client.principal);
     let wait = Duration::from_millis(limits.handshake_timeout_ms);
     let deadline = Instant::now() + wait;
-    let client_writer = Writer { half: tokio::sync::Mutex::new(client.write), side: "client" };
-    let mut from_client = Frames::new(client_read, limits.max_login_bytes, "client");
+    let client_writer = Writer::new(client.write, "client");
+    let mut from_client = Frames::new(client_read, limits.max_login_bytes, "client", frame_len);
 
     tokio::time::timeout_at(deadline, protocol_header(&mut from_client, &client_writer))
         .await
@@ -181,24 +119,25 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = broker.set_nodelay(true);
     let (broker_read, broker_write) = weir_core::io::split_tcp(broker);
-    let broker_writer = Writer { half: tokio::sync::Mutex::new(broker_write), side: "broker" };
-    let mut from_broker = Frames::new(broker_read, limits.max_frame_bytes, "broker");
-    broker_writer.write(PROTOCOL_HEADER).await?;
+    let broker_writer = Writer::new(broker_write, "broker");
+    let mut from_broker = Frames::new(broker_read, limits.max_frame_bytes, "broker", frame_len);
+    write(&broker_writer, "broker", PROTOCOL_HEADER).await?;
     let start = tokio::time::timeout(connect_wait, from_broker.next())
         .await
         .map_err(|_| unreachable("no connection.start in time".into()))??;
-    let Some((header, start)) = start else { return Err(SessionError::Broker("it closed the connection".into())) };
-    let id = method_id(&header, &start);
+    let Some(start) = start else { return Err(SessionError::Broker("it closed the connection".into())) };
+    let id = method_id(&start);
     if id != Some(ids::CONNECTION_START) {
         return Err(SessionError::Broker(id.map_or("a frame that is no method".into(), |id| id.name().into())));
     }
-    client_writer.write(&start).await?;
+    write(&client_writer, "client", &start).await?;
 
     let login = tokio::time::timeout_at(deadline, from_client.next())
         .await
         .map_err(|_| SessionError::HandshakeTimeout(wait))??;
-    let Some((header, login)) = login else { return Ok(()) };
-    let payload = header.payload(&login).map_err(|error| SessionError::Malformed { side: "client", error })?;
+    let Some(login) = login else { return Ok(()) };
+    let header = header_of(&login);
+    let payload = header.payload(&login).map_err(|error| malformed("client", error))?;
     let start_ok = match Method::read(payload) {
         Ok((_, Method::StartOk(start_ok))) if header.channel == 0 => start_ok,
         other => {
@@ -241,8 +180,10 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     tracing::Span::current().record("principal", &*who);
     match &shared.config.broker_credentials {
         // The client's own credentials stay here.
-        Some(broker) => broker_writer.write(&start_ok_as(&start_ok, &broker.username, &broker.password)).await?,
-        None => broker_writer.write(&login).await?,
+        Some(broker) => {
+            write(&broker_writer, "broker", &start_ok_as(&start_ok, &broker.username, &broker.password)).await?
+        }
+        None => write(&broker_writer, "broker", &login).await?,
     }
     from_client.limit = limits.max_frame_bytes;
 
@@ -259,8 +200,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         last_publish: None,
     };
     let mut downward = Downward { metrics: shared.metrics.clone(), who, channels, delivering: HashMap::new() };
-    let up = pump(&mut from_client, &broker_writer, &client_writer, |h, f| upward.judge(h, f));
-    let down = pump(&mut from_broker, &client_writer, &broker_writer, |h, f| downward.judge(h, f));
+    let up = pump(&mut from_client, &broker_writer, &client_writer, |frame| upward.judge(frame));
+    let down = pump(&mut from_broker, &client_writer, &broker_writer, |frame| downward.judge(frame));
     // Either side leaving ends the connection; what the other sent before is written already.
     let result = tokio::select! {
         result = up => result,
@@ -273,7 +214,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
 
 /// Reads the client's eight-byte protocol header; anything else is answered with the one
 /// this sidecar speaks, as AMQP says, and ends the connection.
-async fn protocol_header(from_client: &mut Frames<BoxRead>, client: &Writer) -> Result<(), SessionError> {
+async fn protocol_header(from_client: &mut Frames, client: &Writer) -> Result<(), SessionError> {
     loop {
         let seen = from_client.buf.len().min(PROTOCOL_HEADER.len());
         if from_client.buf[..seen] != PROTOCOL_HEADER[..seen] {
@@ -285,15 +226,22 @@ async fn protocol_header(from_client: &mut Frames<BoxRead>, client: &Writer) -> 
             from_client.buf.advance(seen);
             return Ok(());
         }
-        let read = from_client.inner.read_buf(&mut from_client.buf).await;
-        match read.map_err(|error| SessionError::Io { side: "client", error })? {
-            0 => return Err(SessionError::Cut("client")),
-            _ => continue,
+        if !from_client.fill_to(seen + 1).await? {
+            return Err(RelayError::Cut("client").into());
         }
     }
 }
 
-fn method_id(header: &FrameHeader, frame: &[u8]) -> Option<MethodId> {
+/// The header of a whole frame (its length was checked when it was read).
+fn header_of(frame: &[u8]) -> FrameHeader {
+    match FrameHeader::read(frame, usize::MAX) {
+        Ok(Some(header)) => header,
+        _ => unreachable!("a whole frame has a header"),
+    }
+}
+
+fn method_id(frame: &[u8]) -> Option<MethodId> {
+    let header = header_of(frame);
     if header.kind != FrameType::Method {
         return None;
     }
@@ -336,77 +284,22 @@ fn audit_login(shared: &Shared, mechanism: &str, principal: Option<&str>, client
     }
 }
 
-/// What becomes of one frame.
-enum Action {
-    Forward,
-    /// Not forwarded; `back` (if any) answers the side it came from.
-    Drop {
-        back: Option<Vec<u8>>,
-    },
-    /// `onward` goes on in its place and `back` answers the side it came from.
-    Replace {
-        onward: Vec<u8>,
-        back: Vec<u8>,
-    },
-    /// Forwarded once the broker has answered the sidecar's close of this channel.
-    ForwardAfterClose(Arc<Channels>, u16),
-    Fail(SessionError),
-}
-
 /// Passes frames from one side to the other until it closes; a frame that is not AMQP ends
 /// the connection with connection.close FRAME_ERROR to the client (whichever side sent it).
 async fn pump(
-    from: &mut Frames<BoxRead>,
+    from: &mut Frames,
     onward: &Writer,
     back: &Writer,
-    judge: impl FnMut(&FrameHeader, &[u8]) -> Action,
+    judge: impl FnMut(&[u8]) -> Action,
 ) -> Result<(), SessionError> {
-    let result = pump_frames(from, onward, back, judge).await;
-    if let Err(SessionError::Malformed { side, error }) = &result {
-        let client = if *side == "client" { back } else { onward };
+    let side = from.side();
+    let result = relay::pump(from, onward, back, judge).await;
+    if let Err(SessionError::Relay(RelayError::Malformed { error, .. })) = &result {
+        let client = if side == "client" { back } else { onward };
         let text = format!("FRAME_ERROR - weir: a malformed frame from the {side}: {error}");
         let _ = client.write(&close(0, reply::FRAME_ERROR, &text, MethodId::new(0, 0))).await;
     }
     result
-}
-
-/// Runs of forwarded frames in one write each, the others as `judge` says.
-async fn pump_frames(
-    from: &mut Frames<BoxRead>,
-    onward: &Writer,
-    back: &Writer,
-    mut judge: impl FnMut(&FrameHeader, &[u8]) -> Action,
-) -> Result<(), SessionError> {
-    loop {
-        let (mut at, mut run_start) = (0, 0);
-        while let Some(header) = from.whole_at(at)? {
-            let frame = &from.buf[at..at + header.frame_len()];
-            let action = judge(&header, frame);
-            if !matches!(action, Action::Forward) {
-                onward.write(&from.buf[run_start..at]).await?;
-                run_start = at + header.frame_len();
-            }
-            match action {
-                Action::Forward => {}
-                Action::Drop { back: answer } => back.write(answer.as_deref().unwrap_or_default()).await?,
-                Action::Replace { onward: instead, back: answer } => {
-                    onward.write(&instead).await?;
-                    back.write(&answer).await?;
-                }
-                Action::ForwardAfterClose(channels, channel) => {
-                    channels.broker_closed(channel).await;
-                    onward.write(&from.buf[at..at + header.frame_len()]).await?;
-                }
-                Action::Fail(error) => return Err(error),
-            }
-            at += header.frame_len();
-        }
-        onward.write(&from.buf[run_start..at]).await?;
-        from.buf.advance(at);
-        if !from.fill().await? {
-            return Ok(());
-        }
-    }
 }
 
 /// What the sidecar knows of each channel, learned from both directions.
@@ -500,7 +393,8 @@ struct Upward<'s> {
 }
 
 impl Upward<'_> {
-    fn judge(&mut self, header: &FrameHeader, frame: &[u8]) -> Action {
+    fn judge(&mut self, frame: &[u8]) -> Action {
+        let header = header_of(frame);
         let channel = header.channel;
         match header.kind {
             FrameType::Heartbeat => return Action::Forward,
@@ -521,11 +415,11 @@ impl Upward<'_> {
         }
         let payload = match header.payload(frame) {
             Ok(payload) => payload,
-            Err(error) => return Action::Fail(SessionError::Malformed { side: "client", error }),
+            Err(error) => return Action::Fail(malformed("client", error)),
         };
         let (id, method) = match Method::read(payload) {
             Ok(read) => read,
-            Err(error) => return Action::Fail(SessionError::Malformed { side: "client", error }),
+            Err(error) => return Action::Fail(malformed("client", error)),
         };
         // Channel methods on channel 0 are the broker's to refuse (as connection errors).
         if channel == 0 {
@@ -563,8 +457,10 @@ impl Upward<'_> {
                 let refused = c.refused.as_mut()?;
                 if refused.client_done {
                     // The client has the channel back: it may reopen it once the broker has too.
-                    return (id == ids::CHANNEL_OPEN && !refused.broker_done)
-                        .then(|| Action::ForwardAfterClose(self.channels.clone(), channel));
+                    return (id == ids::CHANNEL_OPEN && !refused.broker_done).then(|| {
+                        let channels = self.channels.clone();
+                        Action::ForwardAfter(Box::pin(async move { channels.broker_closed(channel).await }))
+                    });
                 }
                 Some(match id {
                     ids::CHANNEL_CLOSE_OK => {
@@ -686,7 +582,8 @@ struct Downward {
 }
 
 impl Downward {
-    fn judge(&mut self, header: &FrameHeader, frame: &[u8]) -> Action {
+    fn judge(&mut self, frame: &[u8]) -> Action {
+        let header = header_of(frame);
         let channel = header.channel;
         match header.kind {
             FrameType::Heartbeat => return Action::Forward,
@@ -706,7 +603,7 @@ impl Downward {
         let read = header.payload(frame).and_then(Method::read);
         let (id, method) = match read {
             Ok(read) => read,
-            Err(error) => return Action::Fail(SessionError::Malformed { side: "broker", error }),
+            Err(error) => return Action::Fail(malformed("broker", error)),
         };
         if channel == 0 {
             return Action::Forward;

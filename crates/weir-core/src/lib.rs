@@ -28,6 +28,7 @@ pub mod listener;
 pub mod metrics;
 pub mod otlp;
 pub mod policy;
+pub mod relay;
 pub mod reload;
 pub mod rules;
 pub mod sasl;

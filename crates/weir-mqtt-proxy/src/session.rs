@@ -12,21 +12,20 @@
 //! - a will message is judged as a publish: one the principal may not publish refuses the
 //!   CONNECT (Not authorized).
 //!
-//! Packets from the broker go to the client as they come; the sidecar's own answers join them
-//! through the same writer, so each reaches the client whole.
+//! Each direction reads into one buffer and writes every run of packets it passes unchanged
+//! with one write (weir-core's `relay`); the sidecar's own answers share the writers, so each
+//! reaches its side whole.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
+use weir_core::relay::{self, RelayError};
 use weir_core::rules::{CurrentRules, Rules};
 use weir_core::tls::TlsTerminator;
 use weir_mqtt::packet::{
@@ -59,18 +58,14 @@ pub enum SessionError {
     ConnectTimeout(Duration),
     #[error("the first packet was {0}, not CONNECT")]
     NotConnect(&'static str),
-    #[error("malformed packet from the {side}: {error}")]
-    Malformed { side: &'static str, error: MqttError },
-    #[error("the {0} closed the connection in the middle of a packet")]
-    Cut(&'static str),
+    #[error(transparent)]
+    Relay(#[from] RelayError<MqttError>),
     #[error("CONNECT refused: {0}")]
     Refused(String),
     #[error("PUBLISH with topic alias {0}, which this connection never set")]
     UnknownAlias(u16),
     #[error("cannot reach the broker {upstream}: {error}")]
     Upstream { upstream: String, error: String },
-    #[error("{side} connection: {error}")]
-    Io { side: &'static str, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] weir_core::tls::TlsError),
 }
@@ -83,62 +78,48 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// Reads whole MQTT packets off a stream, each bounded by `limit`.
-struct Packets<R> {
-    inner: R,
-    buf: BytesMut,
-    limit: usize,
-    side: &'static str,
+type Packets = relay::Frames<BoxRead, MqttError>;
+type Writer = relay::Writer<BoxWrite>;
+type Action = relay::Action<SessionError>;
+
+/// Where an MQTT packet ends, from its fixed header.
+fn packet_len(buf: &[u8], limit: usize) -> Result<Option<usize>, MqttError> {
+    Ok(FixedHeader::read(buf, limit)?.map(|header| header.packet_len()))
 }
 
-impl<R: AsyncRead + Unpin> Packets<R> {
-    fn new(inner: R, limit: usize, side: &'static str) -> Self {
-        Packets { inner, buf: BytesMut::new(), limit, side }
-    }
-
-    /// The next packet and its header; None when the stream ends between packets.
-    async fn next(&mut self) -> Result<Option<(FixedHeader, Bytes)>, SessionError> {
-        loop {
-            let header = FixedHeader::read(&self.buf, self.limit)
-                .map_err(|error| SessionError::Malformed { side: self.side, error })?;
-            if let Some(header) = header {
-                if self.buf.len() >= header.packet_len() {
-                    return Ok(Some((header, self.buf.split_to(header.packet_len()).freeze())));
-                }
-                self.buf.reserve(header.packet_len() - self.buf.len());
-            } else if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(4096);
-            }
-            let read = self
-                .inner
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|error| SessionError::Io { side: self.side, error })?;
-            if read == 0 {
-                return if self.buf.is_empty() { Ok(None) } else { Err(SessionError::Cut(self.side)) };
-            }
-        }
+/// The fixed header of a whole packet (its length was checked when it was read).
+fn header_of(packet: &[u8]) -> FixedHeader {
+    match FixedHeader::read(packet, usize::MAX) {
+        Ok(Some(header)) => header,
+        _ => unreachable!("a whole packet has a fixed header"),
     }
 }
 
-async fn write(out: &mut (impl AsyncWrite + Unpin), side: &'static str, bytes: &[u8]) -> Result<(), SessionError> {
-    out.write_all(bytes).await.map_err(|error| SessionError::Io { side, error })
+/// Writes `bytes` to one side, naming it in the error.
+async fn write(to: &Writer, side: &'static str, bytes: &[u8]) -> Result<(), SessionError> {
+    to.write(bytes).await.map_err(|error| RelayError::Io { side, error }.into())
+}
+
+fn malformed(side: &'static str, error: MqttError) -> SessionError {
+    RelayError::Malformed { side, error }.into()
 }
 
 async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
     let limits = &shared.config.limits;
     // TLS first (bounded by its own handshake timeout): a certificate names the client.
     let client = identify(client, shared.tls.as_deref(), None).await?;
-    let (client_read, mut client_write, certified) = (client.read, client.write, client.principal);
-    let mut from_client = Packets::new(client_read, limits.max_connect_bytes, "client");
+    let (client_read, certified) = (client.read, client.principal);
+    let client_writer = Writer::new(client.write, "client");
+    let mut from_client = Packets::new(client_read, limits.max_connect_bytes, "client", packet_len);
     let wait = Duration::from_millis(limits.connect_timeout_ms);
     let first =
         tokio::time::timeout(wait, from_client.next()).await.map_err(|_| SessionError::ConnectTimeout(wait))??;
-    let Some((header, packet)) = first else { return Ok(()) };
+    let Some(packet) = first else { return Ok(()) };
+    let header = header_of(&packet);
     if header.kind != PacketType::Connect {
         return Err(SessionError::NotConnect(header.kind.name()));
     }
-    let connect = Connect::read(&packet, &header).map_err(|error| SessionError::Malformed { side: "client", error })?;
+    let connect = Connect::read(&packet, &header).map_err(|error| malformed("client", error))?;
     let version = connect.version;
     let mut rules = shared.rules.clone();
     let current = rules.borrow_and_update().clone();
@@ -155,7 +136,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
                 connect.username.map_or(weir_core::policy::ANONYMOUS.into(), |u| format!("User:{u}").into());
             shared.metrics.denied("connect", &who);
             audit_login(shared, mechanism, &who, peer, Some(&why));
-            let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::BadCredentials)).await;
+            let _ = client_writer.write(&connack_refused(version, Refusal::BadCredentials)).await;
             return Err(SessionError::Refused(why));
         }
     };
@@ -169,7 +150,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     if let (Some(will), Some(authz)) = (&connect.will, &authz) {
         if !authz.may_publish(will.topic) {
             denied.record("connect", "publish", will.topic);
-            let _ = write(&mut client_write, "client", &connack_refused(version, Refusal::NotAuthorized)).await;
+            let _ = client_writer.write(&connack_refused(version, Refusal::NotAuthorized)).await;
             return Err(SessionError::Refused(format!("{who} may not publish its will to `{}`", will.topic)));
         }
     }
@@ -182,43 +163,19 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
             .map_err(|_| SessionError::Upstream { upstream: upstream.clone(), error: "timed out".into() })?
             .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error: error.to_string() })?;
     let _ = broker.set_nodelay(true);
-    let (broker_read, mut broker_write) = weir_core::io::split_tcp(broker);
+    let (broker_read, broker_write) = weir_core::io::split_tcp(broker);
+    let broker_writer = Writer::new(broker_write, "broker");
     match &shared.config.broker_credentials {
         // The client's own credentials stay here.
         Some(broker) => {
             let connect = connect.with_credentials(&packet, &header, &broker.username, broker.password.as_bytes());
-            write(&mut broker_write, "broker", &connect).await?;
+            write(&broker_writer, "broker", &connect).await?;
         }
-        None => write(&mut broker_write, "broker", &packet).await?,
+        None => write(&broker_writer, "broker", &packet).await?,
     }
     from_client.limit = limits.max_packet_bytes;
-    let from_broker = Packets::new(broker_read, limits.max_packet_bytes, "broker");
+    let mut from_broker = Packets::new(broker_read, limits.max_packet_bytes, "broker", packet_len);
 
-    // Everything for the client goes through one writer, so that the sidecar's own answers
-    // and the broker's packets reach it each whole.
-    let (to_client, mut outbox) = mpsc::channel::<Bytes>(64);
-    let (broker_done, mut broker_gone) = tokio::sync::oneshot::channel::<()>();
-    let writer = async move {
-        loop {
-            tokio::select! {
-                biased;
-                bytes = outbox.recv() => match bytes {
-                    Some(bytes) => write(&mut client_write, "client", &bytes).await?,
-                    None => break,
-                },
-                // The broker closed: what it sent before (an MQTT 5 DISCONNECT with its
-                // reason, say) still reaches the client, then the connection ends.
-                _ = &mut broker_gone => {
-                    while let Ok(bytes) = outbox.try_recv() {
-                        write(&mut client_write, "client", &bytes).await?;
-                    }
-                    break;
-                }
-            }
-        }
-        let _ = client_write.shutdown().await;
-        Ok::<(), SessionError>(())
-    };
     let merges = Arc::new(Mutex::new(HashMap::new()));
     let mut upward = Upward {
         authz,
@@ -232,23 +189,18 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         answered_qos2: HashSet::new(),
         merges: merges.clone(),
     };
-    let up = upward.pump(from_client, broker_write, to_client.clone());
-    let down = async move {
-        let result =
-            downward(from_broker, to_client, version, merges, Deliveries::new(shared.metrics.clone(), who)).await;
-        let _ = broker_done.send(());
-        result
-    };
-    let down_then_written = async {
-        let (down, written) = tokio::join!(down, writer);
-        down.and(written)
-    };
-    // The client leaving ends the connection at once; the broker leaving, once what it sent
-    // before is written to the client.
-    tokio::select! {
+    let mut downward = Downward { version, merges, metrics: shared.metrics.clone(), who, aliases: HashMap::new() };
+    let up = relay::pump(&mut from_client, &broker_writer, &client_writer, |packet| upward.judge(packet));
+    let down = relay::pump(&mut from_broker, &client_writer, &broker_writer, |packet| downward.judge(packet));
+    // Either side leaving ends the connection; what the other sent before is written already
+    // (an MQTT 5 DISCONNECT with the broker's reason, say).
+    let result = tokio::select! {
         result = up => result,
-        result = down_then_written => result,
-    }
+        result = down => result,
+    };
+    client_writer.shutdown().await;
+    broker_writer.shutdown().await;
+    result
 }
 
 /// Who the client is: checked against the credentials when there are some.
@@ -326,52 +278,45 @@ struct Upward<'s> {
 }
 
 impl Upward<'_> {
-    async fn pump(
-        &mut self,
-        mut from_client: Packets<BoxRead>,
-        mut broker: BoxWrite,
-        to_client: mpsc::Sender<Bytes>,
-    ) -> Result<(), SessionError> {
-        let malformed = |error| SessionError::Malformed { side: "client", error };
-        while let Some((header, packet)) = from_client.next().await? {
-            if self.rules.has_changed().unwrap_or(false) {
-                let rules = self.rules.borrow_and_update().clone();
-                self.authz = rules.policy.as_ref().map(|policy| MqttAuthz::new(policy, self.principal.as_deref()));
-            }
-            let answer = match header.kind {
-                PacketType::Publish => {
-                    let publish = Publish::read(&packet, &header, self.version).map_err(malformed)?;
-                    self.judge_publish(&publish)?
-                }
-                PacketType::Subscribe if self.authz.is_some() => {
-                    let subscribe = Subscribe::read(&packet, &header, self.version).map_err(malformed)?;
-                    match self.judge_subscribe(&subscribe) {
-                        Judged::Forward => None,
-                        Judged::Answer(answer) => Some(answer),
-                        Judged::Cut(cut) => {
-                            write(&mut broker, "broker", &cut).await?;
-                            continue;
-                        }
-                    }
-                }
-                PacketType::Pubrel => {
-                    let id = packet_id(&packet, &header).map_err(malformed)?;
-                    self.answered_qos2.remove(&id).then(|| ack(PacketType::Pubcomp, id, self.version, 0))
-                }
-                _ => None,
-            };
-            match answer {
-                // A refused QoS 0 publish: nothing goes anywhere.
-                Some(answer) if answer.is_empty() => {}
-                Some(answer) => {
-                    if to_client.send(answer.into()).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                None => write(&mut broker, "broker", &packet).await?,
-            }
+    fn judge(&mut self, packet: &[u8]) -> Action {
+        match self.judged(packet) {
+            Ok(action) => action,
+            Err(error) => Action::Fail(error),
         }
-        Ok(())
+    }
+
+    fn judged(&mut self, packet: &[u8]) -> Result<Action, SessionError> {
+        let header = header_of(packet);
+        if self.rules.has_changed().unwrap_or(false) {
+            let rules = self.rules.borrow_and_update().clone();
+            self.authz = rules.policy.as_ref().map(|policy| MqttAuthz::new(policy, self.principal.as_deref()));
+        }
+        let malformed = |error| malformed("client", error);
+        let answer = match header.kind {
+            PacketType::Publish => {
+                let publish = Publish::read(packet, &header, self.version).map_err(malformed)?;
+                self.judge_publish(&publish)?
+            }
+            PacketType::Subscribe if self.authz.is_some() => {
+                let subscribe = Subscribe::read(packet, &header, self.version).map_err(malformed)?;
+                match self.judge_subscribe(&subscribe) {
+                    Judged::Forward => None,
+                    Judged::Answer(answer) => Some(answer),
+                    Judged::Cut(cut) => return Ok(Action::Replace { onward: cut, back: Vec::new() }),
+                }
+            }
+            PacketType::Pubrel => {
+                let id = packet_id(packet, &header).map_err(malformed)?;
+                self.answered_qos2.remove(&id).then(|| ack(PacketType::Pubcomp, id, self.version, 0))
+            }
+            _ => None,
+        };
+        Ok(match answer {
+            // A refused QoS 0 publish: nothing goes anywhere.
+            Some(answer) if answer.is_empty() => Action::Drop { back: None },
+            Some(answer) => Action::Drop { back: Some(answer) },
+            None => Action::Forward,
+        })
     }
 
     /// None to forward the PUBLISH; else the sidecar's answer in the broker's stead (empty
@@ -435,16 +380,41 @@ enum Judged {
     Cut(Vec<u8>),
 }
 
-/// Counts what the broker delivers, by topic (following the broker's own MQTT 5 aliases).
-struct Deliveries {
+/// The broker → client direction: the same bytes, but a SUBACK to a cut SUBSCRIBE made whole
+/// again; deliveries counted by topic (following the broker's own MQTT 5 aliases).
+struct Downward {
+    version: Version,
+    merges: Merges,
     metrics: Arc<MqttMetrics>,
     who: Arc<str>,
     aliases: HashMap<u16, String>,
 }
 
-impl Deliveries {
-    fn new(metrics: Arc<MqttMetrics>, who: Arc<str>) -> Self {
-        Deliveries { metrics, who, aliases: HashMap::new() }
+impl Downward {
+    fn judge(&mut self, packet: &[u8]) -> Action {
+        let header = header_of(packet);
+        let malformed = |error| Action::Fail(malformed("broker", error));
+        match header.kind {
+            PacketType::Publish => match Publish::read(packet, &header, self.version) {
+                Ok(publish) => self.count(&publish),
+                Err(error) => return malformed(error),
+            },
+            PacketType::Suback => {
+                let id = match packet_id(packet, &header) {
+                    Ok(id) => id,
+                    Err(error) => return malformed(error),
+                };
+                let refused = self.merges.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                if let Some(refused) = refused {
+                    return match suback_merged(packet, &header, self.version, &refused) {
+                        Ok(merged) => Action::Replace { onward: merged, back: Vec::new() },
+                        Err(error) => malformed(error),
+                    };
+                }
+            }
+            _ => {}
+        }
+        Action::Forward
     }
 
     fn count(&mut self, publish: &Publish<'_>) {
@@ -461,35 +431,6 @@ impl Deliveries {
         };
         self.metrics.message("deliver", topic, &self.who, publish.payload.len());
     }
-}
-
-/// The broker → client direction: the same bytes, but a SUBACK to a cut SUBSCRIBE made
-/// whole again.
-async fn downward(
-    mut from_broker: Packets<BoxRead>,
-    to_client: mpsc::Sender<Bytes>,
-    version: Version,
-    merges: Merges,
-    mut deliveries: Deliveries,
-) -> Result<(), SessionError> {
-    let malformed = |error| SessionError::Malformed { side: "broker", error };
-    while let Some((header, packet)) = from_broker.next().await? {
-        let mut out = packet;
-        if header.kind == PacketType::Publish {
-            deliveries.count(&Publish::read(&out, &header, version).map_err(malformed)?);
-        }
-        if header.kind == PacketType::Suback {
-            let id = packet_id(&out, &header).map_err(malformed)?;
-            let refused = merges.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            if let Some(refused) = refused {
-                out = suback_merged(&out, &header, version, &refused).map_err(malformed)?.into();
-            }
-        }
-        if to_client.send(out).await.is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// The packet identifier right after the fixed header (PUBREL, SUBACK).
