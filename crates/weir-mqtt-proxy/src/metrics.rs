@@ -28,6 +28,21 @@ pub struct DeniedLabels {
     pub principal: Arc<str>,
 }
 
+/// One topic's message and byte counters in one direction, for one principal.
+pub struct TopicCounters {
+    /// The topic name they count (not the label, which may be `_other`).
+    pub topic: Box<str>,
+    messages: Counter,
+    bytes: Counter,
+}
+
+impl TopicCounters {
+    pub fn count(&self, payload: usize) {
+        self.messages.inc();
+        self.bytes.inc_by(payload as u64);
+    }
+}
+
 pub struct MqttMetrics {
     messages: Family<MessageLabels, Counter>,
     bytes: Family<MessageLabels, Counter>,
@@ -64,10 +79,19 @@ impl MqttMetrics {
 
     /// A PUBLISH passed in `direction`.
     pub fn message(&self, direction: &'static str, topic: &str, principal: &Arc<str>, payload: usize) {
-        let topic = self.topics.label(topic);
-        let labels = MessageLabels { direction, topic, principal: principal.clone() };
-        self.messages.get_or_create(&labels).inc();
-        self.bytes.get_or_create(&labels).inc_by(payload as u64);
+        self.counters(direction, topic, principal).count(payload);
+    }
+
+    /// The counters of messages passed in `direction` on `topic`: a connection keeps them for
+    /// the topic it uses most recently, and counts without looking them up again.
+    pub fn counters(&self, direction: &'static str, topic: &str, principal: &Arc<str>) -> TopicCounters {
+        let label = self.topics.label(topic);
+        let labels = MessageLabels { direction, topic: label, principal: principal.clone() };
+        TopicCounters {
+            topic: topic.into(),
+            messages: self.messages.get_or_create(&labels).clone(),
+            bytes: self.bytes.get_or_create(&labels).clone(),
+        }
     }
 
     pub fn denied(&self, operation: &'static str, principal: &Arc<str>) {

@@ -35,7 +35,7 @@ use weir_mqtt::{FixedHeader, MqttError, PacketType};
 
 use crate::authz::MqttAuthz;
 use crate::config::MqttConfig;
-use crate::metrics::MqttMetrics;
+use crate::metrics::{MqttMetrics, TopicCounters};
 
 /// What every connection of a sidecar shares.
 pub struct Shared {
@@ -188,8 +188,10 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         aliases: HashMap::new(),
         answered_qos2: HashSet::new(),
         merges: merges.clone(),
+        counted: None,
     };
-    let mut downward = Downward { version, merges, metrics: shared.metrics.clone(), who, aliases: HashMap::new() };
+    let mut downward =
+        Downward { version, merges, metrics: shared.metrics.clone(), who, aliases: HashMap::new(), counted: None };
     let up = relay::pump(&mut from_client, &broker_writer, &client_writer, |packet| upward.judge(packet));
     let down = relay::pump(&mut from_broker, &client_writer, &broker_writer, |packet| downward.judge(packet));
     // Either side leaving ends the connection; what the other sent before is written already
@@ -275,6 +277,8 @@ struct Upward<'s> {
     /// answered here too.
     answered_qos2: HashSet<u16>,
     merges: Merges,
+    /// The counters of the topic last published to.
+    counted: Option<TopicCounters>,
 }
 
 impl Upward<'_> {
@@ -332,7 +336,7 @@ impl Upward<'_> {
             publish.topic.into()
         };
         if self.authz.as_ref().is_none_or(|authz| authz.may_publish(&topic)) {
-            self.metrics.message("publish", &topic, &self.who, publish.payload.len());
+            count(&mut self.counted, &self.metrics, "publish", &topic, &self.who, publish.payload.len());
             return Ok(None);
         }
         self.denied.record("publish", "publish", &topic);
@@ -388,6 +392,7 @@ struct Downward {
     metrics: Arc<MqttMetrics>,
     who: Arc<str>,
     aliases: HashMap<u16, String>,
+    counted: Option<TopicCounters>,
 }
 
 impl Downward {
@@ -429,7 +434,23 @@ impl Downward {
             }
             publish.topic
         };
-        self.metrics.message("deliver", topic, &self.who, publish.payload.len());
+        count(&mut self.counted, &self.metrics, "deliver", topic, &self.who, publish.payload.len());
+    }
+}
+
+/// Counts a message of `payload` bytes on `topic`, with the counters of the last topic counted
+/// kept in `counted` (most connections publish to, or receive, one topic after another).
+fn count(
+    counted: &mut Option<TopicCounters>,
+    metrics: &MqttMetrics,
+    direction: &'static str,
+    topic: &str,
+    who: &Arc<str>,
+    payload: usize,
+) {
+    match counted {
+        Some(counters) if *counters.topic == *topic => counters.count(payload),
+        _ => counted.insert(metrics.counters(direction, topic, who)).count(payload),
     }
 }
 
