@@ -32,6 +32,21 @@ pub struct DeniedLabels {
     pub principal: Arc<str>,
 }
 
+/// The message and body-byte counters of one label set.
+#[derive(Clone)]
+pub struct MessageCounters {
+    messages: Counter,
+    bytes: Counter,
+}
+
+impl MessageCounters {
+    /// A message of `body` bytes passed.
+    pub fn count(&self, body: u64) {
+        self.messages.inc();
+        self.bytes.inc_by(body);
+    }
+}
+
 pub struct AmqpMetrics {
     messages: Family<MessageLabels, Counter>,
     bytes: Family<MessageLabels, Counter>,
@@ -72,10 +87,13 @@ impl AmqpMetrics {
         MessageLabels { direction, exchange: self.names.label(exchange), queue, principal: principal.clone() }
     }
 
-    /// A message of `body` bytes passed.
-    pub fn message(&self, labels: &MessageLabels, body: u64) {
-        self.messages.get_or_create(labels).inc();
-        self.bytes.get_or_create(labels).inc_by(body);
+    /// The counters of messages with `labels`: a connection keeps them for the exchange or
+    /// consumer it uses most recently, and counts without looking them up again.
+    pub fn counters(&self, labels: &MessageLabels) -> MessageCounters {
+        MessageCounters {
+            messages: self.messages.get_or_create(labels).clone(),
+            bytes: self.bytes.get_or_create(labels).clone(),
+        }
     }
 
     pub fn denied(&self, method: &'static str, principal: &Arc<str>) {

@@ -32,7 +32,7 @@ use weir_core::tls::TlsTerminator;
 
 use crate::authz::{default_exchange, AmqpAuthz, SERVER_NAMED_QUEUE};
 use crate::config::AmqpConfig;
-use crate::metrics::{AmqpMetrics, MessageLabels};
+use crate::metrics::{AmqpMetrics, MessageCounters};
 
 /// The listener's name in logs, metrics and audit lines.
 pub const LISTENER: &str = "amqp";
@@ -199,7 +199,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         publishing: HashMap::new(),
         last_publish: None,
     };
-    let mut downward = Downward { metrics: shared.metrics.clone(), who, channels, delivering: HashMap::new() };
+    let mut downward =
+        Downward { metrics: shared.metrics.clone(), who, channels, delivering: HashMap::new(), last_delivery: None };
     let up = pump(&mut from_client, &broker_writer, &client_writer, |frame| upward.judge(frame));
     let down = pump(&mut from_broker, &client_writer, &broker_writer, |frame| downward.judge(frame));
     // Either side leaving ends the connection; what the other sent before is written already.
@@ -387,9 +388,9 @@ struct Upward<'s> {
     shared: &'s Shared,
     channels: Arc<Channels>,
     /// Channels whose publish's content header is next, with the message's labels.
-    publishing: HashMap<u16, MessageLabels>,
+    publishing: HashMap<u16, MessageCounters>,
     /// The last exchange and routing key published to, allowed: most publishers repeat them.
-    last_publish: Option<(String, String, MessageLabels)>,
+    last_publish: Option<(String, String, MessageCounters)>,
 }
 
 impl Upward<'_> {
@@ -405,9 +406,9 @@ impl Upward<'_> {
                 if self.refused(channel) {
                     return Action::Drop { back: None };
                 }
-                if let Some(labels) = self.publishing.remove(&channel) {
+                if let Some(counters) = self.publishing.remove(&channel) {
                     let size = header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
-                    self.shared.metrics.message(&labels, size);
+                    counters.count(size);
                 }
                 return Action::Forward;
             }
@@ -492,9 +493,9 @@ impl Upward<'_> {
     }
 
     fn publish(&mut self, channel: u16, id: MethodId, method: &Method<'_>, exchange: &str, key: &str) -> Action {
-        if let Some((last_exchange, last_key, labels)) = &self.last_publish {
+        if let Some((last_exchange, last_key, counters)) = &self.last_publish {
             if last_exchange == exchange && last_key == key {
-                self.publishing.insert(channel, labels.clone());
+                self.publishing.insert(channel, counters.clone());
                 return Action::Forward;
             }
         }
@@ -503,9 +504,10 @@ impl Upward<'_> {
                 return self.refuse(channel, id, &need);
             }
         }
-        let labels = self.shared.metrics.labels("publish", default_exchange(exchange), "", &self.who);
-        self.publishing.insert(channel, labels.clone());
-        self.last_publish = Some((exchange.to_owned(), key.to_owned(), labels));
+        let metrics = &self.shared.metrics;
+        let counters = metrics.counters(&metrics.labels("publish", default_exchange(exchange), "", &self.who));
+        self.publishing.insert(channel, counters.clone());
+        self.last_publish = Some((exchange.to_owned(), key.to_owned(), counters));
         Action::Forward
     }
 
@@ -578,7 +580,10 @@ struct Downward {
     who: Arc<str>,
     channels: Arc<Channels>,
     /// Channels whose delivery's content header is next, with the message's labels.
-    delivering: HashMap<u16, MessageLabels>,
+    delivering: HashMap<u16, MessageCounters>,
+    /// The channel, consumer tag and exchange of the last delivery, with its counters: most
+    /// consumers receive from one queue and exchange message after message.
+    last_delivery: Option<(u16, String, String, MessageCounters)>,
 }
 
 impl Downward {
@@ -592,9 +597,9 @@ impl Downward {
             }
             FrameType::Body => return Action::Forward,
             FrameType::Header => {
-                if let Some(labels) = self.delivering.remove(&channel) {
+                if let Some(counters) = self.delivering.remove(&channel) {
                     let size = header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
-                    self.metrics.message(&labels, size);
+                    counters.count(size);
                 }
                 return Action::Forward;
             }
@@ -607,6 +612,16 @@ impl Downward {
         };
         if channel == 0 {
             return Action::Forward;
+        }
+        // A delivery like the last one, on a channel that cannot be refused: nothing to look up.
+        if let (Method::Deliver { consumer_tag, exchange }, Some((last_channel, tag, last_exchange, counters))) =
+            (&method, &self.last_delivery)
+        {
+            let refusals = self.channels.any_refused.load(std::sync::atomic::Ordering::Relaxed);
+            if !refusals && *last_channel == channel && tag == consumer_tag && last_exchange == exchange {
+                self.delivering.insert(channel, counters.clone());
+                return Action::Forward;
+            }
         }
         let channels = self.channels.clone();
         channels.with(channel, |c| {
@@ -629,22 +644,27 @@ impl Downward {
                     c.declares.pop_front();
                     c.current_queue = Some(Arc::from(queue));
                 }
+                // A tag may name another queue from now on.
                 Method::ConsumeOk { consumer_tag } => {
                     let queue = c.consumes.pop_front().unwrap_or_else(|| Arc::from(""));
                     c.consumers.insert(Arc::from(consumer_tag), queue);
+                    self.last_delivery = None;
                 }
                 Method::Cancel { consumer_tag } => {
                     c.consumers.remove(consumer_tag);
+                    self.last_delivery = None;
                 }
                 Method::Deliver { consumer_tag, exchange } => {
                     let queue = c.consumers.get(consumer_tag).map_or("", |q| q);
                     let labels = self.metrics.labels("deliver", default_exchange(exchange), queue, &self.who);
-                    self.delivering.insert(channel, labels);
+                    let counters = self.metrics.counters(&labels);
+                    self.delivering.insert(channel, counters.clone());
+                    self.last_delivery = Some((channel, consumer_tag.to_owned(), exchange.to_owned(), counters));
                 }
                 Method::GetOk { exchange } => {
                     let queue = c.gets.pop_front().unwrap_or_else(|| Arc::from(""));
                     let labels = self.metrics.labels("deliver", default_exchange(exchange), &queue, &self.who);
-                    self.delivering.insert(channel, labels);
+                    self.delivering.insert(channel, self.metrics.counters(&labels));
                 }
                 _ if id == ids::BASIC_GET_EMPTY => {
                     c.gets.pop_front();
