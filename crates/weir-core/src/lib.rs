@@ -19,6 +19,7 @@ pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod front;
 pub mod fs;
 pub mod http_get;
 pub mod identity;

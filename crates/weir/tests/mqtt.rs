@@ -424,11 +424,16 @@ fn the_sidecar_logs_in_to_the_broker_with_its_own_credentials() {
     let topic = format!("{root}/sensors/3/temp");
     let mut args = sidecar.client("dash", "mqttv5");
     args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned));
-    let dash = subscriber(&args);
+    let mut dash = subscriber(&args);
     let mut args = sidecar.client("sensor", "mqttv5");
     args.extend(["-t", &topic, "-m", "21.5", "-q", "1"].map(str::to_owned));
-    let (published, stderr) = publish(&args);
-    assert!(published, "{stderr}");
+    // Until the subscriber has its message (it may subscribe late on a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let (published, stderr) = publish(&args);
+        assert!(published, "{stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (lines, stderr) = stopped(dash);
     assert_eq!(lines, [format!("{topic} 21.5")], "{stderr}");
     // The clients' own credentials mean nothing to the broker.

@@ -1,0 +1,134 @@
+//! The front of a sidecar in front of one broker (MQTT, AMQP): what it sets up before its
+//! first client — its rules followed for changes, the audit log, TLS, the client listener and
+//! the admin endpoint with the connection metrics — and the accept loop that hands each
+//! client to the protocol's session. The protocol brings its words, its metrics and its
+//! session; this module knows no protocol.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::audit::{AuditConfig, AuditLog};
+use crate::config::ConfigError;
+use crate::listener::Acceptor;
+use crate::metrics::ConnectionMetrics;
+use crate::rules::{CurrentRules, RuleSources, Rules};
+use crate::tls::{TlsError, TlsListenerConfig, TlsTerminator};
+
+/// Why a sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {error}")]
+    Bind { addr: SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot open the audit log {path}: {error}")]
+    Audit { path: PathBuf, error: std::io::Error },
+}
+
+/// What the front is made of, from the sidecar's config.
+pub struct FrontConfig<'a> {
+    /// The listener's name in logs, metrics (`weir_connections_*{listener}`) and audit lines.
+    pub name: &'static str,
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub tls: Option<&'a TlsListenerConfig>,
+    pub audit: Option<&'a AuditConfig>,
+    pub rules: RuleSources,
+    /// Client connections at once (0: no limit), and from one address.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+}
+
+/// A bound front: what sessions share ([`Front::rules`], `audit`, `tls`) and what
+/// [`Front::run`] serves with.
+pub struct Front {
+    pub name: &'static str,
+    pub rules: CurrentRules,
+    pub audit: Option<AuditLog>,
+    pub tls: Option<Arc<TlsTerminator>>,
+    /// Where the protocol registers its own metrics, beside the connection metrics.
+    pub registry: Registry,
+    rule_sources: (RuleSources, watch::Sender<Arc<Rules>>),
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    connections: ConnectionMetrics,
+    admission: Arc<Admission>,
+}
+
+impl Front {
+    /// Reads the rules and the TLS files, opens the audit log and binds the listeners.
+    pub async fn bind(config: FrontConfig<'_>) -> Result<Self, FrontError> {
+        let (rules_tx, rules) = config.rules.watch()?;
+        let audit = match config.audit {
+            Some(audit) => {
+                Some(AuditLog::open(audit).map_err(|error| FrontError::Audit { path: audit.path.clone(), error })?)
+            }
+            None => None,
+        };
+        let tls = config.tls.cloned().map(TlsTerminator::new).transpose()?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|error| FrontError::Bind { addr: config.listen, error })?;
+        let admin = match config.admin {
+            Some(addr) => Some(crate::admin::bind(addr).await.map_err(|error| FrontError::Bind { addr, error })?),
+            None => None,
+        };
+        let mut registry = Registry::default();
+        let connections = ConnectionMetrics::register(&mut registry);
+        Ok(Front {
+            name: config.name,
+            rules,
+            audit,
+            tls,
+            registry,
+            rule_sources: (config.rules, rules_tx),
+            listener,
+            admin,
+            connections,
+            admission: Admission::new(config.max_connections, config.max_connections_per_source),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves clients with `serve` until `stop` (the admin endpoint and the rules' reloading
+    /// beside); connections open then end with the process.
+    pub async fn run<F, Fut>(self, stop: CancellationToken, serve: F)
+    where
+        F: Fn(TcpStream, SocketAddr) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(listener) = self.admin {
+            // Ready once listening: the broker is reached per connection.
+            let (_ready, ready) = watch::channel(true);
+            let state = crate::admin::AdminState { registry: Arc::new(self.registry), ready, reports: Vec::new() };
+            tokio::spawn(crate::admin::serve(listener, state, stop.clone()));
+        }
+        let (sources, rules_tx) = self.rule_sources;
+        tokio::spawn(sources.follow(rules_tx, stop.clone()));
+        let acceptor = Acceptor::new(self.admission, self.connections.clone(), stop, TaskTracker::new());
+        let (connections, name) = (self.connections, self.name);
+        acceptor
+            .run(self.listener, name.to_owned(), move |client, peer| {
+                let open = connections.opened(name);
+                let session = serve(client, peer);
+                async move {
+                    session.await;
+                    drop(open);
+                }
+            })
+            .await;
+    }
+}
