@@ -134,6 +134,13 @@ impl AmqpConfig {
         load_yaml_file(file)
     }
 
+    /// The config as JSON (a managed sidecar's snapshot), read and checked as a file is.
+    pub fn from_json(value: serde_json::Value, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = weir_core::config::from_json(value, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
     /// Checks what the types cannot; `origin` names the file (or the command line) in errors.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         if !self.upstream.contains(':') {

@@ -156,7 +156,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let principal = match certified {
         // The certificate names the client; its login is the broker's business.
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(shared, &current, &start_ok).await,
+        None => authenticate(&current, &start_ok).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -251,12 +251,8 @@ fn method_id(frame: &[u8]) -> Option<MethodId> {
 }
 
 /// Who the client is: its login checked against the credentials when there are some.
-async fn authenticate(
-    shared: &Shared,
-    rules: &Rules,
-    start_ok: &weir_amqp::method::StartOk<'_>,
-) -> Result<Option<String>, String> {
-    let Some(credentials) = &rules.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+async fn authenticate(rules: &Rules, start_ok: &weir_amqp::method::StartOk<'_>) -> Result<Option<String>, String> {
+    let Some(credentials) = &rules.credentials else { return Ok(rules.fixed_principal.clone()) };
     let (user, password) = match start_ok.credentials() {
         Ok(Some(login)) => login,
         Ok(None) => return Err(format!("mechanism {} without a username and password", start_ok.mechanism)),

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use weir_mesh::{parse_documents, to_yaml, Kind, MeshError, MeshState, Resource};
+use weir_mesh::{parse_documents, to_yaml, Kind, MeshError, MeshState, Protocol, Resource};
 
 use crate::client::{ApiClient, ClientError};
 use crate::sidecars::SidecarStatus;
@@ -244,7 +244,8 @@ fn table(kind: Kind, resources: &[Resource], state: &MeshState) -> String {
 fn detail_header(kind: Kind) -> &'static str {
     match kind {
         Kind::KafkaCluster => "BOOTSTRAP",
-        Kind::Workload => "CLUSTER",
+        Kind::MqttBroker | Kind::AmqpBroker => "UPSTREAM",
+        Kind::Workload => "REACHES",
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => "WORKLOADS",
         Kind::CertificateRevocation => "REVOKES",
     }
@@ -256,10 +257,18 @@ fn detail(kind: Kind, resource: &Resource, state: &MeshState) -> String {
             let servers = resource.spec["bootstrap"].as_array().into_iter().flatten().filter_map(|s| s.as_str());
             servers.collect::<Vec<_>>().join(",")
         }
-        Kind::Workload => resource.spec["cluster"].as_str().unwrap_or("?").to_owned(),
+        Kind::MqttBroker | Kind::AmqpBroker => resource.spec["upstream"].as_str().unwrap_or("?").to_owned(),
+        Kind::Workload => reaches(resource),
         Kind::AuthorizationPolicy | Kind::PeerAuthentication => names(state.selected_by(resource)),
         Kind::CertificateRevocation => revoked(resource),
     }
+}
+
+/// What a workload reaches: `KafkaCluster/main`, `MqttBroker/edge`.
+fn reaches(workload: &Resource) -> String {
+    let protocol = Protocol::of(&workload.spec);
+    let name = workload.spec[protocol.broker_field()].as_str().unwrap_or("?");
+    format!("{}/{name}", protocol.broker_kind())
 }
 
 fn revoked(resource: &Resource) -> String {
@@ -284,11 +293,12 @@ pub async fn describe(client: &ApiClient, kind: Kind, name: &str) -> Result<Stri
     let mut out = to_yaml(std::slice::from_ref(resource));
     out.push_str("# in the mesh:\n");
     match kind {
-        Kind::KafkaCluster => {
-            let _ = writeln!(out, "#   workloads reaching it: {}", names(state.workloads_of(name)));
+        Kind::KafkaCluster | Kind::MqttBroker | Kind::AmqpBroker => {
+            let _ = writeln!(out, "#   workloads reaching it: {}", names(state.workloads_of(kind, name)));
         }
         Kind::Workload => {
-            let _ = writeln!(out, "#   cluster: {}", resource.spec["cluster"].as_str().unwrap_or("?"));
+            let _ = writeln!(out, "#   protocol: {}", Protocol::of(&resource.spec));
+            let _ = writeln!(out, "#   reaches: {}", reaches(resource));
             let _ = writeln!(out, "#   authorization policies: {}", names(state.policies_for(resource)));
             let peer = state.peer_authentication_for(resource).map(|p| p.metadata.name.as_str());
             let _ = writeln!(

@@ -347,6 +347,38 @@ pub struct Update {
     pub reply: oneshot::Sender<Result<Vec<String>, String>>,
 }
 
+/// The settings that differ between two snapshots (JSON configs) and apply only at a restart,
+/// by key path: everything but `live`, whose entries are top-level keys (`tls`) or one level
+/// down (`upstream.tls`).
+pub fn restart_only_changes(running: &serde_json::Value, next: &serde_json::Value, live: &[&str]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for key in keys(running, next) {
+        if live.contains(&key.as_str()) {
+            continue;
+        }
+        let prefix = format!("{key}.");
+        let live_below: Vec<&str> = live.iter().filter_map(|l| l.strip_prefix(prefix.as_str())).collect();
+        if live_below.is_empty() {
+            if running.get(&key) != next.get(&key) {
+                changed.push(key);
+            }
+            continue;
+        }
+        for sub in keys(&running[&key], &next[&key]) {
+            if !live_below.contains(&sub.as_str()) && running[&key].get(&sub) != next[&key].get(&sub) {
+                changed.push(format!("{prefix}{sub}"));
+            }
+        }
+    }
+    changed
+}
+
+fn keys(a: &serde_json::Value, b: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let names =
+        |v: &serde_json::Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    names(a).into_iter().chain(names(b)).collect()
+}
+
 /// The last snapshot a proxy applied, as kept on disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {

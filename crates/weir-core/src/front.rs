@@ -20,7 +20,7 @@ use crate::audit::{AuditConfig, AuditLog};
 use crate::config::ConfigError;
 use crate::listener::Acceptor;
 use crate::metrics::ConnectionMetrics;
-use crate::rules::{CurrentRules, RuleSources, Rules};
+use crate::rules::{CurrentRules, RuleKeeper, RuleSources};
 use crate::tls::{TlsError, TlsListenerConfig, TlsTerminator};
 
 /// Why a sidecar could not start.
@@ -55,11 +55,12 @@ pub struct FrontConfig<'a> {
 pub struct Front {
     pub name: &'static str,
     pub rules: CurrentRules,
+    /// Replaces the rules (a managed sidecar's snapshot) and follows their files.
+    pub rule_keeper: Arc<RuleKeeper>,
     pub audit: Option<AuditLog>,
     pub tls: Option<Arc<TlsTerminator>>,
     /// Where the protocol registers its own metrics, beside the connection metrics.
     pub registry: Registry,
-    rule_sources: (RuleSources, watch::Sender<Arc<Rules>>),
     listener: TcpListener,
     admin: Option<TcpListener>,
     connections: ConnectionMetrics,
@@ -69,7 +70,7 @@ pub struct Front {
 impl Front {
     /// Reads the rules and the TLS files, opens the audit log and binds the listeners.
     pub async fn bind(config: FrontConfig<'_>) -> Result<Self, FrontError> {
-        let (rules_tx, rules) = config.rules.watch()?;
+        let rule_keeper = RuleKeeper::load(config.rules)?;
         let audit = match config.audit {
             Some(audit) => {
                 Some(AuditLog::open(audit).map_err(|error| FrontError::Audit { path: audit.path.clone(), error })?)
@@ -87,11 +88,11 @@ impl Front {
         let connections = ConnectionMetrics::register(&mut registry);
         Ok(Front {
             name: config.name,
-            rules,
+            rules: rule_keeper.current(),
+            rule_keeper,
             audit,
             tls,
             registry,
-            rule_sources: (config.rules, rules_tx),
             listener,
             admin,
             connections,
@@ -116,8 +117,7 @@ impl Front {
             let state = crate::admin::AdminState { registry: Arc::new(self.registry), ready, reports: Vec::new() };
             tokio::spawn(crate::admin::serve(listener, state, stop.clone()));
         }
-        let (sources, rules_tx) = self.rule_sources;
-        tokio::spawn(sources.follow(rules_tx, stop.clone()));
+        tokio::spawn(self.rule_keeper.follow(stop.clone()));
         let acceptor = Acceptor::new(self.admission, self.connections.clone(), stop, TaskTracker::new());
         let (connections, name) = (self.connections, self.name);
         acceptor

@@ -21,8 +21,8 @@ use weir_core::control::{Update, WorkloadIdentity};
 use crate::config::SidecarConfig;
 use crate::snapshot::Snapshot;
 
-/// Top-level settings a snapshot applies to open connections.
-const LIVE: [&str; 15] = [
+/// Settings a snapshot applies to open connections (and new broker connections).
+const LIVE: [&str; 16] = [
     "tls",
     "sasl",
     "fixed_principal",
@@ -38,9 +38,8 @@ const LIVE: [&str; 15] = [
     "transforms",
     "encryption",
     "traces",
+    "upstream.tls",
 ];
-/// Settings under `upstream` that apply live.
-const LIVE_UPSTREAM: [&str; 1] = ["tls"];
 
 /// Reads a snapshot's config; errors say what is wrong and where.
 pub fn read_config(version: u64, config_json: &str) -> Result<(SidecarConfig, Value), String> {
@@ -132,28 +131,7 @@ impl Managed {
 
 /// The settings that differ between two configs and apply only at a restart, by key path.
 pub fn restart_only_changes(running: &Value, next: &Value) -> Vec<String> {
-    let mut changed = Vec::new();
-    for key in keys(running, next) {
-        if LIVE.contains(&key.as_str()) {
-            continue;
-        }
-        if key == "upstream" {
-            for sub in keys(&running["upstream"], &next["upstream"]) {
-                if !LIVE_UPSTREAM.contains(&sub.as_str()) && running["upstream"].get(&sub) != next["upstream"].get(&sub)
-                {
-                    changed.push(format!("upstream.{sub}"));
-                }
-            }
-        } else if running.get(&key) != next.get(&key) {
-            changed.push(key);
-        }
-    }
-    changed
-}
-
-fn keys(a: &Value, b: &Value) -> std::collections::BTreeSet<String> {
-    let names = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    names(a).into_iter().chain(names(b)).collect()
+    weir_core::control::restart_only_changes(running, next, &LIVE)
 }
 
 #[cfg(test)]

@@ -1,19 +1,19 @@
-//! What one sidecar runs: its `Workload`, that workload's `KafkaCluster`, the
-//! `PeerAuthentication` and `AuthorizationPolicy` resources that select it, rendered into the
-//! sidecar config file's own schema (as JSON). The sidecar reads it with the same types as a
-//! local file, so the two cannot drift apart.
-
-use std::path::Path;
+//! What one sidecar runs: its `Workload`, that workload's `KafkaCluster` (or `MqttBroker`,
+//! `AmqpBroker`), the `PeerAuthentication` and the `AuthorizationPolicy` resources of its
+//! protocol that select it, rendered into the sidecar config file's own schema (as JSON). The
+//! sidecar reads it with the same types as a local file, so the two cannot drift apart.
+//!
+//! An MQTT or AMQP workload's config carries `protocol` (which the sidecar takes out before
+//! reading the rest); a Kafka workload's has none.
 
 use serde_json::{Map, Value};
-use weir_kafka_proxy::SidecarConfig;
 
 use crate::error::MeshError;
+use crate::kinds::workload::{broker_of, MESH_ONLY};
 use crate::kinds::Kind;
+use crate::protocol::Protocol;
+use crate::resource::Resource;
 use crate::state::MeshState;
-
-/// Workload fields that describe the workload to the mesh, not its sidecar's settings.
-const MESH_ONLY: [&str; 4] = ["cluster", "service", "namespace", "join_token_sha256"];
 
 impl MeshState {
     /// The sidecar config of `workload`, as JSON in the config file's schema.
@@ -21,31 +21,36 @@ impl MeshState {
         let id = format!("{}/{workload}", Kind::Workload);
         let resource =
             self.get(Kind::Workload, workload).ok_or_else(|| MeshError::NotFound { resource: id.clone() })?;
+        let protocol = Protocol::of(&resource.spec);
         let mut config: Map<String, Value> = resource.spec.as_object().cloned().unwrap_or_default();
         for key in MESH_ONLY {
             config.remove(key);
         }
-        let cluster_name = config_str(&resource.spec, "cluster");
-        let cluster = self.get(Kind::KafkaCluster, &cluster_name).ok_or_else(|| MeshError::Reference {
+        let (kind, name) = broker_of(resource);
+        let broker = self.get(kind, &name).ok_or_else(|| MeshError::Reference {
             resource: id.clone(),
-            message: format!("`spec.cluster` names KafkaCluster/{cluster_name}, which does not exist"),
+            message: format!("`spec.{}` names {kind}/{name}, which does not exist", protocol.broker_field()),
         })?;
-        config.insert("bootstrap".into(), cluster.spec["bootstrap"].clone());
-        if let Some(upstream) = cluster.spec.get("upstream") {
-            config.insert("upstream".into(), upstream.clone());
+        let keys: &[&str] = match protocol {
+            Protocol::Kafka => &["bootstrap", "upstream"],
+            Protocol::Mqtt | Protocol::Amqp => &["upstream", "broker_credentials"],
+        };
+        for key in keys {
+            if let Some(value) = broker.spec.get(*key) {
+                config.insert((*key).into(), value.clone());
+            }
         }
         if let Some(peer) = self.peer_authentication_for(resource) {
-            for key in ["tls", "sasl", "fixed_principal"] {
-                if let Some(value) = peer.spec.get(key).filter(|v| !v.is_null()) {
-                    config.insert(key.into(), value.clone());
-                }
-            }
+            peer_authentication(protocol, peer, resource, &mut config)?;
         }
         let rules: Vec<Value> =
             self.policies_for(resource).flat_map(|p| p.spec["rules"].as_array().cloned().unwrap_or_default()).collect();
         // No policy selects the workload: every request is allowed, as with no policy file.
         if !rules.is_empty() {
             config.insert("authorization".into(), serde_json::json!({ "rules": rules }));
+        }
+        if protocol != Protocol::Kafka {
+            config.insert("protocol".into(), protocol.name().into());
         }
         Ok(Value::Object(config))
     }
@@ -54,8 +59,9 @@ impl MeshState {
     /// change a sidecar could not use is refused at apply, not discovered by a NACK.
     pub(crate) fn check_renders(&self) -> Result<(), MeshError> {
         for workload in self.list(Kind::Workload) {
-            let config = self.sidecar_config(&workload.metadata.name)?;
-            SidecarConfig::from_json(config, Path::new("rendered")).map_err(|err| match err {
+            let (protocol, config) = Protocol::split(self.sidecar_config(&workload.metadata.name)?)
+                .map_err(|message| MeshError::Reference { resource: workload.id(), message })?;
+            protocol.check_config(config, std::path::Path::new("rendered")).map_err(|err| match err {
                 weir_core::config::ConfigError::Invalid { key, message, .. } => MeshError::Reference {
                     resource: workload.id(),
                     message: format!("its sidecar config is not valid at `{key}`: {message}"),
@@ -67,8 +73,42 @@ impl MeshState {
     }
 }
 
-fn config_str(spec: &Value, key: &str) -> String {
-    spec.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+/// The peer authentication's sections in the workload's sidecar config. Kafka takes `tls`,
+/// `sasl` and `fixed_principal` as they are. MQTT and AMQP clients log in with a username and
+/// password, checked against `sasl.credentials` (the same users as Kafka's PLAIN and SCRAM);
+/// a `sasl` those logins could not honour (no credentials file, or mechanisms without PLAIN,
+/// which is how these logins carry the password) is refused rather than left unchecked.
+fn peer_authentication(
+    protocol: Protocol,
+    peer: &Resource,
+    workload: &Resource,
+    config: &mut Map<String, Value>,
+) -> Result<(), MeshError> {
+    for key in ["tls", "fixed_principal"] {
+        if let Some(value) = peer.spec.get(key).filter(|v| !v.is_null()) {
+            config.insert(key.into(), value.clone());
+        }
+    }
+    let Some(sasl) = peer.spec.get("sasl").filter(|v| !v.is_null()) else { return Ok(()) };
+    if protocol == Protocol::Kafka {
+        config.insert("sasl".into(), sasl.clone());
+        return Ok(());
+    }
+    let refused = |why: &str| MeshError::Reference {
+        resource: workload.id(),
+        message: format!("{} selects this {protocol} workload, but {why}", peer.id()),
+    };
+    let credentials = sasl.get("credentials").filter(|c| !c.is_null()).ok_or_else(|| {
+        refused("its `sasl` has no `credentials` file, which is what logins with a username and password are checked against")
+    })?;
+    let mechanisms = sasl.get("mechanisms").and_then(Value::as_array);
+    if mechanisms.is_some_and(|m| !m.iter().any(|m| m.as_str() == Some("PLAIN"))) {
+        return Err(refused(
+            "its `sasl.mechanisms` leave PLAIN out, and these logins carry the password as PLAIN does",
+        ));
+    }
+    config.insert("credentials".into(), credentials.clone());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -119,6 +159,91 @@ mod tests {
         let negative = MESH.replace("workers: 2", &quota.replace("5000000", "-1"));
         let err = state.apply(&parse_documents(&negative, "t").unwrap()).unwrap_err().to_string();
         assert!(err.contains("Workload/orders") && err.contains("quotas[0].produce_bytes_per_second"), "{err}");
+    }
+
+    const BROKERS: &str = "apiVersion: weir/v1alpha1\nkind: MqttBroker\nmetadata: {name: edge}\nspec: {upstream: '127.0.0.1:1883', broker_credentials: {username: weir, password: s3cret}}\n---\napiVersion: weir/v1alpha1\nkind: AmqpBroker\nmetadata: {name: rabbit}\nspec: {upstream: '127.0.0.1:5672'}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: sensors, labels: {team: shop}}\nspec: {protocol: mqtt, broker: edge, listen: '127.0.0.1:11884', limits: {max_packet_bytes: 65536}}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: billing}\nspec: {protocol: amqp, broker: rabbit, listen: '127.0.0.1:15680'}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: sensors-topics}\nspec: {protocol: mqtt, rules: [{effect: allow, principals: ['*'], resources: ['topic:sensors/#'], operations: [publish]}]}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: billing-queues}\nspec: {protocol: amqp, selector: {workloads: [billing]}, rules: [{effect: allow, principals: ['*'], resources: ['queue:invoices'], operations: [consume]}]}\n---\napiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: users}\nspec: {selector: {workloads: [sensors, billing]}, sasl: {credentials: /etc/weir/users.yaml}}\n";
+
+    fn mesh_with_brokers() -> MeshState {
+        let text = format!("{MESH}---\n{BROKERS}");
+        MeshState::default().apply(&parse_documents(&text, "t").unwrap()).unwrap().0
+    }
+
+    #[test]
+    fn mqtt_and_amqp_workloads_get_their_broker_their_logins_and_only_their_protocols_rules() {
+        let state = mesh_with_brokers();
+        assert_eq!(
+            state.sidecar_config("sensors").unwrap(),
+            serde_json::json!({
+                "protocol": "mqtt",
+                "listen": "127.0.0.1:11884",
+                "limits": {"max_packet_bytes": 65536},
+                "upstream": "127.0.0.1:1883",
+                "broker_credentials": {"username": "weir", "password": "s3cret"},
+                "credentials": "/etc/weir/users.yaml",
+                "authorization": {"rules": [
+                    {"effect": "allow", "principals": ["*"], "resources": ["topic:sensors/#"], "operations": ["publish"]},
+                ]},
+            })
+        );
+        let billing = state.sidecar_config("billing").unwrap();
+        assert_eq!(billing["protocol"], "amqp");
+        assert_eq!(billing["upstream"], "127.0.0.1:5672");
+        assert_eq!(billing["authorization"]["rules"].as_array().unwrap().len(), 1, "{billing}");
+        // The mesh-wide Kafka policy `a` selects every workload, but only Kafka ones use it.
+        let orders = state.sidecar_config("orders").unwrap();
+        assert_eq!(orders["authorization"]["rules"].as_array().unwrap().len(), 2, "{orders}");
+        assert!(orders.get("protocol").is_none());
+    }
+
+    #[test]
+    fn what_an_mqtt_or_amqp_workload_cannot_use_is_refused_with_where_it_belongs() {
+        let state = mesh_with_brokers();
+        let refused = |find: &str, replace: &str| {
+            let text = format!("{MESH}---\n{}", BROKERS.replace(find, replace));
+            assert_ne!(text, format!("{MESH}---\n{BROKERS}"), "{find}");
+            match parse_documents(&text, "t") {
+                Ok(resources) => state.apply(&resources).unwrap_err().to_string(),
+                Err(err) => err.to_string(),
+            }
+        };
+        let err = refused("broker: edge,", "cluster: main,");
+        assert!(err.contains("at `spec.cluster`: `cluster` is a Kafka workload's"), "{err}");
+        let err = refused("broker: edge,", "broker: edge, fixed_principal: x,");
+        assert!(err.contains("at `spec.fixed_principal`: `fixed_principal` comes from a PeerAuthentication"), "{err}");
+        let err = refused("limits: {max_packet_bytes: 65536}", "quotas: []");
+        assert!(err.contains("Workload/sensors") && err.contains("unknown field `quotas`"), "{err}");
+        let err = refused("limits: {max_packet_bytes: 65536}", "limits: {max_packet_bytes: 8}");
+        assert!(err.contains("Workload/sensors") && err.contains("spec.limits"), "{err}");
+        let err = refused("broker: edge,", "broker: nowhere,");
+        assert!(err.contains("`spec.broker` names MqttBroker/nowhere, which does not exist"), "{err}");
+        let err = refused("protocol: amqp, broker: rabbit", "protocol: amqp, broker: edge");
+        assert!(err.contains("`spec.broker` names AmqpBroker/edge, which does not exist"), "{err}");
+        let err = refused("protocol: mqtt, broker", "protocol: mqtt5, broker");
+        assert!(err.contains("spec.protocol") && err.contains("unknown variant `mqtt5`"), "{err}");
+        let err = refused("upstream: '127.0.0.1:1883'", "upstream: '127.0.0.1'");
+        assert!(err.contains("MqttBroker/edge") && err.contains("`127.0.0.1` is not `host:port`"), "{err}");
+        // Kafka's words are not MQTT's, and a topic pattern must be an MQTT topic filter.
+        let err = refused("operations: [publish]", "operations: [describe]");
+        assert!(
+            err.contains("AuthorizationPolicy/sensors-topics") && err.contains("unknown operation `describe`"),
+            "{err}"
+        );
+        let err = refused("topic:sensors/#", "topic:sensors/#/more");
+        assert!(err.contains("AuthorizationPolicy/sensors-topics"), "{err}");
+        // Logins a PeerAuthentication could not check are refused, not left unchecked.
+        let err = refused("sasl: {credentials: /etc/weir/users.yaml}", "sasl: {mechanisms: [OAUTHBEARER]}");
+        assert!(
+            err.contains("PeerAuthentication/users selects this amqp workload, but its `sasl` has no `credentials`"),
+            "{err}"
+        );
+        let err = refused(
+            "sasl: {credentials: /etc/weir/users.yaml}",
+            "sasl: {credentials: /u.yaml, mechanisms: [SCRAM-SHA-512]}",
+        );
+        assert!(err.contains("leave PLAIN out"), "{err}");
+        // A broker in use stays.
+        let err = state.delete(crate::Kind::MqttBroker, "edge", None).unwrap_err().to_string();
+        assert_eq!(err, "MqttBroker/edge: in use by Workload/sensors (`spec.broker`); delete or move them first");
     }
 
     /// A Workload setting `spec` renders into its sidecar's config (`expected` at the JSON

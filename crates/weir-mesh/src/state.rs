@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MeshError;
 use crate::kinds::{certificate_revocation, workload, Kind, Selector};
+use crate::protocol::Protocol;
 use crate::resource::Resource;
 
 /// Every resource of the mesh at one version.
@@ -88,14 +89,13 @@ impl MeshState {
         if let Some(expected) = expected.filter(|e| *e != actual) {
             return Err(MeshError::Conflict { resource: id, expected: expected.to_owned(), actual });
         }
-        if kind == Kind::KafkaCluster {
-            let users: Vec<String> = self.workloads_of(name).map(Resource::id).collect();
-            if !users.is_empty() {
-                return Err(MeshError::Reference {
-                    resource: id,
-                    message: format!("in use by {} (`spec.cluster`); delete or move them first", users.join(", ")),
-                });
-            }
+        let users: Vec<String> = self.workloads_of(kind, name).map(Resource::id).collect();
+        if !users.is_empty() {
+            let field = if kind == Kind::KafkaCluster { "spec.cluster" } else { "spec.broker" };
+            return Err(MeshError::Reference {
+                resource: id,
+                message: format!("in use by {} (`{field}`); delete or move them first", users.join(", ")),
+            });
         }
         let mut next = self.clone();
         next.resources.retain(|r| !(r.kind == kind.name() && r.metadata.name == name));
@@ -105,10 +105,13 @@ impl MeshState {
         Ok(next)
     }
 
-    /// The `AuthorizationPolicy` resources that select `workload`.
+    /// The `AuthorizationPolicy` resources of `workload`'s protocol that select it.
     pub fn policies_for<'a>(&'a self, workload: &'a Resource) -> impl Iterator<Item = &'a Resource> + 'a {
-        self.list(Kind::AuthorizationPolicy)
-            .filter(|p| selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels))
+        let protocol = Protocol::of(&workload.spec);
+        self.list(Kind::AuthorizationPolicy).filter(move |p| {
+            Protocol::of(&p.spec) == protocol
+                && selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels)
+        })
     }
 
     /// The `PeerAuthentication` that selects `workload`, if any (at most one does).
@@ -117,10 +120,15 @@ impl MeshState {
             .find(|p| selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels))
     }
 
-    /// The workloads a policy-like resource (one with a `selector`) applies to.
+    /// The workloads a policy-like resource (one with a `selector`) applies to; an
+    /// `AuthorizationPolicy` only to those of its protocol.
     pub fn selected_by<'a>(&'a self, policy: &'a Resource) -> impl Iterator<Item = &'a Resource> + 'a {
         let selector = selector_of(policy);
-        self.list(Kind::Workload).filter(move |w| selector.selects(&w.metadata.name, &w.metadata.labels))
+        let protocol = (policy.kind == Kind::AuthorizationPolicy.name()).then(|| Protocol::of(&policy.spec));
+        self.list(Kind::Workload).filter(move |w| {
+            protocol.is_none_or(|p| Protocol::of(&w.spec) == p)
+                && selector.selects(&w.metadata.name, &w.metadata.labels)
+        })
     }
 
     /// The SPIFFE id a workload's sidecars are certified as.
@@ -136,24 +144,26 @@ impl MeshState {
         })
     }
 
-    /// The workloads that reach a cluster.
-    pub fn workloads_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
-        self.list(Kind::Workload).filter(move |w| workload::cluster_of(w).as_deref() == Some(cluster))
+    /// The workloads that reach a cluster or broker (`kind` `KafkaCluster`, `MqttBroker`,
+    /// `AmqpBroker`).
+    pub fn workloads_of<'a>(&'a self, kind: Kind, name: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
+        self.list(Kind::Workload).filter(move |w| workload::broker_of(w) == (kind, name.to_owned()))
     }
 
     fn sort(&mut self) {
         self.resources.sort_by(|a, b| (a.known_kind(), &a.metadata.name).cmp(&(b.known_kind(), &b.metadata.name)));
     }
 
-    /// What must hold between resources: a workload's cluster exists; at most one
+    /// What must hold between resources: a workload's cluster or broker exists; at most one
     /// `PeerAuthentication` selects a workload.
     fn check_references(&self) -> Result<(), MeshError> {
         for workload in self.list(Kind::Workload) {
-            let cluster = workload::cluster_of(workload).unwrap_or_default();
-            if self.get(Kind::KafkaCluster, &cluster).is_none() {
+            let (kind, name) = workload::broker_of(workload);
+            if self.get(kind, &name).is_none() {
+                let field = Protocol::of(&workload.spec).broker_field();
                 return Err(MeshError::Reference {
                     resource: workload.id(),
-                    message: format!("`spec.cluster` names KafkaCluster/{cluster}, which does not exist"),
+                    message: format!("`spec.{field}` names {kind}/{name}, which does not exist"),
                 });
             }
             let mut peer_authentications = self

@@ -127,7 +127,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let principal = match certified {
         // The certificate names the client; CONNECT's credentials are the broker's business.
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(shared, &current, &connect).await,
+        None => authenticate(&current, &connect).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -206,8 +206,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
 }
 
 /// Who the client is: checked against the credentials when there are some.
-async fn authenticate(shared: &Shared, rules: &Rules, connect: &Connect<'_>) -> Result<Option<String>, String> {
-    let Some(credentials) = &rules.credentials else { return Ok(shared.config.fixed_principal.clone()) };
+async fn authenticate(rules: &Rules, connect: &Connect<'_>) -> Result<Option<String>, String> {
+    let Some(credentials) = &rules.credentials else { return Ok(rules.fixed_principal.clone()) };
     let (Some(user), Some(password)) = (connect.username, connect.password) else {
         return Err("no username and password".into());
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use weir_core::front::{Front, FrontConfig, FrontError};
-use weir_core::rules::RuleSources;
+use weir_core::rules::{RuleKeeper, RuleSources};
 
 use crate::authz::{check_policy, MQTT};
 use crate::config::MqttConfig;
@@ -15,6 +15,19 @@ use crate::session::{serve, Shared, LISTENER};
 
 /// Why the sidecar could not start.
 pub type MqttSidecarError = FrontError;
+
+/// Who may log in and what they may do, from `config` (named `origin` in errors), in
+/// MQTT's words.
+pub fn rule_sources(config: &MqttConfig, origin: &Path) -> RuleSources {
+    RuleSources {
+        credentials: config.credentials.clone(),
+        fixed_principal: config.fixed_principal.clone(),
+        authorization: config.authorization.clone(),
+        origin: origin.to_owned(),
+        words: &MQTT,
+        check: check_policy,
+    }
+}
 
 pub struct MqttSidecar {
     front: Front,
@@ -25,13 +38,7 @@ impl MqttSidecar {
     /// Reads the credentials, the policy and the TLS files, opens the audit log and binds the
     /// listeners.
     pub async fn bind(config: MqttConfig, origin: &Path) -> Result<Self, MqttSidecarError> {
-        let rules = RuleSources {
-            credentials: config.credentials.clone(),
-            authorization: config.authorization.clone(),
-            origin: origin.to_owned(),
-            words: &MQTT,
-            check: check_policy,
-        };
+        let rules = rule_sources(&config, origin);
         let mut front = Front::bind(FrontConfig {
             name: LISTENER,
             listen: config.listen,
@@ -52,6 +59,11 @@ impl MqttSidecar {
             metrics,
         });
         Ok(MqttSidecar { front, shared })
+    }
+
+    /// What puts new rules in force (a managed sidecar's snapshots).
+    pub fn rule_keeper(&self) -> Arc<RuleKeeper> {
+        self.front.rule_keeper.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {

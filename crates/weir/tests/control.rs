@@ -58,7 +58,10 @@ fn apply_get_describe_diff_delete() {
     assert!(again.contains("Workload/orders unchanged") && again.ends_with("mesh version 1\n"), "{again}");
 
     let table = plane.ctl(&["get", "workloads"]).ok();
-    assert_eq!(table, "NAME     VERSION   CLUSTER   LABELS\norders   1         main      team=shop\n");
+    assert_eq!(
+        table,
+        "NAME     VERSION   REACHES             LABELS\norders   1         KafkaCluster/main   team=shop\n"
+    );
     let policies = plane.ctl(&["get", "ap"]).ok();
     assert!(
         policies.contains("shop-topics   1         orders"),
@@ -75,7 +78,7 @@ fn apply_get_describe_diff_delete() {
     assert_eq!(json["spec"]["listen"], "127.0.0.1:19092");
 
     let described = plane.ctl(&["describe", "workload", "orders"]).ok();
-    assert!(described.contains("#   cluster: main"), "{described}");
+    assert!(described.contains("#   reaches: KafkaCluster/main"), "{described}");
     assert!(described.contains("#   authorization policies: shop-topics"), "{described}");
 
     // diff: nothing to change → exit 0; a change → exit 1, the line diff and what apply would do.

@@ -23,14 +23,8 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
         return Err(MeshError::invalid(resource.id(), "spec.bootstrap", "at least one `host:port` is required"));
     }
     for (i, server) in spec.bootstrap.iter().enumerate() {
-        let port = server.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
-        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
-            return Err(MeshError::invalid(
-                resource.id(),
-                format!("spec.bootstrap[{i}]"),
-                format!("`{server}` is not `host:port`"),
-            ));
-        }
+        super::check_host_port(server)
+            .map_err(|m| MeshError::invalid(resource.id(), format!("spec.bootstrap[{i}]"), m))?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::error::MeshError;
 use crate::resource::Resource;
 
 pub mod authorization_policy;
+pub mod broker;
 pub mod certificate_revocation;
 pub mod kafka_cluster;
 pub mod peer_authentication;
@@ -22,7 +23,12 @@ pub mod workload;
 pub enum Kind {
     /// A Kafka cluster the mesh fronts: its brokers and how sidecars reach them.
     KafkaCluster,
-    /// One service's sidecar: which cluster, where it listens, its limits.
+    /// An MQTT broker the mesh fronts, and what its sidecars log in to it with.
+    MqttBroker,
+    /// An AMQP 0.9.1 broker (RabbitMQ) the mesh fronts, and what its sidecars log in with.
+    AmqpBroker,
+    /// One service's sidecar: its protocol, which cluster or broker, where it listens, its
+    /// limits.
     Workload,
     /// Who may do what to which topics, groups, transactional ids, for the workloads selected.
     AuthorizationPolicy,
@@ -33,8 +39,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::KafkaCluster,
+        Kind::MqttBroker,
+        Kind::AmqpBroker,
         Kind::Workload,
         Kind::AuthorizationPolicy,
         Kind::PeerAuthentication,
@@ -44,6 +52,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::KafkaCluster => "KafkaCluster",
+            Kind::MqttBroker => "MqttBroker",
+            Kind::AmqpBroker => "AmqpBroker",
             Kind::Workload => "Workload",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::PeerAuthentication => "PeerAuthentication",
@@ -55,6 +65,8 @@ impl Kind {
     fn short_name(self) -> &'static str {
         match self {
             Kind::KafkaCluster => "kc",
+            Kind::MqttBroker => "mb",
+            Kind::AmqpBroker => "ab",
             Kind::Workload => "wl",
             Kind::AuthorizationPolicy => "ap",
             Kind::PeerAuthentication => "pa",
@@ -85,6 +97,7 @@ impl Kind {
     pub(crate) fn check_spec(self, resource: &Resource) -> Result<(), MeshError> {
         match self {
             Kind::KafkaCluster => kafka_cluster::check(resource),
+            Kind::MqttBroker | Kind::AmqpBroker => broker::check(resource),
             Kind::Workload => workload::check(resource),
             Kind::AuthorizationPolicy => authorization_policy::check(resource),
             Kind::PeerAuthentication => peer_authentication::check(resource),
@@ -128,6 +141,14 @@ pub(crate) fn from_config_error(resource: &Resource, section: &str, err: weir_co
 /// The origin a shared checker puts into its errors (replaced by [`from_config_error`]).
 pub(crate) fn origin(resource: &Resource) -> std::path::PathBuf {
     Path::new(&resource.id()).to_owned()
+}
+
+/// A broker address: `host:port`.
+pub(crate) fn check_host_port(server: &str) -> Result<(), String> {
+    match server.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>())) {
+        Some((host, Ok(_))) if !host.is_empty() => Ok(()),
+        _ => Err(format!("`{server}` is not `host:port`")),
+    }
 }
 
 /// Which workloads a policy applies to: those named, and those whose labels match. An empty

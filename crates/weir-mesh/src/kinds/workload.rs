@@ -1,6 +1,11 @@
-//! `Workload`: one service and its sidecar — which cluster it reaches, where it listens, its
-//! limits. The sidecar started with `--workload NAME` gets the config rendered from this, its
-//! cluster and the policies that select it.
+//! `Workload`: one service and its sidecar — the protocol its clients speak, which cluster or
+//! broker it reaches, where it listens, its limits. The sidecar started with `--workload NAME`
+//! gets the config rendered from this, its cluster or broker and the policies that select it.
+//!
+//! A Kafka workload's fields are [`WorkloadSpec`]. An MQTT or AMQP workload's are those of its
+//! sidecar's config file (`listen`, `admin`, `audit`, `limits`, `log`), checked by reading them
+//! with that file's own type; what comes from other resources (the broker, the peer
+//! authentication, the policies) is refused here with where it belongs.
 
 use std::net::SocketAddr;
 
@@ -16,11 +21,19 @@ use weir_kafka_proxy::shadow::ShadowRule;
 use weir_kafka_proxy::topic_limits::TopicCreationRule;
 
 use crate::error::MeshError;
+use crate::kinds::Kind;
+use crate::protocol::Protocol;
 use crate::resource::{check_name, Resource};
 
+/// Workload fields that describe the workload to the mesh, not its sidecar's settings.
+pub(crate) const MESH_ONLY: [&str; 6] = ["protocol", "cluster", "broker", "service", "namespace", "join_token_sha256"];
+
+/// A Kafka workload.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
+    #[serde(default)]
+    pub protocol: Protocol,
     /// The `KafkaCluster` this workload's clients reach.
     pub cluster: String,
     /// The service's name in its identity (`spiffe://DOMAIN/ns/NAMESPACE/sa/SERVICE`);
@@ -44,6 +57,10 @@ pub struct WorkloadSpec {
     pub broker_ports: BrokerPorts,
     #[serde(default)]
     pub limits: Limits,
+    /// Logins and denials of this workload's sidecar, one JSON line each (a file on the
+    /// sidecar's host).
+    #[serde(default)]
+    pub audit: Option<weir_core::audit::AuditConfig>,
     /// Quotas of this workload's sidecar: byte rates, request time, connections (docs/traffic-policy.md); applied live.
     #[serde(default)]
     pub quotas: Vec<QuotaRule>,
@@ -106,14 +123,37 @@ fn default_namespace() -> String {
     "default".into()
 }
 
+/// What the mesh reads of every workload, whatever its protocol.
+#[derive(Debug, Clone, Deserialize)]
+struct MeshFields {
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    #[serde(default)]
+    join_token_sha256: Option<String>,
+}
+
 pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
-    let spec: WorkloadSpec = super::spec(resource)?;
-    check_name(&spec.cluster).map_err(|m| MeshError::invalid(resource.id(), "spec.cluster", m))?;
-    check_name(&spec.namespace).map_err(|m| MeshError::invalid(resource.id(), "spec.namespace", m))?;
-    if let Some(service) = &spec.service {
+    let fields: MeshFields = super::spec(resource)?;
+    match fields.protocol {
+        Protocol::Kafka => {
+            let spec: WorkloadSpec = super::spec(resource)?;
+            if spec.workers.is_some_and(|w| !(1..=256).contains(&w)) {
+                return Err(MeshError::invalid(resource.id(), "spec.workers", "expected 1 to 256"));
+            }
+        }
+        protocol => check_broker_workload(resource, protocol)?,
+    }
+    let field = format!("spec.{}", fields.protocol.broker_field());
+    check_name(&broker_of(resource).1).map_err(|m| MeshError::invalid(resource.id(), &field, m))?;
+    check_name(&fields.namespace).map_err(|m| MeshError::invalid(resource.id(), "spec.namespace", m))?;
+    if let Some(service) = &fields.service {
         check_name(service).map_err(|m| MeshError::invalid(resource.id(), "spec.service", m))?;
     }
-    if let Some(digest) = &spec.join_token_sha256 {
+    if let Some(digest) = &fields.join_token_sha256 {
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(MeshError::invalid(
                 resource.id(),
@@ -122,15 +162,51 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
             ));
         }
     }
-    if spec.workers.is_some_and(|w| !(1..=256).contains(&w)) {
-        return Err(MeshError::invalid(resource.id(), "spec.workers", "expected 1 to 256"));
-    }
     Ok(())
 }
 
-/// The cluster a stored workload names (checked at apply, so present).
-pub(crate) fn cluster_of(resource: &Resource) -> Option<String> {
-    resource.spec.get("cluster").and_then(|c| c.as_str()).map(str::to_owned)
+/// Settings of an MQTT or AMQP sidecar's file that come from other resources.
+const FROM_ELSEWHERE: [(&str, &str); 7] = [
+    ("cluster", "is a Kafka workload's; this one names its broker in `broker`"),
+    ("upstream", "comes from the broker resource the workload names in `broker`"),
+    ("broker_credentials", "comes from the broker resource the workload names in `broker`"),
+    ("tls", "comes from a PeerAuthentication"),
+    ("credentials", "comes from a PeerAuthentication (its `sasl.credentials`)"),
+    ("fixed_principal", "comes from a PeerAuthentication"),
+    ("authorization", "comes from AuthorizationPolicy resources with the workload's protocol"),
+];
+
+/// An MQTT or AMQP workload: its sidecar settings read with the sidecar's own config type.
+fn check_broker_workload(resource: &Resource, protocol: Protocol) -> Result<(), MeshError> {
+    let spec = resource.spec.as_object().cloned().unwrap_or_default();
+    for (key, why) in FROM_ELSEWHERE {
+        if spec.contains_key(key) {
+            return Err(MeshError::invalid(resource.id(), format!("spec.{key}"), format!("`{key}` {why}")));
+        }
+    }
+    if !spec.contains_key("broker") {
+        return Err(MeshError::invalid(
+            resource.id(),
+            "spec.broker",
+            format!("a {protocol} workload names the {} it reaches in `broker`", protocol.broker_kind()),
+        ));
+    }
+    let mut settings = spec;
+    for key in MESH_ONLY {
+        settings.remove(key);
+    }
+    // The real broker comes at render time; any address reads the same.
+    settings.insert("upstream".into(), "broker.invalid:1".into());
+    protocol
+        .check_config(serde_json::Value::Object(settings), &super::origin(resource))
+        .map_err(|err| super::from_config_error(resource, "", err))
+}
+
+/// The kind and name of the cluster or broker a stored workload reaches (checked at apply).
+pub(crate) fn broker_of(resource: &Resource) -> (Kind, String) {
+    let protocol = Protocol::of(&resource.spec);
+    let name = resource.spec.get(protocol.broker_field()).and_then(|c| c.as_str()).unwrap_or_default();
+    (protocol.broker_kind(), name.to_owned())
 }
 
 /// The SHA-256 (hex) of the workload's own join token, if it has one.

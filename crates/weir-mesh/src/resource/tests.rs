@@ -19,7 +19,7 @@ fn reads_several_documents_and_skips_empty_ones() {
 fn errors_name_the_document_the_resource_and_the_field() {
     assert_eq!(
         error(&CLUSTER.replace("KafkaCluster", "KafkaClustr")),
-        "KafkaClustr/main (mesh.yaml, document 1): at `kind`: unknown kind `KafkaClustr`; expected one of KafkaCluster, Workload, AuthorizationPolicy, PeerAuthentication, CertificateRevocation"
+        "KafkaClustr/main (mesh.yaml, document 1): at `kind`: unknown kind `KafkaClustr`; expected one of KafkaCluster, MqttBroker, AmqpBroker, Workload, AuthorizationPolicy, PeerAuthentication, CertificateRevocation"
     );
     assert_eq!(
         error(&CLUSTER.replace("weir/v1alpha1", "v1")),
