@@ -87,10 +87,11 @@ struct ControlArgs {
 /// --upstream (MQTT) are required.
 #[derive(Args)]
 pub(crate) struct ProxyArgs {
-    /// The protocol of the clients and the server behind: kafka, mqtt (3.1.1 and 5.0, in
-    /// front of an MQTT broker) or amqp (0.9.1, in front of RabbitMQ).
-    #[arg(long, default_value = "kafka")]
-    protocol: Protocol,
+    /// The protocol of the clients and the server behind: kafka (the default), mqtt (3.1.1
+    /// and 5.0, in front of an MQTT broker) or amqp (0.9.1, in front of RabbitMQ). With
+    /// --control the workload says; given, it must agree.
+    #[arg(long)]
+    protocol: Option<Protocol>,
     /// YAML config file (see README for every key).
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -148,13 +149,25 @@ enum Protocol {
     Amqp,
 }
 
+impl From<Protocol> for weir_mesh::Protocol {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Kafka => weir_mesh::Protocol::Kafka,
+            Protocol::Mqtt => weir_mesh::Protocol::Mqtt,
+            Protocol::Amqp => weir_mesh::Protocol::Amqp,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Proxy(args) if args.protocol == Protocol::Mqtt => run_mqtt_proxy(args),
-        Command::Proxy(args) if args.protocol == Protocol::Amqp => run_amqp_proxy(args),
         Command::Proxy(args) if args.control.is_some() => managed::run(args),
-        Command::Proxy(args) => run_proxy(args),
+        Command::Proxy(args) => match args.protocol.unwrap_or(Protocol::Kafka) {
+            Protocol::Kafka => run_proxy(args),
+            Protocol::Mqtt => run_mqtt_proxy(args),
+            Protocol::Amqp => run_amqp_proxy(args),
+        },
         Command::Control(args) => run_control(args),
         Command::Ctl(args) => return ctl::run(args),
     };
@@ -218,10 +231,9 @@ fn broker_proxy_config<C>(
     fields: impl FnOnce(&mut C) -> (&mut SocketAddr, &mut String, &mut Option<SocketAddr>, &mut LogConfig),
 ) -> anyhow::Result<(C, PathBuf)> {
     let name = match args.protocol {
-        Protocol::Mqtt => "MQTT",
+        Some(Protocol::Mqtt) => "MQTT",
         _ => "AMQP",
     };
-    anyhow::ensure!(args.control.is_none(), "--control is for the Kafka sidecar yet; give the {name} sidecar --config");
     anyhow::ensure!(args.bootstrap.is_empty(), "--bootstrap is Kafka's; the {name} sidecar's broker is --upstream");
     let origin = args.config.clone().unwrap_or_else(|| PathBuf::from("command line"));
     let mut config = match &args.config {

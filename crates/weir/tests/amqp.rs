@@ -14,19 +14,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
+use common::brokers::{self, rabbitmq, RABBITMQ_LOGIN};
 use common::pki::{server_sans, Pki};
 use common::{audit_lines_when, python_script, repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
 
-/// The AMQP port of the tests' shared RabbitMQ node, started if needed.
-fn rabbitmq() -> u16 {
-    let status = Command::new(repo_root().join("scripts/rabbitmq.sh")).arg("start").status().expect("rabbitmq.sh");
-    assert!(status.success(), "scripts/rabbitmq.sh start failed");
-    15673
-}
-
 /// What the sidecar logs in to RabbitMQ as (scripts/rabbitmq.sh's user).
-const BROKER_LOGIN: &str = "broker_credentials: {username: weir, password: weir-secret}\n";
+fn broker_login() -> String {
+    format!("broker_credentials: {RABBITMQ_LOGIN}\n")
+}
 
 /// A sidecar in front of the RabbitMQ on `broker_port` with users `app`, `reader` and
 /// `admin` (password: the name reversed), `policy`, an audit log, and `extra` YAML.
@@ -53,26 +49,9 @@ fn sidecar(policy: &str, broker_port: u16, extra: &str) -> BrokerSidecar {
     BrokerSidecar::start("amqp", dir, &config)
 }
 
-/// Runs pika through `port` as `user` (password: the name reversed) with `steps`; the lines
-/// it printed.
+/// Runs pika through `port` as `user` with `steps`; the lines it printed.
 fn pika(port: u16, user: &str, steps: &[String]) -> Vec<String> {
-    pika_with(port, user, steps, &[])
-}
-
-/// As [`pika`], with environment variables (AMQP_TLS_CA, AMQP_TLS_CERT, AMQP_TLS_KEY).
-fn pika_with(port: u16, user: &str, steps: &[String], env: &[(&str, PathBuf)]) -> Vec<String> {
-    let password: String = user.trim_start_matches("amqplain:").chars().rev().collect();
-    let mut args = vec![port.to_string(), user.to_owned(), password];
-    args.extend(steps.iter().cloned());
-    let out = Command::new(common::venv_python())
-        .arg(repo_root().join("tests/python/amqp_client.py"))
-        .args(&args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("amqp_client.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "amqp_client.py {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(str::to_owned).collect()
+    brokers::pika(port, user, steps, &[])
 }
 
 /// The Go client, built once per test binary.
@@ -132,7 +111,7 @@ fn steps(p: &str, steps: &[&str]) -> Vec<String> {
 #[test]
 fn methods_are_judged_with_rabbitmqs_permissions_and_a_refusal_closes_only_its_channel() {
     let p = unique("amqp");
-    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), BROKER_LOGIN);
+    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), &broker_login());
     let port = sidecar.addr.port();
     let lines = pika(
         port,
@@ -242,7 +221,7 @@ fn methods_are_judged_with_rabbitmqs_permissions_and_a_refusal_closes_only_its_c
 #[test]
 fn the_go_client_publishes_with_confirms_and_is_refused_the_same_way() {
     let p = unique("amqp-go");
-    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), BROKER_LOGIN);
+    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), &broker_login());
     let (exchange, queue) = (format!("{p}.events"), format!("{p}.q"));
     assert_eq!(amqp091(&["setup", &url(&sidecar, "app"), &exchange, &queue, "go.#"]), ["ok"]);
     let published = amqp091(&["publish", &url(&sidecar, "app"), &exchange, "go.x", "20"]);
@@ -274,7 +253,7 @@ fn the_go_client_publishes_with_confirms_and_is_refused_the_same_way() {
 #[test]
 fn logins_are_checked_before_anything_reaches_rabbitmq() {
     let p = unique("amqp-login");
-    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), BROKER_LOGIN);
+    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), &broker_login());
     let port = sidecar.addr.port();
     let refused = "login refused 403 ACCESS_REFUSED - Login was refused using authentication mechanism";
     let right = pika(port, "app", &[]);
@@ -321,10 +300,11 @@ fn a_client_certificate_names_the_principal_over_tls() {
         POLICY.replace("P.", &format!("{p}."))
     );
     let tls = format!(
-        "tls: {{cert: {}, key: {}, client_ca: {}, require_client_cert: false}}\n{BROKER_LOGIN}",
+        "tls: {{cert: {}, key: {}, client_ca: {}, require_client_cert: false}}\n{}",
         pki.path("server.crt").display(),
         pki.path("server.key").display(),
-        pki.path("ca.pem").display()
+        pki.path("ca.pem").display(),
+        broker_login()
     );
     let sidecar = sidecar(&policy, rabbitmq(), &tls);
     let port = sidecar.addr.port();
@@ -333,7 +313,7 @@ fn a_client_certificate_names_the_principal_over_tls() {
         [ca[0].clone(), ("AMQP_TLS_CERT", pki.path("orders.crt")), ("AMQP_TLS_KEY", pki.path("orders.key"))];
 
     // The certificate names the client, whatever its login says (here: a user no file knows).
-    let lines = pika_with(
+    let lines = brokers::pika(
         port,
         "anyone",
         &steps(&p, &["exchange:P.orders:topic", "publish:P.orders:k:1", "queue:P.q"]),
@@ -350,7 +330,7 @@ fn a_client_certificate_names_the_principal_over_tls() {
         )
     );
     // Without a certificate the login is checked, over TLS just the same.
-    assert_eq!(pika_with(port, "app", &steps(&p, &["queue:P.q"]), &ca), steps(&p, &["queue:P.q ok P.q"]));
+    assert_eq!(brokers::pika(port, "app", &steps(&p, &["queue:P.q"]), &ca), steps(&p, &["queue:P.q ok P.q"]));
     let out = Command::new(common::venv_python())
         .arg(repo_root().join("tests/python/amqp_client.py"))
         .args([&port.to_string(), "app", "wrong"])
@@ -376,7 +356,7 @@ fn a_client_certificate_names_the_principal_over_tls() {
 fn a_changed_policy_applies_to_connections_already_open() {
     let p = unique("amqp-reload");
     let policy = POLICY.replace("P.", &format!("{p}."));
-    let sidecar = sidecar(&policy, rabbitmq(), BROKER_LOGIN);
+    let sidecar = sidecar(&policy, rabbitmq(), &broker_login());
     let port = sidecar.addr.port();
     let open = std::thread::spawn(move || {
         // Quiet for 6 s with heartbeats every 2 s (amqp_client.py): they pass through both ways.
@@ -425,7 +405,7 @@ fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
 #[test]
 fn hostile_connections_close_alone_promptly_and_reach_no_broker() {
     let p = unique("amqp-hostile");
-    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), BROKER_LOGIN);
+    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), rabbitmq(), &broker_login());
     // A client that behaves, connected throughout.
     let good = Command::new(common::venv_python())
         .arg(repo_root().join("tests/python/amqp_client.py"))
@@ -508,7 +488,7 @@ impl Drop for OwnRabbit {
 fn confirmed_messages_survive_a_rabbitmq_restart_through_the_sidecar() {
     let p = unique("amqp-restart");
     let rabbit = OwnRabbit::start();
-    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), OwnRabbit::PORT, BROKER_LOGIN);
+    let sidecar = sidecar(&POLICY.replace("P.", &format!("{p}.")), OwnRabbit::PORT, &broker_login());
     let (exchange, queue) = (format!("{p}.events"), format!("{p}.durable"));
     assert_eq!(amqp091(&["setup", &url(&sidecar, "app"), &exchange, &queue, "r.#"]), ["ok"]);
 

@@ -131,7 +131,10 @@ fn an_invalid_change_is_refused_whole() {
 
     for (text, expected) in [
         ("kind: [unclosed\n", "at `.`:"),
-        (&CLUSTER.replace("KafkaCluster", "Kafka"), "unknown kind `Kafka`; expected one of KafkaCluster, Workload"),
+        (
+            &CLUSTER.replace("KafkaCluster", "Kafka"),
+            "unknown kind `Kafka`; expected one of KafkaCluster, MqttBroker, AmqpBroker, Workload",
+        ),
         (
             &CLUSTER.replace("bootstrap: ['127.0.0.1:9093']", "bootstrap: []"),
             "at `spec.bootstrap`: at least one `host:port` is required",

@@ -75,15 +75,7 @@ impl Mesh {
 
     /// `weir ctl status` until `orders` reports `expected` in its CONFIG column.
     fn wait_status(&self, expected: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = self.plane.ctl(&["status"]).ok();
-            if status.lines().any(|l| l.contains(" orders ") && l.contains(expected)) {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "status never showed {expected:?}:\n{status}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.plane.wait_status("orders", expected)
     }
 }
 

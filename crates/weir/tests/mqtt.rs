@@ -6,22 +6,14 @@
 mod common;
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
+use common::brokers::{mosquitto, mqtt_client, publish, stopped, subscriber};
 use common::pki::{server_sans, Pki};
 use common::{audit_lines_when, repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
-
-/// The tests' Mosquitto, started if needed: its address.
-fn mosquitto() -> String {
-    let script = repo_root().join("scripts/mosquitto.sh");
-    let status = Command::new(&script).arg("start").status().expect("run scripts/mosquitto.sh");
-    assert!(status.success(), "scripts/mosquitto.sh start failed");
-    let out = Command::new(&script).arg("url").output().expect("scripts/mosquitto.sh url");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// The MQTT sidecar, with the clients' arguments to reach it.
 struct MqttSidecar(BrokerSidecar);
@@ -65,38 +57,8 @@ impl MqttSidecar {
 
     /// mosquitto_pub/mosquitto_sub arguments reaching this sidecar as `user`.
     fn client(&self, user: &str, version: &str) -> Vec<String> {
-        let password: String = user.chars().rev().collect();
-        ["-h", "127.0.0.1", "-p", &self.addr.port().to_string(), "-u", user, "-P", &password, "-V", version]
-            .map(str::to_owned)
-            .to_vec()
+        mqtt_client(self.addr.port(), user, version)
     }
-}
-
-/// Runs mosquitto_pub with `args`; (exit status success, stderr).
-fn publish(args: &[String]) -> (bool, String) {
-    let out = Command::new("mosquitto_pub").args(args).output().expect("mosquitto_pub");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// A mosquitto_sub started with `args`, printing `topic payload` lines, given time to subscribe.
-fn subscriber(args: &[String]) -> Child {
-    let child = Command::new("mosquitto_sub")
-        .args(args)
-        .args(["-F", "%t %p"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub");
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
-/// What a subscriber printed once stopped: (stdout lines, stderr).
-fn stopped(mut child: Child) -> (Vec<String>, String) {
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
-    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 const POLICY: &str = r#"

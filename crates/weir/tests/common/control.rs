@@ -151,6 +151,24 @@ impl ControlPlane {
         }
     }
 
+    /// Applies `text` (resources, YAML) as the file `name`; `weir ctl`'s output.
+    pub fn apply(&self, name: &str, text: &str) -> String {
+        self.ctl(&["apply", "-f", path_str(&self.file(name, text))]).ok()
+    }
+
+    /// `weir ctl status` until `workload`'s sidecar reports `expected` in its CONFIG column.
+    pub fn wait_status(&self, workload: &str, expected: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.ctl(&["status"]).ok();
+            if status.lines().any(|l| l.contains(&format!(" {workload} ")) && l.contains(expected)) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "status never showed {expected:?} for {workload}:\n{status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Writes `text` to a file in a fresh directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.data_dir.with_extension("files").join(name);

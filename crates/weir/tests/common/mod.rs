@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod broker_sidecar;
+pub mod brokers;
 pub mod control;
 pub mod pki;
 pub mod raw;
