@@ -24,11 +24,11 @@ use tokio::time::Instant;
 use weir_amqp::method::{body_size, close, close_ok, ids, reply, start_ok_as, Method, MethodId};
 use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::flows::Party;
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
 use weir_core::rules::{CurrentRules, Rules};
-use weir_core::tls::TlsTerminator;
 
 use crate::authz::{default_exchange, AmqpAuthz, SERVER_NAMED_QUEUE};
 use crate::config::AmqpConfig;
@@ -40,12 +40,11 @@ pub const LISTENER: &str = "amqp";
 /// What every connection of a sidecar shares.
 pub struct Shared {
     pub config: AmqpConfig,
-    /// The credentials and policy, current (see weir-core's `rules`).
+    /// TLS (a client certificate names the principal), the credentials and the policy,
+    /// current (see weir-core's `rules`).
     pub rules: CurrentRules,
     pub metrics: Arc<AmqpMetrics>,
     pub audit: Option<AuditLog>,
-    /// TLS towards clients; a client certificate names the principal.
-    pub tls: Option<Arc<TlsTerminator>>,
 }
 
 /// Why a connection ended early.
@@ -98,7 +97,9 @@ fn malformed(side: &'static str, error: AmqpError) -> SessionError {
 async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
     let limits = &shared.config.limits;
     // TLS first (bounded by its own handshake timeout): a certificate names the client.
-    let client = identify(client, shared.tls.as_deref(), None).await?;
+    // TLS as the rules have it now: a renewed certificate serves the next handshake.
+    let tls = shared.rules.borrow().tls.clone();
+    let client = identify(client, tls.as_deref(), None).await?;
     let (client_read, certified) = (client.read, client.principal);
     let wait = Duration::from_millis(limits.handshake_timeout_ms);
     let deadline = Instant::now() + wait;
@@ -178,6 +179,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         audit_login(shared, mechanism, Some(&who), peer, None);
     }
     tracing::Span::current().record("principal", &*who);
+    let who = Party::new(who, &connection_name(&start_ok));
     match &shared.config.broker_credentials {
         // The client's own credentials stay here.
         Some(broker) => {
@@ -248,6 +250,16 @@ fn method_id(frame: &[u8]) -> Option<MethodId> {
     }
     let payload = header.payload(frame).ok()?;
     Method::read(payload).ok().map(|(id, _)| id)
+}
+
+/// The client's name for its connection (`connection_name` in its client properties, which
+/// pika and RabbitMQ's own clients set when asked): the topology's client id; empty when none.
+fn connection_name(start_ok: &weir_amqp::method::StartOk<'_>) -> String {
+    let body = start_ok.client_properties.get(4..).unwrap_or_default();
+    match weir_amqp::table::string_field(body, "connection_name") {
+        Ok(Some(name)) => String::from_utf8_lossy(name).into_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Who the client is: its login checked against the credentials when there are some.
@@ -379,7 +391,7 @@ struct Upward<'s> {
     /// Followed: a new policy applies from the next method on.
     rules: CurrentRules,
     principal: Option<String>,
-    who: Arc<str>,
+    who: Party,
     peer: SocketAddr,
     shared: &'s Shared,
     channels: Arc<Channels>,
@@ -501,7 +513,7 @@ impl Upward<'_> {
             }
         }
         let metrics = &self.shared.metrics;
-        let counters = metrics.counters(&metrics.labels("publish", default_exchange(exchange), "", &self.who));
+        let counters = metrics.counters("publish", default_exchange(exchange), "", &self.who);
         self.publishing.insert(channel, counters.clone());
         self.last_publish = Some((exchange.to_owned(), key.to_owned(), counters));
         Action::Forward
@@ -511,16 +523,16 @@ impl Upward<'_> {
     fn refuse(&mut self, channel: u16, id: MethodId, need: &crate::authz::Need<'_>) -> Action {
         let (operation, resource_type) = (need.operation_name(), need.resource_type());
         tracing::info!(
-            principal = &*self.who,
+            principal = &*self.who.principal,
             method = id.name(),
             operation,
             resource = %format_args!("{resource_type}:{}", need.name),
             "AMQP method denied"
         );
-        self.shared.metrics.denied(id.name(), &self.who);
+        self.shared.metrics.denied_on(id.name(), resource_type, operation, &need.name, &self.who);
         if let Some(audit) = &self.shared.audit {
             audit.authorization(&AuthorizationEvent {
-                principal: &self.who,
+                principal: &self.who.principal,
                 api: id.name(),
                 operation,
                 resource_type,
@@ -534,7 +546,7 @@ impl Upward<'_> {
         self.channels.with(channel, |c| c.refused = Some(Refused::default()));
         let text = format!(
             "ACCESS_REFUSED - {operation} access to {resource_type} '{}' refused for {} by the mesh's policy",
-            need.name, self.who
+            need.name, self.who.principal
         );
         Action::Replace {
             onward: close(channel, reply::SUCCESS, "weir: access refused", id),
@@ -573,7 +585,7 @@ impl Upward<'_> {
 /// The broker → client direction.
 struct Downward {
     metrics: Arc<AmqpMetrics>,
-    who: Arc<str>,
+    who: Party,
     channels: Arc<Channels>,
     /// Channels whose delivery's content header is next, with the message's labels.
     delivering: HashMap<u16, MessageCounters>,
@@ -652,15 +664,14 @@ impl Downward {
                 }
                 Method::Deliver { consumer_tag, exchange } => {
                     let queue = c.consumers.get(consumer_tag).map_or("", |q| q);
-                    let labels = self.metrics.labels("deliver", default_exchange(exchange), queue, &self.who);
-                    let counters = self.metrics.counters(&labels);
+                    let counters = self.metrics.counters("deliver", default_exchange(exchange), queue, &self.who);
                     self.delivering.insert(channel, counters.clone());
                     self.last_delivery = Some((channel, consumer_tag.to_owned(), exchange.to_owned(), counters));
                 }
                 Method::GetOk { exchange } => {
                     let queue = c.gets.pop_front().unwrap_or_else(|| Arc::from(""));
-                    let labels = self.metrics.labels("deliver", default_exchange(exchange), &queue, &self.who);
-                    self.delivering.insert(channel, self.metrics.counters(&labels));
+                    let counters = self.metrics.counters("deliver", default_exchange(exchange), &queue, &self.who);
+                    self.delivering.insert(channel, counters);
                 }
                 _ if id == ids::BASIC_GET_EMPTY => {
                     c.gets.pop_front();

@@ -20,6 +20,7 @@ pub type AmqpSidecarError = FrontError;
 /// AMQP's words.
 pub fn rule_sources(config: &AmqpConfig, origin: &Path) -> RuleSources {
     RuleSources {
+        tls: config.tls.clone(),
         credentials: config.credentials.clone(),
         fixed_principal: config.fixed_principal.clone(),
         authorization: config.authorization.clone(),
@@ -43,7 +44,6 @@ impl AmqpSidecar {
             name: LISTENER,
             listen: config.listen,
             admin: config.admin,
-            tls: config.tls.as_ref(),
             audit: config.audit.as_ref(),
             rules,
             max_connections: config.limits.max_connections,
@@ -51,14 +51,13 @@ impl AmqpSidecar {
         })
         .await?;
         let metrics = AmqpMetrics::new(&mut front.registry, config.limits.max_metric_names);
-        let shared = Arc::new(Shared {
-            rules: front.rules.clone(),
-            audit: front.audit.clone(),
-            tls: front.tls.clone(),
-            config,
-            metrics,
-        });
+        let shared = Arc::new(Shared { rules: front.rules.clone(), audit: front.audit.clone(), config, metrics });
         Ok(AmqpSidecar { front, shared })
+    }
+
+    /// What has flowed through it, for the mesh's topology.
+    pub fn flows(&self) -> weir_core::control::FlowSource {
+        self.shared.metrics.flows()
     }
 
     /// What puts new rules in force (a managed sidecar's snapshots).
@@ -76,7 +75,7 @@ impl AmqpSidecar {
         tracing::info!(
             listen = %config.listen,
             upstream = %config.upstream,
-            tls = self.shared.tls.is_some(),
+            tls = current.tls.is_some(),
             authenticated = current.credentials.is_some(),
             authorized = current.policy.is_some(),
             "AMQP sidecar ready"

@@ -44,7 +44,8 @@ pub struct Topology {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
-    /// `workload/NAME` or `topic/CLUSTER/NAME`.
+    /// `workload/NAME` or `topic/CLUSTER/NAME` (CLUSTER: the Kafka cluster or the MQTT or AMQP
+    /// broker; NAME: a topic, or an AMQP `exchange:NAME` or `queue:NAME`).
     pub id: String,
     pub kind: String,
     pub name: String,
@@ -137,10 +138,11 @@ impl Topology {
                 entry.1.denied += totals.denied;
             }
         }
+        // The cluster (Kafka) or broker (MQTT, AMQP) the workload reaches names its topics.
         let cluster_of = |workload: &str| {
             state
                 .get(Kind::Workload, workload)
-                .and_then(|w| w.spec.get("cluster").and_then(|c| c.as_str()).map(str::to_owned))
+                .map(|w| weir_mesh::kinds::workload::broker_of(w).1)
                 .unwrap_or_else(|| "?".into())
         };
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();

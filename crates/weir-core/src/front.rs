@@ -1,6 +1,6 @@
 //! The front of a sidecar in front of one broker (MQTT, AMQP): what it sets up before its
-//! first client — its rules followed for changes, the audit log, TLS, the client listener and
-//! the admin endpoint with the connection metrics — and the accept loop that hands each
+//! first client — its rules (TLS, credentials, policy) followed for changes, the audit log,
+//! the client listener and the admin endpoint with the connection metrics — and the accept loop that hands each
 //! client to the protocol's session. The protocol brings its words, its metrics and its
 //! session; this module knows no protocol.
 
@@ -21,7 +21,6 @@ use crate::config::ConfigError;
 use crate::listener::Acceptor;
 use crate::metrics::ConnectionMetrics;
 use crate::rules::{CurrentRules, RuleKeeper, RuleSources};
-use crate::tls::{TlsError, TlsListenerConfig, TlsTerminator};
 
 /// Why a sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +29,6 @@ pub enum FrontError {
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {error}")]
     Bind { addr: SocketAddr, error: std::io::Error },
-    #[error(transparent)]
-    Tls(#[from] TlsError),
     #[error("cannot open the audit log {path}: {error}")]
     Audit { path: PathBuf, error: std::io::Error },
 }
@@ -42,7 +39,6 @@ pub struct FrontConfig<'a> {
     pub name: &'static str,
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
-    pub tls: Option<&'a TlsListenerConfig>,
     pub audit: Option<&'a AuditConfig>,
     pub rules: RuleSources,
     /// Client connections at once (0: no limit), and from one address.
@@ -50,7 +46,7 @@ pub struct FrontConfig<'a> {
     pub max_connections_per_source: usize,
 }
 
-/// A bound front: what sessions share ([`Front::rules`], `audit`, `tls`) and what
+/// A bound front: what sessions share ([`Front::rules`], `audit`) and what
 /// [`Front::run`] serves with.
 pub struct Front {
     pub name: &'static str,
@@ -58,7 +54,6 @@ pub struct Front {
     /// Replaces the rules (a managed sidecar's snapshot) and follows their files.
     pub rule_keeper: Arc<RuleKeeper>,
     pub audit: Option<AuditLog>,
-    pub tls: Option<Arc<TlsTerminator>>,
     /// Where the protocol registers its own metrics, beside the connection metrics.
     pub registry: Registry,
     listener: TcpListener,
@@ -77,7 +72,6 @@ impl Front {
             }
             None => None,
         };
-        let tls = config.tls.cloned().map(TlsTerminator::new).transpose()?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|error| FrontError::Bind { addr: config.listen, error })?;
         let admin = match config.admin {
@@ -91,7 +85,6 @@ impl Front {
             rules: rule_keeper.current(),
             rule_keeper,
             audit,
-            tls,
             registry,
             listener,
             admin,

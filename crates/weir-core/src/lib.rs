@@ -9,7 +9,7 @@
 //! termination with client identities from certificates ([`tls`], [`identity`]), SASL ([`sasl`], with limits
 //! on password guessing in [`sasl_guard`]), the audit log ([`audit`]) and the authorization
 //! policy model ([`policy`]); noticing changed files ([`reload`]); following the control plane
-//! ([`control`]); one bounded HTTP request to the services a proxy depends on ([`http_get`]);
+//! ([`control`]) and the flows it reports for the mesh's topology ([`flows`]); one bounded HTTP request to the services a proxy depends on ([`http_get`]);
 //! W3C trace context and spans exported over OTLP ([`otlp`]).
 //!
 //! It must not know any wire protocol: nothing here may depend on Kafka (or MQTT) types.
@@ -19,6 +19,7 @@ pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod flows;
 pub mod front;
 pub mod fs;
 pub mod http_get;

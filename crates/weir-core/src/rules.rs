@@ -1,7 +1,8 @@
-//! The rules a sidecar in front of one broker (MQTT, AMQP) lives by — who may log in (the
-//! credentials file) and what they may do (the policy) — loaded at start and followed for
-//! changes into a `watch`, so that open connections judge by the new rules from their next
-//! operation on and new ones log in against the new users.
+//! The rules a sidecar in front of one broker (MQTT, AMQP) lives by — how clients prove who
+//! they are (TLS and its client certificates), who may log in (the credentials file) and what
+//! they may do (the policy) — loaded at start and followed for changes into a `watch`, so that
+//! open connections judge by the new rules from their next operation on and new ones shake
+//! hands with the new certificate and log in against the new users.
 //!
 //! A sidecar managed by the control plane gets new sources with each snapshot
 //! ([`RuleKeeper::replace`]); its credentials file is then followed as a local one is.
@@ -20,9 +21,12 @@ use crate::config::ConfigError;
 use crate::policy::{AuthorizationConfig, Policy, Vocabulary};
 use crate::reload::FileStamps;
 use crate::sasl::Credentials;
+use crate::tls::{TlsListenerConfig, TlsTerminator};
 
-/// Who may log in and what they may do, as one version.
+/// How clients prove who they are, who may log in and what they may do, as one version.
 pub struct Rules {
+    /// TLS towards clients, from its PEM files; connections keep the one they shook hands with.
+    pub tls: Option<Arc<TlsTerminator>>,
     pub credentials: Option<Credentials>,
     /// Who a client is when there are no credentials to check (and no certificate names it).
     pub fixed_principal: Option<String>,
@@ -39,6 +43,7 @@ pub type CurrentRules = watch::Receiver<Arc<Rules>>;
 /// Where the rules come from and how a protocol reads them.
 #[derive(Clone)]
 pub struct RuleSources {
+    pub tls: Option<TlsListenerConfig>,
     pub credentials: Option<PathBuf>,
     pub fixed_principal: Option<String>,
     pub authorization: Option<AuthorizationConfig>,
@@ -51,6 +56,12 @@ pub struct RuleSources {
 
 impl RuleSources {
     pub fn load(&self) -> Result<Rules, ConfigError> {
+        let tls = self
+            .tls
+            .clone()
+            .map(TlsTerminator::new)
+            .transpose()
+            .map_err(|err| crate::config::invalid(&self.origin, "tls", err.to_string()))?;
         let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
         let policy = match &self.authorization {
             Some(authorization) => {
@@ -60,13 +71,14 @@ impl RuleSources {
             }
             None => None,
         };
-        Ok(Rules { credentials, fixed_principal: self.fixed_principal.clone(), policy })
+        Ok(Rules { tls, credentials, fixed_principal: self.fixed_principal.clone(), policy })
     }
 
     /// The files the rules are read from.
     fn files(&self) -> Vec<PathBuf> {
         let policy = self.authorization.as_ref().and_then(|a| a.policy.clone());
-        self.credentials.iter().cloned().chain(policy).collect()
+        let tls = self.tls.iter().flat_map(|t| [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]).flatten().cloned();
+        tls.chain(self.credentials.iter().cloned()).chain(policy).collect()
     }
 
     fn reload_every(&self) -> Duration {
@@ -143,12 +155,12 @@ impl RuleKeeper {
             let keeper = self.clone();
             let sources = self.sources();
             match tokio::task::spawn_blocking(move || keeper.reload(sources)).await {
-                Ok(Ok(Some(rules))) => tracing::info!(rules, "credentials and policy reloaded"),
+                Ok(Ok(Some(rules))) => tracing::info!(rules, "TLS files, credentials and policy reloaded"),
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "the changed credentials or policy do not load; the last good ones stay")
+                    tracing::warn!(%error, "the changed TLS files, credentials or policy do not load; the last good ones stay")
                 }
-                Err(error) => tracing::warn!(%error, "reloading the credentials and policy failed"),
+                Err(error) => tracing::warn!(%error, "reloading the TLS files, credentials and policy failed"),
             }
         }
     }

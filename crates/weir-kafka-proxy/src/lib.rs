@@ -21,7 +21,6 @@ pub mod fault;
 pub mod fetched;
 pub mod filter;
 pub mod filters;
-pub mod flows;
 pub mod managed;
 pub mod metrics;
 pub mod outlier;

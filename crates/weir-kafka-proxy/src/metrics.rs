@@ -170,7 +170,7 @@ fn latency_histogram() -> DurationHistogram {
 pub struct KafkaMetrics {
     pub connections: ConnectionMetrics,
     /// Who produces to and consumes from which topic, for the control plane's topology.
-    pub flows: crate::flows::Flows,
+    pub flows: weir_core::flows::Flows,
     requests: Family<ApiLabels, Counter>,
     responses: Family<ApiLabels, Counter>,
     request_bytes: Family<ApiLabels, Counter>,
@@ -633,7 +633,7 @@ impl KafkaMetrics {
 pub struct TopicCounters {
     pub records: Counter,
     pub bytes: Counter,
-    flow: std::sync::Arc<crate::flows::FlowCounters>,
+    flow: std::sync::Arc<weir_core::flows::FlowCounters>,
     connection_records: u64,
     connection_bytes: u64,
 }
@@ -687,8 +687,7 @@ impl TopicCache {
         if let Some(counters) = self.handles.get_mut(topic) {
             counters.records.inc_by(records);
             counters.bytes.inc_by(bytes);
-            counters.flow.records.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
-            counters.flow.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+            counters.flow.count(records, bytes);
             counters.connection_records += records;
             counters.connection_bytes += bytes;
         }

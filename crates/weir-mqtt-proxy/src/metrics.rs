@@ -10,6 +10,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use weir_core::control::{FlowDirection, FlowSource};
+use weir_core::flows::{FlowCounters, Flows, Party};
 use weir_core::metrics::CappedNames;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,18 +30,21 @@ pub struct DeniedLabels {
     pub principal: Arc<str>,
 }
 
-/// One topic's message and byte counters in one direction, for one principal.
+/// One topic's message and byte counters in one direction, for one connection: the metric
+/// series and the topology's flow.
 pub struct TopicCounters {
     /// The topic name they count (not the label, which may be `_other`).
     pub topic: Box<str>,
     messages: Counter,
     bytes: Counter,
+    flow: Arc<FlowCounters>,
 }
 
 impl TopicCounters {
     pub fn count(&self, payload: usize) {
         self.messages.inc();
         self.bytes.inc_by(payload as u64);
+        self.flow.count(1, payload as u64);
     }
 }
 
@@ -48,6 +53,17 @@ pub struct MqttMetrics {
     bytes: Family<MessageLabels, Counter>,
     denied: Family<DeniedLabels, Counter>,
     topics: CappedNames,
+    /// Who publishes to and receives from which topic, for the mesh's topology.
+    flows: Arc<Flows>,
+}
+
+/// The topology's direction of a message passed in `direction` (`publish` or `deliver`), or
+/// of a refused `publish`, `subscribe` or `connect` (a will).
+fn flow_direction(direction: &str) -> FlowDirection {
+    match direction {
+        "deliver" | "subscribe" => FlowDirection::Consume,
+        _ => FlowDirection::Produce,
+    }
 }
 
 impl MqttMetrics {
@@ -57,6 +73,7 @@ impl MqttMetrics {
             bytes: Family::default(),
             denied: Family::default(),
             topics: CappedNames::new(max_topics),
+            flows: Arc::default(),
         });
         let mqtt = registry.sub_registry_with_prefix("weir_mqtt");
         mqtt.register(
@@ -78,24 +95,39 @@ impl MqttMetrics {
     }
 
     /// A PUBLISH passed in `direction`.
-    pub fn message(&self, direction: &'static str, topic: &str, principal: &Arc<str>, payload: usize) {
-        self.counters(direction, topic, principal).count(payload);
+    pub fn message(&self, direction: &'static str, topic: &str, who: &Party, payload: usize) {
+        self.counters(direction, topic, who).count(payload);
     }
 
     /// The counters of messages passed in `direction` on `topic`: a connection keeps them for
     /// the topic it uses most recently, and counts without looking them up again.
-    pub fn counters(&self, direction: &'static str, topic: &str, principal: &Arc<str>) -> TopicCounters {
+    pub fn counters(&self, direction: &'static str, topic: &str, who: &Party) -> TopicCounters {
         let label = self.topics.label(topic);
-        let labels = MessageLabels { direction, topic: label, principal: principal.clone() };
+        let labels = MessageLabels { direction, topic: label, principal: who.principal.clone() };
         TopicCounters {
             topic: topic.into(),
             messages: self.messages.get_or_create(&labels).clone(),
             bytes: self.bytes.get_or_create(&labels).clone(),
+            flow: self.flows.counters(&who.principal, &who.client_id, topic, flow_direction(direction)),
         }
     }
 
+    /// A login refused (`connect`), before the client has a party.
     pub fn denied(&self, operation: &'static str, principal: &Arc<str>) {
         self.denied.get_or_create(&DeniedLabels { operation, principal: principal.clone() }).inc();
+    }
+
+    /// `operation` (`publish`, `subscribe`, `connect` for a will) on `topic` (a filter, for
+    /// `subscribe`) refused.
+    pub fn denied_on(&self, operation: &'static str, topic: &str, who: &Party) {
+        self.denied(operation, &who.principal);
+        self.flows.counters(&who.principal, &who.client_id, topic, flow_direction(operation)).deny();
+    }
+
+    /// What has flowed, for the control plane's topology.
+    pub fn flows(&self) -> FlowSource {
+        let flows = self.flows.clone();
+        Arc::new(move || flows.totals())
     }
 }
 
@@ -107,10 +139,29 @@ mod tests {
     fn topics_beyond_the_limit_are_counted_together() {
         let mut registry = Registry::default();
         let metrics = MqttMetrics::new(&mut registry, 2);
-        let who: Arc<str> = Arc::from("User:a");
+        let who = Party::new(Arc::from("User:a"), "c1");
         for topic in ["a", "b", "c", "d", "a"] {
             metrics.message("publish", topic, &who, 10);
         }
+        metrics.message("deliver", "a", &who, 5);
+        metrics.denied_on("subscribe", "#", &who);
+        // The topology sees every topic by name, not only those with a series of their own.
+        let mut flows = (metrics.flows())();
+        flows.sort_by(|a, b| (&a.resource, a.direction as u8).cmp(&(&b.resource, b.direction as u8)));
+        let seen: Vec<_> =
+            flows.iter().map(|f| (f.resource.as_str(), f.direction, f.records, f.bytes, f.denied)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("#", FlowDirection::Consume, 0, 0, 1),
+                ("a", FlowDirection::Produce, 2, 20, 0),
+                ("a", FlowDirection::Consume, 1, 5, 0),
+                ("b", FlowDirection::Produce, 1, 10, 0),
+                ("c", FlowDirection::Produce, 1, 10, 0),
+                ("d", FlowDirection::Produce, 1, 10, 0),
+            ]
+        );
+        assert!(flows.iter().all(|f| f.principal == "User:a" && f.client_id == "c1"));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(

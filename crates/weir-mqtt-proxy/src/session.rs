@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::flows::Party;
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
 use weir_core::rules::{CurrentRules, Rules};
-use weir_core::tls::TlsTerminator;
 use weir_mqtt::packet::{
     ack, connack_refused, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
 };
@@ -40,12 +40,11 @@ use crate::metrics::{MqttMetrics, TopicCounters};
 /// What every connection of a sidecar shares.
 pub struct Shared {
     pub config: MqttConfig,
-    /// The credentials and policy, current (see weir-core's `rules`).
+    /// TLS (a client certificate names the principal), the credentials and the policy,
+    /// current (see weir-core's `rules`).
     pub rules: CurrentRules,
     pub metrics: Arc<MqttMetrics>,
     pub audit: Option<AuditLog>,
-    /// TLS towards clients; a client certificate names the principal.
-    pub tls: Option<Arc<TlsTerminator>>,
 }
 
 /// The listener's name in logs, metrics and audit lines.
@@ -107,7 +106,9 @@ fn malformed(side: &'static str, error: MqttError) -> SessionError {
 async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(), SessionError> {
     let limits = &shared.config.limits;
     // TLS first (bounded by its own handshake timeout): a certificate names the client.
-    let client = identify(client, shared.tls.as_deref(), None).await?;
+    // TLS as the rules have it now: a renewed certificate serves the next handshake.
+    let tls = shared.rules.borrow().tls.clone();
+    let client = identify(client, tls.as_deref(), None).await?;
     let (client_read, certified) = (client.read, client.principal);
     let client_writer = Writer::new(client.write, "client");
     let mut from_client = Packets::new(client_read, limits.max_connect_bytes, "client", packet_len);
@@ -146,7 +147,8 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     }
     tracing::Span::current().record("principal", &*who);
     let authz = current.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
-    let denied = Denials { shared, who: who.clone(), peer };
+    let party = Party::new(who.clone(), connect.client_id);
+    let denied = Denials { shared, who: party.clone(), peer };
     if let (Some(will), Some(authz)) = (&connect.will, &authz) {
         if !authz.may_publish(will.topic) {
             denied.record("connect", "publish", will.topic);
@@ -181,7 +183,7 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         authz,
         rules,
         principal,
-        who: who.clone(),
+        who: party.clone(),
         denied,
         metrics: shared.metrics.clone(),
         version,
@@ -190,8 +192,14 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         merges: merges.clone(),
         counted: None,
     };
-    let mut downward =
-        Downward { version, merges, metrics: shared.metrics.clone(), who, aliases: HashMap::new(), counted: None };
+    let mut downward = Downward {
+        version,
+        merges,
+        metrics: shared.metrics.clone(),
+        who: party,
+        aliases: HashMap::new(),
+        counted: None,
+    };
     let up = relay::pump(&mut from_client, &broker_writer, &client_writer, |packet| upward.judge(packet));
     let down = relay::pump(&mut from_broker, &client_writer, &broker_writer, |packet| downward.judge(packet));
     // Either side leaving ends the connection; what the other sent before is written already
@@ -234,17 +242,17 @@ fn audit_login(shared: &Shared, mechanism: &str, who: &str, client: SocketAddr, 
 /// Where a connection's denials are counted and audited.
 struct Denials<'s> {
     shared: &'s Shared,
-    who: Arc<str>,
+    who: Party,
     peer: SocketAddr,
 }
 
 impl Denials<'_> {
     /// `packet` (`publish`, `subscribe`, `connect` for a will) was refused `operation` on `topic`.
     fn record(&self, packet: &'static str, operation: &str, topic: &str) {
-        self.shared.metrics.denied(packet, &self.who);
+        self.shared.metrics.denied_on(packet, topic, &self.who);
         if let Some(audit) = &self.shared.audit {
             audit.authorization(&AuthorizationEvent {
-                principal: &self.who,
+                principal: &self.who.principal,
                 api: packet,
                 operation,
                 resource_type: "topic",
@@ -266,8 +274,8 @@ struct Upward<'s> {
     /// Followed: a new policy applies from the next packet on.
     rules: CurrentRules,
     principal: Option<String>,
-    /// The principal as metrics and logs name it.
-    who: Arc<str>,
+    /// The principal and client id as metrics, logs and the topology name them.
+    who: Party,
     denied: Denials<'s>,
     metrics: Arc<MqttMetrics>,
     version: Version,
@@ -340,7 +348,7 @@ impl Upward<'_> {
             return Ok(None);
         }
         self.denied.record("publish", "publish", &topic);
-        tracing::info!(principal = &*self.who, topic = &*topic, qos = publish.qos, "MQTT publish denied");
+        tracing::info!(principal = &*self.who.principal, topic = &*topic, qos = publish.qos, "MQTT publish denied");
         Ok(Some(match (publish.qos, publish.packet_id) {
             (1, Some(id)) => ack(PacketType::Puback, id, self.version, reason::NOT_AUTHORIZED),
             (2, Some(id)) => {
@@ -363,7 +371,7 @@ impl Upward<'_> {
         }
         for (subscription, _) in subscribe.subscriptions.iter().zip(&refused).filter(|(_, r)| r.is_some()) {
             self.denied.record("subscribe", "subscribe", subscription.filter);
-            tracing::info!(principal = &*self.who, filter = subscription.filter, "MQTT subscription denied");
+            tracing::info!(principal = &*self.who.principal, filter = subscription.filter, "MQTT subscription denied");
         }
         if refused.iter().all(Option::is_some) {
             let codes: Vec<u8> = refused.iter().flatten().copied().collect();
@@ -390,7 +398,7 @@ struct Downward {
     version: Version,
     merges: Merges,
     metrics: Arc<MqttMetrics>,
-    who: Arc<str>,
+    who: Party,
     aliases: HashMap<u16, String>,
     counted: Option<TopicCounters>,
 }
@@ -445,7 +453,7 @@ fn count(
     metrics: &MqttMetrics,
     direction: &'static str,
     topic: &str,
-    who: &Arc<str>,
+    who: &Party,
     payload: usize,
 ) {
     match counted {

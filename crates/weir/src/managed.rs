@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weir_core::control::{self, Applied, Backoff, ControlSettings, IdentityWatch, Update};
+use weir_core::control::{self, Applied, Backoff, ControlSettings, FlowSource, IdentityWatch, Update};
 use weir_core::rules::{RuleKeeper, RuleSources};
 use weir_kafka_proxy::managed::{read_config, use_workload_certificate, Managed, WorkloadCertificate};
 use weir_kafka_proxy::Sidecar;
@@ -25,9 +25,10 @@ use crate::ProxyArgs;
 /// How long a start waits for the control plane before using the last applied configuration.
 const WAIT_FOR_CONTROL: Duration = Duration::from_secs(5);
 
-/// What a snapshot changes in a running MQTT or AMQP sidecar: who may log in and what they may
-/// do. The rest (where it listens, the broker, TLS, limits, audit) waits for a restart.
-const BROKER_LIVE: [&str; 3] = ["credentials", "fixed_principal", "authorization"];
+/// What a snapshot changes in a running MQTT or AMQP sidecar: how clients prove who they are
+/// (TLS), who may log in and what they may do. The rest (where it listens, the broker, limits,
+/// audit) waits for a restart.
+const BROKER_LIVE: [&str; 4] = ["tls", "credentials", "fixed_principal", "authorization"];
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let workload = args.workload.clone().context("--control needs --workload NAME")?;
@@ -104,8 +105,11 @@ fn run_kafka(
     })
 }
 
-/// An MQTT or AMQP sidecar: started from the first config; each later snapshot puts its
-/// credentials, fixed principal and policy in force for open connections too.
+/// A sidecar serving until stopped.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// An MQTT or AMQP sidecar: started from the first config; each later snapshot puts its TLS,
+/// credentials, fixed principal and policy in force (the policy for open connections too).
 fn run_broker(
     protocol: Protocol,
     workers: usize,
@@ -118,24 +122,23 @@ fn run_broker(
     crate::sidecar_runtime(workers)?.block_on(async {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
-        let (rules, serve): (Arc<RuleKeeper>, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) =
-            match protocol {
-                Protocol::Mqtt => {
-                    let config = weir_mqtt_proxy::MqttConfig::from_json(started_with.clone(), &origin)?;
-                    settings.proxy_address = config.listen.to_string();
-                    let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
-                    (sidecar.rule_keeper(), Box::pin(sidecar.run(stop.clone())))
-                }
-                _ => {
-                    let config = weir_amqp_proxy::AmqpConfig::from_json(started_with.clone(), &origin)?;
-                    settings.proxy_address = config.listen.to_string();
-                    let sidecar = weir_amqp_proxy::AmqpSidecar::bind(config, &origin).await?;
-                    (sidecar.rule_keeper(), Box::pin(sidecar.run(stop.clone())))
-                }
-            };
+        let (rules, flows, serve): (Arc<RuleKeeper>, FlowSource, Serving) = match protocol {
+            Protocol::Mqtt => {
+                let config = weir_mqtt_proxy::MqttConfig::from_json(started_with.clone(), &origin)?;
+                settings.proxy_address = config.listen.to_string();
+                let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
+                (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
+            }
+            _ => {
+                let config = weir_amqp_proxy::AmqpConfig::from_json(started_with.clone(), &origin)?;
+                settings.proxy_address = config.listen.to_string();
+                let sidecar = weir_amqp_proxy::AmqpSidecar::bind(config, &origin).await?;
+                (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
+            }
+        };
         let (updates, received) = mpsc::channel(1);
         tokio::spawn(apply_broker_snapshots(protocol, rules, started_with, received));
-        tokio::spawn(control::follow(settings, identity, version, updates, None, stop.clone()));
+        tokio::spawn(control::follow(settings, identity, version, updates, Some(flows), stop.clone()));
         serve.await;
         anyhow::Ok(())
     })
@@ -152,7 +155,7 @@ async fn apply_broker_snapshots(
         let answer = match broker_rules(protocol, update.version, &update.config_json) {
             Ok((sources, config)) => {
                 let rules = rules.clone();
-                // Reads the credentials file and checks the policy's patterns: off the workers.
+                // Reads the TLS and credentials files, checks the policy's patterns: off the workers.
                 match tokio::task::spawn_blocking(move || rules.replace(sources)).await {
                     Ok(Ok(())) => Ok(control::restart_only_changes(&started_with, &config, &BROKER_LIVE)),
                     Ok(Err(err)) => Err(err.to_string()),

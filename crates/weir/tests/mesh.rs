@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::control::{path_str, ControlPlane, ManagedSidecar};
+use common::control::{edge, path_str, ControlPlane, ManagedSidecar};
 use common::{mesh_bootstrap, rd, unique};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
@@ -322,15 +322,6 @@ async fn a_wrong_join_token_or_another_workloads_certificate_gets_nothing() {
     orders.assert_quiet_except(&[]);
 }
 
-/// The topology as `weir ctl topology -o json` prints it.
-fn topology(plane: &ControlPlane) -> serde_json::Value {
-    serde_json::from_str(&plane.ctl(&["topology", "-o", "json"]).ok()).unwrap()
-}
-
-fn edge<'a>(graph: &'a serde_json::Value, from: &str, to: &str) -> Option<&'a serde_json::Value> {
-    graph["edges"].as_array().unwrap().iter().find(|e| e["from"] == from && e["to"] == to)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied() {
     let mesh = Mesh::new();
@@ -364,7 +355,7 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     let denied_to = format!("topic/main/{outside}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let graph = loop {
-        let graph = topology(&mesh.plane);
+        let graph = mesh.plane.topology();
         let produced = edge(&graph, "workload/orders", &produced_to).is_some_and(|e| e["records"].as_u64() >= Some(20));
         let consumed = graph["edges"].as_array().unwrap().iter().any(|e| {
             e["from"] == consumed_from.as_str()

@@ -3,7 +3,8 @@
 //! `PeerAuthentication` whose users its clients log in as, and `AuthorizationPolicy`
 //! resources in the protocol's words; `weir proxy --control` takes its protocol and whole
 //! configuration from there. A policy applied with `weir ctl` reaches connections already open
-//! (an MQTT publisher, an AMQP channel); a Kafka policy denying everything applies to neither.
+//! (an MQTT publisher, an AMQP channel); a Kafka policy denying everything applies to neither;
+//! the flows show in the mesh's topology.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::brokers::{mosquitto, mqtt_client, pika, rabbitmq, stopped, subscriber, RABBITMQ_LOGIN};
-use common::control::{ControlPlane, ManagedSidecar};
+use common::control::{edge, ControlPlane, ManagedSidecar};
 use common::{port_block, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
 
@@ -92,6 +93,16 @@ fn an_mqtt_workload_runs_the_control_planes_config_and_a_policy_change_reaches_a
     assert_eq!(received, [format!("{topic} after")], "{stderr}");
     assert_eq!(sidecar.metric("weir_mqtt_denied_total", &denied), 1.0);
 
+    // The mesh's topology: who published to and who received from the topic, and the refusal.
+    let (node, workload) = (format!("topic/edge/{topic}"), "workload/sensors");
+    let graph = plane.topology_when(|g| {
+        edge(g, &node, workload).is_some_and(|e| e["records"] == 1)
+            && edge(g, workload, &node).is_some_and(|e| e["records"] == 1 && e["denied"] == 1)
+    });
+    let published = edge(&graph, workload, &node).unwrap();
+    assert_eq!((&published["principal"], &published["bytes"]), (&"User:sensor".into(), &"after".len().into()));
+    assert_eq!(edge(&graph, &node, workload).unwrap()["principal"], "User:dash");
+
     // Where it listens takes a restart, and `weir ctl status` says so.
     plane.apply("mesh.yaml", &mesh.replace("connect_timeout_ms: 1500", "connect_timeout_ms: 2500"));
     plane.wait_status("sensors", "restart to apply: limits");
@@ -143,6 +154,15 @@ fn an_amqp_workload_runs_the_control_planes_config_and_a_policy_change_closes_a_
     .map(|s| s.replace("P.", &format!("{p}.")))
     .to_vec();
     assert_eq!(lines, expected);
+
+    // The topology: `app` wrote to the default exchange (once allowed, once refused) and read
+    // from its queue.
+    let (exchange, queue) = ("topic/rabbit/exchange:amq.default".to_owned(), format!("topic/rabbit/queue:{p}.r"));
+    let graph = plane.topology_when(|g| {
+        edge(g, "workload/billing", &exchange).is_some_and(|e| e["records"] == 1 && e["denied"] == 1)
+            && edge(g, &queue, "workload/billing").is_some_and(|e| e["records"] == 1)
+    });
+    assert_eq!(edge(&graph, &queue, "workload/billing").unwrap()["principal"], "User:app");
 
     // The password is checked by the sidecar against the PeerAuthentication's users.
     let wrong =

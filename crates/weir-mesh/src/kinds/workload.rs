@@ -203,7 +203,7 @@ fn check_broker_workload(resource: &Resource, protocol: Protocol) -> Result<(), 
 }
 
 /// The kind and name of the cluster or broker a stored workload reaches (checked at apply).
-pub(crate) fn broker_of(resource: &Resource) -> (Kind, String) {
+pub fn broker_of(resource: &Resource) -> (Kind, String) {
     let protocol = Protocol::of(&resource.spec);
     let name = resource.spec.get(protocol.broker_field()).and_then(|c| c.as_str()).unwrap_or_default();
     (protocol.broker_kind(), name.to_owned())

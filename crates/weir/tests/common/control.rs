@@ -169,6 +169,24 @@ impl ControlPlane {
         }
     }
 
+    /// The topology as `weir ctl topology -o json` prints it.
+    pub fn topology(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ctl(&["topology", "-o", "json"]).ok()).unwrap()
+    }
+
+    /// Polls the topology until `ready` holds of it (flows are reported every 2 s).
+    pub fn topology_when(&self, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let graph = self.topology();
+            if ready(&graph) {
+                return graph;
+            }
+            assert!(Instant::now() < deadline, "the topology never showed the flows expected:\n{graph:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Writes `text` to a file in a fresh directory and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.data_dir.with_extension("files").join(name);
@@ -222,6 +240,11 @@ impl Ctl {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// The edge `from` → `to` of a topology graph, if there is one.
+pub fn edge<'a>(graph: &'a serde_json::Value, from: &str, to: &str) -> Option<&'a serde_json::Value> {
+    graph["edges"].as_array().unwrap().iter().find(|e| e["from"] == from && e["to"] == to)
 }
 
 /// A `weir proxy --control` process: its configuration comes from `plane`.

@@ -368,7 +368,7 @@ impl ConnectionAuthz {
         };
         if let Some(direction) = direction {
             let flow = env.metrics.flows.counters(principal, client_id, &denial.name, direction);
-            flow.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            flow.deny();
         }
         if let Some(audit) = env.audit {
             audit.authorization(&AuthorizationEvent {
