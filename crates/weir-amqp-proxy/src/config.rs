@@ -8,7 +8,7 @@ use weir_core::audit::AuditConfig;
 use weir_core::config::{invalid, load_yaml_file, BrokerCredentials, ConfigError};
 use weir_core::policy::AuthorizationConfig;
 use weir_core::telemetry::LogConfig;
-use weir_core::tls::TlsListenerConfig;
+use weir_core::tls::{TlsListenerConfig, TlsOriginConfig};
 
 /// ```yaml
 /// listen: 127.0.0.1:5673          # clients connect here
@@ -22,6 +22,11 @@ pub struct AmqpConfig {
     pub listen: SocketAddr,
     /// The broker, `host:port`.
     pub upstream: String,
+    /// TLS towards the broker (`ca`, and `cert`/`key` for a broker that wants a client
+    /// certificate, or `workload_identity` for the mesh's); without it, plaintext. The host of
+    /// `upstream` is the name the broker's certificate must hold.
+    #[serde(default)]
+    pub upstream_tls: Option<TlsOriginConfig>,
     /// Admin HTTP: `/metrics`, `/healthz`, `/readyz`.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
@@ -118,6 +123,7 @@ impl AmqpConfig {
         AmqpConfig {
             listen,
             upstream,
+            upstream_tls: None,
             admin: None,
             tls: None,
             credentials: None,

@@ -25,6 +25,7 @@ use weir_amqp::method::{body_size, close, close_ok, ids, reply, start_ok_as, Met
 use weir_amqp::{AmqpError, FrameHeader, FrameType, PROTOCOL_HEADER};
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::flows::Party;
+use weir_core::front::connect_broker;
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
@@ -114,12 +115,9 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let upstream = &shared.config.upstream;
     let unreachable = |error: String| SessionError::Upstream { upstream: upstream.clone(), error };
     let connect_wait = Duration::from_millis(limits.upstream_connect_timeout_ms);
-    let broker = tokio::time::timeout(connect_wait, TcpStream::connect(upstream))
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let _ = broker.set_nodelay(true);
-    let (broker_read, broker_write) = weir_core::io::split_tcp(broker);
+    let upstream_tls = shared.rules.borrow().upstream_tls.clone();
+    let (broker_read, broker_write) =
+        connect_broker(upstream, connect_wait, upstream_tls.as_deref()).await.map_err(unreachable)?;
     let broker_writer = Writer::new(broker_write, "broker");
     let mut from_broker = Frames::new(broker_read, limits.max_frame_bytes, "broker", frame_len);
     write(&broker_writer, "broker", PROTOCOL_HEADER).await?;
@@ -201,8 +199,14 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
         publishing: HashMap::new(),
         last_publish: None,
     };
-    let mut downward =
-        Downward { metrics: shared.metrics.clone(), who, channels, delivering: HashMap::new(), last_delivery: None };
+    let mut downward = Downward {
+        metrics: shared.metrics.clone(),
+        who,
+        channels,
+        delivering: HashMap::new(),
+        last_delivery: None,
+        header_of_last: None,
+    };
     let up = pump(&mut from_client, &broker_writer, &client_writer, |frame| upward.judge(frame));
     let down = pump(&mut from_broker, &client_writer, &broker_writer, |frame| downward.judge(frame));
     // Either side leaving ends the connection; what the other sent before is written already.
@@ -592,6 +596,9 @@ struct Downward {
     /// The channel, consumer tag and exchange of the last delivery, with its counters: most
     /// consumers receive from one queue and exchange message after message.
     last_delivery: Option<(u16, String, String, MessageCounters)>,
+    /// The channel whose content header is next and counted with `last_delivery`'s counters
+    /// (no map, no clone for a delivery like the last one).
+    header_of_last: Option<u16>,
 }
 
 impl Downward {
@@ -605,9 +612,14 @@ impl Downward {
             }
             FrameType::Body => return Action::Forward,
             FrameType::Header => {
-                if let Some(counters) = self.delivering.remove(&channel) {
-                    let size = header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
-                    counters.count(size);
+                let size = || header.payload(frame).ok().and_then(|p| body_size(p).ok()).unwrap_or(0);
+                if self.header_of_last == Some(channel) {
+                    self.header_of_last = None;
+                    if let Some((.., counters)) = &self.last_delivery {
+                        counters.count(size());
+                    }
+                } else if let Some(counters) = self.delivering.remove(&channel) {
+                    counters.count(size());
                 }
                 return Action::Forward;
             }
@@ -622,12 +634,15 @@ impl Downward {
             return Action::Forward;
         }
         // A delivery like the last one, on a channel that cannot be refused: nothing to look up.
-        if let (Method::Deliver { consumer_tag, exchange }, Some((last_channel, tag, last_exchange, counters))) =
+        if let (Method::Deliver { consumer_tag, exchange }, Some((last_channel, tag, last_exchange, _))) =
             (&method, &self.last_delivery)
         {
             let refusals = self.channels.any_refused.load(std::sync::atomic::Ordering::Relaxed);
             if !refusals && *last_channel == channel && tag == consumer_tag && last_exchange == exchange {
-                self.delivering.insert(channel, counters.clone());
+                if self.header_of_last.is_some_and(|waiting| waiting != channel) {
+                    self.park_last();
+                }
+                self.header_of_last = Some(channel);
                 return Action::Forward;
             }
         }
@@ -656,17 +671,20 @@ impl Downward {
                 Method::ConsumeOk { consumer_tag } => {
                     let queue = c.consumes.pop_front().unwrap_or_else(|| Arc::from(""));
                     c.consumers.insert(Arc::from(consumer_tag), queue);
+                    self.park_last();
                     self.last_delivery = None;
                 }
                 Method::Cancel { consumer_tag } => {
                     c.consumers.remove(consumer_tag);
+                    self.park_last();
                     self.last_delivery = None;
                 }
                 Method::Deliver { consumer_tag, exchange } => {
                     let queue = c.consumers.get(consumer_tag).map_or("", |q| q);
                     let counters = self.metrics.counters("deliver", default_exchange(exchange), queue, &self.who);
-                    self.delivering.insert(channel, counters.clone());
+                    self.park_last();
                     self.last_delivery = Some((channel, consumer_tag.to_owned(), exchange.to_owned(), counters));
+                    self.header_of_last = Some(channel);
                 }
                 Method::GetOk { exchange } => {
                     let queue = c.gets.pop_front().unwrap_or_else(|| Arc::from(""));
@@ -684,5 +702,13 @@ impl Downward {
 
     fn refused(&self, channel: u16) -> bool {
         self.channels.refused(channel)
+    }
+
+    /// The last delivery's header still to come keeps its counters, in the map, before the
+    /// last delivery changes.
+    fn park_last(&mut self) {
+        if let (Some(channel), Some((.., counters))) = (self.header_of_last.take(), &self.last_delivery) {
+            self.delivering.insert(channel, counters.clone());
+        }
     }
 }

@@ -18,9 +18,11 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::audit::{AuditConfig, AuditLog};
 use crate::config::ConfigError;
+use crate::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use crate::listener::Acceptor;
 use crate::metrics::ConnectionMetrics;
 use crate::rules::{CurrentRules, RuleKeeper, RuleSources};
+use crate::tls::TlsOriginator;
 
 /// Why a sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,5 +125,23 @@ impl Front {
                 }
             })
             .await;
+    }
+}
+
+/// Connects to the broker at `upstream` (`host:port`) within `timeout` (the TCP connection,
+/// then the TLS handshake), over TLS when `tls` is given; why not, in words.
+pub async fn connect_broker(
+    upstream: &str,
+    timeout: std::time::Duration,
+    tls: Option<&TlsOriginator>,
+) -> Result<(BoxRead, BoxWrite), String> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(upstream))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|error| error.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(split_tcp(tcp)),
+        Some(tls) => Ok(split_any(tls.connect(upstream, tcp, timeout).await.map_err(|error| error.to_string())?)),
     }
 }

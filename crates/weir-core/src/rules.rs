@@ -1,6 +1,6 @@
 //! The rules a sidecar in front of one broker (MQTT, AMQP) lives by — how clients prove who
-//! they are (TLS and its client certificates), who may log in (the credentials file) and what
-//! they may do (the policy) — loaded at start and followed for changes into a `watch`, so that
+//! they are (TLS and its client certificates), who may log in (the credentials file), what
+//! they may do (the policy), and how the sidecar reaches the broker (TLS towards it) — loaded at start and followed for changes into a `watch`, so that
 //! open connections judge by the new rules from their next operation on and new ones shake
 //! hands with the new certificate and log in against the new users.
 //!
@@ -21,12 +21,14 @@ use crate::config::ConfigError;
 use crate::policy::{AuthorizationConfig, Policy, Vocabulary};
 use crate::reload::FileStamps;
 use crate::sasl::Credentials;
-use crate::tls::{TlsListenerConfig, TlsTerminator};
+use crate::tls::{TlsListenerConfig, TlsOriginConfig, TlsOriginator, TlsTerminator};
 
 /// How clients prove who they are, who may log in and what they may do, as one version.
 pub struct Rules {
     /// TLS towards clients, from its PEM files; connections keep the one they shook hands with.
     pub tls: Option<Arc<TlsTerminator>>,
+    /// TLS towards the broker, for the next broker connection.
+    pub upstream_tls: Option<Arc<TlsOriginator>>,
     pub credentials: Option<Credentials>,
     /// Who a client is when there are no credentials to check (and no certificate names it).
     pub fixed_principal: Option<String>,
@@ -44,6 +46,7 @@ pub type CurrentRules = watch::Receiver<Arc<Rules>>;
 #[derive(Clone)]
 pub struct RuleSources {
     pub tls: Option<TlsListenerConfig>,
+    pub upstream_tls: Option<TlsOriginConfig>,
     pub credentials: Option<PathBuf>,
     pub fixed_principal: Option<String>,
     pub authorization: Option<AuthorizationConfig>,
@@ -62,6 +65,12 @@ impl RuleSources {
             .map(TlsTerminator::new)
             .transpose()
             .map_err(|err| crate::config::invalid(&self.origin, "tls", err.to_string()))?;
+        let upstream_tls = self
+            .upstream_tls
+            .clone()
+            .map(TlsOriginator::new)
+            .transpose()
+            .map_err(|err| crate::config::invalid(&self.origin, "upstream_tls", err.to_string()))?;
         let credentials = self.credentials.as_deref().map(Credentials::load).transpose()?;
         let policy = match &self.authorization {
             Some(authorization) => {
@@ -71,13 +80,15 @@ impl RuleSources {
             }
             None => None,
         };
-        Ok(Rules { tls, credentials, fixed_principal: self.fixed_principal.clone(), policy })
+        Ok(Rules { tls, upstream_tls, credentials, fixed_principal: self.fixed_principal.clone(), policy })
     }
 
     /// The files the rules are read from.
     fn files(&self) -> Vec<PathBuf> {
         let policy = self.authorization.as_ref().and_then(|a| a.policy.clone());
-        let tls = self.tls.iter().flat_map(|t| [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]).flatten().cloned();
+        let tls = self.tls.iter().flat_map(|t| [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]);
+        let upstream_tls = self.upstream_tls.iter().flat_map(|t| [Some(&t.ca), t.cert.as_ref(), t.key.as_ref()]);
+        let tls = tls.chain(upstream_tls).flatten().cloned();
         tls.chain(self.credentials.iter().cloned()).chain(policy).collect()
     }
 

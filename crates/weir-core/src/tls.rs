@@ -95,6 +95,18 @@ pub struct TlsOriginConfig {
     pub workload_identity: bool,
 }
 
+impl TlsOriginConfig {
+    /// Presents the mesh's workload certificate (its current `cert` and `key` files, which a
+    /// managed sidecar keeps renewed) when `workload_identity` asks for it.
+    pub fn use_workload_certificate(&mut self, cert: &Path, key: &Path) {
+        if self.workload_identity {
+            self.workload_identity = false;
+            self.cert = Some(cert.to_owned());
+            self.key = Some(key.to_owned());
+        }
+    }
+}
+
 /// Builds the rustls client configuration for connections to servers.
 pub fn client_config(config: &TlsOriginConfig) -> Result<rustls::ClientConfig, TlsError> {
     if config.workload_identity {
@@ -223,6 +235,24 @@ impl TlsOriginator {
     /// The configuration for a new connection.
     pub fn connector(&self) -> TlsConnector {
         self.connector.clone()
+    }
+
+    /// The handshake over `stream` to the server at `address` (`host:port`; the host is the
+    /// name its certificate must hold), within `timeout`.
+    pub async fn connect(
+        &self,
+        address: &str,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TlsError> {
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|_| TlsError::Settings(format!("`{host}` is not a server name or address")))?;
+        tokio::time::timeout(timeout, self.connector.connect(name, stream))
+            .await
+            .map_err(|_| TlsError::HandshakeTimeout(timeout))?
+            .map_err(TlsError::Handshake)
     }
 }
 

@@ -58,10 +58,8 @@ pub struct WorkloadCertificate {
 
 /// Points `upstream.tls` at the workload certificate's files when it asks for them.
 pub fn use_workload_certificate(config: &mut SidecarConfig, files: &WorkloadCertificate) {
-    if let Some(tls) = config.upstream.tls.as_mut().filter(|tls| tls.workload_identity) {
-        tls.workload_identity = false;
-        tls.cert = Some(files.cert.clone());
-        tls.key = Some(files.key.clone());
+    if let Some(tls) = config.upstream.tls.as_mut() {
+        tls.use_workload_certificate(&files.cert, &files.key);
     }
 }
 

@@ -13,14 +13,13 @@ use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use uuid::Uuid;
 use weir_core::io::{split_any, split_tcp, BoxRead, BoxWrite};
 use weir_core::policy::Pattern;
 use weir_core::sasl::{SaslClientConfig, ScramClient, ScramMechanism};
-use weir_core::tls::TlsOriginator;
+use weir_core::tls::{TlsError, TlsOriginator};
 use weir_wire::frame::with_length_prefix;
 use weir_wire::FrameReader;
 
@@ -227,12 +226,10 @@ impl Connector {
     async fn connect_transport(&self, address: &str) -> Result<(BoxRead, BoxWrite), UpstreamError> {
         let stream = self.connect_tcp(address).await?;
         let Some(tls) = self.tls() else { return Ok(split_tcp(stream)) };
-        let host = split_host_port(address).map(|(host, _)| host).unwrap_or(address);
-        let name = ServerName::try_from(host.to_owned()).map_err(|_| UpstreamError::BadAddress(address.to_owned()))?;
-        let stream = tokio::time::timeout(self.timeout, tls.connector().connect(name, stream))
-            .await
-            .map_err(|_| UpstreamError::Tls { addr: address.to_owned(), error: "handshake timed out".into() })?
-            .map_err(|e| UpstreamError::Tls { addr: address.to_owned(), error: e.to_string() })?;
+        let stream = tls.connect(address, stream, self.timeout).await.map_err(|e| match e {
+            TlsError::Settings(_) => UpstreamError::BadAddress(address.to_owned()),
+            e => UpstreamError::Tls { addr: address.to_owned(), error: e.to_string() },
+        })?;
         Ok(split_any(stream))
     }
 

@@ -33,7 +33,7 @@ impl MeshState {
         })?;
         let keys: &[&str] = match protocol {
             Protocol::Kafka => &["bootstrap", "upstream"],
-            Protocol::Mqtt | Protocol::Amqp => &["upstream", "broker_credentials"],
+            Protocol::Mqtt | Protocol::Amqp => &["upstream", "upstream_tls", "broker_credentials"],
         };
         for key in keys {
             if let Some(value) = broker.spec.get(*key) {
@@ -161,7 +161,7 @@ mod tests {
         assert!(err.contains("Workload/orders") && err.contains("quotas[0].produce_bytes_per_second"), "{err}");
     }
 
-    const BROKERS: &str = "apiVersion: weir/v1alpha1\nkind: MqttBroker\nmetadata: {name: edge}\nspec: {upstream: '127.0.0.1:1883', broker_credentials: {username: weir, password: s3cret}}\n---\napiVersion: weir/v1alpha1\nkind: AmqpBroker\nmetadata: {name: rabbit}\nspec: {upstream: '127.0.0.1:5672'}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: sensors, labels: {team: shop}}\nspec: {protocol: mqtt, broker: edge, listen: '127.0.0.1:11884', limits: {max_packet_bytes: 65536}}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: billing}\nspec: {protocol: amqp, broker: rabbit, listen: '127.0.0.1:15680'}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: sensors-topics}\nspec: {protocol: mqtt, rules: [{effect: allow, principals: ['*'], resources: ['topic:sensors/#'], operations: [publish]}]}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: billing-queues}\nspec: {protocol: amqp, selector: {workloads: [billing]}, rules: [{effect: allow, principals: ['*'], resources: ['queue:invoices'], operations: [consume]}]}\n---\napiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: users}\nspec: {selector: {workloads: [sensors, billing]}, sasl: {credentials: /etc/weir/users.yaml}}\n";
+    const BROKERS: &str = "apiVersion: weir/v1alpha1\nkind: MqttBroker\nmetadata: {name: edge}\nspec: {upstream: '127.0.0.1:1883', upstream_tls: {ca: /etc/weir/broker-ca.pem, workload_identity: true}, broker_credentials: {username: weir, password: s3cret}}\n---\napiVersion: weir/v1alpha1\nkind: AmqpBroker\nmetadata: {name: rabbit}\nspec: {upstream: '127.0.0.1:5672'}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: sensors, labels: {team: shop}}\nspec: {protocol: mqtt, broker: edge, listen: '127.0.0.1:11884', limits: {max_packet_bytes: 65536}}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: billing}\nspec: {protocol: amqp, broker: rabbit, listen: '127.0.0.1:15680'}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: sensors-topics}\nspec: {protocol: mqtt, rules: [{effect: allow, principals: ['*'], resources: ['topic:sensors/#'], operations: [publish]}]}\n---\napiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: billing-queues}\nspec: {protocol: amqp, selector: {workloads: [billing]}, rules: [{effect: allow, principals: ['*'], resources: ['queue:invoices'], operations: [consume]}]}\n---\napiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: users}\nspec: {selector: {workloads: [sensors, billing]}, sasl: {credentials: /etc/weir/users.yaml}}\n";
 
     fn mesh_with_brokers() -> MeshState {
         let text = format!("{MESH}---\n{BROKERS}");
@@ -178,6 +178,7 @@ mod tests {
                 "listen": "127.0.0.1:11884",
                 "limits": {"max_packet_bytes": 65536},
                 "upstream": "127.0.0.1:1883",
+                "upstream_tls": {"ca": "/etc/weir/broker-ca.pem", "workload_identity": true},
                 "broker_credentials": {"username": "weir", "password": "s3cret"},
                 "credentials": "/etc/weir/users.yaml",
                 "authorization": {"rules": [

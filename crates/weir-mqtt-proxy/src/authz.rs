@@ -75,15 +75,36 @@ impl MqttAuthz {
         self.rules.allows_judged(TOPIC, PUBLISH, |p| matches(p.text(), name), |p| matches(p.text(), name))
     }
 
-    /// Whether the principal may subscribe to the topic filter `filter` (a valid one).
+    /// Whether the principal may subscribe to the topic filter `filter` (a valid one). A
+    /// shared subscription (`$share/GROUP/FILTER`, MQTT 5 and Mosquitto's 3.1.1) receives
+    /// what FILTER matches, and is judged as FILTER.
     pub fn may_subscribe(&self, filter: &str) -> bool {
+        let filter = shared_filter(filter).unwrap_or(filter);
         self.rules.allows_judged(TOPIC, SUBSCRIBE, |p| within(p.text(), filter), |p| overlaps(p.text(), filter))
     }
+}
+
+/// The filter of a shared subscription `$share/GROUP/FILTER`, if `filter` is one.
+fn shared_filter(filter: &str) -> Option<&str> {
+    let (group, filter) = filter.strip_prefix("$share/")?.split_once('/')?;
+    (!group.is_empty() && !filter.is_empty()).then_some(filter)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_subscription_is_judged_by_the_filter_it_shares() {
+        let policy = policy(RULES).unwrap();
+        let dashboard = MqttAuthz::new(&policy, Some("User:dashboard"));
+        assert!(dashboard.may_subscribe("$share/screens/sensors/7/#"));
+        assert!(!dashboard.may_subscribe("$share/screens/#"));
+        assert!(!dashboard.may_subscribe("$share/screens/sensors/secret/x"));
+        // Not a shared subscription: judged as it is.
+        assert!(!dashboard.may_subscribe("$share/screens"));
+        assert_eq!(shared_filter("$share//sensors/#"), None);
+    }
 
     fn policy(yaml: &str) -> Result<Arc<Policy>, String> {
         let origin = Path::new("policy.yaml");

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
 use weir_core::flows::Party;
+use weir_core::front::connect_broker;
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
@@ -159,13 +160,10 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     tracing::debug!(client_id = connect.client_id, principal = principal.as_deref(), "MQTT client connected");
 
     let upstream = &shared.config.upstream;
-    let broker =
-        tokio::time::timeout(Duration::from_millis(limits.upstream_connect_timeout_ms), TcpStream::connect(upstream))
-            .await
-            .map_err(|_| SessionError::Upstream { upstream: upstream.clone(), error: "timed out".into() })?
-            .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error: error.to_string() })?;
-    let _ = broker.set_nodelay(true);
-    let (broker_read, broker_write) = weir_core::io::split_tcp(broker);
+    let wait = Duration::from_millis(limits.upstream_connect_timeout_ms);
+    let (broker_read, broker_write) = connect_broker(upstream, wait, current.upstream_tls.as_deref())
+        .await
+        .map_err(|error| SessionError::Upstream { upstream: upstream.clone(), error })?;
     let broker_writer = Writer::new(broker_write, "broker");
     match &shared.config.broker_credentials {
         // The client's own credentials stay here.

@@ -21,6 +21,7 @@ pub type MqttSidecarError = FrontError;
 pub fn rule_sources(config: &MqttConfig, origin: &Path) -> RuleSources {
     RuleSources {
         tls: config.tls.clone(),
+        upstream_tls: config.upstream_tls.clone(),
         credentials: config.credentials.clone(),
         fixed_principal: config.fixed_principal.clone(),
         authorization: config.authorization.clone(),

@@ -26,9 +26,9 @@ use crate::ProxyArgs;
 const WAIT_FOR_CONTROL: Duration = Duration::from_secs(5);
 
 /// What a snapshot changes in a running MQTT or AMQP sidecar: how clients prove who they are
-/// (TLS), who may log in and what they may do. The rest (where it listens, the broker, limits,
-/// audit) waits for a restart.
-const BROKER_LIVE: [&str; 4] = ["tls", "credentials", "fixed_principal", "authorization"];
+/// (TLS), who may log in and what they may do, and TLS towards the broker (for new
+/// connections). The rest (where it listens, the broker, limits, audit) waits for a restart.
+const BROKER_LIVE: [&str; 5] = ["tls", "upstream_tls", "credentials", "fixed_principal", "authorization"];
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let workload = args.workload.clone().context("--control needs --workload NAME")?;
@@ -119,25 +119,29 @@ fn run_broker(
     started_with: Value,
 ) -> anyhow::Result<()> {
     let origin = origin(version);
+    let (cert, key) = control::identity_pem_files(&settings.state_dir, &settings.workload);
+    let certificate = WorkloadCertificate { cert, key };
     crate::sidecar_runtime(workers)?.block_on(async {
         let stop = CancellationToken::new();
         tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
         let (rules, flows, serve): (Arc<RuleKeeper>, FlowSource, Serving) = match protocol {
             Protocol::Mqtt => {
-                let config = weir_mqtt_proxy::MqttConfig::from_json(started_with.clone(), &origin)?;
+                let mut config = weir_mqtt_proxy::MqttConfig::from_json(started_with.clone(), &origin)?;
+                with_workload_certificate(config.upstream_tls.as_mut(), &certificate);
                 settings.proxy_address = config.listen.to_string();
                 let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
                 (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
             }
             _ => {
-                let config = weir_amqp_proxy::AmqpConfig::from_json(started_with.clone(), &origin)?;
+                let mut config = weir_amqp_proxy::AmqpConfig::from_json(started_with.clone(), &origin)?;
+                with_workload_certificate(config.upstream_tls.as_mut(), &certificate);
                 settings.proxy_address = config.listen.to_string();
                 let sidecar = weir_amqp_proxy::AmqpSidecar::bind(config, &origin).await?;
                 (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
             }
         };
         let (updates, received) = mpsc::channel(1);
-        tokio::spawn(apply_broker_snapshots(protocol, rules, started_with, received));
+        tokio::spawn(apply_broker_snapshots(protocol, rules, started_with, certificate, received));
         tokio::spawn(control::follow(settings, identity, version, updates, Some(flows), stop.clone()));
         serve.await;
         anyhow::Ok(())
@@ -149,10 +153,11 @@ async fn apply_broker_snapshots(
     protocol: Protocol,
     rules: Arc<RuleKeeper>,
     started_with: Value,
+    certificate: WorkloadCertificate,
     mut updates: mpsc::Receiver<Update>,
 ) {
     while let Some(update) = updates.recv().await {
-        let answer = match broker_rules(protocol, update.version, &update.config_json) {
+        let answer = match broker_rules(protocol, update.version, &update.config_json, &certificate) {
             Ok((sources, config)) => {
                 let rules = rules.clone();
                 // Reads the TLS and credentials files, checks the policy's patterns: off the workers.
@@ -178,8 +183,21 @@ async fn apply_broker_snapshots(
     }
 }
 
+/// TLS towards the broker presents the workload certificate's files when it asks for them
+/// (renewals rewrite the files, which the rules follow).
+fn with_workload_certificate(tls: Option<&mut weir_core::tls::TlsOriginConfig>, files: &WorkloadCertificate) {
+    if let Some(tls) = tls {
+        tls.use_workload_certificate(&files.cert, &files.key);
+    }
+}
+
 /// The rules a snapshot puts in force, and its config (to compare with the running one).
-fn broker_rules(protocol: Protocol, version: u64, config_json: &str) -> Result<(RuleSources, Value), String> {
+fn broker_rules(
+    protocol: Protocol,
+    version: u64,
+    config_json: &str,
+    certificate: &WorkloadCertificate,
+) -> Result<(RuleSources, Value), String> {
     let (now, config) = read_snapshot(version, config_json, None)?;
     if now != protocol {
         return Err(format!(
@@ -189,11 +207,15 @@ fn broker_rules(protocol: Protocol, version: u64, config_json: &str) -> Result<(
     let origin = origin(version);
     let sources = match protocol {
         Protocol::Mqtt => {
-            let parsed = weir_mqtt_proxy::MqttConfig::from_json(config.clone(), &origin).map_err(|e| e.to_string())?;
+            let mut parsed =
+                weir_mqtt_proxy::MqttConfig::from_json(config.clone(), &origin).map_err(|e| e.to_string())?;
+            with_workload_certificate(parsed.upstream_tls.as_mut(), certificate);
             weir_mqtt_proxy::sidecar::rule_sources(&parsed, &origin)
         }
         _ => {
-            let parsed = weir_amqp_proxy::AmqpConfig::from_json(config.clone(), &origin).map_err(|e| e.to_string())?;
+            let mut parsed =
+                weir_amqp_proxy::AmqpConfig::from_json(config.clone(), &origin).map_err(|e| e.to_string())?;
+            with_workload_certificate(parsed.upstream_tls.as_mut(), certificate);
             weir_amqp_proxy::sidecar::rule_sources(&parsed, &origin)
         }
     };
@@ -236,6 +258,10 @@ async fn first_configuration(settings: &ControlSettings, identity: &IdentityWatc
 mod tests {
     use super::*;
 
+    fn files() -> WorkloadCertificate {
+        WorkloadCertificate { cert: "/state/w.cert.pem".into(), key: "/state/w.key.pem".into() }
+    }
+
     #[test]
     fn a_snapshot_says_its_protocol_and_a_sidecar_started_for_another_refuses_it() {
         let mqtt = r#"{"protocol": "mqtt", "listen": "127.0.0.1:11884", "upstream": "127.0.0.1:1883"}"#;
@@ -253,7 +279,7 @@ mod tests {
     #[test]
     fn a_broker_snapshot_gives_the_rules_in_force_and_a_change_of_protocol_needs_a_restart() {
         let policy = r#"{"protocol": "amqp", "listen": "127.0.0.1:15680", "upstream": "127.0.0.1:5672", "fixed_principal": "billing", "authorization": {"rules": [{"effect": "allow", "principals": ["billing"], "resources": ["queue:invoices"], "operations": ["consume"]}]}}"#;
-        let (sources, config) = broker_rules(Protocol::Amqp, 7, policy).unwrap();
+        let (sources, config) = broker_rules(Protocol::Amqp, 7, policy, &files()).unwrap();
         let rules = sources.load().unwrap();
         assert_eq!(rules.fixed_principal.as_deref(), Some("billing"));
         assert_eq!(rules.policy.map(|p| p.rule_count()), Some(1));
@@ -261,10 +287,14 @@ mod tests {
         assert!(control::restart_only_changes(&started, &config, &BROKER_LIVE).is_empty());
         let moved = serde_json::json!({"listen": "127.0.0.1:15681", "upstream": "127.0.0.1:5672"});
         assert_eq!(control::restart_only_changes(&started, &moved, &BROKER_LIVE), ["listen"]);
-        let err = broker_rules(Protocol::Mqtt, 8, policy).map(drop).unwrap_err();
+        // TLS towards the broker with the workload's certificate: its files, renewed in place.
+        let tls = r#"{"protocol": "mqtt", "listen": "127.0.0.1:1", "upstream": "b:1", "upstream_tls": {"ca": "/ca.pem", "workload_identity": true}}"#;
+        let tls = broker_rules(Protocol::Mqtt, 10, tls, &files()).unwrap().0.upstream_tls.unwrap();
+        assert_eq!((tls.cert, tls.key, tls.workload_identity), (Some(files().cert), Some(files().key), false));
+        let err = broker_rules(Protocol::Mqtt, 8, policy, &files()).map(drop).unwrap_err();
         assert!(err.contains("the workload's protocol is now amqp; this mqtt sidecar needs a restart"), "{err}");
         let bad = policy.replace("consume", "eat");
-        let (sources, _) = broker_rules(Protocol::Amqp, 9, &bad).unwrap();
+        let (sources, _) = broker_rules(Protocol::Amqp, 9, &bad, &files()).unwrap();
         let err = sources.load().map(drop).unwrap_err().to_string();
         assert!(err.contains("control plane snapshot v9") && err.contains("unknown operation `eat`"), "{err}");
     }

@@ -135,6 +135,36 @@ fn publishes_and_subscriptions_are_judged_by_topic_with_mqtts_wildcards() {
 }
 
 #[test]
+fn a_shared_subscription_is_judged_by_the_filter_it_shares() {
+    let root = unique("mqtt-shared");
+    let sidecar = MqttSidecar::start(&POLICY.replace("T/", &format!("{root}/")));
+    let topic = format!("{root}/sensors/5/temp");
+    // `dash` may read sensors/# (but not sensors/secret/#): so a shared subscription to sensors/5/#.
+    let mut args = sidecar.client("dash", "mqttv5");
+    args.extend(
+        ["-t", &format!("$share/screens/{root}/sensors/5/#"), "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned),
+    );
+    let mut dash = subscriber(&args);
+    let mut args = sidecar.client("sensor", "mqttv5");
+    args.extend(["-t", &topic, "-m", "shared", "-q", "1"].map(str::to_owned));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let (published, stderr) = publish(&args);
+        assert!(published, "{stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (lines, stderr) = stopped(dash);
+    assert_eq!(lines, [format!("{topic} shared")], "{stderr}");
+    // Sharing a filter wider than the policy gives is refused as the filter itself would be.
+    let mut args = sidecar.client("dash", "mqttv5");
+    args.extend(["-t", &format!("$share/screens/{root}/#"), "-C", "1", "-W", "3"].map(str::to_owned));
+    let out = Command::new("mosquitto_sub").args(&args).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("All subscription requests were denied"), "{said}");
+    sidecar.assert_quiet();
+}
+
+#[test]
 fn a_will_the_principal_may_not_publish_refuses_the_connect() {
     let root = unique("mqtt-will");
     let sidecar = MqttSidecar::start(&POLICY.replace("T/", &format!("{root}/")));
@@ -426,6 +456,63 @@ fn the_sidecar_logs_in_to_the_broker_with_its_own_credentials() {
     let out = Command::new("mosquitto_pub").args(direct).output().unwrap();
     assert!(!out.status.success(), "the broker took the client's own credentials");
     sidecar.assert_quiet();
+}
+
+#[test]
+fn the_sidecar_reaches_the_broker_over_mutual_tls_and_refuses_a_broker_it_cannot_trust() {
+    // A broker whose only way in for the sidecar is TLS with a client certificate.
+    let pki = Pki::new("mqtt-upstream");
+    pki.issue("broker", server_sans(), false);
+    pki.issue("sidecar", vec![rcgen::SanType::DnsName("sidecar.weir.test".try_into().unwrap())], false);
+    let tls_port = 11896;
+    let listener = format!(
+        "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true",
+        pki.path("broker.crt").display(),
+        pki.path("broker.key").display(),
+        pki.path("ca.pem").display()
+    );
+    let _broker = OwnMosquitto::start_with(11895, &[("WEIR_MOSQUITTO_EXTRA_CONF", listener.as_str())]);
+    let root = unique("mqtt-upstream-tls");
+    let upstream_tls = |ca: &str| {
+        format!(
+            "upstream_tls: {{ca: {ca}, cert: {}, key: {}}}\n",
+            pki.path("sidecar.crt").display(),
+            pki.path("sidecar.key").display()
+        )
+    };
+    let ca = pki.path("ca.pem").display().to_string();
+    let policy = POLICY.replace("T/", &format!("{root}/"));
+    let sidecar = MqttSidecar::start_with(&policy, &format!("localhost:{tls_port}"), &upstream_tls(&ca));
+    let topic = format!("{root}/sensors/4/temp");
+    let mut args = sidecar.client("dash", "mqttv311");
+    args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned));
+    let mut dash = subscriber(&args);
+    let mut args = sidecar.client("sensor", "mqttv311");
+    args.extend(["-t", &topic, "-m", "over-tls", "-q", "1"].map(str::to_owned));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let (published, stderr) = publish(&args);
+        assert!(published, "{stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (lines, stderr) = stopped(dash);
+    assert_eq!(lines, [format!("{topic} over-tls")], "{stderr}");
+    sidecar.assert_quiet();
+
+    // Trusting another CA, the sidecar refuses the broker: the client's connection ends, with
+    // the reason in the sidecar's log.
+    let stranger = Pki::new("mqtt-upstream-stranger");
+    let ca = stranger.path("ca.pem").display().to_string();
+    let distrustful = MqttSidecar::start_with(&policy, &format!("localhost:{tls_port}"), &upstream_tls(&ca));
+    let (published, _) = publish(
+        &distrustful
+            .client("sensor", "mqttv311")
+            .into_iter()
+            .chain(["-t", &topic, "-m", "x"].map(str::to_owned))
+            .collect::<Vec<_>>(),
+    );
+    assert!(!published, "a broker the sidecar cannot trust was used");
+    assert!(distrustful.logged(&["localhost:11896", "TLS handshake failed"]), "{:?}", distrustful.logs());
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! `MqttBroker` and `AmqpBroker`: the broker an MQTT or AMQP workload's sidecar fronts, and
-//! what the sidecar logs in to it with — the `upstream` and `broker_credentials` keys of those
-//! sidecars' config files.
+//! `MqttBroker` and `AmqpBroker`: the broker an MQTT or AMQP workload's sidecar fronts, how it
+//! reaches it and what it logs in with — the `upstream`, `upstream_tls` and
+//! `broker_credentials` keys of those sidecars' config files.
 
 use serde::Deserialize;
 use weir_core::config::BrokerCredentials;
@@ -13,6 +13,9 @@ use crate::resource::Resource;
 pub struct BrokerSpec {
     /// The broker, `host:port`.
     pub upstream: String,
+    /// TLS towards it (`workload_identity: true` presents the workload's mesh certificate).
+    #[serde(default)]
+    pub upstream_tls: Option<weir_core::tls::TlsOriginConfig>,
     /// What the sidecar logs in to the broker with, in every client's stead.
     #[serde(default)]
     pub broker_credentials: Option<BrokerCredentials>,

@@ -166,9 +166,10 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
 }
 
 /// Settings of an MQTT or AMQP sidecar's file that come from other resources.
-const FROM_ELSEWHERE: [(&str, &str); 7] = [
+const FROM_ELSEWHERE: [(&str, &str); 8] = [
     ("cluster", "is a Kafka workload's; this one names its broker in `broker`"),
     ("upstream", "comes from the broker resource the workload names in `broker`"),
+    ("upstream_tls", "comes from the broker resource the workload names in `broker`"),
     ("broker_credentials", "comes from the broker resource the workload names in `broker`"),
     ("tls", "comes from a PeerAuthentication"),
     ("credentials", "comes from a PeerAuthentication (its `sasl.credentials`)"),
