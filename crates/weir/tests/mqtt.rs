@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
-use common::brokers::{mosquitto, mqtt_client, publish, stopped, subscriber};
+use common::brokers::{mosquitto, mqtt_client, publish, publish_until_received, stopped, subscriber};
 use common::pki::{server_sans, Pki};
 use common::{audit_lines_when, repo_root, sasl_users_file, unique};
 use weir_core::sasl::ScramMechanism;
@@ -144,16 +144,10 @@ fn a_shared_subscription_is_judged_by_the_filter_it_shares() {
     args.extend(
         ["-t", &format!("$share/screens/{root}/sensors/5/#"), "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned),
     );
-    let mut dash = subscriber(&args);
+    let dash = subscriber(&args);
     let mut args = sidecar.client("sensor", "mqttv5");
     args.extend(["-t", &topic, "-m", "shared", "-q", "1"].map(str::to_owned));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        let (published, stderr) = publish(&args);
-        assert!(published, "{stderr}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let (lines, stderr) = stopped(dash);
+    let (lines, stderr) = publish_until_received(dash, &args);
     assert_eq!(lines, [format!("{topic} shared")], "{stderr}");
     // Sharing a filter wider than the policy gives is refused as the filter itself would be.
     let mut args = sidecar.client("dash", "mqttv5");
@@ -438,17 +432,10 @@ fn the_sidecar_logs_in_to_the_broker_with_its_own_credentials() {
     let topic = format!("{root}/sensors/3/temp");
     let mut args = sidecar.client("dash", "mqttv5");
     args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned));
-    let mut dash = subscriber(&args);
+    let dash = subscriber(&args);
     let mut args = sidecar.client("sensor", "mqttv5");
     args.extend(["-t", &topic, "-m", "21.5", "-q", "1"].map(str::to_owned));
-    // Until the subscriber has its message (it may subscribe late on a busy machine).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        let (published, stderr) = publish(&args);
-        assert!(published, "{stderr}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let (lines, stderr) = stopped(dash);
+    let (lines, stderr) = publish_until_received(dash, &args);
     assert_eq!(lines, [format!("{topic} 21.5")], "{stderr}");
     // The clients' own credentials mean nothing to the broker.
     let port = broker.port.to_string();
@@ -486,16 +473,10 @@ fn the_sidecar_reaches_the_broker_over_mutual_tls_and_refuses_a_broker_it_cannot
     let topic = format!("{root}/sensors/4/temp");
     let mut args = sidecar.client("dash", "mqttv311");
     args.extend(["-t", &topic, "-q", "1", "-C", "1", "-W", "10"].map(str::to_owned));
-    let mut dash = subscriber(&args);
+    let dash = subscriber(&args);
     let mut args = sidecar.client("sensor", "mqttv311");
     args.extend(["-t", &topic, "-m", "over-tls", "-q", "1"].map(str::to_owned));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        let (published, stderr) = publish(&args);
-        assert!(published, "{stderr}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let (lines, stderr) = stopped(dash);
+    let (lines, stderr) = publish_until_received(dash, &args);
     assert_eq!(lines, [format!("{topic} over-tls")], "{stderr}");
     sidecar.assert_quiet();
 

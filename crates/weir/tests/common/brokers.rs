@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::repo_root;
 
@@ -59,6 +59,19 @@ pub fn stopped(mut child: Child) -> (Vec<String>, String) {
     let out = child.wait_with_output().unwrap();
     let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Publishes with `args` until `subscriber` (one that exits once it has its messages, `-C`)
+/// has them, for at most 10 s: a subscriber may subscribe late on a busy machine. What it
+/// printed.
+pub fn publish_until_received(mut subscriber: Child, args: &[String]) -> (Vec<String>, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subscriber.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let (published, stderr) = publish(args);
+        assert!(published, "{stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stopped(subscriber)
 }
 
 /// Runs pika through `port` as `user` (password: the name reversed; `amqplain:` before the
