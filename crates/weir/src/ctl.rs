@@ -36,7 +36,8 @@ enum CtlCommand {
     },
     /// List the resources of a kind, or show one.
     Get {
-        /// KafkaCluster, Workload, AuthorizationPolicy, PeerAuthentication (any case, plural, or kc/wl/ap/pa).
+        /// KafkaCluster, MqttBroker, AmqpBroker, Workload, AuthorizationPolicy, PeerAuthentication,
+        /// CertificateRevocation (any case, plural, or kc/mb/ab/wl/ap/pa/revocation).
         kind: String,
         name: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]

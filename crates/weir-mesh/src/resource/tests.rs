@@ -74,6 +74,9 @@ fn kinds_as_people_type_them() {
     }
     assert_eq!(Kind::parse("authorizationpolicies"), None, "only a trailing s is a plural here");
     assert_eq!(Kind::parse("ap"), Some(Kind::AuthorizationPolicy));
+    for (text, kind) in [("mb", Kind::MqttBroker), ("MqttBrokers", Kind::MqttBroker), ("ab", Kind::AmqpBroker)] {
+        assert_eq!(Kind::parse(text), Some(kind), "{text}");
+    }
     assert_eq!(Kind::parse_exact("workload"), None, "a resource spells its kind exactly");
 }
 
