@@ -129,8 +129,7 @@ impl AmqpMetrics {
 
     /// What has flowed, for the control plane's topology.
     pub fn flows(&self) -> FlowSource {
-        let flows = self.flows.clone();
-        Arc::new(move || flows.totals())
+        self.flows.source()
     }
 
     pub fn denied(&self, method: &'static str, principal: &Arc<str>) {

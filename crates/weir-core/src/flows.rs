@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::control::{FlowDirection, FlowTotals};
+use crate::control::{FlowDirection, FlowSource, FlowTotals};
 
 /// Distinct flows kept; past it, new ones share one entry named `(other)`, so a client
 /// inventing resource names or client ids cannot grow the table without bound.
@@ -122,6 +122,12 @@ impl Flows {
         if groups.len() < MAX_FLOWS || groups.contains_key(&key) {
             groups.insert(key, group.to_owned());
         }
+    }
+
+    /// What the control client asks for every report: these flows' totals.
+    pub fn source(self: &Arc<Self>) -> FlowSource {
+        let flows = self.clone();
+        Arc::new(move || flows.totals())
     }
 
     /// Every flow's totals now.

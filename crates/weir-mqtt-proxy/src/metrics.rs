@@ -126,8 +126,7 @@ impl MqttMetrics {
 
     /// What has flowed, for the control plane's topology.
     pub fn flows(&self) -> FlowSource {
-        let flows = self.flows.clone();
-        Arc::new(move || flows.totals())
+        self.flows.source()
     }
 }
 
