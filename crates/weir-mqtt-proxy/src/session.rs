@@ -30,7 +30,7 @@ use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
 use weir_core::rules::{CurrentRules, Rules};
 use weir_mqtt::packet::{
-    ack, connack_refused, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
+    ack, connack_refused, packet_id, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
 };
 use weir_mqtt::{FixedHeader, MqttError, PacketType};
 
@@ -457,14 +457,5 @@ fn count(
     match counted {
         Some(counters) if *counters.topic == *topic => counters.count(payload),
         _ => counted.insert(metrics.counters(direction, topic, who)).count(payload),
-    }
-}
-
-/// The packet identifier right after the fixed header (PUBREL, SUBACK).
-fn packet_id(packet: &[u8], header: &FixedHeader) -> Result<u16, MqttError> {
-    let at = header.header_len;
-    match packet.get(at..at + 2) {
-        Some(id) => Ok(u16::from_be_bytes([id[0], id[1]])),
-        None => Err(MqttError::Malformed { packet: header.kind.name(), what: "no packet identifier", at }),
     }
 }

@@ -88,48 +88,71 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The value of a two-byte-integer property `id` in an MQTT 5 property block, if there.
-/// Properties of other types are stepped over by their type; an unknown id is an error (the
-/// spec makes it a malformed packet).
-fn two_byte_property(block: &[u8], id: u8, packet: &'static str) -> Result<Option<u16>, MqttError> {
+/// One MQTT 5 property's value, by the type the spec gives its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyValue<'a> {
+    Byte(u8),
+    TwoByte(u16),
+    FourByte(u32),
+    VarInt(usize),
+    /// A UTF-8 string or binary data (not checked for UTF-8 here).
+    Bytes(&'a [u8]),
+    Pair(&'a [u8], &'a [u8]),
+}
+
+/// Calls `each` with every property of an MQTT 5 property block, in order. An unknown id is an
+/// error (the spec makes it a malformed packet).
+pub fn each_property<'a>(
+    block: &'a [u8],
+    packet: &'static str,
+    mut each: impl FnMut(u8, PropertyValue<'a>),
+) -> Result<(), MqttError> {
     let mut r = Reader { packet, bytes: block, at: 0 };
-    let mut found = None;
     while !r.rest().is_empty() {
         let property = r.varint("a malformed property id")?;
         let property = u8::try_from(property).map_err(|_| r.fault("an unknown property"))?;
-        match property {
-            // Byte.
-            0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2a => {
-                r.u8("a cut property")?;
-            }
-            // Two-byte integer.
-            0x13 | 0x21 | 0x22 | 0x23 => {
-                let value = r.u16("a cut property")?;
-                if property == id {
-                    found = Some(value);
-                }
-            }
-            // Four-byte integer.
+        let value = match property {
+            0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2a => PropertyValue::Byte(r.u8("a cut property")?),
+            0x13 | 0x21 | 0x22 | 0x23 => PropertyValue::TwoByte(r.u16("a cut property")?),
             0x02 | 0x11 | 0x18 | 0x27 => {
-                r.take(4, "a cut property")?;
+                let b = r.take(4, "a cut property")?;
+                PropertyValue::FourByte(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             }
-            // Variable byte integer.
-            0x0b => {
-                r.varint("a cut property")?;
-            }
-            // UTF-8 string or binary data.
+            0x0b => PropertyValue::VarInt(r.varint("a cut property")?),
             0x03 | 0x08 | 0x09 | 0x12 | 0x15 | 0x16 | 0x1a | 0x1c | 0x1f => {
-                r.binary("a cut property")?;
+                PropertyValue::Bytes(r.binary("a cut property")?)
             }
-            // String pair.
-            0x26 => {
-                r.binary("a cut property")?;
-                r.binary("a cut property")?;
-            }
+            0x26 => PropertyValue::Pair(r.binary("a cut property")?, r.binary("a cut property")?),
             _ => return Err(r.fault("an unknown property")),
-        }
+        };
+        each(property, value);
     }
+    Ok(())
+}
+
+/// The value of a two-byte-integer property `id` in an MQTT 5 property block, if there.
+fn two_byte_property(block: &[u8], id: u8, packet: &'static str) -> Result<Option<u16>, MqttError> {
+    let mut found = None;
+    each_property(block, packet, |property, value| {
+        if let (true, PropertyValue::TwoByte(value)) = (property == id, value) {
+            found = Some(value);
+        }
+    })?;
     Ok(found)
+}
+
+/// MQTT 5 property ids a gateway reads or states.
+pub mod property {
+    pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
+    pub const RECEIVE_MAXIMUM: u8 = 0x21;
+    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    pub const MAXIMUM_QOS: u8 = 0x24;
+    pub const RETAIN_AVAILABLE: u8 = 0x25;
+    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
+    pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
+    pub const SUBSCRIPTION_IDENTIFIERS_AVAILABLE: u8 = 0x29;
+    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2a;
+    pub const REASON_STRING: u8 = 0x1f;
 }
 
 /// A will message: published by the broker when the client goes without DISCONNECT.
@@ -157,6 +180,14 @@ pub struct Connect<'a> {
     pub credentials_at: usize,
     /// Where the connect flags byte is.
     pub flags_at: usize,
+    /// MQTT 5's Session Expiry Interval in seconds (0: the session ends with the connection;
+    /// always 0 before 5, where `clean_start` alone says).
+    pub session_expiry: u32,
+    /// MQTT 5's Receive Maximum: how many QoS 1 and 2 publishes the client takes unacknowledged
+    /// (65,535 when not said).
+    pub receive_maximum: u16,
+    /// MQTT 5's Maximum Packet Size the client accepts.
+    pub maximum_packet_size: Option<u32>,
 }
 
 impl<'a> Connect<'a> {
@@ -189,8 +220,18 @@ impl<'a> Connect<'a> {
             return Err(bad_flags("a password without a username"));
         }
         let keep_alive = r.u16("no keep alive")?;
+        let (mut session_expiry, mut receive_maximum, mut maximum_packet_size) = (0, u16::MAX, None);
         if version == Version::V5 {
-            r.properties()?;
+            let block = r.properties()?;
+            each_property(block, "CONNECT", |id, value| match (id, value) {
+                (property::SESSION_EXPIRY_INTERVAL, PropertyValue::FourByte(v)) => session_expiry = v,
+                (property::RECEIVE_MAXIMUM, PropertyValue::TwoByte(v)) => receive_maximum = v,
+                (property::MAXIMUM_PACKET_SIZE, PropertyValue::FourByte(v)) => maximum_packet_size = Some(v),
+                _ => {}
+            })?;
+            if receive_maximum == 0 || maximum_packet_size == Some(0) {
+                return Err(r.fault("a receive maximum or maximum packet size of 0"));
+            }
         }
         let client_id = r.string("a cut client id")?;
         let will = if has_will {
@@ -210,7 +251,20 @@ impl<'a> Connect<'a> {
             return Err(r.fault("bytes after the last field"));
         }
         let clean_start = flags & 0x02 != 0;
-        Ok(Connect { version, clean_start, keep_alive, client_id, will, username, password, credentials_at, flags_at })
+        Ok(Connect {
+            version,
+            clean_start,
+            keep_alive,
+            client_id,
+            will,
+            username,
+            password,
+            credentials_at,
+            flags_at,
+            session_expiry,
+            receive_maximum,
+            maximum_packet_size,
+        })
     }
 
     /// `packet` (this CONNECT) with the client's credentials replaced by `username` and
@@ -362,6 +416,151 @@ impl<'a> Subscribe<'a> {
         }
         out
     }
+}
+
+/// An UNSUBSCRIBE packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe<'a> {
+    pub packet_id: u16,
+    pub filters: Vec<&'a str>,
+}
+
+impl<'a> Unsubscribe<'a> {
+    pub fn read(packet: &'a [u8], header: &FixedHeader, version: Version) -> Result<Self, MqttError> {
+        debug_assert_eq!(header.kind, PacketType::Unsubscribe);
+        let mut r = Reader { packet: "UNSUBSCRIBE", bytes: &packet[..header.packet_len()], at: header.header_len };
+        let packet_id = r.u16("no packet identifier")?;
+        if packet_id == 0 {
+            return Err(r.fault("packet identifier 0"));
+        }
+        if version == Version::V5 {
+            r.properties()?;
+        }
+        let mut filters = Vec::new();
+        while !r.rest().is_empty() {
+            if filters.len() == MAX_SUBSCRIPTIONS {
+                return Err(r.fault("more than 1024 topic filters"));
+            }
+            let at = r.at;
+            let filter = r.string("a cut topic filter")?;
+            crate::topic::check_filter(filter).map_err(|what| MqttError::Malformed {
+                packet: "UNSUBSCRIBE",
+                what,
+                at,
+            })?;
+            filters.push(filter);
+        }
+        if filters.is_empty() {
+            return Err(r.fault("no topic filter"));
+        }
+        Ok(Unsubscribe { packet_id, filters })
+    }
+}
+
+/// The packet identifier right after the fixed header (PUBACK, PUBREC, PUBREL, PUBCOMP,
+/// SUBACK).
+pub fn packet_id(packet: &[u8], header: &FixedHeader) -> Result<u16, MqttError> {
+    let at = header.header_len;
+    match packet.get(at..at + 2) {
+        Some(&[high, low]) if header.remaining >= 2 => Ok(u16::from_be_bytes([high, low])),
+        _ => Err(MqttError::Malformed { packet: header.kind.name(), what: "no packet identifier", at }),
+    }
+}
+
+/// An MQTT 5 property a server states, by its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Property<'a> {
+    Byte(u8, u8),
+    TwoByte(u8, u16),
+    FourByte(u8, u32),
+    String(u8, &'a str),
+}
+
+fn write_properties(out: &mut Vec<u8>, properties: &[Property<'_>]) {
+    let mut block = Vec::new();
+    for property in properties {
+        match *property {
+            Property::Byte(id, v) => block.extend([id, v]),
+            Property::TwoByte(id, v) => {
+                block.push(id);
+                block.extend(v.to_be_bytes());
+            }
+            Property::FourByte(id, v) => {
+                block.push(id);
+                block.extend(v.to_be_bytes());
+            }
+            Property::String(id, text) => {
+                let len = text.len().min(usize::from(u16::MAX));
+                block.push(id);
+                block.extend((len as u16).to_be_bytes());
+                block.extend_from_slice(&text.as_bytes()[..len]);
+            }
+        }
+    }
+    write_varint(out, block.len());
+    out.extend(block);
+}
+
+/// Wraps `body` in a fixed header of `first` (type and flags).
+fn whole(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push(first);
+    write_varint(&mut out, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The CONNACK that accepts a connection; in MQTT 5 with `properties` (what the server
+/// supports and what it does not).
+pub fn connack_accepted(version: Version, session_present: bool, properties: &[Property<'_>]) -> Vec<u8> {
+    let mut body = vec![u8::from(session_present), 0];
+    if version == Version::V5 {
+        write_properties(&mut body, properties);
+    }
+    whole((PacketType::Connack as u8) << 4, &body)
+}
+
+/// A PUBLISH a server delivers: `packet_id` for QoS 1 and 2, none for 0.
+pub fn publish(version: Version, topic: &str, payload: &[u8], qos: u8, packet_id: Option<u16>, retain: bool) -> Vec<u8> {
+    let topic_len = topic.len().min(usize::from(u16::MAX));
+    let remaining = 2 + topic_len + packet_id.map_or(0, |_| 2) + usize::from(version == Version::V5) + payload.len();
+    let mut out = Vec::with_capacity(5 + remaining);
+    out.push((PacketType::Publish as u8) << 4 | (qos & 0x03) << 1 | u8::from(retain));
+    write_varint(&mut out, remaining);
+    out.extend((topic_len as u16).to_be_bytes());
+    out.extend_from_slice(&topic.as_bytes()[..topic_len]);
+    if let Some(id) = packet_id {
+        out.extend(id.to_be_bytes());
+    }
+    if version == Version::V5 {
+        out.push(0); // no properties
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An UNSUBACK for `packet_id`; MQTT 5 says Success (0) for each of `filters` filters.
+pub fn unsuback(packet_id: u16, filters: usize, version: Version) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    if version == Version::V5 {
+        body.push(0);
+        body.resize(body.len() + filters, 0);
+    }
+    whole((PacketType::Unsuback as u8) << 4, &body)
+}
+
+/// The answer to a PINGREQ.
+pub const PINGRESP: [u8; 2] = [(PacketType::Pingresp as u8) << 4, 0];
+
+/// The DISCONNECT a server sends before it closes, with `reason` and a reason string: only
+/// MQTT 5 has one.
+pub fn disconnect(version: Version, reason: u8, why: &str) -> Option<Vec<u8>> {
+    if version != Version::V5 {
+        return None;
+    }
+    let mut body = vec![reason];
+    write_properties(&mut body, &[Property::String(property::REASON_STRING, why)]);
+    Some(whole((PacketType::Disconnect as u8) << 4, &body))
 }
 
 /// SUBACK reason codes a sidecar answers with.
@@ -668,5 +867,53 @@ mod tests {
             let h = header(&bytes);
             assert_eq!(h.packet_len(), bytes.len(), "the length says what follows");
         }
+    }
+
+    #[test]
+    fn what_a_gateway_writes_reads_back() {
+        for version in [Version::V311, Version::V5] {
+            let bytes = publish(version, "sensors/7/temp", b"21.5", 1, Some(9), true);
+            let read = Publish::read(&bytes, &header(&bytes), version).unwrap();
+            assert_eq!((read.topic, read.qos, read.retain, read.packet_id), ("sensors/7/temp", 1, true, Some(9)));
+            assert_eq!(read.payload, b"21.5");
+            let bytes = publish(version, "a", b"", 0, None, false);
+            assert_eq!(Publish::read(&bytes, &header(&bytes), version).unwrap().packet_id, None);
+        }
+        assert_eq!(connack_accepted(Version::V311, true, &[Property::Byte(property::MAXIMUM_QOS, 1)]), [0x20, 2, 1, 0]);
+        assert_eq!(
+            connack_accepted(Version::V5, false, &[Property::Byte(property::RETAIN_AVAILABLE, 0)]),
+            [0x20, 5, 0, 0, 2, 0x25, 0]
+        );
+        assert_eq!(unsuback(3, 2, Version::V311), [0xb0, 2, 0, 3]);
+        assert_eq!(unsuback(3, 2, Version::V5), [0xb0, 5, 0, 3, 0, 0, 0]);
+        assert_eq!(disconnect(Version::V311, 0x87, "no"), None);
+        assert_eq!(disconnect(Version::V5, 0x87, "no").unwrap(), [0xe0, 7, 0x87, 5, 0x1f, 0, 2, b'n', b'o']);
+    }
+
+    #[test]
+    fn unsubscribes_list_their_filters_and_connect_properties_are_read() {
+        for version in [Version::V311, Version::V5] {
+            let mut body = vec![0, 5];
+            if version == Version::V5 {
+                body.push(0);
+            }
+            body.extend(string("a/+"));
+            body.extend(string("b/#"));
+            let bytes = packet(PacketType::Unsubscribe, 2, &body);
+            let read = Unsubscribe::read(&bytes, &header(&bytes), version).unwrap();
+            assert_eq!((read.packet_id, read.filters), (5, vec!["a/+", "b/#"]));
+            let bad = packet(PacketType::Unsubscribe, 2, &[&[0, 5][..], &string("a/#/b")].concat());
+            assert!(Unsubscribe::read(&bad, &header(&bad), Version::V311).is_err());
+        }
+        let mut body = string("MQTT");
+        body.extend([5, 0, 0, 10, 8, 0x11, 0, 0, 0x0e, 0x10, 0x21, 0, 20]);
+        body.extend(string("c"));
+        let bytes = packet(PacketType::Connect, 0, &body);
+        let connect = Connect::read(&bytes, &header(&bytes)).unwrap();
+        assert_eq!((connect.session_expiry, connect.receive_maximum, connect.maximum_packet_size), (3600, 20, None));
+        let ack = [0x40, 2, 1, 2];
+        assert_eq!(packet_id(&ack, &header(&ack)), Ok(258));
+        let short = [0x40, 0];
+        assert!(packet_id(&short, &header(&short)).is_err());
     }
 }
