@@ -9,6 +9,8 @@ use std::path::Path;
 use serde::Deserialize;
 use weir_core::config::{invalid, ConfigError};
 
+use crate::vocabulary::check_topic_name as check_name;
+
 /// One rule of `topic_aliases:`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,17 +22,6 @@ pub struct TopicAlias {
     /// Whose clients (principals as authorization names them; absent or `*`: everyone's).
     #[serde(default)]
     pub principals: Vec<String>,
-}
-
-/// Kafka's own limit on a topic name.
-const MAX_TOPIC_NAME: usize = 249;
-
-fn check_name(name: &str) -> Result<(), String> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > MAX_TOPIC_NAME || !name.chars().all(legal) || name == "." || name == ".." {
-        return Err(format!("`{name}` is not a topic name (1 to 249 of a-z A-Z 0-9 . _ -)"));
-    }
-    Ok(())
 }
 
 /// Checks a list of aliases: each names two different legal topics, and one name means one

@@ -41,3 +41,16 @@ pub static KAFKA: Vocabulary = Vocabulary {
     aliases: &[("consume", READ), ("produce", WRITE)],
     implies: &[(&[READ, WRITE, DELETE, ALTER], DESCRIBE), (&[ALTER_CONFIGS], DESCRIBE_CONFIGS)],
 };
+
+/// Kafka's own limit on a topic name.
+const MAX_TOPIC_NAME: usize = 249;
+
+/// Why `name` cannot be a Kafka topic's name (Kafka's own rule: 1 to 249 of `a-z A-Z 0-9 . _ -`,
+/// not `.` or `..`).
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > MAX_TOPIC_NAME || !name.chars().all(legal) || name == "." || name == ".." {
+        return Err(format!("`{name}` is not a topic name (1 to 249 of a-z A-Z 0-9 . _ -)"));
+    }
+    Ok(())
+}

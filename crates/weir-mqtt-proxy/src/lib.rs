@@ -12,6 +12,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod login;
 pub mod metrics;
 pub mod session;
 pub mod sidecar;

@@ -112,6 +112,23 @@ impl MqttMetrics {
         }
     }
 
+    /// Counts a message of `payload` bytes on `topic`, with the counters of the last topic
+    /// counted kept in `counted` (most connections publish to, or receive, one topic after
+    /// another).
+    pub fn count(
+        &self,
+        counted: &mut Option<TopicCounters>,
+        direction: &'static str,
+        topic: &str,
+        who: &Party,
+        payload: usize,
+    ) {
+        match counted {
+            Some(counters) if *counters.topic == *topic => counters.count(payload),
+            _ => counted.insert(self.counters(direction, topic, who)).count(payload),
+        }
+    }
+
     /// A login refused (`connect`), before the client has a party.
     pub fn denied(&self, operation: &'static str, principal: &Arc<str>) {
         self.denied.get_or_create(&DeniedLabels { operation, principal: principal.clone() }).inc();

@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use weir_core::audit::{AuditLog, AuthenticationEvent, AuthorizationEvent};
+use weir_core::audit::{AuditLog, AuthorizationEvent};
 use weir_core::flows::Party;
 use weir_core::front::connect_broker;
 use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
-use weir_core::rules::{CurrentRules, Rules};
+use weir_core::rules::CurrentRules;
 use weir_mqtt::packet::{
     ack, connack_refused, packet_id, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
 };
@@ -36,6 +36,7 @@ use weir_mqtt::{FixedHeader, MqttError, PacketType};
 
 use crate::authz::MqttAuthz;
 use crate::config::MqttConfig;
+use crate::login::{audit_login, authenticate};
 use crate::metrics::{MqttMetrics, TopicCounters};
 
 /// What every connection of a sidecar shares.
@@ -137,14 +138,14 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
             let who: Arc<str> =
                 connect.username.map_or(weir_core::policy::ANONYMOUS.into(), |u| format!("User:{u}").into());
             shared.metrics.denied("connect", &who);
-            audit_login(shared, mechanism, &who, peer, Some(&why));
+            audit_login(shared.audit.as_ref(), LISTENER, mechanism, &who, peer, Some(&why));
             let _ = client_writer.write(&connack_refused(version, Refusal::BadCredentials)).await;
             return Err(SessionError::Refused(why));
         }
     };
     let who: Arc<str> = principal.as_deref().unwrap_or(weir_core::policy::ANONYMOUS).into();
     if current.credentials.is_some() || mechanism == "mtls" {
-        audit_login(shared, mechanism, &who, peer, None);
+        audit_login(shared.audit.as_ref(), LISTENER, mechanism, &who, peer, None);
     }
     tracing::Span::current().record("principal", &*who);
     let authz = current.policy.as_ref().map(|policy| MqttAuthz::new(policy, principal.as_deref()));
@@ -209,32 +210,6 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     client_writer.shutdown().await;
     broker_writer.shutdown().await;
     result
-}
-
-/// Who the client is: checked against the credentials when there are some.
-async fn authenticate(rules: &Rules, connect: &Connect<'_>) -> Result<Option<String>, String> {
-    let Some(credentials) = &rules.credentials else { return Ok(rules.fixed_principal.clone()) };
-    let (Some(user), Some(password)) = (connect.username, connect.password) else {
-        return Err("no username and password".into());
-    };
-    let password = std::str::from_utf8(password).map_err(|_| format!("user {user}: a password that is not UTF-8"))?;
-    // PBKDF2: off the runtime's workers.
-    let check = credentials.password_check(user, password);
-    let verified = tokio::task::spawn_blocking(move || check.verify()).await.unwrap_or(false);
-    if verified {
-        Ok(Some(format!("User:{user}")))
-    } else {
-        Err(format!("user {user}: wrong username or password"))
-    }
-}
-
-fn audit_login(shared: &Shared, mechanism: &str, who: &str, client: SocketAddr, reason: Option<&str>) {
-    if let Some(audit) = &shared.audit {
-        let principal = Some(who);
-        let event =
-            AuthenticationEvent { mechanism, success: reason.is_none(), principal, client, listener: LISTENER, reason };
-        audit.authentication(&event);
-    }
 }
 
 /// Where a connection's denials are counted and audited.
@@ -342,7 +317,7 @@ impl Upward<'_> {
             publish.topic.into()
         };
         if self.authz.as_ref().is_none_or(|authz| authz.may_publish(&topic)) {
-            count(&mut self.counted, &self.metrics, "publish", &topic, &self.who, publish.payload.len());
+            self.metrics.count(&mut self.counted, "publish", &topic, &self.who, publish.payload.len());
             return Ok(None);
         }
         self.denied.record("publish", "publish", &topic);
@@ -440,22 +415,6 @@ impl Downward {
             }
             publish.topic
         };
-        count(&mut self.counted, &self.metrics, "deliver", topic, &self.who, publish.payload.len());
-    }
-}
-
-/// Counts a message of `payload` bytes on `topic`, with the counters of the last topic counted
-/// kept in `counted` (most connections publish to, or receive, one topic after another).
-fn count(
-    counted: &mut Option<TopicCounters>,
-    metrics: &MqttMetrics,
-    direction: &'static str,
-    topic: &str,
-    who: &Party,
-    payload: usize,
-) {
-    match counted {
-        Some(counters) if *counters.topic == *topic => counters.count(payload),
-        _ => counted.insert(metrics.counters(direction, topic, who)).count(payload),
+        self.metrics.count(&mut self.counted, "deliver", topic, &self.who, publish.payload.len());
     }
 }

@@ -521,7 +521,14 @@ pub fn connack_accepted(version: Version, session_present: bool, properties: &[P
 }
 
 /// A PUBLISH a server delivers: `packet_id` for QoS 1 and 2, none for 0.
-pub fn publish(version: Version, topic: &str, payload: &[u8], qos: u8, packet_id: Option<u16>, retain: bool) -> Vec<u8> {
+pub fn publish(
+    version: Version,
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    packet_id: Option<u16>,
+    retain: bool,
+) -> Vec<u8> {
     let topic_len = topic.len().min(usize::from(u16::MAX));
     let remaining = 2 + topic_len + packet_id.map_or(0, |_| 2) + usize::from(version == Version::V5) + payload.len();
     let mut out = Vec::with_capacity(5 + remaining);
@@ -563,12 +570,23 @@ pub fn disconnect(version: Version, reason: u8, why: &str) -> Option<Vec<u8>> {
     Some(whole((PacketType::Disconnect as u8) << 4, &body))
 }
 
-/// SUBACK reason codes a sidecar answers with.
+/// Reason codes a sidecar or gateway answers with.
 pub mod reason {
     /// MQTT 3.1.1's only failure code (0x80), and MQTT 5's Unspecified error.
     pub const FAILURE: u8 = 0x80;
     /// MQTT 5's Not authorized.
     pub const NOT_AUTHORIZED: u8 = 0x87;
+    // MQTT 5's other reason codes a gateway gives (PUBACK, SUBACK, DISCONNECT).
+    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8d;
+    pub const SESSION_TAKEN_OVER: u8 = 0x8e;
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8f;
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
+    pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub const PACKET_TOO_LARGE: u8 = 0x95;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const RETAIN_NOT_SUPPORTED: u8 = 0x9a;
+    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9e;
 }
 
 /// The broker's SUBACK to a SUBSCRIBE cut to some of its filters ([`Subscribe::keeping`]),
@@ -614,6 +632,8 @@ pub enum Refusal {
     BadCredentials,
     /// The client may not connect, or not with its will (3.1.1: 5; 5: 0x87).
     NotAuthorized,
+    /// The client identifier is not one the server takes (3.1.1: 2; 5: 0x85).
+    IdentifierRejected,
 }
 
 /// The CONNACK that refuses a connection, in the client's version.
@@ -623,6 +643,8 @@ pub fn connack_refused(version: Version, why: Refusal) -> Vec<u8> {
         (Version::V5, Refusal::NotAuthorized) => vec![0x20, 3, 0, reason::NOT_AUTHORIZED, 0],
         (_, Refusal::BadCredentials) => vec![0x20, 2, 0, 4],
         (_, Refusal::NotAuthorized) => vec![0x20, 2, 0, 5],
+        (Version::V5, Refusal::IdentifierRejected) => vec![0x20, 3, 0, 0x85, 0],
+        (_, Refusal::IdentifierRejected) => vec![0x20, 2, 0, 2],
     }
 }
 

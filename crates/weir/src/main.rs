@@ -15,6 +15,7 @@ use weir_core::telemetry::{LogConfig, LogFormat};
 use weir_kafka_proxy::{Sidecar, SidecarConfig};
 
 mod ctl;
+mod gateway;
 mod managed;
 
 #[derive(Parser)]
@@ -32,6 +33,8 @@ enum Command {
     Control(ControlArgs),
     /// Talk to the control plane: apply, get, describe, delete, diff resources.
     Ctl(ctl::CtlArgs),
+    /// Run a gateway into Kafka for clients without a Kafka client (MQTT).
+    Gateway(gateway::GatewayArgs),
 }
 
 #[derive(Args)]
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
         },
         Command::Control(args) => run_control(args),
         Command::Ctl(args) => return ctl::run(args),
+        Command::Gateway(args) => gateway::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,288 @@
+//! The live tail: each Kafka topic some client of the gateway subscribes to is read once, from
+//! the end, and every record is offered to each subscriber of that topic — a thousand MQTT
+//! subscribers of one topic cost one fetch, not a thousand.
+//!
+//! A subscriber joins at the topic's end as Kafka has it when it joins (what is written after
+//! the join reaches it; nothing before it does) and decides itself what it wants of each
+//! record (an MQTT session: the records whose topic its filters match). A subscriber that
+//! cannot take a record (its queue is full) says so and is dropped from the tail: it knows
+//! what it missed from the record it refused.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+
+/// How long a metadata or offsets request may take when a subscriber joins.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One record read from Kafka, shared by every subscriber it is offered to.
+#[derive(Debug)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(Box<str>, Bytes)>,
+    /// What the first subscriber to look worked out from the record, for every other one (the
+    /// MQTT gateway: the record's MQTT topic name), so it is worked out once.
+    pub derived: OnceLock<Option<Arc<str>>>,
+}
+
+impl Record {
+    fn from_message(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.into(), h.value.map(Bytes::copy_from_slice).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            topic: topic.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(Bytes::copy_from_slice),
+            value: message.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+            headers,
+            derived: OnceLock::new(),
+        }
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.iter().find(|(key, _)| &**key == name).map(|(_, value)| value)
+    }
+}
+
+/// Someone the tail offers records to.
+pub trait Subscriber: Send + Sync + 'static {
+    /// Takes `record` if it wants it; false when it cannot take it (it is then dropped from
+    /// the tail of every topic it joined through this membership).
+    fn offer(&self, record: &Arc<Record>) -> bool;
+}
+
+/// Why a subscriber could not join a topic's tail.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("Kafka has no topic {0}")]
+    NoTopic(String),
+    #[error("cannot look up topic {topic} in Kafka: {error}")]
+    Kafka { topic: String, error: KafkaError },
+    #[error("the gateway is stopping")]
+    Stopped,
+}
+
+enum Command {
+    Join { topic: Arc<str>, from: Vec<(i32, i64)>, id: u64, subscriber: Arc<dyn Subscriber>, done: oneshot::Sender<()> },
+    Leave { topic: Arc<str>, id: u64 },
+}
+
+/// A subscriber's place on one topic's tail; dropping it leaves.
+pub struct Membership {
+    topic: Arc<str>,
+    id: u64,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Membership {
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Leave { topic: self.topic.clone(), id: self.id });
+    }
+}
+
+/// The gateway's one reader of live records.
+pub struct Tail {
+    consumer: Arc<StreamConsumer>,
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: AtomicU64,
+}
+
+impl Tail {
+    /// Creates the reader and starts following, until `stop`.
+    pub fn start(config: &KafkaConfig, stop: CancellationToken) -> Result<Arc<Self>, KafkaError> {
+        let mut client = config.client_config();
+        // No group: positions are the tail's own, nothing is committed.
+        client.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+        if !config.properties.contains_key("fetch.wait.max.ms") {
+            client.set("fetch.wait.max.ms", "100");
+        }
+        let consumer: Arc<StreamConsumer> = Arc::new(client.create()?);
+        let (commands, received) = mpsc::unbounded_channel();
+        tokio::spawn(follow(consumer.clone(), received, stop));
+        Ok(Arc::new(Tail { consumer, commands, next_id: AtomicU64::new(1) }))
+    }
+
+    /// Joins `topic` at its end: records written from now on are offered to `subscriber` until
+    /// the membership is dropped (or the subscriber refuses one).
+    pub async fn join(&self, topic: &str, subscriber: Arc<dyn Subscriber>) -> Result<Membership, TailError> {
+        let from = self.ends(topic).await?;
+        let topic: Arc<str> = topic.into();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, joined) = oneshot::channel();
+        let join = Command::Join { topic: topic.clone(), from, id, subscriber, done };
+        self.commands.send(join).map_err(|_| TailError::Stopped)?;
+        joined.await.map_err(|_| TailError::Stopped)?;
+        Ok(Membership { topic, id, commands: self.commands.clone() })
+    }
+
+    /// Where each partition of `topic` ends now.
+    async fn ends(&self, topic: &str) -> Result<Vec<(i32, i64)>, TailError> {
+        let consumer = self.consumer.clone();
+        let name = topic.to_owned();
+        let lookup = move || -> Result<Vec<(i32, i64)>, TailError> {
+            let kafka = |error| TailError::Kafka { topic: name.clone(), error };
+            let metadata = consumer.fetch_metadata(Some(&name), LOOKUP_TIMEOUT).map_err(kafka)?;
+            let Some(found) = metadata.topics().iter().find(|t| t.name() == name) else {
+                return Err(TailError::NoTopic(name.clone()));
+            };
+            if found.error().is_some() || found.partitions().is_empty() {
+                return Err(TailError::NoTopic(name.clone()));
+            }
+            let mut ends = TopicPartitionList::new();
+            for partition in found.partitions() {
+                ends.add_partition_offset(&name, partition.id(), Offset::End).map_err(kafka)?;
+            }
+            // A timestamp of -1 (latest) asks each partition's leader for its end.
+            let ends = consumer.offsets_for_times(ends, LOOKUP_TIMEOUT).map_err(kafka)?;
+            let mut from = Vec::new();
+            for element in ends.elements() {
+                match (element.error(), element.offset()) {
+                    (Ok(()), Offset::Offset(offset)) => from.push((element.partition(), offset)),
+                    (Err(error), _) => return Err(kafka(error)),
+                    (Ok(()), _) => return Err(kafka(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetOutOfRange))),
+                }
+            }
+            from.sort_unstable();
+            Ok(from)
+        };
+        tokio::task::spawn_blocking(lookup).await.map_err(|_| TailError::Stopped)?
+    }
+}
+
+/// A subscriber of one topic, and where on each partition it starts.
+struct Follower {
+    id: u64,
+    /// (partition, first offset) sorted by partition.
+    from: Vec<(i32, i64)>,
+    subscriber: Arc<dyn Subscriber>,
+}
+
+impl Follower {
+    fn wants(&self, partition: i32, offset: i64) -> bool {
+        match self.from.binary_search_by_key(&partition, |(p, _)| *p) {
+            Ok(at) => offset >= self.from[at].1,
+            // A partition added after the join: all of it is new.
+            Err(_) => true,
+        }
+    }
+}
+
+/// Reads the followed topics and offers each record to their followers, taking joins and
+/// leaves between records.
+async fn follow(
+    consumer: Arc<StreamConsumer>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
+    let mut topics: HashMap<Arc<str>, Vec<Follower>> = HashMap::new();
+    let mut failures_logged = 0u32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Join { topic, from, id, subscriber, done }) => {
+                    let followers = topics.entry(topic.clone()).or_default();
+                    if followers.is_empty() {
+                        assign(&consumer, &topic, &from, true);
+                    }
+                    followers.push(Follower { id, from, subscriber });
+                    let _ = done.send(());
+                }
+                Some(Command::Leave { topic, id }) => {
+                    if let Some(followers) = topics.get_mut(&topic) {
+                        followers.retain(|f| f.id != id);
+                        if followers.is_empty() {
+                            topics.remove(&topic);
+                            assign(&consumer, &topic, &[], false);
+                        }
+                    }
+                }
+            },
+            message = consumer.recv(), if !topics.is_empty() => match message {
+                Ok(message) => {
+                    let Some((topic, followers)) = topics.get_key_value(message.topic()) else { continue };
+                    let (partition, offset) = (message.partition(), message.offset());
+                    let record = Arc::new(Record::from_message(topic, &message));
+                    let refused: Vec<u64> = followers
+                        .iter()
+                        .filter(|f| f.wants(partition, offset) && !f.subscriber.offer(&record))
+                        .map(|f| f.id)
+                        .collect();
+                    if !refused.is_empty() {
+                        let topic = topic.clone();
+                        let followers = topics.get_mut(&topic).expect("looked up above");
+                        followers.retain(|f| !refused.contains(&f.id));
+                        if followers.is_empty() {
+                            topics.remove(&topic);
+                            assign(&consumer, &topic, &[], false);
+                        }
+                    }
+                }
+                Err(error) => {
+                    // librdkafka retries on its own; say so now and then, not per poll.
+                    failures_logged += 1;
+                    if failures_logged.is_power_of_two() {
+                        tracing::warn!(%error, times = failures_logged, "the gateway's Kafka reader reports an error");
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Starts reading `topic` at `from` (`add`), or stops reading all its partitions.
+fn assign(consumer: &StreamConsumer, topic: &str, from: &[(i32, i64)], add: bool) {
+    let result = if add {
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in from {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        consumer.incremental_assign(&list)
+    } else {
+        match consumer.assignment() {
+            Ok(assigned) => {
+                let mut list = TopicPartitionList::new();
+                for element in assigned.elements_for_topic(topic) {
+                    list.add_partition(topic, element.partition());
+                }
+                consumer.incremental_unassign(&list)
+            }
+            Err(error) => Err(error),
+        }
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, topic, add, "the gateway's Kafka reader could not change what it reads");
+    }
+}

@@ -1,0 +1,173 @@
+//! The MQTT gateway's configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use weir_core::audit::AuditConfig;
+use weir_core::config::{invalid, load_yaml_file, ConfigError};
+use weir_core::policy::AuthorizationConfig;
+use weir_core::telemetry::LogConfig;
+use weir_core::tls::TlsListenerConfig;
+use weir_gateway::KafkaConfig;
+
+use crate::mapping::{MappingConfig, Mappings};
+
+/// ```yaml
+/// listen: 127.0.0.1:1885
+/// kafka: {bootstrap: 127.0.0.1:9092}
+/// mappings:
+///   - {mqtt: sensors/+/temp, kafka: sensors.temp, key: "{1}"}
+/// credentials: /etc/weir/users.yaml            # CONNECT username/password checked
+/// authorization: {policy: /etc/weir/policy.yaml}   # the mesh's Kafka policy
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttGatewayConfig {
+    pub listen: SocketAddr,
+    pub kafka: KafkaConfig,
+    /// MQTT topics → Kafka topics and keys (see `mapping`).
+    pub mappings: Vec<MappingConfig>,
+    /// Admin HTTP: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    /// TLS towards clients (MQTTS); with `client_ca`, a client certificate names the principal.
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
+    /// Users and passwords CONNECT is checked against (the Kafka sidecar's SASL file). Without
+    /// it, clients act as `fixed_principal` (or `User:ANONYMOUS`).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    #[serde(default)]
+    pub fixed_principal: Option<String>,
+    /// Who may write and read which Kafka topics: a policy in Kafka's words, the one a Kafka
+    /// sidecar applies. Without it everything mapped is allowed.
+    #[serde(default)]
+    pub authorization: Option<AuthorizationConfig>,
+    /// Logins and denials, one JSON line each.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub limits: GatewayLimits,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayLimits {
+    /// How long a new connection has to send its CONNECT.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The largest CONNECT (what arrives before authentication).
+    #[serde(default = "default_max_connect_bytes")]
+    pub max_connect_bytes: usize,
+    /// The largest packet a client may send after it.
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: usize,
+    /// QoS 1 and 2 publishes of one connection waiting for Kafka at once; beyond, the gateway
+    /// reads no more from that client until Kafka answers.
+    #[serde(default = "default_max_pending_publishes")]
+    pub max_pending_publishes: usize,
+    /// Messages for one subscriber queued at the gateway; a subscriber that falls this far
+    /// behind is disconnected (it reconnects and resumes: see docs/gateways.md).
+    #[serde(default = "default_max_queued_deliveries")]
+    pub max_queued_deliveries: usize,
+    /// QoS 1 deliveries a client has not acknowledged at once (MQTT 5 clients may ask for
+    /// fewer with Receive Maximum).
+    #[serde(default = "default_max_inflight_deliveries")]
+    pub max_inflight_deliveries: u16,
+    /// How many distinct topics get metric series of their own (the rest: `_other`).
+    #[serde(default = "default_max_metric_topics")]
+    pub max_metric_topics: usize,
+    /// Client connections at once (0: no limit), and from one address.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub max_connections_per_source: usize,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connect_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_packet_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_pending_publishes() -> usize {
+    1000
+}
+fn default_max_queued_deliveries() -> usize {
+    10_000
+}
+fn default_max_inflight_deliveries() -> u16 {
+    100
+}
+fn default_max_metric_topics() -> usize {
+    1000
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        GatewayLimits {
+            connect_timeout_ms: default_connect_timeout_ms(),
+            max_connect_bytes: default_max_connect_bytes(),
+            max_packet_bytes: default_max_packet_bytes(),
+            max_pending_publishes: default_max_pending_publishes(),
+            max_queued_deliveries: default_max_queued_deliveries(),
+            max_inflight_deliveries: default_max_inflight_deliveries(),
+            max_metric_topics: default_max_metric_topics(),
+            max_connections: default_max_connections(),
+            max_connections_per_source: 0,
+        }
+    }
+}
+
+impl MqttGatewayConfig {
+    pub fn from_file(file: &Path) -> Result<Self, ConfigError> {
+        let config: Self = load_yaml_file(file)?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The mapping rules, compiled; `origin` names the file in errors.
+    pub fn mappings(&self, origin: &Path) -> Result<Mappings, ConfigError> {
+        Mappings::new(&self.mappings, origin)
+    }
+
+    /// Checks what the types cannot; `origin` names the file (or the command line) in errors.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        self.kafka.validate(origin)?;
+        if self.mappings(origin)?.is_empty() {
+            return Err(invalid(origin, "mappings", "no rule: nothing could be published or subscribed"));
+        }
+        if self.credentials.is_some() && self.fixed_principal.is_some() {
+            return Err(invalid(origin, "fixed_principal", "clients authenticate with `credentials`: not both"));
+        }
+        let limits = &self.limits;
+        if !(16..=limits.max_packet_bytes).contains(&limits.max_connect_bytes) || limits.max_packet_bytes > 268_435_460
+        {
+            return Err(invalid(
+                origin,
+                "limits",
+                "expected 16 <= max_connect_bytes <= max_packet_bytes <= 268435460 (MQTT's largest packet)",
+            ));
+        }
+        for (key, value) in [
+            ("limits.connect_timeout_ms", limits.connect_timeout_ms as usize),
+            ("limits.max_pending_publishes", limits.max_pending_publishes),
+            ("limits.max_queued_deliveries", limits.max_queued_deliveries),
+            ("limits.max_inflight_deliveries", usize::from(limits.max_inflight_deliveries)),
+        ] {
+            if value == 0 {
+                return Err(invalid(origin, key, "expected more than 0"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! `weir gateway`: the gateways that bring clients without a Kafka client onto Kafka.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use tokio_util::sync::CancellationToken;
+use weir_core::telemetry::LogFormat;
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    #[command(subcommand)]
+    kind: GatewayKind,
+}
+
+#[derive(Subcommand)]
+enum GatewayKind {
+    /// MQTT 3.1.1 and 5.0 clients publish to and subscribe to Kafka topics (docs/gateways.md).
+    Mqtt(MqttGatewayArgs),
+}
+
+#[derive(Args)]
+struct MqttGatewayArgs {
+    /// The gateway's config file: listen, kafka, mappings, credentials, authorization.
+    #[arg(long)]
+    config: PathBuf,
+    /// Overrides the file's `listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Overrides the file's `admin` (/metrics, /healthz, /readyz).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+    /// Log filter, RUST_LOG syntax (RUST_LOG itself wins when set).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    match args.kind {
+        GatewayKind::Mqtt(args) => run_mqtt(args),
+    }
+}
+
+fn run_mqtt(args: MqttGatewayArgs) -> anyhow::Result<()> {
+    use weir_mqtt_gateway::{MqttGateway, MqttGatewayConfig};
+    let mut config = MqttGatewayConfig::from_file(&args.config)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.admin.is_some() {
+        config.admin = args.admin;
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    if let Some(level) = args.log_level {
+        config.log.level = level;
+    }
+    weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    crate::sidecar_runtime(args.workers)?.block_on(async {
+        let gateway = MqttGateway::bind(config, &args.config).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        gateway.run(stop).await;
+        Ok(())
+    })
+}
