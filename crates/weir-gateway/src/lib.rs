@@ -16,6 +16,7 @@
 
 pub mod authz;
 pub mod config;
+mod logging;
 pub mod producer;
 pub mod tail;
 

@@ -10,6 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::KafkaConfig;
+use crate::logging::Logging;
 
 /// One record to write.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +97,7 @@ impl Pending {
 
 #[derive(Clone)]
 pub struct KafkaProducer {
-    inner: FutureProducer,
+    inner: FutureProducer<Logging>,
 }
 
 impl KafkaProducer {
@@ -110,7 +111,7 @@ impl KafkaProducer {
         if !config.properties.contains_key("linger.ms") {
             client.set("linger.ms", "2");
         }
-        Ok(KafkaProducer { inner: client.create()? })
+        Ok(KafkaProducer { inner: client.create_with_context(Logging)? })
     }
 
     /// Hands `record` to the producer; while its queue is full, waits. The record is written

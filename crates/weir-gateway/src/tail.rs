@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::logging::Logging;
 
 /// How long a metadata or offsets request may take when a subscriber joins.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,7 +114,7 @@ impl Drop for Membership {
 
 /// The gateway's one reader of live records.
 pub struct Tail {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<Logging>>,
     commands: mpsc::UnboundedSender<Command>,
     next_id: AtomicU64,
 }
@@ -122,12 +123,16 @@ impl Tail {
     /// Creates the reader and starts following, until `stop`.
     pub fn start(config: &KafkaConfig, stop: CancellationToken) -> Result<Arc<Self>, KafkaError> {
         let mut client = config.client_config();
-        // No group: positions are the tail's own, nothing is committed.
-        client.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
+        // Positions are the tail's own: it never joins its group nor commits (librdkafka wants
+        // a group id for adding partitions to an assignment all the same).
+        client
+            .set("group.id", "weir-gateway-tail")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
         if !config.properties.contains_key("fetch.wait.max.ms") {
             client.set("fetch.wait.max.ms", "100");
         }
-        let consumer: Arc<StreamConsumer> = Arc::new(client.create()?);
+        let consumer: Arc<StreamConsumer<Logging>> = Arc::new(client.create_with_context(Logging)?);
         let (commands, received) = mpsc::unbounded_channel();
         tokio::spawn(follow(consumer.clone(), received, stop));
         Ok(Arc::new(Tail { consumer, commands, next_id: AtomicU64::new(1) }))
@@ -201,7 +206,7 @@ impl Follower {
 /// Reads the followed topics and offers each record to their followers, taking joins and
 /// leaves between records.
 async fn follow(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<Logging>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     stop: CancellationToken,
 ) {
@@ -263,7 +268,7 @@ async fn follow(
 }
 
 /// Starts reading `topic` at `from` (`add`), or stops reading all its partitions.
-fn assign(consumer: &StreamConsumer, topic: &str, from: &[(i32, i64)], add: bool) {
+fn assign(consumer: &StreamConsumer<Logging>, topic: &str, from: &[(i32, i64)], add: bool) {
     let result = if add {
         let mut list = TopicPartitionList::new();
         for (partition, offset) in from {

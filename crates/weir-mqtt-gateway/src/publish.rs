@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::stream::FuturesOrdered;
+use futures_util::StreamExt;
 use weir_gateway::authz::allowed;
 use weir_gateway::producer::{Outgoing, ProduceFailure, Written};
 use weir_gateway::ProduceError;
@@ -44,6 +45,9 @@ pub(crate) struct Published {
     payload: usize,
     result: Result<Written, Unwritten>,
 }
+
+/// How long a closed connection waits for Kafka's answers to its last publishes.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 type PendingPublish = Pin<Box<dyn Future<Output = Published> + Send>>;
 
@@ -183,6 +187,19 @@ impl Publishing {
             }
         }
         write(&client.writer, &ack(kind, id, client.version, code)).await
+    }
+
+    /// After the client left: waits (a while) for Kafka's answers to what it published last, so
+    /// that what was written is counted; nobody is answered.
+    pub async fn drain(&mut self, client: &Client<'_>) {
+        let drained = async {
+            while let Some(Published { topic, payload, result, .. }) = self.pending.next().await {
+                if result.is_ok() {
+                    client.shared.metrics.count(&mut self.counted, "publish", &topic, &client.who, payload);
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
     }
 
     /// PUBREL: the QoS 2 exchange ends with PUBCOMP.

@@ -293,7 +293,6 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
     let mut properties = vec![
         Property::TwoByte(property::RECEIVE_MAXIMUM, receive_maximum),
         Property::FourByte(property::MAXIMUM_PACKET_SIZE, max_packet),
-        Property::Byte(property::MAXIMUM_QOS, 1),
         Property::Byte(property::RETAIN_AVAILABLE, 0),
         Property::Byte(property::SHARED_SUBSCRIPTION_AVAILABLE, 0),
         Property::Byte(property::SUBSCRIPTION_IDENTIFIERS_AVAILABLE, 0),
@@ -321,6 +320,7 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
         connect.keep_alive,
     )
     .await;
+    publishing.drain(&client).await;
     let clean = matches!(ended, Ok(Goodbye::Clean));
     if let (false, Some(will)) = (clean, &will) {
         crate::publish::write_will(&client, will).await;

@@ -1,4 +1,5 @@
-//! A sidecar in front of one broker (`weir proxy --protocol mqtt|amqp`), its log captured.
+//! A sidecar in front of one broker (`weir proxy --protocol mqtt|amqp`), or a gateway
+//! (`weir gateway mqtt`), its log captured.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -21,13 +22,23 @@ impl BrokerSidecar {
     /// Starts `weir proxy --protocol PROTOCOL` with `config` (YAML, without `listen` and
     /// `admin`, which are chosen here) written into `dir`, JSON logs, and waits until it listens.
     pub fn start(protocol: &str, dir: PathBuf, config: &str) -> Self {
+        Self::spawn(&["proxy", "--protocol", protocol], protocol, dir, config)
+    }
+
+    /// Starts `weir gateway KIND` as [`BrokerSidecar::start`] starts a sidecar.
+    pub fn gateway(kind: &str, dir: PathBuf, config: &str) -> Self {
+        Self::spawn(&["gateway", kind], &format!("{kind}-gateway"), dir, config)
+    }
+
+    fn spawn(command: &[&str], protocol: &str, dir: PathBuf, config: &str) -> Self {
         let base = port_block();
         let addr: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
         let file = dir.join(format!("{protocol}.yaml"));
         std::fs::write(&file, format!("listen: {addr}\nadmin: {admin}\n{config}")).unwrap();
         let mut child = Command::new(weir_binary())
-            .args(["proxy", "--protocol", protocol, "--log-format", "json", "--config"])
+            .args(command)
+            .args(["--log-format", "json", "--config"])
             .arg(&file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
