@@ -2,7 +2,8 @@
 //!
 //! Owns the gateway's Kafka client: its settings ([`config`]), a producer that answers only
 //! once Kafka has a record on every in-sync replica ([`producer`]), the live tail that reads a
-//! topic once and offers each record to every subscriber of it ([`tail`]), and what the
+//! topic once and offers each record to every subscriber of it ([`tail`]), a key → value
+//! store in a compacted topic that every instance holds in memory ([`store`]), and what the
 //! mesh's Kafka authorization policy says a gateway's client may read and write ([`authz`]).
 //!
 //! The Kafka client is librdkafka (the `rdkafka` crate), not the sidecar's own upstream code:
@@ -18,6 +19,8 @@ pub mod authz;
 pub mod config;
 mod logging;
 pub mod producer;
+pub mod replay;
+pub mod store;
 pub mod tail;
 
 pub use config::KafkaConfig;

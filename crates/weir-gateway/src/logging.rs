@@ -26,6 +26,10 @@ impl ClientContext for Logging {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // A reader that asked to hear of partition ends hears of them here too.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return tracing::debug!(target: "librdkafka", "{reason}");
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }

@@ -17,7 +17,8 @@ use crate::logging::Logging;
 pub struct Outgoing<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    /// None: a tombstone (what a compacted topic forgets the key by).
+    pub value: Option<&'a [u8]>,
     pub headers: &'a [(&'a str, &'a [u8])],
 }
 
@@ -121,7 +122,10 @@ impl KafkaProducer {
         for (key, value) in record.headers {
             headers = headers.insert(Header { key, value: Some(*value) });
         }
-        let mut outgoing = FutureRecord::to(record.topic).payload(record.value).headers(headers);
+        let mut outgoing = FutureRecord::to(record.topic).headers(headers);
+        if let Some(value) = record.value {
+            outgoing = outgoing.payload(value);
+        }
         if let Some(key) = record.key {
             outgoing = outgoing.key(key);
         }

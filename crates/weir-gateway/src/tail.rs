@@ -43,7 +43,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn from_message(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Self {
+    pub fn from_message(topic: &Arc<str>, message: &BorrowedMessage<'_>) -> Self {
         let headers = message
             .headers()
             .map(|headers| {
@@ -97,12 +97,18 @@ enum Command {
 pub struct Membership {
     topic: Arc<str>,
     id: u64,
+    from: Vec<(i32, i64)>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Membership {
     pub fn topic(&self) -> &Arc<str> {
         &self.topic
+    }
+
+    /// Where on each partition (sorted) the subscriber joined: the first offset offered.
+    pub fn from(&self) -> &[(i32, i64)] {
+        &self.from
     }
 }
 
@@ -145,10 +151,10 @@ impl Tail {
         let topic: Arc<str> = topic.into();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, joined) = oneshot::channel();
-        let join = Command::Join { topic: topic.clone(), from, id, subscriber, done };
+        let join = Command::Join { topic: topic.clone(), from: from.clone(), id, subscriber, done };
         self.commands.send(join).map_err(|_| TailError::Stopped)?;
         joined.await.map_err(|_| TailError::Stopped)?;
-        Ok(Membership { topic, id, commands: self.commands.clone() })
+        Ok(Membership { topic, id, from, commands: self.commands.clone() })
     }
 
     /// Where each partition of `topic` ends now.

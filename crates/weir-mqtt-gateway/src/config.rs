@@ -47,10 +47,59 @@ pub struct MqttGatewayConfig {
     /// Logins and denials, one JSON line each.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Where persistent sessions are kept (see `sessions`).
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     #[serde(default)]
     pub limits: GatewayLimits,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// ```yaml
+/// sessions: {topic: weir.mqtt-gateway.sessions, max_expiry_secs: 604800, save_interval_ms: 5000}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// The compacted Kafka topic persistent sessions live in (created if missing); every
+    /// gateway instance sharing it shares the sessions.
+    #[serde(default = "default_sessions_topic")]
+    pub topic: String,
+    #[serde(default = "default_sessions_partitions")]
+    pub partitions: i32,
+    /// The longest a session outlives its connection (MQTT 5 clients may ask for less; MQTT
+    /// 3.1.1 sessions get this).
+    #[serde(default = "default_max_expiry_secs")]
+    pub max_expiry_secs: u32,
+    /// How often a connected persistent session's positions are saved (what a gateway that
+    /// dies delivers again, at most).
+    #[serde(default = "default_save_interval_ms")]
+    pub save_interval_ms: u64,
+}
+
+fn default_sessions_topic() -> String {
+    "weir.mqtt-gateway.sessions".into()
+}
+fn default_sessions_partitions() -> i32 {
+    3
+}
+fn default_max_expiry_secs() -> u32 {
+    7 * 24 * 3600
+}
+fn default_save_interval_ms() -> u64 {
+    5000
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            topic: default_sessions_topic(),
+            partitions: default_sessions_partitions(),
+            max_expiry_secs: default_max_expiry_secs(),
+            save_interval_ms: default_save_interval_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +194,11 @@ impl MqttGatewayConfig {
         self.kafka.validate(origin)?;
         if self.mappings(origin)?.is_empty() {
             return Err(invalid(origin, "mappings", "no rule: nothing could be published or subscribed"));
+        }
+        weir_kafka_proxy::vocabulary::check_topic_name(&self.sessions.topic)
+            .map_err(|why| invalid(origin, "sessions.topic", why))?;
+        if self.sessions.partitions < 1 || self.sessions.save_interval_ms == 0 {
+            return Err(invalid(origin, "sessions", "expected partitions >= 1 and save_interval_ms > 0"));
         }
         if self.credentials.is_some() && self.fixed_principal.is_some() {
             return Err(invalid(origin, "fixed_principal", "clients authenticate with `credentials`: not both"));

@@ -9,11 +9,13 @@ use tokio_util::sync::CancellationToken;
 use weir_core::config::ConfigError;
 use weir_core::front::{Front, FrontConfig, FrontError};
 use weir_gateway::authz::rule_sources;
+use weir_gateway::store::KeyedStore;
 use weir_gateway::{KafkaProducer, Tail};
 use weir_mqtt_proxy::metrics::MqttMetrics;
 
 use crate::config::MqttGatewayConfig;
 use crate::session::{serve, Clients, Shared, LISTENER};
+use crate::sessions::Sessions;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,8 @@ pub enum MqttGatewayError {
     Config(#[from] ConfigError),
     #[error("cannot create the Kafka client: {0}")]
     Kafka(#[from] weir_gateway::KafkaError),
+    #[error(transparent)]
+    Sessions(#[from] weir_gateway::store::StoreError),
 }
 
 pub struct MqttGateway {
@@ -60,6 +64,15 @@ impl MqttGateway {
         let producer = KafkaProducer::new(&config.kafka)?;
         let tail_stop = CancellationToken::new();
         let tail = Tail::start(&config.kafka, tail_stop.clone())?;
+        let store = KeyedStore::open(
+            &config.kafka,
+            &config.sessions.topic,
+            config.sessions.partitions,
+            producer.clone(),
+            tail_stop.clone(),
+        )
+        .await?;
+        let sessions = Sessions { store, max_expiry_secs: config.sessions.max_expiry_secs };
         let shared = Arc::new(Shared {
             rules: front.rules.clone(),
             audit: front.audit.clone(),
@@ -68,6 +81,7 @@ impl MqttGateway {
             tail,
             mappings,
             clients: Clients::default(),
+            sessions,
             config,
         });
         Ok(MqttGateway { front, shared, tail_stop })

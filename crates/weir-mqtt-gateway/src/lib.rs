@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod mapping;
 pub mod publish;
 pub mod session;
+pub mod sessions;
 pub mod subscribe;
 
 pub use config::MqttGatewayConfig;

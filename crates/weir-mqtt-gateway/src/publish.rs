@@ -110,7 +110,7 @@ impl Publishing {
         let record = Outgoing {
             topic: target.topic,
             key: target.key.as_deref().map(str::as_bytes),
-            value: publish.payload,
+            value: Some(publish.payload),
             headers: &[(TOPIC_HEADER, publish.topic.as_bytes())],
         };
         let sent = client.shared.producer.send(record).await;
@@ -242,7 +242,7 @@ pub(crate) async fn write_will(client: &Client<'_>, will: &OwnedWill) {
     let record = Outgoing {
         topic: target.topic,
         key: target.key.as_deref().map(str::as_bytes),
-        value: &will.payload,
+        value: Some(&will.payload),
         headers: &[(TOPIC_HEADER, will.topic.as_bytes())],
     };
     match client.shared.producer.send(record).await {

@@ -8,7 +8,7 @@
 //! publishes came, as MQTT requires), or a message for the client's subscriptions. Writing to
 //! a slow client holds only this connection back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,7 @@ use weir_mqtt_proxy::metrics::MqttMetrics;
 use crate::config::MqttGatewayConfig;
 use crate::mapping::Mappings;
 use crate::publish::Publishing;
+use crate::sessions::Sessions;
 use crate::subscribe::Subscriptions;
 
 /// The listener's name in logs, metrics and audit lines.
@@ -52,14 +53,21 @@ pub struct Shared {
     pub producer: KafkaProducer,
     pub tail: Arc<Tail>,
     pub clients: Clients,
+    pub sessions: Sessions,
 }
 
 /// Open connections by client id: MQTT lets one connection hold a client id, so a new one with
-/// the same id ends the old.
+/// the same id ends the old — if it is the same principal's.
 #[derive(Default)]
 pub struct Clients {
-    by_id: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    by_id: Mutex<HashMap<String, Holder>>,
     next: AtomicU64,
+}
+
+struct Holder {
+    serial: u64,
+    principal: Arc<str>,
+    taken_over: CancellationToken,
 }
 
 /// A connection's hold on its client id; released when the connection ends.
@@ -71,25 +79,27 @@ struct ClientIdHold<'c> {
 }
 
 impl Clients {
-    fn hold(&self, client_id: &str) -> ClientIdHold<'_> {
+    /// Takes `client_id` for `principal`, ending the connection that had it; None if another
+    /// principal's connection has it.
+    fn hold(&self, client_id: &str, principal: &Arc<str>) -> Option<ClientIdHold<'_>> {
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
         let taken_over = CancellationToken::new();
-        let earlier = self
-            .by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(client_id.to_owned(), (serial, taken_over.clone()));
-        if let Some((_, earlier)) = earlier {
-            earlier.cancel();
+        let mut by_id = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        if by_id.get(client_id).is_some_and(|holder| holder.principal != *principal) {
+            return None;
         }
-        ClientIdHold { clients: self, client_id: client_id.to_owned(), serial, taken_over }
+        let holder = Holder { serial, principal: principal.clone(), taken_over: taken_over.clone() };
+        if let Some(earlier) = by_id.insert(client_id.to_owned(), holder) {
+            earlier.taken_over.cancel();
+        }
+        Some(ClientIdHold { clients: self, client_id: client_id.to_owned(), serial, taken_over })
     }
 }
 
 impl Drop for ClientIdHold<'_> {
     fn drop(&mut self) {
         let mut by_id = self.clients.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        if by_id.get(&self.client_id).is_some_and(|(serial, _)| *serial == self.serial) {
+        if by_id.get(&self.client_id).is_some_and(|holder| holder.serial == self.serial) {
             by_id.remove(&self.client_id);
         }
     }
@@ -285,8 +295,26 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
         },
         None => None,
     };
-    let hold = shared.clients.hold(client_id);
-    tracing::debug!(client_id, principal = &*who, "MQTT gateway client connected");
+    // A client id, and the session kept under it, are the principal's that made them.
+    let Some(hold) = shared.clients.hold(client_id, &who) else {
+        let why = format!("client id {client_id} is connected as another principal");
+        return refuse_id(&client, why).await;
+    };
+    if shared.sessions.owner(client_id).is_some_and(|owner| *owner != *who) {
+        let why = format!("client id {client_id} holds another principal's session");
+        return refuse_id(&client, why).await;
+    }
+    // Remembered between connections: MQTT 3.1.1's clean session 0, MQTT 5's expiry above 0.
+    let persistent = if version == Version::V5 { connect.session_expiry > 0 } else { !connect.clean_start };
+    let expiry_secs = if version == Version::V5 { connect.session_expiry } else { u32::MAX };
+    let stored = shared.sessions.resume(client_id, &who, connect.clean_start).await;
+    tracing::debug!(
+        client_id,
+        principal = &*who,
+        persistent,
+        resumed = stored.is_some(),
+        "MQTT gateway client connected"
+    );
 
     let max_packet = u32::try_from(limits.max_packet_bytes).unwrap_or(u32::MAX);
     let receive_maximum = u16::try_from(limits.max_pending_publishes).unwrap_or(u16::MAX);
@@ -300,27 +328,24 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
     if let Some(assigned) = &assigned {
         properties.push(Property::String(ASSIGNED_CLIENT_IDENTIFIER, assigned));
     }
-    // No session is kept between connections (yet): session present is 0.
-    write(&client.writer, &connack_accepted(version, false, &properties)).await?;
-    from_client.limit = limits.max_packet_bytes;
-
-    let mut publishing = Publishing::new(limits.max_pending_publishes);
     let max_inflight = usize::from(limits.max_inflight_deliveries.min(connect.receive_maximum));
     let max_to_client = connect.maximum_packet_size.map(|size| size as usize);
-    let mut subscriptions = Subscriptions::new(shared, max_inflight, max_to_client);
-    let keep_alive = (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
-
-    let ended = serve_packets(
-        &mut client,
-        &mut from_client,
-        &mut publishing,
-        &mut subscriptions,
-        &hold,
-        keep_alive,
-        connect.keep_alive,
-    )
-    .await;
+    let mut subscriptions = Subscriptions::new(shared, max_inflight, max_to_client, persistent);
+    let session_present = stored.is_some();
+    if let Some(stored) = stored {
+        subscriptions.resume(&client, stored).await;
+    }
+    write(&client.writer, &connack_accepted(version, session_present, &properties)).await?;
+    from_client.limit = limits.max_packet_bytes;
+    let mut publishing = Publishing::new(limits.max_pending_publishes);
+    let terms = Terms { hold: &hold, keep_alive_secs: connect.keep_alive, persistent, expiry_secs };
+    let ended = serve_packets(&mut client, &mut from_client, &mut publishing, &mut subscriptions, &terms).await;
     publishing.drain(&client).await;
+    if persistent {
+        shared.sessions.save(client_id, subscriptions.stored(&who, expiry_secs)).await;
+    } else if session_present {
+        shared.sessions.forget(client_id).await;
+    }
     let clean = matches!(ended, Ok(Goodbye::Clean));
     if let (false, Some(will)) = (clean, &will) {
         crate::publish::write_will(&client, will).await;
@@ -340,6 +365,15 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
     result
 }
 
+/// Refuses a CONNECT whose client id is another principal's.
+async fn refuse_id(client: &Client<'_>, why: String) -> Result<(), SessionError> {
+    let shared = client.shared;
+    shared.metrics.denied("connect", &client.who.principal);
+    audit_login(shared.audit.as_ref(), LISTENER, "client-id", &client.who.principal, client.peer, Some(&why));
+    let _ = client.writer.write(&connack_refused(client.version, Refusal::IdentifierRejected)).await;
+    Err(SessionError::Refused(why))
+}
+
 /// MQTT 5's Assigned Client Identifier property.
 const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
 
@@ -355,6 +389,15 @@ impl OwnedWill {
     }
 }
 
+/// What the CONNECT settled for the rest of the connection.
+struct Terms<'a> {
+    hold: &'a ClientIdHold<'a>,
+    /// 0: no keep alive.
+    keep_alive_secs: u16,
+    persistent: bool,
+    expiry_secs: u32,
+}
+
 /// How a client left.
 enum Goodbye {
     /// DISCONNECT: no will.
@@ -368,11 +411,16 @@ async fn serve_packets(
     from_client: &mut Packets,
     publishing: &mut Publishing,
     subscriptions: &mut Subscriptions,
-    hold: &ClientIdHold<'_>,
-    keep_alive: Option<Duration>,
-    keep_alive_secs: u16,
+    terms: &Terms<'_>,
 ) -> Result<Goodbye, SessionError> {
+    let (hold, keep_alive_secs) = (terms.hold, terms.keep_alive_secs);
+    let keep_alive = (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500));
     let far = Duration::from_secs(365 * 24 * 3600);
+    let shared = client.shared;
+    let mut save_every = tokio::time::interval(Duration::from_millis(shared.config.sessions.save_interval_ms));
+    save_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    save_every.reset();
+    let mut last_saved = None;
     let mut deadline = Instant::now() + keep_alive.unwrap_or(far);
     let overflowed = subscriptions.overflow();
     loop {
@@ -396,6 +444,13 @@ async fn serve_packets(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return Err(SessionError::KeepAlive(keep_alive_secs)),
+            _ = save_every.tick(), if terms.persistent => {
+                let stored = subscriptions.stored(&client.who.principal, terms.expiry_secs);
+                if last_saved.as_ref() != Some(&stored) {
+                    shared.sessions.save(&hold.client_id, stored.clone()).await;
+                    last_saved = Some(stored);
+                }
+            }
         }
     }
 }
@@ -431,6 +486,3 @@ async fn handle(
     }
     Ok(None)
 }
-
-/// Packet ids a connection has in use, one side's.
-pub(crate) type PacketIds = HashSet<u16>;

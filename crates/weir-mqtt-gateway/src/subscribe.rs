@@ -11,9 +11,15 @@
 //! at most `max_inflight_deliveries` (or the client's Receive Maximum) at once. Messages
 //! queue at the gateway up to `max_queued_deliveries`; a subscriber that falls further
 //! behind is disconnected, not allowed to hold the others back.
+//!
+//! A persistent session (see `sessions`) also tracks, per Kafka partition, where its delivery
+//! would resume: the oldest offset queued or unacknowledged, else past the last one offered.
+//! Resumed, it first replays what was written while it was away — from its saved positions
+//! up to where the live tail took it back — and only then takes live deliveries, so each
+//! partition's messages arrive in order.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +30,11 @@ use weir_mqtt::topic::matches;
 use weir_mqtt::FixedHeader;
 use weir_mqtt_proxy::metrics::TopicCounters;
 
+use weir_gateway::replay::{replay, Range};
+
 use crate::mapping::{Mappings, TOPIC_HEADER};
-use crate::session::{malformed, write, Client, PacketIds, SessionError, Shared};
+use crate::session::{malformed, write, Client, SessionError, Shared};
+use crate::sessions::StoredSession;
 
 /// A record for this client: its MQTT topic name and the QoS it goes at.
 pub(crate) struct Delivery {
@@ -34,28 +43,93 @@ pub(crate) struct Delivery {
     qos: u8,
 }
 
-/// The client's filters as the tail sees them: what it is offered, it takes if a filter
-/// matches.
+/// A record's place: Kafka topic and partition.
+type Partition = (Arc<str>, i32);
+
+/// Where a persistent session's delivery would resume, per partition.
+#[derive(Default)]
+struct Positions {
+    /// The last offset offered (taken or not).
+    offered: HashMap<Partition, i64>,
+    /// Offsets taken and not yet delivered (QoS 0) or acknowledged (QoS 1).
+    outstanding: HashMap<Partition, BTreeSet<i64>>,
+}
+
+impl Positions {
+    fn offered(&mut self, at: &Partition, offset: i64, taken: bool) {
+        let last = self.offered.entry(at.clone()).or_insert(offset);
+        *last = (*last).max(offset);
+        if taken {
+            self.outstanding.entry(at.clone()).or_default().insert(offset);
+        }
+    }
+
+    fn done(&mut self, at: &Partition, offset: i64) {
+        if let Some(outstanding) = self.outstanding.get_mut(at) {
+            outstanding.remove(&offset);
+        }
+    }
+
+    /// Delivery on `at` resumes at `next` unless it has got further.
+    fn start(&mut self, at: Partition, next: i64) {
+        self.offered.entry(at).or_insert(next - 1);
+    }
+
+    fn resume_at(&self) -> Vec<(String, i32, i64)> {
+        let mut positions: Vec<(String, i32, i64)> = self
+            .offered
+            .iter()
+            .map(|(at, last)| {
+                let first_open = self.outstanding.get(at).and_then(|o| o.first().copied());
+                (at.0.to_string(), at.1, first_open.unwrap_or(last + 1))
+            })
+            .collect();
+        positions.sort();
+        positions
+    }
+}
+
+/// The client's filters as the tail (and a replay) sees them: what it is offered, it takes if
+/// a filter matches.
 struct Filters {
     filters: RwLock<Vec<(String, u8)>>,
     mappings: Arc<Mappings>,
     queue: mpsc::Sender<Delivery>,
     overflowed: CancellationToken,
+    /// Kept for persistent sessions only.
+    positions: Option<Mutex<Positions>>,
 }
 
-impl Subscriber for Filters {
-    fn offer(&self, record: &Arc<Record>) -> bool {
+impl Filters {
+    /// The delivery `record` makes, if a filter matches its MQTT topic.
+    fn take(&self, record: &Arc<Record>) -> Option<Delivery> {
         let name = record.derived.get_or_init(|| {
             let header = record.header(TOPIC_HEADER).map(|h| &h[..]);
             self.mappings.reverse(&record.topic, header, record.key.as_deref()).map(Arc::from)
         });
-        let Some(name) = name else { return true };
-        let filters = self.filters.read().unwrap_or_else(|p| p.into_inner());
-        let Some(qos) = filters.iter().filter(|(filter, _)| matches(filter, name)).map(|(_, qos)| *qos).max() else {
-            return true;
-        };
-        drop(filters);
-        match self.queue.try_send(Delivery { record: record.clone(), name: name.clone(), qos }) {
+        let qos = name.as_ref().and_then(|name| {
+            let filters = self.filters.read().unwrap_or_else(|p| p.into_inner());
+            filters.iter().filter(|(filter, _)| matches(filter, name)).map(|(_, qos)| *qos).max()
+        });
+        if let Some(positions) = &self.positions {
+            let at = (record.topic.clone(), record.partition);
+            positions.lock().unwrap_or_else(|p| p.into_inner()).offered(&at, record.offset, qos.is_some());
+        }
+        Some(Delivery { record: record.clone(), name: name.clone()?, qos: qos? })
+    }
+
+    fn done(&self, record: &Record) {
+        if let Some(positions) = &self.positions {
+            let at = (record.topic.clone(), record.partition);
+            positions.lock().unwrap_or_else(|p| p.into_inner()).done(&at, record.offset);
+        }
+    }
+}
+
+impl Subscriber for Filters {
+    fn offer(&self, record: &Arc<Record>) -> bool {
+        let Some(delivery) = self.take(record) else { return true };
+        match self.queue.try_send(delivery) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.overflowed.cancel();
@@ -69,10 +143,16 @@ impl Subscriber for Filters {
 pub(crate) struct Subscriptions {
     filters: Arc<Filters>,
     deliveries: mpsc::Receiver<Delivery>,
+    /// While a resumed session replays what it missed: those deliveries, before any live one.
+    replayed: Option<mpsc::Receiver<Delivery>>,
+    /// Stops the replay when the connection ends.
+    replay_stop: CancellationToken,
+    /// The positions the session resumed with, saved as they are until the replay is done.
+    resumed_at: Vec<(String, i32, i64)>,
     /// The topics' tails the connection is on.
     memberships: HashMap<Arc<str>, Membership>,
-    /// QoS 1 deliveries the client has not acknowledged.
-    inflight: PacketIds,
+    /// QoS 1 deliveries the client has not acknowledged, by packet id.
+    inflight: HashMap<u16, Arc<Record>>,
     next_id: u16,
     max_inflight: usize,
     /// MQTT 5's Maximum Packet Size of the client: larger messages are not sent to it.
@@ -81,19 +161,23 @@ pub(crate) struct Subscriptions {
 }
 
 impl Subscriptions {
-    pub fn new(shared: &Shared, max_inflight: usize, max_to_client: Option<usize>) -> Self {
+    pub fn new(shared: &Shared, max_inflight: usize, max_to_client: Option<usize>, persistent: bool) -> Self {
         let (queue, deliveries) = mpsc::channel(shared.config.limits.max_queued_deliveries);
         let filters = Arc::new(Filters {
             filters: RwLock::default(),
             mappings: shared.mappings.clone(),
             queue,
             overflowed: CancellationToken::new(),
+            positions: persistent.then(Mutex::default),
         });
         Subscriptions {
             filters,
             deliveries,
+            replayed: None,
+            replay_stop: CancellationToken::new(),
+            resumed_at: Vec::new(),
             memberships: HashMap::new(),
-            inflight: HashSet::new(),
+            inflight: HashMap::new(),
             next_id: 0,
             max_inflight,
             max_to_client,
@@ -106,7 +190,17 @@ impl Subscriptions {
         self.filters.overflowed.clone()
     }
 
+    /// The next delivery: replayed ones first, then live ones.
     pub async fn next_delivery(&mut self) -> Option<Delivery> {
+        if let Some(replayed) = &mut self.replayed {
+            match replayed.recv().await {
+                Some(delivery) => return Some(delivery),
+                None => {
+                    tracing::debug!("MQTT session replay done");
+                    self.replayed = None;
+                }
+            }
+        }
         self.deliveries.recv().await
     }
 
@@ -126,12 +220,16 @@ impl Subscriptions {
                 size = bytes.len(),
                 "a message larger than the client's Maximum Packet Size"
             );
+            self.filters.done(&record);
             return Ok(());
         }
-        if let Some(id) = id {
-            self.inflight.insert(id);
-        }
         write(&client.writer, &bytes).await?;
+        match id {
+            Some(id) => {
+                self.inflight.insert(id, record.clone());
+            }
+            None => self.filters.done(&record),
+        }
         client.shared.metrics.count(&mut self.counted, "deliver", &record.topic, &client.who, record.value.len());
         Ok(())
     }
@@ -140,7 +238,7 @@ impl Subscriptions {
     fn free_id(&mut self) -> u16 {
         loop {
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            if !self.inflight.contains(&self.next_id) {
+            if !self.inflight.contains_key(&self.next_id) {
                 return self.next_id;
             }
         }
@@ -148,7 +246,74 @@ impl Subscriptions {
 
     /// PUBACK from the client.
     pub fn acknowledged(&mut self, id: u16) {
-        self.inflight.remove(&id);
+        if let Some(record) = self.inflight.remove(&id) {
+            self.filters.done(&record);
+        }
+    }
+
+    /// The session to save: its subscriptions and where its delivery resumes.
+    pub fn stored(&self, principal: &str, expiry_secs: u32) -> StoredSession {
+        let positions = match (&self.replayed, &self.filters.positions) {
+            (None, Some(positions)) => positions.lock().unwrap_or_else(|p| p.into_inner()).resume_at(),
+            // Still replaying: where it resumed is still where to resume.
+            _ => self.resumed_at.clone(),
+        };
+        let subscriptions = self.filters.filters.read().unwrap_or_else(|p| p.into_inner()).clone();
+        StoredSession { principal: principal.to_owned(), subscriptions, positions, expiry_secs, saved_at_ms: 0 }
+    }
+
+    /// Takes up a stored session: its subscriptions (as the policy allows them now), joined
+    /// to the live tail, and a replay of what was written since its positions.
+    pub async fn resume(&mut self, client: &Client<'_>, stored: StoredSession) {
+        if let Some(positions) = &self.filters.positions {
+            let mut positions = positions.lock().unwrap_or_else(|p| p.into_inner());
+            for (topic, partition, offset) in &stored.positions {
+                positions.start((Arc::from(topic.as_str()), *partition), *offset);
+            }
+        }
+        for (filter, qos) in &stored.subscriptions {
+            let code = self.add(client, filter, *qos).await;
+            if code > 1 {
+                tracing::info!(
+                    principal = &*client.who.principal,
+                    filter,
+                    code,
+                    "a stored MQTT subscription was not resumed"
+                );
+            }
+        }
+        let mut ranges = Vec::new();
+        for (topic, partition, offset) in &stored.positions {
+            let Some(membership) = self.memberships.get(topic.as_str()) else { continue };
+            if let Ok(at) = membership.from().binary_search_by_key(partition, |(p, _)| *p) {
+                let end = membership.from()[at].1;
+                if *offset < end {
+                    ranges.push(Range {
+                        topic: membership.topic().clone(),
+                        partition: *partition,
+                        start: *offset,
+                        end,
+                    });
+                }
+            }
+        }
+        self.resumed_at = stored.positions;
+        if ranges.is_empty() {
+            return;
+        }
+        let (queue, replayed) = mpsc::channel(1024);
+        self.replayed = Some(replayed);
+        let (filters, config, stop) =
+            (self.filters.clone(), client.shared.config.kafka.clone(), self.replay_stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let each = |record: Arc<Record>| match filters.take(&record) {
+                Some(delivery) => queue.blocking_send(delivery).is_ok(),
+                None => true,
+            };
+            if let Err(error) = replay(&config, &ranges, each, &stop) {
+                tracing::warn!(%error, "replaying an MQTT session's missed messages failed");
+            }
+        });
     }
 
     pub async fn subscribe(
@@ -194,6 +359,12 @@ impl Subscriptions {
             }
             match client.shared.tail.join(&topic, self.filters.clone()).await {
                 Ok(membership) => {
+                    if let Some(positions) = &self.filters.positions {
+                        let mut positions = positions.lock().unwrap_or_else(|p| p.into_inner());
+                        for (partition, next) in membership.from() {
+                            positions.start((topic.clone(), *partition), *next);
+                        }
+                    }
                     self.memberships.insert(topic, membership);
                 }
                 Err(error) => {
@@ -251,5 +422,11 @@ impl Subscriptions {
         let needed: HashSet<Arc<str>> =
             filters.iter().flat_map(|(filter, _)| client.shared.mappings.topics_for(filter)).collect();
         self.memberships.retain(|topic, _| needed.contains(topic));
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        self.replay_stop.cancel();
     }
 }

@@ -275,3 +275,56 @@ fn hostile_connections_close_alone_with_a_reason() {
     assert!(published, "{stderr}");
     gw.assert_quiet();
 }
+
+/// Runs tests/python/mqtt_client.py (paho-mqtt); its output lines.
+fn paho(args: &[&str]) -> Vec<String> {
+    let out = common::python_script("mqtt_client.py", args);
+    assert!(out.status.success(), "mqtt_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn persistent_sessions_resume_after_a_gateway_restart_with_nothing_lost() {
+    let mut gw = Gateway::start("gwsession");
+    let port = gw.addr.port().to_string();
+    let (filter, sensor) = (gw.topic("sensors/+/temp"), gw.topic("sensors/7/temp"));
+    let producer = rd::producer(&direct_bootstrap(), &[]);
+    for version in ["3.1.1", "5"] {
+        // The dashboard (paho-mqtt) subscribes with a persistent session, and leaves.
+        let client_id = unique("dash");
+        assert_eq!(paho(&["subscribe", &port, "dash", "hsad", &client_id, version, &filter, "1"]), ["granted=1"]);
+
+        // While it is away the sensor publishes 20 readings over MQTT at QoS 1, the gateway is
+        // killed and started again, and a Kafka producer writes 20 more for the same sensor.
+        let from_mqtt: Vec<String> = (0..20).map(|i| format!("{version}-mqtt-{i}")).collect();
+        let mut publisher = Command::new("mosquitto_pub")
+            .args(with(gw.client("sensor", "mqttv311"), &["-t", &sensor, "-q", "1", "-l"]))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        publisher.stdin.take().unwrap().write_all((from_mqtt.join("\n") + "\n").as_bytes()).unwrap();
+        assert!(publisher.wait().unwrap().success());
+        gw.process.restart();
+        let from_kafka: Vec<String> = (0..20).map(|i| format!("{version}-kafka-{i}")).collect();
+        let temp = gw.kafka_topic("temp");
+        runtime().block_on(async {
+            for value in &from_kafka {
+                let record = FutureRecord::to(&temp).key("7").payload(value);
+                producer.send(record, Duration::from_secs(10)).await.expect("produce");
+            }
+        });
+
+        // Another principal cannot take the client id, nor the session under it.
+        let said = paho(&["drain", &port, "sensor", "rosnes", &client_id, version, "1", "1"]);
+        assert_eq!(said.last().map(String::as_str), Some("received=0"), "{said:?}");
+        assert!(gw.logged(&["holds another principal's session", &client_id]));
+
+        // The dashboard comes back to its session and gets all 40, in order, once.
+        let said = paho(&["drain", &port, "dash", "hsad", &client_id, version, "40", "20"]);
+        let received: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix(&format!("message {sensor} "))).collect();
+        let expected: Vec<&str> = from_mqtt.iter().chain(&from_kafka).map(String::as_str).collect();
+        assert_eq!(received, expected, "MQTT {version}: {said:?}");
+        assert_eq!(said.last().map(String::as_str), Some("received=40"));
+    }
+    gw.assert_quiet();
+}

@@ -11,6 +11,8 @@ use super::{capture_logs, http_get, metric_value, port_block, unexpected_warning
 
 pub struct BrokerSidecar {
     child: Child,
+    /// The `weir` arguments it runs with (a restart runs them again).
+    command: Vec<String>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
@@ -36,23 +38,42 @@ impl BrokerSidecar {
         let admin: SocketAddr = format!("127.0.0.1:{}", base + 19).parse().unwrap();
         let file = dir.join(format!("{protocol}.yaml"));
         std::fs::write(&file, format!("listen: {addr}\nadmin: {admin}\n{config}")).unwrap();
+        let mut command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        command.extend(["--log-format", "json", "--config"].map(str::to_owned));
+        command.push(file.display().to_string());
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let child = Self::run(&command, &logs);
+        let sidecar = BrokerSidecar { child, command, addr, admin, logs, dir };
+        sidecar.wait_listening();
+        sidecar
+    }
+
+    fn run(command: &[String], logs: &Arc<Mutex<Vec<String>>>) -> Child {
         let mut child = Command::new(weir_binary())
             .args(command)
-            .args(["--log-format", "json", "--config"])
-            .arg(&file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn weir");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        capture_logs(&mut child, &logs);
-        let sidecar = BrokerSidecar { child, addr, admin, logs, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the {protocol} sidecar did not listen: {:?}", sidecar.logs());
+        capture_logs(&mut child, logs);
+        child
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(Instant::now() < deadline, "{:?} did not listen: {:?}", self.command, self.logs());
             std::thread::sleep(Duration::from_millis(50));
         }
-        sidecar
+    }
+
+    /// Kills the process (no goodbye to its clients, nothing saved on the way out) and starts
+    /// it again on the same ports and config; waits until it listens.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::run(&self.command, &self.logs);
+        self.wait_listening();
     }
 
     pub fn logs(&self) -> Vec<String> {
