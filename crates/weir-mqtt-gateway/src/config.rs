@@ -50,6 +50,9 @@ pub struct MqttGatewayConfig {
     /// Where persistent sessions are kept (see `sessions`).
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Where retained messages are kept: a compacted topic keyed by MQTT topic name.
+    #[serde(default)]
+    pub retained: RetainedConfig,
     #[serde(default)]
     pub limits: GatewayLimits,
     #[serde(default)]
@@ -99,6 +102,29 @@ impl Default for SessionsConfig {
             max_expiry_secs: default_max_expiry_secs(),
             save_interval_ms: default_save_interval_ms(),
         }
+    }
+}
+
+/// ```yaml
+/// retained: {topic: weir.mqtt-gateway.retained}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetainedConfig {
+    /// The compacted Kafka topic retained messages live in (created if missing).
+    #[serde(default = "default_retained_topic")]
+    pub topic: String,
+    #[serde(default = "default_sessions_partitions")]
+    pub partitions: i32,
+}
+
+fn default_retained_topic() -> String {
+    "weir.mqtt-gateway.retained".into()
+}
+
+impl Default for RetainedConfig {
+    fn default() -> Self {
+        RetainedConfig { topic: default_retained_topic(), partitions: default_sessions_partitions() }
     }
 }
 
@@ -197,6 +223,11 @@ impl MqttGatewayConfig {
         }
         weir_kafka_proxy::vocabulary::check_topic_name(&self.sessions.topic)
             .map_err(|why| invalid(origin, "sessions.topic", why))?;
+        weir_kafka_proxy::vocabulary::check_topic_name(&self.retained.topic)
+            .map_err(|why| invalid(origin, "retained.topic", why))?;
+        if self.retained.partitions < 1 || self.retained.topic == self.sessions.topic {
+            return Err(invalid(origin, "retained", "expected partitions >= 1 and a topic of its own"));
+        }
         if self.sessions.partitions < 1 || self.sessions.save_interval_ms == 0 {
             return Err(invalid(origin, "sessions", "expected partitions >= 1 and save_interval_ms > 0"));
         }

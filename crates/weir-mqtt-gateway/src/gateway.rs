@@ -73,6 +73,14 @@ impl MqttGateway {
         )
         .await?;
         let sessions = Sessions { store, max_expiry_secs: config.sessions.max_expiry_secs };
+        let retained = KeyedStore::open(
+            &config.kafka,
+            &config.retained.topic,
+            config.retained.partitions,
+            producer.clone(),
+            tail_stop.clone(),
+        )
+        .await?;
         let shared = Arc::new(Shared {
             rules: front.rules.clone(),
             audit: front.audit.clone(),
@@ -82,6 +90,7 @@ impl MqttGateway {
             mappings,
             clients: Clients::default(),
             sessions,
+            retained,
             config,
         });
         Ok(MqttGateway { front, shared, tail_stop })

@@ -5,6 +5,10 @@
 //! - QoS 2: PUBREC at that same moment; a PUBLISH sent again with the same packet identifier
 //!   before the PUBREL is not written twice; PUBREL is answered with PUBCOMP.
 //!
+//! A retained publish is written to its Kafka topic like any other and kept, by its MQTT topic
+//! name, in the gateway's retained topic (compacted; an empty payload removes it), from which
+//! new subscriptions get it.
+//!
 //! Answers go back in the order the publishes came (MQTT requires it) while Kafka writes many
 //! at once. A publish the gateway will not write — its topic matches no mapping, the policy
 //! denies the principal `write` on the Kafka topic, Kafka refuses it — is answered in MQTT 5
@@ -83,12 +87,6 @@ impl Publishing {
                 reason::TOPIC_ALIAS_INVALID,
             ));
         }
-        if publish.retain && client.version == Version::V5 {
-            return Err(SessionError::protocol(
-                "a retained message, which this gateway does not keep (its Retain Available is 0)",
-                reason::RETAIN_NOT_SUPPORTED,
-            ));
-        }
         if let (2, Some(id)) = (publish.qos, publish.packet_id) {
             if let Some(&answered) = self.qos2.get(&id) {
                 // Sent again before its PUBREL: written once already.
@@ -119,9 +117,20 @@ impl Publishing {
         if let (2, Some(id)) = (qos, packet_id) {
             self.qos2.insert(id, false);
         }
+        // A retained message is also kept by topic name (an empty one removes it); the publish
+        // is answered once both are written.
+        let retain = publish.retain.then(|| {
+            let value = (!publish.payload.is_empty()).then(|| publish.payload.to_vec());
+            (client.shared.retained.clone(), publish.topic.to_owned(), value)
+        });
         self.pending.push_back(match sent {
             Ok(pending) => Box::pin(async move {
-                let result = pending.written().await.map_err(Unwritten::Kafka);
+                let mut result = pending.written().await.map_err(Unwritten::Kafka);
+                if let (Ok(_), Some((store, name, value))) = (&result, retain) {
+                    if let Err(error) = store.put(&name, value.as_deref()).await {
+                        result = Err(Unwritten::Kafka(error));
+                    }
+                }
                 Published { qos, packet_id, topic, payload, result }
             }),
             Err(error) => {

@@ -25,6 +25,7 @@ use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
 use weir_core::rules::CurrentRules;
 use weir_gateway::authz::KafkaAuthz;
+use weir_gateway::store::KeyedStore;
 use weir_gateway::{KafkaProducer, ProduceError, Tail};
 use weir_mqtt::packet::{
     self, connack_accepted, connack_refused, property, reason, Connect, Property, Refusal, Version, Will, PINGRESP,
@@ -54,6 +55,8 @@ pub struct Shared {
     pub tail: Arc<Tail>,
     pub clients: Clients,
     pub sessions: Sessions,
+    /// Retained messages by MQTT topic name.
+    pub retained: Arc<KeyedStore>,
 }
 
 /// Open connections by client id: MQTT lets one connection hold a client id, so a new one with
@@ -321,7 +324,6 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
     let mut properties = vec![
         Property::TwoByte(property::RECEIVE_MAXIMUM, receive_maximum),
         Property::FourByte(property::MAXIMUM_PACKET_SIZE, max_packet),
-        Property::Byte(property::RETAIN_AVAILABLE, 0),
         Property::Byte(property::SHARED_SUBSCRIPTION_AVAILABLE, 0),
         Property::Byte(property::SUBSCRIPTION_IDENTIFIERS_AVAILABLE, 0),
     ];

@@ -41,7 +41,12 @@ pub(crate) struct Delivery {
     record: Arc<Record>,
     name: Arc<str>,
     qos: u8,
+    /// A retained message sent to a new subscription (not from a partition's tail).
+    retained: bool,
 }
+
+/// The partition number of a retained message's record: it comes from no partition.
+const NO_PARTITION: i32 = -1;
 
 /// A record's place: Kafka topic and partition.
 type Partition = (Arc<str>, i32);
@@ -115,7 +120,7 @@ impl Filters {
             let at = (record.topic.clone(), record.partition);
             positions.lock().unwrap_or_else(|p| p.into_inner()).offered(&at, record.offset, qos.is_some());
         }
-        Some(Delivery { record: record.clone(), name: name.clone()?, qos: qos? })
+        Some(Delivery { record: record.clone(), name: name.clone()?, qos: qos?, retained: false })
     }
 
     fn done(&self, record: &Record) {
@@ -210,9 +215,9 @@ impl Subscriptions {
     }
 
     pub async fn deliver(&mut self, client: &Client<'_>, delivery: Delivery) -> Result<(), SessionError> {
-        let Delivery { record, name, qos } = delivery;
+        let Delivery { record, name, qos, retained } = delivery;
         let id = (qos > 0).then(|| self.free_id());
-        let bytes = publish(client.version, &name, &record.value, qos, id, false);
+        let bytes = publish(client.version, &name, &record.value, qos, id, retained);
         if self.max_to_client.is_some_and(|max| bytes.len() > max) {
             // MQTT 5: a message larger than the client takes is dropped as if delivered.
             tracing::debug!(
@@ -324,10 +329,48 @@ impl Subscriptions {
     ) -> Result<(), SessionError> {
         let subscribe = Subscribe::read(packet, header, client.version).map_err(malformed)?;
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut send_retained = Vec::new();
         for subscription in &subscribe.subscriptions {
-            codes.push(self.add(client, subscription.filter, subscription.qos).await);
+            let existed = self
+                .filters
+                .filters
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|(f, _)| f == subscription.filter);
+            let code = self.add(client, subscription.filter, subscription.qos).await;
+            // MQTT 5's Retain Handling: 0 send, 1 send for a new subscription only, 2 do not.
+            let handling = if client.version == Version::V5 { (subscription.options >> 4) & 0x03 } else { 0 };
+            if code <= 1 && (handling == 0 || (handling == 1 && !existed)) {
+                send_retained.push((subscription.filter.to_owned(), code));
+            }
+            codes.push(code);
         }
-        write(&client.writer, &suback(subscribe.packet_id, &codes, client.version)).await
+        write(&client.writer, &suback(subscribe.packet_id, &codes, client.version)).await?;
+        for (filter, qos) in send_retained {
+            self.send_retained(client, &filter, qos).await?;
+        }
+        Ok(())
+    }
+
+    /// The retained messages `filter` matches, after its SUBACK.
+    async fn send_retained(&mut self, client: &Client<'_>, filter: &str, qos: u8) -> Result<(), SessionError> {
+        let shared = client.shared;
+        for (name, value) in shared.retained.entries(|name| matches(filter, name)) {
+            // Its topic's mapping may be gone since it was retained.
+            let Some(target) = shared.mappings.forward(&name) else { continue };
+            let record = Arc::new(Record {
+                topic: target.topic.clone(),
+                partition: NO_PARTITION,
+                offset: -1,
+                key: None,
+                value,
+                headers: Vec::new(),
+                derived: Default::default(),
+            });
+            self.deliver(client, Delivery { record, name: name.into(), qos, retained: true }).await?;
+        }
+        Ok(())
     }
 
     /// Adds (or replaces) a subscription to `filter`; the code its SUBACK gives.

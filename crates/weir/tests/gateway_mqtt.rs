@@ -328,3 +328,43 @@ fn persistent_sessions_resume_after_a_gateway_restart_with_nothing_lost() {
     }
     gw.assert_quiet();
 }
+
+#[test]
+fn retained_messages_reach_new_subscribers_and_outlive_the_gateway() {
+    let mut gw = Gateway::start("gwretain");
+    let (five, six) = (gw.topic("sensors/5/temp"), gw.topic("sensors/6/temp"));
+    for (version, topic, value) in [("mqttv5", &five, "five-last"), ("mqttv311", &six, "six-last")] {
+        let (published, stderr) =
+            publish(&with(gw.client("sensor", version), &["-t", topic, "-q", "1", "-r", "-m", value]));
+        assert!(published, "{version}: {stderr}");
+    }
+    // Written to Kafka like any publish, too.
+    let records = rd::consume(&direct_bootstrap(), &gw.kafka_topic("temp"), &unique("check"), 2, &[]);
+    assert_eq!(rd::values(&records), ["five-last", "six-last"].map(str::to_owned).into());
+
+    // A new subscription gets the retained messages it matches at once, before anything new;
+    // after a restart (killed) as before.
+    let retained = |gw: &Gateway, filter: &str, count: &str| {
+        let out = Command::new("mosquitto_sub")
+            .args(with(
+                gw.client("dash", "mqttv5"),
+                &["-t", filter, "-q", "1", "-C", count, "-W", "5", "-F", "%t %p %r"],
+            ))
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let both = [format!("{five} five-last 1"), format!("{six} six-last 1")];
+    assert_eq!(retained(&gw, &gw.topic("sensors/+/temp"), "2"), both);
+    assert_eq!(retained(&gw, &six, "1"), [both[1].clone()]);
+    gw.process.restart();
+    assert_eq!(retained(&gw, &gw.topic("sensors/+/temp"), "2"), both);
+
+    // An empty retained message removes it.
+    let (published, stderr) = publish(&with(gw.client("sensor", "mqttv311"), &["-t", &five, "-q", "1", "-r", "-n"]));
+    assert!(published, "{stderr}");
+    assert_eq!(retained(&gw, &gw.topic("sensors/+/temp"), "2"), [both[1].clone()]);
+    gw.assert_quiet();
+}
