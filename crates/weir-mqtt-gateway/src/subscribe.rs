@@ -473,3 +473,28 @@ impl Drop for Subscriptions {
         self.replay_stop.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_resumes_at_its_oldest_unfinished_delivery_else_past_the_last_offered() {
+        let mut positions = Positions::default();
+        let (a, b): (Partition, Partition) = (("t".into(), 0), ("t".into(), 1));
+        positions.start(a.clone(), 5);
+        positions.start(b.clone(), 10);
+        assert_eq!(positions.resume_at(), [("t".into(), 0, 5), ("t".into(), 1, 10)]);
+        positions.offered(&a, 5, true);
+        positions.offered(&a, 6, false); // filtered out
+        positions.offered(&a, 7, true);
+        assert_eq!(positions.resume_at()[0], ("t".into(), 0, 5), "5 is not acknowledged yet");
+        positions.done(&a, 5);
+        assert_eq!(positions.resume_at()[0], ("t".into(), 0, 7));
+        positions.done(&a, 7);
+        assert_eq!(positions.resume_at()[0], ("t".into(), 0, 8));
+        // A start after deliveries does not move it back.
+        positions.start(a.clone(), 3);
+        assert_eq!(positions.resume_at()[0], ("t".into(), 0, 8));
+    }
+}

@@ -116,6 +116,12 @@ fn mqtt_and_kafka_clients_meet_on_mapped_topics() {
         assert!(record.headers.contains(&("mqtt.topic".to_owned(), sensor7.clone())), "{record:?}");
     }
 
+    // The Java client reads them alike.
+    let said = common::java_client(&["consume", "--bootstrap", &direct_bootstrap(), "--topic", &temp, "--count", "4"]);
+    let java: Vec<&String> = said.iter().filter(|l| l.starts_with("record ")).collect();
+    assert_eq!(java.len(), 4, "{said:?}");
+    assert!(java.iter().all(|l| l.contains("key=7 ") && l.contains(&format!("mqtt.topic:{sensor7}"))), "{said:?}");
+
     // Kafka → MQTT: a record a Kafka producer writes (no header) reaches the dashboard under
     // the MQTT topic its key names; a subscriber of another sensor gets nothing.
     let other = subscriber(&with(gw.client("dash", "mqttv311"), &["-t", &gw.topic("sensors/8/temp"), "-q", "1"]));
@@ -137,6 +143,18 @@ fn mqtt_and_kafka_clients_meet_on_mapped_topics() {
         Some(&*format!("{} from-kafka", gw.topic("sensors/9/temp"))),
         "{lines:?}"
     );
+
+    // The Java producer's records alike (its keys are k-<i>).
+    let java_sensor = gw.topic("sensors/k-0/temp");
+    let mut dash = subscriber(&with(gw.client("dash", "mqttv311"), &["-t", &java_sensor, "-q", "1", "-C", "1"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dash.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let args =
+            ["produce", "--bootstrap", &direct_bootstrap(), "--topic", &temp, "--count", "1", "--prefix", "java"];
+        common::java_client(&args);
+    }
+    let (lines, stderr) = stopped(dash);
+    assert_eq!(lines, [format!("{java_sensor} java-0")], "{stderr}");
 
     // MQTT → Kafka → MQTT.
     let dash = subscriber(&with(gw.client("dash", "mqttv311"), &["-t", &sensor7, "-q", "1", "-C", "1"]));
