@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/gateway-quickstart.sh - the MQTT gateway in one command: a real single-broker Kafka
+# on loopback (scripts/kafka.sh), the topic `sensors.temp`, and `weir gateway mqtt` with
+# examples/gateway/mqtt.yaml in front of it.
+#
+#   MQTT clients connect to 127.0.0.1:11885 (no credentials in this example)
+#   metrics, health, readiness at http://127.0.0.1:9905/{metrics,healthz,readyz}
+#
+# Ctrl-C stops the gateway, then the Kafka broker this script started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo build --release -p weir
+started=0
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start --brokers 1
+  started=1
+fi
+cleanup() { if ((started)); then scripts/kafka.sh stop; fi; }
+trap cleanup EXIT
+scripts/kafka.sh run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 \
+  --create --if-not-exists --topic sensors.temp --partitions 3 >/dev/null
+
+cat >&2 <<'MSG'
+weir: MQTT gateway on 127.0.0.1:11885 in front of Kafka at 127.0.0.1:9092. Try, in another shell:
+  mosquitto_sub -p 11885 -t 'sensors/+/temp' -v &
+  mosquitto_pub -p 11885 -t sensors/7/temp -q 1 -m 21.5
+  scripts/kafka.sh run org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 \
+    --topic sensors.temp --from-beginning --formatter-property print.key=true --formatter-property print.headers=true
+MSG
+# Not exec: the trap must run after the gateway exits to stop Kafka.
+"${CARGO_TARGET_DIR:-target}/release/weir" gateway mqtt --config examples/gateway/mqtt.yaml "$@"
