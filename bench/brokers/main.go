@@ -23,6 +23,12 @@
 //	          clock, same process); the subscriber/consumer records receipt - send. Messages
 //	          of the first WARMUP seconds are not counted. AMQP: publisher in confirm mode
 //	          (confirms drained asynchronously), consumer with manual acks.
+//	mqtt-pub  -addr H:P -qos 0|1 -count N -size B -window W
+//	          a publisher alone: COUNT messages, at most WINDOW unacknowledged; rate =
+//	          messages acknowledged / (last acknowledgement - first send).
+//	mqtt-fanout -addr H:P -subs N -qos 0|1 -rate R -seconds S -warmup W -size B
+//	          N subscribers (a connection each) on one fresh topic, one publisher open loop at
+//	          a FIXED rate; latency of every delivery, deliveries/s.
 //	idle      -protocol mqtt|amqp -addr H:P | -url URL -conns N -hold S
 //	          opens N idle connections (MQTT: CONNECT; AMQP: login + one channel), prints its
 //	          line, keeps them open for S seconds, then closes them.
@@ -75,6 +81,10 @@ func main() {
 		err = mqttThroughput(args)
 	case "mqtt-lat":
 		err = mqttLatency(args)
+	case "mqtt-pub":
+		err = mqttPublish(args)
+	case "mqtt-fanout":
+		err = mqttFanout(args)
 	case "amqp-pub":
 		err = amqpPublish(args)
 	case "amqp-cons":
@@ -93,7 +103,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: brokers mqtt-tp|mqtt-lat|amqp-pub|amqp-cons|amqp-lat|idle [flags] (see main.go)")
+	fmt.Fprintln(os.Stderr, "usage: brokers mqtt-tp|mqtt-lat|mqtt-pub|mqtt-fanout|amqp-pub|amqp-cons|amqp-lat|idle [flags] (see main.go)")
 	os.Exit(2)
 }
 

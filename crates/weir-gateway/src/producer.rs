@@ -16,6 +16,8 @@ use crate::logging::Logging;
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     pub topic: &'a str,
+    /// None: the partitioner decides (by key; without one, sticky batches).
+    pub partition: Option<i32>,
     pub key: Option<&'a [u8]>,
     /// None: a tombstone (what a compacted topic forgets the key by).
     pub value: Option<&'a [u8]>,
@@ -112,6 +114,10 @@ impl KafkaProducer {
         if !config.properties.contains_key("linger.ms") {
             client.set("linger.ms", "2");
         }
+        // A gateway's client names a topic; it must not create one by naming it (a typo would).
+        if !config.properties.contains_key("allow.auto.create.topics") {
+            client.set("allow.auto.create.topics", "false");
+        }
         Ok(KafkaProducer { inner: client.create_with_context(Logging)? })
     }
 
@@ -128,6 +134,9 @@ impl KafkaProducer {
         }
         if let Some(key) = record.key {
             outgoing = outgoing.key(key);
+        }
+        if let Some(partition) = record.partition {
+            outgoing = outgoing.partition(partition);
         }
         loop {
             match self.inner.send_result(outgoing) {

@@ -75,7 +75,7 @@ impl KeyedStore {
 
     /// Writes `value` under `key` (None removes it); returns once Kafka has it.
     pub async fn put(&self, key: &str, value: Option<&[u8]>) -> Result<(), ProduceError> {
-        let record = Outgoing { topic: &self.topic, key: Some(key.as_bytes()), value, headers: &[] };
+        let record = Outgoing { topic: &self.topic, partition: None, key: Some(key.as_bytes()), value, headers: &[] };
         self.producer.send(record).await?.written().await?;
         self.apply(key, value.map(Bytes::copy_from_slice));
         Ok(())

@@ -107,6 +107,7 @@ impl Publishing {
         }
         let record = Outgoing {
             topic: target.topic,
+            partition: None,
             key: target.key.as_deref().map(str::as_bytes),
             value: Some(publish.payload),
             headers: &[(TOPIC_HEADER, publish.topic.as_bytes())],
@@ -250,6 +251,7 @@ pub(crate) async fn write_will(client: &Client<'_>, will: &OwnedWill) {
     }
     let record = Outgoing {
         topic: target.topic,
+        partition: None,
         key: target.key.as_deref().map(str::as_bytes),
         value: Some(&will.payload),
         headers: &[(TOPIC_HEADER, will.topic.as_bytes())],

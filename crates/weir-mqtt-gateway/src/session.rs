@@ -31,7 +31,7 @@ use weir_mqtt::packet::{
     self, connack_accepted, connack_refused, property, reason, Connect, Property, Refusal, Version, Will, PINGRESP,
 };
 use weir_mqtt::{FixedHeader, MqttError, PacketType};
-use weir_mqtt_proxy::login::{audit_login, authenticate};
+use weir_mqtt_proxy::login::{audit_login, authenticate, Login};
 use weir_mqtt_proxy::metrics::MqttMetrics;
 
 use crate::config::MqttGatewayConfig;
@@ -260,13 +260,16 @@ async fn run(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Result<(), Se
     let mechanism = if certified.is_some() { "mtls" } else { "password" };
     let principal = match certified {
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(&current, &connect).await,
+        // Users by name, as the Kafka sidecar names SASL users: the Kafka policy's principals.
+        None => authenticate(&current, &connect).await.map(|login| match login {
+            Login::User(name) => Some(name),
+            Login::Unchecked(fixed) => fixed,
+        }),
     };
     let principal = match principal {
         Ok(principal) => principal,
         Err(why) => {
-            let who: Arc<str> =
-                connect.username.map_or(weir_core::policy::ANONYMOUS.into(), |u| format!("User:{u}").into());
+            let who: Arc<str> = connect.username.map_or(weir_core::policy::ANONYMOUS.into(), Arc::from);
             shared.metrics.denied("connect", &who);
             audit_login(shared.audit.as_ref(), LISTENER, mechanism, &who, peer, Some(&why));
             return refuse(Refusal::BadCredentials, why).await;

@@ -7,10 +7,21 @@ use weir_core::audit::{AuditLog, AuthenticationEvent};
 use weir_core::rules::Rules;
 use weir_mqtt::packet::Connect;
 
+/// Who a client proved to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// A user of the credentials file, by name (each front names it as its policies do: the
+    /// MQTT sidecar `User:NAME`, as MQTT brokers' ACLs; the gateways `NAME`, as the Kafka
+    /// sidecar names SASL users).
+    User(String),
+    /// No credentials to check: the configured fixed principal, or nobody.
+    Unchecked(Option<String>),
+}
+
 /// Who the client is: checked against the credentials when there are some (else the fixed
 /// principal, or nobody); why not, in words.
-pub async fn authenticate(rules: &Rules, connect: &Connect<'_>) -> Result<Option<String>, String> {
-    let Some(credentials) = &rules.credentials else { return Ok(rules.fixed_principal.clone()) };
+pub async fn authenticate(rules: &Rules, connect: &Connect<'_>) -> Result<Login, String> {
+    let Some(credentials) = &rules.credentials else { return Ok(Login::Unchecked(rules.fixed_principal.clone())) };
     let (Some(user), Some(password)) = (connect.username, connect.password) else {
         return Err("no username and password".into());
     };
@@ -19,7 +30,7 @@ pub async fn authenticate(rules: &Rules, connect: &Connect<'_>) -> Result<Option
     let check = credentials.password_check(user, password);
     let verified = tokio::task::spawn_blocking(move || check.verify()).await.unwrap_or(false);
     if verified {
-        Ok(Some(format!("User:{user}")))
+        Ok(Login::User(user.to_owned()))
     } else {
         Err(format!("user {user}: wrong username or password"))
     }

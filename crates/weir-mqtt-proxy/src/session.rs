@@ -36,7 +36,7 @@ use weir_mqtt::{FixedHeader, MqttError, PacketType};
 
 use crate::authz::MqttAuthz;
 use crate::config::MqttConfig;
-use crate::login::{audit_login, authenticate};
+use crate::login::{audit_login, authenticate, Login};
 use crate::metrics::{MqttMetrics, TopicCounters};
 
 /// What every connection of a sidecar shares.
@@ -130,7 +130,10 @@ async fn run(shared: &Shared, client: TcpStream, peer: SocketAddr) -> Result<(),
     let principal = match certified {
         // The certificate names the client; CONNECT's credentials are the broker's business.
         Some(certified) => Ok(Some(certified)),
-        None => authenticate(&current, &connect).await,
+        None => authenticate(&current, &connect).await.map(|login| match login {
+            Login::User(name) => Some(format!("User:{name}")),
+            Login::Unchecked(fixed) => fixed,
+        }),
     };
     let principal = match principal {
         Ok(principal) => principal,

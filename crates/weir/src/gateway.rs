@@ -1,4 +1,4 @@
-//! `weir gateway`: the gateways that bring clients without a Kafka client onto Kafka.
+//! `weir gateway mqtt|http`: the gateways that bring clients without a Kafka client onto Kafka.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,12 +16,14 @@ pub struct GatewayArgs {
 #[derive(Subcommand)]
 enum GatewayKind {
     /// MQTT 3.1.1 and 5.0 clients publish to and subscribe to Kafka topics (docs/gateways.md).
-    Mqtt(MqttGatewayArgs),
+    Mqtt(GatewayFlags),
+    /// HTTP clients produce to Kafka topics, the Strimzi bridge's API (docs/gateways.md).
+    Http(GatewayFlags),
 }
 
 #[derive(Args)]
-struct MqttGatewayArgs {
-    /// The gateway's config file: listen, kafka, mappings, credentials, authorization.
+struct GatewayFlags {
+    /// The gateway's config file (docs/gateways.md).
     #[arg(long)]
     config: PathBuf,
     /// Overrides the file's `listen`.
@@ -44,24 +46,51 @@ struct MqttGatewayArgs {
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     match args.kind {
         GatewayKind::Mqtt(args) => run_mqtt(args),
+        GatewayKind::Http(args) => run_http(args),
     }
 }
 
-fn run_mqtt(args: MqttGatewayArgs) -> anyhow::Result<()> {
+fn run_http(args: GatewayFlags) -> anyhow::Result<()> {
+    use weir_http_gateway::{HttpGateway, HttpGatewayConfig};
+    let mut config = HttpGatewayConfig::from_file(&args.config)?;
+    args.apply(&mut config.listen, &mut config.admin, &mut config.log);
+    weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
+    crate::sidecar_runtime(args.workers)?.block_on(async {
+        let gateway = HttpGateway::bind(config, &args.config).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(weir_core::shutdown::cancel_on_signal(stop.clone()));
+        gateway.run(stop).await;
+        Ok(())
+    })
+}
+
+impl GatewayFlags {
+    /// The flags given, over the file's settings.
+    fn apply(
+        &self,
+        listen: &mut SocketAddr,
+        admin: &mut Option<SocketAddr>,
+        log: &mut weir_core::telemetry::LogConfig,
+    ) {
+        if let Some(flag) = self.listen {
+            *listen = flag;
+        }
+        if self.admin.is_some() {
+            *admin = self.admin;
+        }
+        if let Some(format) = self.log_format {
+            log.format = format;
+        }
+        if let Some(level) = &self.log_level {
+            log.level.clone_from(level);
+        }
+    }
+}
+
+fn run_mqtt(args: GatewayFlags) -> anyhow::Result<()> {
     use weir_mqtt_gateway::{MqttGateway, MqttGatewayConfig};
     let mut config = MqttGatewayConfig::from_file(&args.config)?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if args.admin.is_some() {
-        config.admin = args.admin;
-    }
-    if let Some(format) = args.log_format {
-        config.log.format = format;
-    }
-    if let Some(level) = args.log_level {
-        config.log.level = level;
-    }
+    args.apply(&mut config.listen, &mut config.admin, &mut config.log);
     weir_core::telemetry::init(config.log.format, &config.log.level).map_err(anyhow::Error::msg)?;
     crate::sidecar_runtime(args.workers)?.block_on(async {
         let gateway = MqttGateway::bind(config, &args.config).await?;

@@ -33,7 +33,7 @@ enum Command {
     Control(ControlArgs),
     /// Talk to the control plane: apply, get, describe, delete, diff resources.
     Ctl(ctl::CtlArgs),
-    /// Run a gateway into Kafka for clients without a Kafka client (MQTT).
+    /// Run a gateway into Kafka for clients without a Kafka client (MQTT, HTTP).
     Gateway(gateway::GatewayArgs),
 }
 

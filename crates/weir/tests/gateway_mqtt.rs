@@ -32,11 +32,12 @@ impl std::ops::Deref for Gateway {
 }
 
 /// Who may do what: the sensor writes temperatures, the dashboard reads them; nobody reads
-/// or writes the secrets. In Kafka's words, on the Kafka topics.
+/// or writes the secrets. In Kafka's words, on the Kafka topics, with users named as the Kafka
+/// sidecar names SASL users.
 const POLICY: &str = r#"
 rules:
-  - {effect: allow, principals: ["User:sensor"], resources: ["topic:R.temp"], operations: [write]}
-  - {effect: allow, principals: ["User:dash"], resources: ["topic:R.temp"], operations: [read]}
+  - {effect: allow, principals: ["sensor"], resources: ["topic:R.temp"], operations: [write]}
+  - {effect: allow, principals: ["dash"], resources: ["topic:R.temp"], operations: [read]}
 "#;
 
 impl Gateway {
@@ -175,9 +176,9 @@ fn mqtt_and_kafka_clients_meet_on_mapped_topics() {
     let (lines, _) = stopped(other);
     assert_eq!(lines, [format!("{} for-eight", gw.topic("sensors/8/temp"))], "sensor 8's subscriber sees only its own");
 
-    let published = [("direction", "publish"), ("topic", temp.as_str()), ("principal", "User:sensor")];
+    let published = [("direction", "publish"), ("topic", temp.as_str()), ("principal", "sensor")];
     assert!(gw.metric("weir_mqtt_messages_total", &published) >= 5.0);
-    let delivered = [("direction", "deliver"), ("topic", temp.as_str()), ("principal", "User:dash")];
+    let delivered = [("direction", "deliver"), ("topic", temp.as_str()), ("principal", "dash")];
     assert!(gw.metric("weir_mqtt_messages_total", &delivered) >= 3.0);
     gw.assert_quiet();
 }
@@ -213,7 +214,7 @@ fn the_mesh_kafka_policy_judges_mqtt_publishes_and_subscriptions() {
         assert!(stderr.contains("All subscription requests were denied"), "{user} {filter}: {stderr}");
     }
     assert!(gw.logged(&["MQTT subscription denied", "no read on the Kafka topic"]));
-    let denied = [("operation", "subscribe"), ("principal", "User:dash")];
+    let denied = [("operation", "subscribe"), ("principal", "dash")];
     assert_eq!(gw.metric("weir_mqtt_denied_total", &denied), 2.0);
 
     // A wrong password is refused at CONNECT.

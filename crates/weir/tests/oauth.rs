@@ -10,9 +10,8 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
 use bytes::Bytes;
+use common::idp::{IdentityProvider, AUDIENCE, ISSUER};
 use common::raw::{read_frame, request};
 use common::{java_client_output_with_jvm, rd, unique, Sidecar, SidecarOptions};
 use rdkafka::client::{ClientContext, OAuthToken};
@@ -20,56 +19,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use weir_wire::kafka_protocol::messages::{
     ApiKey, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
 };
 use weir_wire::kafka_protocol::protocol::StrBytes;
 use weir_wire::message::decode_response;
 
-const ISSUER: &str = "https://idp.weir.test";
-const AUDIENCE: &str = "kafka";
 /// Set in this test's sidecar: a failed authentication is answered no sooner.
 const FAILURE_DELAY_MS: u64 = 300;
 
-/// A throwaway identity provider: an ES256 key, its JWKS file, and tokens it signs.
-struct IdentityProvider {
-    key: EcdsaKeyPair,
-    dir: PathBuf,
-}
-
 impl IdentityProvider {
-    fn new(name: &str) -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        let dir = std::env::temp_dir().join(format!("weir-{}", unique(name)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let point = key.public_key().as_ref();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"weir-test","use":"sig","x":"{}","y":"{}"}}]}}"#,
-            B64URL.encode(&point[1..33]),
-            B64URL.encode(&point[33..])
-        );
-        std::fs::write(dir.join("jwks.json"), jwks).unwrap();
-        Self { key, dir }
-    }
-
-    /// A token for `sub`, valid for `ttl_s` seconds from now (negative: already expired).
-    fn token(&self, sub: &str, audience: &str, ttl_s: i64) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        let header = r#"{"alg":"ES256","kid":"weir-test","typ":"JWT"}"#;
-        let claims = format!(
-            r#"{{"iss":"{ISSUER}","aud":"{audience}","sub":"{sub}","iat":{},"exp":{}}}"#,
-            now - 60,
-            now + ttl_s
-        );
-        let signed = format!("{}.{}", B64URL.encode(header), B64URL.encode(claims));
-        let signature = self.key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
-        format!("{signed}.{}", B64URL.encode(signature.as_ref()))
-    }
-
     fn sidecar(&self, topic_allowed: &str) -> Sidecar {
         self.sidecar_with(topic_allowed, "")
     }
@@ -103,12 +62,6 @@ impl IdentityProvider {
 
     fn audit_lines(&self) -> Vec<serde_json::Value> {
         common::audit_lines(&self.audit_file())
-    }
-}
-
-impl Drop for IdentityProvider {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod broker_sidecar;
 pub mod brokers;
 pub mod control;
+pub mod idp;
 pub mod pki;
 pub mod raw;
 pub mod rd;

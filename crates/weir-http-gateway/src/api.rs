@@ -1,0 +1,43 @@
+//! The API's answers: JSON bodies, and errors as the Strimzi bridge writes them —
+//! `{"error_code": 403, "message": "..."}` with the same HTTP status.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+pub type Body = Full<Bytes>;
+
+/// A request the gateway refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn response(&self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct Error<'a> {
+            error_code: u16,
+            message: &'a str,
+        }
+        json(self.status, &Error { error_code: self.status.as_u16(), message: &self.message })
+    }
+}
+
+/// `value` as a JSON response with `status`.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(JSON));
+    response
+}
+
+/// The content type of the gateway's own JSON answers.
+pub const JSON: &str = "application/vnd.kafka.v2+json";
