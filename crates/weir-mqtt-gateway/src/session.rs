@@ -27,10 +27,11 @@ use weir_core::rules::CurrentRules;
 use weir_gateway::authz::KafkaAuthz;
 use weir_gateway::store::KeyedStore;
 use weir_gateway::{KafkaProducer, ProduceError, Tail};
+use weir_mqtt::frame::{header_of, packet_len};
 use weir_mqtt::packet::{
     self, connack_accepted, connack_refused, property, reason, Connect, Property, Refusal, Version, Will, PINGRESP,
 };
-use weir_mqtt::{FixedHeader, MqttError, PacketType};
+use weir_mqtt::{MqttError, PacketType};
 use weir_mqtt_proxy::login::{audit_login, authenticate, Login};
 use weir_mqtt_proxy::metrics::MqttMetrics;
 
@@ -164,19 +165,6 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     match run(&shared, client, peer).await {
         Ok(()) => tracing::debug!(%peer, "MQTT gateway connection closed"),
         Err(error) => tracing::info!(%peer, %error, "MQTT gateway connection closed"),
-    }
-}
-
-/// Where an MQTT packet ends, from its fixed header.
-fn packet_len(buf: &[u8], limit: usize) -> Result<Option<usize>, MqttError> {
-    Ok(FixedHeader::read(buf, limit)?.map(|header| header.packet_len()))
-}
-
-/// The fixed header of a whole packet (its length was checked when it was read).
-pub(crate) fn header_of(packet: &[u8]) -> FixedHeader {
-    match FixedHeader::read(packet, usize::MAX) {
-        Ok(Some(header)) => header,
-        _ => unreachable!("a whole packet has a fixed header"),
     }
 }
 

@@ -29,10 +29,11 @@ use weir_core::identity::identify;
 use weir_core::io::{BoxRead, BoxWrite};
 use weir_core::relay::{self, RelayError};
 use weir_core::rules::CurrentRules;
+use weir_mqtt::frame::{header_of, packet_len};
 use weir_mqtt::packet::{
     ack, connack_refused, packet_id, reason, suback, suback_merged, Connect, Publish, Refusal, Subscribe, Version,
 };
-use weir_mqtt::{FixedHeader, MqttError, PacketType};
+use weir_mqtt::{MqttError, PacketType};
 
 use crate::authz::MqttAuthz;
 use crate::config::MqttConfig;
@@ -82,19 +83,6 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
 type Packets = relay::Frames<BoxRead, MqttError>;
 type Writer = relay::Writer<BoxWrite>;
 type Action = relay::Action<SessionError>;
-
-/// Where an MQTT packet ends, from its fixed header.
-fn packet_len(buf: &[u8], limit: usize) -> Result<Option<usize>, MqttError> {
-    Ok(FixedHeader::read(buf, limit)?.map(|header| header.packet_len()))
-}
-
-/// The fixed header of a whole packet (its length was checked when it was read).
-fn header_of(packet: &[u8]) -> FixedHeader {
-    match FixedHeader::read(packet, usize::MAX) {
-        Ok(Some(header)) => header,
-        _ => unreachable!("a whole packet has a fixed header"),
-    }
-}
 
 /// Writes `bytes` to one side, naming it in the error.
 async fn write(to: &Writer, side: &'static str, bytes: &[u8]) -> Result<(), SessionError> {

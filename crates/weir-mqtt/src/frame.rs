@@ -121,6 +121,20 @@ impl FixedHeader {
     }
 }
 
+/// Where the MQTT packet at the start of `buf` ends, once its fixed header is there: how a
+/// reader of a stream cuts it into packets (a packet longer than `limit` is an error).
+pub fn packet_len(buf: &[u8], limit: usize) -> Result<Option<usize>, MqttError> {
+    Ok(FixedHeader::read(buf, limit)?.map(|header| header.packet_len()))
+}
+
+/// The fixed header of a whole packet, one [`packet_len`] already cut.
+pub fn header_of(packet: &[u8]) -> FixedHeader {
+    match FixedHeader::read(packet, usize::MAX) {
+        Ok(Some(header)) => header,
+        _ => unreachable!("a whole packet has a fixed header"),
+    }
+}
+
 /// A variable byte integer at the start of `bytes`, and its length: None while incomplete.
 pub fn read_varint(bytes: &[u8]) -> Result<Option<(usize, usize)>, MqttError> {
     let mut value = 0usize;

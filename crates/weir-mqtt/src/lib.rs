@@ -1,9 +1,11 @@
 //! MQTT bytes (3.1, 3.1.1 and 5.0) for Weir's MQTT sidecar and gateway.
 //!
 //! Owns what reading and writing MQTT takes: a packet's fixed header and length
-//! ([`frame`]), the fields of the packets a policy needs read in place, every length checked
-//! against the bytes that are there ([`packet`]: CONNECT, PUBLISH, SUBSCRIBE), the answers
-//! a sidecar gives in a broker's stead (a refused SUBACK, CONNACK), and MQTT's topic names
+//! ([`frame`]), the fields of the packets a policy or the gateway needs read in place, every
+//! length checked against the bytes that are there ([`packet`]: CONNECT with its MQTT 5
+//! properties, PUBLISH, SUBSCRIBE, UNSUBSCRIBE), the answers a sidecar gives in a broker's
+//! stead (a refused SUBACK, CONNACK) and what the gateway, being the broker, writes (CONNACK,
+//! PUBLISH, UNSUBACK, PINGRESP, MQTT 5 DISCONNECT with a reason), and MQTT's topic names
 //! and filters: wildcards matched as the spec says, and whether one filter is within
 //! another ([`topic`]).
 //!
