@@ -80,6 +80,9 @@ impl KafkaConfig {
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap).set("log_level", "4");
+        // A gateway forwards one client's message at a time: Nagle's algorithm would hold small
+        // produce and fetch requests back behind delayed acknowledgements.
+        config.set("socket.nagle.disable", "true");
         for (key, value) in &self.properties {
             config.set(key, value);
         }
