@@ -9,7 +9,7 @@ use std::sync::Arc;
 use weir_core::config::ConfigError;
 use weir_core::policy::{Policy, PrincipalPolicy};
 use weir_core::rules::RuleSources;
-use weir_kafka_proxy::vocabulary::{KAFKA, READ, TOPIC, WRITE};
+use weir_kafka_proxy::vocabulary::{GROUP, KAFKA, READ, TOPIC, WRITE};
 
 /// One client's rules, asked in Kafka's terms.
 #[derive(Debug, Clone)]
@@ -28,6 +28,11 @@ impl KafkaAuthz {
 
     pub fn may_read(&self, topic: &str) -> bool {
         self.rules.allows(TOPIC, topic, READ)
+    }
+
+    /// Joining a consumer group and committing its offsets (Kafka asks `read` on the group).
+    pub fn may_use_group(&self, group: &str) -> bool {
+        self.rules.allows(GROUP, group, READ)
     }
 }
 

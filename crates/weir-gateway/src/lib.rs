@@ -27,4 +27,4 @@ pub use config::KafkaConfig;
 pub use producer::{KafkaProducer, ProduceError};
 /// The Kafka client's own error, for gateways that report a client they could not create.
 pub use rdkafka::error::KafkaError;
-pub use tail::{Membership, Record, Subscriber, Tail, TailError};
+pub use tail::{Membership, Record, Start, Subscriber, Tail, TailError};

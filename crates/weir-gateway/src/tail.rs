@@ -34,6 +34,9 @@ pub struct Record {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// Milliseconds since the epoch, as Kafka has it (create or append time); None when the
+    /// record has none.
+    pub timestamp: Option<i64>,
     pub key: Option<Bytes>,
     pub value: Bytes,
     pub headers: Vec<(Box<str>, Bytes)>,
@@ -57,6 +60,7 @@ impl Record {
             topic: topic.clone(),
             partition: message.partition(),
             offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
             key: message.key().map(Bytes::copy_from_slice),
             value: message.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
             headers,
@@ -68,6 +72,18 @@ impl Record {
     pub fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers.iter().find(|(key, _)| &**key == name).map(|(_, value)| value)
     }
+}
+
+/// Where on a topic's partitions to start reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest record each partition still holds.
+    Earliest,
+    /// Past the newest: what is written from now on.
+    Latest,
+    /// The first record with a timestamp at or after these milliseconds since the epoch (the
+    /// end, where there is none).
+    Time(i64),
 }
 
 /// Someone the tail offers records to.
@@ -159,6 +175,12 @@ impl Tail {
 
     /// Where each partition of `topic` ends now.
     async fn ends(&self, topic: &str) -> Result<Vec<(i32, i64)>, TailError> {
+        self.offsets(topic, Start::Latest).await
+    }
+
+    /// The offset on each partition of `topic` (sorted by partition) where reading from
+    /// `start` begins.
+    pub async fn offsets(&self, topic: &str, start: Start) -> Result<Vec<(i32, i64)>, TailError> {
         let consumer = self.consumer.clone();
         let name = topic.to_owned();
         let lookup = move || -> Result<Vec<(i32, i64)>, TailError> {
@@ -170,22 +192,34 @@ impl Tail {
             if found.error().is_some() || found.partitions().is_empty() {
                 return Err(TailError::NoTopic(name.clone()));
             }
-            let mut ends = TopicPartitionList::new();
+            // ListOffsets' timestamps: -1 asks for each partition's end, -2 for its start.
+            let asked = match start {
+                Start::Earliest => Offset::Beginning,
+                Start::Latest => Offset::End,
+                Start::Time(millis) => Offset::Offset(millis.max(0)),
+            };
+            let mut query = TopicPartitionList::new();
             for partition in found.partitions() {
-                ends.add_partition_offset(&name, partition.id(), Offset::End).map_err(kafka)?;
+                query.add_partition_offset(&name, partition.id(), asked).map_err(kafka)?;
             }
-            // A timestamp of -1 (latest) asks each partition's leader for its end.
-            let ends = consumer.offsets_for_times(ends, LOOKUP_TIMEOUT).map_err(kafka)?;
-            let mut from = Vec::new();
-            for element in ends.elements() {
-                match (element.error(), element.offset()) {
-                    (Ok(()), Offset::Offset(offset)) => from.push((element.partition(), offset)),
+            let answered = consumer.offsets_for_times(query, LOOKUP_TIMEOUT).map_err(kafka)?;
+            let mut offsets = Vec::new();
+            for element in answered.elements() {
+                let offset = match (element.error(), element.offset()) {
+                    (Ok(()), Offset::Offset(offset)) => offset,
+                    // No record that late: the partition's end.
+                    (Ok(()), Offset::End) => {
+                        let (_, high) =
+                            consumer.fetch_watermarks(&name, element.partition(), LOOKUP_TIMEOUT).map_err(kafka)?;
+                        high
+                    }
                     (Err(error), _) => return Err(kafka(error)),
                     (Ok(()), _) => return Err(kafka(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetOutOfRange))),
-                }
+                };
+                offsets.push((element.partition(), offset));
             }
-            from.sort_unstable();
-            Ok(from)
+            offsets.sort_unstable();
+            Ok(offsets)
         };
         tokio::task::spawn_blocking(lookup).await.map_err(|_| TailError::Stopped)?
     }

@@ -43,10 +43,29 @@ pub struct HttpGatewayConfig {
     pub authorization: Option<AuthorizationConfig>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Browsers on these origins may call the gateway from their pages (CORS).
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
     #[serde(default)]
     pub limits: HttpLimits,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// ```yaml
+/// cors: {allowed_origins: ["https://app.example"]}    # or ["*"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+}
+
+impl CorsConfig {
+    /// Whether a page from `origin` may read the gateway's answers.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +90,17 @@ pub struct HttpLimits {
     /// How many distinct topics get metric series of their own (the rest: `_other`).
     #[serde(default = "default_max_metric_topics")]
     pub max_metric_topics: usize,
+    /// How many event streams may be open at once.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// How many records an event stream may hold for a slow client before it leaves the live
+    /// tail (and catches up by reading Kafka again).
+    #[serde(default = "default_max_queued_events")]
+    pub max_queued_events: usize,
+    /// How often an idle event stream sends a comment, so proxies keep it and a client that
+    /// went away is noticed.
+    #[serde(default = "default_keep_alive_ms")]
+    pub keep_alive_ms: u64,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -91,6 +121,15 @@ fn default_max_connections() -> usize {
 fn default_max_metric_topics() -> usize {
     1000
 }
+fn default_max_streams() -> usize {
+    1000
+}
+fn default_max_queued_events() -> usize {
+    1024
+}
+fn default_keep_alive_ms() -> u64 {
+    15_000
+}
 
 impl Default for HttpLimits {
     fn default() -> Self {
@@ -102,6 +141,9 @@ impl Default for HttpLimits {
             max_connections: default_max_connections(),
             max_connections_per_source: 0,
             max_metric_topics: default_max_metric_topics(),
+            max_streams: default_max_streams(),
+            max_queued_events: default_max_queued_events(),
+            keep_alive_ms: default_keep_alive_ms(),
         }
     }
 }
@@ -122,6 +164,8 @@ impl HttpGatewayConfig {
             ("limits.max_records", limits.max_records as u64),
             ("limits.header_timeout_ms", limits.header_timeout_ms),
             ("limits.body_timeout_ms", limits.body_timeout_ms),
+            ("limits.max_queued_events", limits.max_queued_events as u64),
+            ("limits.keep_alive_ms", limits.keep_alive_ms),
         ] {
             if value == 0 {
                 return Err(invalid(origin, key, "expected more than 0"));

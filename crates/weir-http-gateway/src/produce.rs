@@ -26,32 +26,7 @@ use weir_gateway::producer::{Outgoing, ProduceFailure};
 use weir_gateway::{KafkaProducer, ProduceError};
 
 use crate::api::ApiError;
-
-/// How a request's keys and values are written (its Content-Type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `application/vnd.kafka.json.v2+json` or `application/json`: any JSON, as its text.
-    Json,
-    /// `application/vnd.kafka.binary.v2+json`: base64 strings.
-    Binary,
-}
-
-impl Format {
-    pub fn of(content_type: Option<&str>) -> Result<Self, ApiError> {
-        let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/vnd.kafka.json.v2+json" | "application/json" => Ok(Format::Json),
-            "application/vnd.kafka.binary.v2+json" => Ok(Format::Binary),
-            other => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "content type `{other}`: expected application/vnd.kafka.json.v2+json, \
-                     application/vnd.kafka.binary.v2+json or application/json"
-                ),
-            )),
-        }
-    }
-}
+use crate::records::Format;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,7 +228,5 @@ mod tests {
         assert!(e.message.contains("line 1"), "{}", e.message);
         let e = err(br#"{"records": []}"#, Format::Json);
         assert!(e.message.contains("no record"), "{}", e.message);
-        assert_eq!(Format::of(Some("application/json; charset=utf-8")), Ok(Format::Json));
-        assert_eq!(Format::of(Some("text/plain")).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir_core::audit::{AuditLog, AuthorizationEvent};
@@ -25,13 +27,15 @@ use weir_core::identity::identify;
 use weir_core::jwt::JwtValidator;
 use weir_core::metrics::CappedNames;
 use weir_core::rules::CurrentRules;
-use weir_gateway::authz::{allowed, rule_sources, KafkaAuthz};
-use weir_gateway::KafkaProducer;
+use weir_gateway::authz::{rule_sources, KafkaAuthz};
+use weir_gateway::{KafkaProducer, Tail};
 
-use crate::api::{json, ApiError, Body};
+use crate::api::{full, json, ApiError, Body};
 use crate::config::HttpGatewayConfig;
+use crate::events;
 use crate::identity::{caller, Caller};
-use crate::produce::{self, Format};
+use crate::produce;
+use crate::records::Format;
 
 /// The listener's name in logs, metrics and audit lines.
 pub const LISTENER: &str = "http-gateway";
@@ -67,6 +71,7 @@ struct RecordLabels {
 struct Metrics {
     requests: Family<RequestLabels, Counter>,
     records: Family<RecordLabels, Counter>,
+    streams: Gauge,
     topics: CappedNames,
 }
 
@@ -76,14 +81,18 @@ struct Shared {
     rules: CurrentRules,
     bearer: Option<Arc<JwtValidator>>,
     producer: KafkaProducer,
+    tail: Arc<Tail>,
+    /// A permit per open event stream.
+    streams: Arc<tokio::sync::Semaphore>,
     audit: Option<AuditLog>,
     metrics: Metrics,
+    /// Cancelled when the gateway stops: ends event streams and background tasks.
+    stopping: CancellationToken,
 }
 
 pub struct HttpGateway {
     front: Front,
     shared: Arc<Shared>,
-    bearer_stop: CancellationToken,
 }
 
 impl HttpGateway {
@@ -109,29 +118,35 @@ impl HttpGateway {
         let metrics = Metrics {
             requests: Family::default(),
             records: Family::default(),
+            streams: Gauge::default(),
             topics: CappedNames::new(config.limits.max_metric_topics),
         };
         let http = front.registry.sub_registry_with_prefix("weir_http");
         http.register("requests", "Requests answered, per route and status", metrics.requests.clone());
         http.register("records", "Records written to Kafka, per topic and principal", metrics.records.clone());
+        http.register("streams_open", "Event streams open now", metrics.streams.clone());
         let bearer = match &config.bearer {
             Some(bearer) => Some(JwtValidator::load(bearer.clone()).await?),
             None => None,
         };
-        let bearer_stop = CancellationToken::new();
+        let stopping = CancellationToken::new();
         if let Some(validator) = &bearer {
-            tokio::spawn(validator.clone().reload_on_change(bearer_stop.clone()));
+            tokio::spawn(validator.clone().reload_on_change(stopping.clone()));
         }
         let producer = KafkaProducer::new(&config.kafka)?;
+        let tail = Tail::start(&config.kafka, stopping.clone())?;
         let shared = Arc::new(Shared {
             rules: front.rules.clone(),
             audit: front.audit.clone(),
             bearer,
             producer,
+            tail,
+            streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
             metrics,
+            stopping,
             config,
         });
-        Ok(HttpGateway { front, shared, bearer_stop })
+        Ok(HttpGateway { front, shared })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -151,7 +166,7 @@ impl HttpGateway {
         );
         let shared = self.shared.clone();
         self.front.run(stop, move |tcp, peer| serve(shared.clone(), tcp, peer)).await;
-        self.bearer_stop.cancel();
+        self.shared.stopping.cancel();
     }
 }
 
@@ -180,53 +195,139 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
 }
 
 async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     request: Request<Incoming>,
     certified: Option<&str>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let path = request.uri().path().to_owned();
-    let (route, response) = match (request.method(), path.as_str()) {
-        (&Method::GET, "/openapi.json") => ("openapi", openapi()),
-        (&Method::GET, "/healthz") => ("healthz", json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-        (method, path) if path.starts_with("/topics/") => {
-            let topic = &path["/topics/".len()..];
-            match *method {
-                Method::POST => ("produce", produce_route(shared, request, topic, certified, peer).await),
-                _ => ("produce", ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "POST records to a topic").response()),
-            }
+    let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (route, result) = route(shared, request, certified, peer).await;
+    let mut response = result.unwrap_or_else(|error| {
+        tracing::info!(%peer, route, status = error.status.as_u16(), message = %error.message, "HTTP request refused");
+        error.response()
+    });
+    if let (Some(origin), Some(cors)) = (origin, &shared.config.cors) {
+        if cors.allows(&origin) {
+            allow_origin(&mut response, &origin);
         }
-        _ => {
-            ("unknown", ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}; see /openapi.json")).response())
-        }
-    };
+    }
     let labels = RequestLabels { route, status: response.status().as_u16() };
     shared.metrics.requests.get_or_create(&labels).inc();
     response
 }
 
+/// The route a request takes (its metric label) and its answer.
+async fn route(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    certified: Option<&str>,
+    peer: SocketAddr,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
+    let method = request.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::OPTIONS, _) => ("preflight", preflight(shared, &request)),
+        (&Method::GET, ["openapi.json"]) => ("openapi", Ok(openapi())),
+        (&Method::GET, ["healthz"]) => ("healthz", Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))),
+        (&Method::POST, ["topics", topic]) => {
+            ("produce", produce_request(shared, request, topic, certified, peer).await)
+        }
+        (_, ["topics", _]) => ("produce", Err(not_allowed("POST records to a topic"))),
+        (&Method::GET, ["topics", topic, "events"]) => {
+            ("events", events_request(shared, request, topic, certified, peer).await)
+        }
+        (_, ["topics", _, "events"]) => ("events", Err(not_allowed("GET a topic's events"))),
+        _ => ("unknown", Err(ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}; see /openapi.json")))),
+    }
+}
+
+fn not_allowed(what: &str) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("only {what} here"))
+}
+
+fn allow_origin(response: &mut Response<Body>, origin: &str) {
+    if let Ok(origin) = HeaderValue::from_str(origin) {
+        let headers = response.headers_mut();
+        headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(hyper::header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// A browser asking whether a page of another origin may send a request (CORS preflight).
+fn preflight(shared: &Shared, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let origin = request.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
+    let allowed = match (origin, &shared.config.cors) {
+        (Some(origin), Some(cors)) => cors.allows(origin),
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "this origin may not call the gateway (see `cors`)"));
+    }
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
+    headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Accept, Last-Event-ID"),
+    );
+    headers.insert(hyper::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    Ok(response)
+}
+
 fn openapi() -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    let mut response = Response::new(full(Bytes::from_static(OPENAPI.as_bytes())));
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-async fn produce_route(
-    shared: &Shared,
-    request: Request<Incoming>,
-    topic: &str,
-    certified: Option<&str>,
-    peer: SocketAddr,
-) -> Response<Body> {
-    match produce_request(shared, request, topic, certified, peer).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(%peer, topic, status = error.status.as_u16(), message = %error.message, "HTTP produce refused");
-            error.response()
-        }
+/// Who sent `request`.
+async fn who(shared: &Shared, request: &Request<Incoming>, certified: Option<&str>) -> Result<Caller, ApiError> {
+    let fixed = shared.rules.borrow().fixed_principal.clone();
+    caller(request.headers(), certified, shared.bearer.as_deref(), fixed.as_deref()).await
+}
+
+/// What a request asks of Kafka, for the policy and the audit log.
+struct Asked<'a> {
+    api: &'static str,
+    operation: &'static str,
+    resource_type: &'static str,
+    resource: &'a str,
+}
+
+/// Refuses (403, and an audit line) what the policy does not let `who` do.
+fn authorize(shared: &Shared, who: &Caller, peer: SocketAddr, asked: Asked<'_>) -> Result<(), ApiError> {
+    let policy = shared.rules.borrow().policy.clone();
+    let Some(policy) = policy else { return Ok(()) };
+    let authz = KafkaAuthz::new(&policy, Some(&who.principal));
+    let allowed = match (asked.resource_type, asked.operation) {
+        ("topic", "write") => authz.may_write(asked.resource),
+        ("topic", _) => authz.may_read(asked.resource),
+        _ => authz.may_use_group(asked.resource),
+    };
+    if allowed {
+        return Ok(());
     }
+    if let Some(audit) = &shared.audit {
+        audit.authorization(&AuthorizationEvent {
+            principal: &who.principal,
+            api: asked.api,
+            operation: asked.operation,
+            resource_type: asked.resource_type,
+            resource: asked.resource,
+            client: peer,
+            listener: LISTENER,
+        });
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("{} may not {} {} {}", who.principal, asked.operation, asked.resource_type, asked.resource),
+    ))
+}
+
+fn known_topic(topic: &str) -> Result<(), ApiError> {
+    weir_kafka_proxy::vocabulary::check_topic_name(topic).map_err(|why| ApiError::new(StatusCode::NOT_FOUND, why))
 }
 
 async fn produce_request(
@@ -236,25 +337,14 @@ async fn produce_request(
     certified: Option<&str>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
-    weir_kafka_proxy::vocabulary::check_topic_name(topic).map_err(|why| ApiError::new(StatusCode::NOT_FOUND, why))?;
-    let fixed = shared.rules.borrow().fixed_principal.clone();
-    let who: Caller = caller(request.headers(), certified, shared.bearer.as_deref(), fixed.as_deref()).await?;
-    let policy = shared.rules.borrow().policy.clone();
-    let authz = policy.as_ref().map(|policy| KafkaAuthz::new(policy, Some(&who.principal)));
-    if !allowed(authz.as_ref(), topic, true) {
-        if let Some(audit) = &shared.audit {
-            audit.authorization(&AuthorizationEvent {
-                principal: &who.principal,
-                api: "produce",
-                operation: "write",
-                resource_type: "topic",
-                resource: topic,
-                client: peer,
-                listener: LISTENER,
-            });
-        }
-        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("{} may not write to topic {topic}", who.principal)));
-    }
+    known_topic(topic)?;
+    let who = who(shared, &request, certified).await?;
+    authorize(
+        shared,
+        &who,
+        peer,
+        Asked { api: "produce", operation: "write", resource_type: "topic", resource: topic },
+    )?;
     let content_type = request.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = Format::of(content_type)?;
     let body = read_body(shared, request.into_body()).await?;
@@ -267,6 +357,53 @@ async fn produce_request(
         shared.metrics.records.get_or_create(&labels).inc_by(written as u64);
     }
     Ok(json(status, &answer))
+}
+
+async fn events_request(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    topic: &str,
+    certified: Option<&str>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ApiError> {
+    known_topic(topic)?;
+    let who = who(shared, &request, certified).await?;
+    authorize(shared, &who, peer, Asked { api: "events", operation: "read", resource_type: "topic", resource: topic })?;
+    let last_event_id = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+    let asked = events::parse_request(request.uri().query(), last_event_id)?;
+    let Ok(slot) = shared.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} event streams are open: the most this gateway serves", shared.config.limits.max_streams),
+        ));
+    };
+    let limits = &shared.config.limits;
+    let source = events::Source {
+        tail: shared.tail.clone(),
+        kafka: shared.config.kafka.clone(),
+        rules: shared.rules.clone(),
+        max_queued: limits.max_queued_events,
+        keep_alive: Duration::from_millis(limits.keep_alive_ms),
+    };
+    let positions = events::resolve(&source, topic, &asked.begin).await?;
+    let (sink, sent) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (topic, principal, stop, open) =
+        (Arc::<str>::from(topic), who.principal, shared.stopping.clone(), shared.metrics.streams.clone());
+    tracing::debug!(%peer, %topic, principal, "event stream opened");
+    tokio::spawn(async move {
+        open.inc();
+        events::stream(source, topic, principal, positions, asked.format, sink, stop).await;
+        open.dec();
+        drop(slot);
+    });
+    let frames = futures_util::stream::unfold(sent, |mut sent| async move {
+        sent.recv().await.map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), sent))
+    });
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 /// The whole body, at most `max_body_bytes`, within `body_timeout_ms`.
@@ -294,7 +431,7 @@ mod tests {
     fn the_openapi_document_reads_and_names_every_route_served() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.0.3");
-        for path in ["/topics/{topic}", "/openapi.json", "/healthz"] {
+        for path in ["/topics/{topic}", "/topics/{topic}/events", "/openapi.json", "/healthz"] {
             assert!(doc["paths"][path].is_object(), "{path} is documented");
         }
     }

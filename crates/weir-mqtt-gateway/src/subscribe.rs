@@ -363,6 +363,7 @@ impl Subscriptions {
                 topic: target.topic.clone(),
                 partition: NO_PARTITION,
                 offset: -1,
+                timestamp: None,
                 key: None,
                 value,
                 headers: Vec::new(),

@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
@@ -22,8 +23,14 @@ struct Gateway {
 
 impl Gateway {
     /// Kafka topics `R.orders` and `R.audit`; the gateway takes bearer tokens of its identity
-    /// provider; `svc-orders` may write `R.orders` (and `R.missing`, which does not exist).
+    /// provider; `svc-orders` may write and read `R.orders` (and `R.missing`, which does not
+    /// exist).
     fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, |_| String::new(), "")
+    }
+
+    /// As `start`, with more policy rules (given the topics' prefix) and config lines.
+    fn start_with(prefix: &str, rules: impl Fn(&str) -> String, config: &str) -> Self {
         common::kafka();
         let root = unique(prefix);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -36,7 +43,8 @@ impl Gateway {
         std::fs::write(
             &policy,
             format!(
-                "rules:\n- {{effect: allow, principals: [svc-orders], resources: ['topic:{root}.orders', 'topic:{root}.missing'], operations: [write]}}\n"
+                "rules:\n- {{effect: allow, principals: [svc-orders], resources: ['topic:{root}.orders', 'topic:{root}.missing'], operations: [write, read]}}\n{}",
+                rules(&root)
             ),
         )
         .unwrap();
@@ -45,7 +53,7 @@ impl Gateway {
              bearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n\
              authorization: {{policy: {}}}\n\
              limits: {{max_body_bytes: 65536, max_records: 100, header_timeout_ms: 1000, body_timeout_ms: 1500}}\n\
-             log: {{format: json, level: \"info,weir_http_gateway=debug\"}}\n",
+             log: {{format: json, level: \"info,weir_http_gateway=debug\"}}\n{config}",
             direct_bootstrap(),
             idp.dir.join("jwks.json").display(),
             policy.display()
@@ -77,6 +85,108 @@ impl Gateway {
         }
         let (status, body) = self.curl(&args);
         (status, serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON ({status}): {body}")))
+    }
+
+    /// `GET path` as a stream of events, read by curl as `token`'s bearer (if any), with more
+    /// headers.
+    fn events(&self, path: &str, token: Option<&str>, headers: &[&str]) -> Events {
+        let mut curl = Command::new("curl");
+        curl.args(["-sN", &self.url(path)]).stdout(Stdio::piped());
+        if let Some(token) = token {
+            curl.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        for header in headers {
+            curl.args(["-H", header]);
+        }
+        let mut child = curl.spawn().expect("curl");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Events { child, lines: received }
+    }
+}
+
+/// Server-Sent Events as curl reads them.
+struct Events {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+/// One event: its fields (`id`, `event`, `retry`), its data lines joined.
+#[derive(Debug, Default, Clone)]
+struct Event {
+    id: Option<String>,
+    kind: Option<String>,
+    data: Option<String>,
+}
+
+impl Events {
+    /// The next event (comments skipped); panics after 20 s without one.
+    fn next(&mut self) -> Event {
+        let mut event = Event::default();
+        let mut any = false;
+        loop {
+            let line = self.lines.recv_timeout(Duration::from_secs(20)).expect("an event within 20 s");
+            if line.is_empty() {
+                if any {
+                    return event;
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            any = true;
+            let (field, value) = line.split_once(": ").unwrap_or((&line, ""));
+            match field {
+                "id" => event.id = Some(value.to_owned()),
+                "event" => event.kind = Some(value.to_owned()),
+                "data" => match &mut event.data {
+                    Some(data) => *data = format!("{data}\n{value}"),
+                    None => event.data = Some(value.to_owned()),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    /// The next `n` events with data.
+    fn records(&mut self, n: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            let event = self.next();
+            if event.data.is_some() {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    /// Whether no event with data comes within `wait`.
+    fn quiet_for(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("data:") => return false,
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -149,7 +259,7 @@ fn bad_requests_get_a_status_and_a_reason() {
     let forged = format!("{}x", gw.idp.token("svc-orders", AUDIENCE, 300));
     expect(gw.post(&orders, JSON, one, Some(&forged)), 401, "signature");
     expect(gw.post(&orders, JSON, one, Some(&gw.idp.token("svc-orders", AUDIENCE, -120))), 401, "expired");
-    expect(gw.post(&audit, JSON, one, Some(&token)), 403, "svc-orders may not write to topic");
+    expect(gw.post(&audit, JSON, one, Some(&token)), 403, "svc-orders may not write topic");
     expect(gw.post(&orders, "text/plain", one, Some(&token)), 415, "text/plain");
     expect(
         gw.post(&orders, JSON, r#"{"records": [{"value": 1}, {"value": 2, "colour": 3}]}"#, Some(&token)),
@@ -194,5 +304,234 @@ fn bad_requests_get_a_status_and_a_reason() {
     let n = lazy.read(&mut answer).unwrap_or(0);
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("did not arrive within 1500 ms"), "{answer}");
+    gw.process.assert_quiet();
+}
+
+/// The value of each JSON-format event's record, with the partition and offset it names.
+fn placed(events: &[Event]) -> Vec<(i64, i64, serde_json::Value)> {
+    events
+        .iter()
+        .map(|e| {
+            let record: serde_json::Value = serde_json::from_str(e.data.as_deref().unwrap()).unwrap();
+            (record["partition"].as_i64().unwrap(), record["offset"].as_i64().unwrap(), record["value"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn a_topic_streams_as_server_sent_events_from_where_asked_and_resumes_by_event_id() {
+    let gw = Gateway::start_with(
+        "gwsse",
+        |root| {
+            format!(
+                "- {{effect: allow, principals: [svc-audit], resources: ['topic:{root}.audit'], operations: [read]}}\n"
+            )
+        },
+        "",
+    );
+    let orders = format!("{}.orders", gw.root);
+    let token = gw.idp.token("svc-orders", AUDIENCE, 300);
+    let five: Vec<String> = (1..=5).map(|n| format!(r#"{{"key": "o-{n}", "value": {{"n": {n}}}}}"#)).collect();
+    let (status, answer) = gw.post(&orders, JSON, &format!(r#"{{"records": [{}]}}"#, five.join(",")), Some(&token));
+    assert_eq!(status, 200, "{answer}");
+
+    // From the beginning, as whole records: the stream first says where it stands (partition 0
+    // .. 2 at offset 0), then each record with the position after it as its id.
+    let path = format!("/topics/{orders}/events?from=earliest&format=json");
+    let mut stream = gw.events(&path, Some(&token), &[]);
+    let start = stream.next();
+    assert_eq!((start.id.as_deref(), start.data.as_deref()), (Some("0-0.1-0.2-0"), None));
+    let events = stream.records(5);
+    let mut values: Vec<i64> = placed(&events).iter().map(|(_, _, v)| v["n"].as_i64().unwrap()).collect();
+    values.sort();
+    assert_eq!(values, [1, 2, 3, 4, 5]);
+    for (event, (partition, offset, _)) in events.iter().zip(placed(&events)) {
+        let id = event.id.as_deref().unwrap();
+        assert!(id.split('.').any(|p| p == format!("{partition}-{}", offset + 1)), "{id} names {partition}-{offset}+1");
+    }
+    let record: serde_json::Value = serde_json::from_str(events[0].data.as_deref().unwrap()).unwrap();
+    assert_eq!(record["topic"], orders.as_str());
+    assert!(record["key"].as_str().is_some_and(|k| k.starts_with("o-")) && record["timestamp"].is_i64(), "{record}");
+
+    // Resumed at the second event's id (as EventSource does with Last-Event-ID): the other
+    // three, none twice.
+    let resume = format!("Last-Event-ID: {}", events[1].id.as_deref().unwrap());
+    let mut resumed = gw.events(&format!("/topics/{orders}/events?format=json"), Some(&token), &[&resume]);
+    let rest: Vec<_> = placed(&resumed.records(3)).into_iter().map(|(p, o, _)| (p, o)).collect();
+    let mut expected: Vec<_> = placed(&events[2..]).into_iter().map(|(p, o, _)| (p, o)).collect();
+    let mut got = rest.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(resumed.quiet_for(Duration::from_millis(1500)), "nothing more, nothing twice");
+
+    // From now on, values as text: what is written after the stream began, live.
+    let mut live = gw.events(&format!("/topics/{orders}/events"), Some(&token), &[]);
+    assert!(live.next().id.is_some());
+    let (status, _) = gw.post(&orders, JSON, r#"{"records": [{"value": "six", "partition": 1}]}"#, Some(&token));
+    assert_eq!(status, 200);
+    let six = live.records(1).remove(0);
+    assert_eq!(six.data.as_deref(), Some("\"six\""));
+    // From a time after every record: nothing of the past.
+    let future = format!("/topics/{orders}/events?time=2100-01-01T00:00:00Z");
+    let mut future = gw.events(&future, Some(&token), &[]);
+    assert!(future.quiet_for(Duration::from_millis(1500)));
+
+    // Refused before any stream: no read on the topic, a topic Kafka lacks, a bad query.
+    let expect = |(status, body): (u16, String), code: u16, words: &str| {
+        assert_eq!(status, code, "{body}");
+        assert!(body.contains(words), "`{body}` should say `{words}`");
+    };
+    let audit = gw.idp.token("svc-audit", AUDIENCE, 300);
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+    let url = gw.url(&format!("/topics/{orders}/events"));
+    expect(gw.curl(&["-H", &bearer(&audit), &url]), 403, "svc-audit may not read topic");
+    let missing = gw.url(&format!("/topics/{}.missing/events", gw.root));
+    expect(gw.curl(&["-H", &bearer(&token), &missing]), 404, "Kafka has no topic");
+    expect(gw.curl(&["-H", &bearer(&token), &format!("{url}?from=yesterday")]), 400, "from=yesterday");
+    expect(gw.curl(&["-H", &bearer(&token), "-H", "Last-Event-ID: 0-x", &url]), 400, "Last-Event-ID");
+    // Clients that go away are noticed: their streams close.
+    assert_eq!(gw.process.metric("weir_http_streams_open", &[]), 4.0);
+    drop((stream, resumed));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.process.metric("weir_http_streams_open", &[]) != 2.0 {
+        assert!(Instant::now() < deadline, "two streams stay open after their clients left");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.process.assert_quiet();
+}
+
+/// What the test's web page reported to the server that served it.
+#[derive(Default)]
+struct PageReport {
+    received: usize,
+    report: Option<String>,
+}
+
+/// Serves `page` (as it is at each request) at `/` on its own origin; `/progress?n=N` records how many events the page
+/// has; `/report` takes its final report; `/hold` (an image the page loads) is answered only
+/// once the report is in, so chromium's `--dump-dom` waits for the page to finish.
+fn serve_page(page: Arc<Mutex<String>>) -> (String, Arc<(Mutex<PageReport>, Condvar)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new((Mutex::new(PageReport::default()), Condvar::new()));
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (page, state) = (page.lock().unwrap().clone(), shared.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                reader.read_line(&mut head).unwrap();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (lock, changed) = &*state;
+                let (content_type, answer) = if let Some(n) = path.strip_prefix("/progress?n=") {
+                    lock.lock().unwrap().received = n.parse().unwrap();
+                    changed.notify_all();
+                    ("text/plain", String::new())
+                } else if path == "/report" {
+                    lock.lock().unwrap().report = Some(String::from_utf8(body).unwrap());
+                    changed.notify_all();
+                    ("text/plain", String::new())
+                } else if path == "/hold" {
+                    let guard = lock.lock().unwrap();
+                    let _ = changed.wait_timeout_while(guard, Duration::from_secs(60), |s| s.report.is_none());
+                    ("image/svg+xml", "<svg xmlns='http://www.w3.org/2000/svg'/>".to_owned())
+                } else {
+                    ("text/html", page)
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            });
+        }
+    });
+    (origin, state)
+}
+
+#[test]
+fn a_browsers_event_source_follows_a_topic_across_a_gateway_restart() {
+    // The page's origin is not the gateway's: the gateway lets it read (CORS). Browsers send no
+    // bearer token with EventSource: the gateway's fixed principal `browser` reads.
+    let page = |gateway: &str, topic: &str| {
+        format!(
+            r#"<!doctype html><html><body><img src="/hold"><script>
+const seen = [];
+let opened = 0;
+const source = new EventSource("{gateway}/topics/{topic}/events?from=earliest");
+source.onopen = () => {{ opened += 1; }};
+source.onmessage = (e) => {{
+  seen.push({{id: e.lastEventId, data: e.data}});
+  fetch("/progress?n=" + seen.length);
+  if (seen.length == 6) {{
+    source.close();
+    fetch("/report", {{method: "POST", body: JSON.stringify({{opened, seen}})}});
+  }}
+}};
+</script></body></html>"#
+        )
+    };
+    // The page names the gateway, and the gateway's config names the page's origin: serve the
+    // page first, with the gateway's address filled in once it is known.
+    let slot: Arc<Mutex<String>> = Arc::default();
+    let (origin, state) = serve_page(slot.clone());
+    let mut gw = Gateway::start_with(
+        "gwbrowser",
+        |root| {
+            format!(
+                "- {{effect: allow, principals: [browser], resources: ['topic:{root}.orders'], operations: [read]}}\n"
+            )
+        },
+        &format!("fixed_principal: browser\ncors: {{allowed_origins: ['{origin}']}}\n"),
+    );
+    let orders = format!("{}.orders", gw.root);
+    *slot.lock().unwrap() = page(&gw.url(""), &orders);
+    let token = gw.idp.token("svc-orders", AUDIENCE, 300);
+    let post = |gw: &Gateway, values: [&str; 3]| {
+        let records: Vec<String> = values.iter().map(|v| format!(r#"{{"value": "{v}"}}"#)).collect();
+        let (status, answer) =
+            gw.post(&orders, JSON, &format!(r#"{{"records": [{}]}}"#, records.join(",")), Some(&token));
+        assert_eq!(status, 200, "{answer}");
+    };
+    post(&gw, ["a", "b", "c"]);
+
+    let url = format!("{origin}/");
+    let browser = std::thread::spawn(move || common::headless_chromium(&["--timeout=90000", "--dump-dom", &url]));
+    let (lock, changed) = &*state;
+    let received = |n: usize| {
+        let guard = lock.lock().unwrap();
+        let (guard, _) = changed.wait_timeout_while(guard, Duration::from_secs(60), |s| s.received < n).unwrap();
+        assert!(guard.received >= n, "the page received {} events, not {n}", guard.received);
+    };
+    received(3);
+    // The gateway dies under the open stream and comes back; the browser reconnects by itself
+    // with the last event's id and gets what was written meanwhile, nothing twice.
+    gw.process.restart();
+    post(&gw, ["d", "e", "f"]);
+    received(6);
+    browser.join().unwrap();
+    let report = lock.lock().unwrap().report.clone().expect("the page's report");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let mut data: Vec<&str> = report["seen"].as_array().unwrap().iter().map(|e| e["data"].as_str().unwrap()).collect();
+    data[..3].sort();
+    data[3..].sort();
+    assert_eq!(data, ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\""]);
+    assert_eq!(report["opened"], 2, "the browser reconnected once: {report}");
     gw.process.assert_quiet();
 }

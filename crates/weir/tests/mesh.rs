@@ -387,7 +387,7 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     // The page, in a real browser: it draws the same nodes and edges.
     let token = std::fs::read_to_string(mesh.plane.token_file()).unwrap();
     let url = format!("http://{}/ui#token={}", mesh.plane.api, token.trim());
-    let dom = headless_chromium(&["--dump-dom", &url]);
+    let dom = common::headless_chromium(&["--virtual-time-budget=6000", "--dump-dom", &url]);
     assert!(dom.contains("data-id=\"workload/orders\""), "no workload node in the page:\n{dom}");
     assert!(
         dom.contains(&format!("data-from=\"workload/orders\" data-to=\"{produced_to}\"")),
@@ -399,20 +399,14 @@ async fn the_topology_shows_who_produces_and_consumes_what_and_what_was_denied()
     );
     // A screenshot of the page for whoever wants to look (docs/topology.png is one of these).
     if let Some(shot) = std::env::var_os("WEIR_TOPOLOGY_SCREENSHOT") {
-        headless_chromium(&["--window-size=1100,420", &format!("--screenshot={}", shot.to_string_lossy()), &url]);
+        common::headless_chromium(&[
+            "--virtual-time-budget=6000",
+            "--window-size=1100,420",
+            &format!("--screenshot={}", shot.to_string_lossy()),
+            &url,
+        ]);
     }
     sidecar.assert_quiet_except(&[]);
-}
-
-/// Runs Debian's chromium headless (it must be installed: `.ci/run` does) and returns stdout.
-fn headless_chromium(args: &[&str]) -> String {
-    let output = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=6000"])
-        .args(args)
-        .output()
-        .expect("chromium (Debian's package) must be installed for the topology page's test");
-    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A CA for the mesh signed by the test cluster's CA, as an operator would supply one (brokers

@@ -529,3 +529,14 @@ pub fn classpath() -> String {
     })
     .clone()
 }
+
+/// Runs Debian's chromium headless (`.ci/run` installs it) with `args`; its stdout.
+pub fn headless_chromium(args: &[&str]) -> String {
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args(args)
+        .output()
+        .expect("chromium (Debian's package) must be installed for the browser tests");
+    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
