@@ -2,7 +2,8 @@
 //!
 //! Owns the gateway's Kafka client: its settings ([`config`]), a producer that answers only
 //! once Kafka has a record on every in-sync replica ([`producer`]), the live tail that reads a
-//! topic once and offers each record to every subscriber of it ([`tail`]), a key → value
+//! topic once and offers each record to every subscriber of it ([`tail`]), a consumer-group
+//! member for clients that consume through requests ([`group`]), a key → value
 //! store in a compacted topic that every instance holds in memory ([`store`]), and what the
 //! mesh's Kafka authorization policy says a gateway's client may read and write ([`authz`]).
 //!
@@ -17,6 +18,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod group;
 mod logging;
 pub mod producer;
 pub mod replay;

@@ -101,6 +101,21 @@ pub struct HttpLimits {
     /// went away is noticed.
     #[serde(default = "default_keep_alive_ms")]
     pub keep_alive_ms: u64,
+    /// How many consumer instances the gateway holds (each is a Kafka group member).
+    #[serde(default = "default_max_consumers")]
+    pub max_consumers: usize,
+    #[serde(default = "default_max_consumers_per_principal")]
+    pub max_consumers_per_principal: usize,
+    /// A consumer instance nobody used for this long is deleted.
+    #[serde(default = "default_consumer_idle_timeout_ms")]
+    pub consumer_idle_timeout_ms: u64,
+    /// The longest a records request may wait for records.
+    #[serde(default = "default_max_poll_wait_ms")]
+    pub max_poll_wait_ms: u64,
+    /// The most bytes of keys and values one records answer carries (a request's `max_bytes`
+    /// may ask for less).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -130,6 +145,21 @@ fn default_max_queued_events() -> usize {
 fn default_keep_alive_ms() -> u64 {
     15_000
 }
+fn default_max_consumers() -> usize {
+    100
+}
+fn default_max_consumers_per_principal() -> usize {
+    10
+}
+fn default_consumer_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn default_max_poll_wait_ms() -> u64 {
+    30_000
+}
+fn default_max_response_bytes() -> usize {
+    4 * 1024 * 1024
+}
 
 impl Default for HttpLimits {
     fn default() -> Self {
@@ -144,6 +174,11 @@ impl Default for HttpLimits {
             max_streams: default_max_streams(),
             max_queued_events: default_max_queued_events(),
             keep_alive_ms: default_keep_alive_ms(),
+            max_consumers: default_max_consumers(),
+            max_consumers_per_principal: default_max_consumers_per_principal(),
+            consumer_idle_timeout_ms: default_consumer_idle_timeout_ms(),
+            max_poll_wait_ms: default_max_poll_wait_ms(),
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 }
@@ -166,6 +201,8 @@ impl HttpGatewayConfig {
             ("limits.body_timeout_ms", limits.body_timeout_ms),
             ("limits.max_queued_events", limits.max_queued_events as u64),
             ("limits.keep_alive_ms", limits.keep_alive_ms),
+            ("limits.consumer_idle_timeout_ms", limits.consumer_idle_timeout_ms),
+            ("limits.max_response_bytes", limits.max_response_bytes as u64),
         ] {
             if value == 0 {
                 return Err(invalid(origin, key, "expected more than 0"));

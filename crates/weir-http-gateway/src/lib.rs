@@ -5,7 +5,7 @@
 //!
 //! Owns HTTP in front of Kafka: the config ([`config`]), who a request comes from ([`identity`]),
 //! the API's errors ([`api`]), records in its JSON ([`records`]), the produce endpoint
-//! ([`produce`]), event streams ([`events`]) and the server that routes requests to them
+//! ([`produce`]), consumer-group instances (`consumers`), event streams ([`events`]) and the server that routes requests to them
 //! ([`server`]). The OpenAPI document it serves is
 //! `openapi.json` beside this file.
 //!
@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod config;
+mod consumers;
 pub mod events;
 pub mod identity;
 pub mod produce;

@@ -32,6 +32,7 @@ use weir_gateway::{KafkaProducer, Tail};
 
 use crate::api::{full, json, ApiError, Body};
 use crate::config::HttpGatewayConfig;
+use crate::consumers::{self, Consumers};
 use crate::events;
 use crate::identity::{caller, Caller};
 use crate::produce;
@@ -76,14 +77,15 @@ struct Metrics {
 }
 
 /// What every request shares.
-struct Shared {
-    config: HttpGatewayConfig,
+pub(crate) struct Shared {
+    pub(crate) config: HttpGatewayConfig,
     rules: CurrentRules,
     bearer: Option<Arc<JwtValidator>>,
     producer: KafkaProducer,
     tail: Arc<Tail>,
     /// A permit per open event stream.
     streams: Arc<tokio::sync::Semaphore>,
+    pub(crate) consumers: Arc<Consumers>,
     audit: Option<AuditLog>,
     metrics: Metrics,
     /// Cancelled when the gateway stops: ends event streams and background tasks.
@@ -142,10 +144,13 @@ impl HttpGateway {
             producer,
             tail,
             streams: Arc::new(tokio::sync::Semaphore::new(config.limits.max_streams)),
+            consumers: Arc::default(),
             metrics,
             stopping,
             config,
         });
+        let idle = Duration::from_millis(shared.config.limits.consumer_idle_timeout_ms);
+        tokio::spawn(shared.consumers.clone().expire(idle, shared.stopping.clone()));
         Ok(HttpGateway { front, shared })
     }
 
@@ -238,6 +243,7 @@ async fn route(
             ("events", events_request(shared, request, topic, certified, peer).await)
         }
         (_, ["topics", _, "events"]) => ("events", Err(not_allowed("GET a topic's events"))),
+        (_, ["consumers", rest @ ..]) => ("consumers", consumers_request(shared, request, rest, certified, peer).await),
         _ => ("unknown", Err(ApiError::new(StatusCode::NOT_FOUND, format!("no route {path}; see /openapi.json")))),
     }
 }
@@ -289,15 +295,15 @@ async fn who(shared: &Shared, request: &Request<Incoming>, certified: Option<&st
 }
 
 /// What a request asks of Kafka, for the policy and the audit log.
-struct Asked<'a> {
-    api: &'static str,
-    operation: &'static str,
-    resource_type: &'static str,
-    resource: &'a str,
+pub(crate) struct Asked<'a> {
+    pub(crate) api: &'static str,
+    pub(crate) operation: &'static str,
+    pub(crate) resource_type: &'static str,
+    pub(crate) resource: &'a str,
 }
 
 /// Refuses (403, and an audit line) what the policy does not let `who` do.
-fn authorize(shared: &Shared, who: &Caller, peer: SocketAddr, asked: Asked<'_>) -> Result<(), ApiError> {
+pub(crate) fn authorize(shared: &Shared, who: &Caller, peer: SocketAddr, asked: Asked<'_>) -> Result<(), ApiError> {
     let policy = shared.rules.borrow().policy.clone();
     let Some(policy) = policy else { return Ok(()) };
     let authz = KafkaAuthz::new(&policy, Some(&who.principal));
@@ -406,8 +412,19 @@ async fn events_request(
     Ok(response)
 }
 
+async fn consumers_request(
+    shared: &Shared,
+    request: Request<Incoming>,
+    rest: &[&str],
+    certified: Option<&str>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ApiError> {
+    let who = who(shared, &request, certified).await?;
+    consumers::route(shared, request, rest, who, peer).await
+}
+
 /// The whole body, at most `max_body_bytes`, within `body_timeout_ms`.
-async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, ApiError> {
     let limits = &shared.config.limits;
     let collect = Limited::new(body, limits.max_body_bytes).collect();
     match tokio::time::timeout(Duration::from_millis(limits.body_timeout_ms), collect).await {
@@ -431,7 +448,12 @@ mod tests {
     fn the_openapi_document_reads_and_names_every_route_served() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.0.3");
-        for path in ["/topics/{topic}", "/topics/{topic}/events", "/openapi.json", "/healthz"] {
+        let instance = "/consumers/{group}/instances/{name}";
+        let consumers =
+            ["", "/subscription", "/records", "/offsets", "/positions", "/positions/beginning", "/positions/end"]
+                .map(|tail| format!("{instance}{tail}"));
+        let served = ["/topics/{topic}", "/topics/{topic}/events", "/consumers/{group}", "/openapi.json", "/healthz"];
+        for path in served.iter().copied().chain(consumers.iter().map(String::as_str)) {
             assert!(doc["paths"][path].is_object(), "{path} is documented");
         }
     }

@@ -52,7 +52,7 @@ impl Gateway {
             "kafka: {{bootstrap: \"{}\", properties: {{topic.metadata.propagation.max.ms: \"1000\"}}, delivery_timeout_ms: 5000}}\n\
              bearer: {{jwks: {}, issuer: '{ISSUER}', audience: {AUDIENCE}}}\n\
              authorization: {{policy: {}}}\n\
-             limits: {{max_body_bytes: 65536, max_records: 100, header_timeout_ms: 1000, body_timeout_ms: 1500}}\n\
+             limits: {{max_body_bytes: 65536, max_records: 100, header_timeout_ms: 1000, body_timeout_ms: 1500, consumer_idle_timeout_ms: 4000}}\n\
              log: {{format: json, level: \"info,weir_http_gateway=debug\"}}\n{config}",
             direct_bootstrap(),
             idp.dir.join("jwks.json").display(),
@@ -533,5 +533,136 @@ source.onmessage = (e) => {{
     data[3..].sort();
     assert_eq!(data, ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\""]);
     assert_eq!(report["opened"], 2, "the browser reconnected once: {report}");
+    gw.process.assert_quiet();
+}
+
+#[test]
+fn consumer_instances_poll_commit_and_seek_for_their_principal_alone() {
+    let gw = Gateway::start_with(
+        "gwgroup",
+        |root| {
+            format!(
+                "- {{effect: allow, principals: [svc-orders], resources: ['group:{root}.billing'], operations: [read]}}\n\
+                 - {{effect: allow, principals: [svc-audit], resources: ['topic:{root}.orders'], operations: [read]}}\n"
+            )
+        },
+        "",
+    );
+    let (orders, group) = (format!("{}.orders", gw.root), format!("{}.billing", gw.root));
+    let token = gw.idp.token("svc-orders", AUDIENCE, 300);
+    let bearer = format!("Authorization: Bearer {token}");
+    let call = |method: &str, path: &str, body: Option<&str>, headers: &[&str]| -> (u16, serde_json::Value) {
+        let url = gw.url(path);
+        let mut args = vec!["-X", method, &url, "-H", &bearer];
+        for header in headers {
+            args.extend(["-H", header]);
+        }
+        if let Some(body) = body {
+            args.extend(["-H", "Content-Type: application/vnd.kafka.v2+json", "--data-binary", body]);
+        }
+        let (status, text) = gw.curl(&args);
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    };
+    let base = format!("/consumers/{group}/instances/c1");
+    let create = r#"{"name": "c1", "format": "json", "auto.offset.reset": "earliest", "enable.auto.commit": false}"#;
+    let (status, created) = call("POST", &format!("/consumers/{group}"), Some(create), &[]);
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["instance_id"], "c1");
+    assert_eq!(created["base_uri"], gw.url(&base));
+    let subscribe = format!(r#"{{"topics": ["{orders}"]}}"#);
+    assert_eq!(call("POST", &format!("{base}/subscription"), Some(&subscribe), &[]).0, 204);
+    let four: Vec<String> = (1..=4).map(|n| format!(r#"{{"value": {{"n": {n}}}}}"#)).collect();
+    let (status, _) = gw.post(&orders, JSON, &format!(r#"{{"records": [{}]}}"#, four.join(",")), Some(&token));
+    assert_eq!(status, 200);
+
+    // Polled until all four are in: JSON values, each where Kafka has it.
+    let poll = |want: usize| -> Vec<serde_json::Value> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < want && Instant::now() < deadline {
+            let (status, records) = call(
+                "GET",
+                &format!("{base}/records?timeout=1000"),
+                None,
+                &["Accept: application/vnd.kafka.json.v2+json"],
+            );
+            assert_eq!(status, 200, "{records}");
+            got.extend(records.as_array().unwrap().iter().cloned());
+        }
+        got
+    };
+    let values = |records: &[serde_json::Value]| {
+        let mut n: Vec<i64> = records.iter().map(|r| r["value"]["n"].as_i64().unwrap()).collect();
+        n.sort();
+        n
+    };
+    let first = poll(4);
+    assert_eq!(values(&first), [1, 2, 3, 4]);
+    assert!(first.iter().all(|r| r["topic"] == orders.as_str() && r["offset"].is_i64()), "{first:?}");
+    let (status, subscription) = call("GET", &format!("{base}/subscription"), None, &[]);
+    assert_eq!((status, &subscription["topics"][0]), (200, &serde_json::json!(orders)), "{subscription}");
+
+    // Back to the beginning of a partition (assigned to the only member): its records again.
+    let partition = first[0]["partition"].as_i64().unwrap();
+    let zero: Vec<_> = first.iter().filter(|r| r["partition"] == partition).cloned().collect();
+    let body = format!(r#"{{"partitions": [{{"topic": "{orders}", "partition": {partition}}}]}}"#);
+    assert_eq!(call("POST", &format!("{base}/positions/beginning"), Some(&body), &[]).0, 204);
+    assert_eq!(values(&poll(zero.len())), values(&zero));
+    // Committed (everything polled); a new member of the group starts past it.
+    assert_eq!(call("POST", &format!("{base}/offsets"), None, &[]).0, 204);
+    assert_eq!(call("DELETE", &base, None, &[]).0, 204);
+    let (status, _) = call("POST", &format!("/consumers/{group}"), Some(create), &[]);
+    assert_eq!(status, 200, "the name is free again");
+    assert_eq!(call("POST", &format!("{base}/subscription"), Some(&subscribe), &[]).0, 204);
+    let (status, _) = gw.post(&orders, JSON, r#"{"records": [{"value": {"n": 5}}]}"#, Some(&token));
+    assert_eq!(status, 200);
+    assert_eq!(values(&poll(1)), [5], "only what was not committed");
+
+    // The instance is svc-orders' alone; the group and topics are the policy's.
+    let expect = |(status, answer): (u16, serde_json::Value), code: u16, words: &str| {
+        assert_eq!(status, code, "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "`{message}` should say `{words}`");
+    };
+    let audit = format!("Authorization: Bearer {}", gw.idp.token("svc-audit", AUDIENCE, 300));
+    let url = gw.url(&format!("{base}/records"));
+    let (status, answer) = gw.curl(&["-H", &audit, &url]);
+    assert_eq!(status, 404, "another principal cannot see the instance: {answer}");
+    assert!(answer.contains("has no consumer instance c1 of svc-audit"), "{answer}");
+    let (status, answer) =
+        gw.curl(&["-X", "POST", "-H", &audit, "--data-binary", "{}", &gw.url(&format!("/consumers/{group}"))]);
+    assert!(status == 403 && answer.contains("svc-audit may not read group"), "{status} {answer}");
+    let audit_topic = format!(r#"{{"topics": ["{}.audit"]}}"#, gw.root);
+    expect(call("POST", &format!("{base}/subscription"), Some(&audit_topic), &[]), 403, "may not read topic");
+    expect(call("POST", &format!("/consumers/{group}"), Some(create), &[]), 409, "already has a consumer instance c1");
+    expect(
+        call("GET", &format!("{base}/records"), None, &["Accept: application/vnd.kafka.binary.v2+json"]),
+        406,
+        "application/vnd.kafka.json.v2+json",
+    );
+    expect(call("POST", &format!("{base}/offsets"), Some(r#"{"offsets": [{"topic": "x"}]}"#), &[]), 422, "offsets[0]");
+    expect(
+        call("POST", &format!("{base}/subscription"), Some(r#"{"topic_pattern": ".*"}"#), &[]),
+        422,
+        "topic_pattern",
+    );
+    let other = format!(r#"{{"partitions": [{{"topic": "{orders}", "partition": 99}}]}}"#);
+    expect(call("POST", &format!("{base}/positions/end"), Some(&other), &[]), 409, "not assigned");
+    expect(call("POST", &format!("/consumers/{group}"), Some(r#"{"name": "a/b"}"#), &[]), 422, "name `a/b`");
+
+    // An instance nobody uses is deleted after consumer_idle_timeout_ms (4 s here).
+    let (status, _) = call("POST", &format!("/consumers/{group}"), Some(r#"{"name": "idle"}"#), &[]);
+    assert_eq!(status, 200);
+    assert!(
+        gw.process.logged(&["HTTP consumer instance deleted: idle", "\"name\":\"idle\""]) || {
+            std::thread::sleep(Duration::from_secs(6));
+            gw.process.logged(&["HTTP consumer instance deleted: idle"])
+        }
+    );
+    expect(
+        call("GET", &format!("/consumers/{group}/instances/idle/records"), None, &[]),
+        404,
+        "no consumer instance idle",
+    );
     gw.process.assert_quiet();
 }
