@@ -29,6 +29,7 @@
 //	mqtt-fanout -addr H:P -subs N -qos 0|1 -rate R -seconds S -warmup W -size B
 //	          N subscribers (a connection each) on one fresh topic, one publisher open loop at
 //	          a FIXED rate; latency of every delivery, deliveries/s.
+//	http-produce, sse-lat: the HTTP gateway's workloads (see http.go).
 //	idle      -protocol mqtt|amqp -addr H:P | -url URL -conns N -hold S
 //	          opens N idle connections (MQTT: CONNECT; AMQP: login + one channel), prints its
 //	          line, keeps them open for S seconds, then closes them.
@@ -91,6 +92,10 @@ func main() {
 		err = amqpConsume(args)
 	case "amqp-lat":
 		err = amqpLatency(args)
+	case "http-produce":
+		err = httpProduce(args)
+	case "sse-lat":
+		err = sseLatency(args)
 	case "idle":
 		err = idle(args)
 	default:
@@ -103,7 +108,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: brokers mqtt-tp|mqtt-lat|mqtt-pub|mqtt-fanout|amqp-pub|amqp-cons|amqp-lat|idle [flags] (see main.go)")
+	fmt.Fprintln(os.Stderr, "usage: brokers mqtt-tp|mqtt-lat|mqtt-pub|mqtt-fanout|amqp-pub|amqp-cons|amqp-lat|http-produce|sse-lat|idle [flags] (see main.go, http.go)")
 	os.Exit(2)
 }
 

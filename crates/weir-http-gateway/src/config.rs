@@ -216,3 +216,16 @@ impl HttpGatewayConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_starts_example_config_reads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway/http.yaml");
+        if let Err(error) = HttpGatewayConfig::from_file(&example) {
+            panic!("{}: {error}", example.display());
+        }
+    }
+}

@@ -256,3 +256,16 @@ impl MqttGatewayConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_starts_example_config_reads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway/mqtt.yaml");
+        if let Err(error) = MqttGatewayConfig::from_file(&example) {
+            panic!("{}: {error}", example.display());
+        }
+    }
+}
