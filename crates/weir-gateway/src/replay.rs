@@ -33,13 +33,6 @@ pub fn replay(
     mut each: impl FnMut(Arc<Record>) -> bool,
     stop: &CancellationToken,
 ) -> Result<(), KafkaError> {
-    let mut client = config.client_config();
-    client
-        .set("group.id", "weir-gateway-replay")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer<Logging> = client.create_with_context(Logging)?;
     let mut open: HashMap<(Arc<str>, i32), i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for range in ranges.iter().filter(|r| r.start < r.end) {
@@ -49,6 +42,13 @@ pub fn replay(
     if open.is_empty() {
         return Ok(());
     }
+    let mut client = config.client_config();
+    client
+        .set("group.id", "weir-gateway-replay")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer<Logging> = client.create_with_context(Logging)?;
     consumer.assign(&assignment)?;
     while !open.is_empty() && !stop.is_cancelled() {
         match consumer.poll(Duration::from_millis(200)) {

@@ -190,6 +190,25 @@ impl HttpGatewayConfig {
         Ok(config)
     }
 
+    /// The config as the control plane renders it (JSON in the file's schema).
+    pub fn from_json(value: serde_json::Value, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = weir_core::config::from_json(value, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Where the rules its clients are judged by come from: its TLS, credentials, fixed
+    /// principal and Kafka policy.
+    pub fn rule_sources(&self, origin: &Path) -> weir_core::rules::RuleSources {
+        weir_gateway::authz::rule_sources(
+            self.tls.clone(),
+            None,
+            self.fixed_principal.clone(),
+            self.authorization.clone(),
+            origin,
+        )
+    }
+
     /// Checks what the types cannot; `origin` names the file in errors.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         self.kafka.validate(origin)?;

@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use weir_core::control::FlowDirection;
 use weir_gateway::group::{GroupMember, MemberError, MemberSettings, Position, Seek};
 
 use crate::api::{full, json, ApiError, Body};
@@ -508,6 +509,22 @@ async fn records(
     let polled = member.poll(wait, limits.max_records, max_bytes).await;
     drop(guard);
     *lock(&instance.last_used) = Instant::now();
+    // Per topic polled, for the mesh's topology: a poll's records are from few topics.
+    let mut read: Vec<(&str, u64, u64)> = Vec::new();
+    for record in &polled {
+        let bytes = (record.value.len() + record.key.as_ref().map_or(0, |k| k.len())) as u64;
+        match read.iter_mut().find(|(topic, ..)| *topic == &*record.topic) {
+            Some((_, records, total)) => (*records, *total) = (*records + 1, *total + bytes),
+            None => read.push((&record.topic, 1, bytes)),
+        }
+    }
+    let flows = &shared.metrics.flows;
+    for (topic, records, bytes) in read {
+        flows.counters(&who.principal, &instance.name, topic, FlowDirection::Consume).count(records, bytes);
+    }
+    if !polled.is_empty() {
+        flows.set_group(&who.principal, &instance.name, &instance.group);
+    }
     let out: Vec<RecordOut<'_>> = polled.iter().map(|record| RecordOut { record, format: instance.format }).collect();
     let mut response = json(StatusCode::OK, &out);
     response

@@ -197,6 +197,8 @@ fn data_lines(text: &str, out: &mut BytesMut) {
 /// What a stream needs of the gateway.
 pub struct Source {
     pub tail: Arc<Tail>,
+    /// What the stream's principal read of the topic, for the mesh's topology.
+    pub delivered: Arc<weir_core::flows::FlowCounters>,
     pub kafka: KafkaConfig,
     pub rules: CurrentRules,
     pub max_queued: usize,
@@ -290,20 +292,19 @@ pub async fn stream(
                 (start < *end).then(|| Range { topic: topic.clone(), partition: *partition, start, end: *end })
             })
             .collect();
-        let (replayed_to, mut replayed) = mpsc::channel::<Arc<Record>>(256);
+        let (replayed_to, mut replayed) = mpsc::channel::<Replayed>(256);
         let replay_stop = stop.child_token();
         let _stop_replay = replay_stop.clone().drop_guard();
-        if !ranges.is_empty() {
-            let kafka = source.kafka.clone();
-            tokio::task::spawn_blocking(move || {
-                let each = |record| replayed_to.blocking_send(record).is_ok();
-                if let Err(error) = replay(&kafka, &ranges, each, &replay_stop) {
-                    tracing::warn!(%error, "replaying a topic for an event stream failed");
-                }
-            });
-        } else {
-            drop(replayed_to);
-        }
+        let kafka = source.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            let each = |record| replayed_to.blocking_send(Replayed::Record(record)).is_ok();
+            let end = match replay(&kafka, &ranges, each, &replay_stop) {
+                Ok(()) if replay_stop.is_cancelled() => return,
+                Ok(()) => Replayed::Done,
+                Err(error) => Replayed::Failed(error.to_string()),
+            };
+            let _ = replayed_to.blocking_send(end);
+        });
         let mut replaying = true;
         loop {
             let record = tokio::select! {
@@ -329,11 +330,19 @@ pub async fn stream(
                     continue;
                 }
                 record = replayed.recv(), if replaying => match record {
-                    Some(record) => record,
-                    None => {
+                    Some(Replayed::Record(record)) => record,
+                    Some(Replayed::Done) => {
                         replaying = false;
                         continue;
                     }
+                    // Live records now would skip what the replay missed: the client reconnects
+                    // with its last id instead.
+                    Some(Replayed::Failed(error)) => {
+                        tracing::warn!(%error, %topic, "replaying a topic for an event stream failed");
+                        let _ = sink.send(error_event(&format!("reading {topic} from Kafka failed: {error}"))).await;
+                        return;
+                    }
+                    None => return,
                 },
                 record = live.recv(), if !replaying => match record {
                     Some(record) => record,
@@ -352,8 +361,16 @@ pub async fn stream(
             if sink.send(event(&record, format, here)).await.is_err() {
                 return;
             }
+            source.delivered.count(1, (record.value.len() + record.key.as_ref().map_or(0, |k| k.len())) as u64);
         }
     }
+}
+
+/// What a replay hands the stream: its records, then whether it read every range.
+enum Replayed {
+    Record(Arc<Record>),
+    Done,
+    Failed(String),
 }
 
 /// An `error` event: the stream ends after it.

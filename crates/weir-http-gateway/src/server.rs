@@ -22,12 +22,14 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use weir_core::audit::{AuditLog, AuthorizationEvent};
 use weir_core::config::ConfigError;
+use weir_core::control::FlowDirection;
+use weir_core::flows::Flows;
 use weir_core::front::{Front, FrontConfig, FrontError};
 use weir_core::identity::identify;
 use weir_core::jwt::JwtValidator;
 use weir_core::metrics::CappedNames;
 use weir_core::rules::CurrentRules;
-use weir_gateway::authz::{rule_sources, KafkaAuthz};
+use weir_gateway::authz::KafkaAuthz;
 use weir_gateway::{KafkaProducer, Tail};
 
 use crate::api::{full, json, ApiError, Body};
@@ -69,11 +71,13 @@ struct RecordLabels {
     principal: Arc<str>,
 }
 
-struct Metrics {
+pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     records: Family<RecordLabels, Counter>,
     streams: Gauge,
     topics: CappedNames,
+    /// Who produced to and read from which topic, for the mesh's topology.
+    pub(crate) flows: Arc<Flows>,
 }
 
 /// What every request shares.
@@ -87,7 +91,7 @@ pub(crate) struct Shared {
     streams: Arc<tokio::sync::Semaphore>,
     pub(crate) consumers: Arc<Consumers>,
     audit: Option<AuditLog>,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Cancelled when the gateway stops: ends event streams and background tasks.
     stopping: CancellationToken,
 }
@@ -100,13 +104,7 @@ pub struct HttpGateway {
 impl HttpGateway {
     pub async fn bind(config: HttpGatewayConfig, origin: &Path) -> Result<Self, HttpGatewayError> {
         config.validate(origin)?;
-        let rules = rule_sources(
-            config.tls.clone(),
-            None,
-            config.fixed_principal.clone(),
-            config.authorization.clone(),
-            origin,
-        );
+        let rules = config.rule_sources(origin);
         let mut front = Front::bind(FrontConfig {
             name: LISTENER,
             listen: config.listen,
@@ -121,6 +119,7 @@ impl HttpGateway {
             requests: Family::default(),
             records: Family::default(),
             streams: Gauge::default(),
+            flows: Arc::default(),
             topics: CappedNames::new(config.limits.max_metric_topics),
         };
         let http = front.registry.sub_registry_with_prefix("weir_http");
@@ -152,6 +151,16 @@ impl HttpGateway {
         let idle = Duration::from_millis(shared.config.limits.consumer_idle_timeout_ms);
         tokio::spawn(shared.consumers.clone().expire(idle, shared.stopping.clone()));
         Ok(HttpGateway { front, shared })
+    }
+
+    /// The rules in force: replaced when the control plane sends new ones.
+    pub fn rule_keeper(&self) -> Arc<weir_core::rules::RuleKeeper> {
+        self.front.rule_keeper.clone()
+    }
+
+    /// What has flowed through it, for the mesh's topology.
+    pub fn flows(&self) -> weir_core::control::FlowSource {
+        self.shared.metrics.flows.source()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -315,6 +324,10 @@ pub(crate) fn authorize(shared: &Shared, who: &Caller, peer: SocketAddr, asked: 
     if allowed {
         return Ok(());
     }
+    if asked.resource_type == "topic" {
+        let direction = if asked.operation == "write" { FlowDirection::Produce } else { FlowDirection::Consume };
+        shared.metrics.flows.counters(&who.principal, "", asked.resource, direction).deny();
+    }
     if let Some(audit) = &shared.audit {
         audit.authorization(&AuthorizationEvent {
             principal: &who.principal,
@@ -358,6 +371,17 @@ async fn produce_request(
     let (status, answer) = produce::produce(&shared.producer, topic, &records).await;
     let written = answer.offsets.iter().filter(|o| o.offset.is_some()).count();
     if written > 0 {
+        let bytes: usize = records
+            .iter()
+            .zip(&answer.offsets)
+            .filter(|(_, placed)| placed.offset.is_some())
+            .map(|(r, _)| r.value.as_ref().map_or(0, Vec::len) + r.key.as_ref().map_or(0, Vec::len))
+            .sum();
+        shared
+            .metrics
+            .flows
+            .counters(&who.principal, "", topic, FlowDirection::Produce)
+            .count(written as u64, bytes as u64);
         let labels =
             RecordLabels { topic: shared.metrics.topics.label(topic), principal: who.principal.as_str().into() };
         shared.metrics.records.get_or_create(&labels).inc_by(written as u64);
@@ -385,6 +409,7 @@ async fn events_request(
     };
     let limits = &shared.config.limits;
     let source = events::Source {
+        delivered: shared.metrics.flows.counters(&who.principal, "", topic, FlowDirection::Consume),
         tail: shared.tail.clone(),
         kafka: shared.config.kafka.clone(),
         rules: shared.rules.clone(),

@@ -1,5 +1,7 @@
 //! What a workload's clients speak — Kafka, MQTT or AMQP 0.9.1 — and so which sidecar serves
-//! it, which kind of resource names its brokers, and which words its policies use.
+//! it, which kind of resource names its brokers, and which words its policies use. A gateway
+//! workload (`mqtt-gateway`, `http-gateway`) serves MQTT or HTTP clients from Kafka: it reaches
+//! a `KafkaCluster` and is judged by the mesh's Kafka policies.
 
 use std::path::Path;
 
@@ -11,12 +13,14 @@ use weir_core::rules::PolicyCheck;
 use crate::kinds::Kind;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     #[default]
     Kafka,
     Mqtt,
     Amqp,
+    MqttGateway,
+    HttpGateway,
 }
 
 impl Protocol {
@@ -25,13 +29,30 @@ impl Protocol {
             Protocol::Kafka => "kafka",
             Protocol::Mqtt => "mqtt",
             Protocol::Amqp => "amqp",
+            Protocol::MqttGateway => "mqtt-gateway",
+            Protocol::HttpGateway => "http-gateway",
+        }
+    }
+
+    /// A gateway into Kafka rather than a sidecar in front of a broker.
+    pub fn is_gateway(self) -> bool {
+        matches!(self, Protocol::MqttGateway | Protocol::HttpGateway)
+    }
+
+    /// The protocol of the `AuthorizationPolicy` resources that judge this workload's clients:
+    /// a gateway's are judged as Kafka clients on the Kafka topics they reach.
+    pub fn policy_protocol(self) -> Protocol {
+        if self.is_gateway() {
+            Protocol::Kafka
+        } else {
+            self
         }
     }
 
     /// The kind of resource that names the brokers a workload of this protocol reaches.
     pub fn broker_kind(self) -> Kind {
         match self {
-            Protocol::Kafka => Kind::KafkaCluster,
+            Protocol::Kafka | Protocol::MqttGateway | Protocol::HttpGateway => Kind::KafkaCluster,
             Protocol::Mqtt => Kind::MqttBroker,
             Protocol::Amqp => Kind::AmqpBroker,
         }
@@ -40,7 +61,7 @@ impl Protocol {
     /// The `Workload` field that names that resource.
     pub fn broker_field(self) -> &'static str {
         match self {
-            Protocol::Kafka => "cluster",
+            Protocol::Kafka | Protocol::MqttGateway | Protocol::HttpGateway => "cluster",
             Protocol::Mqtt | Protocol::Amqp => "broker",
         }
     }
@@ -48,7 +69,9 @@ impl Protocol {
     /// The policy words of this protocol's sidecar, and what it checks beyond them.
     pub fn vocabulary(self) -> (&'static Vocabulary, PolicyCheck) {
         match self {
-            Protocol::Kafka => (&weir_kafka_proxy::vocabulary::KAFKA, |_, _| Ok(())),
+            Protocol::Kafka | Protocol::MqttGateway | Protocol::HttpGateway => {
+                (&weir_kafka_proxy::vocabulary::KAFKA, |_, _| Ok(()))
+            }
             Protocol::Mqtt => (&weir_mqtt_proxy::authz::MQTT, weir_mqtt_proxy::authz::check_policy),
             Protocol::Amqp => (&weir_amqp_proxy::authz::AMQP, weir_amqp_proxy::authz::check_policy),
         }
@@ -60,6 +83,8 @@ impl Protocol {
             Protocol::Kafka => weir_kafka_proxy::SidecarConfig::from_json(config, origin).map(drop),
             Protocol::Mqtt => weir_mqtt_proxy::MqttConfig::from_json(config, origin).map(drop),
             Protocol::Amqp => weir_amqp_proxy::AmqpConfig::from_json(config, origin).map(drop),
+            Protocol::MqttGateway => weir_mqtt_gateway::MqttGatewayConfig::from_json(config, origin).map(drop),
+            Protocol::HttpGateway => weir_http_gateway::HttpGatewayConfig::from_json(config, origin).map(drop),
         }
     }
 
@@ -73,8 +98,9 @@ impl Protocol {
     pub fn split(mut config: serde_json::Value) -> Result<(Protocol, serde_json::Value), String> {
         let protocol = match config.as_object_mut().and_then(|c| c.remove("protocol")) {
             None => Protocol::Kafka,
-            Some(value) => serde_json::from_value(value.clone())
-                .map_err(|_| format!("unknown protocol {value}; expected kafka, mqtt or amqp"))?,
+            Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+                format!("unknown protocol {value}; expected kafka, mqtt, amqp, mqtt-gateway or http-gateway")
+            })?,
         };
         Ok((protocol, config))
     }

@@ -4,7 +4,8 @@
 //! sidecar reads it with the same types as a local file, so the two cannot drift apart.
 //!
 //! An MQTT or AMQP workload's config carries `protocol` (which the sidecar takes out before
-//! reading the rest); a Kafka workload's has none.
+//! reading the rest); a Kafka workload's has none. A gateway's (`mqtt-gateway`, `http-gateway`)
+//! gets its KafkaCluster's brokers as `kafka.bootstrap` and the mesh's Kafka policies.
 
 use serde_json::{Map, Value};
 
@@ -34,6 +35,10 @@ impl MeshState {
         let keys: &[&str] = match protocol {
             Protocol::Kafka => &["bootstrap", "upstream"],
             Protocol::Mqtt | Protocol::Amqp => &["upstream", "upstream_tls", "broker_credentials"],
+            Protocol::MqttGateway | Protocol::HttpGateway => {
+                gateway_kafka(broker, resource, &mut config)?;
+                &[]
+            }
         };
         for key in keys {
             if let Some(value) = broker.spec.get(*key) {
@@ -73,6 +78,42 @@ impl MeshState {
     }
 }
 
+/// A gateway's `kafka.bootstrap`: its KafkaCluster's brokers. The gateway's Kafka client speaks
+/// neither TLS nor SASL of its own (it reaches such a cluster through a Weir sidecar, whose
+/// listener a KafkaCluster can name) and resolves names itself: a cluster that asks for any
+/// of these is refused rather than reached without them.
+fn gateway_kafka(cluster: &Resource, workload: &Resource, config: &mut Map<String, Value>) -> Result<(), MeshError> {
+    let upstream = cluster.spec.get("upstream");
+    for key in ["tls", "sasl", "sasl_by_principal", "resolve"] {
+        let set = upstream.and_then(|u| u.get(key)).is_some_and(|v| {
+            !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty()) || v.as_object().is_some_and(|o| o.is_empty()))
+        });
+        if set {
+            return Err(MeshError::Reference {
+                resource: workload.id(),
+                message: format!(
+                    "{} asks for `upstream.{key}`, which a gateway's Kafka client does not do: name a KafkaCluster \
+                     whose bootstrap is plaintext (a Weir sidecar's listener, for TLS and SASL)",
+                    cluster.id()
+                ),
+            });
+        }
+    }
+    let bootstrap: Vec<&str> = cluster
+        .spec
+        .get("bootstrap")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let kafka = config.entry("kafka").or_insert_with(|| Value::Object(Map::new()));
+    if let Some(kafka) = kafka.as_object_mut() {
+        kafka.insert("bootstrap".into(), bootstrap.join(",").into());
+    }
+    Ok(())
+}
+
 /// The peer authentication's sections in the workload's sidecar config. Kafka takes `tls`,
 /// `sasl` and `fixed_principal` as they are. MQTT and AMQP clients log in with a username and
 /// password, checked against `sasl.credentials` (the same users as Kafka's PLAIN and SCRAM);
@@ -98,6 +139,14 @@ fn peer_authentication(
         resource: workload.id(),
         message: format!("{} selects this {protocol} workload, but {why}", peer.id()),
     };
+    if protocol == Protocol::HttpGateway {
+        // HTTP callers bring bearer tokens, checked as SASL/OAUTHBEARER's are.
+        let tokens = sasl.get("oauthbearer").filter(|t| !t.is_null()).ok_or_else(|| {
+            refused("its `sasl` has no `oauthbearer`, and HTTP callers prove who they are with bearer tokens")
+        })?;
+        config.insert("bearer".into(), tokens.clone());
+        return Ok(());
+    }
     let credentials = sasl.get("credentials").filter(|c| !c.is_null()).ok_or_else(|| {
         refused("its `sasl` has no `credentials` file, which is what logins with a username and password are checked against")
     })?;
@@ -275,5 +324,50 @@ mod tests {
         let limits = "topic_creation: [{name: small, max_partitions: 12}]";
         let at = "/topic_creation/0/max_partitions";
         renders_and_refuses(limits, at, 12.into(), ("12", "0"), "topic_creation[0].max_partitions");
+    }
+    const GATEWAYS: &str = "apiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: devices}\nspec: {protocol: mqtt-gateway, cluster: main, listen: '127.0.0.1:11885', mappings: [{mqtt: 'sensors/+', kafka: sensors, key: '{1}'}]}\n---\napiVersion: weir/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec: {protocol: http-gateway, cluster: main, listen: '127.0.0.1:18090', kafka: {delivery_timeout_ms: 5000}}\n---\napiVersion: weir/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: web-tokens}\nspec: {selector: {workloads: [web]}, sasl: {oauthbearer: {jwks: /etc/weir/jwks.json, issuer: 'https://idp', audience: kafka}}}\n";
+
+    #[test]
+    fn a_gateway_gets_its_clusters_brokers_its_callers_and_the_kafka_rules_that_select_it() {
+        let text = format!("{MESH}---\n{GATEWAYS}");
+        let (state, _) = MeshState::default().apply(&parse_documents(&text, "t").unwrap()).unwrap();
+        let devices = state.sidecar_config("devices").unwrap();
+        assert_eq!(devices["protocol"], "mqtt-gateway");
+        assert_eq!(devices["kafka"], serde_json::json!({"bootstrap": "b:9092"}));
+        assert!(devices.get("upstream").is_none() && devices.get("bootstrap").is_none(), "{devices}");
+        // The mesh-wide Kafka policy `a` selects it; MQTT policies would not.
+        assert_eq!(devices["authorization"]["rules"].as_array().unwrap().len(), 1, "{devices}");
+        let web = state.sidecar_config("web").unwrap();
+        assert_eq!(web["kafka"], serde_json::json!({"bootstrap": "b:9092", "delivery_timeout_ms": 5000}));
+        assert_eq!(web["bearer"]["issuer"], "https://idp");
+
+        let refused = |find: &str, replace: &str| {
+            let changed = text.replace(find, replace);
+            assert_ne!(changed, text, "{find}");
+            match parse_documents(&changed, "t") {
+                Ok(resources) => state.apply(&resources).unwrap_err().to_string(),
+                Err(err) => err.to_string(),
+            }
+        };
+        let err = refused("kafka: {delivery_timeout_ms: 5000}", "kafka: {bootstrap: 'x:1'}");
+        assert!(err.contains("spec.kafka.bootstrap") && err.contains("comes from the KafkaCluster"), "{err}");
+        let err = refused("protocol: mqtt-gateway, cluster: main", "protocol: mqtt-gateway, broker: main");
+        assert!(err.contains("spec.broker") && err.contains("names the KafkaCluster it reaches in `cluster`"), "{err}");
+        let err = refused("upstream: {connect_timeout_ms: 500}", "upstream: {tls: {ca: /ca.pem}}");
+        assert!(
+            err.contains("Workload/devices")
+                && err.contains("`upstream.tls`, which a gateway's Kafka client does not do"),
+            "{err}"
+        );
+        let err = refused("mappings: [{mqtt: 'sensors/+', kafka: sensors, key: '{1}'}]", "mappings: []");
+        assert!(err.contains("Workload/devices"), "{err}");
+        let err = refused(
+            "sasl: {oauthbearer: {jwks: /etc/weir/jwks.json, issuer: 'https://idp', audience: kafka}}",
+            "sasl: {credentials: /u.yaml}",
+        );
+        assert!(err.contains("has no `oauthbearer`"), "{err}");
+        let policy = "apiVersion: weir/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: g}\nspec: {protocol: http-gateway, rules: []}\n";
+        let err = parse_documents(policy, "t").unwrap_err().to_string();
+        assert!(err.contains("judged by the Kafka policies"), "{err}");
     }
 }

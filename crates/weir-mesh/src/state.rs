@@ -109,7 +109,7 @@ impl MeshState {
     pub fn policies_for<'a>(&'a self, workload: &'a Resource) -> impl Iterator<Item = &'a Resource> + 'a {
         let protocol = Protocol::of(&workload.spec);
         self.list(Kind::AuthorizationPolicy).filter(move |p| {
-            Protocol::of(&p.spec) == protocol
+            Protocol::of(&p.spec) == protocol.policy_protocol()
                 && selector_of(p).selects(&workload.metadata.name, &workload.metadata.labels)
         })
     }
@@ -126,7 +126,7 @@ impl MeshState {
         let selector = selector_of(policy);
         let protocol = (policy.kind == Kind::AuthorizationPolicy.name()).then(|| Protocol::of(&policy.spec));
         self.list(Kind::Workload).filter(move |w| {
-            protocol.is_none_or(|p| Protocol::of(&w.spec) == p)
+            protocol.is_none_or(|p| Protocol::of(&w.spec).policy_protocol() == p)
                 && selector.selects(&w.metadata.name, &w.metadata.labels)
         })
     }

@@ -210,6 +210,25 @@ impl MqttGatewayConfig {
         Ok(config)
     }
 
+    /// The config as the control plane renders it (JSON in the file's schema).
+    pub fn from_json(value: serde_json::Value, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = weir_core::config::from_json(value, origin)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Where the rules its clients are judged by come from: its TLS, credentials, fixed
+    /// principal and Kafka policy.
+    pub fn rule_sources(&self, origin: &Path) -> weir_core::rules::RuleSources {
+        weir_gateway::authz::rule_sources(
+            self.tls.clone(),
+            self.credentials.clone(),
+            self.fixed_principal.clone(),
+            self.authorization.clone(),
+            origin,
+        )
+    }
+
     /// The mapping rules, compiled; `origin` names the file in errors.
     pub fn mappings(&self, origin: &Path) -> Result<Mappings, ConfigError> {
         Mappings::new(&self.mappings, origin)

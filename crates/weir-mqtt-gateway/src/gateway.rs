@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use weir_core::config::ConfigError;
 use weir_core::front::{Front, FrontConfig, FrontError};
-use weir_gateway::authz::rule_sources;
 use weir_gateway::store::KeyedStore;
 use weir_gateway::{KafkaProducer, Tail};
 use weir_mqtt_proxy::metrics::MqttMetrics;
@@ -43,13 +42,7 @@ impl MqttGateway {
     pub async fn bind(config: MqttGatewayConfig, origin: &Path) -> Result<Self, MqttGatewayError> {
         config.validate(origin)?;
         let mappings = Arc::new(config.mappings(origin)?);
-        let rules = rule_sources(
-            config.tls.clone(),
-            config.credentials.clone(),
-            config.fixed_principal.clone(),
-            config.authorization.clone(),
-            origin,
-        );
+        let rules = config.rule_sources(origin);
         let mut front = Front::bind(FrontConfig {
             name: LISTENER,
             listen: config.listen,
@@ -99,6 +92,11 @@ impl MqttGateway {
     /// What has flowed through it, for the mesh's topology.
     pub fn flows(&self) -> weir_core::control::FlowSource {
         self.shared.metrics.flows()
+    }
+
+    /// The rules in force: replaced when the control plane sends new ones.
+    pub fn rule_keeper(&self) -> Arc<weir_core::rules::RuleKeeper> {
+        self.front.rule_keeper.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {

@@ -25,9 +25,10 @@ use crate::ProxyArgs;
 /// How long a start waits for the control plane before using the last applied configuration.
 const WAIT_FOR_CONTROL: Duration = Duration::from_secs(5);
 
-/// What a snapshot changes in a running MQTT or AMQP sidecar: how clients prove who they are
-/// (TLS), who may log in and what they may do, and TLS towards the broker (for new
-/// connections). The rest (where it listens, the broker, limits, audit) waits for a restart.
+/// What a snapshot changes in a running MQTT or AMQP sidecar or gateway: how clients prove who
+/// they are (TLS), who may log in and what they may do, and TLS towards the broker (for new
+/// connections). The rest (where it listens, the broker, limits, audit, a gateway's mappings
+/// and bearer token keys) waits for a restart.
 const BROKER_LIVE: [&str; 5] = ["tls", "upstream_tls", "credentials", "fixed_principal", "authorization"];
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
@@ -57,7 +58,13 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let (protocol, config) = read_snapshot(first.version, &first.config_json, asked).map_err(anyhow::Error::msg)?;
     match protocol {
         Protocol::Kafka => run_kafka(args, settings, identity, first),
-        broker => run_broker(broker, args.workers.unwrap_or(1), settings, identity, first.version, config),
+        // A gateway's runtime serves its Kafka client's callbacks beside its own clients.
+        gateway @ (Protocol::MqttGateway | Protocol::HttpGateway) => {
+            run_broker(gateway, args.workers.unwrap_or(2), settings, identity, first.version, config)
+        }
+        broker @ (Protocol::Mqtt | Protocol::Amqp) => {
+            run_broker(broker, args.workers.unwrap_or(1), settings, identity, first.version, config)
+        }
     }
 }
 
@@ -108,8 +115,9 @@ fn run_kafka(
 /// A sidecar serving until stopped.
 type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// An MQTT or AMQP sidecar: started from the first config; each later snapshot puts its TLS,
-/// credentials, fixed principal and policy in force (the policy for open connections too).
+/// An MQTT or AMQP sidecar, or a gateway: started from the first config; each later snapshot
+/// puts its TLS, credentials, fixed principal and policy in force (the policy for open
+/// connections too).
 fn run_broker(
     protocol: Protocol,
     workers: usize,
@@ -132,13 +140,26 @@ fn run_broker(
                 let sidecar = weir_mqtt_proxy::MqttSidecar::bind(config, &origin).await?;
                 (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
             }
-            _ => {
+            Protocol::Amqp => {
                 let mut config = weir_amqp_proxy::AmqpConfig::from_json(started_with.clone(), &origin)?;
                 with_workload_certificate(config.upstream_tls.as_mut(), &certificate);
                 settings.proxy_address = config.listen.to_string();
                 let sidecar = weir_amqp_proxy::AmqpSidecar::bind(config, &origin).await?;
                 (sidecar.rule_keeper(), sidecar.flows(), Box::pin(sidecar.run(stop.clone())))
             }
+            Protocol::MqttGateway => {
+                let config = weir_mqtt_gateway::MqttGatewayConfig::from_json(started_with.clone(), &origin)?;
+                settings.proxy_address = config.listen.to_string();
+                let gateway = weir_mqtt_gateway::MqttGateway::bind(config, &origin).await?;
+                (gateway.rule_keeper(), gateway.flows(), Box::pin(gateway.run(stop.clone())))
+            }
+            Protocol::HttpGateway => {
+                let config = weir_http_gateway::HttpGatewayConfig::from_json(started_with.clone(), &origin)?;
+                settings.proxy_address = config.listen.to_string();
+                let gateway = weir_http_gateway::HttpGateway::bind(config, &origin).await?;
+                (gateway.rule_keeper(), gateway.flows(), Box::pin(gateway.run(stop.clone())))
+            }
+            Protocol::Kafka => anyhow::bail!("a Kafka workload is served by run_kafka"),
         };
         let (updates, received) = mpsc::channel(1);
         tokio::spawn(apply_broker_snapshots(protocol, rules, started_with, certificate, received));
@@ -212,12 +233,19 @@ fn broker_rules(
             with_workload_certificate(parsed.upstream_tls.as_mut(), certificate);
             weir_mqtt_proxy::sidecar::rule_sources(&parsed, &origin)
         }
-        _ => {
+        Protocol::Amqp => {
             let mut parsed =
                 weir_amqp_proxy::AmqpConfig::from_json(config.clone(), &origin).map_err(|e| e.to_string())?;
             with_workload_certificate(parsed.upstream_tls.as_mut(), certificate);
             weir_amqp_proxy::sidecar::rule_sources(&parsed, &origin)
         }
+        Protocol::MqttGateway => weir_mqtt_gateway::MqttGatewayConfig::from_json(config.clone(), &origin)
+            .map_err(|e| e.to_string())?
+            .rule_sources(&origin),
+        Protocol::HttpGateway => weir_http_gateway::HttpGatewayConfig::from_json(config.clone(), &origin)
+            .map_err(|e| e.to_string())?
+            .rule_sources(&origin),
+        Protocol::Kafka => return Err("a Kafka workload's snapshots are applied by weir-kafka-proxy".into()),
     };
     Ok((sources, config))
 }

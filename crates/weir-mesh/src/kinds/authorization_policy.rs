@@ -24,6 +24,16 @@ pub struct AuthorizationPolicySpec {
 
 pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
     let spec: AuthorizationPolicySpec = super::spec(resource)?;
+    if spec.protocol.is_gateway() {
+        return Err(MeshError::invalid(
+            resource.id(),
+            "spec.protocol",
+            format!(
+                "{} workloads are judged by the Kafka policies (`protocol: kafka`) on the topics they reach",
+                spec.protocol
+            ),
+        ));
+    }
     let (words, check) = spec.protocol.vocabulary();
     let origin = super::origin(resource);
     let policy =

@@ -5,7 +5,9 @@
 //! A Kafka workload's fields are [`WorkloadSpec`]. An MQTT or AMQP workload's are those of its
 //! sidecar's config file (`listen`, `admin`, `audit`, `limits`, `log`), checked by reading them
 //! with that file's own type; what comes from other resources (the broker, the peer
-//! authentication, the policies) is refused here with where it belongs.
+//! authentication, the policies) is refused here with where it belongs. A gateway workload
+//! (`mqtt-gateway`, `http-gateway`) likewise has its gateway file's fields and names a
+//! `cluster`.
 
 use std::net::SocketAddr;
 
@@ -145,7 +147,8 @@ pub(crate) fn check(resource: &Resource) -> Result<(), MeshError> {
                 return Err(MeshError::invalid(resource.id(), "spec.workers", "expected 1 to 256"));
             }
         }
-        protocol => check_broker_workload(resource, protocol)?,
+        Protocol::Mqtt | Protocol::Amqp => check_broker_workload(resource, fields.protocol)?,
+        Protocol::MqttGateway | Protocol::HttpGateway => check_gateway_workload(resource, fields.protocol)?,
     }
     let field = format!("spec.{}", fields.protocol.broker_field());
     check_name(&broker_of(resource).1).map_err(|m| MeshError::invalid(resource.id(), &field, m))?;
@@ -198,6 +201,53 @@ fn check_broker_workload(resource: &Resource, protocol: Protocol) -> Result<(), 
     }
     // The real broker comes at render time; any address reads the same.
     settings.insert("upstream".into(), "broker.invalid:1".into());
+    protocol
+        .check_config(serde_json::Value::Object(settings), &super::origin(resource))
+        .map_err(|err| super::from_config_error(resource, "", err))
+}
+
+/// Settings of a gateway's file that come from other resources.
+const GATEWAY_FROM_ELSEWHERE: [(&str, &str); 6] = [
+    ("broker", "is an MQTT or AMQP sidecar's; a gateway names the KafkaCluster it reaches in `cluster`"),
+    ("tls", "comes from a PeerAuthentication"),
+    ("credentials", "comes from a PeerAuthentication (its `sasl.credentials`)"),
+    ("bearer", "comes from a PeerAuthentication (its `sasl.oauthbearer`)"),
+    ("fixed_principal", "comes from a PeerAuthentication"),
+    ("authorization", "comes from the Kafka AuthorizationPolicy resources that select the workload"),
+];
+
+/// A gateway workload: its settings read with the gateway's own config type, the brokers
+/// coming from its KafkaCluster.
+fn check_gateway_workload(resource: &Resource, protocol: Protocol) -> Result<(), MeshError> {
+    let spec = resource.spec.as_object().cloned().unwrap_or_default();
+    for (key, why) in GATEWAY_FROM_ELSEWHERE {
+        if spec.contains_key(key) {
+            return Err(MeshError::invalid(resource.id(), format!("spec.{key}"), format!("`{key}` {why}")));
+        }
+    }
+    if spec.get("kafka").and_then(|k| k.get("bootstrap")).is_some() {
+        return Err(MeshError::invalid(
+            resource.id(),
+            "spec.kafka.bootstrap",
+            "`kafka.bootstrap` comes from the KafkaCluster the workload names in `cluster`",
+        ));
+    }
+    if !spec.contains_key("cluster") {
+        return Err(MeshError::invalid(
+            resource.id(),
+            "spec.cluster",
+            "a gateway names the KafkaCluster it reaches in `cluster`",
+        ));
+    }
+    let mut settings = spec;
+    for key in MESH_ONLY {
+        settings.remove(key);
+    }
+    // The real brokers come at render time; any address reads the same.
+    let kafka = settings.entry("kafka").or_insert_with(|| serde_json::json!({}));
+    if let Some(kafka) = kafka.as_object_mut() {
+        kafka.insert("bootstrap".into(), "broker.invalid:9092".into());
+    }
     protocol
         .check_config(serde_json::Value::Object(settings), &super::origin(resource))
         .map_err(|err| super::from_config_error(resource, "", err))
