@@ -18,7 +18,8 @@
 #               gateway a PUBACK waits for Kafka's acks=all.
 #   tp_q0/q1    publisher and subscriber on one topic (the subscriber's receipts count), at
 #               most 1,000 ahead: messages/s end to end (through Kafka and back, at the gateway).
-#   lat_q1      end-to-end latency at a fixed rate, QoS 1, open loop: p50/p99 ms.
+#   lat_q0/q1   end-to-end latency at a fixed rate, QoS 0 and QoS 1, open loop: p50/p99 ms
+#               (and, at QoS 0, messages lost).
 #   fanout      SUBS subscribers (a connection each) of one topic, one publisher at a fixed rate,
 #               QoS 0: p50/p99 ms of every delivery, and deliveries/s.
 #   hop CPU     the gateway's (or Mosquitto's) utime+stime per message of the throughput runs.
@@ -165,6 +166,7 @@ for round in $(seq 1 "$ROUNDS"); do
     run "$round" "$path" pub_q1 mqtt-pub -addr "$addr" -qos 1 -count "$COUNT" -size "$SIZE"
     run "$round" "$path" tp_q0 mqtt-tp -addr "$addr" -qos 0 -count "$COUNT" -size "$SIZE"
     run "$round" "$path" tp_q1 mqtt-tp -addr "$addr" -qos 1 -count "$COUNT" -size "$SIZE"
+    run "$round" "$path" lat_q0 mqtt-lat -addr "$addr" -qos 0 -rate "$LAT_RATE" -seconds "$SECONDS_" -warmup "$WARMUP" -size "$SIZE"
     run "$round" "$path" lat_q1 mqtt-lat -addr "$addr" -qos 1 -rate "$LAT_RATE" -seconds "$SECONDS_" -warmup "$WARMUP" -size "$SIZE"
     run "$round" "$path" fanout mqtt-fanout -addr "$addr" -subs "$SUBS" -qos 0 -rate "$FAN_RATE" -seconds "$SECONDS_" -warmup "$WARMUP" -size "$SIZE"
   done
@@ -184,7 +186,9 @@ print(f"MQTT gateway vs Mosquitto: commit {commit}, {rounds} rounds (medians), {
       f"Kafka brokers: {brokers}, fan-out {subs} subscribers at {fan_rate}/s, latency at {lat_rate}/s")
 print(f"{'workload':<34}{'mosquitto':>12}{'gateway':>12}{'gateway/mosq':>14}")
 rows = [("publish QoS 1, acked msg/s", "pub_q1.rate"), ("end to end QoS 0, msg/s", "tp_q0.rate"),
-        ("end to end QoS 1, msg/s", "tp_q1.rate"), ("latency QoS 1 p50 ms", "lat_q1.p50_ms"),
+        ("end to end QoS 1, msg/s", "tp_q1.rate"), ("latency QoS 0 p50 ms", "lat_q0.p50_ms"),
+        ("latency QoS 0 p99 ms", "lat_q0.p99_ms"), ("latency QoS 0 lost", "lat_q0.lost"),
+        ("latency QoS 1 p50 ms", "lat_q1.p50_ms"),
         ("latency QoS 1 p99 ms", "lat_q1.p99_ms"), ("fan-out p50 ms", "fanout.p50_ms"),
         ("fan-out p99 ms", "fanout.p99_ms"), ("fan-out deliveries/s", "fanout.deliveries_per_s"),
         ("fan-out lost", "fanout.lost"),

@@ -50,3 +50,15 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 
 /// The content type of the gateway's own JSON answers.
 pub const JSON: &str = "application/vnd.kafka.v2+json";
+
+/// A JSON body as `T` (`what` names it in errors); what is wrong says where
+/// (`records[1]: unknown field \`colour\``), as 422.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|error| {
+        let at = error.path().to_string();
+        let inner = error.into_inner();
+        let message = if at == "." { format!("the body is not {what}: {inner}") } else { format!("{at}: {inner}") };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    })
+}

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use weir_core::control::FlowDirection;
 use weir_gateway::group::{GroupMember, MemberError, MemberSettings, Position, Seek};
 
-use crate::api::{full, json, ApiError, Body};
+use crate::api::{full, json, parse, ApiError, Body};
 use crate::identity::Caller;
 use crate::records::{Format, RecordOut};
 use crate::server::{authorize, read_body, Asked, Shared};
@@ -179,17 +179,6 @@ struct PartitionsRequest {
 struct PartitionIn {
     topic: String,
     partition: i32,
-}
-
-/// A JSON body as `T`; what is wrong says where.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut json).map_err(|error| {
-        let at = error.path().to_string();
-        let inner = error.into_inner();
-        let message = if at == "." { format!("the body is not {what}: {inner}") } else { format!("{at}: {inner}") };
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    })
 }
 
 fn no_content() -> Response<Body> {

@@ -71,16 +71,7 @@ fn unprocessable(message: String) -> ApiError {
 
 /// Reads a produce request's body; what is wrong says where (`records[2].value: ...`).
 pub fn parse(body: &[u8], format: Format, max_records: usize) -> Result<Vec<Prepared>, ApiError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let request: ProduceRequest = serde_path_to_error::deserialize(&mut json).map_err(|error| {
-        let at = error.path().to_string();
-        let inner = error.into_inner();
-        if at == "." {
-            unprocessable(format!("the body is not a produce request: {inner}"))
-        } else {
-            unprocessable(format!("{at}: {inner}"))
-        }
-    })?;
+    let request: ProduceRequest = crate::api::parse(body, "a produce request")?;
     if request.records.is_empty() {
         return Err(unprocessable("records: no record".into()));
     }

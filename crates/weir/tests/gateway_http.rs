@@ -1,7 +1,9 @@
 //! The HTTP gateway (`weir gateway http`) in front of the real Kafka test cluster, driven by
 //! curl: records POSTed in the Strimzi bridge's format are in Kafka (read back with librdkafka
-//! and the Java client) as the principal of a bearer JWT allows; every bad request gets a
-//! status and a message that says what was wrong, and only its own connection suffers.
+//! and the Java client) as the principal of a bearer JWT or a client certificate allows; topics
+//! read back through consumer-group instances and as Server-Sent Events (curl, and headless
+//! chromium's EventSource); every bad request gets a status and a message that says what was
+//! wrong, and only its own connection suffers.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::broker_sidecar::BrokerSidecar;
 use common::idp::{IdentityProvider, AUDIENCE, ISSUER};
+use common::pki::{server_sans, Pki};
 use common::{direct_bootstrap, rd, unique};
 
 struct Gateway {
@@ -440,7 +443,9 @@ fn serve_page(page: Arc<Mutex<String>>) -> (String, Arc<(Mutex<PageReport>, Cond
                 let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                 let (lock, changed) = &*state;
                 let (content_type, answer) = if let Some(n) = path.strip_prefix("/progress?n=") {
-                    lock.lock().unwrap().received = n.parse().unwrap();
+                    // The page's fetches may arrive out of order: the most it reported counts.
+                    let mut report = lock.lock().unwrap();
+                    report.received = report.received.max(n.parse().unwrap());
                     changed.notify_all();
                     ("text/plain", String::new())
                 } else if path == "/report" {
@@ -664,5 +669,57 @@ fn consumer_instances_poll_commit_and_seek_for_their_principal_alone() {
         404,
         "no consumer instance idle",
     );
+    gw.process.assert_quiet();
+}
+
+#[test]
+fn a_client_certificate_names_the_caller_over_https_and_a_bearer_token_overrides_it() {
+    let pki = Pki::new("http-gateway");
+    pki.issue("server", server_sans(), false);
+    let billing = "spiffe://weir.test/ns/shop/sa/billing";
+    pki.issue("billing", vec![rcgen::SanType::URI(billing.try_into().unwrap())], false);
+    let tls = format!(
+        "tls: {{cert: {}, key: {}, client_ca: {}, require_client_cert: false}}\n",
+        pki.path("server.crt").display(),
+        pki.path("server.key").display(),
+        pki.path("ca.pem").display()
+    );
+    let gw = Gateway::start_with(
+        "gwmtls",
+        |root| {
+            format!("- {{effect: allow, principals: ['{billing}'], resources: ['topic:{root}.orders'], operations: [write]}}\n")
+        },
+        &tls,
+    );
+    let orders = format!("{}.orders", gw.root);
+    let url = |topic: &str| format!("https://localhost:{}/topics/{topic}", gw.process.addr.port());
+    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("billing.crt"), pki.path("billing.key"));
+    let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
+    let post = |topic: &str, with_cert: bool, token: Option<&str>| {
+        let url = url(topic);
+        let mut args = vec!["--cacert", ca, "-X", "POST", &url, "-H", "Content-Type: application/json"];
+        args.extend(["--data", r#"{"records": [{"value": "paid"}]}"#]);
+        if with_cert {
+            args.extend(["--cert", cert, "--key", key]);
+        }
+        let bearer = token.map(|t| format!("Authorization: Bearer {t}"));
+        if let Some(bearer) = &bearer {
+            args.extend(["-H", bearer]);
+        }
+        gw.curl(&args)
+    };
+    let (status, answer) = post(&orders, true, None);
+    assert_eq!(status, 200, "{answer}");
+    let records = rd::consume(&direct_bootstrap(), &orders, &unique("check"), 1, &[]);
+    assert_eq!(records[0].value, "\"paid\"");
+    let (status, answer) = post(&orders, false, None);
+    assert!(status == 401 && answer.contains("no credentials"), "{status} {answer}");
+    let (status, answer) = post(&format!("{}.audit", gw.root), true, None);
+    assert!(status == 403 && answer.contains(&format!("{billing} may not write topic")), "{status} {answer}");
+    // A token on a certified connection: the token's principal acts (a service forwarding its
+    // user's identity), here one the policy lets write nothing of billing's.
+    let token = gw.idp.token("svc-audit", AUDIENCE, 300);
+    let (status, answer) = post(&orders, true, Some(&token));
+    assert!(status == 403 && answer.contains("svc-audit may not write topic"), "{status} {answer}");
     gw.process.assert_quiet();
 }
