@@ -110,6 +110,9 @@ BROKERS=$("$KAFKA" status 2>/dev/null | sed -n 's/.*brokers=\([0-9]*\).*/\1/p' |
 TOPIC=weir-bench.http
 "$KAFKA" run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 \
   --create --if-not-exists --topic $TOPIC --partitions 3 >/dev/null
+# acks=all waits for every in-sync replica: the replication factor is part of the result.
+RF=$("$KAFKA" run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --describe --topic $TOPIC \
+  2>/dev/null | sed -n 's/.*ReplicationFactor: \([0-9]*\).*/\1/p' | head -1)
 
 CP=$("$KAFKA" classpath)
 JAVA=${WEIR_KAFKA_JAVA:-${JAVA_HOME:+$JAVA_HOME/bin/}java}
@@ -194,7 +197,7 @@ done
 RSS_KB=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$GW_PID/status")
 grep -q '"level":"\(WARN\|ERROR\)"' "$RUN_DIR/gateway.log" && log "the gateway logged warnings: see $RUN_DIR/gateway.log"
 
-python3 - "$DATA" "$COMMIT" "$ROUNDS" "$SECONDS_" "$SIZE" "$RATE" "$STREAMS" "$BROKERS" "$RSS_KB" <<'PY' | tee "$RESULTS/gateway-http-latest.txt"
+python3 - "$DATA" "$COMMIT" "$ROUNDS" "$SECONDS_" "$SIZE" "$RATE" "$STREAMS" "$BROKERS/RF $RF" "$RSS_KB" <<'PY' | tee "$RESULTS/gateway-http-latest.txt"
 import collections, statistics, sys
 data, commit, rounds, seconds, size, rate, streams, brokers, rss = sys.argv[1:]
 values = collections.defaultdict(list)
@@ -204,7 +207,7 @@ for line in open(data):
         values[key].append(float(value))
 med = lambda key: statistics.median(values[key]) if values[key] else float("nan")
 print(f"HTTP gateway vs the Java client: commit {commit}, {rounds} rounds (medians) of {seconds} s, "
-      f"{size} B values, acks=all, Kafka brokers: {brokers}")
+      f"{size} B values, acks=all, Kafka brokers: {brokers} (replication factor)")
 print(f"{'workload':<44}{'java':>12}{'gateway':>12}{'gateway/java':>14}")
 def row(label, java, gateway):
     j, g = (med(java) if java else float("nan")), med(gateway)

@@ -107,6 +107,9 @@ fi
 BROKERS=$("$ROOT/scripts/kafka.sh" status 2>/dev/null | sed -n 's/.*brokers=\([0-9]*\).*/\1/p' | tail -1)
 "$ROOT/scripts/kafka.sh" run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 \
   --create --if-not-exists --topic weir-bench.gateway --partitions 3 >/dev/null
+# acks=all waits for every in-sync replica: the replication factor is part of the result.
+RF=$("$ROOT/scripts/kafka.sh" run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --describe \
+  --topic weir-bench.gateway 2>/dev/null | sed -n 's/.*ReplicationFactor: \([0-9]*\).*/\1/p' | head -1)
 
 export WEIR_MOSQUITTO_PORT=$BASE WEIR_MOSQUITTO_LOG_TYPES="error warning" \
   WEIR_MOSQUITTO_AUTOSAVE_INTERVAL=0 WEIR_MOSQUITTO_EXTRA_CONF="max_queued_messages 100000"
@@ -174,7 +177,7 @@ done
 RSS_KB=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$GW_PID/status")
 grep -q '"level":"\(WARN\|ERROR\)"' "$RUN_DIR/gateway.log" && log "the gateway logged warnings: see $RUN_DIR/gateway.log"
 
-python3 - "$DATA" "$COMMIT" "$ROUNDS" "$COUNT" "$SIZE" "$SUBS" "$FAN_RATE" "$LAT_RATE" "$BROKERS" "$RSS_KB" <<'PY' | tee "$RESULTS/gateway-latest.txt"
+python3 - "$DATA" "$COMMIT" "$ROUNDS" "$COUNT" "$SIZE" "$SUBS" "$FAN_RATE" "$LAT_RATE" "$BROKERS/RF $RF" "$RSS_KB" <<'PY' | tee "$RESULTS/gateway-latest.txt"
 import collections, statistics, sys
 data, commit, rounds, count, size, subs, fan_rate, lat_rate, brokers, rss = sys.argv[1:]
 values = collections.defaultdict(list)
@@ -183,7 +186,7 @@ for line in open(data):
     values[(path, key)].append(float(value))
 med = lambda path, key: statistics.median(values[(path, key)]) if values[(path, key)] else float("nan")
 print(f"MQTT gateway vs Mosquitto: commit {commit}, {rounds} rounds (medians), {count} x {size} B, "
-      f"Kafka brokers: {brokers}, fan-out {subs} subscribers at {fan_rate}/s, latency at {lat_rate}/s")
+      f"Kafka brokers: {brokers} (replication factor), fan-out {subs} subscribers at {fan_rate}/s, latency at {lat_rate}/s")
 print(f"{'workload':<34}{'mosquitto':>12}{'gateway':>12}{'gateway/mosq':>14}")
 rows = [("publish QoS 1, acked msg/s", "pub_q1.rate"), ("end to end QoS 0, msg/s", "tp_q0.rate"),
         ("end to end QoS 1, msg/s", "tp_q1.rate"), ("latency QoS 0 p50 ms", "lat_q0.p50_ms"),
