@@ -22,6 +22,9 @@ use weir_core::sasl::ScramMechanism;
 struct Gateway {
     process: BrokerSidecar,
     root: String,
+    /// Its config and directory, for a second instance of it.
+    config: String,
+    dir: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Gateway {
@@ -70,7 +73,15 @@ impl Gateway {
             users.display(),
             dir.join("policy.yaml").display()
         );
-        Gateway { process: BrokerSidecar::gateway("mqtt", dir, &config), root }
+        Gateway { process: BrokerSidecar::gateway("mqtt", dir.clone(), &config), root, config, dir }
+    }
+
+    /// Another instance of the same gateway (same mappings, users, policy and Kafka topics for
+    /// sessions and retained messages) on ports of its own.
+    fn second_instance(&self) -> BrokerSidecar {
+        let dir = self.dir.join("second");
+        std::fs::create_dir_all(&dir).unwrap();
+        BrokerSidecar::gateway("mqtt", dir, &self.config)
     }
 
     fn client(&self, user: &str, version: &str) -> Vec<String> {
@@ -346,6 +357,34 @@ fn persistent_sessions_resume_after_a_gateway_restart_with_nothing_lost() {
         assert_eq!(said.last().map(String::as_str), Some("received=40"));
     }
     gw.assert_quiet();
+}
+
+#[test]
+fn a_second_gateway_instance_resumes_a_session_the_first_one_kept() {
+    let gw = Gateway::start("gwsecond");
+    let second = gw.second_instance();
+    let (first_port, second_port) = (gw.addr.port().to_string(), second.addr.port().to_string());
+    let (filter, sensor) = (gw.topic("sensors/+/temp"), gw.topic("sensors/9/temp"));
+    // The dashboard subscribes through the first instance with a persistent session, and leaves.
+    let client_id = unique("dash");
+    assert_eq!(paho(&["subscribe", &first_port, "dash", "hsad", &client_id, "5", &filter, "1"]), ["granted=1"]);
+    // While it is away the sensor publishes 20 readings at QoS 1 through the first instance.
+    let readings: Vec<String> = (0..20).map(|i| format!("reading-{i}")).collect();
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(with(gw.client("sensor", "mqttv311"), &["-t", &sensor, "-q", "1", "-l"]))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publisher.stdin.take().unwrap().write_all((readings.join("\n") + "\n").as_bytes()).unwrap();
+    assert!(publisher.wait().unwrap().success());
+    // It comes back through the other instance (a load balancer's choice): the session, kept
+    // in Kafka, is there, with every reading in order.
+    let said = paho(&["drain", &second_port, "dash", "hsad", &client_id, "5", "20", "20"]);
+    let received: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix(&format!("message {sensor} "))).collect();
+    assert_eq!(received, readings.iter().map(String::as_str).collect::<Vec<_>>(), "{said:?}");
+    assert_eq!(said.last().map(String::as_str), Some("received=20"));
+    gw.assert_quiet();
+    second.assert_quiet();
 }
 
 #[test]
