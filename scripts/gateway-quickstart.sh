@@ -37,7 +37,7 @@ weir: MQTT gateway on 127.0.0.1:11885 and HTTP gateway on 127.0.0.1:18090 in fro
   curl -sN http://127.0.0.1:18090/topics/sensors.temp/events &
   mosquitto_pub -p 11885 -t sensors/7/temp -q 1 -m 21.5
   curl -s -X POST http://127.0.0.1:18090/topics/sensors.temp -H 'Content-Type: application/json' \
-    --data '{"records": [{"key": "8", "value": 19.0}]}'
+    --data '{"records": [{"key": 8, "value": 19.0}]}'
   scripts/kafka.sh run org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server 127.0.0.1:9092 \
     --topic sensors.temp --from-beginning --formatter-property print.key=true --formatter-property print.headers=true
 MSG
